@@ -1,0 +1,56 @@
+"""stoic: a control plane for autonomous work that stays honest when things go wrong.
+
+The public API::
+
+    import stoic
+
+    ws = stoic.Workspace.init(".stoic")          # or stoic.Workspace.open(".stoic")
+    ws.record("execution", "started", "Task build started.", run_id="r1", task_id="build")
+    for record in ws.records(run_id="r1"):
+        print(record.seq, record.decision_type, record.decision_outcome)
+    report = ws.audit()
+"""
+
+from __future__ import annotations
+
+from stoic.core.audit import AuditReport, Violation, ViolationCode
+from stoic.core.projection import WorkspaceStatus
+from stoic.core.records import Decision, Record
+from stoic.exceptions import (
+    ConfigError,
+    InvalidDecision,
+    LogCorrupt,
+    LogTornTail,
+    ProjectionMismatch,
+    StoicError,
+    UsageError,
+    WorkspaceError,
+    WorkspaceExists,
+    WorkspaceNotFound,
+    WorkspaceNotWritable,
+)
+from stoic.store.workspace import Workspace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditReport",
+    "ConfigError",
+    "Decision",
+    "InvalidDecision",
+    "LogCorrupt",
+    "LogTornTail",
+    "ProjectionMismatch",
+    "Record",
+    "StoicError",
+    "UsageError",
+    "Violation",
+    "ViolationCode",
+    "Workspace",
+    "WorkspaceError",
+    "WorkspaceExists",
+    "WorkspaceNotFound",
+    "WorkspaceNotWritable",
+    "WorkspaceStatus",
+    "__version__",
+]

@@ -1,0 +1,115 @@
+"""The `stoic` command line: global options, error handling, and the command groups.
+
+Commands are thin: open the workspace, call the library, render. Every `StoicError` becomes one
+line on stderr and its exit code; a traceback is shown only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stoic import __version__
+from stoic.exceptions import StoicError
+
+__all__ = ["CliState", "app", "main"]
+
+DEFAULT_WORKSPACE = Path(".stoic")
+
+app = typer.Typer(
+    name="stoic",
+    help="A control plane for autonomous work that stays honest when things go wrong.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CliState:
+    """What the global options decided, handed to every command."""
+
+    workspace: Path
+    workspace_given: bool
+    debug: bool
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"stoic {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            envvar="STOIC_WORKSPACE",
+            help="The workspace folder (default: ./.stoic).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A control plane for autonomous work that stays honest when things go wrong."""
+    del version
+    ctx.obj = CliState(
+        workspace=workspace if workspace is not None else DEFAULT_WORKSPACE,
+        workspace_given=workspace is not None,
+        debug=debug,
+    )
+
+
+def _register_commands() -> None:
+    from stoic.cli import log_commands
+
+    log_commands.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `stoic` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="stoic")
+    except SystemExit as exc:
+        # Typer exits on its own for --help, --version and usage errors (code 2).
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except StoicError as exc:
+        if debug:
+            raise
+        typer.echo(f"stoic: error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(
+            f"stoic: internal error: {type(exc).__name__}: {exc} (run with --debug for the"
+            " traceback)",
+            err=True,
+        )
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Workspace and decision-log commands: init, log, audit, status."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stoic.cli.app import CliState
+from stoic.core.audit import AuditReport
+from stoic.core.records import Record
+from stoic.core.vocabulary import DecisionType, closest, is_failure
+from stoic.exceptions import UsageError
+from stoic.store.workspace import Workspace
+
+__all__ = ["register"]
+
+_TABLE_CHUNK = 500
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.obj
+    assert isinstance(state, CliState)
+    return state
+
+
+def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
+    """Open the workspace the global options name, warning on stderr about a torn tail."""
+    workspace = Workspace.open(_state(ctx).workspace, catch_up=catch_up)
+    torn = workspace.torn_tail
+    if torn is not None:
+        typer.echo(
+            f"stoic: warning: {torn.describe(workspace.log.path)}; run `stoic audit --repair`",
+            err=True,
+        )
+    return workspace
+
+
+def init(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Where to create the workspace (default: the --workspace folder)."),
+    ] = None,
+) -> None:
+    """Create a workspace: folders, an empty decision log, and a commented stoic.toml."""
+    target = directory if directory is not None else _state(ctx).workspace
+    workspace = Workspace.init(target)
+    workspace.close()
+    typer.echo(f"Created a stoic workspace at {workspace.root}")
+    typer.echo(f"Settings: {workspace.root / 'stoic.toml'} (every setting shows its default)")
+
+
+def log(
+    ctx: typer.Context,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", min=0, help="Only the last N matching records.")
+    ] = None,
+    decision_type: Annotated[
+        str | None, typer.Option("--type", "-t", help="Only records of this decision type.")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", "-r", help="Only records of this run.")
+    ] = None,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Only records that report a failure.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stored records as NDJSON, byte for byte.")
+    ] = False,
+) -> None:
+    """Show the decision log, oldest first (streamed; --tail reads backwards from the end)."""
+    if decision_type is not None and decision_type not in set(DecisionType):
+        hint = closest(decision_type, [kind.value for kind in DecisionType])
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        known = ", ".join(kind.value for kind in DecisionType)
+        raise UsageError(f"unknown decision type {decision_type!r}{suggestion} (known: {known})")
+    with open_workspace(ctx, catch_up=False) as workspace:
+        records: Iterable[Record]
+        if tail is not None:
+            records = workspace.tail(
+                tail, run_id=run, decision_type=decision_type, failures=failures
+            )
+        else:
+            records = (
+                record
+                for record in workspace.records(run_id=run, decision_type=decision_type)
+                if not failures or is_failure(record.decision_type, record.decision_outcome)
+            )
+        if as_json:
+            out = sys.stdout.buffer
+            for record in records:
+                out.write(orjson.dumps(record.to_dict(), option=orjson.OPT_SORT_KEYS) + b"\n")
+            out.flush()
+            return
+        _print_table(records)
+
+
+def _console() -> Console:
+    """A terminal console; piped output gets wide lines, which `grep` reads better than wraps."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 200))
+    return console
+
+
+def _print_table(records: Iterable[Record]) -> None:
+    console = _console()
+    iterator: Iterator[Record] = iter(records)
+    shown = 0
+    while chunk := list(islice(iterator, _TABLE_CHUNK)):
+        table = Table(show_header=shown == 0, box=None, pad_edge=False, expand=False)
+        table.add_column("seq", justify="right", min_width=5, no_wrap=True)
+        table.add_column("decided at (UTC)", min_width=19, no_wrap=True)
+        table.add_column("decision", min_width=20, overflow="fold")
+        table.add_column("actor", min_width=12, overflow="fold")
+        table.add_column("run / task", min_width=10, overflow="fold")
+        table.add_column("reason", min_width=30, ratio=1)
+        for record in chunk:
+            outcome = record.decision_outcome
+            style = "red" if is_failure(record.decision_type, outcome) else ""
+            link = "/".join(part for part in (record.run_id, record.task_id) if part) or "-"
+            table.add_row(
+                str(record.seq),
+                record.decided_at[:19].replace("T", " "),
+                f"[{style}]{record.decision_type}/{outcome}[/]"
+                if style
+                else f"{record.decision_type}/{outcome}",
+                record.actor,
+                link,
+                record.decision_reason,
+            )
+        console.print(table)
+        shown += len(chunk)
+    if shown == 0:
+        console.print("No matching records.")
+
+
+def audit(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Remove a torn last line and rebuild projections from the log, and record it.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Verify the decision log: hash chain, sequence, torn tail, projections against a replay.
+
+    Exit 0 when clean, 1 with every violation listed.
+    """
+    with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
+        report = workspace.audit(repair=repair)
+    if as_json:
+        typer.echo(orjson.dumps(report.to_dict()).decode())
+    else:
+        _print_report(report, repair=repair)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_report(report: AuditReport, *, repair: bool) -> None:
+    if report.repaired is not None:
+        typer.echo(
+            f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
+            f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
+            f" recorded as seq {report.repaired['seq']}."
+        )
+    elif repair and not report.ok:
+        typer.echo(
+            "Nothing was repaired: the log itself is damaged. Repair only removes a torn last"
+            " line and rebuilds projections; a bad record before the last is never changed."
+        )
+    if report.ok:
+        typer.echo(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
+        return
+    count = len(report.violations)
+    typer.echo(
+        f"Audit FAILED: {count} violation{'s' if count != 1 else ''}"
+        f" in {report.records} records (last seq {report.last_seq}):"
+    )
+    for violation in report.violations:
+        typer.echo(f"  {violation.describe()}")
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show the workspace: where it is, how many records, counts by decision type and outcome."""
+    with open_workspace(ctx) as workspace:
+        state = workspace.status()
+        root = workspace.root
+    if as_json:
+        document = {
+            "workspace": str(root),
+            "records": state.records,
+            "last_seq": state.last_seq,
+            "last_decided_at": state.last_decided_at,
+            "by_type": state.by_type,
+        }
+        typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
+        return
+    console = _console()
+    console.print(f"Workspace {root}")
+    console.print(f"{state.records} records, last seq {state.last_seq}")
+    if state.by_type:
+        table = Table(box=None, pad_edge=False)
+        table.add_column("decision type")
+        table.add_column("outcome")
+        table.add_column("count", justify="right")
+        for kind, outcomes in sorted(state.by_type.items()):
+            for outcome, count in sorted(outcomes.items()):
+                table.add_row(kind, outcome, str(count))
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(log)
+    app.command()(audit)
+    app.command()(status)

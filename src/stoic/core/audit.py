@@ -1,0 +1,286 @@
+"""Audit of the decision log: chain, sequence, torn tail, projections (DESIGN §12).
+
+Pure: the store feeds lines and projection snapshots in, violations come out as values. A
+violation names where it is (seq or line), what is wrong, and what was expected versus found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from stoic.core.records import GENESIS_HASH, REQUIRED_FIELDS, hash_of_line
+
+__all__ = [
+    "AuditReport",
+    "ChainChecker",
+    "Violation",
+    "ViolationCode",
+    "diff_states",
+]
+
+
+class ViolationCode(StrEnum):
+    """What kind of rule a violation breaks."""
+
+    TORN_TAIL = "torn_tail"  # the last line was cut off by a crash mid-write
+    BAD_LINE = "bad_line"  # a line before the last is not JSON; never repaired
+    BAD_RECORD = "bad_record"  # valid JSON but not a record (fields missing or of the wrong type)
+    HASH_MISMATCH = "hash_mismatch"  # the content no longer matches the record's hash
+    CHAIN_BREAK = "chain_break"  # prev_hash is not the hash of the record before
+    SEQ_GAP = "seq_gap"  # records are missing
+    SEQ_ORDER = "seq_order"  # records are out of order or repeated
+    PROJECTION_MISSING = "projection_missing"
+    PROJECTION_UNREADABLE = "projection_unreadable"
+    PROJECTION_MISMATCH = "projection_mismatch"  # a projection disagrees with a replay of the log
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule, located as precisely as the log allows."""
+
+    code: ViolationCode
+    message: str
+    seq: int | None = None
+    line: int | None = None
+    expected: str | None = None
+    found: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code.value,
+            "message": self.message,
+            "seq": self.seq,
+            "line": self.line,
+            "expected": self.expected,
+            "found": self.found,
+        }
+
+    def describe(self) -> str:
+        """One line for a terminal: where, what, expected versus found."""
+        where = []
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        place = f"{', '.join(where)}: " if where else ""
+        versus = ""
+        if self.expected is not None or self.found is not None:
+            versus = f" (expected {self.expected}, found {self.found})"
+        return f"{place}{self.code.value}: {self.message}{versus}"
+
+
+@dataclass(slots=True)
+class _PendingGap:
+    line: int
+    expected_seq: int
+    found_seq: int
+    violation: Violation
+
+
+@dataclass
+class ChainChecker:
+    """Checks complete log lines one at a time, in file order.
+
+    Holds only the previous record's seq and hash, so memory stays flat on any log size. A gap of
+    exactly one record is held back for one line: if the missing record turns up right after,
+    the two lines were swapped and are reported as one out-of-order violation.
+    """
+
+    expected_seq: int = 1
+    prev_hash: str = GENESIS_HASH
+    records: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    _pending: _PendingGap | None = field(default=None, repr=False)
+
+    def feed(
+        self, line_no: int, line: bytes, *, is_last: bool = False
+    ) -> tuple[dict[str, Any] | None, list[Violation]]:
+        """Check one complete line; returns the parsed record (when it is one) and violations."""
+        violations: list[Violation] = []
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            violations.extend(self._flush_pending())
+            if is_last:
+                violations.append(
+                    Violation(
+                        ViolationCode.TORN_TAIL,
+                        f"the last line is not valid JSON ({exc}); a write was cut off —"
+                        " `stoic audit --repair` removes it",
+                        line=line_no,
+                    )
+                )
+            else:
+                violations.append(
+                    Violation(
+                        ViolationCode.BAD_LINE,
+                        f"not valid JSON ({exc}); lines before the last are never repaired",
+                        line=line_no,
+                    )
+                )
+            return None, violations
+        problem = _record_problem(parsed)
+        if problem is not None:
+            violations.extend(self._flush_pending())
+            claimed = parsed.get("seq") if isinstance(parsed, dict) else None
+            violations.append(
+                Violation(
+                    ViolationCode.BAD_RECORD,
+                    problem,
+                    seq=claimed if isinstance(claimed, int) else None,
+                    line=line_no,
+                )
+            )
+            return None, violations
+
+        seq: int = parsed["seq"]
+        stored_hash: str = parsed["hash"]
+        if hash_of_line(line, parsed) != stored_hash:
+            violations.append(
+                Violation(
+                    ViolationCode.HASH_MISMATCH,
+                    "the record's content does not match its hash: it was changed after writing",
+                    seq=seq,
+                    line=line_no,
+                )
+            )
+        violations.extend(self._check_sequence(line_no, seq, parsed["prev_hash"]))
+        self.prev_hash = stored_hash
+        self.records += 1
+        self.last_seq = seq
+        self.last_hash = stored_hash
+        return parsed, violations
+
+    def finish(self) -> list[Violation]:
+        """Violations still held back when the log ends."""
+        return self._flush_pending()
+
+    def _check_sequence(self, line_no: int, seq: int, prev_hash: str) -> list[Violation]:
+        out: list[Violation] = []
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            if seq == pending.expected_seq and pending.found_seq == seq + 1:
+                out.append(
+                    Violation(
+                        ViolationCode.SEQ_ORDER,
+                        f"seq {seq + 1} (line {pending.line}) and seq {seq} (line {line_no})"
+                        " are swapped",
+                        seq=seq,
+                        line=line_no,
+                        expected=f"seq {seq} at line {pending.line}",
+                        found=f"seq {seq + 1}",
+                    )
+                )
+                self.expected_seq = seq + 2
+                return out
+            out.append(pending.violation)
+        if seq == self.expected_seq:
+            if prev_hash != self.prev_hash:
+                out.append(
+                    Violation(
+                        ViolationCode.CHAIN_BREAK,
+                        "prev_hash is not the hash of the record before it",
+                        seq=seq,
+                        line=line_no,
+                        expected=self.prev_hash,
+                        found=prev_hash,
+                    )
+                )
+            self.expected_seq = seq + 1
+        elif seq > self.expected_seq:
+            missing = (
+                f"seq {self.expected_seq}"
+                if seq == self.expected_seq + 1
+                else f"seqs {self.expected_seq}–{seq - 1}"
+            )
+            gap = Violation(
+                ViolationCode.SEQ_GAP,
+                f"{missing} missing: the log has a gap before this record",
+                seq=seq,
+                line=line_no,
+                expected=f"seq {self.expected_seq}",
+                found=f"seq {seq}",
+            )
+            if seq == self.expected_seq + 1:
+                self._pending = _PendingGap(line_no, self.expected_seq, seq, gap)
+            else:
+                out.append(gap)
+            self.expected_seq = seq + 1
+        else:
+            out.append(
+                Violation(
+                    ViolationCode.SEQ_ORDER,
+                    f"seq {seq} appears after seq {self.expected_seq - 1}:"
+                    " records are out of order or repeated",
+                    seq=seq,
+                    line=line_no,
+                    expected=f"seq {self.expected_seq}",
+                    found=f"seq {seq}",
+                )
+            )
+        return out
+
+    def _flush_pending(self) -> list[Violation]:
+        if self._pending is None:
+            return []
+        pending, self._pending = self._pending, None
+        return [pending.violation]
+
+
+def _record_problem(parsed: object) -> str | None:
+    if not isinstance(parsed, dict):
+        return "not a JSON object"
+    missing = REQUIRED_FIELDS - parsed.keys()
+    if missing:
+        return f"not a decision record: lacks {', '.join(sorted(missing))}"
+    seq = parsed["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        return f"seq must be a whole number ≥ 1, not {seq!r}"
+    for name in ("hash", "prev_hash"):
+        value = parsed[name]
+        if not isinstance(value, str) or len(value) != 64:
+            return f"{name} must be 64 hex characters"
+    return None
+
+
+def diff_states(
+    expected: Mapping[str, Any], found: Mapping[str, Any], prefix: str = ""
+) -> Iterator[tuple[str, Any, Any]]:
+    """Paths at which two JSON-like states differ, with the value each holds there."""
+    for key in sorted(expected.keys() | found.keys()):
+        path = f"{prefix}{key}"
+        left, right = expected.get(key), found.get(key)
+        if isinstance(left, Mapping) and isinstance(right, Mapping):
+            yield from diff_states(left, right, prefix=f"{path}.")
+        elif left != right:
+            yield path, left, right
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What an audit found; `ok` when there is nothing to report."""
+
+    records: int
+    last_seq: int
+    violations: tuple[Violation, ...]
+    repaired: Mapping[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "last_seq": self.last_seq,
+            "violations": [violation.to_dict() for violation in self.violations],
+            "repaired": dict(self.repaired) if self.repaired is not None else None,
+        }

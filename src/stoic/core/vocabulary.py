@@ -1,0 +1,113 @@
+"""The closed vocabulary of decision records (DESIGN §4).
+
+A record's type says what kind of decision it is; each type admits a fixed set of outcomes.
+Adding a type or an outcome is a design change: each one needs a reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+__all__ = [
+    "FAILURE_OUTCOMES",
+    "OUTCOMES",
+    "CausalRole",
+    "DecisionSource",
+    "DecisionTrigger",
+    "DecisionType",
+    "closest",
+    "is_failure",
+]
+
+
+class DecisionType(StrEnum):
+    """What kind of decision a record holds."""
+
+    RUN_LIFECYCLE = "run_lifecycle"
+    EXECUTION = "execution"
+    RECOVERY_EVALUATION = "recovery_evaluation"
+    POLICY_CHECK = "policy_check"
+    BUDGET_CHECK = "budget_check"
+    PROPOSAL = "proposal"
+    VERIFICATION = "verification"
+    ESCALATION = "escalation"
+    PAUSE = "pause"
+    RED_FLAG = "red_flag"
+    AUDIT = "audit"
+    NOTIFICATION = "notification"
+
+
+class DecisionSource(StrEnum):
+    """Who made the decision."""
+
+    SYSTEM = "system"
+    HUMAN = "human"
+    HYBRID = "hybrid"
+
+
+class DecisionTrigger(StrEnum):
+    """Why the decision was made now."""
+
+    EXPLICIT = "explicit"  # a person asked
+    AUTONOMOUS = "autonomous"  # the system chose
+    REACTIVE = "reactive"  # a response to a failure
+
+
+class CausalRole(StrEnum):
+    """Where the decision sits relative to a run."""
+
+    PRE_RUN = "pre_run"
+    IN_RUN = "in_run"
+    POST_RUN = "post_run"
+
+
+OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
+    DecisionType.RUN_LIFECYCLE: frozenset(
+        {"started", "completed", "failed", "stuck", "awaiting_approval", "paused"}
+    ),
+    DecisionType.EXECUTION: frozenset({"started", "succeeded", "failed", "halted", "interrupted"}),
+    DecisionType.RECOVERY_EVALUATION: frozenset(
+        {"recovery_applied", "recovery_suggested", "recovery_skipped"}
+    ),
+    DecisionType.POLICY_CHECK: frozenset({"passed", "blocked"}),
+    DecisionType.BUDGET_CHECK: frozenset({"passed", "exhausted"}),
+    DecisionType.PROPOSAL: frozenset(
+        {"created", "approved", "rejected", "deferred", "executed", "rolled_back"}
+    ),
+    DecisionType.VERIFICATION: frozenset({"passed", "warned", "failed", "incomplete", "absent"}),
+    DecisionType.ESCALATION: frozenset({"raised", "resolved"}),
+    DecisionType.PAUSE: frozenset({"paused", "resumed", "refused"}),
+    DecisionType.RED_FLAG: frozenset({"raised"}),
+    DecisionType.AUDIT: frozenset({"passed", "failed", "repaired"}),
+    DecisionType.NOTIFICATION: frozenset({"sent", "failed"}),
+}
+
+FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("run_lifecycle", "failed"),
+        ("run_lifecycle", "stuck"),
+        ("execution", "failed"),
+        ("execution", "halted"),
+        ("execution", "interrupted"),
+        ("policy_check", "blocked"),
+        ("budget_check", "exhausted"),
+        ("verification", "failed"),
+        ("verification", "incomplete"),
+        ("audit", "failed"),
+        ("notification", "failed"),
+    }
+)
+"""The (type, outcome) pairs `stoic log --failures` shows: something did not go as intended."""
+
+
+def is_failure(decision_type: str, decision_outcome: str) -> bool:
+    """True when a record reports that something did not go as intended."""
+    return (decision_type, decision_outcome) in FAILURE_OUTCOMES
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice a misspelt word most likely meant, for "did you mean" hints."""
+    matches = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None

@@ -1,0 +1,85 @@
+"""Errors stoic raises to the code that calls it.
+
+Every error stoic raises on purpose derives from `StoicError` and carries the exit code the CLI
+uses for it, so the command line can turn any of them into one clear line::
+
+    StoicError                      exit 1 unless a subclass says otherwise
+    ├── UsageError                  exit 2: the caller asked for something that cannot be done
+    │   ├── WorkspaceNotFound       no workspace where one was expected
+    │   ├── WorkspaceExists         `init` over an existing workspace
+    │   └── InvalidDecision         a record that does not fit the vocabulary
+    ├── ConfigError                 exit 2: `stoic.toml` is invalid (file, line, hint)
+    └── WorkspaceError              the workspace cannot do what was asked
+        ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
+        ├── LogTornTail             the last line of the log was cut off; appends are refused
+        ├── LogCorrupt              a bad line before the last; never repaired automatically
+        └── ProjectionMismatch      a projection file does not line up with the log
+
+The exceptions a *task* raises to tell stoic what kind of failure it had live in `stoic.errors`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidDecision",
+    "LogCorrupt",
+    "LogTornTail",
+    "ProjectionMismatch",
+    "StoicError",
+    "UsageError",
+    "WorkspaceError",
+    "WorkspaceExists",
+    "WorkspaceNotFound",
+    "WorkspaceNotWritable",
+]
+
+
+class StoicError(Exception):
+    """Base of every error stoic raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(StoicError):
+    """The caller asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class WorkspaceNotFound(UsageError):
+    """There is no workspace at the given path."""
+
+
+class WorkspaceExists(UsageError):
+    """`init` was asked to create a workspace where one already exists."""
+
+
+class InvalidDecision(UsageError):
+    """A decision record that does not fit the record vocabulary."""
+
+
+class ConfigError(StoicError):
+    """`stoic.toml` cannot be read or holds an invalid setting."""
+
+    exit_code = 2
+
+
+class WorkspaceError(StoicError):
+    """The workspace is in a state that prevents the operation."""
+
+
+class WorkspaceNotWritable(WorkspaceError):
+    """A write failed (read-only folder, full disk, failed fsync); nothing partial was kept."""
+
+
+class LogTornTail(WorkspaceError):
+    """The last line of the decision log is incomplete; appends wait for `stoic audit --repair`."""
+
+
+class LogCorrupt(WorkspaceError):
+    """A line before the last is not a valid record. It is never repaired or skipped."""
+
+
+class ProjectionMismatch(WorkspaceError):
+    """A projection file does not line up with the decision log."""

@@ -1,0 +1,152 @@
+"""Workspace settings: `stoic.toml` (DESIGN §3).
+
+The settings are pydantic models; the file `stoic init` writes is generated from them, so every
+setting appears in it, commented, with its default and the description written here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stoic.core.vocabulary import closest
+from stoic.exceptions import ConfigError
+
+__all__ = ["Settings", "default_settings_text", "load_settings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueSettings(_Section):
+    batch_size: int = Field(10, ge=1, description="Proposals reviewed together in one batch.")
+
+
+class ReviewSettings(_Section):
+    min_read_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="Approving faster than this per proposal raises a rubber-stamping red flag.",
+    )
+
+
+class RunnerSettings(_Section):
+    workers: int = Field(4, ge=1, description="Tasks run at the same time by `stoic run`.")
+    output_cap_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Captured output kept per attempt; the rest is cut."
+    )
+    kill_grace_seconds: float = Field(
+        5.0, ge=0, description="Time between TERM and KILL when a task is stopped."
+    )
+
+
+class RecoverySettings(_Section):
+    timeout_retry_delay_seconds: float = Field(
+        5.0, ge=0, description="Wait before the one automatic retry of a timed-out task."
+    )
+    unavailable_retry_delay_seconds: float = Field(
+        5.0, ge=0, description="Wait before the one automatic retry when a service was unavailable."
+    )
+
+
+class Settings(_Section):
+    """Everything `stoic.toml` can set."""
+
+    queue: QueueSettings = QueueSettings()
+    review: ReviewSettings = ReviewSettings()
+    runner: RunnerSettings = RunnerSettings()
+    recovery: RecoverySettings = RecoverySettings()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def default_settings_text() -> str:
+    """The `stoic.toml` that `stoic init` writes: every setting commented, with its default."""
+    lines = [
+        "# stoic workspace settings.",
+        "# Every setting is shown with its default value; uncomment a line to change it.",
+    ]
+    defaults = Settings()
+    for section_name, section_field in Settings.model_fields.items():
+        section = getattr(defaults, section_name)
+        lines += ["", f"[{section_name}]"]
+        for name, setting in type(section).model_fields.items():
+            lines.append(f"# {setting.description}")
+            lines.append(f"# {name} = {_toml_value(getattr(section, name))}")
+        del section_field
+    return "\n".join(lines) + "\n"
+
+
+_TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate `stoic.toml`; any problem is a ConfigError naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        located = _TOML_LINE.search(message)
+        where = f"{path}:{located.group(1)}" if located else str(path)
+        message = _TOML_LINE.sub("", message).strip()
+        raise ConfigError(f"{where}: invalid TOML: {message}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = [str(part) for part in error["loc"]]
+        key = location[-1] if location else ""
+        line = _line_of(text, location)
+        where = f"{path}:{line}" if line else str(path)
+        dotted = ".".join(location)
+        if error["type"] == "extra_forbidden":
+            known = _known_keys(location[:-1])
+            hint = closest(key, known)
+            suggestion = f"; did you mean {hint!r}?" if hint else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{where}: unknown setting {dotted!r}{suggestion}") from exc
+        raise ConfigError(f"{where}: {dotted}: {error['msg']}") from exc
+
+
+def _known_keys(section_path: list[str]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in section_path:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def _line_of(text: str, location: list[str]) -> int | None:
+    """The line where a dotted key is set, found by walking the file's sections."""
+    if not location:
+        return None
+    section, key = ".".join(location[:-1]), location[-1]
+    current = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped.strip("[]").strip()
+            if not section and current == key:
+                return number
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None

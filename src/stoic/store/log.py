@@ -1,0 +1,350 @@
+"""The decision log on disk: `logs/decision_log.ndjson` (DESIGN §3, §4).
+
+One writer at a time per workspace, across processes, through an OS file lock; readers never
+take it and never see a half record, because they only consume lines that end in a newline. An
+append returns only after its bytes are written and fsynced; a batch costs one write and one
+fsync. A write that fails part-way is cut back to where it started, so no partial record stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from stoic.core.records import GENESIS_HASH, Decision, Record, seal
+from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceNotWritable
+
+__all__ = ["FileDecisionLog", "LogLine", "TailState", "TornTail", "utc_timestamp"]
+
+_CHUNK = 1 << 20
+_BACK_BLOCK = 1 << 16
+
+LogLine = tuple[int, int, bytes, bool]
+"""(line number or 0 when unknown, byte offset, bytes without the newline, ends in a newline)."""
+
+
+def utc_timestamp() -> str:
+    """Now, as an RFC 3339 UTC timestamp with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """The bytes after the last valid record: a write that a crash cut off."""
+
+    offset: int
+    """Where the valid part of the log ends."""
+    length: int
+    """How many bytes follow it."""
+    after_seq: int
+    """The seq of the last valid record."""
+    fragment: bytes
+    """The first bytes of what follows, for the record of the repair."""
+
+    def describe(self, path: Path) -> str:
+        return (
+            f"{path} has a torn last line: {self.length} bytes after seq {self.after_seq}"
+            f" (offset {self.offset}) are not a complete record"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TailState:
+    """Where the log ends, as the next append needs to know it."""
+
+    size: int
+    good_end: int
+    last_seq: int
+    last_hash: str
+    torn: TornTail | None
+    identity: tuple[int, int] = (0, 0)
+    """(inode, mtime_ns) when the state was read: a changed file invalidates a cached state."""
+    corrupt: str | None = None
+    """Set when the last record before the end cannot be read: nothing may be appended."""
+
+
+class FileDecisionLog:
+    """The append-only, hash-chained decision log of one workspace."""
+
+    def __init__(
+        self,
+        path: Path,
+        lock_path: Path,
+        *,
+        clock: Callable[[], str] = utc_timestamp,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.path = path
+        self.lock_path = lock_path
+        self._clock = clock
+        self._new_id = new_id
+        self._mutex = threading.Lock()
+        self._writer_fd: int | None = None
+        self._cached: TailState | None = None
+
+    def close(self) -> None:
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)
+            self._writer_fd = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def lines(self, start: int = 0, end: int | None = None) -> Iterator[LogLine]:
+        """Lines between two byte offsets, streamed in chunks; a last line without newline is
+        yielded with its flag False so the caller decides what a fragment means."""
+        with self.path.open("rb") as handle:
+            if end is None:
+                end = os.fstat(handle.fileno()).st_size
+            handle.seek(start)
+            offset = start
+            line_no = 1 if start == 0 else 0
+            remaining = end - start
+            carry = b""
+            while remaining > 0:
+                chunk = handle.read(min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                parts = (carry + chunk).split(b"\n")
+                carry = parts.pop()
+                for part in parts:
+                    yield (line_no, offset, part, True)
+                    offset += len(part) + 1
+                    if line_no:
+                        line_no += 1
+            if carry:
+                yield (line_no, offset, carry, False)
+
+    def lines_reversed(self, end: int) -> Iterator[bytes]:
+        """Complete lines before `end` (which must follow a newline), last first."""
+        with self.path.open("rb") as handle:
+            position = end
+            carry = b""
+            first = True
+            while position > 0:
+                size = min(_BACK_BLOCK, position)
+                position -= size
+                handle.seek(position)
+                parts = (handle.read(size) + carry).split(b"\n")
+                carry = parts[0]
+                tail = parts[1:]
+                if first:
+                    # `end` follows a newline, so the block's last part is the empty remainder.
+                    tail = tail[:-1] if tail else tail
+                    first = False
+                yield from reversed(tail)
+            if carry:
+                yield carry
+
+    def tail_state(self) -> TailState:
+        """Where the log ends and whether its last line is torn. Reads backwards, no lock."""
+        with self.path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            return self._read_tail(handle.fileno(), stat.st_size, (stat.st_ino, stat.st_mtime_ns))
+
+    def _read_tail(self, fd: int, size: int, identity: tuple[int, int]) -> TailState:
+        if size == 0:
+            return TailState(0, 0, 0, GENESIS_HASH, None, identity)
+        torn_from: int | None = None
+        end = size
+        if os.pread(fd, 1, size - 1) != b"\n":
+            torn_from = end = _line_start(fd, size)
+        last = _record_before(fd, end)
+        if last is not None and last[1] is None and torn_from is None:
+            # A complete last line that does not parse is a write cut off by a crash as well.
+            torn_from = end = last[0]
+            last = _record_before(fd, end)
+        if last is not None and last[1] is None:
+            return TailState(
+                size,
+                end,
+                0,
+                GENESIS_HASH,
+                None,
+                identity,
+                corrupt=f"the line at byte {last[0]} of {self.path} is not a valid record",
+            )
+        seq, digest = (last[1], last[2]) if last is not None else (0, GENESIS_HASH)
+        assert seq is not None and digest is not None
+        torn = _torn(fd, torn_from, size, seq) if torn_from is not None else None
+        return TailState(size, end, seq, digest, torn, identity)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the workspace's writer lock (and this process's, for threads).
+
+        `shared` waits for a write in progress to finish and holds off new ones: what a reader
+        needs for a consistent end of the log. It opens the lock file read-only, so it works on
+        a read-only workspace too.
+        """
+        with self._mutex:
+            try:
+                if shared:
+                    lock_fd = os.open(self.lock_path, os.O_RDONLY)
+                else:
+                    lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise _not_writable(self.lock_path, exc) from exc
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(lock_fd)
+
+    def append(self, decisions: Sequence[Decision]) -> list[Record]:
+        """Seal and durably append decisions: one write and one fsync for the whole batch."""
+        if not decisions:
+            return []
+        with self.locked():
+            fd = self._open_writer()
+            state = self._state_under_lock(fd)
+            if state.corrupt is not None:
+                raise LogCorrupt(f"{state.corrupt}; run `stoic audit` to see every violation")
+            if state.torn is not None:
+                raise LogTornTail(
+                    f"{state.torn.describe(self.path)}; appends are refused until"
+                    " `stoic audit --repair` removes them"
+                )
+            decided_at = self._clock()
+            records: list[Record] = []
+            lines: list[bytes] = []
+            seq, prev_hash = state.last_seq, state.last_hash
+            for decision in decisions:
+                seq += 1
+                record, line = seal(
+                    decision,
+                    seq=seq,
+                    prev_hash=prev_hash,
+                    decision_id=self._new_id(),
+                    decided_at=decided_at,
+                )
+                records.append(record)
+                lines.append(line)
+                prev_hash = record.hash
+            payload = b"".join(lines)
+            self._write_durably(fd, payload, state.size)
+            stat = os.fstat(fd)
+            self._cached = TailState(
+                stat.st_size, stat.st_size, seq, prev_hash, None, (stat.st_ino, stat.st_mtime_ns)
+            )
+        return records
+
+    def truncate_torn_tail(self) -> TornTail | None:
+        """Cut a torn last line off the log (under the lock); returns what was removed."""
+        with self.locked():
+            fd = self._open_writer()
+            self._cached = None
+            state = self._state_under_lock(fd)
+            if state.corrupt is not None:
+                raise LogCorrupt(f"{state.corrupt}; a line before the last is never repaired")
+            if state.torn is None:
+                return None
+            try:
+                os.ftruncate(fd, state.torn.offset)
+                os.fsync(fd)
+            except OSError as exc:
+                raise _not_writable(self.path, exc) from exc
+            self._cached = None
+            return state.torn
+
+    def _open_writer(self) -> int:
+        if self._writer_fd is None:
+            try:
+                self._writer_fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            except OSError as exc:
+                raise _not_writable(self.path, exc) from exc
+        return self._writer_fd
+
+    def _state_under_lock(self, fd: int) -> TailState:
+        stat = os.fstat(fd)
+        identity = (stat.st_ino, stat.st_mtime_ns)
+        cached = self._cached
+        if cached is not None and cached.size == stat.st_size and cached.identity == identity:
+            return cached
+        self._cached = self._read_tail(fd, stat.st_size, identity)
+        return self._cached
+
+    def _write_durably(self, fd: int, payload: bytes, start_size: int) -> None:
+        try:
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+            os.fsync(fd)
+        except OSError as exc:
+            self._cached = None
+            # Cut back to the last whole record; if even that fails, the tail reads as torn and
+            # appends stay refused until a repair.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start_size)
+                os.fsync(fd)
+            raise _not_writable(self.path, exc) from exc
+
+
+def _not_writable(path: Path, exc: OSError) -> WorkspaceNotWritable:
+    reason = exc.strerror or str(exc)
+    hints = {
+        errno.EROFS: "the file system is mounted read-only",
+        errno.EACCES: "check the folder's permissions",
+        errno.EPERM: "check the folder's permissions",
+        errno.ENOSPC: "free some disk space and try again",
+        errno.EFBIG: "the file size limit was reached; free space or raise the limit",
+        errno.EDQUOT: "the disk quota is exhausted",
+    }
+    hint = hints.get(exc.errno or 0, "")
+    suffix = f" — {hint}" if hint else ""
+    return WorkspaceNotWritable(f"cannot write {path}: {reason}{suffix}; nothing was recorded")
+
+
+def _record_before(fd: int, end: int) -> tuple[int, int | None, str | None] | None:
+    """The line that ends just before `end`: (start, seq, hash), seq and hash None if unreadable."""
+    if end == 0:
+        return None
+    start = _line_start(fd, end - 1)
+    try:
+        parsed = orjson.loads(os.pread(fd, end - 1 - start, start))
+        seq, digest = parsed["seq"], parsed["hash"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return (start, None, None)
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(digest, str):
+        return (start, None, None)
+    return (start, seq, digest)
+
+
+def _line_start(fd: int, before: int) -> int:
+    """Offset of the first byte after the last newline that comes before `before`."""
+    position = before
+    while position > 0:
+        size = min(_BACK_BLOCK, position)
+        block = os.pread(fd, size, position - size)
+        found = block.rfind(b"\n")
+        if found >= 0:
+            return position - size + found + 1
+        position -= size
+    return 0
+
+
+def _torn(fd: int, offset: int, size: int, after_seq: int) -> TornTail:
+    return TornTail(
+        offset=offset,
+        length=size - offset,
+        after_seq=after_seq,
+        fragment=os.pread(fd, min(256, size - offset), offset),
+    )

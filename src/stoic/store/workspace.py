@@ -1,0 +1,316 @@
+"""A workspace: the folder that holds the decision log, its projections and settings (DESIGN §3)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from stoic.core.audit import AuditReport
+from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
+from stoic.core.records import Decision, Record
+from stoic.core.vocabulary import is_failure
+from stoic.exceptions import (
+    LogCorrupt,
+    ProjectionMismatch,
+    WorkspaceError,
+    WorkspaceExists,
+    WorkspaceNotFound,
+    WorkspaceNotWritable,
+)
+from stoic.store.atomic import fsync_dir
+from stoic.store.config import Settings, default_settings_text, load_settings
+from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
+from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+
+__all__ = ["Workspace"]
+
+DECISION_LOG = Path("logs/decision_log.ndjson")
+LOCK_FILE = Path("logs/decision_log.lock")
+SETTINGS_FILE = Path("stoic.toml")
+STATUS_PROJECTION = Path("manifests/workspace_status.json")
+
+_FOLDERS = (
+    "logs",
+    "queue/pending",
+    "queue/approved",
+    "queue/rejected",
+    "queue/deferred",
+    "queue/executed",
+    "manifests",
+    "runs",
+    "escalations",
+    "incidents",
+)
+_STARTER_FILES = {
+    "logs/execution_log.md": "# Execution log\n\nOne entry per execution attempt.\n",
+    "escalations/escalation-log.md": "# Escalation log\n",
+    "calibration_log.md": "# Calibration log\n\nNotes written by reviewers after trust issues.\n",
+}
+
+
+class Workspace:
+    """An open workspace. Use `Workspace.init` or `Workspace.open`; close it (or use `with`)."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self.log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE)
+        self.status_file = ProjectionFile(WorkspaceStatusProjection(), root / STATUS_PROJECTION)
+        self._appended = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str]) -> Workspace:
+        """Create a workspace at `path` (a new or empty folder) and open it."""
+        root = Path(path).absolute()
+        if (root / SETTINGS_FILE).exists() or (root / DECISION_LOG).exists():
+            raise WorkspaceExists(f"{root} is already a stoic workspace; it was left untouched")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise WorkspaceExists(
+                f"{root} exists and is not an empty folder; choose a new or empty folder"
+            )
+        # Built beside its final place and renamed in, so a crash never leaves half a workspace.
+        staging = root.with_name(f".{root.name}.init-{os.getpid()}")
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            for folder in _FOLDERS:
+                (staging / folder).mkdir(parents=True)
+            (staging / SETTINGS_FILE).write_text(default_settings_text(), encoding="utf-8")
+            for name, text in _STARTER_FILES.items():
+                (staging / name).write_text(text, encoding="utf-8")
+            (staging / DECISION_LOG).touch()
+            (staging / LOCK_FILE).touch()
+            status = ProjectionFile(WorkspaceStatusProjection(), staging / STATUS_PROJECTION)
+            status.write(status.initial())
+            for made in sorted({staging / name for name in _FOLDERS} | {staging}, reverse=True):
+                fsync_dir(made)
+            staging.rename(root)
+            fsync_dir(root.parent)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise WorkspaceNotWritable(
+                f"cannot create a workspace at {root}: {exc.strerror or exc}"
+            ) from exc
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, catch_up: bool = True) -> Workspace:
+        """Open the workspace at `path`; projections that lag the log are caught up."""
+        root = Path(path).absolute()
+        if not (root / SETTINGS_FILE).is_file():
+            raise WorkspaceNotFound(
+                f"no stoic workspace at {root}: create one with `stoic init {path}`"
+            )
+        if not (root / DECISION_LOG).is_file():
+            raise WorkspaceError(
+                f"{root / DECISION_LOG} is missing: the decision log cannot be recreated;"
+                " restore it from a backup"
+            )
+        workspace = cls(root, load_settings(root / SETTINGS_FILE))
+        if catch_up:
+            with contextlib.suppress(WorkspaceNotWritable):
+                workspace.sync_projections()
+        return workspace
+
+    def close(self) -> None:
+        """Bring projections up to date with what this process appended, then release files."""
+        try:
+            if self._appended:
+                self.sync_projections()
+        finally:
+            self.log.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def record(
+        self,
+        decision_type: str,
+        decision_outcome: str,
+        reason: str,
+        *,
+        source: str = "system",
+        actor: str | None = None,
+        trigger: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        causal_role: str | None = None,
+        run_id: str | None = None,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        attempt_id: str | None = None,
+        attempt: int | None = None,
+        proposal_id: str | None = None,
+        escalation_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Record:
+        """Append one decision durably: it is written and fsynced when this returns."""
+        decision = Decision(
+            decision_type=decision_type,
+            decision_outcome=decision_outcome,
+            decision_reason=reason,
+            decision_source=source,
+            actor=actor or "",
+            decision_trigger=trigger or "",
+            decision_inputs=inputs or {},
+            causal_role=causal_role,
+            run_id=run_id,
+            request_id=request_id,
+            task_id=task_id,
+            attempt_id=attempt_id,
+            attempt=attempt,
+            proposal_id=proposal_id,
+            escalation_id=escalation_id,
+            details=details or {},
+        )
+        return self.record_many([decision])[0]
+
+    def record_many(self, decisions: Iterable[Decision | Mapping[str, Any]]) -> list[Record]:
+        """Append several decisions with one write and one fsync (group commit)."""
+        batch = [
+            item if isinstance(item, Decision) else Decision.from_mapping(item)
+            for item in decisions
+        ]
+        records = self.log.append(batch)
+        self._appended = self._appended or bool(records)
+        return records
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def torn_tail(self) -> TornTail | None:
+        """The cut-off bytes at the end of the log, if a crash left any."""
+        return self.log.tail_state().torn
+
+    def records(
+        self,
+        *,
+        since_seq: int | None = None,
+        run_id: str | None = None,
+        decision_type: str | None = None,
+    ) -> Iterator[Record]:
+        """Stream records in order (constant memory): those after `since_seq`, of a run, a type."""
+        end = self.log.tail_state().good_end
+        needles = _needles(run_id=run_id, decision_type=decision_type)
+        for line_no, _offset, raw, _complete in self.log.lines(0, end):
+            if needles and not all(needle in raw for needle in needles):
+                continue
+            record = self._decode(raw, line_no)
+            if since_seq is not None and record.seq <= since_seq:
+                continue
+            if run_id is not None and record.run_id != run_id:
+                continue
+            if decision_type is not None and record.decision_type != decision_type:
+                continue
+            yield record
+
+    def tail(
+        self,
+        count: int,
+        *,
+        run_id: str | None = None,
+        decision_type: str | None = None,
+        failures: bool = False,
+    ) -> list[Record]:
+        """The last `count` matching records, oldest first, read backwards from the end."""
+        if count <= 0:
+            return []
+        end = self.log.tail_state().good_end
+        needles = _needles(run_id=run_id, decision_type=decision_type)
+        found: list[Record] = []
+        for raw in self.log.lines_reversed(end):
+            if needles and not all(needle in raw for needle in needles):
+                continue
+            record = self._decode(raw, None)
+            if run_id is not None and record.run_id != run_id:
+                continue
+            if decision_type is not None and record.decision_type != decision_type:
+                continue
+            if failures and not is_failure(record.decision_type, record.decision_outcome):
+                continue
+            found.append(record)
+            if len(found) == count:
+                break
+        found.reverse()
+        return found
+
+    def raw_lines(self) -> Iterator[bytes]:
+        """Stored lines exactly as written (for `stoic log --json`), up to the last whole record."""
+        end = self.log.tail_state().good_end
+        for _line_no, _offset, raw, _complete in self.log.lines(0, end):
+            yield raw
+
+    def status(self) -> WorkspaceStatus:
+        """Counts by type and outcome, caught up with the log."""
+        return self.sync_projections().state
+
+    # -- projections and audit -----------------------------------------------------------------
+
+    def sync_projections(self) -> Stamp[WorkspaceStatus]:
+        """Catch the projection files up with the log by replaying only its tail."""
+        stamp = self._read_status_stamp()
+        end = self.log.tail_state().good_end
+        if stamp.log_offset == end:
+            self.status_file.check_lines_up(stamp, self.log)
+            return stamp
+        caught_up = self.status_file.advance(stamp, self.log, end)
+        with self.log.locked():
+            on_disk = self._read_status_stamp()
+            if on_disk.last_seq < caught_up.last_seq:
+                self.status_file.write(caught_up)
+        return caught_up
+
+    def _read_status_stamp(self) -> Stamp[WorkspaceStatus]:
+        path = self.status_file.path
+        try:
+            stamp = self.status_file.read()
+        except ProjectionUnreadable as exc:
+            raise ProjectionMismatch(
+                f"{path} is unreadable: {exc}; `stoic audit --repair` rebuilds it from the log"
+            ) from exc
+        if stamp is None:
+            raise ProjectionMismatch(
+                f"{path} is missing; `stoic audit --repair` rebuilds it from the log"
+            )
+        return stamp
+
+    def audit(self, *, repair: bool = False) -> AuditReport:
+        """Check the log and every projection; with `repair`, mend what can be mended first."""
+        from stoic.store.auditor import audit_workspace, repair_workspace
+
+        if repair:
+            return repair_workspace(self)
+        return audit_workspace(self)
+
+    def _decode(self, raw: bytes, line_no: int | None) -> Record:
+        where = f"{self.log.path}:{line_no}" if line_no else str(self.log.path)
+        try:
+            return Record.from_dict(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise LogCorrupt(f"{where}: not a valid record ({exc}); run `stoic audit`") from exc
+
+    def now(self) -> str:
+        return utc_timestamp()
+
+
+def _needles(**fields: str | None) -> list[bytes]:
+    """Byte strings a matching line must contain: a cheap filter before parsing."""
+    return [orjson.dumps(value) for value in fields.values() if value is not None]
