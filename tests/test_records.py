@@ -16,6 +16,7 @@ from stoic.core.records import (
     Decision,
     Record,
     canonical_json,
+    canonical_line_hash,
     hash_of_line,
     record_hash,
     seal,
@@ -128,6 +129,8 @@ def test_sealed_records_round_trip_and_verify(decision: Decision, seq: int) -> N
     parsed = orjson.loads(line)
     assert Record.from_dict(parsed) == record
     assert hash_of_line(line, parsed) == record.hash
+    # Stored lines are canonical, so the audit's fast path applies to every one of them.
+    assert canonical_line_hash(line, record.hash) == record.hash
     assert record_hash({k: v for k, v in parsed.items() if k != "hash"}) == record.hash
 
 

@@ -6,14 +6,19 @@ violation names where it is (seq or line), what is wrong, and what was expected 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
-from stoic.core.records import GENESIS_HASH, REQUIRED_FIELDS, hash_of_line
+from stoic.core.records import (
+    GENESIS_HASH,
+    REQUIRED_FIELDS,
+    canonical_line_hash,
+    hash_of_line,
+)
 
 __all__ = [
     "AuditReport",
@@ -79,6 +84,7 @@ class _PendingGap:
     line: int
     expected_seq: int
     found_seq: int
+    found_hash: str
     violation: Violation
 
 
@@ -97,6 +103,60 @@ class ChainChecker:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     _pending: _PendingGap | None = field(default=None, repr=False)
+
+    def feed_chunk(
+        self, first_line_no: int, lines: Sequence[bytes], *, ends_log: bool
+    ) -> tuple[list[dict[str, Any]], list[Violation]]:
+        """Check consecutive complete lines; returns the records among them and violations.
+
+        The loop handles the healthy case inline — it runs once per record of every audit —
+        and hands any line that is not a clean continuation of the chain to `feed`.
+        """
+        records: list[dict[str, Any]] = []
+        violations: list[Violation] = []
+        loads, required, line_hash = orjson.loads, REQUIRED_FIELDS, canonical_line_hash
+        expected, prev, last = self.expected_seq, self.prev_hash, len(lines) - 1
+        accepted = 0
+        for index, line in enumerate(lines):
+            if self._pending is None:
+                try:
+                    parsed = loads(line)
+                except orjson.JSONDecodeError:
+                    parsed = None
+                if type(parsed) is dict and parsed.keys() >= required:
+                    seq, digest = parsed["seq"], parsed["hash"]
+                    if (
+                        type(seq) is int
+                        and seq == expected
+                        and parsed["prev_hash"] == prev
+                        and type(digest) is str
+                        and len(digest) == 64
+                        and line_hash(line, digest) == digest
+                    ):
+                        records.append(parsed)
+                        expected += 1
+                        prev = digest
+                        accepted += 1
+                        continue
+            self._accept(accepted, expected, prev)
+            accepted = 0
+            record, found = self.feed(
+                first_line_no + index, line, is_last=ends_log and index == last
+            )
+            if record is not None:
+                records.append(record)
+            violations.extend(found)
+            expected, prev = self.expected_seq, self.prev_hash
+        self._accept(accepted, expected, prev)
+        return records, violations
+
+    def _accept(self, accepted: int, expected: int, prev: str) -> None:
+        """Account for the records the fast loop accepted since it last handed over."""
+        if accepted:
+            self.records += accepted
+            self.last_seq = expected - 1
+            self.last_hash = prev
+        self.expected_seq, self.prev_hash = expected, prev
 
     def feed(
         self, line_no: int, line: bytes, *, is_last: bool = False
@@ -150,8 +210,7 @@ class ChainChecker:
                     line=line_no,
                 )
             )
-        violations.extend(self._check_sequence(line_no, seq, parsed["prev_hash"]))
-        self.prev_hash = stored_hash
+        violations.extend(self._check_sequence(line_no, seq, parsed["prev_hash"], stored_hash))
         self.records += 1
         self.last_seq = seq
         self.last_hash = stored_hash
@@ -161,8 +220,11 @@ class ChainChecker:
         """Violations still held back when the log ends."""
         return self._flush_pending()
 
-    def _check_sequence(self, line_no: int, seq: int, prev_hash: str) -> list[Violation]:
+    def _check_sequence(
+        self, line_no: int, seq: int, prev_hash: str, stored_hash: str
+    ) -> list[Violation]:
         out: list[Violation] = []
+        link_to, self.prev_hash = self.prev_hash, stored_hash
         pending = self._pending
         if pending is not None:
             self._pending = None
@@ -179,17 +241,19 @@ class ChainChecker:
                     )
                 )
                 self.expected_seq = seq + 2
+                # The record after the pair links to the later of the two.
+                self.prev_hash = pending.found_hash
                 return out
             out.append(pending.violation)
         if seq == self.expected_seq:
-            if prev_hash != self.prev_hash:
+            if prev_hash != link_to:
                 out.append(
                     Violation(
                         ViolationCode.CHAIN_BREAK,
                         "prev_hash is not the hash of the record before it",
                         seq=seq,
                         line=line_no,
-                        expected=self.prev_hash,
+                        expected=link_to,
                         found=prev_hash,
                     )
                 )
@@ -209,7 +273,7 @@ class ChainChecker:
                 found=f"seq {seq}",
             )
             if seq == self.expected_seq + 1:
-                self._pending = _PendingGap(line_no, self.expected_seq, seq, gap)
+                self._pending = _PendingGap(line_no, self.expected_seq, seq, stored_hash, gap)
             else:
                 out.append(gap)
             self.expected_seq = seq + 1
@@ -235,6 +299,18 @@ class ChainChecker:
 
 
 def _record_problem(parsed: object) -> str | None:
+    # The common case first, in as few operations as possible: this runs once per record.
+    if type(parsed) is dict and parsed.keys() >= REQUIRED_FIELDS:
+        seq, digest, prev = parsed["seq"], parsed["hash"], parsed["prev_hash"]
+        if (
+            type(seq) is int
+            and seq >= 1
+            and type(digest) is str
+            and len(digest) == 64
+            and type(prev) is str
+            and len(prev) == 64
+        ):
+            return None
     if not isinstance(parsed, dict):
         return "not a JSON object"
     missing = REQUIRED_FIELDS - parsed.keys()

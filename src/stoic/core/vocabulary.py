@@ -108,6 +108,10 @@ def is_failure(decision_type: str, decision_outcome: str) -> bool:
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:
-    """The choice a misspelt word most likely meant, for "did you mean" hints."""
-    matches = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The choice a misspelt or shortened word most likely meant, for "did you mean" hints."""
+    options = sorted(choices)
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if matches:
+        return matches[0]
+    extended = [option for option in options if word and option.startswith(word)]
+    return extended[0] if len(extended) == 1 else None

@@ -6,12 +6,12 @@ log. A damaged record anywhere before the last line is never repaired or skipped
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
 from stoic.core.projection import WorkspaceStatus
-from stoic.exceptions import WorkspaceNotWritable
+from stoic.core.records import GENESIS_HASH
+from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
 from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 
@@ -31,7 +31,6 @@ REPAIRABLE = frozenset(
 """What `stoic audit --repair` mends; anything else makes it refuse and change nothing."""
 
 _MAX_LISTED = 10_000
-_FOLD_BATCH = 4096
 
 
 def _consistent_end(log: FileDecisionLog) -> int:
@@ -46,8 +45,9 @@ def _consistent_end(log: FileDecisionLog) -> int:
 class _ProjectionCheck:
     """Replays the log into one projection and compares with its file at the file's seq."""
 
-    def __init__(self, projection_file: ProjectionFile[WorkspaceStatus]) -> None:
+    def __init__(self, projection_file: ProjectionFile[WorkspaceStatus], log: FileDecisionLog):
         self.file = projection_file
+        self.log = log
         self.violations: list[Violation] = []
         self.stamp: Stamp[WorkspaceStatus] | None = None
         try:
@@ -66,22 +66,24 @@ class _ProjectionCheck:
                     f"{projection_file.path} is unreadable: {exc}",
                 )
             )
-        projection = projection_file.projection
-        self.state = projection.initial()
-        self.batch: list[Mapping[str, Any]] = []
+        self.state = projection_file.projection.initial()
         self.done = self.stamp is None
         if self.stamp is not None and self.stamp.last_seq == 0:
-            self._compare(0, self.file.initial().last_hash, 0)
+            self._compare(0, GENESIS_HASH)
 
-    def add(self, record: Mapping[str, Any], end_offset: int) -> None:
-        if self.done:
+    def add(self, records: list[dict[str, Any]]) -> None:
+        """Fold the next records of the log; compare when the file's seq goes by."""
+        if self.done or not records:
             return
-        self.batch.append(record)
         assert self.stamp is not None
-        if record["seq"] == self.stamp.last_seq:
-            self._compare(record["seq"], record["hash"], end_offset)
-        elif len(self.batch) >= _FOLD_BATCH:
-            self._fold()
+        target = self.stamp.last_seq
+        if records[0]["seq"] <= target <= records[-1]["seq"]:
+            for index, record in enumerate(records):
+                if record["seq"] == target:
+                    self.state = self.file.projection.fold(self.state, records[: index + 1])
+                    self._compare(target, record["hash"])
+                    return
+        self.state = self.file.projection.fold(self.state, records)
 
     def finish(self, last_seq: int) -> None:
         if self.done or self.stamp is None:
@@ -97,13 +99,7 @@ class _ProjectionCheck:
         )
         self.done = True
 
-    def _fold(self) -> None:
-        if self.batch:
-            self.state = self.file.projection.fold(self.state, self.batch)
-            self.batch = []
-
-    def _compare(self, seq: int, digest: str, end_offset: int) -> None:
-        self._fold()
+    def _compare(self, seq: int, digest: str) -> None:
         self.done = True
         assert self.stamp is not None
         path = self.file.path
@@ -118,16 +114,13 @@ class _ProjectionCheck:
                     found=self.stamp.last_hash,
                 )
             )
-        if self.stamp.log_offset != end_offset:
-            self.violations.append(
-                Violation(
-                    ViolationCode.PROJECTION_MISMATCH,
-                    f"{path} places seq {seq} at another byte offset of the log",
-                    seq=seq,
-                    expected=f"log_offset {end_offset}",
-                    found=f"log_offset {self.stamp.log_offset}",
+        else:
+            try:
+                self.file.check_lines_up(self.stamp, self.log)
+            except ProjectionMismatch as exc:
+                self.violations.append(
+                    Violation(ViolationCode.PROJECTION_MISMATCH, str(exc), seq=seq)
                 )
-            )
         replayed = projection.to_json(self.state)
         stored = projection.to_json(self.stamp.state)
         for where, expected, found in diff_states(replayed, stored):
@@ -147,45 +140,34 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     log = workspace.log
     end = _consistent_end(log)
     checker = ChainChecker()
-    check = _ProjectionCheck(workspace.status_file)
+    check = _ProjectionCheck(workspace.status_file, log)
     violations: list[Violation] = []
     dropped = 0
 
     def note(found: list[Violation]) -> None:
         nonlocal dropped
-        for violation in found:
-            if len(violations) < _MAX_LISTED:
-                violations.append(violation)
-            else:
-                dropped += 1
+        room = max(0, _MAX_LISTED - len(violations))
+        violations.extend(found[:room])
+        dropped += len(found) - len(found[:room])
 
-    def take(line_no: int, offset: int, raw: bytes, is_last: bool) -> None:
-        parsed, found = checker.feed(line_no, raw, is_last=is_last)
-        if found:
-            note(found)
-        if parsed is not None:
-            check.add(parsed, offset + len(raw) + 1)
-
-    held: tuple[int, int, bytes] | None = None
-    for line_no, offset, raw, complete in log.lines(0, end):
-        if held is not None:
-            take(*held, is_last=False)
-            held = None
-        if complete:
-            held = (line_no, offset, raw)
-        else:
+    for chunk in log.chunks(0, end):
+        records, found = checker.feed_chunk(
+            chunk.first_line_no, chunk.lines, ends_log=chunk.final and not chunk.fragment
+        )
+        note(found)
+        check.add(records)
+        if chunk.fragment:
+            note(checker.finish())
             note(
                 [
                     Violation(
                         ViolationCode.TORN_TAIL,
-                        f"the last line is cut off ({len(raw)} bytes without a newline): a write"
-                        " was interrupted — `stoic audit --repair` removes it",
-                        line=line_no,
+                        f"the last line is cut off ({len(chunk.fragment)} bytes without a"
+                        " newline): a write was interrupted — `stoic audit --repair` removes it",
+                        line=chunk.first_line_no + len(chunk.lines),
                     )
                 ]
             )
-    if held is not None:
-        take(*held, is_last=True)
     note(checker.finish())
     check.finish(checker.last_seq)
     note(check.violations)

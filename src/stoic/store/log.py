@@ -13,7 +13,6 @@ import errno
 import fcntl
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import orjson
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceNotWritable
 
-__all__ = ["FileDecisionLog", "LogLine", "TailState", "TornTail", "utc_timestamp"]
+__all__ = ["FileDecisionLog", "LineChunk", "LogLine", "TailState", "TornTail", "utc_timestamp"]
 
 _CHUNK = 1 << 20
 _BACK_BLOCK = 1 << 16
@@ -36,6 +35,20 @@ LogLine = tuple[int, int, bytes, bool]
 def utc_timestamp() -> str:
     """Now, as an RFC 3339 UTC timestamp with microseconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class LineChunk:
+    """Consecutive complete lines of the log, and a cut-off fragment where the log ends in one."""
+
+    first_line_no: int
+    """Line number of the first line, or 0 when reading did not start at the top."""
+    offset: int
+    lines: list[bytes]
+    final: bool
+    """Whether the requested range ends after these lines."""
+    fragment: bytes
+    """Bytes after the last newline, on the final chunk only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +95,7 @@ class FileDecisionLog:
         lock_path: Path,
         *,
         clock: Callable[[], str] = utc_timestamp,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
     ) -> None:
         self.path = path
         self.lock_path = lock_path
@@ -90,21 +103,22 @@ class FileDecisionLog:
         self._new_id = new_id
         self._mutex = threading.Lock()
         self._writer_fd: int | None = None
+        self._lock_fd: int | None = None
         self._cached: TailState | None = None
 
     def close(self) -> None:
-        if self._writer_fd is not None:
-            os.close(self._writer_fd)
-            self._writer_fd = None
+        for fd in (self._writer_fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._writer_fd = self._lock_fd = None
 
     # -- reading -------------------------------------------------------------------------------
 
     def size(self) -> int:
         return self.path.stat().st_size
 
-    def lines(self, start: int = 0, end: int | None = None) -> Iterator[LogLine]:
-        """Lines between two byte offsets, streamed in chunks; a last line without newline is
-        yielded with its flag False so the caller decides what a fragment means."""
+    def chunks(self, start: int = 0, end: int | None = None) -> Iterator[LineChunk]:
+        """The log between two byte offsets as lists of complete lines, about 1 MiB at a time."""
         with self.path.open("rb") as handle:
             if end is None:
                 end = os.fstat(handle.fileno()).st_size
@@ -118,15 +132,29 @@ class FileDecisionLog:
                 if not chunk:
                     break
                 remaining -= len(chunk)
-                parts = (carry + chunk).split(b"\n")
-                carry = parts.pop()
-                for part in parts:
-                    yield (line_no, offset, part, True)
-                    offset += len(part) + 1
-                    if line_no:
-                        line_no += 1
-            if carry:
-                yield (line_no, offset, carry, False)
+                lines = (carry + chunk).split(b"\n")
+                carry = lines.pop()
+                final = remaining <= 0
+                yield LineChunk(line_no, offset, lines, final, carry if final else b"")
+                offset += sum(map(len, lines)) + len(lines)
+                if line_no:
+                    line_no += len(lines)
+            if remaining > 0 and carry:
+                # The file ended before `end` (it was cut while being read).
+                yield LineChunk(line_no, offset, [], True, carry)
+
+    def lines(self, start: int = 0, end: int | None = None) -> Iterator[LogLine]:
+        """Lines between two byte offsets, streamed; a last line without newline is yielded
+        with its flag False so the caller decides what a fragment means."""
+        for chunk in self.chunks(start, end):
+            line_no, offset = chunk.first_line_no, chunk.offset
+            for line in chunk.lines:
+                yield (line_no, offset, line, True)
+                offset += len(line) + 1
+                if line_no:
+                    line_no += 1
+            if chunk.fragment:
+                yield (line_no, offset, chunk.fragment, False)
 
     def lines_reversed(self, end: int) -> Iterator[bytes]:
         """Complete lines before `end` (which must follow a newline), last first."""
@@ -193,18 +221,27 @@ class FileDecisionLog:
         a read-only workspace too.
         """
         with self._mutex:
-            try:
-                if shared:
+            if shared:
+                try:
                     lock_fd = os.open(self.lock_path, os.O_RDONLY)
-                else:
-                    lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise _not_writable(self.lock_path, exc) from exc
+                except OSError as exc:
+                    raise _not_writable(self.lock_path, exc) from exc
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_SH)
+                    yield
+                finally:
+                    os.close(lock_fd)
+                return
+            if self._lock_fd is None:
+                try:
+                    self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise _not_writable(self.lock_path, exc) from exc
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(lock_fd)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal and durably append decisions: one write and one fsync for the whole batch."""

@@ -64,6 +64,7 @@ class Workspace:
         self.log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE)
         self.status_file = ProjectionFile(WorkspaceStatusProjection(), root / STATUS_PROJECTION)
         self._appended = False
+        self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -123,6 +124,9 @@ class Workspace:
 
     def close(self) -> None:
         """Bring projections up to date with what this process appended, then release files."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self._appended:
                 self.sync_projections()
@@ -198,7 +202,13 @@ class Workspace:
     @property
     def torn_tail(self) -> TornTail | None:
         """The cut-off bytes at the end of the log, if a crash left any."""
-        return self.log.tail_state().torn
+        torn = self.log.tail_state().torn
+        if torn is None:
+            return None
+        # It may be a write in progress: wait for the writer, then look again.
+        with contextlib.suppress(WorkspaceNotWritable), self.log.locked(shared=True):
+            torn = self.log.tail_state().torn
+        return torn
 
     def records(
         self,

@@ -1,0 +1,182 @@
+"""The command line: init, log, audit, status, global options and error handling."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import orjson
+import pytest
+
+import stoic
+from stoic.cli.app import app
+from stoic.store.config import Settings, default_settings_text
+from tests.conftest import PROJECT_ROOT, fill, log_path, run_cli, run_stoic_process
+
+
+def test_init_creates_the_design_layout(tmp_path: Path) -> None:
+    target = tmp_path / "ws"
+    result = run_cli("init", str(target))
+    assert result.exit_code == 0
+    for folder in [
+        "logs",
+        "queue/pending",
+        "queue/approved",
+        "queue/rejected",
+        "queue/deferred",
+        "queue/executed",
+        "manifests",
+        "runs",
+        "escalations",
+        "incidents",
+    ]:
+        assert (target / folder).is_dir(), folder
+    assert log_path(target).read_bytes() == b""
+    assert (target / "logs" / "execution_log.md").is_file()
+    assert (target / "calibration_log.md").is_file()
+    assert not list(tmp_path.glob(".ws.init-*"))
+
+
+def test_init_uses_workspace_option_env_and_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("init").exit_code == 0
+    assert (tmp_path / ".stoic" / "stoic.toml").is_file()
+    assert run_cli("--workspace", "other", "init").exit_code == 0
+    assert (tmp_path / "other" / "stoic.toml").is_file()
+    assert run_cli("init", env={"STOIC_WORKSPACE": str(tmp_path / "env")}).exit_code == 0
+    assert (tmp_path / "env" / "stoic.toml").is_file()
+    status = run_cli("status", "--json", env={"STOIC_WORKSPACE": str(tmp_path / "env")})
+    assert orjson.loads(status.stdout)["workspace"] == str(tmp_path / "env")
+
+
+def test_init_over_an_existing_workspace_is_refused_and_changes_nothing(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        fill(ws, 2)
+    before = {p: p.read_bytes() for p in ws_path.rglob("*") if p.is_file()}
+    result = run_cli("init", str(ws_path))
+    assert result.exit_code == 2
+    assert "already a stoic workspace" in result.stderr
+    assert {p: p.read_bytes() for p in ws_path.rglob("*") if p.is_file()} == before
+
+
+def test_init_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run_cli("init", str(tmp_path))
+    assert result.exit_code == 2 and "not an empty folder" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["log"], ["audit"], ["status"]])
+def test_commands_without_a_workspace_say_how_to_create_one(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = run_cli("--workspace", str(tmp_path / "none"), *command)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "no stoic workspace" in result.stderr and "stoic init" in result.stderr
+
+
+def test_every_setting_is_in_the_generated_toml_with_its_default() -> None:
+    text = default_settings_text()
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") and " = " in line else line for line in text.splitlines()
+    )
+    assert Settings.model_validate(tomllib.loads(uncommented)) == Settings()
+    for section, field in Settings.model_fields.items():
+        assert field.annotation is not None
+        for name in field.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"# {name} = " in text, f"{section}.{name} is not documented"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[queue]\nbatch_size = \n", "stoic.toml:2: invalid TOML"),
+        (
+            "[queue]\nbatch_sise = 4\n",
+            "stoic.toml:2: unknown setting 'queue.batch_sise'; did you mean 'batch_size'?",
+        ),
+        (
+            "[queue]\nbatch_size = 0\n",
+            "stoic.toml:2: queue.batch_size: Input should be greater than or equal to 1",
+        ),
+        ("[runers]\n", "stoic.toml:1: unknown setting 'runers'; did you mean 'runner'?"),
+    ],
+)
+def test_invalid_settings_name_file_and_line(ws_path: Path, text: str, message: str) -> None:
+    (ws_path / "stoic.toml").write_text(text)
+    result = run_cli("--workspace", str(ws_path), "status")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_log_table_and_filters(ws: stoic.Workspace, ws_path: Path) -> None:
+    fill(ws, 4, run_id="run-a")
+    ws.record("audit", "passed", "Audit clean.")
+    shown = run_cli("--workspace", str(ws_path), "log")
+    assert shown.exit_code == 0
+    assert "execution/failed" in shown.stdout and "Audit clean." in shown.stdout
+    failures = run_cli("--workspace", str(ws_path), "log", "--failures")
+    assert "Task t0 finished." in failures.stdout and "Task t1 finished." not in failures.stdout
+    typed = run_cli("--workspace", str(ws_path), "log", "--type", "audit")
+    assert "Audit clean." in typed.stdout and "Task t0" not in typed.stdout
+    by_run = run_cli("--workspace", str(ws_path), "log", "--run", "run-a", "--tail", "1")
+    assert "Task t3 finished." in by_run.stdout and "Task t2" not in by_run.stdout
+    nothing = run_cli("--workspace", str(ws_path), "log", "--run", "missing")
+    assert "No matching records." in nothing.stdout
+
+
+def test_log_json_prints_the_stored_lines_byte_for_byte(ws: stoic.Workspace, ws_path: Path) -> None:
+    fill(ws, 5)
+    result = run_cli("--workspace", str(ws_path), "log", "--json")
+    assert result.stdout_bytes == log_path(ws_path).read_bytes()
+    tail = run_cli("--workspace", str(ws_path), "log", "--json", "--tail", "2")
+    assert tail.stdout_bytes.splitlines() == log_path(ws_path).read_bytes().splitlines()[-2:]
+
+
+def test_unknown_log_type_is_a_usage_error_with_a_hint(ws_path: Path) -> None:
+    result = run_cli("--workspace", str(ws_path), "log", "--type", "recovery")
+    assert result.exit_code == 2
+    assert "did you mean 'recovery_evaluation'" in result.stderr
+
+
+def test_status_json(ws: stoic.Workspace, ws_path: Path) -> None:
+    fill(ws, 3)
+    document = orjson.loads(run_cli("--workspace", str(ws_path), "status", "--json").stdout)
+    assert document["records"] == 3 and document["last_seq"] == 3
+    assert document["by_type"] == {"execution": {"failed": 1, "succeeded": 2}}
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"stoic {stoic.__version__}"
+
+
+def test_errors_are_one_line_and_tracebacks_only_with_debug(ws_path: Path) -> None:
+    with log_path(ws_path).open("ab") as handle:
+        handle.write(b"{torn")
+    plain = run_stoic_process("--workspace", str(ws_path), "audit", "--repair")
+    assert plain.returncode == 0
+    (ws_path / "manifests" / "workspace_status.json").write_text("{")
+    broken = run_stoic_process("--workspace", str(ws_path), "status")
+    assert broken.returncode == 1
+    assert broken.stderr.count("\n") == 1 and "Traceback" not in broken.stderr
+    assert broken.stderr.startswith("stoic: error: ")
+    debug = run_stoic_process("--debug", "--workspace", str(ws_path), "status")
+    assert "Traceback" in debug.stderr and "ProjectionMismatch" in debug.stderr
+
+
+def test_usage_errors_exit_2(ws_path: Path) -> None:
+    assert run_cli("--workspace", str(ws_path), "log", "--tail", "x").exit_code == 2
+    assert run_cli("no-such-command").exit_code == 2
+
+
+def test_every_command_has_help_and_a_readme_entry() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for command in app.registered_commands:
+        assert command.callback is not None
+        name = command.name or command.callback.__name__
+        assert command.callback.__doc__, f"stoic {name} has no help text"
+        assert f"stoic {name}" in readme, f"stoic {name} is not in the README"
+        assert run_cli(name, "--help").exit_code == 0

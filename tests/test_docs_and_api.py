@@ -1,0 +1,68 @@
+"""The public API is pinned, and the README's examples run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import stoic
+from tests.conftest import PROJECT_ROOT, fill
+
+README = (PROJECT_ROOT / "README.md").read_text()
+
+
+def test_exported_names_are_pinned() -> None:
+    assert sorted(stoic.__all__) == sorted(
+        [
+            "AuditReport",
+            "ConfigError",
+            "Decision",
+            "InvalidDecision",
+            "LogCorrupt",
+            "LogTornTail",
+            "ProjectionMismatch",
+            "Record",
+            "StoicError",
+            "UsageError",
+            "Violation",
+            "ViolationCode",
+            "Workspace",
+            "WorkspaceError",
+            "WorkspaceExists",
+            "WorkspaceNotFound",
+            "WorkspaceNotWritable",
+            "WorkspaceStatus",
+            "__version__",
+        ]
+    )
+    for name in stoic.__all__:
+        assert hasattr(stoic, name)
+
+
+def test_every_stoic_error_derives_from_the_base() -> None:
+    errors = [getattr(stoic, name) for name in stoic.__all__ if name.endswith(("Error", "Found"))]
+    assert errors and all(issubclass(error, stoic.StoicError) for error in errors)
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocks = _python_blocks()
+    assert blocks, "the README has no Python example"
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    assert (tmp_path / "demo.stoic" / "logs" / "decision_log.ndjson").stat().st_size > 0
+
+
+def test_readme_hash_check_without_stoic_says_true(ws: stoic.Workspace, ws_path: Path) -> None:
+    fill(ws, 3)
+    snippet = re.search(r"```sh\n(tail -n 1 \.stoic.*?)```", README, flags=re.DOTALL)
+    assert snippet is not None
+    script = snippet.group(1).replace(".stoic/", f"{ws_path}/")
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
