@@ -26,7 +26,7 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
-from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
+from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 
 __all__ = ["Workspace"]
@@ -316,9 +316,6 @@ class Workspace:
             return Record.from_dict(orjson.loads(raw))
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
             raise LogCorrupt(f"{where}: not a valid record ({exc}); run `stoic audit`") from exc
-
-    def now(self) -> str:
-        return utc_timestamp()
 
 
 def _needles(**fields: str | None) -> list[bytes]:
