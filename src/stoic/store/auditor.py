@@ -211,11 +211,7 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
         inputs={"violations": len(before.violations)},
         details=details,
     )
-    status_file = workspace.status_file
-    end = workspace.log.tail_state().good_end
-    fresh = status_file.advance(status_file.initial(), workspace.log, end)
-    with workspace.log.locked():
-        status_file.write(fresh)
+    workspace.rebuild_projections()
     after = audit_workspace(workspace)
     return AuditReport(
         records=after.records,

@@ -262,12 +262,6 @@ class Workspace:
         found.reverse()
         return found
 
-    def raw_lines(self) -> Iterator[bytes]:
-        """Stored lines exactly as written (for `stoic log --json`), up to the last whole record."""
-        end = self.log.tail_state().good_end
-        for _line_no, _offset, raw, _complete in self.log.lines(0, end):
-            yield raw
-
     def status(self) -> WorkspaceStatus:
         """Counts by type and outcome, caught up with the log."""
         return self.sync_projections().state
@@ -287,6 +281,13 @@ class Workspace:
             if on_disk.last_seq < caught_up.last_seq:
                 self.status_file.write(caught_up)
         return caught_up
+
+    def rebuild_projections(self) -> None:
+        """Replace every projection file with a full replay of the log."""
+        end = self.log.tail_state().good_end
+        fresh = self.status_file.advance(self.status_file.initial(), self.log, end)
+        with self.log.locked():
+            self.status_file.write(fresh)
 
     def _read_status_stamp(self) -> Stamp[WorkspaceStatus]:
         path = self.status_file.path
