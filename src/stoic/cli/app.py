@@ -76,9 +76,10 @@ def root(
 
 
 def _register_commands() -> None:
-    from stoic.cli import log_commands
+    from stoic.cli import log_commands, plan_commands
 
     log_commands.register(app)
+    plan_commands.register(app)
 
 
 _register_commands()

@@ -7,7 +7,6 @@ whole graph.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,8 +16,10 @@ __all__ = [
     "GraphTask",
     "Readiness",
     "RunStatus",
+    "TaskGraph",
     "TaskState",
     "analyse",
+    "analyse_states",
     "find_cycle",
     "topological_order",
 ]
@@ -84,23 +85,11 @@ class Analysis:
 
 
 def topological_order(dependencies: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """Tasks with each after its dependencies (plan order among equals); None if cyclic."""
-    indegree = dict.fromkeys(dependencies, 0)
-    dependents: dict[str, list[str]] = {task: [] for task in dependencies}
-    for task, deps in dependencies.items():
-        for dep in deps:
-            indegree[task] += 1
-            dependents[dep].append(task)
-    ready = deque(task for task, degree in indegree.items() if degree == 0)
-    order: list[str] = []
-    while ready:
-        task = ready.popleft()
-        order.append(task)
-        for dependent in dependents[task]:
-            indegree[dependent] -= 1
-            if indegree[dependent] == 0:
-                ready.append(dependent)
-    return order if len(order) == len(dependencies) else None
+    """Tasks with each after its dependencies; None if cyclic."""
+    ids = list(dependencies)
+    index_of = {task: index for index, task in enumerate(ids)}
+    order = _order_of([[index_of[dep] for dep in deps] for deps in dependencies.values()])
+    return None if order is None else [ids[index] for index in order]
 
 
 def find_cycle(dependencies: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -135,72 +124,130 @@ def find_cycle(dependencies: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-_EMPTY: frozenset[str] = frozenset()
+@dataclass(frozen=True, slots=True)
+class TaskGraph:
+    """The static shape of a plan: tasks by position, dependencies as positions, an order.
+
+    Built once per plan; analysing a new set of states then touches only lists of numbers.
+    """
+
+    ids: tuple[str, ...]
+    dependencies: tuple[tuple[int, ...], ...]
+    order: tuple[int, ...]
+    """Every task after its dependencies."""
+
+    @classmethod
+    def build(cls, ids: Sequence[str], dependencies: Sequence[Sequence[str]]) -> TaskGraph:
+        """Raises ValueError for an unknown dependency or a cycle (printed as `a → b → a`)."""
+        index_of = {task: index for index, task in enumerate(ids)}
+        if len(index_of) != len(ids):
+            raise ValueError("task ids are not unique")
+        try:
+            numbered = tuple(tuple(index_of[dep] for dep in deps) for deps in dependencies)
+        except KeyError as exc:
+            raise ValueError(f"unknown dependency {exc.args[0]!r}") from None
+        return cls.from_indices(tuple(ids), numbered)
+
+    @classmethod
+    def from_indices(
+        cls, ids: tuple[str, ...], dependencies: tuple[tuple[int, ...], ...]
+    ) -> TaskGraph:
+        order = _order_of(dependencies)
+        if order is None:
+            named = {ids[i]: [ids[d] for d in deps] for i, deps in enumerate(dependencies)}
+            raise ValueError(f"dependency cycle: {' → '.join(find_cycle(named) or [])}")
+        return cls(ids, dependencies, order)
+
+
+def _order_of(dependencies: Sequence[Sequence[int]]) -> tuple[int, ...] | None:
+    # Plans are usually written dependencies first: then plan order is already an order.
+    if all(dep < index for index, deps in enumerate(dependencies) for dep in deps):
+        return tuple(range(len(dependencies)))
+    indegree = [len(deps) for deps in dependencies]
+    dependents: list[list[int]] = [[] for _ in dependencies]
+    for index, deps in enumerate(dependencies):
+        for dep in deps:
+            dependents[dep].append(index)
+    order = [index for index, degree in enumerate(indegree) if degree == 0]
+    position = 0
+    while position < len(order):
+        for dependent in dependents[order[position]]:
+            indegree[dependent] -= 1
+            if indegree[dependent] == 0:
+                order.append(dependent)
+        position += 1
+    return tuple(order) if len(order) == len(dependencies) else None
+
+
+_EMPTY: frozenset[int] = frozenset()
+_SHIELDING = frozenset({TaskState.RUNNING, TaskState.INTERRUPTED, TaskState.SUSPENDED})
 
 
 def analyse(tasks: Sequence[GraphTask]) -> Analysis:
     """Readiness of every task, root blockers of every blocked task, and the run status."""
-    by_id = {task.id: task for task in tasks}
-    order = topological_order({task.id: task.depends_on for task in tasks})
-    if order is None:
-        raise ValueError(f"dependency cycle: {' → '.join(find_cycle(_deps(tasks)) or [])}")
-    position = {task.id: index for index, task in enumerate(tasks)}
-    readiness: dict[str, Readiness] = {}
-    failed_roots: dict[str, frozenset[str]] = {}
-    human_roots: dict[str, bool] = {}
-    for task_id in order:
-        task = by_id[task_id]
-        roots: frozenset[str] = _EMPTY
-        behind_human = False
+    graph = TaskGraph.build([task.id for task in tasks], [task.depends_on for task in tasks])
+    return analyse_states(graph, [task.state for task in tasks])
+
+
+def analyse_states(graph: TaskGraph, states: Sequence[TaskState]) -> Analysis:
+    """`analyse` over a prebuilt graph: `states[i]` is the state of `graph.ids[i]`."""
+    count = len(graph.ids)
+    if len(states) != count:
+        raise ValueError(f"{len(states)} states for {count} tasks")
+    done, failed_word, blocked_word = Readiness.DONE, Readiness.FAILED, Readiness.BLOCKED
+    readiness: list[Readiness] = [done] * count
+    failed_roots: list[frozenset[int]] = [_EMPTY] * count
+    behind_human = [False] * count
+    dependencies = graph.dependencies
+    for index in graph.order:
+        state = states[index]
+        if state in DONE_STATES:
+            continue  # readiness DONE, no roots, not behind a human
+        roots: frozenset[int] = _EMPTY
+        human = False
         all_done = True
-        for dep in task.depends_on:
+        for dep in dependencies[index]:
             dep_roots = failed_roots[dep]
             if dep_roots:
                 roots = dep_roots if not roots else (roots | dep_roots)
-            behind_human = behind_human or human_roots[dep]
-            all_done = all_done and readiness[dep] is Readiness.DONE
-        state = task.state
-        if state in DONE_STATES:
-            readiness[task_id] = Readiness.DONE
-            roots, behind_human = _EMPTY, False
-        elif state is TaskState.FAILED:
-            readiness[task_id] = Readiness.FAILED
-            roots = frozenset({task_id})
-        elif state in (TaskState.RUNNING, TaskState.INTERRUPTED):
-            readiness[task_id] = Readiness.ACTIVE
+            if behind_human[dep]:
+                human = True
+            if readiness[dep] is not done:
+                all_done = False
+        if state is TaskState.FAILED:
+            readiness[index] = failed_word
+            roots = frozenset({index})
+        elif state is TaskState.RUNNING or state is TaskState.INTERRUPTED:
+            readiness[index] = Readiness.ACTIVE
         elif state is TaskState.SUSPENDED:
-            readiness[task_id] = Readiness.AWAITING_HUMAN
-            behind_human = True
+            readiness[index] = Readiness.AWAITING_HUMAN
+            human = True
         elif roots:
-            readiness[task_id] = Readiness.BLOCKED
+            readiness[index] = blocked_word
         elif all_done:
-            readiness[task_id] = Readiness.RUNNABLE
-        elif behind_human:
-            readiness[task_id] = Readiness.AWAITING_HUMAN
+            readiness[index] = Readiness.RUNNABLE
+        elif human:
+            readiness[index] = Readiness.AWAITING_HUMAN
         else:
-            readiness[task_id] = Readiness.WAITING
+            readiness[index] = Readiness.WAITING
         # A task under way or suspended stands between its dependents and any failure behind
         # it: they wait for it, not for the failure.
-        if state in (TaskState.RUNNING, TaskState.INTERRUPTED, TaskState.SUSPENDED):
-            roots = _EMPTY
-        failed_roots[task_id] = roots
-        human_roots[task_id] = behind_human
+        failed_roots[index] = _EMPTY if state in _SHIELDING else roots
+        behind_human[index] = human
 
-    def in_plan_order(ids: Iterable[str]) -> tuple[str, ...]:
-        return tuple(sorted(ids, key=position.__getitem__))
-
-    def pick(wanted: Readiness) -> tuple[str, ...]:
-        return in_plan_order(t for t, r in readiness.items() if r is wanted)
-
-    blocked = {
-        task_id: in_plan_order(failed_roots[task_id])
-        for task_id in in_plan_order(t for t, r in readiness.items() if r is Readiness.BLOCKED)
-    }
-    runnable, active = pick(Readiness.RUNNABLE), pick(Readiness.ACTIVE)
-    waiting_human = pick(Readiness.AWAITING_HUMAN)
-    if all(r is Readiness.DONE for r in readiness.values()):
+    ids = graph.ids
+    by_readiness: dict[Readiness, list[str]] = {word: [] for word in Readiness}
+    blocked: dict[str, tuple[str, ...]] = {}
+    for index, word in enumerate(readiness):
+        by_readiness[word].append(ids[index])
+        if word is blocked_word:
+            blocked[ids[index]] = tuple(ids[root] for root in sorted(failed_roots[index]))
+    runnable = tuple(by_readiness[Readiness.RUNNABLE])
+    active = tuple(by_readiness[Readiness.ACTIVE])
+    waiting_human = by_readiness[Readiness.AWAITING_HUMAN]
+    if len(by_readiness[done]) == count:
         status = RunStatus.COMPLETED
-    elif runnable or active or any(r is Readiness.WAITING for r in readiness.values()):
+    elif runnable or active or by_readiness[Readiness.WAITING]:
         status = RunStatus.RUNNING
     elif waiting_human:
         status = RunStatus.AWAITING_HUMAN
@@ -208,14 +255,10 @@ def analyse(tasks: Sequence[GraphTask]) -> Analysis:
         status = RunStatus.FAILED
     return Analysis(
         status=status,
-        readiness=readiness,
+        readiness=dict(zip(ids, readiness, strict=True)),
         runnable=runnable,
         active=active,
-        awaiting_human=tuple(t for t in waiting_human if by_id[t].state is TaskState.SUSPENDED),
+        awaiting_human=tuple(ids[i] for i in range(count) if states[i] is TaskState.SUSPENDED),
         blocked=blocked,
-        failed=pick(Readiness.FAILED),
+        failed=tuple(by_readiness[failed_word]),
     )
-
-
-def _deps(tasks: Sequence[GraphTask]) -> dict[str, tuple[str, ...]]:
-    return {task.id: task.depends_on for task in tasks}

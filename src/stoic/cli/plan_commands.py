@@ -1,0 +1,72 @@
+"""Plan commands: `stoic plan check` and `stoic plan schema`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from stoic.plan.check import CheckStatus, PlanCheck, check_plan, invalid_plan_check
+from stoic.plan.loader import PlanInvalid, read_plan
+from stoic.plan.models import PlanDocument
+
+__all__ = ["register"]
+
+plan_app = typer.Typer(
+    name="plan",
+    help="Check plan files and print the plan schema.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def check(
+    plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Validate a plan, then say what its task statuses mean: exit 0 completed or runnable,
+    1 failed, 3 awaiting a human, 2 invalid."""
+    try:
+        verdict = check_plan(read_plan(plan), str(plan))
+    except PlanInvalid as exc:
+        verdict = invalid_plan_check(str(plan), exc.errors)
+        if not as_json:
+            for error in exc.errors:
+                typer.echo(error.format(plan), err=True)
+            typer.echo(f"{plan}: invalid ({len(exc.errors)} errors)", err=True)
+            raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(orjson.dumps(verdict.to_json()).decode())
+    else:
+        _print_verdict(verdict)
+    raise typer.Exit(verdict.status.exit_code)
+
+
+def _print_verdict(verdict: PlanCheck) -> None:
+    typer.echo(f"{verdict.plan}: {verdict.status.value}")
+    if verdict.runnable:
+        typer.echo(f"  runnable: {', '.join(verdict.runnable)}")
+    if verdict.waiting:
+        typer.echo(f"  waiting: {', '.join(verdict.waiting)}")
+    if verdict.awaiting_human:
+        typer.echo(f"  awaiting a human: {', '.join(verdict.awaiting_human)}")
+    if verdict.failed:
+        typer.echo(f"  failed: {', '.join(verdict.failed)}")
+    for task, roots in verdict.blocked:
+        typer.echo(f"  blocked: {task} (by {', '.join(roots)})")
+    if verdict.status is CheckStatus.FAILED:
+        typer.echo("  No task can run again: every remaining task is blocked by a failed task.")
+
+
+def schema() -> None:
+    """Print the JSON Schema of the plan format, for editors and linters."""
+    document = PlanDocument.model_json_schema(by_alias=True)
+    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def register(app: typer.Typer) -> None:
+    plan_app.command()(check)
+    plan_app.command()(schema)
+    app.add_typer(plan_app)

@@ -1,0 +1,438 @@
+"""Reading a plan file: every error at once, each with line, column, what is wrong and a fix.
+
+Three passes over one parse: the YAML itself (syntax, repeated keys), the pydantic models
+(types, unknown keys, statuses, timeouts and budgets), and the graph (ids, dependencies,
+cycles). The graph pass reads the raw data, so it runs even when the models found errors.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from stoic.core.graph import TaskGraph, TaskState, find_cycle
+from stoic.core.vocabulary import closest
+from stoic.exceptions import UsageError
+from stoic.plan.models import (
+    FOREIGN_META_KEYS,
+    FOREIGN_TASK_KEYS,
+    Budget,
+    HttpRequest,
+    Meta,
+    PlanDocument,
+    Section,
+    StatusWord,
+    TaskSpec,
+    Verifier,
+)
+from stoic.plan.yaml_source import LocatedDict, LocatedList, YamlSyntaxError, load_located
+
+__all__ = ["Plan", "PlanError", "PlanInvalid", "parse_plan", "read_plan"]
+
+_MAX_CYCLES_REPORTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PlanError:
+    """One thing wrong with a plan, where it is, and how to fix it."""
+
+    line: int
+    column: int
+    message: str
+    hint: str = ""
+
+    def format(self, path: str | Path) -> str:
+        hint = f" (hint: {self.hint})" if self.hint else ""
+        return f"{path}:{self.line}:{self.column}: {self.message}{hint}"
+
+
+class PlanInvalid(UsageError):
+    """A plan that cannot run; carries every error found."""
+
+    def __init__(self, path: str | Path, errors: Sequence[PlanError]) -> None:
+        self.path = str(path)
+        self.errors = tuple(errors)
+        count = len(self.errors)
+        lines = [f"{self.path} is not a valid plan ({count} error{'s' if count != 1 else ''}):"]
+        lines.extend(error.format(self.path) for error in self.errors)
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A validated plan and the exact text it was read from."""
+
+    path: Path
+    text: str
+    sha256: str
+    document: PlanDocument
+    tasks: tuple[TaskSpec, ...]
+    graph: TaskGraph
+
+    @property
+    def name(self) -> str:
+        return self.document.meta.name or self.path.stem
+
+    def states(self) -> list[TaskState]:
+        """The state of each task (in `graph.ids` order) as the file's statuses say."""
+        return [task.state for task in self.tasks]
+
+
+def read_plan(path: str | Path) -> Plan:
+    """Read and validate the plan at `path`; raises PlanInvalid listing every error."""
+    plan_path = Path(path)
+    try:
+        raw = plan_path.read_bytes()
+    except FileNotFoundError:
+        raise PlanInvalid(path, [PlanError(1, 1, "no such file", "check the path")]) from None
+    except IsADirectoryError:
+        raise PlanInvalid(path, [PlanError(1, 1, "is a folder, not a plan file", "")]) from None
+    except OSError as exc:
+        raise PlanInvalid(path, [PlanError(1, 1, f"cannot be read: {exc.strerror}", "")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        error = PlanError(line, column, "not UTF-8 text", "save the file as UTF-8")
+        raise PlanInvalid(path, [error]) from None
+    return parse_plan(text, plan_path)
+
+
+def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
+    """Validate plan text; raises PlanInvalid listing every error, sorted by position."""
+    try:
+        data, problems = load_located(text)
+    except YamlSyntaxError as exc:
+        hint = "check the indentation and quoting on this line and the one before"
+        raise PlanInvalid(path, [PlanError(exc.line, exc.column, exc.message, hint)]) from None
+    errors = [PlanError(p.line, p.column, p.message, p.hint) for p in problems]
+    if data is None:
+        errors.append(PlanError(1, 1, "the plan is empty", "add `tasks:` with at least one task"))
+        raise PlanInvalid(path, errors)
+    if not isinstance(data, LocatedDict):
+        line, column = data.position if isinstance(data, LocatedList) else (1, 1)
+        message = "a plan is a mapping with `tasks:` (or `sections:`) at the top"
+        raise PlanInvalid(path, [PlanError(line, column, message, "see `stoic plan schema`")])
+    document: PlanDocument | None = None
+    enabled = gc.isenabled()
+    gc.disable()  # every model built here survives; a collection would only walk them
+    try:
+        document = PlanDocument.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_model_errors(exc, data))
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+    graph_errors, graph = _check_graph(data)
+    errors.extend(graph_errors)
+    if errors:
+        raise PlanInvalid(path, sorted(set(errors), key=lambda e: (e.line, e.column, e.message)))
+    assert document is not None and graph is not None
+    tasks = tuple(document.all_tasks())
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Plan(Path(path), text, sha256, document, tasks, graph)
+
+
+# -- model errors ------------------------------------------------------------------------------
+
+_MODEL_OF_KEY: Mapping[str, type[BaseModel]] = {
+    "meta": Meta,
+    "tasks": TaskSpec,
+    "sections": Section,
+    "budget": Budget,
+    "http": HttpRequest,
+    "verify": Verifier,
+}
+_CARRIED_KEYS: Mapping[type[BaseModel], frozenset[str]] = {
+    TaskSpec: FOREIGN_TASK_KEYS,
+    Meta: FOREIGN_META_KEYS,
+    Section: frozenset({"status"}),
+}
+_NATIVE_KEYS: Mapping[type[BaseModel], list[str]] = {
+    model: sorted(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if name not in _CARRIED_KEYS.get(model, frozenset())
+    )
+    for model in (PlanDocument, Meta, TaskSpec, Section, Budget, HttpRequest, Verifier)
+}
+_STATUSES = [word.value for word in StatusWord]
+
+
+@dataclass(slots=True)
+class _Located:
+    position: tuple[int, int]
+    key_position: tuple[int, int] | None
+    matched: tuple[Any, ...]
+    model: type[BaseModel]
+    task_id: str | None
+
+
+def _locate(data: LocatedDict, loc: tuple[Any, ...]) -> _Located:
+    node: Any = data
+    position, key_position = data.position, None
+    matched: list[Any] = []
+    model: type[BaseModel] = PlanDocument
+    task_id: str | None = None
+    for part in loc:
+        if isinstance(node, LocatedDict) and part in node:
+            key_position = node.key_positions[part]
+            position = node.value_positions[part]
+            node = node[part]
+            if isinstance(part, str) and part in _MODEL_OF_KEY:
+                model = _MODEL_OF_KEY[part]
+        elif isinstance(node, LocatedList) and isinstance(part, int) and 0 <= part < len(node):
+            position = node.item_positions[part]
+            node = node[part]
+            if model is TaskSpec and isinstance(node, dict) and isinstance(node.get("id"), str):
+                task_id = node["id"]
+        else:
+            break
+        matched.append(part)
+    return _Located(position, key_position, tuple(matched), model, task_id)
+
+
+def _model_errors(exc: ValidationError, data: LocatedDict) -> Iterator[PlanError]:
+    seen: set[tuple[Any, ...]] = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        where = _locate(data, loc)
+        if where.matched in seen:
+            continue  # one message per place: a union reports each alternative
+        seen.add(where.matched)
+        yield _explain(error, loc, where)
+
+
+def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) -> PlanError:
+    kind: str = error["type"]
+    value = error.get("input")
+    field = next((part for part in reversed(where.matched) if isinstance(part, str)), "plan")
+    owner = f"task {where.task_id!r}: " if where.task_id else ""
+    line, column = where.position
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _NATIVE_KEYS[where.model]
+        line, column = where.key_position or where.position
+        guess = closest(key, allowed)
+        hint = f"did you mean {guess!r}?" if guess else f"known keys: {', '.join(allowed)}"
+        return PlanError(line, column, f"{owner}unknown key {key!r}", hint)
+    if kind == "enum" and field == "status":
+        guess = closest(str(value), _STATUSES)
+        hint = f"did you mean {guess!r}?" if guess else f"statuses: {', '.join(_STATUSES)}"
+        return PlanError(line, column, f"{owner}unknown status {value!r}", hint)
+    if kind == "missing":
+        key = str(loc[-1])
+        return PlanError(line, column, f"{owner}missing {key!r}", f"add `{key}:`")
+    if field in ("timeout", "max_seconds"):
+        return PlanError(
+            line,
+            column,
+            f"{owner}{field} must be a number of seconds greater than 0, not {value!r}",
+            "write 600 for ten minutes",
+        )
+    if field in ("max_attempts", "max_cost", "max_attempts_default"):
+        smallest = "0" if field == "max_cost" else "1"
+        return PlanError(
+            line,
+            column,
+            f"{owner}{field} must be a number of at least {smallest}, not {value!r}",
+            "budgets are plain numbers",
+        )
+    if field == "id" and kind == "string_type":
+        return PlanError(line, column, f"task id {value!r} is not text", f"quote it: id: '{value}'")
+    if field == "id" and kind == "string_pattern_mismatch":
+        return PlanError(
+            line,
+            column,
+            f"task id {value!r} has characters ids cannot hold",
+            "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+        )
+    if field == "run":
+        return PlanError(
+            line,
+            column,
+            f"{owner}run must be an argv list of strings, not {value!r}",
+            'write run: ["make", "build"] (or a string with shell: true)',
+        )
+    if field == "call":
+        return PlanError(
+            line, column, f"{owner}call {value!r} is not a function", 'write "module:function"'
+        )
+    return PlanError(line, column, f"{owner}{field}: {error['msg']}", "see `stoic plan schema`")
+
+
+# -- graph errors ------------------------------------------------------------------------------
+
+
+def _raw_tasks(data: LocatedDict) -> Iterator[LocatedDict]:
+    tasks = data.get("tasks")
+    if isinstance(tasks, LocatedList):
+        yield from (task for task in tasks if isinstance(task, LocatedDict))
+    sections = data.get("sections")
+    if isinstance(sections, LocatedList):
+        for section in sections:
+            inner = section.get("tasks") if isinstance(section, LocatedDict) else None
+            if isinstance(inner, LocatedList):
+                yield from (task for task in inner if isinstance(task, LocatedDict))
+
+
+def _dependency_list(task: LocatedDict) -> tuple[str, LocatedList] | None:
+    for key in ("depends_on", "dependencies"):
+        value = task.get(key)
+        if isinstance(value, LocatedList):
+            return key, value
+    return None
+
+
+def _check_graph(data: LocatedDict) -> tuple[list[PlanError], TaskGraph | None]:
+    errors: list[PlanError] = []
+    if "tasks" in data and "sections" in data:
+        line, column = data.key_positions["sections"]
+        errors.append(
+            PlanError(
+                line, column, "a plan has `tasks:` or `sections:`, not both", "use one of them"
+            )
+        )
+    tasks = list(_raw_tasks(data))
+    if not tasks:
+        key = "tasks" if "tasks" in data else "sections" if "sections" in data else None
+        line, column = data.key_positions[key] if key else data.position
+        errors.append(
+            PlanError(line, column, "the plan has no tasks", "add at least one task with an id")
+        )
+        return errors, None
+    index_of: dict[str, int] = {}
+    first_line: dict[str, int] = {}
+    for task in tasks:
+        task_id = task.get("id")
+        if not isinstance(task_id, str):
+            if "id" not in task:
+                errors.append(PlanError(*task.position, "a task without an id", "add `id:`"))
+            continue
+        if task_id in first_line:
+            errors.append(
+                PlanError(
+                    *task.value_positions["id"],
+                    f"duplicate task id {task_id!r} (first on line {first_line[task_id]})",
+                    "give every task its own id",
+                )
+            )
+        else:
+            first_line[task_id] = task.value_positions["id"][0]
+            index_of[task_id] = len(index_of)
+    numbered: list[tuple[int, ...]] = [()] * len(index_of)
+    for task in tasks:
+        task_id = task.get("id")
+        if "depends_on" in task and "dependencies" in task:
+            errors.extend(_conflicting_keys(task))
+        if any(key in task for key in _EXECUTOR_KEYS):
+            errors.extend(_executor_errors(task))
+        found = _dependency_list(task)
+        known: list[int] = []
+        if found is not None:
+            deps = found[1]
+            for position, dep in enumerate(deps):
+                index = index_of.get(dep) if isinstance(dep, str) else -1
+                if index is None:
+                    guess = closest(dep, index_of)
+                    hint = f"did you mean {guess!r}?" if guess else "list ids of tasks in this plan"
+                    errors.append(
+                        PlanError(
+                            *deps.item_positions[position],
+                            f"task {task_id!r} depends on {dep!r},"
+                            " which is not a task in this plan",
+                            hint,
+                        )
+                    )
+                elif index >= 0:
+                    known.append(index)
+        if isinstance(task_id, str) and not numbered[index_of[task_id]]:
+            numbered[index_of[task_id]] = tuple(known)
+    ids = tuple(index_of)
+    try:
+        graph = TaskGraph.from_indices(ids, tuple(numbered))
+    except ValueError:
+        positions = {ids[i]: t.value_positions["id"] for i, t in _first_tasks(tasks, index_of)}
+        edges = {ids[i]: [ids[d] for d in deps] for i, deps in enumerate(numbered)}
+        errors.extend(_cycle_errors(edges, positions))
+        return errors, None
+    return errors, graph
+
+
+def _first_tasks(
+    tasks: list[LocatedDict], index_of: Mapping[str, int]
+) -> Iterator[tuple[int, LocatedDict]]:
+    seen: set[str] = set()
+    for task in tasks:
+        task_id = task.get("id")
+        if isinstance(task_id, str) and task_id not in seen:
+            seen.add(task_id)
+            yield index_of[task_id], task
+
+
+_EXECUTOR_KEYS = ("run", "call", "http", "agent")
+
+
+def _executor_errors(task: LocatedDict) -> Iterator[PlanError]:
+    given = [key for key in _EXECUTOR_KEYS if key in task]
+    owner = f"task {task.get('id')!r}"
+    if len(given) > 1:
+        yield PlanError(
+            *task.key_positions[given[1]],
+            f"{owner} has both {given[0]!r} and {given[1]!r}",
+            "a task runs one thing: keep one of run, call, http, agent",
+        )
+    command = task.get("run")
+    shell = task.get("shell") is True
+    if isinstance(command, str) and not shell:
+        yield PlanError(
+            *task.value_positions["run"],
+            f"{owner}: run is a string, which needs a shell",
+            f"write an argv list like {command.split()!r}, or add `shell: true`",
+        )
+    elif isinstance(command, list) and shell:
+        yield PlanError(
+            *task.value_positions["run"],
+            f"{owner}: shell: true takes run as one string",
+            "write the command as a string, or drop `shell: true`",
+        )
+    elif isinstance(command, list) and not command:
+        yield PlanError(*task.value_positions["run"], f"{owner}: run is empty", "name a command")
+
+
+def _conflicting_keys(task: LocatedDict) -> Iterator[PlanError]:
+    first, second = task.get("depends_on"), task.get("dependencies")
+    same = (
+        isinstance(first, list)
+        and isinstance(second, list)
+        and sorted(map(str, first)) == sorted(map(str, second))
+    )
+    if not same:
+        yield PlanError(
+            *task.key_positions["dependencies"],
+            f"task {task.get('id')!r} has depends_on {first!r} and dependencies {second!r}",
+            "keep one key; they mean the same",
+        )
+
+
+def _cycle_errors(
+    edges: dict[str, list[str]], positions: Mapping[str, tuple[int, int]]
+) -> Iterator[PlanError]:
+    for _ in range(_MAX_CYCLES_REPORTED):
+        cycle = find_cycle(edges)
+        if cycle is None:
+            return
+        yield PlanError(
+            *positions[cycle[0]],
+            f"dependency cycle: {' → '.join(cycle)}",
+            "remove one of these dependencies",
+        )
+        edges[cycle[-2]] = [dep for dep in edges[cycle[-2]] if dep != cycle[-1]]

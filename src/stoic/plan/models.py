@@ -1,0 +1,253 @@
+"""The plan format (DESIGN §5) as pydantic models: the schema editors use and the validator.
+
+One format is read, whether a plan lists `tasks:` directly or groups them in `sections:`, as the
+plan files of other agent orchestrators do. The bookkeeping keys those orchestrators write
+(`attempts`, `completed_at`, `result_message` …) are read and kept but mean nothing to stoic;
+any other unknown key is an error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stoic.core.graph import TaskState
+
+__all__ = [
+    "FOREIGN_META_KEYS",
+    "FOREIGN_TASK_KEYS",
+    "Budget",
+    "HttpRequest",
+    "Meta",
+    "PlanDocument",
+    "Section",
+    "StatusWord",
+    "TaskSpec",
+    "Verifier",
+]
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+TaskId = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+]
+
+
+class StatusWord(StrEnum):
+    """Task statuses a plan file may carry: stoic's own words and other orchestrators'."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    COMPLETED = "completed"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SUSPENDED = "suspended"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def state(self) -> TaskState:
+        """The task state this word means."""
+        return _STATE_OF_WORD[self]
+
+
+_STATE_OF_WORD = {
+    StatusWord.PENDING: TaskState.PENDING,
+    StatusWord.RUNNING: TaskState.RUNNING,
+    StatusWord.IN_PROGRESS: TaskState.RUNNING,
+    StatusWord.SUCCEEDED: TaskState.SUCCEEDED,
+    StatusWord.COMPLETED: TaskState.SUCCEEDED,
+    StatusWord.VERIFIED: TaskState.SUCCEEDED,
+    StatusWord.FAILED: TaskState.FAILED,
+    StatusWord.SKIPPED: TaskState.SKIPPED,
+    StatusWord.SUSPENDED: TaskState.SUSPENDED,
+    StatusWord.INTERRUPTED: TaskState.INTERRUPTED,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Budget(_Strict):
+    """Limits on a task or a whole run; exhausting one stops the work (DESIGN §7)."""
+
+    max_seconds: Seconds | None = Field(None, description="Wall-clock seconds allowed.")
+    max_attempts: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Attempts allowed, recoveries included."
+    )
+    max_cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="Cost units allowed, as tasks report them in their result file."
+    )
+
+
+class HttpRequest(_Strict):
+    """An HTTP call: 2xx succeeds, anything else is a failure."""
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json", description="A JSON request body.")
+    body: str | None = Field(None, description="A text request body.")
+    timeout: Seconds | None = Field(None, description="Seconds before the call is abandoned.")
+
+
+class Verifier(_Strict):
+    """A check run after a task; fail-open unless it is a gate (DESIGN §10)."""
+
+    id: TaskId
+    run: list[str] | str | None = None
+    agent: str | None = None
+    gate: bool = False
+
+
+FOREIGN_TASK_KEYS = frozenset(
+    {
+        "attempts",
+        "last_attempt",
+        "completed_at",
+        "result_message",
+        "model_used",
+        "validation_attempts",
+        "validation_findings",
+        "target_acs",
+        "parallel_group",
+        "max_attempts",
+        "last_error",
+        "exclusive_resources",
+    }
+)
+"""Bookkeeping other orchestrators keep on a task: read, kept, and ignored."""
+
+FOREIGN_META_KEYS = frozenset(
+    {
+        "validation",
+        "source_item",
+        "plan_doc",
+        "created",
+        "requirements_path",
+        "design",
+        "design_doc",
+        "status",
+        "title",
+        "id",
+        "item_type",
+        "type",
+        "failure_reason",
+        "notification_email",
+    }
+)
+"""Bookkeeping other orchestrators keep on a plan: read, kept, and ignored."""
+
+
+class TaskSpec(_Strict):
+    """One task. What it runs is given by exactly one of `run`, `call`, `http` or `agent`."""
+
+    id: TaskId
+    name: str | None = None
+    description: str | None = None
+    status: StatusWord | None = Field(None, description="Where the task stands (plan files).")
+    run: list[str] | str | None = Field(
+        None, description="A command as an argv list; a string only with `shell: true`."
+    )
+    shell: bool = Field(False, description="Run the `run` string through /bin/sh.")
+    call: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = Field(
+        None, description='A Python function, "module:function", run in a worker process.'
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the `call` function."
+    )
+    http: HttpRequest | None = None
+    agent: str | None = Field(None, description="An agent role (DESIGN §11).")
+    prompt: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    depends_on: list[str] | None = None
+    dependencies: list[str] | None = Field(None, description="Another name for `depends_on`.")
+    idempotent: bool | None = Field(
+        None, description="Running it twice does no harm (HTTP GET/HEAD/PUT/DELETE: true)."
+    )
+    timeout: Seconds | None = Field(None, description="Seconds before the attempt is stopped.")
+    budget: Budget | None = None
+    approval: Literal["required", "none"] | None = None
+    verify: list[Verifier] | None = None
+    # Other orchestrators' bookkeeping (FOREIGN_TASK_KEYS): kept, ignored.
+    attempts: Any = Field(None, json_schema_extra={"deprecated": True})
+    last_attempt: Any = Field(None, json_schema_extra={"deprecated": True})
+    completed_at: Any = Field(None, json_schema_extra={"deprecated": True})
+    result_message: Any = Field(None, json_schema_extra={"deprecated": True})
+    model_used: Any = Field(None, json_schema_extra={"deprecated": True})
+    validation_attempts: Any = Field(None, json_schema_extra={"deprecated": True})
+    validation_findings: Any = Field(None, json_schema_extra={"deprecated": True})
+    target_acs: Any = Field(None, json_schema_extra={"deprecated": True})
+    parallel_group: Any = Field(None, json_schema_extra={"deprecated": True})
+    max_attempts: Any = Field(None, json_schema_extra={"deprecated": True})
+    last_error: Any = Field(None, json_schema_extra={"deprecated": True})
+    exclusive_resources: Any = Field(None, json_schema_extra={"deprecated": True})
+
+    @property
+    def dependency_ids(self) -> tuple[str, ...]:
+        """The tasks this one waits for, under whichever key the plan used."""
+        return tuple(self.depends_on or self.dependencies or ())
+
+    @property
+    def state(self) -> TaskState:
+        return self.status.state if self.status is not None else TaskState.PENDING
+
+
+class Section(_Strict):
+    """A named group of tasks."""
+
+    id: str | None = None
+    name: str | None = None
+    status: Any = Field(None, json_schema_extra={"deprecated": True})
+    tasks: list[TaskSpec] = Field(default_factory=list)
+
+
+class Meta(_Strict):
+    """What the plan is."""
+
+    name: str | None = None
+    description: str | None = None
+    max_attempts_default: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Bound for iterate loops; recovery retries follow DESIGN §7."
+    )
+    budget: Budget | None = Field(None, description="Limits on the whole run.")
+    validation: Any = Field(None, json_schema_extra={"deprecated": True})
+    source_item: Any = Field(None, json_schema_extra={"deprecated": True})
+    plan_doc: Any = Field(None, json_schema_extra={"deprecated": True})
+    created: Any = Field(None, json_schema_extra={"deprecated": True})
+    requirements_path: Any = Field(None, json_schema_extra={"deprecated": True})
+    design: Any = Field(None, json_schema_extra={"deprecated": True})
+    design_doc: Any = Field(None, json_schema_extra={"deprecated": True})
+    status: Any = Field(None, json_schema_extra={"deprecated": True})
+    title: Any = Field(None, json_schema_extra={"deprecated": True})
+    id: Any = Field(None, json_schema_extra={"deprecated": True})
+    item_type: Any = Field(None, json_schema_extra={"deprecated": True})
+    type: Any = Field(None, json_schema_extra={"deprecated": True})
+    failure_reason: Any = Field(None, json_schema_extra={"deprecated": True})
+    notification_email: Any = Field(None, json_schema_extra={"deprecated": True})
+
+
+class PlanDocument(_Strict):
+    """A whole plan file: `meta` and either `tasks` or `sections`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        title="stoic plan",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    meta: Meta = Field(default_factory=Meta)
+    tasks: list[TaskSpec] | None = None
+    sections: list[Section] | None = None
+
+    def all_tasks(self) -> list[TaskSpec]:
+        """Every task in plan order, sections flattened."""
+        if self.tasks is not None:
+            return list(self.tasks)
+        return [task for section in self.sections or () for task in section.tasks]

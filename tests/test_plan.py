@@ -1,0 +1,305 @@
+"""Plans: both formats load, every error is reported at once with line, column and a hint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stoic.plan.loader import PlanInvalid, parse_plan, read_plan
+from tests.conftest import PROJECT_ROOT, run_cli
+
+CORPUS = Path(os.environ.get("STOIC_CORPUS", PROJECT_ROOT.parent / "shared" / "corpus" / "plans"))
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(PlanInvalid) as caught:
+        parse_plan(text, "plan.yaml")
+    return [error.format("plan.yaml") for error in caught.value.errors]
+
+
+def test_native_plan_loads_with_every_executor() -> None:
+    plan = parse_plan(
+        """
+meta: {name: release, budget: {max_seconds: 900, max_cost: 5}}
+tasks:
+  - id: build
+    run: ["make", "build"]
+    idempotent: true
+    timeout: 600
+  - id: notify
+    http: {method: POST, url: "http://localhost:9/hook", json: {ok: true}}
+    depends_on: [build]
+  - id: tidy
+    call: "tasks:tidy"
+    params: {keep: 3}
+    dependencies: [build]
+  - id: greet
+    run: echo hi | tr a-z A-Z
+    shell: true
+    budget: {max_attempts: 2}
+"""
+    )
+    assert plan.name == "release"
+    assert [task.id for task in plan.tasks] == ["build", "notify", "tidy", "greet"]
+    assert plan.tasks[1].dependency_ids == ("build",)
+    assert plan.tasks[2].dependency_ids == ("build",)
+    assert plan.tasks[1].http is not None and plan.tasks[1].http.json_body == {"ok": True}
+    assert plan.graph.dependencies == ((), (0,), (0,), ())
+
+
+def test_foreign_sectioned_plan_with_bookkeeping_loads() -> None:
+    plan = parse_plan(
+        """
+meta: {name: x, plan_doc: docs/x.md, created: '2026-01-01', max_attempts_default: 3}
+sections:
+  - id: phase-1
+    name: One
+    status: completed
+    tasks:
+      - id: '1.1'
+        name: first
+        status: verified
+        attempts: 1
+        completed_at: '2026-01-01T00:00:00'
+        result_message: done
+      - id: '1.2'
+        status: in_progress
+        dependencies: ['1.1']
+        agent: coder
+"""
+    )
+    assert [task.id for task in plan.tasks] == ["1.1", "1.2"]
+    assert [state.value for state in plan.states()] == ["succeeded", "running"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "tasks:\n  - id: a\n    run: [x]\n  - id: a\n    run: [y]\n",
+            "plan.yaml:4:9: duplicate task id 'a' (first on line 2)",
+        ),
+        (
+            "tasks:\n  - id: a\n    depends_on: [b]\n",
+            "plan.yaml:3:18: task 'a' depends on 'b', which is not a task",
+        ),
+        ("tasks:\n  - id: build\n  - id: b\n    depends_on: [biuld]\n", "did you mean 'build'?"),
+        (
+            "tasks:\n  - id: a\n    depends_on: [b]\n  - id: b\n    depends_on: [a]\n",
+            "plan.yaml:2:9: dependency cycle: a → b → a",
+        ),
+        ("tasks:\n  - id: a\n    depends_on: [a]\n", "dependency cycle: a → a"),
+        (
+            "tasks:\n  - id: a\n  - id: b\n    depends_on: [a]\n    dependencies: [c]\n",
+            "plan.yaml:5:5: task 'b' has depends_on ['a'] and dependencies ['c']",
+        ),
+        ("", "plan.yaml:1:1: the plan is empty"),
+        ("tasks: []\n", "plan.yaml:1:1: the plan has no tasks"),
+        ("meta: {name: x}\n", "the plan has no tasks"),
+        (
+            "tasks:\n  - id: a\n    timeout: -5\n",
+            "plan.yaml:3:14: task 'a': timeout must be a number of seconds greater than 0, not -5",
+        ),
+        (
+            "tasks:\n  - id: a\n    timeout: 10m\n",
+            "timeout must be a number of seconds greater than 0, not '10m'",
+        ),
+        (
+            "tasks:\n  - id: a\n    budget: {max_attempts: 0}\n",
+            "max_attempts must be a number of at least 1, not 0",
+        ),
+        (
+            "tasks:\n  - id: a\n    budget: {max_cost: -1}\n",
+            "max_cost must be a number of at least 0, not -1",
+        ),
+        (
+            "tasks:\n  - id: a\n    status: complete\n",
+            "plan.yaml:3:13: task 'a': unknown status 'complete' (hint: did you mean 'completed'?)",
+        ),
+        (
+            "tasks:\n  - id: a\n    timout: 5\n",
+            "plan.yaml:3:5: task 'a': unknown key 'timout' (hint: did you mean 'timeout'?)",
+        ),
+        ("meta: {nmae: x}\ntasks:\n  - id: a\n", "unknown key 'nmae' (hint: did you mean 'name'?)"),
+        (
+            "tasks:\n  - id: a\n    run: make build\n",
+            "run is a string, which needs a shell"
+            " (hint: write an argv list like ['make', 'build'], or add `shell: true`)",
+        ),
+        (
+            "tasks:\n  - id: a\n    run: [x]\n    call: 'm:f'\n",
+            "task 'a' has both 'run' and 'call'",
+        ),
+        ("tasks:\n  - id: 1.5\n", "task id 1.5 is not text (hint: quote it: id: '1.5')"),
+        ("tasks:\n  - id: a/b\n", "task id 'a/b' has characters ids cannot hold"),
+        ("tasks:\n  - id: a\n    call: nocolon\n", "call 'nocolon' is not a function"),
+        (
+            "tasks:\n  - id: a\n    id: b\n",
+            "plan.yaml:3:5: key 'id' appears twice in one mapping (first on line 2)",
+        ),
+        ("tasks:\n  - id: a\n  run: [x\n", "plan.yaml:3:"),
+        ("tasks: [a, b]\n", "tasks: Input should be a valid dictionary"),
+        ("- a\n", "a plan is a mapping with `tasks:`"),
+        (
+            "tasks:\n  - id: a\nsections:\n  - tasks: [{id: b}]\n",
+            "a plan has `tasks:` or `sections:`, not both",
+        ),
+    ],
+)
+def test_each_plan_error_names_line_and_fix(text: str, expected: str) -> None:
+    messages = errors_of(text)
+    assert any(expected in message for message in messages), messages
+
+
+def test_every_error_is_reported_at_once_in_line_order() -> None:
+    messages = errors_of(
+        "tasks:\n"
+        "  - id: a\n    depends_on: [ghost]\n    status: complete\n"
+        "  - id: a\n    timout: 1\n"
+    )
+    assert len(messages) == 4
+    lines = [int(message.split(":")[1]) for message in messages]
+    assert lines == sorted(lines) == [3, 4, 5, 6]
+
+
+def test_several_cycles_are_each_reported() -> None:
+    messages = errors_of(
+        "tasks:\n"
+        "  - {id: a, depends_on: [b]}\n  - {id: b, depends_on: [a]}\n"
+        "  - {id: c, depends_on: [d]}\n  - {id: d, depends_on: [c]}\n"
+    )
+    assert sum("dependency cycle" in message for message in messages) == 2
+
+
+def test_unreadable_files_are_plan_errors(tmp_path: Path) -> None:
+    with pytest.raises(PlanInvalid, match="no such file"):
+        read_plan(tmp_path / "missing.yaml")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"tasks:\n  - id: caf\xe9\n")
+    with pytest.raises(PlanInvalid, match=r"latin.yaml:2:12: not UTF-8"):
+        read_plan(latin)
+
+
+def _plan_file(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "plan.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_plan_check_json_names_root_blockers_transitively(tmp_path: Path) -> None:
+    path = _plan_file(
+        tmp_path,
+        "tasks:\n"
+        "  - {id: A, status: failed}\n"
+        "  - {id: B, status: pending, depends_on: [A]}\n"
+        "  - {id: C, status: pending, depends_on: [B]}\n"
+        "  - {id: D, status: completed}\n",
+    )
+    result = run_cli("plan", "check", path, "--json")
+    assert result.exit_code == 1
+    verdict = orjson.loads(result.stdout)
+    assert verdict == {
+        "plan": path,
+        "status": "failed",
+        "runnable": [],
+        "waiting": [],
+        "awaiting_human": [],
+        "blocked": [{"id": "B", "blocked_by": ["A"]}, {"id": "C", "blocked_by": ["A"]}],
+        "failed": ["A"],
+        "errors": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("statuses", "status", "code"),
+    [
+        (["completed", "verified"], "completed", 0),
+        (["completed", "pending"], "runnable", 0),
+        (["in_progress", "pending"], "runnable", 0),
+        (["failed", "pending"], "failed", 1),
+        (["suspended", "pending"], "awaiting_human", 3),
+        (["completed", "skipped"], "completed", 0),
+    ],
+)
+def test_plan_check_status_and_exit_code(
+    tmp_path: Path, statuses: list[str], status: str, code: int
+) -> None:
+    first, second = statuses
+    path = _plan_file(
+        tmp_path,
+        f"tasks:\n  - {{id: a, status: {first}}}\n"
+        f"  - {{id: b, status: {second}, depends_on: [a]}}\n",
+    )
+    result = run_cli("plan", "check", path, "--json")
+    assert (result.exit_code, orjson.loads(result.stdout)["status"]) == (code, status)
+
+
+def test_in_progress_task_counts_as_still_able_to_run(tmp_path: Path) -> None:
+    path = _plan_file(
+        tmp_path,
+        "tasks:\n  - {id: a, status: in_progress}\n  - {id: b, status: pending, depends_on: [a]}\n",
+    )
+    verdict = orjson.loads(run_cli("plan", "check", path, "--json").stdout)
+    assert verdict["runnable"] == ["a"] and verdict["waiting"] == ["b"]
+
+
+def test_plan_check_invalid_plan_exit_2_with_errors(tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "tasks:\n  - id: a\n    status: complete\n")
+    result = run_cli("plan", "check", path, "--json")
+    assert result.exit_code == 2
+    verdict = orjson.loads(result.stdout)
+    assert verdict["status"] == "invalid"
+    assert verdict["errors"][0]["line"] == 3
+    assert "did you mean 'completed'" in verdict["errors"][0]["hint"]
+    plain = run_cli("plan", "check", path)
+    assert plain.exit_code == 2
+    assert f"{path}:3:13: task 'a': unknown status 'complete'" in plain.stderr
+    assert "Traceback" not in plain.stderr
+
+
+def test_plan_check_text_output_lists_blocked_tree(tmp_path: Path) -> None:
+    path = _plan_file(
+        tmp_path, "tasks:\n  - {id: A, status: failed}\n  - {id: B, depends_on: [A]}\n"
+    )
+    result = run_cli("plan", "check", path)
+    assert result.exit_code == 1
+    assert "blocked: B (by A)" in result.stdout
+
+
+def test_plan_schema_is_json_schema_of_the_native_format() -> None:
+    result = run_cli("plan", "schema")
+    assert result.exit_code == 0
+    schema = orjson.loads(result.stdout)
+    assert schema["title"] == "stoic plan"
+    task = schema["$defs"]["TaskSpec"]
+    assert task["additionalProperties"] is False
+    assert {"id", "run", "call", "http", "depends_on", "timeout", "budget"} <= set(
+        task["properties"]
+    )
+    assert "json" in schema["$defs"]["HttpRequest"]["properties"]
+
+
+def test_every_corpus_plan_loads_or_is_refused_clearly() -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the plan corpus is not here ({CORPUS}); set STOIC_CORPUS to its folder")
+    files = sorted(CORPUS.glob("*.yaml"))
+    assert len(files) == 247
+    outcomes: dict[str, int] = {}
+    refused: list[str] = []
+    for path in files:
+        result = run_cli("plan", "check", str(path), "--json")
+        assert result.exit_code in (0, 1, 2, 3), (path, result.stderr)
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+        verdict = orjson.loads(result.stdout)
+        outcomes[verdict["status"]] = outcomes.get(verdict["status"], 0) + 1
+        if result.exit_code == 2:
+            assert verdict["errors"], path
+            assert all(error["line"] >= 1 for error in verdict["errors"])
+            text = run_cli("plan", "check", str(path)).stderr
+            assert f"{path}:{verdict['errors'][0]['line']}:" in text
+            refused.append(path.name)
+    assert len(refused) == 3, refused  # two are not YAML, one says `complete`
+    assert outcomes["completed"] > 100 and outcomes["failed"] > 0
