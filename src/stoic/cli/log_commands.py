@@ -103,7 +103,7 @@ def log(
         _print_table(records)
 
 
-def _console() -> Console:
+def console_for_output() -> Console:
     """A terminal console; piped output gets wide lines, which `grep` reads better than wraps."""
     console = Console()
     if not console.is_terminal:
@@ -112,7 +112,7 @@ def _console() -> Console:
 
 
 def _print_table(records: Iterable[Record]) -> None:
-    console = _console()
+    console = console_for_output()
     iterator: Iterator[Record] = iter(records)
     shown = 0
     while chunk := list(islice(iterator, _TABLE_CHUNK)):
@@ -193,9 +193,18 @@ def _print_report(report: AuditReport, *, repair: bool) -> None:
 
 def status(
     ctx: typer.Context,
+    run_id: Annotated[
+        str | None, typer.Argument(help="A run: show its tasks instead.", show_default=False)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
-    """Show the workspace: where it is, how many records, counts by decision type and outcome."""
+    """Show the workspace (records, counts by type and outcome), or with RUN_ID one run:
+    each task's status, attempts and duration, and what blocks what."""
+    if run_id is not None:
+        from stoic.cli.run_commands import show_run_status
+
+        show_run_status(ctx, run_id, as_json)
+        return
     with open_workspace(ctx) as workspace:
         state = workspace.status()
         root = workspace.root
@@ -209,7 +218,7 @@ def status(
         }
         typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
-    console = _console()
+    console = console_for_output()
     console.print(f"Workspace {root}")
     console.print(f"{state.records} records, last seq {state.last_seq}")
     if state.by_type:

@@ -74,6 +74,8 @@ class Plan:
     document: PlanDocument
     tasks: tuple[TaskSpec, ...]
     graph: TaskGraph
+    task_positions: Mapping[str, tuple[int, int]]
+    """Where each task's id stands in the file, for errors found later."""
 
     @property
     def name(self) -> str:
@@ -131,14 +133,14 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
         gc.freeze()
         if enabled:
             gc.enable()
-    graph_errors, graph = _check_graph(data)
+    graph_errors, graph, positions = _check_graph(data)
     errors.extend(graph_errors)
     if errors:
         raise PlanInvalid(path, sorted(set(errors), key=lambda e: (e.line, e.column, e.message)))
     assert document is not None and graph is not None
     tasks = tuple(document.all_tasks())
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Plan(Path(path), text, sha256, document, tasks, graph)
+    return Plan(Path(path), text, sha256, document, tasks, graph, positions)
 
 
 # -- model errors ------------------------------------------------------------------------------
@@ -292,7 +294,9 @@ def _dependency_list(task: LocatedDict) -> tuple[str, LocatedList] | None:
     return None
 
 
-def _check_graph(data: LocatedDict) -> tuple[list[PlanError], TaskGraph | None]:
+def _check_graph(
+    data: LocatedDict,
+) -> tuple[list[PlanError], TaskGraph | None, dict[str, tuple[int, int]]]:
     errors: list[PlanError] = []
     if "tasks" in data and "sections" in data:
         line, column = data.key_positions["sections"]
@@ -308,8 +312,9 @@ def _check_graph(data: LocatedDict) -> tuple[list[PlanError], TaskGraph | None]:
         errors.append(
             PlanError(line, column, "the plan has no tasks", "add at least one task with an id")
         )
-        return errors, None
+        return errors, None, {}
     index_of: dict[str, int] = {}
+    positions: dict[str, tuple[int, int]] = {}
     first_line: dict[str, int] = {}
     for task in tasks:
         task_id = task.get("id")
@@ -326,7 +331,8 @@ def _check_graph(data: LocatedDict) -> tuple[list[PlanError], TaskGraph | None]:
                 )
             )
         else:
-            first_line[task_id] = task.value_positions["id"][0]
+            positions[task_id] = task.value_positions["id"]
+            first_line[task_id] = positions[task_id][0]
             index_of[task_id] = len(index_of)
     numbered: list[tuple[int, ...]] = [()] * len(index_of)
     for task in tasks:
@@ -360,22 +366,10 @@ def _check_graph(data: LocatedDict) -> tuple[list[PlanError], TaskGraph | None]:
     try:
         graph = TaskGraph.from_indices(ids, tuple(numbered))
     except ValueError:
-        positions = {ids[i]: t.value_positions["id"] for i, t in _first_tasks(tasks, index_of)}
         edges = {ids[i]: [ids[d] for d in deps] for i, deps in enumerate(numbered)}
         errors.extend(_cycle_errors(edges, positions))
-        return errors, None
-    return errors, graph
-
-
-def _first_tasks(
-    tasks: list[LocatedDict], index_of: Mapping[str, int]
-) -> Iterator[tuple[int, LocatedDict]]:
-    seen: set[str] = set()
-    for task in tasks:
-        task_id = task.get("id")
-        if isinstance(task_id, str) and task_id not in seen:
-            seen.add(task_id)
-            yield index_of[task_id], task
+        return errors, None, positions
+    return errors, graph, positions
 
 
 _EXECUTOR_KEYS = ("run", "call", "http", "agent")

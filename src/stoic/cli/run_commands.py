@@ -1,0 +1,74 @@
+"""Run commands: `stoic run`, `stoic continue`, and `stoic status RUN_ID`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.plan.loader import read_plan
+from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_summary
+from stoic.run.run_files import state_document
+from stoic.run.runner import EXIT_CODES, RunReport, continue_run, load_run, start_run
+
+__all__ = ["register", "show_run_status"]
+
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", "-j", min=1, help="Tasks run at once (default: runner.workers)."),
+]
+
+
+def _reporter() -> Reporter:
+    console = console_for_output()
+    return LiveReporter(console) if console.is_terminal else PlainReporter(console)
+
+
+def run(
+    ctx: typer.Context,
+    plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
+    workers: Workers = None,
+) -> None:
+    """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
+    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
+    loaded = read_plan(plan)
+    with open_workspace(ctx) as workspace:
+        report = start_run(workspace, loaded, workers=workers, reporter=_reporter())
+    raise typer.Exit(report.exit_code)
+
+
+def continue_(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to continue.", show_default=False)],
+    workers: Workers = None,
+) -> None:
+    """Continue a run after a crash or a stop: attempts left open are recorded as interrupted,
+    then every task that can run, runs."""
+    with open_workspace(ctx) as workspace:
+        report = continue_run(workspace, run_id, workers=workers, reporter=_reporter())
+    raise typer.Exit(report.exit_code)
+
+
+def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
+    """`stoic status RUN_ID`: the run as its records tell it."""
+    with open_workspace(ctx) as workspace:
+        plan, view, files = load_run(workspace, run_id)
+    analysis = view.analyse(plan.graph)
+    document = state_document(view, plan.graph, analysis, files)
+    if as_json:
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    status = analysis.status.value
+    if view.lifecycle == "paused" and analysis.status.value == "running":
+        status = "interrupted"
+    code = EXIT_CODES.get(analysis.status, 0)
+    report = RunReport(run_id, status, code, view, analysis, plan)
+    print_summary(console_for_output(), report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command("continue")(continue_)

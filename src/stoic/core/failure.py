@@ -1,0 +1,77 @@
+"""The one shape every failure takes before it is classified (DESIGN §7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Failure", "FailureKind", "Partial"]
+
+
+class FailureKind(StrEnum):
+    """What went wrong, as far as the executor could tell."""
+
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    RATE_LIMITED = "rate_limited"
+    CONTEXT_OVERFLOW = "context_overflow"
+    POLICY_VIOLATION = "policy_violation"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    SAFETY_TRIGGER = "safety_trigger"
+    TOOL_ERROR = "tool_error"
+    QUALITY = "quality"
+    CRASH = "crash"  # the process running the task died without reporting
+    INTERRUPTED = "interrupted"  # the runner stopped or died while the task ran
+    ERROR = "error"  # anything not recognised
+
+
+class Partial(StrEnum):
+    """Did any side effect happen before the failure?"""
+
+    TRUE = "true"
+    FALSE = "false"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, value: bool | None) -> Partial:
+        return cls.UNKNOWN if value is None else (cls.TRUE if value else cls.FALSE)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt, normalised: the classifier sees only this."""
+
+    kind: FailureKind
+    message: str
+    partial: Partial = Partial.UNKNOWN
+    retry_after_s: float | None = None
+    http_status: int | None = None
+    exit_code: int | None = None
+    in_recovery: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The failure as a record stores it (in `decision_inputs`)."""
+        data: dict[str, Any] = {
+            "failure_kind": self.kind.value,
+            "message": self.message,
+            "partial": self.partial.value,
+            "in_recovery": self.in_recovery,
+        }
+        for name in ("retry_after_s", "http_status", "exit_code"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Failure:
+        return cls(
+            kind=FailureKind(data["failure_kind"]),
+            message=str(data.get("message", "")),
+            partial=Partial(data.get("partial", "unknown")),
+            retry_after_s=data.get("retry_after_s"),
+            http_status=data.get("http_status"),
+            exit_code=data.get("exit_code"),
+            in_recovery=bool(data.get("in_recovery", False)),
+        )

@@ -1,0 +1,165 @@
+"""What an executor is given for one attempt and what it hands back."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stoic.core.failure import Failure, FailureKind, Partial
+
+__all__ = ["Attempt", "AttemptResult", "ResultFile", "parse_result_file", "read_result_file"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of one task: identity, where its files go, and its limits."""
+
+    run_id: str
+    request_id: str
+    task_id: str
+    attempt: int
+    attempt_id: str
+    log_path: Path
+    result_path: Path
+    plan_dir: Path
+    timeout: float | None
+    output_cap_bytes: int
+    kill_grace_seconds: float
+    env: dict[str, str] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set by the runner to stop the attempt (Ctrl-C): it ends as interrupted."""
+
+    def stoic_env(self) -> dict[str, str]:
+        """The variables every task sees (DESIGN §7)."""
+        return {
+            **self.env,
+            "STOIC_RUN_ID": self.run_id,
+            "STOIC_TASK_ID": self.task_id,
+            "STOIC_ATTEMPT": str(self.attempt),
+            "STOIC_RESULT": str(self.result_path),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFile:
+    """What a task wrote to `$STOIC_RESULT`, or why it could not be read."""
+
+    data: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def failure(self) -> Failure | None:
+        """The failure the task reported about itself, if any."""
+        reported = (self.data or {}).get("failure")
+        if not isinstance(reported, dict):
+            return None
+        try:
+            kind = FailureKind(reported.get("kind", "error"))
+        except ValueError:
+            kind = FailureKind.ERROR
+        retry_after = reported.get("retry_after_s")
+        steps = (self.data or {}).get("steps_completed")
+        partial = reported.get("partial")
+        return Failure(
+            kind=kind,
+            message=str(reported.get("message") or f"the task reported {kind.value}"),
+            partial=Partial.of(partial if isinstance(partial, bool) else _steps_partial(steps)),
+            retry_after_s=float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
+
+
+def _steps_partial(steps: object) -> bool | None:
+    return True if isinstance(steps, int) and steps > 0 else None
+
+
+def parse_result_file(raw: bytes) -> ResultFile:
+    """Parse a result file's bytes; a malformed file is kept as an error, never ignored."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return ResultFile(error=f"not valid JSON ({exc})")
+    if not isinstance(data, dict):
+        return ResultFile(error=f"a JSON object was expected, not {type(data).__name__}")
+    failure = data.get("failure")
+    if failure is not None and not isinstance(failure, dict):
+        return ResultFile(error='`failure` must be an object like {"kind": "timeout"}')
+    if isinstance(failure, dict) and failure.get("kind") not in {k.value for k in FailureKind}:
+        return ResultFile(data=data, error=f"unknown failure kind {failure.get('kind')!r}")
+    steps = data.get("steps_completed")
+    if steps is not None and (not isinstance(steps, int) or steps < 0):
+        return ResultFile(data=data, error="`steps_completed` must be a whole number ≥ 0")
+    return ResultFile(data=data)
+
+
+def read_result_file(path: Path) -> ResultFile | None:
+    """The result file of an attempt, or None when the task wrote none."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ResultFile(error=f"unreadable ({exc.strerror})")
+    return parse_result_file(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How an attempt ended."""
+
+    failure: Failure | None
+    duration_s: float
+    exit_code: int | None = None
+    output_bytes: int = 0
+    output_truncated: bool = False
+    result: ResultFile | None = None
+    value: Any = None
+    """What a Python task returned (JSON-able, or its repr)."""
+    command: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failure is None
+
+    def details(self) -> dict[str, Any]:
+        """What the end record keeps about the attempt, beyond the failure."""
+        data: dict[str, Any] = {
+            "duration_s": round(self.duration_s, 6),
+            "output_bytes": self.output_bytes,
+        }
+        if self.exit_code is not None:
+            data["exit_code"] = self.exit_code
+        if self.output_truncated:
+            data["output_truncated"] = True
+        if self.result is not None:
+            if self.result.data is not None:
+                data["result"] = self.result.data
+            if self.result.error is not None:
+                data["result_file_error"] = self.result.error
+        if self.value is not None:
+            data["value"] = self.value
+        return data
+
+
+def combine(failure: Failure | None, result: ResultFile | None) -> Failure | None:
+    """The attempt's failure once the result file has had its say.
+
+    A well-formed result file that reports a failure decides the kind; a malformed one is
+    recorded but the exit status decides.
+    """
+    reported = result.failure if result is not None and result.error is None else None
+    if reported is None:
+        return failure
+    if failure is None:
+        return reported
+    return Failure(
+        kind=reported.kind,
+        message=reported.message,
+        partial=reported.partial if reported.partial is not Partial.UNKNOWN else failure.partial,
+        retry_after_s=reported.retry_after_s,
+        http_status=failure.http_status,
+        exit_code=failure.exit_code,
+    )

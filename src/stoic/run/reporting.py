@@ -1,0 +1,147 @@
+"""What a run shows while it runs: a live view on a terminal, one plain line per event elsewhere."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stoic.run.attempt import AttemptResult
+
+if TYPE_CHECKING:
+    from stoic.plan.loader import Plan
+    from stoic.run.runner import RunReport
+
+__all__ = ["LiveReporter", "PlainReporter", "Reporter", "print_summary"]
+
+
+class Reporter(Protocol):
+    def run_started(self, run_id: str, plan: Plan, total: int) -> None: ...
+    def attempt_started(self, task_id: str, attempt: int, command: str) -> None: ...
+    def attempt_ended(
+        self, task_id: str, attempt: int, outcome: str, result: AttemptResult
+    ) -> None: ...
+    def stopping(self, signal_name: str) -> None: ...
+    def run_ended(self, report: RunReport) -> None: ...
+
+
+def _ended_text(task_id: str, attempt: int, outcome: str, result: AttemptResult) -> str:
+    text = f"{outcome} {task_id} (attempt {attempt}, {result.duration_s:.2f}s)"
+    if result.failure is not None:
+        text += f": {result.failure.kind.value}: {result.failure.message}"
+    if result.result is not None and result.result.error is not None:
+        text += f" [result file: {result.result.error}]"
+    return text
+
+
+class PlainReporter:
+    """One line per event on stdout: for logs, pipes and CI."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def _line(self, text: str) -> None:
+        self.console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False)
+
+    def run_started(self, run_id: str, plan: Plan, total: int) -> None:
+        self._line(f"run {run_id}: plan {plan.name}, {total} tasks")
+
+    def attempt_started(self, task_id: str, attempt: int, command: str) -> None:
+        self._line(f"started {task_id} (attempt {attempt}): {command}")
+
+    def attempt_ended(
+        self, task_id: str, attempt: int, outcome: str, result: AttemptResult
+    ) -> None:
+        self._line(_ended_text(task_id, attempt, outcome, result))
+
+    def stopping(self, signal_name: str) -> None:
+        self._line(f"{signal_name}: starting nothing new; stopping running tasks")
+
+    def run_ended(self, report: RunReport) -> None:
+        print_summary(self.console, report)
+
+
+class LiveReporter(PlainReporter):
+    """A progress bar with the tasks under way; finished tasks scroll above it."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.bar = self.progress.add_task("running", total=0)
+        self.running: set[str] = set()
+
+    def _line(self, text: str) -> None:
+        self.progress.console.print(text, markup=False, highlight=False)
+
+    def run_started(self, run_id: str, plan: Plan, total: int) -> None:
+        self.progress.update(self.bar, total=total)
+        self.progress.start()
+        super().run_started(run_id, plan, total)
+
+    def attempt_started(self, task_id: str, attempt: int, command: str) -> None:
+        self.running.add(task_id)
+        self._describe()
+
+    def attempt_ended(
+        self, task_id: str, attempt: int, outcome: str, result: AttemptResult
+    ) -> None:
+        self.running.discard(task_id)
+        self.progress.advance(self.bar)
+        self._describe()
+        super().attempt_ended(task_id, attempt, outcome, result)
+
+    def _describe(self) -> None:
+        shown = ", ".join(sorted(self.running)[:3]) + (" …" if len(self.running) > 3 else "")
+        self.progress.update(self.bar, description=f"running {shown}" if shown else "waiting")
+
+    def run_ended(self, report: RunReport) -> None:
+        self.progress.stop()
+        super().run_ended(report)
+
+
+def print_summary(console: Console, report: RunReport) -> None:
+    """Each task's status, duration and attempts; for a failed run, what blocks what."""
+    table = Table(box=None, pad_edge=False, title=f"run {report.run_id}", title_justify="left")
+    table.add_column("task")
+    table.add_column("status")
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("note")
+    for task_id in report.plan.graph.ids:
+        task = report.view.task(task_id)
+        note = ""
+        if task.failure is not None:
+            note = f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
+        roots = report.analysis.blocked.get(task_id)
+        status = task.state.value
+        if roots:
+            status, note = "blocked", f"blocked by {', '.join(roots)}"
+        table.add_row(task_id, status, str(task.attempts), f"{task.duration_s:.2f}s", note)
+    console.print(table)
+    console.print(_verdict(report), markup=False, highlight=False)
+
+
+def _verdict(report: RunReport) -> str:
+    analysis = report.analysis
+    if report.status == "completed":
+        return f"Run {report.run_id} completed: every task succeeded."
+    if report.status == "interrupted":
+        return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
+    if report.status == "awaiting_human":
+        return f"Run {report.run_id} is waiting for a person: {', '.join(analysis.awaiting_human)}."
+    lines = [f"Run {report.run_id} FAILED: no task can run again."]
+    for task_id in analysis.failed:
+        lines.append(f"  {task_id} failed")
+    for task_id, roots in analysis.blocked.items():
+        lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""A run's files: the plan copy, `state.json` and the execution log entries (DESIGN §3)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stoic.core.graph import Analysis, TaskGraph
+from stoic.core.run_state import RunView
+from stoic.run.attempt import AttemptResult
+from stoic.store.atomic import atomic_write
+from stoic.store.log import utc_timestamp
+
+__all__ = ["RunFiles"]
+
+
+class RunFiles:
+    """Where one run keeps its files inside the workspace."""
+
+    def __init__(self, workspace_root: Path, run_id: str) -> None:
+        self.workspace_root = workspace_root
+        self.run_id = run_id
+        self.folder = workspace_root / "runs" / run_id
+        self.plan_copy = self.folder / "plan.yaml"
+        self.state_file = self.folder / "state.json"
+        self.lock_file = self.folder / "run.lock"
+        self.execution_log = workspace_root / "logs" / "execution_log.md"
+
+    def task_folder(self, task_id: str) -> Path:
+        return self.folder / "tasks" / task_id
+
+    def attempt_log(self, task_id: str, attempt: int) -> Path:
+        return self.task_folder(task_id) / f"attempt-{attempt}.log"
+
+    def attempt_result(self, task_id: str, attempt: int) -> Path:
+        return self.task_folder(task_id) / f"attempt-{attempt}.result.json"
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.workspace_root))
+
+    def write_state(self, view: RunView, graph: TaskGraph, analysis: Analysis) -> None:
+        """Replace state.json with the run as the log tells it."""
+        document = state_document(view, graph, analysis, self)
+        atomic_write(self.state_file, orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+    def append_execution_entry(
+        self, task_id: str, attempt: int, result: AttemptResult, outcome: str
+    ) -> None:
+        """One entry per attempt; written after the attempt's end record is durable.
+
+        The entry is a projection of that record: it is appended without its own fsync.
+        """
+        failure = (
+            f" ({result.failure.kind.value}: {result.failure.message})" if result.failure else ""
+        )
+        entry = (
+            f"\n## {utc_timestamp()} · run {self.run_id} · task {task_id} · attempt {attempt}\n\n"
+            f"- command: `{result.command}`\n"
+            f"- result: {outcome}{failure}\n"
+            f"- duration: {result.duration_s:.3f} s\n"
+            f"- log: {self.relative(self.attempt_log(task_id, attempt))}\n"
+        )
+        fd = os.open(self.execution_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, entry.encode())
+        finally:
+            os.close(fd)
+
+
+def state_document(
+    view: RunView, graph: TaskGraph, analysis: Analysis, files: RunFiles
+) -> dict[str, Any]:
+    """The state.json document: the run's status and every task's."""
+    started: Mapping[str, Any] = view.started or {}
+    tasks: dict[str, Any] = {}
+    for task_id in graph.ids:
+        task = view.task(task_id)
+        entry: dict[str, Any] = {
+            "status": task.state.value,
+            "readiness": analysis.readiness[task_id].value,
+            "attempts": task.attempts,
+            "duration_s": round(task.duration_s, 6),
+        }
+        if task.failure is not None:
+            entry["failure"] = dict(task.failure)
+        if task_id in analysis.blocked:
+            entry["blocked_by"] = list(analysis.blocked[task_id])
+        if task.attempts:
+            entry["log"] = files.relative(files.attempt_log(task_id, task.attempts))
+        tasks[task_id] = entry
+    return {
+        "run_id": view.run_id,
+        "status": analysis.status.value,
+        "plan": started.get("plan"),
+        "plan_sha256": started.get("plan_sha256"),
+        "started_at": view.started_at,
+        "last_seq": view.last_seq,
+        "tasks": tasks,
+    }

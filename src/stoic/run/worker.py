@@ -1,0 +1,137 @@
+"""A worker process for Python tasks: `python -m stoic.run.worker REQUEST_FD REPLY_FD`.
+
+It reads one request at a time (a length-prefixed JSON frame), imports and calls the task's
+function with its output sent to the attempt's log, and replies with the value or the failure.
+A task that kills this process takes only itself down: the pool sees the pipe close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import signal
+import struct
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+__all__ = ["read_frame", "write_frame"]
+
+_HEADER = struct.Struct("!I")
+_PR_SET_PDEATHSIG = 1
+_MAX_VALUE_BYTES = 64 * 1024
+
+
+def write_frame(fd: int, payload: dict[str, Any]) -> None:
+    body = orjson.dumps(payload, default=repr)
+    data = _HEADER.pack(len(body)) + body
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_frame(fd: int) -> dict[str, Any] | None:
+    """The next frame, or None when the other end has gone."""
+    header = _read_exactly(fd, _HEADER.size)
+    if header is None:
+        return None
+    body = _read_exactly(fd, _HEADER.unpack(header)[0])
+    if body is None:
+        return None
+    value = orjson.loads(body)
+    assert isinstance(value, dict)
+    return value
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _json_value(value: Any) -> Any:
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        return {"repr": repr(value)[:1000]}
+    if len(encoded) > _MAX_VALUE_BYTES:
+        return {"note": f"a value of {len(encoded)} bytes was returned; not kept"}
+    return value
+
+
+def _call(request: dict[str, Any]) -> dict[str, Any]:
+    from stoic.errors import RateLimited, TaskFailure
+
+    plan_dir = request["plan_dir"]
+    if plan_dir not in sys.path:
+        sys.path.insert(0, plan_dir)
+    module_name, _, function_name = request["call"].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        function: Callable[..., Any] = getattr(module, function_name)
+    except Exception as exc:
+        message = f"cannot load {request['call']}: {type(exc).__name__}: {exc}"
+        return {"ok": False, "kind": "error", "message": message, "partial": False}
+    try:
+        value = function(**request["params"])
+    except TaskFailure as exc:
+        reply: dict[str, Any] = {
+            "ok": False,
+            "kind": exc.kind.value,
+            "message": exc.message,
+            "partial": exc.partial,
+        }
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            reply["retry_after_s"] = float(exc.retry_after)
+        traceback.print_exc()
+        return reply
+    except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the task only
+        traceback.print_exc()
+        return {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "value": _json_value(value)}
+
+
+def serve(request_fd: int, reply_fd: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    base_env = dict(os.environ)
+    while True:
+        request = read_frame(request_fd)
+        if request is None:
+            return
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.environ.update(request["env"])
+        try:
+            reply = _call(request)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.environ.clear()
+            os.environ.update(base_env)
+        write_frame(reply_fd, reply)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))
