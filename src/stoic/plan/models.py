@@ -104,6 +104,8 @@ class Verifier(_Strict):
     gate: bool = False
 
 
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
 FOREIGN_TASK_KEYS = frozenset(
     {
         "attempts",
@@ -195,6 +197,13 @@ class TaskSpec(_Strict):
     @property
     def state(self) -> TaskState:
         return self.status.state if self.status is not None else TaskState.PENDING
+
+    @property
+    def is_idempotent(self) -> bool:
+        """Safe to run twice: as the task says, else true for HTTP GET, HEAD, PUT and DELETE."""
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.http is not None and self.http.method in _IDEMPOTENT_METHODS
 
 
 class Section(_Strict):

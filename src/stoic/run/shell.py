@@ -51,6 +51,8 @@ def run_command(command: Sequence[str] | str, attempt: Attempt, *, shell: bool) 
             # Children the command left behind die with the attempt.
             stop_group(process.pid, 0)
             process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
             with contextlib.suppress(FileNotFoundError):
                 attempt.log_path.with_suffix(".pid").unlink()
     stopped_by, written, truncated = outcome

@@ -1,0 +1,313 @@
+"""`stoic run`, `continue` and `status RUN_ID` end to end: real processes, real log, audit clean."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+import stoic
+from tests.conftest import STOIC_BIN, log_path, run_cli, run_stoic_process
+
+
+def write_plan(folder: Path, body: str, name: str = "plan.yaml") -> Path:
+    path = folder / name
+    path.write_text(body)
+    return path
+
+
+def records(ws_path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in log_path(ws_path).read_bytes().splitlines()]
+
+
+def of_type(ws_path: Path, kind: str, outcome: str | None = None) -> list[dict[str, object]]:
+    return [
+        r
+        for r in records(ws_path)
+        if r["decision_type"] == kind and (outcome is None or r["decision_outcome"] == outcome)
+    ]
+
+
+def only_run(ws_path: Path) -> str:
+    (run,) = [path.name for path in (ws_path / "runs").iterdir()]
+    return run
+
+
+def assert_audit_clean(ws_path: Path) -> None:
+    result = run_cli("-w", str(ws_path), "audit")
+    assert result.exit_code == 0, result.stdout
+
+
+GRAPH = """
+meta: {name: graph}
+tasks:
+  - id: fetch
+    run: ["sh", "-c", "echo fetched"]
+  - id: compile
+    call: "steps:compile"
+    params: {target: app}
+    depends_on: [fetch]
+  - id: lint
+    run: ["sh", "-c", "echo lint problems; exit 2"]
+    depends_on: [fetch]
+  - id: package
+    run: ["true"]
+    depends_on: [compile, lint]
+  - id: publish
+    run: ["true"]
+    depends_on: [package]
+  - id: docs
+    run: ["true"]
+    depends_on: [fetch]
+"""
+STEPS = "def compile(target):\n    print('compiled', target)\n    return {'target': target}\n"
+
+
+def test_failed_branch_blocks_its_dependents_with_root_cause(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "steps.py").write_text(STEPS)
+    plan = write_plan(tmp_path, GRAPH)
+    result = run_cli("-w", str(ws_path), "run", str(plan), "--workers", "2")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "package is blocked by lint (root cause)" in result.stdout
+    assert "publish is blocked by lint (root cause)" in result.stdout
+    run_id = only_run(ws_path)
+    state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
+    assert state["status"] == "failed"
+    statuses = {task: entry["status"] for task, entry in state["tasks"].items()}
+    assert statuses == {
+        "fetch": "succeeded",
+        "compile": "succeeded",
+        "lint": "failed",
+        "package": "pending",
+        "publish": "pending",
+        "docs": "succeeded",
+    }
+    assert state["tasks"]["publish"]["blocked_by"] == ["lint"]
+    assert state["tasks"]["lint"]["failure"]["exit_code"] == 2
+    (end,) = of_type(ws_path, "run_lifecycle", "failed")
+    assert end["decision_inputs"]["blocked"] == {"package": ["lint"], "publish": ["lint"]}
+    assert (ws_path / "runs" / run_id / "plan.yaml").read_text() == GRAPH
+    (started,) = of_type(ws_path, "run_lifecycle", "started")
+    import hashlib
+
+    assert started["details"]["plan_sha256"] == hashlib.sha256(GRAPH.encode()).hexdigest()
+    entries = (ws_path / "logs" / "execution_log.md").read_text().count(f"· run {run_id} ·")
+    assert entries == 4  # one per attempt: fetch, compile, lint, docs
+    compiled = ws_path / "runs" / run_id / "tasks" / "compile" / "attempt-1.log"
+    assert compiled.read_text() == "compiled app\n"
+    assert_audit_clean(ws_path)
+
+
+def test_success_exits_zero_and_status_run_id_reads_the_log(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        'tasks:\n  - {id: a, run: ["true"]}\n  - {id: b, run: ["true"], depends_on: [a]}\n',
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 0
+    run_id = only_run(ws_path)
+    status = run_cli("-w", str(ws_path), "status", run_id, "--json")
+    document = orjson.loads(status.stdout)
+    assert document["status"] == "completed"
+    assert {t: e["attempts"] for t, e in document["tasks"].items()} == {"a": 1, "b": 1}
+    text = run_cli("-w", str(ws_path), "status", run_id)
+    assert f"Run {run_id} completed" in text.stdout
+    assert run_cli("-w", str(ws_path), "status", "run-nope").exit_code == 2
+
+
+def test_start_record_is_durable_before_the_task_starts(tmp_path: Path, ws_path: Path) -> None:
+    log = log_path(ws_path)
+    script = f'grep \'"decision_outcome":"started"\' {log} | grep -q \'"task_id":"look"\''
+    plan = write_plan(
+        tmp_path, f'tasks:\n  - id: look\n    run: ["sh", "-c", {orjson.dumps(script).decode()}]\n'
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 0
+
+
+def test_ready_tasks_run_concurrently(tmp_path: Path, ws_path: Path) -> None:
+    wait_for = (
+        "touch {me}.flag; for i in $(seq 200); do [ -f {other}.flag ] && exit 0;"
+        " sleep 0.05; done; exit 1"
+    )
+    plan = write_plan(
+        tmp_path,
+        "tasks:\n"
+        f"  - {{id: a, run: [sh, -c, '{wait_for.format(me='a', other='b')}']}}\n"
+        f"  - {{id: b, run: [sh, -c, '{wait_for.format(me='b', other='a')}']}}\n",
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan), "--workers", "2").exit_code == 0
+
+
+def test_invalid_plan_and_unrunnable_tasks_exit_2(tmp_path: Path, ws_path: Path) -> None:
+    bad = write_plan(tmp_path, "tasks:\n  - id: a\n    status: complete\n")
+    result = run_cli("-w", str(ws_path), "run", str(bad))
+    assert result.exit_code == 2
+    assert "did you mean 'completed'" in result.stderr
+    agent = write_plan(tmp_path, "tasks:\n  - {id: a, agent: coder}\n  - {id: b}\n", "agent.yaml")
+    result = run_cli("-w", str(ws_path), "run", str(agent))
+    assert result.exit_code == 2
+    assert "task 'a' is an agent task" in result.stderr
+    assert "task 'b' has nothing to run" in result.stderr
+    assert records(ws_path) == []  # nothing was recorded for a plan that cannot run
+
+
+def test_task_printing_200_mb_keeps_memory_flat_and_log_capped(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(
+        tmp_path, 'tasks:\n  - {id: loud, run: ["head", "-c", "200000000", "/dev/zero"]}\n'
+    )
+    probe = (
+        "import resource, subprocess, sys\n"
+        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=240,
+    ).stdout.split()
+    code, peak_kib = int(out[0]), int(out[1])
+    assert code == 0
+    assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
+    run_id = only_run(ws_path)
+    log = ws_path / "runs" / run_id / "tasks" / "loud" / "attempt-1.log"
+    cap = 10 * 1024 * 1024
+    assert cap < log.stat().st_size < cap + 200
+    (end,) = of_type(ws_path, "execution", "succeeded")
+    assert end["details"]["output_truncated"] is True
+
+
+def _wait_for(predicate: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+LONG = """
+tasks:
+  - id: slow
+    run: ["sh", "-c", "sleep 60"]
+  - id: after
+    run: ["true"]
+    depends_on: [slow]
+  - id: other
+    run: ["true"]
+"""
+
+
+def _start_runner(tmp_path: Path, ws_path: Path) -> subprocess.Popen[str]:
+    plan = write_plan(tmp_path, LONG)
+    runner = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: list((ws_path / "runs").glob("*/tasks/slow/attempt-1.pid")))
+    return runner
+
+
+def _sleep_pid(ws_path: Path) -> int:
+    (pid_file,) = (ws_path / "runs").glob("*/tasks/slow/attempt-1.pid")
+    return int(pid_file.read_text().split()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigkill_of_the_runner_then_continue_records_interrupted(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    runner = _start_runner(tmp_path, ws_path)
+    leftover = _sleep_pid(ws_path)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate(timeout=30)
+    assert _alive(leftover)  # the task outlived its runner …
+    run_id = only_run(ws_path)
+    result = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert not _alive(leftover)  # … until continue killed it
+    assert result.returncode == 1, result.stdout + result.stderr
+    (interrupted,) = of_type(ws_path, "execution", "interrupted")
+    assert interrupted["task_id"] == "slow"
+    assert interrupted["decision_inputs"]["partial"] == "unknown"
+    assert interrupted["decision_inputs"]["failure_kind"] == "interrupted"
+    assert interrupted["details"]["leftover_processes_killed"] is True
+    succeeded = {r["task_id"] for r in of_type(ws_path, "execution", "succeeded")}
+    assert succeeded == {"other"}
+    assert "after is blocked by slow (root cause)" in result.stdout
+    assert_audit_clean(ws_path)
+
+
+def test_ctrl_c_stops_running_tasks_and_exits_130(tmp_path: Path, ws_path: Path) -> None:
+    runner = _start_runner(tmp_path, ws_path)
+    leftover = _sleep_pid(ws_path)
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 130, out + err
+    assert not _alive(leftover)
+    (interrupted,) = of_type(ws_path, "execution", "interrupted")
+    assert interrupted["task_id"] == "slow"
+    (paused,) = of_type(ws_path, "run_lifecycle", "paused")
+    assert "SIGINT" in paused["decision_reason"]
+    assert of_type(ws_path, "execution", "started")[-1]["task_id"] == "slow"  # nothing new began
+    assert_audit_clean(ws_path)
+    result = run_stoic_process("-w", str(ws_path), "continue", only_run(ws_path))
+    assert result.returncode == 1
+    assert {r["task_id"] for r in of_type(ws_path, "execution", "succeeded")} == {"other"}
+
+
+def test_a_second_runner_on_the_same_run_is_refused(tmp_path: Path, ws_path: Path) -> None:
+    runner = _start_runner(tmp_path, ws_path)
+    try:
+        result = run_stoic_process("-w", str(ws_path), "continue", only_run(ws_path))
+        assert result.returncode == 2
+        assert "is being run by another stoic process" in result.stderr
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.communicate(timeout=30)
+
+
+def test_continue_refuses_an_edited_plan_copy(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
+    run_cli("-w", str(ws_path), "run", str(plan))
+    run_id = only_run(ws_path)
+    (ws_path / "runs" / run_id / "plan.yaml").write_text('tasks:\n  - {id: a, run: ["false"]}\n')
+    result = run_cli("-w", str(ws_path), "continue", run_id)
+    assert result.exit_code == 1
+    assert "no longer matches the plan the run started with" in result.stderr
+
+
+def test_plain_output_has_one_line_per_event(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
+    result = run_stoic_process("-w", str(ws_path), "run", str(plan))
+    lines = result.stdout.splitlines()
+    assert any(line.endswith("started a (attempt 1): true") for line in lines)
+    assert any("succeeded a (attempt 1," in line for line in lines)
+
+
+def test_python_api_records_are_readable(ws_path: Path, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
+    run_cli("-w", str(ws_path), "run", str(plan))
+    with stoic.Workspace.open(ws_path) as ws:
+        kinds = [
+            (r.decision_type, r.decision_outcome) for r in ws.records(run_id=only_run(ws_path))
+        ]
+    assert kinds == [
+        ("run_lifecycle", "started"),
+        ("execution", "started"),
+        ("execution", "succeeded"),
+        ("run_lifecycle", "completed"),
+    ]
