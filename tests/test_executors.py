@@ -37,11 +37,17 @@ def make_attempt(tmp_path: Path, *, timeout: float | None = None, cap: int = 10_
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    """Whether `pid` still runs, allowing a killed process a moment to be torn down."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state == "Z":
+            return False
+        time.sleep(0.05)
+    return True
 
 
 # -- shell -------------------------------------------------------------------------------------
@@ -98,9 +104,6 @@ def test_background_child_is_killed_when_the_attempt_ends(tmp_path: Path) -> Non
     result = run_command(["sh", "-c", "sleep 60 & echo $!"], attempt, shell=False)
     assert result.succeeded
     child = int(attempt.log_path.read_text().split()[0])
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert not _alive(child)
 
 

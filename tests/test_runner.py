@@ -195,7 +195,7 @@ def _wait_for(predicate: object, timeout: float = 30) -> None:
 LONG = """
 tasks:
   - id: slow
-    run: ["sh", "-c", "sleep 60"]
+    run: ["sh", "-c", "echo $$ > slow.pid; exec sleep 60"]
   - id: after
     run: ["true"]
     depends_on: [slow]
@@ -212,30 +212,37 @@ def _start_runner(tmp_path: Path, ws_path: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: list((ws_path / "runs").glob("*/tasks/slow/attempt-1.pid")))
+    _wait_for(lambda: (tmp_path / "slow.pid").is_file() and (tmp_path / "slow.pid").read_text())
     return runner
 
 
-def _sleep_pid(ws_path: Path) -> int:
-    (pid_file,) = (ws_path / "runs").glob("*/tasks/slow/attempt-1.pid")
-    return int(pid_file.read_text().split()[0])
+def _sleep_pid(tmp_path: Path) -> int:
+    return int((tmp_path / "slow.pid").read_text().split()[0])
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Whether `pid` still runs, allowing a killed process a moment to be torn down."""
+    deadline = time.monotonic() + 5
+    while _state(pid) not in ("Z", "gone") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _state(pid) not in ("Z", "gone")
 
 
 def test_sigkill_of_the_runner_then_continue_records_interrupted(
     tmp_path: Path, ws_path: Path
 ) -> None:
     runner = _start_runner(tmp_path, ws_path)
-    leftover = _sleep_pid(ws_path)
+    leftover = _sleep_pid(tmp_path)
     runner.send_signal(signal.SIGKILL)
     runner.communicate(timeout=30)
-    assert _alive(leftover)  # the task outlived its runner …
+    assert _state(leftover) not in ("Z", "gone")  # the task outlived its runner …
     run_id = only_run(ws_path)
     result = run_stoic_process("-w", str(ws_path), "continue", run_id)
     assert not _alive(leftover)  # … until continue killed it
@@ -253,7 +260,7 @@ def test_sigkill_of_the_runner_then_continue_records_interrupted(
 
 def test_ctrl_c_stops_running_tasks_and_exits_130(tmp_path: Path, ws_path: Path) -> None:
     runner = _start_runner(tmp_path, ws_path)
-    leftover = _sleep_pid(ws_path)
+    leftover = _sleep_pid(tmp_path)
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=30)
     assert runner.returncode == 130, out + err

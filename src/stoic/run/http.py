@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import os
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -12,7 +14,7 @@ from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.plan.models import HttpRequest
 from stoic.run.attempt import Attempt, AttemptResult
 
-__all__ = ["DEFAULT_HTTP_TIMEOUT", "call_http", "parse_retry_after"]
+__all__ = ["DEFAULT_HTTP_TIMEOUT", "HttpAttempt", "call_http", "parse_retry_after"]
 
 DEFAULT_HTTP_TIMEOUT = 30.0
 
@@ -35,6 +37,55 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class HttpAttempt:
+    """One attempt of an HTTP task: the call runs in a thread that wakes the loop when done.
+
+    httpx calls block, and an HTTP attempt ends by its own timeout: `stop` takes effect when
+    the call returns.
+    """
+
+    def __init__(self, request: HttpRequest, attempt: Attempt) -> None:
+        self._read, self._write = os.pipe()
+        self._result: AttemptResult | None = None
+        self._outcome: AttemptResult | None = None
+        self._thread = threading.Thread(
+            target=self._call, args=(request, attempt), name=f"stoic-http-{attempt.task_id}"
+        )
+        self._thread.start()
+
+    def _call(self, request: HttpRequest, attempt: Attempt) -> None:
+        try:
+            self._outcome = call_http(request, attempt)
+        except Exception as exc:  # reported as the attempt's failure, never lost
+            failure = Failure(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
+            self._outcome = AttemptResult(failure=failure, duration_s=0.0)
+        finally:
+            os.write(self._write, b"x")
+
+    @property
+    def result(self) -> AttemptResult | None:
+        return self._result
+
+    def fds(self) -> list[int]:
+        return [] if self._result is not None else [self._read]
+
+    def deadline(self) -> float | None:
+        return None
+
+    def on_ready(self, fd: int) -> None:
+        self._thread.join()
+        os.close(self._read)
+        os.close(self._write)
+        assert self._outcome is not None
+        self._result = self._outcome
+
+    def tick(self, now: float) -> None:
+        del now
+
+    def stop(self) -> None:
+        """Nothing to do: the call ends by its timeout (30 s unless the task says)."""
 
 
 def call_http(request: HttpRequest, attempt: Attempt) -> AttemptResult:

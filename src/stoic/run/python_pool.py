@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import select
+import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
-from stoic.run.process import stop_group
+from stoic.run.loop import drive
 from stoic.run.worker import read_frame, write_frame
 
-__all__ = ["WorkerPool"]
+__all__ = ["PythonAttempt", "WorkerPool"]
 
 
 @dataclass(slots=True)
@@ -43,12 +41,16 @@ class _Worker:
         os.close(reply_write)
         return cls(process, request_write, reply_read)
 
-    def close(self, grace_seconds: float = 0) -> None:
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def close(self) -> None:
         for fd in (self.request_fd, self.reply_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self.process.poll() is None:
-            stop_group(self.process.pid, grace_seconds)
+            self.signal(signal.SIGKILL)
         self.process.wait()
 
 
@@ -57,39 +59,57 @@ class WorkerPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
-        self._started = 0
-        self._lock = threading.Lock()
-        self._all: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._busy = 0
         self.replaced = 0
 
-    def _checkout(self) -> _Worker:
-        while True:
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                pass
-            with self._lock:
-                if self._started < self.size:
-                    self._started += 1
-                    worker = _Worker.start()
-                    self._all.append(worker)
-                    return worker
-            with contextlib.suppress(queue.Empty):
-                return self._idle.get(timeout=0.05)
+    def checkout(self) -> _Worker:
+        self._busy += 1
+        if self._idle:
+            return self._idle.pop()
+        if self._busy > self.size:
+            self._busy -= 1
+            raise RuntimeError(f"all {self.size} workers are busy")
+        return _Worker.start()
 
-    def _retire(self, worker: _Worker, grace_seconds: float) -> None:
-        worker.close(grace_seconds)
-        with self._lock:
-            self._started -= 1
-            self._all.remove(worker)
-            self.replaced += 1
+    def release(self, worker: _Worker) -> None:
+        self._busy -= 1
+        self._idle.append(worker)
+
+    def retire(self, worker: _Worker) -> None:
+        self._busy -= 1
+        self.replaced += 1
+        worker.close()
+
+    def start(self, call: str, params: dict[str, Any], attempt: Attempt) -> PythonAttempt:
+        return PythonAttempt(self, call, params, attempt)
 
     def run(self, call: str, params: dict[str, Any], attempt: Attempt) -> AttemptResult:
-        """Run one attempt of a Python task in a worker; never raises for what the task does."""
+        """Run one attempt to its end; never raises for what the task does."""
         attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
-        worker = self._checkout()
-        started = time.monotonic()
+        return drive(self.start(call, params, attempt), attempt.stop)
+
+    def close(self) -> None:
+        workers, self._idle = self._idle, []
+        for worker in workers:
+            worker.close()
+
+
+class PythonAttempt:
+    """One attempt of a Python task in a pooled worker, driven by the event loop."""
+
+    def __init__(
+        self, pool: WorkerPool, call: str, params: dict[str, Any], attempt: Attempt
+    ) -> None:
+        self.pool = pool
+        self.call = call
+        self.attempt = attempt
+        self.started = time.monotonic()
+        self._result: AttemptResult | None = None
+        self._stopped_by: str | None = None
+        self._kill_at: float | None = None
+        self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
+        self.worker = pool.checkout()
         request = {
             "call": call,
             "params": params,
@@ -98,74 +118,88 @@ class WorkerPool:
             "log": str(attempt.log_path),
         }
         try:
-            write_frame(worker.request_fd, request)
+            write_frame(self.worker.request_fd, request)
         except OSError:
-            self._retire(worker, 0)
-            return self._crashed(call, started, "the worker process was gone before the call")
-        deadline = started + attempt.timeout if attempt.timeout is not None else None
-        while True:
-            wait = 0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
-            ready, _, _ = select.select([worker.reply_fd], [], [], wait)
-            if ready:
-                break
-            if attempt.stop.is_set():
-                self._retire(worker, attempt.kill_grace_seconds)
-                failure = Failure(FailureKind.INTERRUPTED, "stopped by the runner")
-                return self._ended(failure, started, call, attempt)
-            if deadline is not None and time.monotonic() >= deadline:
-                self._retire(worker, attempt.kill_grace_seconds)
-                failure = Failure(FailureKind.TIMEOUT, f"timed out after {attempt.timeout:g}s")
-                return self._ended(failure, started, call, attempt)
+            self.pool.retire(self.worker)
+            self._crashed("the worker process was gone before the call")
+
+    @property
+    def result(self) -> AttemptResult | None:
+        return self._result
+
+    def fds(self) -> list[int]:
+        return [] if self._result is not None else [self.worker.reply_fd]
+
+    def deadline(self) -> float | None:
+        if self._result is not None:
+            return None
+        if self._kill_at is not None:
+            return self._kill_at
+        return self._deadline if self._stopped_by is None else None
+
+    def on_ready(self, fd: int) -> None:
         try:
-            reply = read_frame(worker.reply_fd)
+            reply = read_frame(self.worker.reply_fd)
         except (OSError, ValueError):
             reply = None
         if reply is None:
-            code = worker.process.wait()
-            self._retire(worker, 0)
-            how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            return self._crashed(call, started, f"the worker process {how} during the task")
-        self._idle.put(worker)
+            code = self.worker.process.wait()
+            self.pool.retire(self.worker)
+            if self._stopped_by == "timeout":
+                failure = Failure(FailureKind.TIMEOUT, f"timed out after {self.attempt.timeout:g}s")
+                self._end(failure)
+            elif self._stopped_by == "stop":
+                self._end(Failure(FailureKind.INTERRUPTED, "stopped by the runner"))
+            else:
+                how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                self._crashed(f"the worker process {how} during the task")
+            return
+        self.pool.release(self.worker)
         if reply["ok"]:
-            return self._ended(None, started, call, attempt, value=reply.get("value"))
+            self._end(None, reply.get("value"))
+            return
         failure = Failure(
             kind=FailureKind(reply["kind"]),
             message=str(reply["message"]),
             partial=Partial.of(reply.get("partial")),
             retry_after_s=reply.get("retry_after_s"),
         )
-        return self._ended(failure, started, call, attempt)
+        self._end(failure)
 
-    def _ended(
-        self,
-        failure: Failure | None,
-        started: float,
-        call: str,
-        attempt: Attempt,
-        value: Any = None,
-    ) -> AttemptResult:
-        result = read_result_file(attempt.result_path)
+    def tick(self, now: float) -> None:
+        if self._kill_at is not None and now >= self._kill_at:
+            self.worker.signal(signal.SIGKILL)
+            self._kill_at = None
+        elif self._stopped_by is None and self._deadline is not None and now >= self._deadline:
+            self._begin_stop("timeout")
+
+    def stop(self) -> None:
+        if self._result is None and self._stopped_by is None:
+            self._begin_stop("stop")
+
+    def _begin_stop(self, why: str) -> None:
+        self._stopped_by = why
+        self.worker.signal(signal.SIGTERM)
+        self._kill_at = time.monotonic() + self.attempt.kill_grace_seconds
+
+    def _end(self, failure: Failure | None, value: Any = None) -> None:
+        result = read_result_file(self.attempt.result_path)
         try:
-            size = attempt.log_path.stat().st_size
+            size = os.stat(self.attempt.log_path).st_size  # noqa: PTH116
         except OSError:
             size = 0
-        return AttemptResult(
+        self._result = AttemptResult(
             failure=combine(failure, result),
-            duration_s=time.monotonic() - started,
+            duration_s=time.monotonic() - self.started,
             output_bytes=size,
             result=result,
             value=value,
-            command=call,
+            command=self.call,
         )
 
-    @staticmethod
-    def _crashed(call: str, started: float, message: str) -> AttemptResult:
-        failure = Failure(FailureKind.CRASH, message)
-        return AttemptResult(failure=failure, duration_s=time.monotonic() - started, command=call)
-
-    def close(self) -> None:
-        with self._lock:
-            workers = list(self._all)
-            self._all.clear()
-        for worker in workers:
-            worker.close()
+    def _crashed(self, message: str) -> None:
+        self._result = AttemptResult(
+            failure=Failure(FailureKind.CRASH, message),
+            duration_s=time.monotonic() - self.started,
+            command=self.call,
+        )

@@ -11,12 +11,10 @@ import contextlib
 import fcntl
 import heapq
 import os
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,12 +28,13 @@ from stoic.exceptions import UsageError, WorkspaceError
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.plan.models import TaskSpec
 from stoic.run.attempt import Attempt, AttemptResult
-from stoic.run.http import call_http
-from stoic.run.process import kill_recorded_group
+from stoic.run.http import HttpAttempt
+from stoic.run.loop import EventLoop, Handle
+from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
-from stoic.run.shell import run_command
+from stoic.run.shell import ShellAttempt
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
@@ -166,8 +165,7 @@ def continue_run(
             open_attempt = view.task(task_id).open_attempt
             if open_attempt is None:
                 continue
-            pid_file = files.attempt_log(task_id, open_attempt.attempt).with_suffix(".pid")
-            killed = kill_recorded_group(pid_file)
+            killed = kill_leftovers(run_id, task_id, open_attempt.attempt) > 0
             failure = Failure(
                 FailureKind.INTERRUPTED,
                 "the runner stopped during this attempt"
@@ -258,7 +256,6 @@ class _Runner:
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
         self.pool = WorkerPool(workers)
-        self.completions: queue.SimpleQueue[tuple[_Running, AttemptResult]] = queue.SimpleQueue()
         self.stop_signal: int | None = None
         self._state_written = 0.0
 
@@ -282,12 +279,13 @@ class _Runner:
             if state is TaskState.PENDING and waiting_on[index] == 0
         ]
         heapq.heapify(ready)
-        running: dict[int, _Running] = {}
+        running: dict[int, tuple[_Running, Handle]] = {}
         ended: list[tuple[_Running, AttemptResult, str]] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
-        previous = self._install_signal_handlers()
-        threads = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="stoic-task")
+        loop = EventLoop()
+        wake = self._install_signal_handlers(loop)
+        stop_sent = False
         try:
             while True:
                 starting: list[_Running] = []
@@ -302,6 +300,8 @@ class _Runner:
                 if decisions:
                     for record in self.workspace.record_many(decisions):
                         self.folder.feed(record._asdict())
+                for item in starting:  # each start is on disk: now the task may begin
+                    running[item.index] = (item, self._launch(item))
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
@@ -310,21 +310,31 @@ class _Runner:
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                 ended.clear()
                 for item in starting:
-                    running[item.index] = item
                     self.reporter.attempt_started(
                         graph.ids[item.index], item.attempt.attempt, _describe(item.spec)
                     )
-                    threads.submit(self._attempt, item)
                 self._maybe_write_state()
                 if not running:
                     break
-                for item, result in self._next_completions():
-                    del running[item.index]
-                    outcome = _outcome_of(result)
-                    ended.append((item, result, outcome))
+                done = _finished(running)
+                if not done:
+                    extras = loop.step([handle for _, handle in running.values()], 0.5)
+                    if extras:
+                        _drain(extras)
+                    done = _finished(running)
+                if self.stop_signal is not None and not stop_sent:
+                    stop_sent = True
+                    for _, handle in running.values():
+                        handle.stop()
+                for index in done:
+                    item, handle = running.pop(index)
+                    finished = handle.result
+                    assert finished is not None
+                    outcome = _outcome_of(finished)
+                    ended.append((item, finished, outcome))
                     if outcome == "succeeded":
-                        states[item.index] = TaskState.SUCCEEDED
-                        for dependent in dependents[item.index]:
+                        states[index] = TaskState.SUCCEEDED
+                        for dependent in dependents[index]:
                             waiting_on[dependent] -= 1
                             if (
                                 waiting_on[dependent] == 0
@@ -332,33 +342,16 @@ class _Runner:
                             ):
                                 heapq.heappush(ready, dependent)
                     else:
-                        states[item.index] = TaskState.FAILED
-                if self.stop_signal is not None:
-                    for item in running.values():
-                        item.attempt.stop.set()
+                        states[index] = TaskState.FAILED
         finally:
-            for item in running.values():
-                item.attempt.stop.set()  # on an error here, running tasks must not linger
-            threads.shutdown(wait=True)
+            for _, handle in running.values():
+                handle.stop()  # on an error here, running tasks must not linger
+            while any(handle.result is None for _, handle in running.values()):
+                loop.step([h for _, h in running.values() if h.result is None], 0.1)
             self.pool.close()
-            self._restore_signal_handlers(previous)
+            self._restore_signal_handlers(wake)
+            loop.close()
         return self._finish()
-
-    def _next_completions(self) -> list[tuple[_Running, AttemptResult]]:
-        """Wait for at least one attempt to end (waking up for signals), then take all ended."""
-        while True:
-            try:
-                first = self.completions.get(timeout=0.2)
-                break
-            except queue.Empty:
-                if self.stop_signal is not None:
-                    return []
-        found = [first]
-        while True:
-            try:
-                found.append(self.completions.get_nowait())
-            except queue.Empty:
-                return found
 
     def _finish(self) -> RunReport:
         view = self.folder.view()
@@ -418,25 +411,22 @@ class _Runner:
         )
         return _Running(index, attempt, spec)
 
-    def _attempt(self, item: _Running) -> None:
+    def _launch(self, item: _Running) -> Handle:
+        spec, attempt = item.spec, item.attempt
         try:
-            result = self._execute(item.spec, item.attempt)
+            os.makedirs(attempt.log_path.parent, exist_ok=True)  # noqa: PTH103
+            if spec.run is not None:
+                return ShellAttempt(spec.run, attempt, shell=spec.shell)
+            if spec.call is not None:
+                return self.pool.start(spec.call, dict(spec.params), attempt)
+            if spec.http is not None:
+                return HttpAttempt(spec.http, attempt)
+            raise AssertionError(f"task {spec.id} has no executor")  # refused before the run
         except Exception as exc:  # an executor fault must still end the attempt on record
             failure = Failure(
                 FailureKind.ERROR, f"stoic could not run the task: {type(exc).__name__}: {exc}"
             )
-            result = AttemptResult(failure=failure, duration_s=0.0, command=_describe(item.spec))
-        self.completions.put((item, result))
-
-    def _execute(self, spec: TaskSpec, attempt: Attempt) -> AttemptResult:
-        attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if spec.run is not None:
-            return run_command(spec.run, attempt, shell=spec.shell)
-        if spec.call is not None:
-            return self.pool.run(spec.call, dict(spec.params), attempt)
-        if spec.http is not None:
-            return call_http(spec.http, attempt)
-        raise AssertionError(f"task {spec.id} has no executor")  # refused before the run
+            return _Ended(AttemptResult(failure=failure, duration_s=0.0, command=_describe(spec)))
 
     def _start_decision(self, item: _Running) -> Decision:
         attempt = item.attempt
@@ -497,9 +487,9 @@ class _Runner:
         if time.monotonic() - self._state_written >= _STATE_EVERY_SECONDS:
             self._write_state()
 
-    def _install_signal_handlers(self) -> dict[int, Any]:
+    def _install_signal_handlers(self, loop: EventLoop) -> _SignalState | None:
         if threading.current_thread() is not threading.main_thread():
-            return {}
+            return None
 
         def stop(signum: int, frame: FrameType | None) -> None:
             del frame
@@ -507,15 +497,66 @@ class _Runner:
                 self.stop_signal = signum
                 self.reporter.stopping(signal.Signals(signum).name)
 
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, stop)
-        return previous
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        loop.watch_extra(read_end)
+        previous_fd = signal.set_wakeup_fd(write_end)
+        handlers: dict[int, Any] = {
+            signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        return _SignalState(handlers, previous_fd, read_end, write_end)
 
     @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Callable[..., Any] | int | None]) -> None:
-        for signum, handler in previous.items():
+    def _restore_signal_handlers(state: _SignalState | None) -> None:
+        if state is None:
+            return
+        for signum, handler in state.handlers.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(state.previous_fd)
+        os.close(state.read_end)
+        os.close(state.write_end)
+
+
+@dataclass(frozen=True, slots=True)
+class _SignalState:
+    handlers: dict[int, Any]
+    previous_fd: int
+    read_end: int
+    write_end: int
+
+
+class _Ended:
+    """An attempt that ended before it began (its executor could not start it)."""
+
+    def __init__(self, result: AttemptResult) -> None:
+        self.result: AttemptResult | None = result
+
+    def fds(self) -> list[int]:
+        return []
+
+    def deadline(self) -> float | None:
+        return None
+
+    def on_ready(self, fd: int) -> None:
+        del fd
+
+    def tick(self, now: float) -> None:
+        del now
+
+    def stop(self) -> None:
+        pass
+
+
+def _finished(running: dict[int, tuple[_Running, Handle]]) -> list[int]:
+    return [index for index, (_, handle) in running.items() if handle.result is not None]
+
+
+def _drain(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 512):
+                pass
 
 
 def _outcome_of(result: AttemptResult) -> str:

@@ -111,7 +111,6 @@ def serve(request_fd: int, reply_fd: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    base_env = dict(os.environ)
     while True:
         request = read_frame(request_fd)
         if request is None:
@@ -120,6 +119,7 @@ def serve(request_fd: int, reply_fd: int) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
+        saved = {name: os.environ.get(name) for name in request["env"]}
         os.environ.update(request["env"])
         try:
             reply = _call(request)
@@ -128,8 +128,11 @@ def serve(request_fd: int, reply_fd: int) -> None:
             sys.stderr.flush()
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            os.environ.clear()
-            os.environ.update(base_env)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         write_frame(reply_fd, reply)
 
 

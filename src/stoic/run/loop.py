@@ -1,0 +1,114 @@
+"""One thread watches every running attempt: output pipes, process exits, worker replies.
+
+Each attempt is a small state machine (`Handle`) that names the file descriptors it waits on
+and the next moment it needs a tick (a timeout, the end of a kill grace). The runner's thread
+waits on all of them at once, so an attempt's end is noticed without a thread hand-off.
+"""
+
+from __future__ import annotations
+
+import selectors
+import threading
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from stoic.run.attempt import AttemptResult
+
+__all__ = ["EventLoop", "Handle", "drive"]
+
+
+class Handle(Protocol):
+    """A running attempt, as the event loop sees it."""
+
+    def fds(self) -> Iterable[int]:
+        """The descriptors to watch for reading right now."""
+        ...
+
+    def deadline(self) -> float | None:
+        """The next `time.monotonic()` at which `tick` must run, if any."""
+        ...
+
+    def on_ready(self, fd: int) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def stop(self) -> None:
+        """Stop the attempt: it ends as interrupted."""
+        ...
+
+    @property
+    def result(self) -> AttemptResult | None:
+        """Set once the attempt has ended and released everything it held."""
+        ...
+
+
+class EventLoop:
+    """Waits on the descriptors of many handles; tells each what happened to it."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._watched: dict[int, Handle] = {}
+        self.extra_fds: dict[int, object] = {}
+
+    def close(self) -> None:
+        self._selector.close()
+
+    def watch_extra(self, fd: int) -> None:
+        """Also wake up when `fd` is readable (a signal wake-up pipe)."""
+        self._selector.register(fd, selectors.EVENT_READ, None)
+        self.extra_fds[fd] = None
+
+    def _sync(self, handles: Iterable[Handle]) -> None:
+        wanted: dict[int, Handle] = {}
+        for handle in handles:
+            for fd in handle.fds():
+                wanted[fd] = handle
+        for fd in list(self._watched):
+            if fd not in wanted or wanted[fd] is not self._watched[fd]:
+                self._selector.unregister(fd)
+                del self._watched[fd]
+        for fd, handle in wanted.items():
+            if fd not in self._watched:
+                self._selector.register(fd, selectors.EVENT_READ, handle)
+                self._watched[fd] = handle
+
+    def step(self, handles: list[Handle], max_wait: float) -> list[int]:
+        """Wait once; dispatch ready descriptors and due ticks. Returns ready extra fds."""
+        self._sync(handles)
+        now = time.monotonic()
+        wait = max_wait
+        for handle in handles:
+            due = handle.deadline()
+            if due is not None:
+                wait = min(wait, max(0.0, due - now))
+        extras: list[int] = []
+        for key, _ in self._selector.select(wait):
+            handle = key.data
+            if handle is None:
+                extras.append(key.fd)
+            elif self._watched.get(key.fd) is handle:
+                handle.on_ready(key.fd)
+        now = time.monotonic()
+        for handle in handles:
+            due = handle.deadline()
+            if due is not None and due <= now and handle.result is None:
+                handle.tick(now)
+        return extras
+
+
+def drive(handle: Handle, stop: threading.Event | None = None) -> AttemptResult:
+    """Run one handle to its end (the blocking form of an attempt); `stop` interrupts it."""
+    loop = EventLoop()
+    stopped = False
+    try:
+        while True:
+            result = handle.result
+            if result is not None:
+                return result
+            if stop is not None and stop.is_set() and not stopped:
+                stopped = True
+                handle.stop()
+            loop.step([handle], 0.05)
+    finally:
+        loop.close()
