@@ -21,6 +21,7 @@ from stoic.run.shell import run_command
 
 
 def make_attempt(tmp_path: Path, *, timeout: float | None = None, cap: int = 10_000_000) -> Attempt:
+    (tmp_path / "results").mkdir(exist_ok=True)
     return Attempt(
         run_id="run-test",
         request_id="run-test/t",
@@ -28,7 +29,7 @@ def make_attempt(tmp_path: Path, *, timeout: float | None = None, cap: int = 10_
         attempt=1,
         attempt_id="a1",
         log_path=tmp_path / "tasks" / "t" / "attempt-1.log",
-        result_path=tmp_path / "tasks" / "t" / "attempt-1.result.json",
+        result_path=tmp_path / "results" / "t.attempt-1.json",
         plan_dir=tmp_path,
         timeout=timeout,
         output_cap_bytes=cap,

@@ -303,3 +303,59 @@ def test_every_corpus_plan_loads_or_is_refused_clearly() -> None:
             refused.append(path.name)
     assert len(refused) == 3, refused  # two are not YAML, one says `complete`
     assert outcomes["completed"] > 100 and outcomes["failed"] > 0
+
+
+SCALARS = [
+    "yes",
+    "No",
+    "TRUE",
+    "off",
+    "On",
+    "null",
+    "Null",
+    "~",
+    "y",
+    "n",
+    "t1",
+    "nope",
+    "Yes please",
+    "1",
+    "-1",
+    "+1",
+    "0x1f",
+    "0o17",
+    "017",
+    "1_000",
+    "1.5",
+    "-.5",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "1e3",
+    "6.8523015e+5",
+    "2026-01-01",
+    "2001-12-14t21:59:43.10-05:00",
+    "'quoted yes'",
+    '"1"',
+    "<<x",
+    "[1, yes]",
+    "{k: off}",
+    "!!str 12",
+    "!!int '7'",
+    "",
+]
+
+
+@pytest.mark.parametrize("scalar", SCALARS)
+def test_located_yaml_reads_values_as_pyyaml_does(scalar: str) -> None:
+    import datetime
+
+    import yaml
+
+    from stoic.plan.yaml_source import load_located
+
+    text = f"v: {scalar}\n"
+    expected = yaml.load(text, Loader=yaml.CSafeLoader)
+    if isinstance(expected["v"], datetime.date):
+        expected["v"] = scalar  # timestamps are kept as the text that was written
+    assert load_located(text)[0] == expected

@@ -286,14 +286,6 @@ def _raw_tasks(data: LocatedDict) -> Iterator[LocatedDict]:
                 yield from (task for task in inner if isinstance(task, LocatedDict))
 
 
-def _dependency_list(task: LocatedDict) -> tuple[str, LocatedList] | None:
-    for key in ("depends_on", "dependencies"):
-        value = task.get(key)
-        if isinstance(value, LocatedList):
-            return key, value
-    return None
-
-
 def _check_graph(
     data: LocatedDict,
 ) -> tuple[list[PlanError], TaskGraph | None, dict[str, tuple[int, int]]]:
@@ -335,32 +327,25 @@ def _check_graph(
             first_line[task_id] = positions[task_id][0]
             index_of[task_id] = len(index_of)
     numbered: list[tuple[int, ...]] = [()] * len(index_of)
+    lookup = index_of.get
     for task in tasks:
         task_id = task.get("id")
         if "depends_on" in task and "dependencies" in task:
             errors.extend(_conflicting_keys(task))
-        if any(key in task for key in _EXECUTOR_KEYS):
+        if _may_have_executor_errors(task):
             errors.extend(_executor_errors(task))
-        found = _dependency_list(task)
+        deps = task.get("depends_on")
+        if deps is None:
+            deps = task.get("dependencies")
         known: list[int] = []
-        if found is not None:
-            deps = found[1]
-            for position, dep in enumerate(deps):
-                index = index_of.get(dep) if isinstance(dep, str) else -1
+        if type(deps) is LocatedList:
+            for dep in deps:
+                index = lookup(dep) if type(dep) is str else -1
                 if index is None:
-                    guess = closest(dep, index_of)
-                    hint = f"did you mean {guess!r}?" if guess else "list ids of tasks in this plan"
-                    errors.append(
-                        PlanError(
-                            *deps.item_positions[position],
-                            f"task {task_id!r} depends on {dep!r},"
-                            " which is not a task in this plan",
-                            hint,
-                        )
-                    )
+                    errors.append(_unknown_dependency(task_id, dep, deps, index_of))
                 elif index >= 0:
                     known.append(index)
-        if isinstance(task_id, str) and not numbered[index_of[task_id]]:
+        if type(task_id) is str and not numbered[index_of[task_id]]:
             numbered[index_of[task_id]] = tuple(known)
     ids = tuple(index_of)
     try:
@@ -373,6 +358,27 @@ def _check_graph(
 
 
 _EXECUTOR_KEYS = ("run", "call", "http", "agent")
+
+
+def _unknown_dependency(
+    task_id: object, dep: str, deps: LocatedList, index_of: Mapping[str, int]
+) -> PlanError:
+    guess = closest(dep, index_of)
+    hint = f"did you mean {guess!r}?" if guess else "list ids of tasks in this plan"
+    return PlanError(
+        *deps.item_positions[deps.index(dep)],
+        f"task {task_id!r} depends on {dep!r}, which is not a task in this plan",
+        hint,
+    )
+
+
+def _may_have_executor_errors(task: LocatedDict) -> bool:
+    """False for the common case, checked cheaply: one non-empty argv list, no shell key."""
+    given = ("run" in task) + ("call" in task) + ("http" in task) + ("agent" in task)
+    if given == 0:
+        return False
+    run = task.get("run")
+    return given > 1 or type(run) is not LocatedList or not run or "shell" in task
 
 
 def _executor_errors(task: LocatedDict) -> Iterator[PlanError]:

@@ -76,6 +76,12 @@ _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
 _RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = (
     yaml.resolver.Resolver.yaml_implicit_resolvers
 )
+_WORDS: dict[str, bool | None] = {
+    **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+    **dict.fromkeys(("null", "Null", "NULL"), None),
+}
+"""Plain words YAML 1.1 reads as booleans or null; any other word starting with a letter is text."""
 _MERGE_KEY = object()
 """Stands for `<<` while a mapping is being built."""
 
@@ -151,7 +157,7 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
     stack.append([holder, None, None, None])
     documents = 0
     plain_cache: dict[str, Any] = {}
-    resolvable = frozenset(key for key in _RESOLVERS if key)
+    resolvable = frozenset(key for key in _RESOLVERS if key is not None)
     no_key = _NO_KEY
     get_event = parser.get_event
     scalar_event, mapping_start, sequence_start = (
@@ -160,16 +166,23 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
         yaml.SequenceStartEvent,
     )
     located_list, located_dict = LocatedList, LocatedDict
+    mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
     while True:
         event: Any = get_event()
         kind = type(event)
+        if kind is mapping_end or kind is sequence_end:
+            stack.pop()
+            continue
         mark = event.start_mark
         position = (mark.line + 1, mark.column + 1)
         if kind is scalar_event:
             text = event.value
             if event.tag is None and event.implicit[0]:
-                if text[:1] not in resolvable:
+                first = text[:1]
+                if first not in resolvable:
                     value: Any = text
+                elif first.isalpha():
+                    value = _WORDS.get(text, text)
                 else:
                     value = plain_cache.get(text, no_key)
                     if value is no_key:
@@ -190,9 +203,6 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
             value = located_dict(position) if kind is mapping_start else located_list(position)
             if event.anchor:
                 anchors[event.anchor] = value
-        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            stack.pop()
-            continue
         elif kind is yaml.AliasEvent:
             if event.anchor not in anchors:
                 raise YamlSyntaxError(*position, f"unknown alias *{event.anchor}")

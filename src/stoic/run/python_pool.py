@@ -14,6 +14,7 @@ from typing import Any
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
+from stoic.run.shell import OutputLog, read_available
 from stoic.run.worker import read_frame, write_frame
 
 __all__ = ["PythonAttempt", "WorkerPool"]
@@ -24,29 +25,33 @@ class _Worker:
     process: subprocess.Popen[bytes]
     request_fd: int
     reply_fd: int
+    output_fd: int
+    """The worker's stdout and stderr."""
 
     @classmethod
     def start(cls) -> _Worker:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
+        output_read, output_write = os.pipe()
         process = subprocess.Popen(
             [sys.executable, "-m", "stoic.run.worker", str(request_read), str(reply_write)],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output_write,
+            stderr=output_write,
             pass_fds=(request_read, reply_write),
             start_new_session=True,
         )
-        os.close(request_read)
-        os.close(reply_write)
-        return cls(process, request_write, reply_read)
+        for fd in (request_read, reply_write, output_write):
+            os.close(fd)
+        os.set_blocking(output_read, False)
+        return cls(process, request_write, reply_read, output_read)
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
 
     def close(self) -> None:
-        for fd in (self.request_fd, self.reply_fd):
+        for fd in (self.request_fd, self.reply_fd, self.output_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self.process.poll() is None:
@@ -86,7 +91,6 @@ class WorkerPool:
 
     def run(self, call: str, params: dict[str, Any], attempt: Attempt) -> AttemptResult:
         """Run one attempt to its end; never raises for what the task does."""
-        attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
         return drive(self.start(call, params, attempt), attempt.stop)
 
     def close(self) -> None:
@@ -109,13 +113,13 @@ class PythonAttempt:
         self._stopped_by: str | None = None
         self._kill_at: float | None = None
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
+        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes)
         self.worker = pool.checkout()
         request = {
             "call": call,
             "params": params,
             "plan_dir": str(attempt.plan_dir),
             "env": attempt.stoic_env(),
-            "log": str(attempt.log_path),
         }
         try:
             write_frame(self.worker.request_fd, request)
@@ -128,7 +132,7 @@ class PythonAttempt:
         return self._result
 
     def fds(self) -> list[int]:
-        return [] if self._result is not None else [self.worker.reply_fd]
+        return [] if self._result is not None else [self.worker.reply_fd, self.worker.output_fd]
 
     def deadline(self) -> float | None:
         if self._result is not None:
@@ -138,10 +142,16 @@ class PythonAttempt:
         return self._deadline if self._stopped_by is None else None
 
     def on_ready(self, fd: int) -> None:
+        if self._result is not None:
+            return  # the worker was retired while other news of it was pending
+        if fd == self.worker.output_fd:
+            read_available(fd, self._output)
+            return
         try:
             reply = read_frame(self.worker.reply_fd)
         except (OSError, ValueError):
             reply = None
+        self._drain_output()
         if reply is None:
             code = self.worker.process.wait()
             self.pool.retire(self.worker)
@@ -182,22 +192,32 @@ class PythonAttempt:
         self.worker.signal(signal.SIGTERM)
         self._kill_at = time.monotonic() + self.attempt.kill_grace_seconds
 
+    def _drain_output(self) -> None:
+        """What the task printed before it replied is in the pipe already: take all of it."""
+        while True:
+            try:
+                chunk = os.read(self.worker.output_fd, 65536)
+            except (BlockingIOError, OSError):
+                return
+            if not chunk:
+                return
+            self._output.write(chunk)
+
     def _end(self, failure: Failure | None, value: Any = None) -> None:
+        self._output.close()
         result = read_result_file(self.attempt.result_path)
-        try:
-            size = os.stat(self.attempt.log_path).st_size  # noqa: PTH116
-        except OSError:
-            size = 0
         self._result = AttemptResult(
             failure=combine(failure, result),
             duration_s=time.monotonic() - self.started,
-            output_bytes=size,
+            output_bytes=self._output.written,
+            output_truncated=self._output.truncated,
             result=result,
             value=value,
             command=self.call,
         )
 
     def _crashed(self, message: str) -> None:
+        self._output.close()
         self._result = AttemptResult(
             failure=Failure(FailureKind.CRASH, message),
             duration_s=time.monotonic() - self.started,

@@ -28,19 +28,29 @@ class RunFiles:
         self.plan_copy = self.folder / "plan.yaml"
         self.state_file = self.folder / "state.json"
         self.lock_file = self.folder / "run.lock"
+        self.results = self.folder / "results"
         self.execution_log = workspace_root / "logs" / "execution_log.md"
-
-    def task_folder(self, task_id: str) -> Path:
-        return self.folder / "tasks" / task_id
+        self._folder = str(self.folder)
+        self._execution_log_fd: int | None = None
 
     def attempt_log(self, task_id: str, attempt: int) -> Path:
-        return self.task_folder(task_id) / f"attempt-{attempt}.log"
+        """Created with the attempt's first byte of output: a silent task leaves none."""
+        return Path(f"{self._folder}/tasks/{task_id}/attempt-{attempt}.log")
+
+    def relative_log(self, task_id: str, attempt: int) -> str:
+        return f"runs/{self.run_id}/tasks/{task_id}/attempt-{attempt}.log"
 
     def attempt_result(self, task_id: str, attempt: int) -> Path:
-        return self.task_folder(task_id) / f"attempt-{attempt}.result.json"
+        """Where the task may write its result file ($STOIC_RESULT)."""
+        return Path(f"{self._folder}/results/{task_id}.attempt-{attempt}.json")
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.workspace_root))
+
+    def close(self) -> None:
+        if self._execution_log_fd is not None:
+            os.close(self._execution_log_fd)
+            self._execution_log_fd = None
 
     def write_state(self, view: RunView, graph: TaskGraph, analysis: Analysis) -> None:
         """Replace state.json with the run as the log tells it."""
@@ -57,18 +67,19 @@ class RunFiles:
         failure = (
             f" ({result.failure.kind.value}: {result.failure.message})" if result.failure else ""
         )
+        log = self.relative_log(task_id, attempt) if result.output_bytes else "none (no output)"
         entry = (
             f"\n## {utc_timestamp()} · run {self.run_id} · task {task_id} · attempt {attempt}\n\n"
             f"- command: `{result.command}`\n"
             f"- result: {outcome}{failure}\n"
             f"- duration: {result.duration_s:.3f} s\n"
-            f"- log: {self.relative(self.attempt_log(task_id, attempt))}\n"
+            f"- log: {log}\n"
         )
-        fd = os.open(self.execution_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, entry.encode())
-        finally:
-            os.close(fd)
+        if self._execution_log_fd is None:
+            self._execution_log_fd = os.open(
+                self.execution_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+        os.write(self._execution_log_fd, entry.encode())
 
 
 def state_document(
@@ -89,8 +100,8 @@ def state_document(
             entry["failure"] = dict(task.failure)
         if task_id in analysis.blocked:
             entry["blocked_by"] = list(analysis.blocked[task_id])
-        if task.attempts:
-            entry["log"] = files.relative(files.attempt_log(task_id, task.attempts))
+        if task.attempts and files.attempt_log(task_id, task.attempts).exists():
+            entry["log"] = files.relative_log(task_id, task.attempts)
         tasks[task_id] = entry
     return {
         "run_id": view.run_id,

@@ -106,7 +106,7 @@ def start_run(
         raise PlanInvalid(plan.path, errors)
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
-    files.folder.mkdir(parents=True)
+    files.results.mkdir(parents=True)
     atomic_write(files.plan_copy, plan.text.encode("utf-8"))
     workers = workers or workspace.settings.runner.workers
     with _run_lock(files):
@@ -256,6 +256,8 @@ class _Runner:
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
         self.pool = WorkerPool(workers)
+        self.base_env = dict(os.environb)
+        self.stdin_fd = -1
         self.stop_signal: int | None = None
         self._state_written = 0.0
 
@@ -283,6 +285,8 @@ class _Runner:
         ended: list[tuple[_Running, AttemptResult, str]] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
+        self.files.results.mkdir(parents=True, exist_ok=True)
+        self.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = self._install_signal_handlers(loop)
         stop_sent = False
@@ -351,6 +355,8 @@ class _Runner:
             self.pool.close()
             self._restore_signal_handlers(wake)
             loop.close()
+            os.close(self.stdin_fd)
+            self.files.close()
         return self._finish()
 
     def _finish(self) -> RunReport:
@@ -414,9 +420,14 @@ class _Runner:
     def _launch(self, item: _Running) -> Handle:
         spec, attempt = item.spec, item.attempt
         try:
-            os.makedirs(attempt.log_path.parent, exist_ok=True)  # noqa: PTH103
             if spec.run is not None:
-                return ShellAttempt(spec.run, attempt, shell=spec.shell)
+                return ShellAttempt(
+                    spec.run,
+                    attempt,
+                    shell=spec.shell,
+                    base_env=self.base_env,
+                    stdin_fd=self.stdin_fd,
+                )
             if spec.call is not None:
                 return self.pool.start(spec.call, dict(spec.params), attempt)
             if spec.http is not None:
@@ -444,7 +455,7 @@ class _Runner:
             task_id=attempt.task_id,
             attempt_id=attempt.attempt_id,
             attempt=attempt.attempt,
-            details={"log": self.files.relative(attempt.log_path)},
+            details={"log": self.files.relative_log(attempt.task_id, attempt.attempt)},
         )
 
     def _end_decision(self, item: _Running, result: AttemptResult, outcome: str) -> Decision:

@@ -6,15 +6,15 @@ import contextlib
 import os
 import shlex
 import signal
-import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
 
-__all__ = ["ShellAttempt", "run_command"]
+__all__ = ["OutputLog", "ShellAttempt", "read_available", "run_command"]
 
 _CHUNK = 64 * 1024
 _LINGER_SECONDS = 0.05
@@ -26,10 +26,67 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+class OutputLog:
+    """An attempt's log: created at the first byte of output, kept up to a cap."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        self.path = path
+        self.cap = cap
+        self.written = 0
+        self.seen = 0
+        self._fd: int | None = None
+
+    def write(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
+        if self.written >= self.cap:
+            return
+        kept = chunk[: self.cap - self.written]
+        if self._fd is None:
+            os.makedirs(self.path.parent, exist_ok=True)  # noqa: PTH103
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self._fd, kept)
+        self.written += len(kept)
+
+    @property
+    def truncated(self) -> bool:
+        return self.seen > self.written
+
+    def close(self) -> None:
+        if self.truncated and self._fd is not None:
+            note = (
+                f"\n[stoic: output cut at {self.cap} bytes;"
+                f" {self.seen - self.written} more bytes were discarded]\n"
+            )
+            os.write(self._fd, note.encode())
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_available(fd: int, log: OutputLog) -> bool:
+    """Copy what the pipe holds now into the log; False once the pipe is closed."""
+    try:
+        chunk = os.read(fd, _CHUNK)
+    except BlockingIOError:
+        return True
+    if not chunk:
+        return False
+    log.write(chunk)
+    return True
+
+
 class ShellAttempt:
     """One attempt of a shell task, driven by the event loop."""
 
-    def __init__(self, command: Sequence[str] | str, attempt: Attempt, *, shell: bool) -> None:
+    def __init__(
+        self,
+        command: Sequence[str] | str,
+        attempt: Attempt,
+        *,
+        shell: bool,
+        base_env: Mapping[bytes, bytes] | None = None,
+        stdin_fd: int | None = None,
+    ) -> None:
         self.attempt = attempt
         self.argv: list[str] = (
             ["/bin/sh", "-c", str(command)] if shell else [str(part) for part in command]
@@ -38,27 +95,25 @@ class ShellAttempt:
         self.shell = shell
         self.started = time.monotonic()
         self._result: AttemptResult | None = None
-        self._written = 0
-        self._seen = 0
+        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes)
         self._stopped_by: str | None = None
         self._exited_at: float | None = None
         self._kill_at: float | None = None
         self._pipe: int | None = None
         self._pidfd: int | None = None
-        self._log = os.open(attempt.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        env = dict(base_env if base_env is not None else os.environb)
+        for name, value in attempt.stoic_env().items():
+            env[name.encode()] = value.encode()
+        read_end, write_end = os.pipe()
+        own_stdin = stdin_fd is None
+        stdin = os.open(os.devnull, os.O_RDONLY) if stdin_fd is None else stdin_fd
         try:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, **attempt.stoic_env()},
-                cwd=attempt.plan_dir,
-            )
+            self.pid = _spawn(self.argv, env, attempt.plan_dir, stdin, write_end)
         except OSError as exc:
-            os.close(self._log)
-            if isinstance(exc, FileNotFoundError) and exc.filename in (self.argv[0], None):
+            os.close(read_end)
+            if isinstance(exc, _NoFolder):
+                message = str(exc.strerror)
+            elif isinstance(exc, FileNotFoundError):
                 message = f"command not found: {self.argv[0]}"
             elif isinstance(exc, PermissionError):
                 message = f"command not executable: {self.argv[0]}"
@@ -67,10 +122,13 @@ class ShellAttempt:
             failure = Failure(FailureKind.ERROR, message, partial=Partial.FALSE)
             self._result = AttemptResult(failure=failure, duration_s=0.0, command=self.shown)
             return
-        assert self.process.stdout is not None
-        self._pipe = self.process.stdout.fileno()
+        finally:
+            os.close(write_end)
+            if own_stdin:
+                os.close(stdin)
+        self._pipe = read_end
         os.set_blocking(self._pipe, False)
-        self._pidfd = os.pidfd_open(self.process.pid)
+        self._pidfd = os.pidfd_open(self.pid)
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
 
     @property
@@ -95,6 +153,8 @@ class ShellAttempt:
         return min(moments) if moments else None
 
     def on_ready(self, fd: int) -> None:
+        if self._result is not None:
+            return
         if fd == self._pidfd:
             self._note_exit()
         elif fd == self._pipe:
@@ -110,24 +170,13 @@ class ShellAttempt:
 
     def _read_output(self) -> None:
         assert self._pipe is not None
-        try:
-            chunk = os.read(self._pipe, _CHUNK)
-        except BlockingIOError:
-            return
-        if not chunk:
-            self.process.stdout.close()  # type: ignore[union-attr]
+        if not read_available(self._pipe, self._output):
+            os.close(self._pipe)
             self._pipe = None
-            return
-        self._seen += len(chunk)
-        cap = self.attempt.output_cap_bytes
-        if self._written < cap:
-            kept = chunk[: cap - self._written]
-            os.write(self._log, kept)
-            self._written += len(kept)
 
     def tick(self, now: float) -> None:
         if self._kill_at is not None and now >= self._kill_at:
-            _signal_group(self.process.pid, signal.SIGKILL)
+            _signal_group(self.pid, signal.SIGKILL)
             self._kill_at = None
         if self._stopped_by is None and self._deadline is not None and now >= self._deadline:
             self._begin_stop("timeout")
@@ -139,7 +188,7 @@ class ShellAttempt:
 
     def _begin_stop(self, why: str) -> None:
         self._stopped_by = why
-        _signal_group(self.process.pid, signal.SIGTERM)
+        _signal_group(self.pid, signal.SIGTERM)
         self._kill_at = time.monotonic() + self.attempt.kill_grace_seconds
 
     def _maybe_finish(self) -> None:
@@ -152,19 +201,12 @@ class ShellAttempt:
     def _finish(self) -> None:
         # Children the command left behind die with the attempt; the leader is not reaped
         # yet, so the group id cannot have been reused.
-        _signal_group(self.process.pid, signal.SIGKILL)
-        code = self.process.wait()
+        _signal_group(self.pid, signal.SIGKILL)
+        code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         if self._pipe is not None:
-            self.process.stdout.close()  # type: ignore[union-attr]
+            os.close(self._pipe)
             self._pipe = None
-        truncated = self._seen > self._written
-        if truncated:
-            note = (
-                f"\n[stoic: output cut at {self.attempt.output_cap_bytes} bytes;"
-                f" {self._seen - self._written} more bytes were discarded]\n"
-            )
-            os.write(self._log, note.encode())
-        os.close(self._log)
+        self._output.close()
         failure: Failure | None = None
         if self._stopped_by == "timeout":
             failure = Failure(
@@ -179,8 +221,8 @@ class ShellAttempt:
             failure=combine(failure, result),
             duration_s=time.monotonic() - self.started,
             exit_code=code,
-            output_bytes=self._written,
-            output_truncated=truncated,
+            output_bytes=self._output.written,
+            output_truncated=self._output.truncated,
             result=result,
             command=self.shown,
         )
@@ -193,7 +235,36 @@ class ShellAttempt:
         return f"exit status {code}"
 
 
+def _spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, out: int) -> int:
+    """Start `argv` in a new session with stdin, stdout and stderr set; returns its pid.
+
+    posix_spawn does in one call what Popen does in many; it has no working-directory
+    argument, so the runner's thread (the only one that starts processes) steps into the
+    plan's folder for the moment of the spawn.
+    """
+    actions = [
+        (os.POSIX_SPAWN_DUP2, stdin, 0),
+        (os.POSIX_SPAWN_DUP2, out, 1),
+        (os.POSIX_SPAWN_DUP2, out, 2),
+    ]
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            raise _NoFolder(exc.errno, f"cannot enter {cwd}: {exc.strerror}") from None
+        try:
+            return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True)
+        finally:
+            os.fchdir(here)
+    finally:
+        os.close(here)
+
+
+class _NoFolder(OSError):
+    pass
+
+
 def run_command(command: Sequence[str] | str, attempt: Attempt, *, shell: bool) -> AttemptResult:
     """Run one attempt of a shell task to its end; never raises for what the command does."""
-    attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
     return drive(ShellAttempt(command, attempt, shell=shell), attempt.stop)

@@ -1,7 +1,8 @@
 """A worker process for Python tasks: `python -m stoic.run.worker REQUEST_FD REPLY_FD`.
 
 It reads one request at a time (a length-prefixed JSON frame), imports and calls the task's
-function with its output sent to the attempt's log, and replies with the value or the failure.
+function (its stdout and stderr go to a pipe the runner copies into the attempt's log),
+and replies with the value or the failure.
 A task that kills this process takes only itself down: the pool sees the pipe close.
 """
 
@@ -110,15 +111,10 @@ def _call(request: dict[str, Any]) -> dict[str, Any]:
 def serve(request_fd: int, reply_fd: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     while True:
         request = read_frame(request_fd)
         if request is None:
             return
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
         saved = {name: os.environ.get(name) for name in request["env"]}
         os.environ.update(request["env"])
         try:
@@ -126,8 +122,6 @@ def serve(request_fd: int, reply_fd: int) -> None:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
