@@ -1,7 +1,10 @@
-"""The stoic demo: a fresh workspace, a few recorded decisions, the log, and an audit.
+"""The stoic demo: a real plan runs on a fresh workspace, one branch fails, and the run says so.
 
-Run by `make demo`. It also shows what the audit says when someone edits a record by hand, on a
-copy of the workspace.
+Run by `make demo`. The release plan in `examples/release/` has shell and Python tasks in a
+dependency graph; its docs branch fails, so two tasks are reported stuck with their root cause
+while the package branch succeeds. Then the demo shows the log, the run's status, a clean audit,
+`plan check` on a plan file written by another orchestrator, and what the audit says when
+someone edits a record by hand (on a copy).
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import stoic
-
 STOIC = str(Path(sys.executable).with_name("stoic"))
+EXAMPLES = Path(__file__).resolve().parent
 
 
 def show(*args: str) -> int:
@@ -22,90 +24,37 @@ def show(*args: str) -> int:
 
 
 def main() -> int:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-workspace")
-    show("init", str(root))
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-workspace").absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    workspace = root / ".stoic"
+    plan_folder = root / "release"
+    shutil.copytree(EXAMPLES / "release", plan_folder, dirs_exist_ok=True)
+    ws = ["--workspace", str(workspace)]
 
-    with stoic.Workspace.open(root) as ws:
-        run = "run-demo-1"
-        ws.record(
-            "run_lifecycle",
-            "started",
-            "Run of plan release.yaml started.",
-            run_id=run,
-            actor="system:runner",
-            causal_role="pre_run",
-        )
-        ws.record(
-            "execution",
-            "started",
-            "Task build started (attempt 1).",
-            run_id=run,
-            task_id="build",
-            attempt=1,
-            actor="system:runner",
-            causal_role="in_run",
-        )
-        ws.record(
-            "execution",
-            "succeeded",
-            "Task build exited 0 after 1.2 s.",
-            run_id=run,
-            task_id="build",
-            attempt=1,
-            actor="system:runner",
-            causal_role="in_run",
-            inputs={"exit_code": 0, "duration_s": 1.2},
-        )
-        # Two decisions that belong together are written with one fsync.
-        ws.record_many(
-            [
-                {
-                    "decision_type": "execution",
-                    "decision_outcome": "started",
-                    "reason": "Task deploy started (attempt 1).",
-                    "run_id": run,
-                    "task_id": "deploy",
-                    "attempt": 1,
-                    "actor": "system:runner",
-                    "causal_role": "in_run",
-                },
-                {
-                    "decision_type": "execution",
-                    "decision_outcome": "failed",
-                    "reason": "Task deploy exited 2: connection refused by the target host.",
-                    "run_id": run,
-                    "task_id": "deploy",
-                    "attempt": 1,
-                    "actor": "system:runner",
-                    "causal_role": "in_run",
-                    "inputs": {"exit_code": 2},
-                },
-            ]
-        )
-        ws.record(
-            "run_lifecycle",
-            "failed",
-            "No task can run again: deploy failed.",
-            run_id=run,
-            actor="system:runner",
-            causal_role="post_run",
-            inputs={"blocked": [], "failed": ["deploy"]},
-        )
+    show("init", str(workspace))
+    show("plan", "check", str(plan_folder / "plan.yaml"))
+    ran = show(*ws, "run", str(plan_folder / "plan.yaml"), "--workers", "2")
+    print(f"\n# exit code {ran}: the run failed, and every stuck task names its root cause")
+    (run_id,) = [path.name for path in (workspace / "runs").iterdir()]
+    show(*ws, "status", run_id)
+    show(*ws, "log", "--tail", "8")
+    show(*ws, "log", "--failures")
+    clean = show(*ws, "audit")
+    print(f"\n$ tail -12 {workspace / 'logs' / 'execution_log.md'}", flush=True)
+    print("".join((workspace / "logs" / "execution_log.md").read_text().splitlines(True)[-12:]))
 
-    show("--workspace", str(root), "log")
-    show("--workspace", str(root), "log", "--failures")
-    show("--workspace", str(root), "status")
-    clean = show("--workspace", str(root), "audit")
+    print("# A plan file another orchestrator wrote, with its own statuses:", flush=True)
+    checked = show("plan", "check", str(EXAMPLES / "foreign-plan.yaml"))
 
-    tampered = root.with_name(root.name + "-tampered")
+    tampered = root / "tampered"
     shutil.rmtree(tampered, ignore_errors=True)
-    shutil.copytree(root, tampered)
+    shutil.copytree(workspace, tampered)
     log = tampered / "logs" / "decision_log.ndjson"
-    log.write_text(log.read_text().replace("exited 2", "exited 0"))
+    log.write_text(log.read_text().replace("exit status 1", "exit status 0", 1))
     print(f"\n# In a copy ({tampered}) a record was edited by hand; the audit names it:")
     caught = show("--workspace", str(tampered), "audit")
     shutil.rmtree(tampered)
-    return 0 if clean == 0 and caught == 1 else 1
+    return 0 if (ran, clean, checked, caught) == (1, 0, 1, 1) else 1
 
 
 if __name__ == "__main__":

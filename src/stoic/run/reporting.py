@@ -126,7 +126,8 @@ def print_summary(console: Console, report: RunReport) -> None:
         status = task.state.value
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
-        table.add_row(task_id, status, str(task.attempts), f"{task.duration_s:.2f}s", note)
+        duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
+        table.add_row(task_id, status, str(task.attempts), duration, note)
     console.print(table)
     console.print(_verdict(report), markup=False, highlight=False)
 

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import heapq
 import os
+import shlex
 import signal
 import threading
 import time
@@ -588,7 +589,7 @@ def _executor_of(spec: TaskSpec) -> str:
 
 def _describe(spec: TaskSpec) -> str:
     if spec.run is not None:
-        return spec.run if isinstance(spec.run, str) else " ".join(spec.run)
+        return spec.run if isinstance(spec.run, str) else shlex.join(spec.run)
     if spec.call is not None:
         return spec.call
     if spec.http is not None:

@@ -82,6 +82,7 @@ def _call(request: dict[str, Any]) -> dict[str, Any]:
     plan_dir = request["plan_dir"]
     if plan_dir not in sys.path:
         sys.path.insert(0, plan_dir)
+    os.chdir(plan_dir)  # a task runs in its plan's folder, as shell tasks do
     module_name, _, function_name = request["call"].partition(":")
     try:
         module = importlib.import_module(module_name)
