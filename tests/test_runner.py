@@ -318,3 +318,48 @@ def test_python_api_records_are_readable(ws_path: Path, tmp_path: Path) -> None:
         ("execution", "succeeded"),
         ("run_lifecycle", "completed"),
     ]
+
+
+def test_malformed_result_file_is_recorded_in_the_log(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        "tasks:\n"
+        "  - id: sloppy\n"
+        '    run: ["sh", "-c", "echo \'{broken\' > $STOIC_RESULT"]\n'
+        "  - id: honest\n"
+        '    run: ["sh", "-c", "echo \'{\\"failure\\": {\\"kind\\": \\"tool_error\\"}}\''
+        ' > $STOIC_RESULT"]\n',
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 1
+    (sloppy,) = [r for r in of_type(ws_path, "execution", "succeeded") if r["task_id"] == "sloppy"]
+    assert "not valid JSON" in sloppy["details"]["result_file_error"]
+    (honest,) = of_type(ws_path, "execution", "failed")
+    assert honest["decision_inputs"]["failure_kind"] == "tool_error"
+    run_id = only_run(ws_path)
+    assert (ws_path / "runs" / run_id / "results" / "honest.attempt-1.json").is_file()
+
+
+def test_python_tasks_run_in_the_plan_folder_with_capped_output(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (tmp_path / "steps.py").write_text(
+        "import os\ndef where():\n    print(os.getcwd())\ndef loud():\n    print('x' * 5000)\n"
+    )
+    (ws_path / "stoic.toml").write_text("[runner]\noutput_cap_bytes = 1024\n")
+    plan = write_plan(
+        tmp_path,
+        'tasks:\n  - {id: where, call: "steps:where"}\n  - {id: loud, call: "steps:loud"}\n',
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 0
+    tasks = ws_path / "runs" / only_run(ws_path) / "tasks"
+    assert (tasks / "where" / "attempt-1.log").read_text() == f"{tmp_path}\n"
+    loud = (tasks / "loud" / "attempt-1.log").read_text()
+    assert loud.startswith("x" * 1024) and "[stoic: output cut at 1024 bytes;" in loud
+
+
+def test_a_silent_attempt_leaves_no_log_file(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: quiet, run: ["true"]}\n')
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 0
+    run_id = only_run(ws_path)
+    assert not (ws_path / "runs" / run_id / "tasks").exists()
+    assert "- log: none (no output)" in (ws_path / "logs" / "execution_log.md").read_text()
