@@ -201,19 +201,24 @@ def bench_big_plan(root: Path, count: int, edges_per_task: int = 3) -> dict[str,
         lines.append(f'  - id: t{i}\n    run: ["true"]\n    depends_on: [{dep_text}]')
     path = root / "big-plan.yaml"
     path.write_text("\n".join(lines) + "\n")
-    start = time.perf_counter()
-    plan = read_plan(path)
-    loaded = time.perf_counter() - start
-    states = plan.states()
-    start = time.perf_counter()
-    analysis = analyse_states(plan.graph, states)
-    analysed = time.perf_counter() - start
+    loads, analyses = [], []
+    for _ in range(3):  # the median of three: one load on a busy machine says little
+        start = time.perf_counter()
+        plan = read_plan(path)
+        loads.append(time.perf_counter() - start)
+        states = plan.states()
+        start = time.perf_counter()
+        analysis = analyse_states(plan.graph, states)
+        analyses.append(time.perf_counter() - start)
+        del plan
+    loaded, analysed = statistics.median(loads), statistics.median(analyses)
     assert analysis.status.value == "running"
     return {
         "tasks": count,
         "edges": edges,
         "file_mb": round(path.stat().st_size / 1e6, 1),
         "load_and_validate_s": round(loaded, 3),
+        "load_and_validate_runs_s": [round(value, 3) for value in loads],
         "target_load_s_max": 3.0,
         "analysis_s": round(analysed, 3),
         "target_analysis_s_max": 0.5,
