@@ -1,0 +1,217 @@
+"""The recovery matrix (DESIGN §7): every failure gets exactly one class, action and reason.
+
+Pure and table-driven. The rules are tried in order; the first that matches decides. Read top
+to bottom, they are the table of DESIGN §7:
+
+| class | when |
+|---|---|
+| R3 forbidden | policy violation, budget exhausted, safety trigger; the failed attempt was a human-approved recovery (loop prevention); partial execution of a non-idempotent task (incl. interrupted) |
+| R2 risky | an automatic retry that also failed; `rate_limited` without retry-after; `tool_error`; `quality`; a safe-kind failure whose side effects are unknown on a non-idempotent task |
+| R1 safe | `timeout`, `unavailable`, `rate_limited` with retry-after, `context_overflow`, `interrupted` — with no partial execution, or on an idempotent task |
+| none | anything else (`error`, `crash`) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from stoic.core.failure import Failure, FailureKind, Partial
+
+__all__ = [
+    "RULES",
+    "AttemptKind",
+    "RecoveryAction",
+    "RecoveryClass",
+    "RecoveryContext",
+    "RecoveryDecision",
+    "classify",
+]
+
+
+class RecoveryClass(StrEnum):
+    R1 = "R1"  # safe: retried exactly once, automatically
+    R2 = "R2"  # risky: suggested to a human, no retry until approved
+    R3 = "R3"  # forbidden: the failure stands
+    NONE = "none"  # no applicable recovery: the failure stands
+
+
+class RecoveryAction(StrEnum):
+    RETRY = "retry"
+    SUGGEST = "suggest"
+    NONE = "none"
+
+
+class AttemptKind(StrEnum):
+    """What kind of attempt failed: it bounds what may follow."""
+
+    FIRST = "first"
+    AUTOMATIC_RETRY = "automatic_retry"  # after R1
+    APPROVED_RECOVERY = "approved_recovery"  # after R2, approved by a person
+
+
+OUTCOME_OF_CLASS = {
+    RecoveryClass.R1: "recovery_applied",
+    RecoveryClass.R2: "recovery_suggested",
+    RecoveryClass.R3: "recovery_skipped",
+    RecoveryClass.NONE: "recovery_skipped",
+}
+ACTION_OF_CLASS = {
+    RecoveryClass.R1: RecoveryAction.RETRY,
+    RecoveryClass.R2: RecoveryAction.SUGGEST,
+    RecoveryClass.R3: RecoveryAction.NONE,
+    RecoveryClass.NONE: RecoveryAction.NONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryContext:
+    """What the classifier needs to know besides the failure."""
+
+    idempotent: bool
+    attempt_kind: AttemptKind = AttemptKind.FIRST
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryDecision:
+    recovery_class: RecoveryClass
+    rule: str
+    """The rule that decided, in words; the record's reason starts with the class and this."""
+
+    @property
+    def action(self) -> RecoveryAction:
+        return ACTION_OF_CLASS[self.recovery_class]
+
+    @property
+    def outcome(self) -> str:
+        """The recovery_evaluation outcome to record."""
+        return OUTCOME_OF_CLASS[self.recovery_class]
+
+    @property
+    def reason(self) -> str:
+        return f"{self.recovery_class.value}: {self.rule}"
+
+
+_FORBIDDEN_KINDS = {
+    FailureKind.POLICY_VIOLATION: "policy violation",
+    FailureKind.BUDGET_EXHAUSTED: "budget exhausted",
+    FailureKind.SAFETY_TRIGGER: "safety trigger",
+}
+_SAFE_KINDS = frozenset(
+    {
+        FailureKind.TIMEOUT,
+        FailureKind.UNAVAILABLE,
+        FailureKind.CONTEXT_OVERFLOW,
+        FailureKind.INTERRUPTED,
+    }
+)
+
+
+def _safe_kind(failure: Failure) -> bool:
+    if failure.kind is FailureKind.RATE_LIMITED:
+        return failure.retry_after_s is not None
+    return failure.kind in _SAFE_KINDS
+
+
+def _partial(failure: Failure) -> bool:
+    """Side effects known to have happened (an interruption counts: nobody knows)."""
+    return failure.partial is Partial.TRUE or failure.kind is FailureKind.INTERRUPTED
+
+
+Rule = tuple[RecoveryClass, Callable[[Failure, RecoveryContext], bool], Callable[[Failure], str]]
+
+RULES: tuple[Rule, ...] = (
+    (
+        RecoveryClass.R3,
+        lambda f, c: f.kind in _FORBIDDEN_KINDS,
+        lambda f: f"{_FORBIDDEN_KINDS[f.kind]}; no recovery is allowed",
+    ),
+    (
+        RecoveryClass.R3,
+        lambda f, c: c.attempt_kind is AttemptKind.APPROVED_RECOVERY or f.in_recovery,
+        lambda f: "loop prevention: a human-approved recovery failed; the failure stands",
+    ),
+    (
+        RecoveryClass.R3,
+        lambda f, c: not c.idempotent and _partial(f),
+        lambda f: (
+            "partial execution of a non-idempotent task"
+            + (" (interrupted: side effects unknown)" if f.kind is FailureKind.INTERRUPTED else "")
+            + "; running it again could repeat them"
+        ),
+    ),
+    (
+        RecoveryClass.R2,
+        lambda f, c: c.attempt_kind is AttemptKind.AUTOMATIC_RETRY,
+        lambda f: "R1 exhausted, manual intervention suggested",
+    ),
+    (
+        RecoveryClass.R1,
+        lambda f, c: _safe_kind(f) and (c.idempotent or f.partial is Partial.FALSE),
+        lambda f: f"{f.kind.value} is safe to retry once"
+        + (f" after {f.retry_after_s:g}s" if f.retry_after_s is not None else ""),
+    ),
+    (
+        RecoveryClass.R2,
+        lambda f, c: _safe_kind(f),
+        lambda f: f"{f.kind.value} on a non-idempotent task whose side effects are unknown;"
+        " a retry needs a person's approval",
+    ),
+    (
+        RecoveryClass.R2,
+        lambda f, c: f.kind is FailureKind.RATE_LIMITED,
+        lambda f: "rate limited without a retry-after; a person should choose when to retry",
+    ),
+    (
+        RecoveryClass.R2,
+        lambda f, c: f.kind is FailureKind.TOOL_ERROR,
+        lambda f: "tool error; another tool is suggested",
+    ),
+    (
+        RecoveryClass.R2,
+        lambda f, c: f.kind is FailureKind.QUALITY,
+        lambda f: "quality problem; another model or approach is suggested",
+    ),
+)
+
+
+def classify(failure: Failure, context: RecoveryContext) -> RecoveryDecision:
+    """The one recovery decision for `failure`: the first matching rule, else none."""
+    for recovery_class, matches, explain in RULES:
+        if matches(failure, context):
+            return RecoveryDecision(recovery_class, explain(failure))
+    return RecoveryDecision(RecoveryClass.NONE, f"no applicable recovery for {failure.kind.value}")
+
+
+SUGGESTIONS = {
+    FailureKind.RATE_LIMITED: (
+        "retry later, at a time a person picks",
+        "waiting costs time; retrying too early is refused again",
+    ),
+    FailureKind.TOOL_ERROR: (
+        "retry with another tool or a fixed tool configuration",
+        "another tool may behave differently; review its output",
+    ),
+    FailureKind.QUALITY: (
+        "retry with another model or approach",
+        "a different model costs more or changes the result's style",
+    ),
+}
+
+
+def suggestion_for(failure: Failure, decision: RecoveryDecision) -> dict[str, str]:
+    """What an R2 suggestion carries: what failed, what is suggested, the trade-off."""
+    suggested, trade_off = SUGGESTIONS.get(
+        failure.kind,
+        (
+            "retry once more after checking why it failed",
+            "a retry may repeat side effects the failed attempts already had",
+        ),
+    )
+    return {
+        "what_failed": f"{failure.kind.value}: {failure.message}",
+        "suggested": suggested,
+        "trade_off": trade_off,
+        "rule": decision.rule,
+    }
