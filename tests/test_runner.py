@@ -330,7 +330,7 @@ def test_malformed_result_file_is_recorded_in_the_log(tmp_path: Path, ws_path: P
         '    run: ["sh", "-c", "echo \'{\\"failure\\": {\\"kind\\": \\"tool_error\\"}}\''
         ' > $STOIC_RESULT"]\n',
     )
-    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 1
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 3  # tool_error: R2
     (sloppy,) = [r for r in of_type(ws_path, "execution", "succeeded") if r["task_id"] == "sloppy"]
     assert "not valid JSON" in sloppy["details"]["result_file_error"]
     (honest,) = of_type(ws_path, "execution", "failed")

@@ -3,12 +3,14 @@
 Pure and table-driven. The rules are tried in order; the first that matches decides. Read top
 to bottom, they are the table of DESIGN §7:
 
-| class | when |
-|---|---|
-| R3 forbidden | policy violation, budget exhausted, safety trigger; the failed attempt was a human-approved recovery (loop prevention); partial execution of a non-idempotent task (incl. interrupted) |
-| R2 risky | an automatic retry that also failed; `rate_limited` without retry-after; `tool_error`; `quality`; a safe-kind failure whose side effects are unknown on a non-idempotent task |
-| R1 safe | `timeout`, `unavailable`, `rate_limited` with retry-after, `context_overflow`, `interrupted` — with no partial execution, or on an idempotent task |
-| none | anything else (`error`, `crash`) |
+- R3 forbidden: policy violation, budget exhausted, safety trigger; the failed attempt was a
+  human-approved recovery (loop prevention); partial execution of a non-idempotent task
+  (an interruption counts: its side effects are unknown).
+- R2 risky: an automatic retry that also failed; `rate_limited` without retry-after;
+  `tool_error`; `quality`; a safe kind on a non-idempotent task whose side effects are unknown.
+- R1 safe: `timeout`, `unavailable`, `rate_limited` with retry-after, `context_overflow`,
+  `interrupted` — with no partial execution, or on an idempotent task.
+- none: anything else (`error`, `crash`).
 """
 
 from __future__ import annotations
@@ -149,14 +151,18 @@ RULES: tuple[Rule, ...] = (
     (
         RecoveryClass.R1,
         lambda f, c: _safe_kind(f) and (c.idempotent or f.partial is Partial.FALSE),
-        lambda f: f"{f.kind.value} is safe to retry once"
-        + (f" after {f.retry_after_s:g}s" if f.retry_after_s is not None else ""),
+        lambda f: (
+            f"{f.kind.value} is safe to retry once"
+            + (f" after {f.retry_after_s:g}s" if f.retry_after_s is not None else "")
+        ),
     ),
     (
         RecoveryClass.R2,
         lambda f, c: _safe_kind(f),
-        lambda f: f"{f.kind.value} on a non-idempotent task whose side effects are unknown;"
-        " a retry needs a person's approval",
+        lambda f: (
+            f"{f.kind.value} on a non-idempotent task whose side effects are unknown;"
+            " a retry needs a person's approval"
+        ),
     ),
     (
         RecoveryClass.R2,

@@ -8,10 +8,11 @@ any other unknown key is an error.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stoic.core.graph import TaskState
 
@@ -82,6 +83,26 @@ class Budget(_Strict):
     max_cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
         None, description="Cost units allowed, as tasks report them in their result file."
     )
+
+
+class PolicySpec(_Strict):
+    """A plan's own policy: it can narrow the workspace's, never widen it."""
+
+    allowed_executors: list[Literal["shell", "python", "http", "agent"]] | None = None
+    forbidden_commands: list[str] = Field(
+        default_factory=list, description="Regular expressions over the command line."
+    )
+    env_passthrough: list[str] | None = None
+
+    @field_validator("forbidden_commands")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
 
 
 class HttpRequest(_Strict):
@@ -224,6 +245,7 @@ class Meta(_Strict):
         None, description="Bound for iterate loops; recovery retries follow DESIGN §7."
     )
     budget: Budget | None = Field(None, description="Limits on the whole run.")
+    policy: PolicySpec | None = Field(None, description="Narrows the workspace's policy.")
     validation: Any = Field(None, json_schema_extra={"deprecated": True})
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})
     plan_doc: Any = Field(None, json_schema_extra={"deprecated": True})

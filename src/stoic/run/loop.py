@@ -7,15 +7,19 @@ waits on all of them at once, so an attempt's end is noticed without a thread ha
 
 from __future__ import annotations
 
+import contextlib
+import os
 import selectors
+import signal
 import threading
 import time
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any, Protocol
 
 from stoic.run.attempt import AttemptResult
 
-__all__ = ["EventLoop", "Handle", "drive"]
+__all__ = ["Ended", "EventLoop", "Handle", "SignalWake", "drive"]
 
 
 class Handle(Protocol):
@@ -112,3 +116,65 @@ def drive(handle: Handle, stop: threading.Event | None = None) -> AttemptResult:
             loop.step([handle], 0.05)
     finally:
         loop.close()
+
+
+class Ended:
+    """An attempt that ended before it began (its executor could not start it)."""
+
+    def __init__(self, result: AttemptResult) -> None:
+        self.result: AttemptResult | None = result
+
+    def fds(self) -> list[int]:
+        return []
+
+    def deadline(self) -> float | None:
+        return None
+
+    def on_ready(self, fd: int) -> None:
+        del fd
+
+    def tick(self, now: float) -> None:
+        del now
+
+    def stop(self) -> None:
+        pass
+
+
+class SignalWake:
+    """SIGINT and SIGTERM set a flag and wake the loop (through a wake-up fd) at once.
+
+    Only the main thread may install signal handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self, loop: EventLoop, on_signal: Callable[[int], None]) -> None:
+        self.installed = threading.current_thread() is threading.main_thread()
+        self._handlers: dict[int, Any] = {}
+        if not self.installed:
+            return
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        loop.watch_extra(self._read)
+        self._previous_fd = signal.set_wakeup_fd(self._write)
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            del frame
+            on_signal(signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._handlers[signum] = signal.signal(signum, handler)
+
+    def drain(self) -> None:
+        if self.installed:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read, 512):
+                    pass
+
+    def restore(self) -> None:
+        if not self.installed:
+            return
+        for signum, previous in self._handlers.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._read)
+        os.close(self._write)

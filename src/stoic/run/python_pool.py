@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ class _Worker:
     """The worker's stdout and stderr."""
 
     @classmethod
-    def start(cls) -> _Worker:
+    def start(cls, env: Mapping[bytes, bytes] | None = None) -> _Worker:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
@@ -40,6 +41,7 @@ class _Worker:
             stderr=output_write,
             pass_fds=(request_read, reply_write),
             start_new_session=True,
+            env=env,
         )
         for fd in (request_read, reply_write, output_write):
             os.close(fd)
@@ -62,8 +64,9 @@ class _Worker:
 class WorkerPool:
     """Up to `size` worker processes, started on first use; a dead worker is replaced."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, env: Mapping[bytes, bytes] | None = None) -> None:
         self.size = size
+        self.env = dict(env) if env is not None else None
         self._idle: list[_Worker] = []
         self._busy = 0
         self.replaced = 0
@@ -75,7 +78,7 @@ class WorkerPool:
         if self._busy > self.size:
             self._busy -= 1
             raise RuntimeError(f"all {self.size} workers are busy")
-        return _Worker.start()
+        return _Worker.start(self.env)
 
     def release(self, worker: _Worker) -> None:
         self._busy -= 1

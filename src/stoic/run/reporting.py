@@ -24,6 +24,7 @@ class Reporter(Protocol):
     def attempt_ended(
         self, task_id: str, attempt: int, outcome: str, result: AttemptResult
     ) -> None: ...
+    def attempt_halted(self, task_id: str, rule: str) -> None: ...
     def stopping(self, signal_name: str) -> None: ...
     def run_ended(self, report: RunReport) -> None: ...
 
@@ -56,6 +57,9 @@ class PlainReporter:
         self, task_id: str, attempt: int, outcome: str, result: AttemptResult
     ) -> None:
         self._line(_ended_text(task_id, attempt, outcome, result))
+
+    def attempt_halted(self, task_id: str, rule: str) -> None:
+        self._line(f"halted {task_id} before it started: {rule}")
 
     def stopping(self, signal_name: str) -> None:
         self._line(f"{signal_name}: starting nothing new; stopping running tasks")

@@ -1,8 +1,10 @@
 """The runner: ready tasks run concurrently; every start is durable before the task starts.
 
-One thread (the caller's) decides and records; executor threads only run attempts and hand
-back results. Records are group-committed: the end of one attempt and the starts it unblocks
-share one fsync, and nothing starts before its start record is on disk.
+One thread decides, records and watches every attempt through the event loop. Records are
+group-committed: an attempt's end, its recovery evaluation and the starts they unblock share one
+fsync, and nothing starts before its start record is on disk. Every failure gets exactly one
+recovery evaluation (DESIGN §7); policy and budgets are checked before every attempt, retries
+included.
 """
 
 from __future__ import annotations
@@ -13,24 +15,39 @@ import heapq
 import os
 import shlex
 import signal
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
-from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
+from stoic.core.policy import (
+    BudgetLimits,
+    Policy,
+    Spent,
+    budget_violation,
+    policy_violation,
+    remaining_seconds,
+)
 from stoic.core.records import Decision
+from stoic.core.recovery import (
+    AttemptKind,
+    RecoveryClass,
+    RecoveryContext,
+    RecoveryDecision,
+    classify,
+    suggestion_for,
+)
 from stoic.core.run_state import RunFolder, RunView
 from stoic.exceptions import UsageError, WorkspaceError
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
-from stoic.plan.models import TaskSpec
+from stoic.plan.models import Budget, TaskSpec
+from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.http import HttpAttempt
-from stoic.run.loop import EventLoop, Handle
+from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
@@ -39,15 +56,10 @@ from stoic.run.shell import ShellAttempt
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
-__all__ = ["RunReport", "continue_run", "new_run_id", "start_run"]
+__all__ = ["EXIT_CODES", "RunReport", "continue_run", "load_run", "new_run_id", "start_run"]
 
-_ACTOR = "system:runner"
 _STATE_EVERY_SECONDS = 1.0
-EXIT_CODES = {
-    RunStatus.COMPLETED: 0,
-    RunStatus.FAILED: 1,
-    RunStatus.AWAITING_HUMAN: 3,
-}
+EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
 _LIFECYCLE = {
     RunStatus.COMPLETED: "completed",
     RunStatus.FAILED: "failed",
@@ -78,14 +90,8 @@ def runnable_errors(plan: Plan) -> list[PlanError]:
     for task in plan.tasks:
         line, column = plan.task_positions.get(task.id, (1, 1))
         if task.agent is not None:
-            errors.append(
-                PlanError(
-                    line,
-                    column,
-                    f"task {task.id!r} is an agent task; this workspace has no agent executor",
-                    "give it run:, call: or http: instead",
-                )
-            )
+            message = f"task {task.id!r} is an agent task; this workspace has no agent executor"
+            errors.append(PlanError(line, column, message, "give it run:, call: or http:"))
         elif task.run is None and task.call is None and task.http is None:
             errors.append(
                 PlanError(
@@ -115,7 +121,7 @@ def start_run(
             "run_lifecycle",
             "started",
             f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
-            actor=_ACTOR,
+            actor=made.ACTOR,
             trigger="explicit",
             causal_role="pre_run",
             run_id=run_id,
@@ -130,14 +136,16 @@ def start_run(
         )
         folder = RunFolder(run_id)
         folder.feed(record._asdict())
-        runner = _Runner(workspace, plan, files, folder, workers, reporter)
-        return runner.execute()
+        return _Runner(workspace, plan, files, folder, workers, reporter).execute()
 
 
 def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
     """The plan copy and the log's view of an existing run."""
     files = RunFiles(workspace.root, run_id)
-    view = _fold(workspace, run_id)
+    folder = RunFolder(run_id)
+    for record in workspace.records(run_id=run_id):
+        folder.feed(record._asdict())
+    view = folder.view()
     if view.started is None:
         known = sorted(path.name for path in (workspace.root / "runs").glob("run-*"))[-5:]
         hint = f" (recent runs: {', '.join(known)})" if known else ""
@@ -152,60 +160,34 @@ def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles
 
 
 def continue_run(
-    workspace: Workspace, run_id: str, *, workers: int | None, reporter: Reporter
+    workspace: Workspace,
+    run_id: str,
+    *,
+    workers: int | None,
+    reporter: Reporter,
+    approve: Sequence[str] = (),
+    actor: str = "human:unknown",
 ) -> RunReport:
-    """Continue a run: attempts its dead runner left open are recorded as interrupted first."""
-    plan, _, files = load_run(workspace, run_id)
+    """Continue a run: open attempts of a dead runner become interrupted failures (and are
+    evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on."""
+    plan, view, files = load_run(workspace, run_id)
+    suspended = [t for t in plan.graph.ids if view.task(t).state is TaskState.SUSPENDED]
+    for task_id in approve:
+        if task_id not in suspended:
+            waiting = ", ".join(suspended) or "none"
+            raise UsageError(
+                f"task {task_id!r} of run {run_id} has no suggestion waiting for approval"
+                f" (suspended tasks: {waiting})"
+            )
     with _run_lock(files):
         folder = RunFolder(run_id)
         for record in workspace.records(run_id=run_id):
             folder.feed(record._asdict())
-        view = folder.view()
-        endings = []
-        for task_id in plan.graph.ids:
-            open_attempt = view.task(task_id).open_attempt
-            if open_attempt is None:
-                continue
-            killed = kill_leftovers(run_id, task_id, open_attempt.attempt) > 0
-            failure = Failure(
-                FailureKind.INTERRUPTED,
-                "the runner stopped during this attempt"
-                + ("; its leftover processes were killed" if killed else ""),
-                partial=Partial.UNKNOWN,
-            )
-            endings.append(
-                Decision(
-                    decision_type="execution",
-                    decision_outcome="interrupted",
-                    decision_reason=(
-                        f"Task {task_id} attempt {open_attempt.attempt} was interrupted: its"
-                        " runner stopped before recording an end; partial: unknown."
-                    ),
-                    actor=_ACTOR,
-                    decision_trigger="reactive",
-                    decision_inputs=failure.to_json(),
-                    causal_role="in_run",
-                    run_id=run_id,
-                    request_id=_request_id(run_id, task_id),
-                    task_id=task_id,
-                    attempt_id=open_attempt.attempt_id,
-                    attempt=open_attempt.attempt,
-                    details={"duration_s": 0.0, "leftover_processes_killed": killed},
-                )
-            )
-        for record in workspace.record_many(endings):
-            folder.feed(record._asdict())
         runner = _Runner(
             workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
         )
+        runner.settle_the_past(approve, actor)
         return runner.execute()
-
-
-def _fold(workspace: Workspace, run_id: str) -> RunView:
-    folder = RunFolder(run_id)
-    for record in workspace.records(run_id=run_id):
-        folder.feed(record._asdict())
-    return folder.view()
 
 
 @contextlib.contextmanager
@@ -224,15 +206,27 @@ def _run_lock(files: RunFiles) -> Iterator[None]:
         os.close(fd)
 
 
-def _request_id(run_id: str, task_id: str) -> str:
-    return f"{run_id}/{task_id}"
-
-
 @dataclass(slots=True)
 class _Running:
     index: int
     attempt: Attempt
     spec: TaskSpec
+    kind: AttemptKind
+    budget_bound: bool = False
+    """The attempt's time limit comes from a budget, not the task's timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    index: int
+    decision: RecoveryDecision
+    delay_s: float
+
+
+def _limits(budget: Budget | None) -> BudgetLimits:
+    if budget is None:
+        return BudgetLimits()
+    return BudgetLimits(budget.max_seconds, budget.max_attempts, budget.max_cost)
 
 
 class _Runner:
@@ -251,24 +245,87 @@ class _Runner:
         self.folder = folder
         self.workers = workers
         self.reporter = reporter
-        settings = workspace.settings.runner
-        self.output_cap = settings.output_cap_bytes
-        self.kill_grace = settings.kill_grace_seconds
+        settings = workspace.settings
+        self.output_cap = settings.runner.output_cap_bytes
+        self.kill_grace = settings.runner.kill_grace_seconds
+        self.retry_delays = {
+            FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
+            FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
+        }
+        policy = Policy.build(
+            settings.policy.allowed_executors,
+            settings.policy.forbidden_commands,
+            settings.policy.env_passthrough,
+        )
+        spec = plan.document.meta.policy
+        if spec is not None:
+            policy = policy.tighten(
+                Policy.build(spec.allowed_executors, spec.forbidden_commands, spec.env_passthrough)
+            )
+        self.policy = policy
+        self.run_budget = _limits(plan.document.meta.budget)
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
-        self.pool = WorkerPool(workers)
-        self.base_env = dict(os.environb)
+        self.base_env = {
+            name: value
+            for name, value in os.environb.items()
+            if policy.passes_env(name.decode(errors="replace"))
+        }
+        self.pool = WorkerPool(workers, env=self.base_env)
         self.stdin_fd = -1
         self.stop_signal: int | None = None
         self._state_written = 0.0
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- what a previous runner left ---------------------------------------------------------
+
+    def settle_the_past(self, approve: Sequence[str], actor: str) -> None:
+        """Interrupted attempts and unevaluated failures get their records; approvals too."""
+        view = self.folder.view()
+        pending: list[Decision] = []
+        run_id = self.files.run_id
+        for task_id in self.plan.graph.ids:
+            task = view.task(task_id)
+            open_attempt = task.open_attempt
+            if open_attempt is not None:
+                killed = kill_leftovers(run_id, task_id, open_attempt.attempt) > 0
+                record, failure = made.interrupted_decision(
+                    run_id, task_id, open_attempt.attempt, open_attempt.attempt_id, killed
+                )
+                pending.append(record)
+                pending.append(
+                    self._evaluate(
+                        task_id,
+                        failure,
+                        open_attempt.kind,
+                        open_attempt.attempt,
+                        open_attempt.attempt_id,
+                    )[0]
+                )
+            elif task.awaiting_evaluation and task.failure is not None:
+                failure = Failure.from_json(dict(task.failure))
+                pending.append(
+                    self._evaluate(
+                        task_id,
+                        failure,
+                        task.last_attempt_kind,
+                        task.attempts,
+                        task.last_attempt_id or "",
+                    )[0]
+                )
+        for task_id in approve:
+            suggestion = view.task(task_id).suggestion
+            pending.append(
+                made.approval_decision(run_id, task_id, actor, dict(suggestion or {}) or None)
+            )
+        for stored in self.workspace.record_many(pending):
+            self.folder.feed(stored._asdict())
+
+    # -- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> RunReport:
         graph = self.plan.graph
         view = self.folder.view()
         states = view.states(graph)
-        attempts = [view.task(task_id).attempts for task_id in graph.ids]
         dependents: list[list[int]] = [[] for _ in graph.ids]
         waiting_on = [0] * len(graph.ids)
         for index, deps in enumerate(graph.dependencies):
@@ -276,37 +333,67 @@ class _Runner:
                 dependents[dep].append(index)
                 if states[dep] not in DONE_STATES:
                     waiting_on[index] += 1
-        ready = [
-            index
-            for index, state in enumerate(states)
-            if state is TaskState.PENDING and waiting_on[index] == 0
-        ]
+        ready: list[int] = []
+        delayed: list[tuple[float, int]] = []
+        for index, state in enumerate(states):
+            if state is TaskState.PENDING and waiting_on[index] == 0:
+                wait = self._retry_wait_left(view, graph.ids[index])
+                if wait > 0:
+                    delayed.append((time.monotonic() + wait, index))
+                else:
+                    ready.append(index)
         heapq.heapify(ready)
+        heapq.heapify(delayed)
         running: dict[int, tuple[_Running, Handle]] = {}
         ended: list[tuple[_Running, AttemptResult, str]] = []
+        halted: list[tuple[int, str]] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
         self.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
-        wake = self._install_signal_handlers(loop)
+        wake = SignalWake(loop, self._on_signal)
         stop_sent = False
         try:
             while True:
+                now = time.monotonic()
+                while delayed and delayed[0][0] <= now and self.stop_signal is None:
+                    heapq.heappush(ready, heapq.heappop(delayed)[1])
+                batch: list[Decision] = []
+                evaluated: list[_Evaluated] = []
+                for item, result, outcome in ended:
+                    batch.append(made.end_decision(item.attempt, result, outcome))
+                    if result.failure is not None:
+                        record, verdict = self._evaluate_attempt(item, result.failure)
+                        batch.append(record)
+                        evaluated.append(verdict)
                 starting: list[_Running] = []
                 while ready and len(running) + len(starting) < self.workers:
                     if self.stop_signal is not None:
                         break
-                    index = heapq.heappop(ready)
-                    attempts[index] += 1
-                    starting.append(self._prepare(index, attempts[index]))
-                decisions = [self._end_decision(*item) for item in ended]
-                decisions += [self._start_decision(item) for item in starting]
-                if decisions:
-                    for record in self.workspace.record_many(decisions):
-                        self.folder.feed(record._asdict())
+                    item = self._prepare(heapq.heappop(ready))
+                    guard = self._guard(item)
+                    if guard is None:
+                        starting.append(item)
+                        continue
+                    records, failure = guard
+                    record, verdict = self._evaluate_attempt(item, failure)
+                    batch += [*records, record]
+                    evaluated.append(verdict)
+                    halted.append((item.index, failure.message))
+                batch += [self._start_decision(item) for item in starting]
+                if batch:
+                    for stored in self.workspace.record_many(batch):
+                        self.folder.feed(stored._asdict())
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
+                for verdict in evaluated:
+                    index = verdict.index
+                    if verdict.decision.recovery_class is RecoveryClass.R1:
+                        states[index] = TaskState.PENDING
+                        heapq.heappush(delayed, (time.monotonic() + verdict.delay_s, index))
+                    elif verdict.decision.recovery_class is RecoveryClass.R2:
+                        states[index] = TaskState.SUSPENDED
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
@@ -314,27 +401,32 @@ class _Runner:
                     )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                 ended.clear()
+                for index, rule in halted:
+                    self.reporter.attempt_halted(graph.ids[index], rule)
+                halted.clear()
                 for item in starting:
                     self.reporter.attempt_started(
                         graph.ids[item.index], item.attempt.attempt, _describe(item.spec)
                     )
                 self._maybe_write_state()
-                if not running:
+                if not running and (self.stop_signal is not None or not (ready or delayed)):
                     break
-                done = _finished(running)
-                if not done:
-                    extras = loop.step([handle for _, handle in running.values()], 0.5)
-                    if extras:
-                        _drain(extras)
-                    done = _finished(running)
+                wait = 0.5
+                if delayed:
+                    wait = max(0.0, min(wait, delayed[0][0] - time.monotonic()))
+                if not _finished(running) and loop.step(
+                    [handle for _, handle in running.values()], wait
+                ):
+                    wake.drain()
                 if self.stop_signal is not None and not stop_sent:
                     stop_sent = True
                     for _, handle in running.values():
                         handle.stop()
-                for index in done:
+                for index in _finished(running):
                     item, handle = running.pop(index)
                     finished = handle.result
                     assert finished is not None
+                    finished = self._budget_view(item, finished)
                     outcome = _outcome_of(finished)
                     ended.append((item, finished, outcome))
                     if outcome == "succeeded":
@@ -354,19 +446,23 @@ class _Runner:
             while any(handle.result is None for _, handle in running.values()):
                 loop.step([h for _, h in running.values() if h.result is None], 0.1)
             self.pool.close()
-            self._restore_signal_handlers(wake)
+            wake.restore()
             loop.close()
             os.close(self.stdin_fd)
             self.files.close()
         return self._finish()
 
+    def _on_signal(self, signum: int) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.reporter.stopping(signal.Signals(signum).name)
+
     def _finish(self) -> RunReport:
         view = self.folder.view()
         analysis = view.analyse(self.plan.graph)
-        if self.stop_signal is not None:
+        if self.stop_signal is not None and analysis.status is RunStatus.RUNNING:
             name = signal.Signals(self.stop_signal).name
-            status, code = "interrupted", 128 + self.stop_signal
-            lifecycle = "paused"
+            status, code, lifecycle = "interrupted", 128 + self.stop_signal, "paused"
             reason = (
                 f"Run {self.files.run_id} was stopped by {name}: running tasks were stopped and"
                 f" recorded as interrupted; `stoic continue {self.files.run_id}` goes on."
@@ -380,7 +476,7 @@ class _Runner:
             "run_lifecycle",
             lifecycle,
             reason,
-            actor=_ACTOR,
+            actor=made.ACTOR,
             causal_role="post_run",
             run_id=self.files.run_id,
             inputs={
@@ -397,26 +493,150 @@ class _Runner:
         self.reporter.run_ended(report)
         return report
 
-    # -- attempts ------------------------------------------------------------------------------
+    # -- recovery ----------------------------------------------------------------------------
 
-    def _prepare(self, index: int, attempt_number: int) -> _Running:
+    def _evaluate(
+        self, task_id: str, failure: Failure, kind: AttemptKind, attempt: int, attempt_id: str
+    ) -> tuple[Decision, RecoveryDecision, float]:
+        spec = self.plan.tasks[self.plan.graph.ids.index(task_id)]
+        decision = classify(failure, RecoveryContext(spec.is_idempotent, kind))
+        delay: float | None = None
+        hint: str | None = None
+        suggestion: dict[str, str] | None = None
+        if decision.recovery_class is RecoveryClass.R1:
+            delay = failure.retry_after_s
+            if delay is None:
+                delay = self.retry_delays.get(failure.kind, 0.0)
+            if failure.kind is FailureKind.CONTEXT_OVERFLOW:
+                hint = "reduce_input"
+        elif decision.recovery_class is RecoveryClass.R2:
+            suggestion = suggestion_for(failure, decision)
+        record = made.evaluation_decision(
+            run_id=self.files.run_id,
+            task_id=task_id,
+            attempt=attempt,
+            attempt_id=attempt_id,
+            failure=failure,
+            decision=decision,
+            attempt_kind=kind,
+            retry_delay_s=delay,
+            hint=hint,
+            suggestion=suggestion,
+        )
+        return record, decision, delay or 0.0
+
+    def _evaluate_attempt(self, item: _Running, failure: Failure) -> tuple[Decision, _Evaluated]:
+        attempt = item.attempt
+        record, decision, delay = self._evaluate(
+            attempt.task_id, failure, item.kind, attempt.attempt, attempt.attempt_id
+        )
+        return record, _Evaluated(item.index, decision, delay)
+
+    def _retry_wait_left(self, view: RunView, task_id: str) -> float:
+        task = view.task(task_id)
+        if task.next_attempt_kind is not AttemptKind.AUTOMATIC_RETRY or not task.retry_decided_at:
+            return 0.0
+        decided = datetime.fromisoformat(task.retry_decided_at)
+        waited = (datetime.now(UTC) - decided).total_seconds()
+        return max(0.0, task.retry_delay_s - waited)
+
+    # -- policy and budgets ------------------------------------------------------------------
+
+    def _spent(self, task_id: str) -> tuple[Spent, Spent]:
+        folder = self.folder
+        task = folder.tasks.get(task_id)
+        run_seconds = 0.0
+        if folder.started_at:
+            started = datetime.fromisoformat(folder.started_at)
+            run_seconds = (datetime.now(UTC) - started).total_seconds()
+        task_spent = Spent(task.duration_s, task.attempts, task.cost) if task else Spent()
+        return task_spent, Spent(run_seconds, folder.attempts_made, folder.cost_spent)
+
+    def _guard(self, item: _Running) -> tuple[list[Decision], Failure] | None:
+        """Policy, then the task's budget, then the run's: the first that refuses decides."""
+        spec, attempt = item.spec, item.attempt
+        executor, command = _executor_of(spec), _describe(spec)
+        rule = policy_violation(self.policy, executor, command)
+        check = "policy_check"
+        if rule is None and spec.budget is None and self.run_budget == BudgetLimits():
+            return None
+        if rule is None:
+            task_spent, run_spent = self._spent(spec.id)
+            task_limits = _limits(spec.budget)
+            check = "budget_check"
+            rule = budget_violation(task_limits, task_spent, "task") or budget_violation(
+                self.run_budget, run_spent, "run"
+            )
+            if rule is None:
+                left = remaining_seconds([(task_limits, task_spent), (self.run_budget, run_spent)])
+                if left is not None and (spec.timeout is None or left < spec.timeout):
+                    item.budget_bound = True
+                    item.attempt = _with_timeout(attempt, left)
+                return None
+        return made.guard_decisions(
+            attempt, check=check, rule=rule, executor=executor, command=command
+        )
+
+    @staticmethod
+    def _budget_view(item: _Running, result: AttemptResult) -> AttemptResult:
+        """An attempt stopped by a budget's time limit failed for the budget, not a timeout."""
+        failure = result.failure
+        if not item.budget_bound or failure is None or failure.kind is not FailureKind.TIMEOUT:
+            return result
+        exhausted = Failure(
+            FailureKind.BUDGET_EXHAUSTED,
+            f"budget max_seconds used up after {item.attempt.timeout:.1f}s of this attempt",
+            partial=failure.partial,
+            exit_code=failure.exit_code,
+        )
+        return AttemptResult(
+            failure=exhausted,
+            duration_s=result.duration_s,
+            exit_code=result.exit_code,
+            output_bytes=result.output_bytes,
+            output_truncated=result.output_truncated,
+            result=result.result,
+            value=result.value,
+            command=result.command,
+        )
+
+    # -- attempts ----------------------------------------------------------------------------
+
+    def _prepare(self, index: int) -> _Running:
         spec = self.plan.tasks[index]
-        task_id = spec.id
+        task = self.folder.tasks.get(spec.id)
+        number = (task.attempts if task else 0) + 1
+        kind = task.next_attempt_kind if task else AttemptKind.FIRST
+        env = dict(spec.env)
+        if task is not None and task.hint:
+            env["STOIC_HINT"] = task.hint
         attempt = Attempt(
             run_id=self.files.run_id,
-            request_id=_request_id(self.files.run_id, task_id),
-            task_id=task_id,
-            attempt=attempt_number,
+            request_id=made.request_id(self.files.run_id, spec.id),
+            task_id=spec.id,
+            attempt=number,
             attempt_id=os.urandom(8).hex(),
-            log_path=self.files.attempt_log(task_id, attempt_number),
-            result_path=self.files.attempt_result(task_id, attempt_number),
+            log_path=self.files.attempt_log(spec.id, number),
+            result_path=self.files.attempt_result(spec.id, number),
             plan_dir=self.plan_dir,
             timeout=spec.timeout,
             output_cap_bytes=self.output_cap,
             kill_grace_seconds=self.kill_grace,
-            env=dict(spec.env),
+            env=env,
         )
-        return _Running(index, attempt, spec)
+        return _Running(index, attempt, spec, kind)
+
+    def _start_decision(self, item: _Running) -> Decision:
+        task = self.folder.tasks.get(item.spec.id)
+        approved = task.approved_by if item.kind is AttemptKind.APPROVED_RECOVERY and task else None
+        return made.start_decision(
+            item.attempt,
+            executor=_executor_of(item.spec),
+            command=_describe(item.spec),
+            kind=item.kind,
+            approved_by=approved,
+            log=self.files.relative_log(item.attempt.task_id, item.attempt.attempt),
+        )
 
     def _launch(self, item: _Running) -> Handle:
         spec, attempt = item.spec, item.attempt
@@ -438,57 +658,9 @@ class _Runner:
             failure = Failure(
                 FailureKind.ERROR, f"stoic could not run the task: {type(exc).__name__}: {exc}"
             )
-            return _Ended(AttemptResult(failure=failure, duration_s=0.0, command=_describe(spec)))
+            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=_describe(spec)))
 
-    def _start_decision(self, item: _Running) -> Decision:
-        attempt = item.attempt
-        command = _describe(item.spec)
-        return Decision(
-            decision_type="execution",
-            decision_outcome="started",
-            decision_reason=f"Task {attempt.task_id} attempt {attempt.attempt} started: {command}",
-            actor=_ACTOR,
-            decision_trigger="autonomous",
-            decision_inputs={"executor": _executor_of(item.spec), "command": command},
-            causal_role="in_run",
-            run_id=attempt.run_id,
-            request_id=attempt.request_id,
-            task_id=attempt.task_id,
-            attempt_id=attempt.attempt_id,
-            attempt=attempt.attempt,
-            details={"log": self.files.relative_log(attempt.task_id, attempt.attempt)},
-        )
-
-    def _end_decision(self, item: _Running, result: AttemptResult, outcome: str) -> Decision:
-        attempt = item.attempt
-        if result.failure is None:
-            reason = f"Task {attempt.task_id} succeeded in {result.duration_s:.3f}s."
-            inputs: dict[str, Any] = {}
-            trigger = "autonomous"
-        else:
-            reason = (
-                f"Task {attempt.task_id} attempt {attempt.attempt} {outcome}:"
-                f" {result.failure.kind.value}: {result.failure.message}"
-            )
-            inputs = result.failure.to_json()
-            trigger = "reactive"
-        return Decision(
-            decision_type="execution",
-            decision_outcome=outcome,
-            decision_reason=reason,
-            actor=_ACTOR,
-            decision_trigger=trigger,
-            decision_inputs=inputs,
-            causal_role="in_run",
-            run_id=attempt.run_id,
-            request_id=attempt.request_id,
-            task_id=attempt.task_id,
-            attempt_id=attempt.attempt_id,
-            attempt=attempt.attempt,
-            details=result.details(),
-        )
-
-    # -- projections and signals ---------------------------------------------------------------
+    # -- projections -------------------------------------------------------------------------
 
     def _write_state(self) -> None:
         view = self.folder.view()
@@ -499,76 +671,15 @@ class _Runner:
         if time.monotonic() - self._state_written >= _STATE_EVERY_SECONDS:
             self._write_state()
 
-    def _install_signal_handlers(self, loop: EventLoop) -> _SignalState | None:
-        if threading.current_thread() is not threading.main_thread():
-            return None
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            del frame
-            if self.stop_signal is None:
-                self.stop_signal = signum
-                self.reporter.stopping(signal.Signals(signum).name)
+def _with_timeout(attempt: Attempt, seconds: float) -> Attempt:
+    from dataclasses import replace
 
-        read_end, write_end = os.pipe()
-        os.set_blocking(read_end, False)
-        os.set_blocking(write_end, False)
-        loop.watch_extra(read_end)
-        previous_fd = signal.set_wakeup_fd(write_end)
-        handlers: dict[int, Any] = {
-            signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
-        return _SignalState(handlers, previous_fd, read_end, write_end)
-
-    @staticmethod
-    def _restore_signal_handlers(state: _SignalState | None) -> None:
-        if state is None:
-            return
-        for signum, handler in state.handlers.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        signal.set_wakeup_fd(state.previous_fd)
-        os.close(state.read_end)
-        os.close(state.write_end)
-
-
-@dataclass(frozen=True, slots=True)
-class _SignalState:
-    handlers: dict[int, Any]
-    previous_fd: int
-    read_end: int
-    write_end: int
-
-
-class _Ended:
-    """An attempt that ended before it began (its executor could not start it)."""
-
-    def __init__(self, result: AttemptResult) -> None:
-        self.result: AttemptResult | None = result
-
-    def fds(self) -> list[int]:
-        return []
-
-    def deadline(self) -> float | None:
-        return None
-
-    def on_ready(self, fd: int) -> None:
-        del fd
-
-    def tick(self, now: float) -> None:
-        del now
-
-    def stop(self) -> None:
-        pass
+    return replace(attempt, timeout=max(0.001, seconds))
 
 
 def _finished(running: dict[int, tuple[_Running, Handle]]) -> list[int]:
     return [index for index, (_, handle) in running.items() if handle.result is not None]
-
-
-def _drain(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(fd, 512):
-                pass
 
 
 def _outcome_of(result: AttemptResult) -> str:
@@ -584,7 +695,9 @@ def _executor_of(spec: TaskSpec) -> str:
         return "shell"
     if spec.call is not None:
         return "python"
-    return "http"
+    if spec.http is not None:
+        return "http"
+    return "agent"
 
 
 def _describe(spec: TaskSpec) -> str:

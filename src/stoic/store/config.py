@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
 
-__all__ = ["Settings", "default_settings_text", "load_settings"]
+__all__ = ["PolicySettings", "Settings", "default_settings_text", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -54,6 +54,33 @@ class RecoverySettings(_Section):
     )
 
 
+Executor = Literal["shell", "python", "http", "agent"]
+
+
+class PolicySettings(_Section):
+    allowed_executors: list[Executor] = Field(
+        ["shell", "python", "http", "agent"], description="Executors tasks may use."
+    )
+    forbidden_commands: list[str] = Field(
+        [],
+        description="Regular expressions; a command line that matches one is blocked.",
+    )
+    env_passthrough: list[str] = Field(
+        ["*"],
+        description="Names (or globs) of the runner's environment variables tasks may see.",
+    )
+
+    @field_validator("forbidden_commands")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
+
+
 class Settings(_Section):
     """Everything `stoic.toml` can set."""
 
@@ -61,9 +88,12 @@ class Settings(_Section):
     review: ReviewSettings = ReviewSettings()
     runner: RunnerSettings = RunnerSettings()
     recovery: RecoverySettings = RecoverySettings()
+    policy: PolicySettings = PolicySettings()
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -111,7 +141,7 @@ def load_settings(path: Path) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        location = [str(part) for part in error["loc"]]
+        location = [str(part) for part in error["loc"] if not isinstance(part, int)]
         key = location[-1] if location else ""
         line = _line_of(text, location)
         where = f"{path}:{line}" if line else str(path)

@@ -1,0 +1,222 @@
+"""The decision records a run writes, built in one place so their shape stays consistent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.records import Decision
+from stoic.core.recovery import AttemptKind, RecoveryDecision
+from stoic.run.attempt import Attempt, AttemptResult
+
+__all__ = [
+    "ACTOR",
+    "approval_decision",
+    "end_decision",
+    "evaluation_decision",
+    "guard_decisions",
+    "interrupted_decision",
+    "request_id",
+    "start_decision",
+]
+
+ACTOR = "system:runner"
+
+
+def request_id(run_id: str, task_id: str) -> str:
+    """Stays the same across a task's attempts: retries answer the same request."""
+    return f"{run_id}/{task_id}"
+
+
+def start_decision(
+    attempt: Attempt,
+    *,
+    executor: str,
+    command: str,
+    kind: AttemptKind,
+    approved_by: str | None,
+    log: str,
+) -> Decision:
+    inputs: dict[str, Any] = {"executor": executor, "command": command, "attempt_kind": kind.value}
+    if approved_by is not None:
+        inputs["recovery_approved_by"] = approved_by
+    what = {
+        AttemptKind.FIRST: "started",
+        AttemptKind.AUTOMATIC_RETRY: "started (automatic retry after R1)",
+        AttemptKind.APPROVED_RECOVERY: f"started (recovery approved by {approved_by})",
+    }[kind]
+    return Decision(
+        decision_type="execution",
+        decision_outcome="started",
+        decision_reason=f"Task {attempt.task_id} attempt {attempt.attempt} {what}: {command}",
+        actor=ACTOR,
+        decision_trigger="autonomous" if kind is not AttemptKind.APPROVED_RECOVERY else "explicit",
+        decision_source="system" if kind is not AttemptKind.APPROVED_RECOVERY else "hybrid",
+        decision_inputs=inputs,
+        causal_role="in_run",
+        run_id=attempt.run_id,
+        request_id=attempt.request_id,
+        task_id=attempt.task_id,
+        attempt_id=attempt.attempt_id,
+        attempt=attempt.attempt,
+        details={"log": log},
+    )
+
+
+def end_decision(attempt: Attempt, result: AttemptResult, outcome: str) -> Decision:
+    if result.failure is None:
+        reason = f"Task {attempt.task_id} succeeded in {result.duration_s:.3f}s."
+        inputs: dict[str, Any] = {}
+    else:
+        reason = (
+            f"Task {attempt.task_id} attempt {attempt.attempt} {outcome}:"
+            f" {result.failure.kind.value}: {result.failure.message}"
+        )
+        inputs = result.failure.to_json()
+    return Decision(
+        decision_type="execution",
+        decision_outcome=outcome,
+        decision_reason=reason,
+        actor=ACTOR,
+        decision_trigger="autonomous" if result.failure is None else "reactive",
+        decision_inputs=inputs,
+        causal_role="in_run",
+        run_id=attempt.run_id,
+        request_id=attempt.request_id,
+        task_id=attempt.task_id,
+        attempt_id=attempt.attempt_id,
+        attempt=attempt.attempt,
+        details=result.details(),
+    )
+
+
+def evaluation_decision(
+    *,
+    run_id: str,
+    task_id: str,
+    attempt: int,
+    attempt_id: str,
+    failure: Failure,
+    decision: RecoveryDecision,
+    attempt_kind: AttemptKind,
+    retry_delay_s: float | None = None,
+    hint: str | None = None,
+    suggestion: dict[str, str] | None = None,
+) -> Decision:
+    """The one recovery_evaluation record that follows a failure."""
+    inputs: dict[str, Any] = {
+        "failure_kind": failure.kind.value,
+        "attempt": attempt,
+        "attempt_kind": attempt_kind.value,
+        "recovery_class": decision.recovery_class.value,
+        "recovery_action": decision.action.value,
+        "partial": failure.partial.value,
+    }
+    if retry_delay_s is not None:
+        inputs["retry_delay_s"] = retry_delay_s
+    if hint is not None:
+        inputs["hint"] = hint
+    return Decision(
+        decision_type="recovery_evaluation",
+        decision_outcome=decision.outcome,
+        decision_reason=decision.reason,
+        actor=ACTOR,
+        decision_source="system",
+        decision_trigger="reactive",
+        decision_inputs=inputs,
+        causal_role="post_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        attempt_id=attempt_id,
+        attempt=attempt,
+        details={"suggestion": suggestion} if suggestion is not None else {},
+    )
+
+
+def interrupted_decision(
+    run_id: str, task_id: str, attempt: int, attempt_id: str, killed: bool
+) -> tuple[Decision, Failure]:
+    failure = Failure(
+        FailureKind.INTERRUPTED,
+        "the runner stopped during this attempt"
+        + ("; its leftover processes were killed" if killed else ""),
+        partial=Partial.UNKNOWN,
+    )
+    record = Decision(
+        decision_type="execution",
+        decision_outcome="interrupted",
+        decision_reason=(
+            f"Task {task_id} attempt {attempt} was interrupted: its runner stopped before"
+            " recording an end; partial: unknown."
+        ),
+        actor=ACTOR,
+        decision_trigger="reactive",
+        decision_inputs=failure.to_json(),
+        causal_role="in_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        attempt_id=attempt_id,
+        attempt=attempt,
+        details={"duration_s": 0.0, "leftover_processes_killed": killed},
+    )
+    return record, failure
+
+
+def guard_decisions(
+    attempt: Attempt, *, check: str, rule: str, executor: str, command: str
+) -> tuple[list[Decision], Failure]:
+    """A policy block or an exhausted budget: the check's record, then the halted attempt."""
+    kind = FailureKind.POLICY_VIOLATION if check == "policy_check" else FailureKind.BUDGET_EXHAUSTED
+    failure = Failure(kind, rule, partial=Partial.FALSE)
+    common: dict[str, Any] = {
+        "actor": ACTOR,
+        "causal_role": "in_run",
+        "run_id": attempt.run_id,
+        "request_id": attempt.request_id,
+        "task_id": attempt.task_id,
+        "attempt_id": attempt.attempt_id,
+        "attempt": attempt.attempt,
+    }
+    blocked = Decision(
+        decision_type=check,
+        decision_outcome="blocked" if check == "policy_check" else "exhausted",
+        decision_reason=f"Task {attempt.task_id} attempt {attempt.attempt} may not start: {rule}.",
+        decision_trigger="autonomous",
+        decision_inputs={"rule": rule, "executor": executor, "command": command},
+        **common,
+    )
+    halted = Decision(
+        decision_type="execution",
+        decision_outcome="halted",
+        decision_reason=f"Task {attempt.task_id} was halted before it started: {rule}.",
+        decision_trigger="reactive",
+        decision_inputs=failure.to_json(),
+        details={"duration_s": 0.0},
+        **common,
+    )
+    return [blocked, halted], failure
+
+
+def approval_decision(
+    run_id: str, task_id: str, actor: str, suggestion: dict[str, Any] | None
+) -> Decision:
+    """A person approves the suggested recovery of a suspended task."""
+    return Decision(
+        decision_type="proposal",
+        decision_outcome="approved",
+        decision_reason=(
+            f"{actor} approved the suggested recovery of task {task_id}:"
+            f" {(suggestion or {}).get('suggested', 'run it again')}."
+        ),
+        actor=actor,
+        decision_source="human",
+        decision_trigger="explicit",
+        decision_inputs={"recovery_approved_by": actor, "kind": "recovery"},
+        causal_role="in_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        details={"suggestion": suggestion} if suggestion else {},
+    )
