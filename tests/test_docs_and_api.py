@@ -36,6 +36,7 @@ def test_exported_names_are_pinned() -> None:
             "WorkspaceNotWritable",
             "WorkspaceStatus",
             "__version__",
+            "step_done",
         ]
     )
     for name in stoic.__all__:

@@ -29,6 +29,7 @@ from stoic.exceptions import (
     WorkspaceNotFound,
     WorkspaceNotWritable,
 )
+from stoic.steps import step_done
 from stoic.store.workspace import Workspace
 
 __version__ = "0.1.0"
@@ -53,4 +54,5 @@ __all__ = [
     "WorkspaceNotWritable",
     "WorkspaceStatus",
     "__version__",
+    "step_done",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +16,14 @@ from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_sum
 from stoic.run.run_files import state_document
 from stoic.run.runner import EXIT_CODES, RunReport, continue_run, load_run, start_run
 
-__all__ = ["register", "show_run_status"]
+__all__ = ["human_actor", "register", "show_run_status"]
+
+
+def human_actor(as_name: str | None) -> str:
+    """Who a person is on record: --as, else $STOIC_ACTOR, else the OS user."""
+    name = as_name or os.environ.get("STOIC_ACTOR") or getpass.getuser()
+    return f"human:{name}"
+
 
 Workers = Annotated[
     int | None,
@@ -44,11 +53,30 @@ def continue_(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to continue.", show_default=False)],
     workers: Workers = None,
+    approve_suggestion: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve-suggestion",
+            help="Approve the suggested recovery of this suspended task (repeatable).",
+        ),
+    ] = None,
+    as_name: Annotated[
+        str | None,
+        typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
+    ] = None,
 ) -> None:
-    """Continue a run after a crash or a stop: attempts left open are recorded as interrupted,
-    then every task that can run, runs."""
+    """Continue a run after a crash, a stop or a person's decision: attempts left open are
+    recorded as interrupted and evaluated, approved suggestions run once, then every task that
+    can run, runs."""
     with open_workspace(ctx) as workspace:
-        report = continue_run(workspace, run_id, workers=workers, reporter=_reporter())
+        report = continue_run(
+            workspace,
+            run_id,
+            workers=workers,
+            reporter=_reporter(),
+            approve=approve_suggestion or [],
+            actor=human_actor(as_name),
+        )
     raise typer.Exit(report.exit_code)
 
 

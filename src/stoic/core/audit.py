@@ -42,6 +42,14 @@ class ViolationCode(StrEnum):
     PROJECTION_MISSING = "projection_missing"
     PROJECTION_UNREADABLE = "projection_unreadable"
     PROJECTION_MISMATCH = "projection_mismatch"  # a projection disagrees with a replay of the log
+    # Behavioural invariants (DESIGN §12).
+    RETRY_WITHOUT_DECISION = "retry_without_decision"  # no recovery_applied or approval before it
+    MISSING_EVALUATION = "missing_evaluation"  # a failure without its one recovery evaluation
+    EVALUATION_WITHOUT_FAILURE = "evaluation_without_failure"
+    RECOVERY_OF_RECOVERY = "recovery_of_recovery"  # a failed approved recovery was recovered
+    SECOND_AUTOMATIC_RETRY = "second_automatic_retry"  # more than one automatic retry
+    EXECUTION_AFTER_HALT = "execution_after_halt"  # ran after a policy/budget halt, no decision
+    CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
 
 
 @dataclass(frozen=True, slots=True)

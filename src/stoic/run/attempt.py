@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,8 @@ class AttemptResult:
     value: Any = None
     """What a Python task returned (JSON-able, or its repr)."""
     command: str = ""
+    steps_completed: int = 0
+    """Steps a Python task reported with `stoic.step_done()`."""
 
     @property
     def succeeded(self) -> bool:
@@ -141,6 +143,8 @@ class AttemptResult:
                 data["result_file_error"] = self.result.error
         if self.value is not None:
             data["value"] = self.value
+        if self.steps_completed:
+            data["steps_completed"] = self.steps_completed
         return data
 
 
@@ -152,6 +156,9 @@ def combine(failure: Failure | None, result: ResultFile | None) -> Failure | Non
     """
     reported = result.failure if result is not None and result.error is None else None
     if reported is None:
+        steps = (result.data or {}).get("steps_completed") if result is not None else None
+        if failure is not None and isinstance(steps, int) and steps > 0:
+            return replace(failure, partial=Partial.TRUE)  # a step was done before it failed
         return failure
     if failure is None:
         return reported

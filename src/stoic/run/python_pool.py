@@ -115,6 +115,7 @@ class PythonAttempt:
         self._result: AttemptResult | None = None
         self._stopped_by: str | None = None
         self._kill_at: float | None = None
+        self._steps = 0
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
         self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes)
         self.worker = pool.checkout()
@@ -168,6 +169,7 @@ class PythonAttempt:
                 self._crashed(f"the worker process {how} during the task")
             return
         self.pool.release(self.worker)
+        self._steps = int(reply.get("steps_completed", 0))
         if reply["ok"]:
             self._end(None, reply.get("value"))
             return
@@ -217,6 +219,7 @@ class PythonAttempt:
             result=result,
             value=value,
             command=self.call,
+            steps_completed=self._steps,
         )
 
     def _crashed(self, message: str) -> None:

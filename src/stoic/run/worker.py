@@ -77,6 +77,18 @@ def _json_value(value: Any) -> Any:
 
 
 def _call(request: dict[str, Any]) -> dict[str, Any]:
+    reply = _invoke(request)
+    from stoic import steps
+
+    done = steps.take()
+    if done:
+        reply["steps_completed"] = done
+        if not reply["ok"] and reply.get("partial") is None:
+            reply["partial"] = True  # a step was done before it failed
+    return reply
+
+
+def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     from stoic.errors import RateLimited, TaskFailure
 
     plan_dir = request["plan_dir"]

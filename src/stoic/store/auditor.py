@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
+from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import GENESIS_HASH
 from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
@@ -140,6 +141,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     log = workspace.log
     end = _consistent_end(log)
     checker = ChainChecker()
+    invariants = InvariantChecker()
     check = _ProjectionCheck(workspace.status_file, log)
     violations: list[Violation] = []
     dropped = 0
@@ -156,6 +158,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
         )
         note(found)
         check.add(records)
+        invariants.feed(records)
         if chunk.fragment:
             note(checker.finish())
             note(
@@ -169,6 +172,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
                 ]
             )
     note(checker.finish())
+    note(invariants.finish())
     check.finish(checker.last_seq)
     note(check.violations)
     if dropped:

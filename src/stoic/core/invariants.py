@@ -1,0 +1,198 @@
+"""The behavioural invariants of the decision log (DESIGN §12), checked as records stream by.
+
+Pure: fed parsed records in order, it keeps a little state per task of each run and names every
+record that breaks a rule. State for a run is dropped when the run ends, so memory follows the
+runs in flight, not the length of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stoic.core.audit import Violation, ViolationCode
+from stoic.core.graph import TaskGraph, TaskState, analyse_states
+from stoic.core.timeline import customer_view, mechanics_in
+
+__all__ = ["InvariantChecker"]
+
+_FAILED = frozenset({"failed", "halted", "interrupted"})
+_RUN_ENDS = frozenset({"completed", "failed", "awaiting_approval", "stuck"})
+_STATE_OF_END = {
+    "succeeded": TaskState.SUCCEEDED,
+    "failed": TaskState.FAILED,
+    "halted": TaskState.FAILED,
+    "interrupted": TaskState.FAILED,
+}
+
+
+@dataclass(slots=True)
+class _Task:
+    started: bool = False
+    unevaluated: int | None = None
+    """seq of a failure still waiting for its evaluation"""
+    failed_kind: str = "first"
+    """attempt kind of the last failed attempt"""
+    halted: bool = False
+    """the last failure was a policy or budget halt"""
+    retry_allowed: bool = False
+    """a recovery_applied that no attempt has used yet"""
+    approved: bool = False
+    """a person's approval that no attempt has used yet"""
+    attempt_kinds: dict[int, str] | None = None
+    state: TaskState = TaskState.PENDING
+
+
+class InvariantChecker:
+    """Feed records in log order; `finish` names what is still owed at the end."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, _Task]] = {}
+        self.violations: list[Violation] = []
+
+    def _flag(self, code: ViolationCode, record: Mapping[str, Any], message: str) -> None:
+        self.violations.append(Violation(code, message, seq=record["seq"]))
+
+    def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            run_id = record.get("run_id")
+            if run_id is None:
+                continue
+            kind, outcome = record["decision_type"], record["decision_outcome"]
+            if kind == "run_lifecycle":
+                if outcome in _RUN_ENDS and run_id in self.runs:
+                    self._check_customer_view(record, self.runs.pop(run_id))
+                continue
+            task_id = record.get("task_id")
+            if task_id is None or kind not in ("execution", "recovery_evaluation", "proposal"):
+                continue
+            tasks = self.runs.setdefault(run_id, {})
+            task = tasks.get(task_id)
+            if task is None:
+                if kind == "execution" and outcome == "succeeded":
+                    continue  # nothing to hold against a task that only succeeded
+                task = tasks[task_id] = _Task()
+            if kind == "execution":
+                self._execution(task, record, outcome)
+            elif kind == "recovery_evaluation":
+                self._evaluation(task, record, outcome)
+            elif outcome == "approved":
+                task.approved = True
+                task.state = TaskState.PENDING
+
+    def _execution(self, task: _Task, record: Mapping[str, Any], outcome: str) -> None:
+        seq, attempt = record["seq"], record.get("attempt") or 1
+        where = f"task {record['task_id']} attempt {attempt}"
+        if outcome == "started":
+            if task.attempt_kinds is None:
+                task.attempt_kinds = {}
+            task.attempt_kinds[attempt] = record["decision_inputs"].get("attempt_kind", "first")
+            if task.started or task.unevaluated is not None:
+                if task.unevaluated is not None:
+                    self._flag(
+                        ViolationCode.RETRY_WITHOUT_DECISION,
+                        record,
+                        f"{where} started while the failure at seq {task.unevaluated} had no"
+                        " recovery evaluation",
+                    )
+                elif task.halted and not task.approved:
+                    self._flag(
+                        ViolationCode.EXECUTION_AFTER_HALT,
+                        record,
+                        f"{where} started after a policy or budget halt without a new human"
+                        " decision",
+                    )
+                elif not (task.retry_allowed or task.approved):
+                    self._flag(
+                        ViolationCode.RETRY_WITHOUT_DECISION,
+                        record,
+                        f"{where} is a retry not preceded by recovery_applied or an approval",
+                    )
+            task.started = True
+            task.retry_allowed = task.approved = task.halted = False
+            task.state = TaskState.RUNNING
+            return
+        if outcome not in _STATE_OF_END:
+            return
+        task.state = _STATE_OF_END[outcome]
+        if outcome in _FAILED:
+            if task.unevaluated is not None:
+                self._flag(
+                    ViolationCode.MISSING_EVALUATION,
+                    record,
+                    f"the failure at seq {task.unevaluated} got no recovery evaluation before"
+                    f" the next failure (seq {seq})",
+                )
+            task.unevaluated = seq
+            task.halted = outcome == "halted"
+            task.failed_kind = (task.attempt_kinds or {}).get(attempt, "first")
+            if outcome == "halted":
+                task.started = True  # a halted attempt counts: what follows needs a decision
+
+    def _evaluation(self, task: _Task, record: Mapping[str, Any], outcome: str) -> None:
+        where = f"task {record['task_id']}"
+        if task.unevaluated is None:
+            self._flag(
+                ViolationCode.EVALUATION_WITHOUT_FAILURE,
+                record,
+                f"recovery evaluation for {where} with no failure waiting for one",
+            )
+            return
+        task.unevaluated = None
+        if task.failed_kind == "approved_recovery" and outcome != "recovery_skipped":
+            self._flag(
+                ViolationCode.RECOVERY_OF_RECOVERY,
+                record,
+                f"{where}: a failed human-approved recovery was given {outcome}; only"
+                " recovery_skipped (loop prevention) is allowed",
+            )
+        if task.failed_kind == "automatic_retry" and outcome == "recovery_applied":
+            self._flag(
+                ViolationCode.SECOND_AUTOMATIC_RETRY,
+                record,
+                f"{where}: a failed automatic retry was retried automatically again",
+            )
+        if task.halted and outcome != "recovery_skipped":
+            self._flag(
+                ViolationCode.EXECUTION_AFTER_HALT,
+                record,
+                f"{where}: a policy or budget halt was given {outcome}",
+            )
+        if outcome == "recovery_applied":
+            task.retry_allowed = True
+            task.state = TaskState.PENDING
+        elif outcome == "recovery_suggested":
+            task.state = TaskState.SUSPENDED
+
+    def _check_customer_view(self, record: Mapping[str, Any], tasks: dict[str, _Task]) -> None:
+        """The customer view of the run as it ended must carry no mechanics."""
+        ids = tuple(tasks)
+        graph = TaskGraph.from_indices(ids, tuple(() for _ in ids))
+        states = [task.state for task in tasks.values()]
+        view = customer_view(
+            record["run_id"],
+            [(t, None, s) for t, s in zip(ids, states, strict=True)],
+            analyse_states(graph, states),
+        )
+        found = mechanics_in(view)
+        if found:
+            self._flag(
+                ViolationCode.CUSTOMER_VIEW_MECHANICS,
+                record,
+                f"the customer view of run {record['run_id']} mentions {', '.join(found)}",
+            )
+
+    def finish(self) -> list[Violation]:
+        """Failures that never got their evaluation."""
+        for run_id, tasks in self.runs.items():
+            for task_id, task in tasks.items():
+                if task.unevaluated is not None:
+                    self.violations.append(
+                        Violation(
+                            ViolationCode.MISSING_EVALUATION,
+                            f"run {run_id} task {task_id}: the failure has no recovery evaluation",
+                            seq=task.unevaluated,
+                        )
+                    )
+        return self.violations

@@ -1,0 +1,119 @@
+"""The two views of a run (DESIGN §7): the operator's timeline and the customer's (pure).
+
+The operator timeline is every record of the run in order, grouped by task and attempt, with
+the recovery class and reason. The customer view is final statuses only — honest, and free of
+mechanics: no classes, no attempt counts, no talk of retries or recovery.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from stoic.core.graph import Analysis, RunStatus, TaskState
+from stoic.core.run_state import RunView, reconciliation
+
+__all__ = [
+    "MECHANICS",
+    "customer_view",
+    "mechanics_in",
+    "operator_timeline",
+    "run_reconciliation",
+]
+
+MECHANICS = re.compile(r"retr(y|ies|ied)|recover|\bR[123]\b|attempt", re.IGNORECASE)
+"""Words the customer view must never contain."""
+
+_CUSTOMER_TASK = {
+    TaskState.SUCCEEDED: "done",
+    TaskState.SKIPPED: "skipped",
+    TaskState.FAILED: "failed",
+    TaskState.SUSPENDED: "waiting for a decision",
+    TaskState.RUNNING: "in progress",
+    TaskState.INTERRUPTED: "in progress",
+    TaskState.PENDING: "not started",
+}
+_CUSTOMER_RUN = {
+    RunStatus.COMPLETED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.AWAITING_HUMAN: "waiting for a decision",
+    RunStatus.RUNNING: "in progress",
+}
+
+
+def customer_view(
+    run_id: str,
+    tasks: Sequence[tuple[str, str | None, TaskState]],
+    analysis: Analysis,
+) -> dict[str, Any]:
+    """Final status per task and for the run. `tasks`: (id, name, state) in plan order."""
+    rows = []
+    for task_id, name, state in tasks:
+        status = _CUSTOMER_TASK[state]
+        blockers = analysis.blocked.get(task_id)
+        if blockers:
+            status = f"not started: it needs {', '.join(blockers)}, which failed"
+        rows.append({"task": task_id, "name": name or task_id, "status": status})
+    return {"run": run_id, "status": _CUSTOMER_RUN[analysis.status], "tasks": rows}
+
+
+def mechanics_in(view: Mapping[str, Any]) -> list[str]:
+    """Mechanics words in the view's own wording (task ids and names are the user's)."""
+    phrases = [str(view["status"])] + [str(row["status"]) for row in view["tasks"]]
+    own = list(phrases)
+    for row in view["tasks"]:
+        for task_word in (row["task"], row["name"]):
+            own = [p.replace(str(task_word), "") for p in own]
+    return sorted({match.group(0) for phrase in own for match in MECHANICS.finditer(phrase)})
+
+
+def operator_timeline(
+    records: Iterable[Mapping[str, Any]], task_order: Sequence[str]
+) -> dict[str, Any]:
+    """Every record of a run, in order, and the same records grouped by task and attempt."""
+    entries: list[dict[str, Any]] = []
+    by_task: dict[str, dict[int, list[dict[str, Any]]]] = {task: {} for task in task_order}
+    for record in records:
+        inputs = record["decision_inputs"]
+        entry = {
+            "seq": record["seq"],
+            "at": record["decided_at"],
+            "decision": f"{record['decision_type']}/{record['decision_outcome']}",
+            "task": record.get("task_id"),
+            "attempt": record.get("attempt"),
+            "actor": record["actor"],
+            "class": inputs.get("recovery_class"),
+            "reason": record["decision_reason"],
+        }
+        entries.append(entry)
+        task = record.get("task_id")
+        if task is not None:
+            attempts = by_task.setdefault(task, {})
+            attempts.setdefault(record.get("attempt") or 0, []).append(entry)
+    grouped = {
+        task: [
+            {"attempt": number or None, "records": attempts[number]} for number in sorted(attempts)
+        ]
+        for task, attempts in by_task.items()
+    }
+    return {"records": entries, "tasks": grouped}
+
+
+def run_reconciliation(view: RunView, task_order: Sequence[str]) -> dict[str, Any]:
+    """Per task and for the run: what failed, what was evaluated, applied, and how it ended."""
+    tasks = {task_id: reconciliation(view.task(task_id)) for task_id in task_order}
+    rows = list(tasks.values())
+    return {
+        "tasks": tasks,
+        "run": {
+            "original_failures": sum(row["original_failure"] is not None for row in rows),
+            "recovery_evaluated": sum(row["recovery_evaluated"] for row in rows),
+            "recovery_applied": sum(row["recovery_applied"] for row in rows),
+            "recovery_succeeded": sum(row["recovery_succeeded"] is True for row in rows),
+            "final_status": {
+                state: sum(row["final_status"] == state for row in rows)
+                for state in sorted({row["final_status"] for row in rows})
+            },
+        },
+    }
