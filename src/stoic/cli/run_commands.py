@@ -11,6 +11,7 @@ import orjson
 import typer
 
 from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.core.timeline import customer_view, operator_timeline, run_reconciliation
 from stoic.plan.loader import read_plan
 from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_summary
 from stoic.run.run_files import state_document
@@ -97,6 +98,75 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     print_summary(console_for_output(), report)
 
 
+def timeline(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.", show_default=False)],
+    customer: Annotated[
+        bool,
+        typer.Option("--customer", help="Final statuses only, with none of the mechanics."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """The story of a run. The operator view: every record in order, grouped by task and
+    attempt, with recovery class and reason, and the outcome reconciliation. --customer: the
+    final status of each task and of the run, nothing else."""
+    with open_workspace(ctx) as workspace:
+        plan, view, _ = load_run(workspace, run_id)
+        records = [record._asdict() for record in workspace.records(run_id=run_id)]
+    analysis = view.analyse(plan.graph)
+    if customer:
+        rows = [(t.id, t.name, view.task(t.id).state) for t in plan.tasks]
+        document = customer_view(run_id, rows, analysis)
+        if as_json:
+            typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+            return
+        typer.echo(f"{plan.name}: {document['status']}")
+        for row in document["tasks"]:
+            typer.echo(f"  {row['name']}: {row['status']}")
+        return
+    story = operator_timeline(records, plan.graph.ids)
+    reconciled = run_reconciliation(view, plan.graph.ids)
+    if as_json:
+        document = {
+            "run_id": run_id,
+            "status": analysis.status.value,
+            **story,
+            "reconciliation": reconciled,
+        }
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    console = console_for_output()
+    console.print(f"run {run_id}: {analysis.status.value}", markup=False, highlight=False)
+    run_level = [entry for entry in story["records"] if entry["task"] is None]
+    for entry in run_level[:1]:
+        console.print(_timeline_line(entry), markup=False, highlight=False)
+    for task_id, attempts in story["tasks"].items():
+        console.print(f"task {task_id}", markup=False, highlight=False)
+        for group in attempts:
+            label = f"attempt {group['attempt']}" if group["attempt"] else "decisions"
+            console.print(f"  {label}", markup=False, highlight=False)
+            for entry in group["records"]:
+                console.print("    " + _timeline_line(entry), markup=False, highlight=False)
+        outcome = reconciled["tasks"].get(task_id)
+        if outcome and outcome["original_failure"] is not None:
+            console.print(
+                "  reconciliation: "
+                + ", ".join(
+                    f"{key}={value}" for key, value in outcome.items() if key != "original_failure"
+                ),
+                markup=False,
+                highlight=False,
+            )
+    for entry in run_level[1:]:
+        console.print(_timeline_line(entry), markup=False, highlight=False)
+
+
+def _timeline_line(entry: dict[str, object]) -> str:
+    recovery = f" [{entry['class']}]" if entry["class"] else ""
+    return f"#{entry['seq']} {entry['decision']}{recovery} — {entry['reason']}"
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command("continue")(continue_)
+    app.command()(timeline)

@@ -127,7 +127,7 @@ RULES: tuple[Rule, ...] = (
     (
         RecoveryClass.R3,
         lambda f, c: f.kind in _FORBIDDEN_KINDS,
-        lambda f: f"{_FORBIDDEN_KINDS[f.kind]}; no recovery is allowed",
+        lambda f: f"{_FORBIDDEN_KINDS[f.kind]} ({f.message}); no recovery is allowed",
     ),
     (
         RecoveryClass.R3,

@@ -63,8 +63,9 @@ def mechanics_in(view: Mapping[str, Any]) -> list[str]:
     phrases = [str(view["status"])] + [str(row["status"]) for row in view["tasks"]]
     own = list(phrases)
     for row in view["tasks"]:
-        for task_word in (row["task"], row["name"]):
-            own = [p.replace(str(task_word), "") for p in own]
+        for task_word in {str(row["task"]), str(row["name"])}:
+            whole = re.compile(rf"(?<![\w-]){re.escape(task_word)}(?![\w-])")
+            own = [whole.sub("", phrase) for phrase in own]
     return sorted({match.group(0) for phrase in own for match in MECHANICS.finditer(phrase)})
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from stoic.core.graph import Analysis, TaskGraph
-from stoic.core.run_state import RunView
+from stoic.core.run_state import RunView, reconciliation
+from stoic.core.timeline import run_reconciliation
 from stoic.run.attempt import AttemptResult
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
@@ -102,6 +103,9 @@ def state_document(
             entry["blocked_by"] = list(analysis.blocked[task_id])
         if task.attempts and files.attempt_log(task_id, task.attempts).exists():
             entry["log"] = files.relative_log(task_id, task.attempts)
+        if task.suggestion is not None:
+            entry["suggestion"] = dict(task.suggestion)
+        entry["reconciliation"] = reconciliation(task)
         tasks[task_id] = entry
     return {
         "run_id": view.run_id,
@@ -111,4 +115,5 @@ def state_document(
         "started_at": view.started_at,
         "last_seq": view.last_seq,
         "tasks": tasks,
+        "reconciliation": run_reconciliation(view, graph.ids)["run"],
     }

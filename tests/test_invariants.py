@@ -1,0 +1,176 @@
+"""Each behavioural invariant of DESIGN §12: a log that breaks it, and the exact violation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stoic
+from stoic.core import timeline
+from stoic.core.audit import ViolationCode as V
+from stoic.core.graph import TaskState
+
+RUN = "run-x"
+
+
+def ex(outcome: str, attempt: int = 1, **inputs: Any) -> dict[str, Any]:
+    return {
+        "type": "execution",
+        "outcome": outcome,
+        "reason": f"{outcome}.",
+        "run_id": RUN,
+        "task_id": "t",
+        "attempt": attempt,
+        "inputs": inputs,
+    }
+
+
+def ev(outcome: str, attempt: int = 1) -> dict[str, Any]:
+    return {
+        "type": "recovery_evaluation",
+        "outcome": outcome,
+        "reason": "R?: test.",
+        "run_id": RUN,
+        "task_id": "t",
+        "attempt": attempt,
+        "trigger": "reactive",
+    }
+
+
+APPROVED = {
+    "type": "proposal",
+    "outcome": "approved",
+    "reason": "approved.",
+    "run_id": RUN,
+    "task_id": "t",
+    "source": "human",
+    "actor": "human:ada",
+}
+POLICY = {
+    "type": "policy_check",
+    "outcome": "blocked",
+    "reason": "no.",
+    "run_id": RUN,
+    "task_id": "t",
+}
+END = {"type": "run_lifecycle", "outcome": "completed", "reason": "done.", "run_id": RUN}
+
+
+def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V, int | None]]:
+    with stoic.Workspace.open(ws_path) as ws:
+        ws.record_many(decisions)  # the store computes the chain: every hash is right
+    with stoic.Workspace.open(ws_path) as ws:
+        report = ws.audit()
+    return [(v.code, v.seq) for v in report.violations]
+
+
+@pytest.mark.parametrize(
+    ("decisions", "expected"),
+    [
+        (
+            [ex("started"), ex("failed"), ev("recovery_skipped"), ex("started", 2)],
+            [(V.RETRY_WITHOUT_DECISION, 4)],
+        ),
+        ([ex("started"), ex("failed")], [(V.MISSING_EVALUATION, 2)]),
+        (
+            [
+                ex("started"),
+                ex("failed"),
+                ex("started", 2),
+                ex("failed", 2),
+                ev("recovery_skipped"),
+            ],
+            [(V.RETRY_WITHOUT_DECISION, 3), (V.MISSING_EVALUATION, 4)],
+        ),
+        (
+            [ex("started"), ex("succeeded"), ev("recovery_applied")],
+            [(V.EVALUATION_WITHOUT_FAILURE, 3)],
+        ),
+        (
+            [
+                ex("started"),
+                ex("failed"),
+                ev("recovery_suggested"),
+                APPROVED,
+                ex("started", 2, attempt_kind="approved_recovery"),
+                ex("failed", 2),
+                ev("recovery_applied", 2),
+            ],
+            [(V.RECOVERY_OF_RECOVERY, 7)],
+        ),
+        (
+            [
+                ex("started"),
+                ex("failed"),
+                ev("recovery_applied"),
+                ex("started", 2, attempt_kind="automatic_retry"),
+                ex("failed", 2),
+                ev("recovery_applied", 2),
+            ],
+            [(V.SECOND_AUTOMATIC_RETRY, 6)],
+        ),
+        (
+            [POLICY, ex("halted"), ev("recovery_skipped"), ex("started", 2)],
+            [(V.EXECUTION_AFTER_HALT, 4)],
+        ),
+        (
+            [POLICY, ex("halted"), ev("recovery_applied")],
+            [(V.EXECUTION_AFTER_HALT, 3)],
+        ),
+    ],
+    ids=[
+        "retry-without-decision",
+        "failure-without-evaluation",
+        "two-failures-one-evaluation",
+        "evaluation-without-failure",
+        "recovery-of-a-recovery",
+        "second-automatic-retry",
+        "execution-after-policy-halt",
+        "halt-given-a-recovery",
+    ],
+)
+def test_each_invariant_names_the_violating_record(
+    ws_path: Path, decisions: list[dict[str, Any]], expected: list[tuple[V, int]]
+) -> None:
+    assert audit_codes(ws_path, decisions) == expected
+
+
+def test_a_proper_story_is_clean(ws_path: Path) -> None:
+    story = [
+        ex("started"),
+        ex("failed"),
+        ev("recovery_applied"),
+        ex("started", 2, attempt_kind="automatic_retry"),
+        ex("failed", 2),
+        ev("recovery_suggested", 2),
+        APPROVED,
+        ex("started", 3, attempt_kind="approved_recovery"),
+        ex("failed", 3),
+        ev("recovery_skipped", 3),
+        END,
+    ]
+    assert audit_codes(ws_path, story) == []
+
+
+def test_customer_view_with_mechanics_is_a_violation(
+    ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wording = dict(timeline._CUSTOMER_TASK)
+    wording[TaskState.SUCCEEDED] = "done after a retry"
+    monkeypatch.setattr(timeline, "_CUSTOMER_TASK", wording)
+    assert audit_codes(ws_path, [ex("started"), ex("succeeded"), END]) == [
+        (V.CUSTOMER_VIEW_MECHANICS, 3)
+    ]
+
+
+def test_mechanics_words_are_found_but_task_names_are_the_users() -> None:
+    view = {
+        "run": "r",
+        "status": "failed",
+        "tasks": [{"task": "retry-sync", "name": "retry-sync", "status": "done"}],
+    }
+    assert timeline.mechanics_in(view) == []
+    view["tasks"][0]["status"] = "recovered by R1"
+    assert timeline.mechanics_in(view) == ["R1", "recover"]
