@@ -1,10 +1,11 @@
-"""The stoic demo: a real plan runs on a fresh workspace, one branch fails, and the run says so.
+"""The stoic demo: a real plan runs on a fresh workspace, and every failure is handled honestly.
 
 Run by `make demo`. The release plan in `examples/release/` has shell and Python tasks in a
-dependency graph; its docs branch fails, so two tasks are reported stuck with their root cause
-while the package branch succeeds. Then the demo shows the log, the run's status, a clean audit,
-`plan check` on a plan file written by another orchestrator, and what the audit says when
-someone edits a record by hand (on a copy).
+dependency graph. One task hangs and is retried once (R1); one hits a tool error and waits for
+a person's approval (R2); one is blocked by policy before it starts (R3); the docs branch fails,
+so two tasks are reported stuck with their root cause. The demo approves the suggestion, shows
+both timeline views, the log, a clean audit, `plan check` on a plan file written by another
+orchestrator, and what the audit says when someone edits a record by hand (on a copy).
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ import sys
 from pathlib import Path
 
 STOIC = str(Path(sys.executable).with_name("stoic"))
+SETTINGS = """[recovery]
+timeout_retry_delay_seconds = 0.5
+
+[policy]
+forbidden_commands = ["git push --force"]
+"""
 EXAMPLES = Path(__file__).resolve().parent
 
 
@@ -32,12 +39,17 @@ def main() -> int:
     ws = ["--workspace", str(workspace)]
 
     show("init", str(workspace))
+    (workspace / "stoic.toml").write_text(SETTINGS)
+    print(f"\n$ cat {workspace / 'stoic.toml'}\n{SETTINGS}", flush=True)
     show("plan", "check", str(plan_folder / "plan.yaml"))
     ran = show(*ws, "run", str(plan_folder / "plan.yaml"), "--workers", "2")
-    print(f"\n# exit code {ran}: the run failed, and every stuck task names its root cause")
+    print(f"\n# exit code {ran}: a suggestion waits for a person; the rest is settled")
     (run_id,) = [path.name for path in (workspace / "runs").iterdir()]
-    show(*ws, "status", run_id)
-    show(*ws, "log", "--tail", "8")
+    show(*ws, "timeline", run_id)
+    print("\n# A person reads the suggestion for lint-docs, fixes the linter and approves:")
+    resumed = show(*ws, "continue", run_id, "--approve-suggestion", "lint-docs", "--as", "demo")
+    print(f"\n# exit code {resumed}: no task can run again; each stuck task names its root cause")
+    show(*ws, "timeline", run_id, "--customer")
     show(*ws, "log", "--failures")
     clean = show(*ws, "audit")
     print(f"\n$ tail -12 {workspace / 'logs' / 'execution_log.md'}", flush=True)
@@ -50,11 +62,11 @@ def main() -> int:
     shutil.rmtree(tampered, ignore_errors=True)
     shutil.copytree(workspace, tampered)
     log = tampered / "logs" / "decision_log.ndjson"
-    log.write_text(log.read_text().replace("exit status 1", "exit status 0", 1))
+    log.write_text(log.read_text().replace("broken link", "fixed link", 1))
     print(f"\n# In a copy ({tampered}) a record was edited by hand; the audit names it:")
     caught = show("--workspace", str(tampered), "audit")
     shutil.rmtree(tampered)
-    return 0 if (ran, clean, checked, caught) == (1, 0, 1, 1) else 1
+    return 0 if (ran, resumed, clean, checked, caught) == (3, 1, 0, 1, 1) else 1
 
 
 if __name__ == "__main__":

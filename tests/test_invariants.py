@@ -166,10 +166,18 @@ def test_customer_view_with_mechanics_is_a_violation(
 
 
 def test_mechanics_words_are_found_but_task_names_are_the_users() -> None:
-    view = {
+    view: dict[str, Any] = {
         "run": "r",
         "status": "failed",
-        "tasks": [{"task": "retry-sync", "name": "retry-sync", "status": "done"}],
+        "tasks": [
+            {"task": "retry-sync", "name": "retry-sync", "status": "done"},
+            {
+                "task": "b",
+                "name": "b",
+                "status": "not started: work it needs failed",
+                "needs": ["retry-sync"],
+            },
+        ],
     }
     assert timeline.mechanics_in(view) == []
     view["tasks"][0]["status"] = "recovered by R1"

@@ -268,7 +268,12 @@ def test_10_customer_view_shows_final_statuses_and_no_mechanics(
         "tasks": [
             {"task": "t", "name": "t", "status": "done"},
             {"task": "u", "name": "u", "status": "failed"},
-            {"task": "v", "name": "v", "status": "not started: it needs u, which failed"},
+            {
+                "task": "v",
+                "name": "v",
+                "status": "not started: work it needs failed",
+                "needs": ["u"],
+            },
         ],
     }
     text = run_cli("-w", str(fast_ws), "timeline", run_id, "--customer").stdout

@@ -122,7 +122,8 @@ def timeline(
             return
         typer.echo(f"{plan.name}: {document['status']}")
         for row in document["tasks"]:
-            typer.echo(f"  {row['name']}: {row['status']}")
+            needs = f" ({', '.join(row['needs'])})" if row.get("needs") else ""
+            typer.echo(f"  {row['name']}: {row['status']}{needs}")
         return
     story = operator_timeline(records, plan.graph.ids)
     reconciled = run_reconciliation(view, plan.graph.ids)
@@ -142,6 +143,8 @@ def timeline(
         console.print(_timeline_line(entry), markup=False, highlight=False)
     for task_id, attempts in story["tasks"].items():
         console.print(f"task {task_id}", markup=False, highlight=False)
+        if not attempts:
+            console.print("  (no records: it never started)", markup=False, highlight=False)
         for group in attempts:
             label = f"attempt {group['attempt']}" if group["attempt"] else "decisions"
             console.print(f"  {label}", markup=False, highlight=False)

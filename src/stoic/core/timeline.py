@@ -34,6 +34,7 @@ _CUSTOMER_TASK = {
     TaskState.INTERRUPTED: "in progress",
     TaskState.PENDING: "not started",
 }
+_NOT_STARTED_BLOCKED = "not started: work it needs failed"
 _CUSTOMER_RUN = {
     RunStatus.COMPLETED: "completed",
     RunStatus.FAILED: "failed",
@@ -50,23 +51,21 @@ def customer_view(
     """Final status per task and for the run. `tasks`: (id, name, state) in plan order."""
     rows = []
     for task_id, name, state in tasks:
-        status = _CUSTOMER_TASK[state]
+        row: dict[str, Any] = {"task": task_id, "name": name or task_id}
         blockers = analysis.blocked.get(task_id)
         if blockers:
-            status = f"not started: it needs {', '.join(blockers)}, which failed"
-        rows.append({"task": task_id, "name": name or task_id, "status": status})
+            row["status"] = _NOT_STARTED_BLOCKED
+            row["needs"] = list(blockers)
+        else:
+            row["status"] = _CUSTOMER_TASK[state]
+        rows.append(row)
     return {"run": run_id, "status": _CUSTOMER_RUN[analysis.status], "tasks": rows}
 
 
 def mechanics_in(view: Mapping[str, Any]) -> list[str]:
-    """Mechanics words in the view's own wording (task ids and names are the user's)."""
-    phrases = [str(view["status"])] + [str(row["status"]) for row in view["tasks"]]
-    own = list(phrases)
-    for row in view["tasks"]:
-        for task_word in {str(row["task"]), str(row["name"])}:
-            whole = re.compile(rf"(?<![\w-]){re.escape(task_word)}(?![\w-])")
-            own = [whole.sub("", phrase) for phrase in own]
-    return sorted({match.group(0) for phrase in own for match in MECHANICS.finditer(phrase)})
+    """Mechanics words in the view's own wording (task ids, names and `needs` are the user's)."""
+    phrases = {str(view["status"])} | {str(row["status"]) for row in view["tasks"]}
+    return sorted({match.group(0) for phrase in phrases for match in MECHANICS.finditer(phrase)})
 
 
 def operator_timeline(
