@@ -8,7 +8,8 @@ Tasks the log does not mention are pending. An attempt with a start record and n
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from copy import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
@@ -27,9 +28,13 @@ class OpenAttempt:
     kind: AttemptKind = AttemptKind.FIRST
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskView:
-    """One task of a run, as the log tells it."""
+    """One task of a run, as the log tells it.
+
+    A RunFolder updates its own TaskViews in place as records arrive (a runner feeds it every
+    record it writes); `RunFolder.view()` hands out copies.
+    """
 
     state: TaskState = TaskState.PENDING
     attempts: int = 0
@@ -42,6 +47,8 @@ class TaskView:
     """Summed over attempts."""
     cost: float = 0.0
     """Cost units the task's result files reported, summed over attempts."""
+    log_bytes: int = 0
+    """Output the last ended attempt left in its log (0: it has no log file)."""
     failure: Mapping[str, Any] | None = None
     """The last attempt's failure, as recorded."""
     outcome: str | None = None
@@ -139,114 +146,102 @@ class RunFolder:
         task_id = record.get("task_id")
         if task_id is None:
             return
-        task = self.tasks.get(task_id, TaskView())
+        if kind not in ("execution", "recovery_evaluation", "proposal"):
+            return
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = self.tasks[task_id] = TaskView()
         if kind == "execution":
             if outcome in ("started", "halted"):
                 self.attempts_made += 1
             else:
                 self.cost_spent += _cost_of(record["details"])
-            task = _execution(task, record, outcome)
+            _execution(task, record, outcome)
         elif kind == "recovery_evaluation":
-            task = _evaluation(task, record, outcome)
-        elif kind == "proposal" and outcome == "approved":
-            task = replace(
-                task,
-                state=TaskState.PENDING,
-                suggestion=None,
-                next_attempt_kind=AttemptKind.APPROVED_RECOVERY,
-                approved_by=record["actor"],
-                recovery_applied=True,
-            )
-        elif kind == "proposal" and outcome == "rejected":
-            task = replace(task, state=TaskState.FAILED, suggestion=None)
-        else:
-            return
-        self.tasks[task_id] = task
+            _evaluation(task, record, outcome)
+        elif outcome == "approved":
+            task.state = TaskState.PENDING
+            task.suggestion = None
+            task.next_attempt_kind = AttemptKind.APPROVED_RECOVERY
+            task.approved_by = record["actor"]
+            task.recovery_applied = True
+        elif outcome == "rejected":
+            task.state = TaskState.FAILED
+            task.suggestion = None
 
-    def view(self) -> RunView:
+    def view(self, *, shared: bool = False) -> RunView:
+        """The run as fed so far; `shared` skips copying the tasks, for a reader that only
+        reads and is done before the next record is fed."""
+        tasks = self.tasks if shared else {t: copy(task) for t, task in self.tasks.items()}
         return RunView(
             run_id=self.run_id,
             started=self.started,
             started_at=self.started_at,
             lifecycle=self.lifecycle,
-            tasks=dict(self.tasks),
+            tasks=dict(tasks) if shared else tasks,
             last_seq=self.last_seq,
         )
 
 
-def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> TaskView:
+def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     attempt = record.get("attempt") or 1
     if outcome == "started":
         attempt_kind = AttemptKind(record["decision_inputs"].get("attempt_kind", "first"))
-        return replace(
-            task,
-            state=TaskState.RUNNING,
-            attempts=max(task.attempts, attempt),
-            last_attempt_id=record.get("attempt_id"),
-            last_attempt_kind=attempt_kind,
-            open_attempt=OpenAttempt(
-                attempt, record.get("attempt_id") or "", record["decided_at"], attempt_kind
-            ),
-            started_at=task.started_at or record["decided_at"],
-            hint=None,
+        task.state = TaskState.RUNNING
+        task.attempts = max(task.attempts, attempt)
+        task.last_attempt_id = record.get("attempt_id")
+        task.last_attempt_kind = attempt_kind
+        task.open_attempt = OpenAttempt(
+            attempt, record.get("attempt_id") or "", record["decided_at"], attempt_kind
         )
+        task.started_at = task.started_at or record["decided_at"]
+        task.hint = None
+        return
     details = record["details"]
-    duration = details.get("duration_s", 0.0)
-    ended = replace(
-        task,
-        open_attempt=None,
-        ended_at=record["decided_at"],
-        duration_s=task.duration_s + float(duration or 0.0),
-        cost=task.cost + _cost_of(details),
-        outcome=outcome,
-        attempts=max(task.attempts, attempt),
-    )
+    task.ended_at = record["decided_at"]
+    task.duration_s += float(details.get("duration_s", 0.0) or 0.0)
+    task.cost += _cost_of(details)
+    task.log_bytes = int(details.get("output_bytes", 0) or 0)
+    task.outcome = outcome
+    task.attempts = max(task.attempts, attempt)
     if outcome == "succeeded":
-        return replace(
-            ended,
-            state=TaskState.SUCCEEDED,
-            failure=None,
-            recovery_succeeded=True if task.recovery_applied else task.recovery_succeeded,
-        )
-    if outcome in _FAILED_ENDS:
+        task.open_attempt = None
+        task.state = TaskState.SUCCEEDED
+        task.failure = None
+        if task.recovery_applied:
+            task.recovery_succeeded = True
+    elif outcome in _FAILED_ENDS:
         inputs = record["decision_inputs"]
-        return replace(
-            ended,
-            state=TaskState.FAILED,
-            failure=inputs,
-            awaiting_evaluation=True,
-            original_failure=task.original_failure or inputs,
-            recovery_succeeded=False if task.recovery_applied else task.recovery_succeeded,
-            last_attempt_kind=(
-                task.open_attempt.kind if task.open_attempt is not None else task.next_attempt_kind
-            ),
-        )
-    return ended
+        if task.open_attempt is not None:
+            task.last_attempt_kind = task.open_attempt.kind
+        else:
+            task.last_attempt_kind = task.next_attempt_kind
+        task.open_attempt = None
+        task.state = TaskState.FAILED
+        task.failure = inputs
+        task.awaiting_evaluation = True
+        task.original_failure = task.original_failure or inputs
+        if task.recovery_applied:
+            task.recovery_succeeded = False
 
 
-def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> TaskView:
+def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     inputs = record["decision_inputs"]
-    evaluated = replace(
-        task,
-        awaiting_evaluation=False,
-        recovery_evaluated=True,
-        recovery_class=inputs.get("recovery_class"),
-    )
+    task.awaiting_evaluation = False
+    task.recovery_evaluated = True
+    task.recovery_class = inputs.get("recovery_class")
     if outcome == "recovery_applied":
-        return replace(
-            evaluated,
-            state=TaskState.PENDING,
-            next_attempt_kind=AttemptKind.AUTOMATIC_RETRY,
-            retry_delay_s=float(inputs.get("retry_delay_s", 0.0)),
-            retry_decided_at=record["decided_at"],
-            hint=inputs.get("hint"),
-            recovery_applied=True,
-        )
-    if outcome == "recovery_suggested":
-        return replace(
-            evaluated, state=TaskState.SUSPENDED, suggestion=record["details"].get("suggestion")
-        )
-    return replace(evaluated, state=TaskState.FAILED)
+        task.state = TaskState.PENDING
+        task.next_attempt_kind = AttemptKind.AUTOMATIC_RETRY
+        task.retry_delay_s = float(inputs.get("retry_delay_s", 0.0))
+        task.retry_decided_at = record["decided_at"]
+        task.hint = inputs.get("hint")
+        task.recovery_applied = True
+    elif outcome == "recovery_suggested":
+        task.state = TaskState.SUSPENDED
+        task.suggestion = record["details"].get("suggestion")
+    else:
+        task.state = TaskState.FAILED
 
 
 def fold_run(run_id: str, records: Iterable[Mapping[str, Any]]) -> RunView:

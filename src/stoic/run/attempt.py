@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,12 +99,20 @@ def parse_result_file(raw: bytes) -> ResultFile:
 def read_result_file(path: Path) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return ResultFile(error=f"unreadable ({exc.strerror})")
-    return parse_result_file(raw)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError as exc:
+        return ResultFile(error=f"unreadable ({exc.strerror})")
+    finally:
+        os.close(fd)
+    return parse_result_file(b"".join(chunks))
 
 
 @dataclass(frozen=True, slots=True)

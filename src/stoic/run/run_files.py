@@ -101,7 +101,7 @@ def state_document(
             entry["failure"] = dict(task.failure)
         if task_id in analysis.blocked:
             entry["blocked_by"] = list(analysis.blocked[task_id])
-        if task.attempts and files.attempt_log(task_id, task.attempts).exists():
+        if task.attempts and task.log_bytes:
             entry["log"] = files.relative_log(task_id, task.attempts)
         if task.suggestion is not None:
             entry["suggestion"] = dict(task.suggestion)

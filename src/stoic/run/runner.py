@@ -275,6 +275,7 @@ class _Runner:
         self.stdin_fd = -1
         self.stop_signal: int | None = None
         self._state_written = 0.0
+        self._state_every = _STATE_EVERY_SECONDS
 
     # -- what a previous runner left ---------------------------------------------------------
 
@@ -663,12 +664,15 @@ class _Runner:
     # -- projections -------------------------------------------------------------------------
 
     def _write_state(self) -> None:
-        view = self.folder.view()
+        started = time.monotonic()
+        view = self.folder.view(shared=True)
         self.files.write_state(view, self.plan.graph, view.analyse(self.plan.graph))
         self._state_written = time.monotonic()
+        # A big run's state takes a while to write: never spend more than ~5% of the time on it.
+        self._state_every = max(_STATE_EVERY_SECONDS, 20 * (self._state_written - started))
 
     def _maybe_write_state(self) -> None:
-        if time.monotonic() - self._state_written >= _STATE_EVERY_SECONDS:
+        if time.monotonic() - self._state_written >= self._state_every:
             self._write_state()
 
 
