@@ -431,3 +431,31 @@ def test_context_overflow_retry_gets_the_reduce_input_hint(tmp_path: Path, fast_
     (applied,) = records_of(fast_ws, "t", "recovery_evaluation", "recovery_applied")
     assert applied["decision_inputs"]["hint"] == "reduce_input"
     audit_clean(fast_ws)
+
+
+def test_a_task_that_needs_approval_waits_then_runs_once_approved(
+    tmp_path: Path, fast_ws: Path
+) -> None:
+    (fast_ws / "stoic.toml").write_text(FAST + '[policy]\nrequire_approval = ["deploy-*"]\n')
+    body = (
+        "tasks:\n"
+        '  - {id: build, run: ["true"]}\n'
+        '  - {id: deploy-prod, run: ["touch", "deployed"], depends_on: [build]}\n'
+        '  - {id: announce, run: ["true"], depends_on: [deploy-prod], approval: required}\n'
+    )
+    assert run_plan(fast_ws, tmp_path, body) == 3
+    assert not (tmp_path / "deployed").exists()
+    (blocked,) = records_of(fast_ws, "deploy-prod", "policy_check", "blocked")
+    assert blocked["decision_inputs"]["requires"] == "approval"
+    run_id = run_id_of(fast_ws)
+    result = run_cli(
+        "-w", str(fast_ws), "continue", run_id, "--approve-suggestion", "deploy-prod", "--as", "ops"
+    )
+    assert result.exit_code == 3  # announce now waits for its own approval
+    assert (tmp_path / "deployed").exists()
+    started = records_of(fast_ws, "deploy-prod", "execution", "started")[0]
+    assert started["decision_inputs"]["approved_by"] == "human:ops"
+    assert story(fast_ws, "announce") == ["policy_check/blocked"]
+    result = run_cli("-w", str(fast_ws), "continue", run_id, "--approve-suggestion", "announce")
+    assert result.exit_code == 0
+    audit_clean(fast_ws)

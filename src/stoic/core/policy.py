@@ -11,7 +11,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["BudgetLimits", "Policy", "Spent", "budget_violation", "policy_violation"]
+__all__ = [
+    "BudgetLimits",
+    "Policy",
+    "Spent",
+    "approval_rule",
+    "budget_violation",
+    "policy_violation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +29,8 @@ class Policy:
     forbidden_commands: tuple[re.Pattern[str], ...] = ()
     env_passthrough: tuple[tuple[str, ...], ...] = (("*",),)
     """Glob lists; a variable reaches tasks when it matches a glob of every list."""
+    require_approval: tuple[str, ...] = ()
+    """Task-id globs, or `role:NAME` for agent roles, that need a person's approval to start."""
 
     def tighten(self, other: Policy) -> Policy:
         """Both policies at once: a plan can narrow the workspace's policy, never widen it."""
@@ -29,6 +38,7 @@ class Policy:
             allowed_executors=self.allowed_executors & other.allowed_executors,
             forbidden_commands=self.forbidden_commands + other.forbidden_commands,
             env_passthrough=self.env_passthrough + other.env_passthrough,
+            require_approval=self.require_approval + other.require_approval,
         )
 
     def passes_env(self, name: str) -> bool:
@@ -42,6 +52,7 @@ class Policy:
         allowed_executors: Iterable[str] | None,
         forbidden_commands: Iterable[str],
         env_passthrough: Iterable[str] | None,
+        require_approval: Iterable[str] = (),
     ) -> Policy:
         return cls(
             allowed_executors=(
@@ -51,7 +62,23 @@ class Policy:
             ),
             forbidden_commands=tuple(re.compile(pattern) for pattern in forbidden_commands),
             env_passthrough=(tuple(env_passthrough),) if env_passthrough is not None else (("*",),),
+            require_approval=tuple(require_approval),
         )
+
+
+def approval_rule(
+    policy: Policy, task_id: str, role: str | None, approval: str | None
+) -> str | None:
+    """Why a task may start only once a person approves it, or None."""
+    if approval == "required":
+        return "the task is marked approval: required"
+    for rule in policy.require_approval:
+        if rule.startswith("role:"):
+            if role is not None and rule[5:] == role:
+                return f"role {role!r} requires approval (policy require_approval)"
+        elif fnmatch.fnmatchcase(task_id, rule):
+            return f"task {task_id!r} requires approval (policy require_approval {rule!r})"
+    return None
 
 
 def policy_violation(policy: Policy, executor: str, command: str) -> str | None:

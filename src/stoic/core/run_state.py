@@ -146,7 +146,9 @@ class RunFolder:
         task_id = record.get("task_id")
         if task_id is None:
             return
-        if kind not in ("execution", "recovery_evaluation", "proposal"):
+        if kind not in ("execution", "recovery_evaluation", "proposal", "policy_check"):
+            return
+        if kind == "policy_check" and record["decision_inputs"].get("requires") != "approval":
             return
         task = self.tasks.get(task_id)
         if task is None:
@@ -159,12 +161,16 @@ class RunFolder:
             _execution(task, record, outcome)
         elif kind == "recovery_evaluation":
             _evaluation(task, record, outcome)
+        elif kind == "policy_check":
+            task.state = TaskState.SUSPENDED
+            task.suggestion = record["details"].get("suggestion")
         elif outcome == "approved":
             task.state = TaskState.PENDING
             task.suggestion = None
-            task.next_attempt_kind = AttemptKind.APPROVED_RECOVERY
             task.approved_by = record["actor"]
-            task.recovery_applied = True
+            if record["decision_inputs"].get("kind", "recovery") == "recovery":
+                task.next_attempt_kind = AttemptKind.APPROVED_RECOVERY
+                task.recovery_applied = True
         elif outcome == "rejected":
             task.state = TaskState.FAILED
             task.suggestion = None

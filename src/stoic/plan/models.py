@@ -93,6 +93,9 @@ class PolicySpec(_Strict):
         default_factory=list, description="Regular expressions over the command line."
     )
     env_passthrough: list[str] | None = None
+    require_approval: list[str] = Field(
+        default_factory=list, description="Task-id globs or role:NAME needing approval."
+    )
 
     @field_validator("forbidden_commands")
     @classmethod

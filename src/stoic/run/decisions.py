@@ -12,6 +12,7 @@ from stoic.run.attempt import Attempt, AttemptResult
 __all__ = [
     "ACTOR",
     "approval_decision",
+    "approval_needed_decision",
     "end_decision",
     "evaluation_decision",
     "guard_decisions",
@@ -39,9 +40,10 @@ def start_decision(
 ) -> Decision:
     inputs: dict[str, Any] = {"executor": executor, "command": command, "attempt_kind": kind.value}
     if approved_by is not None:
-        inputs["recovery_approved_by"] = approved_by
+        key = "recovery_approved_by" if kind is AttemptKind.APPROVED_RECOVERY else "approved_by"
+        inputs[key] = approved_by
     what = {
-        AttemptKind.FIRST: "started",
+        AttemptKind.FIRST: "started" + (f" (approved by {approved_by})" if approved_by else ""),
         AttemptKind.AUTOMATIC_RETRY: "started (automatic retry after R1)",
         AttemptKind.APPROVED_RECOVERY: f"started (recovery approved by {approved_by})",
     }[kind]
@@ -199,21 +201,57 @@ def guard_decisions(
     return [blocked, halted], failure
 
 
-def approval_decision(
-    run_id: str, task_id: str, actor: str, suggestion: dict[str, Any] | None
+def approval_needed_decision(
+    attempt: Attempt, *, rule: str, executor: str, command: str
 ) -> Decision:
-    """A person approves the suggested recovery of a suspended task."""
+    """A task that may start only once a person approves it: it waits, suspended."""
+    return Decision(
+        decision_type="policy_check",
+        decision_outcome="blocked",
+        decision_reason=f"Task {attempt.task_id} waits for approval before it starts: {rule}.",
+        actor=ACTOR,
+        decision_trigger="autonomous",
+        decision_inputs={
+            "rule": rule,
+            "requires": "approval",
+            "executor": executor,
+            "command": command,
+        },
+        causal_role="pre_run",
+        run_id=attempt.run_id,
+        request_id=attempt.request_id,
+        task_id=attempt.task_id,
+        details={
+            "suggestion": {
+                "what_failed": "nothing yet: the task has not started",
+                "suggested": f"approve running: {command}",
+                "trade_off": rule,
+            }
+        },
+    )
+
+
+def approval_decision(
+    run_id: str, task_id: str, actor: str, suggestion: dict[str, Any] | None, *, recovery: bool
+) -> Decision:
+    """A person approves a suspended task: its suggested recovery, or its first start."""
+    what = (
+        f"the suggested recovery of task {task_id}:"
+        f" {(suggestion or {}).get('suggested', 'run it again')}"
+        if recovery
+        else f"starting task {task_id}"
+    )
     return Decision(
         decision_type="proposal",
         decision_outcome="approved",
-        decision_reason=(
-            f"{actor} approved the suggested recovery of task {task_id}:"
-            f" {(suggestion or {}).get('suggested', 'run it again')}."
-        ),
+        decision_reason=f"{actor} approved {what}.",
         actor=actor,
         decision_source="human",
         decision_trigger="explicit",
-        decision_inputs={"recovery_approved_by": actor, "kind": "recovery"},
+        decision_inputs={
+            "recovery_approved_by" if recovery else "approved_by": actor,
+            "kind": "recovery" if recovery else "start",
+        },
         causal_role="in_run",
         run_id=run_id,
         request_id=request_id(run_id, task_id),

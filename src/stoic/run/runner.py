@@ -27,6 +27,7 @@ from stoic.core.policy import (
     BudgetLimits,
     Policy,
     Spent,
+    approval_rule,
     budget_violation,
     policy_violation,
     remaining_seconds,
@@ -256,11 +257,17 @@ class _Runner:
             settings.policy.allowed_executors,
             settings.policy.forbidden_commands,
             settings.policy.env_passthrough,
+            settings.policy.require_approval,
         )
         spec = plan.document.meta.policy
         if spec is not None:
             policy = policy.tighten(
-                Policy.build(spec.allowed_executors, spec.forbidden_commands, spec.env_passthrough)
+                Policy.build(
+                    spec.allowed_executors,
+                    spec.forbidden_commands,
+                    spec.env_passthrough,
+                    spec.require_approval,
+                )
             )
         self.policy = policy
         self.run_budget = _limits(plan.document.meta.budget)
@@ -314,9 +321,12 @@ class _Runner:
                     )[0]
                 )
         for task_id in approve:
-            suggestion = view.task(task_id).suggestion
+            task = view.task(task_id)
+            suggestion = dict(task.suggestion or {}) or None
             pending.append(
-                made.approval_decision(run_id, task_id, actor, dict(suggestion or {}) or None)
+                made.approval_decision(
+                    run_id, task_id, actor, suggestion, recovery=task.attempts > 0
+                )
             )
         for stored in self.workspace.record_many(pending):
             self.folder.feed(stored._asdict())
@@ -348,6 +358,7 @@ class _Runner:
         running: dict[int, tuple[_Running, Handle]] = {}
         ended: list[tuple[_Running, AttemptResult, str]] = []
         halted: list[tuple[int, str]] = []
+        waiting: list[int] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
@@ -373,6 +384,11 @@ class _Runner:
                     if self.stop_signal is not None:
                         break
                     item = self._prepare(heapq.heappop(ready))
+                    gate = self._approval_gate(item)
+                    if gate is not None:
+                        batch.append(gate)
+                        waiting.append(item.index)
+                        continue
                     guard = self._guard(item)
                     if guard is None:
                         starting.append(item)
@@ -388,6 +404,10 @@ class _Runner:
                         self.folder.feed(stored._asdict())
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
+                for index in waiting:
+                    states[index] = TaskState.SUSPENDED
+                    self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
+                waiting.clear()
                 for verdict in evaluated:
                     index = verdict.index
                     if verdict.decision.recovery_class is RecoveryClass.R1:
@@ -553,6 +573,17 @@ class _Runner:
         task_spent = Spent(task.duration_s, task.attempts, task.cost) if task else Spent()
         return task_spent, Spent(run_seconds, folder.attempts_made, folder.cost_spent)
 
+    def _approval_gate(self, item: _Running) -> Decision | None:
+        """A task that needs a person's approval and has none waits for it, suspended."""
+        spec = item.spec
+        rule = approval_rule(self.policy, spec.id, spec.agent, spec.approval)
+        task = self.folder.tasks.get(spec.id)
+        if rule is None or (task is not None and task.approved_by is not None):
+            return None
+        return made.approval_needed_decision(
+            item.attempt, rule=rule, executor=_executor_of(spec), command=_describe(spec)
+        )
+
     def _guard(self, item: _Running) -> tuple[list[Decision], Failure] | None:
         """Policy, then the task's budget, then the run's: the first that refuses decides."""
         spec, attempt = item.spec, item.attempt
@@ -629,7 +660,11 @@ class _Runner:
 
     def _start_decision(self, item: _Running) -> Decision:
         task = self.folder.tasks.get(item.spec.id)
-        approved = task.approved_by if item.kind is AttemptKind.APPROVED_RECOVERY and task else None
+        approved = (
+            task.approved_by
+            if task is not None and item.kind is not AttemptKind.AUTOMATIC_RETRY
+            else None
+        )
         return made.start_decision(
             item.attempt,
             executor=_executor_of(item.spec),

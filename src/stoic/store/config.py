@@ -69,6 +69,10 @@ class PolicySettings(_Section):
         ["*"],
         description="Names (or globs) of the runner's environment variables tasks may see.",
     )
+    require_approval: list[str] = Field(
+        [],
+        description="Task ids (globs) or agent roles (role:NAME) that run only once approved.",
+    )
 
     @field_validator("forbidden_commands")
     @classmethod
