@@ -9,6 +9,9 @@ uses for it, so the command line can turn any of them into one clear line::
     │   ├── WorkspaceExists         `init` over an existing workspace
     │   └── InvalidDecision         a record that does not fit the vocabulary
     ├── ConfigError                 exit 2: `stoic.toml` is invalid (file, line, hint)
+    ├── ProposalNotFound            no proposal has that id
+    ├── TransitionRefused           a proposal cannot take that decision from where it stands
+    ├── WorkspacePaused             exit 4: new work is refused until a person resumes
     └── WorkspaceError              the workspace cannot do what was asked
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
         ├── LogTornTail             the last line of the log was cut off; appends are refused
@@ -26,12 +29,15 @@ __all__ = [
     "LogCorrupt",
     "LogTornTail",
     "ProjectionMismatch",
+    "ProposalNotFound",
     "StoicError",
+    "TransitionRefused",
     "UsageError",
     "WorkspaceError",
     "WorkspaceExists",
     "WorkspaceNotFound",
     "WorkspaceNotWritable",
+    "WorkspacePaused",
 ]
 
 
@@ -83,3 +89,17 @@ class LogCorrupt(WorkspaceError):
 
 class ProjectionMismatch(WorkspaceError):
     """A projection file does not line up with the decision log."""
+
+
+class ProposalNotFound(StoicError):
+    """No proposal has that id."""
+
+
+class TransitionRefused(StoicError):
+    """The proposal cannot take that decision from where it stands."""
+
+
+class WorkspacePaused(StoicError):
+    """The workspace is paused: new work is refused until a person resumes it."""
+
+    exit_code = 4

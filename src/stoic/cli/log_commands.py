@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -17,7 +18,8 @@ from stoic.cli.app import CliState
 from stoic.core.audit import AuditReport
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
-from stoic.exceptions import UsageError
+from stoic.exceptions import StoicError, UsageError
+from stoic.store.trust import pause
 from stoic.store.workspace import Workspace
 
 __all__ = ["register"]
@@ -34,6 +36,14 @@ def _state(ctx: typer.Context) -> CliState:
 def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
     """Open the workspace the global options name, warning on stderr about a torn tail."""
     workspace = Workspace.open(_state(ctx).workspace, catch_up=catch_up)
+    with contextlib.suppress(StoicError):
+        paused = workspace.status().paused
+        if paused is not None:
+            typer.echo(
+                f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
+                " (`stoic resume` after dealing with it)",
+                err=True,
+            )
     torn = workspace.torn_tail
     if torn is not None:
         typer.echo(
@@ -158,8 +168,21 @@ def audit(
 
     Exit 0 when clean, 1 with every violation listed.
     """
+    paused = False
     with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
         report = workspace.audit(repair=repair)
+        if not report.ok:
+            # An audit failure pauses the workspace (DESIGN §9) — when it can still be recorded.
+            with contextlib.suppress(StoicError):
+                first = report.violations[0]
+                paused = pause(
+                    workspace,
+                    reason=f"the audit failed: {first.code.value}: {first.message}",
+                    criterion="audit_failure",
+                    inputs={"violations": len(report.violations)},
+                )
+    if paused:
+        typer.echo("stoic: the workspace is now paused: the audit failed", err=True)
     if as_json:
         typer.echo(orjson.dumps(report.to_dict()).decode())
     else:
@@ -215,6 +238,11 @@ def status(
             "last_seq": state.last_seq,
             "last_decided_at": state.last_decided_at,
             "by_type": state.by_type,
+            "paused": (
+                {key: state.paused[key] for key in ("reason", "criterion", "since")}
+                if state.paused is not None
+                else None
+            ),
         }
         typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return

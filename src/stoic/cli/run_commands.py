@@ -16,6 +16,7 @@ from stoic.plan.loader import read_plan
 from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_summary
 from stoic.run.run_files import state_document
 from stoic.run.runner import EXIT_CODES, RunReport, continue_run, load_run, start_run
+from stoic.store.queue import Queue
 
 __all__ = ["human_actor", "register", "show_run_status"]
 
@@ -46,6 +47,7 @@ def run(
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
     loaded = read_plan(plan)
     with open_workspace(ctx) as workspace:
+        Queue(workspace).refuse_if_paused("run")
         report = start_run(workspace, loaded, workers=workers, reporter=_reporter())
     raise typer.Exit(report.exit_code)
 
@@ -70,6 +72,7 @@ def continue_(
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
     with open_workspace(ctx) as workspace:
+        Queue(workspace).refuse_if_paused("continue")
         report = continue_run(
             workspace,
             run_id,

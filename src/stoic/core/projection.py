@@ -47,6 +47,8 @@ class WorkspaceStatus:
     last_seq: int
     last_decided_at: str | None
     by_type: Mapping[str, Mapping[str, int]]
+    paused: Mapping[str, Any] | None = None
+    """{reason, criterion, since, seq} while the workspace is paused (DESIGN §9), else None."""
 
     def count(self, decision_type: str, decision_outcome: str | None = None) -> int:
         outcomes = self.by_type.get(decision_type, {})
@@ -67,9 +69,20 @@ class WorkspaceStatusProjection:
     def fold(self, state: WorkspaceStatus, records: Iterable[Mapping[str, Any]]) -> WorkspaceStatus:
         by_type = {kind: dict(outcomes) for kind, outcomes in state.by_type.items()}
         count, last_seq, last_at = state.records, state.last_seq, state.last_decided_at
+        paused = state.paused
         for record in records:
             outcomes = by_type.setdefault(record["decision_type"], {})
             outcome = record["decision_outcome"]
+            if record["decision_type"] == "pause":
+                if outcome == "paused":
+                    paused = {
+                        "reason": record["decision_reason"],
+                        "criterion": record["decision_inputs"].get("criterion", "human_stop"),
+                        "since": record["decided_at"],
+                        "seq": record["seq"],
+                    }
+                elif outcome == "resumed":
+                    paused = None
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             count += 1
             last_seq = record["seq"]
@@ -77,7 +90,11 @@ class WorkspaceStatusProjection:
         if count == state.records:
             return state
         return WorkspaceStatus(
-            records=count, last_seq=last_seq, last_decided_at=last_at, by_type=by_type
+            records=count,
+            last_seq=last_seq,
+            last_decided_at=last_at,
+            by_type=by_type,
+            paused=paused,
         )
 
     def to_json(self, state: WorkspaceStatus) -> dict[str, Any]:
@@ -89,6 +106,7 @@ class WorkspaceStatusProjection:
                 kind: dict(sorted(outcomes.items()))
                 for kind, outcomes in sorted(state.by_type.items())
             },
+            "paused": dict(state.paused) if state.paused is not None else None,
         }
 
     def from_json(self, data: Mapping[str, Any]) -> WorkspaceStatus:
@@ -100,4 +118,5 @@ class WorkspaceStatusProjection:
                 str(kind): {str(outcome): int(n) for outcome, n in outcomes.items()}
                 for kind, outcomes in data["by_type"].items()
             },
+            paused=data.get("paused"),
         )

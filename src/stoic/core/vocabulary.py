@@ -74,7 +74,8 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.POLICY_CHECK: frozenset({"passed", "blocked"}),
     DecisionType.BUDGET_CHECK: frozenset({"passed", "exhausted"}),
     DecisionType.PROPOSAL: frozenset(
-        {"created", "approved", "rejected", "deferred", "executed", "rolled_back"}
+        # `undeferred`: a deferral is taken back (deferred → pending); it must be on record too.
+        {"created", "approved", "rejected", "deferred", "undeferred", "executed", "rolled_back"}
     ),
     DecisionType.VERIFICATION: frozenset({"passed", "warned", "failed", "incomplete", "absent"}),
     DecisionType.ESCALATION: frozenset({"raised", "resolved"}),

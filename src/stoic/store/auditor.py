@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
 from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import WorkspaceStatus
+from stoic.core.proposals import QueueState
 from stoic.core.records import GENESIS_HASH
 from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
 from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+from stoic.store.queue import Queue, check_queue_files
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -27,6 +29,7 @@ REPAIRABLE = frozenset(
         ViolationCode.PROJECTION_MISSING,
         ViolationCode.PROJECTION_UNREADABLE,
         ViolationCode.PROJECTION_MISMATCH,
+        ViolationCode.QUEUE_MISMATCH,
     }
 )
 """What `stoic audit --repair` mends; anything else makes it refuse and change nothing."""
@@ -142,6 +145,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     end = _consistent_end(log)
     checker = ChainChecker()
     invariants = InvariantChecker()
+    queue = QueueState()
     check = _ProjectionCheck(workspace.status_file, log)
     violations: list[Violation] = []
     dropped = 0
@@ -159,6 +163,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
         note(found)
         check.add(records)
         invariants.feed(records)
+        queue.feed(records)
         if chunk.fragment:
             note(checker.finish())
             note(
@@ -175,6 +180,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     note(invariants.finish())
     check.finish(checker.last_seq)
     note(check.violations)
+    note(check_queue_files(workspace.root, queue))
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")
@@ -204,8 +210,10 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
             removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
         )
     projection_name = workspace.status_file.projection.name
-    parts.append(f"rebuilt the {projection_name} projection from the log")
-    details["projections_rebuilt"] = [projection_name]
+    parts.append(
+        f"rebuilt the {projection_name} projection, queue folders and manifest from the log"
+    )
+    details["projections_rebuilt"] = [projection_name, "queue"]
     details["violations_before"] = rebuilt + (["torn_tail"] if torn is not None else [])
     record = workspace.record(
         "audit",
@@ -216,6 +224,7 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
         details=details,
     )
     workspace.rebuild_projections()
+    Queue(workspace).rebuild()
     after = audit_workspace(workspace)
     return AuditReport(
         records=after.records,

@@ -101,7 +101,8 @@ class FileDecisionLog:
         self.lock_path = lock_path
         self._clock = clock
         self._new_id = new_id
-        self._mutex = threading.Lock()
+        self._mutex = threading.RLock()
+        self._depth = 0
         self._writer_fd: int | None = None
         self._lock_fd: int | None = None
         self._cached: TailState | None = None
@@ -232,15 +233,24 @@ class FileDecisionLog:
                 finally:
                     os.close(lock_fd)
                 return
+            if self._depth:  # already held by this thread: a read-decide-append section
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             if self._lock_fd is None:
                 try:
                     self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                 except OSError as exc:
                     raise _not_writable(self.lock_path, exc) from exc
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth = 1
             try:
                 yield
             finally:
+                self._depth = 0
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:

@@ -14,6 +14,7 @@ import orjson
 
 from stoic.core.audit import AuditReport
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
+from stoic.core.proposals import Proposal
 from stoic.core.records import Decision, Record
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
@@ -28,6 +29,7 @@ from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
 from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+from stoic.store.queue import Queue
 
 __all__ = ["Workspace"]
 
@@ -265,6 +267,37 @@ class Workspace:
     def status(self) -> WorkspaceStatus:
         """Counts by type and outcome, caught up with the log."""
         return self.sync_projections().state
+
+    # -- proposals -----------------------------------------------------------------------------
+
+    def propose(
+        self,
+        *,
+        title: str,
+        reasoning_trace: list[str],
+        sources: list[str] | None = None,
+        action: list[str] | None = None,
+        by: str = "human:api",
+        **fields: Any,
+    ) -> Proposal:
+        """Put a proposal in the review queue; returns it (with its PROP-… id)."""
+        return Queue(self).propose(
+            title=title,
+            reasoning_trace=reasoning_trace,
+            sources=sources or [],
+            action=action,
+            actor=by,
+            **fields,
+        )
+
+    def approve(self, proposal_id: str, *, by: str, reason: str | None = None) -> Proposal:
+        return Queue(self).decide(proposal_id, "approved", actor=by, reason=reason)
+
+    def reject(self, proposal_id: str, *, by: str, reason: str) -> Proposal:
+        return Queue(self).decide(proposal_id, "rejected", actor=by, reason=reason)
+
+    def defer(self, proposal_id: str, *, by: str) -> Proposal:
+        return Queue(self).decide(proposal_id, "deferred", actor=by)
 
     # -- projections and audit -----------------------------------------------------------------
 

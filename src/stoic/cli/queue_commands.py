@@ -1,0 +1,273 @@
+"""Review-queue and pause commands: propose, queue, approve, reject, defer, undefer, execute,
+rollback, stop, resume."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.cli.run_commands import human_actor
+from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.exceptions import UsageError
+from stoic.store.queue import Queue
+from stoic.store.trust import RESUME_PROCEDURES, pause, resume
+
+__all__ = ["register"]
+
+As = Annotated[
+    str | None,
+    typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _print(proposal: Proposal, as_json: bool) -> None:
+    if as_json:
+        typer.echo(orjson.dumps(proposal.to_json()).decode())
+        return
+    typer.echo(f"{proposal.id} {proposal.status.value}: {proposal.title}")
+
+
+def propose(
+    ctx: typer.Context,
+    title: Annotated[str, typer.Option("--title", help="What is proposed, in a few words.")],
+    reasoning: Annotated[
+        list[str], typer.Option("--reasoning", help="One step of the reasoning (repeatable).")
+    ],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The action: the command after `--`.")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="A run, task or decision id, or a workspace file."),
+    ] = None,
+    kind: Annotated[str, typer.Option("--type", help="What kind of proposal.")] = "action",
+    summary: Annotated[str, typer.Option("--summary", help="A longer description.")] = "",
+    confidence: Annotated[
+        float | None, typer.Option("--confidence", min=0, max=1, help="0 to 1.")
+    ] = None,
+    trade_off: Annotated[str | None, typer.Option("--trade-off", help="What it costs.")] = None,
+    rollback_cmd: Annotated[
+        str | None, typer.Option("--rollback-cmd", help="A command that undoes the action.")
+    ] = None,
+    as_name: As = None,
+    as_json: AsJson = False,
+) -> None:
+    """Put a proposal in the review queue and print its id: stoic propose --title T
+    --reasoning R [--source S …] -- CMD ARGS…  (no command: an informational proposal)."""
+    import shlex
+
+    with open_workspace(ctx) as workspace:
+        proposal = Queue(workspace).propose(
+            title=title,
+            reasoning_trace=reasoning,
+            sources=source or [],
+            action=command or None,
+            rollback=shlex.split(rollback_cmd) if rollback_cmd else None,
+            type=kind,
+            summary=summary,
+            confidence=confidence,
+            trade_off=trade_off,
+            actor=human_actor(as_name),
+        )
+    if as_json:
+        _print(proposal, True)
+        return
+    typer.echo(proposal.id)
+    if proposal.action is not None and proposal.rollback is None:
+        typer.echo(
+            f"note: {proposal.id} has no rollback action: it cannot be rolled back", err=True
+        )
+
+
+queue_app = typer.Typer(
+    name="queue",
+    help="The review queue: list proposals, or show one.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+
+
+@queue_app.callback()
+def queue(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only proposals with this status.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List proposals, oldest first (all, or those with --status)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if status is not None and status not in {s.value for s in ProposalStatus}:
+        allowed = ", ".join(s.value for s in ProposalStatus)
+        raise UsageError(f"unknown status {status!r} (allowed: {allowed})")
+    with open_workspace(ctx) as workspace:
+        state = Queue(workspace).state()
+    rows = sorted(state.proposals.values(), key=lambda p: p.created_seq)
+    if status is not None:
+        rows = [p for p in rows if p.status.value == status]
+    if as_json:
+        document: list[dict[str, Any]] = [p.to_json() for p in rows]
+        typer.echo(orjson.dumps(document).decode())
+        return
+    console = console_for_output()
+    if not rows:
+        console.print("No proposals.", markup=False)
+    for proposal in rows:
+        console.print(
+            f"{proposal.id}  {proposal.status.value:<9} {proposal.confidence_band:<7}"
+            f" {proposal.batch_id}  {proposal.title}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@queue_app.command("show")
+def show(
+    ctx: typer.Context,
+    proposal_id: Annotated[str, typer.Argument(help="PROP-YYYYMMDD-NNN", show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """Show one proposal: title, summary, action, reasoning, sources, confidence, trade-off."""
+    with open_workspace(ctx) as workspace:
+        proposal = Queue(workspace).get(proposal_id)
+    if as_json:
+        _print(proposal, True)
+        return
+    import shlex
+
+    lines = [
+        f"{proposal.id} — {proposal.title}",
+        f"status: {proposal.status.value}   type: {proposal.type}   batch: {proposal.batch_id}",
+        f"confidence: {proposal.confidence} ({proposal.confidence_band})",
+    ]
+    if proposal.summary:
+        lines.append(f"summary: {proposal.summary}")
+    lines.append(f"action: {shlex.join(proposal.action) if proposal.action else '(none)'}")
+    undo = shlex.join(proposal.rollback) if proposal.rollback else "(none: cannot be rolled back)"
+    lines.append(f"rollback: {undo}")
+    lines.append("reasoning:")
+    lines += [f"  {number}. {step}" for number, step in enumerate(proposal.reasoning_trace, 1)]
+    lines.append(f"sources: {', '.join(proposal.sources) or '(none)'}")
+    if proposal.trade_off:
+        lines.append(f"trade-off: {proposal.trade_off}")
+    if proposal.decision:
+        decision = proposal.decision
+        lines.append(f"decided: {decision['outcome']} by {decision['by']} at {decision['at']}")
+    for line in lines:
+        typer.echo(line)
+
+
+def _decide(
+    ctx: typer.Context, proposal_id: str, outcome: str, actor: str, reason: str | None
+) -> None:
+    with open_workspace(ctx) as workspace:
+        proposal = Queue(workspace).decide(proposal_id, outcome, actor=actor, reason=reason)
+    typer.echo(f"{proposal.id} is {proposal.status.value}.")
+
+
+ProposalId = Annotated[str, typer.Argument(help="PROP-YYYYMMDD-NNN", show_default=False)]
+
+
+def approve(
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
+    as_name: As = None,
+) -> None:
+    """Approve a pending proposal."""
+    _decide(ctx, proposal_id, "approved", human_actor(as_name), reason)
+
+
+def reject(
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required).")] = None,
+    as_name: As = None,
+) -> None:
+    """Reject a pending proposal; the reason is required."""
+    _decide(ctx, proposal_id, "rejected", human_actor(as_name), reason)
+
+
+def defer(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+    """Set a pending proposal aside; `stoic undefer` brings it back."""
+    _decide(ctx, proposal_id, "deferred", human_actor(as_name), None)
+
+
+def undefer(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+    """Bring a deferred proposal back to pending."""
+    _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None)
+
+
+def execute(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+    """Run an approved proposal's command; the result lands in the proposal, the log and
+    execution_log.md. Exit 1 when the command fails."""
+    with open_workspace(ctx) as workspace:
+        result = Queue(workspace).execute(proposal_id, actor=human_actor(as_name))
+    typer.echo(result.output, nl=False)
+    typer.echo(f"{proposal_id} executed: exit {result.exit_code}.")
+    if result.exit_code != 0:
+        raise typer.Exit(1)
+
+
+def rollback(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+    """Run an executed proposal's rollback command."""
+    with open_workspace(ctx) as workspace:
+        result = Queue(workspace).execute(proposal_id, actor=human_actor(as_name), rollback=True)
+    typer.echo(result.output, nl=False)
+    typer.echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
+    if result.exit_code != 0:
+        raise typer.Exit(1)
+
+
+def stop(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option("--reason", help="Why the workspace is paused.")],
+    as_name: As = None,
+) -> None:
+    """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
+    with open_workspace(ctx) as workspace:
+        pause(workspace, reason=reason, criterion="human_stop", actor=human_actor(as_name))
+    typer.echo(f"Paused: {reason}")
+
+
+def resume_(
+    ctx: typer.Context,
+    procedure: Annotated[
+        str,
+        typer.Option(
+            "--procedure", help="smaller-batch, verification-batch or manual-verification."
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="What was done about the cause.")],
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="The smaller batch size.")
+    ] = None,
+    as_name: As = None,
+) -> None:
+    """Resume a paused workspace, naming the recovery procedure that was followed."""
+    if procedure not in RESUME_PROCEDURES:
+        raise UsageError(
+            f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
+        )
+    with open_workspace(ctx) as workspace:
+        resume(
+            workspace,
+            procedure=procedure,
+            reason=reason,
+            actor=human_actor(as_name),
+            batch_size=batch_size,
+        )
+    typer.echo(f"Resumed ({procedure}).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_interspersed_args": False})(propose)
+    app.add_typer(queue_app)
+    for command in (approve, reject, defer, undefer, execute, rollback, stop):
+        app.command()(command)
+    app.command("resume")(resume_)

@@ -1,0 +1,246 @@
+"""Proposals and the review queue (DESIGN §8), as pure data and rules.
+
+Decision records are the truth: a proposal's content is in its `proposal/created` record, and
+every later record moves it along the transitions below. The status folders and the manifest
+are projections of those records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "FOLDERS",
+    "TRANSITIONS",
+    "Proposal",
+    "ProposalStatus",
+    "QueueState",
+    "confidence_band",
+    "fold_proposal",
+    "is_proposal_id",
+    "manifest_document",
+    "next_status",
+]
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    EXECUTED = "executed"
+
+
+FOLDERS = tuple(status.value for status in ProposalStatus)
+"""One folder per status under `queue/`."""
+
+S = ProposalStatus
+TRANSITIONS: Mapping[str, Mapping[S, S]] = {
+    "approved": {S.PENDING: S.APPROVED},
+    "rejected": {S.PENDING: S.REJECTED},
+    "deferred": {S.PENDING: S.DEFERRED},
+    "undeferred": {S.DEFERRED: S.PENDING},
+    "executed": {S.APPROVED: S.EXECUTED},
+    "rolled_back": {S.EXECUTED: S.EXECUTED},  # stays executed; its execution says rolled_back
+}
+"""decision outcome → {from status: to status}; anything else is refused."""
+
+_ID = re.compile(r"^PROP-\d{8}-\d{3,}$")
+
+
+def is_proposal_id(text: str) -> bool:
+    """Whether `text` is a proposal id (and so safe as a file name)."""
+    return bool(_ID.match(text))
+
+
+def confidence_band(confidence: float | None) -> str:
+    if confidence is None:
+        return "unknown"
+    if confidence >= 0.85:
+        return "high"
+    if confidence >= 0.60:
+        return "medium"
+    return "low"
+
+
+def next_status(current: ProposalStatus, outcome: str) -> ProposalStatus | None:
+    """Where `outcome` takes a proposal in `current`, or None when the move is not allowed."""
+    return TRANSITIONS.get(outcome, {}).get(current)
+
+
+def allowed_from(current: ProposalStatus) -> list[str]:
+    """The decisions a proposal in `current` can take next."""
+    return [outcome for outcome, moves in TRANSITIONS.items() if current in moves]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    id: str
+    status: ProposalStatus
+    type: str
+    title: str
+    summary: str
+    action: tuple[str, ...] | None
+    reasoning_trace: tuple[str, ...]
+    sources: tuple[str, ...]
+    confidence: float | None
+    trade_off: str | None
+    rollback: tuple[str, ...] | None
+    batch_id: str
+    origin: str
+    created_at: str
+    created_seq: int
+    run_id: str | None = None
+    task_id: str | None = None
+    decision: Mapping[str, Any] | None = None
+    execution: Mapping[str, Any] | None = None
+    history: tuple[Mapping[str, Any], ...] = field(default=())
+
+    @property
+    def confidence_band(self) -> str:
+        return confidence_band(self.confidence)
+
+    def to_json(self) -> dict[str, Any]:
+        """The proposal file's content (`queue/<status>/<id>.json`)."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "type": self.type,
+            "title": self.title,
+            "summary": self.summary,
+            "action": list(self.action) if self.action is not None else None,
+            "rollback": list(self.rollback) if self.rollback is not None else None,
+            "reasoning_trace": list(self.reasoning_trace),
+            "sources": list(self.sources),
+            "confidence": self.confidence,
+            "confidence_band": self.confidence_band,
+            "trade_off": self.trade_off,
+            "batch_id": self.batch_id,
+            "origin": self.origin,
+            "created_at": self.created_at,
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "decision": dict(self.decision) if self.decision is not None else None,
+            "execution": dict(self.execution) if self.execution is not None else None,
+            "history": [dict(entry) for entry in self.history],
+        }
+
+    def manifest_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "type": self.type,
+            "confidence_band": self.confidence_band,
+            "created_at": self.created_at,
+        }
+
+
+def _tuple(value: Any) -> tuple[str, ...] | None:
+    return tuple(str(part) for part in value) if isinstance(value, list) else None
+
+
+def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Proposal | None:
+    """The proposal after one of its records (None for a record that does not apply)."""
+    outcome = record["decision_outcome"]
+    step = {
+        "seq": record["seq"],
+        "decision": outcome,
+        "by": record["actor"],
+        "at": record["decided_at"],
+        "reason": record["decision_reason"],
+    }
+    if outcome == "created":
+        details = record["details"]
+        return Proposal(
+            id=record["proposal_id"],
+            status=ProposalStatus.PENDING,
+            type=str(details.get("type", "action")),
+            title=str(details.get("title", "")),
+            summary=str(details.get("summary", "")),
+            action=_tuple(details.get("action")),
+            reasoning_trace=_tuple(details.get("reasoning_trace")) or (),
+            sources=_tuple(details.get("sources")) or (),
+            confidence=details.get("confidence"),
+            trade_off=details.get("trade_off"),
+            rollback=_tuple(details.get("rollback")),
+            batch_id=str(details.get("batch_id", "")),
+            origin=str(details.get("origin", record["actor"])),
+            created_at=record["decided_at"],
+            created_seq=record["seq"],
+            run_id=record.get("run_id"),
+            task_id=record.get("task_id"),
+            history=(step,),
+        )
+    if current is None:
+        return None
+    target = next_status(current.status, outcome)
+    if target is None:
+        return None
+    changes: dict[str, Any] = {"status": target, "history": (*current.history, step)}
+    if outcome in ("approved", "rejected", "deferred"):
+        changes["decision"] = {
+            "by": record["actor"],
+            "at": record["decided_at"],
+            "reason": record["decision_reason"],
+            "outcome": outcome,
+        }
+    if outcome in ("executed", "rolled_back"):
+        changes["execution"] = {
+            "at": record["decided_at"],
+            "result": record["decision_inputs"].get("result", outcome),
+            "details": dict(record["details"]),
+        }
+    return replace(current, **changes)
+
+
+@dataclass(slots=True)
+class QueueState:
+    """Every proposal by id, folded from the log."""
+
+    proposals: dict[str, Proposal] = field(default_factory=dict)
+    last_seq: int = 0
+
+    def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.last_seq = record["seq"]
+            if record["decision_type"] != "proposal" or not record.get("proposal_id"):
+                continue
+            proposal_id = record["proposal_id"]
+            folded = fold_proposal(self.proposals.get(proposal_id), record)
+            if folded is not None:
+                self.proposals[proposal_id] = folded
+
+    def next_id(self, day: str) -> str:
+        """The next free id of `day` (YYYYMMDD)."""
+        prefix = f"PROP-{day}-"
+        numbers = [int(pid[len(prefix) :]) for pid in self.proposals if pid.startswith(prefix)]
+        return f"{prefix}{max(numbers, default=0) + 1:03d}"
+
+
+def manifest_document(state: QueueState, generated_at: str) -> dict[str, Any]:
+    """`manifests/queue_manifest.json` (DESIGN §8)."""
+    proposals = sorted(state.proposals.values(), key=lambda p: p.created_seq)
+    pending = [p for p in proposals if p.status is ProposalStatus.PENDING]
+    by_type: dict[str, int] = {}
+    by_band: dict[str, int] = {}
+    for proposal in pending:
+        by_type[proposal.type] = by_type.get(proposal.type, 0) + 1
+        by_band[proposal.confidence_band] = by_band.get(proposal.confidence_band, 0) + 1
+    return {
+        "manifest_version": 1,
+        "generated_at": generated_at,
+        "last_seq": state.last_seq,
+        "summary": {
+            f"total_{status.value}": sum(p.status is status for p in proposals)
+            for status in ProposalStatus
+        },
+        "pending_by_type": by_type,
+        "pending_by_confidence": by_band,
+        "oldest_pending": pending[0].id if pending else None,
+        "newest_pending": pending[-1].id if pending else None,
+        "proposals": [proposal.manifest_row() for proposal in proposals],
+    }

@@ -1,0 +1,449 @@
+"""The review queue on disk: decisions go to the log; folders and manifest follow (DESIGN §8).
+
+Every change happens under the workspace's writer lock: read the queue as the log tells it,
+check the transition, append the decision, then bring the proposal's file and the manifest in
+line. Two people deciding the same proposal at once: the first wins, the second is told who
+decided and when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from stoic.core.audit import Violation, ViolationCode
+from stoic.core.proposals import (
+    FOLDERS,
+    Proposal,
+    ProposalStatus,
+    QueueState,
+    allowed_from,
+    is_proposal_id,
+    manifest_document,
+    next_status,
+)
+from stoic.exceptions import (
+    ProposalNotFound,
+    TransitionRefused,
+    UsageError,
+    WorkspacePaused,
+)
+from stoic.store.atomic import atomic_write
+from stoic.store.log import utc_timestamp
+
+if TYPE_CHECKING:
+    from stoic.store.workspace import Workspace
+
+__all__ = ["MANIFEST", "Queue", "check_queue_files"]
+
+MANIFEST = Path("manifests/queue_manifest.json")
+_PAST = {
+    "approved": "approved",
+    "rejected": "rejected",
+    "deferred": "deferred",
+    "undeferred": "taken out of deferral",
+    "executed": "executed",
+    "rolled_back": "rolled back",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    proposal: Proposal
+    exit_code: int
+    output: str
+
+
+def load_queue(workspace: Workspace) -> QueueState:
+    """Every proposal, folded from the proposal records of the log."""
+    state = QueueState()
+    state.feed(record._asdict() for record in workspace.records(decision_type="proposal"))
+    state.last_seq = workspace.log.tail_state().last_seq
+    return state
+
+
+class Queue:
+    """The review queue of one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.root = workspace.root
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def state(self) -> QueueState:
+        return load_queue(self.workspace)
+
+    def get(self, proposal_id: str) -> Proposal:
+        _check_id(proposal_id)
+        proposal = self.state().proposals.get(proposal_id)
+        if proposal is None:
+            raise ProposalNotFound(f"no proposal {proposal_id}")
+        return proposal
+
+    # -- proposing ---------------------------------------------------------------------------
+
+    def propose(
+        self,
+        *,
+        title: str,
+        reasoning_trace: Sequence[str],
+        sources: Sequence[str] = (),
+        action: Sequence[str] | None = None,
+        rollback: Sequence[str] | None = None,
+        type: str = "action",
+        summary: str = "",
+        confidence: float | None = None,
+        trade_off: str | None = None,
+        origin: str = "human",
+        actor: str = "human:unknown",
+        run_id: str | None = None,
+        task_id: str | None = None,
+    ) -> Proposal:
+        """Create a pending proposal; refused without reasoning or with a missing source."""
+        self.refuse_if_paused("propose")
+        if not title.strip():
+            raise UsageError("a proposal needs a title")
+        trace = [step for step in reasoning_trace if step.strip()]
+        if not trace:
+            raise UsageError("a proposal needs its reasoning: at least one --reasoning step")
+        if confidence is not None and not 0 <= confidence <= 1:
+            raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
+        if action is not None and not action:
+            action = None
+        with self.workspace.log.locked():
+            state = self.state()
+            missing = [source for source in sources if not self._source_exists(source, state)]
+            if missing:
+                raise UsageError(
+                    f"proposal refused: source {missing[0]!r} does not exist (a run, task or"
+                    " decision id, a proposal, or a file in the workspace)"
+                )
+            proposal_id = state.next_id(time.strftime("%Y%m%d", time.gmtime()))
+            batch_size = self.workspace.settings.queue.batch_size
+            batch = len(state.proposals) // batch_size + 1
+            details: dict[str, Any] = {
+                "type": type,
+                "title": title,
+                "summary": summary,
+                "action": list(action) if action is not None else None,
+                "rollback": list(rollback) if rollback else None,
+                "reasoning_trace": trace,
+                "sources": list(sources),
+                "confidence": confidence,
+                "trade_off": trade_off,
+                "batch_id": f"BATCH-{batch:04d}",
+                "origin": origin,
+            }
+            no_rollback = (
+                " It has no rollback action: it cannot be rolled back."
+                if (action is not None and not rollback)
+                else ""
+            )
+            record = self.workspace.record(
+                "proposal",
+                "created",
+                f"Proposed: {title}.{no_rollback}",
+                source="human" if actor.startswith("human:") else "system",
+                actor=actor,
+                trigger="explicit" if actor.startswith("human:") else "autonomous",
+                inputs={"reasoning_steps": len(trace), "sources": len(sources)},
+                causal_role="pre_run",
+                proposal_id=proposal_id,
+                run_id=run_id,
+                task_id=task_id,
+                details=details,
+            )
+            state.feed([record._asdict()])
+            self._write(state, [proposal_id])
+            return state.proposals[proposal_id]
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def decide(
+        self,
+        proposal_id: str,
+        outcome: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Proposal:
+        """Move a proposal along one allowed transition, on record."""
+        _check_id(proposal_id)
+        if outcome == "rejected" and not (reason and reason.strip()):
+            raise UsageError("a rejection needs a reason: --reason …")
+        with self.workspace.log.locked():
+            state = self.state()
+            current = state.proposals.get(proposal_id)
+            if current is None:
+                raise ProposalNotFound(f"no proposal {proposal_id}")
+            if next_status(current.status, outcome) is None:
+                raise TransitionRefused(_refusal(current, outcome))
+            words = _PAST[outcome]
+            record = self.workspace.record(
+                "proposal",
+                outcome,
+                reason.strip() if reason and reason.strip() else f"{proposal_id} {words}.",
+                source="human" if actor.startswith("human:") else "system",
+                actor=actor,
+                trigger="explicit",
+                inputs={"from": current.status.value, **(inputs or {})},
+                causal_role="pre_run",
+                proposal_id=proposal_id,
+                run_id=current.run_id,
+                task_id=current.task_id,
+                details=details or {},
+            )
+            state.feed([record._asdict()])
+            self._write(state, [proposal_id])
+            decided = state.proposals[proposal_id]
+        if outcome == "rejected":
+            self._check_rejection_rate(state, decided)
+        return decided
+
+    def _check_rejection_rate(self, state: QueueState, decided: Proposal) -> None:
+        """The 3rd rejection in a batch of 10 (more than 20%) pauses at once (DESIGN §9)."""
+        from stoic.store.trust import pause
+
+        batch = [p for p in state.proposals.values() if p.batch_id == decided.batch_id]
+        rejected = sum(p.status is ProposalStatus.REJECTED for p in batch)
+        size = self.workspace.settings.queue.batch_size
+        if rejected * 5 > size and rejected >= 3:
+            pause(
+                self.workspace,
+                reason=(
+                    f"{rejected} rejections in batch {decided.batch_id} of {size}: more than 20%"
+                    " — the proposals need investigating before more are made"
+                ),
+                criterion="rejection_rate",
+                inputs={"batch_id": decided.batch_id, "rejections": rejected},
+            )
+
+    def execute(self, proposal_id: str, *, actor: str, rollback: bool = False) -> ExecutionResult:
+        """Run an approved proposal's action (or an executed one's rollback), on record."""
+        proposal = self.get(proposal_id)
+        outcome = "rolled_back" if rollback else "executed"
+        if next_status(proposal.status, outcome) is None:
+            raise TransitionRefused(_refusal(proposal, outcome))
+        argv = proposal.rollback if rollback else proposal.action
+        if rollback and argv is None:
+            raise TransitionRefused(
+                f"{proposal_id} has no rollback action: it cannot be rolled back"
+            )
+        if argv is None:
+            return ExecutionResult(
+                self.decide(proposal_id, outcome, actor=actor, inputs={"result": "success"}),
+                0,
+                "",
+            )
+        if not rollback:
+            self.refuse_if_paused("execute")
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                check=False,
+                cwd=self.root,
+                start_new_session=True,
+            )
+            code, output = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+        except OSError as exc:
+            code, output = 127, f"cannot start {argv[0]}: {exc.strerror or exc}"
+        result = "success" if code == 0 else "failure"
+        if rollback:
+            result = "rolled_back" if code == 0 else "failure"
+        shown = shlex.join(argv)
+        decided = self.decide(
+            proposal_id,
+            outcome,
+            actor=actor,
+            reason=f"{proposal_id} {_PAST[outcome]}: `{shown}` exited {code}.",
+            inputs={"result": result, "exit_code": code},
+            details={
+                "command": shown,
+                "exit_code": code,
+                "duration_s": round(time.monotonic() - started, 6),
+                "output": output[-4000:],
+            },
+        )
+        self._execution_entry(decided, shown, result, code, time.monotonic() - started)
+        return ExecutionResult(decided, code, output)
+
+    # -- pause -------------------------------------------------------------------------------
+
+    def refuse_if_paused(self, what: str) -> None:
+        paused = self.workspace.status().paused
+        if paused is not None:
+            raise WorkspacePaused(
+                f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
+                " `stoic resume`"
+            )
+
+    # -- projections -------------------------------------------------------------------------
+
+    def _write(self, state: QueueState, changed: Sequence[str]) -> None:
+        for proposal_id in changed:
+            proposal = state.proposals[proposal_id]
+            target = self.root / "queue" / proposal.status.value / f"{proposal_id}.json"
+            atomic_write(target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2))
+            for folder in FOLDERS:
+                if folder != proposal.status.value:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
+        manifest = manifest_document(state, utc_timestamp())
+        atomic_write(self.root / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+
+    def rebuild(self) -> list[str]:
+        """Rewrite every proposal file and the manifest from the log; returns what changed."""
+        with self.workspace.log.locked():
+            state = self.state()
+            problems = [v.message for v in check_queue_files(self.root, state)]
+            for folder in FOLDERS:
+                for path in (self.root / "queue" / folder).glob("*.json"):
+                    owner = state.proposals.get(path.stem)
+                    if owner is None or owner.status.value != folder:
+                        path.unlink()
+            self._write(state, list(state.proposals))
+            return problems
+
+    def _source_exists(self, source: str, state: QueueState) -> bool:
+        if source in state.proposals:
+            return True
+        if (self.root / "runs" / source).is_dir():
+            return True
+        relative = Path(source)
+        inside = not relative.is_absolute() and ".." not in relative.parts
+        if inside and (self.root / relative).exists():
+            return True
+        needle = orjson.dumps(source)
+        return any(
+            needle in raw
+            and (
+                b'"decision_id":' + needle in raw
+                or b'"task_id":' + needle in raw
+                or b'"run_id":' + needle in raw
+            )
+            for _, _, raw, _ in self.workspace.log.lines(
+                0, self.workspace.log.tail_state().good_end
+            )
+        )
+
+    def _execution_entry(
+        self, proposal: Proposal, command: str, result: str, code: int, seconds: float
+    ) -> None:
+        entry = (
+            f"\n## {utc_timestamp()} · proposal {proposal.id}\n\n"
+            f"- command: `{command}`\n"
+            f"- result: {result} (exit {code})\n"
+            f"- duration: {seconds:.3f} s\n"
+        )
+        fd = os.open(self.root / "logs" / "execution_log.md", os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, entry.encode())
+        finally:
+            os.close(fd)
+
+
+def _check_id(proposal_id: str) -> None:
+    if not is_proposal_id(proposal_id):
+        raise UsageError(f"{proposal_id!r} is not a proposal id (they look like PROP-20261123-001)")
+
+
+def _refusal(proposal: Proposal, outcome: str) -> str:
+    if proposal.decision is not None and proposal.status is not ProposalStatus.PENDING:
+        decided = proposal.decision
+        who = f" by {decided['by']} at {decided['at']}"
+    else:
+        who = ""
+    allowed = ", ".join(allowed_from(proposal.status)) or "none"
+    return (
+        f"{proposal.id} is {proposal.status.value}{who}: it cannot be {_PAST[outcome]}"
+        f" (allowed now: {allowed})"
+    )
+
+
+def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
+    """Folders and manifest against the log: orphans, duplicates, wrong folder, edited files."""
+    violations: list[Violation] = []
+    seen: dict[str, list[str]] = {}
+    for folder in FOLDERS:
+        for path in sorted((root / "queue" / folder).glob("*.json")):
+            seen.setdefault(path.stem, []).append(folder)
+            proposal = state.proposals.get(path.stem)
+            if proposal is None:
+                violations.append(
+                    Violation(
+                        ViolationCode.QUEUE_MISMATCH,
+                        f"queue/{folder}/{path.name} is not a proposal the log knows (orphan)",
+                    )
+                )
+                continue
+            try:
+                stored = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                stored = {"unreadable": str(exc)}
+            if stored != orjson.loads(orjson.dumps(proposal.to_json())):
+                violations.append(
+                    Violation(
+                        ViolationCode.QUEUE_MISMATCH,
+                        f"queue/{folder}/{path.name} differs from the log's proposal"
+                        " (edited by hand?)",
+                        seq=proposal.created_seq,
+                    )
+                )
+    for proposal_id, proposal in state.proposals.items():
+        folders = seen.get(proposal_id, [])
+        if folders != [proposal.status.value]:
+            where = ", ".join(f"queue/{f}" for f in folders) or "no folder"
+            violations.append(
+                Violation(
+                    ViolationCode.QUEUE_MISMATCH,
+                    f"{proposal_id} is {proposal.status.value} in the log but sits in {where}",
+                    seq=proposal.created_seq,
+                    expected=f"queue/{proposal.status.value}",
+                    found=where,
+                )
+            )
+    manifest_path = root / MANIFEST
+    if not state.proposals and not manifest_path.exists():
+        return violations
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+    except FileNotFoundError:
+        violations.append(
+            Violation(
+                ViolationCode.PROJECTION_MISSING,
+                f"{MANIFEST} is missing; `stoic audit --repair` rebuilds it",
+            )
+        )
+        return violations
+    except (OSError, orjson.JSONDecodeError) as exc:
+        violations.append(
+            Violation(ViolationCode.PROJECTION_UNREADABLE, f"{MANIFEST} is unreadable: {exc}")
+        )
+        return violations
+    expected = manifest_document(state, "")
+    for key in ("summary", "proposals", "pending_by_type", "pending_by_confidence"):
+        if manifest.get(key) != expected[key]:
+            violations.append(
+                Violation(
+                    ViolationCode.QUEUE_MISMATCH,
+                    f"{MANIFEST} disagrees with the log at {key}",
+                    expected=str(expected[key])[:200],
+                    found=str(manifest.get(key))[:200],
+                )
+            )
+    return violations
