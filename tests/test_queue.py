@@ -1,0 +1,255 @@
+"""The review queue and pause: proposals on record, folders and manifest that follow the log."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+import stoic
+from stoic.exceptions import ProposalNotFound, TransitionRefused, UsageError
+from tests.conftest import STOIC_BIN, run_cli, run_stoic_process
+
+DAY = time.strftime("%Y%m%d", time.gmtime())
+
+
+def pid(n: int) -> str:
+    return f"PROP-{DAY}-{n:03d}"
+
+
+def propose(ws: Path, *extra: str, title: str = "Clean tmp") -> str:
+    result = run_cli(
+        "-w", str(ws), "propose", "--title", title, "--reasoning", "disk at 91%", *extra
+    )
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.strip()
+
+
+def folder_ids(ws: Path, status: str) -> list[str]:
+    return sorted(path.stem for path in (ws / "queue" / status).glob("*.json"))
+
+
+def manifest(ws: Path) -> dict[str, object]:
+    return orjson.loads((ws / "manifests" / "queue_manifest.json").read_bytes())
+
+
+def test_propose_prints_the_id_and_writes_file_and_manifest(ws_path: Path) -> None:
+    first = propose(ws_path, "--source", "logs/execution_log.md", "--", "echo", "hi")
+    second = propose(ws_path, "--confidence", "0.5", title="Informational")
+    assert (first, second) == (pid(1), pid(2))
+    assert folder_ids(ws_path, "pending") == [first, second]
+    stored = orjson.loads((ws_path / "queue" / "pending" / f"{first}.json").read_bytes())
+    assert stored["action"] == ["echo", "hi"]
+    assert stored["reasoning_trace"] == ["disk at 91%"]
+    assert stored["sources"] == ["logs/execution_log.md"]
+    assert stored["batch_id"] == "BATCH-0001"
+    doc = manifest(ws_path)
+    assert doc["summary"]["total_pending"] == 2
+    assert doc["pending_by_confidence"] == {"unknown": 1, "low": 1}
+    assert doc["oldest_pending"] == first and doc["newest_pending"] == second
+    shown = run_cli("-w", str(ws_path), "queue", "show", first)
+    assert "1. disk at 91%" in shown.stdout and "cannot be rolled back" in shown.stdout
+
+
+def test_proposals_need_reasoning_and_existing_sources(ws_path: Path) -> None:
+    no_reason = run_cli("-w", str(ws_path), "propose", "--title", "x")
+    assert no_reason.exit_code == 2
+    missing = run_cli(
+        "-w", str(ws_path), "propose", "--title", "x", "--reasoning", "r", "--source", "nope"
+    )
+    assert missing.exit_code == 2 and "source 'nope' does not exist" in missing.stderr
+    with stoic.Workspace.open(ws_path) as ws, pytest.raises(UsageError, match="reasoning"):
+        ws.propose(title="x", reasoning_trace=[" "])
+    assert folder_ids(ws_path, "pending") == []
+
+
+def test_python_api_and_transitions(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        a = ws.propose(title="a", reasoning_trace=["r"], action=["true"], by="agent:coder")
+        b = ws.propose(title="b", reasoning_trace=["r"], sources=[a.id])
+        c = ws.propose(title="c", reasoning_trace=["r"])
+        assert ws.approve(a.id, by="human:ada").status.value == "approved"
+        assert ws.reject(b.id, by="human:ada", reason="not now").status.value == "rejected"
+        assert ws.defer(c.id, by="human:ada").status.value == "deferred"
+        with pytest.raises(TransitionRefused) as refused:
+            ws.approve(b.id, by="human:bob")
+        assert "rejected by human:ada" in str(refused.value)
+        assert "allowed now: none" in str(refused.value)
+        with pytest.raises(UsageError, match="needs a reason"):
+            ws.reject(c.id, by="human:ada", reason="")
+        with pytest.raises(ProposalNotFound, match=f"no proposal {pid(99)}"):
+            ws.approve(pid(99), by="human:ada")
+    assert run_cli("-w", str(ws_path), "undefer", pid(3)).exit_code == 0
+    assert folder_ids(ws_path, "pending") == [pid(3)]
+    assert folder_ids(ws_path, "approved") == [pid(1)]
+    assert folder_ids(ws_path, "rejected") == [pid(2)]
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "PROP-1", "queue/pending/x"])
+def test_ids_with_paths_are_refused(ws_path: Path, bad: str) -> None:
+    result = run_cli("-w", str(ws_path), "approve", bad)
+    assert result.exit_code == 2 and "is not a proposal id" in result.stderr
+
+
+def test_unknown_id_exits_1(ws_path: Path) -> None:
+    result = run_cli("-w", str(ws_path), "approve", pid(7))
+    assert result.exit_code == 1 and f"no proposal {pid(7)}" in result.stderr
+
+
+def test_execute_and_rollback_record_their_results(ws_path: Path, tmp_path: Path) -> None:
+    made = tmp_path / "made"
+    first = propose(ws_path, "--rollback-cmd", f"rm {made}", "--", "touch", str(made))
+    refused = run_cli("-w", str(ws_path), "execute", first)
+    assert refused.exit_code == 1 and "cannot be executed (allowed now: approved" in refused.stderr
+    run_cli("-w", str(ws_path), "approve", first)
+    assert run_cli("-w", str(ws_path), "execute", first).exit_code == 0
+    assert made.exists()
+    stored = orjson.loads((ws_path / "queue" / "executed" / f"{first}.json").read_bytes())
+    assert stored["execution"]["result"] == "success"
+    assert f"proposal {first}" in (ws_path / "logs" / "execution_log.md").read_text()
+    assert run_cli("-w", str(ws_path), "rollback", first).exit_code == 0
+    assert not made.exists()
+    stored = orjson.loads((ws_path / "queue" / "executed" / f"{first}.json").read_bytes())
+    assert stored["execution"]["result"] == "rolled_back"
+    failing = propose(ws_path, "--", "false")
+    run_cli("-w", str(ws_path), "approve", failing)
+    assert run_cli("-w", str(ws_path), "execute", failing).exit_code == 1
+    stored = orjson.loads((ws_path / "queue" / "executed" / f"{failing}.json").read_bytes())
+    assert stored["execution"]["result"] == "failure"
+    no_undo = run_cli("-w", str(ws_path), "rollback", failing)
+    assert no_undo.exit_code == 1 and "has no rollback action" in no_undo.stderr
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_seed_inspection_commands_agree_with_the_manifest(ws_path: Path) -> None:
+    for n in range(5):
+        propose(ws_path, title=f"p{n}")
+    run_cli("-w", str(ws_path), "approve", pid(2))
+    run_cli("-w", str(ws_path), "reject", pid(4), "--reason", "duplicate")
+    count = subprocess.run(
+        f"ls {ws_path}/queue/pending | wc -l", shell=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert int(count) == manifest(ws_path)["summary"]["total_pending"] == 3
+    rows = manifest(ws_path)["proposals"]
+    pending = sorted(row["id"] for row in rows if row["status"] == "pending")
+    assert folder_ids(ws_path, "pending") == pending
+    listed = orjson.loads(
+        run_cli("-w", str(ws_path), "queue", "--status", "pending", "--json").stdout
+    )
+    assert [p["id"] for p in listed] == pending
+
+
+def test_file_moved_by_hand_fails_the_audit_and_pauses(ws_path: Path) -> None:
+    first = propose(ws_path)
+    shutil.move(ws_path / "queue" / "pending" / f"{first}.json", ws_path / "queue" / "approved")
+    result = run_cli("-w", str(ws_path), "audit")
+    assert result.exit_code == 1
+    assert f"{first} is pending in the log but sits in queue/approved" in result.stdout
+    status = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)
+    assert status["paused"]["criterion"] == "audit_failure"
+    refused = run_cli("-w", str(ws_path), "propose", "--title", "x", "--reasoning", "r")
+    assert refused.exit_code == 4 and "paused" in refused.stderr
+    assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
+    assert folder_ids(ws_path, "pending") == [first]
+    resumed = run_cli(
+        "-w", str(ws_path), "resume", "--procedure", "verification-batch", "--reason", "repaired"
+    )
+    assert resumed.exit_code == 0
+    assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
+
+
+def test_deleted_manifest_is_named_and_rebuilt(ws_path: Path) -> None:
+    propose(ws_path)
+    (ws_path / "manifests" / "queue_manifest.json").unlink()
+    result = run_cli("-w", str(ws_path), "audit")
+    assert result.exit_code == 1 and "queue_manifest.json is missing" in result.stdout
+    assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
+    assert manifest(ws_path)["summary"]["total_pending"] == 1
+
+
+def test_edited_proposal_file_is_named(ws_path: Path) -> None:
+    first = propose(ws_path, "--", "echo", "safe")
+    path = ws_path / "queue" / "pending" / f"{first}.json"
+    data = json.loads(path.read_text())
+    data["action"] = ["rm", "-rf", "/"]
+    path.write_text(json.dumps(data))
+    result = run_cli("-w", str(ws_path), "audit")
+    assert result.exit_code == 1
+    assert f"queue/pending/{first}.json differs from the log's proposal" in result.stdout
+
+
+def test_two_processes_deciding_at_once_exactly_one_wins(ws_path: Path) -> None:
+    first = propose(ws_path)
+    procs = [
+        subprocess.Popen(
+            [STOIC_BIN, "-w", str(ws_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in (
+            ["approve", first, "--as", "ada"],
+            ["reject", first, "--reason", "no", "--as", "bob"],
+        )
+    ]
+    outcomes = [(p.wait(timeout=60), p.communicate()) for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 1]
+    loser = next(err for code, (_, err) in outcomes if code == 1)
+    assert "by human:ada" in loser or "by human:bob" in loser
+    records = [
+        r
+        for r in map(
+            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+        )
+        if r["decision_type"] == "proposal" and r["decision_outcome"] != "created"
+    ]
+    assert len(records) == 1
+
+
+def test_stop_pauses_new_work_but_not_decisions(ws_path: Path, tmp_path: Path) -> None:
+    first = propose(ws_path)
+    assert run_cli("-w", str(ws_path), "stop", "--reason", "odd proposals").exit_code == 0
+    plan = tmp_path / "plan.yaml"
+    plan.write_text('tasks:\n  - {id: a, run: ["true"]}\n')
+    refused = run_cli("-w", str(ws_path), "run", str(plan))
+    assert refused.exit_code == 4 and "odd proposals" in refused.stderr
+    assert "PAUSED since" in refused.stderr
+    assert run_cli("-w", str(ws_path), "approve", first).exit_code == 0
+    assert run_cli("-w", str(ws_path), "queue").exit_code == 0
+    status = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)
+    assert status["paused"]["reason"] == "odd proposals"
+    assert status["paused"]["criterion"] == "human_stop"
+    bad = run_cli("-w", str(ws_path), "resume", "--procedure", "smaller-batch", "--reason", "x")
+    assert bad.exit_code == 2 and "--batch-size" in bad.stderr
+    ok = run_cli(
+        "-w",
+        str(ws_path),
+        "resume",
+        "--procedure",
+        "smaller-batch",
+        "--reason",
+        "x",
+        "--batch-size",
+        "5",
+    )
+    assert ok.exit_code == 0
+    assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 0
+
+
+def test_third_rejection_in_a_batch_pauses_at_once(ws_path: Path) -> None:
+    ids = [propose(ws_path, title=f"p{n}") for n in range(4)]
+    for proposal in ids[:2]:
+        run_cli("-w", str(ws_path), "reject", proposal, "--reason", "wrong host")
+    status = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)
+    assert status["paused"] is None
+    run_cli("-w", str(ws_path), "reject", ids[2], "--reason", "wrong host")
+    status = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)
+    assert status["paused"]["criterion"] == "rejection_rate"
+    assert "3 rejections in batch BATCH-0001" in status["paused"]["reason"]
+    assert folder_ids(ws_path, "pending") == [ids[3]]  # the queue is left untouched
