@@ -103,10 +103,11 @@ def test_2_a_failed_retry_becomes_a_suggestion_and_the_run_waits(
 ) -> None:
     body = 'tasks:\n  - {id: t, run: ["sleep", "30"], idempotent: true, timeout: 0.2}\n'
     assert run_plan(fast_ws, tmp_path, body) == 3
-    assert story(fast_ws, "t")[-3:] == [
+    assert story(fast_ws, "t")[-4:] == [
         "execution/started",
         "execution/failed",
         "recovery_evaluation/recovery_suggested",
+        "proposal/created",  # the suggestion waits in the review queue
     ]
     (suggested,) = records_of(fast_ws, "t", "recovery_evaluation", "recovery_suggested")
     assert suggested["decision_reason"] == "R2: R1 exhausted, manual intervention suggested"
@@ -132,6 +133,7 @@ def test_3_tool_error_is_suggested_without_a_retry(tmp_path: Path, fast_ws: Path
         "execution/started",
         "execution/failed",
         "recovery_evaluation/recovery_suggested",
+        "proposal/created",
     ]
     audit_clean(fast_ws)
 
@@ -200,7 +202,7 @@ def test_6_a_failed_human_approved_recovery_stands(tmp_path: Path, fast_ws: Path
         "-w", str(fast_ws), "continue", run_id, "--approve-suggestion", "t", "--as", "ada"
     )
     assert result.exit_code == 1
-    assert story(fast_ws, "t")[3:] == [
+    assert story(fast_ws, "t")[4:] == [
         "proposal/approved",
         "execution/started",
         "execution/failed",
@@ -208,6 +210,7 @@ def test_6_a_failed_human_approved_recovery_stands(tmp_path: Path, fast_ws: Path
     ]
     (approved,) = records_of(fast_ws, "t", "proposal", "approved")
     assert approved["actor"] == "human:ada" and approved["decision_source"] == "human"
+    assert approved["proposal_id"]  # the suggestion's proposal was approved, not a side channel
     second = records_of(fast_ws, "t", "execution", "started")[1]
     assert second["decision_inputs"]["recovery_approved_by"] == "human:ada"
     skipped = records_of(fast_ws, "t", "recovery_evaluation", "recovery_skipped")[0]
@@ -346,6 +349,7 @@ def test_13_http_429_without_retry_after_is_suggested(
         "execution/started",
         "execution/failed",
         "recovery_evaluation/recovery_suggested",
+        "proposal/created",
     ]
     assert _Limited.calls == ["/without-header"]
     audit_clean(fast_ws)
@@ -455,7 +459,36 @@ def test_a_task_that_needs_approval_waits_then_runs_once_approved(
     assert (tmp_path / "deployed").exists()
     started = records_of(fast_ws, "deploy-prod", "execution", "started")[0]
     assert started["decision_inputs"]["approved_by"] == "human:ops"
-    assert story(fast_ws, "announce") == ["policy_check/blocked"]
+    assert story(fast_ws, "announce") == ["policy_check/blocked", "proposal/created"]
     result = run_cli("-w", str(fast_ws), "continue", run_id, "--approve-suggestion", "announce")
     assert result.exit_code == 0
+    audit_clean(fast_ws)
+
+
+def test_suggestions_and_approvals_are_decided_in_the_review_queue(
+    tmp_path: Path, fast_ws: Path
+) -> None:
+    body = TOOL_ERROR + '  - {id: deploy, run: ["touch", "deployed"], approval: required}\n'
+    assert run_plan(fast_ws, tmp_path, body) == 3
+    queue = orjson.loads(run_cli("-w", str(fast_ws), "queue", "--json").stdout)
+    by_task = {p["task_id"]: p for p in queue}
+    assert by_task["t"]["type"] == "recovery" and by_task["deploy"]["type"] == "approval"
+    assert by_task["t"]["status"] == by_task["deploy"]["status"] == "pending"
+    assert "tool_error" in by_task["t"]["reasoning_trace"][0]
+    run_id = run_id_of(fast_ws)
+    assert (
+        run_cli("-w", str(fast_ws), "approve", by_task["deploy"]["id"], "--as", "ops").exit_code
+        == 0
+    )
+    rejected = run_cli(
+        "-w", str(fast_ws), "reject", by_task["t"]["id"], "--reason", "the linter is broken"
+    )
+    assert rejected.exit_code == 0
+    assert run_cli("-w", str(fast_ws), "continue", run_id).exit_code == 1
+    assert (tmp_path / "deployed").exists()
+    state = orjson.loads((fast_ws / "runs" / run_id / "state.json").read_bytes())
+    assert state["tasks"]["t"]["status"] == "failed"
+    assert state["tasks"]["deploy"]["status"] == "succeeded"
+    started = records_of(fast_ws, "deploy", "execution", "started")[0]
+    assert started["decision_inputs"]["approved_by"] == "human:ops"
     audit_clean(fast_ws)

@@ -42,7 +42,7 @@ from stoic.core.recovery import (
     suggestion_for,
 )
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import UsageError, WorkspaceError
+from stoic.exceptions import UsageError, WorkspaceError, WorkspacePaused
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.plan.models import Budget, TaskSpec
 from stoic.run import decisions as made
@@ -55,6 +55,7 @@ from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.shell import ShellAttempt
 from stoic.store.atomic import atomic_write
+from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
 __all__ = ["EXIT_CODES", "RunReport", "continue_run", "load_run", "new_run_id", "start_run"]
@@ -320,7 +321,15 @@ class _Runner:
                         task.last_attempt_id or "",
                     )[0]
                 )
+        queue = Queue(self.workspace)
+        linked = {
+            p.task_id: p.id
+            for p in queue.state().proposals.values()
+            if p.run_id == run_id and p.status.value == "pending" and p.task_id in approve
+        }
         for task_id in approve:
+            if task_id in linked:
+                continue  # approved through its proposal, below
             task = view.task(task_id)
             suggestion = dict(task.suggestion or {}) or None
             pending.append(
@@ -330,6 +339,11 @@ class _Runner:
             )
         for stored in self.workspace.record_many(pending):
             self.folder.feed(stored._asdict())
+        for proposal_id in linked.values():
+            queue.decide(proposal_id, "approved", actor=actor)
+        if linked:
+            for later in self.workspace.records(run_id=run_id, since_seq=self.folder.last_seq):
+                self.folder.feed(later._asdict())
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -407,6 +421,7 @@ class _Runner:
                 for index in waiting:
                     states[index] = TaskState.SUSPENDED
                     self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
+                    self._propose_for(graph.ids[index], "approval")
                 waiting.clear()
                 for verdict in evaluated:
                     index = verdict.index
@@ -415,6 +430,7 @@ class _Runner:
                         heapq.heappush(delayed, (time.monotonic() + verdict.delay_s, index))
                     elif verdict.decision.recovery_class is RecoveryClass.R2:
                         states[index] = TaskState.SUSPENDED
+                        self._propose_for(graph.ids[index], "recovery")
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
@@ -513,6 +529,46 @@ class _Runner:
         report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
         return report
+
+    # -- proposals ---------------------------------------------------------------------------
+
+    def _propose_for(self, task_id: str, kind: str) -> None:
+        """Put a suspended task in the review queue: its suggested recovery, or its start.
+
+        While the workspace is paused no proposal is made; the suggestion stays on record with
+        the task and `stoic continue --approve-suggestion` can still act on it.
+        """
+        task = self.folder.tasks.get(task_id)
+        suggestion = dict(task.suggestion or {}) if task is not None else {}
+        spec = self.plan.tasks[self.plan.graph.ids.index(task_id)]
+        if kind == "recovery":
+            title = f"Recover task {task_id} of run {self.files.run_id}"
+            trace = [
+                f"what failed: {suggestion.get('what_failed', 'the task failed')}",
+                f"rule: {suggestion.get('rule', 'R2')}",
+                f"suggested: {suggestion.get('suggested', 'run it once more')}",
+                "approving lets `stoic continue` run it once more (a failure then stands)",
+            ]
+        else:
+            title = f"Approve task {task_id} of run {self.files.run_id}"
+            trace = [
+                f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
+                f"it would run: {_describe(spec)}",
+                "approving lets `stoic continue` start it; rejecting fails it",
+            ]
+        with contextlib.suppress(WorkspacePaused):
+            Queue(self.workspace).propose(
+                title=title,
+                reasoning_trace=trace,
+                sources=[self.files.run_id],
+                type=kind,
+                summary=spec.description or spec.name or "",
+                trade_off=suggestion.get("trade_off"),
+                origin=f"runner:{kind}",
+                actor=made.ACTOR,
+                run_id=self.files.run_id,
+                task_id=task_id,
+            )
 
     # -- recovery ----------------------------------------------------------------------------
 

@@ -198,7 +198,15 @@ class Queue:
                 source="human" if actor.startswith("human:") else "system",
                 actor=actor,
                 trigger="explicit",
-                inputs={"from": current.status.value, **(inputs or {})},
+                inputs={
+                    "from": current.status.value,
+                    **(
+                        {"kind": "recovery" if current.type == "recovery" else "start"}
+                        if current.task_id is not None
+                        else {}
+                    ),
+                    **(inputs or {}),
+                },
                 causal_role="pre_run",
                 proposal_id=proposal_id,
                 run_id=current.run_id,
