@@ -66,7 +66,27 @@ def main() -> int:
     print(f"\n# In a copy ({tampered}) a record was edited by hand; the audit names it:")
     caught = show("--workspace", str(tampered), "audit")
     shutil.rmtree(tampered)
-    return 0 if (ran, resumed, clean, checked, caught) == (3, 1, 0, 1, 1) else 1
+
+    print("\n# Night-time maintenance: two things wait for a person in the morning.")
+    ops = root / "ops"
+    shutil.copytree(EXAMPLES / "ops", ops, dirs_exist_ok=True)
+    waiting = show(*ws, "run", str(ops / "plan.yaml"))
+    show(*ws, "queue", "--status", "pending")
+    ops_run = sorted(p.name for p in (workspace / "runs").iterdir() if p.name != run_id)[-1]
+    pending = [
+        path.stem for path in sorted((workspace / "queue" / "pending").glob("PROP-*.json"))
+    ]
+    print("\n# To review them:")
+    for proposal_id in pending:
+        print(f"stoic --workspace {workspace} queue show {proposal_id}")
+    for proposal_id in pending:
+        print(
+            f"stoic --workspace {workspace} approve {proposal_id}   # or: reject"
+            f" {proposal_id} --reason '…'"
+        )
+    print(f"stoic --workspace {workspace} continue {ops_run}")
+    expected = (3, 1, 0, 1, 1, 3)
+    return 0 if (ran, resumed, clean, checked, caught, waiting) == expected else 1
 
 
 if __name__ == "__main__":

@@ -418,11 +418,6 @@ class _Runner:
                         self.folder.feed(stored._asdict())
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
-                for index in waiting:
-                    states[index] = TaskState.SUSPENDED
-                    self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
-                    self._propose_for(graph.ids[index], "approval")
-                waiting.clear()
                 for verdict in evaluated:
                     index = verdict.index
                     if verdict.decision.recovery_class is RecoveryClass.R1:
@@ -438,6 +433,11 @@ class _Runner:
                     )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                 ended.clear()
+                for index in waiting:
+                    states[index] = TaskState.SUSPENDED
+                    self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
+                    self._propose_for(graph.ids[index], "approval")
+                waiting.clear()
                 for index, rule in halted:
                     self.reporter.attempt_halted(graph.ids[index], rule)
                 halted.clear()
