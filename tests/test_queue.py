@@ -253,3 +253,45 @@ def test_third_rejection_in_a_batch_pauses_at_once(ws_path: Path) -> None:
     assert status["paused"]["criterion"] == "rejection_rate"
     assert "3 rejections in batch BATCH-0001" in status["paused"]["reason"]
     assert folder_ids(ws_path, "pending") == [ids[3]]  # the queue is left untouched
+
+
+def test_three_flags_since_resume_pause(ws_path: Path) -> None:
+    unknown = run_cli("-w", str(ws_path), "flag", "rubberstamping")
+    assert unknown.exit_code == 2 and "did you mean 'rubber-stamping'" in unknown.stderr
+    for signal in ("rushed", "dont-understand"):
+        assert run_cli("-w", str(ws_path), "flag", signal).exit_code == 0
+    assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
+    third = run_cli("-w", str(ws_path), "flag", "batch-too-large", "--note", "40 at once")
+    assert "now paused" in third.stdout
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "red_flags"
+    run_cli(
+        "-w",
+        str(ws_path),
+        "resume",
+        "--procedure",
+        "smaller-batch",
+        "--reason",
+        "r",
+        "--batch-size",
+        "5",
+    )
+    run_cli("-w", str(ws_path), "flag", "rushed")
+    assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
+
+
+def test_the_same_rejection_reason_three_times_is_a_red_flag(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text("[queue]\nbatch_size = 100\n")
+    ids = [propose(ws_path, title=f"p{n}") for n in range(3)]
+    for proposal in ids:
+        run_cli("-w", str(ws_path), "reject", proposal, "--reason", "Wrong host")
+    flags = [
+        r
+        for r in map(
+            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+        )
+        if r["decision_type"] == "red_flag"
+    ]
+    assert len(flags) == 1
+    assert flags[0]["decision_inputs"]["signal"] == "repeated-rejection-reason"
+    assert flags[0]["decision_source"] == "system"

@@ -11,9 +11,10 @@ import typer
 from stoic.cli.log_commands import console_for_output, open_workspace
 from stoic.cli.run_commands import human_actor
 from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.store.queue import Queue
-from stoic.store.trust import RESUME_PROCEDURES, pause, resume
+from stoic.store.trust import RESUME_PROCEDURES, SIGNALS, pause, raise_flag, resume
 
 __all__ = ["register"]
 
@@ -265,7 +266,26 @@ def resume_(
     typer.echo(f"Resumed ({procedure}).")
 
 
+def flag(
+    ctx: typer.Context,
+    signal: Annotated[
+        str, typer.Argument(help="One of: " + ", ".join(SIGNALS), show_default=False)
+    ],
+    note: Annotated[str | None, typer.Option("--note", help="What you noticed.")] = None,
+    as_name: As = None,
+) -> None:
+    """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
+    if signal not in SIGNALS:
+        guess = closest(signal, SIGNALS)
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(SIGNALS)})")
+    with open_workspace(ctx) as workspace:
+        paused = raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
+    typer.echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(flag)
     app.command(context_settings={"allow_interspersed_args": False})(propose)
     app.add_typer(queue_app)
     for command in (approve, reject, defer, undefer, execute, rollback, stop):

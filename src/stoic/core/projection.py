@@ -49,6 +49,8 @@ class WorkspaceStatus:
     by_type: Mapping[str, Mapping[str, int]]
     paused: Mapping[str, Any] | None = None
     """{reason, criterion, since, seq} while the workspace is paused (DESIGN §9), else None."""
+    flags_since_resume: int = 0
+    """Red flags raised since the workspace last resumed (or began)."""
 
     def count(self, decision_type: str, decision_outcome: str | None = None) -> int:
         outcomes = self.by_type.get(decision_type, {})
@@ -70,6 +72,7 @@ class WorkspaceStatusProjection:
         by_type = {kind: dict(outcomes) for kind, outcomes in state.by_type.items()}
         count, last_seq, last_at = state.records, state.last_seq, state.last_decided_at
         paused = state.paused
+        flags = state.flags_since_resume
         for record in records:
             outcomes = by_type.setdefault(record["decision_type"], {})
             outcome = record["decision_outcome"]
@@ -83,6 +86,9 @@ class WorkspaceStatusProjection:
                     }
                 elif outcome == "resumed":
                     paused = None
+                    flags = 0
+            elif record["decision_type"] == "red_flag":
+                flags += 1
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             count += 1
             last_seq = record["seq"]
@@ -95,6 +101,7 @@ class WorkspaceStatusProjection:
             last_decided_at=last_at,
             by_type=by_type,
             paused=paused,
+            flags_since_resume=flags,
         )
 
     def to_json(self, state: WorkspaceStatus) -> dict[str, Any]:
@@ -107,6 +114,7 @@ class WorkspaceStatusProjection:
                 for kind, outcomes in sorted(state.by_type.items())
             },
             "paused": dict(state.paused) if state.paused is not None else None,
+            "flags_since_resume": state.flags_since_resume,
         }
 
     def from_json(self, data: Mapping[str, Any]) -> WorkspaceStatus:
@@ -119,4 +127,5 @@ class WorkspaceStatusProjection:
                 for kind, outcomes in data["by_type"].items()
             },
             paused=data.get("paused"),
+            flags_since_resume=int(data.get("flags_since_resume", 0)),
         )

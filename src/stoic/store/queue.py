@@ -217,8 +217,29 @@ class Queue:
             self._write(state, [proposal_id])
             decided = state.proposals[proposal_id]
         if outcome == "rejected":
+            self._check_repeated_reason(state, decided)
             self._check_rejection_rate(state, decided)
         return decided
+
+    def _check_repeated_reason(self, state: QueueState, decided: Proposal) -> None:
+        """The same rejection reason a 3rd time: the same mistake repeats — a red flag."""
+        from stoic.store.trust import raise_flag
+
+        reason = (decided.decision or {}).get("reason", "").strip().lower()
+        same = [
+            p
+            for p in state.proposals.values()
+            if p.status is ProposalStatus.REJECTED
+            and (p.decision or {}).get("reason", "").strip().lower() == reason
+        ]
+        if reason and len(same) == 3:
+            raise_flag(
+                self.workspace,
+                signal="repeated-rejection-reason",
+                actor="system:stoic",
+                note=f"{reason!r} given 3 times ({', '.join(p.id for p in same)})",
+                detected=True,
+            )
 
     def _check_rejection_rate(self, state: QueueState, decided: Proposal) -> None:
         """The 3rd rejection in a batch of 10 (more than 20%) pauses at once (DESIGN §9)."""

@@ -9,7 +9,20 @@ from stoic.exceptions import UsageError
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["RESUME_PROCEDURES", "pause", "resume"]
+__all__ = ["FLAG_LIMIT", "RESUME_PROCEDURES", "SIGNALS", "pause", "raise_flag", "resume"]
+
+SIGNALS = {
+    "dont-understand": "I don't fully understand this proposal",
+    "rubber-stamping": "I'm approving without really reading",
+    "spot-checking": "I'm only spot-checking external systems",
+    "rushed": "decisions feel rushed",
+    "unsure-effect": "I'm unsure what executing this would do",
+    "batch-too-large": "the batch is too large to review well",
+    "rejection-needs-investigation": "the rejections need investigating",
+}
+"""The trust signals a reviewer reports with `stoic flag`."""
+FLAG_LIMIT = 3
+"""Red flags in one review session (or since the last resume) that pause the workspace."""
 
 RESUME_PROCEDURES = {
     "smaller-batch": "after a trust issue: review in smaller batches",
@@ -78,3 +91,45 @@ def resume(
         },
     )
     workspace.sync_projections()
+
+
+def raise_flag(
+    workspace: Workspace,
+    *,
+    signal: str,
+    actor: str,
+    note: str | None = None,
+    session: str | None = None,
+    session_flags: int | None = None,
+    detected: bool = False,
+) -> bool:
+    """Record a red flag; returns True when it paused the workspace.
+
+    Three flags in one review session pause it; outside a session, three since the last resume.
+    """
+    what = SIGNALS.get(signal, signal)
+    workspace.record(
+        "red_flag",
+        "raised",
+        f"Red flag: {what}" + (f" — {note}" if note else "") + ".",
+        source="system" if detected else "human",
+        actor=actor,
+        trigger="reactive" if detected else "explicit",
+        inputs={
+            "signal": signal,
+            "detected": detected,
+            **({"session": session} if session else {}),
+            **({"note": note} if note else {}),
+        },
+    )
+    workspace.sync_projections()
+    count = session_flags if session_flags is not None else workspace.status().flags_since_resume
+    if count >= FLAG_LIMIT:
+        scope = "in one review session" if session_flags is not None else "since the last resume"
+        return pause(
+            workspace,
+            reason=f"{count} red flags {scope} (the last: {what})",
+            criterion="red_flags",
+            inputs={"flags": count},
+        )
+    return False
