@@ -73,9 +73,7 @@ def main() -> int:
     waiting = show(*ws, "run", str(ops / "plan.yaml"))
     show(*ws, "queue", "--status", "pending")
     ops_run = sorted(p.name for p in (workspace / "runs").iterdir() if p.name != run_id)[-1]
-    pending = [
-        path.stem for path in sorted((workspace / "queue" / "pending").glob("PROP-*.json"))
-    ]
+    pending = [path.stem for path in sorted((workspace / "queue" / "pending").glob("PROP-*.json"))]
     print("\n# To review them:")
     for proposal_id in pending:
         print(f"stoic --workspace {workspace} queue show {proposal_id}")
