@@ -295,3 +295,93 @@ def test_the_same_rejection_reason_three_times_is_a_red_flag(ws_path: Path) -> N
     assert len(flags) == 1
     assert flags[0]["decision_inputs"]["signal"] == "repeated-rejection-reason"
     assert flags[0]["decision_source"] == "system"
+
+
+class _Terminal:
+    """`stoic review` on a real pseudo-terminal: read what it shows, type what a person types."""
+
+    def __init__(self, ws: Path) -> None:
+        import os
+        import pty
+
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [STOIC_BIN, "-w", str(ws), "review", "--as", "rita"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 30) -> str:
+        import os
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {text!r}; screen so far:\n{self.seen}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:
+                    break
+        return self.seen
+
+    def type(self, line: str) -> None:
+        import os
+
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> int:
+        import os
+
+        code = self.proc.wait(timeout=30)
+        os.close(self.master)
+        return code
+
+
+def test_review_walks_the_batch_through_a_terminal(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text("[review]\nmin_read_seconds = 0\n")
+    ids = [propose(ws_path, "--trade-off", "a minute of downtime", title=f"p{n}") for n in range(4)]
+    term = _Terminal(ws_path)
+    term.expect("1/4")
+    screen = term.expect("> ")
+    assert "disk at 91%" in screen and "a minute of downtime" in screen and "confidence" in screen
+    term.type("a")
+    term.expect(f"{ids[0]} approved.")
+    term.expect("2/4")
+    term.type("r")
+    term.expect("reason (required) >")
+    term.type("wrong host")
+    term.expect(f"{ids[1]} rejected.")
+    term.type("d")
+    term.expect(f"{ids[2]} deferred.")
+    term.type("q")
+    term.expect("Session REVIEW-")
+    assert term.close() == 0
+    assert folder_ids(ws_path, "approved") == [ids[0]]
+    assert folder_ids(ws_path, "rejected") == [ids[1]]
+    assert folder_ids(ws_path, "deferred") == [ids[2]]
+    assert folder_ids(ws_path, "pending") == [ids[3]]
+    approved = orjson.loads((ws_path / "queue" / "approved" / f"{ids[0]}.json").read_bytes())
+    assert approved["decision"]["by"] == "human:rita"
+
+
+def test_fast_approvals_in_review_are_rubber_stamping_and_pause(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text("[review]\nmin_read_seconds = 30\n")
+    ids = [propose(ws_path, title=f"p{n}") for n in range(4)]
+    term = _Terminal(ws_path)
+    for proposal in ids[:3]:
+        term.expect(f"{proposal}  (BATCH-0001)")
+        term.expect("> ")
+        term.type("a")
+    term.expect("The workspace is now paused")
+    assert term.close() == 0
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "red_flags"
+    assert "in one review session" in paused["reason"]
+    assert folder_ids(ws_path, "pending") == [ids[3]]

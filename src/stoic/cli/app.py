@@ -76,12 +76,19 @@ def root(
 
 
 def _register_commands() -> None:
-    from stoic.cli import log_commands, plan_commands, queue_commands, run_commands
+    from stoic.cli import (
+        log_commands,
+        plan_commands,
+        queue_commands,
+        review_command,
+        run_commands,
+    )
 
     log_commands.register(app)
     plan_commands.register(app)
     run_commands.register(app)
     queue_commands.register(app)
+    review_command.register(app)
 
 
 _register_commands()
