@@ -385,3 +385,13 @@ def test_fast_approvals_in_review_are_rubber_stamping_and_pause(ws_path: Path) -
     assert paused["criterion"] == "red_flags"
     assert "in one review session" in paused["reason"]
     assert folder_ids(ws_path, "pending") == [ids[3]]
+
+
+def test_a_source_that_no_longer_exists_is_named(ws_path: Path) -> None:
+    evidence = ws_path / "incidents" / "disk-report.txt"
+    evidence.write_text("91% full\n")
+    first = propose(ws_path, "--source", "incidents/disk-report.txt")
+    evidence.unlink()
+    result = run_cli("-w", str(ws_path), "audit")
+    assert result.exit_code == 1
+    assert f"{first} cites 'incidents/disk-report.txt', which no longer exists" in result.stdout

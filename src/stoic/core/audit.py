@@ -51,6 +51,7 @@ class ViolationCode(StrEnum):
     EXECUTION_AFTER_HALT = "execution_after_halt"  # ran after a policy/budget halt, no decision
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
+    SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,12 +63,36 @@ class ExecutionResult:
     output: str
 
 
+_NEEDLE = b'"decision_type":"proposal"'
+
+
 def load_queue(workspace: Workspace) -> QueueState:
-    """Every proposal, folded from the proposal records of the log."""
-    state = QueueState()
-    state.feed(record._asdict() for record in workspace.records(decision_type="proposal"))
-    state.last_seq = workspace.log.tail_state().last_seq
+    """Every proposal, folded from the proposal records of the log.
+
+    The fold is kept with the open workspace and caught up from where it stopped, so a
+    process that decides many proposals reads each record once.
+    """
+    tail = workspace.log.tail_state()
+    cached = workspace.queue_cache
+    state, start = (
+        cached
+        if cached is not None and cached[1] <= tail.good_end
+        else (
+            QueueState(),
+            0,
+        )
+    )
+    for _line_no, _offset, raw, _complete in workspace.log.lines(start, tail.good_end):
+        if _NEEDLE in raw:
+            state.feed([orjson.loads(raw)])
+    state.last_seq = tail.last_seq
+    workspace.queue_cache = (state, tail.good_end)
     return state
+
+
+def _caught_up(workspace: Workspace, state: QueueState) -> None:
+    """After this process appended under the lock, the fold is current to the log's end."""
+    workspace.queue_cache = (state, workspace.log.tail_state().good_end)
 
 
 class Queue:
@@ -164,6 +188,7 @@ class Queue:
                 details=details,
             )
             state.feed([record._asdict()])
+            _caught_up(self.workspace, state)
             self._write(state, [proposal_id])
             return state.proposals[proposal_id]
 
@@ -214,6 +239,7 @@ class Queue:
                 details=details or {},
             )
             state.feed([record._asdict()])
+            _caught_up(self.workspace, state)
             self._write(state, [proposal_id])
             decided = state.proposals[proposal_id]
         if outcome == "rejected":
@@ -446,6 +472,7 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
                     found=where,
                 )
             )
+    violations.extend(_missing_sources(root, state))
     manifest_path = root / MANIFEST
     if not state.proposals and not manifest_path.exists():
         return violations
@@ -476,3 +503,33 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
                 )
             )
     return violations
+
+
+def _missing_sources(root: Path, state: QueueState) -> list[Violation]:
+    """Sources of undecided proposals that are gone: proposals, runs and workspace files.
+
+    Decision and task ids are checked when the proposal is made; they live in the log, which
+    never loses a record without the audit saying so.
+    """
+    found = []
+    for proposal in state.proposals.values():
+        if proposal.status not in (ProposalStatus.PENDING, ProposalStatus.APPROVED):
+            continue
+        for source in proposal.sources:
+            if is_proposal_id(source):
+                exists = source in state.proposals
+            elif source.startswith("run-"):
+                exists = (root / "runs" / source).is_dir()
+            elif "/" in source or "." in source:
+                exists = (root / source).exists()
+            else:
+                continue
+            if not exists:
+                found.append(
+                    Violation(
+                        ViolationCode.SOURCE_MISSING,
+                        f"{proposal.id} cites {source!r}, which no longer exists",
+                        seq=proposal.created_seq,
+                    )
+                )
+    return found

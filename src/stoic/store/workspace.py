@@ -14,7 +14,7 @@ import orjson
 
 from stoic.core.audit import AuditReport
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
-from stoic.core.proposals import Proposal
+from stoic.core.proposals import Proposal, QueueState
 from stoic.core.records import Decision, Record
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
@@ -67,6 +67,8 @@ class Workspace:
         self.status_file = ProjectionFile(WorkspaceStatusProjection(), root / STATUS_PROJECTION)
         self._appended = False
         self._closed = False
+        self.queue_cache: tuple[QueueState, int] | None = None
+        """The review queue folded up to a log offset (see `stoic.store.queue`)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
