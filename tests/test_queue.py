@@ -121,6 +121,8 @@ def test_execute_and_rollback_record_their_results(ws_path: Path, tmp_path: Path
     assert run_cli("-w", str(ws_path), "execute", failing).exit_code == 1
     stored = orjson.loads((ws_path / "queue" / "executed" / f"{failing}.json").read_bytes())
     assert stored["execution"]["result"] == "failure"
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "execution_failure"
     no_undo = run_cli("-w", str(ws_path), "rollback", failing)
     assert no_undo.exit_code == 1 and "has no rollback action" in no_undo.stderr
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
@@ -395,3 +397,67 @@ def test_a_source_that_no_longer_exists_is_named(ws_path: Path) -> None:
     result = run_cli("-w", str(ws_path), "audit")
     assert result.exit_code == 1
     assert f"{first} cites 'incidents/disk-report.txt', which no longer exists" in result.stdout
+
+
+def test_a_failed_approved_action_pauses_and_manual_verification_confirms(ws_path: Path) -> None:
+    failing = propose(ws_path, "--", "false")
+    run_cli("-w", str(ws_path), "approve", failing)
+    assert run_cli("-w", str(ws_path), "execute", failing).exit_code == 1
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "execution_failure"
+    resumed = run_cli(
+        "-w", str(ws_path), "resume", "--procedure", "manual-verification", "--reason", "fixed"
+    )
+    assert resumed.exit_code == 0
+    nxt = propose(ws_path, "--", "true")
+    run_cli("-w", str(ws_path), "approve", nxt)
+    refused = run_cli("-w", str(ws_path), "execute", nxt)
+    assert refused.exit_code == 2 and f"--confirm {nxt}" in refused.stderr
+    assert run_cli("-w", str(ws_path), "execute", nxt, "--confirm", nxt).exit_code == 0
+
+
+def test_calibration_notes_and_incidents(ws_path: Path) -> None:
+    assert run_cli("-w", str(ws_path), "calibrate", "I approved too fast on Monday").exit_code == 0
+    assert "I approved too fast on Monday" in (ws_path / "calibration_log.md").read_text()
+    minor = run_cli(
+        "-w", str(ws_path), "incident", "new", "--severity", "minor", "--title", "Typo in a plan"
+    )
+    path = Path(minor.stdout.strip())
+    text = path.read_text()
+    assert path.name == f"ISSUE-{DAY}-001.md"
+    assert "**Severity:** minor" in text and "- [x] detected" in text and "## Prevention" in text
+    assert "Minor incident" in (ws_path / "calibration_log.md").read_text()
+    assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
+    run_cli(
+        "-w", str(ws_path), "incident", "new", "--severity", "major", "--title", "Wrong host wiped"
+    )
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "major_incident"
+    (ws_path / "queue" / "pending" / "PROP-20200101-001.json").write_text("{}")  # an orphan
+    refused = run_cli(
+        "-w",
+        str(ws_path),
+        "resume",
+        "--procedure",
+        "smaller-batch",
+        "--reason",
+        "x",
+        "--batch-size",
+        "5",
+    )
+    assert refused.exit_code == 2 and "the audit is not clean" in refused.stderr
+    assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
+    assert (
+        run_cli(
+            "-w",
+            str(ws_path),
+            "resume",
+            "--procedure",
+            "smaller-batch",
+            "--reason",
+            "x",
+            "--batch-size",
+            "5",
+        ).exit_code
+        == 0
+    )

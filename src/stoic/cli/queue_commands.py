@@ -14,7 +14,15 @@ from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.store.queue import Queue
-from stoic.store.trust import RESUME_PROCEDURES, SIGNALS, pause, raise_flag, resume
+from stoic.store.trust import (
+    RESUME_PROCEDURES,
+    SIGNALS,
+    calibrate,
+    new_incident,
+    pause,
+    raise_flag,
+    resume,
+)
 
 __all__ = ["register"]
 
@@ -204,11 +212,21 @@ def undefer(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> 
     _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None)
 
 
-def execute(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+def execute(
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    confirm: Annotated[
+        str | None,
+        typer.Option("--confirm", help="The proposal id again, when confirmation is required."),
+    ] = None,
+    as_name: As = None,
+) -> None:
     """Run an approved proposal's command; the result lands in the proposal, the log and
-    execution_log.md. Exit 1 when the command fails."""
+    execution_log.md. Exit 1 when the command fails (and the workspace pauses)."""
     with open_workspace(ctx) as workspace:
-        result = Queue(workspace).execute(proposal_id, actor=human_actor(as_name))
+        result = Queue(workspace).execute(
+            proposal_id, actor=human_actor(as_name), confirmed=confirm == proposal_id
+        )
     typer.echo(result.output, nl=False)
     typer.echo(f"{proposal_id} executed: exit {result.exit_code}.")
     if result.exit_code != 0:
@@ -284,7 +302,44 @@ def flag(
     typer.echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
 
 
+def calibrate_(
+    ctx: typer.Context,
+    note: Annotated[str, typer.Argument(help="What you learned.", show_default=False)],
+    as_name: As = None,
+) -> None:
+    """Append a calibration note to calibration_log.md (and record it)."""
+    with open_workspace(ctx) as workspace:
+        calibrate(workspace, note=note, actor=human_actor(as_name))
+    typer.echo("Noted in calibration_log.md.")
+
+
+incident_app = typer.Typer(name="incident", help="Incident records.", rich_markup_mode=None)
+
+
+@incident_app.command("new")
+def incident_new(
+    ctx: typer.Context,
+    severity: Annotated[str, typer.Option("--severity", help="minor, moderate or major.")],
+    title: Annotated[str, typer.Option("--title", help="What happened, in a few words.")],
+    description: Annotated[str, typer.Option("--description", help="What is known.")] = "",
+    as_name: As = None,
+) -> None:
+    """Write incidents/ISSUE-YYYYMMDD-NNN.md from the template; moderate pauses the workspace,
+    major pauses it and needs a clean audit before resuming."""
+    with open_workspace(ctx) as workspace:
+        path = new_incident(
+            workspace,
+            severity=severity,
+            title=title,
+            description=description,
+            actor=human_actor(as_name),
+        )
+    typer.echo(str(path))
+
+
 def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_)
+    app.add_typer(incident_app)
     app.command()(flag)
     app.command(context_settings={"allow_interspersed_args": False})(propose)
     app.add_typer(queue_app)

@@ -51,12 +51,18 @@ class WorkspaceStatus:
     """{reason, criterion, since, seq} while the workspace is paused (DESIGN §9), else None."""
     flags_since_resume: int = 0
     """Red flags raised since the workspace last resumed (or began)."""
+    confirmations_due: int = 0
+    """Executions that still need explicit confirmation (after a manual-verification resume)."""
 
     def count(self, decision_type: str, decision_outcome: str | None = None) -> int:
         outcomes = self.by_type.get(decision_type, {})
         if decision_outcome is None:
             return sum(outcomes.values())
         return outcomes.get(decision_outcome, 0)
+
+
+MANUAL_CONFIRMATIONS = 3
+"""After a manual-verification resume, this many executions each need explicit confirmation."""
 
 
 class WorkspaceStatusProjection:
@@ -73,6 +79,7 @@ class WorkspaceStatusProjection:
         count, last_seq, last_at = state.records, state.last_seq, state.last_decided_at
         paused = state.paused
         flags = state.flags_since_resume
+        confirmations = state.confirmations_due
         for record in records:
             outcomes = by_type.setdefault(record["decision_type"], {})
             outcome = record["decision_outcome"]
@@ -87,8 +94,14 @@ class WorkspaceStatusProjection:
                 elif outcome == "resumed":
                     paused = None
                     flags = 0
-            elif record["decision_type"] == "red_flag":
+                    procedure = record["decision_inputs"].get("procedure")
+                    confirmations = (
+                        MANUAL_CONFIRMATIONS if procedure == "manual-verification" else 0
+                    )
+            elif record["decision_type"] == "red_flag" and outcome == "raised":
                 flags += 1
+            elif record["decision_type"] == "proposal" and outcome == "executed":
+                confirmations = max(0, confirmations - 1)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             count += 1
             last_seq = record["seq"]
@@ -102,6 +115,7 @@ class WorkspaceStatusProjection:
             by_type=by_type,
             paused=paused,
             flags_since_resume=flags,
+            confirmations_due=confirmations,
         )
 
     def to_json(self, state: WorkspaceStatus) -> dict[str, Any]:
@@ -115,6 +129,7 @@ class WorkspaceStatusProjection:
             },
             "paused": dict(state.paused) if state.paused is not None else None,
             "flags_since_resume": state.flags_since_resume,
+            "confirmations_due": state.confirmations_due,
         }
 
     def from_json(self, data: Mapping[str, Any]) -> WorkspaceStatus:
@@ -128,4 +143,5 @@ class WorkspaceStatusProjection:
             },
             paused=data.get("paused"),
             flags_since_resume=int(data.get("flags_since_resume", 0)),
+            confirmations_due=int(data.get("confirmations_due", 0)),
         )

@@ -80,7 +80,8 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.VERIFICATION: frozenset({"passed", "warned", "failed", "incomplete", "absent"}),
     DecisionType.ESCALATION: frozenset({"raised", "resolved"}),
     DecisionType.PAUSE: frozenset({"paused", "resumed", "refused"}),
-    DecisionType.RED_FLAG: frozenset({"raised"}),
+    # `noted`: a reviewer's calibration note after trust issues, kept on record with the flags.
+    DecisionType.RED_FLAG: frozenset({"raised", "noted"}),
     DecisionType.AUDIT: frozenset({"passed", "failed", "repaired"}),
     DecisionType.NOTIFICATION: frozenset({"sent", "failed"}),
 }

@@ -285,9 +285,27 @@ class Queue:
                 inputs={"batch_id": decided.batch_id, "rejections": rejected},
             )
 
-    def execute(self, proposal_id: str, *, actor: str, rollback: bool = False) -> ExecutionResult:
-        """Run an approved proposal's action (or an executed one's rollback), on record."""
+    def execute(
+        self,
+        proposal_id: str,
+        *,
+        actor: str,
+        rollback: bool = False,
+        confirmed: bool = False,
+    ) -> ExecutionResult:
+        """Run an approved proposal's action (or an executed one's rollback), on record.
+
+        After a manual-verification resume, the next executions need `confirmed`. An action
+        that fails pauses the workspace (DESIGN §9, criterion 5).
+        """
         proposal = self.get(proposal_id)
+        due = self.workspace.status().confirmations_due
+        if not rollback and due and not confirmed:
+            raise UsageError(
+                f"{proposal_id} needs explicit confirmation ({due} more executions do, after a"
+                f" manual-verification resume): run `stoic execute {proposal_id} --confirm"
+                f" {proposal_id}`"
+            )
         outcome = "rolled_back" if rollback else "executed"
         if next_status(proposal.status, outcome) is None:
             raise TransitionRefused(_refusal(proposal, outcome))
@@ -335,6 +353,15 @@ class Queue:
             },
         )
         self._execution_entry(decided, shown, result, code, time.monotonic() - started)
+        if code != 0 and not rollback:
+            from stoic.store.trust import pause
+
+            pause(
+                self.workspace,
+                reason=f"the approved action of {proposal_id} failed: `{shown}` exited {code}",
+                criterion="execution_failure",
+                inputs={"proposal_id": proposal_id, "exit_code": code},
+            )
         return ExecutionResult(decided, code, output)
 
     # -- pause -------------------------------------------------------------------------------

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.exceptions import UsageError
+from stoic.store.atomic import atomic_write
+from stoic.store.log import utc_timestamp
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["FLAG_LIMIT", "RESUME_PROCEDURES", "SIGNALS", "pause", "raise_flag", "resume"]
+__all__ = [
+    "FLAG_LIMIT",
+    "RESUME_PROCEDURES",
+    "SEVERITIES",
+    "SIGNALS",
+    "calibrate",
+    "new_incident",
+    "pause",
+    "raise_flag",
+    "resume",
+]
+
+SEVERITIES = ("minor", "moderate", "major")
 
 SIGNALS = {
     "dont-understand": "I don't fully understand this proposal",
@@ -133,3 +150,89 @@ def raise_flag(
             inputs={"flags": count},
         )
     return False
+
+
+def _append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
+    """A reviewer's calibration note: appended to calibration_log.md, and on record."""
+    if not note.strip():
+        raise UsageError("a calibration note cannot be empty")
+    workspace.record(
+        "red_flag",
+        "noted",
+        f"Calibration note by {actor}: {note.strip()}",
+        source="human",
+        actor=actor,
+        trigger="explicit",
+        inputs={"kind": "calibration"},
+    )
+    _append(
+        workspace.root / "calibration_log.md",
+        f"\n## {utc_timestamp()} — {actor}\n\n{note.strip()}\n",
+    )
+
+
+def new_incident(
+    workspace: Workspace,
+    *,
+    severity: str,
+    title: str,
+    description: str,
+    actor: str,
+) -> Path:
+    """Write an incident record (DESIGN §9) and act on its severity; returns its file."""
+    if severity not in SEVERITIES:
+        raise UsageError(f"unknown severity {severity!r} (allowed: {', '.join(SEVERITIES)})")
+    if not title.strip():
+        raise UsageError("an incident needs a title")
+    folder = workspace.root / "incidents"
+    day = time.strftime("%Y%m%d", time.gmtime())
+    taken = [int(p.stem.rsplit("-", 1)[1]) for p in folder.glob(f"ISSUE-{day}-*.md")]
+    incident_id = f"ISSUE-{day}-{max(taken, default=0) + 1:03d}"
+    path = folder / f"{incident_id}.md"
+    detected_by = "reviewer" if actor.startswith("human:") else "system"
+    body = (
+        f"# {incident_id}: {title.strip()}\n\n"
+        f"**Severity:** {severity}\n"
+        f"**Detected:** {utc_timestamp()}\n"
+        f"**Detected By:** {detected_by} ({actor})\n\n"
+        f"## Description\n\n{description.strip() or '(to fill in)'}\n\n"
+        "## Impact\n\n(to fill in)\n\n"
+        "## Resolution\n\n(to fill in)\n\n"
+        "## Prevention\n\n(to fill in)\n\n"
+        "## Status\n\n"
+        "- [x] detected\n- [ ] investigated\n- [ ] resolved\n- [ ] prevention implemented\n"
+    )
+    atomic_write(path, body.encode())
+    workspace.record(
+        "red_flag",
+        "raised",
+        f"Incident {incident_id} ({severity}): {title.strip()}.",
+        source="human" if detected_by == "reviewer" else "system",
+        actor=actor,
+        trigger="explicit",
+        inputs={"signal": "incident", "incident": incident_id, "severity": severity},
+        details={"file": f"incidents/{incident_id}.md"},
+    )
+    workspace.sync_projections()
+    if severity == "minor":
+        _append(
+            workspace.root / "calibration_log.md",
+            f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}: {title.strip()}\n",
+        )
+    else:
+        pause(
+            workspace,
+            reason=f"{severity} incident {incident_id}: {title.strip()}",
+            criterion="major_incident" if severity == "major" else "incident",
+            inputs={"incident": incident_id},
+        )
+    return path
