@@ -461,3 +461,19 @@ def test_calibration_notes_and_incidents(ws_path: Path) -> None:
         ).exit_code
         == 0
     )
+
+
+def test_a_queue_growing_past_three_batches_raises_a_flag(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text("[queue]\nbatch_size = 2\n")
+    with stoic.Workspace.open(ws_path) as ws:
+        for n in range(7):
+            ws.propose(title=f"p{n}", reasoning_trace=["r"])
+    flags = [
+        r
+        for r in map(
+            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+        )
+        if r["decision_type"] == "red_flag"
+    ]
+    assert [f["decision_inputs"]["signal"] for f in flags] == ["queue-growing"]
+    assert "7 proposals pending" in flags[0]["decision_reason"]

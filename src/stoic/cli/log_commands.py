@@ -170,6 +170,10 @@ def audit(
     """
     paused = False
     with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
+        with contextlib.suppress(StoicError):
+            already = workspace.status().paused
+            if already is not None:
+                typer.echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
         report = workspace.audit(repair=repair)
         if not report.ok:
             # An audit failure pauses the workspace (DESIGN §9) — when it can still be recorded.

@@ -190,7 +190,23 @@ class Queue:
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
             self._write(state, [proposal_id])
-            return state.proposals[proposal_id]
+            created = state.proposals[proposal_id]
+        self._check_growth(state, batch_size)
+        return created
+
+    def _check_growth(self, state: QueueState, batch_size: int) -> None:
+        """More than three batches waiting: proposals arrive faster than they are reviewed."""
+        from stoic.store.trust import raise_flag
+
+        pending = sum(p.status is ProposalStatus.PENDING for p in state.proposals.values())
+        if pending == 3 * batch_size + 1:
+            raise_flag(
+                self.workspace,
+                signal="queue-growing",
+                actor="system:stoic",
+                note=f"{pending} proposals pending, more than three batches of {batch_size}",
+                detected=True,
+            )
 
     # -- deciding ----------------------------------------------------------------------------
 
