@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,22 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import stoic
+from bench_run import fsync_latency  # the same probe, so the baselines agree
 
 STOIC = str(Path(sys.executable).with_name("stoic"))
-
-
-def _fsync_baseline(root: Path, count: int = 200) -> float:
-    fd = os.open(root / "baseline", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    samples = []
-    try:
-        for _ in range(count):
-            start = time.perf_counter()
-            os.write(fd, b"x" * 700)
-            os.fsync(fd)
-            samples.append(time.perf_counter() - start)
-    finally:
-        os.close(fd)
-    return statistics.median(samples)
 
 
 def _create(ws: stoic.Workspace, count: int) -> list[float]:
@@ -77,7 +63,7 @@ def main() -> None:
     total = args.proposals
     with tempfile.TemporaryDirectory(prefix="stoic-bench-") as tmp:
         root = Path(tmp)
-        fsync_s = _fsync_baseline(root)
+        fsync_s = fsync_latency(root)
         with stoic.Workspace.init(root / "small") as small:
             (root / "small" / "stoic.toml").write_text("[queue]\nbatch_size = 10\n")
             small_ids = [

@@ -144,6 +144,10 @@ sections:
         ("tasks: [a, b]\n", "tasks: Input should be a valid dictionary"),
         ("- a\n", "a plan is a mapping with `tasks:`"),
         (
+            "meta: {policy: {forbidden_commands: ['(bad']}}\ntasks:\n  - id: a\n",
+            "'(bad' is not a valid regular expression",
+        ),
+        (
             "tasks:\n  - id: a\nsections:\n  - tasks: [{id: b}]\n",
             "a plan has `tasks:` or `sections:`, not both",
         ),

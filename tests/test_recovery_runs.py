@@ -492,3 +492,11 @@ def test_suggestions_and_approvals_are_decided_in_the_review_queue(
     started = records_of(fast_ws, "deploy", "execution", "started")[0]
     assert started["decision_inputs"]["approved_by"] == "human:ops"
     audit_clean(fast_ws)
+
+
+def test_a_bad_policy_pattern_in_stoic_toml_is_a_config_error(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text('[policy]\nforbidden_commands = ["(bad"]\n')
+    result = run_cli("-w", str(ws_path), "status")
+    assert result.exit_code == 2
+    assert "stoic.toml:2: policy.forbidden_commands" in result.stderr
+    assert "'(bad' is not a valid regular expression" in result.stderr

@@ -17,6 +17,7 @@ __all__ = [
     "Spent",
     "approval_rule",
     "budget_violation",
+    "check_patterns",
     "policy_violation",
 ]
 
@@ -64,6 +65,16 @@ class Policy:
             env_passthrough=(tuple(env_passthrough),) if env_passthrough is not None else (("*",),),
             require_approval=tuple(require_approval),
         )
+
+
+def check_patterns(patterns: list[str]) -> list[str]:
+    """Forbidden-command patterns must compile; raises ValueError naming the bad one."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+    return patterns
 
 
 def approval_rule(

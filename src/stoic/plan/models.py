@@ -8,13 +8,13 @@ any other unknown key is an error.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stoic.core.graph import TaskState
+from stoic.core.policy import check_patterns
 
 __all__ = [
     "FOREIGN_META_KEYS",
@@ -97,15 +97,7 @@ class PolicySpec(_Strict):
         default_factory=list, description="Task-id globs or role:NAME needing approval."
     )
 
-    @field_validator("forbidden_commands")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
-        return patterns
+    _patterns_compile = field_validator("forbidden_commands")(check_patterns)
 
 
 class HttpRequest(_Strict):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stoic.core.policy import check_patterns
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
 
@@ -74,15 +75,7 @@ class PolicySettings(_Section):
         description="Task ids (globs) or agent roles (role:NAME) that run only once approved.",
     )
 
-    @field_validator("forbidden_commands")
-    @classmethod
-    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
-        return patterns
+    _patterns_compile = field_validator("forbidden_commands")(check_patterns)
 
 
 class Settings(_Section):
