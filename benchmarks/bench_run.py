@@ -27,7 +27,8 @@ from typing import Any
 import stoic
 from stoic.core.graph import analyse_states
 from stoic.plan.loader import read_plan
-from stoic.run.runner import RunReport, start_run
+from stoic.run.lifecycle import start_run
+from stoic.run.runner import RunReport
 
 _NOOP_MODULE = "def noop():\n    return None\n"
 
@@ -38,7 +39,7 @@ from pathlib import Path
 import stoic
 from stoic.plan.loader import read_plan
 from benchmarks.bench_run import Silent
-from stoic.run.runner import start_run
+from stoic.run.lifecycle import start_run
 plan = read_plan(sys.argv[2])
 with stoic.Workspace.open(sys.argv[1]) as ws:
     start = time.perf_counter()

@@ -13,9 +13,10 @@ import typer
 from stoic.cli.log_commands import console_for_output, open_workspace
 from stoic.core.timeline import customer_view, operator_timeline, run_reconciliation
 from stoic.plan.loader import read_plan
+from stoic.run.lifecycle import continue_run, load_run, start_run
 from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_summary
 from stoic.run.run_files import state_document
-from stoic.run.runner import EXIT_CODES, RunReport, continue_run, load_run, start_run
+from stoic.run.runner import EXIT_CODES, RunReport
 from stoic.store.queue import Queue
 
 __all__ = ["human_actor", "register", "show_run_status"]

@@ -102,14 +102,6 @@ class RunView:
     def analyse(self, graph: TaskGraph) -> Analysis:
         return analyse_states(graph, self.states(graph))
 
-    @property
-    def cost(self) -> float:
-        return sum(task.cost for task in self.tasks.values())
-
-    @property
-    def attempts(self) -> int:
-        return sum(task.attempts for task in self.tasks.values())
-
 
 def _cost_of(details: Mapping[str, Any]) -> float:
     result = details.get("result")

@@ -1,4 +1,4 @@
-"""The runner: ready tasks run concurrently; every start is durable before the task starts.
+"""The Runner: ready tasks run concurrently; every start is durable before the task starts.
 
 One thread decides, records and watches every attempt through the event loop. Records are
 group-committed: an attempt's end, its recovery evaluation and the starts they unblock share one
@@ -10,27 +10,19 @@ included.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import heapq
 import os
-import shlex
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.policy import (
-    BudgetLimits,
     Policy,
-    Spent,
-    approval_rule,
-    budget_violation,
-    policy_violation,
-    remaining_seconds,
 )
 from stoic.core.records import Decision
 from stoic.core.recovery import (
@@ -42,11 +34,18 @@ from stoic.core.recovery import (
     suggestion_for,
 )
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import UsageError, WorkspaceError, WorkspacePaused
-from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
-from stoic.plan.models import Budget, TaskSpec
+from stoic.exceptions import WorkspacePaused
+from stoic.plan.loader import Plan
+from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.guard import (
+    Guard,
+    budget_exhausted_view,
+    executor_of,
+    limits_of,
+)
+from stoic.run.guard import describe_command as describe
 from stoic.run.http import HttpAttempt
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
@@ -54,11 +53,10 @@ from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.shell import ShellAttempt
-from stoic.store.atomic import atomic_write
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
-__all__ = ["EXIT_CODES", "RunReport", "continue_run", "load_run", "new_run_id", "start_run"]
+__all__ = ["EXIT_CODES", "RunReport", "Runner"]
 
 _STATE_EVERY_SECONDS = 1.0
 EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
@@ -82,132 +80,6 @@ class RunReport:
     plan: Plan
 
 
-def new_run_id() -> str:
-    return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
-
-
-def runnable_errors(plan: Plan) -> list[PlanError]:
-    """What stops a valid plan from running here: tasks with nothing to run, agent tasks."""
-    errors = []
-    for task in plan.tasks:
-        line, column = plan.task_positions.get(task.id, (1, 1))
-        if task.agent is not None:
-            message = f"task {task.id!r} is an agent task; this workspace has no agent executor"
-            errors.append(PlanError(line, column, message, "give it run:, call: or http:"))
-        elif task.run is None and task.call is None and task.http is None:
-            errors.append(
-                PlanError(
-                    line,
-                    column,
-                    f"task {task.id!r} has nothing to run",
-                    "add run: [argv], call: module:function or http: {url: …}",
-                )
-            )
-    return errors
-
-
-def start_run(
-    workspace: Workspace, plan: Plan, *, workers: int | None, reporter: Reporter
-) -> RunReport:
-    """Create a run of `plan` and run it until nothing more can happen without a person."""
-    errors = runnable_errors(plan)
-    if errors:
-        raise PlanInvalid(plan.path, errors)
-    run_id = new_run_id()
-    files = RunFiles(workspace.root, run_id)
-    files.results.mkdir(parents=True)
-    atomic_write(files.plan_copy, plan.text.encode("utf-8"))
-    workers = workers or workspace.settings.runner.workers
-    with _run_lock(files):
-        record = workspace.record(
-            "run_lifecycle",
-            "started",
-            f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
-            actor=made.ACTOR,
-            trigger="explicit",
-            causal_role="pre_run",
-            run_id=run_id,
-            inputs={"tasks": len(plan.tasks), "workers": workers},
-            details={
-                "plan": str(plan.path),
-                "plan_name": plan.name,
-                "plan_sha256": plan.sha256,
-                "plan_copy": files.relative(files.plan_copy),
-                "plan_dir": str(plan.path.absolute().parent),
-            },
-        )
-        folder = RunFolder(run_id)
-        folder.feed(record._asdict())
-        return _Runner(workspace, plan, files, folder, workers, reporter).execute()
-
-
-def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
-    """The plan copy and the log's view of an existing run."""
-    files = RunFiles(workspace.root, run_id)
-    folder = RunFolder(run_id)
-    for record in workspace.records(run_id=run_id):
-        folder.feed(record._asdict())
-    view = folder.view()
-    if view.started is None:
-        known = sorted(path.name for path in (workspace.root / "runs").glob("run-*"))[-5:]
-        hint = f" (recent runs: {', '.join(known)})" if known else ""
-        raise UsageError(f"no run {run_id!r} in this workspace{hint}")
-    plan = read_plan(files.plan_copy)
-    if plan.sha256 != view.started.get("plan_sha256"):
-        raise WorkspaceError(
-            f"{files.plan_copy} no longer matches the plan the run started with"
-            f" (sha256 {view.started.get('plan_sha256')}); restore it before continuing"
-        )
-    return plan, view, files
-
-
-def continue_run(
-    workspace: Workspace,
-    run_id: str,
-    *,
-    workers: int | None,
-    reporter: Reporter,
-    approve: Sequence[str] = (),
-    actor: str = "human:unknown",
-) -> RunReport:
-    """Continue a run: open attempts of a dead runner become interrupted failures (and are
-    evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on."""
-    plan, view, files = load_run(workspace, run_id)
-    suspended = [t for t in plan.graph.ids if view.task(t).state is TaskState.SUSPENDED]
-    for task_id in approve:
-        if task_id not in suspended:
-            waiting = ", ".join(suspended) or "none"
-            raise UsageError(
-                f"task {task_id!r} of run {run_id} has no suggestion waiting for approval"
-                f" (suspended tasks: {waiting})"
-            )
-    with _run_lock(files):
-        folder = RunFolder(run_id)
-        for record in workspace.records(run_id=run_id):
-            folder.feed(record._asdict())
-        runner = _Runner(
-            workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
-        )
-        runner.settle_the_past(approve, actor)
-        return runner.execute()
-
-
-@contextlib.contextmanager
-def _run_lock(files: RunFiles) -> Iterator[None]:
-    """One runner per run: a second `stoic run`/`continue` of the same run is refused."""
-    fd = os.open(files.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"run {files.run_id} is being run by another stoic process right now"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 @dataclass(slots=True)
 class _Running:
     index: int
@@ -225,13 +97,9 @@ class _Evaluated:
     delay_s: float
 
 
-def _limits(budget: Budget | None) -> BudgetLimits:
-    if budget is None:
-        return BudgetLimits()
-    return BudgetLimits(budget.max_seconds, budget.max_attempts, budget.max_cost)
+class Runner:
+    """Runs what can run of one run, until nothing more can happen without a person."""
 
-
-class _Runner:
     def __init__(
         self,
         workspace: Workspace,
@@ -271,7 +139,7 @@ class _Runner:
                 )
             )
         self.policy = policy
-        self.run_budget = _limits(plan.document.meta.budget)
+        self.guard = Guard(policy, limits_of(plan.document.meta.budget), folder)
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
         self.base_env = {
@@ -398,12 +266,16 @@ class _Runner:
                     if self.stop_signal is not None:
                         break
                     item = self._prepare(heapq.heappop(ready))
-                    gate = self._approval_gate(item)
+                    gate = self.guard.approval_needed(item.spec, item.attempt)
                     if gate is not None:
                         batch.append(gate)
                         waiting.append(item.index)
                         continue
-                    guard = self._guard(item)
+                    admission = self.guard.admit(item.spec, item.attempt)
+                    guard = admission.refusal
+                    if admission.timeout is not None:
+                        item.budget_bound = True
+                        item.attempt = replace(item.attempt, timeout=admission.timeout)
                     if guard is None:
                         starting.append(item)
                         continue
@@ -443,7 +315,7 @@ class _Runner:
                 halted.clear()
                 for item in starting:
                     self.reporter.attempt_started(
-                        graph.ids[item.index], item.attempt.attempt, _describe(item.spec)
+                        graph.ids[item.index], item.attempt.attempt, describe(item.spec)
                     )
                 self._maybe_write_state()
                 if not running and (self.stop_signal is not None or not (ready or delayed)):
@@ -463,7 +335,8 @@ class _Runner:
                     item, handle = running.pop(index)
                     finished = handle.result
                     assert finished is not None
-                    finished = self._budget_view(item, finished)
+                    if item.budget_bound:
+                        finished = budget_exhausted_view(finished, item.attempt.timeout)
                     outcome = _outcome_of(finished)
                     ended.append((item, finished, outcome))
                     if outcome == "succeeded":
@@ -553,7 +426,7 @@ class _Runner:
             title = f"Approve task {task_id} of run {self.files.run_id}"
             trace = [
                 f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
-                f"it would run: {_describe(spec)}",
+                f"it would run: {describe(spec)}",
                 "approving lets `stoic continue` start it; rejecting fails it",
             ]
         with contextlib.suppress(WorkspacePaused):
@@ -617,77 +490,6 @@ class _Runner:
         waited = (datetime.now(UTC) - decided).total_seconds()
         return max(0.0, task.retry_delay_s - waited)
 
-    # -- policy and budgets ------------------------------------------------------------------
-
-    def _spent(self, task_id: str) -> tuple[Spent, Spent]:
-        folder = self.folder
-        task = folder.tasks.get(task_id)
-        run_seconds = 0.0
-        if folder.started_at:
-            started = datetime.fromisoformat(folder.started_at)
-            run_seconds = (datetime.now(UTC) - started).total_seconds()
-        task_spent = Spent(task.duration_s, task.attempts, task.cost) if task else Spent()
-        return task_spent, Spent(run_seconds, folder.attempts_made, folder.cost_spent)
-
-    def _approval_gate(self, item: _Running) -> Decision | None:
-        """A task that needs a person's approval and has none waits for it, suspended."""
-        spec = item.spec
-        rule = approval_rule(self.policy, spec.id, spec.agent, spec.approval)
-        task = self.folder.tasks.get(spec.id)
-        if rule is None or (task is not None and task.approved_by is not None):
-            return None
-        return made.approval_needed_decision(
-            item.attempt, rule=rule, executor=_executor_of(spec), command=_describe(spec)
-        )
-
-    def _guard(self, item: _Running) -> tuple[list[Decision], Failure] | None:
-        """Policy, then the task's budget, then the run's: the first that refuses decides."""
-        spec, attempt = item.spec, item.attempt
-        executor, command = _executor_of(spec), _describe(spec)
-        rule = policy_violation(self.policy, executor, command)
-        check = "policy_check"
-        if rule is None and spec.budget is None and self.run_budget == BudgetLimits():
-            return None
-        if rule is None:
-            task_spent, run_spent = self._spent(spec.id)
-            task_limits = _limits(spec.budget)
-            check = "budget_check"
-            rule = budget_violation(task_limits, task_spent, "task") or budget_violation(
-                self.run_budget, run_spent, "run"
-            )
-            if rule is None:
-                left = remaining_seconds([(task_limits, task_spent), (self.run_budget, run_spent)])
-                if left is not None and (spec.timeout is None or left < spec.timeout):
-                    item.budget_bound = True
-                    item.attempt = _with_timeout(attempt, left)
-                return None
-        return made.guard_decisions(
-            attempt, check=check, rule=rule, executor=executor, command=command
-        )
-
-    @staticmethod
-    def _budget_view(item: _Running, result: AttemptResult) -> AttemptResult:
-        """An attempt stopped by a budget's time limit failed for the budget, not a timeout."""
-        failure = result.failure
-        if not item.budget_bound or failure is None or failure.kind is not FailureKind.TIMEOUT:
-            return result
-        exhausted = Failure(
-            FailureKind.BUDGET_EXHAUSTED,
-            f"budget max_seconds used up after {item.attempt.timeout:.1f}s of this attempt",
-            partial=failure.partial,
-            exit_code=failure.exit_code,
-        )
-        return AttemptResult(
-            failure=exhausted,
-            duration_s=result.duration_s,
-            exit_code=result.exit_code,
-            output_bytes=result.output_bytes,
-            output_truncated=result.output_truncated,
-            result=result.result,
-            value=result.value,
-            command=result.command,
-        )
-
     # -- attempts ----------------------------------------------------------------------------
 
     def _prepare(self, index: int) -> _Running:
@@ -723,8 +525,8 @@ class _Runner:
         )
         return made.start_decision(
             item.attempt,
-            executor=_executor_of(item.spec),
-            command=_describe(item.spec),
+            executor=executor_of(item.spec),
+            command=describe(item.spec),
             kind=item.kind,
             approved_by=approved,
             log=self.files.relative_log(item.attempt.task_id, item.attempt.attempt),
@@ -750,7 +552,7 @@ class _Runner:
             failure = Failure(
                 FailureKind.ERROR, f"stoic could not run the task: {type(exc).__name__}: {exc}"
             )
-            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=_describe(spec)))
+            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=describe(spec)))
 
     # -- projections -------------------------------------------------------------------------
 
@@ -767,12 +569,6 @@ class _Runner:
             self._write_state()
 
 
-def _with_timeout(attempt: Attempt, seconds: float) -> Attempt:
-    from dataclasses import replace
-
-    return replace(attempt, timeout=max(0.001, seconds))
-
-
 def _finished(running: dict[int, tuple[_Running, Handle]]) -> list[int]:
     return [index for index, (_, handle) in running.items() if handle.result is not None]
 
@@ -783,26 +579,6 @@ def _outcome_of(result: AttemptResult) -> str:
     if result.failure.kind is FailureKind.INTERRUPTED:
         return "interrupted"
     return "failed"
-
-
-def _executor_of(spec: TaskSpec) -> str:
-    if spec.run is not None:
-        return "shell"
-    if spec.call is not None:
-        return "python"
-    if spec.http is not None:
-        return "http"
-    return "agent"
-
-
-def _describe(spec: TaskSpec) -> str:
-    if spec.run is not None:
-        return spec.run if isinstance(spec.run, str) else shlex.join(spec.run)
-    if spec.call is not None:
-        return spec.call
-    if spec.http is not None:
-        return f"{spec.http.method} {spec.http.url}"
-    return "(nothing)"
 
 
 def _lifecycle_reason(run_id: str, analysis: Analysis) -> str:

@@ -1,0 +1,131 @@
+"""What is checked before every attempt: approval, policy, budgets (DESIGN §7).
+
+A retry never bypasses these: they run before first attempts, automatic retries and approved
+recoveries alike. The rules themselves are pure (`stoic.core.policy`); this applies them to a
+run as its records tell it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from stoic.core.failure import Failure, FailureKind
+from stoic.core.policy import (
+    BudgetLimits,
+    Policy,
+    Spent,
+    approval_rule,
+    budget_violation,
+    policy_violation,
+    remaining_seconds,
+)
+from stoic.core.records import Decision
+from stoic.core.run_state import RunFolder
+from stoic.plan.models import Budget, TaskSpec
+from stoic.run import decisions as made
+from stoic.run.attempt import Attempt, AttemptResult
+
+__all__ = ["Admission", "Guard", "budget_exhausted_view", "executor_of", "limits_of"]
+
+
+def limits_of(budget: Budget | None) -> BudgetLimits:
+    if budget is None:
+        return BudgetLimits()
+    return BudgetLimits(budget.max_seconds, budget.max_attempts, budget.max_cost)
+
+
+def executor_of(spec: TaskSpec) -> str:
+    if spec.run is not None:
+        return "shell"
+    if spec.call is not None:
+        return "python"
+    if spec.http is not None:
+        return "http"
+    return "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """May the attempt start? If not, the records that say why and the failure they make."""
+
+    refusal: tuple[list[Decision], Failure] | None = None
+    timeout: float | None = None
+    """A budget leaves less time than the task's timeout: the attempt gets this instead."""
+
+
+class Guard:
+    def __init__(self, policy: Policy, run_budget: BudgetLimits, folder: RunFolder) -> None:
+        self.policy = policy
+        self.run_budget = run_budget
+        self.folder = folder
+
+    def approval_needed(self, spec: TaskSpec, attempt: Attempt) -> Decision | None:
+        """A task that needs a person's approval and has none waits for it, suspended."""
+        rule = approval_rule(self.policy, spec.id, spec.agent, spec.approval)
+        task = self.folder.tasks.get(spec.id)
+        if rule is None or (task is not None and task.approved_by is not None):
+            return None
+        return made.approval_needed_decision(
+            attempt, rule=rule, executor=executor_of(spec), command=describe_command(spec)
+        )
+
+    def admit(self, spec: TaskSpec, attempt: Attempt) -> Admission:
+        """Policy, then the task's budget, then the run's: the first that refuses decides."""
+        executor, command = executor_of(spec), describe_command(spec)
+        rule = policy_violation(self.policy, executor, command)
+        check = "policy_check"
+        if rule is None and spec.budget is None and self.run_budget == BudgetLimits():
+            return Admission()
+        if rule is None:
+            task_spent, run_spent = self._spent(spec.id)
+            task_limits = limits_of(spec.budget)
+            check = "budget_check"
+            rule = budget_violation(task_limits, task_spent, "task") or budget_violation(
+                self.run_budget, run_spent, "run"
+            )
+            if rule is None:
+                left = remaining_seconds([(task_limits, task_spent), (self.run_budget, run_spent)])
+                if left is not None and (spec.timeout is None or left < spec.timeout):
+                    return Admission(timeout=max(0.001, left))
+                return Admission()
+        refusal = made.guard_decisions(
+            attempt, check=check, rule=rule, executor=executor, command=command
+        )
+        return Admission(refusal=refusal)
+
+    def _spent(self, task_id: str) -> tuple[Spent, Spent]:
+        folder = self.folder
+        task = folder.tasks.get(task_id)
+        run_seconds = 0.0
+        if folder.started_at:
+            started = datetime.fromisoformat(folder.started_at)
+            run_seconds = (datetime.now(UTC) - started).total_seconds()
+        task_spent = Spent(task.duration_s, task.attempts, task.cost) if task else Spent()
+        return task_spent, Spent(run_seconds, folder.attempts_made, folder.cost_spent)
+
+
+def describe_command(spec: TaskSpec) -> str:
+    """A task's command as one line, for records and people."""
+    if spec.run is not None:
+        return spec.run if isinstance(spec.run, str) else shlex.join(spec.run)
+    if spec.call is not None:
+        return spec.call
+    if spec.http is not None:
+        return f"{spec.http.method} {spec.http.url}"
+    return "(nothing)"
+
+
+def budget_exhausted_view(result: AttemptResult, limit: float | None) -> AttemptResult:
+    """An attempt stopped by a budget's time limit failed for the budget, not a timeout."""
+    failure = result.failure
+    if failure is None or failure.kind is not FailureKind.TIMEOUT:
+        return result
+    exhausted = Failure(
+        FailureKind.BUDGET_EXHAUSTED,
+        f"budget max_seconds used up after {limit or 0:.1f}s of this attempt",
+        partial=failure.partial,
+        exit_code=failure.exit_code,
+    )
+    return replace(result, failure=exhausted)

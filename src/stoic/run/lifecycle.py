@@ -1,0 +1,153 @@
+"""Runs are created, found and continued here; the Runner does the running.
+
+`start_run` copies the plan into the run's folder and records its start; `continue_run` first
+settles what a dead or stopped runner left (open attempts, unevaluated failures, approvals).
+One runner works on a run at a time (a lock file in the run's folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Sequence
+
+from stoic.core.graph import TaskState
+from stoic.core.run_state import RunFolder, RunView
+from stoic.exceptions import UsageError, WorkspaceError
+from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
+from stoic.run import decisions as made
+from stoic.run.reporting import Reporter
+from stoic.run.run_files import RunFiles
+from stoic.run.runner import Runner, RunReport
+from stoic.store.atomic import atomic_write
+from stoic.store.workspace import Workspace
+
+__all__ = ["continue_run", "load_run", "new_run_id", "runnable_errors", "start_run"]
+
+
+def new_run_id() -> str:
+    return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
+
+
+def runnable_errors(plan: Plan) -> list[PlanError]:
+    """What stops a valid plan from running here: tasks with nothing to run, agent tasks."""
+    errors = []
+    for task in plan.tasks:
+        line, column = plan.task_positions.get(task.id, (1, 1))
+        if task.agent is not None:
+            message = f"task {task.id!r} is an agent task; this workspace has no agent executor"
+            errors.append(PlanError(line, column, message, "give it run:, call: or http:"))
+        elif task.run is None and task.call is None and task.http is None:
+            errors.append(
+                PlanError(
+                    line,
+                    column,
+                    f"task {task.id!r} has nothing to run",
+                    "add run: [argv], call: module:function or http: {url: …}",
+                )
+            )
+    return errors
+
+
+def start_run(
+    workspace: Workspace, plan: Plan, *, workers: int | None, reporter: Reporter
+) -> RunReport:
+    """Create a run of `plan` and run it until nothing more can happen without a person."""
+    errors = runnable_errors(plan)
+    if errors:
+        raise PlanInvalid(plan.path, errors)
+    run_id = new_run_id()
+    files = RunFiles(workspace.root, run_id)
+    files.results.mkdir(parents=True)
+    atomic_write(files.plan_copy, plan.text.encode("utf-8"))
+    workers = workers or workspace.settings.runner.workers
+    with _run_lock(files):
+        record = workspace.record(
+            "run_lifecycle",
+            "started",
+            f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
+            actor=made.ACTOR,
+            trigger="explicit",
+            causal_role="pre_run",
+            run_id=run_id,
+            inputs={"tasks": len(plan.tasks), "workers": workers},
+            details={
+                "plan": str(plan.path),
+                "plan_name": plan.name,
+                "plan_sha256": plan.sha256,
+                "plan_copy": files.relative(files.plan_copy),
+                "plan_dir": str(plan.path.absolute().parent),
+            },
+        )
+        folder = RunFolder(run_id)
+        folder.feed(record._asdict())
+        return Runner(workspace, plan, files, folder, workers, reporter).execute()
+
+
+def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
+    """The plan copy and the log's view of an existing run."""
+    files = RunFiles(workspace.root, run_id)
+    folder = RunFolder(run_id)
+    for record in workspace.records(run_id=run_id):
+        folder.feed(record._asdict())
+    view = folder.view()
+    if view.started is None:
+        known = sorted(path.name for path in (workspace.root / "runs").glob("run-*"))[-5:]
+        hint = f" (recent runs: {', '.join(known)})" if known else ""
+        raise UsageError(f"no run {run_id!r} in this workspace{hint}")
+    plan = read_plan(files.plan_copy)
+    if plan.sha256 != view.started.get("plan_sha256"):
+        raise WorkspaceError(
+            f"{files.plan_copy} no longer matches the plan the run started with"
+            f" (sha256 {view.started.get('plan_sha256')}); restore it before continuing"
+        )
+    return plan, view, files
+
+
+def continue_run(
+    workspace: Workspace,
+    run_id: str,
+    *,
+    workers: int | None,
+    reporter: Reporter,
+    approve: Sequence[str] = (),
+    actor: str = "human:unknown",
+) -> RunReport:
+    """Continue a run: open attempts of a dead runner become interrupted failures (and are
+    evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on."""
+    plan, view, files = load_run(workspace, run_id)
+    suspended = [t for t in plan.graph.ids if view.task(t).state is TaskState.SUSPENDED]
+    for task_id in approve:
+        if task_id not in suspended:
+            waiting = ", ".join(suspended) or "none"
+            raise UsageError(
+                f"task {task_id!r} of run {run_id} has no suggestion waiting for approval"
+                f" (suspended tasks: {waiting})"
+            )
+    with _run_lock(files):
+        folder = RunFolder(run_id)
+        for record in workspace.records(run_id=run_id):
+            folder.feed(record._asdict())
+        runner = Runner(
+            workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
+        )
+        runner.settle_the_past(approve, actor)
+        return runner.execute()
+
+
+@contextlib.contextmanager
+def _run_lock(files: RunFiles) -> Iterator[None]:
+    """One runner per run: a second `stoic run`/`continue` of the same run is refused."""
+    fd = os.open(files.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"run {files.run_id} is being run by another stoic process right now"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
