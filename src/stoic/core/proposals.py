@@ -199,10 +199,22 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
 
 @dataclass(slots=True)
 class QueueState:
-    """Every proposal by id, folded from the log."""
+    """Every proposal by id, folded from the log, with what the manifest needs kept current.
+
+    A decision touches one proposal: the counts, pending set and manifest rows are updated for
+    it alone, so the cost of a decision does not grow with the queue (only writing the
+    manifest out does).
+    """
 
     proposals: dict[str, Proposal] = field(default_factory=dict)
     last_seq: int = 0
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Manifest rows in creation order."""
+    counts: dict[ProposalStatus, int] = field(
+        default_factory=lambda: dict.fromkeys(ProposalStatus, 0)
+    )
+    pending: dict[str, Proposal] = field(default_factory=dict)
+    day_max: dict[str, int] = field(default_factory=dict)
 
     def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
@@ -210,37 +222,46 @@ class QueueState:
             if record["decision_type"] != "proposal" or not record.get("proposal_id"):
                 continue
             proposal_id = record["proposal_id"]
-            folded = fold_proposal(self.proposals.get(proposal_id), record)
-            if folded is not None:
-                self.proposals[proposal_id] = folded
+            before = self.proposals.get(proposal_id)
+            folded = fold_proposal(before, record)
+            if folded is None:
+                continue
+            if before is not None:
+                self.counts[before.status] -= 1
+                self.pending.pop(proposal_id, None)
+            else:
+                day, _, number = proposal_id[len("PROP-") :].partition("-")
+                self.day_max[day] = max(self.day_max.get(day, 0), int(number))
+            self.counts[folded.status] += 1
+            if folded.status is ProposalStatus.PENDING:
+                self.pending[proposal_id] = folded
+            self.proposals[proposal_id] = folded
+            self.rows[proposal_id] = folded.manifest_row()
 
     def next_id(self, day: str) -> str:
         """The next free id of `day` (YYYYMMDD)."""
-        prefix = f"PROP-{day}-"
-        numbers = [int(pid[len(prefix) :]) for pid in self.proposals if pid.startswith(prefix)]
-        return f"{prefix}{max(numbers, default=0) + 1:03d}"
+        return f"PROP-{day}-{self.day_max.get(day, 0) + 1:03d}"
 
 
 def manifest_document(state: QueueState, generated_at: str) -> dict[str, Any]:
     """`manifests/queue_manifest.json` (DESIGN §8)."""
-    proposals = sorted(state.proposals.values(), key=lambda p: p.created_seq)
-    pending = [p for p in proposals if p.status is ProposalStatus.PENDING]
+    pending = list(state.pending.values())
     by_type: dict[str, int] = {}
     by_band: dict[str, int] = {}
     for proposal in pending:
         by_type[proposal.type] = by_type.get(proposal.type, 0) + 1
-        by_band[proposal.confidence_band] = by_band.get(proposal.confidence_band, 0) + 1
+        band = proposal.confidence_band
+        by_band[band] = by_band.get(band, 0) + 1
+    oldest = min(pending, key=lambda p: p.created_seq).id if pending else None
+    newest = max(pending, key=lambda p: p.created_seq).id if pending else None
     return {
         "manifest_version": 1,
         "generated_at": generated_at,
         "last_seq": state.last_seq,
-        "summary": {
-            f"total_{status.value}": sum(p.status is status for p in proposals)
-            for status in ProposalStatus
-        },
+        "summary": {f"total_{status.value}": state.counts[status] for status in ProposalStatus},
         "pending_by_type": by_type,
         "pending_by_confidence": by_band,
-        "oldest_pending": pending[0].id if pending else None,
-        "newest_pending": pending[-1].id if pending else None,
-        "proposals": [proposal.manifest_row() for proposal in proposals],
+        "oldest_pending": oldest,
+        "newest_pending": newest,
+        "proposals": list(state.rows.values()),
     }

@@ -402,7 +402,8 @@ class Queue:
                     with contextlib.suppress(FileNotFoundError):
                         (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
         manifest = manifest_document(state, utc_timestamp())
-        atomic_write(self.root / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        # One line: `jq` reads it as well, and it is rewritten after every decision.
+        atomic_write(self.root / MANIFEST, orjson.dumps(manifest) + b"\n")
 
     def rebuild(self) -> list[str]:
         """Rewrite every proposal file and the manifest from the log; returns what changed."""
