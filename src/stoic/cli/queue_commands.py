@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
-from stoic.cli.run_commands import human_actor
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import open_workspace
-from stoic.cli.run_commands import human_actor
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import StoicError
 from stoic.store.queue import Queue

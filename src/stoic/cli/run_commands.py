@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 
+from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
-from stoic.core.timeline import customer_view, operator_timeline, run_reconciliation
-from stoic.plan.loader import read_plan
-from stoic.run.lifecycle import continue_run, load_run, start_run
-from stoic.run.reporting import LiveReporter, PlainReporter, Reporter, print_summary
-from stoic.run.run_files import state_document
-from stoic.run.runner import EXIT_CODES, RunReport
-from stoic.store.queue import Queue
 
-__all__ = ["human_actor", "register", "show_run_status"]
+if TYPE_CHECKING:
+    from stoic.run.reporting import Reporter
 
-
-def human_actor(as_name: str | None) -> str:
-    """Who a person is on record: --as, else $STOIC_ACTOR, else the OS user."""
-    name = as_name or os.environ.get("STOIC_ACTOR") or getpass.getuser()
-    return f"human:{name}"
+__all__ = ["register", "show_run_status"]
 
 
 Workers = Annotated[
@@ -35,6 +24,8 @@ Workers = Annotated[
 
 
 def _reporter() -> Reporter:
+    from stoic.run.reporting import LiveReporter, PlainReporter
+
     console = console_for_output()
     return LiveReporter(console) if console.is_terminal else PlainReporter(console)
 
@@ -46,6 +37,10 @@ def run(
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
+    from stoic.plan.loader import read_plan
+    from stoic.run.lifecycle import start_run
+    from stoic.store.queue import Queue
+
     loaded = read_plan(plan)
     with open_workspace(ctx) as workspace:
         Queue(workspace).refuse_if_paused("run")
@@ -72,6 +67,9 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
+    from stoic.run.lifecycle import continue_run
+    from stoic.store.queue import Queue
+
     with open_workspace(ctx) as workspace:
         Queue(workspace).refuse_if_paused("continue")
         report = continue_run(
@@ -87,6 +85,11 @@ def continue_(
 
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
+    from stoic.run.lifecycle import load_run
+    from stoic.run.reporting import print_summary
+    from stoic.run.run_files import state_document
+    from stoic.run.runner import EXIT_CODES, RunReport
+
     with open_workspace(ctx) as workspace:
         plan, view, files = load_run(workspace, run_id)
     analysis = view.analyse(plan.graph)
@@ -114,6 +117,9 @@ def timeline(
     """The story of a run. The operator view: every record in order, grouped by task and
     attempt, with recovery class and reason, and the outcome reconciliation. --customer: the
     final status of each task and of the run, nothing else."""
+    from stoic.core.timeline import customer_view, operator_timeline, run_reconciliation
+    from stoic.run.lifecycle import load_run
+
     with open_workspace(ctx) as workspace:
         plan, view, _ = load_run(workspace, run_id)
         records = [record._asdict() for record in workspace.records(run_id=run_id)]
