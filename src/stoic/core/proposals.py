@@ -140,7 +140,7 @@ class Proposal:
 
 
 def _tuple(value: Any) -> tuple[str, ...] | None:
-    return tuple(str(part) for part in value) if isinstance(value, list) else None
+    return tuple(map(str, value)) if isinstance(value, list) else None
 
 
 def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Proposal | None:
