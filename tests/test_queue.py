@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -32,6 +33,25 @@ def propose(ws: Path, *extra: str, title: str = "Clean tmp") -> str:
 
 def folder_ids(ws: Path, status: str) -> list[str]:
     return sorted(path.stem for path in (ws / "queue" / status).glob("*.json"))
+
+
+def resume_smaller(ws: Path) -> int:
+    return run_cli(
+        "-w",
+        str(ws),
+        "resume",
+        "--procedure",
+        "smaller-batch",
+        "--reason",
+        "x",
+        "--batch-size",
+        "5",
+    ).exit_code
+
+
+def logged(ws: Path, decision_type: str) -> list[dict[str, Any]]:
+    lines = (ws / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+    return [r for r in map(orjson.loads, lines) if r["decision_type"] == decision_type]
 
 
 def manifest(ws: Path) -> dict[str, object]:
@@ -204,14 +224,8 @@ def test_two_processes_deciding_at_once_exactly_one_wins(ws_path: Path) -> None:
     assert codes == [0, 1]
     loser = next(err for code, (_, err) in outcomes if code == 1)
     assert "by human:ada" in loser or "by human:bob" in loser
-    records = [
-        r
-        for r in map(
-            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
-        )
-        if r["decision_type"] == "proposal" and r["decision_outcome"] != "created"
-    ]
-    assert len(records) == 1
+    decisions = [r for r in logged(ws_path, "proposal") if r["decision_outcome"] != "created"]
+    assert len(decisions) == 1
 
 
 def test_stop_pauses_new_work_but_not_decisions(ws_path: Path, tmp_path: Path) -> None:
@@ -229,18 +243,7 @@ def test_stop_pauses_new_work_but_not_decisions(ws_path: Path, tmp_path: Path) -
     assert status["paused"]["criterion"] == "human_stop"
     bad = run_cli("-w", str(ws_path), "resume", "--procedure", "smaller-batch", "--reason", "x")
     assert bad.exit_code == 2 and "--batch-size" in bad.stderr
-    ok = run_cli(
-        "-w",
-        str(ws_path),
-        "resume",
-        "--procedure",
-        "smaller-batch",
-        "--reason",
-        "x",
-        "--batch-size",
-        "5",
-    )
-    assert ok.exit_code == 0
+    assert resume_smaller(ws_path) == 0
     assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 0
 
 
@@ -287,13 +290,7 @@ def test_the_same_rejection_reason_three_times_is_a_red_flag(ws_path: Path) -> N
     ids = [propose(ws_path, title=f"p{n}") for n in range(3)]
     for proposal in ids:
         run_cli("-w", str(ws_path), "reject", proposal, "--reason", "Wrong host")
-    flags = [
-        r
-        for r in map(
-            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
-        )
-        if r["decision_type"] == "red_flag"
-    ]
+    flags = logged(ws_path, "red_flag")
     assert len(flags) == 1
     assert flags[0]["decision_inputs"]["signal"] == "repeated-rejection-reason"
     assert flags[0]["decision_source"] == "system"
@@ -444,23 +441,10 @@ def test_calibration_notes_and_incidents(ws_path: Path) -> None:
         "x",
         "--batch-size",
         "5",
-    )
+    )  # a major incident needs a clean audit whatever the procedure
     assert refused.exit_code == 2 and "the audit is not clean" in refused.stderr
     assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
-    assert (
-        run_cli(
-            "-w",
-            str(ws_path),
-            "resume",
-            "--procedure",
-            "smaller-batch",
-            "--reason",
-            "x",
-            "--batch-size",
-            "5",
-        ).exit_code
-        == 0
-    )
+    assert resume_smaller(ws_path) == 0
 
 
 def test_a_queue_growing_past_three_batches_raises_a_flag(ws_path: Path) -> None:
@@ -468,12 +452,6 @@ def test_a_queue_growing_past_three_batches_raises_a_flag(ws_path: Path) -> None
     with stoic.Workspace.open(ws_path) as ws:
         for n in range(7):
             ws.propose(title=f"p{n}", reasoning_trace=["r"])
-    flags = [
-        r
-        for r in map(
-            orjson.loads, (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
-        )
-        if r["decision_type"] == "red_flag"
-    ]
+    flags = logged(ws_path, "red_flag")
     assert [f["decision_inputs"]["signal"] for f in flags] == ["queue-growing"]
     assert "7 proposals pending" in flags[0]["decision_reason"]
