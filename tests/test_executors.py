@@ -121,9 +121,9 @@ def test_output_is_capped_with_a_note(tmp_path: Path) -> None:
 
 
 def test_stop_request_interrupts_the_attempt(tmp_path: Path) -> None:
-    attempt = make_attempt(tmp_path)
-    threading.Timer(0.3, attempt.stop.set).start()
-    result = run_command(["sleep", "60"], attempt, shell=False)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    result = run_command(["sleep", "60"], make_attempt(tmp_path), shell=False, stop=stop)
     assert result.failure is not None and result.failure.kind is FailureKind.INTERRUPTED
 
 
@@ -272,6 +272,14 @@ def test_a_crashing_task_fails_alone_and_the_pool_is_replaced(
 def test_python_timeout_stops_the_worker(tmp_path: Path, pool: WorkerPool) -> None:
     result = pool.run("plan_tasks:slow", {}, make_attempt(tmp_path, timeout=0.5))
     assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT
+    assert pool.run("plan_tasks:hello", {"name": "x"}, make_attempt(tmp_path)).succeeded
+
+
+def test_a_stopped_python_attempt_is_interrupted(tmp_path: Path, pool: WorkerPool) -> None:
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    result = pool.run("plan_tasks:slow", {}, make_attempt(tmp_path), stop)
+    assert result.failure is not None and result.failure.kind is FailureKind.INTERRUPTED
     assert pool.run("plan_tasks:hello", {"name": "x"}, make_attempt(tmp_path)).succeeded
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 import stoic
 from tests.conftest import STOIC_BIN, log_path, run_cli, run_stoic_process
@@ -363,3 +364,12 @@ def test_a_silent_attempt_leaves_no_log_file(tmp_path: Path, ws_path: Path) -> N
     run_id = only_run(ws_path)
     assert not (ws_path / "runs" / run_id / "tasks").exists()
     assert "- log: none (no output)" in (ws_path / "logs" / "execution_log.md").read_text()
+
+
+@pytest.mark.parametrize("bad", ["../..", "../x", "/etc", "runs/x"])
+def test_run_ids_with_paths_are_refused(ws_path: Path, bad: str) -> None:
+    for command in (["continue", bad], ["status", bad], ["timeline", bad]):
+        result = run_cli("-w", str(ws_path), *command)
+        assert result.exit_code == 2, (command, result.stderr)
+        assert "is not a run id" in result.stderr
+    assert not (ws_path.parent / "run.lock").exists()

@@ -7,7 +7,7 @@ Tasks the log does not mention are pending. An attempt with a start record and n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
 from stoic.core.recovery import AttemptKind
 
-__all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "fold_run", "reconciliation"]
+__all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "reconciliation"]
 
 _FAILED_ENDS = frozenset({"failed", "halted", "interrupted"})
 
@@ -240,14 +240,6 @@ def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> None
         task.suggestion = record["details"].get("suggestion")
     else:
         task.state = TaskState.FAILED
-
-
-def fold_run(run_id: str, records: Iterable[Mapping[str, Any]]) -> RunView:
-    """Replay the records of one run (others are ignored) into a RunView."""
-    folder = RunFolder(run_id)
-    for record in records:
-        folder.feed(record)
-    return folder.view()
 
 
 def reconciliation(task: TaskView) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,6 @@ class Attempt:
     output_cap_bytes: int
     kill_grace_seconds: float
     env: dict[str, str] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    """Set by the runner to stop the attempt (Ctrl-C): it ends as interrupted."""
 
     def stoic_env(self) -> dict[str, str]:
         """The variables every task sees (DESIGN §7)."""

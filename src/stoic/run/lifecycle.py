@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 
@@ -88,22 +89,40 @@ def start_run(
 
 def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
     """The plan copy and the log's view of an existing run."""
-    files = RunFiles(workspace.root, run_id)
+    plan, folder, files = _load(workspace, run_id)
+    return plan, folder.view(), files
+
+
+def _load(workspace: Workspace, run_id: str) -> tuple[Plan, RunFolder, RunFiles]:
+    files = _files(workspace, run_id)
     folder = RunFolder(run_id)
     for record in workspace.records(run_id=run_id):
         folder.feed(record._asdict())
-    view = folder.view()
-    if view.started is None:
-        known = sorted(path.name for path in (workspace.root / "runs").glob("run-*"))[-5:]
-        hint = f" (recent runs: {', '.join(known)})" if known else ""
-        raise UsageError(f"no run {run_id!r} in this workspace{hint}")
+    if folder.started is None:
+        raise _no_run(workspace, run_id)
     plan = read_plan(files.plan_copy)
-    if plan.sha256 != view.started.get("plan_sha256"):
+    if plan.sha256 != folder.started.get("plan_sha256"):
         raise WorkspaceError(
             f"{files.plan_copy} no longer matches the plan the run started with"
-            f" (sha256 {view.started.get('plan_sha256')}); restore it before continuing"
+            f" (sha256 {folder.started.get('plan_sha256')}); restore it before continuing"
         )
-    return plan, view, files
+    return plan, folder, files
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _files(workspace: Workspace, run_id: str) -> RunFiles:
+    """A run's files; an id that is not a plain name (`../x`) is refused, never followed."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(f"{run_id!r} is not a run id (they look like run-20261123-101500-3fa2c1)")
+    return RunFiles(workspace.root, run_id)
+
+
+def _no_run(workspace: Workspace, run_id: str) -> UsageError:
+    known = sorted(path.name for path in (workspace.root / "runs").glob("run-*"))[-5:]
+    hint = f" (recent runs: {', '.join(known)})" if known else ""
+    return UsageError(f"no run {run_id!r} in this workspace{hint}")
 
 
 def continue_run(
@@ -116,20 +135,27 @@ def continue_run(
     actor: str = "human:unknown",
 ) -> RunReport:
     """Continue a run: open attempts of a dead runner become interrupted failures (and are
-    evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on."""
-    plan, view, files = load_run(workspace, run_id)
-    suspended = [t for t in plan.graph.ids if view.task(t).state is TaskState.SUSPENDED]
-    for task_id in approve:
-        if task_id not in suspended:
-            waiting = ", ".join(suspended) or "none"
-            raise UsageError(
-                f"task {task_id!r} of run {run_id} has no suggestion waiting for approval"
-                f" (suspended tasks: {waiting})"
-            )
+    evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on.
+
+    The run is read once, under its lock, so what is decided here is what the log says now.
+    """
+    files = _files(workspace, run_id)
+    if not files.plan_copy.is_file():
+        raise _no_run(workspace, run_id)
     with _run_lock(files):
-        folder = RunFolder(run_id)
-        for record in workspace.records(run_id=run_id):
-            folder.feed(record._asdict())
+        plan, folder, files = _load(workspace, run_id)
+        suspended = [
+            t
+            for t in plan.graph.ids
+            if folder.tasks.get(t) and folder.tasks[t].state is TaskState.SUSPENDED
+        ]
+        for task_id in approve:
+            if task_id not in suspended:
+                waiting = ", ".join(suspended) or "none"
+                raise UsageError(
+                    f"task {task_id!r} of run {run_id} has no suggestion waiting for approval"
+                    f" (suspended tasks: {waiting})"
+                )
         runner = Runner(
             workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
         )

@@ -53,7 +53,6 @@ class EventLoop:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._watched: dict[int, Handle] = {}
-        self.extra_fds: dict[int, object] = {}
 
     def close(self) -> None:
         self._selector.close()
@@ -61,7 +60,6 @@ class EventLoop:
     def watch_extra(self, fd: int) -> None:
         """Also wake up when `fd` is readable (a signal wake-up pipe)."""
         self._selector.register(fd, selectors.EVENT_READ, None)
-        self.extra_fds[fd] = None
 
     def _sync(self, handles: Iterable[Handle]) -> None:
         wanted: dict[int, Handle] = {}

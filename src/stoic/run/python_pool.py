@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,9 +93,15 @@ class WorkerPool:
     def start(self, call: str, params: dict[str, Any], attempt: Attempt) -> PythonAttempt:
         return PythonAttempt(self, call, params, attempt)
 
-    def run(self, call: str, params: dict[str, Any], attempt: Attempt) -> AttemptResult:
+    def run(
+        self,
+        call: str,
+        params: dict[str, Any],
+        attempt: Attempt,
+        stop: threading.Event | None = None,
+    ) -> AttemptResult:
         """Run one attempt to its end; never raises for what the task does."""
-        return drive(self.start(call, params, attempt), attempt.stop)
+        return drive(self.start(call, params, attempt), stop)
 
     def close(self) -> None:
         workers, self._idle = self._idle, []

@@ -139,6 +139,7 @@ class Runner:
                 )
             )
         self.policy = policy
+        self.specs = {spec.id: spec for spec in plan.tasks}
         self.guard = Guard(policy, limits_of(plan.document.meta.budget), folder)
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
@@ -413,7 +414,7 @@ class Runner:
         """
         task = self.folder.tasks.get(task_id)
         suggestion = dict(task.suggestion or {}) if task is not None else {}
-        spec = self.plan.tasks[self.plan.graph.ids.index(task_id)]
+        spec = self.specs[task_id]
         if kind == "recovery":
             title = f"Recover task {task_id} of run {self.files.run_id}"
             trace = [
@@ -448,7 +449,7 @@ class Runner:
     def _evaluate(
         self, task_id: str, failure: Failure, kind: AttemptKind, attempt: int, attempt_id: str
     ) -> tuple[Decision, RecoveryDecision, float]:
-        spec = self.plan.tasks[self.plan.graph.ids.index(task_id)]
+        spec = self.specs[task_id]
         decision = classify(failure, RecoveryContext(spec.is_idempotent, kind))
         delay: float | None = None
         hint: str | None = None

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shlex
 import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -265,6 +266,15 @@ class _NoFolder(OSError):
     pass
 
 
-def run_command(command: Sequence[str] | str, attempt: Attempt, *, shell: bool) -> AttemptResult:
-    """Run one attempt of a shell task to its end; never raises for what the command does."""
-    return drive(ShellAttempt(command, attempt, shell=shell), attempt.stop)
+def run_command(
+    command: Sequence[str] | str,
+    attempt: Attempt,
+    *,
+    shell: bool,
+    stop: threading.Event | None = None,
+) -> AttemptResult:
+    """Run one attempt of a shell task to its end; never raises for what the command does.
+
+    Setting `stop` stops it (it ends as interrupted).
+    """
+    return drive(ShellAttempt(command, attempt, shell=shell), stop)
