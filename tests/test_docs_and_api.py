@@ -37,6 +37,7 @@ def test_exported_names_are_pinned() -> None:
             "WorkspaceStatus",
             "__version__",
             "step_done",
+            "escalate",
         ]
     )
     for name in stoic.__all__:

@@ -146,3 +146,15 @@ def test_r1_only_when_side_effects_are_excluded_or_harmless(
     if classify(failure, context).recovery_class is RecoveryClass.R1:
         assert context.idempotent or failure.partial is Partial.FALSE
         assert failure.kind is not FailureKind.RATE_LIMITED or failure.retry_after_s is not None
+
+
+@given(failures, contexts)
+def test_an_escalated_failure_is_never_retried_or_suggested(
+    failure: Failure, context: RecoveryContext
+) -> None:
+    escalated = Failure(K.ESCALATED, failure.message, partial=failure.partial)
+    decision = classify(escalated, context)
+    assert decision.outcome == "recovery_skipped"
+    if context.attempt_kind is not AttemptKind.APPROVED_RECOVERY:
+        assert decision.recovery_class is RecoveryClass.NONE
+        assert decision.rule.startswith("escalated: a person decides")

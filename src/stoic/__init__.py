@@ -16,6 +16,7 @@ from __future__ import annotations
 from stoic.core.audit import AuditReport, Violation, ViolationCode
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Decision, Record
+from stoic.errors import escalate
 from stoic.exceptions import (
     ConfigError,
     InvalidDecision,
@@ -54,5 +55,6 @@ __all__ = [
     "WorkspaceNotWritable",
     "WorkspaceStatus",
     "__version__",
+    "escalate",
     "step_done",
 ]

@@ -12,13 +12,14 @@ effect already happened; `partial=False` says none did; leave it out when unsure
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from stoic.core.failure import FailureKind
 
 __all__ = [
     "BudgetExhausted",
     "ContextOverflow",
+    "Escalated",
     "PolicyViolation",
     "QualityError",
     "RateLimited",
@@ -81,3 +82,29 @@ class ToolError(TaskFailure):
 
 class QualityError(TaskFailure):
     kind = FailureKind.QUALITY
+
+
+class Escalated(TaskFailure):
+    """The task hands a decision to a person (DESIGN §9); raised by `stoic.escalate`."""
+
+    kind = FailureKind.ESCALATED
+
+    def __init__(
+        self, question: str, *, mode: str = "ambiguity", context: str = "", title: str = ""
+    ) -> None:
+        super().__init__(f"the task escalated ({mode}): {question}", partial=None)
+        self.request: dict[str, Any] = {
+            "mode": mode,
+            "question": question,
+            "context": context,
+            "title": title,
+        }
+
+
+def escalate(question: str, *, mode: str = "ambiguity", context: str = "", title: str = "") -> None:
+    """Stop the task and ask a person exactly one question; the run waits for the answer.
+
+    `mode` is one of DESIGN §9's failure modes (ambiguity, infeasible, scope-creep, …); the
+    answer comes back on the next attempt in `$STOIC_GUIDANCE`.
+    """
+    raise Escalated(question, mode=mode, context=context, title=title)

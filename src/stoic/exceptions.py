@@ -10,7 +10,8 @@ uses for it, so the command line can turn any of them into one clear line::
     │   └── InvalidDecision         a record that does not fit the vocabulary
     ├── ConfigError                 exit 2: `stoic.toml` is invalid (file, line, hint)
     ├── ProposalNotFound            no proposal has that id
-    ├── TransitionRefused           a proposal cannot take that decision from where it stands
+    ├── EscalationNotFound          no escalation has that id
+    ├── TransitionRefused           a proposal or escalation cannot take that decision now
     ├── WorkspacePaused             exit 4: new work is refused until a person resumes
     └── WorkspaceError              the workspace cannot do what was asked
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EscalationNotFound",
     "InvalidDecision",
     "LogCorrupt",
     "LogTornTail",
@@ -95,8 +97,12 @@ class ProposalNotFound(StoicError):
     """No proposal has that id."""
 
 
+class EscalationNotFound(StoicError):
+    """No escalation has that id."""
+
+
 class TransitionRefused(StoicError):
-    """The proposal cannot take that decision from where it stands."""
+    """The proposal or escalation cannot take that decision from where it stands."""
 
 
 class WorkspacePaused(StoicError):

@@ -77,6 +77,7 @@ def root(
 
 def _register_commands() -> None:
     from stoic.cli import (
+        escalation_commands,
         log_commands,
         plan_commands,
         queue_commands,
@@ -89,6 +90,7 @@ def _register_commands() -> None:
     run_commands.register(app)
     queue_commands.register(app)
     review_command.register(app)
+    escalation_commands.register(app)
 
 
 _register_commands()

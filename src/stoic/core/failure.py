@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from stoic.core.escalations import EscalationRequest
+
 __all__ = ["Failure", "FailureKind", "Partial"]
 
 
@@ -23,6 +25,7 @@ class FailureKind(StrEnum):
     QUALITY = "quality"
     CRASH = "crash"  # the process running the task died without reporting
     INTERRUPTED = "interrupted"  # the runner stopped or died while the task ran
+    ESCALATED = "escalated"  # the task (or its iterate loop) handed the decision to a person
     ERROR = "error"  # anything not recognised
 
 
@@ -49,6 +52,8 @@ class Failure:
     http_status: int | None = None
     exit_code: int | None = None
     in_recovery: bool = False
+    escalation: EscalationRequest | None = None
+    """What a person is asked, when the kind is `escalated`."""
 
     def to_json(self) -> dict[str, Any]:
         """The failure as a record stores it (in `decision_inputs`)."""
@@ -62,6 +67,8 @@ class Failure:
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
+        if self.escalation is not None:
+            data["escalation"] = self.escalation.to_json()
         return data
 
     @classmethod
@@ -74,4 +81,9 @@ class Failure:
             http_status=data.get("http_status"),
             exit_code=data.get("exit_code"),
             in_recovery=bool(data.get("in_recovery", False)),
+            escalation=(
+                EscalationRequest.from_json(data["escalation"])
+                if isinstance(data.get("escalation"), dict)
+                else None
+            ),
         )

@@ -18,6 +18,7 @@ from stoic.core.timeline import customer_view, mechanics_in
 __all__ = ["InvariantChecker"]
 
 _FAILED = frozenset({"failed", "halted", "interrupted"})
+_TASK_TYPES = frozenset({"execution", "recovery_evaluation", "proposal", "escalation"})
 _RUN_ENDS = frozenset({"completed", "failed", "awaiting_approval", "stuck"})
 _STATE_OF_END = {
     "succeeded": TaskState.SUCCEEDED,
@@ -65,7 +66,7 @@ class InvariantChecker:
                     self._check_customer_view(record, self.runs.pop(run_id))
                 continue
             task_id = record.get("task_id")
-            if task_id is None or kind not in ("execution", "recovery_evaluation", "proposal"):
+            if task_id is None or kind not in _TASK_TYPES:
                 continue
             tasks = self.runs.setdefault(run_id, {})
             task = tasks.get(task_id)
@@ -77,9 +78,24 @@ class InvariantChecker:
                 self._execution(task, record, outcome)
             elif kind == "recovery_evaluation":
                 self._evaluation(task, record, outcome)
+            elif kind == "escalation":
+                self._escalation(task, record, outcome)
             elif outcome == "approved":
                 task.approved = True
                 task.state = TaskState.PENDING
+
+    @staticmethod
+    def _escalation(task: _Task, record: Mapping[str, Any], outcome: str) -> None:
+        """An escalation suspends its task; a person's answer lets it run again or fails it."""
+        decision = record["details"].get("decision")
+        if outcome == "raised":
+            if decision != "escalated":
+                task.state = TaskState.SUSPENDED
+        elif decision == "aborted":
+            task.state = TaskState.FAILED
+        else:
+            task.approved = True
+            task.state = TaskState.PENDING
 
     def _execution(self, task: _Task, record: Mapping[str, Any], outcome: str) -> None:
         seq, attempt = record["seq"], record.get("attempt") or 1

@@ -10,7 +10,9 @@ to bottom, they are the table of DESIGN §7:
   `tool_error`; `quality`; a safe kind on a non-idempotent task whose side effects are unknown.
 - R1 safe: `timeout`, `unavailable`, `rate_limited` with retry-after, `context_overflow`,
   `interrupted` — with no partial execution, or on an idempotent task.
-- none: anything else (`error`, `crash`).
+- none: `escalated` (right after loop prevention): a task that handed its decision to a person
+  (DESIGN §9) is not recovered automatically, the escalation decides; and anything else
+  (`error`, `crash`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,11 @@ RULES: tuple[Rule, ...] = (
         RecoveryClass.R3,
         lambda f, c: c.attempt_kind is AttemptKind.APPROVED_RECOVERY or f.in_recovery,
         lambda f: "loop prevention: a human-approved recovery failed; the failure stands",
+    ),
+    (
+        RecoveryClass.NONE,
+        lambda f, c: f.kind is FailureKind.ESCALATED,
+        lambda f: "escalated: a person decides through the escalation; nothing is retried",
     ),
     (
         RecoveryClass.R3,

@@ -18,6 +18,9 @@ from stoic.core.recovery import AttemptKind
 __all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "reconciliation"]
 
 _FAILED_ENDS = frozenset({"failed", "halted", "interrupted"})
+_TASK_TYPES = frozenset(
+    {"execution", "recovery_evaluation", "proposal", "policy_check", "escalation"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,12 @@ class TaskView:
     suggestion: Mapping[str, Any] | None = None
     """An R2 suggestion waiting for a person."""
     approved_by: str | None = None
+    escalation_id: str | None = None
+    """The open escalation the task waits on."""
+    escalated_attempt: int = -1
+    """The attempt count when the task's last escalation was raised."""
+    guidance: str | None = None
+    """STOIC_GUIDANCE for the next attempt: a person's answer to its escalation."""
     # Outcome reconciliation (DESIGN §7).
     original_failure: Mapping[str, Any] | None = None
     recovery_evaluated: bool = False
@@ -82,6 +91,8 @@ class RunView:
     """The last run_lifecycle outcome after the start: completed, failed, awaiting_approval …"""
     tasks: dict[str, TaskView] = field(default_factory=dict)
     last_seq: int = 0
+    amendment: Mapping[str, Any] | None = None
+    """The latest amended plan (plan_copy, plan_sha256, changes), if a person amended it."""
 
     def task(self, task_id: str) -> TaskView:
         return self.tasks.get(task_id, TaskView())
@@ -123,6 +134,7 @@ class RunFolder:
         """Attempts started or halted in the whole run."""
         self.cost_spent = 0.0
         """Cost units reported by every attempt of the run."""
+        self.amendment: Mapping[str, Any] | None = None
 
     def feed(self, record: Mapping[str, Any]) -> None:
         if record.get("run_id") != self.run_id:
@@ -138,7 +150,7 @@ class RunFolder:
         task_id = record.get("task_id")
         if task_id is None:
             return
-        if kind not in ("execution", "recovery_evaluation", "proposal", "policy_check"):
+        if kind not in _TASK_TYPES:
             return
         if kind == "policy_check" and record["decision_inputs"].get("requires") != "approval":
             return
@@ -156,6 +168,8 @@ class RunFolder:
         elif kind == "policy_check":
             task.state = TaskState.SUSPENDED
             task.suggestion = record["details"].get("suggestion")
+        elif kind == "escalation":
+            self._escalation(task, record, outcome)
         elif outcome == "approved":
             task.state = TaskState.PENDING
             task.suggestion = None
@@ -166,6 +180,28 @@ class RunFolder:
         elif outcome == "rejected":
             task.state = TaskState.FAILED
             task.suggestion = None
+
+    def _escalation(self, task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
+        details = record["details"]
+        if outcome == "raised":
+            if details.get("decision") != "escalated":  # passing it on changes nothing here
+                task.state = TaskState.SUSPENDED
+                task.escalation_id = record.get("escalation_id")
+                task.escalated_attempt = task.attempts
+            return
+        task.escalation_id = None
+        decision = details.get("decision")
+        if decision == "aborted":
+            task.state = TaskState.FAILED
+            return
+        task.state = TaskState.PENDING
+        task.approved_by = record["actor"]
+        task.guidance = str(details.get("note") or "") or None
+        task.next_attempt_kind = (
+            AttemptKind.APPROVED_RECOVERY if task.attempts > 0 else AttemptKind.FIRST
+        )
+        if decision == "amended" and isinstance(details.get("amendment"), Mapping):
+            self.amendment = details["amendment"]
 
     def view(self, *, shared: bool = False) -> RunView:
         """The run as fed so far; `shared` skips copying the tasks, for a reader that only
@@ -178,6 +214,7 @@ class RunFolder:
             lifecycle=self.lifecycle,
             tasks=dict(tasks) if shared else tasks,
             last_seq=self.last_seq,
+            amendment=self.amendment,
         )
 
 
@@ -194,6 +231,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         )
         task.started_at = task.started_at or record["decided_at"]
         task.hint = None
+        task.guidance = None
         return
     details = record["details"]
     task.ended_at = record["decided_at"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
 
 __all__ = ["Attempt", "AttemptResult", "ResultFile", "parse_result_file", "read_result_file"]
@@ -48,6 +49,10 @@ class ResultFile:
 
     data: dict[str, Any] | None = None
     error: str | None = None
+    escalation: EscalationRequest | None = None
+    """The decision the task handed to a person (`{"escalate": {…}}`)."""
+    escalation_error: str | None = None
+    """Why the task's escalation request cannot be raised (two questions, an unknown mode …)."""
 
     @property
     def failure(self) -> Failure | None:
@@ -90,6 +95,12 @@ def parse_result_file(raw: bytes) -> ResultFile:
     steps = data.get("steps_completed")
     if steps is not None and (not isinstance(steps, int) or steps < 0):
         return ResultFile(data=data, error="`steps_completed` must be a whole number ≥ 0")
+    if "escalate" in data:
+        try:
+            request = EscalationRequest.from_json(data["escalate"])
+        except ValueError as exc:
+            return ResultFile(data=data, error=f"escalate: {exc}", escalation_error=str(exc))
+        return ResultFile(data=data, escalation=request)
     return ResultFile(data=data)
 
 
@@ -158,8 +169,11 @@ def combine(failure: Failure | None, result: ResultFile | None) -> Failure | Non
     """The attempt's failure once the result file has had its say.
 
     A well-formed result file that reports a failure decides the kind; a malformed one is
-    recorded but the exit status decides.
+    recorded but the exit status decides. A request to escalate turns the attempt into an
+    `escalated` failure (the task waits for a person); one that cannot be raised fails it.
     """
+    if result is not None and (result.escalation or result.escalation_error):
+        return _escalation_failure(failure, result)
     reported = result.failure if result is not None and result.error is None else None
     if reported is None:
         steps = (result.data or {}).get("steps_completed") if result is not None else None
@@ -175,4 +189,25 @@ def combine(failure: Failure | None, result: ResultFile | None) -> Failure | Non
         retry_after_s=reported.retry_after_s,
         http_status=failure.http_status,
         exit_code=failure.exit_code,
+    )
+
+
+def _escalation_failure(failure: Failure | None, result: ResultFile) -> Failure:
+    steps = (result.data or {}).get("steps_completed")
+    partial = failure.partial if failure is not None else Partial.of(_steps_partial(steps))
+    exit_code = failure.exit_code if failure is not None else None
+    if result.escalation is None:
+        return Failure(
+            FailureKind.ERROR,
+            f"the task asked to escalate, but {result.escalation_error}",
+            partial=partial,
+            exit_code=exit_code,
+        )
+    request = result.escalation
+    return Failure(
+        FailureKind.ESCALATED,
+        f"the task escalated ({request.mode.value}): {request.question}",
+        partial=partial,
+        exit_code=exit_code,
+        escalation=request,
     )

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from stoic.core.graph import TaskState
 from stoic.core.run_state import RunFolder, RunView
@@ -25,7 +26,7 @@ from stoic.run.runner import Runner, RunReport
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
-__all__ = ["continue_run", "load_run", "new_run_id", "runnable_errors", "start_run"]
+__all__ = ["amend_run", "continue_run", "load_run", "new_run_id", "runnable_errors", "start_run"]
 
 
 def new_run_id() -> str:
@@ -100,13 +101,58 @@ def _load(workspace: Workspace, run_id: str) -> tuple[Plan, RunFolder, RunFiles]
         folder.feed(record._asdict())
     if folder.started is None:
         raise _no_run(workspace, run_id)
-    plan = read_plan(files.plan_copy)
-    if plan.sha256 != folder.started.get("plan_sha256"):
+    amendment = folder.amendment
+    source = folder.started if amendment is None else amendment
+    copy = files.plan_copy if amendment is None else workspace.root / str(amendment["plan_copy"])
+    plan = read_plan(copy)
+    if plan.sha256 != source.get("plan_sha256"):
         raise WorkspaceError(
-            f"{files.plan_copy} no longer matches the plan the run started with"
-            f" (sha256 {folder.started.get('plan_sha256')}); restore it before continuing"
+            f"{copy} no longer matches the plan the run started with"
+            + (" (as amended)" if amendment is not None else "")
+            + f" (sha256 {source.get('plan_sha256')}); restore it before continuing"
         )
     return plan, folder, files
+
+
+def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, object]:
+    """Check an amended plan for a run and keep a copy of it; returns what the record keeps.
+
+    The amended plan is validated like any plan; tasks the run already has on record must stay.
+    The copy is a new file, so the plan the run ran so far is never overwritten.
+    """
+    files = _files(workspace, run_id)
+    if not files.plan_copy.is_file():
+        raise _no_run(workspace, run_id)
+    amended = read_plan(plan_path)
+    errors = runnable_errors(amended)
+    if errors:
+        raise PlanInvalid(amended.path, errors)
+    with _run_lock(files):
+        current, folder, files = _load(workspace, run_id)
+        new_specs = {task.id: task for task in amended.tasks}
+        lost = [task_id for task_id in folder.tasks if task_id not in new_specs]
+        if lost:
+            raise UsageError(
+                f"the amended plan {plan_path} drops task {lost[0]!r}, which run {run_id} already"
+                " has on record; keep it (mark it skipped or change what it runs)"
+            )
+        old_specs = {task.id: task for task in current.tasks}
+        changes = {
+            "added": [t for t in new_specs if t not in old_specs],
+            "changed": [
+                t for t, spec in new_specs.items() if t in old_specs and spec != old_specs[t]
+            ],
+        }
+        number = len(list(files.folder.glob("plan.amended-*.yaml"))) + 1
+        copy = files.folder / f"plan.amended-{number}.yaml"
+        atomic_write(copy, amended.text.encode("utf-8"))
+    return {
+        "plan": str(plan_path),
+        "plan_copy": files.relative(copy),
+        "plan_sha256": amended.sha256,
+        "previous_sha256": current.sha256,
+        **changes,
+    }
 
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

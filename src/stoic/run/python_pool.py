@@ -10,9 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
@@ -186,6 +187,17 @@ class PythonAttempt:
             partial=Partial.of(reply.get("partial")),
             retry_after_s=reply.get("retry_after_s"),
         )
+        if "escalate" in reply:
+            try:
+                request = EscalationRequest.from_json(reply["escalate"])
+            except ValueError as exc:
+                failure = Failure(
+                    FailureKind.ERROR,
+                    f"the task asked to escalate, but {exc}",
+                    partial=failure.partial,
+                )
+            else:
+                failure = replace(failure, escalation=request)
         self._end(failure)
 
     def tick(self, now: float) -> None:

@@ -9,7 +9,6 @@ included.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import os
 import signal
@@ -19,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.policy import (
@@ -34,7 +34,6 @@ from stoic.core.recovery import (
     suggestion_for,
 )
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -46,6 +45,7 @@ from stoic.run.guard import (
     limits_of,
 )
 from stoic.run.guard import describe_command as describe
+from stoic.run.handoff import Handoff
 from stoic.run.http import HttpAttempt
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
@@ -95,6 +95,7 @@ class _Evaluated:
     index: int
     decision: RecoveryDecision
     delay_s: float
+    escalation: EscalationRequest | None = None
 
 
 class Runner:
@@ -149,6 +150,7 @@ class Runner:
             if policy.passes_env(name.decode(errors="replace"))
         }
         self.pool = WorkerPool(workers, env=self.base_env)
+        self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
         self.stdin_fd = -1
         self.stop_signal: int | None = None
         self._state_written = 0.0
@@ -213,6 +215,7 @@ class Runner:
         if linked:
             for later in self.workspace.records(run_id=run_id, since_seq=self.folder.last_seq):
                 self.folder.feed(later._asdict())
+        self.handoff.escalate_owed()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -298,7 +301,10 @@ class Runner:
                         heapq.heappush(delayed, (time.monotonic() + verdict.delay_s, index))
                     elif verdict.decision.recovery_class is RecoveryClass.R2:
                         states[index] = TaskState.SUSPENDED
-                        self._propose_for(graph.ids[index], "recovery")
+                        self.handoff.propose(graph.ids[index], "recovery")
+                    elif verdict.escalation is not None:
+                        states[index] = TaskState.SUSPENDED
+                        self.handoff.escalate(graph.ids[index], verdict.escalation)
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
@@ -309,7 +315,7 @@ class Runner:
                 for index in waiting:
                     states[index] = TaskState.SUSPENDED
                     self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
-                    self._propose_for(graph.ids[index], "approval")
+                    self.handoff.propose(graph.ids[index], "approval")
                 waiting.clear()
                 for index, rule in halted:
                     self.reporter.attempt_halted(graph.ids[index], rule)
@@ -404,46 +410,6 @@ class Runner:
         self.reporter.run_ended(report)
         return report
 
-    # -- proposals ---------------------------------------------------------------------------
-
-    def _propose_for(self, task_id: str, kind: str) -> None:
-        """Put a suspended task in the review queue: its suggested recovery, or its start.
-
-        While the workspace is paused no proposal is made; the suggestion stays on record with
-        the task and `stoic continue --approve-suggestion` can still act on it.
-        """
-        task = self.folder.tasks.get(task_id)
-        suggestion = dict(task.suggestion or {}) if task is not None else {}
-        spec = self.specs[task_id]
-        if kind == "recovery":
-            title = f"Recover task {task_id} of run {self.files.run_id}"
-            trace = [
-                f"what failed: {suggestion.get('what_failed', 'the task failed')}",
-                f"rule: {suggestion.get('rule', 'R2')}",
-                f"suggested: {suggestion.get('suggested', 'run it once more')}",
-                "approving lets `stoic continue` run it once more (a failure then stands)",
-            ]
-        else:
-            title = f"Approve task {task_id} of run {self.files.run_id}"
-            trace = [
-                f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
-                f"it would run: {describe(spec)}",
-                "approving lets `stoic continue` start it; rejecting fails it",
-            ]
-        with contextlib.suppress(WorkspacePaused):
-            Queue(self.workspace).propose(
-                title=title,
-                reasoning_trace=trace,
-                sources=[self.files.run_id],
-                type=kind,
-                summary=spec.description or spec.name or "",
-                trade_off=suggestion.get("trade_off"),
-                origin=f"runner:{kind}",
-                actor=made.ACTOR,
-                run_id=self.files.run_id,
-                task_id=task_id,
-            )
-
     # -- recovery ----------------------------------------------------------------------------
 
     def _evaluate(
@@ -481,7 +447,7 @@ class Runner:
         record, decision, delay = self._evaluate(
             attempt.task_id, failure, item.kind, attempt.attempt, attempt.attempt_id
         )
-        return record, _Evaluated(item.index, decision, delay)
+        return record, _Evaluated(item.index, decision, delay, failure.escalation)
 
     def _retry_wait_left(self, view: RunView, task_id: str) -> float:
         task = view.task(task_id)
@@ -501,6 +467,8 @@ class Runner:
         env = dict(spec.env)
         if task is not None and task.hint:
             env["STOIC_HINT"] = task.hint
+        if task is not None and task.guidance:
+            env["STOIC_GUIDANCE"] = task.guidance
         attempt = Attempt(
             run_id=self.files.run_id,
             request_id=made.request_id(self.files.run_id, spec.id),

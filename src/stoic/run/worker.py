@@ -89,7 +89,7 @@ def _call(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _invoke(request: dict[str, Any]) -> dict[str, Any]:
-    from stoic.errors import RateLimited, TaskFailure
+    from stoic.errors import Escalated, RateLimited, TaskFailure
 
     plan_dir = request["plan_dir"]
     if plan_dir not in sys.path:
@@ -113,6 +113,9 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
         }
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             reply["retry_after_s"] = float(exc.retry_after)
+        if isinstance(exc, Escalated):
+            reply["escalate"] = exc.request
+            return reply
         traceback.print_exc()
         return reply
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the task only

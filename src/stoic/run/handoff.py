@@ -1,0 +1,117 @@
+"""Hand-offs from a run to people: proposals for suspended tasks, escalations for questions.
+
+A task suspended by R2 or by `approval: required` becomes a proposal in the review queue; a task
+that escalated (its result file, `stoic.escalate`, a loop that did not converge, a blocked gate)
+becomes an escalation with its briefing. Either way the run ends `awaiting_human` until a
+person decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+
+from stoic.core.escalations import EscalationRequest
+from stoic.core.failure import Failure, FailureKind
+from stoic.core.graph import TaskState
+from stoic.core.run_state import RunFolder
+from stoic.exceptions import UsageError, WorkspacePaused
+from stoic.plan.models import TaskSpec
+from stoic.run import decisions as made
+from stoic.run.guard import describe_command as describe
+from stoic.store.escalations import Escalations
+from stoic.store.queue import Queue
+from stoic.store.workspace import Workspace
+
+__all__ = ["Handoff"]
+
+
+class Handoff:
+    """Puts a run's suspended tasks in front of people."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        run_id: str,
+        folder: RunFolder,
+        specs: Mapping[str, TaskSpec],
+    ) -> None:
+        self.workspace = workspace
+        self.run_id = run_id
+        self.folder = folder
+        self.specs = specs
+
+    def propose(self, task_id: str, kind: str) -> None:
+        """Put a suspended task in the review queue: its suggested recovery, or its start.
+
+        While the workspace is paused no proposal is made; the suggestion stays on record with
+        the task and `stoic continue --approve-suggestion` can still act on it.
+        """
+        task = self.folder.tasks.get(task_id)
+        suggestion = dict(task.suggestion or {}) if task is not None else {}
+        spec = self.specs[task_id]
+        if kind == "recovery":
+            title = f"Recover task {task_id} of run {self.run_id}"
+            trace = [
+                f"what failed: {suggestion.get('what_failed', 'the task failed')}",
+                f"rule: {suggestion.get('rule', 'R2')}",
+                f"suggested: {suggestion.get('suggested', 'run it once more')}",
+                "approving lets `stoic continue` run it once more (a failure then stands)",
+            ]
+        else:
+            title = f"Approve task {task_id} of run {self.run_id}"
+            trace = [
+                f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
+                f"it would run: {describe(spec)}",
+                "approving lets `stoic continue` start it; rejecting fails it",
+            ]
+        with contextlib.suppress(WorkspacePaused):
+            Queue(self.workspace).propose(
+                title=title,
+                reasoning_trace=trace,
+                sources=[self.run_id],
+                type=kind,
+                summary=spec.description or spec.name or "",
+                trade_off=suggestion.get("trade_off"),
+                origin=f"runner:{kind}",
+                actor=made.ACTOR,
+                run_id=self.run_id,
+                task_id=task_id,
+            )
+
+    def escalate(
+        self,
+        task_id: str,
+        request: EscalationRequest,
+        *,
+        risks: Sequence[str] = (),
+        status: str | None = None,
+    ) -> str:
+        """Raise the task's escalation; the task stays suspended until it is answered."""
+        escalation = Escalations(self.workspace).raise_(
+            request,
+            actor=made.ACTOR,
+            run_id=self.run_id,
+            task_id=task_id,
+            risks=risks,
+            status=status,
+        )
+        for record in self.workspace.records(run_id=self.run_id, since_seq=self.folder.last_seq):
+            self.folder.feed(record._asdict())
+        return escalation.id
+
+    def escalate_owed(self) -> None:
+        """Escalations a dead runner decided on but never raised (it died in between)."""
+        for task_id, task in list(self.folder.tasks.items()):
+            if (
+                task.state is TaskState.FAILED
+                and task.escalated_attempt != task.attempts
+                and not task.awaiting_evaluation
+                and task.failure is not None
+                and task.failure.get("failure_kind") == FailureKind.ESCALATED.value
+                and task.outcome == "failed"
+            ):
+                failure = Failure.from_json(dict(task.failure))
+                if failure.escalation is not None:
+                    with contextlib.suppress(UsageError):
+                        self.escalate(task_id, failure.escalation)

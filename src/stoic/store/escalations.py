@@ -1,0 +1,381 @@
+"""Escalations in a workspace (DESIGN §9): raised, passed on and answered, on record.
+
+The records are the truth; `escalations/ESC-NNN.md` (the briefing, written when it is raised)
+and `escalations/escalation-log.md` (rewritten from the fold after every change) are
+projections of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from stoic.core.escalations import (
+    Briefing,
+    Escalation,
+    EscalationDecision,
+    EscalationMode,
+    EscalationRequest,
+    EscalationState,
+    history_lines,
+    is_escalation_id,
+    question_error,
+    render_briefing,
+    render_escalation_log,
+)
+from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
+from stoic.store.atomic import atomic_write
+from stoic.store.log import utc_timestamp
+
+if TYPE_CHECKING:
+    from stoic.store.workspace import Workspace
+
+__all__ = ["Escalations", "answer_lines"]
+
+_NEEDLE = b'"decision_type":"escalation"'
+_RISKS = {
+    EscalationMode.CONVERGENCE: "Another round without a change of approach will likely fail the"
+    " same way.",
+    EscalationMode.SECURITY_ALERT: "What follows the gate stays blocked until this is decided.",
+    EscalationMode.SCOPE_CREEP: "Going on as is grows the work beyond what the plan asked for.",
+    EscalationMode.PRODUCTION_INCIDENT: "Users may be affected until a track is chosen.",
+    EscalationMode.PROCESS_ISSUE: "The same failure will keep coming back until the process"
+    " that produces it changes.",
+}
+
+
+def answer_lines(escalation_id: str, run_id: str | None) -> list[str]:
+    """The exact commands that answer an escalation ("To Proceed")."""
+    answer = f"stoic escalations answer {escalation_id}"
+    lines = [
+        f'`{answer} --decision routed --note "…"` — go on as the note says'
+        + (" (the task runs again with it in $STOIC_GUIDANCE)" if run_id else ""),
+    ]
+    if run_id:
+        lines.append(f"`{answer} --decision amended --plan FILE` — go on with an amended plan")
+    lines += [
+        f'`{answer} --decision escalated --to NAME --note "…"` — pass it on; it stays open',
+        f'`{answer} --decision aborted --note "…"` — stop'
+        + (": the task fails and what depends on it is blocked" if run_id else ""),
+    ]
+    if run_id:
+        lines.append(f"then `stoic continue {run_id}`")
+    return lines
+
+
+class Escalations:
+    """The escalations of one workspace."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.folder = workspace.root / "escalations"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def state(self) -> EscalationState:
+        state = EscalationState()
+        log = self.workspace.log
+        for _line_no, _offset, raw, _complete in log.lines(0, log.tail_state().good_end):
+            if _NEEDLE in raw:
+                state.feed([orjson.loads(raw)])
+        return state
+
+    def get(self, escalation_id: str) -> Escalation:
+        if not is_escalation_id(escalation_id):
+            raise UsageError(f"{escalation_id!r} is not an escalation id (they look like ESC-001)")
+        escalation = self.state().escalations.get(escalation_id)
+        if escalation is None:
+            raise EscalationNotFound(f"no escalation {escalation_id}")
+        return escalation
+
+    def briefing_path(self, escalation_id: str) -> Path:
+        return self.folder / f"{escalation_id}.md"
+
+    # -- raising -----------------------------------------------------------------------------
+
+    def raise_(
+        self,
+        request: EscalationRequest,
+        *,
+        actor: str,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        risks: Sequence[str] = (),
+        status: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Escalation:
+        """Open an escalation: the record, then its briefing and the log entry.
+
+        A request without exactly one question is refused before anything is written.
+        """
+        problem = question_error(request.question)
+        if problem is not None:
+            raise UsageError(f"escalation refused: {problem}")
+        with self.workspace.log.locked():
+            state = self.state()
+            escalation = self._raise_locked(
+                state, request, actor, run_id, task_id, risks, status, details
+            )
+            if state.needs_process_issue(request.mode):
+                self._raise_process_issue(state, request.mode)
+        return escalation
+
+    def _raise_locked(
+        self,
+        state: EscalationState,
+        request: EscalationRequest,
+        actor: str,
+        run_id: str | None,
+        task_id: str | None,
+        risks: Sequence[str],
+        status: str | None,
+        details: Mapping[str, Any] | None,
+    ) -> Escalation:
+        escalation_id = state.next_id()
+        title = request.title or _title_of(request, task_id)
+        history = (
+            [
+                record._asdict()
+                for record in self.workspace.records(run_id=run_id)
+                if record.task_id == task_id
+            ]
+            if run_id is not None and task_id is not None
+            else []
+        )
+        where = f"task {task_id} of run {run_id}" if task_id else "the work"
+        briefing = Briefing(
+            escalation_id=escalation_id,
+            title=title,
+            project=self._project(history, run_id),
+            date=utc_timestamp()[:10],
+            run_id=run_id,
+            task_id=task_id,
+            status=status or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
+            what_happened=(
+                *history_lines(history),
+                *([request.context] if request.context else []),
+            ),
+            question=request.question,
+            risks=tuple(risks) or ((_RISKS[request.mode],) if request.mode in _RISKS else ()),
+            to_proceed=tuple(answer_lines(escalation_id, run_id if task_id else None)),
+        )
+        text = render_briefing(briefing)
+        record = self.workspace.record(
+            "escalation",
+            "raised",
+            f"{escalation_id} ({request.mode.value}) raised for {where}: {request.question}",
+            source="human" if actor.startswith("human:") else "system",
+            actor=actor,
+            trigger="explicit" if actor.startswith(("human:", "agent:")) else "reactive",
+            causal_role="in_run" if run_id else None,
+            run_id=run_id,
+            task_id=task_id,
+            escalation_id=escalation_id,
+            inputs={"mode": request.mode.value},
+            details={
+                **request.to_json(),
+                "title": title,
+                "briefing": f"escalations/{escalation_id}.md",
+                **(details or {}),
+            },
+        )
+        state.feed([record._asdict()])
+        atomic_write(self.briefing_path(escalation_id), text.encode())
+        self._write_log(state)
+        return state.escalations[escalation_id]
+
+    def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> None:
+        count = state.by_mode.get(mode.value, 0)
+        request = EscalationRequest(
+            mode=EscalationMode.PROCESS_ISSUE,
+            title=f"{mode.value} keeps happening",
+            question=(
+                f"The failure mode {mode.value} has been escalated {count} times in this"
+                " workspace: what should change in the process that produces it?"
+            ),
+            context=", ".join(item.id for item in state.escalations.values() if item.mode is mode)
+            + f" were all escalated as {mode.value}.",
+        )
+        self._raise_locked(
+            state, request, "system:stoic", None, None, (), None, {"for_mode": mode.value}
+        )
+
+    def _project(self, history: Sequence[Mapping[str, Any]], run_id: str | None) -> str:
+        if run_id is not None:
+            for record in self.workspace.records(run_id=run_id, decision_type="run_lifecycle"):
+                name = record.details.get("plan_name")
+                if name:
+                    return str(name)
+                break
+        del history
+        return self.workspace.root.parent.name or self.workspace.root.name
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def answer(
+        self,
+        escalation_id: str,
+        *,
+        decision: str,
+        note: str,
+        actor: str,
+        to: str | None = None,
+        amendment: Mapping[str, Any] | None = None,
+    ) -> Escalation:
+        """Record a person's decision; an unknown or closed escalation is refused."""
+        try:
+            chosen = EscalationDecision(decision)
+        except ValueError:
+            allowed = ", ".join(item.value for item in EscalationDecision)
+            raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
+        if chosen is EscalationDecision.AMENDED and amendment is None:
+            raise UsageError("--decision amended needs --plan FILE: the amended plan")
+        if chosen is not EscalationDecision.ROUTED and not note.strip() and amendment is None:
+            raise UsageError(f"--decision {chosen.value} needs a --note saying why")
+        with self.workspace.log.locked():
+            current = self.get(escalation_id)
+            if not current.open:
+                raise TransitionRefused(
+                    f"{escalation_id} is closed: it was {current.decision} by"
+                    f" {current.decided_by} at {current.decided_at}"
+                )
+            if chosen is EscalationDecision.AMENDED and current.task_id is None:
+                raise UsageError(f"{escalation_id} is not about a run's task: nothing to amend")
+            outcome = _outcome(current, chosen, note, to)
+            details: dict[str, Any] = {"decision": chosen.value, "note": note.strip()}
+            if chosen is EscalationDecision.ESCALATED:
+                details["to"] = to or "someone else"
+            else:
+                details["outcome"] = outcome
+            if amendment is not None:
+                details["amendment"] = dict(amendment)
+            record = self.workspace.record(
+                "escalation",
+                "raised" if chosen is EscalationDecision.ESCALATED else "resolved",
+                f"{escalation_id} {chosen.value} by {actor}: {outcome}",
+                source="human" if actor.startswith("human:") else "system",
+                actor=actor,
+                trigger="explicit",
+                causal_role="in_run" if current.run_id else None,
+                run_id=current.run_id,
+                task_id=current.task_id,
+                escalation_id=escalation_id,
+                inputs={"decision": chosen.value, "mode": current.mode.value},
+                details=details,
+            )
+            state = self.state()
+            self._write_log(state)
+            del record
+        return state.escalations[escalation_id]
+
+    def _write_log(self, state: EscalationState) -> None:
+        text = render_escalation_log(state.escalations.values())
+        atomic_write(self.folder / "escalation-log.md", text.encode())
+
+
+def _title_of(request: EscalationRequest, task_id: str | None) -> str:
+    what = {
+        EscalationMode.CONVERGENCE: "did not converge",
+        EscalationMode.SECURITY_ALERT: "security alert on a gate",
+        EscalationMode.PRODUCTION_INCIDENT: "production incident",
+    }.get(request.mode, request.mode.value.replace("-", " "))
+    return f"{task_id}: {what}" if task_id else what.capitalize()
+
+
+def _outcome(current: Escalation, decision: EscalationDecision, note: str, to: str | None) -> str:
+    task = f"task {current.task_id}" if current.task_id else "the work"
+    said = f" ({note.strip()})" if note.strip() else ""
+    if decision is EscalationDecision.ROUTED:
+        return f"{task} goes on as told{said}"
+    if decision is EscalationDecision.AMENDED:
+        return f"{task} goes on with an amended plan{said}"
+    if decision is EscalationDecision.ABORTED:
+        return f"{task} was stopped{said}"
+    return f"passed on to {to or 'someone else'}{said}; still open"
+
+
+# -- production incidents ----------------------------------------------------------------------
+
+TRACKS = ("next-cycle", "hotfix")
+_HOTFIX_STEPS = (
+    ("reproduce", "reproduce the incident (a failing test or a script)"),
+    ("fix", "make the change that fixes it"),
+    ("verify", "run the checks that show it is fixed"),
+    ("deploy", "deploy the fix"),
+    ("sign-off", "confirm in production that the incident is over"),
+)
+
+
+def hotfix_plan(incident: str, plan_name: str, plan_file: str) -> str:
+    """A plan for the hotfix track: reproduce → fix → verify → deploy → sign-off.
+
+    Each step's command says what to put there and fails until it is replaced, so a plan run
+    as written never reports a fix that did not happen. Deploy and sign-off wait for approval.
+    """
+    lines = [
+        f"# Hotfix plan for: {incident}",
+        f"# Replace each step's command with the real one, then: stoic run {plan_file}",
+        "meta:",
+        f"  name: {plan_name}",
+        "tasks:",
+    ]
+    previous: str | None = None
+    for step, what in _HOTFIX_STEPS:
+        message = f"{step}: {what}; replace this command in {plan_file}"
+        lines += [
+            f"  - id: {step}",
+            f"    description: {orjson.dumps(what.capitalize()).decode()}",
+            f"    run: [sh, -c, {orjson.dumps(f'echo {message!r} >&2; exit 2').decode()}]",
+        ]
+        if previous is not None:
+            lines.append(f"    depends_on: [{previous}]")
+        if step in ("deploy", "sign-off"):
+            lines.append("    approval: required")
+        previous = step
+    return "\n".join(lines) + "\n"
+
+
+def follow_track(workspace: Workspace, escalation: Escalation, track: str) -> str:
+    """Act on the chosen track of an incident; returns what was done, in words."""
+    if track not in TRACKS:
+        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
+    day = utc_timestamp()[:10].replace("-", "")
+    incident = escalation.context or escalation.title
+    if track == "hotfix":
+        name = f"hotfix-{day}-{escalation.id.lower()}"
+        path = workspace.root / "incidents" / f"{name}.yaml"
+        atomic_write(path, hotfix_plan(incident, name, str(path)).encode())
+        return f"hotfix plan written to {path}"
+    path = workspace.root / "incidents" / "next-cycle.md"
+    previous = path.read_text(encoding="utf-8") if path.exists() else "# For the next cycle\n"
+    entry = f"\n- {utc_timestamp()[:10]} {escalation.id}: {incident}\n"
+    atomic_write(path, (previous + entry).encode())
+    return f"recorded for the next plan in {path}"
+
+
+def report_incident(
+    workspace: Workspace, description: str, *, track: str | None, actor: str
+) -> tuple[Escalation, str | None]:
+    """`stoic incident report`: an escalation asking which track, or the track followed."""
+    if not description.strip():
+        raise UsageError("an incident report needs a description")
+    if track is not None and track not in TRACKS:
+        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
+    escalations = Escalations(workspace)
+    request = EscalationRequest(
+        mode=EscalationMode.PRODUCTION_INCIDENT,
+        question="Which track should this incident take: next-cycle or hotfix?",
+        context=description.strip(),
+        title=f"Production incident: {description.strip()[:60]}",
+    )
+    escalation = escalations.raise_(request, actor=actor)
+    if track is None:
+        return escalation, None
+    done = follow_track(workspace, escalation, track)
+    escalation = escalations.answer(
+        escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
+    )
+    return escalation, done

@@ -1,0 +1,336 @@
+"""Escalations (DESIGN §9): raised by tasks, people and the runner; briefed; answered."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stoic.core.escalations import (
+    Briefing,
+    EscalationRequest,
+    count_questions,
+    question_error,
+    render_briefing,
+)
+from tests.conftest import run_cli
+from tests.test_recovery_runs import audit_clean, records_of, run_id_of, run_plan, story
+
+SECTIONS = (
+    "## Status",
+    "## What Happened",
+    "## What Needs Your Decision",
+    "## Risks or Concerns",
+    "## To Proceed",
+)
+
+ASK_SCRIPT = """\
+if [ -n "$STOIC_GUIDANCE" ]; then echo "$STOIC_GUIDANCE" > guidance.txt; exit 0; fi
+cat > "$STOIC_RESULT" <<'JSON'
+{"escalate": {"mode": "ambiguity", "question": "Which database should the import use?",
+              "context": "both are configured"}}
+JSON
+"""
+ASKS = """
+tasks:
+  - id: pick
+    run: ["sh", "ask.sh"]
+  - id: after
+    run: ["true"]
+    depends_on: [pick]
+"""
+
+
+@pytest.fixture(autouse=True)
+def ask_script(tmp_path: Path) -> None:
+    (tmp_path / "ask.sh").write_text(ASK_SCRIPT)
+
+
+def cli(ws: Path, *args: str) -> tuple[int, str, str]:
+    result = run_cli("-w", str(ws), *args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- the pure core -------------------------------------------------------------------------
+
+
+def test_a_question_must_be_exactly_one() -> None:
+    assert question_error("Which track should it take?") is None
+    assert "asks none" in (question_error("Pick a track.") or "")
+    assert "asks 2" in (question_error("Should we ship? Or wait for QA?") or "")
+    assert "not 2" in (question_error(["A?", "B?"]) or "")
+    assert question_error(["Only this one?"]) is None
+    assert count_questions("Use `a?b` syntax? Yes.") == 1
+
+
+def test_a_briefing_with_two_questions_is_refused() -> None:
+    briefing = Briefing(
+        "ESC-001", "t", "p", "2026-11-23", None, None, "s", (), "Ship now? Or later?", (), ()
+    )
+    with pytest.raises(ValueError, match="exactly one question"):
+        render_briefing(briefing)
+
+
+@given(st.lists(st.sampled_from(["Ship it?", "Wait.", "Roll back?", "Ask QA."]), max_size=4))
+def test_a_request_is_accepted_only_with_one_question(parts: list[str]) -> None:
+    text = " ".join(parts)
+    try:
+        EscalationRequest.from_json({"mode": "ambiguity", "question": text})
+    except ValueError:
+        assert count_questions(text) != 1 or not text.endswith("?")
+    else:
+        assert count_questions(text) == 1 and text.endswith("?")
+
+
+# -- a task escalates ----------------------------------------------------------------------
+
+
+def test_a_task_escalates_through_its_result_file_and_a_routed_answer_reruns_it(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    run_id = run_id_of(ws_path)
+    assert story(ws_path, "pick")[-4:] == [
+        "execution/started",
+        "execution/failed",
+        "recovery_evaluation/recovery_skipped",
+        "escalation/raised",
+    ]
+    (evaluation,) = records_of(ws_path, "pick", "recovery_evaluation", "recovery_skipped")
+    assert "escalated: a person decides" in str(evaluation["decision_reason"])
+    state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
+    assert state["tasks"]["pick"]["status"] == "suspended"
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    for section in SECTIONS:
+        assert section in briefing
+    assert "Which database should the import use?" in briefing
+    assert "execution/started" in briefing and "execution/failed" in briefing
+    assert "both are configured" in briefing
+    assert f"stoic continue {run_id}" in briefing
+    entry = (ws_path / "escalations" / "escalation-log.md").read_text()
+    assert "## ESC-001 — " in entry and "**Type:** ambiguity" in entry
+    assert "**Decision:** (open)" in entry
+
+    code, out, _ = cli(ws_path, "escalations", "--open", "--json")
+    assert code == 0
+    (listed,) = orjson.loads(out)
+    assert (listed["id"], listed["task_id"], listed["status"]) == ("ESC-001", "pick", "open")
+
+    code, out, _ = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--note", "use pg"
+    )
+    assert code == 0 and f"stoic continue {run_id}" in out
+    assert cli(ws_path, "continue", run_id)[0] == 0
+    assert (tmp_path / "guidance.txt").read_text().strip() == "use pg"
+    (start,) = [r for r in records_of(ws_path, "pick", "execution", "started") if r["attempt"] == 2]
+    assert start["decision_inputs"]["recovery_approved_by"].startswith("human:")
+    entry = (ws_path / "escalations" / "escalation-log.md").read_text()
+    assert "**Decision:** routed" in entry and "use pg" in entry
+    audit_clean(ws_path)
+
+
+def test_a_python_task_escalates_with_stoic_escalate(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "asking.py").write_text(
+        "import stoic\n\ndef go():\n"
+        "    stoic.escalate('Is the refund limit 100 or 1000?', mode='infeasible')\n"
+    )
+    plan = "tasks:\n  - id: refund\n    call: asking:go\n"
+    assert run_plan(ws_path, tmp_path, plan) == 3
+    _, out, _ = cli(ws_path, "escalations", "show", "ESC-001", "--json")
+    shown = orjson.loads(out)
+    assert shown["mode"] == "infeasible"
+    assert shown["question"] == "Is the refund limit 100 or 1000?"
+    audit_clean(ws_path)
+
+
+def test_a_task_asking_two_questions_fails_with_the_reason(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "two.sh").write_text(
+        """echo '{"escalate": {"question": "Ship? Or wait?"}}' > "$STOIC_RESULT"\n"""
+    )
+    plan = 'tasks:\n  - id: t\n    run: ["sh", "two.sh"]\n'
+    assert run_plan(ws_path, tmp_path, plan) == 1
+    (failed,) = records_of(ws_path, "t", "execution", "failed")
+    assert "asked to escalate, but a briefing needs exactly one question" in str(
+        failed["decision_reason"]
+    )
+    assert not (ws_path / "escalations" / "ESC-001.md").exists()
+
+
+def test_aborted_fails_the_task_and_blocks_what_follows(tmp_path: Path, ws_path: Path) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    run_id = run_id_of(ws_path)
+    code, _, _ = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "aborted", "--note", "no"
+    )
+    assert code == 0
+    result = run_cli("-w", str(ws_path), "continue", run_id)
+    assert result.exit_code == 1
+    state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
+    assert state["tasks"]["pick"]["status"] == "failed"
+    assert state["tasks"]["after"]["readiness"] == "blocked"
+    assert state["tasks"]["after"]["blocked_by"] == ["pick"]
+    audit_clean(ws_path)
+
+
+def test_amended_goes_on_with_the_amended_plan(tmp_path: Path, ws_path: Path) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    run_id = run_id_of(ws_path)
+    amended = tmp_path / "amended.yaml"
+    amended.write_text(
+        "tasks:\n  - id: pick\n    run: [sh, -c, 'echo amended > amended.txt']\n"
+        "  - id: after\n    run: ['true']\n    depends_on: [pick]\n"
+        "  - id: extra\n    run: ['true']\n    depends_on: [after]\n"
+    )
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "amended", "--plan", str(amended)
+    )
+    assert code == 0, err
+    (resolved,) = records_of(ws_path, "pick", "escalation", "resolved")
+    amendment = resolved["details"]["amendment"]
+    assert amendment["changed"] == ["pick"] and amendment["added"] == ["extra"]
+    assert cli(ws_path, "continue", run_id)[0] == 0
+    assert (tmp_path / "amended.txt").read_text().strip() == "amended"
+    audit_clean(ws_path)
+
+
+def test_an_amended_plan_that_drops_a_task_on_record_is_refused(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    amended = tmp_path / "amended.yaml"
+    amended.write_text("tasks:\n  - id: after\n    run: ['true']\n")
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "amended", "--plan", str(amended)
+    )
+    assert code == 2 and "drops task 'pick'" in err
+    assert cli(ws_path, "escalations", "--open")[1].startswith("ESC-001")
+
+
+def test_escalated_passes_it_on_and_keeps_it_open(tmp_path: Path, ws_path: Path) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    code, _, _ = cli(
+        ws_path,
+        "escalations",
+        "answer",
+        "ESC-001",
+        "--decision",
+        "escalated",
+        "--to",
+        "dba-team",
+        "--note",
+        "not mine to decide",
+    )
+    assert code == 0
+    code, out, _ = cli(ws_path, "escalations", "--open", "--json")
+    (listed,) = orjson.loads(out)
+    assert listed["status"] == "open" and listed["handed_to"] == ["dba-team"]
+    assert (
+        "escalated to dba-team (still open)"
+        in (ws_path / "escalations" / "escalation-log.md").read_text()
+    )
+    assert cli(ws_path, "continue", run_id_of(ws_path))[0] == 3  # still waiting
+    audit_clean(ws_path)
+
+
+def test_answers_to_unknown_or_closed_escalations_are_refused(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    code, _, err = cli(ws_path, "escalations", "answer", "ESC-009", "--decision", "routed")
+    assert code == 1 and "no escalation ESC-009" in err
+    code, _, err = cli(ws_path, "escalations", "answer", "../x", "--decision", "routed")
+    assert code == 2 and "not an escalation id" in err
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    assert cli(ws_path, "escalations", "answer", "ESC-001", "--decision", "routed")[0] == 0
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "aborted", "--note", "x"
+    )
+    assert code == 1 and "ESC-001 is closed: it was routed by human:" in err
+    code, _, err = cli(ws_path, "escalations", "answer", "ESC-001", "--decision", "maybe")
+    assert code == 2 and "unknown decision 'maybe'" in err
+
+
+# -- people and agents escalate ------------------------------------------------------------
+
+
+def test_stoic_escalate_refuses_two_questions_and_writes_a_briefing(ws_path: Path) -> None:
+    code, _, err = cli(
+        ws_path, "escalate", "--mode", "scope-creep", "--question", "Add SSO? And audit logs?"
+    )
+    assert code == 2 and "exactly one question" in err and "asks 2" in err
+    assert not (ws_path / "escalations" / "ESC-001.md").exists()
+    code, _, err = cli(ws_path, "escalate", "--mode", "scope_crep", "--question", "Add SSO?")
+    assert code == 2 and "unknown escalation mode" in err
+    code, out, _ = cli(
+        ws_path, "escalate", "--mode", "scope-creep", "--question", "Should SSO be in scope?"
+    )
+    assert code == 0 and out.strip() == "ESC-001"
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert "Should SSO be in scope?" in briefing
+    assert briefing.count("?") >= 1 and all(section in briefing for section in SECTIONS)
+
+
+def test_stoic_escalate_inside_a_task_goes_into_its_result_file(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    stoic_bin = Path(os.sys.executable).with_name("stoic")
+    argv = [str(stoic_bin), "escalate", "--mode", "architecture-conflict"]
+    argv += ["--question", "Keep the REST API or move to gRPC?"]
+    plan = f"tasks:\n  - id: agentish\n    run: {orjson.dumps(argv).decode()}\n"
+    assert run_plan(ws_path, tmp_path, plan) == 3
+    (raised,) = records_of(ws_path, "agentish", "escalation", "raised")
+    assert raised["details"]["mode"] == "architecture-conflict"
+    audit_clean(ws_path)
+
+
+def test_the_third_escalation_of_a_mode_raises_one_process_issue(ws_path: Path) -> None:
+    for n in range(4):
+        code, _, _ = cli(ws_path, "escalate", "--mode", "infeasible", "--question", f"Q{n}?")
+        assert code == 0
+    code, out, _ = cli(ws_path, "escalations", "--json")
+    modes = [row["mode"] for row in orjson.loads(out)]
+    assert modes == ["infeasible"] * 3 + ["process-issue", "infeasible"]
+    issue = (ws_path / "escalations" / "ESC-004.md").read_text()
+    assert "infeasible has been escalated 3 times" in issue
+    assert "ESC-001, ESC-002, ESC-003" in issue
+
+
+# -- production incidents ------------------------------------------------------------------
+
+
+def test_an_incident_without_a_track_asks_which(ws_path: Path) -> None:
+    code, out, _ = cli(ws_path, "incident", "report", "checkout returns 500")
+    assert code == 0 and out.startswith("ESC-001")
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert "Which track should this incident take: next-cycle or hotfix?" in briefing
+    code, out, _ = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--track", "hotfix"
+    )
+    assert code == 0 and "hotfix plan written" in out
+    (plan,) = (ws_path / "incidents").glob("hotfix-*.yaml")
+    assert cli(ws_path, "plan", "check", str(plan))[0] == 0
+
+
+def test_a_hotfix_incident_writes_a_runnable_plan(ws_path: Path) -> None:
+    code, out, _ = cli(ws_path, "incident", "report", "login loop", "--track", "hotfix")
+    assert code == 0
+    (plan,) = (ws_path / "incidents").glob("hotfix-*.yaml")
+    text = plan.read_text()
+    for step in ("reproduce", "fix", "verify", "deploy", "sign-off"):
+        assert f"id: {step}" in text
+    code, out, _ = cli(ws_path, "plan", "check", str(plan), "--json")
+    assert code == 0
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 1  # the placeholder commands fail until replaced
+    (log,) = (ws_path / "runs").glob("*/tasks/reproduce/attempt-1.log")
+    assert "replace this command in" in log.read_text()
+    code, out, _ = cli(ws_path, "escalations", "--json")
+    assert orjson.loads(out)[0]["status"] == "resolved"
+
+
+def test_a_next_cycle_incident_is_recorded_for_the_next_plan(ws_path: Path) -> None:
+    assert cli(ws_path, "incident", "report", "slow search", "--track", "next-cycle")[0] == 0
+    assert "slow search" in (ws_path / "incidents" / "next-cycle.md").read_text()
