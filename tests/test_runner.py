@@ -150,7 +150,10 @@ def test_invalid_plan_and_unrunnable_tasks_exit_2(tmp_path: Path, ws_path: Path)
     agent = write_plan(tmp_path, "tasks:\n  - {id: a, agent: coder}\n  - {id: b}\n", "agent.yaml")
     result = run_cli("-w", str(ws_path), "run", str(agent))
     assert result.exit_code == 2
-    assert "task 'a' is an agent task" in result.stderr
+    assert "agent.yaml:2:10: the agent CLI 'claude' (for agent tasks) is not on PATH" in (
+        result.stderr
+    )
+    assert "agent task 'a' has nothing to ask the agent" in result.stderr
     assert "task 'b' has nothing to run" in result.stderr
     assert records(ws_path) == []  # nothing was recorded for a plan that cannot run
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from stoic.core.escalations import EscalationRequest
 
-__all__ = ["Failure", "FailureKind", "Partial"]
+__all__ = ["Failure", "FailureKind", "Partial", "compile_patterns", "kind_from_output"]
 
 
 class FailureKind(StrEnum):
@@ -87,3 +89,37 @@ class Failure:
                 else None
             ),
         )
+
+
+OutputPatterns = tuple[tuple["FailureKind", tuple[re.Pattern[str], ...]], ...]
+_RETRY_AFTER = re.compile(
+    r"(?i)(?:retry|try again)[ -]?(?:after|in)[:= ]*(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?\b"
+)
+
+
+def compile_patterns(patterns: Iterable[tuple[str, Sequence[str]]]) -> OutputPatterns:
+    """The configured output patterns (kind, regexes), compiled once per run."""
+    return tuple(
+        (FailureKind(kind), tuple(re.compile(pattern) for pattern in found))
+        for kind, found in patterns
+    )
+
+
+def kind_from_output(
+    text: str, patterns: OutputPatterns
+) -> tuple[FailureKind, float | None] | None:
+    """The failure kind a failed command's output names, and a retry-after it states.
+
+    Used only for a plain `error`: what the output says ("rate limit exceeded, retry after
+    20s") is the best knowledge there is of why a command failed.
+    """
+    for kind, compiled in patterns:
+        if any(pattern.search(text) for pattern in compiled):
+            found = _RETRY_AFTER.search(text)
+            retry_after = None
+            if found is not None:
+                retry_after = float(found.group(1))
+                if (found.group(2) or "").lower() == "ms":
+                    retry_after /= 1000
+            return kind, retry_after
+    return None

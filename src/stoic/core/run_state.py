@@ -14,12 +14,13 @@ from typing import Any
 
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
 from stoic.core.recovery import AttemptKind
+from stoic.core.verification import state_entry
 
 __all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "reconciliation"]
 
 _FAILED_ENDS = frozenset({"failed", "halted", "interrupted"})
 _TASK_TYPES = frozenset(
-    {"execution", "recovery_evaluation", "proposal", "policy_check", "escalation"}
+    {"execution", "recovery_evaluation", "proposal", "policy_check", "escalation", "verification"}
 )
 
 
@@ -71,6 +72,10 @@ class TaskView:
     """The attempt count when the task's last escalation was raised."""
     guidance: str | None = None
     """STOIC_GUIDANCE for the next attempt: a person's answer to its escalation."""
+    verifications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Verifier id → its state.json sub-entry (absent verifiers have none)."""
+    summary: str | None = None
+    """The completion summary from the task's linked document."""
     # Outcome reconciliation (DESIGN §7).
     original_failure: Mapping[str, Any] | None = None
     recovery_evaluated: bool = False
@@ -170,6 +175,11 @@ class RunFolder:
             task.suggestion = record["details"].get("suggestion")
         elif kind == "escalation":
             self._escalation(task, record, outcome)
+        elif kind == "verification":
+            entry = state_entry(record["details"], outcome)
+            if entry is not None:  # copied on write: views handed out keep what they saw
+                verifier = str(record["details"].get("verifier"))
+                task.verifications = {**task.verifications, verifier: entry}
         elif outcome == "approved":
             task.state = TaskState.PENDING
             task.suggestion = None
@@ -232,6 +242,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.started_at = task.started_at or record["decided_at"]
         task.hint = None
         task.guidance = None
+        task.verifications = {}
         return
     details = record["details"]
     task.ended_at = record["decided_at"]
@@ -240,6 +251,9 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     task.log_bytes = int(details.get("output_bytes", 0) or 0)
     task.outcome = outcome
     task.attempts = max(task.attempts, attempt)
+    summary = details.get("summary")
+    if isinstance(summary, str):
+        task.summary = summary
     if outcome == "succeeded":
         task.open_attempt = None
         task.state = TaskState.SUCCEEDED

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stoic.core.graph import TaskState
 from stoic.core.policy import check_patterns
@@ -115,9 +115,43 @@ class Verifier(_Strict):
     """A check run after a task; fail-open unless it is a gate (DESIGN §10)."""
 
     id: TaskId
-    run: list[str] | str | None = None
-    agent: str | None = None
-    gate: bool = False
+    run: list[str] | str | None = Field(
+        None, description="A command (argv list, or a string run by /bin/sh)."
+    )
+    agent: str | None = Field(None, description="An agent role that verifies instead.")
+    prompt: str | None = Field(None, description="What the verifying agent is asked.")
+    gate: bool = Field(
+        False, description="A critical or high finding blocks what follows (an escalation)."
+    )
+    timeout: Seconds = Field(300.0, description="Seconds before the verifier is given up on.")
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> Verifier:
+        if (self.run is None) == (self.agent is None):
+            raise ValueError("a verifier needs exactly one of `run` and `agent`")
+        return self
+
+
+class Iterate(_Strict):
+    """Run the task, then its check, until the check reports no failures (DESIGN §7).
+
+    Not recovery: a failing check sends the task round again within the bound; a loop that
+    does not converge escalates (DESIGN §9).
+    """
+
+    check: list[str] = Field(
+        ...,
+        min_length=1,
+        description="The check's argv; its failure count comes from its"
+        ' result file ({"failures": n}), else exit 0 means none.',
+    )
+    max_iterations: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Bound on rounds (default: meta.max_attempts_default, else 3)."
+    )
+    stall_after: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Escalate when the failure count has not dropped for this many rounds."
+    )
+    timeout: Seconds | None = Field(None, description="Seconds before one check is stopped.")
 
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -191,6 +225,10 @@ class TaskSpec(_Strict):
     budget: Budget | None = None
     approval: Literal["required", "none"] | None = None
     verify: list[Verifier] | None = None
+    iterate: Iterate | None = None
+    doc: str | None = Field(
+        None, description="A markdown file (plan-relative) whose summary the task reports."
+    )
     # Other orchestrators' bookkeeping (FOREIGN_TASK_KEYS): kept, ignored.
     attempts: Any = Field(None, json_schema_extra={"deprecated": True})
     last_attempt: Any = Field(None, json_schema_extra={"deprecated": True})
@@ -241,6 +279,9 @@ class Meta(_Strict):
     )
     budget: Budget | None = Field(None, description="Limits on the whole run.")
     policy: PolicySpec | None = Field(None, description="Narrows the workspace's policy.")
+    verify: list[Verifier] | None = Field(
+        None, description="Verifiers run after every task, before the task's own."
+    )
     validation: Any = Field(None, json_schema_extra={"deprecated": True})
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})
     plan_doc: Any = Field(None, json_schema_extra={"deprecated": True})

@@ -11,8 +11,16 @@ import orjson
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.verification import VerificationOutcome
 
-__all__ = ["Attempt", "AttemptResult", "ResultFile", "parse_result_file", "read_result_file"]
+__all__ = [
+    "Attempt",
+    "AttemptResult",
+    "ResultFile",
+    "parse_result_file",
+    "read_result_file",
+    "read_tail",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,9 @@ class Attempt:
     output_cap_bytes: int
     kill_grace_seconds: float
     env: dict[str, str] = field(default_factory=dict)
+
+    def with_env(self, extra: dict[str, str]) -> Attempt:
+        return replace(self, env={**self.env, **extra})
 
     def stoic_env(self) -> dict[str, str]:
         """The variables every task sees (DESIGN §7)."""
@@ -123,6 +134,18 @@ def read_result_file(path: Path) -> ResultFile | None:
     return parse_result_file(b"".join(chunks))
 
 
+def read_tail(path: Path, limit: int = 64 * 1024) -> str:
+    """The last `limit` bytes of an attempt's log, as text ("" when it wrote nothing)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     """How an attempt ended."""
@@ -138,6 +161,10 @@ class AttemptResult:
     command: str = ""
     steps_completed: int = 0
     """Steps a Python task reported with `stoic.step_done()`."""
+    iterations: tuple[dict[str, Any], ...] = ()
+    """An iterate loop's checks, one per round."""
+    verifications: tuple[VerificationOutcome, ...] = ()
+    """What the task's verifiers said (each becomes its own record)."""
 
     @property
     def succeeded(self) -> bool:
@@ -162,6 +189,8 @@ class AttemptResult:
             data["value"] = self.value
         if self.steps_completed:
             data["steps_completed"] = self.steps_completed
+        if self.iterations:
+            data["iterations"] = list(self.iterations)
         return data
 
 

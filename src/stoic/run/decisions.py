@@ -7,6 +7,7 @@ from typing import Any
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.records import Decision
 from stoic.core.recovery import AttemptKind, RecoveryDecision
+from stoic.core.verification import VerificationOutcome, VerificationStatus
 from stoic.run.attempt import Attempt, AttemptResult
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "interrupted_decision",
     "request_id",
     "start_decision",
+    "verification_decision",
 ]
 
 ACTOR = "system:runner"
@@ -257,4 +259,42 @@ def approval_decision(
         request_id=request_id(run_id, task_id),
         task_id=task_id,
         details={"suggestion": suggestion} if suggestion else {},
+    )
+
+
+def verification_decision(attempt: Attempt, outcome: VerificationOutcome) -> Decision:
+    """What one verifier said about an attempt (DESIGN §10); absent ones are on record too."""
+    what = {
+        VerificationStatus.PASSED: "passed",
+        VerificationStatus.WARNED: "warned",
+        VerificationStatus.FAILED: "failed",
+        VerificationStatus.INCOMPLETE: "could not verify",
+        VerificationStatus.ABSENT: "is not there; skipped",
+    }[outcome.status]
+    reason = f"Verifier {outcome.verifier} of task {attempt.task_id} {what}"
+    if outcome.report is not None:
+        counts = outcome.report.counts
+        reason += (
+            f" ({outcome.report.status}: {counts['critical']} critical, {counts['high']} high,"
+            f" {counts['warning']} warning, {counts['info']} info)"
+        )
+    elif outcome.reason:
+        reason += f": {outcome.reason}"
+    if outcome.blocks:
+        reason += "; the gate blocks what follows"
+    return Decision(
+        decision_type="verification",
+        decision_outcome=outcome.status.value,
+        decision_reason=reason + ".",
+        actor=ACTOR,
+        decision_source="system",
+        decision_trigger="autonomous",
+        decision_inputs={"verifier": outcome.verifier, "gate": outcome.gate},
+        causal_role="post_run",
+        run_id=attempt.run_id,
+        request_id=attempt.request_id,
+        task_id=attempt.task_id,
+        attempt_id=attempt.attempt_id,
+        attempt=attempt.attempt,
+        details=outcome.details(),
     )

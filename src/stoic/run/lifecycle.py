@@ -20,6 +20,7 @@ from stoic.core.run_state import RunFolder, RunView
 from stoic.exceptions import UsageError, WorkspaceError
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.run import decisions as made
+from stoic.run.agents import AgentSetup
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.runner import Runner, RunReport
@@ -33,15 +34,13 @@ def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
 
 
-def runnable_errors(plan: Plan) -> list[PlanError]:
-    """What stops a valid plan from running here: tasks with nothing to run, agent tasks."""
-    errors = []
+def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
+    """What stops a valid plan from running here: tasks with nothing to run, agent tasks whose
+    role, profile or CLI would not work."""
+    errors = agents.plan_errors(plan)
     for task in plan.tasks:
         line, column = plan.task_positions.get(task.id, (1, 1))
-        if task.agent is not None:
-            message = f"task {task.id!r} is an agent task; this workspace has no agent executor"
-            errors.append(PlanError(line, column, message, "give it run:, call: or http:"))
-        elif task.run is None and task.call is None and task.http is None:
+        if task.run is None and task.call is None and task.http is None and task.agent is None:
             errors.append(
                 PlanError(
                     line,
@@ -53,13 +52,18 @@ def runnable_errors(plan: Plan) -> list[PlanError]:
     return errors
 
 
+def agent_setup(workspace: Workspace) -> AgentSetup:
+    """The workspace's agent roles and profiles; tasks see the runner's PATH."""
+    return AgentSetup(workspace.settings.agents, os.environ.get("PATH"))
+
+
 def start_run(
     workspace: Workspace, plan: Plan, *, workers: int | None, reporter: Reporter
 ) -> RunReport:
     """Create a run of `plan` and run it until nothing more can happen without a person."""
-    errors = runnable_errors(plan)
+    errors = runnable_errors(plan, agent_setup(workspace))
     if errors:
-        raise PlanInvalid(plan.path, errors)
+        raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
     files.results.mkdir(parents=True)
@@ -124,7 +128,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     amended = read_plan(plan_path)
-    errors = runnable_errors(amended)
+    errors = runnable_errors(amended, agent_setup(workspace))
     if errors:
         raise PlanInvalid(amended.path, errors)
     with _run_lock(files):

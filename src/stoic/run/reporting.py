@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class Reporter(Protocol):
         self, task_id: str, attempt: int, outcome: str, result: AttemptResult
     ) -> None: ...
     def attempt_halted(self, task_id: str, rule: str) -> None: ...
+    def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None: ...
     def stopping(self, signal_name: str) -> None: ...
     def run_ended(self, report: RunReport) -> None: ...
 
@@ -43,6 +45,7 @@ class PlainReporter:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.errors = Console(stderr=True, highlight=False)
 
     def _line(self, text: str) -> None:
         self.console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False)
@@ -63,6 +66,13 @@ class PlainReporter:
 
     def stopping(self, signal_name: str) -> None:
         self._line(f"{signal_name}: starting nothing new; stopping running tasks")
+
+    def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None:
+        self.errors.print(
+            f"WARNING: verifier {outcome.verifier} of task {task_id} could not verify:"
+            f" {outcome.reason}; the work goes on (verification incomplete)",
+            markup=False,
+        )
 
     def run_ended(self, report: RunReport) -> None:
         print_summary(self.console, report)
@@ -133,7 +143,22 @@ def print_summary(console: Console, report: RunReport) -> None:
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
         table.add_row(task_id, status, str(task.attempts), duration, note)
     console.print(table)
+    for line in _warnings(report):
+        console.print(line, markup=False, highlight=False)
     console.print(_verdict(report), markup=False, highlight=False)
+
+
+def _warnings(report: RunReport) -> list[str]:
+    """Verifiers that could not verify: visible in the summary, never silent."""
+    lines = []
+    for task_id in report.plan.graph.ids:
+        for verifier, entry in report.view.task(task_id).verifications.items():
+            if entry.get("status") == "skipped":
+                lines.append(
+                    f"WARNING: verification incomplete for {task_id}: {verifier} was skipped"
+                    f" ({entry.get('reason')})"
+                )
+    return lines
 
 
 def _verdict(report: RunReport) -> str:
@@ -143,7 +168,11 @@ def _verdict(report: RunReport) -> str:
     if report.status == "interrupted":
         return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
     if report.status == "awaiting_human":
-        return f"Run {report.run_id} is waiting for a person: {', '.join(analysis.awaiting_human)}."
+        waiting = []
+        for task_id in analysis.awaiting_human:
+            escalation = report.view.task(task_id).escalation_id
+            waiting.append(f"{task_id} ({escalation})" if escalation else task_id)
+        return f"Run {report.run_id} is waiting for a person: {', '.join(waiting)}."
     lines = [f"Run {report.run_id} FAILED: no task can run again."]
     for task_id in analysis.failed:
         lines.append(f"  {task_id} failed")

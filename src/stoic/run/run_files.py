@@ -105,6 +105,14 @@ def state_document(
             entry["log"] = files.relative_log(task_id, task.attempts)
         if task.suggestion is not None:
             entry["suggestion"] = dict(task.suggestion)
+        if task.escalation_id is not None:
+            entry["escalation"] = task.escalation_id
+        if task.verifications:
+            entry["verifications"] = dict(task.verifications)
+            skipped = any(v.get("status") == "skipped" for v in task.verifications.values())
+            entry["verification_status"] = "incomplete" if skipped else "complete"
+        if task.summary:
+            entry["summary"] = task.summary
         entry["reconciliation"] = reconciliation(task)
         tasks[task_id] = entry
     return {

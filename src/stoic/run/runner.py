@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind
+from stoic.core.failure import Failure, FailureKind, compile_patterns, kind_from_output
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.policy import (
     Policy,
@@ -37,7 +37,8 @@ from stoic.core.run_state import RunFolder, RunView
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
-from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.agents import AgentSetup
+from stoic.run.attempt import Attempt, AttemptResult, read_tail
 from stoic.run.guard import (
     Guard,
     budget_exhausted_view,
@@ -46,13 +47,12 @@ from stoic.run.guard import (
 )
 from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
-from stoic.run.http import HttpAttempt
-from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
+from stoic.run.launch import Launcher
+from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
-from stoic.run.shell import ShellAttempt
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
@@ -150,6 +150,15 @@ class Runner:
             if policy.passes_env(name.decode(errors="replace"))
         }
         self.pool = WorkerPool(workers, env=self.base_env)
+        meta = plan.document.meta
+        self.launcher = Launcher(
+            base_env=self.base_env,
+            pool=self.pool,
+            plan_verifiers=meta.verify or (),
+            max_iterations_default=meta.max_attempts_default,
+            agents=AgentSetup(settings.agents, os.environ.get("PATH")),
+        )
+        self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
         self.stdin_fd = -1
         self.stop_signal: int | None = None
@@ -248,7 +257,7 @@ class Runner:
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
-        self.stdin_fd = os.open(os.devnull, os.O_RDONLY)
+        self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
         stop_sent = False
@@ -261,6 +270,10 @@ class Runner:
                 evaluated: list[_Evaluated] = []
                 for item, result, outcome in ended:
                     batch.append(made.end_decision(item.attempt, result, outcome))
+                    batch += [
+                        made.verification_decision(item.attempt, verified)
+                        for verified in result.verifications
+                    ]
                     if result.failure is not None:
                         record, verdict = self._evaluate_attempt(item, result.failure)
                         batch.append(record)
@@ -311,6 +324,9 @@ class Runner:
                         task_id, item.attempt.attempt, result, outcome
                     )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
+                    for verified in result.verifications:
+                        if verified.warning:
+                            self.reporter.verification_warning(task_id, verified)
                 ended.clear()
                 for index in waiting:
                     states[index] = TaskState.SUSPENDED
@@ -344,6 +360,7 @@ class Runner:
                     assert finished is not None
                     if item.budget_bound:
                         finished = budget_exhausted_view(finished, item.attempt.timeout)
+                    finished = self._by_output(item, finished)
                     outcome = _outcome_of(finished)
                     ended.append((item, finished, outcome))
                     if outcome == "succeeded":
@@ -502,26 +519,28 @@ class Runner:
         )
 
     def _launch(self, item: _Running) -> Handle:
-        spec, attempt = item.spec, item.attempt
-        try:
-            if spec.run is not None:
-                return ShellAttempt(
-                    spec.run,
-                    attempt,
-                    shell=spec.shell,
-                    base_env=self.base_env,
-                    stdin_fd=self.stdin_fd,
-                )
-            if spec.call is not None:
-                return self.pool.start(spec.call, dict(spec.params), attempt)
-            if spec.http is not None:
-                return HttpAttempt(spec.http, attempt)
-            raise AssertionError(f"task {spec.id} has no executor")  # refused before the run
-        except Exception as exc:  # an executor fault must still end the attempt on record
-            failure = Failure(
-                FailureKind.ERROR, f"stoic could not run the task: {type(exc).__name__}: {exc}"
-            )
-            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=describe(spec)))
+        return self.launcher.launch(item.spec, item.attempt)
+
+    def _by_output(self, item: _Running, result: AttemptResult) -> AttemptResult:
+        """A command's plain error gets its kind from its output (DESIGN §7 output patterns)."""
+        failure = result.failure
+        if failure is None or failure.kind is not FailureKind.ERROR or item.spec.call:
+            return result
+        if item.spec.http is not None or not result.output_bytes:
+            return result
+        found = kind_from_output(read_tail(item.attempt.log_path), self.output_patterns)
+        if found is None:
+            return result
+        kind, retry_after = found
+        return replace(
+            result,
+            failure=replace(
+                failure,
+                kind=kind,
+                retry_after_s=retry_after,
+                message=f"{failure.message}; its output says {kind.value}",
+            ),
+        )
 
     # -- projections -------------------------------------------------------------------------
 

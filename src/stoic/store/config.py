@@ -53,9 +53,71 @@ class RecoverySettings(_Section):
     unavailable_retry_delay_seconds: float = Field(
         5.0, ge=0, description="Wait before the one automatic retry when a service was unavailable."
     )
+    output_patterns: dict[PatternKind, list[str]] = Field(
+        default_factory=lambda: {kind: list(found) for kind, found in OUTPUT_PATTERNS.items()},
+        description="Regular expressions that give a failed command's output its failure kind.",
+    )
+
+    @field_validator("output_patterns")
+    @classmethod
+    def _patterns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for patterns in value.values():
+            check_patterns(patterns)
+        return value
 
 
 Executor = Literal["shell", "python", "http", "agent"]
+
+PatternKind = Literal["rate_limited", "unavailable", "context_overflow", "tool_error", "quality"]
+OUTPUT_PATTERNS: dict[PatternKind, list[str]] = {
+    "rate_limited": [r"(?i)rate[ _-]?limit", r"(?i)too many requests", r"\b429\b"],
+    "unavailable": [r"(?i)service unavailable", r"(?i)\boverloaded\b", r"\b503\b"],
+    "context_overflow": [
+        r"(?i)context (length|window) (exceeded|is too long)",
+        r"(?i)prompt is too long",
+        r"(?i)maximum context length",
+    ],
+}
+
+
+class ProfileSettings(_Section):
+    tools: list[str] = Field(default_factory=list, description="Tools the agent may use.")
+    approval: Literal["interactive", "accept-edits", "plan-only", "bypass"] = Field(
+        ..., description="How each tool call is approved."
+    )
+
+
+class AgentSettings(_Section):
+    agent_cli: list[str] = Field(
+        [
+            "claude",
+            "-p",
+            "{prompt}",
+            "--allowedTools",
+            "{tools}",
+            "--permission-mode",
+            "{approval}",
+        ],
+        description="The agent CLI's command line; {prompt} {tools} {approval} {role}"
+        " {profile} {task} are filled in.",
+    )
+    approval_values: dict[str, str] = Field(
+        {
+            "interactive": "default",
+            "accept-edits": "acceptEdits",
+            "plan-only": "plan",
+            "bypass": "bypassPermissions",
+        },
+        description="What {approval} becomes for each approval mode.",
+    )
+    tools_separator: str = Field(",", description="How {tools} joins the tool names.")
+    profiles: dict[str, ProfileSettings] = Field(
+        default_factory=dict,
+        description="Profiles added to (or replacing) read-only, write, verification, design.",
+    )
+    roles: dict[str, str] = Field(
+        default_factory=dict, description="Role → profile, added to (or replacing) the built-ins."
+    )
 
 
 class PolicySettings(_Section):
@@ -86,16 +148,26 @@ class Settings(_Section):
     runner: RunnerSettings = RunnerSettings()
     recovery: RecoverySettings = RecoverySettings()
     policy: PolicySettings = PolicySettings()
+    agents: AgentSettings = AgentSettings()
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        pairs = (f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"'
+        return f"'{value}'" if "\\" in value and "'" not in value else f'"{value}"'
     return repr(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
 
 
 def default_settings_text() -> str:

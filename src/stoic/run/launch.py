@@ -1,0 +1,103 @@
+"""Starting an attempt: the executor a task names, wrapped in its stages when it has any.
+
+Shell, Python and HTTP tasks start their executor directly; agent tasks run their agent CLI
+through the shell executor with the command line the workspace's template gives. A task with an
+iterate loop or verifiers runs as a `StagedAttempt`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from stoic.core.failure import Failure, FailureKind
+from stoic.plan.models import TaskSpec, Verifier
+from stoic.run.agents import AgentSetup
+from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.guard import describe_command as describe
+from stoic.run.http import HttpAttempt
+from stoic.run.loop import Ended, Handle
+from stoic.run.python_pool import WorkerPool
+from stoic.run.shell import ShellAttempt
+from stoic.run.stages import StagedAttempt, command_missing
+
+__all__ = ["Launcher"]
+
+_DEFAULT_ITERATIONS = 3
+
+
+class Launcher:
+    """Knows how to start any task of one run."""
+
+    def __init__(
+        self,
+        *,
+        base_env: Mapping[bytes, bytes],
+        pool: WorkerPool,
+        plan_verifiers: Sequence[Verifier],
+        max_iterations_default: int | None,
+        agents: AgentSetup,
+    ) -> None:
+        self.base_env = base_env
+        self.pool = pool
+        self.plan_verifiers = list(plan_verifiers)
+        self.max_iterations_default = max_iterations_default or _DEFAULT_ITERATIONS
+        self.agents = agents
+        self.stdin_fd = -1
+        """/dev/null, opened by the runner for the run's length."""
+
+    def launch(self, spec: TaskSpec, attempt: Attempt) -> Handle:
+        """Start the attempt; an executor fault ends it on record instead of raising."""
+        try:
+            verifiers = [*self.plan_verifiers, *(spec.verify or ())]
+            if spec.iterate is None and not verifiers:
+                return self._start(spec, attempt)
+            iterate = spec.iterate
+            return StagedAttempt(
+                attempt,
+                lambda each: self._start(spec, each),
+                self._command,
+                iterate=iterate,
+                max_iterations=(
+                    iterate.max_iterations
+                    if iterate is not None and iterate.max_iterations is not None
+                    else self.max_iterations_default
+                ),
+                verifiers=verifiers,
+                verifier_command=lambda verifier: self._verifier_command(verifier, attempt),
+            )
+        except Exception as exc:  # an executor fault must still end the attempt on record
+            failure = Failure(
+                FailureKind.ERROR, f"stoic could not run the task: {type(exc).__name__}: {exc}"
+            )
+            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=describe(spec)))
+
+    def _start(self, spec: TaskSpec, attempt: Attempt) -> Handle:
+        if spec.run is not None:
+            return self._command(spec.run, attempt, spec.shell)
+        if spec.call is not None:
+            return self.pool.start(spec.call, dict(spec.params), attempt)
+        if spec.http is not None:
+            return HttpAttempt(spec.http, attempt)
+        if spec.agent is not None:
+            argv, env = self.agents.command_for(spec, attempt)
+            return self._command(argv, attempt.with_env(env), False)
+        raise AssertionError(f"task {spec.id} has nothing to run")  # refused before the run
+
+    def _command(self, command: Sequence[str] | str, attempt: Attempt, shell: bool) -> Handle:
+        return ShellAttempt(
+            command, attempt, shell=shell, base_env=self.base_env, stdin_fd=self.stdin_fd
+        )
+
+    def _verifier_command(
+        self, verifier: Verifier, attempt: Attempt
+    ) -> tuple[Sequence[str] | str, bool] | None:
+        """The verifier's command line, or None when it is not there (tier 1: skipped)."""
+        path = self.base_env.get(b"PATH", os.environb.get(b"PATH", b"")).decode()
+        if verifier.agent is not None:
+            return self.agents.verifier_command(verifier, attempt.task_id)
+        assert verifier.run is not None
+        through_shell = isinstance(verifier.run, str)
+        if command_missing(verifier.run, attempt.plan_dir, path):
+            return None
+        return verifier.run, through_shell

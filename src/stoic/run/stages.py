@@ -1,0 +1,367 @@
+"""One attempt of a task, in stages: the task, its iterate checks, then its verifiers.
+
+The whole sequence is one `Handle` to the event loop, so checks and verifiers are child
+processes watched like the task itself and never block other tasks. An iterate loop is not
+recovery: the task goes round again inside the same attempt until its check reports no
+failures, and escalates when it does not converge. Verifiers are fail-open (DESIGN §10): they
+run only after the task succeeded and never turn a success into a failure, except a gate with
+a critical or high finding, which escalates.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from stoic.core.escalations import EscalationMode, EscalationRequest
+from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.verification import (
+    CheckResult,
+    VerificationOutcome,
+    VerificationStatus,
+    convergence,
+    failure_count,
+    parse_report,
+    report_from_output,
+)
+from stoic.plan.models import Iterate, Verifier
+from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.loop import Handle
+
+__all__ = ["StagedAttempt", "command_missing"]
+
+_REPORT_READ_LIMIT = 4 * 1024 * 1024
+
+Launch = Callable[[Attempt], Handle]
+StartCommand = Callable[[Sequence[str] | str, Attempt, bool], Handle]
+"""Starts a command (argv, or a string for /bin/sh when the flag is true) as a handle."""
+VerifierCommand = Callable[[Verifier], "tuple[Sequence[str] | str, bool] | None"]
+"""The command a verifier runs, or None when it is not there (tier 1)."""
+
+
+def command_missing(command: Sequence[str] | str, plan_dir: Path, path: str | None) -> bool:
+    """Tier 1: the program a verifier names does not exist."""
+    if isinstance(command, str):
+        words = shlex.split(command)
+        program = words[0] if words else ""
+    else:
+        program = command[0] if command else ""
+    if not program:
+        return True
+    if "/" in program:
+        return not (plan_dir / program).exists()
+    return shutil.which(program, path=path) is None
+
+
+class StagedAttempt:
+    """The task, then its checks (iterate), then its verifiers, as one handle."""
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        launch: Launch,
+        start_command: StartCommand,
+        *,
+        iterate: Iterate | None,
+        max_iterations: int,
+        verifiers: Sequence[Verifier],
+        verifier_command: VerifierCommand,
+    ) -> None:
+        self.attempt = attempt
+        self.launch = launch
+        self.start_command = start_command
+        self.iterate = iterate
+        self.max_iterations = max_iterations
+        self.verifiers = list(verifiers)
+        self.verifier_command = verifier_command
+        self.started = time.monotonic()
+        self.checks: list[CheckResult] = []
+        self.outcomes: list[VerificationOutcome] = []
+        self.task_result: AttemptResult | None = None
+        self._stage = "task"
+        self._iteration = 1
+        self._stopped = False
+        self._verifier_index = -1
+        self._verifier_started = 0.0
+        self._check_started = 0.0
+        self._result: AttemptResult | None = None
+        self._current: Handle = launch(attempt)
+        self._advance_if_done()
+
+    # -- Handle ------------------------------------------------------------------------------
+
+    @property
+    def result(self) -> AttemptResult | None:
+        return self._result
+
+    def fds(self) -> Iterable[int]:
+        return self._current.fds() if self._result is None else ()
+
+    def deadline(self) -> float | None:
+        if self._result is not None:
+            return None
+        if self._current.result is not None:
+            return time.monotonic()  # a stage that ended at once: advance on the next tick
+        return self._current.deadline()
+
+    def on_ready(self, fd: int) -> None:
+        self._current.on_ready(fd)
+        self._advance_if_done()
+
+    def tick(self, now: float) -> None:
+        if self._current.result is None:
+            self._current.tick(now)
+        self._advance_if_done()
+
+    def stop(self) -> None:
+        if self._result is None and not self._stopped:
+            self._stopped = True
+            self._current.stop()
+            self._advance_if_done()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _advance_if_done(self) -> None:
+        while self._result is None and self._current.result is not None:
+            ended = self._current.result
+            if self._stage == "task":
+                self._task_ended(ended)
+            elif self._stage == "check":
+                self._check_ended(ended)
+            else:
+                self._verifier_ended(ended)
+
+    def _paths(self, suffix: str) -> Attempt:
+        base = self.attempt
+        log = base.log_path.with_name(f"{base.log_path.stem}.{suffix}.log")
+        result = base.result_path.with_name(
+            base.result_path.name.removesuffix(".json") + f".{suffix}.json"
+        )
+        return replace(base, log_path=log, result_path=result)
+
+    def _task_ended(self, ended: AttemptResult) -> None:
+        self.task_result = ended
+        if ended.failure is not None or self._stopped:
+            self._finish(ended.failure)
+            return
+        if self.iterate is not None:
+            self._start_check()
+        else:
+            self._next_verifier()
+
+    def _start_check(self) -> None:
+        assert self.iterate is not None
+        self._stage = "check"
+        attempt = self._paths(f"check-{self._iteration}")
+        attempt = replace(attempt, timeout=self.iterate.timeout)
+        self._check_started = time.monotonic()
+        self._current = self.start_command(self.iterate.check, attempt, False)
+
+    def _check_ended(self, ended: AttemptResult) -> None:
+        assert self.iterate is not None
+        if self._stopped:
+            self._finish(Failure(FailureKind.INTERRUPTED, "stopped by the runner"))
+            return
+        data = ended.result.data if ended.result is not None else None
+        count = failure_count(data, ended.exit_code)
+        self.checks.append(
+            CheckResult(
+                iteration=self._iteration,
+                failures=count,
+                exit_code=ended.exit_code,
+                duration_s=time.monotonic() - self._check_started,
+                log=self._relative(self._paths(f"check-{self._iteration}").log_path),
+            )
+        )
+        verdict = convergence(
+            [check.failures for check in self.checks],
+            max_iterations=self.max_iterations,
+            stall_after=self.iterate.stall_after,
+        )
+        if verdict.converged:
+            self._next_verifier()
+        elif verdict.go_on:
+            self._iteration += 1
+            attempt = self._paths(f"iteration-{self._iteration}")
+            attempt = replace(
+                attempt,
+                env={
+                    **attempt.env,
+                    "STOIC_ITERATION": str(self._iteration),
+                    "STOIC_CHECK_RESULT": str(
+                        self._paths(f"check-{self._iteration - 1}").result_path
+                    ),
+                },
+            )
+            self._stage = "task"
+            self._current = self.launch(attempt)
+        else:
+            self._finish(self._not_converged(verdict.why))
+
+    def _not_converged(self, why: str) -> Failure:
+        task = self.attempt.task_id
+        request = EscalationRequest(
+            mode=EscalationMode.CONVERGENCE,
+            title=f"{task} did not converge",
+            question=(
+                f"Task {task} did not converge ({why}): should it go on with another approach"
+                " (say which in the note), or stop here?"
+            ),
+            context=f"The check `{shlex.join(self.iterate.check if self.iterate else [])}`"
+            f" reported failures per iteration: {why}.",
+        )
+        return Failure(
+            FailureKind.ESCALATED,
+            f"did not converge: {why}",
+            partial=Partial.TRUE,
+            escalation=request,
+        )
+
+    def _next_verifier(self) -> None:
+        self._stage = "verify"
+        while True:
+            self._verifier_index += 1
+            if self._verifier_index >= len(self.verifiers):
+                self._finish(None)
+                return
+            verifier = self.verifiers[self._verifier_index]
+            if self._stopped:
+                self.outcomes.append(
+                    VerificationOutcome(
+                        verifier.id,
+                        VerificationStatus.INCOMPLETE,
+                        reason="the run was stopped before it ran",
+                        gate=verifier.gate,
+                    )
+                )
+                continue
+            command = self.verifier_command(verifier)
+            if command is None:
+                self.outcomes.append(
+                    VerificationOutcome(
+                        verifier.id,
+                        VerificationStatus.ABSENT,
+                        reason="not there: " + _what(verifier),
+                        gate=verifier.gate,
+                    )
+                )
+                continue
+            argv, through_shell = command
+            attempt = self._paths(f"verify-{verifier.id}")
+            attempt = replace(
+                attempt,
+                timeout=verifier.timeout,
+                env={
+                    **attempt.env,
+                    "STOIC_REPORT": str(attempt.result_path),
+                    "STOIC_VERIFIED_TASK": self.attempt.task_id,
+                    "STOIC_TASK_LOG": str(self.attempt.log_path),
+                },
+            )
+            attempt.result_path.unlink(missing_ok=True)
+            self._verifier_started = time.monotonic()
+            self._current = self.start_command(argv, attempt, through_shell)
+            return
+
+    def _verifier_ended(self, ended: AttemptResult) -> None:
+        verifier = self.verifiers[self._verifier_index]
+        attempt = self._paths(f"verify-{verifier.id}")
+        duration = time.monotonic() - self._verifier_started
+        log = self._relative(attempt.log_path) if ended.output_bytes else None
+        outcome = _judge(verifier, ended, attempt.log_path, duration, log)
+        self.outcomes.append(outcome)
+        self._next_verifier()
+
+    def _relative(self, path: Path) -> str:
+        parts = path.parts
+        return "/".join(parts[parts.index("runs") :]) if "runs" in parts else str(path)
+
+    def _finish(self, failure: Failure | None) -> None:
+        base = self.task_result or AttemptResult(failure=failure, duration_s=0.0)
+        blocking = [o for o in self.outcomes if o.blocks]
+        if failure is None and blocking:
+            failure = _gate_blocked(self.attempt.task_id, blocking)
+        self._result = replace(
+            base,
+            failure=failure,
+            duration_s=time.monotonic() - self.started,
+            iterations=tuple(check.to_json() for check in self.checks),
+            verifications=tuple(self.outcomes),
+        )
+
+
+def _what(verifier: Verifier) -> str:
+    if verifier.agent is not None:
+        return f"agent {verifier.agent}"
+    command = verifier.run or ""
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def _judge(
+    verifier: Verifier, ended: AttemptResult, log_path: Path, duration: float, log: str | None
+) -> VerificationOutcome:
+    """Tiers 2 and 3 become incomplete with their reason; a valid report decides."""
+
+    def skipped(reason: str) -> VerificationOutcome:
+        return VerificationOutcome(
+            verifier.id,
+            VerificationStatus.INCOMPLETE,
+            duration,
+            reason=reason,
+            gate=verifier.gate,
+            log=log,
+        )
+
+    failure = ended.failure
+    if failure is not None and failure.kind is FailureKind.TIMEOUT:
+        return skipped(f"timed out after {verifier.timeout:g}s")
+    if failure is not None and failure.kind is FailureKind.INTERRUPTED:
+        return skipped("stopped with the run")
+    if ended.exit_code is None and failure is not None:
+        return skipped(failure.message)  # it could not start
+    if ended.exit_code not in (0, None):
+        return skipped(f"exit status {ended.exit_code}")
+    try:
+        if ended.result is not None:
+            if ended.result.error is not None:
+                raise ValueError(f"not a report: {ended.result.error}")
+            report = parse_report(ended.result.data)
+        else:
+            report = report_from_output(_read(log_path))
+    except ValueError as exc:
+        return skipped(str(exc))
+    return VerificationOutcome(
+        verifier.id, report.outcome, duration, report=report, gate=verifier.gate, log=log
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_REPORT_READ_LIMIT)
+    except FileNotFoundError:
+        return b""
+
+
+def _gate_blocked(task_id: str, blocking: Sequence[VerificationOutcome]) -> Failure:
+    findings = [f for outcome in blocking if outcome.report for f in outcome.report.blocking]
+    gates = ", ".join(outcome.verifier for outcome in blocking)
+    request = EscalationRequest(
+        mode=EscalationMode.SECURITY_ALERT,
+        title=f"gate {gates} blocked {task_id}",
+        question=(
+            f"Gate {gates} found {len(findings)} critical or high finding(s) in task {task_id}:"
+            " should the task be redone with a fix (say which in the note), or stop here?"
+        ),
+        context="\n".join(f"Finding {finding.line()}" for finding in findings),
+    )
+    return Failure(
+        FailureKind.ESCALATED,
+        f"gate {gates} blocked what follows: {len(findings)} critical or high finding(s)",
+        partial=Partial.TRUE,
+        escalation=request,
+    )
