@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import stoic
 from stoic.plan.loader import PlanInvalid, parse_plan, read_plan
 from tests.conftest import PROJECT_ROOT, run_cli
 
@@ -214,6 +215,7 @@ def test_plan_check_json_names_root_blockers_transitively(tmp_path: Path) -> Non
         "blocked": [{"id": "B", "blocked_by": ["A"]}, {"id": "C", "blocked_by": ["A"]}],
         "failed": ["A"],
         "errors": [],
+        "agents": [],
     }
 
 
@@ -286,15 +288,14 @@ def test_plan_schema_is_json_schema_of_the_native_format() -> None:
     assert "json" in schema["$defs"]["HttpRequest"]["properties"]
 
 
-def test_every_corpus_plan_loads_or_is_refused_clearly() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"the plan corpus is not here ({CORPUS}); set STOIC_CORPUS to its folder")
+def _check_corpus(*options: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Every corpus plan through `plan check`: outcomes, and each refused file's first error."""
     files = sorted(CORPUS.glob("*.yaml"))
     assert len(files) == 247
     outcomes: dict[str, int] = {}
-    refused: list[str] = []
+    refused: dict[str, str] = {}
     for path in files:
-        result = run_cli("plan", "check", str(path), "--json")
+        result = run_cli(*options, "plan", "check", str(path), "--json")
         assert result.exit_code in (0, 1, 2, 3), (path, result.stderr)
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
         verdict = orjson.loads(result.stdout)
@@ -302,11 +303,35 @@ def test_every_corpus_plan_loads_or_is_refused_clearly() -> None:
         if result.exit_code == 2:
             assert verdict["errors"], path
             assert all(error["line"] >= 1 for error in verdict["errors"])
-            text = run_cli("plan", "check", str(path)).stderr
+            text = run_cli(*options, "plan", "check", str(path)).stderr
             assert f"{path}:{verdict['errors'][0]['line']}:" in text
-            refused.append(path.name)
-    assert len(refused) == 3, refused  # two are not YAML, one says `complete`
+            refused[path.name] = verdict["errors"][0]["message"]
+    return outcomes, refused
+
+
+def test_every_corpus_plan_loads_or_is_refused_clearly(tmp_path: Path) -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the plan corpus is not here ({CORPUS}); set STOIC_CORPUS to its folder")
+    outcomes, refused = _check_corpus("-w", str(tmp_path / "no-workspace"))
+    # Two are not YAML, one says `complete`; eleven name agent roles stoic does not know
+    # (design-judge, ux-designer, e2e-test-agent): an unknown role is never a silent default.
+    assert len(refused) == 14, refused
+    roles = [
+        m.split("unknown agent role '")[1].split("'")[0]
+        for m in refused.values()
+        if "unknown agent role" in m
+    ]
+    assert set(roles) <= {"design-judge", "e2e-test-agent", "ux-designer"}
+    assert len(roles) == 11
     assert outcomes["completed"] > 100 and outcomes["failed"] > 0
+    # Mapped to profiles in the workspace's stoic.toml, those roles are known.
+    stoic.Workspace.init(tmp_path / "ws").close()
+    (tmp_path / "ws" / "stoic.toml").write_text(
+        '[agents.roles]\ndesign-judge = "read-only"\nux-designer = "design"\n'
+        'e2e-test-agent = "verification"\n'
+    )
+    outcomes, refused = _check_corpus("-w", str(tmp_path / "ws"))
+    assert len(refused) == 3, refused
 
 
 SCALARS = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -11,6 +11,9 @@ import typer
 from stoic.plan.check import CheckStatus, PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.plan.models import PlanDocument
+
+if TYPE_CHECKING:
+    from stoic.run.agents import AgentSetup
 
 __all__ = ["register"]
 
@@ -23,13 +26,21 @@ plan_app = typer.Typer(
 
 
 def check(
+    ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
     """Validate a plan, then say what its task statuses mean: exit 0 completed or runnable,
     1 failed, 3 awaiting a human, 2 invalid."""
+    from stoic.run.agents import agents_of
+
+    setup = _agent_setup(ctx)
     try:
-        verdict = check_plan(read_plan(plan), str(plan))
+        loaded = read_plan(plan)
+        errors = setup.plan_errors(loaded, check_cli=False)
+        if errors:
+            raise PlanInvalid(loaded.path, errors)
+        verdict = check_plan(loaded, str(plan), agents_of(loaded, setup))
     except PlanInvalid as exc:
         verdict = invalid_plan_check(str(plan), exc.errors)
         if not as_json:
@@ -42,6 +53,19 @@ def check(
     else:
         _print_verdict(verdict)
     raise typer.Exit(verdict.status.exit_code)
+
+
+def _agent_setup(ctx: typer.Context) -> AgentSetup:
+    """Roles and profiles of the workspace, if there is one; else the built-in ones."""
+    from stoic.cli.app import CliState
+    from stoic.run.agents import AgentSetup, default_setup
+    from stoic.store.config import load_settings
+
+    state = ctx.obj
+    settings_file = state.workspace / "stoic.toml" if isinstance(state, CliState) else None
+    if settings_file is None or not settings_file.is_file():
+        return default_setup()
+    return AgentSetup(load_settings(settings_file).agents)
 
 
 def _print_verdict(verdict: PlanCheck) -> None:

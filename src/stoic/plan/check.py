@@ -6,7 +6,7 @@ The same graph code the runner uses, in the same words, with `runnable` standing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -60,6 +60,8 @@ class PlanCheck:
     """Each task that can never run, with the failed tasks at the root of it."""
     failed: tuple[str, ...] = ()
     errors: tuple[PlanError, ...] = field(default=())
+    agents: tuple[Mapping[str, Any], ...] = ()
+    """Every agent task: id, role, profile, and whether the role was inferred."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,10 +76,11 @@ class PlanCheck:
                 {"line": e.line, "column": e.column, "message": e.message, "hint": e.hint}
                 for e in self.errors
             ],
+            "agents": [dict(agent) for agent in self.agents],
         }
 
 
-def check_plan(plan: Plan, path: str) -> PlanCheck:
+def check_plan(plan: Plan, path: str, agents: Sequence[Mapping[str, Any]] = ()) -> PlanCheck:
     """Analyse the statuses a valid plan carries."""
     states = plan.states()
     analysis = analyse_states(plan.graph, states)
@@ -100,6 +103,7 @@ def check_plan(plan: Plan, path: str) -> PlanCheck:
         awaiting_human=analysis.awaiting_human,
         blocked=tuple(analysis.blocked.items()),
         failed=analysis.failed,
+        agents=tuple(agents),
     )
 
 

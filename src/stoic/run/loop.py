@@ -52,7 +52,7 @@ class EventLoop:
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._watched: dict[int, Handle] = {}
+        self._watched: dict[int, tuple[Handle, int]] = {}
 
     def close(self) -> None:
         self._selector.close()
@@ -62,18 +62,26 @@ class EventLoop:
         self._selector.register(fd, selectors.EVENT_READ, None)
 
     def _sync(self, handles: Iterable[Handle]) -> None:
-        wanted: dict[int, Handle] = {}
+        """Register what the handles wait on now.
+
+        A handle that moves on to a new child process (a staged attempt) may get a descriptor
+        with the number of one it closed; its `generation` changes then, so the new one is
+        registered instead of being mistaken for the old.
+        """
+        wanted: dict[int, tuple[Handle, int]] = {}
         for handle in handles:
+            generation = getattr(handle, "generation", 0)
             for fd in handle.fds():
-                wanted[fd] = handle
+                wanted[fd] = (handle, generation)
         for fd in list(self._watched):
-            if fd not in wanted or wanted[fd] is not self._watched[fd]:
-                self._selector.unregister(fd)
+            if wanted.get(fd) != self._watched[fd]:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
                 del self._watched[fd]
-        for fd, handle in wanted.items():
+        for fd, owner in wanted.items():
             if fd not in self._watched:
-                self._selector.register(fd, selectors.EVENT_READ, handle)
-                self._watched[fd] = handle
+                self._selector.register(fd, selectors.EVENT_READ, owner[0])
+                self._watched[fd] = owner
 
     def step(self, handles: list[Handle], max_wait: float) -> list[int]:
         """Wait once; dispatch ready descriptors and due ticks. Returns ready extra fds."""
@@ -89,7 +97,7 @@ class EventLoop:
             handle = key.data
             if handle is None:
                 extras.append(key.fd)
-            elif self._watched.get(key.fd) is handle:
+            elif (owner := self._watched.get(key.fd)) is not None and owner[0] is handle:
                 handle.on_ready(key.fd)
         now = time.monotonic()
         for handle in handles:

@@ -72,6 +72,7 @@ class PlainReporter:
             f"WARNING: verifier {outcome.verifier} of task {task_id} could not verify:"
             f" {outcome.reason}; the work goes on (verification incomplete)",
             markup=False,
+            soft_wrap=True,
         )
 
     def run_ended(self, report: RunReport) -> None:
@@ -144,7 +145,7 @@ def print_summary(console: Console, report: RunReport) -> None:
         table.add_row(task_id, status, str(task.attempts), duration, note)
     console.print(table)
     for line in _warnings(report):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(_verdict(report), markup=False, highlight=False)
 
 

@@ -89,6 +89,8 @@ class StagedAttempt:
         self._verifier_started = 0.0
         self._check_started = 0.0
         self._result: AttemptResult | None = None
+        self.generation = 0
+        """Changes with every stage: its descriptors are new ones (see EventLoop._sync)."""
         self._current: Handle = launch(attempt)
         self._advance_if_done()
 
@@ -127,6 +129,7 @@ class StagedAttempt:
 
     def _advance_if_done(self) -> None:
         while self._result is None and self._current.result is not None:
+            self.generation += 1
             ended = self._current.result
             if self._stage == "task":
                 self._task_ended(ended)

@@ -146,6 +146,7 @@ class Escalations:
             else []
         )
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
+        context = [line for line in request.context.splitlines() if line.strip()]
         briefing = Briefing(
             escalation_id=escalation_id,
             title=title,
@@ -154,12 +155,9 @@ class Escalations:
             run_id=run_id,
             task_id=task_id,
             status=status or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
-            what_happened=(
-                *history_lines(history),
-                *([request.context] if request.context else []),
-            ),
+            what_happened=(*history_lines(history), *context),
             question=request.question,
-            risks=tuple(risks) or ((_RISKS[request.mode],) if request.mode in _RISKS else ()),
+            risks=tuple(risks) or _risks_of(request, context),
             to_proceed=tuple(answer_lines(escalation_id, run_id if task_id else None)),
         )
         text = render_briefing(briefing)
@@ -274,6 +272,13 @@ class Escalations:
     def _write_log(self, state: EscalationState) -> None:
         text = render_escalation_log(state.escalations.values())
         atomic_write(self.folder / "escalation-log.md", text.encode())
+
+
+def _risks_of(request: EscalationRequest, context: Sequence[str]) -> tuple[str, ...]:
+    """A gate's findings are its risks; other modes get the standing risk of their kind."""
+    found = [line for line in context if line.startswith("Finding ")]
+    general = (_RISKS[request.mode],) if request.mode in _RISKS else ()
+    return (*found, *general)
 
 
 def _title_of(request: EscalationRequest, task_id: str | None) -> str:
