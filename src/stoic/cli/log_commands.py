@@ -177,8 +177,18 @@ def audit(
         report = workspace.audit(repair=repair)
         if not report.ok:
             # An audit failure pauses the workspace (DESIGN §9) — when it can still be recorded.
+            from stoic.core.notifications import Event
+            from stoic.store.notify import notify
+
+            first = report.violations[0]
+            notify(
+                workspace,
+                Event.AUDIT_FAILED,
+                f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
+                f" first: {first.code.value}: {first.message}",
+                data={"violations": len(report.violations)},
+            )
             with contextlib.suppress(StoicError):
-                first = report.violations[0]
                 paused = pause(
                     workspace,
                     reason=f"the audit failed: {first.code.value}: {first.message}",

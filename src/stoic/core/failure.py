@@ -10,7 +10,14 @@ from typing import Any
 
 from stoic.core.escalations import EscalationRequest
 
-__all__ = ["Failure", "FailureKind", "Partial", "compile_patterns", "kind_from_output"]
+__all__ = [
+    "Failure",
+    "FailureKind",
+    "OutputPatterns",
+    "Partial",
+    "compile_patterns",
+    "kind_from_output",
+]
 
 
 class FailureKind(StrEnum):

@@ -76,6 +76,8 @@ class TaskView:
     """Verifier id → its state.json sub-entry (absent verifiers have none)."""
     summary: str | None = None
     """The completion summary from the task's linked document."""
+    summary_error: str | None = None
+    """Why the linked document gave no summary."""
     # Outcome reconciliation (DESIGN §7).
     original_failure: Mapping[str, Any] | None = None
     recovery_evaluated: bool = False
@@ -251,9 +253,9 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     task.log_bytes = int(details.get("output_bytes", 0) or 0)
     task.outcome = outcome
     task.attempts = max(task.attempts, attempt)
-    summary = details.get("summary")
-    if isinstance(summary, str):
-        task.summary = summary
+    if "summary" in details or "summary_error" in details:
+        task.summary = details.get("summary")
+        task.summary_error = details.get("summary_error")
     if outcome == "succeeded":
         task.open_attempt = None
         task.state = TaskState.SUCCEEDED

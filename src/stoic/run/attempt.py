@@ -165,6 +165,10 @@ class AttemptResult:
     """An iterate loop's checks, one per round."""
     verifications: tuple[VerificationOutcome, ...] = ()
     """What the task's verifiers said (each becomes its own record)."""
+    summary: str | None = None
+    """The completion summary from the task's `doc:`."""
+    summary_error: str | None = None
+    """Why the task's `doc:` gave no summary."""
 
     @property
     def succeeded(self) -> bool:
@@ -191,6 +195,10 @@ class AttemptResult:
             data["steps_completed"] = self.steps_completed
         if self.iterations:
             data["iterations"] = list(self.iterations)
+        if self.summary is not None:
+            data["summary"] = self.summary
+        if self.summary_error is not None:
+            data["summary_error"] = self.summary_error
         return data
 
 

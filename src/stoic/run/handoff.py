@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind
-from stoic.core.graph import TaskState
+from stoic.core.graph import RunStatus, TaskState
+from stoic.core.notifications import Event
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import UsageError, WorkspacePaused
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.guard import describe_command as describe
+from stoic.run.reporting import summary_lines
 from stoic.store.escalations import Escalations
+from stoic.store.notify import notify
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from stoic.run.runner import RunReport
 
 __all__ = ["Handoff"]
 
@@ -115,3 +122,44 @@ class Handoff:
                 if failure.escalation is not None:
                     with contextlib.suppress(UsageError):
                         self.escalate(task_id, failure.escalation)
+
+    def run_ended(self, report: RunReport, reason: str) -> None:
+        """Run completed, failed (with the blocked list) or waiting: notifiers hear of it."""
+        event = _EVENTS.get(report.analysis.status)
+        if event is None or report.status == "interrupted":
+            return
+        analysis = report.analysis
+        lines = [
+            f"{task} is blocked by {', '.join(roots)}" for task, roots in analysis.blocked.items()
+        ]
+        lines += [f"{task} failed" for task in analysis.failed]
+        for task_id in analysis.awaiting_human:
+            escalation = report.view.task(task_id).escalation_id
+            lines.append(f"{task_id} waits for " + (escalation or "a review decision"))
+        lines += summary_lines(report)
+        summaries = {
+            task_id: report.view.task(task_id).summary
+            for task_id in report.plan.graph.ids
+            if report.view.task(task_id).summary
+        }
+        notify(
+            self.workspace,
+            event,
+            reason,
+            run_id=self.run_id,
+            data={
+                "status": report.status,
+                "failed": list(analysis.failed),
+                "blocked": {task: list(roots) for task, roots in analysis.blocked.items()},
+                "awaiting_human": list(analysis.awaiting_human),
+                "summaries": summaries,
+            },
+            lines=lines,
+        )
+
+
+_EVENTS = {
+    RunStatus.COMPLETED: Event.RUN_COMPLETED,
+    RunStatus.FAILED: Event.RUN_FAILED,
+    RunStatus.AWAITING_HUMAN: Event.RUN_AWAITING_HUMAN,
+}

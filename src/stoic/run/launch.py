@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 
-from stoic.core.failure import Failure, FailureKind
+from stoic.core.failure import Failure, FailureKind, OutputPatterns, kind_from_output
+from stoic.core.summaries import summarize
 from stoic.plan.models import TaskSpec, Verifier
 from stoic.run.agents import AgentSetup
-from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.attempt import Attempt, AttemptResult, read_tail
 from stoic.run.guard import describe_command as describe
 from stoic.run.http import HttpAttempt
 from stoic.run.loop import Ended, Handle
@@ -21,7 +24,7 @@ from stoic.run.python_pool import WorkerPool
 from stoic.run.shell import ShellAttempt
 from stoic.run.stages import StagedAttempt, command_missing
 
-__all__ = ["Launcher"]
+__all__ = ["Launcher", "kind_by_output", "with_summary"]
 
 _DEFAULT_ITERATIONS = 3
 
@@ -101,3 +104,43 @@ class Launcher:
         if command_missing(verifier.run, attempt.plan_dir, path):
             return None
         return verifier.run, through_shell
+
+
+def with_summary(result: AttemptResult, doc: Path) -> AttemptResult:
+    """The attempt's completion summary from its document; a missing or empty one says why."""
+    try:
+        text = doc.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return replace(result, summary_error=f"{doc}: {why}")
+    summary = summarize(text).text()
+    if summary is None:
+        return replace(
+            result,
+            summary_error=f"{doc} has no ## Root Cause, **Root Need:** or ## Summary to summarize",
+        )
+    return replace(result, summary=summary)
+
+
+def kind_by_output(
+    spec: TaskSpec, attempt: Attempt, result: AttemptResult, patterns: OutputPatterns
+) -> AttemptResult:
+    """A command's plain error gets its kind from its output (DESIGN §7 output patterns)."""
+    failure = result.failure
+    if failure is None or failure.kind is not FailureKind.ERROR or not result.output_bytes:
+        return result
+    if spec.call is not None or spec.http is not None:
+        return result  # their failures come from exceptions and status codes
+    found = kind_from_output(read_tail(attempt.log_path), patterns)
+    if found is None:
+        return result
+    kind, retry_after = found
+    return replace(
+        result,
+        failure=replace(
+            failure,
+            kind=kind,
+            retry_after_s=retry_after,
+            message=f"{failure.message}; its output says {kind.value}",
+        ),
+    )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from stoic.plan.loader import Plan
     from stoic.run.runner import RunReport
 
-__all__ = ["LiveReporter", "PlainReporter", "Reporter", "print_summary"]
+__all__ = ["LiveReporter", "PlainReporter", "Reporter", "print_summary", "summary_lines"]
 
 
 class Reporter(Protocol):
@@ -144,9 +144,21 @@ def print_summary(console: Console, report: RunReport) -> None:
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
         table.add_row(task_id, status, str(task.attempts), duration, note)
     console.print(table)
-    for line in _warnings(report):
+    for line in [*summary_lines(report), *_warnings(report)]:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(_verdict(report), markup=False, highlight=False)
+
+
+def summary_lines(report: RunReport) -> list[str]:
+    """Each task's completion summary (from its `doc:`), or why there is none."""
+    lines = []
+    for task_id in report.plan.graph.ids:
+        task = report.view.task(task_id)
+        if task.summary:
+            lines.append(f"{task_id}: {task.summary}")
+        elif task.summary_error:
+            lines.append(f"{task_id}: no summary ({task.summary_error})")
+    return lines
 
 
 def _warnings(report: RunReport) -> list[str]:

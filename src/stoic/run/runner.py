@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind, compile_patterns, kind_from_output
+from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.policy import (
     Policy,
@@ -38,7 +38,7 @@ from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
-from stoic.run.attempt import Attempt, AttemptResult, read_tail
+from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.guard import (
     Guard,
     budget_exhausted_view,
@@ -47,7 +47,7 @@ from stoic.run.guard import (
 )
 from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
-from stoic.run.launch import Launcher
+from stoic.run.launch import Launcher, kind_by_output, with_summary
 from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
@@ -360,7 +360,11 @@ class Runner:
                     assert finished is not None
                     if item.budget_bound:
                         finished = budget_exhausted_view(finished, item.attempt.timeout)
-                    finished = self._by_output(item, finished)
+                    finished = kind_by_output(
+                        item.spec, item.attempt, finished, self.output_patterns
+                    )
+                    if finished.failure is None and item.spec.doc:
+                        finished = with_summary(finished, self.plan_dir / item.spec.doc)
                     outcome = _outcome_of(finished)
                     ended.append((item, finished, outcome))
                     if outcome == "succeeded":
@@ -425,6 +429,7 @@ class Runner:
         self.files.write_state(view, self.plan.graph, analysis)
         report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
+        self.handoff.run_ended(report, _lifecycle_reason(self.files.run_id, report.analysis))
         return report
 
     # -- recovery ----------------------------------------------------------------------------
@@ -520,27 +525,6 @@ class Runner:
 
     def _launch(self, item: _Running) -> Handle:
         return self.launcher.launch(item.spec, item.attempt)
-
-    def _by_output(self, item: _Running, result: AttemptResult) -> AttemptResult:
-        """A command's plain error gets its kind from its output (DESIGN §7 output patterns)."""
-        failure = result.failure
-        if failure is None or failure.kind is not FailureKind.ERROR or item.spec.call:
-            return result
-        if item.spec.http is not None or not result.output_bytes:
-            return result
-        found = kind_from_output(read_tail(item.attempt.log_path), self.output_patterns)
-        if found is None:
-            return result
-        kind, retry_after = found
-        return replace(
-            result,
-            failure=replace(
-                failure,
-                kind=kind,
-                retry_after_s=retry_after,
-                message=f"{failure.message}; its output says {kind.value}",
-            ),
-        )
 
     # -- projections -------------------------------------------------------------------------
 

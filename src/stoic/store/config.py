@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stoic.core.policy import check_patterns
 from stoic.core.vocabulary import closest
@@ -140,6 +147,37 @@ class PolicySettings(_Section):
     _patterns_compile = field_validator("forbidden_commands")(check_patterns)
 
 
+class NotifierSettings(_Section):
+    """One `[[notifiers]]` entry: where notices go, which ones, and how long it may take."""
+
+    kind: Literal["console", "file", "webhook", "command"]
+    events: list[
+        Literal[
+            "*",
+            "paused",
+            "resumed",
+            "escalation_raised",
+            "suggestion_created",
+            "run_completed",
+            "run_failed",
+            "run_awaiting_human",
+            "audit_failed",
+        ]
+    ] = Field(["*"], description="The events it gets; * for all.")
+    timeout: float = Field(5.0, gt=0, le=300, description="Seconds before delivery is given up.")
+    path: str | None = Field(None, description="file: the NDJSON file (workspace-relative).")
+    url: str | None = Field(None, pattern=r"^https?://", description="webhook: where to POST.")
+    format: Literal["json", "slack"] = Field("json", description="webhook: the body's shape.")
+    command: list[str] | None = Field(None, description="command: argv; the notice on stdin.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifierSettings:
+        needed = {"file": "path", "webhook": "url", "command": "command"}.get(self.kind)
+        if needed is not None and not getattr(self, needed):
+            raise ValueError(f"a {self.kind} notifier needs `{needed}`")
+        return self
+
+
 class Settings(_Section):
     """Everything `stoic.toml` can set."""
 
@@ -149,6 +187,14 @@ class Settings(_Section):
     recovery: RecoverySettings = RecoverySettings()
     policy: PolicySettings = PolicySettings()
     agents: AgentSettings = AgentSettings()
+    notifiers: list[NotifierSettings] = Field(
+        default_factory=lambda: [
+            NotifierSettings(
+                kind="console",
+                events=["paused", "resumed", "escalation_raised", "audit_failed"],
+            )
+        ]
+    )
 
 
 def _toml_value(value: Any) -> str:
@@ -179,6 +225,9 @@ def default_settings_text() -> str:
     defaults = Settings()
     for section_name, section_field in Settings.model_fields.items():
         section = getattr(defaults, section_name)
+        if isinstance(section, list):
+            lines += ["", *_NOTIFIER_EXAMPLE]
+            continue
         lines += ["", f"[{section_name}]"]
         for name, setting in type(section).model_fields.items():
             lines.append(f"# {setting.description}")
@@ -186,6 +235,28 @@ def default_settings_text() -> str:
         del section_field
     return "\n".join(lines) + "\n"
 
+
+_NOTIFIER_EXAMPLE = [
+    "# Notifiers: where notices of pauses, escalations, suggestions, run ends and audit",
+    "# failures go (kind: console, file, webhook, command). A failing notifier is recorded",
+    "# and never blocks the work. Without [[notifiers]], pauses, resumes, escalations and",
+    "# audit failures are printed on stderr. Examples:",
+    "# [[notifiers]]",
+    '# kind = "console"',
+    '# events = ["paused", "resumed", "escalation_raised", "audit_failed"]',
+    "# [[notifiers]]",
+    '# kind = "file"',
+    '# path = "notifications.ndjson"',
+    "# [[notifiers]]",
+    '# kind = "webhook"',
+    '# url = "https://hooks.slack.com/services/T000/B000/XXXX"',
+    '# format = "slack"',
+    '# events = ["escalation_raised", "run_failed", "run_awaiting_human", "paused"]',
+    "# timeout = 5.0",
+    "# [[notifiers]]",
+    '# kind = "command"',
+    '# command = ["notify-send", "stoic"]',
+]
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 

@@ -26,9 +26,11 @@ from stoic.core.escalations import (
     render_briefing,
     render_escalation_log,
 )
+from stoic.core.notifications import Event
 from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
+from stoic.store.notify import notify
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -119,8 +121,18 @@ class Escalations:
             escalation = self._raise_locked(
                 state, request, actor, run_id, task_id, risks, status, details
             )
+            raised = [escalation]
             if state.needs_process_issue(request.mode):
-                self._raise_process_issue(state, request.mode)
+                raised.append(self._raise_process_issue(state, request.mode))
+        for item in raised:
+            notify(
+                self.workspace,
+                Event.ESCALATION_RAISED,
+                f"{item.id} ({item.mode.value}): {item.question}",
+                run_id=item.run_id,
+                data={"escalation_id": item.id, "mode": item.mode.value, "task_id": item.task_id},
+                lines=[f"briefing: escalations/{item.id}.md"],
+            )
         return escalation
 
     def _raise_locked(
@@ -185,7 +197,7 @@ class Escalations:
         self._write_log(state)
         return state.escalations[escalation_id]
 
-    def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> None:
+    def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> Escalation:
         count = state.by_mode.get(mode.value, 0)
         request = EscalationRequest(
             mode=EscalationMode.PROCESS_ISSUE,
@@ -197,7 +209,7 @@ class Escalations:
             context=", ".join(item.id for item in state.escalations.values() if item.mode is mode)
             + f" were all escalated as {mode.value}.",
         )
-        self._raise_locked(
+        return self._raise_locked(
             state, request, "system:stoic", None, None, (), None, {"for_mode": mode.value}
         )
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.audit import Violation, ViolationCode
+from stoic.core.notifications import Event
 from stoic.core.proposals import (
     FOLDERS,
     Proposal,
@@ -39,6 +40,7 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
+from stoic.store.notify import notify
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -192,6 +194,14 @@ class Queue:
             self._write(state, [proposal_id])
             created = state.proposals[proposal_id]
         self._check_growth(state, batch_size)
+        notify(
+            self.workspace,
+            Event.SUGGESTION_CREATED,
+            f"{proposal_id}: {title}",
+            run_id=run_id,
+            data={"proposal_id": proposal_id, "type": type, "task_id": task_id},
+            lines=[f"`stoic queue show {proposal_id}`, then approve or reject it"],
+        )
         return created
 
     def _check_growth(self, state: QueueState, batch_size: int) -> None:

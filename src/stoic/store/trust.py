@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stoic.core.notifications import Event
 from stoic.exceptions import UsageError
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
+from stoic.store.notify import notify
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -70,6 +72,13 @@ def pause(
         inputs={"criterion": criterion, **(inputs or {})},
     )
     workspace.sync_projections()
+    notify(
+        workspace,
+        Event.PAUSED,
+        f"The workspace is paused ({criterion}): {reason}",
+        data={"criterion": criterion},
+        lines=["`stoic resume --procedure … --reason …` once it is dealt with"],
+    )
     return True
 
 
@@ -108,6 +117,12 @@ def resume(
         },
     )
     workspace.sync_projections()
+    notify(
+        workspace,
+        Event.RESUMED,
+        f"The workspace was resumed by {actor} ({procedure}): {reason}",
+        data={"procedure": procedure},
+    )
 
 
 def raise_flag(

@@ -1,0 +1,90 @@
+"""Notifications (DESIGN §11), as pure data: the events, who wants which, and the payloads.
+
+Notifications go out; nothing in stoic reads them back. Delivery lives in
+`stoic.store.notify`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Event", "Notice", "json_payload", "slack_payload", "wants"]
+
+
+class Event(StrEnum):
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ESCALATION_RAISED = "escalation_raised"
+    SUGGESTION_CREATED = "suggestion_created"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_AWAITING_HUMAN = "run_awaiting_human"
+    AUDIT_FAILED = "audit_failed"
+
+
+_HEADLINES = {
+    Event.PAUSED: ":double_vertical_bar: stoic paused",
+    Event.RESUMED: ":arrow_forward: stoic resumed",
+    Event.ESCALATION_RAISED: ":raising_hand: a decision is needed",
+    Event.SUGGESTION_CREATED: ":inbox_tray: a suggestion waits for review",
+    Event.RUN_COMPLETED: ":white_check_mark: run completed",
+    Event.RUN_FAILED: ":x: run failed",
+    Event.RUN_AWAITING_HUMAN: ":hourglass: run waiting for a person",
+    Event.AUDIT_FAILED: ":rotating_light: audit failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One thing worth telling people about."""
+
+    event: Event
+    text: str
+    """One or two sentences a person reads first."""
+    at: str
+    workspace: str
+    run_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """Details: the blocked list, summaries, the escalation id …"""
+    lines: Sequence[str] = ()
+    """Further lines (blocked tasks, summaries), shown under the text."""
+
+
+def wants(events: Sequence[str], event: Event) -> bool:
+    """A notifier's event filter: the names it lists, or every event for `*` or none listed."""
+    return not events or "*" in events or event.value in events
+
+
+def json_payload(notice: Notice) -> dict[str, Any]:
+    return {
+        "event": notice.event.value,
+        "at": notice.at,
+        "workspace": notice.workspace,
+        "run_id": notice.run_id,
+        "text": notice.text,
+        "lines": list(notice.lines),
+        "data": dict(notice.data),
+    }
+
+
+def slack_payload(notice: Notice) -> dict[str, Any]:
+    """A Slack-compatible incoming-webhook body: `text` for clients, blocks for the rest."""
+    body = notice.text + "".join(f"\n• {line}" for line in notice.lines)
+    return {
+        "text": f"{_HEADLINES[notice.event]}: {notice.text}",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*{_HEADLINES[notice.event]}*\n{body}"},
+            },
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"{notice.workspace} · {notice.at}"},
+                ],
+            },
+        ],
+    }

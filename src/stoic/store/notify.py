@@ -1,0 +1,168 @@
+"""Delivering notices to the configured notifiers (DESIGN §11).
+
+Every notifier runs in its own thread with its own timeout, so delivery takes at most the
+longest timeout, whatever the notifiers do. A delivery that fails or times out is recorded as
+`notification/failed` and never fails or blocks the work; one that succeeds is recorded as
+`notification/sent` (console notices, printed in front of the person, are not recorded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
+from stoic.store.log import utc_timestamp
+
+if TYPE_CHECKING:
+    from stoic.store.config import NotifierSettings
+    from stoic.store.workspace import Workspace
+
+__all__ = ["notify"]
+
+_GRACE = 1.0
+"""Beyond a notifier's own timeout, how long its thread is waited for."""
+
+
+def notify(
+    workspace: Workspace,
+    event: Event,
+    text: str,
+    *,
+    run_id: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    lines: Sequence[str] = (),
+) -> list[tuple[str, str | None]]:
+    """Tell every notifier that wants `event`; returns (notifier, error or None) per delivery."""
+    chosen = [
+        (index, notifier)
+        for index, notifier in enumerate(workspace.settings.notifiers)
+        if wants(notifier.events, event)
+    ]
+    if not chosen:
+        return []
+    notice = Notice(
+        event=event,
+        text=text,
+        at=utc_timestamp(),
+        workspace=str(workspace.root),
+        run_id=run_id,
+        data=dict(data or {}),
+        lines=tuple(lines),
+    )
+    outcomes: dict[int, str | None] = {}
+    threads = []
+    for index, notifier in chosen:
+        thread = threading.Thread(
+            target=_deliver_into,
+            args=(workspace, notifier, notice, outcomes, index),
+            name=f"stoic-notify-{index}",
+            daemon=True,
+        )
+        thread.start()
+        threads.append((index, notifier, thread))
+    results = []
+    for index, notifier, thread in threads:
+        thread.join(notifier.timeout + _GRACE)
+        error = outcomes.get(index, f"no answer within {notifier.timeout:g}s")
+        name = _name(index, notifier)
+        results.append((name, error))
+        if notifier.kind != "console" or error is not None:
+            _record(workspace, name, notifier, notice, error)
+    return results
+
+
+def _name(index: int, notifier: NotifierSettings) -> str:
+    where = notifier.url or notifier.path or (" ".join(notifier.command or ()) or "stderr")
+    return f"{notifier.kind}#{index + 1} ({where})"
+
+
+def _record(
+    workspace: Workspace,
+    name: str,
+    notifier: NotifierSettings,
+    notice: Notice,
+    error: str | None,
+) -> None:
+    """On record, but never at the cost of the work: a log that refuses it is left alone."""
+    from stoic.exceptions import StoicError
+
+    outcome = "sent" if error is None else "failed"
+    reason = (
+        f"Notified {name} of {notice.event.value}."
+        if error is None
+        else f"Notifier {name} failed on {notice.event.value}: {error}."
+    )
+    with contextlib.suppress(StoicError, OSError):
+        workspace.record(
+            "notification",
+            outcome,
+            reason,
+            actor="system:notify",
+            trigger="autonomous",
+            run_id=notice.run_id,
+            inputs={"event": notice.event.value, "notifier": notifier.kind},
+            details={"notifier": name, **({"error": error} if error else {})},
+        )
+
+
+def _deliver_into(
+    workspace: Workspace,
+    notifier: NotifierSettings,
+    notice: Notice,
+    outcomes: dict[int, str | None],
+    index: int,
+) -> None:
+    try:
+        _deliver(workspace, notifier, notice)
+    except Exception as exc:  # a notifier's failure is recorded, never raised into the work
+        outcomes[index] = f"{type(exc).__name__}: {exc}"
+    else:
+        outcomes[index] = None
+
+
+def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -> None:
+    if notifier.kind == "console":
+        extra = "".join(f"\n  {line}" for line in notice.lines)
+        sys.stderr.write(f"stoic: notice: {notice.event.value}: {notice.text}{extra}\n")
+        sys.stderr.flush()
+    elif notifier.kind == "file":
+        assert notifier.path is not None
+        path = workspace.root / notifier.path
+        line = orjson.dumps(json_payload(notice)) + b"\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    elif notifier.kind == "webhook":
+        assert notifier.url is not None
+        body = slack_payload(notice) if notifier.format == "slack" else json_payload(notice)
+        response = httpx.post(notifier.url, json=body, timeout=notifier.timeout)
+        if response.status_code >= 300:
+            raise RuntimeError(f"the webhook answered HTTP {response.status_code}")
+    else:
+        assert notifier.command is not None
+        try:
+            done = subprocess.run(
+                notifier.command,
+                input=orjson.dumps(json_payload(notice)),
+                capture_output=True,
+                timeout=notifier.timeout,
+                env={**os.environ, "STOIC_EVENT": notice.event.value},
+                check=False,
+            )
+        except FileNotFoundError:
+            raise RuntimeError(f"command not found: {notifier.command[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"no answer within {notifier.timeout:g}s") from None
+        if done.returncode != 0:
+            raise RuntimeError(f"the command exited with status {done.returncode}")
