@@ -6,10 +6,14 @@ a person's approval (R2); one is blocked by policy before it starts (R3); the do
 so two tasks are reported stuck with their root cause. The demo approves the suggestion, shows
 both timeline views, the log, a clean audit, `plan check` on a plan file written by another
 orchestrator, and what the audit says when someone edits a record by hand (on a copy).
+Then an agent works in an iterate loop and stalls, so stoic escalates with a briefing, while
+fail-open verifiers warn without stopping the work; the demo ends with a night's maintenance
+waiting in the review queue.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +25,19 @@ timeout_retry_delay_seconds = 0.5
 
 [policy]
 forbidden_commands = ["git push --force"]
+
+[agents]
+# A stand-in agent CLI; for Claude Code the default is
+# ["claude", "-p", "{prompt}", "--allowedTools", "{tools}", "--permission-mode", "{approval}"]
+agent_cli = ["sh", "agent.sh", "{role}", "{prompt}"]
+
+[[notifiers]]
+kind = "console"
+events = ["paused", "resumed", "escalation_raised", "audit_failed"]
+
+[[notifiers]]
+kind = "file"
+path = "notices.ndjson"
 """
 EXAMPLES = Path(__file__).resolve().parent
 
@@ -67,6 +84,27 @@ def main() -> int:
     caught = show("--workspace", str(tampered), "audit")
     shutil.rmtree(tampered)
 
+    print("\n# An agent fixes lint errors in a loop and stalls on the last one; verifiers check")
+    print("# the release notes (one is not installed, one crashes, one files a report).")
+    agents = root / "agents"
+    shutil.copytree(EXAMPLES / "agents", agents, dirs_exist_ok=True)
+    show("--workspace", str(workspace), "plan", "check", str(agents / "plan.yaml"), "--json")
+    escalated = show(*ws, "run", str(agents / "plan.yaml"))
+    print(f"\n# exit code {escalated}: the loop did not converge; a person gets one question:")
+    show(*ws, "escalations", "--open")
+    show(*ws, "escalations", "show", "ESC-001")
+    print(f"\n$ tail -3 {workspace / 'notices.ndjson'} | jq -c '{{event, text}}'", flush=True)
+    for line in (workspace / "notices.ndjson").read_text().splitlines()[-3:]:
+        notice = json.loads(line)
+        print(json.dumps({"event": notice["event"], "text": notice["text"]}))
+    agents_run = sorted(p.name for p in (workspace / "runs").iterdir() if p.name != run_id)[0]
+    print("\n# To answer it (the task runs again with the note in $STOIC_GUIDANCE):")
+    print(
+        f"stoic --workspace {workspace} escalations answer ESC-001 --decision routed"
+        f" --note 'split the long line into a helper' && stoic --workspace {workspace}"
+        f" continue {agents_run}"
+    )
+
     print("\n# Night-time maintenance: two things wait for a person in the morning.")
     ops = root / "ops"
     shutil.copytree(EXAMPLES / "ops", ops, dirs_exist_ok=True)
@@ -83,8 +121,9 @@ def main() -> int:
             f" {proposal_id} --reason '…'"
         )
     print(f"stoic --workspace {workspace} continue {ops_run}")
-    expected = (3, 1, 0, 1, 1, 3)
-    return 0 if (ran, resumed, clean, checked, caught, waiting) == expected else 1
+    expected = (3, 1, 0, 1, 1, 3, 3)
+    outcomes = (ran, resumed, clean, checked, caught, escalated, waiting)
+    return 0 if outcomes == expected else 1
 
 
 if __name__ == "__main__":

@@ -13,8 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stoic.core.agents import BUILTIN_PROFILES, BUILTIN_ROLES, choose_role, infer_role
-from tests.conftest import run_cli
+from stoic.core.agents import (
+    BUILTIN_PROFILES,
+    BUILTIN_ROLES,
+    ROLE_PHRASES,
+    choose_role,
+    infer_role,
+)
+from tests.conftest import PROJECT_ROOT, run_cli
 from tests.test_recovery_runs import audit_clean, records_of, story
 
 FAKE_AGENT = r"""#!/bin/sh
@@ -256,3 +262,14 @@ def test_an_agent_verifier_reports(
     assert run_agents(ws_path, tmp_path, plan, agent_env)[0] == 0
     (passed,) = records_of(ws_path, "a", "verification", "passed")
     assert passed["details"]["status"] == "PASS"
+
+
+def test_the_readme_role_table_is_the_inference_table() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for role, phrases in ROLE_PHRASES:
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{role}` |")]
+        assert f"| {BUILTIN_ROLES[role]} |" in row
+        assert ", ".join(f'"{phrase}"' for phrase in phrases) in row
+    for name, profile in BUILTIN_PROFILES.items():
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+        assert f"| {', '.join(profile.tools)} | {profile.approval.value} |" in row

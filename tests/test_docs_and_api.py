@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,18 @@ def test_readme_hash_check_without_stoic_says_true(ws: stoic.Workspace, ws_path:
     script = snippet.group(1).replace(".stoic/", f"{ws_path}/")
     result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_the_demo_runs_and_shows_each_part(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "examples" / "demo.py"), str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "## What Needs Your Decision" in output  # an escalation briefing
+    assert "WARNING: verifier style-review of task write-notes could not verify" in output
+    assert "stoic --workspace" in output.rsplit("# To review them:", 1)[1]  # the queue waits

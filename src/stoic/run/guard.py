@@ -114,6 +114,10 @@ def describe_command(spec: TaskSpec) -> str:
         return spec.call
     if spec.http is not None:
         return f"{spec.http.method} {spec.http.url}"
+    if spec.agent is not None:
+        asked = spec.prompt or spec.description or spec.name or spec.id
+        shown = asked if len(asked) <= 60 else asked[:59] + "…"
+        return f"agent {spec.agent}: {' '.join(shown.split())}"
     return "(nothing)"
 
 
