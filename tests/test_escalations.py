@@ -334,3 +334,81 @@ def test_a_hotfix_incident_writes_a_runnable_plan(ws_path: Path) -> None:
 def test_a_next_cycle_incident_is_recorded_for_the_next_plan(ws_path: Path) -> None:
     assert cli(ws_path, "incident", "report", "slow search", "--track", "next-cycle")[0] == 0
     assert "slow search" in (ws_path / "incidents" / "next-cycle.md").read_text()
+
+
+def test_a_person_escalates_a_waiting_task_of_a_run(tmp_path: Path, ws_path: Path) -> None:
+    plan = (
+        "tasks:\n  - {id: gate, run: ['true'], approval: required}\n"
+        "  - {id: migrate, run: [sh, -c, 'echo \"$STOIC_GUIDANCE\" > note.txt']}\n"
+    )
+    (tmp_path / "plan.yaml").write_text(plan)
+    (tmp_path / "slow.yaml").write_text(plan)
+    assert (
+        run_plan(
+            ws_path, tmp_path, plan.replace("migrate, run", "migrate, depends_on: [gate], run")
+        )
+        == 3
+    )
+    run_id = run_id_of(ws_path)
+    code, _, err = cli(
+        ws_path,
+        "escalate",
+        "--mode",
+        "dependency-rejected",
+        "--question",
+        "Should migrate wait for the DBA review?",
+        "--run",
+        run_id,
+        "--task",
+        "migrate",
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        ws_path, "escalate", "--mode", "ambiguity", "--question", "Q?", "--run", run_id
+    )
+    assert code == 2 and "--run and --task go together" in err
+    code, _, err = cli(
+        ws_path,
+        "escalate",
+        "--mode",
+        "ambiguity",
+        "--question",
+        "Q?",
+        "--run",
+        run_id,
+        "--task",
+        "x",
+    )
+    assert code == 2 and "has no task 'x'" in err
+    (pending,) = [p.stem for p in (ws_path / "queue" / "pending").glob("PROP-*.json")]
+    assert cli(ws_path, "approve", pending)[0] == 0
+    assert cli(ws_path, "continue", run_id)[0] == 3  # migrate still waits for its answer
+    cli(ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--note", "go ahead")
+    assert cli(ws_path, "continue", run_id)[0] == 0
+    assert (tmp_path / "note.txt").read_text().strip() == "go ahead"
+    audit_clean(ws_path)
+
+
+def test_an_escalation_a_killed_runner_owed_is_raised_on_continue(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    run_id = run_id_of(ws_path)
+    log = ws_path / "logs" / "decision_log.ndjson"
+    lines = log.read_bytes().splitlines(keepends=True)
+    # Cut the log just after the failure's evaluation, as a kill -9 there would have left it.
+    (cut,) = [
+        n
+        for n, line in enumerate(lines)
+        if orjson.loads(line)["decision_type"] == "recovery_evaluation"
+    ]
+    log.write_bytes(b"".join(lines[: cut + 1]))
+    (ws_path / "escalations" / "ESC-001.md").unlink()
+    assert cli(ws_path, "audit", "--repair")[0] == 0  # projections were ahead of the cut log
+    assert cli(ws_path, "continue", run_id)[0] == 3
+    (raised,) = records_of(ws_path, "pick", "escalation", "raised")
+    assert raised["escalation_id"] == "ESC-001"
+    assert (ws_path / "escalations" / "ESC-001.md").is_file()
+    assert cli(ws_path, "continue", run_id)[0] == 3  # raised once, not again
+    assert len(records_of(ws_path, "pick", "escalation", "raised")) == 1
+    audit_clean(ws_path)
