@@ -412,3 +412,22 @@ def test_an_escalation_a_killed_runner_owed_is_raised_on_continue(
     assert cli(ws_path, "continue", run_id)[0] == 3  # raised once, not again
     assert len(records_of(ws_path, "pick", "escalation", "raised")) == 1
     audit_clean(ws_path)
+
+
+def test_audit_names_a_missing_briefing_and_an_edited_log_and_repair_rebuilds(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    (ws_path / "escalations" / "ESC-001.md").unlink()
+    entry = ws_path / "escalations" / "escalation-log.md"
+    entry.write_text(entry.read_text().replace("(open)", "routed"))
+    code, out, _ = cli(ws_path, "audit")
+    assert code == 1
+    assert "escalations/ESC-001.md is missing" in out
+    assert "escalation-log.md does not match the log (edited by hand?)" in out
+    code, out, _ = cli(ws_path, "audit", "--repair")
+    assert code == 0, out
+    rebuilt = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert rebuilt.split("## What Happened")[1] == briefing.split("## What Happened")[1]
+    assert "**Decision:** (open)" in entry.read_text()

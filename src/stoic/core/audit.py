@@ -52,6 +52,7 @@ class ViolationCode(StrEnum):
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
+    ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log
 
 
 @dataclass(frozen=True, slots=True)

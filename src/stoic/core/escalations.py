@@ -167,6 +167,11 @@ class Escalation:
     handed_to: tuple[str, ...] = ()
     for_mode: str | None = None
     """For a process issue: the mode that kept failing."""
+    seq: int = 0
+    """The seq of the record that raised it."""
+
+    def request(self) -> EscalationRequest:
+        return EscalationRequest(self.mode, self.question, self.context, self.title)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,6 +250,7 @@ class EscalationState:
             run_id=record.get("run_id"),
             task_id=record.get("task_id"),
             for_mode=details.get("for_mode"),
+            seq=record["seq"],
         )
         if mode is EscalationMode.PROCESS_ISSUE:
             self.process_issues.add(str(details.get("for_mode")))

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
+from stoic.core.escalations import EscalationState
 from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.proposals import QueueState
 from stoic.core.records import GENESIS_HASH
 from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
+from stoic.store.escalations import Escalations, check_escalation_files
 from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.queue import Queue, check_queue_files
@@ -30,6 +32,7 @@ REPAIRABLE = frozenset(
         ViolationCode.PROJECTION_UNREADABLE,
         ViolationCode.PROJECTION_MISMATCH,
         ViolationCode.QUEUE_MISMATCH,
+        ViolationCode.ESCALATION_MISMATCH,
     }
 )
 """What `stoic audit --repair` mends; anything else makes it refuse and change nothing."""
@@ -146,6 +149,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     checker = ChainChecker()
     invariants = InvariantChecker()
     queue = QueueState()
+    escalations = EscalationState()
     check = _ProjectionCheck(workspace.status_file, log)
     violations: list[Violation] = []
     dropped = 0
@@ -164,6 +168,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
         check.add(records)
         invariants.feed(records)
         queue.feed(records)
+        escalations.feed(records)
         if chunk.fragment:
             note(checker.finish())
             note(
@@ -181,6 +186,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     check.finish(checker.last_seq)
     note(check.violations)
     note(check_queue_files(workspace.root, queue))
+    note(check_escalation_files(workspace.root, escalations))
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")
@@ -211,9 +217,10 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
         )
     projection_name = workspace.status_file.projection.name
     parts.append(
-        f"rebuilt the {projection_name} projection, queue folders and manifest from the log"
+        f"rebuilt the {projection_name} projection, queue folders, manifest and escalation"
+        " files from the log"
     )
-    details["projections_rebuilt"] = [projection_name, "queue"]
+    details["projections_rebuilt"] = [projection_name, "queue", "escalations"]
     details["violations_before"] = rebuilt + (["torn_tail"] if torn is not None else [])
     record = workspace.record(
         "audit",
@@ -225,6 +232,7 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
     )
     workspace.rebuild_projections()
     Queue(workspace).rebuild()
+    Escalations(workspace).rebuild()
     after = audit_workspace(workspace)
     return AuditReport(
         records=after.records,

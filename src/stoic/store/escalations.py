@@ -8,11 +8,13 @@ projections of them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core.audit import Violation, ViolationCode
 from stoic.core.escalations import (
     Briefing,
     Escalation,
@@ -35,7 +37,7 @@ from stoic.store.notify import notify
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["Escalations", "answer_lines"]
+__all__ = ["Escalations", "answer_lines", "check_escalation_files"]
 
 _NEEDLE = b'"decision_type":"escalation"'
 _RISKS = {
@@ -148,31 +150,11 @@ class Escalations:
     ) -> Escalation:
         escalation_id = state.next_id()
         title = request.title or _title_of(request, task_id)
-        history = (
-            [
-                record._asdict()
-                for record in self.workspace.records(run_id=run_id)
-                if record.task_id == task_id
-            ]
-            if run_id is not None and task_id is not None
-            else []
+        history = self._history(run_id, task_id, before_seq=None)
+        text = self._briefing(
+            escalation_id, replace(request, title=title), run_id, task_id, history, risks, status
         )
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
-        context = [line for line in request.context.splitlines() if line.strip()]
-        briefing = Briefing(
-            escalation_id=escalation_id,
-            title=title,
-            project=self._project(history, run_id),
-            date=utc_timestamp()[:10],
-            run_id=run_id,
-            task_id=task_id,
-            status=status or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
-            what_happened=(*history_lines(history), *context),
-            question=request.question,
-            risks=tuple(risks) or _risks_of(request, context),
-            to_proceed=tuple(answer_lines(escalation_id, run_id if task_id else None)),
-        )
-        text = render_briefing(briefing)
         record = self.workspace.record(
             "escalation",
             "raised",
@@ -197,6 +179,64 @@ class Escalations:
         self._write_log(state)
         return state.escalations[escalation_id]
 
+    def _history(
+        self, run_id: str | None, task_id: str | None, *, before_seq: int | None
+    ) -> list[dict[str, Any]]:
+        """Every record of the task (before `before_seq`, when the briefing is rebuilt)."""
+        if run_id is None or task_id is None:
+            return []
+        return [
+            record._asdict()
+            for record in self.workspace.records(run_id=run_id)
+            if record.task_id == task_id and (before_seq is None or record.seq < before_seq)
+        ]
+
+    def _briefing(
+        self,
+        escalation_id: str,
+        request: EscalationRequest,
+        run_id: str | None,
+        task_id: str | None,
+        history: Sequence[Mapping[str, Any]],
+        risks: Sequence[str] = (),
+        status: str | None = None,
+    ) -> str:
+        where = f"task {task_id} of run {run_id}" if task_id else "the work"
+        context = [line for line in request.context.splitlines() if line.strip()]
+        return render_briefing(
+            Briefing(
+                escalation_id=escalation_id,
+                title=request.title,
+                project=self._project(run_id),
+                date=utc_timestamp()[:10],
+                run_id=run_id,
+                task_id=task_id,
+                status=status
+                or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
+                what_happened=(*history_lines(history), *context),
+                question=request.question,
+                risks=tuple(risks) or _risks_of(request, context),
+                to_proceed=tuple(answer_lines(escalation_id, run_id if task_id else None)),
+            )
+        )
+
+    def rebuild(self) -> list[str]:
+        """`stoic audit --repair`: the escalation log, and every missing briefing, from the log."""
+        with self.workspace.log.locked():
+            state = self.state()
+            rebuilt = []
+            for item in state.escalations.values():
+                path = self.briefing_path(item.id)
+                if not path.is_file():
+                    history = self._history(item.run_id, item.task_id, before_seq=item.seq)
+                    text = self._briefing(
+                        item.id, item.request(), item.run_id, item.task_id, history
+                    )
+                    atomic_write(path, text.encode())
+                    rebuilt.append(item.id)
+            self._write_log(state)
+        return rebuilt
+
     def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> Escalation:
         count = state.by_mode.get(mode.value, 0)
         request = EscalationRequest(
@@ -213,14 +253,14 @@ class Escalations:
             state, request, "system:stoic", None, None, (), None, {"for_mode": mode.value}
         )
 
-    def _project(self, history: Sequence[Mapping[str, Any]], run_id: str | None) -> str:
+    def _project(self, run_id: str | None) -> str:
+        """The run's plan name, else the folder the workspace is in."""
         if run_id is not None:
             for record in self.workspace.records(run_id=run_id, decision_type="run_lifecycle"):
                 name = record.details.get("plan_name")
                 if name:
                     return str(name)
                 break
-        del history
         return self.workspace.root.parent.name or self.workspace.root.name
 
     # -- answering ---------------------------------------------------------------------------
@@ -262,7 +302,7 @@ class Escalations:
                 details["outcome"] = outcome
             if amendment is not None:
                 details["amendment"] = dict(amendment)
-            record = self.workspace.record(
+            self.workspace.record(
                 "escalation",
                 "raised" if chosen is EscalationDecision.ESCALATED else "resolved",
                 f"{escalation_id} {chosen.value} by {actor}: {outcome}",
@@ -278,7 +318,6 @@ class Escalations:
             )
             state = self.state()
             self._write_log(state)
-            del record
         return state.escalations[escalation_id]
 
     def _write_log(self, state: EscalationState) -> None:
@@ -396,3 +435,27 @@ def report_incident(
         escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
     )
     return escalation, done
+
+
+def check_escalation_files(root: Path, state: EscalationState) -> list[Violation]:
+    """Audit: every escalation has its briefing; escalation-log.md is what the log says."""
+    found = []
+    for item in state.escalations.values():
+        if not (root / "escalations" / f"{item.id}.md").is_file():
+            found.append(
+                Violation(
+                    ViolationCode.ESCALATION_MISMATCH,
+                    f"escalations/{item.id}.md is missing (raised at seq {item.seq})",
+                    seq=item.seq,
+                )
+            )
+    log_file = root / "escalations" / "escalation-log.md"
+    expected = render_escalation_log(state.escalations.values())
+    try:
+        actual = log_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        actual = None
+    if actual != expected:
+        what = "is missing" if actual is None else "does not match the log (edited by hand?)"
+        found.append(Violation(ViolationCode.ESCALATION_MISMATCH, f"{log_file.name} {what}"))
+    return found
