@@ -16,7 +16,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
@@ -144,6 +143,8 @@ def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -
         finally:
             os.close(fd)
     elif notifier.kind == "webhook":
+        import httpx  # only here: most commands never send a webhook
+
         assert notifier.url is not None
         body = slack_payload(notice) if notifier.format == "slack" else json_payload(notice)
         response = httpx.post(notifier.url, json=body, timeout=notifier.timeout)

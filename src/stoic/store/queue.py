@@ -29,6 +29,7 @@ from stoic.core.proposals import (
     QueueState,
     allowed_from,
     is_proposal_id,
+    manifest_bytes,
     manifest_document,
     next_status,
 )
@@ -411,9 +412,8 @@ class Queue:
                 if folder != proposal.status.value:
                     with contextlib.suppress(FileNotFoundError):
                         (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
-        manifest = manifest_document(state, utc_timestamp())
         # One line: `jq` reads it as well, and it is rewritten after every decision.
-        atomic_write(self.root / MANIFEST, orjson.dumps(manifest) + b"\n")
+        atomic_write(self.root / MANIFEST, manifest_bytes(state, utc_timestamp()))
 
     def rebuild(self) -> list[str]:
         """Rewrite every proposal file and the manifest from the log; returns what changed."""
