@@ -273,3 +273,19 @@ def test_the_readme_role_table_is_the_inference_table() -> None:
     for name, profile in BUILTIN_PROFILES.items():
         (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
         assert f"| {', '.join(profile.tools)} | {profile.approval.value} |" in row
+
+
+def test_role_approval_rules_apply_to_inferred_roles(
+    tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
+) -> None:
+    (ws_path / "stoic.toml").write_text(
+        AGENT_TOML + '[policy]\nrequire_approval = ["role:qa-auditor"]\n'
+    )
+    plan = "tasks:\n  - id: a\n    agent: auto\n    description: Generate test plan\n"
+    assert run_agents(ws_path, tmp_path, plan, agent_env)[0] == 3
+    assert not list(tmp_path.glob("argv.*"))  # it waits for a person before it runs
+    (pending,) = [p.stem for p in (ws_path / "queue" / "pending").glob("PROP-*.json")]
+    assert run_cli("-w", str(ws_path), "approve", pending).exit_code == 0
+    run_id = next((ws_path / "runs").iterdir()).name
+    assert run_cli("-w", str(ws_path), "continue", run_id, env=agent_env).exit_code == 0
+    assert (tmp_path / "env.a").read_text().split()[0] == "qa-auditor"

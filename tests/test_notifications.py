@@ -291,3 +291,20 @@ def test_a_task_summary_reaches_its_record_the_run_summary_and_notifications(
     run_id = next((ws_path / "runs").iterdir()).name
     state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
     assert state["tasks"]["fix-checkout"]["summary"] == summary
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("logs/decision_log.ndjson", "is one of stoic's own files"),
+        ("../outside.ndjson", "must stay inside the workspace"),
+        ("/tmp/notices.ndjson", "must stay inside the workspace"),
+    ],
+)
+def test_a_file_notifier_cannot_write_into_stoics_own_files(
+    ws_path: Path, path: str, message: str
+) -> None:
+    configure(ws_path, f'[[notifiers]]\nkind = "file"\npath = "{path}"\n')
+    result = run_cli("-w", str(ws_path), "status")
+    assert result.exit_code == 2 and message in result.stderr
+    assert "stoic.toml" in result.stderr

@@ -54,6 +54,15 @@ class AgentSetup:
     def choose(self, role: str, text: str) -> RoleChoice:
         return choose_role(role, text, self.roles, self.profiles)
 
+    def role_of(self, spec: TaskSpec) -> str | None:
+        """The role an agent task runs as (`auto` resolved); None for other tasks."""
+        if spec.agent is None:
+            return None
+        try:
+            return self.choose(spec.agent, agent_text(spec)).role
+        except ValueError:
+            return spec.agent  # refused before the run; kept as written for the records
+
     def cli_path(self) -> str | None:
         program = self.settings.agent_cli[0] if self.settings.agent_cli else ""
         return shutil.which(program, path=self.path) if program else None

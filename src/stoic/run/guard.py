@@ -8,6 +8,7 @@ run as its records tell it.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -56,14 +57,22 @@ class Admission:
 
 
 class Guard:
-    def __init__(self, policy: Policy, run_budget: BudgetLimits, folder: RunFolder) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        run_budget: BudgetLimits,
+        folder: RunFolder,
+        role_of: Callable[[TaskSpec], str | None] = lambda spec: spec.agent,
+    ) -> None:
         self.policy = policy
         self.run_budget = run_budget
         self.folder = folder
+        self.role_of = role_of
+        """An agent task's role (`agent: auto` resolved), for `role:NAME` approval rules."""
 
     def approval_needed(self, spec: TaskSpec, attempt: Attempt) -> Decision | None:
         """A task that needs a person's approval and has none waits for it, suspended."""
-        rule = approval_rule(self.policy, spec.id, spec.agent, spec.approval)
+        rule = approval_rule(self.policy, spec.id, self.role_of(spec), spec.approval)
         task = self.folder.tasks.get(spec.id)
         if rule is None or (task is not None and task.approved_by is not None):
             return None

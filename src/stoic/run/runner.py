@@ -141,7 +141,10 @@ class Runner:
             )
         self.policy = policy
         self.specs = {spec.id: spec for spec in plan.tasks}
-        self.guard = Guard(policy, limits_of(plan.document.meta.budget), folder)
+        agents = AgentSetup(settings.agents, os.environ.get("PATH"))
+        self.guard = Guard(
+            policy, limits_of(plan.document.meta.budget), folder, role_of=agents.role_of
+        )
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
         self.base_env = {
@@ -156,7 +159,7 @@ class Runner:
             pool=self.pool,
             plan_verifiers=meta.verify or (),
             max_iterations_default=meta.max_attempts_default,
-            agents=AgentSetup(settings.agents, os.environ.get("PATH")),
+            agents=agents,
         )
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)

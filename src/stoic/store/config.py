@@ -147,6 +147,11 @@ class PolicySettings(_Section):
     _patterns_compile = field_validator("forbidden_commands")(check_patterns)
 
 
+_OWN_FOLDERS = frozenset(
+    {"logs", "queue", "manifests", "runs", "escalations", "incidents", "calibration_log.md"}
+)
+
+
 class NotifierSettings(_Section):
     """One `[[notifiers]]` entry: where notices go, which ones, and how long it may take."""
 
@@ -175,6 +180,15 @@ class NotifierSettings(_Section):
         needed = {"file": "path", "webhook": "url", "command": "command"}.get(self.kind)
         if needed is not None and not getattr(self, needed):
             raise ValueError(f"a {self.kind} notifier needs `{needed}`")
+        if self.path is not None:
+            parts = Path(self.path).parts
+            if Path(self.path).is_absolute() or ".." in parts:
+                raise ValueError(f"path {self.path!r} must stay inside the workspace")
+            if parts and (parts[0] in _OWN_FOLDERS or self.path == "stoic.toml"):
+                raise ValueError(
+                    f"path {self.path!r} is one of stoic's own files; notices go elsewhere"
+                    " (stoic never reads its notifications back)"
+                )
         return self
 
 
