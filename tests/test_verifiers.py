@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoic.core.verification import Severity, convergence, failure_count, parse_report
-from tests.conftest import log_path, run_cli
+from tests.conftest import STOIC_BIN, log_path, run_cli, run_stoic_process
 from tests.test_recovery_runs import audit_clean, records_of, run_id_of
+from tests.test_runner import _alive, _wait_for
 
 REPORT = {
     "verification_report": {
@@ -294,3 +297,59 @@ def test_a_loop_that_stalls_escalates_early(tmp_path: Path, ws_path: Path) -> No
 def test_log_has_every_check(tmp_path: Path, ws_path: Path) -> None:
     run(ws_path, tmp_path, iterate_plan(CHECK.format(start=2), max_iterations=5))
     assert b'"iterations"' in log_path(ws_path).read_bytes()
+
+
+# -- stopping and killing mid-stage --------------------------------------------------------
+
+
+def _start(tmp_path: Path, ws: Path, plan: str) -> subprocess.Popen[str]:
+    (tmp_path / "plan.yaml").write_text(plan)
+    return subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws), "run", str(tmp_path / "plan.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _pid_in(path: Path) -> int:
+    _wait_for(lambda: path.exists() and path.read_text().strip())
+    return int(path.read_text())
+
+
+HANGING_VERIFIER = (
+    "tasks:\n  - id: build\n    run: ['true']\n    verify:\n"
+    "      - {id: slow, run: [sh, -c, 'echo $$ > verifier.pid; exec sleep 60']}\n"
+)
+
+
+def test_sigkill_during_a_verifier_then_continue_kills_it_and_records_interrupted(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    runner = _start(tmp_path, ws_path, HANGING_VERIFIER)
+    verifier = _pid_in(tmp_path / "verifier.pid")
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate(timeout=30)
+    run_id = run_id_of(ws_path)
+    result = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert not _alive(verifier)
+    (interrupted,) = records_of(ws_path, "build", "execution", "interrupted")
+    assert interrupted["details"]["leftover_processes_killed"] is True
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    audit_clean(ws_path)
+
+
+def test_ctrl_c_during_an_iterate_check_stops_it(tmp_path: Path, ws_path: Path) -> None:
+    plan = (
+        "tasks:\n  - id: fix\n    run: ['true']\n    idempotent: true\n    iterate:\n"
+        "      check: [sh, -c, 'echo $$ > check.pid; exec sleep 60']\n"
+    )
+    runner = _start(tmp_path, ws_path, plan)
+    check = _pid_in(tmp_path / "check.pid")
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 130, out + err
+    assert not _alive(check)
+    (interrupted,) = records_of(ws_path, "fix", "execution", "interrupted")
+    assert interrupted["decision_inputs"]["failure_kind"] == "interrupted"
+    audit_clean(ws_path)
