@@ -248,7 +248,7 @@ class StagedAttempt:
                     VerificationOutcome(
                         verifier.id,
                         VerificationStatus.ABSENT,
-                        reason="not there: " + _what(verifier),
+                        reason=f"{_what(verifier)} not found",
                         gate=verifier.gate,
                     )
                 )

@@ -80,11 +80,18 @@ class Escalations:
     # -- reading -----------------------------------------------------------------------------
 
     def state(self) -> EscalationState:
-        state = EscalationState()
+        """Every escalation, folded from the log; kept with the open workspace and caught up
+        from where it stopped, so raising many reads each record once."""
         log = self.workspace.log
-        for _line_no, _offset, raw, _complete in log.lines(0, log.tail_state().good_end):
+        tail = log.tail_state()
+        cached = self.workspace.escalation_cache
+        state, start = (
+            cached if cached is not None and cached[1] <= tail.good_end else (EscalationState(), 0)
+        )
+        for _line_no, _offset, raw, _complete in log.lines(start, tail.good_end):
             if _NEEDLE in raw:
                 state.feed([orjson.loads(raw)])
+        self.workspace.escalation_cache = (state, tail.good_end)
         return state
 
     def get(self, escalation_id: str) -> Escalation:
@@ -175,6 +182,8 @@ class Escalations:
             },
         )
         state.feed([record._asdict()])
+        # Under the lock, just appended: the fold is current to the log's end.
+        self.workspace.escalation_cache = (state, self.workspace.log.tail_state().good_end)
         atomic_write(self.briefing_path(escalation_id), text.encode())
         self._write_log(state)
         return state.escalations[escalation_id]

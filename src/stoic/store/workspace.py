@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from stoic.core.audit import AuditReport
+from stoic.core.escalations import EscalationState
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, QueueState
 from stoic.core.records import Decision, Record
@@ -69,6 +70,8 @@ class Workspace:
         self._closed = False
         self.queue_cache: tuple[QueueState, int] | None = None
         """The review queue folded up to a log offset (see `stoic.store.queue`)."""
+        self.escalation_cache: tuple[EscalationState, int] | None = None
+        """The escalations folded up to a log offset (see `stoic.store.escalations`)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
