@@ -289,3 +289,16 @@ def test_role_approval_rules_apply_to_inferred_roles(
     run_id = next((ws_path / "runs").iterdir()).name
     assert run_cli("-w", str(ws_path), "continue", run_id, env=agent_env).exit_code == 0
     assert (tmp_path / "env.a").read_text().split()[0] == "qa-auditor"
+
+
+def test_an_agent_verifier_whose_agent_file_is_missing_is_absent(
+    tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
+) -> None:
+    plan = (
+        "tasks:\n  - id: a\n    run: ['true']\n    verify:\n"
+        "      - {id: cross-check, agent: spec-verifier, agent_file: agents/cross-check.md}\n"
+    )
+    code, _, err = run_agents(ws_path, tmp_path, plan, agent_env)
+    assert code == 0 and "WARNING" not in err
+    assert records_of(ws_path, "a", "verification", "absent")
+    assert not list(tmp_path.glob("argv.*"))  # the agent CLI was never called

@@ -120,6 +120,11 @@ class Verifier(_Strict):
     )
     agent: str | None = Field(None, description="An agent role that verifies instead.")
     prompt: str | None = Field(None, description="What the verifying agent is asked.")
+    agent_file: str | None = Field(
+        None,
+        description="The verifying agent's definition file (plan-relative); when it is not"
+        " there, the verifier is skipped silently (tier 1).",
+    )
     gate: bool = Field(
         False, description="A critical or high finding blocks what follows (an escalation)."
     )

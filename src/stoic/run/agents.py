@@ -67,9 +67,12 @@ class AgentSetup:
         program = self.settings.agent_cli[0] if self.settings.agent_cli else ""
         return shutil.which(program, path=self.path) if program else None
 
-    def argv(self, choice: RoleChoice, prompt: str, task_id: str) -> list[str]:
+    def argv(
+        self, choice: RoleChoice, prompt: str, task_id: str, agent_file: str = ""
+    ) -> list[str]:
         profile = choice.profile
         values = {
+            "agent_file": agent_file,
             "prompt": prompt,
             "tools": self.settings.tools_separator.join(profile.tools),
             "approval": self.settings.approval_values.get(
@@ -115,7 +118,8 @@ class AgentSetup:
             return None
         choice = self.choose(verifier.agent, verifier.id)
         prompt = verifier.prompt or f"Verify the work of task {task_id}."
-        return self.argv(choice, f"{prompt}\n\n{REPORT_INSTRUCTIONS}", task_id), False
+        text = f"{prompt}\n\n{REPORT_INSTRUCTIONS}"
+        return self.argv(choice, text, task_id, verifier.agent_file or ""), False
 
     # -- validation --------------------------------------------------------------------------
 

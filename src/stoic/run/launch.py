@@ -98,6 +98,8 @@ class Launcher:
         """The verifier's command line, or None when it is not there (tier 1: skipped)."""
         path = self.base_env.get(b"PATH", os.environb.get(b"PATH", b"")).decode()
         if verifier.agent is not None:
+            if verifier.agent_file and not (attempt.plan_dir / verifier.agent_file).is_file():
+                return None
             return self.agents.verifier_command(verifier, attempt.task_id)
         assert verifier.run is not None
         through_shell = isinstance(verifier.run, str)

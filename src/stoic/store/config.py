@@ -106,7 +106,7 @@ class AgentSettings(_Section):
             "{approval}",
         ],
         description="The agent CLI's command line; {prompt} {tools} {approval} {role}"
-        " {profile} {task} are filled in.",
+        " {profile} {task} {agent_file} are filled in.",
     )
     approval_values: dict[str, str] = Field(
         {
