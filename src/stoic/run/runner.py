@@ -320,7 +320,6 @@ class Runner:
                         self.handoff.propose(graph.ids[index], "recovery")
                     elif verdict.escalation is not None:
                         states[index] = TaskState.SUSPENDED
-                        self.handoff.escalate(graph.ids[index], verdict.escalation)
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
@@ -331,6 +330,9 @@ class Runner:
                         if verified.warning:
                             self.reporter.verification_warning(task_id, verified)
                 ended.clear()
+                for verdict in evaluated:  # after the attempt's end is reported
+                    if verdict.escalation is not None:
+                        self.handoff.escalate(graph.ids[verdict.index], verdict.escalation)
                 for index in waiting:
                     states[index] = TaskState.SUSPENDED
                     self.reporter.attempt_halted(graph.ids[index], "waiting for approval")

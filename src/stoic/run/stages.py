@@ -148,13 +148,15 @@ class StagedAttempt:
 
     def _task_ended(self, ended: AttemptResult) -> None:
         self.task_result = ended
-        if ended.failure is not None or self._stopped:
+        if ended.failure is not None:
             self._finish(ended.failure)
-            return
-        if self.iterate is not None:
-            self._start_check()
+        elif self.iterate is not None:
+            if self._stopped:  # the check never ran: the task has not shown it converged
+                self._finish(Failure(FailureKind.INTERRUPTED, "stopped before its check ran"))
+            else:
+                self._start_check()
         else:
-            self._next_verifier()
+            self._next_verifier()  # when stopped, each verifier is recorded as not run
 
     def _start_check(self) -> None:
         assert self.iterate is not None
