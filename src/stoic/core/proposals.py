@@ -222,6 +222,8 @@ class QueueState:
     pending_by_type: dict[str, int] = field(default_factory=dict)
     pending_by_band: dict[str, int] = field(default_factory=dict)
     day_max: dict[str, int] = field(default_factory=dict)
+    unsaved: int = 0
+    """Proposal records folded since the fold was last saved as a snapshot (or loaded)."""
     _oldest: list[tuple[int, str]] = field(default_factory=list)
     _newest: list[tuple[int, str]] = field(default_factory=list)
 
@@ -233,25 +235,30 @@ class QueueState:
             proposal_id = record["proposal_id"]
             before = self.proposals.get(proposal_id)
             folded = fold_proposal(before, record)
-            if folded is None:
-                continue
-            if before is not None:
-                self.counts[before.status] -= 1
-                if self.pending.pop(proposal_id, None) is not None:
-                    _count(self.pending_by_type, before.type, -1)
-                    _count(self.pending_by_band, before.confidence_band, -1)
-            else:
-                day, _, number = proposal_id[len("PROP-") :].partition("-")
-                self.day_max[day] = max(self.day_max.get(day, 0), int(number))
-            self.counts[folded.status] += 1
-            if folded.status is ProposalStatus.PENDING:
-                self.pending[proposal_id] = folded
-                _count(self.pending_by_type, folded.type, 1)
-                _count(self.pending_by_band, folded.confidence_band, 1)
-                heapq.heappush(self._oldest, (folded.created_seq, proposal_id))
-                heapq.heappush(self._newest, (-folded.created_seq, proposal_id))
-            self.proposals[proposal_id] = folded
-            self.row_bytes[proposal_id] = None
+            if folded is not None:
+                self.adopt(folded, before)
+                self.unsaved += 1
+
+    def adopt(self, proposal: Proposal, before: Proposal | None = None) -> None:
+        """Put `proposal` in place of `before` (a fold step, or a snapshot's proposal)."""
+        proposal_id = proposal.id
+        if before is not None:
+            self.counts[before.status] -= 1
+            if self.pending.pop(proposal_id, None) is not None:
+                _count(self.pending_by_type, before.type, -1)
+                _count(self.pending_by_band, before.confidence_band, -1)
+        else:
+            day, _, number = proposal_id[len("PROP-") :].partition("-")
+            self.day_max[day] = max(self.day_max.get(day, 0), int(number))
+        self.counts[proposal.status] += 1
+        if proposal.status is ProposalStatus.PENDING:
+            self.pending[proposal_id] = proposal
+            _count(self.pending_by_type, proposal.type, 1)
+            _count(self.pending_by_band, proposal.confidence_band, 1)
+            heapq.heappush(self._oldest, (proposal.created_seq, proposal_id))
+            heapq.heappush(self._newest, (-proposal.created_seq, proposal_id))
+        self.proposals[proposal_id] = proposal
+        self.row_bytes[proposal_id] = None
 
     def next_id(self, day: str) -> str:
         """The next free id of `day` (YYYYMMDD)."""

@@ -39,6 +39,7 @@ from stoic.exceptions import (
     UsageError,
     WorkspacePaused,
 )
+from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
 from stoic.store.notify import notify
@@ -73,29 +74,32 @@ def load_queue(workspace: Workspace) -> QueueState:
     """Every proposal, folded from the proposal records of the log.
 
     The fold is kept with the open workspace and caught up from where it stopped, so a
-    process that decides many proposals reads each record once.
+    process that decides many proposals reads each record once. A new process starts from the
+    queue snapshot when there is a valid one (see `stoic.store.queue_snapshot`), and writes a
+    new one when it had to fold many records from the log.
     """
     tail = workspace.log.tail_state()
     cached = workspace.queue_cache
-    state, start = (
-        cached
-        if cached is not None and cached[1] <= tail.good_end
-        else (
-            QueueState(),
-            0,
-        )
-    )
+    if cached is not None and cached[1] <= tail.good_end:
+        state, start = cached
+    else:
+        state, start = snapshot.load(workspace, tail.good_end) or (QueueState(), 0)
     for _line_no, _offset, raw, _complete in workspace.log.lines(start, tail.good_end):
         if _NEEDLE in raw:
             state.feed([orjson.loads(raw)])
     state.last_seq = tail.last_seq
     workspace.queue_cache = (state, tail.good_end)
+    if state.unsaved >= snapshot.WRITE_AFTER:
+        snapshot.write_snapshot(workspace, state, tail.good_end, tail.last_seq)
     return state
 
 
 def _caught_up(workspace: Workspace, state: QueueState) -> None:
     """After this process appended under the lock, the fold is current to the log's end."""
-    workspace.queue_cache = (state, workspace.log.tail_state().good_end)
+    tail = workspace.log.tail_state()
+    workspace.queue_cache = (state, tail.good_end)
+    if state.unsaved >= snapshot.WRITE_AFTER:  # a long-lived process saves it now and then
+        snapshot.write_snapshot(workspace, state, tail.good_end, tail.last_seq)
 
 
 class Queue:
