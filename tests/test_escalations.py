@@ -341,8 +341,6 @@ def test_a_person_escalates_a_waiting_task_of_a_run(tmp_path: Path, ws_path: Pat
         "tasks:\n  - {id: gate, run: ['true'], approval: required}\n"
         "  - {id: migrate, run: [sh, -c, 'echo \"$STOIC_GUIDANCE\" > note.txt']}\n"
     )
-    (tmp_path / "plan.yaml").write_text(plan)
-    (tmp_path / "slow.yaml").write_text(plan)
     assert (
         run_plan(
             ws_path, tmp_path, plan.replace("migrate, run", "migrate, depends_on: [gate], run")
@@ -380,8 +378,23 @@ def test_a_person_escalates_a_waiting_task_of_a_run(tmp_path: Path, ws_path: Pat
         "x",
     )
     assert code == 2 and "has no task 'x'" in err
+    code, _, err = cli(
+        ws_path,
+        "escalate",
+        "--mode",
+        "ambiguity",
+        "--question",
+        "Q?",
+        "--run",
+        run_id,
+        "--task",
+        "gate",
+    )
+    assert code == 0, err  # gate waits for approval: still open work (ESC-002)
     (pending,) = [p.stem for p in (ws_path / "queue" / "pending").glob("PROP-*.json")]
     assert cli(ws_path, "approve", pending)[0] == 0
+    assert cli(ws_path, "continue", run_id)[0] == 3  # gate's escalation still holds it
+    cli(ws_path, "escalations", "answer", "ESC-002", "--decision", "routed", "--note", "fine")
     assert cli(ws_path, "continue", run_id)[0] == 3  # migrate still waits for its answer
     cli(ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--note", "go ahead")
     assert cli(ws_path, "continue", run_id)[0] == 0
@@ -431,3 +444,20 @@ def test_audit_names_a_missing_briefing_and_an_edited_log_and_repair_rebuilds(
     rebuilt = (ws_path / "escalations" / "ESC-001.md").read_text()
     assert rebuilt.split("## What Happened")[1] == briefing.split("## What Happened")[1]
     assert "**Decision:** (open)" in entry.read_text()
+
+
+def test_finished_work_and_running_runs_cannot_be_escalated_from_outside(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, "tasks:\n  - {id: done, run: ['true']}\n") == 0
+    run_id = run_id_of(ws_path)
+    args = ["escalate", "--mode", "ambiguity", "--question", "Was it right?", "--run", run_id]
+    code, _, err = cli(ws_path, *args, "--task", "done")
+    assert code == 2 and "has already succeeded" in err
+    lock = ws_path / "runs" / run_id / "run.lock"
+    import fcntl
+
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, _, err = cli(ws_path, *args, "--task", "done")
+    assert code == 2 and f"run {run_id} is running right now" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -61,13 +62,11 @@ def escalate(
     actor = human_actor(as_name)
     if os.environ.get("STOIC_AGENT_ROLE"):
         actor = f"agent:{os.environ['STOIC_AGENT_ROLE']}"
-    with open_workspace(ctx) as workspace:
-        if run is not None:
-            from stoic.run.lifecycle import load_run
+    with open_workspace(ctx) as workspace, contextlib.ExitStack() as held:
+        if run is not None and task is not None:
+            from stoic.run.lifecycle import escalation_target
 
-            plan, _view, _files = load_run(workspace, run)
-            if task not in plan.graph.ids:
-                raise UsageError(f"run {run} has no task {task!r}")
+            held.enter_context(escalation_target(workspace, run, task))  # the run stays held
         escalation = Escalations(workspace).raise_(request, actor=actor, run_id=run, task_id=task)
     _print(escalation, as_json, created=True)
 

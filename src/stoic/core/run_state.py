@@ -183,7 +183,8 @@ class RunFolder:
                 verifier = str(record["details"].get("verifier"))
                 task.verifications = {**task.verifications, verifier: entry}
         elif outcome == "approved":
-            task.state = TaskState.PENDING
+            # An open escalation still holds the task; the approval counts once it is answered.
+            task.state = TaskState.SUSPENDED if task.escalation_id else TaskState.PENDING
             task.suggestion = None
             task.approved_by = record["actor"]
             if record["decision_inputs"].get("kind", "recovery") == "recovery":

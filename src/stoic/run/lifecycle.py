@@ -27,7 +27,15 @@ from stoic.run.runner import Runner, RunReport
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
-__all__ = ["amend_run", "continue_run", "load_run", "new_run_id", "runnable_errors", "start_run"]
+__all__ = [
+    "amend_run",
+    "continue_run",
+    "escalation_target",
+    "load_run",
+    "new_run_id",
+    "runnable_errors",
+    "start_run",
+]
 
 
 def new_run_id() -> str:
@@ -211,6 +219,38 @@ def continue_run(
         )
         runner.settle_the_past(approve, actor)
         return runner.execute()
+
+
+@contextlib.contextmanager
+def escalation_target(workspace: Workspace, run_id: str, task_id: str) -> Iterator[None]:
+    """Hold the run while a person escalates `task_id` of `run_id` from outside it.
+
+    The task must exist and still be open (not succeeded or skipped), and no runner may be
+    working on the run: it would not see the escalation. The run stays locked until the
+    escalation is on record. From inside a task, `stoic escalate` goes through the task's
+    result file instead.
+    """
+    with contextlib.ExitStack() as stack:
+        files = _files(workspace, run_id)
+        if not files.plan_copy.is_file():
+            raise _no_run(workspace, run_id)
+        try:
+            stack.enter_context(_run_lock(files))
+        except UsageError:
+            raise UsageError(
+                f"run {run_id} is running right now: escalate from inside the task (without"
+                " --run/--task), or once the run has stopped"
+            ) from None
+        plan, folder, _ = _load(workspace, run_id)
+        if task_id not in plan.graph.ids:
+            raise UsageError(f"run {run_id} has no task {task_id!r}")
+        state = folder.tasks[task_id].state if task_id in folder.tasks else TaskState.PENDING
+        if state in (TaskState.SUCCEEDED, TaskState.SKIPPED):
+            raise UsageError(
+                f"task {task_id} of run {run_id} has already {state.value}: an escalation"
+                " suspends open work only"
+            )
+        yield
 
 
 @contextlib.contextmanager
