@@ -302,3 +302,10 @@ def test_an_agent_verifier_whose_agent_file_is_missing_is_absent(
     assert code == 0 and "WARNING" not in err
     assert records_of(ws_path, "a", "verification", "absent")
     assert not list(tmp_path.glob("argv.*"))  # the agent CLI was never called
+
+
+def test_an_unknown_placeholder_in_the_template_is_a_config_error(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text('[agents]\nagent_cli = ["claude", "{promt}"]\n')
+    result = run_cli("-w", str(ws_path), "status")
+    assert result.exit_code == 2
+    assert "stoic.toml:2: agents.agent_cli: unknown placeholder {promt}" in (result.stderr)

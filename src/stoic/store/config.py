@@ -7,6 +7,7 @@ setting appears in it, commented, with its default and the description written h
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,11 @@ OUTPUT_PATTERNS: dict[PatternKind, list[str]] = {
 }
 
 
+AGENT_PLACEHOLDERS = frozenset(
+    {"prompt", "tools", "approval", "role", "profile", "task", "agent_file"}
+)
+
+
 class ProfileSettings(_Section):
     tools: list[str] = Field(default_factory=list, description="Tools the agent may use.")
     approval: Literal["interactive", "accept-edits", "plan-only", "bypass"] = Field(
@@ -125,6 +131,20 @@ class AgentSettings(_Section):
     roles: dict[str, str] = Field(
         default_factory=dict, description="Role → profile, added to (or replacing) the built-ins."
     )
+
+    @field_validator("agent_cli")
+    @classmethod
+    def _template(cls, value: list[str]) -> list[str]:
+        for part in value:
+            try:
+                names = {name for _, name, _, _ in string.Formatter().parse(part) if name}
+            except ValueError as exc:
+                raise ValueError(f"{part!r} is not a valid template part ({exc})") from None
+            unknown = names - AGENT_PLACEHOLDERS
+            if unknown:
+                known = ", ".join(f"{{{name}}}" for name in sorted(AGENT_PLACEHOLDERS))
+                raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}} (known: {known})")
+        return value
 
 
 class PolicySettings(_Section):
@@ -305,7 +325,9 @@ def load_settings(path: Path) -> Settings:
             hint = closest(key, known)
             suggestion = f"; did you mean {hint!r}?" if hint else f" (known: {', '.join(known)})"
             raise ConfigError(f"{where}: unknown setting {dotted!r}{suggestion}") from exc
-        raise ConfigError(f"{where}: {dotted}: {error['msg']}") from exc
+        raise ConfigError(
+            f"{where}: {dotted}: {error['msg'].removeprefix('Value error, ')}"
+        ) from exc
 
 
 def _known_keys(section_path: list[str]) -> list[str]:
