@@ -11,6 +11,8 @@ from typing import ClassVar
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stoic.core.summaries import summarize
 from tests.conftest import log_path, run_cli
@@ -308,3 +310,26 @@ def test_a_file_notifier_cannot_write_into_stoics_own_files(
     result = run_cli("-w", str(ws_path), "status")
     assert result.exit_code == 2 and message in result.stderr
     assert "stoic.toml" in result.stderr
+
+
+@given(st.text(max_size=400))
+def test_summarize_never_fails_on_any_text(text: str) -> None:
+    summary = summarize(text)
+    assert summary.what is None or summary.source in ("Root Cause", "Root Need", "Summary")
+
+
+words = (
+    st.text(alphabet="bdghj ", min_size=1, max_size=30)  # spells no abbreviation ("cf.")
+    .map(lambda text: " ".join(text.split()))
+    .filter(lambda text: len(text.rsplit(" ", 1)[-1]) > 1)  # "Plan B." reads as an initial
+)
+
+
+@given(st.lists(words, min_size=1, max_size=4), st.lists(words, max_size=3))
+def test_the_root_cause_is_its_first_sentence(sentences: list[str], noise: list[str]) -> None:
+    body = " ".join(f"{sentence.capitalize()}." for sentence in sentences)
+    doc = "\n".join(
+        ["# Doc", "", "## Summary", "", "Other text.", "", "## Root Cause", "", body, ""]
+        + [f"- {line}" for line in noise]
+    )
+    assert summarize(doc).what == f"{sentences[0].capitalize()}."
