@@ -268,7 +268,8 @@ def test_a_loop_that_converges_is_one_attempt(tmp_path: Path, ws_path: Path) -> 
     assert code == 0
     (ended,) = records_of(ws_path, "fix", "execution", "succeeded")
     assert [i["failures"] for i in ended["details"]["iterations"]] == [2, 1, 0]
-    assert (tmp_path / "seen").read_text().split("\n")[1:3] == ["iteration 2", "iteration 3"]
+    rounds = (tmp_path / "seen").read_text().splitlines()
+    assert rounds == ["iteration 1", "iteration 2", "iteration 3"]
     assert not records_of(ws_path, "fix", "recovery_evaluation", "recovery_applied")
     audit_clean(ws_path)
 

@@ -91,7 +91,8 @@ class StagedAttempt:
         self._result: AttemptResult | None = None
         self.generation = 0
         """Changes with every stage: its descriptors are new ones (see EventLoop._sync)."""
-        self._current: Handle = launch(attempt)
+        first = attempt.with_env({"STOIC_ITERATION": "1"}) if iterate is not None else attempt
+        self._current: Handle = launch(first)
         self._advance_if_done()
 
     # -- Handle ------------------------------------------------------------------------------
