@@ -348,48 +348,15 @@ def test_a_person_escalates_a_waiting_task_of_a_run(tmp_path: Path, ws_path: Pat
         == 3
     )
     run_id = run_id_of(ws_path)
-    code, _, err = cli(
-        ws_path,
-        "escalate",
-        "--mode",
-        "dependency-rejected",
-        "--question",
-        "Should migrate wait for the DBA review?",
-        "--run",
-        run_id,
-        "--task",
-        "migrate",
-    )
+    question = "Should migrate wait for the DBA review?"
+    asked = ["escalate", "--mode", "dependency-rejected", "--question", question, "--run", run_id]
+    code, _, err = cli(ws_path, *asked, "--task", "migrate")
     assert code == 0, err
-    code, _, err = cli(
-        ws_path, "escalate", "--mode", "ambiguity", "--question", "Q?", "--run", run_id
-    )
+    code, _, err = cli(ws_path, *asked)
     assert code == 2 and "--run and --task go together" in err
-    code, _, err = cli(
-        ws_path,
-        "escalate",
-        "--mode",
-        "ambiguity",
-        "--question",
-        "Q?",
-        "--run",
-        run_id,
-        "--task",
-        "x",
-    )
+    code, _, err = cli(ws_path, *asked, "--task", "x")
     assert code == 2 and "has no task 'x'" in err
-    code, _, err = cli(
-        ws_path,
-        "escalate",
-        "--mode",
-        "ambiguity",
-        "--question",
-        "Q?",
-        "--run",
-        run_id,
-        "--task",
-        "gate",
-    )
+    code, _, err = cli(ws_path, *asked, "--task", "gate")
     assert code == 0, err  # gate waits for approval: still open work (ESC-002)
     (pending,) = [p.stem for p in (ws_path / "queue" / "pending").glob("PROP-*.json")]
     assert cli(ws_path, "approve", pending)[0] == 0
