@@ -103,6 +103,8 @@ class FileDecisionLog:
         self._new_id = new_id
         self._mutex = threading.RLock()
         self._depth = 0
+        self._owner: int | None = None
+        self._after_unlock: list[Callable[[], object]] = []
         self._writer_fd: int | None = None
         self._lock_fd: int | None = None
         self._cached: TailState | None = None
@@ -221,37 +223,56 @@ class FileDecisionLog:
         needs for a consistent end of the log. It opens the lock file read-only, so it works on
         a read-only workspace too.
         """
-        with self._mutex:
-            if shared:
+        outermost = False
+        try:
+            with self._mutex:
+                if shared:
+                    try:
+                        lock_fd = os.open(self.lock_path, os.O_RDONLY)
+                    except OSError as exc:
+                        raise _not_writable(self.lock_path, exc) from exc
+                    try:
+                        fcntl.flock(lock_fd, fcntl.LOCK_SH)
+                        yield
+                    finally:
+                        os.close(lock_fd)
+                    return
+                if self._depth:  # already held by this thread: a read-decide-append section
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+                    return
+                if self._lock_fd is None:
+                    try:
+                        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                    except OSError as exc:
+                        raise _not_writable(self.lock_path, exc) from exc
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                self._depth, self._owner, outermost = 1, threading.get_ident(), True
                 try:
-                    lock_fd = os.open(self.lock_path, os.O_RDONLY)
-                except OSError as exc:
-                    raise _not_writable(self.lock_path, exc) from exc
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_SH)
                     yield
                 finally:
-                    os.close(lock_fd)
-                return
-            if self._depth:  # already held by this thread: a read-decide-append section
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            if self._lock_fd is None:
-                try:
-                    self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-                except OSError as exc:
-                    raise _not_writable(self.lock_path, exc) from exc
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._depth = 1
-            try:
-                yield
-            finally:
-                self._depth = 0
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    self._depth, self._owner = 0, None
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            if outermost:
+                waiting, self._after_unlock = self._after_unlock, []
+                for action in waiting:
+                    action()
+
+    def held_here(self) -> bool:
+        """Whether this thread holds the writer lock right now."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def after_unlock(self, action: Callable[[], object]) -> None:
+        """Run `action` once this thread lets the writer lock go (at once if it holds none):
+        slow side effects, such as notifications, never keep other writers waiting."""
+        if self.held_here():
+            self._after_unlock.append(action)
+        else:
+            action()
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal and durably append decisions: one write and one fsync for the whole batch."""

@@ -39,8 +39,25 @@ def notify(
     run_id: str | None = None,
     data: Mapping[str, Any] | None = None,
     lines: Sequence[str] = (),
+) -> None:
+    """Tell every notifier that wants `event` — once this thread holds no workspace lock, so a
+    slow notifier never keeps other writers waiting."""
+    at = utc_timestamp()
+    workspace.log.after_unlock(
+        lambda: _notify_now(workspace, event, text, at, run_id, dict(data or {}), tuple(lines))
+    )
+
+
+def _notify_now(
+    workspace: Workspace,
+    event: Event,
+    text: str,
+    at: str,
+    run_id: str | None,
+    data: dict[str, Any],
+    lines: tuple[str, ...],
 ) -> list[tuple[str, str | None]]:
-    """Tell every notifier that wants `event`; returns (notifier, error or None) per delivery."""
+    """Deliver now; returns (notifier, error or None) per delivery."""
     chosen = [
         (index, notifier)
         for index, notifier in enumerate(workspace.settings.notifiers)
@@ -51,11 +68,11 @@ def notify(
     notice = Notice(
         event=event,
         text=text,
-        at=utc_timestamp(),
+        at=at,
         workspace=str(workspace.root),
         run_id=run_id,
-        data=dict(data or {}),
-        lines=tuple(lines),
+        data=data,
+        lines=lines,
     )
     outcomes: dict[int, str | None] = {}
     threads = []
