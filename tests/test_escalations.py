@@ -410,6 +410,7 @@ def test_audit_names_a_missing_briefing_and_an_edited_log_and_repair_rebuilds(
     assert code == 0, out
     rebuilt = (ws_path / "escalations" / "ESC-001.md").read_text()
     assert rebuilt.split("## What Happened")[1] == briefing.split("## What Happened")[1]
+    assert rebuilt == briefing  # its header too: the project and the date it was raised
     assert "**Decision:** (open)" in entry.read_text()
 
 

@@ -15,6 +15,7 @@ from stoic.cli.log_commands import open_workspace
 from stoic.cli.queue_commands import incident_app
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
 from stoic.exceptions import UsageError
+from stoic.store.atomic import atomic_write
 from stoic.store.escalations import Escalations, follow_track, report_incident
 
 __all__ = ["register"]
@@ -72,7 +73,7 @@ def escalate(
 
 
 def _request_from_inside(path: Path, request: EscalationRequest) -> None:
-    """Add the request to the running task's result file (kept atomic: temp file + rename)."""
+    """Add the request to the running task's result file, replacing it atomically."""
     data: dict[str, object] = {}
     if path.exists():
         try:
@@ -84,9 +85,7 @@ def _request_from_inside(path: Path, request: EscalationRequest) -> None:
         if isinstance(loaded, dict):
             data = loaded
     data["escalate"] = request.to_json()
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_bytes(orjson.dumps(data))
-    temp.replace(path)
+    atomic_write(path, orjson.dumps(data))
 
 
 def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> None:

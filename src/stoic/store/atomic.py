@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stoic.exceptions import WorkspaceNotWritable
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["append_durably", "atomic_write", "fsync_dir"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -39,3 +39,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise WorkspaceNotWritable(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append `data` to `path` (created if need be) and fsync it: for logs kept as text."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

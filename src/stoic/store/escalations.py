@@ -157,9 +157,16 @@ class Escalations:
     ) -> Escalation:
         escalation_id = state.next_id()
         title = request.title or _title_of(request, task_id)
-        history = self._history(run_id, task_id, before_seq=None)
+        facts = self._history(run_id, task_id, before_seq=None)
         text = self._briefing(
-            escalation_id, replace(request, title=title), run_id, task_id, history, risks, status
+            escalation_id,
+            replace(request, title=title),
+            run_id,
+            task_id,
+            facts,
+            utc_timestamp()[:10],
+            risks,
+            status,
         )
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
         record = self.workspace.record(
@@ -190,15 +197,21 @@ class Escalations:
 
     def _history(
         self, run_id: str | None, task_id: str | None, *, before_seq: int | None
-    ) -> list[dict[str, Any]]:
-        """Every record of the task (before `before_seq`, when the briefing is rebuilt)."""
-        if run_id is None or task_id is None:
-            return []
-        return [
-            record._asdict()
-            for record in self.workspace.records(run_id=run_id)
-            if record.task_id == task_id and (before_seq is None or record.seq < before_seq)
-        ]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The project (the run's plan name, else the workspace's folder) and every record of
+        the task (before `before_seq`, when a briefing is rebuilt), in one pass over the log."""
+        project = self.workspace.root.parent.name or self.workspace.root.name
+        history: list[dict[str, Any]] = []
+        if run_id is None:
+            return project, history
+        for record in self.workspace.records(run_id=run_id):
+            if before_seq is not None and record.seq >= before_seq:
+                break
+            if record.decision_type == "run_lifecycle" and record.details.get("plan_name"):
+                project = str(record.details["plan_name"])
+            if task_id is not None and record.task_id == task_id:
+                history.append(record._asdict())
+        return project, history
 
     def _briefing(
         self,
@@ -206,18 +219,20 @@ class Escalations:
         request: EscalationRequest,
         run_id: str | None,
         task_id: str | None,
-        history: Sequence[Mapping[str, Any]],
+        facts: tuple[str, Sequence[Mapping[str, Any]]],
+        date: str,
         risks: Sequence[str] = (),
         status: str | None = None,
     ) -> str:
+        project, history = facts
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
         context = [line for line in request.context.splitlines() if line.strip()]
         return render_briefing(
             Briefing(
                 escalation_id=escalation_id,
                 title=request.title,
-                project=self._project(run_id),
-                date=utc_timestamp()[:10],
+                project=project,
+                date=date,
                 run_id=run_id,
                 task_id=task_id,
                 status=status
@@ -237,9 +252,10 @@ class Escalations:
             for item in state.escalations.values():
                 path = self.briefing_path(item.id)
                 if not path.is_file():
-                    history = self._history(item.run_id, item.task_id, before_seq=item.seq)
+                    facts = self._history(item.run_id, item.task_id, before_seq=item.seq)
+                    date = item.raised_at[:10]  # the briefing as it was written then
                     text = self._briefing(
-                        item.id, item.request(), item.run_id, item.task_id, history
+                        item.id, item.request(), item.run_id, item.task_id, facts, date
                     )
                     atomic_write(path, text.encode())
                     rebuilt.append(item.id)
@@ -261,16 +277,6 @@ class Escalations:
         return self._raise_locked(
             state, request, "system:stoic", None, None, (), None, {"for_mode": mode.value}
         )
-
-    def _project(self, run_id: str | None) -> str:
-        """The run's plan name, else the folder the workspace is in."""
-        if run_id is not None:
-            for record in self.workspace.records(run_id=run_id, decision_type="run_lifecycle"):
-                name = record.details.get("plan_name")
-                if name:
-                    return str(name)
-                break
-        return self.workspace.root.parent.name or self.workspace.root.name
 
     # -- answering ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
+from stoic.store.atomic import append_durably
 from stoic.store.log import utc_timestamp
 
 if TYPE_CHECKING:
@@ -152,13 +153,7 @@ def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -
         sys.stderr.flush()
     elif notifier.kind == "file":
         assert notifier.path is not None
-        path = workspace.root / notifier.path
-        line = orjson.dumps(json_payload(notice)) + b"\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append_durably(workspace.root / notifier.path, orjson.dumps(json_payload(notice)) + b"\n")
     elif notifier.kind == "webhook":
         import httpx  # only here: most commands never send a webhook
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.notifications import Event
 from stoic.exceptions import UsageError
-from stoic.store.atomic import atomic_write
+from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.log import utc_timestamp
 from stoic.store.notify import notify
 
@@ -168,12 +167,7 @@ def raise_flag(
 
 
 def _append(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_durably(path, text.encode())
 
 
 def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
