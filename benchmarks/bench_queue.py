@@ -83,7 +83,11 @@ def main() -> None:
         "create": {
             "proposals": total,
             "median_ms": round(statistics.median(creates) * 1000, 3),
+            "first_1000_median_ms": round(statistics.median(creates[:1000]) * 1000, 3),
             "last_1000_median_ms": round(statistics.median(creates[-1000:]) * 1000, 3),
+            "last_to_first_ratio": round(
+                statistics.median(creates[-1000:]) / statistics.median(creates[:1000]), 3
+            ),
             "baseline_write_fsync_ms": round(fsync_s * 1000, 3),
         },
         "queue_list_pending_json_s": round(listing, 3),

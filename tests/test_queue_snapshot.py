@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 import stoic
-from stoic.core.proposals import ProposalStatus, manifest_document
+from stoic.core.manifest import manifest_document
+from stoic.core.proposals import ProposalStatus
 from stoic.store import queue_snapshot
 from stoic.store.queue import Queue
 from tests.conftest import run_cli

@@ -25,8 +25,6 @@ __all__ = [
     "confidence_band",
     "fold_proposal",
     "is_proposal_id",
-    "manifest_bytes",
-    "manifest_document",
     "next_status",
 ]
 
@@ -208,7 +206,7 @@ class QueueState:
 
     A decision touches one proposal: the counts, the pending set, its manifest row and the
     oldest/newest pending are updated for it alone, so the cost of a decision does not grow
-    with the queue (only writing the manifest's rows out does).
+    with the queue.
     """
 
     proposals: dict[str, Proposal] = field(default_factory=dict)
@@ -222,6 +220,10 @@ class QueueState:
     pending_by_type: dict[str, int] = field(default_factory=dict)
     pending_by_band: dict[str, int] = field(default_factory=dict)
     day_max: dict[str, int] = field(default_factory=dict)
+    position: dict[str, int] = field(default_factory=dict)
+    """Each proposal's place in creation order: its row's slot in the manifest."""
+    queue_seq: int = 0
+    """The seq of the last proposal record folded (`last_seq` is the log's, whatever the type)."""
     unsaved: int = 0
     """Proposal records folded since the fold was last saved as a snapshot (or loaded)."""
     _oldest: list[tuple[int, str]] = field(default_factory=list)
@@ -250,6 +252,9 @@ class QueueState:
         else:
             day, _, number = proposal_id[len("PROP-") :].partition("-")
             self.day_max[day] = max(self.day_max.get(day, 0), int(number))
+            self.position.setdefault(proposal_id, len(self.position))
+        if proposal.history:
+            self.queue_seq = max(self.queue_seq, int(proposal.history[-1]["seq"]))
         self.counts[proposal.status] += 1
         if proposal.status is ProposalStatus.PENDING:
             self.pending[proposal_id] = proposal
@@ -269,6 +274,14 @@ class QueueState:
 
     def newest_pending(self) -> str | None:
         return _top(self._newest, self.pending)
+
+    def row(self, proposal_id: str) -> bytes:
+        """One proposal's manifest row as JSON."""
+        cached = self.row_bytes.get(proposal_id)
+        if cached is None:
+            cached = orjson.dumps(self.proposals[proposal_id].manifest_row())
+            self.row_bytes[proposal_id] = cached
+        return cached
 
     def rows(self) -> list[bytes]:
         """Every manifest row as JSON; only rows changed since the last call are serialized."""
@@ -296,28 +309,3 @@ def _top(heap: list[tuple[int, str]], pending: Mapping[str, Proposal]) -> str | 
             return proposal_id
         heapq.heappop(heap)
     return None
-
-
-def _header(state: QueueState, generated_at: str) -> dict[str, Any]:
-    return {
-        "manifest_version": 1,
-        "generated_at": generated_at,
-        "last_seq": state.last_seq,
-        "summary": {f"total_{status.value}": state.counts[status] for status in ProposalStatus},
-        "pending_by_type": dict(sorted(state.pending_by_type.items())),
-        "pending_by_confidence": dict(sorted(state.pending_by_band.items())),
-        "oldest_pending": state.oldest_pending(),
-        "newest_pending": state.newest_pending(),
-    }
-
-
-def manifest_document(state: QueueState, generated_at: str) -> dict[str, Any]:
-    """`manifests/queue_manifest.json` (DESIGN §8), as data."""
-    rows = [orjson.loads(row) for row in state.rows()]
-    return {**_header(state, generated_at), "proposals": rows}
-
-
-def manifest_bytes(state: QueueState, generated_at: str) -> bytes:
-    """The manifest as one line of JSON, assembled from the cached rows."""
-    header = orjson.dumps(_header(state, generated_at))
-    return header[:-1] + b',"proposals":[' + b",".join(state.rows()) + b"]}\n"

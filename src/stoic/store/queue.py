@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.audit import Violation, ViolationCode
+from stoic.core.manifest import manifest_document
 from stoic.core.notifications import Event
 from stoic.core.proposals import (
     FOLDERS,
@@ -29,8 +30,6 @@ from stoic.core.proposals import (
     QueueState,
     allowed_from,
     is_proposal_id,
-    manifest_bytes,
-    manifest_document,
     next_status,
 )
 from stoic.exceptions import (
@@ -42,6 +41,7 @@ from stoic.exceptions import (
 from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
+from stoic.store.manifest import MANIFEST, update_manifest, write_manifest
 from stoic.store.notify import notify
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MANIFEST", "Queue", "check_queue_files"]
 
-MANIFEST = Path("manifests/queue_manifest.json")
 _PAST = {
     "approved": "approved",
     "rejected": "rejected",
@@ -194,9 +193,10 @@ class Queue:
                 task_id=task_id,
                 details=details,
             )
+            reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
-            self._write(state, [proposal_id])
+            self._write(state, proposal_id, reflected)
             created = state.proposals[proposal_id]
         self._check_growth(state, batch_size)
         notify(
@@ -213,7 +213,7 @@ class Queue:
         """More than three batches waiting: proposals arrive faster than they are reviewed."""
         from stoic.store.trust import raise_flag
 
-        pending = sum(p.status is ProposalStatus.PENDING for p in state.proposals.values())
+        pending = state.counts[ProposalStatus.PENDING]
         if pending == 3 * batch_size + 1:
             raise_flag(
                 self.workspace,
@@ -269,9 +269,10 @@ class Queue:
                 task_id=current.task_id,
                 details=details or {},
             )
+            reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
-            self._write(state, [proposal_id])
+            self._write(state, proposal_id, reflected)
             decided = state.proposals[proposal_id]
         if outcome == "rejected":
             self._check_repeated_reason(state, decided)
@@ -407,17 +408,20 @@ class Queue:
 
     # -- projections -------------------------------------------------------------------------
 
-    def _write(self, state: QueueState, changed: Sequence[str]) -> None:
-        for proposal_id in changed:
-            proposal = state.proposals[proposal_id]
-            target = self.root / "queue" / proposal.status.value / f"{proposal_id}.json"
-            atomic_write(target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2))
-            for folder in FOLDERS:
-                if folder != proposal.status.value:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
-        # One line: `jq` reads it as well, and it is rewritten after every decision.
-        atomic_write(self.root / MANIFEST, manifest_bytes(state, utc_timestamp()))
+    def _write(self, state: QueueState, proposal_id: str, reflected_seq: int) -> None:
+        """After one record: the proposal's file moves to its status folder, its manifest row
+        changes in place."""
+        self._write_file(state, proposal_id)
+        update_manifest(self.root, state, proposal_id, reflected_seq)
+
+    def _write_file(self, state: QueueState, proposal_id: str) -> None:
+        proposal = state.proposals[proposal_id]
+        target = self.root / "queue" / proposal.status.value / f"{proposal_id}.json"
+        atomic_write(target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2))
+        for folder in FOLDERS:
+            if folder != proposal.status.value:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
 
     def rebuild(self) -> list[str]:
         """Rewrite every proposal file and the manifest from the log; returns what changed."""
@@ -429,7 +433,9 @@ class Queue:
                     owner = state.proposals.get(path.stem)
                     if owner is None or owner.status.value != folder:
                         path.unlink()
-            self._write(state, list(state.proposals))
+            for proposal_id in state.proposals:
+                self._write_file(state, proposal_id)
+            write_manifest(self.root, state)
             return problems
 
     def _source_exists(self, source: str, state: QueueState) -> bool:
