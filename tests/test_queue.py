@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -183,6 +185,37 @@ def test_file_moved_by_hand_fails_the_audit_and_pauses(ws_path: Path) -> None:
     )
     assert resumed.exit_code == 0
     assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
+
+
+def test_a_verification_batch_needs_a_clean_audit_first(ws_path: Path) -> None:
+    first = propose(ws_path)
+    assert run_cli("-w", str(ws_path), "stop", "--reason", "checking").exit_code == 0
+    (ws_path / "queue" / "pending" / f"{first}.json").write_text("{}")
+    args = ["-w", str(ws_path), "resume", "--procedure", "verification-batch", "--reason", "ok"]
+    refused = run_cli(*args)
+    assert refused.exit_code == 2
+    assert "the audit is not clean (1 violation): run `stoic audit`" in refused.stderr
+    assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
+    assert run_cli(*args).exit_code == 0
+
+
+def test_who_decides_is_as_then_stoic_actor_then_the_os_user(ws_path: Path) -> None:
+    ids = [propose(ws_path, title=f"p{n}") for n in range(3)]
+    run_cli("-w", str(ws_path), "approve", ids[0], "--as", "ada", env={"STOIC_ACTOR": "bob"})
+    run_cli("-w", str(ws_path), "approve", ids[1], env={"STOIC_ACTOR": "bob"})
+    os_user = getpass.getuser()
+    without = {key: value for key, value in os.environ.items() if key != "STOIC_ACTOR"}
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "approve", ids[2]], env=without, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    by = {
+        r["proposal_id"]: r["actor"]
+        for r in logged(ws_path, "proposal")
+        if r["decision_outcome"] == "approved"
+    }
+    assert by == {ids[0]: "human:ada", ids[1]: "human:bob", ids[2]: f"human:{os_user}"}
 
 
 def test_deleted_manifest_is_named_and_rebuilt(ws_path: Path) -> None:

@@ -98,9 +98,10 @@ def resume(
     if procedure == "verification-batch" or paused.get("criterion") == "major_incident":
         report = workspace.audit()
         if not report.ok:
+            count = len(report.violations)
             raise UsageError(
-                f"the audit is not clean ({len(report.violations)} violations): run `stoic audit`,"
-                " repair what it names, then resume"
+                f"the audit is not clean ({count} violation{'s' if count != 1 else ''}): run"
+                " `stoic audit`, repair what it names, then resume"
             )
     workspace.record(
         "pause",
