@@ -238,6 +238,16 @@ def test_edited_proposal_file_is_named(ws_path: Path) -> None:
     assert f"queue/pending/{first}.json differs from the log's proposal" in result.stdout
 
 
+def test_a_proposal_file_reformatted_with_the_same_content_is_not_an_edit(ws_path: Path) -> None:
+    first = propose(ws_path, "--", "echo", "safe")
+    path = ws_path / "queue" / "pending" / f"{first}.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), sort_keys=True))
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+    path.write_text(path.read_text()[:-1])  # no longer JSON at all
+    result = run_cli("-w", str(ws_path), "audit")
+    assert f"queue/pending/{first}.json differs from the log's proposal" in result.stdout
+
+
 def test_two_processes_deciding_at_once_exactly_one_wins(ws_path: Path) -> None:
     first = propose(ws_path)
     procs = [

@@ -499,27 +499,24 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
     violations: list[Violation] = []
     seen: dict[str, list[str]] = {}
     for folder in FOLDERS:
-        for path in sorted((root / "queue" / folder).glob("*.json")):
-            seen.setdefault(path.stem, []).append(folder)
-            proposal = state.proposals.get(path.stem)
+        folder_path = f"{root}/queue/{folder}/"  # plain strings: 20,000 Path joins cost 0.3 s
+        for name in _json_names(folder_path):
+            stem = name[: -len(".json")]
+            seen.setdefault(stem, []).append(folder)
+            proposal = state.proposals.get(stem)
             if proposal is None:
                 violations.append(
                     Violation(
                         ViolationCode.QUEUE_MISMATCH,
-                        f"queue/{folder}/{path.name} is not a proposal the log knows (orphan)",
+                        f"queue/{folder}/{name} is not a proposal the log knows (orphan)",
                     )
                 )
                 continue
-            try:
-                stored = orjson.loads(path.read_bytes())
-            except (OSError, orjson.JSONDecodeError) as exc:
-                stored = {"unreadable": str(exc)}
-            if stored != orjson.loads(orjson.dumps(proposal.to_json())):
+            if not _file_holds(folder_path + name, proposal):
                 violations.append(
                     Violation(
                         ViolationCode.QUEUE_MISMATCH,
-                        f"queue/{folder}/{path.name} differs from the log's proposal"
-                        " (edited by hand?)",
+                        f"queue/{folder}/{name} differs from the log's proposal (edited by hand?)",
                         seq=proposal.created_seq,
                     )
                 )
@@ -567,6 +564,31 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
                 )
             )
     return violations
+
+
+def _json_names(folder: str) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".json"))
+    except FileNotFoundError:
+        return []
+
+
+def _file_holds(path: str, proposal: Proposal) -> bool:
+    """Whether a proposal file says what the log says: byte for byte as stoic writes it, or
+    (reformatted by a tool) equal as JSON."""
+    try:
+        with open(path, "rb") as file:  # noqa: PTH123 (a str path: see check_queue_files)
+            stored = file.read()
+    except OSError:
+        return False
+    document = proposal.to_json()
+    if stored == orjson.dumps(document, option=orjson.OPT_INDENT_2):
+        return True
+    try:
+        return bool(orjson.loads(stored) == orjson.loads(orjson.dumps(document)))
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _missing_sources(root: Path, state: QueueState) -> list[Violation]:
