@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -208,3 +211,62 @@ def test_the_manifest_reads_with_line_tools(ws_path: Path) -> None:
             check=True,
         ).stdout.split()
         assert statuses == ["pending", "approved", "pending"]
+
+
+KILL_AT = """
+import os, signal, sys
+import stoic
+root, target, nth, statement = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+calls = 0
+def hook(frame, event, arg):
+    global calls
+    if event == "call" and frame.f_code.co_name == target:
+        calls += 1
+        if calls == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+ws = stoic.Workspace.open(root)
+sys.setprofile(hook)
+exec(statement)
+"""
+
+
+def kill_during(ws_path: Path, statement: str, function: str, nth: int = 1) -> None:
+    """Run `statement` against the workspace in a process killed (-9) as it enters `function`."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_AT, str(ws_path), function, str(nth), statement],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("statement", "function", "nth"),
+    [
+        ("ws.propose(title='new', reasoning_trace=['r'])", "_write_file", 1),
+        ("ws.approve(ws.queue_ids[0], by='human:ana')", "_write_file", 1),
+        ("ws.approve(ws.queue_ids[0], by='human:ana')", "update_manifest", 1),
+        ("ws.approve(ws.queue_ids[0], by='human:ana')", "_write_at", 2),  # row, not header
+    ],
+    ids=["propose-before-file", "approve-before-file", "approve-before-manifest", "row-only"],
+)
+def test_a_writer_killed_mid_decision_is_caught_up_on_open(
+    ws_path: Path, statement: str, function: str, nth: int
+) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        ids = [ws.propose(title=f"p{n}", reasoning_trace=["r"]).id for n in range(3)]
+    kill_during(ws_path, statement.replace("ws.queue_ids", repr(ids)), function, nth)
+    records = [
+        orjson.loads(line)
+        for line in (ws_path / "logs/decision_log.ndjson").read_bytes().splitlines()
+    ]
+    last = records[-1]
+    assert last["decision_type"] == "proposal"  # on record before the process died
+    audit = run_cli("-w", str(ws_path), "audit")  # opening catches the files up
+    assert audit.exit_code == 0, audit.stdout
+    document, _ = on_disk(ws_path)
+    pending = sorted(path.stem for path in (ws_path / "queue" / "pending").glob("*.json"))
+    assert [row["id"] for row in document["proposals"] if row["status"] == "pending"] == pending
+    assert document["summary"]["total_pending"] == len(pending)
+    assert last["proposal_id"] in {row["id"] for row in document["proposals"]}

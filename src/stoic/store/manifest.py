@@ -26,7 +26,7 @@ from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
 
-__all__ = ["MANIFEST", "update_manifest", "write_manifest"]
+__all__ = ["MANIFEST", "reflected_seq", "update_manifest", "write_manifest"]
 
 MANIFEST = Path("manifests/queue_manifest.json")
 
@@ -35,6 +35,21 @@ def write_manifest(root: Path, state: QueueState) -> None:
     """Lay the whole manifest out from the fold and replace the file atomically."""
     data, _layout = render(state, utc_timestamp())
     atomic_write(root / MANIFEST, data)
+
+
+def reflected_seq(root: Path) -> int | None:
+    """The `last_seq` the manifest on disk reflects: 0 when there is none yet, None when it
+    cannot be read as a manifest of this version (that is the audit's to name)."""
+    try:
+        with (root / MANIFEST).open("rb") as file:
+            head = file.read(PAGE)
+            found = read_header(head)
+            if found is not None and found.layout.header_bytes > PAGE:
+                file.seek(0)
+                found = read_header(file.read(found.layout.header_bytes))
+    except FileNotFoundError:
+        return 0
+    return found.last_seq if found is not None else None
 
 
 def update_manifest(root: Path, state: QueueState, proposal_id: str, reflected_seq: int) -> None:

@@ -41,7 +41,7 @@ from stoic.exceptions import (
 from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
-from stoic.store.manifest import MANIFEST, update_manifest, write_manifest
+from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
 from stoic.store.notify import notify
 
 if TYPE_CHECKING:
@@ -413,6 +413,28 @@ class Queue:
         changes in place."""
         self._write_file(state, proposal_id)
         update_manifest(self.root, state, proposal_id, reflected_seq)
+
+    def catch_up(self) -> list[str]:
+        """Bring proposal files and the manifest up to the log after a writer was killed
+        between a proposal record and its files; returns the proposals whose files lagged.
+
+        Like every projection that lags the log, they are caught up when the workspace is
+        opened; a manifest that cannot be read is left for `stoic audit` to name.
+        """
+        with self.workspace.log.locked():
+            state = self.state()
+            since = reflected_seq(self.root)
+            if since is None or since >= state.queue_seq:
+                return []
+            behind = [
+                proposal.id
+                for proposal in state.proposals.values()
+                if proposal.history and int(proposal.history[-1]["seq"]) > since
+            ]
+            for proposal_id in behind:
+                self._write_file(state, proposal_id)
+            write_manifest(self.root, state)
+            return behind
 
     def _write_file(self, state: QueueState, proposal_id: str) -> None:
         proposal = state.proposals[proposal_id]

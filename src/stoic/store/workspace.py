@@ -318,6 +318,8 @@ class Workspace:
             on_disk = self._read_status_stamp()
             if on_disk.last_seq < caught_up.last_seq:
                 self.status_file.write(caught_up)
+        if caught_up.state.count("proposal") > stamp.state.count("proposal"):
+            Queue(self).catch_up()  # a writer killed mid-decision left its files behind
         return caught_up
 
     def rebuild_projections(self) -> None:
