@@ -18,7 +18,8 @@ from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
 from stoic.store.escalations import Escalations, check_escalation_files
 from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
-from stoic.store.queue import Queue, check_queue_files
+from stoic.store.queue import Queue
+from stoic.store.queue_audit import check_queue_files
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace

@@ -1,0 +1,147 @@
+"""The queue's files against the log: folders, proposal files, the manifest and sources.
+
+What `stoic audit` checks of the review queue (DESIGN §8, §12): a proposal file in no folder,
+in two, or in the wrong one; a file the log does not know (an orphan) or one edited by hand;
+a manifest that is missing, unreadable or disagrees with the log; a source that is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+from stoic.core.audit import Violation, ViolationCode
+from stoic.core.manifest import manifest_document
+from stoic.core.proposals import FOLDERS, Proposal, ProposalStatus, QueueState, is_proposal_id
+from stoic.store.manifest import MANIFEST
+
+__all__ = ["check_queue_files"]
+
+
+def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
+    """Folders and manifest against the log: orphans, duplicates, wrong folder, edited files."""
+    violations: list[Violation] = []
+    seen: dict[str, list[str]] = {}
+    for folder in FOLDERS:
+        folder_path = f"{root}/queue/{folder}/"  # plain strings: 20,000 Path joins cost 0.3 s
+        for name in _json_names(folder_path):
+            stem = name[: -len(".json")]
+            seen.setdefault(stem, []).append(folder)
+            proposal = state.proposals.get(stem)
+            if proposal is None:
+                violations.append(
+                    Violation(
+                        ViolationCode.QUEUE_MISMATCH,
+                        f"queue/{folder}/{name} is not a proposal the log knows (orphan)",
+                    )
+                )
+                continue
+            if not _file_holds(folder_path + name, proposal):
+                violations.append(
+                    Violation(
+                        ViolationCode.QUEUE_MISMATCH,
+                        f"queue/{folder}/{name} differs from the log's proposal (edited by hand?)",
+                        seq=proposal.created_seq,
+                    )
+                )
+    for proposal_id, proposal in state.proposals.items():
+        folders = seen.get(proposal_id, [])
+        if folders != [proposal.status.value]:
+            where = ", ".join(f"queue/{f}" for f in folders) or "no folder"
+            violations.append(
+                Violation(
+                    ViolationCode.QUEUE_MISMATCH,
+                    f"{proposal_id} is {proposal.status.value} in the log but sits in {where}",
+                    seq=proposal.created_seq,
+                    expected=f"queue/{proposal.status.value}",
+                    found=where,
+                )
+            )
+    violations.extend(_missing_sources(root, state))
+    manifest_path = root / MANIFEST
+    if not state.proposals and not manifest_path.exists():
+        return violations
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+    except FileNotFoundError:
+        violations.append(
+            Violation(
+                ViolationCode.PROJECTION_MISSING,
+                f"{MANIFEST} is missing; `stoic audit --repair` rebuilds it",
+            )
+        )
+        return violations
+    except (OSError, orjson.JSONDecodeError) as exc:
+        violations.append(
+            Violation(ViolationCode.PROJECTION_UNREADABLE, f"{MANIFEST} is unreadable: {exc}")
+        )
+        return violations
+    expected = manifest_document(state, "")
+    for key in ("summary", "proposals", "pending_by_type", "pending_by_confidence"):
+        if manifest.get(key) != expected[key]:
+            violations.append(
+                Violation(
+                    ViolationCode.QUEUE_MISMATCH,
+                    f"{MANIFEST} disagrees with the log at {key}",
+                    expected=str(expected[key])[:200],
+                    found=str(manifest.get(key))[:200],
+                )
+            )
+    return violations
+
+
+def _json_names(folder: str) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".json"))
+    except FileNotFoundError:
+        return []
+
+
+def _file_holds(path: str, proposal: Proposal) -> bool:
+    """Whether a proposal file says what the log says: byte for byte as stoic writes it, or
+    (reformatted by a tool) equal as JSON."""
+    try:
+        with open(path, "rb") as file:  # noqa: PTH123 (a str path: see check_queue_files)
+            stored = file.read()
+    except OSError:
+        return False
+    document = proposal.to_json()
+    if stored == orjson.dumps(document, option=orjson.OPT_INDENT_2):
+        return True
+    try:
+        return bool(orjson.loads(stored) == orjson.loads(orjson.dumps(document)))
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _missing_sources(root: Path, state: QueueState) -> list[Violation]:
+    """Sources of undecided proposals that are gone: proposals, runs and workspace files.
+
+    Decision and task ids are checked when the proposal is made; they live in the log, which
+    never loses a record without the audit saying so.
+    """
+    found = []
+    for proposal in state.proposals.values():
+        if proposal.status not in (ProposalStatus.PENDING, ProposalStatus.APPROVED):
+            continue
+        for source in proposal.sources:
+            if is_proposal_id(source):
+                exists = source in state.proposals
+            elif source.startswith("run-"):
+                exists = (root / "runs" / source).is_dir()
+            elif "/" in source or "." in source:
+                exists = (root / source).exists()
+            else:
+                continue
+            if not exists:
+                found.append(
+                    Violation(
+                        ViolationCode.SOURCE_MISSING,
+                        f"{proposal.id} cites {source!r}, which no longer exists",
+                        seq=proposal.created_seq,
+                    )
+                )
+    return found
