@@ -74,7 +74,7 @@ class Log:
         return reflected
 
 
-kinds = st.sampled_from(["action", "recovery", "approval", "t" * 90, "type-" * 6])
+kinds = st.sampled_from(["action", "recovery", "approval", "t" * 90, "type-" * 6, "ünïcødé ✓" * 9])
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("create"), kinds, st.floats(0, 1)),
@@ -270,3 +270,19 @@ def test_a_writer_killed_mid_decision_is_caught_up_on_open(
     assert [row["id"] for row in document["proposals"] if row["status"] == "pending"] == pending
     assert document["summary"]["total_pending"] == len(pending)
     assert last["proposal_id"] in {row["id"] for row in document["proposals"]}
+
+
+def test_a_link_planted_in_place_of_the_manifest_is_replaced_not_written_through(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        first = ws.propose(title="p", reasoning_trace=["r"]).id
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_bytes((ws_path / MANIFEST).read_bytes())
+        (ws_path / MANIFEST).unlink()
+        (ws_path / MANIFEST).symlink_to(elsewhere)
+        kept = elsewhere.read_bytes()
+        ws.approve(first, by="human:ana")
+    assert elsewhere.read_bytes() == kept
+    assert not (ws_path / MANIFEST).is_symlink()
+    assert on_disk(ws_path)[0]["summary"]["total_approved"] == 1

@@ -17,6 +17,7 @@ killed in between leaves a header that lags, and the next writer renders the fil
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -69,9 +70,14 @@ def update_manifest(root: Path, state: QueueState, proposal_id: str, reflected_s
 
 def _patch(path: Path, state: QueueState, proposal_id: str, reflected_seq: int) -> bool:
     try:
-        fd = os.open(path, os.O_RDWR)
+        # Never write through a link planted in its place: replacing it is safe, following is not.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        raise
     try:
         size = os.fstat(fd).st_size
         found = read_header(os.pread(fd, PAGE, 0))
