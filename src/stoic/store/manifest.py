@@ -21,7 +21,15 @@ import errno
 import os
 from pathlib import Path
 
-from stoic.core.manifest import PAGE, header_region, read_header, render, slot, trailer
+from stoic.core.manifest import (
+    PAGE,
+    ManifestHeader,
+    header_region,
+    read_header,
+    render,
+    slot,
+    trailer,
+)
 from stoic.core.proposals import QueueState
 from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.atomic import atomic_write
@@ -42,15 +50,21 @@ def reflected_seq(root: Path) -> int | None:
     """The `last_seq` the manifest on disk reflects: 0 when there is none yet, None when it
     cannot be read as a manifest of this version (that is the audit's to name)."""
     try:
-        with (root / MANIFEST).open("rb") as file:
-            head = file.read(PAGE)
-            found = read_header(head)
-            if found is not None and found.layout.header_bytes > PAGE:
-                file.seek(0)
-                found = read_header(file.read(found.layout.header_bytes))
+        fd = os.open(root / MANIFEST, os.O_RDONLY)
     except FileNotFoundError:
         return 0
+    try:
+        found = _header(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
     return found.last_seq if found is not None else None
+
+
+def _header(fd: int, size: int) -> ManifestHeader | None:
+    found = read_header(os.pread(fd, PAGE, 0))
+    if found is not None and PAGE < found.layout.header_bytes < size:
+        found = read_header(os.pread(fd, found.layout.header_bytes, 0))
+    return found
 
 
 def update_manifest(root: Path, state: QueueState, proposal_id: str, reflected_seq: int) -> None:
@@ -80,9 +94,7 @@ def _patch(path: Path, state: QueueState, proposal_id: str, reflected_seq: int) 
         raise
     try:
         size = os.fstat(fd).st_size
-        found = read_header(os.pread(fd, PAGE, 0))
-        if found is not None and PAGE < found.layout.header_bytes < size:
-            found = read_header(os.pread(fd, found.layout.header_bytes, 0))
+        found = _header(fd, size)
         if found is None or found.last_seq < reflected_seq:
             return False
         layout = found.layout
