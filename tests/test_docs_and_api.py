@@ -84,3 +84,22 @@ def test_the_demo_runs_and_shows_each_part(tmp_path: Path) -> None:
     assert "## What Needs Your Decision" in output  # an escalation briefing
     assert "WARNING: verifier style-review of task write-notes could not verify" in output
     assert "stoic --workspace" in output.rsplit("# To review them:", 1)[1]  # the queue waits
+
+
+def test_the_readme_code_map_names_modules_that_exist() -> None:
+    section = README.split("## Where the code is", 1)[1].split("\n## ", 1)[0]
+    package = PROJECT_ROOT / "src" / "stoic"
+    current = ""
+    named = []
+    for line in section.splitlines():
+        folder = re.match(r"- `(\w+)/`", line)
+        if folder:
+            current = folder[1]
+        named += [(current, module) for module in re.findall(r"`(\w+\.py)`", line)]
+    assert len(named) >= 15
+    missing = [
+        f"{folder}/{module}"
+        for folder, module in named
+        if not (package / folder / module).is_file()
+    ]
+    assert missing == []

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stoic.cli.app import CliState
 from stoic.core.audit import AuditReport
+from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
 from stoic.exceptions import StoicError, UsageError
@@ -192,7 +193,7 @@ def audit(
                 paused = pause(
                     workspace,
                     reason=f"the audit failed: {first.code.value}: {first.message}",
-                    criterion="audit_failure",
+                    criterion=Criterion.AUDIT_FAILURE,
                     inputs={"violations": len(report.violations)},
                 )
     if paused:

@@ -11,6 +11,7 @@ import typer
 
 from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.core.pause import Criterion
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
@@ -257,7 +258,7 @@ def stop(
 ) -> None:
     """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
     with open_workspace(ctx) as workspace:
-        pause(workspace, reason=reason, criterion="human_stop", actor=human_actor(as_name))
+        pause(workspace, reason=reason, criterion=Criterion.HUMAN_STOP, actor=human_actor(as_name))
     typer.echo(f"Paused: {reason}")
 
 

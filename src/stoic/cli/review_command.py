@@ -11,10 +11,11 @@ import typer
 
 from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import open_workspace
+from stoic.core.pause import FLAG_LIMIT, READER_SIGNALS, DetectedSignal, too_fast_to_read
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import StoicError
 from stoic.store.queue import Queue
-from stoic.store.trust import FLAG_LIMIT, SIGNALS, raise_flag
+from stoic.store.trust import raise_flag
 from stoic.store.workspace import Workspace
 
 __all__ = ["register"]
@@ -114,8 +115,10 @@ def review(
             if key == "s":
                 continue
             if key == "f":
-                signal = _ask(f"signal ({', '.join(SIGNALS)}) > ")
-                if signal in SIGNALS and session.flag(signal, _ask("note (optional) > ") or None):
+                signal = _ask(f"signal ({', '.join(READER_SIGNALS)}) > ")
+                if signal in READER_SIGNALS and session.flag(
+                    signal, _ask("note (optional) > ") or None
+                ):
                     typer.echo("The workspace is now paused: the review ends here.")
                     break
                 continue
@@ -124,8 +127,8 @@ def review(
                     seconds = time.monotonic() - shown_at
                     session.queue.decide(proposal.id, "approved", actor=session.actor)
                     typer.echo(f"{proposal.id} approved.")
-                    if seconds < session.min_read and session.flag(
-                        "rubber-stamping",
+                    if too_fast_to_read(seconds, session.min_read) and session.flag(
+                        DetectedSignal.RUBBER_STAMPING,
                         f"{proposal.id} approved {seconds:.1f}s after it was shown"
                         f" (minimum {session.min_read:g}s)",
                         detected=True,

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple, cast
 
 import orjson
 
+from stoic.core.pause import reason_key
+
 __all__ = [
     "FOLDERS",
     "TRANSITIONS",
@@ -224,6 +226,9 @@ class QueueState:
     """Each proposal's place in creation order: its row's slot in the manifest."""
     queue_seq: int = 0
     """The seq of the last proposal record folded (`last_seq` is the log's, whatever the type)."""
+    rejected_in_batch: dict[str, int] = field(default_factory=dict)
+    rejected_for: dict[str, list[str]] = field(default_factory=dict)
+    """Rejected proposals by their reason (as `reason_key` compares them), oldest first."""
     unsaved: int = 0
     """Proposal records folded since the fold was last saved as a snapshot (or loaded)."""
     _oldest: list[tuple[int, str]] = field(default_factory=list)
@@ -256,6 +261,13 @@ class QueueState:
         if proposal.history:
             self.queue_seq = max(self.queue_seq, int(proposal.history[-1]["seq"]))
         self.counts[proposal.status] += 1
+        if proposal.status is ProposalStatus.REJECTED and (
+            before is None or before.status is not ProposalStatus.REJECTED
+        ):
+            batch = proposal.batch_id
+            self.rejected_in_batch[batch] = self.rejected_in_batch.get(batch, 0) + 1
+            reason = reason_key(str((proposal.decision or {}).get("reason", "")))
+            self.rejected_for.setdefault(reason, []).append(proposal_id)
         if proposal.status is ProposalStatus.PENDING:
             self.pending[proposal_id] = proposal
             _count(self.pending_by_type, proposal.type, 1)

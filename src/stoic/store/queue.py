@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.notifications import Event
+from stoic.core.pause import (
+    Criterion,
+    DetectedSignal,
+    queue_outgrows_review,
+    reason_key,
+    reason_repeats,
+    rejection_rate_breached,
+)
 from stoic.core.proposals import (
     FOLDERS,
     Proposal,
@@ -213,10 +221,10 @@ class Queue:
         from stoic.store.trust import raise_flag
 
         pending = state.counts[ProposalStatus.PENDING]
-        if pending == 3 * batch_size + 1:
+        if queue_outgrows_review(pending, batch_size):
             raise_flag(
                 self.workspace,
-                signal="queue-growing",
+                signal=DetectedSignal.QUEUE_GROWING,
                 actor="system:stoic",
                 note=f"{pending} proposals pending, more than three batches of {batch_size}",
                 detected=True,
@@ -282,19 +290,14 @@ class Queue:
         """The same rejection reason a 3rd time: the same mistake repeats — a red flag."""
         from stoic.store.trust import raise_flag
 
-        reason = (decided.decision or {}).get("reason", "").strip().lower()
-        same = [
-            p
-            for p in state.proposals.values()
-            if p.status is ProposalStatus.REJECTED
-            and (p.decision or {}).get("reason", "").strip().lower() == reason
-        ]
-        if reason and len(same) == 3:
+        reason = reason_key(str((decided.decision or {}).get("reason", "")))
+        same = state.rejected_for.get(reason, [])
+        if reason and reason_repeats(len(same)):
             raise_flag(
                 self.workspace,
-                signal="repeated-rejection-reason",
+                signal=DetectedSignal.REPEATED_REJECTION_REASON,
                 actor="system:stoic",
-                note=f"{reason!r} given 3 times ({', '.join(p.id for p in same)})",
+                note=f"{reason!r} given {len(same)} times ({', '.join(same)})",
                 detected=True,
             )
 
@@ -302,17 +305,16 @@ class Queue:
         """The 3rd rejection in a batch of 10 (more than 20%) pauses at once (DESIGN §9)."""
         from stoic.store.trust import pause
 
-        batch = [p for p in state.proposals.values() if p.batch_id == decided.batch_id]
-        rejected = sum(p.status is ProposalStatus.REJECTED for p in batch)
+        rejected = state.rejected_in_batch.get(decided.batch_id, 0)
         size = self.workspace.settings.queue.batch_size
-        if rejected * 5 > size and rejected >= 3:
+        if rejection_rate_breached(rejected, size):
             pause(
                 self.workspace,
                 reason=(
                     f"{rejected} rejections in batch {decided.batch_id} of {size}: more than 20%"
                     " — the proposals need investigating before more are made"
                 ),
-                criterion="rejection_rate",
+                criterion=Criterion.REJECTION_RATE,
                 inputs={"batch_id": decided.batch_id, "rejections": rejected},
             )
 
@@ -390,7 +392,7 @@ class Queue:
             pause(
                 self.workspace,
                 reason=f"the approved action of {proposal_id} failed: `{shown}` exited {code}",
-                criterion="execution_failure",
+                criterion=Criterion.EXECUTION_FAILURE,
                 inputs={"proposal_id": proposal_id, "exit_code": code},
             )
         return ExecutionResult(decided, code, output)

@@ -7,6 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.notifications import Event
+from stoic.core.pause import (
+    FLAG_LIMIT,
+    READER_SIGNALS,
+    RESUME_PROCEDURES,
+    Criterion,
+    IncidentSeverity,
+    flags_pause,
+    incident_pause,
+    resume_needs_clean_audit,
+)
 from stoic.exceptions import UsageError
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.log import utc_timestamp
@@ -27,33 +37,15 @@ __all__ = [
     "resume",
 ]
 
-SEVERITIES = ("minor", "moderate", "major")
-
-SIGNALS = {
-    "dont-understand": "I don't fully understand this proposal",
-    "rubber-stamping": "I'm approving without really reading",
-    "spot-checking": "I'm only spot-checking external systems",
-    "rushed": "decisions feel rushed",
-    "unsure-effect": "I'm unsure what executing this would do",
-    "batch-too-large": "the batch is too large to review well",
-    "rejection-needs-investigation": "the rejections need investigating",
-}
-"""The trust signals a reviewer reports with `stoic flag`."""
-FLAG_LIMIT = 3
-"""Red flags in one review session (or since the last resume) that pause the workspace."""
-
-RESUME_PROCEDURES = {
-    "smaller-batch": "after a trust issue: review in smaller batches",
-    "verification-batch": "after a system error: a verification batch, the audit clean first",
-    "manual-verification": "after an execution failure: the next executions are confirmed by hand",
-}
+SIGNALS = READER_SIGNALS
+SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
 
 
 def pause(
     workspace: Workspace,
     *,
     reason: str,
-    criterion: str,
+    criterion: Criterion,
     actor: str = "system:stoic",
     inputs: dict[str, Any] | None = None,
 ) -> bool:
@@ -95,7 +87,7 @@ def resume(
         raise UsageError("the workspace is not paused")
     if procedure == "smaller-batch" and batch_size is None:
         raise UsageError("--procedure smaller-batch needs --batch-size N")
-    if procedure == "verification-batch" or paused.get("criterion") == "major_incident":
+    if resume_needs_clean_audit(procedure, paused.get("criterion")):
         report = workspace.audit()
         if not report.ok:
             count = len(report.violations)
@@ -156,12 +148,12 @@ def raise_flag(
     )
     workspace.sync_projections()
     count = session_flags if session_flags is not None else workspace.status().flags_since_resume
-    if count >= FLAG_LIMIT:
+    if flags_pause(count):
         scope = "in one review session" if session_flags is not None else "since the last resume"
         return pause(
             workspace,
             reason=f"{count} red flags {scope} (the last: {what})",
-            criterion="red_flags",
+            criterion=Criterion.RED_FLAGS,
             inputs={"flags": count},
         )
     return False
@@ -201,6 +193,7 @@ def new_incident(
     """Write an incident record (DESIGN §9) and act on its severity; returns its file."""
     if severity not in SEVERITIES:
         raise UsageError(f"unknown severity {severity!r} (allowed: {', '.join(SEVERITIES)})")
+    criterion = incident_pause(IncidentSeverity(severity))
     if not title.strip():
         raise UsageError("an incident needs a title")
     folder = workspace.root / "incidents"
@@ -233,7 +226,7 @@ def new_incident(
         details={"file": f"incidents/{incident_id}.md"},
     )
     workspace.sync_projections()
-    if severity == "minor":
+    if criterion is None:
         _append(
             workspace.root / "calibration_log.md",
             f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}: {title.strip()}\n",
@@ -242,7 +235,7 @@ def new_incident(
         pause(
             workspace,
             reason=f"{severity} incident {incident_id}: {title.strip()}",
-            criterion="major_incident" if severity == "major" else "incident",
+            criterion=criterion,
             inputs={"incident": incident_id},
         )
     return path

@@ -1,0 +1,125 @@
+"""The pause rules (DESIGN §9): when the workspace stops taking new work, and how it resumes.
+
+Pure rules over counts the store already keeps. After each relevant record the store asks them
+whether a red flag or a pause is due and records what they say; it decides nothing itself.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "FLAG_LIMIT",
+    "READER_SIGNALS",
+    "REPEATED_REASON_LIMIT",
+    "RESUME_PROCEDURES",
+    "Criterion",
+    "DetectedSignal",
+    "IncidentSeverity",
+    "flags_pause",
+    "incident_pause",
+    "queue_outgrows_review",
+    "reason_key",
+    "reason_repeats",
+    "rejection_rate_breached",
+    "resume_needs_clean_audit",
+    "too_fast_to_read",
+]
+
+
+class Criterion(StrEnum):
+    """Why the workspace is paused: the five criteria of DESIGN §9, incidents split by weight."""
+
+    RED_FLAGS = "red_flags"
+    REJECTION_RATE = "rejection_rate"
+    AUDIT_FAILURE = "audit_failure"
+    HUMAN_STOP = "human_stop"
+    EXECUTION_FAILURE = "execution_failure"
+    INCIDENT = "incident"
+    MAJOR_INCIDENT = "major_incident"
+
+
+class DetectedSignal(StrEnum):
+    """Red flags stoic raises itself."""
+
+    QUEUE_GROWING = "queue-growing"
+    REPEATED_REJECTION_REASON = "repeated-rejection-reason"
+    RUBBER_STAMPING = "rubber-stamping"
+
+
+class IncidentSeverity(StrEnum):
+    MINOR = "minor"
+    MODERATE = "moderate"
+    MAJOR = "major"
+
+
+READER_SIGNALS = {
+    "dont-understand": "I don't fully understand this proposal",
+    "rubber-stamping": "I'm approving without really reading",
+    "spot-checking": "I'm only spot-checking external systems",
+    "rushed": "decisions feel rushed",
+    "unsure-effect": "I'm unsure what executing this would do",
+    "batch-too-large": "the batch is too large to review well",
+    "rejection-needs-investigation": "the rejections need investigating",
+}
+"""The trust signals a reviewer reports with `stoic flag`, and what each means."""
+
+FLAG_LIMIT = 3
+"""Red flags in one review session (or, outside one, since the last resume) that pause."""
+REPEATED_REASON_LIMIT = 3
+"""The same rejection reason this many times is a red flag: the same mistake repeats."""
+REVIEW_BATCHES_AHEAD = 3
+"""More batches than this waiting: proposals arrive faster than they are reviewed."""
+
+RESUME_PROCEDURES = {
+    "smaller-batch": "after a trust issue: review in smaller batches",
+    "verification-batch": "after a system error: a verification batch, the audit clean first",
+    "manual-verification": "after an execution failure: the next executions are confirmed by hand",
+}
+
+
+def flags_pause(flags: int) -> bool:
+    """Three red flags in one session, or since the last resume, pause the workspace."""
+    return flags >= FLAG_LIMIT
+
+
+def rejection_rate_breached(rejected_in_batch: int, batch_size: int) -> bool:
+    """More than 20% of a batch rejected pauses at once — the 3rd rejection in a batch of 10.
+
+    Never fewer than three: in a small batch one or two rejections are judgment, not a trend.
+    """
+    return rejected_in_batch >= 3 and rejected_in_batch * 5 > batch_size
+
+
+def queue_outgrows_review(pending: int, batch_size: int) -> bool:
+    """True at the proposal that makes more than three batches wait (once per crossing)."""
+    return pending == REVIEW_BATCHES_AHEAD * batch_size + 1
+
+
+def reason_key(reason: str) -> str:
+    """Rejection reasons compared as a reviewer would: case and surrounding space aside."""
+    return reason.strip().casefold()
+
+
+def reason_repeats(times_given: int) -> bool:
+    """True at the rejection giving the same reason the 3rd time (once, not every time after)."""
+    return times_given == REPEATED_REASON_LIMIT
+
+
+def too_fast_to_read(seconds_shown: float, min_read_seconds: float) -> bool:
+    """An approval sooner than anyone could read the proposal: rubber-stamping."""
+    return seconds_shown < min_read_seconds
+
+
+def incident_pause(severity: IncidentSeverity) -> Criterion | None:
+    """Minor incidents are calibration notes; moderate ones pause; major ones pause harder."""
+    return {
+        IncidentSeverity.MINOR: None,
+        IncidentSeverity.MODERATE: Criterion.INCIDENT,
+        IncidentSeverity.MAJOR: Criterion.MAJOR_INCIDENT,
+    }[severity]
+
+
+def resume_needs_clean_audit(procedure: str, paused_by: str | None) -> bool:
+    """A verification batch, or any resume after a major incident, needs a clean audit first."""
+    return procedure == "verification-batch" or paused_by == Criterion.MAJOR_INCIDENT
