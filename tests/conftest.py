@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -95,3 +96,39 @@ def fill(workspace: stoic.Workspace, count: int, *, run_id: str = "run-1") -> li
         }
         for i in range(count)
     )
+
+
+_KILL_AT = """
+import os, signal, sys
+import stoic
+root, target, nth, needle, statement = sys.argv[1:6]
+calls = 0
+def hook(frame, event, arg):
+    global calls
+    if event != "call" or frame.f_code.co_name != target:
+        return
+    first = frame.f_locals.get(frame.f_code.co_varnames[0]) if frame.f_code.co_argcount else None
+    if needle and needle not in str(first):
+        return
+    calls += 1
+    if calls == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+ws = stoic.Workspace.open(root)
+sys.setprofile(hook)
+exec(statement)
+"""
+
+
+def kill_during(
+    ws_path: Path, statement: str, function: str, *, nth: int = 1, first_arg: str = ""
+) -> None:
+    """Run `statement` (Python, with `ws` the open workspace) in a process that is killed (-9)
+    as it enters `function` for the `nth` time — counting only calls whose first argument
+    contains `first_arg` — and check that it was."""
+    done = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, str(ws_path), function, str(nth), first_arg, statement],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr

@@ -17,7 +17,7 @@ from stoic.core.escalations import (
     question_error,
     render_briefing,
 )
-from tests.conftest import run_cli
+from tests.conftest import kill_during, run_cli
 from tests.test_recovery_runs import audit_clean, records_of, run_id_of, run_plan, story
 
 SECTIONS = (
@@ -429,3 +429,26 @@ def test_finished_work_and_running_runs_cannot_be_escalated_from_outside(
         fcntl.flock(held, fcntl.LOCK_EX)
         code, _, err = cli(ws_path, *args, "--task", "done")
     assert code == 2 and f"run {run_id} is running right now" in err
+
+
+@pytest.mark.parametrize(
+    ("function", "first_arg"),
+    [("atomic_write", "ESC-001.md"), ("_write_log", "")],
+    ids=["before-the-briefing", "before-the-escalation-log"],
+)
+def test_a_writer_killed_after_raising_leaves_files_that_open_catches_up(
+    ws_path: Path, function: str, first_arg: str
+) -> None:
+    raise_it = (
+        "from stoic.cli.app import main; main(['-w', root, 'escalate', '--mode', 'ambiguity',"
+        " '--question', 'Which region should the backfill use?'])"
+    )
+    kill_during(ws_path, raise_it, function, first_arg=first_arg)
+    lines = (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+    raised = [r for r in map(orjson.loads, lines) if r["decision_type"] == "escalation"]
+    assert [r["decision_outcome"] for r in raised] == ["raised"]  # on record before the kill
+    code, out, _ = cli(ws_path, "audit")  # opening the workspace writes what was left behind
+    assert code == 0, out
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert "Which region should the backfill use?" in briefing
+    assert "ESC-001" in (ws_path / "escalations" / "escalation-log.md").read_text()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import stoic
 from stoic.core.manifest import PAGE, Layout, manifest_document, read_header
 from stoic.core.proposals import QueueState, allowed_from
 from stoic.store.manifest import MANIFEST, update_manifest
-from tests.conftest import run_cli
+from tests.conftest import kill_during, run_cli
 
 DAY = "20261123"
 
@@ -213,34 +211,6 @@ def test_the_manifest_reads_with_line_tools(ws_path: Path) -> None:
         assert statuses == ["pending", "approved", "pending"]
 
 
-KILL_AT = """
-import os, signal, sys
-import stoic
-root, target, nth, statement = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-calls = 0
-def hook(frame, event, arg):
-    global calls
-    if event == "call" and frame.f_code.co_name == target:
-        calls += 1
-        if calls == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-ws = stoic.Workspace.open(root)
-sys.setprofile(hook)
-exec(statement)
-"""
-
-
-def kill_during(ws_path: Path, statement: str, function: str, nth: int = 1) -> None:
-    """Run `statement` against the workspace in a process killed (-9) as it enters `function`."""
-    done = subprocess.run(
-        [sys.executable, "-c", KILL_AT, str(ws_path), function, str(nth), statement],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-
-
 @pytest.mark.parametrize(
     ("statement", "function", "nth"),
     [
@@ -256,7 +226,7 @@ def test_a_writer_killed_mid_decision_is_caught_up_on_open(
 ) -> None:
     with stoic.Workspace.open(ws_path) as ws:
         ids = [ws.propose(title=f"p{n}", reasoning_trace=["r"]).id for n in range(3)]
-    kill_during(ws_path, statement.replace("ws.queue_ids", repr(ids)), function, nth)
+    kill_during(ws_path, statement.replace("ws.queue_ids", repr(ids)), function, nth=nth)
     records = [
         orjson.loads(line)
         for line in (ws_path / "logs/decision_log.ndjson").read_bytes().splitlines()

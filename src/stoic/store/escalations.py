@@ -244,14 +244,16 @@ class Escalations:
             )
         )
 
-    def rebuild(self) -> list[str]:
-        """`stoic audit --repair`: the escalation log, and every missing briefing, from the log."""
+    def rebuild(self, *, raised_after: int = 0) -> list[str]:
+        """The escalation log, and the missing briefings of escalations raised after seq
+        `raised_after`, from the log: all of them for `stoic audit --repair`; on open, those of
+        the records a killed writer left without their files."""
         with self.workspace.log.locked():
             state = self.state()
             rebuilt = []
             for item in state.escalations.values():
                 path = self.briefing_path(item.id)
-                if not path.is_file():
+                if item.seq > raised_after and not path.is_file():
                     facts = self._history(item.run_id, item.task_id, before_seq=item.seq)
                     date = item.raised_at[:10]  # the briefing as it was written then
                     text = self._briefing(

@@ -28,6 +28,7 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
+from stoic.store.escalations import Escalations
 from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.queue import Queue
@@ -318,8 +319,11 @@ class Workspace:
             on_disk = self._read_status_stamp()
             if on_disk.last_seq < caught_up.last_seq:
                 self.status_file.write(caught_up)
+        # A writer killed between a record and its files left them behind: catch them up too.
         if caught_up.state.count("proposal") > stamp.state.count("proposal"):
-            Queue(self).catch_up()  # a writer killed mid-decision left its files behind
+            Queue(self).catch_up()
+        if caught_up.state.count("escalation") > stamp.state.count("escalation"):
+            Escalations(self).rebuild(raised_after=stamp.last_seq)
         return caught_up
 
     def rebuild_projections(self) -> None:
