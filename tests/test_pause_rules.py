@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from stoic.core.pause import (
     resume_needs_clean_audit,
     too_fast_to_read,
 )
-from stoic.core.proposals import ProposalStatus, QueueState
+from stoic.core.proposals import ProposalStatus, QueueState, next_batch
 
 
 def test_the_third_rejection_in_a_batch_of_ten_pauses() -> None:
@@ -142,3 +143,22 @@ def test_the_rejection_tallies_are_what_counting_gives(split: bool, ops: list[An
         by_reason.setdefault(key, set()).add(proposal.id)
     assert state.rejected_in_batch == by_batch
     assert {key: set(ids) for key, ids in state.rejected_for.items()} == by_reason
+
+
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=6), st.integers(1, 30))
+def test_batches_fill_in_order_and_a_new_size_starts_a_new_batch(
+    sizes: list[int], each: int
+) -> None:
+    last, fill, seen = None, 0, []
+    for size in sizes:
+        for _ in range(each):
+            batch = next_batch(last, fill, size)
+            fill = fill + 1 if batch == last else 1
+            assert fill <= size  # never past the size in effect
+            last = batch
+            seen.append(batch)
+    numbers = [int(batch.removeprefix("BATCH-")) for batch in seen]
+    assert numbers[0] == 1
+    assert all(b - a in (0, 1) for a, b in itertools.pairwise(numbers))
+    if len(set(sizes)) == 1:  # one size throughout: the n-th proposal is in batch n // size + 1
+        assert numbers == [n // sizes[0] + 1 for n in range(len(seen))]

@@ -328,6 +328,51 @@ def test_three_flags_since_resume_pause(ws_path: Path) -> None:
     assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
 
 
+def status_json(ws: Path) -> dict[str, Any]:
+    return orjson.loads(run_cli("-w", str(ws), "status", "--json").stdout)
+
+
+def resume(ws: Path, procedure: str, *extra: str) -> CliResult:
+    return run_cli("-w", str(ws), "resume", "--procedure", procedure, "--reason", "r", *extra)
+
+
+def test_a_smaller_batch_after_a_resume_holds_for_new_proposals_and_the_review(
+    ws_path: Path,
+) -> None:
+    early = [propose(ws_path, title=f"early {n}") for n in range(7)]
+    assert status_json(ws_path)["batch_size"] == 10
+    run_cli("-w", str(ws_path), "stop", "--reason", "too many at once")
+    not_smaller = resume(ws_path, "smaller-batch", "--batch-size", "10")
+    assert not_smaller.exit_code == 2
+    assert "--batch-size must be below the current 10, not 10" in not_smaller.stderr
+    wrong_procedure = resume(ws_path, "manual-verification", "--batch-size", "3")
+    assert wrong_procedure.exit_code == 2 and "goes with --procedure smaller-batch" in (
+        wrong_procedure.stderr
+    )
+    assert resume(ws_path, "smaller-batch", "--batch-size", "3").exit_code == 0
+    assert status_json(ws_path)["batch_size"] == 3
+    shown = run_cli("-w", str(ws_path), "status").stdout
+    assert "review batches of 3 (named by the last resume)" in shown
+    late = [propose(ws_path, title=f"late {n}") for n in range(4)]
+    batches = {
+        p["id"]: p["batch_id"]
+        for p in orjson.loads(run_cli("-w", str(ws_path), "queue", "--json").stdout)
+    }
+    assert {batches[i] for i in early} == {"BATCH-0001"}
+    assert [batches[i] for i in late] == ["BATCH-0002"] * 3 + ["BATCH-0003"]
+    walked = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "review", "--as", "rita"],
+        input="q\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "3 proposals in BATCH-0001" in walked.stdout  # the old batch, walked 3 at a time
+    run_cli("-w", str(ws_path), "stop", "--reason", "again")
+    assert resume(ws_path, "verification-batch").exit_code == 0
+    assert status_json(ws_path)["batch_size"] == 10  # the last resume named no size
+
+
 def test_the_same_rejection_reason_three_times_is_a_red_flag(ws_path: Path) -> None:
     (ws_path / "stoic.toml").write_text("[queue]\nbatch_size = 100\n")
     ids = [propose(ws_path, title=f"p{n}") for n in range(3)]

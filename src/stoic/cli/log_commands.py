@@ -246,6 +246,7 @@ def status(
     with open_workspace(ctx) as workspace:
         state = workspace.status()
         root = workspace.root
+        batch_size = state.batch_size or workspace.settings.queue.batch_size
     if as_json:
         document = {
             "workspace": str(root),
@@ -258,12 +259,15 @@ def status(
                 if state.paused is not None
                 else None
             ),
+            "batch_size": batch_size,
         }
         typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
     console = console_for_output()
     console.print(f"Workspace {root}")
     console.print(f"{state.records} records, last seq {state.last_seq}")
+    smaller = " (named by the last resume)" if state.batch_size else ""
+    console.print(f"review batches of {batch_size}{smaller}")
     if state.by_type:
         table = Table(box=None, pad_edge=False)
         table.add_column("decision type")

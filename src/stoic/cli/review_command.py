@@ -73,7 +73,8 @@ class _Session:
         )
         if not pending:
             return []
-        return [p for p in pending if p.batch_id == pending[0].batch_id]
+        batch = [p for p in pending if p.batch_id == pending[0].batch_id]
+        return batch[: self.queue.batch_size()]  # a smaller batch size holds for old batches too
 
 
 def _ask(prompt: str) -> str:

@@ -53,6 +53,8 @@ class WorkspaceStatus:
     """Red flags raised since the workspace last resumed (or began)."""
     confirmations_due: int = 0
     """Executions that still need explicit confirmation (after a manual-verification resume)."""
+    batch_size: int | None = None
+    """The batch size the last resume named (a smaller batch after a trust issue), if any."""
 
     def count(self, decision_type: str, decision_outcome: str | None = None) -> int:
         outcomes = self.by_type.get(decision_type, {})
@@ -80,6 +82,7 @@ class WorkspaceStatusProjection:
         paused = state.paused
         flags = state.flags_since_resume
         confirmations = state.confirmations_due
+        batch_size = state.batch_size
         for record in records:
             outcomes = by_type.setdefault(record["decision_type"], {})
             outcome = record["decision_outcome"]
@@ -98,6 +101,7 @@ class WorkspaceStatusProjection:
                     confirmations = (
                         MANUAL_CONFIRMATIONS if procedure == "manual-verification" else 0
                     )
+                    batch_size = record["decision_inputs"].get("batch_size")
             elif record["decision_type"] == "red_flag" and outcome == "raised":
                 flags += 1
             elif record["decision_type"] == "proposal" and outcome == "executed":
@@ -116,6 +120,7 @@ class WorkspaceStatusProjection:
             paused=paused,
             flags_since_resume=flags,
             confirmations_due=confirmations,
+            batch_size=batch_size,
         )
 
     def to_json(self, state: WorkspaceStatus) -> dict[str, Any]:
@@ -130,6 +135,7 @@ class WorkspaceStatusProjection:
             "paused": dict(state.paused) if state.paused is not None else None,
             "flags_since_resume": state.flags_since_resume,
             "confirmations_due": state.confirmations_due,
+            "batch_size": state.batch_size,
         }
 
     def from_json(self, data: Mapping[str, Any]) -> WorkspaceStatus:
@@ -144,4 +150,5 @@ class WorkspaceStatusProjection:
             paused=data.get("paused"),
             flags_since_resume=int(data.get("flags_since_resume", 0)),
             confirmations_due=int(data.get("confirmations_due", 0)),
+            batch_size=int(data["batch_size"]) if data.get("batch_size") is not None else None,
         )

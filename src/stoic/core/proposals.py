@@ -27,6 +27,7 @@ __all__ = [
     "confidence_band",
     "fold_proposal",
     "is_proposal_id",
+    "next_batch",
     "next_status",
 ]
 
@@ -226,6 +227,10 @@ class QueueState:
     """Each proposal's place in creation order: its row's slot in the manifest."""
     queue_seq: int = 0
     """The seq of the last proposal record folded (`last_seq` is the log's, whatever the type)."""
+    batch_fill: dict[str, int] = field(default_factory=dict)
+    """How many proposals each batch was given."""
+    last_batch: str | None = None
+    """The batch of the newest proposal: the one a new proposal joins while it has room."""
     rejected_in_batch: dict[str, int] = field(default_factory=dict)
     rejected_for: dict[str, list[str]] = field(default_factory=dict)
     """Rejected proposals by their reason (as `reason_key` compares them), oldest first."""
@@ -258,6 +263,8 @@ class QueueState:
             day, _, number = proposal_id[len("PROP-") :].partition("-")
             self.day_max[day] = max(self.day_max.get(day, 0), int(number))
             self.position.setdefault(proposal_id, len(self.position))
+            self.batch_fill[proposal.batch_id] = self.batch_fill.get(proposal.batch_id, 0) + 1
+            self.last_batch = proposal.batch_id
         if proposal.history:
             self.queue_seq = max(self.queue_seq, int(proposal.history[-1]["seq"]))
         self.counts[proposal.status] += 1
@@ -276,6 +283,10 @@ class QueueState:
             heapq.heappush(self._newest, (-proposal.created_seq, proposal_id))
         self.proposals[proposal_id] = proposal
         self.row_bytes[proposal_id] = None
+
+    def next_batch(self, size: int) -> str:
+        """The batch a new proposal joins: the newest while it has fewer than `size`."""
+        return next_batch(self.last_batch, self.batch_fill.get(self.last_batch or "", 0), size)
 
     def next_id(self, day: str) -> str:
         """The next free id of `day` (YYYYMMDD)."""
@@ -302,6 +313,15 @@ class QueueState:
             if row is None:
                 cached[proposal_id] = orjson.dumps(self.proposals[proposal_id].manifest_row())
         return cast(list[bytes], list(cached.values()))
+
+
+def next_batch(last: str | None, fill: int, size: int) -> str:
+    """Batches of `size` in order (`BATCH-0001`, …); a smaller size starts a new one early."""
+    if last is None:
+        return "BATCH-0001"
+    if fill < size:
+        return last
+    return f"BATCH-{int(last.removeprefix('BATCH-')) + 1:04d}"
 
 
 def _count(counts: dict[str, int], key: str, delta: int) -> None:

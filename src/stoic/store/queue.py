@@ -120,6 +120,10 @@ class Queue:
     def state(self) -> QueueState:
         return load_queue(self.workspace)
 
+    def batch_size(self) -> int:
+        """The batch size in effect: the one the last resume named, else `stoic.toml`'s."""
+        return self.workspace.status().batch_size or self.workspace.settings.queue.batch_size
+
     def get(self, proposal_id: str) -> Proposal:
         _check_id(proposal_id)
         proposal = self.state().proposals.get(proposal_id)
@@ -166,8 +170,8 @@ class Queue:
                     " decision id, a proposal, or a file in the workspace)"
                 )
             proposal_id = state.next_id(time.strftime("%Y%m%d", time.gmtime()))
-            batch_size = self.workspace.settings.queue.batch_size
-            batch = len(state.proposals) // batch_size + 1
+            batch_size = self.batch_size()
+            batch_id = state.next_batch(batch_size)
             details: dict[str, Any] = {
                 "type": type,
                 "title": title,
@@ -178,7 +182,7 @@ class Queue:
                 "sources": list(sources),
                 "confidence": confidence,
                 "trade_off": trade_off,
-                "batch_id": f"BATCH-{batch:04d}",
+                "batch_id": batch_id,
                 "origin": origin,
             }
             no_rollback = (
@@ -306,7 +310,7 @@ class Queue:
         from stoic.store.trust import pause
 
         rejected = state.rejected_in_batch.get(decided.batch_id, 0)
-        size = self.workspace.settings.queue.batch_size
+        size = self.batch_size()
         if rejection_rate_breached(rejected, size):
             pause(
                 self.workspace,

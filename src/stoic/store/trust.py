@@ -82,11 +82,19 @@ def resume(
     batch_size: int | None = None,
 ) -> None:
     """Resume, naming the procedure followed; a verification batch needs a clean audit first."""
-    paused = workspace.status().paused
+    status = workspace.status()
+    paused = status.paused
     if paused is None:
         raise UsageError("the workspace is not paused")
     if procedure == "smaller-batch" and batch_size is None:
         raise UsageError("--procedure smaller-batch needs --batch-size N")
+    if procedure != "smaller-batch" and batch_size is not None:
+        raise UsageError("--batch-size goes with --procedure smaller-batch")
+    current = status.batch_size or workspace.settings.queue.batch_size
+    if batch_size is not None and batch_size >= current:
+        raise UsageError(
+            f"a smaller batch: --batch-size must be below the current {current}, not {batch_size}"
+        )
     if resume_needs_clean_audit(procedure, paused.get("criterion")):
         report = workspace.audit()
         if not report.ok:
