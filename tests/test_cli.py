@@ -175,9 +175,20 @@ def test_errors_are_one_line_and_tracebacks_only_with_debug(ws_path: Path) -> No
     assert "Traceback" in debug.stderr and "ProjectionMismatch" in debug.stderr
 
 
-def test_usage_errors_exit_2(ws_path: Path) -> None:
-    assert run_cli("--workspace", str(ws_path), "log", "--tail", "x").exit_code == 2
-    assert run_cli("no-such-command").exit_code == 2
+def test_usage_errors_exit_2_with_one_line_naming_the_help(ws_path: Path) -> None:
+    cases = [
+        (("log", "--tail", "x"), "stoic log: error: Invalid value for '--tail'"),
+        (("no-such-command",), "stoic: error: No such command 'no-such-command'."),
+        (("queue", "show"), "stoic queue show: error: Missing argument 'proposal_id'."),
+        (("approve", "PROP-1", "--bogus"), "stoic approve: error: No such option: --bogus"),
+    ]
+    for args, message in cases:
+        result = run_stoic_process("--workspace", str(ws_path), *args)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith(message), result.stderr
+        assert result.stderr.count("\n") == 1 and "--help`)" in result.stderr
+    bare = run_stoic_process()
+    assert bare.returncode == 2 and bare.stdout.startswith("Usage: stoic")  # the help
 
 
 def test_every_command_has_help_and_a_readme_entry() -> None:

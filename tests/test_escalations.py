@@ -452,3 +452,58 @@ def test_a_writer_killed_after_raising_leaves_files_that_open_catches_up(
     briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
     assert "Which region should the backfill use?" in briefing
     assert "ESC-001" in (ws_path / "escalations" / "escalation-log.md").read_text()
+
+
+def test_escalation_commands_refuse_what_does_not_fit(ws_path: Path, tmp_path: Path) -> None:
+    asked = ["escalate", "--mode", "ambiguity", "--question", "Which region should it use?"]
+    code, _, err = cli(ws_path, *asked, "--run", "run-1")
+    assert code == 2 and "--run and --task go together (or leave both out)" in err
+    assert cli(ws_path, *asked)[0] == 0  # about no run: ESC-001
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - {id: a, run: ['true']}\n")
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--plan", str(plan)
+    )
+    assert code == 2 and "--plan goes with --decision amended" in err
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "amended", "--plan", str(plan)
+    )
+    assert code == 2 and "ESC-001 is not about a run: nothing to amend" in err
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "routed", "--track", "hotfix"
+    )
+    assert code == 2 and "--track is for production incidents; ESC-001 is not" in err
+    (ws_path / "escalations" / "ESC-001.md").unlink()
+    code, _, err = cli(ws_path, "escalations", "show", "ESC-001")
+    assert code == 2 and "ESC-001.md is missing: `stoic audit --repair` writes it again" in err
+    assert cli(ws_path, "escalations", "show", "ESC-001", "--json")[0] == 0
+    code, out, _ = cli(
+        ws_path,
+        "escalations",
+        "answer",
+        "ESC-001",
+        "--decision",
+        "aborted",
+        "--note",
+        "not needed",
+        "--json",
+    )
+    assert code == 0 and orjson.loads(out)["decision"] == "aborted"
+
+
+def test_escalating_from_inside_a_task_writes_its_result_file(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    result = tmp_path / "result.json"
+    result.write_text('{"steps_completed": 2}')
+    inside = {"STOIC_RESULT": str(result), "STOIC_TASK_ID": "build"}
+    asked = ["escalate", "--mode", "scope-creep", "--question", "Should it also fix the tests?"]
+    done = run_cli("-w", str(ws_path), *asked, env=inside)
+    assert done.exit_code == 0 and "escalation requested for task build" in done.stdout
+    written = orjson.loads(result.read_bytes())
+    assert written["steps_completed"] == 2
+    assert written["escalate"]["question"] == "Should it also fix the tests?"
+    result.write_text("{not json")
+    broken = run_cli("-w", str(ws_path), *asked, env=inside)
+    assert broken.exit_code == 2 and "is not valid JSON" in broken.stderr
+    assert "cannot add the escalation" in broken.stderr

@@ -533,3 +533,78 @@ def test_a_queue_growing_past_three_batches_raises_a_flag(ws_path: Path) -> None
     flags = logged(ws_path, "red_flag")
     assert [f["decision_inputs"]["signal"] for f in flags] == ["queue-growing"]
     assert "7 proposals pending" in flags[0]["decision_reason"]
+
+
+def test_queue_commands_refuse_bad_input_with_one_line_each(ws_path: Path) -> None:
+    def refused(*args: str) -> str:
+        result = run_cli("-w", str(ws_path), *args)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if "PAUSED since" not in line]
+        assert len(lines) == 1, result.stderr  # one line (besides the pause banner), no traceback
+        return lines[0]
+
+    assert "unknown status 'waiting' (allowed: pending, approved" in refused(
+        "queue", "--status", "waiting"
+    )
+    assert "a proposal needs a title" in refused("propose", "--title", " ", "--reasoning", "r")
+    assert "Invalid value for '--confidence': Input should be less than or equal to 1" in refused(
+        "propose", "--title", "t", "--reasoning", "r", "--confidence", "1.5"
+    )
+    assert "a calibration note cannot be empty" in refused("calibrate", "  ")
+    assert "unknown severity 'huge'" in refused(
+        "incident", "new", "--severity", "huge", "--title", "x"
+    )
+    assert "the workspace is not paused" in refused(
+        "resume", "--procedure", "smaller-batch", "--reason", "r", "--batch-size", "2"
+    )
+    run_cli("-w", str(ws_path), "stop", "--reason", "checking")
+    assert "unknown procedure 'retry' (allowed: smaller-batch" in refused(
+        "resume", "--procedure", "retry", "--reason", "r"
+    )
+    assert "--procedure smaller-batch needs --batch-size N" in refused(
+        "resume", "--procedure", "smaller-batch", "--reason", "r"
+    )
+
+
+def test_queue_listing_and_show_in_both_forms(ws_path: Path, tmp_path: Path) -> None:
+    assert run_cli("-w", str(ws_path), "queue").stdout.strip() == "No proposals."
+    made = tmp_path / "made"
+    created = run_cli(
+        "-w",
+        str(ws_path),
+        "propose",
+        "--title",
+        "Make a file",
+        "--reasoning",
+        "it is missing",
+        "--summary",
+        "creates one file",
+        "--trade-off",
+        "one more file to keep",
+        "--confidence",
+        "0.9",
+        "--rollback-cmd",
+        f"rm {made}",
+        "--json",
+        "--",
+        "touch",
+        str(made),
+    )
+    proposal = orjson.loads(created.stdout)
+    assert proposal["status"] == "pending" and proposal["confidence_band"] == "high"
+    shown = run_cli("-w", str(ws_path), "queue", "show", proposal["id"]).stdout
+    assert "summary: creates one file" in shown
+    assert "trade-off: one more file to keep" in shown
+    assert f"rollback: rm {made}" in shown
+    run_cli("-w", str(ws_path), "approve", proposal["id"], "--as", "ana", "--reason", "fine")
+    shown = run_cli("-w", str(ws_path), "queue", "show", proposal["id"]).stdout
+    assert "decided: approved by human:ana at " in shown
+    as_json = orjson.loads(
+        run_cli("-w", str(ws_path), "queue", "show", proposal["id"], "--json").stdout
+    )
+    assert as_json["decision"]["by"] == "human:ana"
+    assert run_cli("-w", str(ws_path), "execute", proposal["id"]).exit_code == 0
+    assert made.exists()
+    undone = run_cli("-w", str(ws_path), "rollback", proposal["id"])
+    assert undone.exit_code == 0 and f"{proposal['id']} rolled back: exit 0." in undone.stdout
+    assert not made.exists()

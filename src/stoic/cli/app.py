@@ -1,7 +1,8 @@
 """The `stoic` command line: global options, error handling, and the command groups.
 
-Commands are thin: open the workspace, call the library, render. Every `StoicError` becomes one
-line on stderr and its exit code; a traceback is shown only with `--debug`.
+Commands are thin: open the workspace, call the library, render. Every `StoicError`, and every
+usage error the option parser finds, becomes one line on stderr and its exit code; a traceback
+is shown only with `--debug`.
 """
 
 from __future__ import annotations
@@ -101,11 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="stoic")
+        code = app(args=args, prog_name="stoic", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except SystemExit as exc:
-        # Typer exits on its own for --help, --version and usage errors (code 2).
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except typer.Abort:
+        typer.echo("stoic: aborted", err=True)
+        return 1
+    except typer.TyperException as exc:  # a usage error typer found: one line, like ours
+        message = exc.format_message()
+        if message.startswith("Usage:"):  # a group called without a command: its help
+            typer.echo(message)
+            return exc.exit_code
+        command = getattr(getattr(exc, "ctx", None), "command_path", "stoic")
+        typer.echo(f"{command}: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        return exc.exit_code
     except StoicError as exc:
         if debug:
             raise
