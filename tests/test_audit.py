@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -197,3 +198,58 @@ def test_deleting_the_last_record_is_visible_only_against_a_projection(ten: Path
     report = _audit(ten)
     assert _codes(report) == [ViolationCode.PROJECTION_MISMATCH]
     assert "seq 10" in report.violations[0].message
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: {**d, "projection": "run_state"}, "it is not the workspace_status projection"),
+        (lambda d: {**d, "version": 99}, "it has version 99, this stoic writes 1"),
+        (lambda d: {k: v for k, v in d.items() if k != "log_offset"}, "not a valid projection"),
+        (lambda d: {**d, "last_seq": 10_000}, "does not line up with the log: it names seq 10000"),
+    ],
+    ids=["another-projection", "another-version", "a-field-missing", "ahead-of-the-log"],
+)
+def test_a_damaged_status_projection_is_named_and_repaired(
+    ten: Path, edit: Any, message: str
+) -> None:
+    path = ten / "manifests" / "workspace_status.json"
+    path.write_bytes(orjson.dumps(edit(orjson.loads(path.read_bytes()))))
+    status = run_cli("-w", str(ten), "status")
+    assert status.exit_code == 1 and message in status.stderr
+    assert "`stoic audit" in status.stderr
+    audit = run_cli("-w", str(ten), "audit")
+    assert audit.exit_code == 1 and "workspace_status" in audit.stdout
+    assert run_cli("-w", str(ten), "audit", "--repair").exit_code == 0
+    assert run_cli("-w", str(ten), "status").exit_code == 0
+
+
+_DROP = object()
+
+
+def _with(line: bytes, **changes: Any) -> bytes:
+    record = {**orjson.loads(line), **changes}
+    return orjson.dumps({k: v for k, v in record.items() if v is not _DROP}) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (lambda line: b"[1, 2]\n", "not a JSON object"),
+        (lambda line: b'{"seq": 3}\n', "not a decision record: lacks "),
+        (lambda line: _with(line, seq=0), "seq must be a whole number ≥ 1, not 0"),
+        (lambda line: _with(line, seq=True), "seq must be a whole number ≥ 1, not True"),
+        (lambda line: _with(line, hash="abc"), "hash must be 64 hex characters"),
+        (lambda line: _with(line, prev_hash=_DROP), "lacks prev_hash"),
+    ],
+    ids=["an-array", "fields-missing", "seq-zero", "seq-a-boolean", "short-hash", "no-prev-hash"],
+)
+def test_json_that_is_not_a_record_is_named_at_its_line(
+    ten: Path, replace: Any, message: str
+) -> None:
+    lines = _lines(ten)
+    lines[2] = replace(lines[2])
+    _write(ten, lines)
+    report = _audit(ten)
+    bad = [v for v in report.violations if v.code is ViolationCode.BAD_RECORD]
+    assert len(bad) == 1 and bad[0].line == 3 and message in bad[0].message

@@ -608,3 +608,26 @@ def test_queue_listing_and_show_in_both_forms(ws_path: Path, tmp_path: Path) -> 
     undone = run_cli("-w", str(ws_path), "rollback", proposal["id"])
     assert undone.exit_code == 0 and f"{proposal['id']} rolled back: exit 0." in undone.stdout
     assert not made.exists()
+
+
+def test_the_audit_names_each_kind_of_queue_damage(ws_path: Path) -> None:
+    first, second = propose(ws_path), propose(ws_path, title="Second")
+    pending = ws_path / "queue" / "pending"
+    (pending / "PROP-20200101-001.json").write_text("{}")
+    shutil.copy(pending / f"{second}.json", ws_path / "queue" / "approved" / f"{second}.json")
+    manifest_path = ws_path / "manifests" / "queue_manifest.json"
+    document = orjson.loads(manifest_path.read_bytes())
+    document["summary"]["total_pending"] = 7
+    manifest_path.write_bytes(orjson.dumps(document))
+    out = run_cli("-w", str(ws_path), "audit").stdout
+    assert "queue/pending/PROP-20200101-001.json is not a proposal the log knows (orphan)" in out
+    assert f"{second} is pending in the log but sits in queue/pending, queue/approved" in out
+    assert "manifests/queue_manifest.json disagrees with the log at summary" in out
+    assert first not in out
+    manifest_path.write_text("{not json")
+    out = run_cli("-w", str(ws_path), "audit").stdout
+    assert "manifests/queue_manifest.json is unreadable" in out
+    assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
+    assert folder_ids(ws_path, "pending") == [first, second]
+    assert folder_ids(ws_path, "approved") == []
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
