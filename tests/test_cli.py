@@ -110,10 +110,14 @@ def test_every_setting_is_in_the_generated_toml_with_its_default() -> None:
             "stoic.toml:2: queue.batch_size: Input should be greater than or equal to 1",
         ),
         ("[runers]\n", "stoic.toml:1: unknown setting 'runers'; did you mean 'runner'?"),
+        ('[[notifiers]]\nkind = "webhook"\n', "a webhook notifier needs `url`"),
+        ('[[notifiers]]\nkind = "file"\n', "a file notifier needs `path`"),
+        ('[agents]\nagent_cli = ["run", "{model"]\n', "'{model' is not a valid template part"),
+        ("[queue]\nbatch_size = 4\n# caf\xe9\n", "stoic.toml: not UTF-8 text"),
     ],
 )
 def test_invalid_settings_name_file_and_line(ws_path: Path, text: str, message: str) -> None:
-    (ws_path / "stoic.toml").write_text(text)
+    (ws_path / "stoic.toml").write_bytes(text.encode("latin-1"))
     result = run_cli("--workspace", str(ws_path), "status")
     assert result.exit_code == 2
     assert message in result.stderr
@@ -199,3 +203,18 @@ def test_every_command_has_help_and_a_readme_entry() -> None:
         assert command.callback.__doc__, f"stoic {name} has no help text"
         assert f"stoic {name}" in readme, f"stoic {name} is not in the README"
         assert run_cli(name, "--help").exit_code == 0
+
+
+def test_init_where_no_folder_can_be_made_and_a_lost_log_are_one_line_errors(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    made = run_cli("init", str(blocker / "ws"))
+    assert made.exit_code == 1
+    assert f"cannot create a workspace at {blocker / 'ws'}: {blocker} is a file" in made.stderr
+    assert made.stderr.count("\n") == 1 and blocker.read_text() == "not a folder"
+    (ws_path / "logs" / "decision_log.ndjson").unlink()
+    lost = run_cli("-w", str(ws_path), "status")
+    assert lost.exit_code == 1
+    assert "the decision log cannot be recreated; restore it from a backup" in lost.stderr

@@ -339,3 +339,20 @@ def test_missing_projection_is_named_and_never_silently_recreated(ws_path: Path)
     assert audit.exit_code == 1 and "projection_missing" in audit.stdout
     assert run_cli("--workspace", str(ws_path), "audit", "--repair").exit_code == 0
     assert path.exists()
+
+
+def test_filters_match_fields_not_text_that_merely_mentions_them(ws: stoic.Workspace) -> None:
+    ws.record("execution", "succeeded", "Ran.", run_id="run-a")
+    ws.record(
+        "execution",
+        "succeeded",
+        "Ran again.",
+        run_id="run-b",
+        details={"previous": "run-a", "kind": "audit"},
+    )
+    ws.record("audit", "passed", "Clean.")
+    assert [r.seq for r in ws.records(run_id="run-a")] == [1]
+    assert [r.seq for r in ws.tail(5, run_id="run-a")] == [1]
+    assert [r.seq for r in ws.records(decision_type="audit")] == [3]
+    assert [r.seq for r in ws.tail(5, decision_type="audit")] == [3]
+    assert ws.tail(0) == []

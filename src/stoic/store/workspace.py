@@ -86,6 +86,11 @@ class Workspace:
             raise WorkspaceExists(
                 f"{root} exists and is not an empty folder; choose a new or empty folder"
             )
+        blocking = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise WorkspaceNotWritable(
+                f"cannot create a workspace at {root}: {blocking} is a file, not a folder"
+            )
         # Built beside its final place and renamed in, so a crash never leaves half a workspace.
         staging = root.with_name(f".{root.name}.init-{os.getpid()}")
         try:
