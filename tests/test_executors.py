@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -81,6 +82,29 @@ def test_missing_command_is_a_failure_not_a_traceback(tmp_path: Path) -> None:
     assert result.failure.kind is FailureKind.ERROR
     assert result.failure.message == "command not found: no-such-program-xyz"
     assert result.failure.partial is Partial.FALSE
+
+
+def test_commands_that_cannot_start_say_why(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    result = run_command([str(script)], make_attempt(tmp_path), shell=False)
+    assert result.failure is not None and result.failure.partial is Partial.FALSE
+    assert result.failure.message == f"command not executable: {script}"
+    gone = dataclasses.replace(make_attempt(tmp_path), plan_dir=tmp_path / "no-such-folder")
+    result = run_command(["true"], gone, shell=False)
+    assert result.failure is not None
+    assert result.failure.message.startswith(f"cannot enter {tmp_path / 'no-such-folder'}")
+
+
+def test_a_shell_string_naming_no_command_and_a_killed_command_are_told_apart(
+    tmp_path: Path,
+) -> None:
+    result = run_command("no-such-program-xyz --now", make_attempt(tmp_path), shell=True)
+    assert result.failure is not None
+    assert result.failure.message == "exit status 127 (command not found)"
+    result = run_command(["sh", "-c", "kill -KILL $$"], make_attempt(tmp_path), shell=False)
+    assert result.failure is not None and result.failure.message == "killed by signal 9"
 
 
 def test_exit_status_is_an_error_with_unknown_partial(tmp_path: Path) -> None:
@@ -308,12 +332,17 @@ class _Handler(BaseHTTPRequestHandler):
             "/down": (503, {"Retry-After": self.server.http_date}),  # type: ignore[attr-defined]
             "/broken": (500, {}),
             "/missing": (404, {}),
+            "/gateway": (504, {}),
+            "/big": (200, {}),
         }
+        if self.path == "/hang-up":  # the connection ends without a response
+            self.close_connection = True
+            return
         if self.path == "/slow":
             time.sleep(2)
             routes["/slow"] = (200, {})
         status, headers = routes[self.path]
-        body = f"body of {self.path}".encode()
+        body = b"x" * 5000 if self.path == "/big" else f"body of {self.path}".encode()
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -327,9 +356,14 @@ class _Handler(BaseHTTPRequestHandler):
         del format, args
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (the timeout tests) is expected: no traceback on stderr."""
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), _Handler)
     httpd.http_date = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -392,6 +426,28 @@ def test_http_other_statuses_are_errors(
     assert (result.failure.kind, result.failure.partial) == (FailureKind.ERROR, partial)
 
 
+def test_http_gateway_timeout_may_have_had_effects(server: str, tmp_path: Path) -> None:
+    result = call_http(HttpRequest(url=f"{server}/gateway"), make_attempt(tmp_path))
+    assert result.failure is not None
+    assert (result.failure.kind, result.failure.partial) == (FailureKind.TIMEOUT, Partial.UNKNOWN)
+    assert result.failure.message == "HTTP 504 Gateway Timeout"
+
+
+def test_http_connection_ended_without_a_response_is_an_error(server: str, tmp_path: Path) -> None:
+    result = call_http(HttpRequest(url=f"{server}/hang-up"), make_attempt(tmp_path))
+    assert result.failure is not None and result.failure.kind is FailureKind.ERROR
+    assert result.failure.message.startswith("RemoteProtocolError: ")
+
+
+def test_http_body_is_capped_in_the_log(server: str, tmp_path: Path) -> None:
+    attempt = make_attempt(tmp_path, cap=1000)
+    result = call_http(HttpRequest(url=f"{server}/big"), attempt)
+    assert result.succeeded and result.output_truncated and result.output_bytes == 1000
+    logged = attempt.log_path.read_bytes()
+    assert logged.startswith(b"HTTP 200\n" + b"x" * 1000)
+    assert logged.endswith(b"[stoic: output cut at 1000 bytes]\n")
+
+
 def test_retry_after_parsing() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_retry_after("120") == 120
@@ -402,6 +458,7 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("nan") is None
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 -0000", now=now) == 30  # no zone: UTC
 
 
 def test_http_idempotence_defaults() -> None:
