@@ -353,4 +353,30 @@ def test_ctrl_c_during_an_iterate_check_stops_it(tmp_path: Path, ws_path: Path) 
     assert not _alive(check)
     (interrupted,) = records_of(ws_path, "fix", "execution", "interrupted")
     assert interrupted["decision_inputs"]["failure_kind"] == "interrupted"
+    assert "stopped by the runner" in interrupted["decision_reason"]
+    audit_clean(ws_path)
+
+
+def test_ctrl_c_during_a_verifier_leaves_every_verifier_incomplete_and_says_why(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = HANGING_VERIFIER + "      - {id: lint, run: ['true']}\n"
+    runner = _start(tmp_path, ws_path, plan)
+    verifier = _pid_in(tmp_path / "verifier.pid")
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=30)
+    # The task itself succeeded and verifiers fail open: the run is complete, and says what
+    # was not verified.
+    assert runner.returncode == 0, out + err
+    assert "WARNING: verification incomplete for build: slow was skipped" in out + err
+    assert not _alive(verifier)
+    entry = task_state(ws_path, "build")
+    assert entry["verification_status"] == "incomplete"
+    verifications = entry["verifications"]
+    assert isinstance(verifications, dict)
+    reasons = {name: (v["status"], v["reason"]) for name, v in verifications.items()}
+    assert reasons == {
+        "slow": ("skipped", "stopped with the run"),
+        "lint": ("skipped", "the run was stopped before it ran"),
+    }
     audit_clean(ws_path)
