@@ -152,6 +152,15 @@ sections:
             "tasks:\n  - id: a\nsections:\n  - tasks: [{id: b}]\n",
             "a plan has `tasks:` or `sections:`, not both",
         ),
+        (
+            "tasks:\n  - id: a\n    run: !!python/object:os.system [x]\n",
+            "plan.yaml:3:10: unsupported YAML tag tag:yaml.org,2002:python/object:os.system"
+            " (hint: remove the tag",
+        ),
+        ("tasks:\n  - id: a\n    run: *nowhere\n", "plan.yaml:3:10: unknown alias *nowhere"),
+        ("tasks:\n  - id: a\n---\ntasks: []\n", "a plan is one YAML document, found a second"),
+        ("tasks:\n  - id: a\n    ? [x, y]\n    : 1\n", "a key must be a plain value"),
+        ("base: &b [1]\ntasks:\n  - <<: *b\n    id: a\n", "`<<` merges mappings only"),
     ],
 )
 def test_each_plan_error_names_line_and_fix(text: str, expected: str) -> None:
@@ -373,6 +382,25 @@ SCALARS = [
     "!!int '7'",
     "",
 ]
+
+MERGES = [
+    "d: &d {a: 1, b: 2}\nv:\n  <<: *d\n  b: 3\n",
+    "d: &d {a: 1}\ne: &e {c: 2}\nv:\n  <<: [*d, *e]\n  c: 4\n",
+    "v: &v [1, {k: x}]\nw: *v\n",
+    "v:\n  b: 0\n  <<: {a: 1, b: 2}\n",
+    "d: &d {k: first}\ne: &e {k: second, j: 1}\nv: {<<: [*d, *e]}\n",
+    "t: &t {run: [make], timeout: 5}\n"
+    "tasks:\n  - {<<: *t, id: a}\n  - {<<: *t, id: b, timeout: 9}\n",
+]
+
+
+@pytest.mark.parametrize("text", MERGES)
+def test_located_yaml_merges_and_aliases_as_pyyaml_does(text: str) -> None:
+    import yaml
+
+    from stoic.plan.yaml_source import load_located
+
+    assert load_located(text)[0] == yaml.load(text, Loader=yaml.CSafeLoader)
 
 
 @pytest.mark.parametrize("scalar", SCALARS)

@@ -72,6 +72,8 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
 _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
 _RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = (
     yaml.resolver.Resolver.yaml_implicit_resolvers
@@ -151,10 +153,11 @@ def load_located(text: str) -> tuple[Any, list[YamlProblem]]:
 def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
     problems: list[YamlProblem] = []
     anchors: dict[str, Any] = {}
-    # Each open container: [container, pending key (maps), key position, explicit keys].
+    # Each open container: [container, pending key (maps), key position, explicit keys,
+    # merges (`<<` values, applied when the mapping ends and every explicit key is known)].
     stack: list[list[Any]] = []
     holder: list[Any] = [None]
-    stack.append([holder, None, None, None])
+    stack.append([holder, None, None, None, None])
     documents = 0
     plain_cache: dict[str, Any] = {}
     resolvable = frozenset(key for key in _RESOLVERS if key is not None)
@@ -171,7 +174,9 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
         event: Any = get_event()
         kind = type(event)
         if kind is mapping_end or kind is sequence_end:
-            stack.pop()
+            ended = stack.pop()
+            if ended[4]:
+                _merge(ended, problems)
             continue
         mark = event.start_mark
         position = (mark.line + 1, mark.column + 1)
@@ -201,6 +206,14 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
                 anchors[event.anchor] = value
         elif kind is mapping_start or kind is sequence_start:
             value = located_dict(position) if kind is mapping_start else located_list(position)
+            if event.tag not in (None, "!", _MAP, _SEQ):
+                problems.append(
+                    YamlProblem(
+                        *position,
+                        f"unsupported YAML tag {event.tag}",
+                        "remove the tag; plans hold plain text, numbers, booleans and lists",
+                    )
+                )
             if event.anchor:
                 anchors[event.anchor] = value
         elif kind is yaml.AliasEvent:
@@ -234,10 +247,31 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
         else:
             _set_item(frame, value, position, problems)
         if kind is mapping_start or kind is sequence_start:
-            stack.append([value, no_key, None, set()])
+            stack.append([value, no_key, None, set(), []])
 
 
 _NO_KEY = object()
+
+
+def _merge(frame: list[Any], problems: list[YamlProblem]) -> None:
+    """Apply a mapping's `<<` merges as YAML does: its own keys win, then the first source."""
+    container: LocatedDict = frame[0]
+    explicit: set[Any] = frame[3]
+    merged: set[Any] = set()
+    merges: list[tuple[Any, Position, Position]] = frame[4]
+    for value, (line, column), key_position in merges:
+        for source in value if isinstance(value, list) else [value]:
+            if not isinstance(source, dict):
+                problems.append(
+                    YamlProblem(line, column, "`<<` merges mappings only", "merge a mapping")
+                )
+                continue
+            for merged_key, merged_value in source.items():
+                if merged_key not in explicit and merged_key not in merged:
+                    merged.add(merged_key)
+                    container[merged_key] = merged_value
+                    container.key_positions[merged_key] = key_position
+                    container.value_positions[merged_key] = (line, column)
 
 
 def _set_item(
@@ -248,17 +282,7 @@ def _set_item(
     key_position: Position = frame[2]
     frame[1] = _NO_KEY
     if key is _MERGE_KEY:
-        for source in value if isinstance(value, list) else [value]:
-            if not isinstance(source, dict):
-                problems.append(
-                    YamlProblem(*position, "`<<` merges mappings only", "merge a mapping")
-                )
-                continue
-            for merged_key, merged_value in source.items():
-                if merged_key not in explicit:
-                    container[merged_key] = merged_value
-                    container.key_positions[merged_key] = key_position
-                    container.value_positions[merged_key] = position
+        frame[4].append((value, position, key_position))
         return
     if key in explicit:
         first = container.key_positions[key][0]
