@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import stoic
 from stoic.plan.loader import PlanInvalid, parse_plan, read_plan
@@ -416,3 +419,29 @@ def test_located_yaml_reads_values_as_pyyaml_does(scalar: str) -> None:
     if isinstance(expected["v"], datetime.date):
         expected["v"] = scalar  # timestamps are kept as the text that was written
     assert load_located(text)[0] == expected
+
+
+_KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-", min_size=1, max_size=8)
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+)
+_DOCUMENTS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_KEYS, _DOCUMENTS, max_size=5), st.booleans())
+def test_located_yaml_reads_any_document_as_pyyaml_does(data: dict[str, Any], flow: bool) -> None:
+    import yaml
+
+    from stoic.plan.yaml_source import load_located
+
+    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True)
+    assert load_located(text)[0] == yaml.load(text, Loader=yaml.CSafeLoader)
