@@ -419,13 +419,18 @@ class Queue:
         self._write_file(state, proposal_id)
         update_manifest(self.root, state, proposal_id, reflected_seq)
 
-    def catch_up(self) -> list[str]:
+    def catch_up(self, since_offset: int = 0) -> list[str]:
         """Bring proposal files and the manifest up to the log after a writer was killed
         between a proposal record and its files; returns the proposals whose files lagged.
 
         Like every projection that lags the log, they are caught up when the workspace is
-        opened; a manifest that cannot be read is left for `stoic audit` to name.
+        opened; a manifest that cannot be read is left for `stoic audit` to name. Only the
+        log after `since_offset` is read to see whether the manifest lags at all, so a live
+        writer's proposals cost a reader no fold of the queue.
         """
+        since = reflected_seq(self.root)
+        if since is None or since >= self._last_proposal_seq(since_offset):
+            return []
         with self.workspace.log.locked():
             state = self.state()
             since = reflected_seq(self.root)
@@ -440,6 +445,14 @@ class Queue:
                 self._write_file(state, proposal_id)
             write_manifest(self.root, state)
             return behind
+
+    def _last_proposal_seq(self, start: int) -> int:
+        last = 0
+        end = self.workspace.log.tail_state().good_end
+        for _line_no, _offset, raw, _complete in self.workspace.log.lines(start, end):
+            if _NEEDLE in raw:
+                last = int(orjson.loads(raw)["seq"])
+        return last
 
     def _write_file(self, state: QueueState, proposal_id: str) -> None:
         proposal = state.proposals[proposal_id]

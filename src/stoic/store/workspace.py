@@ -326,7 +326,7 @@ class Workspace:
                 self.status_file.write(caught_up)
         # A writer killed between a record and its files left them behind: catch them up too.
         if caught_up.state.count("proposal") > stamp.state.count("proposal"):
-            Queue(self).catch_up()
+            Queue(self).catch_up(since_offset=stamp.log_offset)
         if caught_up.state.count("escalation") > stamp.state.count("escalation"):
             Escalations(self).rebuild(raised_after=stamp.last_seq)
         return caught_up
