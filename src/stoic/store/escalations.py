@@ -244,6 +244,29 @@ class Escalations:
             )
         )
 
+    def catch_up(self, since_offset: int, since_seq: int) -> list[str]:
+        """Write what a writer killed between an escalation record and its files left
+        behind (records after `since_offset`); returns the briefings written.
+
+        Only the log's new tail, the briefings it names and the escalation log are read to
+        see whether anything lags: a live runner's escalations cost a reader no fold.
+        """
+        log_file = self.folder / "escalation-log.md"
+        listed = log_file.read_text(encoding="utf-8") if log_file.is_file() else ""
+        end = self.workspace.log.tail_state().good_end
+        for _line_no, _offset, raw, _complete in self.workspace.log.lines(since_offset, end):
+            if _NEEDLE not in raw:
+                continue
+            record = orjson.loads(raw)
+            escalation_id = str(record.get("escalation_id"))
+            if (
+                record["decision_outcome"] != "raised"
+                or not self.briefing_path(escalation_id).is_file()
+                or f"## {escalation_id}" not in listed
+            ):
+                return self.rebuild(raised_after=since_seq)
+        return []
+
     def rebuild(self, *, raised_after: int = 0) -> list[str]:
         """The escalation log, and the missing briefings of escalations raised after seq
         `raised_after`, from the log: all of them for `stoic audit --repair`; on open, those of

@@ -328,7 +328,7 @@ class Workspace:
         if caught_up.state.count("proposal") > stamp.state.count("proposal"):
             Queue(self).catch_up(since_offset=stamp.log_offset)
         if caught_up.state.count("escalation") > stamp.state.count("escalation"):
-            Escalations(self).rebuild(raised_after=stamp.last_seq)
+            Escalations(self).catch_up(stamp.log_offset, stamp.last_seq)
         return caught_up
 
     def rebuild_projections(self) -> None:
