@@ -500,3 +500,39 @@ def test_a_bad_policy_pattern_in_stoic_toml_is_a_config_error(ws_path: Path) -> 
     assert result.exit_code == 2
     assert "stoic.toml:2: policy.forbidden_commands" in result.stderr
     assert "'(bad' is not a valid regular expression" in result.stderr
+
+
+def test_5c_a_run_cost_budget_halts_the_next_task_once_spent(tmp_path: Path, fast_ws: Path) -> None:
+    (tmp_path / "spend.sh").write_text('echo "{\\"cost\\": $1}" > "$STOIC_RESULT"\n')
+    body = (
+        "meta: {budget: {max_cost: 1}}\n"
+        "tasks:\n"
+        "  - {id: a, run: [sh, spend.sh, '0.7']}\n"
+        "  - {id: b, run: [sh, spend.sh, '0.5'], depends_on: [a]}\n"
+        "  - {id: c, run: [touch, c-ran], depends_on: [b]}\n"
+    )
+    assert run_plan(fast_ws, tmp_path, body) == 1
+    assert story(fast_ws, "b")[:2] == ["execution/started", "execution/succeeded"]
+    assert not (tmp_path / "c-ran").exists()
+    (exhausted,) = records_of(fast_ws, "c", "budget_check", "exhausted")
+    assert "run budget max_cost=1 used up (1.2 spent)" in exhausted["decision_reason"]
+    audit_clean(fast_ws)
+
+
+def test_5d_a_run_attempt_budget_holds_for_tasks_started_together(
+    tmp_path: Path, fast_ws: Path
+) -> None:
+    body = "meta: {budget: {max_attempts: 2}}\ntasks:\n" + "".join(
+        f"  - {{id: t{n}, run: [touch, ran-{n}]}}\n" for n in range(4)
+    )
+    assert run_plan(fast_ws, tmp_path, body) == 1  # four ready at once, two allowed
+    assert len(list(tmp_path.glob("ran-*"))) == 2
+    exhausted = [
+        r
+        for r in map(orjson.loads, log_path(fast_ws).read_bytes().splitlines())
+        if (r["decision_type"], r["decision_outcome"]) == ("budget_check", "exhausted")
+    ]
+    assert len(exhausted) == 2
+    assert "run budget max_attempts=2 used up (2 made)" in exhausted[0]["decision_reason"]
+    assert "run budget max_attempts=2 used up" in exhausted[1]["decision_reason"]
+    audit_clean(fast_ws)

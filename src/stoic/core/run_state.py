@@ -121,7 +121,8 @@ class RunView:
         return analyse_states(graph, self.states(graph))
 
 
-def _cost_of(details: Mapping[str, Any]) -> float:
+def cost_of(details: Mapping[str, Any]) -> float:
+    """The cost an attempt's result file reported (0 when it reported none)."""
     result = details.get("result")
     cost = result.get("cost") if isinstance(result, Mapping) else None
     return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else 0.0
@@ -168,7 +169,7 @@ class RunFolder:
             if outcome in ("started", "halted"):
                 self.attempts_made += 1
             else:
-                self.cost_spent += _cost_of(record["details"])
+                self.cost_spent += cost_of(record["details"])
             _execution(task, record, outcome)
         elif kind == "recovery_evaluation":
             _evaluation(task, record, outcome)
@@ -250,7 +251,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     details = record["details"]
     task.ended_at = record["decided_at"]
     task.duration_s += float(details.get("duration_s", 0.0) or 0.0)
-    task.cost += _cost_of(details)
+    task.cost += cost_of(details)
     task.log_bytes = int(details.get("output_bytes", 0) or 0)
     task.outcome = outcome
     task.attempts = max(task.attempts, attempt)

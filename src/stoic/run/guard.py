@@ -80,8 +80,12 @@ class Guard:
             attempt, rule=rule, executor=executor_of(spec), command=describe_command(spec)
         )
 
-    def admit(self, spec: TaskSpec, attempt: Attempt) -> Admission:
-        """Policy, then the task's budget, then the run's: the first that refuses decides."""
+    def admit(self, spec: TaskSpec, attempt: Attempt, in_flight: Spent | None = None) -> Admission:
+        """Policy, then the task's budget, then the run's: the first that refuses decides.
+
+        `in_flight` is what the run spent in records not yet written: the attempts that just
+        ended and those admitted a moment ago go to disk in the same commit as this start.
+        """
         executor, command = executor_of(spec), describe_command(spec)
         rule = policy_violation(self.policy, executor, command)
         check = "policy_check"
@@ -89,6 +93,12 @@ class Guard:
             return Admission()
         if rule is None:
             task_spent, run_spent = self._spent(spec.id)
+            if in_flight is not None:
+                run_spent = Spent(
+                    run_spent.seconds,
+                    run_spent.attempts + in_flight.attempts,
+                    run_spent.cost + in_flight.cost,
+                )
             task_limits = limits_of(spec.budget)
             check = "budget_check"
             rule = budget_violation(task_limits, task_spent, "task") or budget_violation(

@@ -21,9 +21,7 @@ from pathlib import Path
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
-from stoic.core.policy import (
-    Policy,
-)
+from stoic.core.policy import Policy, Spent
 from stoic.core.records import Decision
 from stoic.core.recovery import (
     AttemptKind,
@@ -33,7 +31,7 @@ from stoic.core.recovery import (
     classify,
     suggestion_for,
 )
-from stoic.core.run_state import RunFolder, RunView
+from stoic.core.run_state import RunFolder, RunView, cost_of
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -282,6 +280,12 @@ class Runner:
                         batch.append(record)
                         evaluated.append(verdict)
                 starting: list[_Running] = []
+                ended_cost = sum(
+                    cost_of(decision.details)
+                    for decision in batch
+                    if decision.decision_type == "execution"
+                )
+                halts = 0
                 while ready and len(running) + len(starting) < self.workers:
                     if self.stop_signal is not None:
                         break
@@ -291,7 +295,8 @@ class Runner:
                         batch.append(gate)
                         waiting.append(item.index)
                         continue
-                    admission = self.guard.admit(item.spec, item.attempt)
+                    in_flight = Spent(attempts=len(starting) + halts, cost=ended_cost)
+                    admission = self.guard.admit(item.spec, item.attempt, in_flight)
                     guard = admission.refusal
                     if admission.timeout is not None:
                         item.budget_bound = True
@@ -304,6 +309,7 @@ class Runner:
                     batch += [*records, record]
                     evaluated.append(verdict)
                     halted.append((item.index, failure.message))
+                    halts += 1
                 batch += [self._start_decision(item) for item in starting]
                 if batch:
                     for stored in self.workspace.record_many(batch):
