@@ -11,15 +11,13 @@ import typer
 
 from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
-from stoic.core.pause import Criterion
+from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.store.queue import Queue
 from stoic.store.queue_snapshot import listing
 from stoic.store.trust import (
-    RESUME_PROCEDURES,
-    SIGNALS,
     calibrate,
     new_incident,
     pause,
@@ -295,16 +293,16 @@ def resume_(
 def flag(
     ctx: typer.Context,
     signal: Annotated[
-        str, typer.Argument(help="One of: " + ", ".join(SIGNALS), show_default=False)
+        str, typer.Argument(help="One of: " + ", ".join(READER_SIGNALS), show_default=False)
     ],
     note: Annotated[str | None, typer.Option("--note", help="What you noticed.")] = None,
     as_name: As = None,
 ) -> None:
     """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
-    if signal not in SIGNALS:
-        guess = closest(signal, SIGNALS)
+    if signal not in READER_SIGNALS:
+        guess = closest(signal, READER_SIGNALS)
         hint = f"; did you mean {guess!r}?" if guess else ""
-        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(SIGNALS)})")
+        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
     with open_workspace(ctx) as workspace:
         paused = raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
     typer.echo("Flag recorded." + (" The workspace is now paused." if paused else ""))

@@ -280,10 +280,10 @@ class Runner:
                         batch.append(record)
                         evaluated.append(verdict)
                 starting: list[_Running] = []
-                ended_cost = sum(
-                    cost_of(decision.details)
-                    for decision in batch
-                    if decision.decision_type == "execution"
+                ended_cost = (
+                    sum(cost_of(d.details) for d in batch if d.decision_type == "execution")
+                    if self.guard.run_budget.max_cost is not None
+                    else 0.0
                 )
                 halts = 0
                 while ready and len(running) + len(starting) < self.workers:

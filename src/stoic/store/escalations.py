@@ -262,7 +262,7 @@ class Escalations:
             if (
                 record["decision_outcome"] != "raised"
                 or not self.briefing_path(escalation_id).is_file()
-                or f"## {escalation_id}" not in listed
+                or f"## {escalation_id} " not in listed
             ):
                 return self.rebuild(raised_after=since_seq)
         return []

@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from stoic.core.notifications import Event
 from stoic.core.pause import (
-    FLAG_LIMIT,
     READER_SIGNALS,
-    RESUME_PROCEDURES,
     Criterion,
     IncidentSeverity,
     flags_pause,
@@ -26,10 +24,6 @@ if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
 __all__ = [
-    "FLAG_LIMIT",
-    "RESUME_PROCEDURES",
-    "SEVERITIES",
-    "SIGNALS",
     "calibrate",
     "new_incident",
     "pause",
@@ -37,7 +31,6 @@ __all__ = [
     "resume",
 ]
 
-SIGNALS = READER_SIGNALS
 SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
 
 
@@ -139,7 +132,7 @@ def raise_flag(
 
     Three flags in one review session pause it; outside a session, three since the last resume.
     """
-    what = SIGNALS.get(signal, signal)
+    what = READER_SIGNALS.get(signal, signal)
     workspace.record(
         "red_flag",
         "raised",
