@@ -21,7 +21,7 @@ from stoic.core.agents import (
     infer_role,
 )
 from tests.conftest import PROJECT_ROOT, run_cli
-from tests.test_recovery_runs import audit_clean, records_of, story
+from tests.test_recovery_runs import audit_clean, records_of, run_id_of, story
 
 FAKE_AGENT = r"""#!/bin/sh
 printf '%s\n' "$@" > "$FAKE_AGENT_DIR/argv.$STOIC_TASK_ID.$STOIC_ATTEMPT"
@@ -35,6 +35,12 @@ case "$2" in
     fi ;;
   *'[rate-limited]'*) echo "429 Too Many Requests" >&2; exit 1 ;;
   *'[crash]'*) echo "segmentation fault" >&2; exit 139 ;;
+  *'[ask]'*)
+    if [ -z "$STOIC_GUIDANCE" ]; then
+      echo '{"escalate": {"mode": "ambiguity", "question": "Which region should it use?"}}' \
+        > "$STOIC_RESULT"
+      exit 0
+    fi ;;
 esac
 echo "done: $2"
 """
@@ -309,3 +315,40 @@ def test_an_unknown_placeholder_in_the_template_is_a_config_error(ws_path: Path)
     result = run_cli("-w", str(ws_path), "status")
     assert result.exit_code == 2
     assert "stoic.toml:2: agents.agent_cli: unknown placeholder {promt}" in (result.stderr)
+
+
+def test_an_agent_gets_a_persons_answer_and_its_checks_result_in_its_prompt(
+    tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
+) -> None:
+    (tmp_path / "check.sh").write_text(
+        "n=$(cat rounds 2>/dev/null || echo 0); echo $((n + 1)) > rounds\n"
+        'if [ "$n" = 0 ]; then echo \'{"failures": 2}\' > "$STOIC_RESULT"; fi\n'
+    )
+    plan = (
+        "tasks:\n  - id: fix\n    agent: coder\n    prompt: 'Fix the lint [ask]'\n"
+        "    idempotent: true\n    iterate: {check: [sh, check.sh], max_iterations: 3}\n"
+    )
+    code, out, err = run_agents(ws_path, tmp_path, plan, agent_env)
+    assert code == 3, out + err  # waiting for a person: the agent asked
+    answered = run_cli(
+        "-w",
+        str(ws_path),
+        "escalations",
+        "answer",
+        "ESC-001",
+        "--decision",
+        "routed",
+        "--note",
+        "use eu-west-1",
+    )
+    assert answered.exit_code == 0, answered.stderr
+    run_id = run_id_of(ws_path)
+    resumed = run_cli("-w", str(ws_path), "continue", run_id, env=agent_env)
+    assert resumed.exit_code == 0, resumed.stdout + resumed.stderr
+    prompts = {path.name: path.read_text().splitlines()[1:] for path in tmp_path.glob("argv.fix.*")}
+    # Attempt 2 ran twice (the check failed once); its file holds the second round's argv.
+    second = "\n".join(prompts["argv.fix.2"])
+    assert "Guidance from a person: use eu-west-1" in second
+    assert "The check still reports failures; its result is in" in second
+    assert (tmp_path / "rounds").read_text().strip() == "2"
+    audit_clean(ws_path)
