@@ -208,6 +208,12 @@ def test_an_amended_plan_that_drops_a_task_on_record_is_refused(
     )
     assert code == 2 and "drops task 'pick'" in err
     assert cli(ws_path, "escalations", "--open")[1].startswith("ESC-001")
+    amended.write_text("tasks:\n  - id: pick\n    run: ['true']\n    timout: 5\n")
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "amended", "--plan", str(amended)
+    )
+    assert code == 2 and f"{amended}:4:5: task 'pick': unknown key 'timout'" in err
+    assert cli(ws_path, "escalations", "--open")[1].startswith("ESC-001")  # still open
 
 
 def test_escalated_passes_it_on_and_keeps_it_open(tmp_path: Path, ws_path: Path) -> None:

@@ -376,3 +376,28 @@ def test_run_ids_with_paths_are_refused(ws_path: Path, bad: str) -> None:
         assert result.exit_code == 2, (command, result.stderr)
         assert "is not a run id" in result.stderr
     assert not (ws_path.parent / "run.lock").exists()
+
+
+def test_an_unknown_run_names_the_recent_ones(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text("tasks:\n  - {id: a, run: ['true']}\n")
+    assert run_cli("-w", str(ws_path), "run", str(tmp_path / "plan.yaml")).exit_code == 0
+    (known,) = [path.name for path in (ws_path / "runs").iterdir()]
+    missing = "run-20200101-000000-abcdef"
+    for args in (
+        ("continue", missing),
+        ("status", missing),
+        (
+            "escalate",
+            "--mode",
+            "ambiguity",
+            "--question",
+            "Which?",
+            "--run",
+            missing,
+            "--task",
+            "a",
+        ),
+    ):
+        result = run_cli("-w", str(ws_path), *args)
+        assert result.exit_code == 2, args
+        assert f"no run '{missing}' in this workspace (recent runs: {known})" in result.stderr
