@@ -64,6 +64,12 @@ def test_propose_prints_the_id_and_writes_file_and_manifest(ws_path: Path) -> No
     first = propose(ws_path, "--source", "logs/execution_log.md", "--", "echo", "hi")
     second = propose(ws_path, "--confidence", "0.5", title="Informational")
     assert (first, second) == (pid(1), pid(2))
+    said = run_cli("-w", str(ws_path), "propose", "--title", "t", "--reasoning", "r", "--", "ls")
+    assert f"note: {pid(3)} has no rollback action: it cannot be rolled back" in said.stderr
+    informational = run_cli("-w", str(ws_path), "propose", "--title", "t", "--reasoning", "r")
+    assert "rollback" not in informational.stderr  # nothing to run, nothing to roll back
+    for extra in (pid(3), pid(4)):
+        run_cli("-w", str(ws_path), "reject", extra, "--reason", "test")
     assert folder_ids(ws_path, "pending") == [first, second]
     stored = orjson.loads((ws_path / "queue" / "pending" / f"{first}.json").read_bytes())
     assert stored["action"] == ["echo", "hi"]
