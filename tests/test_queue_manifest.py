@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +258,31 @@ def test_a_link_planted_in_place_of_the_manifest_is_replaced_not_written_through
     assert elsewhere.read_bytes() == kept
     assert not (ws_path / MANIFEST).is_symlink()
     assert on_disk(ws_path)[0]["summary"]["total_approved"] == 1
+
+
+_BUSY_WRITER = """
+import sys
+import stoic
+with stoic.Workspace.open(sys.argv[1]) as ws:
+    made = [ws.propose(title=f"w{sys.argv[2]}-{n}", reasoning_trace=["r"]).id for n in range(60)]
+    for proposal_id in made[::3]:
+        ws.approve(proposal_id, by=f"human:w{sys.argv[2]}")
+"""
+
+
+def test_four_processes_proposing_and_deciding_at_once_leave_one_consistent_queue(
+    ws_path: Path,
+) -> None:
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _BUSY_WRITER, str(ws_path), str(n)])
+        for n in range(4)
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0] * 4
+    document, _ = on_disk(ws_path)
+    ids = [row["id"] for row in document["proposals"]]
+    assert ids == [f"PROP-{time.strftime('%Y%m%d', time.gmtime())}-{n:03d}" for n in range(1, 241)]
+    assert document["summary"]["total_approved"] == 4 * 20
+    for status in ("pending", "approved"):
+        in_folder = sorted(path.stem for path in (ws_path / "queue" / status).glob("*.json"))
+        assert in_folder == sorted(r["id"] for r in document["proposals"] if r["status"] == status)
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
