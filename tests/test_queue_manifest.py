@@ -286,3 +286,36 @@ def test_four_processes_proposing_and_deciding_at_once_leave_one_consistent_queu
         in_folder = sorted(path.stem for path in (ws_path / "queue" / status).glob("*.json"))
         assert in_folder == sorted(r["id"] for r in document["proposals"] if r["status"] == status)
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+_ENDLESS_WRITER = """
+import sys
+import stoic
+ws = stoic.Workspace.open(sys.argv[1])
+n = 0
+while True:
+    made = ws.propose(title=f"p{n}", reasoning_trace=["r"]).id
+    if n % 2:
+        ws.approve(made, by="human:ana")
+    n += 1
+"""
+
+
+def test_writers_killed_at_random_moments_leave_a_queue_that_opens_consistent(
+    ws_path: Path,
+) -> None:
+    import random
+
+    chance = random.Random(5)
+    for _ in range(8):
+        writer = subprocess.Popen([sys.executable, "-c", _ENDLESS_WRITER, str(ws_path)])
+        time.sleep(0.4 + chance.random() * 0.4)  # past start-up, into the writing
+        writer.kill()
+        writer.wait(timeout=30)
+    audit = run_cli("-w", str(ws_path), "audit")  # opening catches the files up first
+    assert audit.exit_code == 0, audit.stdout
+    document, _ = on_disk(ws_path)
+    assert len(document["proposals"]) > 8
+    for status in ("pending", "approved"):
+        in_folder = sorted(path.stem for path in (ws_path / "queue" / status).glob("*.json"))
+        assert in_folder == sorted(r["id"] for r in document["proposals"] if r["status"] == status)
