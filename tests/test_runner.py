@@ -401,3 +401,42 @@ def test_an_unknown_run_names_the_recent_ones(tmp_path: Path, ws_path: Path) -> 
         result = run_cli("-w", str(ws_path), *args)
         assert result.exit_code == 2, args
         assert f"no run '{missing}' in this workspace (recent runs: {known})" in result.stderr
+
+
+def test_a_runner_killed_at_random_moments_finishes_on_continue_with_every_task_once(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    import random
+
+    body = "tasks:\n" + "".join(
+        f"  - {{id: t{n}, run: [sh, -c, 'sleep 0.1; echo t{n} >> done.txt'], idempotent: true"
+        + (f", depends_on: [t{n - 1}]" if n else "")
+        + "}\n"
+        for n in range(30)
+    )
+    (tmp_path / "plan.yaml").write_text(body)
+    chance = random.Random(11)
+    command = [STOIC_BIN, "-w", str(ws_path), "run", str(tmp_path / "plan.yaml")]
+    kills = 0
+    errors = tmp_path / "stderr.txt"
+    for _ in range(40):
+        with errors.open("wb") as sink:
+            runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
+            try:
+                code = runner.wait(timeout=0.6 + chance.random() * 0.6)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                runner.wait(timeout=30)
+                kills += 1
+                command = [STOIC_BIN, "-w", str(ws_path), "continue", only_run(ws_path)]
+                continue
+        assert code == 0, errors.read_text()
+        break
+    else:
+        pytest.fail("the run never finished")
+    assert kills >= 2, kills
+    succeeded = [r["task_id"] for r in of_type(ws_path, "execution", "succeeded")]
+    assert sorted(succeeded) == sorted(f"t{n}" for n in range(30))  # each exactly once
+    state = orjson.loads((ws_path / "runs" / only_run(ws_path) / "state.json").read_bytes())
+    assert state["status"] == "completed"
+    assert_audit_clean(ws_path)
