@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo(message)
             return exc.exit_code
         command = getattr(getattr(exc, "ctx", None), "command_path", "stoic")
-        typer.echo(f"{command}: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        typer.echo(f"{command}: error: {message} (see `{command} --help`)", err=True)
         return exc.exit_code
     except StoicError as exc:
         if debug:

@@ -19,6 +19,7 @@ __all__ = [
     "budget_violation",
     "check_patterns",
     "policy_violation",
+    "remaining_seconds",
 ]
 
 
@@ -115,6 +116,11 @@ class Spent:
     seconds: float = 0.0
     attempts: int = 0
     cost: float = 0.0
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(
+            self.seconds + other.seconds, self.attempts + other.attempts, self.cost + other.cost
+        )
 
 
 def budget_violation(limits: BudgetLimits, spent: Spent, scope: str) -> str | None:

@@ -94,11 +94,7 @@ class Guard:
         if rule is None:
             task_spent, run_spent = self._spent(spec.id)
             if in_flight is not None:
-                run_spent = Spent(
-                    run_spent.seconds,
-                    run_spent.attempts + in_flight.attempts,
-                    run_spent.cost + in_flight.cost,
-                )
+                run_spent += in_flight
             task_limits = limits_of(spec.budget)
             check = "budget_check"
             rule = budget_violation(task_limits, task_spent, "task") or budget_violation(
