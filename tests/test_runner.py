@@ -302,11 +302,15 @@ def test_continue_refuses_an_edited_plan_copy(tmp_path: Path, ws_path: Path) -> 
 
 
 def test_plain_output_has_one_line_per_event(tmp_path: Path, ws_path: Path) -> None:
-    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
+    words = " ".join(f"word{n}" for n in range(60))  # far wider than any terminal
+    plan = write_plan(
+        tmp_path, f'tasks:\n  - {{id: a, run: ["true"]}}\n  - {{id: b, run: [echo, {words}]}}\n'
+    )
     result = run_stoic_process("-w", str(ws_path), "run", str(plan))
     lines = result.stdout.splitlines()
     assert any(line.endswith("started a (attempt 1): true") for line in lines)
     assert any("succeeded a (attempt 1," in line for line in lines)
+    assert any(line.endswith(f"started b (attempt 1): echo '{words}'") for line in lines)
 
 
 def test_python_api_records_are_readable(ws_path: Path, tmp_path: Path) -> None:

@@ -48,7 +48,11 @@ class PlainReporter:
         self.errors = Console(stderr=True, highlight=False)
 
     def _line(self, text: str) -> None:
-        self.console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False)
+        # Written as is: one event is one line however long (no wrapping at a guessed width),
+        # and a plain line costs a write, not a layout pass.
+        stream = self.console.file
+        stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        stream.flush()
 
     def run_started(self, run_id: str, plan: Plan, total: int) -> None:
         self._line(f"run {run_id}: plan {plan.name}, {total} tasks")
