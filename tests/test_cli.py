@@ -218,3 +218,15 @@ def test_init_where_no_folder_can_be_made_and_a_lost_log_are_one_line_errors(
     lost = run_cli("-w", str(ws_path), "status")
     assert lost.exit_code == 1
     assert "the decision log cannot be recreated; restore it from a backup" in lost.stderr
+
+
+def test_paths_and_titles_are_printed_as_written_not_as_markup(tmp_path: Path) -> None:
+    odd = tmp_path / "odd[/x]" / "ws"
+    assert run_cli("init", str(odd)).exit_code == 0
+    shown = run_cli("-w", str(odd), "status")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"Workspace {odd}" in shown.stdout
+    title = "[bold]Restart[/bold] " + "the database on every replica " * 10
+    run_cli("-w", str(odd), "propose", "--title", title, "--reasoning", "r")
+    listed = run_cli("-w", str(odd), "queue").stdout.splitlines()
+    assert len(listed) == 1 and title.strip() in listed[0]  # one line, not wrapped

@@ -264,7 +264,7 @@ def status(
         typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
     console = console_for_output()
-    console.print(f"Workspace {root}")
+    console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{state.records} records, last seq {state.last_seq}")
     smaller = " (named by the last resume)" if state.batch_size else ""
     console.print(f"review batches of {batch_size}{smaller}")

@@ -138,6 +138,7 @@ def queue(
             f" {proposal.batch_id}  {proposal.title}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
 
 

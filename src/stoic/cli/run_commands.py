@@ -147,31 +147,31 @@ def timeline(
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     console = console_for_output()
-    console.print(f"run {run_id}: {analysis.status.value}", markup=False, highlight=False)
+
+    def say(text: str) -> None:  # as written: no markup, no wrapping
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    say(f"run {run_id}: {analysis.status.value}")
     run_level = [entry for entry in story["records"] if entry["task"] is None]
     for entry in run_level[:1]:
-        console.print(_timeline_line(entry), markup=False, highlight=False)
+        say(_timeline_line(entry))
     for task_id, attempts in story["tasks"].items():
-        console.print(f"task {task_id}", markup=False, highlight=False)
+        say(f"task {task_id}")
         if not attempts:
-            console.print("  (no records: it never started)", markup=False, highlight=False)
+            say("  (no records: it never started)")
         for group in attempts:
             label = f"attempt {group['attempt']}" if group["attempt"] else "decisions"
-            console.print(f"  {label}", markup=False, highlight=False)
+            say(f"  {label}")
             for entry in group["records"]:
-                console.print("    " + _timeline_line(entry), markup=False, highlight=False)
+                say("    " + _timeline_line(entry))
         outcome = reconciled["tasks"].get(task_id)
         if outcome and outcome["original_failure"] is not None:
-            console.print(
-                "  reconciliation: "
-                + ", ".join(
-                    f"{key}={value}" for key, value in outcome.items() if key != "original_failure"
-                ),
-                markup=False,
-                highlight=False,
+            shown = (
+                f"{key}={value}" for key, value in outcome.items() if key != "original_failure"
             )
+            say("  reconciliation: " + ", ".join(shown))
     for entry in run_level[1:]:
-        console.print(_timeline_line(entry), markup=False, highlight=False)
+        say(_timeline_line(entry))
 
 
 def _timeline_line(entry: dict[str, object]) -> str:
