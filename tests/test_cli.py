@@ -230,3 +230,20 @@ def test_paths_and_titles_are_printed_as_written_not_as_markup(tmp_path: Path) -
     run_cli("-w", str(odd), "propose", "--title", title, "--reasoning", "r")
     listed = run_cli("-w", str(odd), "queue").stdout.splitlines()
     assert len(listed) == 1 and title.strip() in listed[0]  # one line, not wrapped
+
+
+def test_a_failure_message_with_brackets_is_shown_not_parsed(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "fail.sh").write_text(
+        'echo \'{"failure": {"kind": "error", "message": "cannot open [/x] [bold]now"}}\''
+        ' > "$STOIC_RESULT"; exit 1\n'
+    )
+    (tmp_path / "plan.yaml").write_text("tasks:\n  - {id: bad, run: [sh, fail.sh]}\n")
+    ran = run_cli("-w", str(ws_path), "run", str(tmp_path / "plan.yaml"))
+    assert ran.exit_code == 1, ran.stderr  # the run failed; stoic did not
+    assert "error: cannot open [/x] [bold]now" in ran.stdout  # in the summary table too
+    ws = stoic.Workspace.open(ws_path)
+    ws.record("audit", "passed", "Checked [/x] by [bold]hand[/bold].", actor="human:[/y]")
+    ws.close()
+    shown = run_cli("-w", str(ws_path), "log")
+    assert shown.exit_code == 0, shown.stderr
+    assert "Checked [/x] by [bold]hand[/bold]." in shown.stdout and "human:[/y]" in shown.stdout

@@ -13,6 +13,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from stoic.cli.app import CliState
 from stoic.core.audit import AuditReport
@@ -138,15 +139,13 @@ def _print_table(records: Iterable[Record]) -> None:
             outcome = record.decision_outcome
             style = "red" if is_failure(record.decision_type, outcome) else ""
             link = "/".join(part for part in (record.run_id, record.task_id) if part) or "-"
-            table.add_row(
+            table.add_row(  # Text, not markup: actors and reasons hold anything
                 str(record.seq),
                 record.decided_at[:19].replace("T", " "),
-                f"[{style}]{record.decision_type}/{outcome}[/]"
-                if style
-                else f"{record.decision_type}/{outcome}",
-                record.actor,
-                link,
-                record.decision_reason,
+                Text(f"{record.decision_type}/{outcome}", style=style),
+                Text(record.actor),
+                Text(link),
+                Text(record.decision_reason),
             )
         console.print(table)
         shown += len(chunk)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
@@ -146,7 +147,7 @@ def print_summary(console: Console, report: RunReport) -> None:
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
-        table.add_row(task_id, status, str(task.attempts), duration, note)
+        table.add_row(task_id, status, str(task.attempts), duration, Text(note))  # not markup
     console.print(table)
     for line in [*summary_lines(report), *_warnings(report)]:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
