@@ -179,6 +179,21 @@ def test_malformed_result_file_is_recorded_and_exit_status_decides(
     assert "not valid JSON" in result.details()["result_file_error"]
 
 
+def test_an_oversized_result_file_is_refused_unread_and_kept_out_of_the_log(
+    tmp_path: Path,
+) -> None:
+    attempt = make_attempt(tmp_path)
+    script = (
+        'printf \'{"note": "%s"}\' "$(head -c 100000 /dev/zero | tr "\\0" x)" > "$STOIC_RESULT"'
+    )
+    result = run_command(["sh", "-c", script], attempt, shell=False)
+    assert attempt.result_path.stat().st_size > 100_000
+    assert result.succeeded  # the exit status decides
+    details = result.details()
+    assert "over the 64 KiB a result file may hold" in details["result_file_error"]
+    assert "result" not in details
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [

@@ -115,6 +115,10 @@ def parse_result_file(raw: bytes) -> ResultFile:
     return ResultFile(data=data)
 
 
+RESULT_FILE_LIMIT = 64 * 1024
+"""A result file is kept whole in its attempt's end record, so it is small (as a Python value)."""
+
+
 def read_result_file(path: Path) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none."""
     try:
@@ -124,6 +128,12 @@ def read_result_file(path: Path) -> ResultFile | None:
     except OSError as exc:
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
+        size = os.fstat(fd).st_size
+        if size > RESULT_FILE_LIMIT:  # it is kept whole in the log: never read a huge one
+            return ResultFile(
+                error=f"{size} bytes, over the {RESULT_FILE_LIMIT // 1024} KiB a result file may"
+                " hold (a small JSON object; put bulky data in a file of its own)"
+            )
         chunks = []
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
@@ -131,7 +141,7 @@ def read_result_file(path: Path) -> ResultFile | None:
         return ResultFile(error=f"unreadable ({exc.strerror})")
     finally:
         os.close(fd)
-    return parse_result_file(b"".join(chunks))
+    return parse_result_file(b"".join(chunks)[: RESULT_FILE_LIMIT + 1])
 
 
 def read_tail(path: Path, limit: int = 64 * 1024) -> str:
