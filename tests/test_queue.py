@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -312,8 +313,8 @@ def test_third_rejection_in_a_batch_pauses_at_once(ws_path: Path) -> None:
 def test_three_flags_since_resume_pause(ws_path: Path) -> None:
     unknown = run_cli("-w", str(ws_path), "flag", "rubberstamping")
     assert unknown.exit_code == 2 and "did you mean 'rubber-stamping'" in unknown.stderr
-    for signal in ("rushed", "dont-understand"):
-        assert run_cli("-w", str(ws_path), "flag", signal).exit_code == 0
+    for reported in ("rushed", "dont-understand"):
+        assert run_cli("-w", str(ws_path), "flag", reported).exit_code == 0
     assert orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"] is None
     third = run_cli("-w", str(ws_path), "flag", "batch-too-large", "--note", "40 at once")
     assert "now paused" in third.stdout
@@ -636,4 +637,62 @@ def test_the_audit_names_each_kind_of_queue_damage(ws_path: Path) -> None:
     assert run_cli("-w", str(ws_path), "audit", "--repair").exit_code == 0
     assert folder_ids(ws_path, "pending") == [first, second]
     assert folder_ids(ws_path, "approved") == []
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_two_people_executing_one_approved_action_at_once_run_it_once(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    marks = tmp_path / "ran.txt"
+    first = propose(ws_path, "--", "sh", "-c", f"sleep 1; echo ran >> {marks}")
+    run_cli("-w", str(ws_path), "approve", first, "--as", "ada")
+    procs = [
+        subprocess.Popen(
+            [STOIC_BIN, "-w", str(ws_path), "execute", first, "--as", name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("ada", "bob")
+    ]
+    outcomes = [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
+    assert sorted(code for code, _ in outcomes) == [0, 1]
+    refused = next(err for code, err in outcomes if code == 1)
+    assert "has no result on record: it is running now" in refused or "is executed" in refused
+    assert marks.read_text() == "ran\n"  # once
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_an_execution_whose_process_died_is_refused_until_run_again_on_purpose(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    marks = tmp_path / "ran.txt"
+    quick = tmp_path / "quick"
+    first = propose(ws_path, "--", "sh", "-c", f"echo ran >> {marks}; [ -f {quick} ] || sleep 30")
+    run_cli("-w", str(ws_path), "approve", first)
+    executing = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "execute", first],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while not marks.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(executing.pid, signal.SIGKILL)  # stoic and its action, as a crash would
+    executing.wait(timeout=30)
+    shown = orjson.loads(run_cli("-w", str(ws_path), "queue", "show", first, "--json").stdout)
+    assert shown["status"] == "approved" and shown["running"]["rollback"] is False
+    refused = run_cli("-w", str(ws_path), "execute", first)
+    assert refused.exit_code == 1
+    assert f"{first}'s action started at {shown['running']['at']}" in refused.stderr
+    assert f"`stoic execute {first} --again` runs it once more" in refused.stderr
+    quick.write_text("")
+    again = run_cli("-w", str(ws_path), "execute", first, "--again")
+    assert again.exit_code == 0, again.stderr
+    assert marks.read_text() == "ran\nran\n"  # twice: the person chose so, on record
+    starts = [
+        r for r in logged(ws_path, "proposal") if r["decision_outcome"] == "execution_started"
+    ]
+    assert [r["decision_inputs"].get("again", False) for r in starts] == [False, True]
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0

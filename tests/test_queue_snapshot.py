@@ -98,7 +98,7 @@ def test_a_fold_started_from_the_snapshot_equals_a_full_fold(
         lambda data: data.replace(b'"hash":"', b'"hash":"00', 1),  # not the log's record
         lambda data: data[: len(data) // 2],  # cut off
         lambda data: b"garbage\n" + data,
-        lambda data: data.replace(b'"version":1', b'"version":9', 1),
+        lambda data: data.replace(b'"version":2', b'"version":9', 1),
     ],
 )
 def test_a_damaged_or_stale_snapshot_is_ignored(

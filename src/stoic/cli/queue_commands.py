@@ -32,6 +32,13 @@ As = Annotated[
     typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Again = Annotated[
+    bool,
+    typer.Option(
+        "--again",
+        help="Run it although an earlier run of it has no result on record (its process died).",
+    ),
+]
 
 
 def _print(proposal: Proposal, as_json: bool) -> None:
@@ -226,13 +233,17 @@ def execute(
         str | None,
         typer.Option("--confirm", help="The proposal id again, when confirmation is required."),
     ] = None,
+    again: Again = False,
     as_name: As = None,
 ) -> None:
     """Run an approved proposal's command; the result lands in the proposal, the log and
     execution_log.md. Exit 1 when the command fails (and the workspace pauses)."""
     with open_workspace(ctx) as workspace:
         result = Queue(workspace).execute(
-            proposal_id, actor=human_actor(as_name), confirmed=confirm == proposal_id
+            proposal_id,
+            actor=human_actor(as_name),
+            confirmed=confirm == proposal_id,
+            again=again,
         )
     typer.echo(result.output, nl=False)
     typer.echo(f"{proposal_id} executed: exit {result.exit_code}.")
@@ -240,10 +251,14 @@ def execute(
         raise typer.Exit(1)
 
 
-def rollback(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+def rollback(
+    ctx: typer.Context, proposal_id: ProposalId, again: Again = False, as_name: As = None
+) -> None:
     """Run an executed proposal's rollback command."""
     with open_workspace(ctx) as workspace:
-        result = Queue(workspace).execute(proposal_id, actor=human_actor(as_name), rollback=True)
+        result = Queue(workspace).execute(
+            proposal_id, actor=human_actor(as_name), rollback=True, again=again
+        )
     typer.echo(result.output, nl=False)
     typer.echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
     if result.exit_code != 0:

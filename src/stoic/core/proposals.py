@@ -49,6 +49,7 @@ TRANSITIONS: Mapping[str, Mapping[S, S]] = {
     "rejected": {S.PENDING: S.REJECTED},
     "deferred": {S.PENDING: S.DEFERRED},
     "undeferred": {S.DEFERRED: S.PENDING},
+    "execution_started": {S.APPROVED: S.APPROVED, S.EXECUTED: S.EXECUTED},
     "executed": {S.APPROVED: S.EXECUTED},
     "rolled_back": {S.EXECUTED: S.EXECUTED},  # stays executed; its execution says rolled_back
 }
@@ -78,8 +79,12 @@ def next_status(current: ProposalStatus, outcome: str) -> ProposalStatus | None:
 
 
 def allowed_from(current: ProposalStatus) -> list[str]:
-    """The decisions a proposal in `current` can take next."""
-    return [outcome for outcome, moves in TRANSITIONS.items() if current in moves]
+    """The decisions a person can take next on a proposal in `current`."""
+    return [
+        outcome
+        for outcome, moves in TRANSITIONS.items()
+        if current in moves and outcome != "execution_started"  # part of executing, not a choice
+    ]
 
 
 class Proposal(NamedTuple):
@@ -105,6 +110,8 @@ class Proposal(NamedTuple):
     decision: Mapping[str, Any] | None = None
     execution: Mapping[str, Any] | None = None
     history: tuple[Mapping[str, Any], ...] = ()
+    running: Mapping[str, Any] | None = None
+    """{at, by, rollback} from an execution's start until its result is on record."""
 
     @property
     def confidence_band(self) -> str:
@@ -133,6 +140,7 @@ class Proposal(NamedTuple):
             "decision": dict(self.decision) if self.decision is not None else None,
             "execution": dict(self.execution) if self.execution is not None else None,
             "history": [dict(entry) for entry in self.history],
+            "running": dict(self.running) if self.running is not None else None,
         }
 
     def manifest_row(self) -> dict[str, Any]:
@@ -194,7 +202,14 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
             "reason": record["decision_reason"],
             "outcome": outcome,
         }
+    if outcome == "execution_started":
+        changes["running"] = {
+            "at": record["decided_at"],
+            "by": record["actor"],
+            "rollback": bool(record["decision_inputs"].get("rollback", False)),
+        }
     if outcome in ("executed", "rolled_back"):
+        changes["running"] = None
         changes["execution"] = {
             "at": record["decided_at"],
             "result": record["decision_inputs"].get("result", outcome),

@@ -75,7 +75,18 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.BUDGET_CHECK: frozenset({"passed", "exhausted"}),
     DecisionType.PROPOSAL: frozenset(
         # `undeferred`: a deferral is taken back (deferred → pending); it must be on record too.
-        {"created", "approved", "rejected", "deferred", "undeferred", "executed", "rolled_back"}
+        # `execution_started`: on record before an approved action (or a rollback) runs, so two
+        # people cannot run it twice and a run that died is known to have begun.
+        {
+            "created",
+            "approved",
+            "rejected",
+            "deferred",
+            "undeferred",
+            "execution_started",
+            "executed",
+            "rolled_back",
+        }
     ),
     DecisionType.VERIFICATION: frozenset({"passed", "warned", "failed", "incomplete", "absent"}),
     DecisionType.ESCALATION: frozenset({"raised", "resolved"}),

@@ -13,7 +13,7 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["MANIFEST", "Queue"]
 
 _PAST = {
+    "execution_started": "started",
     "approved": "approved",
     "rejected": "rejected",
     "deferred": "deferred",
@@ -257,6 +258,8 @@ class Queue:
                 raise ProposalNotFound(f"no proposal {proposal_id}")
             if next_status(current.status, outcome) is None:
                 raise TransitionRefused(_refusal(current, outcome))
+            if outcome == "execution_started":
+                _check_claim(current, inputs or {})
             words = _PAST[outcome]
             record = self.workspace.record(
                 "proposal",
@@ -329,6 +332,7 @@ class Queue:
         actor: str,
         rollback: bool = False,
         confirmed: bool = False,
+        again: bool = False,
     ) -> ExecutionResult:
         """Run an approved proposal's action (or an executed one's rollback), on record.
 
@@ -359,6 +363,17 @@ class Queue:
             )
         if not rollback:
             self.refuse_if_paused("execute")
+        shown = shlex.join(argv)
+        what = "rollback" if rollback else "action"
+        # The claim: on record before the command runs, so a second `stoic execute` is refused
+        # while this one works, and a process that dies mid-way is known to have begun.
+        self.decide(
+            proposal_id,
+            "execution_started",
+            actor=actor,
+            reason=f"{proposal_id}: its {what} `{shown}` starts" + (" again." if again else "."),
+            inputs={"rollback": rollback, **({"again": True} if again else {})},
+        )
         started = time.monotonic()
         try:
             done = subprocess.run(
@@ -375,7 +390,6 @@ class Queue:
         result = "success" if code == 0 else "failure"
         if rollback:
             result = "rolled_back" if code == 0 else "failure"
-        shown = shlex.join(argv)
         decided = self.decide(
             proposal_id,
             outcome,
@@ -519,6 +533,23 @@ class Queue:
 def _check_id(proposal_id: str) -> None:
     if not is_proposal_id(proposal_id):
         raise UsageError(f"{proposal_id!r} is not a proposal id (they look like PROP-20261123-001)")
+
+
+def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
+    """An execution may start when its result is allowed and no other run of it is open."""
+    rollback = bool(inputs.get("rollback"))
+    final = "rolled_back" if rollback else "executed"
+    if next_status(current.status, final) is None:
+        raise TransitionRefused(_refusal(current, final))
+    running = current.running
+    if running is not None and not inputs.get("again"):
+        what = "rollback" if running.get("rollback") else "action"
+        command = "rollback" if rollback else "execute"
+        raise TransitionRefused(
+            f"{current.id}'s {what} started at {running['at']} by {running['by']} and has no"
+            " result on record: it is running now, or the process running it died. Check what"
+            f" it did; `stoic {command} {current.id} --again` runs it once more"
+        )
 
 
 def _refusal(proposal: Proposal, outcome: str) -> str:

@@ -27,7 +27,7 @@ __all__ = ["SNAPSHOT", "WRITE_AFTER", "listing", "load", "write_snapshot"]
 SNAPSHOT = Path("manifests/.queue-snapshot.ndjson")
 WRITE_AFTER = 2000
 """Proposal records a fold had to read from the log before a new snapshot is worth writing."""
-_VERSION = 1
+_VERSION = 2
 """Bumped whenever `Proposal.to_json` or the line format changes: older snapshots are ignored."""
 _NEEDLE = b'"decision_type":"proposal"'
 
@@ -100,6 +100,7 @@ def _proposal(created_seq: int, data: dict[str, Any]) -> Proposal:
         decision=data["decision"],
         execution=data["execution"],
         history=tuple(data["history"]),
+        running=data["running"],
     )
 
 
