@@ -683,6 +683,8 @@ def test_an_execution_whose_process_died_is_refused_until_run_again_on_purpose(
     executing.wait(timeout=30)
     shown = orjson.loads(run_cli("-w", str(ws_path), "queue", "show", first, "--json").stdout)
     assert shown["status"] == "approved" and shown["running"]["rollback"] is False
+    said = run_cli("-w", str(ws_path), "queue", "show", first).stdout
+    assert f"running: its action started at {shown['running']['at']} by human:" in said
     refused = run_cli("-w", str(ws_path), "execute", first)
     assert refused.exit_code == 1
     assert f"{first}'s action started at {shown['running']['at']}" in refused.stderr

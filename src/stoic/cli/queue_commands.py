@@ -181,6 +181,12 @@ def show(
     if proposal.decision:
         decision = proposal.decision
         lines.append(f"decided: {decision['outcome']} by {decision['by']} at {decision['at']}")
+    if proposal.running:
+        what = "rollback" if proposal.running.get("rollback") else "action"
+        lines.append(
+            f"running: its {what} started at {proposal.running['at']} by"
+            f" {proposal.running['by']}, no result on record yet"
+        )
     for line in lines:
         typer.echo(line)
 
