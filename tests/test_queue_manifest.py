@@ -307,9 +307,14 @@ def test_writers_killed_at_random_moments_leave_a_queue_that_opens_consistent(
     import random
 
     chance = random.Random(5)
+    log = ws_path / "logs" / "decision_log.ndjson"
     for _ in range(8):
+        size = log.stat().st_size
         writer = subprocess.Popen([sys.executable, "-c", _ENDLESS_WRITER, str(ws_path)])
-        time.sleep(0.4 + chance.random() * 0.4)  # past start-up, into the writing
+        deadline = time.monotonic() + 60
+        while log.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.01)  # past start-up, into the writing (however slow the machine) …
+        time.sleep(chance.random() * 0.3)  # … then anywhere in it
         writer.kill()
         writer.wait(timeout=30)
     audit = run_cli("-w", str(ws_path), "audit")  # opening catches the files up first
