@@ -22,6 +22,7 @@ import orjson
 from stoic.core.proposals import ProposalStatus, QueueState
 
 __all__ = [
+    "CLOSE",
     "MANIFEST_VERSION",
     "PAGE",
     "Layout",
@@ -31,7 +32,6 @@ __all__ = [
     "read_header",
     "render",
     "slot",
-    "trailer",
 ]
 
 MANIFEST_VERSION = 2
@@ -41,7 +41,8 @@ MIN_ROW_BYTES = 160
 _HEADER_ROOM = 1024
 """Spare header bytes when laying out: new proposal types and longer counts fit for a while."""
 _OPEN = b',"proposals":['
-_CLOSE = b"\n]}\n"
+CLOSE = b"\n]}\n"
+"""What follows the last row."""
 _GROWTH = max(len(status.value) for status in ProposalStatus) - min(
     len(status.value) for status in ProposalStatus
 )
@@ -61,7 +62,7 @@ class Layout:
 
     def size(self, rows: int) -> int:
         """The file's length with `rows` proposals."""
-        return self.offset(rows) + len(_CLOSE)
+        return self.offset(rows) + len(CLOSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,6 @@ def slot(row: bytes, index: int, layout: Layout) -> bytes | None:
     return b"\n" + (b"," if index else b" ") + row + b" " * room
 
 
-def trailer() -> bytes:
-    return _CLOSE
-
-
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
@@ -126,7 +123,7 @@ def render(state: QueueState, generated_at: str) -> tuple[bytes, Layout]:
         laid = slot(row, index, layout)
         assert laid is not None  # as wide as the widest row
         parts.append(laid)
-    parts.append(_CLOSE)
+    parts.append(CLOSE)
     return b"".join(parts), layout
 
 

@@ -22,13 +22,13 @@ import os
 from pathlib import Path
 
 from stoic.core.manifest import (
+    CLOSE,
     PAGE,
     ManifestHeader,
     header_region,
     read_header,
     render,
     slot,
-    trailer,
 )
 from stoic.core.proposals import QueueState
 from stoic.exceptions import WorkspaceNotWritable
@@ -107,7 +107,7 @@ def _patch(path: Path, state: QueueState, proposal_id: str, reflected_seq: int) 
         header = header_region(state, utc_timestamp(), layout)
         if laid is None or header is None:
             return False
-        _write_at(fd, laid + trailer() if appended else laid, layout.offset(index))
+        _write_at(fd, laid + CLOSE if appended else laid, layout.offset(index))
         os.fdatasync(fd)
         _write_at(fd, header, 0)
         os.fdatasync(fd)

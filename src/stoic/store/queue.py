@@ -433,7 +433,7 @@ class Queue:
         self._write_file(state, proposal_id)
         update_manifest(self.root, state, proposal_id, reflected_seq)
 
-    def catch_up(self, since_offset: int = 0) -> list[str]:
+    def catch_up(self, since_offset: int) -> list[str]:
         """Bring proposal files and the manifest up to the log after a writer was killed
         between a proposal record and its files; returns the proposals whose files lagged.
 
