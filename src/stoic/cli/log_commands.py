@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stoic.cli.app import CliState
-from stoic.core.audit import AuditReport
+from stoic.core.audit import Anchor, AuditReport
 from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
@@ -163,31 +163,45 @@ def audit(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    head: Annotated[
+        bool,
+        typer.Option(
+            "--head",
+            help="Print only the last record's SEQ:HASH on stdout (the report goes to stderr):"
+            " keep it outside the workspace and pass it to --expect later.",
+        ),
+    ] = False,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect",
+            metavar="SEQ:HASH",
+            help="Fail unless the log holds exactly this record (an anchor kept elsewhere);"
+            " repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Verify the decision log: hash chain, sequence, torn tail, projections against a replay.
 
     Exit 0 when clean, 1 with every violation listed.
     """
+    anchors = []
+    for text in expect or ():
+        try:
+            anchors.append(Anchor.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"--expect {exc}") from None
     paused = False
     with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
         with contextlib.suppress(StoicError):
             already = workspace.status().paused
             if already is not None:
                 typer.echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
-        report = workspace.audit(repair=repair)
+        report = workspace.audit(repair=repair, anchors=anchors)
+        _notify_head(workspace, report)
         if not report.ok:
             # An audit failure pauses the workspace (DESIGN §9) — when it can still be recorded.
-            from stoic.core.notifications import Event
-            from stoic.store.notify import notify
-
             first = report.violations[0]
-            notify(
-                workspace,
-                Event.AUDIT_FAILED,
-                f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
-                f" first: {first.code.value}: {first.message}",
-                data={"violations": len(report.violations)},
-            )
             with contextlib.suppress(StoicError):
                 paused = pause(
                     workspace,
@@ -198,34 +212,67 @@ def audit(
     if paused:
         typer.echo("stoic: the workspace is now paused: the audit failed", err=True)
     if as_json:
-        typer.echo(orjson.dumps(report.to_dict()).decode())
+        typer.echo(orjson.dumps(report.to_dict()).decode(), err=head)
     else:
-        _print_report(report, repair=repair)
+        _print_report(report, repair=repair, err=head)
+    if head:
+        if report.head is None:
+            typer.echo("stoic: the log is empty: there is no head to anchor yet", err=True)
+        else:
+            typer.echo(str(report.head))
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _print_report(report: AuditReport, *, repair: bool) -> None:
+def _notify_head(workspace: Workspace, report: AuditReport) -> None:
+    """Every audit tells the notifiers its outcome with the head, so the head can be kept
+    somewhere the workspace's writers cannot reach."""
+    from stoic.core.notifications import Event
+    from stoic.store.notify import notify
+
+    head = str(report.head) if report.head is not None else None
+    if report.ok:
+        notify(
+            workspace,
+            Event.AUDIT_PASSED,
+            f"The audit of {workspace.root} passed: {report.records} records; head {head}.",
+            data={"records": report.records, "head": head},
+        )
+        return
+    first = report.violations[0]
+    notify(
+        workspace,
+        Event.AUDIT_FAILED,
+        f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
+        f" first: {first.code.value}: {first.message}",
+        data={"violations": len(report.violations), "head": head},
+    )
+
+
+def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> None:
+    def echo(text: str) -> None:
+        typer.echo(text, err=err)
+
     if report.repaired is not None:
-        typer.echo(
+        echo(
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
             f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
             f" recorded as seq {report.repaired['seq']}."
         )
     elif repair and not report.ok:
-        typer.echo(
+        echo(
             "Nothing was repaired: the log itself is damaged. Repair only removes a torn last"
             " line and rebuilds projections; a bad record before the last is never changed."
         )
     if report.ok:
-        typer.echo(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
+        echo(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
         return
     count = len(report.violations)
-    typer.echo(
+    echo(
         f"Audit FAILED: {count} violation{'s' if count != 1 else ''}"
         f" in {report.records} records (last seq {report.last_seq}):"
     )
     for violation in report.violations:
-        typer.echo(f"  {violation.describe()}")
+        echo(f"  {violation.describe()}")
 
 
 def status(

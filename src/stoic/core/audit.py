@@ -21,6 +21,7 @@ from stoic.core.records import (
 )
 
 __all__ = [
+    "Anchor",
     "AuditReport",
     "ChainChecker",
     "Violation",
@@ -53,6 +54,7 @@ class ViolationCode(StrEnum):
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log
+    ANCHOR_MISMATCH = "anchor_mismatch"  # the log lacks a record whose hash was kept elsewhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +360,8 @@ class AuditReport:
     last_seq: int
     violations: tuple[Violation, ...]
     repaired: Mapping[str, Any] | None = None
+    head: Anchor | None = None
+    """The last whole record when the audit ended: what a person keeps elsewhere as an anchor."""
 
     @property
     def ok(self) -> bool:
@@ -370,4 +374,63 @@ class AuditReport:
             "last_seq": self.last_seq,
             "violations": [violation.to_dict() for violation in self.violations],
             "repaired": dict(self.repaired) if self.repaired is not None else None,
+            "head": str(self.head) if self.head is not None else None,
         }
+
+
+_HASH_DIGITS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A record's seq and hash kept outside the workspace (`SEQ:HASH`).
+
+    The chain proves the log was not edited in place; only an anchor kept elsewhere proves it
+    was not rewritten whole and re-hashed by someone who can write the workspace.
+    """
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """`SEQ:HASH` as `stoic audit --head` prints it; ValueError saying what is wrong."""
+        seq_text, colon, digest = text.strip().partition(":")
+        if not colon or not seq_text.isdigit() or len(seq_text) > 18 or int(seq_text) < 1:
+            raise ValueError(f"{text[:80]!r} is not SEQ:HASH (a seq of 1 or more, a colon, …)")
+        digest = digest.lower()
+        if len(digest) != 64 or not set(digest) <= _HASH_DIGITS:
+            raise ValueError(f"{text[:80]!r}: the hash must be 64 hex digits (sha256)")
+        return cls(int(seq_text), digest)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+def check_anchor(anchor: Anchor, found_hash: str | None, last_seq: int) -> Violation | None:
+    """Whether the log still holds exactly the anchored record.
+
+    `found_hash` is the hash of the log's record with the anchor's seq (None: no readable
+    record has it); `last_seq` is where the log ends.
+    """
+    if found_hash == anchor.hash:
+        return None
+    if found_hash is None:
+        where = (
+            f"the log ends at seq {last_seq}: records were lost"
+            if anchor.seq > last_seq
+            else "no readable record has that seq"
+        )
+        message = f"the anchored record seq {anchor.seq} is not in the log ({where})"
+    else:
+        message = (
+            f"the log's record seq {anchor.seq} is not the anchored one: the log was"
+            " rewritten from there on (or the anchor was copied wrong)"
+        )
+    return Violation(
+        ViolationCode.ANCHOR_MISMATCH,
+        message,
+        seq=anchor.seq,
+        expected=anchor.hash,
+        found=found_hash,
+    )

@@ -23,6 +23,7 @@ class Event(StrEnum):
     RUN_FAILED = "run_failed"
     RUN_AWAITING_HUMAN = "run_awaiting_human"
     AUDIT_FAILED = "audit_failed"
+    AUDIT_PASSED = "audit_passed"  # carries the log's head, for an anchor kept elsewhere
 
 
 _HEADLINES = {
@@ -34,6 +35,7 @@ _HEADLINES = {
     Event.RUN_FAILED: ":x: run failed",
     Event.RUN_AWAITING_HUMAN: ":hourglass: run waiting for a person",
     Event.AUDIT_FAILED: ":rotating_light: audit failed",
+    Event.AUDIT_PASSED: ":white_check_mark: audit passed",
 }
 
 

@@ -187,6 +187,7 @@ class NotifierSettings(_Section):
             "run_failed",
             "run_awaiting_human",
             "audit_failed",
+            "audit_passed",
         ]
     ] = Field(["*"], description="The events it gets; * for all.")
     timeout: float = Field(5.0, gt=0, le=300, description="Seconds before delivery is given up.")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import orjson
 
-from stoic.core.audit import AuditReport
+from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, QueueState
@@ -352,13 +353,19 @@ class Workspace:
             )
         return stamp
 
-    def audit(self, *, repair: bool = False) -> AuditReport:
-        """Check the log and every projection; with `repair`, mend what can be mended first."""
+    def audit(self, *, repair: bool = False, anchors: Sequence[Anchor] = ()) -> AuditReport:
+        """Check the log and every projection; with `repair`, mend what can be mended first.
+
+        Each anchor (a seq and hash kept outside the workspace) must still be in the log.
+        """
+        from stoic.store.anchors import check_anchors, log_head
         from stoic.store.auditor import audit_workspace, repair_workspace
 
-        if repair:
-            return repair_workspace(self)
-        return audit_workspace(self)
+        report = repair_workspace(self) if repair else audit_workspace(self)
+        lost = tuple(check_anchors(self.log, anchors))
+        return dataclasses.replace(
+            report, violations=report.violations + lost, head=log_head(self.log)
+        )
 
     def _decode(self, raw: bytes, line_no: int | None) -> Record:
         where = f"{self.log.path}:{line_no}" if line_no else str(self.log.path)
