@@ -356,10 +356,10 @@ class Queue:
                 f"{proposal_id} has no rollback action: it cannot be rolled back"
             )
         if argv is None:
-            return ExecutionResult(
-                self.decide(proposal_id, outcome, actor=actor, inputs={"result": "success"}),
-                0,
-                "",
+            # Recording `executed` for a command that never ran would be a false record.
+            raise TransitionRefused(
+                f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
+                " recovery proposal takes effect through `stoic continue RUN_ID`)"
             )
         if not rollback:
             self.refuse_if_paused("execute")
