@@ -698,3 +698,17 @@ def test_an_execution_whose_process_died_is_refused_until_run_again_on_purpose(
     ]
     assert [r["decision_inputs"].get("again", False) for r in starts] == [False, True]
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_executing_a_proposal_without_an_action_is_refused_and_records_nothing(
+    ws_path: Path,
+) -> None:
+    bare = propose(ws_path)  # no `-- CMD`: nothing would run
+    assert run_cli("-w", str(ws_path), "approve", bare).exit_code == 0
+    log = ws_path / "logs" / "decision_log.ndjson"
+    before = log.read_bytes()
+    refused = run_cli("-w", str(ws_path), "execute", bare)
+    assert refused.exit_code == 1, refused.stdout
+    assert f"{bare} has no action: there is nothing to execute" in refused.stderr
+    assert log.read_bytes() == before  # no `executed` for a command that never ran
+    assert folder_ids(ws_path, "approved") == [bare]

@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 import stoic
-from stoic.core.manifest import manifest_document
 from stoic.core.proposals import ProposalStatus
 from stoic.store import queue_snapshot
 from stoic.store.queue import Queue
+from stoic.store.queue_snapshot import SNAPSHOT
 from tests.conftest import run_cli
 
 STATUSES = [None, *[status.value for status in ProposalStatus]]
@@ -78,20 +78,6 @@ def test_the_snapshot_listing_is_what_folding_gives(
         assert pending == [snapshotted[n] for n in (4, 5, 6, 7, 8, 9)]
 
 
-def test_a_fold_started_from_the_snapshot_equals_a_full_fold(
-    ws_path: Path, snapshotted: list[str]
-) -> None:
-    del snapshotted
-    with stoic.Workspace.open(ws_path) as ws:
-        from_snapshot = Queue(ws).state()
-    (ws_path / queue_snapshot.SNAPSHOT).unlink()
-    with stoic.Workspace.open(ws_path) as ws:
-        folded = Queue(ws).state()
-    assert from_snapshot.proposals == folded.proposals
-    assert manifest_document(from_snapshot, "") == manifest_document(folded, "")
-    assert from_snapshot.next_id("20991231") == folded.next_id("20991231")
-
-
 @pytest.mark.parametrize(
     "damage",
     [
@@ -124,3 +110,75 @@ def test_a_snapshot_ahead_of_a_repaired_log_is_ignored(
     log.write_bytes(b"".join(lines[:-3]))  # the log is shorter than the snapshot's offset
     with stoic.Workspace.open(ws_path, catch_up=False) as ws:
         assert queue_snapshot.listing(ws, None) is None
+
+
+def forge_snapshot(ws_path: Path, proposal_id: str, **changes: object) -> None:
+    """Write a snapshot as an attacker can: its header stamped with the real offset, seq and
+    hash of the last record (all readable from the log), one row changed."""
+    log = ws_path / "logs" / "decision_log.ndjson"
+    last = orjson.loads(log.read_bytes().splitlines()[-1])
+    header = {"version": 2, "offset": log.stat().st_size, "seq": last["seq"], "hash": last["hash"]}
+    rows = []
+    for record in map(orjson.loads, log.read_bytes().splitlines()):
+        if record["decision_type"] == "proposal" and record["decision_outcome"] == "created":
+            found = next((ws_path / "queue").glob(f"*/{record['proposal_id']}.json"))
+            document = orjson.loads(found.read_bytes())
+            if document["id"] == proposal_id:
+                document.update(changes)
+            rows.append(orjson.dumps([record["seq"], document]))
+    (ws_path / queue_snapshot.SNAPSHOT).write_bytes(
+        b"\n".join([orjson.dumps(header), *rows]) + b"\n"
+    )
+
+
+def test_a_forged_approval_in_the_snapshot_never_lets_a_command_run(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    made = tmp_path / "made"
+    with stoic.Workspace.open(ws_path) as ws:
+        proposal_id = ws.propose(
+            title="Touch", reasoning_trace=["needed"], action=["touch", str(made)]
+        ).id
+    forge_snapshot(ws_path, proposal_id, status="approved")
+    log = ws_path / "logs" / "decision_log.ndjson"
+    before = log.read_bytes()
+    shown = orjson.loads(run_cli("-w", str(ws_path), "queue", "show", proposal_id, "--json").stdout)
+    assert shown["status"] == "pending"  # what a person is shown comes from the log
+    refused = run_cli("-w", str(ws_path), "execute", proposal_id)
+    assert refused.exit_code == 1
+    assert "is pending" in refused.stderr and "cannot be executed" in refused.stderr
+    assert not made.exists() and log.read_bytes() == before
+    audit = run_cli("-w", str(ws_path), "audit", "--json")
+    assert audit.exit_code == 1
+    found = [v for v in orjson.loads(audit.stdout)["violations"] if v["path"] == str(SNAPSHOT)]
+    assert found and found[0]["code"] == "projection_mismatch"
+    assert f"{proposal_id} differs at status" in found[0]["message"]
+
+
+def test_a_forged_action_in_the_snapshot_is_never_the_one_that_runs(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    safe, forged = tmp_path / "safe", tmp_path / "forged"
+    with stoic.Workspace.open(ws_path) as ws:
+        proposal_id = ws.propose(
+            title="Touch", reasoning_trace=["needed"], action=["touch", str(safe)]
+        ).id
+        ws.approve(proposal_id, by="human:ana")
+    forge_snapshot(ws_path, proposal_id, action=["touch", str(forged)])
+    assert run_cli("-w", str(ws_path), "execute", proposal_id).exit_code == 0
+    assert safe.exists() and not forged.exists()
+    lines = (ws_path / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+    executed = [r for r in map(orjson.loads, lines) if r["decision_outcome"] == "executed"]
+    assert executed[0]["details"]["command"] == f"touch {safe}"
+
+
+def test_the_audit_compares_the_snapshot_with_a_replay(
+    ws_path: Path, snapshotted: list[str]
+) -> None:
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0  # a true snapshot is clean
+    path = ws_path / queue_snapshot.SNAPSHOT
+    header, _, body = path.read_bytes().partition(b"\n")
+    path.write_bytes(header + b"\n" + body.replace(b'"status":"rejected"', b'"status":"pending"'))
+    audit = run_cli("-w", str(ws_path), "audit")
+    assert audit.exit_code == 1
+    assert f"{snapshotted[1]} differs at status (log: 'rejected', file: 'pending')" in audit.stdout

@@ -43,6 +43,7 @@ class ViolationCode(StrEnum):
     PROJECTION_MISSING = "projection_missing"
     PROJECTION_UNREADABLE = "projection_unreadable"
     PROJECTION_MISMATCH = "projection_mismatch"  # a projection disagrees with a replay of the log
+    RECORDS_LOST = "records_lost"  # a file reflects a record the log does not hold; never repaired
     # Behavioural invariants (DESIGN §12).
     RETRY_WITHOUT_DECISION = "retry_without_decision"  # no recovery_applied or approval before it
     MISSING_EVALUATION = "missing_evaluation"  # a failure without its one recovery evaluation
@@ -67,6 +68,8 @@ class Violation:
     line: int | None = None
     expected: str | None = None
     found: str | None = None
+    path: str | None = None
+    """The workspace file (relative) the violation is about, where it is about one."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class Violation:
             "line": self.line,
             "expected": self.expected,
             "found": self.found,
+            "path": self.path,
         }
 
     def describe(self) -> str:

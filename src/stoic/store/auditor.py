@@ -20,6 +20,7 @@ from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.queue import Queue
 from stoic.store.queue_audit import check_queue_files
+from stoic.store.queue_snapshot import SnapshotCheck
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -152,6 +153,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     queue = QueueState()
     escalations = EscalationState()
     check = _ProjectionCheck(workspace.status_file, log)
+    snapshot = SnapshotCheck(log, workspace.root)
     violations: list[Violation] = []
     dropped = 0
 
@@ -168,7 +170,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
         note(found)
         check.add(records)
         invariants.feed(records)
-        queue.feed(records)
+        snapshot.feed(queue, records)
         escalations.feed(records)
         if chunk.fragment:
             note(checker.finish())
@@ -186,6 +188,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     note(invariants.finish())
     check.finish(checker.last_seq)
     note(check.violations)
+    note(snapshot.finish(checker.last_seq))
     note(check_queue_files(workspace.root, queue))
     note(check_escalation_files(workspace.root, escalations))
     if dropped:

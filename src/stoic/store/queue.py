@@ -81,16 +81,18 @@ def load_queue(workspace: Workspace) -> QueueState:
     """Every proposal, folded from the proposal records of the log.
 
     The fold is kept with the open workspace and caught up from where it stopped, so a
-    process that decides many proposals reads each record once. A new process starts from the
-    queue snapshot when there is a valid one (see `stoic.store.queue_snapshot`), and writes a
-    new one when it had to fold many records from the log.
+    process that decides many proposals reads each record once. It never starts from the
+    queue snapshot: anyone who can write the workspace can write that file, and what is
+    decided (a transition, the action that runs, an id, a pause) comes from the log alone.
+    The snapshot only speeds up listing (see `stoic.store.queue_snapshot`); a process that
+    folded many records writes a new one.
     """
     tail = workspace.log.tail_state()
     cached = workspace.queue_cache
     if cached is not None and cached[1] <= tail.good_end:
         state, start = cached
     else:
-        state, start = snapshot.load(workspace, tail.good_end) or (QueueState(), 0)
+        state, start = QueueState(), 0
     for _line_no, _offset, raw, _complete in workspace.log.lines(start, tail.good_end):
         if _NEEDLE in raw:
             state.feed([orjson.loads(raw)])
@@ -356,10 +358,10 @@ class Queue:
                 f"{proposal_id} has no rollback action: it cannot be rolled back"
             )
         if argv is None:
-            return ExecutionResult(
-                self.decide(proposal_id, outcome, actor=actor, inputs={"result": "success"}),
-                0,
-                "",
+            # Recording `executed` for a command that never ran would be a false record.
+            raise TransitionRefused(
+                f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
+                " recovery proposal takes effect through `stoic continue RUN_ID`)"
             )
         if not rollback:
             self.refuse_if_paused("execute")
