@@ -7,7 +7,8 @@ uses for it, so the command line can turn any of them into one clear line::
     ├── UsageError                  exit 2: the caller asked for something that cannot be done
     │   ├── WorkspaceNotFound       no workspace where one was expected
     │   ├── WorkspaceExists         `init` over an existing workspace
-    │   └── InvalidDecision         a record that does not fit the vocabulary
+    │   ├── InvalidDecision         a record that does not fit the vocabulary
+    │   └── ActingAsPerson          a task (or its worker) tried to decide as a person
     ├── ConfigError                 exit 2: `stoic.toml` is invalid (file, line, hint)
     ├── ProposalNotFound            no proposal has that id
     ├── EscalationNotFound          no escalation has that id
@@ -25,6 +26,7 @@ The exceptions a *task* raises to tell stoic what kind of failure it had live in
 from __future__ import annotations
 
 __all__ = [
+    "ActingAsPerson",
     "ConfigError",
     "EscalationNotFound",
     "InvalidDecision",
@@ -65,6 +67,10 @@ class WorkspaceExists(UsageError):
 
 class InvalidDecision(UsageError):
     """A decision record that does not fit the record vocabulary."""
+
+
+class ActingAsPerson(UsageError):
+    """A process a run started for a task tried to make a person's decision."""
 
 
 class ConfigError(StoicError):

@@ -10,7 +10,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.identity import human_actor
+from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.log_commands import open_workspace
 from stoic.cli.queue_commands import incident_app
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
@@ -60,9 +60,7 @@ def escalate(
         _request_from_inside(Path(result_file), request)
         typer.echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
         return
-    actor = human_actor(as_name)
-    if os.environ.get("STOIC_AGENT_ROLE"):
-        actor = f"agent:{os.environ['STOIC_AGENT_ROLE']}"
+    actor = proposer_actor(as_name)
     with open_workspace(ctx) as workspace, contextlib.ExitStack() as held:
         if run is not None and task is not None:
             from stoic.run.lifecycle import escalation_target

@@ -1,13 +1,38 @@
-"""Who a person is on record: `--as NAME`, else $STOIC_ACTOR, else the OS user."""
+"""Who decides on record: a person (`--as NAME`, else $STOIC_ACTOR, else the OS user) — never
+a task. A command run from inside a task is refused where a person must decide, and is on
+record as the task where a task may act (a proposal, an escalation)."""
 
 from __future__ import annotations
 
 import getpass
 import os
 
-__all__ = ["human_actor"]
+from stoic.exceptions import ActingAsPerson
+from stoic.store.provenance import current_task
+
+__all__ = ["human_actor", "proposer_actor"]
 
 
 def human_actor(as_name: str | None) -> str:
+    """The person deciding; refused inside a task, whatever `--as` or $STOIC_ACTOR say."""
+    task = current_task()
+    if task is not None:
+        raise ActingAsPerson(
+            f"refused: this command runs {task.describe()}, and a task cannot decide as a"
+            " person (hint: a person runs it from their own shell)"
+        )
     name = as_name or os.environ.get("STOIC_ACTOR") or getpass.getuser()
     return f"human:{name}"
+
+
+def proposer_actor(as_name: str | None) -> str:
+    """Who proposes or escalates: the task itself when run from inside one, else a person."""
+    task = current_task()
+    if task is not None:
+        if as_name is not None:
+            raise ActingAsPerson(
+                f"refused: --as {as_name} from {task.describe()}; a task proposes as itself"
+                f" ({task.actor})"
+            )
+        return task.actor
+    return human_actor(as_name)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from stoic.cli.identity import human_actor
+from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
 from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal, ProposalStatus
@@ -88,7 +88,7 @@ def propose(
             summary=summary,
             confidence=confidence,
             trade_off=trade_off,
-            actor=human_actor(as_name),
+            actor=proposer_actor(as_name),
         )
     if as_json:
         _print(proposal, True)

@@ -52,6 +52,7 @@ class ViolationCode(StrEnum):
     SECOND_AUTOMATIC_RETRY = "second_automatic_retry"  # more than one automatic retry
     EXECUTION_AFTER_HALT = "execution_after_halt"  # ran after a policy/budget halt, no decision
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
+    PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log

@@ -13,6 +13,7 @@ from typing import Any
 
 from stoic.core.audit import Violation, ViolationCode
 from stoic.core.graph import TaskGraph, TaskState, analyse_states
+from stoic.core.provenance import decided_by_person
 from stoic.core.timeline import customer_view, mechanics_in
 
 __all__ = ["InvariantChecker"]
@@ -57,6 +58,7 @@ class InvariantChecker:
 
     def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
+            self._check_provenance(record)
             run_id = record.get("run_id")
             if run_id is None:
                 continue
@@ -83,6 +85,20 @@ class InvariantChecker:
             elif outcome == "approved":
                 task.approved = True
                 task.state = TaskState.PENDING
+
+    def _check_provenance(self, record: Mapping[str, Any]) -> None:
+        """No human decision made from inside a task (DESIGN §12)."""
+        details = record.get("details")
+        from_task = details.get("from_task") if isinstance(details, Mapping) else None
+        if from_task is not None and decided_by_person(record):
+            where = from_task if isinstance(from_task, Mapping) else {}
+            self._flag(
+                ViolationCode.PERSON_INSIDE_TASK,
+                record,
+                f"{record['decision_type']}/{record['decision_outcome']} by {record.get('actor')}"
+                f" was decided from inside task {where.get('task_id', '?')} of run"
+                f" {where.get('run_id', '?')}: a task cannot decide as a person",
+            )
 
     @staticmethod
     def _escalation(task: _Task, record: Mapping[str, Any], outcome: str) -> None:

@@ -125,7 +125,10 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve(request_fd: int, reply_fd: int) -> None:
+    from stoic.store.provenance import mark_task_process
+
     _die_with_parent()
+    mark_task_process()  # what a task decides from here is the task's, never a person's
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         request = read_frame(request_fd)

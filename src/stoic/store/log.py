@@ -22,6 +22,7 @@ import orjson
 
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceNotWritable
+from stoic.store.provenance import vet
 
 __all__ = ["FileDecisionLog", "LineChunk", "LogLine", "TailState", "TornTail", "utc_timestamp"]
 
@@ -278,6 +279,7 @@ class FileDecisionLog:
         """Seal and durably append decisions: one write and one fsync for the whole batch."""
         if not decisions:
             return []
+        decisions = vet(decisions)
         with self.locked():
             fd = self._open_writer()
             state = self._state_under_lock(fd)
