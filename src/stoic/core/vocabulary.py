@@ -120,8 +120,13 @@ def is_failure(decision_type: str, decision_outcome: str) -> bool:
     return (decision_type, decision_outcome) in FAILURE_OUTCOMES
 
 
+_LONGEST_GUESSED = 100
+
+
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The choice a misspelt or shortened word most likely meant, for "did you mean" hints."""
+    if len(word) > _LONGEST_GUESSED:
+        return None  # no misspelling is that long, and comparing it would take long
     options = sorted(choices)
     matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if matches:

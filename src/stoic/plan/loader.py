@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stoic.core.graph import TaskGraph, TaskState, find_cycle
+from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.plan.models import (
@@ -112,7 +113,7 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
     try:
         data, problems = load_located(text)
     except YamlSyntaxError as exc:
-        hint = "check the indentation and quoting on this line and the one before"
+        hint = exc.hint or "check the indentation and quoting on this line and the one before"
         raise PlanInvalid(path, [PlanError(exc.line, exc.column, exc.message, hint)]) from None
     errors = [PlanError(p.line, p.column, p.message, p.hint) for p in problems]
     if data is None:
@@ -217,7 +218,7 @@ def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) ->
     kind: str = error["type"]
     value = error.get("input")
     field = next((part for part in reversed(where.matched) if isinstance(part, str)), "plan")
-    owner = f"task {where.task_id!r}: " if where.task_id else ""
+    owner = f"task {brief_repr(where.task_id)}: " if where.task_id else ""
     line, column = where.position
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -225,19 +226,19 @@ def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) ->
         line, column = where.key_position or where.position
         guess = closest(key, allowed)
         hint = f"did you mean {guess!r}?" if guess else f"known keys: {', '.join(allowed)}"
-        return PlanError(line, column, f"{owner}unknown key {key!r}", hint)
+        return PlanError(line, column, f"{owner}unknown key {brief_repr(key)}", hint)
     if kind == "enum" and field == "status":
         guess = closest(str(value), _STATUSES)
         hint = f"did you mean {guess!r}?" if guess else f"statuses: {', '.join(_STATUSES)}"
-        return PlanError(line, column, f"{owner}unknown status {value!r}", hint)
+        return PlanError(line, column, f"{owner}unknown status {brief_repr(value)}", hint)
     if kind == "missing":
         key = str(loc[-1])
-        return PlanError(line, column, f"{owner}missing {key!r}", f"add `{key}:`")
+        return PlanError(line, column, f"{owner}missing {brief_repr(key)}", f"add `{key}:`")
     if field in ("timeout", "max_seconds"):
         return PlanError(
             line,
             column,
-            f"{owner}{field} must be a number of seconds greater than 0, not {value!r}",
+            f"{owner}{field} must be a number of seconds greater than 0, not {brief_repr(value)}",
             "write 600 for ten minutes",
         )
     if field in ("max_attempts", "max_cost", "max_attempts_default"):
@@ -245,28 +246,36 @@ def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) ->
         return PlanError(
             line,
             column,
-            f"{owner}{field} must be a number of at least {smallest}, not {value!r}",
+            f"{owner}{field} must be a number of at least {smallest}, not {brief_repr(value)}",
             "budgets are plain numbers",
         )
     if field == "id" and kind == "string_type":
-        return PlanError(line, column, f"task id {value!r} is not text", f"quote it: id: '{value}'")
+        return PlanError(
+            line,
+            column,
+            f"task id {brief_repr(value)} is not text",
+            f"quote it: id: '{shortened(str(value))}'",
+        )
     if field == "id" and kind == "string_pattern_mismatch":
         return PlanError(
             line,
             column,
-            f"task id {value!r} has characters ids cannot hold",
+            f"task id {brief_repr(value)} has characters ids cannot hold",
             "use letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
     if field == "run":
         return PlanError(
             line,
             column,
-            f"{owner}run must be an argv list of strings, not {value!r}",
+            f"{owner}run must be an argv list of strings, not {brief_repr(value)}",
             'write run: ["make", "build"] (or a string with shell: true)',
         )
     if field == "call":
         return PlanError(
-            line, column, f"{owner}call {value!r} is not a function", 'write "module:function"'
+            line,
+            column,
+            f"{owner}call {brief_repr(value)} is not a function",
+            'write "module:function"',
         )
     return PlanError(line, column, f"{owner}{field}: {error['msg']}", "see `stoic plan schema`")
 
@@ -318,7 +327,8 @@ def _check_graph(
             errors.append(
                 PlanError(
                     *task.value_positions["id"],
-                    f"duplicate task id {task_id!r} (first on line {first_line[task_id]})",
+                    f"duplicate task id {brief_repr(task_id)}"
+                    f" (first on line {first_line[task_id]})",
                     "give every task its own id",
                 )
             )
@@ -367,7 +377,8 @@ def _unknown_dependency(
     hint = f"did you mean {guess!r}?" if guess else "list ids of tasks in this plan"
     return PlanError(
         *deps.item_positions[deps.index(dep)],
-        f"task {task_id!r} depends on {dep!r}, which is not a task in this plan",
+        f"task {brief_repr(task_id)} depends on {brief_repr(dep)},"
+        " which is not a task in this plan",
         hint,
     )
 
@@ -383,7 +394,7 @@ def _may_have_executor_errors(task: LocatedDict) -> bool:
 
 def _executor_errors(task: LocatedDict) -> Iterator[PlanError]:
     given = [key for key in _EXECUTOR_KEYS if key in task]
-    owner = f"task {task.get('id')!r}"
+    owner = f"task {brief_repr(task.get('id'))}"
     if len(given) > 1:
         yield PlanError(
             *task.key_positions[given[1]],
@@ -396,7 +407,7 @@ def _executor_errors(task: LocatedDict) -> Iterator[PlanError]:
         yield PlanError(
             *task.value_positions["run"],
             f"{owner}: run is a string, which needs a shell",
-            f"write an argv list like {command.split()!r}, or add `shell: true`",
+            f"write an argv list like {brief_repr(command.split())}, or add `shell: true`",
         )
     elif isinstance(command, list) and shell:
         yield PlanError(
@@ -418,7 +429,8 @@ def _conflicting_keys(task: LocatedDict) -> Iterator[PlanError]:
     if not same:
         yield PlanError(
             *task.key_positions["dependencies"],
-            f"task {task.get('id')!r} has depends_on {first!r} and dependencies {second!r}",
+            f"task {brief_repr(task.get('id'))} has depends_on {brief_repr(first)}"
+            f" and dependencies {brief_repr(second)}",
             "keep one key; they mean the same",
         )
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from stoic.core.text import brief_repr, shortened
+
 __all__ = ["LocatedDict", "LocatedList", "YamlProblem", "YamlSyntaxError", "load_located"]
 
 Position = tuple[int, int]
@@ -57,13 +59,26 @@ class YamlProblem:
 
 
 class YamlSyntaxError(Exception):
-    """The text is not YAML; carries where the parser gave up."""
+    """The text is not YAML (or not YAML a plan may be); carries where reading stopped."""
 
-    def __init__(self, line: int, column: int, message: str) -> None:
+    def __init__(self, line: int, column: int, message: str, hint: str = "") -> None:
         super().__init__(message)
         self.line = line
         self.column = column
         self.message = message
+        self.hint = hint
+
+
+MAX_DEPTH = 64
+"""Mappings and lists nest at most this deep, aliases followed: deeper data would reach the
+validators' and the JSON encoder's recursion limits, and no plan needs it."""
+ALIAS_FLOOR = 10_000
+ALIAS_RATIO = 10
+"""Aliases may add at most max(ALIAS_FLOOR, ALIAS_RATIO × the values written) values: sharing a
+block is fine, a "billion laughs" that expands a few hundred bytes into gigabytes is refused."""
+MAX_INT_BITS = 63
+"""An integer must fit a signed 64-bit number: the log's readers (jq, JSON parsers) hold no more,
+and Python refuses to read a number of thousands of digits at all."""
 
 
 _STR = "tag:yaml.org,2002:str"
@@ -103,6 +118,17 @@ def _plain_tag(value: str) -> str:
 
 
 def _scalar(event: yaml.ScalarEvent) -> Any:
+    value = _scalar_value(event)
+    if type(value) is int and value.bit_length() > MAX_INT_BITS:
+        raise _TooLarge
+    return value
+
+
+class _TooLarge(Exception):
+    """An integer beyond MAX_INT_BITS (or of too many digits to read)."""
+
+
+def _scalar_value(event: yaml.ScalarEvent) -> Any:
     tag = event.tag
     if tag in (None, "!"):
         tag = _plain_tag(event.value) if event.implicit[0] else _STR
@@ -114,6 +140,8 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
         return event.value  # a timestamp and the like: kept as the text that was written
     node = yaml.ScalarNode(tag, event.value)
     if tag == _INT:
+        if len(event.value) > 200:  # far more than a 64-bit number needs, even in binary
+            raise _TooLarge
         return _constructor.construct_yaml_int(node)
     if tag == _FLOAT:
         return _constructor.construct_yaml_float(node)
@@ -137,8 +165,9 @@ def _collector_paused() -> Iterator[None]:
 
 def load_located(text: str) -> tuple[Any, list[YamlProblem]]:
     """The single YAML document in `text` (None if empty) and the problems found building it."""
-    parser = yaml.CSafeLoader(text)
+    parser: yaml.CSafeLoader | None = None
     try:
+        parser = yaml.CSafeLoader(text)
         with _collector_paused():
             return _build(parser)
     except yaml.MarkedYAMLError as exc:
@@ -146,19 +175,41 @@ def load_located(text: str) -> tuple[Any, list[YamlProblem]]:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         message = " ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlSyntaxError(line, column, message or "not valid YAML") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ESC …)
+        start = text.rfind("\n", 0, exc.position) + 1
+        raise YamlSyntaxError(
+            text.count("\n", 0, exc.position) + 1,
+            exc.position - start + 1,
+            f"character U+{_code(exc.character):04X} is not allowed in YAML",
+            "remove it; to put a control character in a value, write it quoted as an escape"
+            ' like "\\t"',
+        ) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(1, 1, f"not valid YAML: {exc}") from None
     finally:
-        parser.dispose()
+        if parser is not None:
+            parser.dispose()
+
+
+def _code(character: int | str) -> int:
+    return character if isinstance(character, int) else ord(character[:1] or "\0")
 
 
 def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
     problems: list[YamlProblem] = []
     anchors: dict[str, Any] = {}
+    # What each finished anchor stands for once aliases are followed: (values, depth). An
+    # anchor defined but not in here is still open: an alias to it would contain itself.
+    sizes: dict[str, tuple[int, int]] = {}
     # Each open container: [container, pending key (maps), key position, explicit keys,
-    # merges (`<<` values, applied when the mapping ends and every explicit key is known)].
+    # merges (`<<` values, applied when the mapping ends and every explicit key is known),
+    # anchor, values counted when it started, deepest level reached inside it].
     stack: list[list[Any]] = []
     holder: list[Any] = [None]
-    stack.append([holder, None, None, None, None])
+    stack.append([holder, None, None, None, None, None, 0, 0])
     documents = 0
+    written = 0  # values the text holds
+    expanded = 0  # values the aliases add
     plain_cache: dict[str, Any] = {}
     resolvable = frozenset(key for key in _RESOLVERS if key is not None)
     no_key = _NO_KEY
@@ -177,34 +228,53 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
             ended = stack.pop()
             if ended[4]:
                 _merge(ended, problems)
+            depth = len(stack)
+            if ended[5] is not None:
+                sizes[ended[5]] = (written + expanded - ended[6], ended[7] - depth)
+            if ended[7] > stack[-1][7]:
+                stack[-1][7] = ended[7]
             continue
         mark = event.start_mark
         position = (mark.line + 1, mark.column + 1)
         if kind is scalar_event:
+            written += 1
             text = event.value
-            if event.tag is None and event.implicit[0]:
-                first = text[:1]
-                if first not in resolvable:
-                    value: Any = text
-                elif first.isalpha():
-                    value = _WORDS.get(text, text)
+            try:
+                if event.tag is None and event.implicit[0]:
+                    first = text[:1]
+                    if first not in resolvable:
+                        value: Any = text
+                    elif first.isalpha():
+                        value = _WORDS.get(text, text)
+                    else:
+                        value = plain_cache.get(text, no_key)
+                        if value is no_key:
+                            value = plain_cache[text] = _scalar(event)
                 else:
-                    value = plain_cache.get(text, no_key)
-                    if value is no_key:
-                        value = plain_cache[text] = _scalar(event)
-            else:
-                value = _scalar(event)
-                if event.tag not in (None, "!") and event.tag not in _SCALAR_TAGS:
-                    problems.append(
-                        YamlProblem(
-                            *position,
-                            f"unsupported YAML tag {event.tag}",
-                            "remove the tag; plans hold plain text, numbers, booleans and lists",
+                    value = _scalar(event)
+                    if event.tag not in (None, "!") and event.tag not in _SCALAR_TAGS:
+                        problems.append(
+                            YamlProblem(
+                                *position,
+                                f"unsupported YAML tag {event.tag}",
+                                "remove the tag; plans hold plain text, numbers, booleans and"
+                                " lists",
+                            )
                         )
+            except _TooLarge:
+                problems.append(
+                    YamlProblem(
+                        *position,
+                        f"the number {shortened(text)} is too large (at most {MAX_INT_BITS} bits)",
+                        "quote it to keep it as text",
                     )
+                )
+                value = text
             if event.anchor:
                 anchors[event.anchor] = value
+                sizes[event.anchor] = (1, -1)  # not a container: adds no level
         elif kind is mapping_start or kind is sequence_start:
+            written += 1
             value = located_dict(position) if kind is mapping_start else located_list(position)
             if event.tag not in (None, "!", _MAP, _SEQ):
                 problems.append(
@@ -216,9 +286,42 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
                 )
             if event.anchor:
                 anchors[event.anchor] = value
+                sizes.pop(event.anchor, None)
+            if len(stack) > MAX_DEPTH:
+                raise YamlSyntaxError(
+                    *position,
+                    f"mappings and lists nest deeper than {MAX_DEPTH} levels here",
+                    "flatten the data; a plan needs only a few levels",
+                )
         elif kind is yaml.AliasEvent:
             if event.anchor not in anchors:
                 raise YamlSyntaxError(*position, f"unknown alias *{event.anchor}")
+            size = sizes.get(event.anchor)
+            if size is None:
+                raise YamlSyntaxError(
+                    *position,
+                    f"alias *{event.anchor} stands inside the very node it names",
+                    "a plan cannot contain itself; write the value out",
+                )
+            count, height = size
+            expanded += count
+            if expanded > max(ALIAS_FLOOR, ALIAS_RATIO * written):
+                raise YamlSyntaxError(
+                    *position,
+                    f"aliases expand to more than {max(ALIAS_FLOOR, ALIAS_RATIO * written)}"
+                    f" values here (*{event.anchor} alone stands for {count})",
+                    "write the values out, or share fewer nested aliases",
+                )
+            reached = len(stack) + height
+            if reached > MAX_DEPTH:
+                raise YamlSyntaxError(
+                    *position,
+                    f"alias *{event.anchor} makes mappings and lists nest deeper than"
+                    f" {MAX_DEPTH} levels",
+                    "flatten the data; a plan needs only a few levels",
+                )
+            if reached > stack[-1][7]:
+                stack[-1][7] = reached
             value = anchors[event.anchor]
         elif kind is yaml.DocumentStartEvent:
             documents += 1
@@ -237,17 +340,21 @@ def _build(parser: yaml.CSafeLoader) -> tuple[Any, list[YamlProblem]]:
         elif container is holder:
             holder[0] = value
         elif frame[1] is no_key:
+            key = value
             if isinstance(value, dict | list):
                 problems.append(
                     YamlProblem(*position, "a key must be a plain value", "write the key as text")
                 )
-                value = f"<key at line {position[0]}>"
-            frame[1], frame[2] = value, position
-            continue
+                key = f"<key at line {position[0]}>"
+            frame[1], frame[2] = key, position
         else:
             _set_item(frame, value, position, problems)
         if kind is mapping_start or kind is sequence_start:
-            stack.append([value, no_key, None, set(), []])
+            # A mapping or list used as a key is read into itself too, then goes nowhere.
+            depth = len(stack)
+            stack.append(
+                [value, no_key, None, set(), [], event.anchor, written + expanded - 1, depth]
+            )
 
 
 _NO_KEY = object()
@@ -289,7 +396,7 @@ def _set_item(
         problems.append(
             YamlProblem(
                 *key_position,
-                f"key {key!r} appears twice in one mapping (first on line {first})",
+                f"key {brief_repr(key)} appears twice in one mapping (first on line {first})",
                 "keep one of them; YAML would silently use the last",
             )
         )

@@ -1,0 +1,68 @@
+"""Text from tasks, plans, agents and proposers made safe to show a person.
+
+Anything a task or proposer wrote may reach a terminal: a title, a task's output, a result file's
+message. Written raw, control characters are instructions to the terminal (an OSC sets the window
+title or writes the clipboard, a CSI clears the screen or rewrites the line above), so every human
+view passes its text through `escape_controls` at the point it is written. Machine views
+(`--json`) are exact and escape through JSON itself.
+"""
+
+from __future__ import annotations
+
+import re
+import reprlib
+from typing import Any
+
+__all__ = ["brief_repr", "escape_controls", "shortened"]
+
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 except tab and newline, DEL, C1 (0x9b is a CSI)
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional overrides and marks
+    "\u2028\u2029]"  # line and paragraph separators
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as a visible escape (`\\x1b`, `\\u202e`).
+
+    Tab and newline stay: they move the cursor only forward and down, so they cannot rewrite
+    anything already shown. A carriage return, a backspace and an escape can, so they are
+    escaped like every other control character.
+    """
+    return _CONTROLS.sub(_escaped, text) if _CONTROLS.search(text) else text
+
+
+def shortened(text: str, keep: int = 60) -> str:
+    """Long text cut to its start and its length, so an error message stays one line."""
+    return text if len(text) <= keep else f"{text[:keep]}… ({len(text)} characters)"
+
+
+class _BriefRepr(reprlib.Repr):
+    """reprlib's bounded repr, applied to subclasses of dict and list too (reprlib dispatches
+    on the exact type name, and would hand a subclass to the unbounded built-in repr)."""
+
+    def repr1(self, x: Any, level: int) -> str:
+        if isinstance(x, dict) and type(x) is not dict:
+            return self.repr_dict(x, level)
+        if isinstance(x, list) and type(x) is not list:
+            return self.repr_list(x, level)
+        return super().repr1(x, level)
+
+
+_brief = _BriefRepr()
+_brief.maxlevel = 3
+_brief.maxdict = 4
+_brief.maxlist = 6
+_brief.maxstring = 60
+_brief.maxlong = 40
+_brief.maxother = 60
+
+
+def brief_repr(value: Any) -> str:
+    """A repr of `value` bounded in length and in the work it takes, however large the value."""
+    return _brief.repr(value)

@@ -1,0 +1,113 @@
+"""Hostile input: YAML that expands or nests without end, numbers too long to read, control
+characters, names too long for the filesystem. Each is one line on stderr and exit 2 — never an
+internal error, a crash, a hang or gigabytes of memory."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import STOIC_BIN, run_cli
+
+BOMB_LEVELS = "\n".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True)
+)
+BOMB = f'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n{BOMB_LEVELS}\n'
+"""A "billion laughs": a few hundred bytes whose aliases stand for 9**8 values."""
+
+
+def _limited() -> None:
+    # Without the bound, the bomb takes gigabytes: fail fast instead of swapping the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def stoic_bounded(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`stoic ARGS` as a real process with 2 GiB of address space and a time bound."""
+    return subprocess.run(
+        [STOIC_BIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        preexec_fn=_limited,
+        check=False,
+    )
+
+
+def one_line_usage_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr[:2000])
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert len(done.stderr) < 2000, done.stderr[:2000]
+    return done.stderr
+
+
+def test_an_alias_bomb_in_status_is_refused_with_its_line(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"{BOMB}tasks:\n  - id: t\n    run: [echo, hi]\n    status: *h\n")
+    assert len(plan.read_bytes()) < 600
+    err = one_line_usage_error(stoic_bounded("plan", "check", str(plan), cwd=tmp_path))
+    assert f"{plan}:" in err and "aliases expand to more than" in err
+
+
+def test_an_alias_bomb_in_params_never_reaches_a_run(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text("def f(**kw):\n    return 1\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f'{BOMB}tasks:\n  - id: t\n    call: "tasks:f"\n    params: {{x: *h}}\n')
+    assert stoic_bounded("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    err = one_line_usage_error(
+        stoic_bounded("-w", str(tmp_path / "ws"), "run", str(plan), cwd=tmp_path)
+    )
+    assert f"{plan}:" in err and "aliases expand" in err
+    assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())
+
+
+def test_shared_blocks_within_the_bound_still_load(tmp_path: Path) -> None:
+    tasks = "".join(
+        f"  - id: t{i}\n    run: [echo, hi]\n    env: *env\n    budget: *budget\n"
+        for i in range(300)
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"meta: {{name: shared}}\nx-env: &env {{A: '1', B: '2'}}\n"
+        f"x-budget: &budget {{max_attempts: 2}}\ntasks:\n{tasks}"
+    )
+    result = run_cli("plan", "check", str(plan))
+    # The x- keys are unknown to a plan, but the aliases are read: every task is checked.
+    assert "aliases" not in result.stderr
+    assert result.stderr.count("unknown key") == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("&a [*a]", "alias *a stands inside the very node it names"),
+        ("&a {x: *a}", "alias *a stands inside the very node it names"),
+        ("{x: " + "[" * 70 + "]" * 70 + "}", "nest deeper than 64 levels"),
+        (
+            "{x: *deep, y: [[*deep]]}",
+            "alias *deep makes mappings and lists nest deeper than 64 levels",
+        ),
+    ],
+)
+def test_self_containing_and_too_deep_data_is_refused_with_its_line(
+    tmp_path: Path, params: str, message: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    deep = "x-deep: &deep " + "[" * 62 + "]" * 62 + "\n"
+    plan.write_text(f'{deep}tasks:\n  - id: t\n    call: "m:f"\n    params: {params}\n')
+    result = run_cli("plan", "check", str(plan))
+    assert result.exit_code == 2, result.stderr
+    assert f"{plan}:5:" in result.stderr and message in result.stderr
+
+
+def test_a_mapping_used_as_a_key_does_not_swallow_the_keys_after_it(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("{[a, b]: c, tasks: [{id: t, run: [echo]}]}\n")
+    result = run_cli("plan", "check", str(plan))
+    assert result.exit_code == 2
+    assert f"{plan}:1:2: a key must be a plain value" in result.stderr
+    assert "the plan has no tasks" not in result.stderr
