@@ -412,7 +412,9 @@ class Runner:
     def _finish(self) -> RunReport:
         view = self.folder.view()
         analysis = view.analyse(self.plan.graph)
-        if self.stop_signal is not None and analysis.status is RunStatus.RUNNING:
+        # A signal ends the run as stopped, whatever the stopped tasks' evaluations made of
+        # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
+        if self.stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
             name = signal.Signals(self.stop_signal).name
             status, code, lifecycle = "interrupted", 128 + self.stop_signal, "paused"
             reason = (
