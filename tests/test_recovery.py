@@ -115,7 +115,10 @@ failures = st.builds(
     in_recovery=st.booleans(),
 )
 contexts = st.builds(
-    RecoveryContext, idempotent=st.booleans(), attempt_kind=st.sampled_from(AttemptKind)
+    RecoveryContext,
+    idempotent=st.booleans(),
+    attempt_kind=st.sampled_from(AttemptKind),
+    retry_refused=st.none() | st.just("task budget max_attempts=1 used up (1 made)"),
 )
 
 
@@ -158,3 +161,19 @@ def test_an_escalated_failure_is_never_retried_or_suggested(
     if context.attempt_kind is not AttemptKind.APPROVED_RECOVERY:
         assert decision.recovery_class is RecoveryClass.NONE
         assert decision.rule.startswith("escalated: a person decides")
+
+
+@given(failures, contexts)
+def test_a_recovery_the_budget_or_policy_would_refuse_is_r3_at_the_failure(
+    failure: Failure, context: RecoveryContext
+) -> None:
+    """Never an R1 or R2 whose attempt cannot start: the evaluation says R3 at once."""
+    refused = RecoveryContext(context.idempotent, context.attempt_kind, "run budget used up")
+    allowed = RecoveryContext(context.idempotent, context.attempt_kind, None)
+    decision = classify(failure, refused)
+    assert decision.recovery_class in (RecoveryClass.R3, RecoveryClass.NONE)
+    if classify(failure, allowed).recovery_class in (RecoveryClass.R1, RecoveryClass.R2):
+        assert decision.recovery_class is RecoveryClass.R3
+        assert "run budget used up" in decision.rule
+    else:
+        assert decision == classify(failure, allowed)  # nothing to refuse: the same decision

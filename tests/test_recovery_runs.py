@@ -172,16 +172,33 @@ def test_5_exhausted_budget_is_skipped(tmp_path: Path, fast_ws: Path) -> None:
         " budget: {max_attempts: 1}}\n"
     )
     assert run_plan(fast_ws, tmp_path, body) == 1
+    # The budget forbids the retry, so the one evaluation says so at the failure: no R1 on
+    # record for a retry that could never start.
     assert story(fast_ws, "t") == [
         "execution/started",
         "execution/failed",
-        "recovery_evaluation/recovery_applied",
-        "budget_check/exhausted",
-        "execution/halted",
         "recovery_evaluation/recovery_skipped",
     ]
     skipped = records_of(fast_ws, "t", "recovery_evaluation", "recovery_skipped")[0]
-    assert skipped["decision_reason"].startswith("R3: budget exhausted")
+    assert skipped["decision_reason"].startswith("R3: timeout, and the attempt a recovery needs")
+    assert "task budget max_attempts=1 used up (1 made)" in skipped["decision_reason"]
+    assert skipped["decision_inputs"]["recovery_class"] == "R3"
+    audit_clean(fast_ws)
+
+
+def test_5e_a_run_budget_that_forbids_the_suggested_recovery_is_r3(
+    tmp_path: Path, fast_ws: Path
+) -> None:
+    body = "meta: {budget: {max_attempts: 1}}\n" + TOOL_ERROR.lstrip()
+    assert run_plan(fast_ws, tmp_path, body) == 1
+    assert story(fast_ws, "t") == [
+        "execution/started",
+        "execution/failed",
+        "recovery_evaluation/recovery_skipped",
+    ]
+    (skipped,) = records_of(fast_ws, "t", "recovery_evaluation", "recovery_skipped")
+    assert "run budget max_attempts=1 used up (1 made)" in skipped["decision_reason"]
+    assert list((fast_ws / "queue" / "pending").iterdir()) == []  # nothing to approve
     audit_clean(fast_ws)
 
 

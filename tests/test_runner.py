@@ -208,8 +208,8 @@ tasks:
 """
 
 
-def _start_runner(tmp_path: Path, ws_path: Path) -> subprocess.Popen[str]:
-    plan = write_plan(tmp_path, LONG)
+def _start_runner(tmp_path: Path, ws_path: Path, body: str = LONG) -> subprocess.Popen[str]:
+    plan = write_plan(tmp_path, body)
     runner = subprocess.Popen(
         [STOIC_BIN, "-w", str(ws_path), "run", str(plan), "--workers", "1"],
         stdout=subprocess.PIPE,
@@ -278,6 +278,33 @@ def test_ctrl_c_stops_running_tasks_and_exits_130(tmp_path: Path, ws_path: Path)
     result = run_stoic_process("-w", str(ws_path), "continue", only_run(ws_path))
     assert result.returncode == 1
     assert {r["task_id"] for r in of_type(ws_path, "execution", "succeeded")} == {"other"}
+
+
+LONE = """
+tasks:
+  - id: slow
+    run: ["sh", "-c", "echo $$ > slow.pid; exec sleep 60"]
+  - id: after
+    run: ["true"]
+    depends_on: [slow]
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_exits_128_plus_its_number_when_the_stopped_task_is_not_idempotent(
+    tmp_path: Path, ws_path: Path, signum: signal.Signals
+) -> None:
+    # The stopped task cannot be retried (side effects unknown), so the graph alone would say
+    # failed; the run was stopped by a person, and says so.
+    runner = _start_runner(tmp_path, ws_path, LONE)
+    runner.send_signal(signum)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signum, out + err
+    assert "was interrupted" in out and "FAILED" not in out
+    (paused,) = of_type(ws_path, "run_lifecycle", "paused")
+    assert paused["decision_inputs"]["status"] == "interrupted"
+    assert signum.name in paused["decision_reason"]
+    assert_audit_clean(ws_path)
 
 
 def test_a_second_runner_on_the_same_run_is_refused(tmp_path: Path, ws_path: Path) -> None:

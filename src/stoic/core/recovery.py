@@ -5,7 +5,8 @@ to bottom, they are the table of DESIGN §7:
 
 - R3 forbidden: policy violation, budget exhausted, safety trigger; the failed attempt was a
   human-approved recovery (loop prevention); partial execution of a non-idempotent task
-  (an interruption counts: its side effects are unknown).
+  (an interruption counts: its side effects are unknown); a recovery whose attempt the budget or
+  policy would refuse (never an R1 or R2 that cannot happen).
 - R2 risky: an automatic retry that also failed; `rate_limited` without retry-after;
   `tool_error`; `quality`; a safe kind on a non-idempotent task whose side effects are unknown.
 - R1 safe: `timeout`, `unavailable`, `rate_limited` with retry-after, `context_overflow`,
@@ -75,6 +76,9 @@ class RecoveryContext:
 
     idempotent: bool
     attempt_kind: AttemptKind = AttemptKind.FIRST
+    retry_refused: str | None = None
+    """The policy or budget rule that would refuse the task's next attempt, if one would: the
+    caller checks it with what the failed attempt spent (the classifier reads no clock)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,7 @@ _FORBIDDEN_KINDS = {
     FailureKind.BUDGET_EXHAUSTED: "budget exhausted",
     FailureKind.SAFETY_TRIGGER: "safety trigger",
 }
+_RISKY_KINDS = frozenset({FailureKind.RATE_LIMITED, FailureKind.TOOL_ERROR, FailureKind.QUALITY})
 _SAFE_KINDS = frozenset(
     {
         FailureKind.TIMEOUT,
@@ -123,42 +128,60 @@ def _partial(failure: Failure) -> bool:
     return failure.partial is Partial.TRUE or failure.kind is FailureKind.INTERRUPTED
 
 
-Rule = tuple[RecoveryClass, Callable[[Failure, RecoveryContext], bool], Callable[[Failure], str]]
+def _needs_attempt(failure: Failure, context: RecoveryContext) -> bool:
+    """Whether the rules below would give R1 or R2: a recovery that runs the task again."""
+    return (
+        context.attempt_kind is AttemptKind.AUTOMATIC_RETRY
+        or _safe_kind(failure)
+        or failure.kind in _RISKY_KINDS
+    )
+
+
+Check = Callable[[Failure, RecoveryContext], bool]
+Rule = tuple[RecoveryClass, Check, Callable[[Failure, RecoveryContext], str]]
 
 RULES: tuple[Rule, ...] = (
     (
         RecoveryClass.R3,
         lambda f, c: f.kind in _FORBIDDEN_KINDS,
-        lambda f: f"{_FORBIDDEN_KINDS[f.kind]} ({f.message}); no recovery is allowed",
+        lambda f, c: f"{_FORBIDDEN_KINDS[f.kind]} ({f.message}); no recovery is allowed",
     ),
     (
         RecoveryClass.R3,
         lambda f, c: c.attempt_kind is AttemptKind.APPROVED_RECOVERY or f.in_recovery,
-        lambda f: "loop prevention: a human-approved recovery failed; the failure stands",
+        lambda f, c: "loop prevention: a human-approved recovery failed; the failure stands",
     ),
     (
         RecoveryClass.NONE,
         lambda f, c: f.kind is FailureKind.ESCALATED,
-        lambda f: "escalated: a person decides through the escalation; nothing is retried",
+        lambda f, c: "escalated: a person decides through the escalation; nothing is retried",
     ),
     (
         RecoveryClass.R3,
         lambda f, c: not c.idempotent and _partial(f),
-        lambda f: (
+        lambda f, c: (
             "partial execution of a non-idempotent task"
             + (" (interrupted: side effects unknown)" if f.kind is FailureKind.INTERRUPTED else "")
             + "; running it again could repeat them"
         ),
     ),
     (
+        RecoveryClass.R3,
+        lambda f, c: c.retry_refused is not None and _needs_attempt(f, c),
+        lambda f, c: (
+            f"{f.kind.value}, and the attempt a recovery needs may not start: {c.retry_refused};"
+            " the failure stands"
+        ),
+    ),
+    (
         RecoveryClass.R2,
         lambda f, c: c.attempt_kind is AttemptKind.AUTOMATIC_RETRY,
-        lambda f: "R1 exhausted, manual intervention suggested",
+        lambda f, c: "R1 exhausted, manual intervention suggested",
     ),
     (
         RecoveryClass.R1,
         lambda f, c: _safe_kind(f) and (c.idempotent or f.partial is Partial.FALSE),
-        lambda f: (
+        lambda f, c: (
             f"{f.kind.value} is safe to retry once"
             + (f" after {f.retry_after_s:g}s" if f.retry_after_s is not None else "")
         ),
@@ -166,7 +189,7 @@ RULES: tuple[Rule, ...] = (
     (
         RecoveryClass.R2,
         lambda f, c: _safe_kind(f),
-        lambda f: (
+        lambda f, c: (
             f"{f.kind.value} on a non-idempotent task whose side effects are unknown;"
             " a retry needs a person's approval"
         ),
@@ -174,17 +197,17 @@ RULES: tuple[Rule, ...] = (
     (
         RecoveryClass.R2,
         lambda f, c: f.kind is FailureKind.RATE_LIMITED,
-        lambda f: "rate limited without a retry-after; a person should choose when to retry",
+        lambda f, c: "rate limited without a retry-after; a person should choose when to retry",
     ),
     (
         RecoveryClass.R2,
         lambda f, c: f.kind is FailureKind.TOOL_ERROR,
-        lambda f: "tool error; another tool is suggested",
+        lambda f, c: "tool error; another tool is suggested",
     ),
     (
         RecoveryClass.R2,
         lambda f, c: f.kind is FailureKind.QUALITY,
-        lambda f: "quality problem; another model or approach is suggested",
+        lambda f, c: "quality problem; another model or approach is suggested",
     ),
 )
 
@@ -193,7 +216,7 @@ def classify(failure: Failure, context: RecoveryContext) -> RecoveryDecision:
     """The one recovery decision for `failure`: the first matching rule, else none."""
     for recovery_class, matches, explain in RULES:
         if matches(failure, context):
-            return RecoveryDecision(recovery_class, explain(failure))
+            return RecoveryDecision(recovery_class, explain(failure, context))
     return RecoveryDecision(RecoveryClass.NONE, f"no applicable recovery for {failure.kind.value}")
 
 

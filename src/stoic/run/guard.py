@@ -110,6 +110,23 @@ class Guard:
         )
         return Admission(refusal=refusal)
 
+    def next_attempt_refusal(
+        self, spec: TaskSpec, *, task_unrecorded: Spent, run_unrecorded: Spent
+    ) -> str | None:
+        """The rule that would refuse the task's next attempt, as its recovery would face it.
+
+        The recovery classifier needs this at the failure (DESIGN §7: never an R1 or R2 that
+        cannot happen). `*_unrecorded` is what is spent but not on record yet: the failed
+        attempt's time and cost, and for the run the retry's delay as well.
+        """
+        rule = policy_violation(self.policy, executor_of(spec), describe_command(spec))
+        if rule is not None or (spec.budget is None and self.run_budget == BudgetLimits()):
+            return rule
+        task_spent, run_spent = self._spent(spec.id)
+        return budget_violation(
+            limits_of(spec.budget), task_spent + task_unrecorded, "task"
+        ) or budget_violation(self.run_budget, run_spent + run_unrecorded, "run")
+
     def _spent(self, task_id: str) -> tuple[Spent, Spent]:
         folder = self.folder
         task = folder.tasks.get(task_id)

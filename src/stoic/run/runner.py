@@ -269,6 +269,11 @@ class Runner:
                     heapq.heappush(ready, heapq.heappop(delayed)[1])
                 batch: list[Decision] = []
                 evaluated: list[_Evaluated] = []
+                ended_cost = (
+                    sum(cost_of(result.details()) for _, result, _ in ended)
+                    if self.guard.run_budget.max_cost is not None
+                    else 0.0
+                )
                 for item, result, outcome in ended:
                     batch.append(made.end_decision(item.attempt, result, outcome))
                     batch += [
@@ -276,15 +281,13 @@ class Runner:
                         for verified in result.verifications
                     ]
                     if result.failure is not None:
-                        record, verdict = self._evaluate_attempt(item, result.failure)
+                        unrecorded = Spent(result.duration_s, 0, cost_of(result.details()))
+                        record, verdict = self._evaluate_attempt(
+                            item, result.failure, unrecorded, ended_cost
+                        )
                         batch.append(record)
                         evaluated.append(verdict)
                 starting: list[_Running] = []
-                ended_cost = (
-                    sum(cost_of(d.details) for d in batch if d.decision_type == "execution")
-                    if self.guard.run_budget.max_cost is not None
-                    else 0.0
-                )
                 halts = 0
                 while ready and len(running) + len(starting) < self.workers:
                     if self.stop_signal is not None:
@@ -409,7 +412,9 @@ class Runner:
     def _finish(self) -> RunReport:
         view = self.folder.view()
         analysis = view.analyse(self.plan.graph)
-        if self.stop_signal is not None and analysis.status is RunStatus.RUNNING:
+        # A signal ends the run as stopped, whatever the stopped tasks' evaluations made of
+        # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
+        if self.stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
             name = signal.Signals(self.stop_signal).name
             status, code, lifecycle = "interrupted", 128 + self.stop_signal, "paused"
             reason = (
@@ -446,17 +451,33 @@ class Runner:
     # -- recovery ----------------------------------------------------------------------------
 
     def _evaluate(
-        self, task_id: str, failure: Failure, kind: AttemptKind, attempt: int, attempt_id: str
+        self,
+        task_id: str,
+        failure: Failure,
+        kind: AttemptKind,
+        attempt: int,
+        attempt_id: str,
+        unrecorded: Spent | None = None,
+        run_cost_unrecorded: float = 0.0,
     ) -> tuple[Decision, RecoveryDecision, float]:
+        """The failure's one evaluation; the budget and policy its recovery would face decide
+        with it (an attempt they would refuse makes it R3 now, not after the retry's delay)."""
         spec = self.specs[task_id]
-        decision = classify(failure, RecoveryContext(spec.is_idempotent, kind))
+        spent = unrecorded or Spent()
+        retry_delay = failure.retry_after_s
+        if retry_delay is None:
+            retry_delay = self.retry_delays.get(failure.kind, 0.0)
+        refused = self.guard.next_attempt_refusal(
+            spec,
+            task_unrecorded=Spent(spent.seconds, 0, spent.cost),
+            run_unrecorded=Spent(retry_delay, 0, run_cost_unrecorded),
+        )
+        decision = classify(failure, RecoveryContext(spec.is_idempotent, kind, refused))
         delay: float | None = None
         hint: str | None = None
         suggestion: dict[str, str] | None = None
         if decision.recovery_class is RecoveryClass.R1:
-            delay = failure.retry_after_s
-            if delay is None:
-                delay = self.retry_delays.get(failure.kind, 0.0)
+            delay = retry_delay
             if failure.kind is FailureKind.CONTEXT_OVERFLOW:
                 hint = "reduce_input"
         elif decision.recovery_class is RecoveryClass.R2:
@@ -475,10 +496,22 @@ class Runner:
         )
         return record, decision, delay or 0.0
 
-    def _evaluate_attempt(self, item: _Running, failure: Failure) -> tuple[Decision, _Evaluated]:
+    def _evaluate_attempt(
+        self,
+        item: _Running,
+        failure: Failure,
+        unrecorded: Spent | None = None,
+        run_cost_unrecorded: float = 0.0,
+    ) -> tuple[Decision, _Evaluated]:
         attempt = item.attempt
         record, decision, delay = self._evaluate(
-            attempt.task_id, failure, item.kind, attempt.attempt, attempt.attempt_id
+            attempt.task_id,
+            failure,
+            item.kind,
+            attempt.attempt,
+            attempt.attempt_id,
+            unrecorded,
+            run_cost_unrecorded,
         )
         return record, _Evaluated(item.index, decision, delay, failure.escalation)
 
