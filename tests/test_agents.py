@@ -48,6 +48,9 @@ echo "done: $2"
 AGENT_TOML = """
 [recovery]
 timeout_retry_delay_seconds = 0.1
+[policy]
+# the fake agent's folder is not passed on by default
+env_passthrough = ["PATH", "HOME", "FAKE_AGENT_DIR"]
 [agents]
 agent_cli = ["fake-agent", "--prompt", "{prompt}", "--tools", "{tools}",
              "--approval", "{approval}", "--role", "{role}"]
@@ -285,7 +288,7 @@ def test_role_approval_rules_apply_to_inferred_roles(
     tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
 ) -> None:
     (ws_path / "stoic.toml").write_text(
-        AGENT_TOML + '[policy]\nrequire_approval = ["role:qa-auditor"]\n'
+        AGENT_TOML.replace("[policy]\n", '[policy]\nrequire_approval = ["role:qa-auditor"]\n')
     )
     plan = "tasks:\n  - id: a\n    agent: auto\n    description: Generate test plan\n"
     assert run_agents(ws_path, tmp_path, plan, agent_env)[0] == 3

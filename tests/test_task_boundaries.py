@@ -136,3 +136,295 @@ def test_audit_names_a_human_decision_made_from_inside_a_task(ws_path: Path) -> 
     assert result.exit_code == 1
     assert "person_inside_task" in result.stdout
     assert "inside task sneak of run run-1" in result.stdout
+
+
+# -- item 6: policy covers every process stoic starts ------------------------------------------
+
+STRICT = '[policy]\nallowed_executors = ["python"]\nforbidden_commands = ["touch"]\n'
+NOOP = "def noop():\n    return 1\n"
+
+
+def test_policy_covers_iterate_checks_and_verifiers(tmp_path: Path, ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text(STRICT)
+    (tmp_path / "steps.py").write_text(NOOP)
+    checked, verified = tmp_path / "checked", tmp_path / "verified"
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        "tasks:\n"
+        f'  - {{id: looped, call: "steps:noop", iterate: {{check: [touch, "{checked}"]}}}}\n'
+        f'  - {{id: checked, call: "steps:noop",'
+        f' verify: [{{id: v, run: [touch, "{verified}"]}}]}}\n',
+    )
+    assert code == 1, out
+    assert not checked.exists() and not verified.exists()
+    blocked = {
+        r["task_id"]: r["decision_inputs"] for r in of_type(ws_path, "policy_check", "blocked")
+    }
+    assert blocked["looped"]["command"] == f"touch {checked}"  # type: ignore[index]
+    assert blocked["checked"]["command"] == f"touch {verified}"  # type: ignore[index]
+    assert "executor 'shell' is not allowed" in blocked["looped"]["rule"]  # type: ignore[index]
+    assert len(of_type(ws_path, "execution", "halted")) == 2
+    assert of_type(ws_path, "execution", "started") == []
+    assert_audit_clean(ws_path)
+
+
+def test_execute_and_rollback_obey_the_policy_on_record(tmp_path: Path, ws_path: Path) -> None:
+    marker = tmp_path / "ran"
+    proposal = propose(ws_path, "touch", str(marker))
+    assert run_cli("-w", str(ws_path), "approve", proposal, "--as", "bob").exit_code == 0
+    (ws_path / "stoic.toml").write_text('[policy]\nforbidden_commands = ["^touch "]\n')
+    refused = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob")
+    assert refused.exit_code == 1
+    assert "refused by policy: command matches forbidden pattern '^touch '" in refused.stderr
+    assert not marker.exists()
+    (blocked,) = of_type(ws_path, "policy_check", "blocked")
+    assert blocked["proposal_id"] == proposal
+    assert of_type(ws_path, "proposal", "execution_started") == []
+    (ws_path / "stoic.toml").write_text('[policy]\nallowed_executors = ["python"]\n')
+    refused = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob")
+    assert "executor 'shell' is not allowed" in refused.stderr
+    assert not marker.exists()
+    assert_audit_clean(ws_path)
+
+
+def test_an_executed_action_sees_the_allowlist_and_its_output_is_masked(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (ws_path / "stoic.toml").write_text('[policy]\nenv_passthrough = ["PATH", "API_TOKEN"]\n')
+    proposal = propose(ws_path, "sh", "-c", "echo token=$API_TOKEN aws=$AWS_SECRET_ACCESS_KEY")
+    assert run_cli("-w", str(ws_path), "approve", proposal, "--as", "bob").exit_code == 0
+    secrets = {"API_TOKEN": "tok-5ecret-value", "AWS_SECRET_ACCESS_KEY": "aws-5ecret-value"}
+    done = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob", env=secrets)
+    assert done.exit_code == 0, done.stderr
+    log = log_path(ws_path).read_text()
+    assert "5ecret" not in log and "5ecret" not in done.stdout
+    (executed,) = of_type(ws_path, "proposal", "executed")
+    assert executed["details"]["output"] == "token=[API_TOKEN masked] aws=\n"  # type: ignore[index]
+
+
+def test_command_notifiers_obey_the_policy_and_the_allowlist(tmp_path: Path, ws_path: Path) -> None:
+    touched, seen = tmp_path / "touched", tmp_path / "env.txt"
+    (ws_path / "stoic.toml").write_text(
+        '[policy]\nforbidden_commands = ["touch"]\n'
+        f'[[notifiers]]\nkind = "command"\ncommand = ["touch", "{touched}"]\n'
+        f'[[notifiers]]\nkind = "command"\ncommand = ["sh", "-c", "env > {seen}"]\n'
+    )
+    stopped = run_cli(
+        "-w", str(ws_path), "stop", "--reason", "checking", env={"DB_PASSWORD": "hunter2-db"}
+    )
+    assert stopped.exit_code == 0, stopped.stderr
+    assert not touched.exists()
+    (failed,) = of_type(ws_path, "notification", "failed")
+    assert "refused by policy: command matches forbidden pattern 'touch'" in str(
+        failed["decision_reason"]
+    )
+    shown = seen.read_text()
+    assert "STOIC_EVENT=paused" in shown
+    assert "hunter2" not in shown
+
+
+def test_a_webhook_is_recorded_without_its_path_and_query(ws_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200 if self.path.startswith("/services/") else 500)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        (ws_path / "stoic.toml").write_text(
+            f'[[notifiers]]\nkind = "webhook"\nurl = "{base}/services/T0/B0/XoXsecret?k=qsecret"\n'
+            f'[[notifiers]]\nkind = "webhook"\nurl = "{base}/hooks/XoXsecret2"\n'
+        )
+        assert run_cli("-w", str(ws_path), "stop", "--reason", "checking").exit_code == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    (sent,) = of_type(ws_path, "notification", "sent")
+    (failed,) = of_type(ws_path, "notification", "failed")
+    assert f"({base}/…)" in str(sent["details"])
+    text = log_path(ws_path).read_text()
+    assert "secret" not in text and "/services" not in text and "/hooks" not in text
+    assert "HTTP 500" in str(failed["decision_reason"])
+
+
+# -- item 7: call: imports only from the plan's folder ----------------------------------------
+
+
+def test_call_cannot_import_a_module_outside_the_plan_folder(tmp_path: Path, ws_path: Path) -> None:
+    marker = tmp_path / "popened"
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        f'tasks:\n  - {{id: sneak, call: "os:popen", params: {{cmd: "touch {marker}"}}}}\n',
+    )
+    assert code == 1, out
+    assert not marker.exists()
+    (blocked,) = of_type(ws_path, "policy_check", "blocked")
+    assert "module 'os' is neither in the plan's folder nor in policy allowed_modules" in str(
+        blocked["decision_inputs"]
+    )
+    assert of_type(ws_path, "execution", "started") == []
+    assert_audit_clean(ws_path)
+
+
+def test_allowed_modules_lets_a_named_package_be_called(tmp_path: Path, ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text('[policy]\nallowed_modules = ["json"]\n')
+    code, out = run_plan(
+        ws_path, tmp_path, 'tasks:\n  - {id: j, call: "json:dumps", params: {obj: [1]}}\n'
+    )
+    assert code == 0, out
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    assert ended["details"]["value"] == "[1]"  # type: ignore[index]
+
+
+def test_call_never_imports_from_the_invoking_shells_folder(tmp_path: Path, ws_path: Path) -> None:
+    """The runner's own working directory is not the plan's folder: a module there is not
+    found, in the runner's check or in the worker."""
+    import os
+    import subprocess
+
+    shell_dir, plan_dir = tmp_path / "shell", tmp_path / "plan"
+    shell_dir.mkdir()
+    plan_dir.mkdir()
+    marker = tmp_path / "imported"
+    (shell_dir / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef f():\n    pass\n")
+    (plan_dir / "plan.yaml").write_text('tasks:\n  - {id: a, call: "evil:f"}\n')
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan_dir / "plan.yaml")],
+        cwd=shell_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": ""},
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert not marker.exists()
+
+
+def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> None:
+    """The worker itself checks, whatever the runner admitted (a plan file shadowing a module
+    the worker has loaded is refused too)."""
+    from stoic.run.attempt import Attempt
+    from stoic.run.python_pool import WorkerPool
+
+    (tmp_path / "json.py").write_text("def dumps(obj):\n    return 'shadow'\n")
+    pool = WorkerPool(1)
+    try:
+        results = [
+            pool.run(
+                call,
+                params,
+                Attempt(
+                    run_id="r",
+                    request_id="r/t",
+                    task_id="t",
+                    attempt=1,
+                    attempt_id=f"a{i}",
+                    log_path=tmp_path / f"a{i}.log",
+                    result_path=tmp_path / f"a{i}.json",
+                    plan_dir=tmp_path,
+                    timeout=60,
+                    output_cap_bytes=1 << 20,
+                    kill_grace_seconds=1,
+                ),
+            )
+            for i, (call, params) in enumerate(
+                [
+                    ("os:getcwd", {}),
+                    ("json:dumps", {"obj": 1}),
+                    ("subprocess:run", {"args": ["true"]}),
+                ]
+            )
+        ]
+    finally:
+        pool.close()
+    messages = [r.failure.message if r.failure else "ran" for r in results]
+    assert "module 'os' is neither in the plan's folder" in messages[0]
+    assert "has the name of a module already loaded" in messages[1]
+    assert "module 'subprocess' is neither in the plan's folder" in messages[2]
+
+
+# -- item 8: the environment allowlist, and nothing secret in the runner's block ---------------
+
+READER = """
+import os
+
+def parent_environ():
+    with open(f"/proc/{os.getppid()}/environ", "rb") as handle:
+        return handle.read().decode(errors="replace")
+
+def own_environ():
+    return dict(os.environ)
+"""
+
+SECRETS = {"SECRET_TOKEN": "tok-5ecret-1", "AWS_SECRET_ACCESS_KEY": "aws-5ecret-2"}
+
+
+def test_tasks_cannot_read_secrets_from_the_runners_environment(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    import os
+    import subprocess
+
+    (ws_path / "stoic.toml").write_text('[policy]\nenv_passthrough = ["PATH", "HOME", "LANG"]\n')
+    (tmp_path / "reader.py").write_text(READER)
+    (tmp_path / "plan.yaml").write_text(
+        "tasks:\n"
+        '  - {id: py, call: "reader:parent_environ"}\n'
+        "  - id: sh\n"
+        "    shell: true\n"
+        "    run: \"tr '\\\\0' '\\\\n' < /proc/$PPID/environ; env\"\n"
+    )
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(tmp_path / "plan.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **SECRETS, "STOIC_ACTOR": "carol"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (ended,) = [r for r in of_type(ws_path, "execution", "succeeded") if r["task_id"] == "py"]
+    parent = str(ended["details"]["value"])  # type: ignore[index]
+    assert "PATH=" in parent  # it did read the runner's block …
+    assert "5ecret" not in parent  # … and found no secret there
+    shell_output = attempt_log(ws_path, "sh")
+    assert "PATH=" in shell_output and "5ecret" not in shell_output
+    assert "5ecret" not in log_path(ws_path).read_text()
+    for log in (ws_path / "runs").rglob("*.log"):
+        assert "5ecret" not in log.read_text()
+
+
+def test_the_default_environment_is_an_allowlist(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "reader.py").write_text(READER)
+    code, out = run_plan_env(
+        ws_path,
+        tmp_path,
+        'tasks:\n  - {id: py, call: "reader:own_environ", env: {DECLARED: "yes"}}\n',
+        {**SECRETS, "LC_TIME": "C", "TZ": "UTC"},
+    )
+    assert code == 0, out
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    seen = ended["details"]["value"]  # type: ignore[index]
+    assert "SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
+    assert seen["DECLARED"] == "yes" and seen["LC_TIME"] == "C" and seen["TZ"] == "UTC"
+    assert "PATH" in seen and seen["STOIC_TASK_ID"] == "py"
+
+
+def run_plan_env(ws_path: Path, folder: Path, body: str, env: dict[str, str]) -> tuple[int, str]:
+    plan = folder / "plan.yaml"
+    plan.write_text(body)
+    result = run_cli("-w", str(ws_path), "run", str(plan), env=env)
+    return result.exit_code, result.stdout + result.stderr

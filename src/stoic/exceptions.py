@@ -13,6 +13,7 @@ uses for it, so the command line can turn any of them into one clear line::
     ├── ProposalNotFound            no proposal has that id
     ├── EscalationNotFound          no escalation has that id
     ├── TransitionRefused           a proposal or escalation cannot take that decision now
+    ├── PolicyRefused               the workspace's policy forbids the process (on record)
     ├── WorkspacePaused             exit 4: new work is refused until a person resumes
     └── WorkspaceError              the workspace cannot do what was asked
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidDecision",
     "LogCorrupt",
     "LogTornTail",
+    "PolicyRefused",
     "ProjectionMismatch",
     "ProposalNotFound",
     "StoicError",
@@ -109,6 +111,10 @@ class EscalationNotFound(StoicError):
 
 class TransitionRefused(StoicError):
     """The proposal or escalation cannot take that decision from where it stands."""
+
+
+class PolicyRefused(StoicError):
+    """The workspace's policy forbids starting that process; the refusal is on record."""
 
 
 class WorkspacePaused(StoicError):

@@ -20,6 +20,7 @@ from stoic.exceptions import StoicError
 __all__ = ["CliState", "app", "main"]
 
 DEFAULT_WORKSPACE = Path(".stoic")
+_own_process = False
 
 app = typer.Typer(
     name="stoic",
@@ -38,6 +39,8 @@ class CliState:
     workspace: Path
     workspace_given: bool
     debug: bool
+    own_process: bool = False
+    """`stoic` is this process (not a caller's `main([...])`): it may re-execute itself."""
 
 
 def _show_version(value: bool) -> None:
@@ -73,6 +76,7 @@ def root(
         workspace=workspace if workspace is not None else DEFAULT_WORKSPACE,
         workspace_given=workspace is not None,
         debug=debug,
+        own_process=_own_process,
     )
 
 
@@ -99,9 +103,15 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `stoic` console script; returns the exit code."""
+    global _own_process
+    _own_process = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
+        if _own_process:
+            from stoic.run.environment import take_held
+
+            take_held()  # what a re-executed stoic holds in memory only
         code = app(args=args, prog_name="stoic", standalone_mode=False)
         return code if isinstance(code, int) else 0
     except SystemExit as exc:

@@ -11,6 +11,7 @@ import typer
 
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import closest
@@ -244,10 +245,12 @@ def execute(
 ) -> None:
     """Run an approved proposal's command; the result lands in the proposal, the log and
     execution_log.md. Exit 1 when the command fails (and the workspace pauses)."""
+    actor = human_actor(as_name)
+    confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
         result = Queue(workspace).execute(
             proposal_id,
-            actor=human_actor(as_name),
+            actor=actor,
             confirmed=confirm == proposal_id,
             again=again,
         )
@@ -261,10 +264,10 @@ def rollback(
     ctx: typer.Context, proposal_id: ProposalId, again: Again = False, as_name: As = None
 ) -> None:
     """Run an executed proposal's rollback command."""
+    actor = human_actor(as_name)
+    confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
-        result = Queue(workspace).execute(
-            proposal_id, actor=human_actor(as_name), rollback=True, again=again
-        )
+        result = Queue(workspace).execute(proposal_id, actor=actor, rollback=True, again=again)
     typer.echo(result.output, nl=False)
     typer.echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
     if result.exit_code != 0:

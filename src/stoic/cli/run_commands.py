@@ -12,9 +12,10 @@ from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
 
 if TYPE_CHECKING:
+    from stoic.core.policy import Policy
     from stoic.run.reporting import Reporter
 
-__all__ = ["register", "show_run_status"]
+__all__ = ["confine_to_workspace_policy", "register", "show_run_status"]
 
 
 Workers = Annotated[
@@ -30,6 +31,33 @@ def _reporter() -> Reporter:
     return LiveReporter(console) if console.is_terminal else PlainReporter(console)
 
 
+def _confine(ctx: typer.Context, policy: Policy) -> None:
+    """A runner re-executes itself with only what its tasks may see in its environment block."""
+    if ctx.obj.own_process:
+        from stoic.run.environment import confine
+
+        confine(policy)
+
+
+def confine_to_workspace_policy(ctx: typer.Context) -> None:
+    """The same for `stoic execute` and `rollback`, by the workspace's policy. A workspace whose
+    settings cannot be read is left to the command itself to report."""
+    from stoic.exceptions import ConfigError
+    from stoic.store.config import load_settings
+    from stoic.store.processes import workspace_policy
+
+    if not ctx.obj.own_process:
+        return
+    path = ctx.obj.workspace / "stoic.toml"
+    if not path.is_file():
+        return
+    try:
+        settings = load_settings(path)
+    except ConfigError:
+        return
+    _confine(ctx, workspace_policy(settings))
+
+
 def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
@@ -38,10 +66,14 @@ def run(
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
     from stoic.plan.loader import read_plan
-    from stoic.run.lifecycle import start_run
+    from stoic.run.lifecycle import plan_policy, start_run
     from stoic.store.queue import Queue
 
     loaded = read_plan(plan)
+    with open_workspace(ctx) as workspace:
+        Queue(workspace).refuse_if_paused("run")
+        policy = plan_policy(workspace, loaded)
+    _confine(ctx, policy)
     with open_workspace(ctx) as workspace:
         Queue(workspace).refuse_if_paused("run")
         report = start_run(workspace, loaded, workers=workers, reporter=_reporter())
@@ -67,9 +99,14 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
-    from stoic.run.lifecycle import continue_run
+    from stoic.run.lifecycle import continue_run, load_run, plan_policy
     from stoic.store.queue import Queue
 
+    actor = human_actor(as_name)
+    with open_workspace(ctx) as workspace:
+        Queue(workspace).refuse_if_paused("continue")
+        policy = plan_policy(workspace, load_run(workspace, run_id)[0])
+    _confine(ctx, policy)
     with open_workspace(ctx) as workspace:
         Queue(workspace).refuse_if_paused("continue")
         report = continue_run(
@@ -78,7 +115,7 @@ def continue_(
             workers=workers,
             reporter=_reporter(),
             approve=approve_suggestion or [],
-            actor=human_actor(as_name),
+            actor=actor,
         )
     raise typer.Exit(report.exit_code)
 

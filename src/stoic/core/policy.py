@@ -8,19 +8,56 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_ENV_PASSTHROUGH",
+    "DEFAULT_SECRET_NAMES",
     "BudgetLimits",
     "Policy",
     "Spent",
     "approval_rule",
     "budget_violation",
     "check_patterns",
+    "mask_secrets",
+    "module_violation",
     "policy_violation",
     "remaining_seconds",
+    "secret_values",
 ]
+
+DEFAULT_ENV_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "TERM",
+    "STOIC_WORKSPACE",
+)
+"""What processes stoic starts see of its environment unless `env_passthrough` says more."""
+
+DEFAULT_SECRET_NAMES = (
+    "*TOKEN*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*CREDENTIAL*",
+    "*_KEY",
+    "*_KEY_*",
+    "*APIKEY*",
+    "*AUTH*",
+    "*COOKIE*",
+    "*SESSION*",
+    "*WEBHOOK*",
+)
+"""Variables whose values are masked wherever stoic records or shows what a process printed."""
+
+_MIN_SECRET_LENGTH = 4
+"""Shorter values ("1", "yes") would mask ordinary text and hide nothing worth hiding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,24 +66,47 @@ class Policy:
 
     allowed_executors: frozenset[str] = frozenset({"shell", "python", "http", "agent"})
     forbidden_commands: tuple[re.Pattern[str], ...] = ()
-    env_passthrough: tuple[tuple[str, ...], ...] = (("*",),)
+    env_passthrough: tuple[tuple[str, ...], ...] = (DEFAULT_ENV_PASSTHROUGH,)
     """Glob lists; a variable reaches tasks when it matches a glob of every list."""
     require_approval: tuple[str, ...] = ()
     """Task-id globs, or `role:NAME` for agent roles, that need a person's approval to start."""
+    allowed_modules: frozenset[str] | None = frozenset()
+    """What `call:` may import besides the plan's folder (packages, or dotted modules in
+    them); None only in a plan's policy that does not narrow the workspace's."""
+    secret_names: tuple[str, ...] = DEFAULT_SECRET_NAMES
+    """Globs of variable names whose values are masked in what is recorded or shown."""
 
     def tighten(self, other: Policy) -> Policy:
         """Both policies at once: a plan can narrow the workspace's policy, never widen it."""
+        if self.allowed_modules is None or other.allowed_modules is None:
+            modules = (
+                self.allowed_modules if other.allowed_modules is None else other.allowed_modules
+            )
+        else:
+            modules = self.allowed_modules & other.allowed_modules
         return Policy(
             allowed_executors=self.allowed_executors & other.allowed_executors,
             forbidden_commands=self.forbidden_commands + other.forbidden_commands,
             env_passthrough=self.env_passthrough + other.env_passthrough,
             require_approval=self.require_approval + other.require_approval,
+            allowed_modules=modules,
+            secret_names=tuple(dict.fromkeys(self.secret_names + other.secret_names)),
         )
 
     def passes_env(self, name: str) -> bool:
         return all(
             any(fnmatch.fnmatchcase(name, glob) for glob in globs) for globs in self.env_passthrough
         )
+
+    def is_secret(self, name: str) -> bool:
+        upper = name.upper()
+        return any(fnmatch.fnmatchcase(upper, glob.upper()) for glob in self.secret_names)
+
+    def module_allowed(self, module: str) -> bool:
+        """Named in `allowed_modules`, itself or a package it is in."""
+        allowed = self.allowed_modules or frozenset()
+        parts = module.split(".")
+        return any(".".join(parts[:end]) in allowed for end in range(1, len(parts) + 1))
 
     @classmethod
     def build(
@@ -55,6 +115,8 @@ class Policy:
         forbidden_commands: Iterable[str],
         env_passthrough: Iterable[str] | None,
         require_approval: Iterable[str] = (),
+        allowed_modules: Iterable[str] | None = (),
+        secret_names: Iterable[str] = DEFAULT_SECRET_NAMES,
     ) -> Policy:
         return cls(
             allowed_executors=(
@@ -63,8 +125,14 @@ class Policy:
                 else cls().allowed_executors
             ),
             forbidden_commands=tuple(re.compile(pattern) for pattern in forbidden_commands),
-            env_passthrough=(tuple(env_passthrough),) if env_passthrough is not None else (("*",),),
+            env_passthrough=(
+                (tuple(env_passthrough),)
+                if env_passthrough is not None
+                else (DEFAULT_ENV_PASSTHROUGH,)
+            ),
             require_approval=tuple(require_approval),
+            allowed_modules=frozenset(allowed_modules) if allowed_modules is not None else None,
+            secret_names=tuple(secret_names),
         )
 
 
@@ -102,6 +170,38 @@ def policy_violation(policy: Policy, executor: str, command: str) -> str | None:
         if pattern.search(command):
             return f"command matches forbidden pattern {pattern.pattern!r}"
     return None
+
+
+def module_violation(policy: Policy, call: str, *, in_plan_folder: bool) -> str | None:
+    """Why `call: module:function` may not be imported, or None.
+
+    The caller says whether the module's top-level package is a file or folder of the plan's
+    folder (I/O this module does not do).
+    """
+    module = call.partition(":")[0]
+    if in_plan_folder or policy.module_allowed(module):
+        return None
+    return (
+        f"module {module!r} is neither in the plan's folder nor in policy allowed_modules"
+        " (call: imports only the plan's own modules and the packages named there)"
+    )
+
+
+def secret_values(policy: Policy, env: Mapping[str, str]) -> dict[str, str]:
+    """The values of the named secrets in `env`, by variable name, longest first."""
+    found = {
+        name: value
+        for name, value in env.items()
+        if len(value) >= _MIN_SECRET_LENGTH and policy.is_secret(name)
+    }
+    return dict(sorted(found.items(), key=lambda item: -len(item[1])))
+
+
+def mask_secrets(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with every secret value replaced by a mark naming its variable."""
+    for name, value in secrets.items():
+        text = text.replace(value, f"[{name} masked]")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

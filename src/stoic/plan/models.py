@@ -93,6 +93,9 @@ class PolicySpec(_Strict):
         default_factory=list, description="Regular expressions over the command line."
     )
     env_passthrough: list[str] | None = None
+    allowed_modules: list[str] | None = Field(
+        None, description="Narrows the packages `call:` may import besides the plan's folder."
+    )
     require_approval: list[str] = Field(
         default_factory=list, description="Task-id globs or role:NAME needing approval."
     )

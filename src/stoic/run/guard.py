@@ -8,9 +8,11 @@ run as its records tell it.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from importlib.machinery import PathFinder
+from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.policy import (
@@ -19,16 +21,47 @@ from stoic.core.policy import (
     Spent,
     approval_rule,
     budget_violation,
+    module_violation,
     policy_violation,
     remaining_seconds,
 )
 from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder
-from stoic.plan.models import Budget, TaskSpec
+from stoic.plan.models import Budget, PolicySpec, TaskSpec, Verifier
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 
-__all__ = ["Admission", "Guard", "budget_exhausted_view", "executor_of", "limits_of"]
+__all__ = [
+    "Admission",
+    "Guard",
+    "budget_exhausted_view",
+    "executor_of",
+    "in_plan_folder",
+    "limits_of",
+    "run_policy",
+]
+
+
+def run_policy(workspace: Policy, spec: PolicySpec | None) -> Policy:
+    """The workspace's policy, narrowed by the plan's own (never widened)."""
+    if spec is None:
+        return workspace
+    return workspace.tighten(
+        Policy.build(
+            spec.allowed_executors,
+            spec.forbidden_commands,
+            spec.env_passthrough,
+            spec.require_approval,
+            spec.allowed_modules,
+            (),
+        )
+    )
+
+
+def in_plan_folder(plan_dir: Path, call: str) -> bool:
+    """Is the top-level package of `call:`'s module a module or package of the plan's folder?"""
+    top = call.partition(":")[0].split(".")[0]
+    return bool(top) and PathFinder.find_spec(top, [str(plan_dir)]) is not None
 
 
 def limits_of(budget: Budget | None) -> BudgetLimits:
@@ -63,8 +96,12 @@ class Guard:
         run_budget: BudgetLimits,
         folder: RunFolder,
         role_of: Callable[[TaskSpec], str | None] = lambda spec: spec.agent,
+        plan_dir: Path | None = None,
+        plan_verifiers: Sequence[Verifier] = (),
     ) -> None:
         self.policy = policy
+        self.plan_dir = plan_dir
+        self.plan_verifiers = list(plan_verifiers)
         self.run_budget = run_budget
         self.folder = folder
         self.role_of = role_of
@@ -86,8 +123,7 @@ class Guard:
         `in_flight` is what the run spent in records not yet written: the attempts that just
         ended and those admitted a moment ago go to disk in the same commit as this start.
         """
-        executor, command = executor_of(spec), describe_command(spec)
-        rule = policy_violation(self.policy, executor, command)
+        rule, executor, command = self._policy_rule(spec)
         check = "policy_check"
         if rule is None and spec.budget is None and self.run_budget == BudgetLimits():
             return Admission()
@@ -119,13 +155,40 @@ class Guard:
         cannot happen). `*_unrecorded` is what is spent but not on record yet: the failed
         attempt's time and cost, and for the run the retry's delay as well.
         """
-        rule = policy_violation(self.policy, executor_of(spec), describe_command(spec))
+        rule = self._policy_rule(spec)[0]
         if rule is not None or (spec.budget is None and self.run_budget == BudgetLimits()):
             return rule
         task_spent, run_spent = self._spent(spec.id)
         return budget_violation(
             limits_of(spec.budget), task_spent + task_unrecorded, "task"
         ) or budget_violation(self.run_budget, run_spent + run_unrecorded, "run")
+
+    def _policy_rule(self, spec: TaskSpec) -> tuple[str | None, str, str]:
+        """The policy rule an attempt of the task breaks, if any, with the executor and command
+        line of the process that breaks it (the task's own when none does)."""
+        for stage_executor, stage_command in self._processes(spec):
+            rule = policy_violation(self.policy, stage_executor, stage_command)
+            if rule is not None:
+                return rule, stage_executor, stage_command
+        rule = None
+        if spec.call is not None and self.plan_dir is not None:
+            here = in_plan_folder(self.plan_dir, spec.call)
+            rule = module_violation(self.policy, spec.call, in_plan_folder=here)
+        return rule, executor_of(spec), describe_command(spec)
+
+    def _processes(self, spec: TaskSpec) -> Iterator[tuple[str, str]]:
+        """Every process an attempt of the task would start, as (executor, command line):
+        the task, its iterate check, its verifiers — policy covers each of them."""
+        yield executor_of(spec), describe_command(spec)
+        if spec.iterate is not None:
+            yield "shell", shlex.join(spec.iterate.check)
+        for verifier in [*self.plan_verifiers, *(spec.verify or ())]:
+            if verifier.agent is not None:
+                yield "agent", f"agent {verifier.agent}"
+            elif isinstance(verifier.run, str):
+                yield "shell", verifier.run
+            elif verifier.run is not None:
+                yield "shell", shlex.join(verifier.run)
 
     def _spent(self, task_id: str) -> tuple[Spent, Spent]:
         folder = self.folder

@@ -16,15 +16,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from stoic.core.graph import TaskState
+from stoic.core.policy import Policy
 from stoic.core.run_state import RunFolder, RunView
 from stoic.exceptions import UsageError, WorkspaceError
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
+from stoic.run.guard import run_policy
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.runner import Runner, RunReport
 from stoic.store.atomic import atomic_write
+from stoic.store.processes import workspace_policy
 from stoic.store.workspace import Workspace
 
 __all__ = [
@@ -63,6 +66,11 @@ def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
 def agent_setup(workspace: Workspace) -> AgentSetup:
     """The workspace's agent roles and profiles; tasks see the runner's PATH."""
     return AgentSetup(workspace.settings.agents, os.environ.get("PATH"))
+
+
+def plan_policy(workspace: Workspace, plan: Plan) -> Policy:
+    """The policy a run of `plan` obeys: the workspace's, narrowed by the plan's."""
+    return run_policy(workspace_policy(workspace.settings), plan.document.meta.policy)
 
 
 def start_run(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +37,8 @@ class _Worker:
         reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
         process = subprocess.Popen(
-            [sys.executable, "-m", "stoic.run.worker", str(request_read), str(reply_write)],
+            # -P: the folder stoic was started from is not on the worker's import path.
+            [sys.executable, "-P", "-m", "stoic.run.worker", str(request_read), str(reply_write)],
             stdin=subprocess.DEVNULL,
             stdout=output_write,
             stderr=output_write,
@@ -66,9 +67,16 @@ class _Worker:
 class WorkerPool:
     """Up to `size` worker processes, started on first use; a dead worker is replaced."""
 
-    def __init__(self, size: int, env: Mapping[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        env: Mapping[bytes, bytes] | None = None,
+        allowed_modules: Iterable[str] = (),
+    ) -> None:
         self.size = size
         self.env = dict(env) if env is not None else None
+        self.allowed_modules = sorted(allowed_modules)
+        """Packages `call:` may import besides the plan's folder (policy allowed_modules)."""
         self._idle: list[_Worker] = []
         self._busy = 0
         self.replaced = 0
@@ -131,6 +139,7 @@ class PythonAttempt:
             "call": call,
             "params": params,
             "plan_dir": str(attempt.plan_dir),
+            "allowed_modules": pool.allowed_modules,
             "env": attempt.stoic_env(),
         }
         try:

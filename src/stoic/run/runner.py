@@ -21,7 +21,7 @@ from pathlib import Path
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
-from stoic.core.policy import Policy, Spent
+from stoic.core.policy import Spent
 from stoic.core.records import Decision
 from stoic.core.recovery import (
     AttemptKind,
@@ -42,6 +42,7 @@ from stoic.run.guard import (
     budget_exhausted_view,
     executor_of,
     limits_of,
+    run_policy,
 )
 from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
@@ -51,6 +52,7 @@ from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
+from stoic.store.processes import allowed_environment, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
@@ -121,36 +123,24 @@ class Runner:
             FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
             FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
         }
-        policy = Policy.build(
-            settings.policy.allowed_executors,
-            settings.policy.forbidden_commands,
-            settings.policy.env_passthrough,
-            settings.policy.require_approval,
-        )
-        spec = plan.document.meta.policy
-        if spec is not None:
-            policy = policy.tighten(
-                Policy.build(
-                    spec.allowed_executors,
-                    spec.forbidden_commands,
-                    spec.env_passthrough,
-                    spec.require_approval,
-                )
-            )
+        policy = run_policy(workspace_policy(settings), plan.document.meta.policy)
         self.policy = policy
         self.specs = {spec.id: spec for spec in plan.tasks}
         agents = AgentSetup(settings.agents, os.environ.get("PATH"))
-        self.guard = Guard(
-            policy, limits_of(plan.document.meta.budget), folder, role_of=agents.role_of
-        )
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
-        self.base_env = {
-            name: value
-            for name, value in os.environb.items()
-            if policy.passes_env(name.decode(errors="replace"))
-        }
-        self.pool = WorkerPool(workers, env=self.base_env)
+        self.guard = Guard(
+            policy,
+            limits_of(plan.document.meta.budget),
+            folder,
+            role_of=agents.role_of,
+            plan_dir=self.plan_dir,
+            plan_verifiers=plan.document.meta.verify or (),
+        )
+        self.base_env = allowed_environment(policy)
+        self.pool = WorkerPool(
+            workers, env=self.base_env, allowed_modules=policy.allowed_modules or ()
+        )
         meta = plan.document.meta
         self.launcher = Launcher(
             base_env=self.base_env,

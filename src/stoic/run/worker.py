@@ -16,7 +16,10 @@ import signal
 import struct
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib.machinery import PathFinder
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -88,6 +91,48 @@ def _call(request: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+def _load(call: str, plan_dir: str, allowed: Sequence[str]) -> Callable[..., Any]:
+    """The function `call:` names, from a module of the plan's folder — or of a package
+    `policy.allowed_modules` names. Anything else (`os:popen`, a module in the invoking shell's
+    folder, a plan file shadowing a module already loaded) is refused."""
+    module_name, _, function_name = call.partition(":")
+    parts = module_name.split(".")
+    named = any(".".join(parts[:end]) in allowed for end in range(1, len(parts) + 1))
+    if not named:
+        top = parts[0]
+        if PathFinder.find_spec(top, [plan_dir]) is None:
+            raise ModuleNotFoundError(
+                f"module {top!r} is neither in the plan's folder {plan_dir} nor in policy"
+                " allowed_modules"
+            )
+        loaded = sys.modules.get(top)
+        if loaded is not None and not _inside(loaded, plan_dir):
+            raise ImportError(
+                f"{top!r} in the plan's folder has the name of a module already loaded from"
+                f" {_origin(loaded)}; rename it"
+            )
+    module = importlib.import_module(module_name)
+    if not named and not _inside(module, plan_dir):
+        raise ImportError(f"{module_name!r} was not found in the plan's folder {plan_dir}")
+    function: Callable[..., Any] = getattr(module, function_name)
+    return function
+
+
+def _origin(module: ModuleType) -> str:
+    spec = module.__spec__
+    if spec is not None and spec.origin not in (None, "built-in", "frozen"):
+        return str(spec.origin)
+    locations = list(getattr(module, "__path__", ()))
+    return locations[0] if locations else "(built in)"
+
+
+def _inside(module: ModuleType, folder: str) -> bool:
+    origin = _origin(module)
+    if origin == "(built in)":
+        return False
+    return Path(origin).resolve().is_relative_to(Path(folder).resolve())
+
+
 def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     from stoic.errors import Escalated, RateLimited, TaskFailure
 
@@ -95,10 +140,8 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     if plan_dir not in sys.path:
         sys.path.insert(0, plan_dir)
     os.chdir(plan_dir)  # a task runs in its plan's folder, as shell tasks do
-    module_name, _, function_name = request["call"].partition(":")
     try:
-        module = importlib.import_module(module_name)
-        function: Callable[..., Any] = getattr(module, function_name)
+        function = _load(request["call"], plan_dir, request.get("allowed_modules", ()))
     except Exception as exc:
         message = f"cannot load {request['call']}: {type(exc).__name__}: {exc}"
         return {"ok": False, "kind": "error", "message": message, "partial": False}

@@ -21,7 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from stoic.core.policy import check_patterns
+from stoic.core.policy import (
+    DEFAULT_ENV_PASSTHROUGH,
+    DEFAULT_SECRET_NAMES,
+    check_patterns,
+)
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
 
@@ -51,6 +55,12 @@ class RunnerSettings(_Section):
     )
     kill_grace_seconds: float = Field(
         5.0, ge=0, description="Time between TERM and KILL when a task is stopped."
+    )
+    task_user: str = Field(
+        "",
+        description="When stoic runs as root: the user (name or uid) tasks, checks, verifiers"
+        ' and agents run as, so they cannot read stoic\'s memory or write its log; "" runs'
+        " them as stoic's own user.",
     )
 
 
@@ -156,8 +166,17 @@ class PolicySettings(_Section):
         description="Regular expressions; a command line that matches one is blocked.",
     )
     env_passthrough: list[str] = Field(
-        ["*"],
-        description="Names (or globs) of the runner's environment variables tasks may see.",
+        list(DEFAULT_ENV_PASSTHROUGH),
+        description="Names (or globs) of stoic's environment variables that every process it"
+        " starts sees (tasks, checks, verifiers, agents, executed actions, command notifiers).",
+    )
+    allowed_modules: list[str] = Field(
+        [],
+        description="Packages (or dotted modules) `call:` may import besides the plan's folder.",
+    )
+    secret_names: list[str] = Field(
+        list(DEFAULT_SECRET_NAMES),
+        description="Globs of variable names whose values are masked in what stoic records.",
     )
     require_approval: list[str] = Field(
         [],

@@ -9,18 +9,19 @@ longest timeout, whatever the notifiers do. A delivery that fails or times out i
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
 from stoic.store.atomic import append_durably
 from stoic.store.log import utc_timestamp
+from stoic.store.processes import ProcessPolicy
 
 if TYPE_CHECKING:
     from stoic.store.config import NotifierSettings
@@ -98,8 +99,35 @@ def _notify_now(
 
 
 def _name(index: int, notifier: NotifierSettings) -> str:
-    where = notifier.url or notifier.path or (" ".join(notifier.command or ()) or "stderr")
+    where = (
+        _where(notifier.url)
+        if notifier.url
+        else notifier.path or (" ".join(notifier.command or ()) or "stderr")
+    )
     return f"{notifier.kind}#{index + 1} ({where})"
+
+
+def _where(url: str) -> str:
+    """A webhook's URL as it may be recorded: scheme and host only, since its path and query
+    are often the secret itself (a Slack webhook URL is)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return (
+        f"{parts.scheme}://{host}{port}/…"
+        if parts.path not in ("", "/") or parts.query
+        else f"{parts.scheme}://{host}{port}"
+    )
+
+
+def _without_url(error: str, notifier: NotifierSettings) -> str:
+    """An error message that may quote the webhook's URL, with the URL cut to its host."""
+    if notifier.url:
+        error = error.replace(notifier.url, _where(notifier.url))
+        parts = urlsplit(notifier.url)
+        if parts.path not in ("", "/"):
+            error = error.replace(parts.path, "/…")
+    return error
 
 
 def _record(
@@ -113,6 +141,8 @@ def _record(
     from stoic.exceptions import StoicError
 
     outcome = "sent" if error is None else "failed"
+    if error is not None:
+        error = _without_url(error, notifier)
     reason = (
         f"Notified {name} of {notice.event.value}."
         if error is None
@@ -164,13 +194,18 @@ def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -
             raise RuntimeError(f"the webhook answered HTTP {response.status_code}")
     else:
         assert notifier.command is not None
+        process = ProcessPolicy.for_command(
+            workspace.settings, notifier.command, extra_env={"STOIC_EVENT": notice.event.value}
+        )
+        if process.refusal is not None:
+            raise RuntimeError(f"refused by policy: {process.refusal}")
         try:
             done = subprocess.run(
                 notifier.command,
                 input=orjson.dumps(json_payload(notice)),
                 capture_output=True,
                 timeout=notifier.timeout,
-                env={**os.environ, "STOIC_EVENT": notice.event.value},
+                env=process.env,
                 check=False,
             )
         except FileNotFoundError:

@@ -49,6 +49,7 @@ from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
 from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
 from stoic.store.notify import notify
+from stoic.store.processes import ProcessPolicy
 from stoic.store.queue_audit import check_queue_files
 
 if TYPE_CHECKING:
@@ -367,6 +368,8 @@ class Queue:
             self.refuse_if_paused("execute")
         shown = shlex.join(argv)
         what = "rollback" if rollback else "action"
+        process = ProcessPolicy.for_command(self.workspace.settings, argv)
+        process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
         # The claim: on record before the command runs, so a second `stoic execute` is refused
         # while this one works, and a process that dies mid-way is known to have begun.
         self.decide(
@@ -385,8 +388,10 @@ class Queue:
                 check=False,
                 cwd=self.root,
                 start_new_session=True,
+                env=process.env,
             )
             code, output = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+            output = process.mask(output)
         except OSError as exc:
             code, output = 127, f"cannot start {argv[0]}: {exc.strerror or exc}"
         result = "success" if code == 0 else "failure"

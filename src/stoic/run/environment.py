@@ -1,0 +1,88 @@
+"""The environment block of a process that starts tasks holds nothing a task may not see.
+
+Any process running as the same user can read `/proc/<pid>/environ` of stoic's runner — the
+block the kernel keeps from the moment of `execve`, whatever the process changed since. So
+before a runner (or `stoic execute`) starts anything, stoic re-executes itself with a block of
+only the variables its policy passes on and stoic's own non-secret settings; the rest is handed
+to the new image through an anonymous memory file, read at once into this process's memory
+(and only there: every process stoic starts is given its environment explicitly) and closed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from stoic.core.policy import Policy
+from stoic.exceptions import UsageError
+
+__all__ = ["HELD_FD_VARIABLE", "OWN_SETTINGS", "confine", "split_environment", "take_held"]
+
+HELD_FD_VARIABLE = b"STOIC_HELD_ENV_FD"
+OWN_SETTINGS = frozenset(
+    {b"STOIC_ACTOR", b"STOIC_WORKSPACE", b"PYTHONPATH", b"PYTHONHOME", b"VIRTUAL_ENV"}
+)
+"""Not secret, and needed by stoic itself after the re-exec (who acts, where, its imports)."""
+
+
+def split_environment(
+    policy: Policy, environ: Mapping[bytes, bytes]
+) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """(what the block may keep, what is held in memory only)."""
+    kept: dict[bytes, bytes] = {}
+    held: dict[bytes, bytes] = {}
+    for name, value in environ.items():
+        visible = policy.passes_env(name.decode(errors="replace")) or name in OWN_SETTINGS
+        (kept if visible else held)[name] = value
+    return kept, held
+
+
+_confined = False
+"""This image is the re-executed one: its block is already what the policy allows."""
+
+
+def confine(policy: Policy) -> None:
+    """Re-execute this process with an environment block that `policy` allows, unless it
+    already has one. Returns only when nothing had to be held back."""
+    if _confined:
+        return
+    kept, held = split_environment(policy, os.environb)
+    if not held:
+        return
+    fd = os.memfd_create("stoic-held-environment", 0)  # inherited by the new image
+    payload = b"".join(name + b"=" + value + b"\0" for name, value in held.items())
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    kept[HELD_FD_VARIABLE] = str(fd).encode()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, kept)
+
+
+def take_held() -> None:
+    """In the re-executed image: the held variables back into memory, the memory file closed."""
+    global _confined  # once per process, at its start
+    raw = os.environb.pop(HELD_FD_VARIABLE, None)
+    if raw is None:
+        return
+    _confined = True
+    chunks: list[bytes] = []
+    try:
+        fd = int(raw)
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    except (ValueError, OSError) as exc:
+        raise UsageError(
+            f"{HELD_FD_VARIABLE.decode()}={raw.decode(errors='replace')} is not the memory file"
+            f" stoic hands to itself ({exc}); unset it"
+        ) from None
+    for entry in b"".join(chunks).split(b"\0"):
+        name, equals, value = entry.partition(b"=")
+        if equals and name not in os.environb:
+            os.environb[name] = value
