@@ -31,6 +31,7 @@ def make_attempt(tmp_path: Path, *, timeout: float | None = None, cap: int = 10_
         attempt_id="a1",
         log_path=tmp_path / "tasks" / "t" / "attempt-1.log",
         result_path=tmp_path / "results" / "t.attempt-1.json",
+        workspace_root=tmp_path,
         plan_dir=tmp_path,
         timeout=timeout,
         output_cap_bytes=cap,

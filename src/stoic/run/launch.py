@@ -131,9 +131,11 @@ def kind_by_output(
     failure = result.failure
     if failure is None or failure.kind is not FailureKind.ERROR or not result.output_bytes:
         return result
+    if result.log_error is not None:
+        return result  # stoic could not keep the output: that, not the output, is the failure
     if spec.call is not None or spec.http is not None:
         return result  # their failures come from exceptions and status codes
-    found = kind_from_output(read_tail(attempt.log_path), patterns)
+    found = kind_from_output(read_tail(attempt.workspace_root, attempt.log_path), patterns)
     if found is None:
         return result
     kind, retry_after = found

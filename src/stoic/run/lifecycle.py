@@ -75,7 +75,7 @@ def start_run(
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
     files.results.mkdir(parents=True)
-    atomic_write(files.plan_copy, plan.text.encode("utf-8"))
+    atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
     workers = workers or workspace.settings.runner.workers
     with _run_lock(files):
         record = workspace.record(
@@ -157,7 +157,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
         }
         number = len(list(files.folder.glob("plan.amended-*.yaml"))) + 1
         copy = files.folder / f"plan.amended-{number}.yaml"
-        atomic_write(copy, amended.text.encode("utf-8"))
+        atomic_write(copy, amended.text.encode("utf-8"), root=files.workspace_root)
     return {
         "plan": str(plan_path),
         "plan_copy": files.relative(copy),

@@ -10,7 +10,6 @@ are folded on top. Missing, stale or unreadable, it is ignored and the log is fo
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.proposals import Proposal, ProposalStatus, QueueState, fold_proposal
+from stoic.exceptions import WorkspaceNotWritable
+from stoic.store.atomic import atomic_write
+from stoic.store.confined import read_confined
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -41,11 +43,8 @@ def write_snapshot(workspace: Workspace, state: QueueState, offset: int, seq: in
     lines = [orjson.dumps(header)]
     for proposal in sorted(state.proposals.values(), key=lambda p: p.created_seq):
         lines.append(orjson.dumps([proposal.created_seq, proposal.to_json()]))
-    path = workspace.root / SNAPSHOT
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):  # a cache that cannot be written is simply not there
-        temp.write_bytes(b"\n".join(lines) + b"\n")
-        temp.replace(path)
+    with contextlib.suppress(WorkspaceNotWritable):  # a cache not written is simply not there
+        atomic_write(workspace.root / SNAPSHOT, b"\n".join(lines) + b"\n", root=workspace.root)
         state.unsaved = 0
 
 
@@ -62,7 +61,7 @@ def _hash_at(workspace: Workspace, offset: int, seq: int) -> str | None:
 def _read(workspace: Workspace, good_end: int) -> tuple[list[bytes], int] | None:
     """The snapshot's proposal lines and its offset, when it still matches the log."""
     try:
-        data = (workspace.root / SNAPSHOT).read_bytes()
+        data = read_confined(workspace.root, workspace.root / SNAPSHOT)
         header_line, _, body = data.partition(b"\n")
         header = orjson.loads(header_line)
         if header.get("version") != _VERSION or not data.endswith(b"\n"):
