@@ -81,7 +81,7 @@ class Launcher:
         if spec.call is not None:
             return self.pool.start(spec.call, dict(spec.params), attempt)
         if spec.http is not None:
-            return HttpAttempt(spec.http, attempt)
+            return HttpAttempt(spec.http, attempt, self.pool)
         if spec.agent is not None:
             argv, env = self.agents.command_for(spec, attempt)
             return self._command(argv, attempt.with_env(env), False)

@@ -37,7 +37,8 @@ class _Worker:
         reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
         process = subprocess.Popen(
-            [sys.executable, "-m", "stoic.run.worker", str(request_read), str(reply_write)],
+            # -P: the folder the runner was started in is not on the worker's import path
+            [sys.executable, "-P", "-m", "stoic.run.worker", str(request_read), str(reply_write)],
             stdin=subprocess.DEVNULL,
             stdout=output_write,
             stderr=output_write,
@@ -91,8 +92,11 @@ class WorkerPool:
         self.replaced += 1
         worker.close()
 
-    def start(self, call: str, params: dict[str, Any], attempt: Attempt) -> PythonAttempt:
-        return PythonAttempt(self, call, params, attempt)
+    def start(
+        self, call: str, params: dict[str, Any], attempt: Attempt, *, trusted: bool = False
+    ) -> PythonAttempt:
+        """`trusted`: a call of stoic's own, imported without the plan's folder on the path."""
+        return PythonAttempt(self, call, params, attempt, trusted=trusted)
 
     def run(
         self,
@@ -114,7 +118,13 @@ class PythonAttempt:
     """One attempt of a Python task in a pooled worker, driven by the event loop."""
 
     def __init__(
-        self, pool: WorkerPool, call: str, params: dict[str, Any], attempt: Attempt
+        self,
+        pool: WorkerPool,
+        call: str,
+        params: dict[str, Any],
+        attempt: Attempt,
+        *,
+        trusted: bool = False,
     ) -> None:
         self.pool = pool
         self.call = call
@@ -132,6 +142,7 @@ class PythonAttempt:
             "params": params,
             "plan_dir": str(attempt.plan_dir),
             "env": attempt.stoic_env(),
+            "trusted": trusted,
         }
         try:
             write_frame(self.worker.request_fd, request)
