@@ -239,3 +239,16 @@ def test_a_decision_log_behind_a_link_is_neither_appended_to_nor_read(
         finally:
             workspace.close()
     assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before
+
+
+def test_a_link_at_runs_makes_no_run_folder_outside(
+    tmp_path: Path, ws_path: Path, outside: Path
+) -> None:
+    (ws_path / "runs").rmdir()
+    (ws_path / "runs").symlink_to(outside)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text('tasks:\n  - {id: a, run: ["true"]}\n')
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 1
+    assert "is a link" in result.stderr and len(result.stderr.splitlines()) == 1
+    _untouched(outside)
