@@ -83,7 +83,7 @@ def _request_from_inside(path: Path, request: EscalationRequest) -> None:
         if isinstance(loaded, dict):
             data = loaded
     data["escalate"] = request.to_json()
-    atomic_write(path, orjson.dumps(data))
+    atomic_write(path, orjson.dumps(data), root=path.parent)  # the task's own file
 
 
 def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> None:

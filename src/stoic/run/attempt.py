@@ -12,6 +12,7 @@ import orjson
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.verification import VerificationOutcome
+from stoic.store.confined import LinkRefused, open_confined
 
 __all__ = [
     "Attempt",
@@ -34,6 +35,8 @@ class Attempt:
     attempt_id: str
     log_path: Path
     result_path: Path
+    workspace_root: Path
+    """Every file of the attempt is below it, reached without following a link (DESIGN §3)."""
     plan_dir: Path
     timeout: float | None
     output_cap_bytes: int
@@ -119,12 +122,18 @@ RESULT_FILE_LIMIT = 64 * 1024
 """A result file is kept whole in its attempt's end record, so it is small (as a Python value)."""
 
 
-def read_result_file(path: Path) -> ResultFile | None:
-    """The result file of an attempt, or None when the task wrote none."""
+def read_result_file(root: Path, path: Path) -> ResultFile | None:
+    """The result file of an attempt, or None when the task wrote none.
+
+    A link at its place (or on the way) is not followed: a task cannot have stoic read a file
+    from elsewhere into the log.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_confined(root, path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except LinkRefused as exc:
+        return ResultFile(error=f"not read: {exc.strerror}")
     except OSError as exc:
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
@@ -144,16 +153,18 @@ def read_result_file(path: Path) -> ResultFile | None:
     return parse_result_file(b"".join(chunks)[: RESULT_FILE_LIMIT + 1])
 
 
-def read_tail(path: Path, limit: int = 64 * 1024) -> str:
-    """The last `limit` bytes of an attempt's log, as text ("" when it wrote nothing)."""
+def read_tail(root: Path, path: Path, limit: int = 64 * 1024) -> str:
+    """The last `limit` bytes of an attempt's log, as text ("" when it wrote nothing, or when
+    what stands there is not the log stoic wrote: a link is never followed)."""
     try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - limit))
-            return handle.read().decode(errors="replace")
-    except FileNotFoundError:
+        fd = open_confined(root, path, os.O_RDONLY)
+    except OSError:
         return ""
+    with os.fdopen(fd, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - limit))
+        return handle.read(limit).decode(errors="replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +190,8 @@ class AttemptResult:
     """The completion summary from the task's `doc:`."""
     summary_error: str | None = None
     """Why the task's `doc:` gave no summary."""
+    log_error: str | None = None
+    """Why the attempt's log could not be written (the attempt failed for it)."""
 
     @property
     def succeeded(self) -> bool:
@@ -209,6 +222,8 @@ class AttemptResult:
             data["summary"] = self.summary
         if self.summary_error is not None:
             data["summary_error"] = self.summary_error
+        if self.log_error is not None:
+            data["log_error"] = self.log_error
         return data
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import threading
-import time
+from dataclasses import replace
 from datetime import UTC, datetime
-
-import httpx
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.plan.models import HttpRequest
 from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.http_call import CUT_NOTE_ROOM
+from stoic.run.loop import drive
+from stoic.run.python_pool import WorkerPool
 
 __all__ = ["DEFAULT_HTTP_TIMEOUT", "HttpAttempt", "call_http", "parse_retry_after"]
 
@@ -40,91 +40,91 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 class HttpAttempt:
-    """One attempt of an HTTP task: the call runs in a thread that wakes the loop when done.
+    """One attempt of an HTTP task: the call runs in a pooled worker process.
 
-    httpx calls block, and an HTTP attempt ends by its own timeout: `stop` takes effect when
-    the call returns.
+    The worker is a process, not a thread, so the attempt's limit is a deadline on the whole
+    call (connection, headers and body together): when it passes, or the run is stopped, the
+    worker is ended like any Python task's, however slowly the server trickles its answer.
+    The body is streamed into the attempt's log up to the cap and never held in memory.
     """
 
-    def __init__(self, request: HttpRequest, attempt: Attempt) -> None:
-        self._read, self._write = os.pipe()
+    def __init__(self, request: HttpRequest, attempt: Attempt, pool: WorkerPool) -> None:
+        limit = request.timeout or attempt.timeout or DEFAULT_HTTP_TIMEOUT
+        if attempt.timeout is not None:
+            limit = min(limit, attempt.timeout)
+        self.shown = f"{request.method} {request.url}"
         self._result: AttemptResult | None = None
-        self._outcome: AttemptResult | None = None
-        self._thread = threading.Thread(
-            target=self._call, args=(request, attempt), name=f"stoic-http-{attempt.task_id}"
+        params = {
+            "method": request.method,
+            "url": request.url,
+            "headers": dict(request.headers),
+            "json_body": request.json_body,
+            "body": request.body,
+            "timeout": limit,
+            "cap": attempt.output_cap_bytes,
+        }
+        inner = replace(
+            attempt, timeout=limit, output_cap_bytes=attempt.output_cap_bytes + CUT_NOTE_ROOM
         )
-        self._thread.start()
-
-    def _call(self, request: HttpRequest, attempt: Attempt) -> None:
-        try:
-            self._outcome = call_http(request, attempt)
-        except Exception as exc:  # reported as the attempt's failure, never lost
-            failure = Failure(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
-            self._outcome = AttemptResult(failure=failure, duration_s=0.0)
-        finally:
-            os.write(self._write, b"x")
+        self._call = pool.start(_CALL, params, inner, trusted=True)
 
     @property
     def result(self) -> AttemptResult | None:
+        if self._result is None and self._call.result is not None:
+            self._result = _judged(self._call.result, self.shown)
         return self._result
 
     def fds(self) -> list[int]:
-        return [] if self._result is not None else [self._read]
+        return self._call.fds()
 
     def deadline(self) -> float | None:
-        return None
+        return self._call.deadline()
 
     def on_ready(self, fd: int) -> None:
-        self._thread.join()
-        os.close(self._read)
-        os.close(self._write)
-        assert self._outcome is not None
-        self._result = self._outcome
+        self._call.on_ready(fd)
 
     def tick(self, now: float) -> None:
-        del now
+        self._call.tick(now)
 
     def stop(self) -> None:
-        """Nothing to do: the call ends by its timeout (30 s unless the task says)."""
+        self._call.stop()
 
 
-def call_http(request: HttpRequest, attempt: Attempt) -> AttemptResult:
-    """Make the request of one attempt, the response body going to the attempt's log."""
-    attempt.log_path.parent.mkdir(parents=True, exist_ok=True)
-    limit = request.timeout or attempt.timeout or DEFAULT_HTTP_TIMEOUT
-    if attempt.timeout is not None:
-        limit = min(limit, attempt.timeout)
-    shown = f"{request.method} {request.url}"
-    started = time.monotonic()
-    content = request.body.encode() if request.body is not None else None
+_CALL = "stoic.run.http_call:perform"
+
+
+def call_http(
+    request: HttpRequest, attempt: Attempt, stop: threading.Event | None = None
+) -> AttemptResult:
+    """Make the request of one attempt to its end, in a worker of its own."""
+    pool = WorkerPool(1)
     try:
-        with httpx.Client(timeout=limit, follow_redirects=False) as client:
-            response = client.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                json=request.json_body if request.body is None else None,
-                content=content,
-            )
-    except httpx.ConnectError as exc:
-        failure = Failure(FailureKind.UNAVAILABLE, f"cannot connect: {exc}", partial=Partial.FALSE)
-        return _ended(failure, started, shown, attempt, b"")
-    except httpx.ConnectTimeout:
+        return drive(HttpAttempt(request, attempt, pool), stop)
+    finally:
+        pool.close()
+
+
+def _judged(ended: AttemptResult, shown: str) -> AttemptResult:
+    """The worker's account of the response, as the attempt's result (DESIGN §7)."""
+    answer = ended.value if ended.failure is None else None
+    if not isinstance(answer, dict):  # the deadline, a stop, a crash or a log that failed
+        return replace(ended, value=None, command=shown)
+    status = answer.get("status")
+    value = {"http_status": status} if isinstance(status, int) else None
+    cut = ended.output_truncated or bool(answer.get("cut"))
+    result = replace(ended, value=value, command=shown, output_truncated=cut)
+    if "failure" in answer:
         failure = Failure(
-            FailureKind.TIMEOUT, f"no connection within {limit:g}s", partial=Partial.FALSE
+            FailureKind(answer["failure"]),
+            str(answer["message"]),
+            partial=Partial.of(answer.get("partial")),
+            http_status=status if isinstance(status, int) else None,
         )
-        return _ended(failure, started, shown, attempt, b"")
-    except httpx.TimeoutException:
-        failure = Failure(FailureKind.TIMEOUT, f"no response within {limit:g}s")
-        return _ended(failure, started, shown, attempt, b"")
-    except httpx.HTTPError as exc:
-        failure = Failure(FailureKind.ERROR, f"{type(exc).__name__}: {exc}")
-        return _ended(failure, started, shown, attempt, b"")
-    status = response.status_code
-    body = response.content
+        return replace(result, failure=failure)
+    assert isinstance(status, int)
     if 200 <= status < 300:
-        return _ended(None, started, shown, attempt, body, status)
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return result
+    retry_after = parse_retry_after(answer.get("retry_after"))
     if status == 429:
         kind, partial = FailureKind.RATE_LIMITED, Partial.FALSE
     elif status == 503:
@@ -137,34 +137,9 @@ def call_http(request: HttpRequest, attempt: Attempt) -> AttemptResult:
         kind, partial = FailureKind.ERROR, Partial.UNKNOWN
     refusal = Failure(
         kind,
-        f"HTTP {status} {response.reason_phrase}".strip(),
+        f"HTTP {status} {answer.get('reason') or ''}".strip(),
         partial=partial,
         retry_after_s=retry_after if status in (429, 503) else None,
         http_status=status,
     )
-    return _ended(refusal, started, shown, attempt, body, status)
-
-
-def _ended(
-    failure: Failure | None,
-    started: float,
-    shown: str,
-    attempt: Attempt,
-    body: bytes,
-    status: int | None = None,
-) -> AttemptResult:
-    cap = attempt.output_cap_bytes
-    with open(attempt.log_path, "wb") as log:  # noqa: PTH123
-        if status is not None:
-            log.write(f"HTTP {status}\n".encode())
-        log.write(body[:cap])
-        if len(body) > cap:
-            log.write(f"\n[stoic: output cut at {cap} bytes]\n".encode())
-    return AttemptResult(
-        failure=failure,
-        duration_s=time.monotonic() - started,
-        output_bytes=min(len(body), cap),
-        output_truncated=len(body) > cap,
-        value={"http_status": status} if status is not None else None,
-        command=shown,
-    )
+    return replace(result, failure=refusal)

@@ -81,7 +81,7 @@ class Launcher:
         if spec.call is not None:
             return self.pool.start(spec.call, dict(spec.params), attempt)
         if spec.http is not None:
-            return HttpAttempt(spec.http, attempt)
+            return HttpAttempt(spec.http, attempt, self.pool)
         if spec.agent is not None:
             argv, env = self.agents.command_for(spec, attempt)
             return self._command(argv, attempt.with_env(env), False)
@@ -131,9 +131,11 @@ def kind_by_output(
     failure = result.failure
     if failure is None or failure.kind is not FailureKind.ERROR or not result.output_bytes:
         return result
+    if result.log_error is not None:
+        return result  # stoic could not keep the output: that, not the output, is the failure
     if spec.call is not None or spec.http is not None:
         return result  # their failures come from exceptions and status codes
-    found = kind_from_output(read_tail(attempt.log_path), patterns)
+    found = kind_from_output(read_tail(attempt.workspace_root, attempt.log_path), patterns)
     if found is None:
         return result
     kind, retry_after = found

@@ -13,12 +13,12 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from stoic.core.graph import TaskState
 from stoic.core.policy import Policy
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import UsageError, WorkspaceError
+from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
@@ -27,6 +27,7 @@ from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.runner import Runner, RunReport
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import confined_dir, open_confined
 from stoic.store.processes import workspace_policy
 from stoic.store.workspace import Workspace
 
@@ -82,8 +83,8 @@ def start_run(
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
-    files.results.mkdir(parents=True)
-    atomic_write(files.plan_copy, plan.text.encode("utf-8"))
+    _make_run_folder(files)
+    atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
     workers = workers or workspace.settings.runner.workers
     with _run_lock(files):
         record = workspace.record(
@@ -165,7 +166,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
         }
         number = len(list(files.folder.glob("plan.amended-*.yaml"))) + 1
         copy = files.folder / f"plan.amended-{number}.yaml"
-        atomic_write(copy, amended.text.encode("utf-8"))
+        atomic_write(copy, amended.text.encode("utf-8"), root=files.workspace_root)
     return {
         "plan": str(plan_path),
         "plan_copy": files.relative(copy),
@@ -261,10 +262,26 @@ def escalation_target(workspace: Workspace, run_id: str, task_id: str) -> Iterat
         yield
 
 
+def _make_run_folder(files: RunFiles) -> None:
+    """A new `runs/<run_id>/results/`, never made through a link planted at `runs/`."""
+    try:
+        with confined_dir(files.workspace_root, PurePath("runs"), create=True) as runs:
+            os.mkdir(files.run_id, 0o755, dir_fd=runs)  # a new run: it is not there yet
+        with confined_dir(
+            files.workspace_root, PurePath(files.relative(files.results)), create=True
+        ):
+            pass
+    except OSError as exc:
+        raise WorkspaceNotWritable(f"cannot create {files.folder}: {exc.strerror or exc}") from exc
+
+
 @contextlib.contextmanager
 def _run_lock(files: RunFiles) -> Iterator[None]:
     """One runner per run: a second `stoic run`/`continue` of the same run is refused."""
-    fd = os.open(files.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = open_confined(files.workspace_root, files.lock_file, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise WorkspaceNotWritable(f"cannot open {files.lock_file}: {exc.strerror or exc}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

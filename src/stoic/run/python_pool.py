@@ -99,8 +99,11 @@ class WorkerPool:
         self.replaced += 1
         worker.close()
 
-    def start(self, call: str, params: dict[str, Any], attempt: Attempt) -> PythonAttempt:
-        return PythonAttempt(self, call, params, attempt)
+    def start(
+        self, call: str, params: dict[str, Any], attempt: Attempt, *, trusted: bool = False
+    ) -> PythonAttempt:
+        """`trusted`: a call of stoic's own, imported without the plan's folder on the path."""
+        return PythonAttempt(self, call, params, attempt, trusted=trusted)
 
     def run(
         self,
@@ -122,7 +125,13 @@ class PythonAttempt:
     """One attempt of a Python task in a pooled worker, driven by the event loop."""
 
     def __init__(
-        self, pool: WorkerPool, call: str, params: dict[str, Any], attempt: Attempt
+        self,
+        pool: WorkerPool,
+        call: str,
+        params: dict[str, Any],
+        attempt: Attempt,
+        *,
+        trusted: bool = False,
     ) -> None:
         self.pool = pool
         self.call = call
@@ -133,7 +142,7 @@ class PythonAttempt:
         self._kill_at: float | None = None
         self._steps = 0
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
-        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes)
+        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root)
         self.worker = pool.checkout()
         request = {
             "call": call,
@@ -141,6 +150,7 @@ class PythonAttempt:
             "plan_dir": str(attempt.plan_dir),
             "allowed_modules": pool.allowed_modules,
             "env": attempt.stoic_env(),
+            "trusted": trusted,
         }
         try:
             write_frame(self.worker.request_fd, request)
@@ -167,6 +177,8 @@ class PythonAttempt:
             return  # the worker was retired while other news of it was pending
         if fd == self.worker.output_fd:
             read_available(fd, self._output)
+            if self._output.error is not None and self._stopped_by is None:
+                self._begin_stop("log")  # output that cannot be kept is not run unwatched
             return
         try:
             reply = read_frame(self.worker.reply_fd)
@@ -176,7 +188,9 @@ class PythonAttempt:
         if reply is None:
             code = self.worker.process.wait()
             self.pool.retire(self.worker)
-            if self._stopped_by == "timeout":
+            if self._stopped_by == "log":
+                self._end(None)  # _end records why
+            elif self._stopped_by == "timeout":
                 failure = Failure(FailureKind.TIMEOUT, f"timed out after {self.attempt.timeout:g}s")
                 self._end(failure)
             elif self._stopped_by == "stop":
@@ -238,9 +252,13 @@ class PythonAttempt:
 
     def _end(self, failure: Failure | None, value: Any = None) -> None:
         self._output.close()
-        result = read_result_file(self.attempt.result_path)
+        result = read_result_file(self.attempt.workspace_root, self.attempt.result_path)
+        failure = combine(failure, result)
+        if self._output.error is not None and self._stopped_by != "stop":
+            # stoic's own failure: what the task says of itself does not change it
+            failure = self._output.failure(None, stopped=self._stopped_by == "log")
         self._result = AttemptResult(
-            failure=combine(failure, result),
+            failure=failure,
             duration_s=time.monotonic() - self.started,
             output_bytes=self._output.written,
             output_truncated=self._output.truncated,
@@ -248,6 +266,7 @@ class PythonAttempt:
             value=value,
             command=self.call,
             steps_completed=self._steps,
+            log_error=self._output.error,
         )
 
     def _crashed(self, message: str) -> None:

@@ -12,8 +12,10 @@ import orjson
 from stoic.core.graph import Analysis, TaskGraph
 from stoic.core.run_state import RunView, reconciliation
 from stoic.core.timeline import run_reconciliation
+from stoic.exceptions import WorkspaceNotWritable
 from stoic.run.attempt import AttemptResult
-from stoic.store.atomic import atomic_write
+from stoic.store.atomic import atomic_write, write_all
+from stoic.store.confined import open_confined
 from stoic.store.log import utc_timestamp
 
 __all__ = ["RunFiles"]
@@ -56,7 +58,11 @@ class RunFiles:
     def write_state(self, view: RunView, graph: TaskGraph, analysis: Analysis) -> None:
         """Replace state.json with the run as the log tells it."""
         document = state_document(view, graph, analysis, self)
-        atomic_write(self.state_file, orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        atomic_write(
+            self.state_file,
+            orjson.dumps(document, option=orjson.OPT_INDENT_2),
+            root=self.workspace_root,
+        )
 
     def append_execution_entry(
         self, task_id: str, attempt: int, result: AttemptResult, outcome: str
@@ -76,11 +82,16 @@ class RunFiles:
             f"- duration: {result.duration_s:.3f} s\n"
             f"- log: {log}\n"
         )
-        if self._execution_log_fd is None:
-            self._execution_log_fd = os.open(
-                self.execution_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-            )
-        os.write(self._execution_log_fd, entry.encode())
+        try:
+            if self._execution_log_fd is None:
+                self._execution_log_fd = open_confined(
+                    self.workspace_root, self.execution_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                )
+            write_all(self._execution_log_fd, entry.encode())
+        except OSError as exc:
+            raise WorkspaceNotWritable(
+                f"cannot write {self.execution_log}: {exc.strerror or exc}"
+            ) from exc
 
 
 def state_document(

@@ -533,6 +533,7 @@ class Runner:
             attempt_id=os.urandom(8).hex(),
             log_path=self.files.attempt_log(spec.id, number),
             result_path=self.files.attempt_result(spec.id, number),
+            workspace_root=self.files.workspace_root,
             plan_dir=self.plan_dir,
             timeout=spec.timeout,
             output_cap_bytes=self.output_cap,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
+from stoic.store.confined import LinkRefused, open_confined
 
 __all__ = ["OutputLog", "ShellAttempt", "read_available", "run_command"]
 
@@ -28,40 +30,72 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 class OutputLog:
-    """An attempt's log: created at the first byte of output, kept up to a cap."""
+    """An attempt's log: created at the first byte of output, kept up to a cap.
 
-    def __init__(self, path: Path, cap: int) -> None:
+    A log that cannot be written (a link or a file in its way, a full or read-only disk, a file
+    size limit) never raises into the runner: `error` says why, later output is only counted,
+    and the attempt that owns the log ends as a failure for it.
+    """
+
+    def __init__(self, path: Path, cap: int, root: Path) -> None:
         self.path = path
         self.cap = cap
+        self.root = root
         self.written = 0
         self.seen = 0
+        self.error: str | None = None
         self._fd: int | None = None
 
     def write(self, chunk: bytes) -> None:
         self.seen += len(chunk)
-        if self.written >= self.cap:
+        if self.error is not None or self.written >= self.cap:
             return
         kept = chunk[: self.cap - self.written]
-        if self._fd is None:
-            os.makedirs(self.path.parent, exist_ok=True)  # noqa: PTH103
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(self._fd, kept)
-        self.written += len(kept)
+        try:
+            if self._fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                self._fd = open_confined(self.root, self.path, flags, create_parents=True)
+            view = memoryview(kept)
+            while view:  # a short write (a size limit, a full disk) is counted as it is
+                written = os.write(self._fd, view)
+                if written == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                self.written += written
+                view = view[written:]
+        except OSError as exc:
+            self.error = f"cannot write the attempt log {self.path}: {exc.strerror or exc}"
+            if isinstance(exc, LinkRefused):
+                self.error = f"cannot write the attempt log: {exc.strerror}"
 
     @property
     def truncated(self) -> bool:
         return self.seen > self.written
 
     def close(self) -> None:
-        if self.truncated and self._fd is not None:
-            note = (
-                f"\n[stoic: output cut at {self.cap} bytes;"
-                f" {self.seen - self.written} more bytes were discarded]\n"
-            )
-            os.write(self._fd, note.encode())
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self.truncated and self.error is None:
+                note = (
+                    f"\n[stoic: output cut at {self.cap} bytes;"
+                    f" {self.seen - self.written} more bytes were discarded]\n"
+                )
+                os.write(fd, note.encode())
+        except OSError as exc:
+            self.error = f"cannot write the attempt log {self.path}: {exc.strerror or exc}"
+        finally:
+            os.close(fd)
+
+    def failure(self, exit_code: int | None, *, stopped: bool) -> Failure:
+        """The failure of an attempt whose log could not be written."""
+        assert self.error is not None
+        return Failure(
+            FailureKind.ERROR,
+            f"{self.error}; the task was stopped" if stopped else self.error,
+            partial=Partial.UNKNOWN,
+            exit_code=exit_code,
+        )
 
 
 def read_available(fd: int, log: OutputLog) -> bool:
@@ -96,7 +130,7 @@ class ShellAttempt:
         self.shell = shell
         self.started = time.monotonic()
         self._result: AttemptResult | None = None
-        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes)
+        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root)
         self._stopped_by: str | None = None
         self._exited_at: float | None = None
         self._kill_at: float | None = None
@@ -174,6 +208,8 @@ class ShellAttempt:
         if not read_available(self._pipe, self._output):
             os.close(self._pipe)
             self._pipe = None
+        if self._output.error is not None and self._stopped_by is None:
+            self._begin_stop("log")  # output that cannot be kept is not run unwatched
 
     def tick(self, now: float) -> None:
         if self._kill_at is not None and now >= self._kill_at:
@@ -208,6 +244,7 @@ class ShellAttempt:
             os.close(self._pipe)
             self._pipe = None
         self._output.close()
+        result = read_result_file(self.attempt.workspace_root, self.attempt.result_path)
         failure: Failure | None = None
         if self._stopped_by == "timeout":
             failure = Failure(
@@ -217,15 +254,19 @@ class ShellAttempt:
             failure = Failure(FailureKind.INTERRUPTED, "stopped by the runner", exit_code=code)
         elif code != 0:
             failure = Failure(FailureKind.ERROR, self._exit_message(code), exit_code=code)
-        result = read_result_file(self.attempt.result_path)
+        failure = combine(failure, result)
+        if self._output.error is not None and self._stopped_by != "stop":
+            # stoic's own failure: what the task says of itself does not change it
+            failure = self._output.failure(code, stopped=self._stopped_by == "log")
         self._result = AttemptResult(
-            failure=combine(failure, result),
+            failure=failure,
             duration_s=time.monotonic() - self.started,
             exit_code=code,
             output_bytes=self._output.written,
             output_truncated=self._output.truncated,
             result=result,
             command=self.shown,
+            log_error=self._output.error,
         )
 
     def _exit_message(self, code: int) -> str:

@@ -10,6 +10,7 @@ a critical or high finding, which escalates.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import time
@@ -31,6 +32,7 @@ from stoic.core.verification import (
 from stoic.plan.models import Iterate, Verifier
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.loop import Handle
+from stoic.store.confined import open_confined
 
 __all__ = ["StagedAttempt", "command_missing"]
 
@@ -278,7 +280,7 @@ class StagedAttempt:
         attempt = self._paths(f"verify-{verifier.id}")
         duration = time.monotonic() - self._verifier_started
         log = self._relative(attempt.log_path) if ended.output_bytes else None
-        outcome = _judge(verifier, ended, attempt.log_path, duration, log)
+        outcome = _judge(verifier, ended, attempt, duration, log)
         self.outcomes.append(outcome)
         self._next_verifier()
 
@@ -308,7 +310,7 @@ def _what(verifier: Verifier) -> str:
 
 
 def _judge(
-    verifier: Verifier, ended: AttemptResult, log_path: Path, duration: float, log: str | None
+    verifier: Verifier, ended: AttemptResult, attempt: Attempt, duration: float, log: str | None
 ) -> VerificationOutcome:
     """Tiers 2 and 3 become incomplete with their reason; a valid report decides."""
 
@@ -337,7 +339,7 @@ def _judge(
                 raise ValueError(f"not a report: {ended.result.error}")
             report = parse_report(ended.result.data)
         else:
-            report = report_from_output(_read(log_path))
+            report = report_from_output(_read(attempt.workspace_root, attempt.log_path))
     except ValueError as exc:
         return skipped(str(exc))
     return VerificationOutcome(
@@ -345,12 +347,15 @@ def _judge(
     )
 
 
-def _read(path: Path) -> bytes:
+def _read(root: Path, path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
-            return handle.read(_REPORT_READ_LIMIT)
+        fd = open_confined(root, path, os.O_RDONLY)
     except FileNotFoundError:
         return b""
+    except OSError as exc:  # a link in its place is not followed: the report is incomplete
+        raise ValueError(f"its output cannot be read: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(_REPORT_READ_LIMIT)
 
 
 def _gate_blocked(task_id: str, blocking: Sequence[VerificationOutcome]) -> Failure:

@@ -137,8 +137,8 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     from stoic.errors import Escalated, RateLimited, TaskFailure
 
     plan_dir = request["plan_dir"]
-    if plan_dir not in sys.path:
-        sys.path.insert(0, plan_dir)
+    if plan_dir not in sys.path and not request.get("trusted"):
+        sys.path.insert(0, plan_dir)  # stoic's own calls never import from the plan's folder
     os.chdir(plan_dir)  # a task runs in its plan's folder, as shell tasks do
     try:
         function = _load(request["call"], plan_dir, request.get("allowed_modules", ()))

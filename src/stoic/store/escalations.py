@@ -191,7 +191,7 @@ class Escalations:
         state.feed([record._asdict()])
         # Under the lock, just appended: the fold is current to the log's end.
         self.workspace.escalation_cache = (state, self.workspace.log.tail_state().good_end)
-        atomic_write(self.briefing_path(escalation_id), text.encode())
+        atomic_write(self.briefing_path(escalation_id), text.encode(), root=self.workspace.root)
         self._write_log(state)
         return state.escalations[escalation_id]
 
@@ -282,7 +282,7 @@ class Escalations:
                     text = self._briefing(
                         item.id, item.request(), item.run_id, item.task_id, facts, date
                     )
-                    atomic_write(path, text.encode())
+                    atomic_write(path, text.encode(), root=self.workspace.root)
                     rebuilt.append(item.id)
             self._write_log(state)
         return rebuilt
@@ -362,7 +362,7 @@ class Escalations:
 
     def _write_log(self, state: EscalationState) -> None:
         text = render_escalation_log(state.escalations.values())
-        atomic_write(self.folder / "escalation-log.md", text.encode())
+        atomic_write(self.folder / "escalation-log.md", text.encode(), root=self.workspace.root)
 
 
 def _risks_of(request: EscalationRequest, context: Sequence[str]) -> tuple[str, ...]:
@@ -443,12 +443,12 @@ def follow_track(workspace: Workspace, escalation: Escalation, track: str) -> st
     if track == "hotfix":
         name = f"hotfix-{day}-{escalation.id.lower()}"
         path = workspace.root / "incidents" / f"{name}.yaml"
-        atomic_write(path, hotfix_plan(incident, name, str(path)).encode())
+        atomic_write(path, hotfix_plan(incident, name, str(path)).encode(), root=workspace.root)
         return f"hotfix plan written to {path}"
     path = workspace.root / "incidents" / "next-cycle.md"
     previous = path.read_text(encoding="utf-8") if path.exists() else "# For the next cycle\n"
     entry = f"\n- {utc_timestamp()[:10]} {escalation.id}: {incident}\n"
-    atomic_write(path, (previous + entry).encode())
+    atomic_write(path, (previous + entry).encode(), root=workspace.root)
     return f"recorded for the next plan in {path}"
 
 

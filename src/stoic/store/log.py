@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
-from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceNotWritable
+from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceError, WorkspaceNotWritable
+from stoic.store.confined import LinkRefused, open_confined
 from stoic.store.provenance import vet
 
 __all__ = ["FileDecisionLog", "LineChunk", "LogLine", "TailState", "TornTail", "utc_timestamp"]
@@ -95,11 +97,14 @@ class FileDecisionLog:
         path: Path,
         lock_path: Path,
         *,
+        root: Path,
         clock: Callable[[], str] = utc_timestamp,
         new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
     ) -> None:
         self.path = path
         self.lock_path = lock_path
+        self.root = root
+        """The workspace: no link inside it is followed to the log or its lock."""
         self._clock = clock
         self._new_id = new_id
         self._mutex = threading.RLock()
@@ -119,11 +124,19 @@ class FileDecisionLog:
     # -- reading -------------------------------------------------------------------------------
 
     def size(self) -> int:
-        return self.path.stat().st_size
+        with self._reader() as handle:
+            return os.fstat(handle.fileno()).st_size
+
+    def _reader(self) -> BinaryIO:
+        try:
+            fd = open_confined(self.root, self.path, os.O_RDONLY)
+        except LinkRefused as exc:
+            raise WorkspaceError(f"cannot read the decision log: {exc.strerror}") from exc
+        return os.fdopen(fd, "rb")
 
     def chunks(self, start: int = 0, end: int | None = None) -> Iterator[LineChunk]:
         """The log between two byte offsets as lists of complete lines, about 1 MiB at a time."""
-        with self.path.open("rb") as handle:
+        with self._reader() as handle:
             if end is None:
                 end = os.fstat(handle.fileno()).st_size
             handle.seek(start)
@@ -162,7 +175,7 @@ class FileDecisionLog:
 
     def lines_reversed(self, end: int) -> Iterator[bytes]:
         """Complete lines before `end` (which must follow a newline), last first."""
-        with self.path.open("rb") as handle:
+        with self._reader() as handle:
             position = end
             carry = b""
             first = True
@@ -183,7 +196,7 @@ class FileDecisionLog:
 
     def tail_state(self) -> TailState:
         """Where the log ends and whether its last line is torn. Reads backwards, no lock."""
-        with self.path.open("rb") as handle:
+        with self._reader() as handle:
             stat = os.fstat(handle.fileno())
             return self._read_tail(handle.fileno(), stat.st_size, (stat.st_ino, stat.st_mtime_ns))
 
@@ -229,7 +242,7 @@ class FileDecisionLog:
             with self._mutex:
                 if shared:
                     try:
-                        lock_fd = os.open(self.lock_path, os.O_RDONLY)
+                        lock_fd = open_confined(self.root, self.lock_path, os.O_RDONLY)
                     except OSError as exc:
                         raise _not_writable(self.lock_path, exc) from exc
                     try:
@@ -247,7 +260,9 @@ class FileDecisionLog:
                     return
                 if self._lock_fd is None:
                     try:
-                        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                        self._lock_fd = open_confined(
+                            self.root, self.lock_path, os.O_RDWR | os.O_CREAT
+                        )
                     except OSError as exc:
                         raise _not_writable(self.lock_path, exc) from exc
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
@@ -335,7 +350,7 @@ class FileDecisionLog:
     def _open_writer(self) -> int:
         if self._writer_fd is None:
             try:
-                self._writer_fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+                self._writer_fd = open_confined(self.root, self.path, os.O_RDWR | os.O_APPEND)
             except OSError as exc:
                 raise _not_writable(self.path, exc) from exc
         return self._writer_fd

@@ -33,6 +33,7 @@ from stoic.core.manifest import (
 from stoic.core.proposals import QueueState
 from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import LinkRefused, open_confined
 from stoic.store.log import utc_timestamp
 
 __all__ = ["MANIFEST", "reflected_seq", "update_manifest", "write_manifest"]
@@ -43,16 +44,18 @@ MANIFEST = Path("manifests/queue_manifest.json")
 def write_manifest(root: Path, state: QueueState) -> None:
     """Lay the whole manifest out from the fold and replace the file atomically."""
     data, _layout = render(state, utc_timestamp())
-    atomic_write(root / MANIFEST, data)
+    atomic_write(root / MANIFEST, data, root=root)
 
 
 def reflected_seq(root: Path) -> int | None:
     """The `last_seq` the manifest on disk reflects: 0 when there is none yet, None when it
     cannot be read as a manifest of this version (that is the audit's to name)."""
     try:
-        fd = os.open(root / MANIFEST, os.O_RDONLY)
+        fd = open_confined(root, root / MANIFEST, os.O_RDONLY)
     except FileNotFoundError:
         return 0
+    except LinkRefused:
+        return None
     try:
         found = _header(fd, os.fstat(fd).st_size)
     finally:
@@ -75,17 +78,17 @@ def update_manifest(root: Path, state: QueueState, proposal_id: str, reflected_s
     """
     path = root / MANIFEST
     try:
-        patched = _patch(path, state, proposal_id, reflected_seq)
+        patched = _patch(root, path, state, proposal_id, reflected_seq)
     except OSError as exc:
         raise WorkspaceNotWritable(f"cannot write {path}: {exc.strerror or exc}") from exc
     if not patched:
         write_manifest(root, state)
 
 
-def _patch(path: Path, state: QueueState, proposal_id: str, reflected_seq: int) -> bool:
+def _patch(root: Path, path: Path, state: QueueState, proposal_id: str, reflected_seq: int) -> bool:
     try:
         # Never write through a link planted in its place: replacing it is safe, following is not.
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+        fd = open_confined(root, path, os.O_RDWR)
     except FileNotFoundError:
         return False
     except OSError as exc:

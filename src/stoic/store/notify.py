@@ -183,7 +183,8 @@ def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -
         sys.stderr.flush()
     elif notifier.kind == "file":
         assert notifier.path is not None
-        append_durably(workspace.root / notifier.path, orjson.dumps(json_payload(notice)) + b"\n")
+        line = orjson.dumps(json_payload(notice)) + b"\n"
+        append_durably(workspace.root / notifier.path, line, root=workspace.root)
     elif notifier.kind == "webhook":
         import httpx  # only here: most commands never send a webhook
 

@@ -20,6 +20,7 @@ from stoic.core.projection import Projection
 from stoic.core.records import GENESIS_HASH
 from stoic.exceptions import LogCorrupt, ProjectionMismatch
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import LinkRefused, read_confined
 from stoic.store.log import FileDecisionLog, utc_timestamp
 
 __all__ = ["ProjectionFile", "ProjectionUnreadable", "Stamp", "parsed_records"]
@@ -63,9 +64,10 @@ def parsed_records(
 class ProjectionFile(Generic[S]):
     """One projection and the file it is kept in."""
 
-    def __init__(self, projection: Projection[S], path: Path) -> None:
+    def __init__(self, projection: Projection[S], path: Path, *, root: Path) -> None:
         self.projection = projection
         self.path = path
+        self.root = root
 
     def initial(self) -> Stamp[S]:
         return Stamp(0, GENESIS_HASH, 0, self.projection.initial())
@@ -73,9 +75,11 @@ class ProjectionFile(Generic[S]):
     def read(self) -> Stamp[S] | None:
         """The stamped state on disk; None when the file is missing."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_confined(self.root, self.path)
         except FileNotFoundError:
             return None
+        except LinkRefused as exc:
+            raise ProjectionUnreadable(exc.strerror) from exc
         try:
             data = orjson.loads(raw)
             if data.get("projection") != self.projection.name:
@@ -106,7 +110,9 @@ class ProjectionFile(Generic[S]):
             "generated_at": utc_timestamp(),
             "state": self.projection.to_json(stamp.state),
         }
-        atomic_write(self.path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        atomic_write(
+            self.path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n", root=self.root
+        )
 
     def advance(self, stamp: Stamp[S], log: FileDecisionLog, end: int) -> Stamp[S]:
         """Fold the records between the stamp's offset and `end` into its state."""

@@ -42,10 +42,12 @@ from stoic.exceptions import (
     ProposalNotFound,
     TransitionRefused,
     UsageError,
+    WorkspaceNotWritable,
     WorkspacePaused,
 )
 from stoic.store import queue_snapshot as snapshot
-from stoic.store.atomic import atomic_write
+from stoic.store.atomic import atomic_write, write_all
+from stoic.store.confined import open_confined
 from stoic.store.log import utc_timestamp
 from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
 from stoic.store.notify import notify
@@ -478,7 +480,9 @@ class Queue:
     def _write_file(self, state: QueueState, proposal_id: str) -> None:
         proposal = state.proposals[proposal_id]
         target = self.root / "queue" / proposal.status.value / f"{proposal_id}.json"
-        atomic_write(target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2))
+        atomic_write(
+            target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2), root=self.root
+        )
         for folder in FOLDERS:
             if folder != proposal.status.value:
                 with contextlib.suppress(FileNotFoundError):
@@ -530,11 +534,15 @@ class Queue:
             f"- result: {result} (exit {code})\n"
             f"- duration: {seconds:.3f} s\n"
         )
-        fd = os.open(self.root / "logs" / "execution_log.md", os.O_WRONLY | os.O_APPEND)
+        path = self.root / "logs" / "execution_log.md"
         try:
-            os.write(fd, entry.encode())
-        finally:
-            os.close(fd)
+            fd = open_confined(self.root, path, os.O_WRONLY | os.O_APPEND)
+            try:
+                write_all(fd, entry.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise WorkspaceNotWritable(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _check_id(proposal_id: str) -> None:

@@ -12,7 +12,6 @@ and `stoic audit --repair` rewrites it.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,9 @@ from stoic.core.proposals import (
     fold_proposal,
     is_proposal_id,
 )
+from stoic.exceptions import WorkspaceNotWritable
+from stoic.store.atomic import atomic_write
+from stoic.store.confined import read_confined
 from stoic.store.log import FileDecisionLog
 
 if TYPE_CHECKING:
@@ -49,11 +51,8 @@ def write_snapshot(workspace: Workspace, state: QueueState, offset: int, seq: in
         return
     header = {"version": _VERSION, "offset": offset, "seq": seq, "hash": hash_at}
     lines = [orjson.dumps(header), *_rows(state)]
-    path = workspace.root / SNAPSHOT
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):  # a cache that cannot be written is simply not there
-        temp.write_bytes(b"\n".join(lines) + b"\n")
-        temp.replace(path)
+    with contextlib.suppress(WorkspaceNotWritable):  # a cache not written is simply not there
+        atomic_write(workspace.root / SNAPSHOT, b"\n".join(lines) + b"\n", root=workspace.root)
         state.unsaved = 0
 
 
@@ -79,7 +78,7 @@ def _hash_at(log: FileDecisionLog, offset: int, seq: int) -> str | None:
 def _read(workspace: Workspace, good_end: int) -> tuple[list[bytes], int] | None:
     """The snapshot's proposal lines and its offset, when it still matches the log."""
     try:
-        data = (workspace.root / SNAPSHOT).read_bytes()
+        data = read_confined(workspace.root, workspace.root / SNAPSHOT)
         header_line, _, body = data.partition(b"\n")
         header = orjson.loads(header_line)
         if header.get("version") != _VERSION or not data.endswith(b"\n"):

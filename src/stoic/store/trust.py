@@ -160,8 +160,8 @@ def raise_flag(
     return False
 
 
-def _append(path: Path, text: str) -> None:
-    append_durably(path, text.encode())
+def _append(root: Path, path: Path, text: str) -> None:
+    append_durably(path, text.encode(), root=root)
 
 
 def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
@@ -178,6 +178,7 @@ def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
         inputs={"kind": "calibration"},
     )
     _append(
+        workspace.root,
         workspace.root / "calibration_log.md",
         f"\n## {utc_timestamp()} — {actor}\n\n{note.strip()}\n",
     )
@@ -215,7 +216,7 @@ def new_incident(
         "## Status\n\n"
         "- [x] detected\n- [ ] investigated\n- [ ] resolved\n- [ ] prevention implemented\n"
     )
-    atomic_write(path, body.encode())
+    atomic_write(path, body.encode(), root=workspace.root)
     workspace.record(
         "red_flag",
         "raised",
@@ -229,6 +230,7 @@ def new_incident(
     workspace.sync_projections()
     if criterion is None:
         _append(
+            workspace.root,
             workspace.root / "calibration_log.md",
             f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}: {title.strip()}\n",
         )

@@ -66,8 +66,10 @@ class Workspace:
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root
         self.settings = settings
-        self.log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE)
-        self.status_file = ProjectionFile(WorkspaceStatusProjection(), root / STATUS_PROJECTION)
+        self.log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE, root=root)
+        self.status_file = ProjectionFile(
+            WorkspaceStatusProjection(), root / STATUS_PROJECTION, root=root
+        )
         self._appended = False
         self._closed = False
         self.queue_cache: tuple[QueueState, int] | None = None
@@ -104,7 +106,9 @@ class Workspace:
                 (staging / name).write_text(text, encoding="utf-8")
             (staging / DECISION_LOG).touch()
             (staging / LOCK_FILE).touch()
-            status = ProjectionFile(WorkspaceStatusProjection(), staging / STATUS_PROJECTION)
+            status = ProjectionFile(
+                WorkspaceStatusProjection(), staging / STATUS_PROJECTION, root=staging
+            )
             status.write(status.initial())
             for made in sorted({staging / name for name in _FOLDERS} | {staging}, reverse=True):
                 fsync_dir(made)
