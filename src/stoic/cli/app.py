@@ -7,6 +7,7 @@ is shown only with `--debug`.
 
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Annotated
 import typer
 
 from stoic import __version__
+from stoic.cli.render import echo
+from stoic.core.text import shortened
 from stoic.exceptions import StoicError
 
 __all__ = ["CliState", "app", "main"]
@@ -108,31 +111,48 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except typer.Abort:
-        typer.echo("stoic: aborted", err=True)
+        echo("stoic: aborted", err=True)
         return 1
     except typer.TyperException as exc:  # a usage error typer found: one line, like ours
         message = exc.format_message()
         if message.startswith("Usage:"):  # a group called without a command: its help
-            typer.echo(message)
+            echo(message)
             return exc.exit_code
         command = getattr(getattr(exc, "ctx", None), "command_path", "stoic")
-        typer.echo(f"{command}: error: {message} (see `{command} --help`)", err=True)
+        echo(f"{command}: error: {shortened(message, 500)} (see `{command} --help`)", err=True)
         return exc.exit_code
     except StoicError as exc:
         if debug:
             raise
-        typer.echo(f"stoic: error: {exc}", err=True)
+        echo(f"stoic: error: {exc}", err=True)
         return exc.exit_code
+    except OSError as exc:
+        if debug:
+            raise
+        if exc.errno == errno.ENAMETOOLONG:  # an id or path given that no filesystem can hold
+            name = shortened(str(exc.filename or ""), 80)
+            echo(
+                f"stoic: error: a name is too long for the filesystem: {name!r} (a file or"
+                " folder name is at most 255 bytes, a path at most 4096; check the ids and paths"
+                " given)",
+                err=True,
+            )
+            return 2
+        return _internal_error(exc)
     except Exception as exc:
         if debug:
             raise
-        typer.echo(
-            f"stoic: internal error: {type(exc).__name__}: {exc} (run with --debug for the"
-            " traceback)",
-            err=True,
-        )
-        return 70
+        return _internal_error(exc)
     return 0
+
+
+def _internal_error(exc: Exception) -> int:
+    echo(
+        f"stoic: internal error: {type(exc).__name__}: {shortened(str(exc), 500)} (run with"
+        " --debug for the traceback)",
+        err=True,
+    )
+    return 70
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import re
 import reprlib
 from typing import Any
 
-__all__ = ["brief_repr", "escape_controls", "shortened"]
+__all__ = ["brief_repr", "escape_controls", "has_controls", "shortened"]
 
 _CONTROLS = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 except tab and newline, DEL, C1 (0x9b is a CSI)
@@ -25,6 +25,11 @@ _CONTROLS = re.compile(
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def has_controls(text: str) -> bool:
+    """Whether `text` holds a character `escape_controls` would escape."""
+    return _CONTROLS.search(text) is not None
 
 
 def escape_controls(text: str) -> str:
