@@ -4,6 +4,7 @@ internal error, a crash, a hang or gigabytes of memory."""
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 from pathlib import Path
@@ -206,3 +207,25 @@ def test_a_workspace_path_too_long_is_a_usage_error(tmp_path: Path, where: str) 
 def stoic_records(ws_path: Path) -> int:
     log = ws_path / "logs" / "decision_log.ndjson"
     return len(log.read_bytes().splitlines()) if log.exists() else 0
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - id: t\n    run: [echo]\n")
+    odd = os.fsencode(tmp_path) + b"/\xff.yaml"
+    os.link(plan, odd)
+    for args in ([b"plan", b"check", b"--json", odd], [b"run", odd], [b"status", b"run-\xff"]):
+        done = subprocess.run(
+            [os.fsencode(STOIC_BIN), b"-w", os.fsencode(tmp_path / "ws"), *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert b"is not UTF-8 text" in done.stderr and done.stderr.count(b"\n") == 1
+
+
+def test_an_argument_holding_nul_is_a_usage_error(ws_path: Path) -> None:
+    result = run_cli("-w", str(ws_path), "status", "run-a\x00b")
+    assert result.exit_code == 2
+    assert "holds a NUL character" in result.stderr

@@ -61,6 +61,7 @@ def test_escape_controls_shows_every_control_and_keeps_text() -> None:
     assert escape_controls(CLEAR + ERASE_ABOVE) == "\\x1b[2J\\x1b[1A\\x1b[2K"
     assert escape_controls(C1_CSI + BIDI + RETURN + "\b") == "\\x9b2J\\u202e\\x0d\\x08"
     assert escape_controls("line one\n\tline two — ünïcode") == "line one\n\tline two — ünïcode"
+    assert escape_controls("name-\udcff") == "name-\\udcff"  # a non-UTF-8 byte of a path
     once = escape_controls(OSC_CLIPBOARD)
     assert escape_controls(once) == once
 

@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `stoic` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    unreadable = _unreadable_argument(args)
+    if unreadable is not None:
+        echo(f"stoic: error: {unreadable}", err=True)
+        return 2
     try:
         code = app(args=args, prog_name="stoic", standalone_mode=False)
         return code if isinstance(code, int) else 0
@@ -144,6 +148,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _internal_error(exc)
     return 0
+
+
+def _unreadable_argument(args: list[str]) -> str | None:
+    """Why an argument cannot be used at all, if one cannot: everything stoic records is UTF-8
+    JSON, and no path holds a NUL, so such an argument is refused before any command runs."""
+    for number, arg in enumerate(args, start=1):
+        if any("\ud800" <= char <= "\udfff" for char in arg):
+            try:
+                raw = arg.encode("utf-8", "surrogateescape")  # the bytes the shell passed
+            except UnicodeEncodeError:
+                raw = arg.encode("utf-8", "backslashreplace")
+            return (
+                f"argument {number} is not UTF-8 text ({shortened(repr(raw), 80)}); stoic records"
+                " only UTF-8 (rename the file, or pass the text as UTF-8)"
+            )
+        if "\0" in arg:
+            return f"argument {number} holds a NUL character, which no name or text may hold"
+    return None
 
 
 def _internal_error(exc: Exception) -> int:
