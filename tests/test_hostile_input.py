@@ -4,6 +4,7 @@ internal error, a crash, a hang or gigabytes of memory."""
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 from pathlib import Path
@@ -111,3 +112,120 @@ def test_a_mapping_used_as_a_key_does_not_swallow_the_keys_after_it(tmp_path: Pa
     assert result.exit_code == 2
     assert f"{plan}:1:2: a key must be a plain value" in result.stderr
     assert "the plan has no tasks" not in result.stderr
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x08", "\ufffe"])
+def test_a_control_character_in_a_plan_is_refused_with_its_place(tmp_path: Path, char: str) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"tasks:\n  - id: t\n    name: ab{char}c\n    run: [echo]\n")
+    result = run_cli("plan", "check", str(plan))
+    assert result.exit_code == 2, result.stderr
+    assert f"{plan}:3:13: character U+{ord(char):04X} is not allowed in YAML" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_a_number_of_thousands_of_digits_in_a_plan_is_refused_with_its_place(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"tasks:\n  - id: t\n    run: [echo]\n    timeout: {'9' * 5000}\n")
+    result = run_cli("plan", "check", str(plan))
+    assert result.exit_code == 2, result.stderr
+    assert f"{plan}:4:14: the number 999" in result.stderr
+    assert "is too large (at most 63 bits)" in result.stderr
+    assert len(result.stderr) < 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"[queue]\nbatch_size = {'9' * 5000}\n", ":2: a number too large to read"),
+        (f"[queue]\nbatch_size = {'9' * 4000}\n", ":2: queue.batch_size: 999"),
+        ("[runner]\nworkers = 99999999999999999999\n", ":2: runner.workers: 9999"),
+        (f"x = {'[' * 5000}{']' * 5000}\n", ":1: arrays or tables nest too deeply"),
+        (f"x = {'{a = ' * 3000}1{'}' * 3000}\n", ":1: arrays or tables nest too deeply"),
+    ],
+)
+def test_a_hostile_stoic_toml_is_one_line_with_file_and_line(
+    ws_path: Path, text: str, message: str
+) -> None:
+    (ws_path / "stoic.toml").write_text(text)
+    result = run_cli("-w", str(ws_path), "status")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"stoic: error: {ws_path / 'stoic.toml'}{message}")
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 500
+
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("continue", f"run-{LONG}"),
+        ("status", f"run-{LONG}"),
+        ("timeline", f"run-{LONG}"),
+        ("propose", "--title", "t", "--reasoning", "r", "--source", LONG, "--", "true"),
+        (
+            "escalate",
+            "--mode",
+            "ambiguity",
+            "--question",
+            "which?",
+            "--run",
+            f"run-{LONG}",
+            "--task",
+            "t",
+        ),
+        ("queue", "show", f"PROP-{LONG}"),
+        ("approve", f"PROP-{LONG}"),
+        ("escalations", "show", f"ESC-{LONG}"),
+        ("plan", "check", f"/tmp/{LONG}/plan.yaml"),
+        ("run", f"/tmp/{LONG}.yaml"),
+    ],
+)
+def test_an_id_or_path_too_long_for_the_filesystem_is_a_usage_error(
+    ws_path: Path, args: tuple[str, ...]
+) -> None:
+    result = run_cli("-w", str(ws_path), *args)
+    assert result.exit_code == 2, result.stderr
+    assert "internal error" not in result.stderr
+    assert result.stderr.count("\n") <= 2 and len(result.stderr) < 800, result.stderr
+    assert stoic_records(ws_path) == 0  # refused before anything was decided
+
+
+@pytest.mark.parametrize("where", ["--workspace", "init"])
+def test_a_workspace_path_too_long_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    long_path = str(tmp_path / LONG / "ws")
+    args = ("init", long_path) if where == "init" else ("-w", long_path, "status")
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.stderr
+    assert "a name is too long for the filesystem" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def stoic_records(ws_path: Path) -> int:
+    log = ws_path / "logs" / "decision_log.ndjson"
+    return len(log.read_bytes().splitlines()) if log.exists() else 0
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - id: t\n    run: [echo]\n")
+    odd = os.fsencode(tmp_path) + b"/\xff.yaml"
+    os.link(plan, odd)
+    for args in ([b"plan", b"check", b"--json", odd], [b"run", odd], [b"status", b"run-\xff"]):
+        done = subprocess.run(
+            [os.fsencode(STOIC_BIN), b"-w", os.fsencode(tmp_path / "ws"), *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert b"is not UTF-8 text" in done.stderr and done.stderr.count(b"\n") == 1
+
+
+def test_an_argument_holding_nul_is_a_usage_error(ws_path: Path) -> None:
+    result = run_cli("-w", str(ws_path), "status", "run-a\x00b")
+    assert result.exit_code == 2
+    assert "holds a NUL character" in result.stderr

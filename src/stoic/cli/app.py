@@ -7,6 +7,7 @@ is shown only with `--debug`.
 
 from __future__ import annotations
 
+import errno
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Annotated
 import typer
 
 from stoic import __version__
+from stoic.cli.render import echo
+from stoic.core.text import shortened
 from stoic.exceptions import StoicError
 
 __all__ = ["CliState", "app", "main"]
@@ -107,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     _own_process = argv is None
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    unreadable = _unreadable_argument(args)
+    if unreadable is not None:
+        echo(f"stoic: error: {unreadable}", err=True)
+        return 2
     try:
         if _own_process:
             from stoic.run.environment import take_held
@@ -118,31 +125,66 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except typer.Abort:
-        typer.echo("stoic: aborted", err=True)
+        echo("stoic: aborted", err=True)
         return 1
     except typer.TyperException as exc:  # a usage error typer found: one line, like ours
         message = exc.format_message()
         if message.startswith("Usage:"):  # a group called without a command: its help
-            typer.echo(message)
+            echo(message)
             return exc.exit_code
         command = getattr(getattr(exc, "ctx", None), "command_path", "stoic")
-        typer.echo(f"{command}: error: {message} (see `{command} --help`)", err=True)
+        echo(f"{command}: error: {shortened(message, 500)} (see `{command} --help`)", err=True)
         return exc.exit_code
     except StoicError as exc:
         if debug:
             raise
-        typer.echo(f"stoic: error: {exc}", err=True)
+        echo(f"stoic: error: {exc}", err=True)
         return exc.exit_code
+    except OSError as exc:
+        if debug:
+            raise
+        if exc.errno == errno.ENAMETOOLONG:  # an id or path given that no filesystem can hold
+            name = shortened(str(exc.filename or ""), 80)
+            echo(
+                f"stoic: error: a name is too long for the filesystem: {name!r} (a file or"
+                " folder name is at most 255 bytes, a path at most 4096; check the ids and paths"
+                " given)",
+                err=True,
+            )
+            return 2
+        return _internal_error(exc)
     except Exception as exc:
         if debug:
             raise
-        typer.echo(
-            f"stoic: internal error: {type(exc).__name__}: {exc} (run with --debug for the"
-            " traceback)",
-            err=True,
-        )
-        return 70
+        return _internal_error(exc)
     return 0
+
+
+def _unreadable_argument(args: list[str]) -> str | None:
+    """Why an argument cannot be used at all, if one cannot: everything stoic records is UTF-8
+    JSON, and no path holds a NUL, so such an argument is refused before any command runs."""
+    for number, arg in enumerate(args, start=1):
+        if any("\ud800" <= char <= "\udfff" for char in arg):
+            try:
+                raw = arg.encode("utf-8", "surrogateescape")  # the bytes the shell passed
+            except UnicodeEncodeError:
+                raw = arg.encode("utf-8", "backslashreplace")
+            return (
+                f"argument {number} is not UTF-8 text ({shortened(repr(raw), 80)}); stoic records"
+                " only UTF-8 (rename the file, or pass the text as UTF-8)"
+            )
+        if "\0" in arg:
+            return f"argument {number} holds a NUL character, which no name or text may hold"
+    return None
+
+
+def _internal_error(exc: Exception) -> int:
+    echo(
+        f"stoic: internal error: {type(exc).__name__}: {shortened(str(exc), 500)} (run with"
+        " --debug for the traceback)",
+        err=True,
+    )
+    return 70
 
 
 if __name__ == "__main__":

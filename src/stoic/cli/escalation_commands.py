@@ -13,6 +13,7 @@ import typer
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.log_commands import open_workspace
 from stoic.cli.queue_commands import incident_app
+from stoic.cli.render import echo, echo_json
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
 from stoic.exceptions import UsageError
 from stoic.store.atomic import atomic_write
@@ -58,7 +59,7 @@ def escalate(
     result_file = os.environ.get("STOIC_RESULT")
     if run is None and result_file:
         _request_from_inside(Path(result_file), request)
-        typer.echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
+        echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
         return
     actor = proposer_actor(as_name)
     with open_workspace(ctx) as workspace, contextlib.ExitStack() as held:
@@ -88,15 +89,15 @@ def _request_from_inside(path: Path, request: EscalationRequest) -> None:
 
 def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> None:
     if as_json:
-        typer.echo(orjson.dumps(escalation.to_json()).decode())
+        echo_json(orjson.dumps(escalation.to_json()).decode())
         return
     if created:
-        typer.echo(escalation.id)
-        typer.echo(f"briefing: escalations/{escalation.id}.md", err=True)
+        echo(escalation.id)
+        echo(f"briefing: escalations/{escalation.id}.md", err=True)
         return
     state = "open" if escalation.open else f"{escalation.decision} by {escalation.decided_by}"
     where = f" [{escalation.run_id}/{escalation.task_id}]" if escalation.task_id else ""
-    typer.echo(f"{escalation.id} {escalation.mode.value} ({state}){where}: {escalation.question}")
+    echo(f"{escalation.id} {escalation.mode.value} ({state}){where}: {escalation.question}")
 
 
 escalations_app = typer.Typer(
@@ -120,10 +121,10 @@ def escalations(
         state = Escalations(workspace).state()
     rows = [e for e in state.escalations.values() if e.open or not open_only]
     if as_json:
-        typer.echo(orjson.dumps([row.to_json() for row in rows]).decode())
+        echo_json(orjson.dumps([row.to_json() for row in rows]).decode())
         return
     if not rows:
-        typer.echo("no open escalations" if open_only else "no escalations")
+        echo("no open escalations" if open_only else "no escalations")
     for row in rows:
         _print(row, False)
 
@@ -146,10 +147,10 @@ def show(
             raise UsageError(
                 f"{path} is missing: `stoic audit --repair` writes it again from the log"
             )
-        typer.echo(path.read_text(encoding="utf-8"), nl=False)
+        echo(path.read_text(encoding="utf-8"), nl=False)
         if not escalation.open:
-            typer.echo(f"\n**Decision:** {escalation.decision} by {escalation.decided_by}")
-            typer.echo(f"**Outcome:** {escalation.outcome or escalation.note}")
+            echo(f"\n**Decision:** {escalation.decision} by {escalation.decided_by}")
+            echo(f"**Outcome:** {escalation.outcome or escalation.note}")
 
 
 @escalations_app.command("answer")
@@ -197,9 +198,9 @@ def answer(
     if as_json:
         _print(escalation, True)
         return
-    typer.echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
+    echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
     if escalation.run_id and not escalation.open:
-        typer.echo(f"next: stoic continue {escalation.run_id}")
+        echo(f"next: stoic continue {escalation.run_id}")
 
 
 @incident_app.command("report")
@@ -217,8 +218,8 @@ def incident_report(
         escalation, done = report_incident(
             workspace, description, track=track, actor=human_actor(as_name)
         )
-    typer.echo(escalation.id)
-    typer.echo(done or f"briefing: escalations/{escalation.id}.md (which track?)")
+    echo(escalation.id)
+    echo(done or f"briefing: escalations/{escalation.id}.md (which track?)")
 
 
 def register(app: typer.Typer) -> None:

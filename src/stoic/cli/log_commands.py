@@ -11,11 +11,10 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from stoic.cli.app import CliState
+from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.pause import Criterion
 from stoic.core.records import Record
@@ -24,7 +23,7 @@ from stoic.exceptions import StoicError, UsageError
 from stoic.store.trust import pause
 from stoic.store.workspace import Workspace
 
-__all__ = ["register"]
+__all__ = ["console_for_output", "open_workspace", "register"]
 
 _TABLE_CHUNK = 500
 
@@ -41,14 +40,14 @@ def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
     with contextlib.suppress(StoicError):
         paused = workspace.status().paused
         if paused is not None:
-            typer.echo(
+            echo(
                 f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
                 " (`stoic resume` after dealing with it)",
                 err=True,
             )
     torn = workspace.torn_tail
     if torn is not None:
-        typer.echo(
+        echo(
             f"stoic: warning: {torn.describe(workspace.log.path)}; run `stoic audit --repair`",
             err=True,
         )
@@ -66,8 +65,8 @@ def init(
     target = directory if directory is not None else _state(ctx).workspace
     workspace = Workspace.init(target)
     workspace.close()
-    typer.echo(f"Created a stoic workspace at {workspace.root}")
-    typer.echo(f"Settings: {workspace.root / 'stoic.toml'} (every setting shows its default)")
+    echo(f"Created a stoic workspace at {workspace.root}")
+    echo(f"Settings: {workspace.root / 'stoic.toml'} (every setting shows its default)")
 
 
 def log(
@@ -115,14 +114,6 @@ def log(
         _print_table(records)
 
 
-def console_for_output() -> Console:
-    """A terminal console; piped output gets wide lines, which `grep` reads better than wraps."""
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 200))
-    return console
-
-
 def _print_table(records: Iterable[Record]) -> None:
     console = console_for_output()
     iterator: Iterator[Record] = iter(records)
@@ -142,10 +133,10 @@ def _print_table(records: Iterable[Record]) -> None:
             table.add_row(  # Text, not markup: actors and reasons hold anything
                 str(record.seq),
                 record.decided_at[:19].replace("T", " "),
-                Text(f"{record.decision_type}/{outcome}", style=style),
-                Text(record.actor),
-                Text(link),
-                Text(record.decision_reason),
+                plain_text(f"{record.decision_type}/{outcome}", style=style),
+                plain_text(record.actor),
+                plain_text(link),
+                plain_text(record.decision_reason),
             )
         console.print(table)
         shown += len(chunk)
@@ -196,7 +187,7 @@ def audit(
         with contextlib.suppress(StoicError):
             already = workspace.status().paused
             if already is not None:
-                typer.echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
+                echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
         report = workspace.audit(repair=repair, anchors=anchors)
         _notify_head(workspace, report)
         if not report.ok:
@@ -210,16 +201,16 @@ def audit(
                     inputs={"violations": len(report.violations)},
                 )
     if paused:
-        typer.echo("stoic: the workspace is now paused: the audit failed", err=True)
+        echo("stoic: the workspace is now paused: the audit failed", err=True)
     if as_json:
-        typer.echo(orjson.dumps(report.to_dict()).decode(), err=head)
+        echo_json(orjson.dumps(report.to_dict()).decode(), err=head)
     else:
         _print_report(report, repair=repair, err=head)
     if head:
         if report.head is None:
-            typer.echo("stoic: the log is empty: there is no head to anchor yet", err=True)
+            echo("stoic: the log is empty: there is no head to anchor yet", err=True)
         else:
-            typer.echo(str(report.head))
+            echo(str(report.head))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -249,30 +240,30 @@ def _notify_head(workspace: Workspace, report: AuditReport) -> None:
 
 
 def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> None:
-    def echo(text: str) -> None:
-        typer.echo(text, err=err)
+    def say(text: str) -> None:
+        echo(text, err=err)
 
     if report.repaired is not None:
-        echo(
+        say(
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
             f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
             f" recorded as seq {report.repaired['seq']}."
         )
     elif repair and not report.ok:
-        echo(
+        say(
             "Nothing was repaired: the log itself is damaged. Repair only removes a torn last"
             " line and rebuilds projections; a bad record before the last is never changed."
         )
     if report.ok:
-        echo(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
+        say(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
         return
     count = len(report.violations)
-    echo(
+    say(
         f"Audit FAILED: {count} violation{'s' if count != 1 else ''}"
         f" in {report.records} records (last seq {report.last_seq}):"
     )
     for violation in report.violations:
-        echo(f"  {violation.describe()}")
+        say(f"  {violation.describe()}")
 
 
 def status(
@@ -307,7 +298,7 @@ def status(
             ),
             "batch_size": batch_size,
         }
-        typer.echo(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
+        echo_json(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
     console = console_for_output()
     console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)

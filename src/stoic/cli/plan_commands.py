@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
+from stoic.cli.render import echo, echo_json
 from stoic.plan.check import CheckStatus, PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.plan.models import PlanDocument
@@ -45,11 +46,11 @@ def check(
         verdict = invalid_plan_check(str(plan), exc.errors)
         if not as_json:
             for error in exc.errors:
-                typer.echo(error.format(plan), err=True)
-            typer.echo(f"{plan}: invalid ({len(exc.errors)} errors)", err=True)
+                echo(error.format(plan), err=True)
+            echo(f"{plan}: invalid ({len(exc.errors)} errors)", err=True)
             raise typer.Exit(2) from None
     if as_json:
-        typer.echo(orjson.dumps(verdict.to_json()).decode())
+        echo_json(orjson.dumps(verdict.to_json()).decode())
     else:
         _print_verdict(verdict)
     raise typer.Exit(verdict.status.exit_code)
@@ -69,25 +70,25 @@ def _agent_setup(ctx: typer.Context) -> AgentSetup:
 
 
 def _print_verdict(verdict: PlanCheck) -> None:
-    typer.echo(f"{verdict.plan}: {verdict.status.value}")
+    echo(f"{verdict.plan}: {verdict.status.value}")
     if verdict.runnable:
-        typer.echo(f"  runnable: {', '.join(verdict.runnable)}")
+        echo(f"  runnable: {', '.join(verdict.runnable)}")
     if verdict.waiting:
-        typer.echo(f"  waiting: {', '.join(verdict.waiting)}")
+        echo(f"  waiting: {', '.join(verdict.waiting)}")
     if verdict.awaiting_human:
-        typer.echo(f"  awaiting a human: {', '.join(verdict.awaiting_human)}")
+        echo(f"  awaiting a human: {', '.join(verdict.awaiting_human)}")
     if verdict.failed:
-        typer.echo(f"  failed: {', '.join(verdict.failed)}")
+        echo(f"  failed: {', '.join(verdict.failed)}")
     for task, roots in verdict.blocked:
-        typer.echo(f"  blocked: {task} (by {', '.join(roots)})")
+        echo(f"  blocked: {task} (by {', '.join(roots)})")
     if verdict.status is CheckStatus.FAILED:
-        typer.echo("  No task can run again: every remaining task is blocked by a failed task.")
+        echo("  No task can run again: every remaining task is blocked by a failed task.")
 
 
 def schema() -> None:
     """Print the JSON Schema of the plan format, for editors and linters."""
     document = PlanDocument.model_json_schema(by_alias=True)
-    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
 def register(app: typer.Typer) -> None:

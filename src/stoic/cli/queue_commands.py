@@ -11,6 +11,7 @@ import typer
 
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.cli.render import echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal, ProposalStatus
@@ -44,9 +45,9 @@ Again = Annotated[
 
 def _print(proposal: Proposal, as_json: bool) -> None:
     if as_json:
-        typer.echo(orjson.dumps(proposal.to_json()).decode())
+        echo_json(orjson.dumps(proposal.to_json()).decode())
         return
-    typer.echo(f"{proposal.id} {proposal.status.value}: {proposal.title}")
+    echo(f"{proposal.id} {proposal.status.value}: {proposal.title}")
 
 
 def propose(
@@ -94,11 +95,9 @@ def propose(
     if as_json:
         _print(proposal, True)
         return
-    typer.echo(proposal.id)
+    echo(proposal.id)
     if proposal.action is not None and proposal.rollback is None:
-        typer.echo(
-            f"note: {proposal.id} has no rollback action: it cannot be rolled back", err=True
-        )
+        echo(f"note: {proposal.id} has no rollback action: it cannot be rolled back", err=True)
 
 
 queue_app = typer.Typer(
@@ -135,7 +134,7 @@ def queue(
         rows = [p for p in rows if p.status.value == status]
     if as_json:
         document: list[dict[str, Any]] = [p.to_json() for p in rows]
-        typer.echo(orjson.dumps(document).decode())
+        echo_json(orjson.dumps(document).decode())
         return
     console = console_for_output()
     if not rows:
@@ -189,7 +188,7 @@ def show(
             f" {proposal.running['by']}, no result on record yet"
         )
     for line in lines:
-        typer.echo(line)
+        echo(line)
 
 
 def _decide(
@@ -197,7 +196,7 @@ def _decide(
 ) -> None:
     with open_workspace(ctx) as workspace:
         proposal = Queue(workspace).decide(proposal_id, outcome, actor=actor, reason=reason)
-    typer.echo(f"{proposal.id} is {proposal.status.value}.")
+    echo(f"{proposal.id} is {proposal.status.value}.")
 
 
 ProposalId = Annotated[str, typer.Argument(help="PROP-YYYYMMDD-NNN", show_default=False)]
@@ -254,8 +253,8 @@ def execute(
             confirmed=confirm == proposal_id,
             again=again,
         )
-    typer.echo(result.output, nl=False)
-    typer.echo(f"{proposal_id} executed: exit {result.exit_code}.")
+    echo(result.output, nl=False)
+    echo(f"{proposal_id} executed: exit {result.exit_code}.")
     if result.exit_code != 0:
         raise typer.Exit(1)
 
@@ -268,8 +267,8 @@ def rollback(
     confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
         result = Queue(workspace).execute(proposal_id, actor=actor, rollback=True, again=again)
-    typer.echo(result.output, nl=False)
-    typer.echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
+    echo(result.output, nl=False)
+    echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
     if result.exit_code != 0:
         raise typer.Exit(1)
 
@@ -282,7 +281,7 @@ def stop(
     """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
     with open_workspace(ctx) as workspace:
         pause(workspace, reason=reason, criterion=Criterion.HUMAN_STOP, actor=human_actor(as_name))
-    typer.echo(f"Paused: {reason}")
+    echo(f"Paused: {reason}")
 
 
 def resume_(
@@ -312,7 +311,7 @@ def resume_(
             actor=human_actor(as_name),
             batch_size=batch_size,
         )
-    typer.echo(f"Resumed ({procedure}).")
+    echo(f"Resumed ({procedure}).")
 
 
 def flag(
@@ -330,7 +329,7 @@ def flag(
         raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
     with open_workspace(ctx) as workspace:
         paused = raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
-    typer.echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
+    echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
 
 
 def calibrate_(
@@ -341,7 +340,7 @@ def calibrate_(
     """Append a calibration note to calibration_log.md (and record it)."""
     with open_workspace(ctx) as workspace:
         calibrate(workspace, note=note, actor=human_actor(as_name))
-    typer.echo("Noted in calibration_log.md.")
+    echo("Noted in calibration_log.md.")
 
 
 incident_app = typer.Typer(name="incident", help="Incident records.", rich_markup_mode=None)
@@ -365,7 +364,7 @@ def incident_new(
             description=description,
             actor=human_actor(as_name),
         )
-    typer.echo(str(path))
+    echo(str(path))
 
 
 def register(app: typer.Typer) -> None:

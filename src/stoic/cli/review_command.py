@@ -11,6 +11,7 @@ import typer
 
 from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import open_workspace
+from stoic.cli.render import echo
 from stoic.core.pause import FLAG_LIMIT, READER_SIGNALS, DetectedSignal, too_fast_to_read
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import StoicError
@@ -98,19 +99,19 @@ def review(
         session = _Session(workspace, human_actor(as_name))
         batch = session.batch()
         if not batch:
-            typer.echo("Nothing to review: the queue has no pending proposals.")
+            echo("Nothing to review: the queue has no pending proposals.")
             return
-        typer.echo(f"Review session {session.id}: {len(batch)} proposals in {batch[0].batch_id}.")
+        echo(f"Review session {session.id}: {len(batch)} proposals in {batch[0].batch_id}.")
         decided = 0
         for position, proposal in enumerate(batch, 1):
             for line in _describe(proposal, position, len(batch)):
-                typer.echo(line)
+                echo(line)
             shown_at = time.monotonic()
             while True:
                 key = _ask(f"{_KEYS} > ").lower()[:1]
                 if key in ("a", "r", "d", "s", "q", "f"):
                     break
-                typer.echo(f"press one of: {_KEYS}")
+                echo(f"press one of: {_KEYS}")
             if key == "q":
                 break
             if key == "s":
@@ -120,21 +121,21 @@ def review(
                 if signal in READER_SIGNALS and session.flag(
                     signal, _ask("note (optional) > ") or None
                 ):
-                    typer.echo("The workspace is now paused: the review ends here.")
+                    echo("The workspace is now paused: the review ends here.")
                     break
                 continue
             try:
                 if key == "a":
                     seconds = time.monotonic() - shown_at
                     session.queue.decide(proposal.id, "approved", actor=session.actor)
-                    typer.echo(f"{proposal.id} approved.")
+                    echo(f"{proposal.id} approved.")
                     if too_fast_to_read(seconds, session.min_read) and session.flag(
                         DetectedSignal.RUBBER_STAMPING,
                         f"{proposal.id} approved {seconds:.1f}s after it was shown"
                         f" (minimum {session.min_read:g}s)",
                         detected=True,
                     ):
-                        typer.echo("The workspace is now paused: the review ends here.")
+                        echo("The workspace is now paused: the review ends here.")
                         break
                 elif key == "r":
                     reason = ""
@@ -143,17 +144,17 @@ def review(
                     session.queue.decide(
                         proposal.id, "rejected", actor=session.actor, reason=reason
                     )
-                    typer.echo(f"{proposal.id} rejected.")
+                    echo(f"{proposal.id} rejected.")
                 else:
                     session.queue.decide(proposal.id, "deferred", actor=session.actor)
-                    typer.echo(f"{proposal.id} deferred.")
+                    echo(f"{proposal.id} deferred.")
                 decided += 1
             except StoicError as exc:
-                typer.echo(f"stoic: {exc}")
+                echo(f"stoic: {exc}")
             if workspace.status().paused is not None:
-                typer.echo("The workspace is now paused: the review ends here.")
+                echo("The workspace is now paused: the review ends here.")
                 break
-        typer.echo(
+        echo(
             f"Session {session.id} ended: {decided} decided, {session.flags} red flags"
             f" (limit {FLAG_LIMIT})."
         )

@@ -10,6 +10,7 @@ import typer
 
 from stoic.cli.identity import human_actor
 from stoic.cli.log_commands import console_for_output, open_workspace
+from stoic.cli.render import echo, echo_json
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
@@ -132,7 +133,7 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     analysis = view.analyse(plan.graph)
     document = state_document(view, plan.graph, analysis, files)
     if as_json:
-        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     status = analysis.status.value
     if view.lifecycle == "paused" and analysis.status.value == "running":
@@ -165,12 +166,12 @@ def timeline(
         rows = [(t.id, t.name, view.task(t.id).state) for t in plan.tasks]
         document = customer_view(run_id, rows, analysis)
         if as_json:
-            typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+            echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
             return
-        typer.echo(f"{plan.name}: {document['status']}")
+        echo(f"{plan.name}: {document['status']}")
         for row in document["tasks"]:
             needs = f" ({', '.join(row['needs'])})" if row.get("needs") else ""
-            typer.echo(f"  {row['name']}: {row['status']}{needs}")
+            echo(f"  {row['name']}: {row['status']}{needs}")
         return
     story = operator_timeline(records, plan.graph.ids)
     reconciled = run_reconciliation(view, plan.graph.ids)
@@ -181,7 +182,7 @@ def timeline(
             **story,
             "reconciliation": reconciled,
         }
-        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     console = console_for_output()
 

@@ -13,18 +13,24 @@ import re
 import reprlib
 from typing import Any
 
-__all__ = ["brief_repr", "escape_controls", "shortened"]
+__all__ = ["brief_repr", "escape_controls", "has_controls", "shortened"]
 
 _CONTROLS = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 except tab and newline, DEL, C1 (0x9b is a CSI)
     "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional overrides and marks
-    "\u2028\u2029]"  # line and paragraph separators
+    "\u2028\u2029"  # line and paragraph separators
+    "\ud800-\udfff]"  # lone surrogates: bytes of a name that were not UTF-8
 )
 
 
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def has_controls(text: str) -> bool:
+    """Whether `text` holds a character `escape_controls` would escape."""
+    return _CONTROLS.search(text) is not None
 
 
 def escape_controls(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from stoic.core.limits import MAX_INT_BITS
 from stoic.core.text import brief_repr, shortened
 
 __all__ = ["LocatedDict", "LocatedList", "YamlProblem", "YamlSyntaxError", "load_located"]
@@ -76,9 +77,6 @@ ALIAS_FLOOR = 10_000
 ALIAS_RATIO = 10
 """Aliases may add at most max(ALIAS_FLOOR, ALIAS_RATIO × the values written) values: sharing a
 block is fine, a "billion laughs" that expands a few hundred bytes into gigabytes is refused."""
-MAX_INT_BITS = 63
-"""An integer must fit a signed 64-bit number: the log's readers (jq, JSON parsers) hold no more,
-and Python refuses to read a number of thousands of digits at all."""
 
 
 _STR = "tag:yaml.org,2002:str"

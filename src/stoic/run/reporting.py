@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
+from stoic.core.text import escape_controls
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
+from stoic.run.terminal import SafeConsole, plain_text
 
 if TYPE_CHECKING:
     from stoic.plan.loader import Plan
@@ -46,13 +47,13 @@ class PlainReporter:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.errors = Console(stderr=True, highlight=False)
+        self.errors = SafeConsole(stderr=True, highlight=False)
 
     def _line(self, text: str) -> None:
         # Written as is: one event is one line however long (no wrapping at a guessed width),
         # and a plain line costs a write, not a layout pass.
         stream = self.console.file
-        stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        stream.write(f"{time.strftime('%H:%M:%S')} {escape_controls(text)}\n")
         stream.flush()
 
     def run_started(self, run_id: str, plan: Plan, total: int) -> None:
@@ -147,7 +148,7 @@ def print_summary(console: Console, report: RunReport) -> None:
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
-        table.add_row(task_id, status, str(task.attempts), duration, Text(note))  # not markup
+        table.add_row(task_id, status, str(task.attempts), duration, plain_text(note))  # not markup
     console.print(table)
     for line in [*summary_lines(report), *_warnings(report)]:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

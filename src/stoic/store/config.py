@@ -21,11 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from stoic.core.limits import MAX_INT_BITS
 from stoic.core.policy import (
     DEFAULT_ENV_PASSTHROUGH,
     DEFAULT_SECRET_NAMES,
     check_patterns,
 )
+from stoic.core.text import shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
 
@@ -331,6 +333,28 @@ def load_settings(path: Path) -> Settings:
         where = f"{path}:{located.group(1)}" if located else str(path)
         message = _TOML_LINE.sub("", message).strip()
         raise ConfigError(f"{where}: invalid TOML: {message}") from exc
+    except ValueError as exc:  # tomllib reads integers with int(): thousands of digits fail
+        line = _first_line(text, _LONG_NUMBER)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(
+            f"{where}: a number too large to read (hint: settings are small numbers)"
+        ) from exc
+    except RecursionError as exc:
+        line = _nesting_line(text)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(
+            f"{where}: arrays or tables nest too deeply to read (hint: settings nest a few"
+            " levels at most)"
+        ) from exc
+    large = _large_integer(data)
+    if large is not None:
+        location, value = large
+        line = _line_of(text, location)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(
+            f"{where}: {'.'.join(location)}: {shortened(str(value))} is too large (at most"
+            f" {MAX_INT_BITS} bits)"
+        )
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -348,6 +372,48 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(
             f"{where}: {dotted}: {error['msg'].removeprefix('Value error, ')}"
         ) from exc
+
+
+_LONG_NUMBER = re.compile(r"[0-9][0-9_]{200,}")
+
+
+def _first_line(text: str, pattern: re.Pattern[str]) -> int | None:
+    found = pattern.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else None
+
+
+def _nesting_line(text: str, deepest: int = 100) -> int | None:
+    """The line where brackets first nest past `deepest` (strings not told apart: a hint)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        for char in line:
+            if char in "[{":
+                depth += 1
+                if depth > deepest:
+                    return number
+            elif char in "]}":
+                depth -= 1
+    return None
+
+
+def _large_integer(value: Any, location: tuple[str, ...] = ()) -> tuple[list[str], int] | None:
+    """The first integer beyond MAX_INT_BITS and the keys leading to it, if there is one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (list(location), value) if value.bit_length() > MAX_INT_BITS else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _large_integer(item, (*location, str(key)) if isinstance(key, str) else location)
+        if found is not None:
+            return found
+    return None
 
 
 def _known_keys(section_path: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
+from stoic.core.text import escape_controls
 from stoic.store.atomic import append_durably
 from stoic.store.log import utc_timestamp
 from stoic.store.processes import ProcessPolicy
@@ -179,7 +180,8 @@ def _deliver_into(
 def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -> None:
     if notifier.kind == "console":
         extra = "".join(f"\n  {line}" for line in notice.lines)
-        sys.stderr.write(f"stoic: notice: {notice.event.value}: {notice.text}{extra}\n")
+        text = f"stoic: notice: {notice.event.value}: {notice.text}{extra}"
+        sys.stderr.write(escape_controls(text) + "\n")  # a person reads it: nothing raw
         sys.stderr.flush()
     elif notifier.kind == "file":
         assert notifier.path is not None
