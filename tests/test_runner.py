@@ -318,6 +318,25 @@ def test_a_second_runner_on_the_same_run_is_refused(tmp_path: Path, ws_path: Pat
         runner.communicate(timeout=30)
 
 
+@pytest.mark.parametrize(("body", "code"), [('["true"]', 0), ('["false"]', 1)])
+def test_continuing_a_finished_run_appends_nothing_and_notifies_nobody(
+    tmp_path: Path, ws_path: Path, body: str, code: int
+) -> None:
+    with (ws_path / "stoic.toml").open("a") as settings:
+        settings.write('\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n')
+    plan = write_plan(tmp_path, f"tasks:\n  - {{id: a, run: {body}}}\n")
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == code
+    log_before = log_path(ws_path).read_bytes()
+    notices = (ws_path / "notices.ndjson").read_bytes()
+    assert notices.count(b"\n") == 1
+    for _ in range(2):
+        result = run_cli("-w", str(ws_path), "continue", only_run(ws_path))
+        assert result.exit_code == code, result.stdout + result.stderr
+    assert log_path(ws_path).read_bytes() == log_before
+    assert (ws_path / "notices.ndjson").read_bytes() == notices
+    assert_audit_clean(ws_path)
+
+
 def test_continue_refuses_an_edited_plan_copy(tmp_path: Path, ws_path: Path) -> None:
     plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
     run_cli("-w", str(ws_path), "run", str(plan))

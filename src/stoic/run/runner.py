@@ -227,6 +227,25 @@ class Runner:
                 self.folder.feed(later._asdict())
         self.handoff.escalate_owed()
 
+    def already_ended(self, since_seq: int) -> RunReport | None:
+        """The run's end as the log already holds it, if nothing since `since_seq` changed it.
+
+        Continuing a completed or failed run appends nothing and notifies nobody: its end is on
+        record, and was announced, once.
+        """
+        view = self.folder.view()
+        analysis = view.analyse(self.plan.graph)
+        if (
+            self.folder.last_seq != since_seq
+            or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
+            or view.lifecycle != _LIFECYCLE[analysis.status]
+        ):
+            return None
+        status, code = analysis.status.value, EXIT_CODES[analysis.status]
+        report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
+        self.reporter.run_ended(report)
+        return report
+
     # -- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> RunReport:
