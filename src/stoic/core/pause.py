@@ -65,7 +65,7 @@ READER_SIGNALS = {
 """The trust signals a reviewer reports with `stoic flag`, and what each means."""
 
 FLAG_LIMIT = 3
-"""Red flags in one review session (or, outside one, since the last resume) that pause."""
+"""Red flags since the last resume that pause, however many review sessions they came from."""
 REPEATED_REASON_LIMIT = 3
 """The same rejection reason this many times is a red flag: the same mistake repeats."""
 REVIEW_BATCHES_AHEAD = 3
@@ -79,7 +79,7 @@ RESUME_PROCEDURES = {
 
 
 def flags_pause(flags: int) -> bool:
-    """Three red flags in one session, or since the last resume, pause the workspace."""
+    """Three red flags since the last resume pause the workspace."""
     return flags >= FLAG_LIMIT
 
 
