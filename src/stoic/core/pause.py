@@ -6,7 +6,10 @@ whether a red flag or a pause is due and records what they say; it decides nothi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "FLAG_LIMIT",
@@ -16,8 +19,10 @@ __all__ = [
     "Criterion",
     "DetectedSignal",
     "IncidentSeverity",
+    "PauseInForce",
     "flags_pause",
     "incident_pause",
+    "pause_after",
     "queue_outgrows_review",
     "reason_key",
     "reason_repeats",
@@ -123,3 +128,29 @@ def incident_pause(severity: IncidentSeverity) -> Criterion | None:
 def resume_needs_clean_audit(procedure: str, paused_by: str | None) -> bool:
     """A verification batch, or any resume after a major incident, needs a clean audit first."""
     return procedure == "verification-batch" or paused_by == Criterion.MAJOR_INCIDENT
+
+
+@dataclass(frozen=True, slots=True)
+class PauseInForce:
+    """A pause on record that no resume has ended yet."""
+
+    seq: int
+    reason: str
+    criterion: str
+
+
+def pause_after(current: PauseInForce | None, record: Mapping[str, Any]) -> PauseInForce | None:
+    """The pause in force after `record`: a pause record begins one, a resume ends it.
+
+    The runner (no start after a pause) and the audit (no start on record after one) fold the
+    log with this one rule.
+    """
+    if record["decision_type"] != "pause":
+        return current
+    outcome = record["decision_outcome"]
+    if outcome == "resumed":
+        return None
+    if outcome == "paused" and current is None:
+        criterion = record["decision_inputs"].get("criterion", Criterion.HUMAN_STOP)
+        return PauseInForce(int(record["seq"]), str(record["decision_reason"]), str(criterion))
+    return current
