@@ -56,6 +56,22 @@ POLICY = {
     "task_id": "t",
 }
 END = {"type": "run_lifecycle", "outcome": "completed", "reason": "done.", "run_id": RUN}
+PAUSED = {
+    "type": "pause",
+    "outcome": "paused",
+    "reason": "stop.",
+    "source": "human",
+    "actor": "human:ada",
+    "inputs": {"criterion": "human_stop"},
+}
+RESUMED = {
+    "type": "pause",
+    "outcome": "resumed",
+    "reason": "go.",
+    "source": "human",
+    "actor": "human:ada",
+    "inputs": {"procedure": "smaller-batch", "batch_size": 5},
+}
 
 
 def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V, int | None]]:
@@ -119,6 +135,10 @@ def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V,
             [POLICY, ex("halted"), ev("recovery_applied")],
             [(V.EXECUTION_AFTER_HALT, 3)],
         ),
+        (
+            [ex("started"), PAUSED, ex("succeeded"), ex("started", 2), ex("succeeded", 2)],
+            [(V.START_AFTER_PAUSE, 4), (V.RETRY_WITHOUT_DECISION, 4)],
+        ),
     ],
     ids=[
         "retry-without-decision",
@@ -129,6 +149,7 @@ def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V,
         "second-automatic-retry",
         "execution-after-policy-halt",
         "halt-given-a-recovery",
+        "start-after-a-pause",
     ],
 )
 def test_each_invariant_names_the_violating_record(
@@ -151,6 +172,13 @@ def test_a_proper_story_is_clean(ws_path: Path) -> None:
         ev("recovery_skipped", 3),
         END,
     ]
+    assert audit_codes(ws_path, story) == []
+
+
+def test_a_start_after_a_resume_is_clean_and_an_end_after_a_pause_too(ws_path: Path) -> None:
+    other = {**ex("started"), "task_id": "u"}
+    done = {**other, "outcome": "succeeded"}
+    story = [ex("started"), PAUSED, ex("succeeded"), RESUMED, other, done]
     assert audit_codes(ws_path, story) == []
 
 

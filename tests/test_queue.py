@@ -425,6 +425,24 @@ class _Terminal:
                     break
         return self.seen
 
+    def rest(self, timeout: float = 30) -> str:
+        """Everything it shows until it exits."""
+        import os
+        import select
+
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the other end closed: it exited
+                    break
+                if not chunk:
+                    break
+                self.seen += chunk.decode(errors="replace")
+        return self.seen
+
     def type(self, line: str) -> None:
         import os
 
@@ -474,11 +492,35 @@ def test_fast_approvals_in_review_are_rubber_stamping_and_pause(ws_path: Path) -
         term.expect("> ")
         term.type("a")
     term.expect("The workspace is now paused")
+    assert "3 decided" in term.rest().split("ended:")[1]  # the approval that paused counts
     assert term.close() == 0
     paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
     assert paused["criterion"] == "red_flags"
-    assert "in one review session" in paused["reason"]
+    assert "3 red flags since the last resume" in paused["reason"]
     assert folder_ids(ws_path, "pending") == [ids[3]]
+
+
+def test_review_flags_count_since_the_last_resume_across_sessions(ws_path: Path) -> None:
+    """Quitting and restarting `stoic review` does not reset the count; the approval that
+    brought the pause is counted as decided."""
+    (ws_path / "stoic.toml").write_text("[review]\nmin_read_seconds = 30\n")
+    ids = [propose(ws_path, title=f"p{n}") for n in range(4)]
+    for number, proposal in enumerate(ids[:3], 1):
+        term = _Terminal(ws_path)
+        term.expect(f"{proposal}  (BATCH-0001)")
+        term.expect("> ")
+        term.type("a")
+        term.expect(f"{proposal} approved.")
+        if number < 3:
+            term.expect("> ")
+            term.type("q")
+        assert "1 decided" in term.rest().split("ended:")[1]
+        assert term.close() == 0
+    assert "The workspace is now paused" in term.seen
+    assert "3 red flags since the last resume" in term.seen
+    paused = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)["paused"]
+    assert paused["criterion"] == "red_flags"
+    assert folder_ids(ws_path, "approved") == ids[:3]
 
 
 def test_a_source_that_no_longer_exists_is_named(ws_path: Path) -> None:

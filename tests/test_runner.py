@@ -318,6 +318,25 @@ def test_a_second_runner_on_the_same_run_is_refused(tmp_path: Path, ws_path: Pat
         runner.communicate(timeout=30)
 
 
+@pytest.mark.parametrize(("body", "code"), [('["true"]', 0), ('["false"]', 1)])
+def test_continuing_a_finished_run_appends_nothing_and_notifies_nobody(
+    tmp_path: Path, ws_path: Path, body: str, code: int
+) -> None:
+    with (ws_path / "stoic.toml").open("a") as settings:
+        settings.write('\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n')
+    plan = write_plan(tmp_path, f"tasks:\n  - {{id: a, run: {body}}}\n")
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == code
+    log_before = log_path(ws_path).read_bytes()
+    notices = (ws_path / "notices.ndjson").read_bytes()
+    assert notices.count(b"\n") == 1
+    for _ in range(2):
+        result = run_cli("-w", str(ws_path), "continue", only_run(ws_path))
+        assert result.exit_code == code, result.stdout + result.stderr
+    assert log_path(ws_path).read_bytes() == log_before
+    assert (ws_path / "notices.ndjson").read_bytes() == notices
+    assert_audit_clean(ws_path)
+
+
 def test_continue_refuses_an_edited_plan_copy(tmp_path: Path, ws_path: Path) -> None:
     plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
     run_cli("-w", str(ws_path), "run", str(plan))
@@ -479,4 +498,80 @@ def test_a_runner_killed_at_random_moments_finishes_on_continue_with_every_task_
     assert sorted(succeeded) == sorted(f"t{n}" for n in range(16))  # each exactly once
     state = orjson.loads((ws_path / "runs" / only_run(ws_path) / "state.json").read_bytes())
     assert state["status"] == "completed"
+    assert_audit_clean(ws_path)
+
+
+PAUSABLE = """
+tasks:
+  - id: first
+    run: ["sh", "-c", "echo $$ > first.pid; while [ ! -f go ]; do sleep 0.05; done"]
+  - id: second
+    run: ["true"]
+    depends_on: [first]
+  - id: third
+    run: ["true"]
+    depends_on: [second]
+"""
+
+
+def test_a_pause_stops_a_run_in_progress_and_continue_goes_on_after_resume(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(tmp_path, PAUSABLE)
+    runner = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: (tmp_path / "first.pid").is_file())
+    stop = run_stoic_process("-w", str(ws_path), "stop", "--reason", "hold everything")
+    assert stop.returncode == 0, stop.stderr
+    (tmp_path / "go").touch()  # the running attempt finishes, and is recorded …
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 4, out + err
+    assert "is paused with the workspace" in out
+    started = [r["task_id"] for r in of_type(ws_path, "execution", "started")]
+    assert started == ["first"]  # … and nothing starts after the pause
+    assert [r["task_id"] for r in of_type(ws_path, "execution", "succeeded")] == ["first"]
+    (ended,) = of_type(ws_path, "run_lifecycle", "paused")
+    assert ended["decision_inputs"]["status"] == "paused"
+    assert "hold everything" in ended["decision_reason"]
+    assert_audit_clean(ws_path)
+    run_id = only_run(ws_path)
+    refused = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert refused.returncode == 4
+    resume = run_stoic_process(
+        "-w", str(ws_path), "resume", "--procedure", "smaller-batch", "--batch-size", "5",
+        "--reason", "looked at it",
+    )  # fmt: skip
+    assert resume.returncode == 0, resume.stderr
+    went_on = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert went_on.returncode == 0, went_on.stdout + went_on.stderr
+    started = [r["task_id"] for r in of_type(ws_path, "execution", "started")]
+    assert started == ["first", "second", "third"]
+    assert_audit_clean(ws_path)
+
+
+def test_a_runner_started_while_paused_starts_nothing(tmp_path: Path, ws_path: Path) -> None:
+    """The CLI refuses a run while paused; a runner that got past that check (the pause landed
+    just after it) still sees the pause in the transaction of its first start."""
+    import io
+
+    from rich.console import Console
+
+    from stoic.core.pause import Criterion
+    from stoic.plan.loader import read_plan
+    from stoic.run.lifecycle import start_run
+    from stoic.run.reporting import PlainReporter
+    from stoic.store.trust import pause
+
+    plan = read_plan(write_plan(tmp_path, PAUSABLE))
+    with stoic.Workspace.open(ws_path) as ws:
+        pause(ws, reason="held", actor="human:ada", criterion=Criterion.HUMAN_STOP)
+        shown = io.StringIO()
+        report = start_run(ws, plan, workers=1, reporter=PlainReporter(Console(file=shown)))
+    assert (report.status, report.exit_code) == ("paused", 4)
+    assert "the workspace is paused (held): starting nothing new" in shown.getvalue()
+    assert of_type(ws_path, "execution", "started") == []
     assert_audit_clean(ws_path)

@@ -47,19 +47,16 @@ class _Session:
         self.queue = Queue(workspace)
         self.actor = actor
         self.id = f"REVIEW-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(2).hex()}"
-        self.flags = 0
         self.min_read = workspace.settings.review.min_read_seconds
 
     def flag(self, signal: str, note: str | None = None, *, detected: bool = False) -> bool:
-        """Record a red flag of this session; True when the workspace paused."""
-        self.flags += 1
+        """Record a red flag raised in this session; True when the workspace paused."""
         return raise_flag(
             self.workspace,
             signal=signal,
             actor="system:review" if detected else self.actor,
             note=note,
             session=self.id,
-            session_flags=self.flags,
             detected=detected,
         )
 
@@ -128,6 +125,7 @@ def review(
                 if key == "a":
                     seconds = time.monotonic() - shown_at
                     session.queue.decide(proposal.id, "approved", actor=session.actor)
+                    decided += 1
                     echo(f"{proposal.id} approved.")
                     if too_fast_to_read(seconds, session.min_read) and session.flag(
                         DetectedSignal.RUBBER_STAMPING,
@@ -144,19 +142,21 @@ def review(
                     session.queue.decide(
                         proposal.id, "rejected", actor=session.actor, reason=reason
                     )
+                    decided += 1
                     echo(f"{proposal.id} rejected.")
                 else:
                     session.queue.decide(proposal.id, "deferred", actor=session.actor)
+                    decided += 1
                     echo(f"{proposal.id} deferred.")
-                decided += 1
             except StoicError as exc:
                 echo(f"stoic: {exc}")
             if workspace.status().paused is not None:
                 echo("The workspace is now paused: the review ends here.")
                 break
+        flags = workspace.status().flags_since_resume
         echo(
-            f"Session {session.id} ended: {decided} decided, {session.flags} red flags"
-            f" (limit {FLAG_LIMIT})."
+            f"Session {session.id} ended: {decided} decided; {flags} red flags since the last"
+            f" resume (the workspace pauses at {FLAG_LIMIT})."
         )
 
 

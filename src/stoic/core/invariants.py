@@ -13,6 +13,7 @@ from typing import Any
 
 from stoic.core.audit import Violation, ViolationCode
 from stoic.core.graph import TaskGraph, TaskState, analyse_states
+from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
 from stoic.core.timeline import customer_view, mechanics_in
 
@@ -52,6 +53,8 @@ class InvariantChecker:
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, _Task]] = {}
         self.violations: list[Violation] = []
+        self.paused: PauseInForce | None = None
+        """The workspace pause in force: no task may start until a resume ends it."""
 
     def _flag(self, code: ViolationCode, record: Mapping[str, Any], message: str) -> None:
         self.violations.append(Violation(code, message, seq=record["seq"]))
@@ -59,10 +62,13 @@ class InvariantChecker:
     def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             self._check_provenance(record)
+            kind, outcome = record["decision_type"], record["decision_outcome"]
+            if kind == "pause":
+                self.paused = pause_after(self.paused, record)
+                continue
             run_id = record.get("run_id")
             if run_id is None:
                 continue
-            kind, outcome = record["decision_type"], record["decision_outcome"]
             if kind == "run_lifecycle":
                 if outcome in _RUN_ENDS and run_id in self.runs:
                     self._check_customer_view(record, self.runs.pop(run_id))
@@ -117,6 +123,13 @@ class InvariantChecker:
         seq, attempt = record["seq"], record.get("attempt") or 1
         where = f"task {record['task_id']} attempt {attempt}"
         if outcome == "started":
+            if self.paused is not None:
+                self._flag(
+                    ViolationCode.START_AFTER_PAUSE,
+                    record,
+                    f"{where} started while the workspace was paused (seq {self.paused.seq}) and"
+                    " not resumed",
+                )
             if task.attempt_kinds is None:
                 task.attempt_kinds = {}
             task.attempt_kinds[attempt] = record["decision_inputs"].get("attempt_kind", "first")

@@ -6,7 +6,10 @@ whether a red flag or a pause is due and records what they say; it decides nothi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "FLAG_LIMIT",
@@ -16,8 +19,10 @@ __all__ = [
     "Criterion",
     "DetectedSignal",
     "IncidentSeverity",
+    "PauseInForce",
     "flags_pause",
     "incident_pause",
+    "pause_after",
     "queue_outgrows_review",
     "reason_key",
     "reason_repeats",
@@ -65,7 +70,7 @@ READER_SIGNALS = {
 """The trust signals a reviewer reports with `stoic flag`, and what each means."""
 
 FLAG_LIMIT = 3
-"""Red flags in one review session (or, outside one, since the last resume) that pause."""
+"""Red flags since the last resume that pause, however many review sessions they came from."""
 REPEATED_REASON_LIMIT = 3
 """The same rejection reason this many times is a red flag: the same mistake repeats."""
 REVIEW_BATCHES_AHEAD = 3
@@ -79,7 +84,7 @@ RESUME_PROCEDURES = {
 
 
 def flags_pause(flags: int) -> bool:
-    """Three red flags in one session, or since the last resume, pause the workspace."""
+    """Three red flags since the last resume pause the workspace."""
     return flags >= FLAG_LIMIT
 
 
@@ -123,3 +128,29 @@ def incident_pause(severity: IncidentSeverity) -> Criterion | None:
 def resume_needs_clean_audit(procedure: str, paused_by: str | None) -> bool:
     """A verification batch, or any resume after a major incident, needs a clean audit first."""
     return procedure == "verification-batch" or paused_by == Criterion.MAJOR_INCIDENT
+
+
+@dataclass(frozen=True, slots=True)
+class PauseInForce:
+    """A pause on record that no resume has ended yet."""
+
+    seq: int
+    reason: str
+    criterion: str
+
+
+def pause_after(current: PauseInForce | None, record: Mapping[str, Any]) -> PauseInForce | None:
+    """The pause in force after `record`: a pause record begins one, a resume ends it.
+
+    The runner (no start after a pause) and the audit (no start on record after one) fold the
+    log with this one rule.
+    """
+    if record["decision_type"] != "pause":
+        return current
+    outcome = record["decision_outcome"]
+    if outcome == "resumed":
+        return None
+    if outcome == "paused" and current is None:
+        criterion = record["decision_inputs"].get("criterion", Criterion.HUMAN_STOP)
+        return PauseInForce(int(record["seq"]), str(record["decision_reason"]), str(criterion))
+    return current

@@ -226,8 +226,10 @@ def continue_run(
         runner = Runner(
             workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
         )
+        settled_from = folder.last_seq
         runner.settle_the_past(approve, actor)
-        return runner.execute()
+        ended = runner.already_ended(settled_from)
+        return ended if ended is not None else runner.execute()
 
 
 @contextlib.contextmanager

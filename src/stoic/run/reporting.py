@@ -30,6 +30,7 @@ class Reporter(Protocol):
     def attempt_halted(self, task_id: str, rule: str) -> None: ...
     def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None: ...
     def stopping(self, signal_name: str) -> None: ...
+    def pausing(self, reason: str) -> None: ...
     def run_ended(self, report: RunReport) -> None: ...
 
 
@@ -72,6 +73,9 @@ class PlainReporter:
 
     def stopping(self, signal_name: str) -> None:
         self._line(f"{signal_name}: starting nothing new; stopping running tasks")
+
+    def pausing(self, reason: str) -> None:
+        self._line(f"the workspace is paused ({reason}): starting nothing new")
 
     def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None:
         self.errors.print(
@@ -186,6 +190,11 @@ def _verdict(report: RunReport) -> str:
         return f"Run {report.run_id} completed: every task succeeded."
     if report.status == "interrupted":
         return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
+    if report.status == "paused":
+        return (
+            f"Run {report.run_id} is paused with the workspace: nothing more was started;"
+            f" after `stoic resume`, `stoic continue {report.run_id}` goes on."
+        )
     if report.status == "awaiting_human":
         waiting = []
         for task_id in analysis.awaiting_human:

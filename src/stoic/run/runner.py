@@ -21,6 +21,7 @@ from pathlib import Path
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
+from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent
 from stoic.core.records import Decision
 from stoic.core.recovery import (
@@ -32,6 +33,7 @@ from stoic.core.recovery import (
     suggestion_for,
 )
 from stoic.core.run_state import RunFolder, RunView, cost_of
+from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -48,6 +50,7 @@ from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
 from stoic.run.launch import Launcher, kind_by_output, with_summary
 from stoic.run.loop import EventLoop, Handle, SignalWake
+from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
@@ -73,7 +76,7 @@ class RunReport:
 
     run_id: str
     status: str
-    """completed, failed, awaiting_human or interrupted"""
+    """completed, failed, awaiting_human, interrupted (a signal) or paused (the workspace)"""
     exit_code: int
     view: RunView
     analysis: Analysis
@@ -153,6 +156,8 @@ class Runner:
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
         self.stdin_fd = -1
         self.stop_signal: int | None = None
+        self.pause_watch = PauseWatch(workspace)
+        self.paused: PauseInForce | None = None
         self._state_written = 0.0
         self._state_every = _STATE_EVERY_SECONDS
 
@@ -217,6 +222,25 @@ class Runner:
                 self.folder.feed(later._asdict())
         self.handoff.escalate_owed()
 
+    def already_ended(self, since_seq: int) -> RunReport | None:
+        """The run's end as the log already holds it, if nothing since `since_seq` changed it.
+
+        Continuing a completed or failed run appends nothing and notifies nobody: its end is on
+        record, and was announced, once.
+        """
+        view = self.folder.view()
+        analysis = view.analyse(self.plan.graph)
+        if (
+            self.folder.last_seq != since_seq
+            or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
+            or view.lifecycle != _LIFECYCLE[analysis.status]
+        ):
+            return None
+        status, code = analysis.status.value, EXIT_CODES[analysis.status]
+        report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
+        self.reporter.run_ended(report)
+        return report
+
     # -- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> RunReport:
@@ -279,34 +303,36 @@ class Runner:
                         evaluated.append(verdict)
                 starting: list[_Running] = []
                 halts = 0
-                while ready and len(running) + len(starting) < self.workers:
-                    if self.stop_signal is not None:
-                        break
-                    item = self._prepare(heapq.heappop(ready))
-                    gate = self.guard.approval_needed(item.spec, item.attempt)
-                    if gate is not None:
-                        batch.append(gate)
-                        waiting.append(item.index)
-                        continue
-                    in_flight = Spent(attempts=len(starting) + halts, cost=ended_cost)
-                    admission = self.guard.admit(item.spec, item.attempt, in_flight)
-                    guard = admission.refusal
-                    if admission.timeout is not None:
-                        item.budget_bound = True
-                        item.attempt = replace(item.attempt, timeout=admission.timeout)
-                    if guard is None:
-                        starting.append(item)
-                        continue
-                    records, failure = guard
-                    record, verdict = self._evaluate_attempt(item, failure)
-                    batch += [*records, record]
-                    evaluated.append(verdict)
-                    halted.append((item.index, failure.message))
-                    halts += 1
-                batch += [self._start_decision(item) for item in starting]
-                if batch:
-                    for stored in self.workspace.record_many(batch):
-                        self.folder.feed(stored._asdict())
+                # The pause check and the starts it allows are one transaction on the log.
+                with self.workspace.log.locked():
+                    while ready and len(running) + len(starting) < self.workers:
+                        if self.stop_signal is not None or self._pause_seen():
+                            break
+                        item = self._prepare(heapq.heappop(ready))
+                        gate = self.guard.approval_needed(item.spec, item.attempt)
+                        if gate is not None:
+                            batch.append(gate)
+                            waiting.append(item.index)
+                            continue
+                        in_flight = Spent(attempts=len(starting) + halts, cost=ended_cost)
+                        admission = self.guard.admit(item.spec, item.attempt, in_flight)
+                        guard = admission.refusal
+                        if admission.timeout is not None:
+                            item.budget_bound = True
+                            item.attempt = replace(item.attempt, timeout=admission.timeout)
+                        if guard is None:
+                            starting.append(item)
+                            continue
+                        records, failure = guard
+                        record, verdict = self._evaluate_attempt(item, failure)
+                        batch += [*records, record]
+                        evaluated.append(verdict)
+                        halted.append((item.index, failure.message))
+                        halts += 1
+                    batch += [self._start_decision(item) for item in starting]
+                    if batch:
+                        for stored in self.workspace.record_many(batch):
+                            self.folder.feed(stored._asdict())
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
                 for verdict in evaluated:
@@ -345,7 +371,8 @@ class Runner:
                         graph.ids[item.index], item.attempt.attempt, describe(item.spec)
                     )
                 self._maybe_write_state()
-                if not running and (self.stop_signal is not None or not (ready or delayed)):
+                stopped = self.stop_signal is not None or self.paused is not None
+                if not running and (stopped or not (ready or delayed)):
                     break
                 wait = 0.5
                 if delayed:
@@ -394,6 +421,15 @@ class Runner:
             self.files.close()
         return self._finish()
 
+    def _pause_seen(self) -> bool:
+        """Whether the workspace is paused; once it is, this run starts nothing more (running
+        attempts finish and are recorded) and ends `paused` until `stoic continue`."""
+        if self.paused is None:
+            self.paused = self.pause_watch.check()
+            if self.paused is not None:
+                self.reporter.pausing(self.paused.reason)
+        return self.paused is not None
+
     def _on_signal(self, signum: int) -> None:
         if self.stop_signal is None:
             self.stop_signal = signum
@@ -410,6 +446,13 @@ class Runner:
             reason = (
                 f"Run {self.files.run_id} was stopped by {name}: running tasks were stopped and"
                 f" recorded as interrupted; `stoic continue {self.files.run_id}` goes on."
+            )
+        elif self.paused is not None and analysis.status is RunStatus.RUNNING:
+            status, code, lifecycle = "paused", WorkspacePaused.exit_code, "paused"
+            reason = (
+                f"Run {self.files.run_id} started nothing after the workspace was paused"
+                f" ({self.paused.reason}); after `stoic resume`, `stoic continue"
+                f" {self.files.run_id}` goes on."
             )
         else:
             status = analysis.status.value

@@ -125,39 +125,39 @@ def raise_flag(
     actor: str,
     note: str | None = None,
     session: str | None = None,
-    session_flags: int | None = None,
     detected: bool = False,
 ) -> bool:
     """Record a red flag; returns True when it paused the workspace.
 
-    Three flags in one review session pause it; outside a session, three since the last resume.
+    Three flags since the last resume pause it, wherever they were raised: quitting and
+    restarting `stoic review` does not start the count again (`session` is only recorded).
+    The flag, the count and the pause it brings are one transaction on the log.
     """
     what = READER_SIGNALS.get(signal, signal)
-    workspace.record(
-        "red_flag",
-        "raised",
-        f"Red flag: {what}" + (f" — {note}" if note else "") + ".",
-        source="system" if detected else "human",
-        actor=actor,
-        trigger="reactive" if detected else "explicit",
-        inputs={
-            "signal": signal,
-            "detected": detected,
-            **({"session": session} if session else {}),
-            **({"note": note} if note else {}),
-        },
-    )
-    workspace.sync_projections()
-    count = session_flags if session_flags is not None else workspace.status().flags_since_resume
-    if flags_pause(count):
-        scope = "in one review session" if session_flags is not None else "since the last resume"
+    with workspace.log.locked():
+        workspace.record(
+            "red_flag",
+            "raised",
+            f"Red flag: {what}" + (f" — {note}" if note else "") + ".",
+            source="system" if detected else "human",
+            actor=actor,
+            trigger="reactive" if detected else "explicit",
+            inputs={
+                "signal": signal,
+                "detected": detected,
+                **({"session": session} if session else {}),
+                **({"note": note} if note else {}),
+            },
+        )
+        count = workspace.status().flags_since_resume
+        if not flags_pause(count):
+            return False
         return pause(
             workspace,
-            reason=f"{count} red flags {scope} (the last: {what})",
+            reason=f"{count} red flags since the last resume (the last: {what})",
             criterion=Criterion.RED_FLAGS,
             inputs={"flags": count},
         )
-    return False
 
 
 def _append(root: Path, path: Path, text: str) -> None:

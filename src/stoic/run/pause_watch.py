@@ -1,0 +1,46 @@
+"""The runner's watch on the workspace pause (DESIGN §9): no task starts after a pause record.
+
+A pause is recorded by another process (`stoic stop`, a failed audit, a third red flag …). The
+runner reads the lines the log gained since it last looked, under the writer lock and in the
+same transaction that appends its start records, so no start slips in between a pause and the
+check for it.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from stoic.core.pause import PauseInForce, pause_after
+from stoic.store.workspace import Workspace
+
+__all__ = ["PauseWatch"]
+
+_PAUSE_LINE = b'"decision_type":"pause"'
+"""Only lines holding this can be pause records (canonical JSON); the rest are not parsed."""
+
+
+class PauseWatch:
+    """Follows the decision log for pauses and resumes, from where the status projection ends."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.log = workspace.log
+        stamp = workspace.sync_projections()  # caught up with the log and checked against it
+        paused = stamp.state.paused
+        self.offset = stamp.log_offset
+        self.in_force = (
+            PauseInForce(int(paused.get("seq", 0)), str(paused["reason"]), str(paused["criterion"]))
+            if paused is not None
+            else None
+        )
+
+    def check(self) -> PauseInForce | None:
+        """The pause in force now. The caller holds the log's writer lock, so the answer stays
+        true until it lets go: nobody can record a pause in between."""
+        assert self.log.held_here(), "check the pause in the transaction that appends the starts"
+        for _line, offset, raw, complete in self.log.lines(self.offset, self.log.size()):
+            if not complete:
+                break  # a torn tail: appends are refused until it is repaired
+            if _PAUSE_LINE in raw:
+                self.in_force = pause_after(self.in_force, orjson.loads(raw))
+            self.offset = offset + len(raw) + 1
+        return self.in_force
