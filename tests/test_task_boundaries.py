@@ -334,6 +334,7 @@ def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> 
                     attempt_id=f"a{i}",
                     log_path=tmp_path / f"a{i}.log",
                     result_path=tmp_path / f"a{i}.json",
+                    workspace_root=tmp_path,
                     plan_dir=tmp_path,
                     timeout=60,
                     output_cap_bytes=1 << 20,

@@ -141,7 +141,10 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
         sys.path.insert(0, plan_dir)  # stoic's own calls never import from the plan's folder
     os.chdir(plan_dir)  # a task runs in its plan's folder, as shell tasks do
     try:
-        function = _load(request["call"], plan_dir, request.get("allowed_modules", ()))
+        # A trusted call is stoic's own (the HTTP executor's): it is only ever one of stoic's
+        # modules, whatever the plan's policy allows.
+        allowed = ("stoic",) if request.get("trusted") else request.get("allowed_modules", ())
+        function = _load(request["call"], plan_dir, allowed)
     except Exception as exc:
         message = f"cannot load {request['call']}: {type(exc).__name__}: {exc}"
         return {"ok": False, "kind": "error", "message": message, "partial": False}
