@@ -428,3 +428,39 @@ def run_plan_env(ws_path: Path, folder: Path, body: str, env: dict[str, str]) ->
     plan.write_text(body)
     result = run_cli("-w", str(ws_path), "run", str(plan), env=env)
     return result.exit_code, result.stdout + result.stderr
+
+
+ECHO_SECRET = """
+import os
+
+def leak():
+    print("printing", os.environ["API_TOKEN"])
+    return {"token": os.environ["API_TOKEN"]}
+"""
+
+
+def test_a_secret_a_task_was_given_is_masked_in_its_records(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "leaky.py").write_text(ECHO_SECRET)
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        'tasks:\n  - {id: leak, call: "leaky:leak", env: {API_TOKEN: "tok-5ecret-3"}}\n'
+        '  - {id: fail, run: ["sh", "-c", "exit 3"], env: {API_TOKEN: "tok-5ecret-3"},'
+        " depends_on: [leak]}\n",
+    )
+    assert code == 1, out
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    assert ended["details"]["value"] == {"token": "[API_TOKEN masked]"}  # type: ignore[index]
+    assert "5ecret" not in log_path(ws_path).read_text()
+
+
+def test_a_result_file_planted_as_a_link_is_not_followed(tmp_path: Path, ws_path: Path) -> None:
+    private = tmp_path / "private.json"
+    private.write_text('{"steps_completed": 0, "note": "pr1vate-credential"}')
+    for name, how in (("soft", "ln -s"), ("hard", "ln")):
+        code, out = run_plan(ws_path, tmp_path, shell_task(name, f"{how} {private} $STOIC_RESULT"))
+        assert code == 0, out
+    assert "pr1vate" not in log_path(ws_path).read_text()
+    errors = [str(r["details"]) for r in of_type(ws_path, "execution", "succeeded")]
+    assert "a symbolic link" in errors[0]
+    assert "hard link" in errors[1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -122,13 +124,22 @@ RESULT_FILE_LIMIT = 64 * 1024
 def read_result_file(path: Path) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # A link the task planted would have the runner read (and record) another file.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ResultFile(error="a symbolic link, not a file the task wrote; not followed")
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
-        size = os.fstat(fd).st_size
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            return ResultFile(
+                error="not a plain file of its own (a device, a pipe or a hard link to another"
+                " file); not read"
+            )
+        size = status.st_size
         if size > RESULT_FILE_LIMIT:  # it is kept whole in the log: never read a huge one
             return ResultFile(
                 error=f"{size} bytes, over the {RESULT_FILE_LIMIT // 1024} KiB a result file may"

@@ -21,7 +21,7 @@ from pathlib import Path
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
-from stoic.core.policy import Spent
+from stoic.core.policy import Spent, mask_json, mask_secrets, secret_values
 from stoic.core.records import Decision
 from stoic.core.recovery import (
     AttemptKind,
@@ -260,7 +260,7 @@ class Runner:
                 batch: list[Decision] = []
                 evaluated: list[_Evaluated] = []
                 for item, result, outcome in ended:
-                    batch.append(made.end_decision(item.attempt, result, outcome))
+                    batch.append(self._masked(made.end_decision(item.attempt, result, outcome)))
                     batch += [
                         made.verification_decision(item.attempt, verified)
                         for verified in result.verifications
@@ -481,6 +481,23 @@ class Runner:
         return max(0.0, task.retry_delay_s - waited)
 
     # -- attempts ----------------------------------------------------------------------------
+
+    def _masked(self, decision: Decision) -> Decision:
+        """What a task gave back, without the named secrets it was given (DESIGN §7)."""
+        given = {
+            name.decode(errors="replace"): value.decode(errors="replace")
+            for name, value in self.base_env.items()
+        }
+        spec = self.specs.get(decision.task_id or "")
+        secrets = secret_values(self.policy, {**given, **(spec.env if spec else {})})
+        if not secrets:
+            return decision
+        return replace(
+            decision,
+            decision_reason=mask_secrets(decision.decision_reason, secrets),
+            decision_inputs=mask_json(decision.decision_inputs, secrets),
+            details=mask_json(decision.details, secrets),
+        )
 
     def _prepare(self, index: int) -> _Running:
         spec = self.plan.tasks[index]
