@@ -52,6 +52,7 @@ from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
+from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
@@ -138,8 +139,12 @@ class Runner:
             plan_verifiers=plan.document.meta.verify or (),
         )
         self.base_env = allowed_environment(policy)
+        self.task_user = resolve_task_user(settings.runner.task_user)
         self.pool = WorkerPool(
-            workers, env=self.base_env, allowed_modules=policy.allowed_modules or ()
+            workers,
+            env=self.base_env,
+            allowed_modules=policy.allowed_modules or (),
+            user=self.task_user,
         )
         meta = plan.document.meta
         self.launcher = Launcher(
@@ -148,6 +153,7 @@ class Runner:
             plan_verifiers=meta.verify or (),
             max_iterations_default=meta.max_attempts_default,
             agents=agents,
+            user=self.task_user,
         )
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
@@ -248,6 +254,8 @@ class Runner:
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
+        if self.task_user is not None:
+            self.task_user.own(self.files.results)  # where its result files go
         self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
