@@ -3,10 +3,12 @@ only from its plan's folder, and sees only the environment it is allowed (issue 
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 import orjson
+import pytest
 
 import stoic
 from tests.conftest import STOIC_BIN, log_path, run_cli
@@ -429,3 +431,95 @@ def run_plan_env(ws_path: Path, folder: Path, body: str, env: dict[str, str]) ->
     plan.write_text(body)
     result = run_cli("-w", str(ws_path), "run", str(plan), env=env)
     return result.exit_code, result.stdout + result.stderr
+
+
+ECHO_SECRET = """
+import os
+
+def leak():
+    print("printing", os.environ["API_TOKEN"])
+    return {"token": os.environ["API_TOKEN"]}
+"""
+
+
+def test_a_secret_a_task_was_given_is_masked_in_its_records(tmp_path: Path, ws_path: Path) -> None:
+    (tmp_path / "leaky.py").write_text(ECHO_SECRET)
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        'tasks:\n  - {id: leak, call: "leaky:leak", env: {API_TOKEN: "tok-5ecret-3"}}\n'
+        '  - {id: fail, run: ["sh", "-c", "exit 3"], env: {API_TOKEN: "tok-5ecret-3"},'
+        " depends_on: [leak]}\n",
+    )
+    assert code == 1, out
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    assert ended["details"]["value"] == {"token": "[API_TOKEN masked]"}  # type: ignore[index]
+    assert "5ecret" not in log_path(ws_path).read_text()
+
+
+def test_a_result_file_planted_as_a_link_is_not_followed(tmp_path: Path, ws_path: Path) -> None:
+    private = tmp_path / "private.json"
+    private.write_text('{"steps_completed": 0, "note": "pr1vate-credential"}')
+    for name, how in (("soft", "ln -s"), ("hard", "ln")):
+        code, out = run_plan(ws_path, tmp_path, shell_task(name, f"{how} {private} $STOIC_RESULT"))
+        assert code == 0, out
+    assert "pr1vate" not in log_path(ws_path).read_text()
+    errors = [str(r["details"]) for r in of_type(ws_path, "execution", "succeeded")]
+    assert "a symbolic link" in errors[0]
+    assert "hard link" in errors[1]
+
+
+# -- runner.task_user ------------------------------------------------------------------------
+
+
+def _world_readable_folder() -> Path:
+    """pytest's tmp_path is root's alone; the task user must be able to enter the plan's folder."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="stoic-task-user-"))
+    folder.chmod(0o755)
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can run tasks as another user")
+def test_tasks_run_as_the_task_user_and_cannot_write_the_log() -> None:
+    import pwd
+    import shutil
+
+    nobody = pwd.getpwnam("nobody")
+    folder = _world_readable_folder()
+    try:
+        ws_path = folder / "ws"
+        stoic.Workspace.init(ws_path).close()
+        (ws_path / "stoic.toml").write_text('[runner]\ntask_user = "nobody"\n')
+        log = log_path(ws_path)
+        code, out = run_plan(
+            ws_path,
+            folder,
+            shell_task(
+                "who", 'echo "{\\"steps_completed\\": 0, \\"uid\\": $(id -u)}" > $STOIC_RESULT'
+            )
+            + "  - {id: forge, run: "
+            + orjson.dumps(f"echo forged >> {log}").decode()
+            + ", shell: true}\n",
+        )
+        assert code == 1, out
+        ended = {r["task_id"]: r for r in records(ws_path) if r["decision_type"] == "execution"}
+        assert ended["who"]["decision_outcome"] == "succeeded"
+        assert ended["who"]["details"]["result"]["uid"] == nobody.pw_uid  # type: ignore[index]
+        assert ended["forge"]["decision_outcome"] == "failed"
+        assert "Permission denied" in attempt_log(ws_path, "forge")
+        assert_audit_clean(ws_path)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_task_user_is_refused_unless_stoic_is_root_or_when_unknown(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (ws_path / "stoic.toml").write_text('[runner]\ntask_user = "no-such-user-xyz"\n')
+    code, out = run_plan(ws_path, tmp_path, shell_task("a", "true"))
+    assert code == 2
+    expected = "no user 'no-such-user-xyz'" if os.geteuid() == 0 else "only root"
+    assert expected in out
+    assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())

@@ -10,6 +10,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "DEFAULT_ENV_PASSTHROUGH",
@@ -20,6 +21,7 @@ __all__ = [
     "approval_rule",
     "budget_violation",
     "check_patterns",
+    "mask_json",
     "mask_secrets",
     "module_violation",
     "policy_violation",
@@ -202,6 +204,19 @@ def mask_secrets(text: str, secrets: Mapping[str, str]) -> str:
     for name, value in secrets.items():
         text = text.replace(value, f"[{name} masked]")
     return text
+
+
+def mask_json(value: Any, secrets: Mapping[str, str]) -> Any:
+    """A JSON value with every secret masked in its strings (keys included)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, Mapping):
+        return {mask_secrets(str(k), secrets): mask_json(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_json(item, secrets) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

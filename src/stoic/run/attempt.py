@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -129,15 +131,24 @@ def read_result_file(root: Path, path: Path) -> ResultFile | None:
     from elsewhere into the log.
     """
     try:
-        fd = open_confined(root, path, os.O_RDONLY)
+        # O_NONBLOCK: a pipe planted there must not hang the runner.
+        fd = open_confined(root, path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except LinkRefused as exc:
         return ResultFile(error=f"not read: {exc.strerror}")
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ResultFile(error="a symbolic link, not a file the task wrote; not followed")
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
-        size = os.fstat(fd).st_size
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            return ResultFile(
+                error="not a plain file of its own (a device, a pipe or a hard link to another"
+                " file); not read"
+            )
+        size = status.st_size
         if size > RESULT_FILE_LIMIT:  # it is kept whole in the log: never read a huge one
             return ResultFile(
                 error=f"{size} bytes, over the {RESULT_FILE_LIMIT // 1024} KiB a result file may"

@@ -23,6 +23,7 @@ from stoic.run.loop import Ended, Handle
 from stoic.run.python_pool import WorkerPool
 from stoic.run.shell import ShellAttempt
 from stoic.run.stages import StagedAttempt, command_missing
+from stoic.run.task_user import TaskUser
 
 __all__ = ["Launcher", "kind_by_output", "with_summary"]
 
@@ -40,8 +41,11 @@ class Launcher:
         plan_verifiers: Sequence[Verifier],
         max_iterations_default: int | None,
         agents: AgentSetup,
+        user: TaskUser | None = None,
     ) -> None:
         self.base_env = base_env
+        self.user = user
+        """Who every process of a task runs as (runner.task_user), or stoic's own user."""
         self.pool = pool
         self.plan_verifiers = list(plan_verifiers)
         self.max_iterations_default = max_iterations_default or _DEFAULT_ITERATIONS
@@ -89,7 +93,12 @@ class Launcher:
 
     def _command(self, command: Sequence[str] | str, attempt: Attempt, shell: bool) -> Handle:
         return ShellAttempt(
-            command, attempt, shell=shell, base_env=self.base_env, stdin_fd=self.stdin_fd
+            command,
+            attempt,
+            shell=shell,
+            base_env=self.base_env,
+            stdin_fd=self.stdin_fd,
+            user=self.user,
         )
 
     def _verifier_command(

@@ -26,6 +26,7 @@ from stoic.run.guard import run_policy
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
 from stoic.run.runner import Runner, RunReport
+from stoic.run.task_user import resolve_task_user
 from stoic.store.atomic import atomic_write
 from stoic.store.confined import confined_dir, open_confined
 from stoic.store.processes import workspace_policy
@@ -78,6 +79,7 @@ def start_run(
     workspace: Workspace, plan: Plan, *, workers: int | None, reporter: Reporter
 ) -> RunReport:
     """Create a run of `plan` and run it until nothing more can happen without a person."""
+    resolve_task_user(workspace.settings.runner.task_user)  # refused before anything happens
     errors = runnable_errors(plan, agent_setup(workspace))
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
@@ -209,6 +211,7 @@ def continue_run(
     files = _files(workspace, run_id)
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
+    resolve_task_user(workspace.settings.runner.task_user)
     with _run_lock(files):
         plan, folder, files = _load(workspace, run_id)
         suspended = [

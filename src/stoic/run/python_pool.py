@@ -18,6 +18,7 @@ from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
 from stoic.run.shell import OutputLog, read_available
+from stoic.run.task_user import TaskUser
 from stoic.run.worker import read_frame, write_frame
 
 __all__ = ["PythonAttempt", "WorkerPool"]
@@ -32,7 +33,9 @@ class _Worker:
     """The worker's stdout and stderr."""
 
     @classmethod
-    def start(cls, env: Mapping[bytes, bytes] | None = None) -> _Worker:
+    def start(
+        cls, env: Mapping[bytes, bytes] | None = None, user: TaskUser | None = None
+    ) -> _Worker:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         output_read, output_write = os.pipe()
@@ -44,7 +47,10 @@ class _Worker:
             stderr=output_write,
             pass_fds=(request_read, reply_write),
             start_new_session=True,
-            env=env,
+            env=env if user is None else {**(env or {}), **user.environment()},
+            user=user.uid if user is not None else None,
+            group=user.gid if user is not None else None,
+            extra_groups=[] if user is not None else None,
         )
         for fd in (request_read, reply_write, output_write):
             os.close(fd)
@@ -72,8 +78,10 @@ class WorkerPool:
         size: int,
         env: Mapping[bytes, bytes] | None = None,
         allowed_modules: Iterable[str] = (),
+        user: TaskUser | None = None,
     ) -> None:
         self.size = size
+        self.user = user
         self.env = dict(env) if env is not None else None
         self.allowed_modules = sorted(allowed_modules)
         """Packages `call:` may import besides the plan's folder (policy allowed_modules)."""
@@ -88,7 +96,7 @@ class WorkerPool:
         if self._busy > self.size:
             self._busy -= 1
             raise RuntimeError(f"all {self.size} workers are busy")
-        return _Worker.start(self.env)
+        return _Worker.start(self.env, self.user)
 
     def release(self, worker: _Worker) -> None:
         self._busy -= 1

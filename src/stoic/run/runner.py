@@ -22,7 +22,7 @@ from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.pause import PauseInForce
-from stoic.core.policy import Spent
+from stoic.core.policy import Spent, mask_json, mask_secrets, secret_values
 from stoic.core.records import Decision
 from stoic.core.recovery import (
     AttemptKind,
@@ -55,6 +55,7 @@ from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_files import RunFiles
+from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
@@ -141,8 +142,12 @@ class Runner:
             plan_verifiers=plan.document.meta.verify or (),
         )
         self.base_env = allowed_environment(policy)
+        self.task_user = resolve_task_user(settings.runner.task_user)
         self.pool = WorkerPool(
-            workers, env=self.base_env, allowed_modules=policy.allowed_modules or ()
+            workers,
+            env=self.base_env,
+            allowed_modules=policy.allowed_modules or (),
+            user=self.task_user,
         )
         meta = plan.document.meta
         self.launcher = Launcher(
@@ -151,6 +156,7 @@ class Runner:
             plan_verifiers=meta.verify or (),
             max_iterations_default=meta.max_attempts_default,
             agents=agents,
+            user=self.task_user,
         )
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
@@ -272,6 +278,8 @@ class Runner:
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
+        if self.task_user is not None:
+            self.task_user.own(self.files.results)  # where its result files go
         self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
@@ -289,7 +297,7 @@ class Runner:
                     else 0.0
                 )
                 for item, result, outcome in ended:
-                    batch.append(made.end_decision(item.attempt, result, outcome))
+                    batch.append(self._masked(made.end_decision(item.attempt, result, outcome)))
                     batch += [
                         made.verification_decision(item.attempt, verified)
                         for verified in result.verifications
@@ -557,6 +565,23 @@ class Runner:
         return max(0.0, task.retry_delay_s - waited)
 
     # -- attempts ----------------------------------------------------------------------------
+
+    def _masked(self, decision: Decision) -> Decision:
+        """What a task gave back, without the named secrets it was given (DESIGN §7)."""
+        given = {
+            name.decode(errors="replace"): value.decode(errors="replace")
+            for name, value in self.base_env.items()
+        }
+        spec = self.specs.get(decision.task_id or "")
+        secrets = secret_values(self.policy, {**given, **(spec.env if spec else {})})
+        if not secrets:
+            return decision
+        return replace(
+            decision,
+            decision_reason=mask_secrets(decision.decision_reason, secrets),
+            decision_inputs=mask_json(decision.decision_inputs, secrets),
+            details=mask_json(decision.details, secrets),
+        )
 
     def _prepare(self, index: int) -> _Running:
         spec = self.plan.tasks[index]

@@ -7,6 +7,7 @@ import errno
 import os
 import shlex
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
+from stoic.run.task_user import TaskUser
 from stoic.store.confined import LinkRefused, open_confined
 
 __all__ = ["OutputLog", "ShellAttempt", "read_available", "run_command"]
@@ -121,6 +123,7 @@ class ShellAttempt:
         shell: bool,
         base_env: Mapping[bytes, bytes] | None = None,
         stdin_fd: int | None = None,
+        user: TaskUser | None = None,
     ) -> None:
         self.attempt = attempt
         self.argv: list[str] = (
@@ -139,11 +142,19 @@ class ShellAttempt:
         env = dict(base_env if base_env is not None else os.environb)
         for name, value in attempt.stoic_env().items():
             env[name.encode()] = value.encode()
+        if user is not None:
+            env.update(user.environment())
+        self._as_user: subprocess.Popen[bytes] | None = None
+        """The process, when it was started as the task user (Popen can change user)."""
         read_end, write_end = os.pipe()
         own_stdin = stdin_fd is None
         stdin = os.open(os.devnull, os.O_RDONLY) if stdin_fd is None else stdin_fd
         try:
-            self.pid = _spawn(self.argv, env, attempt.plan_dir, stdin, write_end)
+            if user is None:
+                self.pid = _spawn(self.argv, env, attempt.plan_dir, stdin, write_end)
+            else:
+                self._as_user = _spawn_as(self.argv, env, attempt.plan_dir, stdin, write_end, user)
+                self.pid = self._as_user.pid
         except OSError as exc:
             os.close(read_end)
             if isinstance(exc, _NoFolder):
@@ -240,6 +251,8 @@ class ShellAttempt:
         # yet, so the group id cannot have been reused.
         _signal_group(self.pid, signal.SIGKILL)
         code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        if self._as_user is not None:
+            self._as_user.returncode = code  # reaped here; Popen must not wait for it again
         if self._pipe is not None:
             os.close(self._pipe)
             self._pipe = None
@@ -301,6 +314,31 @@ def _spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, o
             os.fchdir(here)
     finally:
         os.close(here)
+
+
+def _spawn_as(
+    argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, out: int, user: TaskUser
+) -> subprocess.Popen[bytes]:
+    """The same, as the task user: its uid, its group, no supplementary groups of the runner."""
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=out,
+            stderr=out,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+        )
+    except OSError as exc:
+        if exc.filename == str(cwd):
+            raise _NoFolder(
+                exc.errno, f"cannot enter {cwd} as {user.name}: {exc.strerror}"
+            ) from None
+        raise
 
 
 class _NoFolder(OSError):
