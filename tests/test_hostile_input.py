@@ -144,6 +144,10 @@ def test_a_number_of_thousands_of_digits_in_a_plan_is_refused_with_its_place(
         ("[runner]\nworkers = 99999999999999999999\n", ":2: runner.workers: 9999"),
         (f"x = {'[' * 5000}{']' * 5000}\n", ":1: arrays or tables nest too deeply"),
         (f"x = {'{a = ' * 3000}1{'}' * 3000}\n", ":1: arrays or tables nest too deeply"),
+        (f"[{'.'.join(['a'] * 5000)}]\n", ":1: a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a: nests deeper"),
+        (f"x = {'[' * 200}{']' * 200}\n", ":1: x: nests deeper than 16 levels"),
+        ("[runner]\nkill_grace_seconds = inf\n", ":2: runner.kill_grace_seconds: inf is not"),
+        ("[recovery]\nunavailable_retry_delay_seconds = nan\n", ":2: recovery.unavailable_retry"),
     ],
 )
 def test_a_hostile_stoic_toml_is_one_line_with_file_and_line(
