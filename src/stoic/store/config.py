@@ -22,11 +22,12 @@ from pydantic import (
     model_validator,
 )
 
-from stoic.core.limits import MAX_INT_BITS
+from stoic.core.limits import MAX_INT_BITS, MAX_SETTINGS_BYTES
 from stoic.core.policy import check_patterns
 from stoic.core.text import shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
+from stoic.store.reading import NotARegularFile, TooLarge, read_bounded
 
 __all__ = ["PolicySettings", "Settings", "default_settings_text", "load_settings"]
 
@@ -301,9 +302,13 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 def load_settings(path: Path) -> Settings:
     """Read and validate `stoic.toml`; any problem is a ConfigError naming file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except NotARegularFile as exc:
+        raise ConfigError(f"{path}: is {exc.kind}, not a settings file") from exc
+    except TooLarge as exc:
+        raise ConfigError(f"{path}: is larger than 1 MiB; settings are a few lines") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
