@@ -336,6 +336,7 @@ HOSTILE_ARGS = [
     "PROP-00000000-000",
     "../../../etc/passwd",
     "/dev/null",
+    "/dev/zero",
     "/",
     ".",
     "-1",
