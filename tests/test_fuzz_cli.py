@@ -336,6 +336,7 @@ HOSTILE_ARGS = [
     "PROP-00000000-000",
     "../../../etc/passwd",
     "/dev/null",
+    "/dev/zero",
     "/",
     ".",
     "-1",
@@ -419,3 +420,43 @@ def test_a_sample_of_hostile_arguments_as_real_processes(ws_path: Path, tmp_path
             case = f"stoic {args!r}"
             assert done.returncode >= 0, f"{case}: killed by signal {-done.returncode}"
             assert_handled(case, done.returncode, done.stdout, done.stderr)
+
+
+TOML_VALUES = [
+    "9" * 5000,
+    "9" * 4000,
+    "99999999999999999999",
+    "-1",
+    "inf",
+    "nan",
+    "1e999",
+    "[" * 3000 + "]" * 3000,
+    "{a = " * 500 + "1" + "}" * 500,
+    '"\\u001b]0;pwned\\u0007"',
+    '"' + "a" * 100_000 + '"',
+    "[1, 'a', true]",
+    "{}",
+    "1979-05-27T07:32:00Z",
+    "'(a+)+$'",
+    '"["',
+]
+
+
+def test_mutated_settings_files(ws_path: Path) -> None:
+    settings = ws_path / "stoic.toml"
+    original = settings.read_bytes()
+    uncommented = b"\n".join(line.removeprefix(b"# ") for line in original.splitlines())
+    rng = random.Random(SEED + 4)
+    for number in range(120):
+        data = uncommented if rng.random() < 0.7 else original
+        if rng.random() < 0.6:
+            lines = _lines(data)
+            settable = [i for i, line in enumerate(lines) if b" = " in line]
+            at = rng.choice(settable)
+            key = lines[at].split(b" = ", 1)[0]
+            lines[at] = key + b" = " + rng.choice(TOML_VALUES).encode() + b"\n"
+            data = b"".join(lines)
+        for mutation in [rng.choice(MUTATIONS[:7]) for _ in range(rng.randint(0, 2))]:
+            data = mutation(rng, data)
+        settings.write_bytes(data)
+        bounded_cli(f"settings case {number}", "-w", str(ws_path), "status")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,10 @@ def test_a_number_of_thousands_of_digits_in_a_plan_is_refused_with_its_place(
         ("[runner]\nworkers = 99999999999999999999\n", ":2: runner.workers: 9999"),
         (f"x = {'[' * 5000}{']' * 5000}\n", ":1: arrays or tables nest too deeply"),
         (f"x = {'{a = ' * 3000}1{'}' * 3000}\n", ":1: arrays or tables nest too deeply"),
+        (f"[{'.'.join(['a'] * 5000)}]\n", ":1: a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a: nests deeper"),
+        (f"x = {'[' * 200}{']' * 200}\n", ":1: x: nests deeper than 16 levels"),
+        ("[runner]\nkill_grace_seconds = inf\n", ":2: runner.kill_grace_seconds: inf is not"),
+        ("[recovery]\nunavailable_retry_delay_seconds = nan\n", ":2: recovery.unavailable_retry"),
     ],
 )
 def test_a_hostile_stoic_toml_is_one_line_with_file_and_line(
@@ -229,3 +234,42 @@ def test_an_argument_holding_nul_is_a_usage_error(ws_path: Path) -> None:
     result = run_cli("-w", str(ws_path), "status", "run-a\x00b")
     assert result.exit_code == 2
     assert "holds a NUL character" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_plan_that_is_a_pipe_or_a_device_is_refused_not_read_forever(
+    tmp_path: Path, kind: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    if kind == "fifo":
+        os.mkfifo(plan)  # reading it would wait for a writer forever
+    else:
+        plan.symlink_to("/dev/zero")  # reading it would never end
+    done = stoic_bounded("plan", "check", str(plan), cwd=tmp_path)
+    err = one_line_usage_error(done)
+    named = "a named pipe" if kind == "fifo" else "a character device"
+    assert f"{plan}:1:1: is {named}, not a plan file" in err
+
+
+def test_settings_that_are_a_pipe_or_too_large_are_refused(tmp_path: Path) -> None:
+    from stoic.exceptions import ConfigError
+    from stoic.store.config import load_settings
+
+    big = tmp_path / "big.toml"
+    big.write_text("# x\n" * 300_000)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_settings(big)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom stoic.store.config import load_settings\n"
+        "try:\n    load_settings(Path(sys.argv[1]))\nexcept Exception as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "is a named pipe, not a settings file" in done.stdout, done.stderr

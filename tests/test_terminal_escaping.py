@@ -160,6 +160,23 @@ def _strings(value: object) -> list[str]:
     return []
 
 
+def test_the_review_walk_prints_sequences_escaped(
+    hostile_ws: tuple[Path, str, list[CliResult]],
+) -> None:
+    ws_path, _, _ = hostile_ws
+    done = subprocess.run(  # input at its end: the walk shows the first proposal, then quits
+        [STOIC_BIN, "-w", str(ws_path), "review"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not RAW.search(done.stdout + done.stderr), done.stdout
+    assert "sneaky\\x1b[1A\\x1b[2K\\x0d" in done.stdout
+
+
 def test_json_views_keep_the_text_exact(hostile_ws: tuple[Path, str, list[CliResult]]) -> None:
     ws_path, run_id, _ = hostile_ws
     queue = orjson.loads(run_cli("-w", str(ws_path), "queue", "--json").stdout)

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stoic.core.graph import TaskGraph, TaskState, find_cycle
+from stoic.core.limits import MAX_PLAN_BYTES
 from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
@@ -33,6 +34,7 @@ from stoic.plan.models import (
     Verifier,
 )
 from stoic.plan.yaml_source import LocatedDict, LocatedList, YamlSyntaxError, load_located
+from stoic.store.reading import NotARegularFile, TooLarge, read_bounded
 
 __all__ = ["Plan", "PlanError", "PlanInvalid", "parse_plan", "read_plan"]
 
@@ -91,11 +93,18 @@ def read_plan(path: str | Path) -> Plan:
     """Read and validate the plan at `path`; raises PlanInvalid listing every error."""
     plan_path = Path(path)
     try:
-        raw = plan_path.read_bytes()
+        raw = read_bounded(plan_path, MAX_PLAN_BYTES)
     except FileNotFoundError:
         raise PlanInvalid(path, [PlanError(1, 1, "no such file", "check the path")]) from None
-    except IsADirectoryError:
-        raise PlanInvalid(path, [PlanError(1, 1, "is a folder, not a plan file", "")]) from None
+    except (IsADirectoryError, NotARegularFile) as exc:
+        kind = exc.kind if isinstance(exc, NotARegularFile) else "a folder"
+        error = PlanError(1, 1, f"is {kind}, not a plan file", "name a YAML file")
+        raise PlanInvalid(path, [error]) from None
+    except TooLarge:
+        error = PlanError(
+            1, 1, f"is larger than {MAX_PLAN_BYTES // (1024 * 1024)} MiB", "split the plan"
+        )
+        raise PlanInvalid(path, [error]) from None
     except OSError as exc:
         raise PlanInvalid(path, [PlanError(1, 1, f"cannot be read: {exc.strerror}", "")]) from None
     try:

@@ -6,6 +6,7 @@ setting appears in it, commented, with its default and the description written h
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import tomllib
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from stoic.core.limits import MAX_INT_BITS
+from stoic.core.limits import MAX_INT_BITS, MAX_SETTINGS_BYTES
 from stoic.core.policy import (
     DEFAULT_ENV_PASSTHROUGH,
     DEFAULT_SECRET_NAMES,
@@ -30,6 +31,7 @@ from stoic.core.policy import (
 from stoic.core.text import shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
+from stoic.store.reading import NotARegularFile, TooLarge, read_bounded
 
 __all__ = ["PolicySettings", "Settings", "default_settings_text", "load_settings"]
 
@@ -320,9 +322,13 @@ _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 def load_settings(path: Path) -> Settings:
     """Read and validate `stoic.toml`; any problem is a ConfigError naming file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_SETTINGS_BYTES).decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except NotARegularFile as exc:
+        raise ConfigError(f"{path}: is {exc.kind}, not a settings file") from exc
+    except TooLarge as exc:
+        raise ConfigError(f"{path}: is larger than 1 MiB; settings are a few lines") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
@@ -346,15 +352,15 @@ def load_settings(path: Path) -> Settings:
             f"{where}: arrays or tables nest too deeply to read (hint: settings nest a few"
             " levels at most)"
         ) from exc
-    large = _large_integer(data)
-    if large is not None:
-        location, value = large
-        line = _line_of(text, location)
+    found = _unfit_value(data)
+    if found is not None:
+        location, problem = found
+        line = _line_of(text, location) if location else None
+        if line is None and "deeper than" in problem:
+            line = _first_line(text, _MANY_DOTS) or _nesting_line(text, _MAX_SETTINGS_DEPTH)
         where = f"{path}:{line}" if line else str(path)
-        raise ConfigError(
-            f"{where}: {'.'.join(location)}: {shortened(str(value))} is too large (at most"
-            f" {MAX_INT_BITS} bits)"
-        )
+        dotted = ".".join(location[:_MAX_SETTINGS_DEPTH])
+        raise ConfigError(f"{where}: {shortened(dotted)}: {problem}")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -396,23 +402,30 @@ def _nesting_line(text: str, deepest: int = 100) -> int | None:
     return None
 
 
-def _large_integer(value: Any, location: tuple[str, ...] = ()) -> tuple[list[str], int] | None:
-    """The first integer beyond MAX_INT_BITS and the keys leading to it, if there is one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return (list(location), value) if value.bit_length() > MAX_INT_BITS else None
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
-    for key, item in items:
-        found = _large_integer(item, (*location, str(key)) if isinstance(key, str) else location)
-        if found is not None:
-            return found
+_MAX_SETTINGS_DEPTH = 16
+"""Settings nest three levels at most; deeper data is refused before anything walks it."""
+_MANY_DOTS = re.compile(r"^[^=#\n]*(?:\.[^.=#\n]*){16,}", re.MULTILINE)
+
+
+def _unfit_value(data: dict[str, Any]) -> tuple[list[str], str] | None:
+    """The first value no setting can hold (nested too deep, an integer beyond MAX_INT_BITS,
+    an infinite float) and the keys leading to it. Iterative: the data may be deep."""
+    pending: list[tuple[Any, tuple[str, ...], int]] = [(data, (), 0)]
+    while pending:
+        value, location, depth = pending.pop()
+        if depth > _MAX_SETTINGS_DEPTH:
+            return list(location), f"nests deeper than {_MAX_SETTINGS_DEPTH} levels"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            large = shortened(str(value))
+            return list(location), f"{large} is too large (at most {MAX_INT_BITS} bits)"
+        if isinstance(value, float) and not math.isfinite(value):
+            return list(location), f"{value} is not a finite number"
+        if isinstance(value, dict):
+            pending.extend((item, (*location, str(key)), depth + 1) for key, item in value.items())
+        elif isinstance(value, list):  # an item's line is its list's line
+            pending.extend((item, location, depth + 1) for item in value)
     return None
 
 
