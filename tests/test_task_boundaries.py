@@ -465,7 +465,7 @@ def test_a_result_file_planted_as_a_link_is_not_followed(tmp_path: Path, ws_path
         assert code == 0, out
     assert "pr1vate" not in log_path(ws_path).read_text()
     errors = [str(r["details"]) for r in of_type(ws_path, "execution", "succeeded")]
-    assert "a symbolic link" in errors[0]
+    assert "is a link; stoic never follows a link" in errors[0]
     assert "hard link" in errors[1]
 
 

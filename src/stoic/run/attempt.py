@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field, replace
@@ -138,8 +137,6 @@ def read_result_file(root: Path, path: Path) -> ResultFile | None:
     except LinkRefused as exc:
         return ResultFile(error=f"not read: {exc.strerror}")
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return ResultFile(error="a symbolic link, not a file the task wrote; not followed")
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
         status = os.fstat(fd)
