@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stoic.cli.app import CliState
-from stoic.core.audit import AuditReport
+from stoic.core.audit import AuditReport, ViolationCode
 from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
@@ -169,7 +169,8 @@ def audit(
     Exit 0 when clean, 1 with every violation listed.
     """
     paused = False
-    with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
+    workspace = Workspace.open(_state(ctx).workspace, catch_up=False)
+    try:
         with contextlib.suppress(StoicError):
             already = workspace.status().paused
             if already is not None:
@@ -195,6 +196,11 @@ def audit(
                     criterion=Criterion.AUDIT_FAILURE,
                     inputs={"violations": len(report.violations)},
                 )
+    finally:
+        # Closing catches projections up; over a damaged log that fails, and the report
+        # (which names the damage) must still be printed.
+        with contextlib.suppress(StoicError):
+            workspace.close()
     if paused:
         typer.echo("stoic: the workspace is now paused: the audit failed", err=True)
     if as_json:
@@ -210,6 +216,12 @@ def _print_report(report: AuditReport, *, repair: bool) -> None:
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
             f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
             f" recorded as seq {report.repaired['seq']}."
+        )
+    elif repair and any(v.code is ViolationCode.RECORDS_LOST for v in report.violations):
+        typer.echo(
+            "Nothing was repaired: records were lost. Files below reflect records the log no"
+            " longer holds, and rebuilding them from this log would hide that; restore"
+            " logs/decision_log.ndjson from a backup."
         )
     elif repair and not report.ok:
         typer.echo(

@@ -7,6 +7,8 @@ projections of them.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +35,7 @@ from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
 from stoic.store.atomic import atomic_write
 from stoic.store.log import utc_timestamp
 from stoic.store.notify import notify
+from stoic.store.quarantine import Quarantine
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -158,16 +161,6 @@ class Escalations:
         escalation_id = state.next_id()
         title = request.title or _title_of(request, task_id)
         facts = self._history(run_id, task_id, before_seq=None)
-        text = self._briefing(
-            escalation_id,
-            replace(request, title=title),
-            run_id,
-            task_id,
-            facts,
-            utc_timestamp()[:10],
-            risks,
-            status,
-        )
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
         record = self.workspace.record(
             "escalation",
@@ -185,8 +178,22 @@ class Escalations:
                 **request.to_json(),
                 "title": title,
                 "briefing": f"escalations/{escalation_id}.md",
+                # What the briefing says beyond the request, so it can be rebuilt and audited.
+                "project": facts[0],
+                **({"risks": list(risks)} if risks else {}),
+                **({"status": status} if status else {}),
                 **(details or {}),
             },
+        )
+        text = self._briefing(
+            escalation_id,
+            replace(request, title=title),
+            run_id,
+            task_id,
+            facts,
+            record.decided_at[:10],
+            risks,
+            status,
         )
         state.feed([record._asdict()])
         # Under the lock, just appended: the fold is current to the log's end.
@@ -267,25 +274,43 @@ class Escalations:
                 return self.rebuild(raised_after=since_seq)
         return []
 
-    def rebuild(self, *, raised_after: int = 0) -> list[str]:
+    def rebuild(self, *, raised_after: int = 0, quarantine: Quarantine | None = None) -> list[str]:
         """The escalation log, and the missing briefings of escalations raised after seq
         `raised_after`, from the log: all of them for `stoic audit --repair`; on open, those of
-        the records a killed writer left without their files."""
+        the records a killed writer left without their files.
+
+        A repair passes `quarantine`: a briefing or log that says other than the log, or a
+        briefing the log does not know, is moved there first and written anew.
+        """
         with self.workspace.log.locked():
             state = self.state()
+            if quarantine is not None:
+                for violation in check_escalation_files(self.workspace, state):
+                    if violation.path is not None:
+                        quarantine.move(violation.path)
             rebuilt = []
             for item in state.escalations.values():
                 path = self.briefing_path(item.id)
                 if item.seq > raised_after and not path.is_file():
-                    facts = self._history(item.run_id, item.task_id, before_seq=item.seq)
-                    date = item.raised_at[:10]  # the briefing as it was written then
-                    text = self._briefing(
-                        item.id, item.request(), item.run_id, item.task_id, facts, date
-                    )
-                    atomic_write(path, text.encode())
+                    atomic_write(path, self.briefing_of(item).encode())
                     rebuilt.append(item.id)
             self._write_log(state)
         return rebuilt
+
+    def briefing_of(self, item: Escalation) -> str:
+        """The briefing as it was written when the escalation was raised, from the log."""
+        project, history = self._history(item.run_id, item.task_id, before_seq=item.seq)
+        facts = (item.project or project, history)
+        return self._briefing(
+            item.id,
+            item.request(),
+            item.run_id,
+            item.task_id,
+            facts,
+            item.raised_at[:10],
+            item.risks,
+            item.status_line,
+        )
 
     def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> Escalation:
         count = state.by_mode.get(mode.value, 0)
@@ -477,16 +502,46 @@ def report_incident(
     return escalation, done
 
 
-def check_escalation_files(root: Path, state: EscalationState) -> list[Violation]:
-    """Audit: every escalation has its briefing; escalation-log.md is what the log says."""
+def check_escalation_files(workspace: Workspace, state: EscalationState) -> list[Violation]:
+    """Audit: every briefing is the one its record wrote; escalation-log.md is what the log
+    says; a briefing or entry for an escalation the log does not hold means records were lost.
+    """
+    root = workspace.root
     found = []
+    escalations = Escalations(workspace)
     for item in state.escalations.values():
-        if not (root / "escalations" / f"{item.id}.md").is_file():
+        relative = f"escalations/{item.id}.md"
+        try:
+            text: str | None = (root / relative).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = None
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text is None:
             found.append(
                 Violation(
                     ViolationCode.ESCALATION_MISMATCH,
-                    f"escalations/{item.id}.md is missing (raised at seq {item.seq})",
+                    f"{relative} is missing (raised at seq {item.seq})",
                     seq=item.seq,
+                )
+            )
+        elif text != escalations.briefing_of(item):
+            found.append(
+                Violation(
+                    ViolationCode.ESCALATION_MISMATCH,
+                    f"{relative} differs from the briefing its record wrote (edited by hand?)",
+                    seq=item.seq,
+                    path=relative,
+                )
+            )
+    for name in _briefing_names(root / "escalations"):
+        if name[: -len(".md")] not in state.escalations:
+            found.append(
+                Violation(
+                    ViolationCode.RECORDS_LOST,
+                    f"escalations/{name} is the briefing of an escalation the log does not hold:"
+                    " records were lost",
+                    path=f"escalations/{name}",
                 )
             )
     log_file = root / "escalations" / "escalation-log.md"
@@ -495,7 +550,42 @@ def check_escalation_files(root: Path, state: EscalationState) -> list[Violation
         actual = log_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         actual = None
+    if actual is not None and actual != expected:
+        unknown = sorted(
+            {match for match in _ENTRY.findall(actual) if match not in state.escalations}
+        )
+        if unknown:
+            found.append(
+                Violation(
+                    ViolationCode.RECORDS_LOST,
+                    f"{log_file.name} has entries for {', '.join(unknown[:5])}, which the log"
+                    " does not hold: records were lost",
+                    path="escalations/escalation-log.md",
+                )
+            )
+            return found
     if actual != expected:
         what = "is missing" if actual is None else "does not match the log (edited by hand?)"
-        found.append(Violation(ViolationCode.ESCALATION_MISMATCH, f"{log_file.name} {what}"))
+        found.append(
+            Violation(
+                ViolationCode.ESCALATION_MISMATCH,
+                f"{log_file.name} {what}",
+                path="escalations/escalation-log.md" if actual is not None else None,
+            )
+        )
     return found
+
+
+_ENTRY = re.compile(r"^## (ESC-\d{3,}) ", re.MULTILINE)
+
+
+def _briefing_names(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                e.name
+                for e in entries
+                if e.name.endswith(".md") and is_escalation_id(e.name[: -len(".md")])
+            )
+    except FileNotFoundError:
+        return []

@@ -159,6 +159,13 @@ class FileDecisionLog:
             if chunk.fragment:
                 yield (line_no, offset, chunk.fragment, False)
 
+    def ends_line(self, offset: int) -> bool:
+        """Whether `offset` is just after a newline (or the start): where a record may end."""
+        if offset == 0:
+            return True
+        with self.path.open("rb") as handle:
+            return os.pread(handle.fileno(), 1, offset - 1) == b"\n"
+
     def lines_reversed(self, end: int) -> Iterator[bytes]:
         """Complete lines before `end` (which must follow a newline), last first."""
         with self.path.open("rb") as handle:
@@ -312,8 +319,11 @@ class FileDecisionLog:
             )
         return records
 
-    def truncate_torn_tail(self) -> TornTail | None:
-        """Cut a torn last line off the log (under the lock); returns what was removed."""
+    def truncate_torn_tail(self, keep: Callable[[bytes], object] | None = None) -> TornTail | None:
+        """Cut a torn last line off the log (under the lock); returns what was removed.
+
+        `keep` is handed every byte about to be cut, and returns before anything is cut.
+        """
         with self.locked():
             fd = self._open_writer()
             self._cached = None
@@ -322,6 +332,8 @@ class FileDecisionLog:
                 raise LogCorrupt(f"{state.corrupt}; a line before the last is never repaired")
             if state.torn is None:
                 return None
+            if keep is not None:
+                keep(os.pread(fd, state.torn.length, state.torn.offset))
             try:
                 os.ftruncate(fd, state.torn.offset)
                 os.fsync(fd)

@@ -20,8 +20,12 @@ from stoic.store.manifest import MANIFEST
 __all__ = ["check_queue_files"]
 
 
-def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
-    """Folders and manifest against the log: orphans, duplicates, wrong folder, edited files."""
+def check_queue_files(root: Path, state: QueueState, last_seq: int) -> list[Violation]:
+    """Folders and manifest against the log: orphans, duplicates, wrong folder, edited files.
+
+    A file that reflects a proposal record the log does not hold (a seq in its history that
+    is not the log's, a manifest stamped past the log's end) means records were lost.
+    """
     violations: list[Violation] = []
     seen: dict[str, list[str]] = {}
     for folder in FOLDERS:
@@ -29,21 +33,18 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
         for name in _json_names(folder_path):
             stem = name[: -len(".json")]
             seen.setdefault(stem, []).append(folder)
+            relative = f"queue/{folder}/{name}"
             proposal = state.proposals.get(stem)
-            if proposal is None:
-                violations.append(
-                    Violation(
-                        ViolationCode.QUEUE_MISMATCH,
-                        f"queue/{folder}/{name} is not a proposal the log knows (orphan)",
-                    )
-                )
+            if proposal is None or not _file_holds(folder_path + name, proposal):
+                violations.append(_file_violation(folder_path + name, relative, proposal))
                 continue
-            if not _file_holds(folder_path + name, proposal):
+            if folder != proposal.status.value:
                 violations.append(
                     Violation(
                         ViolationCode.QUEUE_MISMATCH,
-                        f"queue/{folder}/{name} differs from the log's proposal (edited by hand?)",
+                        f"{relative} is {proposal.status.value} in the log, not {folder}",
                         seq=proposal.created_seq,
+                        path=relative,
                     )
                 )
     for proposal_id, proposal in state.proposals.items():
@@ -65,19 +66,36 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
         return violations
     try:
         manifest = orjson.loads(manifest_path.read_bytes())
+        stamped = manifest.get("last_seq") if isinstance(manifest, dict) else None
     except FileNotFoundError:
         violations.append(
             Violation(
                 ViolationCode.PROJECTION_MISSING,
                 f"{MANIFEST} is missing; `stoic audit --repair` rebuilds it",
+                path=str(MANIFEST),
             )
         )
         return violations
     except (OSError, orjson.JSONDecodeError) as exc:
         violations.append(
-            Violation(ViolationCode.PROJECTION_UNREADABLE, f"{MANIFEST} is unreadable: {exc}")
+            Violation(
+                ViolationCode.PROJECTION_UNREADABLE,
+                f"{MANIFEST} is unreadable: {exc}",
+                path=str(MANIFEST),
+            )
         )
         return violations
+    if isinstance(stamped, int) and stamped > last_seq:
+        violations.append(
+            Violation(
+                ViolationCode.RECORDS_LOST,
+                f"{MANIFEST} reflects seq {stamped}, which the log does not contain: records"
+                " were lost",
+                expected=f"last_seq ≤ {last_seq}",
+                found=f"last_seq {stamped}",
+                path=str(MANIFEST),
+            )
+        )
     expected = manifest_document(state, "")
     for key in ("summary", "proposals", "pending_by_type", "pending_by_confidence"):
         if manifest.get(key) != expected[key]:
@@ -86,7 +104,8 @@ def check_queue_files(root: Path, state: QueueState) -> list[Violation]:
                     ViolationCode.QUEUE_MISMATCH,
                     f"{MANIFEST} disagrees with the log at {key}",
                     expected=str(expected[key])[:200],
-                    found=str(manifest.get(key))[:200],
+                    found=repr(manifest.get(key))[:200],
+                    path=str(MANIFEST),
                 )
             )
     return violations
@@ -98,6 +117,44 @@ def _json_names(folder: str) -> list[str]:
             return sorted(e.name for e in entries if e.name.endswith(".json"))
     except FileNotFoundError:
         return []
+
+
+def _file_violation(path: str, relative: str, proposal: Proposal | None) -> Violation:
+    """A proposal file that is not what the log says: lost records, an orphan, or an edit."""
+    known = {int(step["seq"]) for step in proposal.history} if proposal is not None else set()
+    claimed = _history_seqs(path)
+    beyond = sorted(claimed - known)
+    if beyond:
+        what = "a proposal the log does not hold" if proposal is None else "records"
+        return Violation(
+            ViolationCode.RECORDS_LOST,
+            f"{relative} reflects {what} (seq {', '.join(map(str, beyond[:5]))}) that the log"
+            " does not contain: records were lost",
+            seq=beyond[0],
+            path=relative,
+        )
+    if proposal is None:
+        return Violation(
+            ViolationCode.QUEUE_MISMATCH,
+            f"{relative} is not a proposal the log knows (orphan)",
+            path=relative,
+        )
+    return Violation(
+        ViolationCode.QUEUE_MISMATCH,
+        f"{relative} differs from the log's proposal (edited by hand?)",
+        seq=proposal.created_seq,
+        path=relative,
+    )
+
+
+def _history_seqs(path: str) -> set[int]:
+    """The seqs a proposal file says its records have (none when it cannot be read)."""
+    try:
+        with open(path, "rb") as file:  # noqa: PTH123 (a str path: see check_queue_files)
+            history = orjson.loads(file.read()).get("history")
+        return {step["seq"] for step in history if type(step.get("seq")) is int}
+    except (OSError, orjson.JSONDecodeError, AttributeError, TypeError):
+        return set()
 
 
 def _file_holds(path: str, proposal: Proposal) -> bool:
