@@ -212,9 +212,11 @@ def audit(
 
 def _print_report(report: AuditReport, *, repair: bool) -> None:
     if report.repaired is not None:
+        moved = report.repaired.get("quarantined") or []
+        aside = f"; moved {len(moved)} file(s) to {report.repaired['quarantine']}" if moved else ""
         typer.echo(
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
-            f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
+            f" rebuilt {', '.join(report.repaired['projections_rebuilt'])}{aside};"
             f" recorded as seq {report.repaired['seq']}."
         )
     elif repair and any(v.code is ViolationCode.RECORDS_LOST for v in report.violations):
@@ -225,8 +227,9 @@ def _print_report(report: AuditReport, *, repair: bool) -> None:
         )
     elif repair and not report.ok:
         typer.echo(
-            "Nothing was repaired: the log itself is damaged. Repair only removes a torn last"
-            " line and rebuilds projections; a bad record before the last is never changed."
+            "Nothing was repaired: not every violation below can be. Repair only removes a torn"
+            " last line and rebuilds file views; a damaged record before the last, a broken"
+            " rule or a changed plan copy is never changed."
         )
     if report.ok:
         typer.echo(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
