@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import run_cli
+from tests.conftest import kill_during, run_cli
 
 
 def cli(ws: Path, *args: str) -> tuple[int, str, str]:
@@ -193,3 +193,19 @@ def test_an_edited_briefing_is_named_and_rebuilt_as_its_record_wrote_it(ws_path:
     code, out, _ = cli(ws_path, "audit", "--repair")
     assert code == 1
     assert "ESC-007.md is the briefing of an escalation the log does not hold" in out
+
+
+def test_a_repair_killed_before_its_record_has_cut_nothing(ws_path: Path) -> None:
+    propose(ws_path, "true")
+    assert cli(ws_path, "status")[0] == 0
+    torn = b'{"actor":"system:stoic","causal_role":null,"decid'
+    with log_file(ws_path).open("ab") as handle:
+        handle.write(torn)
+    kill_during(ws_path, "ws.audit(repair=True)", "seal")  # kill -9 as the record is made
+    assert log_file(ws_path).read_bytes().endswith(torn)  # no cut without its record
+    (kept,) = (ws_path / "quarantine").glob("*/logs/decision_log.ndjson.torn-tail")
+    assert kept.read_bytes() == torn
+    code, out, _ = cli(ws_path, "audit", "--repair")
+    assert code == 0, out
+    repaired = [r for r in records(ws_path) if r["decision_type"] == "audit"]
+    assert len(repaired) == 1 and repaired[0]["details"]["bytes_removed"] == len(torn)

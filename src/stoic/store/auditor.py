@@ -18,10 +18,10 @@ from stoic.core.escalations import EscalationState
 from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.proposals import QueueState
-from stoic.core.records import GENESIS_HASH
+from stoic.core.records import GENESIS_HASH, Decision
 from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.escalations import Escalations, check_escalation_files
-from stoic.store.log import FileDecisionLog
+from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
@@ -331,45 +331,53 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
         if before.ok or refused:
             return before
         quarantine = Quarantine(workspace.root)
-        log_name = workspace.log.path.relative_to(workspace.root)
-        torn = workspace.log.truncate_torn_tail(
-            keep=lambda data: quarantine.keep_bytes(f"{log_name}.torn-tail", data)
-        )
         for path in sorted({v.path for v in before.violations if v.path is not None}):
             quarantine.move(path)
-        rebuilt = sorted(
-            {v.code.value for v in before.violations if v.code is not ViolationCode.TORN_TAIL}
-        )
-        parts = []
-        details: dict[str, Any] = {"bytes_removed": 0}
-        if torn is not None:
+        log_name = workspace.log.path.relative_to(workspace.root)
+        codes = sorted({v.code.value for v in before.violations})
+
+        def decide(torn: TornTail | None) -> Decision:
+            parts = []
+            details: dict[str, Any] = {"bytes_removed": 0}
+            if torn is not None:
+                parts.append(
+                    f"removed a torn last line of {torn.length} bytes after seq {torn.after_seq}"
+                )
+                details.update(
+                    bytes_removed=torn.length,
+                    after_seq=torn.after_seq,
+                    removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
+                )
             parts.append(
-                f"removed a torn last line of {torn.length} bytes after seq {torn.after_seq}"
+                f"rebuilt the {projection_name} projection, queue folders, manifest, escalation"
+                " files, runs' state.json and execution_log.md from the log"
             )
-            details.update(
-                bytes_removed=torn.length,
-                after_seq=torn.after_seq,
-                removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
+            if quarantine.kept:
+                parts.append(f"moved {len(quarantine.kept)} file(s) aside to {quarantine.relative}")
+                details["quarantine"] = str(quarantine.relative)
+                details["quarantined"] = list(quarantine.kept)
+            details["projections_rebuilt"] = [projection_name, "queue", "escalations", "runs"]
+            details["violations_before"] = codes
+            return Decision.from_mapping(
+                {
+                    "type": "audit",
+                    "outcome": "repaired",
+                    "reason": "; ".join(parts).capitalize() + ".",
+                    "source": "system",
+                    "actor": "system:stoic",
+                    "trigger": "explicit",
+                    "inputs": {"violations": len(before.violations)},
+                    "details": details,
+                }
             )
+
         projection_name = workspace.status_file.projection.name
-        parts.append(
-            f"rebuilt the {projection_name} projection, queue folders, manifest, escalation"
-            " files, runs' state.json and execution_log.md from the log"
+        # The cut and its record are one write; without a torn tail, an ordinary append.
+        done = workspace.record_over_torn_tail(
+            lambda data: quarantine.keep_bytes(f"{log_name}.torn-tail", data), decide
         )
-        if quarantine.kept:
-            parts.append(f"moved {len(quarantine.kept)} file(s) aside to {quarantine.relative}")
-            details["quarantine"] = str(quarantine.relative)
-            details["quarantined"] = list(quarantine.kept)
-        details["projections_rebuilt"] = [projection_name, "queue", "escalations", "runs"]
-        details["violations_before"] = rebuilt + (["torn_tail"] if torn is not None else [])
-        record = workspace.record(
-            "audit",
-            "repaired",
-            "; ".join(parts).capitalize() + ".",
-            trigger="explicit",
-            inputs={"violations": len(before.violations)},
-            details=details,
-        )
+        record = done[1] if done is not None else workspace.record_many([decide(None)])[0]
+        details = dict(record.details)
         workspace.rebuild_projections()
         Queue(workspace).rebuild(quarantine)
         Escalations(workspace).rebuild(quarantine=quarantine)
