@@ -12,7 +12,6 @@ and `stoic audit --repair` rewrites it.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,8 @@ from stoic.core.proposals import (
     fold_proposal,
     is_proposal_id,
 )
+from stoic.exceptions import WorkspaceNotWritable
+from stoic.store.atomic import atomic_write
 from stoic.store.log import FileDecisionLog
 
 if TYPE_CHECKING:
@@ -43,17 +44,15 @@ _NEEDLE = b'"decision_type":"proposal"'
 
 
 def write_snapshot(workspace: Workspace, state: QueueState, offset: int, seq: int) -> None:
-    """Save the fold as it stands at `offset` (a cache: renamed into place, not fsynced)."""
+    """Save the fold as it stands at `offset`."""
     hash_at = _hash_at(workspace.log, offset, seq)
     if hash_at is None:
         return
     header = {"version": _VERSION, "offset": offset, "seq": seq, "hash": hash_at}
     lines = [orjson.dumps(header), *_rows(state)]
-    path = workspace.root / SNAPSHOT
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):  # a cache that cannot be written is simply not there
-        temp.write_bytes(b"\n".join(lines) + b"\n")
-        temp.replace(path)
+    # Durable like any view (the audit checks it): a power cut must not leave half of one.
+    with contextlib.suppress(WorkspaceNotWritable):  # one that cannot be written is not there
+        atomic_write(workspace.root / SNAPSHOT, b"\n".join(lines) + b"\n")
         state.unsaved = 0
 
 
