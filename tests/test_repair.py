@@ -209,3 +209,14 @@ def test_a_repair_killed_before_its_record_has_cut_nothing(ws_path: Path) -> Non
     assert code == 0, out
     repaired = [r for r in records(ws_path) if r["decision_type"] == "audit"]
     assert len(repaired) == 1 and repaired[0]["details"]["bytes_removed"] == len(torn)
+
+
+def test_repair_leaves_an_intact_execution_log_in_place(ws_path: Path) -> None:
+    """A live runner appends to it through a descriptor it keeps: replacing the file under
+    it would lose every entry it writes after the repair."""
+    execution_log = ws_path / "logs" / "execution_log.md"
+    before = execution_log.stat().st_ino
+    propose(ws_path, "true")
+    (ws_path / "manifests" / "queue_manifest.json").write_text("{not json")
+    assert cli(ws_path, "audit", "--repair")[0] == 0
+    assert execution_log.stat().st_ino == before

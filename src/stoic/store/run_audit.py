@@ -271,7 +271,10 @@ def rebuild_run_files(workspace: Workspace, quarantine: Quarantine) -> None:
                 root / "runs" / run_id / "state.json",
                 orjson.dumps(document, option=orjson.OPT_INDENT_2),
             )
-    atomic_write(root / EXECUTION_LOG, check.kept_entries().encode())
+    # Only when the repair moved it aside (or it is gone): a live runner appends to it through
+    # a descriptor it keeps, and a file replaced under it would lose what it writes next.
+    if source != root / EXECUTION_LOG or not (root / EXECUTION_LOG).exists():
+        atomic_write(root / EXECUTION_LOG, check.kept_entries().encode())
 
 
 def _document(root: Path, folder: RunFolder, violations: list[Violation]) -> dict[str, Any] | None:
