@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
-from tests.conftest import kill_during, run_cli
+from tests.conftest import STOIC_BIN, kill_during, run_cli
 
 
 def cli(ws: Path, *args: str) -> tuple[int, str, str]:
@@ -220,3 +223,48 @@ def test_repair_leaves_an_intact_execution_log_in_place(ws_path: Path) -> None:
     (ws_path / "manifests" / "queue_manifest.json").write_text("{not json")
     assert cli(ws_path, "audit", "--repair")[0] == 0
     assert execution_log.stat().st_ino == before
+
+
+_WRITE_DURING_AUDIT = """
+import subprocess, sys
+import orjson, stoic
+root, stoic_bin, function, *commands = sys.argv[1:]
+done = False
+def hook(frame, event, arg):
+    global done
+    if event == "call" and frame.f_code.co_name == function and not done:
+        done = True  # another process decides while this audit is between log and files
+        for command in commands:
+            subprocess.run([stoic_bin, "-w", root, *command.split("|")], check=True,
+                           capture_output=True)
+ws = stoic.Workspace.open(root, catch_up=False)
+sys.setprofile(hook)
+report = ws.audit()
+sys.setprofile(None)
+print(orjson.dumps(report.to_dict()).decode())
+"""
+
+
+@pytest.mark.parametrize("function", ["feed_chunk", "check_queue_files", "check_escalation_files"])
+def test_files_a_live_writer_made_after_the_audit_read_the_log_are_not_loss(
+    ws_path: Path, function: str
+) -> None:
+    first = propose(ws_path, "true")
+    assert cli(ws_path, "escalate", "--mode", "ambiguity", "--question", "Which one?")[0] == 0
+    commands = [
+        "propose|--title|Late|--reasoning|r|--|true",
+        f"approve|{first}",
+        "escalate|--mode|ambiguity|--question|Which other one?",
+        "escalations|answer|ESC-001|--decision|routed",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_DURING_AUDIT, str(ws_path), STOIC_BIN, function, *commands],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)
+    assert report["violations"] == [], report["violations"]
+    assert cli(ws_path, "audit")[0] == 0

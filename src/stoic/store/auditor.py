@@ -262,9 +262,11 @@ def _foldable(record: dict[str, Any]) -> str | None:
 def audit_workspace(workspace: Workspace) -> AuditReport:
     """Check chain, sequence, torn tail and every projection; memory stays flat."""
     log = workspace.log
+    # The views read up front are read before the log's end is taken: each reflects at most
+    # what the log holds by then (a record is durable before any file shows it).
+    folds = _Folds(workspace)
     end = _consistent_end(log)
     checker = ChainChecker()
-    folds = _Folds(workspace)
     violations: list[Violation] = []
     dropped = 0
 
@@ -294,6 +296,11 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
             )
     note(checker.finish())
     last_seq = checker.last_seq
+
+    def newest() -> int:
+        """Where the log ends now: the queue's and escalations' files are read after it."""
+        return max(last_seq, log.tail_state().last_seq)
+
     note(folds.finish("the behavioural invariants", folds.invariants.finish))
     note(folds.finish("the status projection", lambda: folds.status.finish(last_seq)))
     note(
@@ -301,13 +308,16 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
             "the review queue",
             lambda: [
                 *folds.snapshot.finish(last_seq),
-                *check_queue_files(workspace.root, folds.queue, last_seq),
+                *check_queue_files(workspace.root, folds.queue, last_seq, newest),
             ],
         )
     )
     note(
         folds.finish(
-            "the escalations", lambda: check_escalation_files(workspace, folds.escalations)
+            "the escalations",
+            lambda: check_escalation_files(
+                workspace, folds.escalations, settled=lambda: newest() == last_seq
+            ),
         )
     )
     note(folds.finish("the runs' files", lambda: folds.runs.finish(last_seq)))
