@@ -268,3 +268,18 @@ def test_files_a_live_writer_made_after_the_audit_read_the_log_are_not_loss(
     report = orjson.loads(done.stdout)
     assert report["violations"] == [], report["violations"]
     assert cli(ws_path, "audit")[0] == 0
+
+
+def test_repair_never_moves_a_file_reached_through_a_planted_folder_link(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "PROP-20200101-001.json").write_text("{}")  # someone else's file
+    rejected = ws_path / "queue" / "rejected"
+    rejected.rmdir()
+    rejected.symlink_to(outside)
+    code, _, err = cli(ws_path, "audit", "--repair")
+    assert code == 1
+    assert "queue/rejected is a link, not a folder" in err
+    assert (outside / "PROP-20200101-001.json").read_text() == "{}"

@@ -37,6 +37,16 @@ class Quarantine:
     def move(self, relative: str) -> bool:
         """Rename a workspace file into the quarantine; False when there is no such file."""
         source = self._inside(relative)
+        folder = self.root
+        for part in Path(relative).parent.parts:  # reached through real folders only
+            folder = folder / part
+            if folder.is_symlink():
+                raise WorkspaceNotWritable(
+                    f"cannot quarantine {relative}: {folder} is a link, not a folder; a repair"
+                    " never follows one"
+                )
+            if not _is_folder(folder):
+                return False
         try:
             os.lstat(source)
         except FileNotFoundError:
@@ -93,6 +103,13 @@ class Quarantine:
                     " was moved"
                 )
         return folder / Path(relative).name
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _not_writable(path: Path, exc: OSError) -> WorkspaceNotWritable:
