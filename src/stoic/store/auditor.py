@@ -20,7 +20,8 @@ from stoic.core.projection import WorkspaceStatus
 from stoic.core.proposals import QueueState
 from stoic.core.records import GENESIS_HASH, Decision
 from stoic.exceptions import WorkspaceNotWritable
-from stoic.store.escalations import Escalations, check_escalation_files
+from stoic.store.escalation_audit import check_escalation_files
+from stoic.store.escalations import Escalations
 from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.quarantine import Quarantine
@@ -390,7 +391,7 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
         details = dict(record.details)
         workspace.rebuild_projections()
         Queue(workspace).rebuild(quarantine)
-        Escalations(workspace).rebuild(quarantine=quarantine)
+        Escalations(workspace).rebuild()
         rebuild_run_files(workspace, quarantine)
         after = audit_workspace(workspace)
     return AuditReport(
