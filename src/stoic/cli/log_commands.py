@@ -15,7 +15,7 @@ from rich.table import Table
 
 from stoic.cli.app import CliState
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
-from stoic.core.audit import Anchor, AuditReport
+from stoic.core.audit import Anchor, AuditReport, ViolationCode
 from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
@@ -183,7 +183,8 @@ def audit(
         except ValueError as exc:
             raise UsageError(f"--expect {exc}") from None
     paused = False
-    with Workspace.open(_state(ctx).workspace, catch_up=False) as workspace:
+    workspace = Workspace.open(_state(ctx).workspace, catch_up=False)
+    try:
         with contextlib.suppress(StoicError):
             already = workspace.status().paused
             if already is not None:
@@ -200,6 +201,11 @@ def audit(
                     criterion=Criterion.AUDIT_FAILURE,
                     inputs={"violations": len(report.violations)},
                 )
+    finally:
+        # Closing catches projections up; over a damaged log that fails, and the report
+        # (which names the damage) must still be printed.
+        with contextlib.suppress(StoicError):
+            workspace.close()
     if paused:
         echo("stoic: the workspace is now paused: the audit failed", err=True)
     if as_json:
@@ -244,15 +250,24 @@ def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> No
         echo(text, err=err)
 
     if report.repaired is not None:
+        moved = report.repaired.get("quarantined") or []
+        aside = f"; moved {len(moved)} file(s) to {report.repaired['quarantine']}" if moved else ""
         say(
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
-            f" rebuilt {', '.join(report.repaired['projections_rebuilt'])};"
+            f" rebuilt {', '.join(report.repaired['projections_rebuilt'])}{aside};"
             f" recorded as seq {report.repaired['seq']}."
+        )
+    elif repair and any(v.code is ViolationCode.RECORDS_LOST for v in report.violations):
+        say(
+            "Nothing was repaired: records were lost. Files below reflect records the log no"
+            " longer holds, and rebuilding them from this log would hide that; restore"
+            " logs/decision_log.ndjson from a backup."
         )
     elif repair and not report.ok:
         say(
-            "Nothing was repaired: the log itself is damaged. Repair only removes a torn last"
-            " line and rebuilds projections; a bad record before the last is never changed."
+            "Nothing was repaired: not every violation below can be. Repair only removes a torn"
+            " last line and rebuilds file views; a damaged record before the last, a broken"
+            " rule or a changed plan copy is never changed."
         )
     if report.ok:
         say(f"Audit clean: {report.records} records, last seq {report.last_seq}.")

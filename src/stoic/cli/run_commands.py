@@ -123,15 +123,15 @@ def continue_(
 
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
+    from stoic.core.run_document import state_document
     from stoic.run.lifecycle import load_run
     from stoic.run.reporting import print_summary
-    from stoic.run.run_files import state_document
     from stoic.run.runner import EXIT_CODES, RunReport
 
     with open_workspace(ctx) as workspace:
-        plan, view, files = load_run(workspace, run_id)
+        plan, view, _files = load_run(workspace, run_id)
     analysis = view.analyse(plan.graph)
-    document = state_document(view, plan.graph, analysis, files)
+    document = state_document(view, plan.graph, analysis)
     if as_json:
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return

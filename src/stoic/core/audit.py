@@ -44,6 +44,9 @@ class ViolationCode(StrEnum):
     PROJECTION_UNREADABLE = "projection_unreadable"
     PROJECTION_MISMATCH = "projection_mismatch"  # a projection disagrees with a replay of the log
     RECORDS_LOST = "records_lost"  # a file reflects a record the log does not hold; never repaired
+    RUN_PLAN_CHANGED = (
+        "run_plan_changed"  # a run's plan copy is not the plan it ran; never repaired
+    )
     # Behavioural invariants (DESIGN §12).
     RETRY_WITHOUT_DECISION = "retry_without_decision"  # no recovery_applied or approval before it
     MISSING_EVALUATION = "missing_evaluation"  # a failure without its one recovery evaluation

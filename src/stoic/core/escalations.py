@@ -169,6 +169,12 @@ class Escalation:
     """For a process issue: the mode that kept failing."""
     seq: int = 0
     """The seq of the record that raised it."""
+    risks: tuple[str, ...] = ()
+    """The risks its raiser named for the briefing (none: the standing risks of its kind)."""
+    status_line: str | None = None
+    """The Status sentence its raiser gave the briefing, if not the default one."""
+    project: str | None = None
+    """The project its briefing names (kept in its record since the briefing is audited)."""
 
     def request(self) -> EscalationRequest:
         return EscalationRequest(self.mode, self.question, self.context, self.title)
@@ -251,6 +257,9 @@ class EscalationState:
             task_id=record.get("task_id"),
             for_mode=details.get("for_mode"),
             seq=record["seq"],
+            risks=tuple(map(str, details.get("risks") or ())),
+            status_line=str(details["status"]) if details.get("status") else None,
+            project=str(details["project"]) if details.get("project") else None,
         )
         if mode is EscalationMode.PROCESS_ISSUE:
             self.process_issues.add(str(details.get("for_mode")))

@@ -33,8 +33,8 @@ from stoic.plan.models import (
     TaskSpec,
     Verifier,
 )
+from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
 from stoic.plan.yaml_source import LocatedDict, LocatedList, YamlSyntaxError, load_located
-from stoic.store.reading import NotARegularFile, TooLarge, read_bounded
 
 __all__ = ["Plan", "PlanError", "PlanInvalid", "parse_plan", "read_plan"]
 

@@ -23,7 +23,7 @@ from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent, mask_json, mask_secrets, secret_values
-from stoic.core.records import Decision
+from stoic.core.records import Decision, Record
 from stoic.core.recovery import (
     AttemptKind,
     RecoveryClass,
@@ -63,6 +63,7 @@ from stoic.store.workspace import Workspace
 __all__ = ["EXIT_CODES", "RunReport", "Runner"]
 
 _STATE_EVERY_SECONDS = 1.0
+_END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
 EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
 _LIFECYCLE = {
     RunStatus.COMPLETED: "completed",
@@ -338,9 +339,14 @@ class Runner:
                         halted.append((item.index, failure.message))
                         halts += 1
                     batch += [self._start_decision(item) for item in starting]
+                    ends: dict[str | None, Record] = {}
                     if batch:
                         for stored in self.workspace.record_many(batch):
                             self.folder.feed(stored._asdict())
+                            if stored.decision_type == "execution" and stored.decision_outcome in (
+                                _END_OUTCOMES
+                            ):
+                                ends[stored.attempt_id] = stored
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
                 for verdict in evaluated:
@@ -356,7 +362,7 @@ class Runner:
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     self.files.append_execution_entry(
-                        task_id, item.attempt.attempt, result, outcome
+                        ends[item.attempt.attempt_id], describe(item.spec)
                     )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                     for verified in result.verifications:

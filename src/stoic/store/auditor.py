@@ -1,11 +1,16 @@
 """Drives the pure audit over the files of a workspace, and repairs what may be repaired.
 
+The audit reads the log itself from the first byte; a damaged record is listed, never raised.
 Repair is deliberately narrow: it removes a torn last line and rebuilds projection files from the
-log. A damaged record anywhere before the last line is never repaired or skipped.
+log. It refuses when the log is damaged before its last line, and when any file reflects a record
+the log does not hold (records were lost: a rebuild from the shorter log would launder that).
+What it would remove or replace is moved to `quarantine/<time>/` first, never deleted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
@@ -13,14 +18,17 @@ from stoic.core.escalations import EscalationState
 from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.proposals import QueueState
-from stoic.core.records import GENESIS_HASH
-from stoic.exceptions import ProjectionMismatch, WorkspaceNotWritable
-from stoic.store.escalations import Escalations, check_escalation_files
-from stoic.store.log import FileDecisionLog
+from stoic.core.records import GENESIS_HASH, Decision
+from stoic.exceptions import WorkspaceNotWritable
+from stoic.store.escalation_audit import check_escalation_files
+from stoic.store.escalations import Escalations
+from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
 from stoic.store.queue_audit import check_queue_files
 from stoic.store.queue_snapshot import SnapshotCheck
+from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -44,6 +52,8 @@ _MAX_LISTED = 10_000
 
 def _consistent_end(log: FileDecisionLog) -> int:
     """The log's size with no write half-done: taken under a shared lock where one is possible."""
+    if log.held_here():  # a repair holds the writer lock: nobody else is writing
+        return log.size()
     try:
         with log.locked(shared=True):
             return log.size()
@@ -54,9 +64,12 @@ def _consistent_end(log: FileDecisionLog) -> int:
 class _ProjectionCheck:
     """Replays the log into one projection and compares with its file at the file's seq."""
 
-    def __init__(self, projection_file: ProjectionFile[WorkspaceStatus], log: FileDecisionLog):
+    def __init__(
+        self, projection_file: ProjectionFile[WorkspaceStatus], log: FileDecisionLog, root: Path
+    ):
         self.file = projection_file
         self.log = log
+        self.relative = str(projection_file.path.relative_to(root))
         self.violations: list[Violation] = []
         self.stamp: Stamp[WorkspaceStatus] | None = None
         try:
@@ -66,6 +79,7 @@ class _ProjectionCheck:
                     Violation(
                         ViolationCode.PROJECTION_MISSING,
                         f"{projection_file.path} is missing; `stoic audit --repair` rebuilds it",
+                        path=self.relative,
                     )
                 )
         except ProjectionUnreadable as exc:
@@ -73,6 +87,7 @@ class _ProjectionCheck:
                 Violation(
                     ViolationCode.PROJECTION_UNREADABLE,
                     f"{projection_file.path} is unreadable: {exc}",
+                    path=self.relative,
                 )
             )
         self.state = projection_file.projection.initial()
@@ -94,19 +109,21 @@ class _ProjectionCheck:
                     return
         self.state = self.file.projection.fold(self.state, records)
 
-    def finish(self, last_seq: int) -> None:
+    def finish(self, last_seq: int) -> list[Violation]:
         if self.done or self.stamp is None:
-            return
+            return self.violations
         self.violations.append(
             Violation(
-                ViolationCode.PROJECTION_MISMATCH,
+                ViolationCode.RECORDS_LOST,
                 f"{self.file.path} reflects seq {self.stamp.last_seq}, which the log does not"
-                " contain",
+                " contain: records were lost",
                 expected=f"last_seq ≤ {last_seq}",
                 found=f"last_seq {self.stamp.last_seq}",
+                path=self.relative,
             )
         )
         self.done = True
+        return self.violations
 
     def _compare(self, seq: int, digest: str) -> None:
         self.done = True
@@ -116,19 +133,22 @@ class _ProjectionCheck:
         if self.stamp.last_hash != digest:
             self.violations.append(
                 Violation(
-                    ViolationCode.PROJECTION_MISMATCH,
-                    f"{path} names a different record as seq {seq}",
+                    ViolationCode.RECORDS_LOST,
+                    f"{path} names a different record as seq {seq}: the record it reflects is"
+                    " no longer in the log",
                     seq=seq,
                     expected=digest,
-                    found=self.stamp.last_hash,
+                    found=repr(self.stamp.last_hash[:64]),
+                    path=self.relative,
                 )
             )
         else:
-            try:
-                self.file.check_lines_up(self.stamp, self.log)
-            except ProjectionMismatch as exc:
+            problem = self.file.misalignment(self.stamp, self.log)
+            if problem is not None:
                 self.violations.append(
-                    Violation(ViolationCode.PROJECTION_MISMATCH, str(exc), seq=seq)
+                    Violation(
+                        ViolationCode.PROJECTION_MISMATCH, problem, seq=seq, path=self.relative
+                    )
                 )
         replayed = projection.to_json(self.state)
         stored = projection.to_json(self.stamp.state)
@@ -140,20 +160,114 @@ class _ProjectionCheck:
                     seq=seq,
                     expected=repr(expected),
                     found=repr(found),
+                    path=self.relative,
                 )
             )
+
+
+class _Folds:
+    """The folds an audit feeds, each guarded: a record no fold can take is listed, and a fold
+    that fails anyway stops (named) while the audit goes on."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.invariants = InvariantChecker()
+        self.queue = QueueState()
+        self.escalations = EscalationState()
+        self.status = _ProjectionCheck(workspace.status_file, workspace.log, workspace.root)
+        self.snapshot = SnapshotCheck(workspace.log, workspace.root)
+        self.runs = RunFilesCheck(workspace.root)
+        self.broken: dict[str, str] = {}
+
+    def feed(self, records: list[dict[str, Any]], first_line_no: int) -> list[Violation]:
+        found: list[Violation] = []
+        if not all(_foldable(record) is None for record in records):
+            kept = []
+            for record in records:
+                problem = _foldable(record)
+                if problem is None:
+                    kept.append(record)
+                else:
+                    found.append(
+                        Violation(
+                            ViolationCode.BAD_RECORD,
+                            f"not a record stoic can replay: {problem}",
+                            seq=record["seq"],
+                        )
+                    )
+            records = kept
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("the status projection", lambda: self.status.add(records)),
+            ("the behavioural invariants", lambda: self.invariants.feed(records)),
+            ("the review queue", lambda: self.snapshot.feed(self.queue, records)),
+            ("the escalations", lambda: self.escalations.feed(records)),
+            ("the runs' files", lambda: self.runs.feed(records)),
+        ]
+        for name, step in steps:
+            if name in self.broken:
+                continue
+            try:
+                step()
+            except Exception as exc:  # any input: listed, never an internal error
+                where = f" (from line {first_line_no})" if first_line_no else ""
+                self.broken[name] = f"{type(exc).__name__}: {exc}"
+                found.append(
+                    Violation(
+                        ViolationCode.BAD_RECORD,
+                        f"a record{where} cannot be replayed into {name}"
+                        f" ({self.broken[name][:200]!r}); it is not checked past that point",
+                        seq=records[0]["seq"] if records else None,
+                    )
+                )
+        return found
+
+    def finish(self, name: str, check: Callable[[], list[Violation]]) -> list[Violation]:
+        """The violations a fold's final comparison finds; none when the fold stopped early."""
+        if name in self.broken:
+            return []
+        try:
+            return check()
+        except Exception as exc:  # any input: listed, never an internal error
+            return [
+                Violation(
+                    ViolationCode.BAD_RECORD,
+                    f"the log cannot be compared with {name}: {type(exc).__name__}:"
+                    f" {str(exc)[:200]!r}",
+                )
+            ]
+
+
+_TEXT_FIELDS = ("decision_type", "decision_outcome", "actor", "decided_at", "decision_reason")
+
+
+def _foldable(record: dict[str, Any]) -> str | None:
+    """Why the folds cannot take this record (its fields are not of their types), or None.
+
+    The fields every fold reads; anything odder is left to the guard around each fold.
+    """
+    if (
+        type(record["decision_type"]) is str
+        and type(record["decision_outcome"]) is str
+        and type(record["decision_inputs"]) is dict
+        and type(record["details"]) is dict
+        and type(record["actor"]) is str
+        and type(record["decided_at"]) is str
+        and type(record["decision_reason"]) is str
+    ):
+        return None
+    for name in _TEXT_FIELDS:
+        if type(record[name]) is not str:
+            return f"{name} is not text"
+    return "decision_inputs and details must be objects"
 
 
 def audit_workspace(workspace: Workspace) -> AuditReport:
     """Check chain, sequence, torn tail and every projection; memory stays flat."""
     log = workspace.log
+    # The views read up front are read before the log's end is taken: each reflects at most
+    # what the log holds by then (a record is durable before any file shows it).
+    folds = _Folds(workspace)
     end = _consistent_end(log)
     checker = ChainChecker()
-    invariants = InvariantChecker()
-    queue = QueueState()
-    escalations = EscalationState()
-    check = _ProjectionCheck(workspace.status_file, log)
-    snapshot = SnapshotCheck(log, workspace.root)
     violations: list[Violation] = []
     dropped = 0
 
@@ -168,10 +282,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
             chunk.first_line_no, chunk.lines, ends_log=chunk.final and not chunk.fragment
         )
         note(found)
-        check.add(records)
-        invariants.feed(records)
-        snapshot.feed(queue, records)
-        escalations.feed(records)
+        note(folds.feed(records, chunk.first_line_no))
         if chunk.fragment:
             note(checker.finish())
             note(
@@ -185,59 +296,104 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
                 ]
             )
     note(checker.finish())
-    note(invariants.finish())
-    check.finish(checker.last_seq)
-    note(check.violations)
-    note(snapshot.finish(checker.last_seq))
-    note(check_queue_files(workspace.root, queue))
-    note(check_escalation_files(workspace.root, escalations))
+    last_seq = checker.last_seq
+
+    def newest() -> int:
+        """Where the log ends now: the queue's and escalations' files are read after it."""
+        return max(last_seq, log.tail_state().last_seq)
+
+    note(folds.finish("the behavioural invariants", folds.invariants.finish))
+    note(folds.finish("the status projection", lambda: folds.status.finish(last_seq)))
+    note(
+        folds.finish(
+            "the review queue",
+            lambda: [
+                *folds.snapshot.finish(last_seq),
+                *check_queue_files(workspace.root, folds.queue, last_seq, newest),
+            ],
+        )
+    )
+    note(
+        folds.finish(
+            "the escalations",
+            lambda: check_escalation_files(
+                workspace, folds.escalations, settled=lambda: newest() == last_seq
+            ),
+        )
+    )
+    note(folds.finish("the runs' files", lambda: folds.runs.finish(last_seq)))
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")
         )
-    return AuditReport(
-        records=checker.records, last_seq=checker.last_seq, violations=tuple(violations)
-    )
+    return AuditReport(records=checker.records, last_seq=last_seq, violations=tuple(violations))
 
 
 def repair_workspace(workspace: Workspace) -> AuditReport:
-    """Remove a torn last line and rebuild projections, record that it did, then audit again."""
-    before = audit_workspace(workspace)
-    damaged = [v for v in before.violations if v.code not in REPAIRABLE]
-    if before.ok or damaged:
-        return before
-    torn = workspace.log.truncate_torn_tail()
-    rebuilt = sorted(
-        {v.code.value for v in before.violations if v.code is not ViolationCode.TORN_TAIL}
-    )
-    parts = []
-    details: dict[str, Any] = {"bytes_removed": 0}
-    if torn is not None:
-        parts.append(f"removed a torn last line of {torn.length} bytes after seq {torn.after_seq}")
-        details.update(
-            bytes_removed=torn.length,
-            after_seq=torn.after_seq,
-            removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
+    """Remove a torn last line and rebuild projections, record that it did, then audit again.
+
+    Under the writer lock throughout. It changes nothing when the log is damaged before its
+    end or records were lost. What it replaces or removes goes to `quarantine/<time>/` first
+    (the torn bytes too), and the `audit/repaired` record names each path there.
+    """
+    with workspace.log.locked():
+        before = audit_workspace(workspace)
+        refused = [v for v in before.violations if v.code not in REPAIRABLE]
+        if before.ok or refused:
+            return before
+        quarantine = Quarantine(workspace.root)
+        for path in sorted({v.path for v in before.violations if v.path is not None}):
+            quarantine.move(path)
+        log_name = workspace.log.path.relative_to(workspace.root)
+        codes = sorted({v.code.value for v in before.violations})
+
+        def decide(torn: TornTail | None) -> Decision:
+            parts = []
+            details: dict[str, Any] = {"bytes_removed": 0}
+            if torn is not None:
+                parts.append(
+                    f"removed a torn last line of {torn.length} bytes after seq {torn.after_seq}"
+                )
+                details.update(
+                    bytes_removed=torn.length,
+                    after_seq=torn.after_seq,
+                    removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
+                )
+            parts.append(
+                f"rebuilt the {projection_name} projection, queue folders, manifest, escalation"
+                " files, runs' state.json and execution_log.md from the log"
+            )
+            if quarantine.kept:
+                parts.append(f"moved {len(quarantine.kept)} file(s) aside to {quarantine.relative}")
+                details["quarantine"] = str(quarantine.relative)
+                details["quarantined"] = list(quarantine.kept)
+            details["projections_rebuilt"] = [projection_name, "queue", "escalations", "runs"]
+            details["violations_before"] = codes
+            return Decision.from_mapping(
+                {
+                    "type": "audit",
+                    "outcome": "repaired",
+                    "reason": "; ".join(parts).capitalize() + ".",
+                    "source": "system",
+                    "actor": "system:stoic",
+                    "trigger": "explicit",
+                    "inputs": {"violations": len(before.violations)},
+                    "details": details,
+                }
+            )
+
+        projection_name = workspace.status_file.projection.name
+        # The cut and its record are one write; without a torn tail, an ordinary append.
+        done = workspace.record_over_torn_tail(
+            lambda data: quarantine.keep_bytes(f"{log_name}.torn-tail", data), decide
         )
-    projection_name = workspace.status_file.projection.name
-    parts.append(
-        f"rebuilt the {projection_name} projection, queue folders, manifest and escalation"
-        " files from the log"
-    )
-    details["projections_rebuilt"] = [projection_name, "queue", "escalations"]
-    details["violations_before"] = rebuilt + (["torn_tail"] if torn is not None else [])
-    record = workspace.record(
-        "audit",
-        "repaired",
-        "; ".join(parts).capitalize() + ".",
-        trigger="explicit",
-        inputs={"violations": len(before.violations)},
-        details=details,
-    )
-    workspace.rebuild_projections()
-    Queue(workspace).rebuild()
-    Escalations(workspace).rebuild()
-    after = audit_workspace(workspace)
+        record = done[1] if done is not None else workspace.record_many([decide(None)])[0]
+        details = dict(record.details)
+        workspace.rebuild_projections()
+        Queue(workspace).rebuild(quarantine)
+        Escalations(workspace).rebuild()
+        rebuild_run_files(workspace, quarantine)
+        after = audit_workspace(workspace)
     return AuditReport(
         records=after.records,
         last_seq=after.last_seq,

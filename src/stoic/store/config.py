@@ -31,7 +31,7 @@ from stoic.core.policy import (
 from stoic.core.text import shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
-from stoic.store.reading import NotARegularFile, TooLarge, read_bounded
+from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
 
 __all__ = ["PolicySettings", "Settings", "default_settings_text", "load_settings"]
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stoic.core.audit import Violation, ViolationCode
 from stoic.core.escalations import (
     Briefing,
     Escalation,
@@ -37,7 +36,7 @@ from stoic.store.notify import notify
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["Escalations", "answer_lines", "check_escalation_files"]
+__all__ = ["Escalations", "answer_lines"]
 
 _NEEDLE = b'"decision_type":"escalation"'
 _RISKS = {
@@ -158,16 +157,6 @@ class Escalations:
         escalation_id = state.next_id()
         title = request.title or _title_of(request, task_id)
         facts = self._history(run_id, task_id, before_seq=None)
-        text = self._briefing(
-            escalation_id,
-            replace(request, title=title),
-            run_id,
-            task_id,
-            facts,
-            utc_timestamp()[:10],
-            risks,
-            status,
-        )
         where = f"task {task_id} of run {run_id}" if task_id else "the work"
         record = self.workspace.record(
             "escalation",
@@ -185,8 +174,22 @@ class Escalations:
                 **request.to_json(),
                 "title": title,
                 "briefing": f"escalations/{escalation_id}.md",
+                # What the briefing says beyond the request, so it can be rebuilt and audited.
+                "project": facts[0],
+                **({"risks": list(risks)} if risks else {}),
+                **({"status": status} if status else {}),
                 **(details or {}),
             },
+        )
+        text = self._briefing(
+            escalation_id,
+            replace(request, title=title),
+            run_id,
+            task_id,
+            facts,
+            record.decided_at[:10],
+            risks,
+            status,
         )
         state.feed([record._asdict()])
         # Under the lock, just appended: the fold is current to the log's end.
@@ -269,23 +272,34 @@ class Escalations:
 
     def rebuild(self, *, raised_after: int = 0) -> list[str]:
         """The escalation log, and the missing briefings of escalations raised after seq
-        `raised_after`, from the log: all of them for `stoic audit --repair`; on open, those of
-        the records a killed writer left without their files."""
+        `raised_after`, from the log: all of them for `stoic audit --repair` (which first moves
+        every briefing or log that says other than the log to its quarantine); on open, those
+        of the records a killed writer left without their files."""
         with self.workspace.log.locked():
             state = self.state()
             rebuilt = []
             for item in state.escalations.values():
                 path = self.briefing_path(item.id)
                 if item.seq > raised_after and not path.is_file():
-                    facts = self._history(item.run_id, item.task_id, before_seq=item.seq)
-                    date = item.raised_at[:10]  # the briefing as it was written then
-                    text = self._briefing(
-                        item.id, item.request(), item.run_id, item.task_id, facts, date
-                    )
-                    atomic_write(path, text.encode(), root=self.workspace.root)
+                    atomic_write(path, self.briefing_of(item).encode(), root=self.workspace.root)
                     rebuilt.append(item.id)
             self._write_log(state)
         return rebuilt
+
+    def briefing_of(self, item: Escalation) -> str:
+        """The briefing as it was written when the escalation was raised, from the log."""
+        project, history = self._history(item.run_id, item.task_id, before_seq=item.seq)
+        facts = (item.project or project, history)
+        return self._briefing(
+            item.id,
+            item.request(),
+            item.run_id,
+            item.task_id,
+            facts,
+            item.raised_at[:10],
+            item.risks,
+            item.status_line,
+        )
 
     def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> Escalation:
         count = state.by_mode.get(mode.value, 0)
@@ -475,27 +489,3 @@ def report_incident(
         escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
     )
     return escalation, done
-
-
-def check_escalation_files(root: Path, state: EscalationState) -> list[Violation]:
-    """Audit: every escalation has its briefing; escalation-log.md is what the log says."""
-    found = []
-    for item in state.escalations.values():
-        if not (root / "escalations" / f"{item.id}.md").is_file():
-            found.append(
-                Violation(
-                    ViolationCode.ESCALATION_MISMATCH,
-                    f"escalations/{item.id}.md is missing (raised at seq {item.seq})",
-                    seq=item.seq,
-                )
-            )
-    log_file = root / "escalations" / "escalation-log.md"
-    expected = render_escalation_log(state.escalations.values())
-    try:
-        actual = log_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        actual = None
-    if actual != expected:
-        what = "is missing" if actual is None else "does not match the log (edited by hand?)"
-        found.append(Violation(ViolationCode.ESCALATION_MISMATCH, f"{log_file.name} {what}"))
-    return found

@@ -173,6 +173,13 @@ class FileDecisionLog:
             if chunk.fragment:
                 yield (line_no, offset, chunk.fragment, False)
 
+    def ends_line(self, offset: int) -> bool:
+        """Whether `offset` is just after a newline (or the start): where a record may end."""
+        if offset == 0:
+            return True
+        with self.path.open("rb") as handle:
+            return os.pread(handle.fileno(), 1, offset - 1) == b"\n"
+
     def lines_reversed(self, end: int) -> Iterator[bytes]:
         """Complete lines before `end` (which must follow a newline), last first."""
         with self._reader() as handle:
@@ -329,23 +336,49 @@ class FileDecisionLog:
             )
         return records
 
-    def truncate_torn_tail(self) -> TornTail | None:
-        """Cut a torn last line off the log (under the lock); returns what was removed."""
+    def replace_torn_tail(
+        self, keep: Callable[[bytes], object], decide: Callable[[TornTail], Decision]
+    ) -> tuple[TornTail, Record] | None:
+        """Put the record `decide` makes where a torn last line is, in one write (under the
+        lock); returns what was cut and the record. None when the tail is not torn.
+
+        `keep` is handed every byte about to be cut and returns before anything changes. The
+        record is written over the torn bytes, then the file is cut to its end and synced: a
+        crash in between leaves a torn tail again, never a cut without its record.
+        """
         with self.locked():
             fd = self._open_writer()
             self._cached = None
             state = self._state_under_lock(fd)
             if state.corrupt is not None:
                 raise LogCorrupt(f"{state.corrupt}; a line before the last is never repaired")
-            if state.torn is None:
+            torn = state.torn
+            if torn is None:
                 return None
+            keep(os.pread(fd, torn.length, torn.offset))
+            record, line = seal(
+                decide(torn),
+                seq=state.last_seq + 1,
+                prev_hash=state.last_hash,
+                decision_id=self._new_id(),
+                decided_at=self._clock(),
+            )
+            self._cached = None
             try:
-                os.ftruncate(fd, state.torn.offset)
-                os.fsync(fd)
+                # Its own descriptor: a write through the O_APPEND one ignores the offset.
+                over = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+                try:
+                    view, offset = memoryview(line), torn.offset
+                    while view:
+                        written = os.pwrite(over, view, offset)
+                        view, offset = view[written:], offset + written
+                    os.ftruncate(over, torn.offset + len(line))
+                    os.fsync(over)
+                finally:
+                    os.close(over)
             except OSError as exc:
                 raise _not_writable(self.path, exc) from exc
-            self._cached = None
-            return state.torn
+            return torn, record
 
     def _open_writer(self) -> int:
         if self._writer_fd is None:

@@ -141,21 +141,41 @@ class ProjectionFile(Generic[S]):
 
     def check_lines_up(self, stamp: Stamp[S], log: FileDecisionLog) -> None:
         """The record that ends at the stamp's offset must be the one the stamp names."""
-        if stamp.log_offset == 0:
+        problem = self.misalignment(stamp, log)
+        if problem is not None:
+            raise ProjectionMismatch(f"{problem}; run `stoic audit`")
+
+    def misalignment(self, stamp: Stamp[S], log: FileDecisionLog) -> str | None:
+        """Why the stamp's offset is not the end of the record it names, or None when it is.
+
+        The offset must end a whole line (an edit of the log before it moves every line after),
+        and that line must be the stamped record.
+        """
+        offset = stamp.log_offset
+        if offset == 0:
             if stamp.last_seq != 0:
-                raise ProjectionMismatch(
-                    f"{self.path} names seq {stamp.last_seq} at the start of the log;"
-                    " run `stoic audit`"
-                )
-            return
-        line = next(log.lines_reversed(stamp.log_offset), b"")
+                return f"{self.path} names seq {stamp.last_seq} at the start of the log"
+            return None
+        size = log.size()
+        if offset < 0 or offset > size:
+            return (
+                f"{self.path} names seq {stamp.last_seq} at byte {offset}, past the end of the"
+                f" log ({size} bytes)"
+            )
+        if not log.ends_line(offset):
+            return (
+                f"{self.path} does not line up with the log: it names seq {stamp.last_seq} at"
+                f" byte {offset}, which falls inside a line (the log before it changed length)"
+            )
+        line = next(log.lines_reversed(offset), b"")
         try:
             parsed = orjson.loads(line)
             seq, digest = parsed["seq"], parsed["hash"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             seq, digest = None, None
         if seq != stamp.last_seq or digest != stamp.last_hash:
-            raise ProjectionMismatch(
+            return (
                 f"{self.path} does not line up with the log: it names seq {stamp.last_seq}"
-                f" at byte {stamp.log_offset}, the log has seq {seq} there; run `stoic audit`"
+                f" at byte {offset}, the log has seq {seq} there"
             )
+        return None

@@ -38,6 +38,8 @@ from stoic.core.proposals import (
     is_proposal_id,
     next_status,
 )
+from stoic.core.records import Record
+from stoic.core.run_document import proposal_entry
 from stoic.exceptions import (
     ProposalNotFound,
     TransitionRefused,
@@ -48,10 +50,10 @@ from stoic.exceptions import (
 from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import atomic_write, write_all
 from stoic.store.confined import open_confined
-from stoic.store.log import utc_timestamp
 from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
 from stoic.store.notify import notify
 from stoic.store.processes import ProcessPolicy
+from stoic.store.quarantine import Quarantine
 from stoic.store.queue_audit import check_queue_files
 
 if TYPE_CHECKING:
@@ -253,6 +255,17 @@ class Queue:
         details: dict[str, Any] | None = None,
     ) -> Proposal:
         """Move a proposal along one allowed transition, on record."""
+        return self._decide(proposal_id, outcome, actor, reason, inputs, details)[0]
+
+    def _decide(
+        self,
+        proposal_id: str,
+        outcome: str,
+        actor: str,
+        reason: str | None,
+        inputs: dict[str, Any] | None,
+        details: dict[str, Any] | None,
+    ) -> tuple[Proposal, Record]:
         _check_id(proposal_id)
         if outcome == "rejected" and not (reason and reason.strip()):
             raise UsageError("a rejection needs a reason: --reason …")
@@ -296,7 +309,7 @@ class Queue:
         if outcome == "rejected":
             self._check_repeated_reason(state, decided)
             self._check_rejection_rate(state, decided)
-        return decided
+        return decided, record
 
     def _check_repeated_reason(self, state: QueueState, decided: Proposal) -> None:
         """The same rejection reason a 3rd time: the same mistake repeats — a red flag."""
@@ -399,20 +412,20 @@ class Queue:
         result = "success" if code == 0 else "failure"
         if rollback:
             result = "rolled_back" if code == 0 else "failure"
-        decided = self.decide(
+        decided, record = self._decide(
             proposal_id,
             outcome,
-            actor=actor,
-            reason=f"{proposal_id} {_PAST[outcome]}: `{shown}` exited {code}.",
-            inputs={"result": result, "exit_code": code},
-            details={
+            actor,
+            f"{proposal_id} {_PAST[outcome]}: `{shown}` exited {code}.",
+            {"result": result, "exit_code": code},
+            {
                 "command": shown,
                 "exit_code": code,
                 "duration_s": round(time.monotonic() - started, 6),
                 "output": output[-4000:],
             },
         )
-        self._execution_entry(decided, shown, result, code, time.monotonic() - started)
+        self._execution_entry(record)
         if code != 0 and not rollback:
             from stoic.store.trust import pause
 
@@ -488,20 +501,27 @@ class Queue:
                 with contextlib.suppress(FileNotFoundError):
                     (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
 
-    def rebuild(self) -> list[str]:
-        """Rewrite every proposal file and the manifest from the log; returns what changed."""
+    def rebuild(self, quarantine: Quarantine) -> list[str]:
+        """Rewrite every proposal file and the manifest from the log; returns what changed.
+
+        A file that does not belong where it is, or says other than the log, is moved into
+        `quarantine` first: a repair never deletes evidence.
+        """
         with self.workspace.log.locked():
             state = self.state()
-            problems = [v.message for v in check_queue_files(self.root, state)]
+            problems = check_queue_files(self.root, state, state.last_seq)
+            for violation in problems:
+                if violation.path is not None:
+                    quarantine.move(violation.path)
             for folder in FOLDERS:
                 for path in (self.root / "queue" / folder).glob("*.json"):
                     owner = state.proposals.get(path.stem)
                     if owner is None or owner.status.value != folder:
-                        path.unlink()
+                        quarantine.move(f"queue/{folder}/{path.name}")
             for proposal_id in state.proposals:
                 self._write_file(state, proposal_id)
             write_manifest(self.root, state)
-            return problems
+            return [violation.message for violation in problems]
 
     def _source_exists(self, source: str, state: QueueState) -> bool:
         if source in state.proposals:
@@ -525,20 +545,14 @@ class Queue:
             )
         )
 
-    def _execution_entry(
-        self, proposal: Proposal, command: str, result: str, code: int, seconds: float
-    ) -> None:
-        entry = (
-            f"\n## {utc_timestamp()} · proposal {proposal.id}\n\n"
-            f"- command: `{command}`\n"
-            f"- result: {result} (exit {code})\n"
-            f"- duration: {seconds:.3f} s\n"
-        )
+    def _execution_entry(self, record: Record) -> None:
+        """Its entry in execution_log.md, rendered from its record (see
+        `stoic.core.run_document`), so the audit can render it again and compare."""
         path = self.root / "logs" / "execution_log.md"
         try:
             fd = open_confined(self.root, path, os.O_WRONLY | os.O_APPEND)
             try:
-                write_all(fd, entry.encode())
+                write_all(fd, proposal_entry(record._asdict()).encode())
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -45,13 +45,14 @@ _NEEDLE = b'"decision_type":"proposal"'
 
 
 def write_snapshot(workspace: Workspace, state: QueueState, offset: int, seq: int) -> None:
-    """Save the fold as it stands at `offset` (a cache: renamed into place, not fsynced)."""
+    """Save the fold as it stands at `offset`."""
     hash_at = _hash_at(workspace.log, offset, seq)
     if hash_at is None:
         return
     header = {"version": _VERSION, "offset": offset, "seq": seq, "hash": hash_at}
     lines = [orjson.dumps(header), *_rows(state)]
-    with contextlib.suppress(WorkspaceNotWritable):  # a cache not written is simply not there
+    # Durable like any view (the audit checks it): a power cut must not leave half of one.
+    with contextlib.suppress(WorkspaceNotWritable):  # one that cannot be written is not there
         atomic_write(workspace.root / SNAPSHOT, b"\n".join(lines) + b"\n", root=workspace.root)
         state.unsaved = 0
 

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -214,6 +214,15 @@ class Workspace:
         records = self.log.append(batch)
         self._appended = self._appended or bool(records)
         return records
+
+    def record_over_torn_tail(
+        self, keep: Callable[[bytes], object], decide: Callable[[TornTail], Decision]
+    ) -> tuple[TornTail, Record] | None:
+        """A repair's record, written where a torn last line was (see
+        `FileDecisionLog.replace_torn_tail`); None when the log does not end torn."""
+        done = self.log.replace_torn_tail(keep, decide)
+        self._appended = self._appended or done is not None
+        return done
 
     # -- reading -------------------------------------------------------------------------------
 
