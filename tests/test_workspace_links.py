@@ -252,3 +252,20 @@ def test_a_link_at_runs_makes_no_run_folder_outside(
     assert result.exit_code == 1
     assert "is a link" in result.stderr and len(result.stderr.splitlines()) == 1
     _untouched(outside)
+
+
+def test_a_link_at_the_next_cycle_notes_is_not_copied_in(ws_path: Path, outside: Path) -> None:
+    (ws_path / "incidents" / "next-cycle.md").symlink_to(outside / "victim")
+    result = run_cli(
+        "-w", str(ws_path), "incident", "report", "slow search", "--track", "next-cycle"
+    )
+    assert result.exit_code == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("stoic: error")]
+    assert "is a link" in error
+    _untouched(outside)
+    copied = [
+        p
+        for p in ws_path.rglob("*")
+        if p.is_file() and not p.is_symlink() and b"secret" in p.read_bytes()
+    ]
+    assert copied == []
