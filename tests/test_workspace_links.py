@@ -16,7 +16,7 @@ import stoic
 from stoic.exceptions import WorkspaceError, WorkspaceNotWritable
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import LinkRefused, open_confined
-from tests.conftest import log_path, run_cli
+from tests.conftest import log_path, run_cli, run_stoic_process
 
 SECRET = b'{"secret": "from outside the workspace"}'
 
@@ -146,11 +146,18 @@ def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
     "plant",
     [
         'mkdir -p "$RUN/tasks/b" && ln -s "{victim}" "$RUN/tasks/b/attempt-1.log"',
+        'mkdir -p "$RUN/tasks/b" && ln "{victim}" "$RUN/tasks/b/attempt-1.log"',
         'mkdir -p "$RUN/tasks" && ln -s "{outside}" "$RUN/tasks/b"',
         'rm -rf "$RUN/tasks" && ln -s "{outside}" "$RUN/tasks"',
         'mkdir -p "$RUN/tasks" && echo planted > "$RUN/tasks/b"',
     ],
-    ids=["link-at-log", "link-at-task-folder", "link-at-tasks", "file-at-task-folder"],
+    ids=[
+        "link-at-log",
+        "hard-link-at-log",
+        "link-at-task-folder",
+        "link-at-tasks",
+        "file-at-task-folder",
+    ],
 )
 def test_an_attempt_log_never_goes_through_what_was_planted_and_the_run_goes_on(
     tmp_path: Path, ws_path: Path, outside: Path, plant: str
@@ -269,3 +276,26 @@ def test_a_link_at_the_next_cycle_notes_is_not_copied_in(ws_path: Path, outside:
         if p.is_file() and not p.is_symlink() and b"secret" in p.read_bytes()
     ]
     assert copied == []
+
+
+def test_a_fifo_planted_for_stoic_to_read_never_hangs_the_runner(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n"
+        "  - id: b\n"
+        '    run: |\n      RUN="$(dirname "$(dirname "$STOIC_RESULT")")"; echo out;'
+        ' mkfifo "$STOIC_RESULT"; rm "$RUN/tasks/b/attempt-1.log";'
+        ' mkfifo "$RUN/tasks/b/attempt-1.log"; exit 3\n'
+        "    shell: true\n"
+        '  - {id: c, run: ["sh", "-c", "echo fine"]}\n'
+    )
+    done = run_stoic_process("-w", str(ws_path), "run", str(plan), timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    end = _end_of(ws_path, "b")
+    details = end["details"]
+    assert isinstance(details, dict)
+    assert "is not a plain file" in str(details["result_file_error"])
+    assert _end_of(ws_path, "c")["decision_outcome"] == "succeeded"
+    _audit_clean(ws_path)

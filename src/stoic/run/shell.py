@@ -53,7 +53,9 @@ class OutputLog:
         kept = chunk[: self.cap - self.written]
         try:
             if self._fd is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                # O_EXCL: an attempt's log is new; one already there is evidence, or a hard
+                # link planted to have stoic overwrite another file, and is never truncated.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
                 self._fd = open_confined(self.root, self.path, flags, create_parents=True)
             view = memoryview(kept)
             while view:  # a short write (a size limit, a full disk) is counted as it is
@@ -66,6 +68,11 @@ class OutputLog:
             self.error = f"cannot write the attempt log {self.path}: {exc.strerror or exc}"
             if isinstance(exc, LinkRefused):
                 self.error = f"cannot write the attempt log: {exc.strerror}"
+            elif isinstance(exc, FileExistsError):
+                self.error = (
+                    f"cannot write the attempt log {self.path}: a file is already there"
+                    " (stoic never overwrites one; move it away)"
+                )
 
     @property
     def truncated(self) -> bool:
