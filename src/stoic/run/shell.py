@@ -57,6 +57,7 @@ class OutputLog:
                 # link planted to have stoic overwrite another file, and is never truncated.
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
                 self._fd = open_confined(self.root, self.path, flags, create_parents=True)
+            _keep_room(self._fd, len(kept))
             view = memoryview(kept)
             while view:  # a short write (a size limit, a full disk) is counted as it is
                 written = os.write(self._fd, view)
@@ -102,6 +103,21 @@ class OutputLog:
             f"{self.error}; the task was stopped" if stopped else self.error,
             partial=Partial.UNKNOWN,
             exit_code=exit_code,
+        )
+
+
+RECORDS_ROOM = 1024 * 1024
+"""Bytes of the workspace's disk an attempt log never takes: the records of its end (and the
+state files they update) need them, so a full disk fails the attempt on record."""
+
+
+def _keep_room(fd: int, size: int) -> None:
+    disk = os.fstatvfs(fd)
+    if disk.f_blocks and disk.f_bavail * disk.f_frsize < size + RECORDS_ROOM:
+        raise OSError(
+            errno.ENOSPC,
+            f"the disk is (almost) full: stoic keeps its last {RECORDS_ROOM // 1024} KiB for the"
+            " records",
         )
 
 
