@@ -70,9 +70,10 @@ class OutputLog:
             if isinstance(exc, LinkRefused):
                 self.error = f"cannot write the attempt log: {exc.strerror}"
             elif isinstance(exc, FileExistsError):
+                found = "a link" if self.path.is_symlink() else "a file"
                 self.error = (
-                    f"cannot write the attempt log {self.path}: a file is already there"
-                    " (stoic never overwrites one; move it away)"
+                    f"cannot write the attempt log {self.path}: {found} is already there"
+                    " (stoic never writes over or through one; move it away)"
                 )
 
     @property
