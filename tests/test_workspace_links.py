@@ -299,3 +299,25 @@ def test_a_fifo_planted_for_stoic_to_read_never_hangs_the_runner(
     assert "is not a plain file" in str(details["result_file_error"])
     assert _end_of(ws_path, "c")["decision_outcome"] == "succeeded"
     _audit_clean(ws_path)
+
+
+def test_an_iterate_check_whose_log_cannot_be_written_fails_the_attempt(
+    tmp_path: Path, ws_path: Path, outside: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n"
+        "  - id: t\n"
+        '    run: |\n      RUN="$(dirname "$(dirname "$STOIC_RESULT")")"; mkdir -p "$RUN/tasks/t";'
+        f' ln -s "{outside / "victim"}" "$RUN/tasks/t/attempt-1.check-1.log" || true\n'
+        "    shell: true\n"
+        '    iterate: {check: [sh, -c, "echo checked; exit 1"], max_iterations: 3}\n'
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 1, result.stdout + result.stderr
+    end = _end_of(ws_path, "t")
+    inputs = end["decision_inputs"]
+    assert isinstance(inputs, dict)
+    assert "a link is already there" in str(inputs["message"])
+    _untouched(outside)
+    _audit_clean(ws_path)

@@ -174,6 +174,10 @@ class StagedAttempt:
         if self._stopped:
             self._finish(Failure(FailureKind.INTERRUPTED, "stopped by the runner"))
             return
+        if ended.log_error is not None:  # a check whose output cannot be kept fails the attempt
+            self.task_result = replace(self.task_result or ended, log_error=ended.log_error)
+            self._finish(ended.failure)
+            return
         data = ended.result.data if ended.result is not None else None
         count = failure_count(data, ended.exit_code)
         self.checks.append(
@@ -325,6 +329,8 @@ def _judge(
         )
 
     failure = ended.failure
+    if ended.log_error is not None:
+        return skipped(ended.log_error)
     if failure is not None and failure.kind is FailureKind.TIMEOUT:
         return skipped(f"timed out after {verifier.timeout:g}s")
     if failure is not None and failure.kind is FailureKind.INTERRUPTED:
