@@ -125,10 +125,11 @@ def _plan(tmp_path: Path, plant: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize(("how", "error"), [("-s", "is a link"), ("", "is a hard link")])
 def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
-    tmp_path: Path, ws_path: Path, outside: Path
+    tmp_path: Path, ws_path: Path, outside: Path, how: str, error: str
 ) -> None:
-    plan = _plan(tmp_path, f'ln -s "{outside / "victim"}" "$RUN/results/b.attempt-1.json"')
+    plan = _plan(tmp_path, f'ln {how} "{outside / "victim"}" "$RUN/results/b.attempt-1.json"')
     result = run_cli("-w", str(ws_path), "run", str(plan))
     assert result.exit_code == 0, result.stdout + result.stderr
     end = _end_of(ws_path, "b")
@@ -136,7 +137,7 @@ def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
     details = end["details"]
     assert isinstance(details, dict)
     assert "result" not in details
-    assert "is a link" in str(details["result_file_error"])
+    assert error in str(details["result_file_error"])
     assert b"secret" not in log_path(ws_path).read_bytes()
     _untouched(outside)
     _audit_clean(ws_path)

@@ -30,9 +30,8 @@ from stoic.core.verification import (
     report_from_output,
 )
 from stoic.plan.models import Iterate, Verifier
-from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.attempt import Attempt, AttemptResult, open_task_file
 from stoic.run.loop import Handle
-from stoic.store.confined import open_confined
 
 __all__ = ["StagedAttempt", "command_missing"]
 
@@ -355,7 +354,7 @@ def _judge(
 
 def _read(root: Path, path: Path) -> bytes:
     try:
-        fd = open_confined(root, path, os.O_RDONLY)
+        fd = open_task_file(root, path)
     except FileNotFoundError:
         return b""
     except OSError as exc:  # a link in its place is not followed: the report is incomplete
