@@ -106,7 +106,7 @@ def _unmounted_after(folder: Path) -> Iterator[None]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root (CI is root)")
 @pytest.mark.parametrize(
     ("options", "error"),
-    [("size=64k", "No space left on device"), ("ro,size=64k", "Read-only file system")],
+    [("size=64k", "the disk is (almost) full"), ("ro,size=64k", "Read-only file system")],
     ids=["full", "read-only"],
 )
 def test_a_full_or_read_only_file_system_under_the_log_fails_the_attempt_on_record(
@@ -133,3 +133,32 @@ def test_a_full_or_read_only_file_system_under_the_log_fails_the_attempt_on_reco
         assert inputs["failure_kind"] == "error" and error in str(inputs["message"])
         assert ends["other"]["decision_outcome"] == "succeeded"
     _audit_clean(ws_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a file system needs root (CI is root)")
+def test_a_workspace_whose_disk_fills_up_still_records_the_attempts_end(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("tmpfs cannot be mounted here")
+    with _unmounted_after(disk):
+        ws_path = disk / "ws"
+        assert run_cli("init", str(ws_path)).exit_code == 0
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(
+            "tasks:\n"
+            '  - {id: loud, run: ["head", "-c", "8000000", "/dev/zero"]}\n'
+            '  - {id: other, run: ["sh", "-c", "echo fine"], depends_on: [loud]}\n'
+            '  - {id: alone, run: ["sh", "-c", "echo fine"]}\n'
+        )
+        result = run_cli("-w", str(ws_path), "run", str(plan), "--workers", "1")
+        assert result.exit_code == 1, result.stdout + result.stderr
+        ends = _ends(ws_path)
+        inputs = ends["loud"]["decision_inputs"]
+        assert isinstance(inputs, dict)
+        assert inputs["failure_kind"] == "error" and "the disk is (almost) full" in str(
+            inputs["message"]
+        )
+        assert ends["alone"]["decision_outcome"] == "succeeded"
+        assert "other" not in ends  # blocked by loud, on record
+        _audit_clean(ws_path)

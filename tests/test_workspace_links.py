@@ -16,7 +16,7 @@ import stoic
 from stoic.exceptions import WorkspaceError, WorkspaceNotWritable
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import LinkRefused, open_confined
-from tests.conftest import log_path, run_cli
+from tests.conftest import log_path, run_cli, run_stoic_process
 
 SECRET = b'{"secret": "from outside the workspace"}'
 
@@ -125,10 +125,11 @@ def _plan(tmp_path: Path, plant: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize(("how", "error"), [("-s", "is a link"), ("", "is a hard link")])
 def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
-    tmp_path: Path, ws_path: Path, outside: Path
+    tmp_path: Path, ws_path: Path, outside: Path, how: str, error: str
 ) -> None:
-    plan = _plan(tmp_path, f'ln -s "{outside / "victim"}" "$RUN/results/b.attempt-1.json"')
+    plan = _plan(tmp_path, f'ln {how} "{outside / "victim"}" "$RUN/results/b.attempt-1.json"')
     result = run_cli("-w", str(ws_path), "run", str(plan))
     assert result.exit_code == 0, result.stdout + result.stderr
     end = _end_of(ws_path, "b")
@@ -136,7 +137,7 @@ def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
     details = end["details"]
     assert isinstance(details, dict)
     assert "result" not in details
-    assert "is a link" in str(details["result_file_error"])
+    assert error in str(details["result_file_error"])
     assert b"secret" not in log_path(ws_path).read_bytes()
     _untouched(outside)
     _audit_clean(ws_path)
@@ -146,11 +147,18 @@ def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
     "plant",
     [
         'mkdir -p "$RUN/tasks/b" && ln -s "{victim}" "$RUN/tasks/b/attempt-1.log"',
+        'mkdir -p "$RUN/tasks/b" && ln "{victim}" "$RUN/tasks/b/attempt-1.log"',
         'mkdir -p "$RUN/tasks" && ln -s "{outside}" "$RUN/tasks/b"',
         'rm -rf "$RUN/tasks" && ln -s "{outside}" "$RUN/tasks"',
         'mkdir -p "$RUN/tasks" && echo planted > "$RUN/tasks/b"',
     ],
-    ids=["link-at-log", "link-at-task-folder", "link-at-tasks", "file-at-task-folder"],
+    ids=[
+        "link-at-log",
+        "hard-link-at-log",
+        "link-at-task-folder",
+        "link-at-tasks",
+        "file-at-task-folder",
+    ],
 )
 def test_an_attempt_log_never_goes_through_what_was_planted_and_the_run_goes_on(
     tmp_path: Path, ws_path: Path, outside: Path, plant: str
@@ -252,3 +260,65 @@ def test_a_link_at_runs_makes_no_run_folder_outside(
     assert result.exit_code == 1
     assert "is a link" in result.stderr and len(result.stderr.splitlines()) == 1
     _untouched(outside)
+
+
+def test_a_link_at_the_next_cycle_notes_is_not_copied_in(ws_path: Path, outside: Path) -> None:
+    (ws_path / "incidents" / "next-cycle.md").symlink_to(outside / "victim")
+    result = run_cli(
+        "-w", str(ws_path), "incident", "report", "slow search", "--track", "next-cycle"
+    )
+    assert result.exit_code == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("stoic: error")]
+    assert "is a link" in error
+    _untouched(outside)
+    copied = [
+        p
+        for p in ws_path.rglob("*")
+        if p.is_file() and not p.is_symlink() and b"secret" in p.read_bytes()
+    ]
+    assert copied == []
+
+
+def test_a_fifo_planted_for_stoic_to_read_never_hangs_the_runner(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n"
+        "  - id: b\n"
+        '    run: |\n      RUN="$(dirname "$(dirname "$STOIC_RESULT")")"; echo out;'
+        ' mkfifo "$STOIC_RESULT"; rm "$RUN/tasks/b/attempt-1.log";'
+        ' mkfifo "$RUN/tasks/b/attempt-1.log"; exit 3\n'
+        "    shell: true\n"
+        '  - {id: c, run: ["sh", "-c", "echo fine"]}\n'
+    )
+    done = run_stoic_process("-w", str(ws_path), "run", str(plan), timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    end = _end_of(ws_path, "b")
+    details = end["details"]
+    assert isinstance(details, dict)
+    assert "is not a plain file" in str(details["result_file_error"])
+    assert _end_of(ws_path, "c")["decision_outcome"] == "succeeded"
+    _audit_clean(ws_path)
+
+
+def test_an_iterate_check_whose_log_cannot_be_written_fails_the_attempt(
+    tmp_path: Path, ws_path: Path, outside: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n"
+        "  - id: t\n"
+        '    run: |\n      RUN="$(dirname "$(dirname "$STOIC_RESULT")")"; mkdir -p "$RUN/tasks/t";'
+        f' ln -s "{outside / "victim"}" "$RUN/tasks/t/attempt-1.check-1.log" || true\n'
+        "    shell: true\n"
+        '    iterate: {check: [sh, -c, "echo checked; exit 1"], max_iterations: 3}\n'
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 1, result.stdout + result.stderr
+    end = _end_of(ws_path, "t")
+    inputs = end["decision_inputs"]
+    assert isinstance(inputs, dict)
+    assert "a link is already there" in str(inputs["message"])
+    _untouched(outside)
+    _audit_clean(ws_path)

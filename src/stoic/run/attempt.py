@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ __all__ = [
     "Attempt",
     "AttemptResult",
     "ResultFile",
+    "open_task_file",
     "parse_result_file",
     "read_result_file",
     "read_tail",
@@ -123,6 +125,19 @@ RESULT_FILE_LIMIT = 64 * 1024
 """A result file is kept whole in its attempt's end record, so it is small (as a Python value)."""
 
 
+def open_task_file(root: Path, path: Path) -> int:
+    """Open, for reading, a file a task can write or replace (its result file, an attempt log):
+    a plain file of its own only, so neither a link nor a hard link to another file is read
+    in its place."""
+    fd = open_confined(root, path, os.O_RDONLY)
+    if os.fstat(fd).st_nlink != 1:
+        os.close(fd)
+        raise LinkRefused(
+            errno.EMLINK, f"{path} is a hard link to another file (hint: move it away)"
+        )
+    return fd
+
+
 def read_result_file(root: Path, path: Path) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none.
 
@@ -130,8 +145,7 @@ def read_result_file(root: Path, path: Path) -> ResultFile | None:
     from elsewhere into the log.
     """
     try:
-        # O_NONBLOCK: a pipe planted there must not hang the runner.
-        fd = open_confined(root, path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_task_file(root, path)
     except FileNotFoundError:
         return None
     except LinkRefused as exc:
@@ -165,7 +179,7 @@ def read_tail(root: Path, path: Path, limit: int = 64 * 1024) -> str:
     """The last `limit` bytes of an attempt's log, as text ("" when it wrote nothing, or when
     what stands there is not the log stoic wrote: a link is never followed)."""
     try:
-        fd = open_confined(root, path, os.O_RDONLY)
+        fd = open_task_file(root, path)
     except OSError:
         return ""
     with os.fdopen(fd, "rb") as handle:

@@ -55,8 +55,11 @@ class OutputLog:
         kept = chunk[: self.cap - self.written]
         try:
             if self._fd is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                # O_EXCL: an attempt's log is new; one already there is evidence, or a hard
+                # link planted to have stoic overwrite another file, and is never truncated.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
                 self._fd = open_confined(self.root, self.path, flags, create_parents=True)
+            _keep_room(self._fd, len(kept))
             view = memoryview(kept)
             while view:  # a short write (a size limit, a full disk) is counted as it is
                 written = os.write(self._fd, view)
@@ -68,6 +71,12 @@ class OutputLog:
             self.error = f"cannot write the attempt log {self.path}: {exc.strerror or exc}"
             if isinstance(exc, LinkRefused):
                 self.error = f"cannot write the attempt log: {exc.strerror}"
+            elif isinstance(exc, FileExistsError):
+                found = "a link" if self.path.is_symlink() else "a file"
+                self.error = (
+                    f"cannot write the attempt log {self.path}: {found} is already there"
+                    " (stoic never writes over or through one; move it away)"
+                )
 
     @property
     def truncated(self) -> bool:
@@ -97,6 +106,21 @@ class OutputLog:
             f"{self.error}; the task was stopped" if stopped else self.error,
             partial=Partial.UNKNOWN,
             exit_code=exit_code,
+        )
+
+
+RECORDS_ROOM = 1024 * 1024
+"""Bytes of the workspace's disk an attempt log never takes: the records of its end (and the
+state files they update) need them, so a full disk fails the attempt on record."""
+
+
+def _keep_room(fd: int, size: int) -> None:
+    disk = os.fstatvfs(fd)
+    if disk.f_blocks and disk.f_bavail * disk.f_frsize < size + RECORDS_ROOM:
+        raise OSError(
+            errno.ENOSPC,
+            f"the disk is (almost) full: stoic keeps its last {RECORDS_ROOM // 1024} KiB for the"
+            " records",
         )
 
 

@@ -30,9 +30,8 @@ from stoic.core.verification import (
     report_from_output,
 )
 from stoic.plan.models import Iterate, Verifier
-from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.attempt import Attempt, AttemptResult, open_task_file
 from stoic.run.loop import Handle
-from stoic.store.confined import open_confined
 
 __all__ = ["StagedAttempt", "command_missing"]
 
@@ -173,6 +172,10 @@ class StagedAttempt:
         assert self.iterate is not None
         if self._stopped:
             self._finish(Failure(FailureKind.INTERRUPTED, "stopped by the runner"))
+            return
+        if ended.log_error is not None:  # a check whose output cannot be kept fails the attempt
+            self.task_result = replace(self.task_result or ended, log_error=ended.log_error)
+            self._finish(ended.failure)
             return
         data = ended.result.data if ended.result is not None else None
         count = failure_count(data, ended.exit_code)
@@ -325,6 +328,8 @@ def _judge(
         )
 
     failure = ended.failure
+    if ended.log_error is not None:
+        return skipped(ended.log_error)
     if failure is not None and failure.kind is FailureKind.TIMEOUT:
         return skipped(f"timed out after {verifier.timeout:g}s")
     if failure is not None and failure.kind is FailureKind.INTERRUPTED:
@@ -349,7 +354,7 @@ def _judge(
 
 def _read(root: Path, path: Path) -> bytes:
     try:
-        fd = open_confined(root, path, os.O_RDONLY)
+        fd = open_task_file(root, path)
     except FileNotFoundError:
         return b""
     except OSError as exc:  # a link in its place is not followed: the report is incomplete

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePath
 
@@ -28,7 +29,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LinkRefused(OSError):
-    """A link, or something that is not a folder, stands where the workspace has a file or folder.
+    """A link, or something that is not a folder or a plain file, stands where the workspace
+    has a folder or a file.
 
     An OSError, so every caller that turns a failed write into a clear error handles it too.
     """
@@ -78,11 +80,22 @@ def open_confined(
 
 
 def open_at(folder: int, path: Path, flags: int, mode: int = 0o644) -> int:
-    """Open the file named `path.name` in the already checked `folder`, never through a link."""
+    """Open the file named `path.name` in the already checked `folder`, never through a link.
+
+    Only a plain file is opened: a FIFO or a device planted there would block the reader (or
+    feed it forever), so the open does not wait (O_NONBLOCK, which plain files ignore) and
+    anything else is refused.
+    """
     try:
-        return os.open(path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=folder)
+        fd = os.open(
+            path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=folder
+        )
     except OSError as exc:
         raise _refusal(exc, path, "file") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LinkRefused(errno.EINVAL, f"{path} is not a plain file (hint: move it away)")
+    return fd
 
 
 def read_confined(root: Path, path: Path) -> bytes:
@@ -100,6 +113,8 @@ def read_confined(root: Path, path: Path) -> bytes:
 def _refusal(exc: OSError, path: Path, what: str) -> OSError:
     """A link or a stray file in the way becomes a LinkRefused that says so; other errors
     (missing, full, read-only) pass as they are."""
+    if exc.errno == errno.ENXIO:  # a FIFO nobody reads, or a device
+        return LinkRefused(exc.errno, f"{path} is not a plain file (hint: move it away)")
     if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and what == "folder"):
         if path.is_symlink():
             found = "is a link; stoic never follows a link inside the workspace"

@@ -28,8 +28,14 @@ from stoic.core.escalations import (
     render_escalation_log,
 )
 from stoic.core.notifications import Event
-from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
+from stoic.exceptions import (
+    EscalationNotFound,
+    TransitionRefused,
+    UsageError,
+    WorkspaceNotWritable,
+)
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import read_confined
 from stoic.store.log import utc_timestamp
 from stoic.store.notify import notify
 
@@ -460,7 +466,12 @@ def follow_track(workspace: Workspace, escalation: Escalation, track: str) -> st
         atomic_write(path, hotfix_plan(incident, name, str(path)).encode(), root=workspace.root)
         return f"hotfix plan written to {path}"
     path = workspace.root / "incidents" / "next-cycle.md"
-    previous = path.read_text(encoding="utf-8") if path.exists() else "# For the next cycle\n"
+    try:  # never read through a link: what it points to would be copied in
+        previous = read_confined(workspace.root, path).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        previous = "# For the next cycle\n"
+    except OSError as exc:
+        raise WorkspaceNotWritable(f"cannot update {path}: {exc.strerror or exc}") from exc
     entry = f"\n- {utc_timestamp()[:10]} {escalation.id}: {incident}\n"
     atomic_write(path, (previous + entry).encode(), root=workspace.root)
     return f"recorded for the next plan in {path}"
