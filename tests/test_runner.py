@@ -262,6 +262,41 @@ def test_sigkill_of_the_runner_then_continue_records_interrupted(
     assert_audit_clean(ws_path)
 
 
+def test_a_run_whose_runner_is_gone_is_not_shown_running(tmp_path: Path, ws_path: Path) -> None:
+    runner = _start_runner(tmp_path, ws_path)
+    run_id = only_run(ws_path)
+    live = run_stoic_process("-w", str(ws_path), "status", run_id)
+    assert "is running: a runner is working on it" in live.stdout, live.stdout
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate(timeout=30)
+    shown = run_stoic_process("-w", str(ws_path), "status", run_id)
+    assert f"its runner is gone without recording an end (killed?); `stoic continue {run_id}`" in (
+        shown.stdout
+    )
+    (row,) = [line for line in shown.stdout.splitlines() if line.startswith("slow")]
+    assert "interrupted" in row and "running" not in row
+    as_json = run_stoic_process("-w", str(ws_path), "status", run_id, "--json")
+    document = orjson.loads(as_json.stdout)
+    assert (document["status"], document["runner"]) == ("interrupted", "none")
+    assert document["tasks"]["slow"]["status"] == "interrupted"
+    assert document["continue_with"] == f"stoic continue {run_id}"
+    customer = run_stoic_process("-w", str(ws_path), "timeline", run_id, "--customer")
+    assert "in progress" not in customer.stdout
+    assert "plan: stopped before it finished" in customer.stdout
+    assert "slow: stopped before it finished" in customer.stdout
+    operator = run_stoic_process("-w", str(ws_path), "timeline", run_id)
+    assert f"interrupted — not running: its runner is gone; `stoic continue {run_id}`" in (
+        operator.stdout
+    )
+    # state.json is a projection of the log, which holds no end: it keeps the log's word, and
+    # the views above say, as they render, that nobody is running it.
+    state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
+    assert state["status"] == "running" and "runner" not in state
+    continued = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert continued.returncode == 1  # slow is not idempotent: interrupted, it stands
+    assert run_stoic_process("-w", str(ws_path), "status", run_id).stdout.count("FAILED") == 1
+
+
 def test_ctrl_c_stops_running_tasks_and_exits_130(tmp_path: Path, ws_path: Path) -> None:
     runner = _start_runner(tmp_path, ws_path)
     leftover = _sleep_pid(tmp_path)

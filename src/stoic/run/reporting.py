@@ -148,6 +148,8 @@ def print_summary(console: Console, report: RunReport) -> None:
             note = f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
         roots = report.analysis.blocked.get(task_id)
         status = task.state.value
+        if report.runner_gone and task.open_attempt is not None:
+            status, note = "interrupted", "its runner is gone; `stoic continue` records it"
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
@@ -187,6 +189,13 @@ def _verdict(report: RunReport) -> str:
     analysis = report.analysis
     if report.status == "completed":
         return f"Run {report.run_id} completed: every task succeeded."
+    if report.status == "running":
+        return f"Run {report.run_id} is running: a runner is working on it."
+    if report.status == "interrupted" and report.runner_gone:
+        return (
+            f"Run {report.run_id} is not running: its runner is gone without recording an end"
+            f" (killed?); `stoic continue {report.run_id}` picks it up."
+        )
     if report.status == "interrupted":
         return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
     if report.status == "paused":

@@ -79,6 +79,8 @@ class RunReport:
     view: RunView
     analysis: Analysis
     plan: Plan
+    runner_gone: bool = False
+    """Read, not run: the log says the run is going, but no runner holds its lock."""
 
 
 @dataclass(slots=True)
