@@ -359,9 +359,10 @@ class Runner:
                         states[index] = TaskState.SUSPENDED
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
-                    self.files.append_execution_entry(
-                        task_id, item.attempt.attempt, result, outcome
-                    )
+                    with self.workspace.projecting("logs/execution_log.md"):
+                        self.files.append_execution_entry(
+                            task_id, item.attempt.attempt, result, outcome
+                        )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                     for verified in result.verifications:
                         if verified.warning:
@@ -487,7 +488,8 @@ class Runner:
         )
         self.folder.feed(record._asdict())
         view = self.folder.view()
-        self.files.write_state(view, self.plan.graph, analysis)
+        with self.workspace.projecting(self.files.relative(self.files.state_file)):
+            self.files.write_state(view, self.plan.graph, analysis)
         report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
         self.handoff.run_ended(report, _lifecycle_reason(self.files.run_id, report.analysis))
@@ -620,7 +622,8 @@ class Runner:
     def _write_state(self) -> None:
         started = time.monotonic()
         view = self.folder.view(shared=True)
-        self.files.write_state(view, self.plan.graph, view.analyse(self.plan.graph))
+        with self.workspace.projecting(self.files.relative(self.files.state_file)):
+            self.files.write_state(view, self.plan.graph, view.analyse(self.plan.graph))
         self._state_written = time.monotonic()
         # A big run's state takes a while to write: never spend more than ~5% of the time on it.
         self._state_every = max(_STATE_EVERY_SECONDS, 20 * (self._state_written - started))
