@@ -511,15 +511,22 @@ class Runner:
         with it (an attempt they would refuse makes it R3 now, not after the retry's delay)."""
         spec = self.specs[task_id]
         spent = unrecorded or Spent()
+        context = RecoveryContext(spec.is_idempotent, kind)
         retry_delay = failure.retry_after_s
         if retry_delay is None:
             retry_delay = self.retry_delays.get(failure.kind, 0.0)
-        refused = self.guard.next_attempt_refusal(
-            spec,
-            task_unrecorded=Spent(spent.seconds, 0, spent.cost),
-            run_unrecorded=Spent(retry_delay, 0, run_cost_unrecorded),
-        )
-        decision = classify(failure, RecoveryContext(spec.is_idempotent, kind, refused))
+        would_be = classify(failure, context).recovery_class
+        if would_be in (RecoveryClass.R1, RecoveryClass.R2):
+            refused = self.guard.next_attempt_refusal(
+                spec,
+                task_unrecorded=Spent(spent.seconds, 0, spent.cost),
+                # An automatic retry starts after its delay: the run's clock runs on meanwhile.
+                run_unrecorded=Spent(
+                    retry_delay if would_be is RecoveryClass.R1 else 0.0, 0, run_cost_unrecorded
+                ),
+            )
+            context = replace(context, retry_refused=refused)
+        decision = classify(failure, context)
         delay: float | None = None
         hint: str | None = None
         suggestion: dict[str, str] | None = None
