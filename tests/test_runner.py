@@ -603,10 +603,38 @@ def test_a_runner_started_while_paused_starts_nothing(tmp_path: Path, ws_path: P
 
     plan = read_plan(write_plan(tmp_path, PAUSABLE))
     with stoic.Workspace.open(ws_path) as ws:
-        pause(ws, reason="held", actor="human:ada", criterion=Criterion.HUMAN_STOP)
+        pause(ws, reason="held\x1b[2J", actor="human:ada", criterion=Criterion.HUMAN_STOP)
         shown = io.StringIO()
         report = start_run(ws, plan, workers=1, reporter=PlainReporter(Console(file=shown)))
     assert (report.status, report.exit_code) == ("paused", 4)
-    assert "the workspace is paused (held): starting nothing new" in shown.getvalue()
+    assert "the workspace is paused (held\\x1b[2J): starting nothing new" in shown.getvalue()
+    assert "\x1b" not in shown.getvalue()  # a reason reaches the terminal escaped
     assert of_type(ws_path, "execution", "started") == []
     assert_audit_clean(ws_path)
+
+
+def test_a_pause_watch_names_a_damaged_line_instead_of_crashing(ws_path: Path) -> None:
+    from stoic.exceptions import LogCorrupt
+    from stoic.run.pause_watch import PauseWatch
+
+    with stoic.Workspace.open(ws_path) as ws:
+        watch = PauseWatch(ws)
+        with log_path(ws_path).open("ab") as log:
+            log.write(b'{"decision_type":"pause","seq": oops\n')
+        with ws.log.locked(), pytest.raises(LogCorrupt, match="at byte 0 is not a valid record"):
+            watch.check()
+
+
+def test_a_planted_run_lock_link_is_refused_not_followed(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["false"]}\n')
+    run_cli("-w", str(ws_path), "run", str(plan))
+    run_id = only_run(ws_path)
+    lock = ws_path / "runs" / run_id / "run.lock"
+    lock.unlink()
+    target = tmp_path / "elsewhere.lock"
+    lock.symlink_to(target)
+    for args in (("continue", run_id), ("status", run_id)):
+        result = run_cli("-w", str(ws_path), *args)
+        assert result.exit_code == 1, result.stdout
+        assert f"cannot open {lock}" in result.stderr and "must be a plain file" in result.stderr
+    assert not target.exists()

@@ -74,7 +74,8 @@ class PlainReporter:
         self._line(f"{signal_name}: starting nothing new; stopping running tasks")
 
     def pausing(self, reason: str) -> None:
-        self._line(f"the workspace is paused ({reason}): starting nothing new")
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)  # no escapes
+        self._line(f"the workspace is paused ({shown}): starting nothing new")
 
     def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None:
         self.errors.print(
