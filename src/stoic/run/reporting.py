@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from stoic.core.graph import Analysis, RunStatus
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
 
@@ -17,7 +18,14 @@ if TYPE_CHECKING:
     from stoic.plan.loader import Plan
     from stoic.run.runner import RunReport
 
-__all__ = ["LiveReporter", "PlainReporter", "Reporter", "print_summary", "summary_lines"]
+__all__ = [
+    "LiveReporter",
+    "PlainReporter",
+    "Reporter",
+    "lifecycle_reason",
+    "print_summary",
+    "summary_lines",
+]
 
 
 class Reporter(Protocol):
@@ -216,3 +224,18 @@ def _verdict(report: RunReport) -> str:
     for task_id, roots in analysis.blocked.items():
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
     return "\n".join(lines)
+
+
+def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
+    """The reason of the record that ends a run: how the graph stands, in one sentence."""
+    if analysis.status is RunStatus.COMPLETED:
+        return f"Run {run_id} completed: every task succeeded or was skipped."
+    if analysis.status is RunStatus.AWAITING_HUMAN:
+        waiting = ", ".join(analysis.awaiting_human)
+        return f"Run {run_id} is waiting for a person: {waiting}."
+    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
+    return (
+        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
+        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
+        + "."
+    )

@@ -24,14 +24,7 @@ from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Policy, Spent
 from stoic.core.records import Decision
-from stoic.core.recovery import (
-    AttemptKind,
-    RecoveryClass,
-    RecoveryContext,
-    RecoveryDecision,
-    classify,
-    suggestion_for,
-)
+from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
 from stoic.core.run_state import RunFolder, RunView, cost_of
 from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
@@ -39,6 +32,7 @@ from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
 from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.evaluation import Evaluator
 from stoic.run.guard import (
     Guard,
     budget_exhausted_view,
@@ -52,7 +46,7 @@ from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
-from stoic.run.reporting import Reporter
+from stoic.run.reporting import Reporter, lifecycle_reason
 from stoic.run.run_files import RunFiles
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
@@ -122,10 +116,6 @@ class Runner:
         settings = workspace.settings
         self.output_cap = settings.runner.output_cap_bytes
         self.kill_grace = settings.runner.kill_grace_seconds
-        self.retry_delays = {
-            FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
-            FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
-        }
         policy = Policy.build(
             settings.policy.allowed_executors,
             settings.policy.forbidden_commands,
@@ -147,6 +137,15 @@ class Runner:
         agents = AgentSetup(settings.agents, os.environ.get("PATH"))
         self.guard = Guard(
             policy, limits_of(plan.document.meta.budget), folder, role_of=agents.role_of
+        )
+        self.evaluator = Evaluator(
+            files.run_id,
+            self.specs,
+            self.guard,
+            {
+                FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
+                FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
+            },
         )
         started = folder.started or {}
         self.plan_dir = Path(str(started.get("plan_dir", plan.path.absolute().parent)))
@@ -190,7 +189,7 @@ class Runner:
                 )
                 pending.append(record)
                 pending.append(
-                    self._evaluate(
+                    self.evaluator.evaluate(
                         task_id,
                         failure,
                         open_attempt.kind,
@@ -201,7 +200,7 @@ class Runner:
             elif task.awaiting_evaluation and task.failure is not None:
                 failure = Failure.from_json(dict(task.failure))
                 pending.append(
-                    self._evaluate(
+                    self.evaluator.evaluate(
                         task_id,
                         failure,
                         task.last_attempt_kind,
@@ -471,7 +470,7 @@ class Runner:
             status = analysis.status.value
             code = EXIT_CODES.get(analysis.status, 1)
             lifecycle = _LIFECYCLE.get(analysis.status, "stuck")
-            reason = _lifecycle_reason(self.files.run_id, analysis)
+            reason = lifecycle_reason(self.files.run_id, analysis)
         record = self.workspace.record(
             "run_lifecycle",
             lifecycle,
@@ -492,63 +491,10 @@ class Runner:
             self.files.write_state(view, self.plan.graph, analysis)
         report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
-        self.handoff.run_ended(report, _lifecycle_reason(self.files.run_id, report.analysis))
+        self.handoff.run_ended(report, lifecycle_reason(self.files.run_id, report.analysis))
         return report
 
     # -- recovery ----------------------------------------------------------------------------
-
-    def _evaluate(
-        self,
-        task_id: str,
-        failure: Failure,
-        kind: AttemptKind,
-        attempt: int,
-        attempt_id: str,
-        unrecorded: Spent | None = None,
-        run_cost_unrecorded: float = 0.0,
-    ) -> tuple[Decision, RecoveryDecision, float]:
-        """The failure's one evaluation; the budget and policy its recovery would face decide
-        with it (an attempt they would refuse makes it R3 now, not after the retry's delay)."""
-        spec = self.specs[task_id]
-        spent = unrecorded or Spent()
-        context = RecoveryContext(spec.is_idempotent, kind)
-        retry_delay = failure.retry_after_s
-        if retry_delay is None:
-            retry_delay = self.retry_delays.get(failure.kind, 0.0)
-        would_be = classify(failure, context).recovery_class
-        if would_be in (RecoveryClass.R1, RecoveryClass.R2):
-            refused = self.guard.next_attempt_refusal(
-                spec,
-                task_unrecorded=Spent(spent.seconds, 0, spent.cost),
-                # An automatic retry starts after its delay: the run's clock runs on meanwhile.
-                run_unrecorded=Spent(
-                    retry_delay if would_be is RecoveryClass.R1 else 0.0, 0, run_cost_unrecorded
-                ),
-            )
-            context = replace(context, retry_refused=refused)
-        decision = classify(failure, context)
-        delay: float | None = None
-        hint: str | None = None
-        suggestion: dict[str, str] | None = None
-        if decision.recovery_class is RecoveryClass.R1:
-            delay = retry_delay
-            if failure.kind is FailureKind.CONTEXT_OVERFLOW:
-                hint = "reduce_input"
-        elif decision.recovery_class is RecoveryClass.R2:
-            suggestion = suggestion_for(failure, decision)
-        record = made.evaluation_decision(
-            run_id=self.files.run_id,
-            task_id=task_id,
-            attempt=attempt,
-            attempt_id=attempt_id,
-            failure=failure,
-            decision=decision,
-            attempt_kind=kind,
-            retry_delay_s=delay,
-            hint=hint,
-            suggestion=suggestion,
-        )
-        return record, decision, delay or 0.0
 
     def _evaluate_attempt(
         self,
@@ -558,7 +504,7 @@ class Runner:
         run_cost_unrecorded: float = 0.0,
     ) -> tuple[Decision, _Evaluated]:
         attempt = item.attempt
-        record, decision, delay = self._evaluate(
+        record, decision, delay = self.evaluator.evaluate(
             attempt.task_id,
             failure,
             item.kind,
@@ -650,17 +596,3 @@ def _outcome_of(result: AttemptResult) -> str:
     if result.failure.kind is FailureKind.INTERRUPTED:
         return "interrupted"
     return "failed"
-
-
-def _lifecycle_reason(run_id: str, analysis: Analysis) -> str:
-    if analysis.status is RunStatus.COMPLETED:
-        return f"Run {run_id} completed: every task succeeded or was skipped."
-    if analysis.status is RunStatus.AWAITING_HUMAN:
-        waiting = ", ".join(analysis.awaiting_human)
-        return f"Run {run_id} is waiting for a person: {waiting}."
-    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
-    return (
-        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
-        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
-        + "."
-    )
