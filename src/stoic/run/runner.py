@@ -314,6 +314,7 @@ class Runner:
                         evaluated.append(verdict)
                 starting: list[_Running] = []
                 halts = 0
+                was_paused = self.paused is not None
                 # The pause check and the starts it allows are one transaction on the log.
                 with self.workspace.log.locked():
                     while ready and len(running) + len(starting) < self.workers:
@@ -346,6 +347,8 @@ class Runner:
                             self.folder.feed(stored._asdict())
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
+                if self.paused is not None and not was_paused:  # said once the lock is let go
+                    self.reporter.pausing(self.paused.reason)
                 for verdict in evaluated:
                     index = verdict.index
                     if verdict.decision.recovery_class is RecoveryClass.R1:
@@ -438,8 +441,6 @@ class Runner:
         attempts finish and are recorded) and ends `paused` until `stoic continue`."""
         if self.paused is None:
             self.paused = self.pause_watch.check()
-            if self.paused is not None:
-                self.reporter.pausing(self.paused.reason)
         return self.paused is not None
 
     def _on_signal(self, signum: int) -> None:
