@@ -81,3 +81,21 @@ def test_a_proposal_recorded_on_a_full_disk_succeeds_and_warns(small_disk: Path)
     assert "could not write" in approved.stderr
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
     assert (ws_path / "queue" / "approved" / f"{proposal_id}.json").is_file()
+
+
+def test_an_escalation_recorded_on_a_full_disk_succeeds_and_warns(small_disk: Path) -> None:
+    ws_path = small_disk / "ws"
+    with stoic.Workspace.init(ws_path) as ws:
+        ws.record("execution", "started", "Something before.")
+    filler = fill_up(small_disk)
+    try:
+        raised = run_stoic_process(
+            "-w", str(ws_path), "escalate", "--mode", "ambiguity", "--question", "Which region?",
+        )  # fmt: skip
+    finally:
+        filler.unlink()
+    assert raised.returncode == 0, raised.stderr
+    assert "ESC-001" in raised.stdout
+    assert "could not write escalations/ESC-001.md" in raised.stderr
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+    assert (ws_path / "escalations" / "ESC-001.md").is_file()
