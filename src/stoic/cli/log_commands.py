@@ -58,7 +58,7 @@ def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
 
 def _warn_lagging(workspace: Workspace) -> None:
     """What was recorded stands; say which views of it could not be written (a full disk)."""
-    for message in dict.fromkeys(workspace.lagging):
+    for message in workspace.lagging:
         typer.echo(
             f"stoic: warning: recorded, but could not write {message}: it lags the log until"
             " the next command that can write catches it up (or `stoic audit --repair`)",

@@ -223,10 +223,11 @@ class Workspace:
         """
         try:
             yield
-        except WorkspaceNotWritable as exc:
-            self.lagging.append(f"{what} ({exc})")
-        except OSError as exc:
-            self.lagging.append(f"{what} ({exc.strerror or exc})")
+        except (WorkspaceNotWritable, OSError) as exc:
+            why = str(exc) if isinstance(exc, WorkspaceNotWritable) else exc.strerror or str(exc)
+            message = f"{what} ({why})"
+            if message not in self.lagging:  # a runner retries its state.json every second
+                self.lagging.append(message)
 
     # -- reading -------------------------------------------------------------------------------
 
