@@ -10,7 +10,7 @@ import pytest
 import stoic
 from stoic.core import timeline
 from stoic.core.audit import ViolationCode as V
-from stoic.core.graph import TaskState
+from stoic.core.graph import TaskGraph, TaskState, analyse_states
 
 RUN = "run-x"
 
@@ -210,3 +210,16 @@ def test_mechanics_words_are_found_but_task_names_are_the_users() -> None:
     assert timeline.mechanics_in(view) == []
     view["tasks"][0]["status"] = "recovered by R1"
     assert timeline.mechanics_in(view) == ["R1", "recover"]
+
+
+def test_a_stopped_run_customer_view_says_so_without_mechanics() -> None:
+    ids = ("a", "b")
+    graph = TaskGraph.from_indices(ids, ((), (0,)))
+    states = [TaskState.RUNNING, TaskState.PENDING]
+    rows = [(t, None, s) for t, s in zip(ids, states, strict=True)]
+    analysis = analyse_states(graph, states)
+    assert timeline.customer_view("r", rows, analysis)["status"] == "in progress"
+    view = timeline.customer_view("r", rows, analysis, stopped=True)
+    assert view["status"] == "stopped before it finished"
+    assert [row["status"] for row in view["tasks"]] == ["stopped before it finished", "not started"]
+    assert timeline.mechanics_in(view) == []

@@ -202,6 +202,25 @@ def test_5e_a_run_budget_that_forbids_the_suggested_recovery_is_r3(
     audit_clean(fast_ws)
 
 
+def test_5f_a_retry_that_would_start_after_the_run_budget_ends_is_r3(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (ws_path / "stoic.toml").write_text("[recovery]\ntimeout_retry_delay_seconds = 20\n")
+    body = (
+        "meta: {budget: {max_seconds: 10}}\n"
+        'tasks:\n  - {id: t, run: ["sleep", "30"], idempotent: true, timeout: 0.2}\n'
+    )
+    assert run_plan(ws_path, tmp_path, body) == 1
+    assert story(ws_path, "t") == [
+        "execution/started",
+        "execution/failed",
+        "recovery_evaluation/recovery_skipped",
+    ]
+    (skipped,) = records_of(ws_path, "t", "recovery_evaluation", "recovery_skipped")
+    assert "run budget max_seconds=10 used up" in skipped["decision_reason"]
+    audit_clean(ws_path)
+
+
 def test_5b_time_budget_stops_a_running_attempt(tmp_path: Path, fast_ws: Path) -> None:
     body = 'tasks:\n  - {id: t, run: ["sleep", "30"], budget: {max_seconds: 0.3}}\n'
     assert run_plan(fast_ws, tmp_path, body) == 1

@@ -262,6 +262,41 @@ def test_sigkill_of_the_runner_then_continue_records_interrupted(
     assert_audit_clean(ws_path)
 
 
+def test_a_run_whose_runner_is_gone_is_not_shown_running(tmp_path: Path, ws_path: Path) -> None:
+    runner = _start_runner(tmp_path, ws_path)
+    run_id = only_run(ws_path)
+    live = run_stoic_process("-w", str(ws_path), "status", run_id)
+    assert "is running: a runner is working on it" in live.stdout, live.stdout
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate(timeout=30)
+    shown = run_stoic_process("-w", str(ws_path), "status", run_id)
+    assert f"its runner is gone without recording an end (killed?); `stoic continue {run_id}`" in (
+        shown.stdout
+    )
+    (row,) = [line for line in shown.stdout.splitlines() if line.startswith("slow")]
+    assert "interrupted" in row and "running" not in row
+    as_json = run_stoic_process("-w", str(ws_path), "status", run_id, "--json")
+    document = orjson.loads(as_json.stdout)
+    assert (document["status"], document["runner"]) == ("interrupted", "none")
+    assert document["tasks"]["slow"]["status"] == "interrupted"
+    assert document["continue_with"] == f"stoic continue {run_id}"
+    customer = run_stoic_process("-w", str(ws_path), "timeline", run_id, "--customer")
+    assert "in progress" not in customer.stdout
+    assert "plan: stopped before it finished" in customer.stdout
+    assert "slow: stopped before it finished" in customer.stdout
+    operator = run_stoic_process("-w", str(ws_path), "timeline", run_id)
+    assert f"interrupted — not running: its runner is gone; `stoic continue {run_id}`" in (
+        operator.stdout
+    )
+    # state.json is a projection of the log, which holds no end: it keeps the log's word, and
+    # the views above say, as they render, that nobody is running it.
+    state = orjson.loads((ws_path / "runs" / run_id / "state.json").read_bytes())
+    assert state["status"] == "running" and "runner" not in state
+    continued = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert continued.returncode == 1  # slow is not idempotent: interrupted, it stands
+    assert run_stoic_process("-w", str(ws_path), "status", run_id).stdout.count("FAILED") == 1
+
+
 def test_ctrl_c_stops_running_tasks_and_exits_130(tmp_path: Path, ws_path: Path) -> None:
     runner = _start_runner(tmp_path, ws_path)
     leftover = _sleep_pid(tmp_path)
@@ -568,10 +603,38 @@ def test_a_runner_started_while_paused_starts_nothing(tmp_path: Path, ws_path: P
 
     plan = read_plan(write_plan(tmp_path, PAUSABLE))
     with stoic.Workspace.open(ws_path) as ws:
-        pause(ws, reason="held", actor="human:ada", criterion=Criterion.HUMAN_STOP)
+        pause(ws, reason="held\x1b[2J", actor="human:ada", criterion=Criterion.HUMAN_STOP)
         shown = io.StringIO()
         report = start_run(ws, plan, workers=1, reporter=PlainReporter(Console(file=shown)))
     assert (report.status, report.exit_code) == ("paused", 4)
-    assert "the workspace is paused (held): starting nothing new" in shown.getvalue()
+    assert "the workspace is paused (held\\x1b[2J): starting nothing new" in shown.getvalue()
+    assert "\x1b" not in shown.getvalue()  # a reason reaches the terminal escaped
     assert of_type(ws_path, "execution", "started") == []
     assert_audit_clean(ws_path)
+
+
+def test_a_pause_watch_names_a_damaged_line_instead_of_crashing(ws_path: Path) -> None:
+    from stoic.exceptions import LogCorrupt
+    from stoic.run.pause_watch import PauseWatch
+
+    with stoic.Workspace.open(ws_path) as ws:
+        watch = PauseWatch(ws)
+        with log_path(ws_path).open("ab") as log:
+            log.write(b'{"decision_type":"pause","seq": oops\n')
+        with ws.log.locked(), pytest.raises(LogCorrupt, match="at byte 0 is not a valid record"):
+            watch.check()
+
+
+def test_a_planted_run_lock_link_is_refused_not_followed(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["false"]}\n')
+    run_cli("-w", str(ws_path), "run", str(plan))
+    run_id = only_run(ws_path)
+    lock = ws_path / "runs" / run_id / "run.lock"
+    lock.unlink()
+    target = tmp_path / "elsewhere.lock"
+    lock.symlink_to(target)
+    for args in (("continue", run_id), ("status", run_id)):
+        result = run_cli("-w", str(ws_path), *args)
+        assert result.exit_code == 1, result.stdout
+        assert f"cannot open {lock}" in result.stderr and "must be a plain file" in result.stderr
+    assert not target.exists()

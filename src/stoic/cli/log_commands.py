@@ -37,6 +37,7 @@ def _state(ctx: typer.Context) -> CliState:
 def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
     """Open the workspace the global options name, warning on stderr about a torn tail."""
     workspace = Workspace.open(_state(ctx).workspace, catch_up=catch_up)
+    ctx.call_on_close(lambda: _warn_lagging(workspace))
     with contextlib.suppress(StoicError):
         paused = workspace.status().paused
         if paused is not None:
@@ -52,6 +53,16 @@ def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
             err=True,
         )
     return workspace
+
+
+def _warn_lagging(workspace: Workspace) -> None:
+    """What was recorded stands; say which views of it could not be written (a full disk)."""
+    for message in workspace.lagging:
+        typer.echo(
+            f"stoic: warning: recorded, but could not write {message}: it lags the log until"
+            " the next command that can write catches it up (or `stoic audit --repair`)",
+            err=True,
+        )
 
 
 def init(

@@ -124,22 +124,31 @@ def continue_(
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
     from stoic.core.run_document import state_document
-    from stoic.run.lifecycle import load_run
+    from stoic.core.timeline import shown_status
+    from stoic.run.lifecycle import load_run, runner_working
     from stoic.run.reporting import print_summary
     from stoic.run.runner import EXIT_CODES, RunReport
 
     with open_workspace(ctx) as workspace:
-        plan, view, _files = load_run(workspace, run_id)
+        plan, view, files = load_run(workspace, run_id)
+        working = runner_working(files)
     analysis = view.analyse(plan.graph)
-    document = state_document(view, plan.graph, analysis)
+    status = shown_status(view, analysis, runner_working=working)
+    gone = status in ("interrupted", "paused") and view.stopped is None
     if as_json:
+        # state.json's document (the log's word) and, said now, whether a runner is at it.
+        document = state_document(view, plan.graph, analysis)
+        document["status"] = status
+        document["runner"] = "working" if working else "none"
+        if status in ("interrupted", "paused"):
+            document["continue_with"] = f"stoic continue {run_id}"
+            for task_id, entry in document["tasks"].items():
+                if view.task(task_id).open_attempt is not None:
+                    entry["status"] = "interrupted"  # started on record; nobody runs it now
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
-    status = analysis.status.value
-    if view.lifecycle == "paused" and analysis.status.value == "running":
-        status = "interrupted"
     code = EXIT_CODES.get(analysis.status, 0)
-    report = RunReport(run_id, status, code, view, analysis, plan)
+    report = RunReport(run_id, status, code, view, analysis, plan, runner_gone=gone)
     print_summary(console_for_output(), report)
 
 
@@ -155,16 +164,23 @@ def timeline(
     """The story of a run. The operator view: every record in order, grouped by task and
     attempt, with recovery class and reason, and the outcome reconciliation. --customer: the
     final status of each task and of the run, nothing else."""
-    from stoic.core.timeline import customer_view, operator_timeline, run_reconciliation
-    from stoic.run.lifecycle import load_run
+    from stoic.core.timeline import (
+        customer_view,
+        operator_timeline,
+        run_reconciliation,
+        shown_status,
+    )
+    from stoic.run.lifecycle import load_run, runner_working
 
     with open_workspace(ctx) as workspace:
-        plan, view, _ = load_run(workspace, run_id)
+        plan, view, files = load_run(workspace, run_id)
         records = [record._asdict() for record in workspace.records(run_id=run_id)]
+        working = runner_working(files)
     analysis = view.analyse(plan.graph)
+    status = shown_status(view, analysis, runner_working=working)
     if customer:
         rows = [(t.id, t.name, view.task(t.id).state) for t in plan.tasks]
-        document = customer_view(run_id, rows, analysis)
+        document = customer_view(run_id, rows, analysis, stopped=not working)
         if as_json:
             echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
             return
@@ -178,7 +194,8 @@ def timeline(
     if as_json:
         document = {
             "run_id": run_id,
-            "status": analysis.status.value,
+            "status": status,
+            "runner": "working" if working else "none",
             **story,
             "reconciliation": reconciled,
         }
@@ -189,7 +206,11 @@ def timeline(
     def say(text: str) -> None:  # as written: no markup, no wrapping
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    say(f"run {run_id}: {analysis.status.value}")
+    gone = ""
+    if status in ("interrupted", "paused"):
+        how = "its runner is gone" if view.stopped is None else f"stopped ({view.stopped})"
+        gone = f" — not running: {how}; `stoic continue {run_id}` picks it up"
+    say(f"run {run_id}: {status}{gone}")
     run_level = [entry for entry in story["records"] if entry["task"] is None]
     for entry in run_level[:1]:
         say(_timeline_line(entry))

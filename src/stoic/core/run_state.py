@@ -96,6 +96,9 @@ class RunView:
     started_at: str | None = None
     lifecycle: str | None = None
     """The last run_lifecycle outcome after the start: completed, failed, awaiting_approval …"""
+    stopped: str | None = None
+    """How the last runner said it stopped (the status of a run_lifecycle end with no start
+    after it: interrupted, paused, completed …); None while the log has work going on."""
     tasks: dict[str, TaskView] = field(default_factory=dict)
     last_seq: int = 0
     amendment: Mapping[str, Any] | None = None
@@ -137,6 +140,7 @@ class RunFolder:
         self.started: Mapping[str, Any] | None = None
         self.started_at: str | None = None
         self.lifecycle: str | None = None
+        self.stopped: str | None = None
         self.last_seq = 0
         self.attempts_made = 0
         """Attempts started or halted in the whole run."""
@@ -154,6 +158,7 @@ class RunFolder:
                 self.started, self.started_at = record["details"], record["decided_at"]
             else:
                 self.lifecycle = outcome
+                self.stopped = str(record["decision_inputs"].get("status") or outcome)
             return
         task_id = record.get("task_id")
         if task_id is None:
@@ -166,6 +171,8 @@ class RunFolder:
         if task is None:
             task = self.tasks[task_id] = TaskView()
         if kind == "execution":
+            if outcome == "started":
+                self.stopped = None
             if outcome in ("started", "halted"):
                 self.attempts_made += 1
             else:
@@ -226,6 +233,7 @@ class RunFolder:
             started=self.started,
             started_at=self.started_at,
             lifecycle=self.lifecycle,
+            stopped=self.stopped,
             tasks=dict(tasks) if shared else tasks,
             last_seq=self.last_seq,
             amendment=self.amendment,

@@ -20,6 +20,7 @@ __all__ = [
     "mechanics_in",
     "operator_timeline",
     "run_reconciliation",
+    "shown_status",
 ]
 
 MECHANICS = re.compile(r"retr(y|ies|ied)|recover|\bR[123]\b|attempt", re.IGNORECASE)
@@ -35,6 +36,8 @@ _CUSTOMER_TASK = {
     TaskState.PENDING: "not started",
 }
 _NOT_STARTED_BLOCKED = "not started: work it needs failed"
+_STOPPED = "stopped before it finished"
+"""A run the log says is going, with no runner working on it (and its unfinished tasks)."""
 _CUSTOMER_RUN = {
     RunStatus.COMPLETED: "completed",
     RunStatus.FAILED: "failed",
@@ -43,12 +46,32 @@ _CUSTOMER_RUN = {
 }
 
 
+def shown_status(view: RunView, analysis: Analysis, *, runner_working: bool) -> str:
+    """The run's status as a view shows it.
+
+    The log says a run is going until an end is on record; a runner killed with -9 records
+    none. Whether a runner is at it is known only now, from the run's lock (`runner_working`),
+    so views say it when they render: `interrupted` (or `paused`, as the runner recorded it)
+    for a run that is going on record and has nobody working on it.
+    """
+    if analysis.status is not RunStatus.RUNNING:
+        return analysis.status.value
+    if runner_working:
+        return RunStatus.RUNNING.value
+    return "paused" if view.stopped == "paused" else "interrupted"
+
+
 def customer_view(
     run_id: str,
     tasks: Sequence[tuple[str, str | None, TaskState]],
     analysis: Analysis,
+    *,
+    stopped: bool = False,
 ) -> dict[str, Any]:
-    """Final status per task and for the run. `tasks`: (id, name, state) in plan order."""
+    """Final status per task and for the run. `tasks`: (id, name, state) in plan order.
+
+    `stopped`: nobody is working on the run (its runner is gone), so nothing is in progress.
+    """
     rows = []
     for task_id, name, state in tasks:
         row: dict[str, Any] = {"task": task_id, "name": name or task_id}
@@ -56,10 +79,15 @@ def customer_view(
         if blockers:
             row["status"] = _NOT_STARTED_BLOCKED
             row["needs"] = list(blockers)
+        elif stopped and _CUSTOMER_TASK[state] == _CUSTOMER_TASK[TaskState.RUNNING]:
+            row["status"] = _STOPPED
         else:
             row["status"] = _CUSTOMER_TASK[state]
         rows.append(row)
-    return {"run": run_id, "status": _CUSTOMER_RUN[analysis.status], "tasks": rows}
+    status = _CUSTOMER_RUN[analysis.status]
+    if stopped and analysis.status is RunStatus.RUNNING:
+        status = _STOPPED
+    return {"run": run_id, "status": status, "tasks": rows}
 
 
 def mechanics_in(view: Mapping[str, Any]) -> list[str]:

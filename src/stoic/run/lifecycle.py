@@ -39,6 +39,7 @@ __all__ = [
     "load_run",
     "new_run_id",
     "runnable_errors",
+    "runner_working",
     "start_run",
 ]
 
@@ -280,20 +281,56 @@ def _make_run_folder(files: RunFiles) -> None:
         raise WorkspaceNotWritable(f"cannot create {files.folder}: {exc.strerror or exc}") from exc
 
 
+_LOCK_TRIES = 20
+"""A reader asking whether a runner is there holds the lock for an instant: try again a few
+times before calling it another runner's."""
+
+
 @contextlib.contextmanager
 def _run_lock(files: RunFiles) -> Iterator[None]:
-    """One runner per run: a second `stoic run`/`continue` of the same run is refused."""
+    """One runner per run: a second `stoic run`/`continue` of the same run is refused.
+
+    The lock is the runner's liveness too: the OS drops it when the runner dies, however it
+    dies, so `runner_working` can tell a run that is going from one whose runner is gone.
+    """
     try:
         fd = open_confined(files.workspace_root, files.lock_file, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise WorkspaceNotWritable(f"cannot open {files.lock_file}: {exc.strerror or exc}") from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"run {files.run_id} is being run by another stoic process right now"
-            ) from None
+        for tried in range(1, _LOCK_TRIES + 1):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if tried == _LOCK_TRIES:
+                    raise UsageError(
+                        f"run {files.run_id} is being run by another stoic process right now"
+                    ) from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)
+
+
+def runner_working(files: RunFiles) -> bool:
+    """Whether a runner holds the run's lock right now: a reader's answer, never recorded.
+
+    Asked with a shared lock that is let go at once; a runner holds it exclusively for as long
+    as it lives, so a runner killed with -9 is seen gone at once.
+    """
+    try:
+        fd = os.open(files.lock_file, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot open {files.lock_file}: {exc.strerror or exc} (it must be a plain file)"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import orjson
 
 from stoic.core.pause import PauseInForce, pause_after
+from stoic.exceptions import LogCorrupt
 from stoic.store.workspace import Workspace
 
 __all__ = ["PauseWatch"]
@@ -41,6 +42,13 @@ class PauseWatch:
             if not complete:
                 break  # a torn tail: appends are refused until it is repaired
             if _PAUSE_LINE in raw:
-                self.in_force = pause_after(self.in_force, orjson.loads(raw))
+                try:
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise LogCorrupt(
+                        f"{self.log.path}: the line at byte {offset} is not a valid record;"
+                        " run `stoic audit`"
+                    ) from None
+                self.in_force = pause_after(self.in_force, record)
             self.offset = offset + len(raw) + 1
         return self.in_force

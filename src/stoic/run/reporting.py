@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stoic.core.graph import Analysis, RunStatus
 from stoic.core.text import escape_controls
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
@@ -18,7 +19,14 @@ if TYPE_CHECKING:
     from stoic.plan.loader import Plan
     from stoic.run.runner import RunReport
 
-__all__ = ["LiveReporter", "PlainReporter", "Reporter", "print_summary", "summary_lines"]
+__all__ = [
+    "LiveReporter",
+    "PlainReporter",
+    "Reporter",
+    "lifecycle_reason",
+    "print_summary",
+    "summary_lines",
+]
 
 
 class Reporter(Protocol):
@@ -75,7 +83,8 @@ class PlainReporter:
         self._line(f"{signal_name}: starting nothing new; stopping running tasks")
 
     def pausing(self, reason: str) -> None:
-        self._line(f"the workspace is paused ({reason}): starting nothing new")
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)  # no escapes
+        self._line(f"the workspace is paused ({shown}): starting nothing new")
 
     def verification_warning(self, task_id: str, outcome: VerificationOutcome) -> None:
         self.errors.print(
@@ -149,6 +158,8 @@ def print_summary(console: Console, report: RunReport) -> None:
             note = f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
         roots = report.analysis.blocked.get(task_id)
         status = task.state.value
+        if report.runner_gone and task.open_attempt is not None:
+            status, note = "interrupted", "its runner is gone; `stoic continue` records it"
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
@@ -188,6 +199,13 @@ def _verdict(report: RunReport) -> str:
     analysis = report.analysis
     if report.status == "completed":
         return f"Run {report.run_id} completed: every task succeeded."
+    if report.status == "running":
+        return f"Run {report.run_id} is running: a runner is working on it."
+    if report.status == "interrupted" and report.runner_gone:
+        return (
+            f"Run {report.run_id} is not running: its runner is gone without recording an end"
+            f" (killed?); `stoic continue {report.run_id}` picks it up."
+        )
     if report.status == "interrupted":
         return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
     if report.status == "paused":
@@ -207,3 +225,18 @@ def _verdict(report: RunReport) -> str:
     for task_id, roots in analysis.blocked.items():
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
     return "\n".join(lines)
+
+
+def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
+    """The reason of the record that ends a run: how the graph stands, in one sentence."""
+    if analysis.status is RunStatus.COMPLETED:
+        return f"Run {run_id} completed: every task succeeded or was skipped."
+    if analysis.status is RunStatus.AWAITING_HUMAN:
+        waiting = ", ".join(analysis.awaiting_human)
+        return f"Run {run_id} is waiting for a person: {waiting}."
+    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
+    return (
+        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
+        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
+        + "."
+    )

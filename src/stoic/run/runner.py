@@ -27,10 +27,7 @@ from stoic.core.records import Decision, Record
 from stoic.core.recovery import (
     AttemptKind,
     RecoveryClass,
-    RecoveryContext,
     RecoveryDecision,
-    classify,
-    suggestion_for,
 )
 from stoic.core.run_state import RunFolder, RunView, cost_of
 from stoic.exceptions import WorkspacePaused
@@ -39,6 +36,7 @@ from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
 from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.evaluation import Evaluator
 from stoic.run.guard import (
     Guard,
     budget_exhausted_view,
@@ -53,7 +51,7 @@ from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
-from stoic.run.reporting import Reporter
+from stoic.run.reporting import Reporter, lifecycle_reason
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, workspace_policy
@@ -83,6 +81,8 @@ class RunReport:
     view: RunView
     analysis: Analysis
     plan: Plan
+    runner_gone: bool = False
+    """Read, not run: the log says the run is going, but no runner holds its lock."""
 
 
 @dataclass(slots=True)
@@ -124,10 +124,6 @@ class Runner:
         settings = workspace.settings
         self.output_cap = settings.runner.output_cap_bytes
         self.kill_grace = settings.runner.kill_grace_seconds
-        self.retry_delays = {
-            FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
-            FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
-        }
         policy = run_policy(workspace_policy(settings), plan.document.meta.policy)
         self.policy = policy
         self.specs = {spec.id: spec for spec in plan.tasks}
@@ -141,6 +137,15 @@ class Runner:
             role_of=agents.role_of,
             plan_dir=self.plan_dir,
             plan_verifiers=plan.document.meta.verify or (),
+        )
+        self.evaluator = Evaluator(
+            files.run_id,
+            self.specs,
+            self.guard,
+            {
+                FailureKind.TIMEOUT: settings.recovery.timeout_retry_delay_seconds,
+                FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
+            },
         )
         self.base_env = allowed_environment(policy)
         self.task_user = resolve_task_user(settings.runner.task_user)
@@ -185,7 +190,7 @@ class Runner:
                 )
                 pending.append(record)
                 pending.append(
-                    self._evaluate(
+                    self.evaluator.evaluate(
                         task_id,
                         failure,
                         open_attempt.kind,
@@ -196,7 +201,7 @@ class Runner:
             elif task.awaiting_evaluation and task.failure is not None:
                 failure = Failure.from_json(dict(task.failure))
                 pending.append(
-                    self._evaluate(
+                    self.evaluator.evaluate(
                         task_id,
                         failure,
                         task.last_attempt_kind,
@@ -312,6 +317,7 @@ class Runner:
                         evaluated.append(verdict)
                 starting: list[_Running] = []
                 halts = 0
+                was_paused = self.paused is not None
                 # The pause check and the starts it allows are one transaction on the log.
                 with self.workspace.log.locked():
                     while ready and len(running) + len(starting) < self.workers:
@@ -349,6 +355,8 @@ class Runner:
                                 ends[stored.attempt_id] = stored
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
+                if self.paused is not None and not was_paused:  # said once the lock is let go
+                    self.reporter.pausing(self.paused.reason)
                 for verdict in evaluated:
                     index = verdict.index
                     if verdict.decision.recovery_class is RecoveryClass.R1:
@@ -361,9 +369,10 @@ class Runner:
                         states[index] = TaskState.SUSPENDED
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
-                    self.files.append_execution_entry(
-                        ends[item.attempt.attempt_id], describe(item.spec)
-                    )
+                    with self.workspace.projecting("logs/execution_log.md"):
+                        self.files.append_execution_entry(
+                            ends[item.attempt.attempt_id], describe(item.spec)
+                        )
                     self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
                     for verified in result.verifications:
                         if verified.warning:
@@ -440,8 +449,6 @@ class Runner:
         attempts finish and are recorded) and ends `paused` until `stoic continue`."""
         if self.paused is None:
             self.paused = self.pause_watch.check()
-            if self.paused is not None:
-                self.reporter.pausing(self.paused.reason)
         return self.paused is not None
 
     def _on_signal(self, signum: int) -> None:
@@ -472,7 +479,7 @@ class Runner:
             status = analysis.status.value
             code = EXIT_CODES.get(analysis.status, 1)
             lifecycle = _LIFECYCLE.get(analysis.status, "stuck")
-            reason = _lifecycle_reason(self.files.run_id, analysis)
+            reason = lifecycle_reason(self.files.run_id, analysis)
         record = self.workspace.record(
             "run_lifecycle",
             lifecycle,
@@ -489,59 +496,14 @@ class Runner:
         )
         self.folder.feed(record._asdict())
         view = self.folder.view()
-        self.files.write_state(view, self.plan.graph, analysis)
+        with self.workspace.projecting(self.files.relative(self.files.state_file)):
+            self.files.write_state(view, self.plan.graph, analysis)
         report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
-        self.handoff.run_ended(report, _lifecycle_reason(self.files.run_id, report.analysis))
+        self.handoff.run_ended(report, lifecycle_reason(self.files.run_id, report.analysis))
         return report
 
     # -- recovery ----------------------------------------------------------------------------
-
-    def _evaluate(
-        self,
-        task_id: str,
-        failure: Failure,
-        kind: AttemptKind,
-        attempt: int,
-        attempt_id: str,
-        unrecorded: Spent | None = None,
-        run_cost_unrecorded: float = 0.0,
-    ) -> tuple[Decision, RecoveryDecision, float]:
-        """The failure's one evaluation; the budget and policy its recovery would face decide
-        with it (an attempt they would refuse makes it R3 now, not after the retry's delay)."""
-        spec = self.specs[task_id]
-        spent = unrecorded or Spent()
-        retry_delay = failure.retry_after_s
-        if retry_delay is None:
-            retry_delay = self.retry_delays.get(failure.kind, 0.0)
-        refused = self.guard.next_attempt_refusal(
-            spec,
-            task_unrecorded=Spent(spent.seconds, 0, spent.cost),
-            run_unrecorded=Spent(retry_delay, 0, run_cost_unrecorded),
-        )
-        decision = classify(failure, RecoveryContext(spec.is_idempotent, kind, refused))
-        delay: float | None = None
-        hint: str | None = None
-        suggestion: dict[str, str] | None = None
-        if decision.recovery_class is RecoveryClass.R1:
-            delay = retry_delay
-            if failure.kind is FailureKind.CONTEXT_OVERFLOW:
-                hint = "reduce_input"
-        elif decision.recovery_class is RecoveryClass.R2:
-            suggestion = suggestion_for(failure, decision)
-        record = made.evaluation_decision(
-            run_id=self.files.run_id,
-            task_id=task_id,
-            attempt=attempt,
-            attempt_id=attempt_id,
-            failure=failure,
-            decision=decision,
-            attempt_kind=kind,
-            retry_delay_s=delay,
-            hint=hint,
-            suggestion=suggestion,
-        )
-        return record, decision, delay or 0.0
 
     def _evaluate_attempt(
         self,
@@ -551,7 +513,7 @@ class Runner:
         run_cost_unrecorded: float = 0.0,
     ) -> tuple[Decision, _Evaluated]:
         attempt = item.attempt
-        record, decision, delay = self._evaluate(
+        record, decision, delay = self.evaluator.evaluate(
             attempt.task_id,
             failure,
             item.kind,
@@ -640,7 +602,8 @@ class Runner:
     def _write_state(self) -> None:
         started = time.monotonic()
         view = self.folder.view(shared=True)
-        self.files.write_state(view, self.plan.graph, view.analyse(self.plan.graph))
+        with self.workspace.projecting(self.files.relative(self.files.state_file)):
+            self.files.write_state(view, self.plan.graph, view.analyse(self.plan.graph))
         self._state_written = time.monotonic()
         # A big run's state takes a while to write: never spend more than ~5% of the time on it.
         self._state_every = max(_STATE_EVERY_SECONDS, 20 * (self._state_written - started))
@@ -660,17 +623,3 @@ def _outcome_of(result: AttemptResult) -> str:
     if result.failure.kind is FailureKind.INTERRUPTED:
         return "interrupted"
     return "failed"
-
-
-def _lifecycle_reason(run_id: str, analysis: Analysis) -> str:
-    if analysis.status is RunStatus.COMPLETED:
-        return f"Run {run_id} completed: every task succeeded or was skipped."
-    if analysis.status is RunStatus.AWAITING_HUMAN:
-        waiting = ", ".join(analysis.awaiting_human)
-        return f"Run {run_id} is waiting for a person: {waiting}."
-    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
-    return (
-        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
-        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
-        + "."
-    )

@@ -200,8 +200,9 @@ class Escalations:
         state.feed([record._asdict()])
         # Under the lock, just appended: the fold is current to the log's end.
         self.workspace.escalation_cache = (state, self.workspace.log.tail_state().good_end)
-        atomic_write(self.briefing_path(escalation_id), text.encode(), root=self.workspace.root)
-        self._write_log(state)
+        with self.workspace.projecting(f"escalations/{escalation_id}.md and the escalation log"):
+            atomic_write(self.briefing_path(escalation_id), text.encode(), root=self.workspace.root)
+            self._write_log(state)
         return state.escalations[escalation_id]
 
     def _history(
@@ -377,7 +378,8 @@ class Escalations:
                 details=details,
             )
             state = self.state()
-            self._write_log(state)
+            with self.workspace.projecting("escalations/escalation-log.md"):
+                self._write_log(state)
         return state.escalations[escalation_id]
 
     def _write_log(self, state: EscalationState) -> None:

@@ -215,7 +215,8 @@ class Queue:
             reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
-            self._write(state, proposal_id, reflected)
+            with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
+                self._write(state, proposal_id, reflected)
             created = state.proposals[proposal_id]
         self._check_growth(state, batch_size)
         notify(
@@ -304,7 +305,8 @@ class Queue:
             reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
-            self._write(state, proposal_id, reflected)
+            with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
+                self._write(state, proposal_id, reflected)
             decided = state.proposals[proposal_id]
         if outcome == "rejected":
             self._check_repeated_reason(state, decided)
@@ -425,7 +427,8 @@ class Queue:
                 "output": output[-4000:],
             },
         )
-        self._execution_entry(record)
+        with self.workspace.projecting("logs/execution_log.md"):
+            self._execution_entry(record)
         if code != 0 and not rollback:
             from stoic.store.trust import pause
 

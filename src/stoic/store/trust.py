@@ -177,11 +177,12 @@ def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
         trigger="explicit",
         inputs={"kind": "calibration"},
     )
-    _append(
-        workspace.root,
-        workspace.root / "calibration_log.md",
-        f"\n## {utc_timestamp()} — {actor}\n\n{note.strip()}\n",
-    )
+    with workspace.projecting("calibration_log.md"):
+        _append(
+            workspace.root,
+            workspace.root / "calibration_log.md",
+            f"\n## {utc_timestamp()} — {actor}\n\n{note.strip()}\n",
+        )
 
 
 def new_incident(
@@ -229,11 +230,13 @@ def new_incident(
     )
     workspace.sync_projections()
     if criterion is None:
-        _append(
-            workspace.root,
-            workspace.root / "calibration_log.md",
-            f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}: {title.strip()}\n",
-        )
+        with workspace.projecting("calibration_log.md"):
+            _append(
+                workspace.root,
+                workspace.root / "calibration_log.md",
+                f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}:"
+                f" {title.strip()}\n",
+            )
     else:
         pause(
             workspace,

@@ -76,6 +76,9 @@ class Workspace:
         """The review queue folded up to a log offset (see `stoic.store.queue`)."""
         self.escalation_cache: tuple[EscalationState, int] | None = None
         """The escalations folded up to a log offset (see `stoic.store.escalations`)."""
+        self.lagging: list[str] = []
+        """Views of durable records that could not be written (a full disk), each with why:
+        warnings for the caller; they are caught up from the log later, like any that lags."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -224,6 +227,22 @@ class Workspace:
         self._appended = self._appended or done is not None
         return done
 
+    @contextlib.contextmanager
+    def projecting(self, what: str) -> Iterator[None]:
+        """Write a projection of records that are already durable.
+
+        The record is the truth and it is on disk: a view that cannot be written now must not
+        turn the command into a failure (a retry would record it twice). The view lags, is
+        caught up from the log later, and the caller learns of it through `lagging`.
+        """
+        try:
+            yield
+        except (WorkspaceNotWritable, OSError) as exc:
+            why = str(exc) if isinstance(exc, WorkspaceNotWritable) else exc.strerror or str(exc)
+            message = f"{what} ({why})"
+            if message not in self.lagging:  # a runner retries its state.json every second
+                self.lagging.append(message)
+
     # -- reading -------------------------------------------------------------------------------
 
     @property
@@ -334,15 +353,17 @@ class Workspace:
             self.status_file.check_lines_up(stamp, self.log)
             return stamp
         caught_up = self.status_file.advance(stamp, self.log, end)
-        with self.log.locked():
+        with self.log.locked(), self.projecting(str(STATUS_PROJECTION)):
             on_disk = self._read_status_stamp()
             if on_disk.last_seq < caught_up.last_seq:
                 self.status_file.write(caught_up)
         # A writer killed between a record and its files left them behind: catch them up too.
         if caught_up.state.count("proposal") > stamp.state.count("proposal"):
-            Queue(self).catch_up(since_offset=stamp.log_offset)
+            with self.projecting("the review queue's files"):
+                Queue(self).catch_up(since_offset=stamp.log_offset)
         if caught_up.state.count("escalation") > stamp.state.count("escalation"):
-            Escalations(self).catch_up(stamp.log_offset, stamp.last_seq)
+            with self.projecting("the escalation briefings"):
+                Escalations(self).catch_up(stamp.log_offset, stamp.last_seq)
         return caught_up
 
     def rebuild_projections(self) -> None:
