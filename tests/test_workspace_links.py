@@ -188,9 +188,13 @@ def test_a_link_at_the_execution_log_is_refused_and_its_target_untouched(
     plan = tmp_path / "plan.yaml"
     plan.write_text('tasks:\n  - {id: a, run: ["true"]}\n')
     result = run_cli("-w", str(ws_path), "run", str(plan))
-    assert result.exit_code == 1
-    assert result.stderr.startswith("stoic: error: cannot write")
+    # The attempt's records are durable: the run stands, and the view it could not write
+    # (never through the link) is a warning and an audit failure, not an error.
+    assert result.exit_code == 0
+    assert result.stderr.startswith("stoic: warning: recorded, but could not write")
     assert "is a link" in result.stderr and len(result.stderr.splitlines()) == 1
+    _untouched(outside)
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 1
     _untouched(outside)
 
 
@@ -201,7 +205,8 @@ def test_a_link_at_the_calibration_log_is_refused(ws_path: Path, outside: Path) 
     (ws_path / "calibration_log.md").unlink(missing_ok=True)
     (ws_path / "calibration_log.md").symlink_to(outside / "victim")
     result = run_cli("-w", str(ws_path), "calibrate", "a note")
-    assert result.exit_code == 1
+    assert result.exit_code == 0  # the note is on record; the view it lags is a warning
+    assert result.stderr.startswith("stoic: warning: recorded, but could not write")
     assert "is a link" in result.stderr and len(result.stderr.splitlines()) == 1
     _untouched(outside)
 
@@ -274,7 +279,7 @@ def test_a_link_at_the_next_cycle_notes_is_not_copied_in(ws_path: Path, outside:
     copied = [
         p
         for p in ws_path.rglob("*")
-        if p.is_file() and not p.is_symlink() and b"secret" in p.read_bytes()
+        if p.is_file() and not p.is_symlink() and SECRET in p.read_bytes()
     ]
     assert copied == []
 

@@ -320,13 +320,11 @@ def runner_working(files: RunFiles) -> bool:
     as it lives, so a runner killed with -9 is seen gone at once.
     """
     try:
-        fd = os.open(files.lock_file, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_confined(files.workspace_root, files.lock_file, os.O_RDONLY)
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise WorkspaceError(
-            f"cannot open {files.lock_file}: {exc.strerror or exc} (it must be a plain file)"
-        ) from None
+        raise WorkspaceError(f"cannot open {files.lock_file}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
