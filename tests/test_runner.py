@@ -639,3 +639,29 @@ def test_a_planted_run_lock_link_is_refused_not_followed(tmp_path: Path, ws_path
         assert result.stderr.startswith("stoic: error: cannot open")
         assert "run.lock is a link; stoic never follows a link" in result.stderr
     assert not target.exists()
+
+
+def test_no_task_starts_after_a_pause_that_lands_mid_chain(tmp_path: Path, ws_path: Path) -> None:
+    body = "tasks:\n" + "".join(
+        f"  - {{id: t{n}, run: [sh, -c, 'sleep 0.02'], idempotent: true"
+        + (f", depends_on: [t{n - 1}]" if n else "")
+        + "}\n"
+        for n in range(40)
+    )
+    plan = write_plan(tmp_path, body)
+    runner = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: log_path(ws_path).read_bytes().count(b'"decision_outcome":"succeeded"') >= 3)
+    stop = run_stoic_process("-w", str(ws_path), "stop", "--reason", "mid-chain")
+    assert stop.returncode == 0, stop.stderr
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 4, out + err
+    (paused,) = of_type(ws_path, "pause", "paused")
+    starts = of_type(ws_path, "execution", "started")
+    assert starts and all(int(str(r["seq"])) < int(str(paused["seq"])) for r in starts)
+    assert len(of_type(ws_path, "execution", "succeeded")) == len(starts)  # each one finished
+    assert_audit_clean(ws_path)
