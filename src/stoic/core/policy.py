@@ -7,6 +7,7 @@ recoveries alike.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -101,8 +102,7 @@ class Policy:
         )
 
     def is_secret(self, name: str) -> bool:
-        upper = name.upper()
-        return any(fnmatch.fnmatchcase(upper, glob.upper()) for glob in self.secret_names)
+        return _matcher(self.secret_names).match(name.upper()) is not None
 
     def module_allowed(self, module: str) -> bool:
         """Named in `allowed_modules`, itself or a package it is in."""
@@ -260,3 +260,12 @@ def remaining_seconds(limits: Sequence[tuple[BudgetLimits, Spent]]) -> float | N
         if limit.max_seconds is not None
     ]
     return min(left) if left else None
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled pattern for a set of case-insensitive globs: every attempt asks which of
+    its variables are secrets, so the globs are not translated each time."""
+    if not globs:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob.upper())})" for glob in globs))

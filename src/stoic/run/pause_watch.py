@@ -38,7 +38,8 @@ class PauseWatch:
         """The pause in force now. The caller holds the log's writer lock, so the answer stays
         true until it lets go: nobody can record a pause in between."""
         assert self.log.held_here(), "check the pause in the transaction that appends the starts"
-        for _line, offset, raw, complete in self.log.lines(self.offset, self.log.size()):
+        # To the log's end as one open file sees it: under the writer lock it cannot grow.
+        for _line, offset, raw, complete in self.log.lines(self.offset):
             if not complete:
                 break  # a torn tail: appends are refused until it is repaired
             if _PAUSE_LINE in raw:
