@@ -102,6 +102,7 @@ class Guard:
         self.policy = policy
         self.plan_dir = plan_dir
         self.plan_verifiers = list(plan_verifiers)
+        self._in_plan_folder: dict[str, bool] = {}
         self.run_budget = run_budget
         self.folder = folder
         self.role_of = role_of
@@ -172,7 +173,9 @@ class Guard:
                 return rule, stage_executor, stage_command
         rule = None
         if spec.call is not None and self.plan_dir is not None:
-            here = in_plan_folder(self.plan_dir, spec.call)
+            here = self._in_plan_folder.get(spec.call)
+            if here is None:  # asked once per call per run; the worker checks again itself
+                here = self._in_plan_folder[spec.call] = in_plan_folder(self.plan_dir, spec.call)
             rule = module_violation(self.policy, spec.call, in_plan_folder=here)
         return rule, executor_of(spec), describe_command(spec)
 
