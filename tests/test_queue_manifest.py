@@ -216,8 +216,8 @@ def test_the_manifest_reads_with_line_tools(ws_path: Path) -> None:
 @pytest.mark.parametrize(
     ("statement", "function", "nth"),
     [
-        ("ws.propose(title='new', reasoning_trace=['r'])", "_write_file", 1),
-        ("ws.approve(ws.queue_ids[0], by='human:ana')", "_write_file", 1),
+        ("ws.propose(title='new', reasoning_trace=['r'])", "write_proposal_file", 1),
+        ("ws.approve(ws.queue_ids[0], by='human:ana')", "write_proposal_file", 1),
         ("ws.approve(ws.queue_ids[0], by='human:ana')", "update_manifest", 1),
         ("ws.approve(ws.queue_ids[0], by='human:ana')", "_write_at", 2),  # row, not header
     ],

@@ -127,7 +127,7 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     from stoic.core.timeline import shown_status
     from stoic.run.lifecycle import load_run, runner_working
     from stoic.run.reporting import print_summary
-    from stoic.run.runner import EXIT_CODES, RunReport
+    from stoic.run.run_end import EXIT_CODES, RunReport
 
     with open_workspace(ctx) as workspace:
         plan, view, files = load_run(workspace, run_id)

@@ -76,6 +76,30 @@ class Violation:
     path: str | None = None
     """The workspace file (relative) the violation is about, where it is about one."""
 
+    @classmethod
+    def reflects_lost(cls, path: str, reflected: int, last_seq: int) -> Violation:
+        """A stamped file reflects a seq past the log's end: records were lost."""
+        return cls(
+            ViolationCode.RECORDS_LOST,
+            f"{path} reflects seq {reflected}, which the log does not contain: records were lost",
+            expected=f"last_seq ≤ {last_seq}",
+            found=f"last_seq {reflected}",
+            path=path,
+        )
+
+    @classmethod
+    def other_record(cls, path: str, seq: int, digest: str, claimed: str) -> Violation:
+        """A stamped file names another hash for its seq: the record it reflects is gone."""
+        return cls(
+            ViolationCode.RECORDS_LOST,
+            f"{path} names a different record as seq {seq}: the record it reflects is no longer"
+            " in the log",
+            seq=seq,
+            expected=digest,
+            found=repr(claimed[:64]),
+            path=path,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code.value,

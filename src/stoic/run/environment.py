@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from stoic.core.policy import Policy
 from stoic.exceptions import UsageError
+from stoic.store.atomic import write_all
 
 __all__ = ["HELD_FD_VARIABLE", "OWN_SETTINGS", "confine", "split_environment", "take_held"]
 
@@ -52,9 +53,7 @@ def confine(policy: Policy) -> None:
         return
     fd = os.memfd_create("stoic-held-environment", 0)  # inherited by the new image
     payload = b"".join(name + b"=" + value + b"\0" for name, value in held.items())
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(fd, payload)
     os.lseek(fd, 0, os.SEEK_SET)
     kept[HELD_FD_VARIABLE] = str(fd).encode()
     sys.stdout.flush()

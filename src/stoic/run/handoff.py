@@ -28,7 +28,7 @@ from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from stoic.run.runner import RunReport
+    from stoic.run.run_end import RunReport
 
 __all__ = ["Handoff"]
 

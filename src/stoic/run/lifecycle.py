@@ -24,8 +24,9 @@ from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
 from stoic.run.guard import run_policy
 from stoic.run.reporting import Reporter
+from stoic.run.run_end import RunReport
 from stoic.run.run_files import RunFiles
-from stoic.run.runner import Runner, RunReport
+from stoic.run.runner import Runner
 from stoic.run.task_user import resolve_task_user
 from stoic.store.atomic import atomic_write
 from stoic.store.confined import confined_dir, open_confined

@@ -17,7 +17,7 @@ from stoic.run.terminal import SafeConsole, plain_text
 
 if TYPE_CHECKING:
     from stoic.plan.loader import Plan
-    from stoic.run.runner import RunReport
+    from stoic.run.run_end import RunReport
 
 __all__ = [
     "LiveReporter",

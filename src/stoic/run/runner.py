@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
-from stoic.core.graph import DONE_STATES, Analysis, RunStatus, TaskState
+from stoic.core.graph import DONE_STATES, TaskState
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent, mask_json, mask_secrets, secret_values
 from stoic.core.records import Decision, Record
@@ -30,7 +30,6 @@ from stoic.core.recovery import (
     RecoveryDecision,
 )
 from stoic.core.run_state import RunFolder, RunView, cost_of
-from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -52,37 +51,17 @@ from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter, lifecycle_reason
+from stoic.run.run_end import RunReport, record_end, recorded_end
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
-__all__ = ["EXIT_CODES", "RunReport", "Runner"]
+__all__ = ["Runner"]
 
 _STATE_EVERY_SECONDS = 1.0
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
-EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
-_LIFECYCLE = {
-    RunStatus.COMPLETED: "completed",
-    RunStatus.FAILED: "failed",
-    RunStatus.AWAITING_HUMAN: "awaiting_approval",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """How a run (or this stretch of it) ended."""
-
-    run_id: str
-    status: str
-    """completed, failed, awaiting_human, interrupted (a signal) or paused (the workspace)"""
-    exit_code: int
-    view: RunView
-    analysis: Analysis
-    plan: Plan
-    runner_gone: bool = False
-    """Read, not run: the log says the run is going, but no runner holds its lock."""
 
 
 @dataclass(slots=True)
@@ -235,22 +214,10 @@ class Runner:
         self.handoff.escalate_owed()
 
     def already_ended(self, since_seq: int) -> RunReport | None:
-        """The run's end as the log already holds it, if nothing since `since_seq` changed it.
-
-        Continuing a completed or failed run appends nothing and notifies nobody: its end is on
-        record, and was announced, once.
-        """
-        view = self.folder.view()
-        analysis = view.analyse(self.plan.graph)
-        if (
-            self.folder.last_seq != since_seq
-            or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
-            or view.lifecycle != _LIFECYCLE[analysis.status]
-        ):
-            return None
-        status, code = analysis.status.value, EXIT_CODES[analysis.status]
-        report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
-        self.reporter.run_ended(report)
+        """The run's end, reported again, if the log already holds it (see `recorded_end`)."""
+        report = recorded_end(self.files.run_id, self.plan, self.folder, since_seq)
+        if report is not None:
+            self.reporter.run_ended(report)
         return report
 
     # -- the loop ----------------------------------------------------------------------------
@@ -457,48 +424,9 @@ class Runner:
             self.reporter.stopping(signal.Signals(signum).name)
 
     def _finish(self) -> RunReport:
-        view = self.folder.view()
-        analysis = view.analyse(self.plan.graph)
-        # A signal ends the run as stopped, whatever the stopped tasks' evaluations made of
-        # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
-        if self.stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
-            name = signal.Signals(self.stop_signal).name
-            status, code, lifecycle = "interrupted", 128 + self.stop_signal, "paused"
-            reason = (
-                f"Run {self.files.run_id} was stopped by {name}: running tasks were stopped and"
-                f" recorded as interrupted; `stoic continue {self.files.run_id}` goes on."
-            )
-        elif self.paused is not None and analysis.status is RunStatus.RUNNING:
-            status, code, lifecycle = "paused", WorkspacePaused.exit_code, "paused"
-            reason = (
-                f"Run {self.files.run_id} started nothing after the workspace was paused"
-                f" ({self.paused.reason}); after `stoic resume`, `stoic continue"
-                f" {self.files.run_id}` goes on."
-            )
-        else:
-            status = analysis.status.value
-            code = EXIT_CODES.get(analysis.status, 1)
-            lifecycle = _LIFECYCLE.get(analysis.status, "stuck")
-            reason = lifecycle_reason(self.files.run_id, analysis)
-        record = self.workspace.record(
-            "run_lifecycle",
-            lifecycle,
-            reason,
-            actor=made.ACTOR,
-            causal_role="post_run",
-            run_id=self.files.run_id,
-            inputs={
-                "status": status,
-                "failed": list(analysis.failed),
-                "blocked": {task: list(roots) for task, roots in analysis.blocked.items()},
-                "awaiting_human": list(analysis.awaiting_human),
-            },
+        report = record_end(
+            self.workspace, self.files, self.plan, self.folder, self.stop_signal, self.paused
         )
-        self.folder.feed(record._asdict())
-        view = self.folder.view()
-        with self.workspace.projecting(self.files.relative(self.files.state_file)):
-            self.files.write_state(view, self.plan.graph, analysis)
-        report = RunReport(self.files.run_id, status, code, view, analysis, self.plan)
         self.reporter.run_ended(report)
         self.handoff.run_ended(report, lifecycle_reason(self.files.run_id, report.analysis))
         return report

@@ -78,7 +78,7 @@ class _ProjectionCheck:
                 self.violations.append(
                     Violation(
                         ViolationCode.PROJECTION_MISSING,
-                        f"{projection_file.path} is missing; `stoic audit --repair` rebuilds it",
+                        f"{self.relative} is missing; `stoic audit --repair` rebuilds it",
                         path=self.relative,
                     )
                 )
@@ -86,7 +86,7 @@ class _ProjectionCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_UNREADABLE,
-                    f"{projection_file.path} is unreadable: {exc}",
+                    f"{self.relative} is unreadable: {exc}",
                     path=self.relative,
                 )
             )
@@ -113,14 +113,7 @@ class _ProjectionCheck:
         if self.done or self.stamp is None:
             return self.violations
         self.violations.append(
-            Violation(
-                ViolationCode.RECORDS_LOST,
-                f"{self.file.path} reflects seq {self.stamp.last_seq}, which the log does not"
-                " contain: records were lost",
-                expected=f"last_seq ≤ {last_seq}",
-                found=f"last_seq {self.stamp.last_seq}",
-                path=self.relative,
-            )
+            Violation.reflects_lost(self.relative, self.stamp.last_seq, last_seq)
         )
         self.done = True
         return self.violations
@@ -128,19 +121,10 @@ class _ProjectionCheck:
     def _compare(self, seq: int, digest: str) -> None:
         self.done = True
         assert self.stamp is not None
-        path = self.file.path
         projection = self.file.projection
         if self.stamp.last_hash != digest:
             self.violations.append(
-                Violation(
-                    ViolationCode.RECORDS_LOST,
-                    f"{path} names a different record as seq {seq}: the record it reflects is"
-                    " no longer in the log",
-                    seq=seq,
-                    expected=digest,
-                    found=repr(self.stamp.last_hash[:64]),
-                    path=self.relative,
-                )
+                Violation.other_record(self.relative, seq, digest, self.stamp.last_hash)
             )
         else:
             problem = self.file.misalignment(self.stamp, self.log)
@@ -156,7 +140,7 @@ class _ProjectionCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_MISMATCH,
-                    f"{path} disagrees with a replay of the log at {where}",
+                    f"{self.relative} disagrees with a replay of the log at {where}",
                     seq=seq,
                     expected=repr(expected),
                     found=repr(found),

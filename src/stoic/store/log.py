@@ -23,6 +23,7 @@ import orjson
 
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceError, WorkspaceNotWritable
+from stoic.store.atomic import write_all
 from stoic.store.confined import LinkRefused, open_confined
 from stoic.store.provenance import vet
 
@@ -399,12 +400,7 @@ class FileDecisionLog:
 
     def _write_durably(self, fd: int, payload: bytes, start_size: int) -> None:
         try:
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                if written == 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
+            write_all(fd, payload)
             os.fsync(fd)
         except OSError as exc:
             self._cached = None

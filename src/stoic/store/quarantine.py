@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.exceptions import WorkspaceNotWritable
-from stoic.store.atomic import fsync_dir
+from stoic.store.atomic import fsync_dir, write_all
 
 __all__ = ["QUARANTINE", "Quarantine"]
 
@@ -67,9 +67,7 @@ class Quarantine:
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -8,7 +8,6 @@ decided and when.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import subprocess
@@ -30,7 +29,6 @@ from stoic.core.pause import (
     rejection_rate_breached,
 )
 from stoic.core.proposals import (
-    FOLDERS,
     Proposal,
     ProposalStatus,
     QueueState,
@@ -48,13 +46,13 @@ from stoic.exceptions import (
     WorkspacePaused,
 )
 from stoic.store import queue_snapshot as snapshot
-from stoic.store.atomic import atomic_write, write_all
+from stoic.store.atomic import write_all
 from stoic.store.confined import open_confined
-from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
+from stoic.store.manifest import MANIFEST, reflected_seq
 from stoic.store.notify import notify
 from stoic.store.processes import ProcessPolicy
 from stoic.store.quarantine import Quarantine
-from stoic.store.queue_audit import check_queue_files
+from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -216,7 +214,7 @@ class Queue:
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
             with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
-                self._write(state, proposal_id, reflected)
+                write_proposal(self.root, state, proposal_id, reflected)
             created = state.proposals[proposal_id]
         self._check_growth(state, batch_size)
         notify(
@@ -306,7 +304,7 @@ class Queue:
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
             with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
-                self._write(state, proposal_id, reflected)
+                write_proposal(self.root, state, proposal_id, reflected)
             decided = state.proposals[proposal_id]
         if outcome == "rejected":
             self._check_repeated_reason(state, decided)
@@ -452,12 +450,6 @@ class Queue:
 
     # -- projections -------------------------------------------------------------------------
 
-    def _write(self, state: QueueState, proposal_id: str, reflected_seq: int) -> None:
-        """After one record: the proposal's file moves to its status folder, its manifest row
-        changes in place."""
-        self._write_file(state, proposal_id)
-        update_manifest(self.root, state, proposal_id, reflected_seq)
-
     def catch_up(self, since_offset: int) -> list[str]:
         """Bring proposal files and the manifest up to the log after a writer was killed
         between a proposal record and its files; returns the proposals whose files lagged.
@@ -475,15 +467,7 @@ class Queue:
             since = reflected_seq(self.root)
             if since is None or since >= state.queue_seq:
                 return []
-            behind = [
-                proposal.id
-                for proposal in state.proposals.values()
-                if proposal.history and int(proposal.history[-1]["seq"]) > since
-            ]
-            for proposal_id in behind:
-                self._write_file(state, proposal_id)
-            write_manifest(self.root, state)
-            return behind
+            return write_lagging(self.root, state, since)
 
     def _last_proposal_seq(self, start: int) -> int:
         last = 0
@@ -493,38 +477,10 @@ class Queue:
                 last = int(orjson.loads(raw)["seq"])
         return last
 
-    def _write_file(self, state: QueueState, proposal_id: str) -> None:
-        proposal = state.proposals[proposal_id]
-        target = self.root / "queue" / proposal.status.value / f"{proposal_id}.json"
-        atomic_write(
-            target, orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2), root=self.root
-        )
-        for folder in FOLDERS:
-            if folder != proposal.status.value:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.root / "queue" / folder / f"{proposal_id}.json").unlink()
-
     def rebuild(self, quarantine: Quarantine) -> list[str]:
-        """Rewrite every proposal file and the manifest from the log; returns what changed.
-
-        A file that does not belong where it is, or says other than the log, is moved into
-        `quarantine` first: a repair never deletes evidence.
-        """
+        """Rewrite every proposal file and the manifest from the log (see `rebuild_files`)."""
         with self.workspace.log.locked():
-            state = self.state()
-            problems = check_queue_files(self.root, state, state.last_seq)
-            for violation in problems:
-                if violation.path is not None:
-                    quarantine.move(violation.path)
-            for folder in FOLDERS:
-                for path in (self.root / "queue" / folder).glob("*.json"):
-                    owner = state.proposals.get(path.stem)
-                    if owner is None or owner.status.value != folder:
-                        quarantine.move(f"queue/{folder}/{path.name}")
-            for proposal_id in state.proposals:
-                self._write_file(state, proposal_id)
-            write_manifest(self.root, state)
-            return [violation.message for violation in problems]
+            return rebuild_files(self.root, self.state(), quarantine)
 
     def _source_exists(self, source: str, state: QueueState) -> bool:
         if source in state.proposals:

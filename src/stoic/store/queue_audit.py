@@ -102,16 +102,7 @@ def check_queue_files(
     if isinstance(stamped, int) and last_seq < stamped <= newest():
         return violations  # a live writer's: newer than the log this audit read
     if isinstance(stamped, int) and stamped > last_seq:
-        violations.append(
-            Violation(
-                ViolationCode.RECORDS_LOST,
-                f"{MANIFEST} reflects seq {stamped}, which the log does not contain: records"
-                " were lost",
-                expected=f"last_seq ≤ {last_seq}",
-                found=f"last_seq {stamped}",
-                path=str(MANIFEST),
-            )
-        )
+        violations.append(Violation.reflects_lost(str(MANIFEST), stamped, last_seq))
     expected = manifest_document(state, "")
     for key in ("summary", "proposals", "pending_by_type", "pending_by_confidence"):
         if manifest.get(key) != expected[key]:

@@ -222,16 +222,7 @@ class SnapshotCheck:
 
     def finish(self, last_seq: int) -> list[Violation]:
         if self._stamp is not None:
-            self.violations.append(
-                Violation(
-                    ViolationCode.RECORDS_LOST,
-                    f"{SNAPSHOT} reflects seq {self._stamp[1]}, which the log does not contain:"
-                    " records were lost",
-                    expected=f"seq ≤ {last_seq}",
-                    found=f"seq {self._stamp[1]}",
-                    path=str(SNAPSHOT),
-                )
-            )
+            self.violations.append(Violation.reflects_lost(str(SNAPSHOT), self._stamp[1], last_seq))
             self._stamp = None
         return self.violations
 
@@ -249,17 +240,7 @@ class SnapshotCheck:
         offset, seq, claimed = self._stamp
         self._stamp = None
         if claimed != digest:
-            self.violations.append(
-                Violation(
-                    ViolationCode.RECORDS_LOST,
-                    f"{SNAPSHOT} names a different record as seq {seq}: the record it reflects"
-                    " is no longer in the log",
-                    seq=seq,
-                    expected=digest,
-                    found=repr(claimed[:64]),
-                    path=str(SNAPSHOT),
-                )
-            )
+            self.violations.append(Violation.other_record(str(SNAPSHOT), seq, digest, claimed))
             return
         if _hash_at(self.log, offset, seq) != digest:
             self.violations.append(

@@ -1,0 +1,115 @@
+"""How a run ends: its status from the whole graph, one lifecycle record, and its report.
+
+A run's end is decided by its graph, never by "no task left to start" (DESIGN §6); a signal or a
+pause ends this stretch of it without deciding it.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+from stoic.core.graph import Analysis, RunStatus
+from stoic.core.pause import PauseInForce
+from stoic.core.run_state import RunFolder, RunView
+from stoic.exceptions import WorkspacePaused
+from stoic.plan.loader import Plan
+from stoic.run import decisions as made
+from stoic.run.reporting import lifecycle_reason
+from stoic.run.run_files import RunFiles
+from stoic.store.workspace import Workspace
+
+__all__ = ["EXIT_CODES", "RunReport", "record_end", "recorded_end"]
+
+EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
+_LIFECYCLE = {
+    RunStatus.COMPLETED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.AWAITING_HUMAN: "awaiting_approval",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a run (or this stretch of it) ended."""
+
+    run_id: str
+    status: str
+    """completed, failed, awaiting_human, interrupted (a signal) or paused (the workspace)"""
+    exit_code: int
+    view: RunView
+    analysis: Analysis
+    plan: Plan
+    runner_gone: bool = False
+    """Read, not run: the log says the run is going, but no runner holds its lock."""
+
+
+def recorded_end(run_id: str, plan: Plan, folder: RunFolder, since_seq: int) -> RunReport | None:
+    """The run's end as the log already holds it, if nothing since `since_seq` changed it.
+
+    Continuing a completed or failed run appends nothing and notifies nobody: its end is on
+    record, and was announced, once.
+    """
+    view = folder.view()
+    analysis = view.analyse(plan.graph)
+    if (
+        folder.last_seq != since_seq
+        or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
+        or view.lifecycle != _LIFECYCLE[analysis.status]
+    ):
+        return None
+    status, code = analysis.status.value, EXIT_CODES[analysis.status]
+    return RunReport(run_id, status, code, view, analysis, plan)
+
+
+def record_end(
+    workspace: Workspace,
+    files: RunFiles,
+    plan: Plan,
+    folder: RunFolder,
+    stop_signal: int | None,
+    paused: PauseInForce | None,
+) -> RunReport:
+    """Record how this stretch of the run ended, and write its state.json to match."""
+    run_id = files.run_id
+    analysis = folder.view().analyse(plan.graph)
+    # A signal ends the run as stopped, whatever the stopped tasks' evaluations made of
+    # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
+    if stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
+        name = signal.Signals(stop_signal).name
+        status, code, lifecycle = "interrupted", 128 + stop_signal, "paused"
+        reason = (
+            f"Run {run_id} was stopped by {name}: running tasks were stopped and"
+            f" recorded as interrupted; `stoic continue {run_id}` goes on."
+        )
+    elif paused is not None and analysis.status is RunStatus.RUNNING:
+        status, code, lifecycle = "paused", WorkspacePaused.exit_code, "paused"
+        reason = (
+            f"Run {run_id} started nothing after the workspace was paused"
+            f" ({paused.reason}); after `stoic resume`, `stoic continue"
+            f" {run_id}` goes on."
+        )
+    else:
+        status = analysis.status.value
+        code = EXIT_CODES.get(analysis.status, 1)
+        lifecycle = _LIFECYCLE.get(analysis.status, "stuck")
+        reason = lifecycle_reason(run_id, analysis)
+    record = workspace.record(
+        "run_lifecycle",
+        lifecycle,
+        reason,
+        actor=made.ACTOR,
+        causal_role="post_run",
+        run_id=run_id,
+        inputs={
+            "status": status,
+            "failed": list(analysis.failed),
+            "blocked": {task: list(roots) for task, roots in analysis.blocked.items()},
+            "awaiting_human": list(analysis.awaiting_human),
+        },
+    )
+    folder.feed(record._asdict())
+    view = folder.view()
+    with workspace.projecting(files.relative(files.state_file)):
+        files.write_state(view, plan.graph, analysis)
+    return RunReport(run_id, status, code, view, analysis, plan)
