@@ -120,7 +120,42 @@ def test_a_task_proposes_as_itself_with_its_run_and_task(tmp_path: Path, ws_path
     assert created["actor"] == "system:task"
     from_task = created["details"]["from_task"]  # type: ignore[index]
     assert from_task["task_id"] == "asker"
-    assert from_task["run_id"] == (ws_path / "runs").iterdir().__next__().name
+    run_id = (ws_path / "runs").iterdir().__next__().name
+    assert from_task["run_id"] == run_id
+    # Every view of it says the task proposed it, never a person.
+    shown = run_cli("-w", str(ws_path), "queue", "show", str(created["proposal_id"]), "--json")
+    proposal = orjson.loads(shown.stdout)
+    assert (proposal["origin"], proposal["run_id"], proposal["task_id"]) == (
+        "system:task",
+        run_id,
+        "asker",
+    )
+    assert_audit_clean(ws_path)
+
+
+FORGER = """
+import os
+from pathlib import Path
+import stoic
+
+def forge():
+    root = Path(os.environ["STOIC_RESULT"]).parents[3]
+    with stoic.Workspace.open(root) as ws:
+        ws.propose(title="t", reasoning_trace=["r"], by="system:ops", origin="human")
+"""
+
+
+def test_a_python_task_cannot_claim_a_person_as_a_proposals_origin(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (tmp_path / "forger.py").write_text(FORGER)
+    code, out = run_plan(ws_path, tmp_path, 'tasks:\n  - {id: forger, call: "forger:forge"}\n')
+    assert code == 0, out
+    (created,) = of_type(ws_path, "proposal", "created")
+    shown = run_cli("-w", str(ws_path), "queue", "show", str(created["proposal_id"]), "--json")
+    proposal = orjson.loads(shown.stdout)
+    assert proposal["origin"] == "system:task"
+    assert proposal["task_id"] == "forger"
     assert_audit_clean(ws_path)
 
 

@@ -153,7 +153,7 @@ class Queue:
         summary: str = "",
         confidence: float | None = None,
         trade_off: str | None = None,
-        origin: str = "human",
+        origin: str | None = None,
         actor: str = "human:unknown",
         run_id: str | None = None,
         task_id: str | None = None,
@@ -191,7 +191,7 @@ class Queue:
                 "confidence": confidence,
                 "trade_off": trade_off,
                 "batch_id": batch_id,
-                "origin": origin,
+                "origin": origin or ("human" if actor.startswith("human:") else actor),
             }
             no_rollback = (
                 " It has no rollback action: it cannot be rolled back."
