@@ -225,6 +225,34 @@ def test_execute_and_rollback_obey_the_policy_on_record(tmp_path: Path, ws_path:
     assert_audit_clean(ws_path)
 
 
+def test_execute_obeys_the_policy_of_the_run_a_proposal_came_from(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    # The task builds the command line, so its own is not the forbidden one.
+    proposer = shlex.join(
+        [STOIC_BIN, "-w", str(ws_path), "propose", "--title", "t", "--reasoning", "r", "--"]
+    )
+    command = f"{proposer} $(printf tou)ch {shlex.quote(str(marker))}"
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        'meta: {name: p, policy: {forbidden_commands: ["touch"]}}\n' + shell_task("asker", command),
+    )
+    assert code == 0, out
+    (created,) = of_type(ws_path, "proposal", "created")
+    proposal = str(created["proposal_id"])
+    assert run_cli("-w", str(ws_path), "approve", proposal, "--as", "bob").exit_code == 0
+    result = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob")
+    assert result.exit_code == 1, result.stdout
+    assert "refused by policy" in result.stderr
+    assert not marker.exists()
+    assert of_type(ws_path, "proposal", "execution_started") == []
+    (blocked,) = of_type(ws_path, "policy_check", "blocked")
+    assert blocked["proposal_id"] == proposal
+    assert_audit_clean(ws_path)
+
+
 def test_an_executed_action_sees_the_allowlist_and_its_output_is_masked(
     tmp_path: Path, ws_path: Path
 ) -> None:

@@ -52,7 +52,7 @@ from stoic.store.atomic import atomic_write, write_all
 from stoic.store.confined import open_confined
 from stoic.store.manifest import MANIFEST, reflected_seq, update_manifest, write_manifest
 from stoic.store.notify import notify
-from stoic.store.processes import ProcessPolicy
+from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue_audit import check_queue_files
 
@@ -385,7 +385,8 @@ class Queue:
             self.refuse_if_paused("execute")
         shown = shlex.join(argv)
         what = "rollback" if rollback else "action"
-        process = ProcessPolicy.for_command(self.workspace.settings, argv)
+        narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
+        process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
         process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
         # The claim: on record before the command runs, so a second `stoic execute` is refused
         # while this one works, and a process that dies mid-way is known to have begun.
