@@ -323,6 +323,18 @@ def test_a_webhook_is_recorded_without_its_path_and_query(ws_path: Path) -> None
     assert "HTTP 500" in str(failed["decision_reason"])
 
 
+def test_a_command_notifiers_url_argument_is_recorded_without_its_path(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text(
+        '[[notifiers]]\nkind = "command"\n'
+        'command = ["false", "https://hooks.example.com/services/T0/B0/XoXsecret?k=qsecret"]\n'
+    )
+    assert run_cli("-w", str(ws_path), "stop", "--reason", "checking").exit_code == 0
+    (failed,) = of_type(ws_path, "notification", "failed")
+    assert "(false https://hooks.example.com/…)" in str(failed["decision_reason"])
+    text = log_path(ws_path).read_text()
+    assert "secret" not in text and "/services" not in text
+
+
 # -- item 7: call: imports only from the plan's folder ----------------------------------------
 
 
