@@ -149,6 +149,11 @@ def test_a_number_of_thousands_of_digits_in_a_plan_is_refused_with_its_place(
         (f"x = {'[' * 200}{']' * 200}\n", ":1: x: nests deeper than 16 levels"),
         ("[runner]\nkill_grace_seconds = inf\n", ":2: runner.kill_grace_seconds: inf is not"),
         ("[recovery]\nunavailable_retry_delay_seconds = nan\n", ":2: recovery.unavailable_retry"),
+        (
+            '[[notifiers]]\nkind = "webhook"\nurl = "http://127.0.0.1:99999/hook"\n',
+            ":3: notifiers.url: ",
+        ),
+        ('[[notifiers]]\nkind = "webhook"\nurl = "https:///no-host"\n', ":3: notifiers.url: "),
     ],
 )
 def test_a_hostile_stoic_toml_is_one_line_with_file_and_line(

@@ -120,7 +120,42 @@ def test_a_task_proposes_as_itself_with_its_run_and_task(tmp_path: Path, ws_path
     assert created["actor"] == "system:task"
     from_task = created["details"]["from_task"]  # type: ignore[index]
     assert from_task["task_id"] == "asker"
-    assert from_task["run_id"] == (ws_path / "runs").iterdir().__next__().name
+    run_id = (ws_path / "runs").iterdir().__next__().name
+    assert from_task["run_id"] == run_id
+    # Every view of it says the task proposed it, never a person.
+    shown = run_cli("-w", str(ws_path), "queue", "show", str(created["proposal_id"]), "--json")
+    proposal = orjson.loads(shown.stdout)
+    assert (proposal["origin"], proposal["run_id"], proposal["task_id"]) == (
+        "system:task",
+        run_id,
+        "asker",
+    )
+    assert_audit_clean(ws_path)
+
+
+FORGER = """
+import os
+from pathlib import Path
+import stoic
+
+def forge():
+    root = Path(os.environ["STOIC_RESULT"]).parents[3]
+    with stoic.Workspace.open(root) as ws:
+        ws.propose(title="t", reasoning_trace=["r"], by="system:ops", origin="human")
+"""
+
+
+def test_a_python_task_cannot_claim_a_person_as_a_proposals_origin(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (tmp_path / "forger.py").write_text(FORGER)
+    code, out = run_plan(ws_path, tmp_path, 'tasks:\n  - {id: forger, call: "forger:forge"}\n')
+    assert code == 0, out
+    (created,) = of_type(ws_path, "proposal", "created")
+    shown = run_cli("-w", str(ws_path), "queue", "show", str(created["proposal_id"]), "--json")
+    proposal = orjson.loads(shown.stdout)
+    assert proposal["origin"] == "system:task"
+    assert proposal["task_id"] == "forger"
     assert_audit_clean(ws_path)
 
 
@@ -187,6 +222,34 @@ def test_execute_and_rollback_obey_the_policy_on_record(tmp_path: Path, ws_path:
     refused = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob")
     assert "executor 'shell' is not allowed" in refused.stderr
     assert not marker.exists()
+    assert_audit_clean(ws_path)
+
+
+def test_execute_obeys_the_policy_of_the_run_a_proposal_came_from(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    # The task builds the command line, so its own is not the forbidden one.
+    proposer = shlex.join(
+        [STOIC_BIN, "-w", str(ws_path), "propose", "--title", "t", "--reasoning", "r", "--"]
+    )
+    command = f"{proposer} $(printf tou)ch {shlex.quote(str(marker))}"
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        'meta: {name: p, policy: {forbidden_commands: ["touch"]}}\n' + shell_task("asker", command),
+    )
+    assert code == 0, out
+    (created,) = of_type(ws_path, "proposal", "created")
+    proposal = str(created["proposal_id"])
+    assert run_cli("-w", str(ws_path), "approve", proposal, "--as", "bob").exit_code == 0
+    result = run_cli("-w", str(ws_path), "execute", proposal, "--as", "bob")
+    assert result.exit_code == 1, result.stdout
+    assert "refused by policy" in result.stderr
+    assert not marker.exists()
+    assert of_type(ws_path, "proposal", "execution_started") == []
+    (blocked,) = of_type(ws_path, "policy_check", "blocked")
+    assert blocked["proposal_id"] == proposal
     assert_audit_clean(ws_path)
 
 
@@ -258,6 +321,18 @@ def test_a_webhook_is_recorded_without_its_path_and_query(ws_path: Path) -> None
     text = log_path(ws_path).read_text()
     assert "secret" not in text and "/services" not in text and "/hooks" not in text
     assert "HTTP 500" in str(failed["decision_reason"])
+
+
+def test_a_command_notifiers_url_argument_is_recorded_without_its_path(ws_path: Path) -> None:
+    (ws_path / "stoic.toml").write_text(
+        '[[notifiers]]\nkind = "command"\n'
+        'command = ["false", "https://hooks.example.com/services/T0/B0/XoXsecret?k=qsecret"]\n'
+    )
+    assert run_cli("-w", str(ws_path), "stop", "--reason", "checking").exit_code == 0
+    (failed,) = of_type(ws_path, "notification", "failed")
+    assert "(false https://hooks.example.com/…)" in str(failed["decision_reason"])
+    text = log_path(ws_path).read_text()
+    assert "secret" not in text and "/services" not in text
 
 
 # -- item 7: call: imports only from the plan's folder ----------------------------------------

@@ -169,6 +169,8 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
     }
     if outcome == "created":
         details = record["details"]
+        from_task = details.get("from_task")
+        task = from_task if isinstance(from_task, Mapping) else {}
         return Proposal(
             id=record["proposal_id"],
             status=ProposalStatus.PENDING,
@@ -182,11 +184,12 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
             trade_off=details.get("trade_off"),
             rollback=_tuple(details.get("rollback")),
             batch_id=str(details.get("batch_id", "")),
-            origin=str(details.get("origin", record["actor"])),
+            # A proposal made from inside a task is the task's, whatever origin it wrote.
+            origin=str(task.get("actor") or details.get("origin", record["actor"])),
             created_at=record["decided_at"],
             created_seq=record["seq"],
-            run_id=record.get("run_id"),
-            task_id=record.get("task_id"),
+            run_id=record.get("run_id") or task.get("run_id"),
+            task_id=record.get("task_id") or task.get("task_id"),
             history=(step,),
         )
     if current is None:

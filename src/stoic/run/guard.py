@@ -27,9 +27,10 @@ from stoic.core.policy import (
 )
 from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder
-from stoic.plan.models import Budget, PolicySpec, TaskSpec, Verifier
+from stoic.plan.models import Budget, TaskSpec, Verifier
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
+from stoic.store.processes import run_policy
 
 __all__ = [
     "Admission",
@@ -40,22 +41,6 @@ __all__ = [
     "limits_of",
     "run_policy",
 ]
-
-
-def run_policy(workspace: Policy, spec: PolicySpec | None) -> Policy:
-    """The workspace's policy, narrowed by the plan's own (never widened)."""
-    if spec is None:
-        return workspace
-    return workspace.tighten(
-        Policy.build(
-            spec.allowed_executors,
-            spec.forbidden_commands,
-            spec.env_passthrough,
-            spec.require_approval,
-            spec.allowed_modules,
-            (),
-        )
-    )
 
 
 def in_plan_folder(plan_dir: Path, call: str) -> bool:

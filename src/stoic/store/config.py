@@ -12,6 +12,7 @@ import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -218,6 +219,21 @@ class NotifierSettings(_Section):
     url: str | None = Field(None, pattern=r"^https?://", description="webhook: where to POST.")
     format: Literal["json", "slack"] = Field("json", description="webhook: the body's shape.")
     command: list[str] | None = Field(None, description="command: argv; the notice on stdin.")
+
+    @field_validator("url")
+    @classmethod
+    def _a_url_httpx_can_post_to(cls, url: str | None) -> str | None:
+        """Refused here, with its line, rather than when a notice is sent (a bad port raised)."""
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"{url!r} has no usable port ({exc})") from None
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no host")
+        return url
 
     @model_validator(mode="after")
     def _complete(self) -> NotifierSettings:

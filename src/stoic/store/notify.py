@@ -103,7 +103,7 @@ def _name(index: int, notifier: NotifierSettings) -> str:
     where = (
         _where(notifier.url)
         if notifier.url
-        else notifier.path or (" ".join(notifier.command or ()) or "stderr")
+        else notifier.path or (" ".join(map(_shown, notifier.command or ())) or "stderr")
     )
     return f"{notifier.kind}#{index + 1} ({where})"
 
@@ -121,8 +121,23 @@ def _where(url: str) -> str:
     )
 
 
+def _shown(argument: str) -> str:
+    """A command notifier's argument as it may be recorded: a URL cut to its host, as a
+    webhook's is (`curl https://hooks.slack.com/services/…` carries the secret in its path)."""
+    parts = urlsplit(argument)
+    if not (parts.scheme and parts.netloc):
+        return argument
+    try:
+        return _where(argument)
+    except ValueError:  # a port out of range: nothing of it is shown
+        return f"{parts.scheme}://…"
+
+
 def _without_url(error: str, notifier: NotifierSettings) -> str:
     """An error message that may quote the webhook's URL, with the URL cut to its host."""
+    for argument in notifier.command or ():
+        if _shown(argument) != argument:
+            error = error.replace(argument, _shown(argument))
     if notifier.url:
         error = error.replace(notifier.url, _where(notifier.url))
         parts = urlsplit(notifier.url)

@@ -1,5 +1,6 @@
 """The policy every process stoic starts obeys (DESIGN §7), outside a run: the actions
-`stoic execute` and `stoic rollback` start, and command notifiers.
+`stoic execute` and `stoic rollback` start, and command notifiers. A proposal a run made is
+held to that run's plan policy as well, as its tasks were.
 
 Executors allowed, forbidden command patterns and the environment allowlist apply to them as to
 tasks; what such a process prints is recorded only with the named secrets it was given masked.
@@ -14,13 +15,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stoic.core.policy import Policy, mask_secrets, policy_violation, secret_values
+from stoic.core.run_state import RunFolder
 from stoic.exceptions import PolicyRefused
+from stoic.plan.loader import PlanInvalid, read_plan
+from stoic.plan.models import PolicySpec
 
 if TYPE_CHECKING:
     from stoic.store.config import Settings
     from stoic.store.workspace import Workspace
 
-__all__ = ["ProcessPolicy", "allowed_environment", "workspace_policy"]
+__all__ = [
+    "ProcessPolicy",
+    "allowed_environment",
+    "run_plan_policy",
+    "run_policy",
+    "workspace_policy",
+]
 
 
 def workspace_policy(settings: Settings) -> Policy:
@@ -34,6 +44,48 @@ def workspace_policy(settings: Settings) -> Policy:
         policy.allowed_modules,
         policy.secret_names,
     )
+
+
+def run_policy(workspace: Policy, spec: PolicySpec | None) -> Policy:
+    """The workspace's policy, narrowed by the plan's own (never widened)."""
+    if spec is None:
+        return workspace
+    return workspace.tighten(
+        Policy.build(
+            spec.allowed_executors,
+            spec.forbidden_commands,
+            spec.env_passthrough,
+            spec.require_approval,
+            spec.allowed_modules,
+            (),
+        )
+    )
+
+
+def run_plan_policy(workspace: Workspace, run_id: str) -> PolicySpec | None:
+    """The `meta.policy` of the plan a run ran (as amended), read from the copy the log names
+    and checked against its sha256; refused when that copy is gone or changed, since a policy
+    that cannot be read must not be taken as no policy."""
+    folder = RunFolder(run_id)
+    for record in workspace.records(run_id=run_id):
+        folder.feed(record._asdict())
+    source = folder.amendment if folder.amendment is not None else folder.started
+    if source is None:
+        return None  # not a run this log holds: nothing narrows the workspace's policy
+    copy = workspace.root / str(source.get("plan_copy", f"runs/{run_id}/plan.yaml"))
+    try:
+        plan = read_plan(copy)
+    except (PlanInvalid, OSError) as exc:
+        raise PolicyRefused(
+            f"the policy of run {run_id} cannot be read from {copy}: {exc} (hint: restore the"
+            " plan copy the run started with)"
+        ) from None
+    if plan.sha256 != source.get("plan_sha256"):
+        raise PolicyRefused(
+            f"{copy} no longer matches the plan run {run_id} started with (sha256"
+            f" {source.get('plan_sha256')}), so its policy is unknown (hint: restore it)"
+        )
+    return plan.document.meta.policy
 
 
 def allowed_environment(
@@ -68,8 +120,9 @@ class ProcessPolicy:
         *,
         executor: str = "shell",
         extra_env: Mapping[str, str] | None = None,
+        narrowed_by: PolicySpec | None = None,
     ) -> ProcessPolicy:
-        policy = workspace_policy(settings)
+        policy = run_policy(workspace_policy(settings), narrowed_by)
         return cls(policy, executor, tuple(argv), allowed_environment(policy, extra_env))
 
     @property

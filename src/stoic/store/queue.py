@@ -50,7 +50,7 @@ from stoic.store.atomic import write_all
 from stoic.store.confined import open_confined
 from stoic.store.manifest import MANIFEST, reflected_seq
 from stoic.store.notify import notify
-from stoic.store.processes import ProcessPolicy
+from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 
@@ -151,7 +151,7 @@ class Queue:
         summary: str = "",
         confidence: float | None = None,
         trade_off: str | None = None,
-        origin: str = "human",
+        origin: str | None = None,
         actor: str = "human:unknown",
         run_id: str | None = None,
         task_id: str | None = None,
@@ -189,7 +189,7 @@ class Queue:
                 "confidence": confidence,
                 "trade_off": trade_off,
                 "batch_id": batch_id,
-                "origin": origin,
+                "origin": origin or ("human" if actor.startswith("human:") else actor),
             }
             no_rollback = (
                 " It has no rollback action: it cannot be rolled back."
@@ -383,7 +383,8 @@ class Queue:
             self.refuse_if_paused("execute")
         shown = shlex.join(argv)
         what = "rollback" if rollback else "action"
-        process = ProcessPolicy.for_command(self.workspace.settings, argv)
+        narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
+        process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
         process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
         # The claim: on record before the command runs, so a second `stoic execute` is refused
         # while this one works, and a process that dies mid-way is known to have begun.
