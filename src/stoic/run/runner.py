@@ -238,13 +238,19 @@ class Runner:
         """The run's end as the log already holds it, if nothing since `since_seq` changed it.
 
         Continuing a completed or failed run appends nothing and notifies nobody: its end is on
-        record, and was announced, once.
+        record, and was announced, once. So does continuing a run that waits for a person when
+        nothing but notices about the run was recorded after it said so: nobody has decided
+        anything yet.
         """
         view = self.folder.view()
         analysis = view.analyse(self.plan.graph)
+        waiting_still = (
+            analysis.status is RunStatus.AWAITING_HUMAN
+            and self.folder.ended_seq == self.folder.decided_seq
+        )
         if (
             self.folder.last_seq != since_seq
-            or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
+            or not (analysis.status in (RunStatus.COMPLETED, RunStatus.FAILED) or waiting_still)
             or view.lifecycle != _LIFECYCLE[analysis.status]
         ):
             return None
