@@ -372,6 +372,32 @@ def test_continuing_a_finished_run_appends_nothing_and_notifies_nobody(
     assert_audit_clean(ws_path)
 
 
+@pytest.mark.parametrize(
+    "task",
+    [
+        "{id: a, run: ['true'], approval: required}",
+        f"{{id: a, run: ['{STOIC_BIN}', escalate, --mode, ambiguity, --question, 'Which?']}}",
+    ],
+)
+def test_continuing_a_run_waiting_for_a_person_with_nothing_decided_appends_nothing(
+    tmp_path: Path, ws_path: Path, task: str
+) -> None:
+    with (ws_path / "stoic.toml").open("a") as settings:
+        settings.write('\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n')
+    plan = write_plan(tmp_path, f"tasks:\n  - {task}\n")
+    first = run_stoic_process("-w", str(ws_path), "run", str(plan))
+    assert first.returncode == 3, first.stdout + first.stderr
+    log_before = log_path(ws_path).read_bytes()
+    notices = (ws_path / "notices.ndjson").read_bytes()
+    for _ in range(2):
+        result = run_stoic_process("-w", str(ws_path), "continue", only_run(ws_path))
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "is waiting for a person: a" in result.stdout
+    assert log_path(ws_path).read_bytes() == log_before
+    assert (ws_path / "notices.ndjson").read_bytes() == notices
+    assert_audit_clean(ws_path)
+
+
 def test_continue_refuses_an_edited_plan_copy(tmp_path: Path, ws_path: Path) -> None:
     plan = write_plan(tmp_path, 'tasks:\n  - {id: a, run: ["true"]}\n')
     run_cli("-w", str(ws_path), "run", str(plan))

@@ -142,6 +142,10 @@ class RunFolder:
         self.lifecycle: str | None = None
         self.stopped: str | None = None
         self.last_seq = 0
+        self.ended_seq = 0
+        """The seq of the last run_lifecycle end (completed, awaiting_approval, paused …)."""
+        self.decided_seq = 0
+        """The seq of the run's last record that is not a notice sent about it."""
         self.attempts_made = 0
         """Attempts started or halted in the whole run."""
         self.cost_spent = 0.0
@@ -153,11 +157,14 @@ class RunFolder:
             return
         self.last_seq = record["seq"]
         kind, outcome = record["decision_type"], record["decision_outcome"]
+        if kind != "notification":
+            self.decided_seq = record["seq"]
         if kind == "run_lifecycle":
             if outcome == "started" and self.started is None:
                 self.started, self.started_at = record["details"], record["decided_at"]
             else:
                 self.lifecycle = outcome
+                self.ended_seq = record["seq"]
                 self.stopped = str(record["decision_inputs"].get("status") or outcome)
             return
         task_id = record.get("task_id")

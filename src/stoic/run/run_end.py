@@ -48,13 +48,18 @@ def recorded_end(run_id: str, plan: Plan, folder: RunFolder, since_seq: int) -> 
     """The run's end as the log already holds it, if nothing since `since_seq` changed it.
 
     Continuing a completed or failed run appends nothing and notifies nobody: its end is on
-    record, and was announced, once.
+    record, and was announced, once. So does continuing a run that waits for a person when
+    nothing but notices about the run was recorded after it said so: nobody has decided
+    anything yet.
     """
     view = folder.view()
     analysis = view.analyse(plan.graph)
+    waiting_still = (
+        analysis.status is RunStatus.AWAITING_HUMAN and folder.ended_seq == folder.decided_seq
+    )
     if (
         folder.last_seq != since_seq
-        or analysis.status not in (RunStatus.COMPLETED, RunStatus.FAILED)
+        or not (analysis.status in (RunStatus.COMPLETED, RunStatus.FAILED) or waiting_still)
         or view.lifecycle != _LIFECYCLE[analysis.status]
     ):
         return None
