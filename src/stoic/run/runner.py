@@ -22,7 +22,7 @@ from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
 from stoic.core.graph import DONE_STATES, TaskState
 from stoic.core.pause import PauseInForce
-from stoic.core.policy import Spent, mask_json, mask_secrets, secret_values
+from stoic.core.policy import Spent, mask_json, mask_secrets
 from stoic.core.records import Decision, Record
 from stoic.core.recovery import (
     AttemptKind,
@@ -54,7 +54,7 @@ from stoic.run.reporting import Reporter, lifecycle_reason
 from stoic.run.run_end import RunReport, record_end, recorded_end
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
-from stoic.store.processes import allowed_environment, workspace_policy
+from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
@@ -127,6 +127,7 @@ class Runner:
             },
         )
         self.base_env = allowed_environment(policy)
+        self._secrets: dict[str, dict[str, str]] = {}
         self.task_user = resolve_task_user(settings.runner.task_user)
         self.pool = WorkerPool(
             workers,
@@ -464,12 +465,12 @@ class Runner:
 
     def _masked(self, decision: Decision) -> Decision:
         """What a task gave back, without the named secrets it was given (DESIGN §7)."""
-        given = {
-            name.decode(errors="replace"): value.decode(errors="replace")
-            for name, value in self.base_env.items()
-        }
-        spec = self.specs.get(decision.task_id or "")
-        secrets = secret_values(self.policy, {**given, **(spec.env if spec else {})})
+        task_id = decision.task_id or ""
+        secrets = self._secrets.get(task_id)
+        if secrets is None:  # the environment a task is given is the same for every attempt
+            spec = self.specs.get(task_id)
+            secrets = secrets_given(self.policy, self.base_env, spec.env if spec else None)
+            self._secrets[task_id] = secrets
         if not secrets:
             return decision
         return replace(

@@ -29,6 +29,7 @@ __all__ = [
     "allowed_environment",
     "run_plan_policy",
     "run_policy",
+    "secrets_given",
     "workspace_policy",
 ]
 
@@ -102,6 +103,17 @@ def allowed_environment(
     return env
 
 
+def secrets_given(
+    policy: Policy, env: Mapping[bytes, bytes], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The values of the named secrets in the environment a process is given (`env`, then
+    what it declares), for masking what it gives back."""
+    given = {
+        name.decode(errors="replace"): value.decode(errors="replace") for name, value in env.items()
+    }
+    return secret_values(policy, {**given, **(extra or {})})
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessPolicy:
     """One process about to start outside a run: may it, with what environment, and what of
@@ -136,11 +148,7 @@ class ProcessPolicy:
 
     def mask(self, text: str) -> str:
         """`text` without the values of the named secrets this process was given."""
-        given = {
-            name.decode(errors="replace"): value.decode(errors="replace")
-            for name, value in self.env.items()
-        }
-        return mask_secrets(text, secret_values(self.policy, given))
+        return mask_secrets(text, secrets_given(self.policy, self.env))
 
     def refuse_on_record(self, workspace: Workspace, *, proposal_id: str, what: str) -> None:
         """Refused by policy: the refusal goes on record, then PolicyRefused is raised."""
