@@ -342,13 +342,12 @@ def test_a_notice_asked_for_under_the_lock_is_delivered_once_it_is_released(
     configure(ws_path, f'[[notifiers]]\nkind = "webhook"\nurl = "{hook_url}/ok"\n')
     import stoic
     from stoic.core.notifications import Event
-    from stoic.store.notify import notify
 
     with stoic.Workspace.open(ws_path) as ws:
         with ws.log.locked():
             with ws.log.locked():  # nested, as a read-decide-append section can be
-                notify(ws, Event.PAUSED, "paused under the lock")
+                ws.announce(Event.PAUSED, "paused under the lock")
             assert Hook.received == []  # not while the lock is held …
         assert [body["text"] for _, body in Hook.received] == ["paused under the lock"]  # … after
-        notify(ws, Event.RESUMED, "no lock held")
+        ws.announce(Event.RESUMED, "no lock held")
         assert len(Hook.received) == 2  # at once when no lock is held

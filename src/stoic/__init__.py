@@ -30,8 +30,8 @@ from stoic.exceptions import (
     WorkspaceNotFound,
     WorkspaceNotWritable,
 )
+from stoic.services.workspace import Workspace
 from stoic.steps import step_done
-from stoic.store.workspace import Workspace
 
 __version__ = "0.1.0"
 

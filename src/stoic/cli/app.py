@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import errno
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stoic import __version__
+from stoic.cli.context import CliState
 from stoic.cli.render import echo
 from stoic.core.text import shortened
 from stoic.exceptions import StoicError
@@ -33,17 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CliState:
-    """What the global options decided, handed to every command."""
-
-    workspace: Path
-    workspace_given: bool
-    debug: bool
-    own_process: bool = False
-    """`stoic` is this process (not a caller's `main([...])`): it may re-execute itself."""
 
 
 def _show_version(value: bool) -> None:

@@ -10,8 +10,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
-from stoic.cli.log_commands import open_workspace
 from stoic.cli.queue_commands import incident_app
 from stoic.cli.render import echo, echo_json
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode

@@ -13,56 +13,19 @@ import orjson
 import typer
 from rich.table import Table
 
-from stoic.cli.app import CliState
+from stoic.cli.context import cli_state, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
 from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
 from stoic.exceptions import StoicError, UsageError
+from stoic.services.workspace import Workspace
 from stoic.store.trust import pause
-from stoic.store.workspace import Workspace
 
-__all__ = ["console_for_output", "open_workspace", "register"]
+__all__ = ["register"]
 
 _TABLE_CHUNK = 500
-
-
-def _state(ctx: typer.Context) -> CliState:
-    state = ctx.obj
-    assert isinstance(state, CliState)
-    return state
-
-
-def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
-    """Open the workspace the global options name, warning on stderr about a torn tail."""
-    workspace = Workspace.open(_state(ctx).workspace, catch_up=catch_up)
-    ctx.call_on_close(lambda: _warn_lagging(workspace))
-    with contextlib.suppress(StoicError):
-        paused = workspace.status().paused
-        if paused is not None:
-            echo(
-                f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
-                " (`stoic resume` after dealing with it)",
-                err=True,
-            )
-    torn = workspace.torn_tail
-    if torn is not None:
-        echo(
-            f"stoic: warning: {torn.describe(workspace.log.path)}; run `stoic audit --repair`",
-            err=True,
-        )
-    return workspace
-
-
-def _warn_lagging(workspace: Workspace) -> None:
-    """What was recorded stands; say which views of it could not be written (a full disk)."""
-    for message in workspace.lagging:
-        typer.echo(
-            f"stoic: warning: recorded, but could not write {message}: it lags the log until"
-            " the next command that can write catches it up (or `stoic audit --repair`)",
-            err=True,
-        )
 
 
 def init(
@@ -73,7 +36,7 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: folders, an empty decision log, and a commented stoic.toml."""
-    target = directory if directory is not None else _state(ctx).workspace
+    target = directory if directory is not None else cli_state(ctx).workspace
     workspace = Workspace.init(target)
     workspace.close()
     echo(f"Created a stoic workspace at {workspace.root}")
@@ -194,7 +157,7 @@ def audit(
         except ValueError as exc:
             raise UsageError(f"--expect {exc}") from None
     paused = False
-    workspace = Workspace.open(_state(ctx).workspace, catch_up=False)
+    workspace = Workspace.open(cli_state(ctx).workspace, catch_up=False)
     try:
         with contextlib.suppress(StoicError):
             already = workspace.status().paused
@@ -235,20 +198,17 @@ def _notify_head(workspace: Workspace, report: AuditReport) -> None:
     """Every audit tells the notifiers its outcome with the head, so the head can be kept
     somewhere the workspace's writers cannot reach."""
     from stoic.core.notifications import Event
-    from stoic.store.notify import notify
 
     head = str(report.head) if report.head is not None else None
     if report.ok:
-        notify(
-            workspace,
+        workspace.announce(
             Event.AUDIT_PASSED,
             f"The audit of {workspace.root} passed: {report.records} records; head {head}.",
             data={"records": report.records, "head": head},
         )
         return
     first = report.violations[0]
-    notify(
-        workspace,
+    workspace.announce(
         Event.AUDIT_FAILED,
         f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
         f" first: {first.code.value}: {first.message}",

@@ -58,7 +58,7 @@ def check(
 
 def _agent_setup(ctx: typer.Context) -> AgentSetup:
     """Roles and profiles of the workspace, if there is one; else the built-in ones."""
-    from stoic.cli.app import CliState
+    from stoic.cli.context import CliState
     from stoic.run.agents import AgentSetup, default_setup
     from stoic.store.config import load_settings
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
-from stoic.cli.log_commands import console_for_output, open_workspace
-from stoic.cli.render import echo, echo_json
+from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal, ProposalStatus

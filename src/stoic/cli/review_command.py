@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
-from stoic.cli.log_commands import open_workspace
 from stoic.cli.render import echo
 from stoic.core.pause import FLAG_LIMIT, READER_SIGNALS, DetectedSignal, too_fast_to_read
 from stoic.core.proposals import Proposal, ProposalStatus

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
+from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
-from stoic.cli.log_commands import console_for_output, open_workspace
-from stoic.cli.render import echo, echo_json
+from stoic.cli.render import console_for_output, echo, echo_json
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy

@@ -1,7 +1,7 @@
 """Notifications (DESIGN §11), as pure data: the events, who wants which, and the payloads.
 
 Notifications go out; nothing in stoic reads them back. Delivery lives in
-`stoic.store.notify`.
+`stoic.run.notifiers`.
 """
 
 from __future__ import annotations

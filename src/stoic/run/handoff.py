@@ -23,7 +23,6 @@ from stoic.run import decisions as made
 from stoic.run.guard import describe_command as describe
 from stoic.run.reporting import summary_lines
 from stoic.store.escalations import Escalations
-from stoic.store.notify import notify
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
 
@@ -142,8 +141,7 @@ class Handoff:
             for task_id in report.plan.graph.ids
             if report.view.task(task_id).summary
         }
-        notify(
-            self.workspace,
+        self.workspace.announce(
             event,
             reason,
             run_id=self.run_id,

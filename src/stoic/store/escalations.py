@@ -37,7 +37,6 @@ from stoic.exceptions import (
 from stoic.store.atomic import atomic_write
 from stoic.store.confined import read_confined
 from stoic.store.log import utc_timestamp
-from stoic.store.notify import notify
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -139,8 +138,7 @@ class Escalations:
             if state.needs_process_issue(request.mode):
                 raised.append(self._raise_process_issue(state, request.mode))
         for item in raised:
-            notify(
-                self.workspace,
+            self.workspace.announce(
                 Event.ESCALATION_RAISED,
                 f"{item.id} ({item.mode.value}): {item.question}",
                 run_id=item.run_id,

@@ -49,7 +49,6 @@ from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import write_all
 from stoic.store.confined import open_confined
 from stoic.store.manifest import MANIFEST, reflected_seq
-from stoic.store.notify import notify
 from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
@@ -217,8 +216,7 @@ class Queue:
                 write_proposal(self.root, state, proposal_id, reflected)
             created = state.proposals[proposal_id]
         self._check_growth(state, batch_size)
-        notify(
-            self.workspace,
+        self.workspace.announce(
             Event.SUGGESTION_CREATED,
             f"{proposal_id}: {title}",
             run_id=run_id,

@@ -18,7 +18,6 @@ from stoic.core.pause import (
 from stoic.exceptions import UsageError
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.log import utc_timestamp
-from stoic.store.notify import notify
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -56,8 +55,7 @@ def pause(
         inputs={"criterion": criterion, **(inputs or {})},
     )
     workspace.sync_projections()
-    notify(
-        workspace,
+    workspace.announce(
         Event.PAUSED,
         f"The workspace is paused ({criterion}): {reason}",
         data={"criterion": criterion},
@@ -110,8 +108,7 @@ def resume(
         },
     )
     workspace.sync_projections()
-    notify(
-        workspace,
+    workspace.announce(
         Event.RESUMED,
         f"The workspace was resumed by {actor} ({procedure}): {reason}",
         data={"procedure": procedure},

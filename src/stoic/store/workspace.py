@@ -9,12 +9,13 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import orjson
 
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
+from stoic.core.notifications import Event, Notice
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, QueueState
 from stoic.core.records import Decision, Record
@@ -30,11 +31,14 @@ from stoic.exceptions import (
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
 from stoic.store.escalations import Escalations
-from stoic.store.log import FileDecisionLog, TornTail
+from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
 from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.queue import Queue
 
-__all__ = ["Workspace"]
+__all__ = ["Deliverer", "Workspace"]
+
+Deliverer = Callable[["Workspace", Notice], object]
+"""Hands a notice to the notifiers; the runtime provides it (`stoic.run.notifiers.deliver`)."""
 
 DECISION_LOG = Path("logs/decision_log.ndjson")
 LOCK_FILE = Path("logs/decision_log.lock")
@@ -63,6 +67,9 @@ _STARTER_FILES = {
 class Workspace:
     """An open workspace. Use `Workspace.init` or `Workspace.open`; close it (or use `with`)."""
 
+    deliverer: ClassVar[Deliverer | None] = None
+    """Who delivers what `announce` is told; without one, notices wait in `undelivered`."""
+
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root
         self.settings = settings
@@ -79,11 +86,13 @@ class Workspace:
         self.lagging: list[str] = []
         """Views of durable records that could not be written (a full disk), each with why:
         warnings for the caller; they are caught up from the log later, like any that lags."""
+        self.undelivered: list[Notice] = []
+        """Notices announced while no deliverer was set, oldest first, for the caller to hand on."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str]) -> Workspace:
+    def init(cls, path: str | os.PathLike[str]) -> Self:
         """Create a workspace at `path` (a new or empty folder) and open it."""
         root = Path(path).absolute()
         if (root / SETTINGS_FILE).exists() or (root / DECISION_LOG).exists():
@@ -125,7 +134,7 @@ class Workspace:
         return cls.open(root)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, catch_up: bool = True) -> Workspace:
+    def open(cls, path: str | os.PathLike[str], *, catch_up: bool = True) -> Self:
         """Open the workspace at `path`; projections that lag the log are caught up."""
         root = Path(path).absolute()
         if not (root / SETTINGS_FILE).is_file():
@@ -154,7 +163,7 @@ class Workspace:
         finally:
             self.log.close()
 
-    def __enter__(self) -> Workspace:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -242,6 +251,32 @@ class Workspace:
             message = f"{what} ({why})"
             if message not in self.lagging:  # a runner retries its state.json every second
                 self.lagging.append(message)
+
+    def announce(
+        self,
+        event: Event,
+        text: str,
+        *,
+        run_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        lines: Sequence[str] = (),
+    ) -> None:
+        """Tell the notifiers of `event` — once this thread holds no workspace lock, so a slow
+        notifier never keeps other writers waiting."""
+        notice = Notice(
+            event=event,
+            text=text,
+            at=utc_timestamp(),
+            workspace=str(self.root),
+            run_id=run_id,
+            data=dict(data or {}),
+            lines=tuple(lines),
+        )
+        deliverer = type(self).deliverer
+        if deliverer is None:
+            self.undelivered.append(notice)
+            return
+        self.log.after_unlock(lambda: deliverer(self, notice))
 
     # -- reading -------------------------------------------------------------------------------
 

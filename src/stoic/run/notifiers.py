@@ -1,7 +1,9 @@
 """Delivering notices to the configured notifiers (DESIGN §11).
 
-Every notifier runs in its own thread with its own timeout, so delivery takes at most the
-longest timeout, whatever the notifiers do. A delivery that fails or times out is recorded as
+The store announces a notice (`Workspace.announce`) and hands it, once no workspace lock is
+held, to the deliverer the workspace was opened with; this module is that deliverer. Every
+notifier runs in its own thread with its own timeout, so delivery takes at most the longest
+timeout, whatever the notifiers do. A delivery that fails or times out is recorded as
 `notification/failed` and never fails or blocks the work; one that succeeds is recorded as
 `notification/sent` (console notices, printed in front of the person, are not recorded).
 """
@@ -12,55 +14,30 @@ import contextlib
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
 
-from stoic.core.notifications import Event, Notice, json_payload, slack_payload, wants
+from stoic.core.notifications import Notice, json_payload, slack_payload, wants
 from stoic.core.text import escape_controls
 from stoic.store.atomic import append_durably
-from stoic.store.log import utc_timestamp
 from stoic.store.processes import ProcessPolicy
 
 if TYPE_CHECKING:
     from stoic.store.config import NotifierSettings
     from stoic.store.workspace import Workspace
 
-__all__ = ["notify"]
+__all__ = ["deliver"]
 
 _GRACE = 1.0
 """Beyond a notifier's own timeout, how long its thread is waited for."""
 
 
-def notify(
-    workspace: Workspace,
-    event: Event,
-    text: str,
-    *,
-    run_id: str | None = None,
-    data: Mapping[str, Any] | None = None,
-    lines: Sequence[str] = (),
-) -> None:
-    """Tell every notifier that wants `event` — once this thread holds no workspace lock, so a
-    slow notifier never keeps other writers waiting."""
-    at = utc_timestamp()
-    workspace.log.after_unlock(
-        lambda: _notify_now(workspace, event, text, at, run_id, dict(data or {}), tuple(lines))
-    )
-
-
-def _notify_now(
-    workspace: Workspace,
-    event: Event,
-    text: str,
-    at: str,
-    run_id: str | None,
-    data: dict[str, Any],
-    lines: tuple[str, ...],
-) -> list[tuple[str, str | None]]:
-    """Deliver now; returns (notifier, error or None) per delivery."""
+def deliver(workspace: Workspace, notice: Notice) -> list[tuple[str, str | None]]:
+    """Tell every notifier that wants the notice's event; returns (notifier, error or None) per
+    delivery."""
+    event = notice.event
     chosen = [
         (index, notifier)
         for index, notifier in enumerate(workspace.settings.notifiers)
@@ -68,15 +45,6 @@ def _notify_now(
     ]
     if not chosen:
         return []
-    notice = Notice(
-        event=event,
-        text=text,
-        at=at,
-        workspace=str(workspace.root),
-        run_id=run_id,
-        data=data,
-        lines=lines,
-    )
     outcomes: dict[int, str | None] = {}
     threads = []
     for index, notifier in chosen:

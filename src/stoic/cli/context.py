@@ -1,0 +1,64 @@
+"""What every command shares: the global options' decisions and the workspace they name."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from stoic.cli.render import echo
+from stoic.exceptions import StoicError
+from stoic.services.workspace import Workspace
+
+__all__ = ["CliState", "cli_state", "open_workspace"]
+
+
+@dataclass(frozen=True, slots=True)
+class CliState:
+    """What the global options decided, handed to every command."""
+
+    workspace: Path
+    workspace_given: bool
+    debug: bool
+    own_process: bool = False
+    """`stoic` is this process (not a caller's `main([...])`): it may re-execute itself."""
+
+
+def cli_state(ctx: typer.Context) -> CliState:
+    """The global options' decisions, set by the root callback."""
+    state = ctx.obj
+    assert isinstance(state, CliState)
+    return state
+
+
+def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
+    """Open the workspace the global options name, warning on stderr about a torn tail."""
+    workspace = Workspace.open(cli_state(ctx).workspace, catch_up=catch_up)
+    ctx.call_on_close(lambda: _warn_lagging(workspace))
+    with contextlib.suppress(StoicError):
+        paused = workspace.status().paused
+        if paused is not None:
+            echo(
+                f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
+                " (`stoic resume` after dealing with it)",
+                err=True,
+            )
+    torn = workspace.torn_tail
+    if torn is not None:
+        echo(
+            f"stoic: warning: {torn.describe(workspace.log.path)}; run `stoic audit --repair`",
+            err=True,
+        )
+    return workspace
+
+
+def _warn_lagging(workspace: Workspace) -> None:
+    """What was recorded stands; say which views of it could not be written (a full disk)."""
+    for message in workspace.lagging:
+        typer.echo(
+            f"stoic: warning: recorded, but could not write {message}: it lags the log until"
+            " the next command that can write catches it up (or `stoic audit --repair`)",
+            err=True,
+        )
