@@ -97,6 +97,8 @@ def test_a_second_execution_is_refused_and_an_unfinished_one_runs_again_only_on_
         "executed",
     ]
     assert mine[3].decision_inputs["again"] is True and mine[3].actor == "human:ben"
+    report = store.audit()
+    assert report.ok, report.violations
 
 
 def test_a_failing_action_is_recorded_and_pauses_the_workspace(store: Workspace) -> None:
