@@ -13,7 +13,7 @@ from stoic.core.records import Record
 from stoic.exceptions import TransitionRefused, UsageError, WorkspacePaused
 from stoic.services import queue
 from stoic.store.queue import Queue
-from stoic.store.trust import pause
+from stoic.store.trust import pause, resume
 from stoic.store.workspace import Workspace
 
 PRINT_HI = [sys.executable, "-c", "print('hi')"]
@@ -213,3 +213,17 @@ def test_the_listing_is_the_fold_in_both_forms(store: Workspace) -> None:
     assert queue.status_named(None) is None
     with pytest.raises(UsageError, match="unknown status 'done'"):
         queue.status_named("done")
+
+
+def test_after_a_manual_verification_resume_an_execution_needs_confirming(
+    store: Workspace,
+) -> None:
+    failing = approved(store, [sys.executable, "-c", "raise SystemExit(1)"])
+    assert queue.execute(store, failing, by="human:ana").exit_code == 1
+    resume(store, procedure="manual-verification", reason="checked it", actor="human:ana")
+    ready = approved(store, PRINT_HI)
+    count = len(list(store.records()))
+    with pytest.raises(UsageError, match=f"needs explicit confirmation .*--confirm {ready}"):
+        queue.execute(store, ready, by="human:ana")
+    assert len(list(store.records())) == count
+    assert queue.execute(store, ready, by="human:ana", confirmed=True).exit_code == 0
