@@ -9,6 +9,7 @@ import pytest
 
 import stoic
 from stoic.core.proposals import ProposalStatus
+from stoic.services import queue as queue_service
 from stoic.store import queue_snapshot
 from stoic.store.queue import Queue
 from stoic.store.queue_snapshot import SNAPSHOT
@@ -59,7 +60,7 @@ def snapshotted(ws_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ws.defer(ids[3], by="human:ben")
         ws.defer(ids[4], by="human:ben")
         Queue(ws).decide(ids[4], "undeferred", actor="human:ben")
-        Queue(ws).execute(ids[0], actor="human:ana")
+        queue_service.execute(ws, ids[0], by="human:ana")
         ids += [propose(ws, 8), propose(ws, 9)]
     return ids
 

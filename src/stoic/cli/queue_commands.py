@@ -4,7 +4,7 @@ rollback, stop, resume."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -14,11 +14,10 @@ from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
-from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.proposals import Proposal
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
-from stoic.store.queue import Queue
-from stoic.store.queue_snapshot import listing
+from stoic.services import queue as queue_service
 from stoic.store.trust import (
     calibrate,
     new_incident,
@@ -80,7 +79,8 @@ def propose(
     import shlex
 
     with open_workspace(ctx) as workspace:
-        proposal = Queue(workspace).propose(
+        proposal = queue_service.propose(
+            workspace,
             title=title,
             reasoning_trace=reasoning,
             sources=source or [],
@@ -90,7 +90,7 @@ def propose(
             summary=summary,
             confidence=confidence,
             trade_off=trade_off,
-            actor=proposer_actor(as_name),
+            by=proposer_actor(as_name),
         )
     if as_json:
         _print(proposal, True)
@@ -119,23 +119,12 @@ def queue(
     """List proposals, oldest first (all, or those with --status)."""
     if ctx.invoked_subcommand is not None:
         return
-    if status is not None and status not in {s.value for s in ProposalStatus}:
-        allowed = ", ".join(s.value for s in ProposalStatus)
-        raise UsageError(f"unknown status {status!r} (allowed: {allowed})")
+    wanted = queue_service.status_named(status)
     with open_workspace(ctx) as workspace:
-        if as_json:  # from the queue snapshot's own bytes when it is valid: big queues list fast
-            listed = listing(workspace, ProposalStatus(status) if status else None)
-            if listed is not None:
-                sys.stdout.buffer.write(listed + b"\n")
-                return
-        state = Queue(workspace).state()
-    rows = sorted(state.proposals.values(), key=lambda p: p.created_seq)
-    if status is not None:
-        rows = [p for p in rows if p.status.value == status]
-    if as_json:
-        document: list[dict[str, Any]] = [p.to_json() for p in rows]
-        echo_json(orjson.dumps(document).decode())
-        return
+        if as_json:
+            sys.stdout.buffer.write(queue_service.list_json(workspace, wanted) + b"\n")
+            return
+        rows = queue_service.list_proposals(workspace, wanted)
     console = console_for_output()
     if not rows:
         console.print("No proposals.", markup=False)
@@ -157,7 +146,7 @@ def show(
 ) -> None:
     """Show one proposal: title, summary, action, reasoning, sources, confidence, trade-off."""
     with open_workspace(ctx) as workspace:
-        proposal = Queue(workspace).get(proposal_id)
+        proposal = queue_service.get(workspace, proposal_id)
     if as_json:
         _print(proposal, True)
         return
@@ -195,7 +184,7 @@ def _decide(
     ctx: typer.Context, proposal_id: str, outcome: str, actor: str, reason: str | None
 ) -> None:
     with open_workspace(ctx) as workspace:
-        proposal = Queue(workspace).decide(proposal_id, outcome, actor=actor, reason=reason)
+        proposal = queue_service.decide(workspace, proposal_id, outcome, by=actor, reason=reason)
     echo(f"{proposal.id} is {proposal.status.value}.")
 
 
@@ -247,11 +236,8 @@ def execute(
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
-        result = Queue(workspace).execute(
-            proposal_id,
-            actor=actor,
-            confirmed=confirm == proposal_id,
-            again=again,
+        result = queue_service.execute(
+            workspace, proposal_id, by=actor, confirmed=confirm == proposal_id, again=again
         )
     echo(result.output, nl=False)
     echo(f"{proposal_id} executed: exit {result.exit_code}.")
@@ -266,7 +252,7 @@ def rollback(
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
-        result = Queue(workspace).execute(proposal_id, actor=actor, rollback=True, again=again)
+        result = queue_service.rollback(workspace, proposal_id, by=actor, again=again)
     echo(result.output, nl=False)
     echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
     if result.exit_code != 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from typing import Annotated
@@ -12,12 +11,10 @@ import typer
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
-from stoic.core.pause import FLAG_LIMIT, READER_SIGNALS, DetectedSignal, too_fast_to_read
-from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.pause import READER_SIGNALS
+from stoic.core.proposals import Proposal
 from stoic.exceptions import StoicError
-from stoic.store.queue import Queue
-from stoic.store.trust import raise_flag
-from stoic.store.workspace import Workspace
+from stoic.services.review import ReviewDecision, ReviewSession
 
 __all__ = ["register"]
 
@@ -41,40 +38,6 @@ def _describe(proposal: Proposal, position: int, total: int) -> list[str]:
     return lines
 
 
-class _Session:
-    def __init__(self, workspace: Workspace, actor: str) -> None:
-        self.workspace = workspace
-        self.queue = Queue(workspace)
-        self.actor = actor
-        self.id = f"REVIEW-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(2).hex()}"
-        self.min_read = workspace.settings.review.min_read_seconds
-
-    def flag(self, signal: str, note: str | None = None, *, detected: bool = False) -> bool:
-        """Record a red flag raised in this session; True when the workspace paused."""
-        return raise_flag(
-            self.workspace,
-            signal=signal,
-            actor="system:review" if detected else self.actor,
-            note=note,
-            session=self.id,
-            detected=detected,
-        )
-
-    def batch(self) -> list[Proposal]:
-        pending = sorted(
-            (
-                p
-                for p in self.queue.state().proposals.values()
-                if p.status is ProposalStatus.PENDING
-            ),
-            key=lambda p: p.created_seq,
-        )
-        if not pending:
-            return []
-        batch = [p for p in pending if p.batch_id == pending[0].batch_id]
-        return batch[: self.queue.batch_size()]  # a smaller batch size holds for old batches too
-
-
 def _ask(prompt: str) -> str:
     try:
         return input(prompt).strip()
@@ -93,13 +56,12 @@ def review(
     reasoning, sources, confidence band and trade-off; approve, reject (with a reason), defer,
     skip, flag a trust signal, or quit."""
     with open_workspace(ctx) as workspace:
-        session = _Session(workspace, human_actor(as_name))
+        session = ReviewSession.start(workspace, human_actor(as_name))
         batch = session.batch()
         if not batch:
             echo("Nothing to review: the queue has no pending proposals.")
             return
         echo(f"Review session {session.id}: {len(batch)} proposals in {batch[0].batch_id}.")
-        decided = 0
         for position, proposal in enumerate(batch, 1):
             for line in _describe(proposal, position, len(batch)):
                 echo(line)
@@ -124,39 +86,29 @@ def review(
             try:
                 if key == "a":
                     seconds = time.monotonic() - shown_at
-                    session.queue.decide(proposal.id, "approved", actor=session.actor)
-                    decided += 1
-                    echo(f"{proposal.id} approved.")
-                    if too_fast_to_read(seconds, session.min_read) and session.flag(
-                        DetectedSignal.RUBBER_STAMPING,
-                        f"{proposal.id} approved {seconds:.1f}s after it was shown"
-                        f" (minimum {session.min_read:g}s)",
-                        detected=True,
-                    ):
-                        echo("The workspace is now paused: the review ends here.")
-                        break
+                    step = session.decide(
+                        proposal.id, ReviewDecision.APPROVE, seconds_spent=seconds
+                    )
                 elif key == "r":
                     reason = ""
                     while not reason:
                         reason = _ask("reason (required) > ")
-                    session.queue.decide(
-                        proposal.id, "rejected", actor=session.actor, reason=reason
-                    )
-                    decided += 1
-                    echo(f"{proposal.id} rejected.")
+                    step = session.decide(proposal.id, ReviewDecision.REJECT, reason)
                 else:
-                    session.queue.decide(proposal.id, "deferred", actor=session.actor)
-                    decided += 1
-                    echo(f"{proposal.id} deferred.")
+                    step = session.decide(proposal.id, ReviewDecision.DEFER)
+                echo(f"{proposal.id} {step.proposal.status.value}.")
+                paused = step.paused
             except StoicError as exc:
                 echo(f"stoic: {exc}")
-            if workspace.status().paused is not None:
+                paused = session.paused()
+            if paused:
                 echo("The workspace is now paused: the review ends here.")
                 break
-        flags = workspace.status().flags_since_resume
+        summary = session.summary()
         echo(
-            f"Session {session.id} ended: {decided} decided; {flags} red flags since the last"
-            f" resume (the workspace pauses at {FLAG_LIMIT})."
+            f"Session {summary.session_id} ended: {summary.decided} decided;"
+            f" {summary.flags_since_resume} red flags since the last resume (the workspace"
+            f" pauses at {summary.flag_limit})."
         )
 
 

@@ -9,8 +9,6 @@ decided and when.
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["MANIFEST", "Queue"]
+__all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Queue"]
 
 _PAST = {
     "execution_started": "started",
@@ -70,7 +68,32 @@ _PAST = {
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionClaim:
+    """An execution on record as started, whose command has not run yet."""
+
+    proposal_id: str
+    actor: str
+    rollback: bool
+    """The executed proposal's rollback, not an approved one's action."""
+    process: ProcessPolicy
+    """The command with the environment it may see and the secrets to mask in its output."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRan:
+    """What a claimed command did, as the runtime saw it."""
+
+    exit_code: int
+    """127 when it could not be started at all."""
+    output: str
+    """Its stdout then stderr, the named secrets it was given already masked."""
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionResult:
+    """An execution's result as recorded."""
+
     proposal: Proposal
     exit_code: int
     output: str
@@ -341,7 +364,7 @@ class Queue:
                 inputs={"batch_id": decided.batch_id, "rejections": rejected},
             )
 
-    def execute(
+    def begin_execution(
         self,
         proposal_id: str,
         *,
@@ -349,11 +372,14 @@ class Queue:
         rollback: bool = False,
         confirmed: bool = False,
         again: bool = False,
-    ) -> ExecutionResult:
-        """Run an approved proposal's action (or an executed one's rollback), on record.
+    ) -> ExecutionClaim:
+        """Claim an approved proposal's action (or an executed one's rollback) for running.
 
-        After a manual-verification resume, the next executions need `confirmed`. An action
-        that fails pauses the workspace (DESIGN §9, criterion 5).
+        Every check comes first: the transition, the command, the pause, the policy (a
+        refusal goes on record). The claim is then on record before the command runs, so a
+        second `stoic execute` is refused while this one works, and a process that dies
+        mid-way is known to have begun. After a manual-verification resume, the next
+        executions need `confirmed`.
         """
         proposal = self.get(proposal_id)
         due = self.workspace.status().confirmations_due
@@ -379,54 +405,44 @@ class Queue:
             )
         if not rollback:
             self.refuse_if_paused("execute")
-        shown = shlex.join(argv)
         what = "rollback" if rollback else "action"
         narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
         process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
         process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
-        # The claim: on record before the command runs, so a second `stoic execute` is refused
-        # while this one works, and a process that dies mid-way is known to have begun.
         self.decide(
             proposal_id,
             "execution_started",
             actor=actor,
-            reason=f"{proposal_id}: its {what} `{shown}` starts" + (" again." if again else "."),
+            reason=f"{proposal_id}: its {what} `{process.command}` starts"
+            + (" again." if again else "."),
             inputs={"rollback": rollback, **({"again": True} if again else {})},
         )
-        started = time.monotonic()
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
-                cwd=self.root,
-                start_new_session=True,
-                env=process.env,
-            )
-            code, output = done.returncode, (done.stdout + done.stderr).decode(errors="replace")
-            output = process.mask(output)
-        except OSError as exc:
-            code, output = 127, f"cannot start {argv[0]}: {exc.strerror or exc}"
+        return ExecutionClaim(proposal_id, actor, rollback, process)
+
+    def finish_execution(self, claim: ExecutionClaim, ran: ActionRan) -> ExecutionResult:
+        """Record what a claimed command did: the proposal's result, its execution_log.md
+        entry, and — when an approved action failed — the pause (DESIGN §9, criterion 5)."""
+        proposal_id, shown, code = claim.proposal_id, claim.process.command, ran.exit_code
+        outcome = "rolled_back" if claim.rollback else "executed"
         result = "success" if code == 0 else "failure"
-        if rollback:
+        if claim.rollback:
             result = "rolled_back" if code == 0 else "failure"
         decided, record = self._decide(
             proposal_id,
             outcome,
-            actor,
+            claim.actor,
             f"{proposal_id} {_PAST[outcome]}: `{shown}` exited {code}.",
             {"result": result, "exit_code": code},
             {
                 "command": shown,
                 "exit_code": code,
-                "duration_s": round(time.monotonic() - started, 6),
-                "output": output[-4000:],
+                "duration_s": round(ran.duration_s, 6),
+                "output": ran.output[-4000:],
             },
         )
         with self.workspace.projecting("logs/execution_log.md"):
             self._execution_entry(record)
-        if code != 0 and not rollback:
+        if code != 0 and not claim.rollback:
             from stoic.store.trust import pause
 
             pause(
@@ -435,7 +451,7 @@ class Queue:
                 criterion=Criterion.EXECUTION_FAILURE,
                 inputs={"proposal_id": proposal_id, "exit_code": code},
             )
-        return ExecutionResult(decided, code, output)
+        return ExecutionResult(decided, code, ran.output)
 
     # -- pause -------------------------------------------------------------------------------
 

@@ -1,0 +1,229 @@
+"""The queue's use cases through the service: what each returns and what it puts on record."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+import pytest
+
+from stoic.core.pause import Criterion
+from stoic.core.proposals import ProposalStatus
+from stoic.core.records import Record
+from stoic.exceptions import TransitionRefused, UsageError, WorkspacePaused
+from stoic.services import queue
+from stoic.store.queue import Queue
+from stoic.store.trust import pause, resume
+from stoic.store.workspace import Workspace
+
+PRINT_HI = [sys.executable, "-c", "print('hi')"]
+
+
+def proposals(store: Workspace, since: int = 0) -> list[Record]:
+    return list(store.records(since_seq=since, decision_type="proposal"))
+
+
+def outcomes(records: list[Record]) -> list[str]:
+    return [record.decision_outcome for record in records]
+
+
+def approved(store: Workspace, action: list[str], rollback: list[str] | None = None) -> str:
+    created = queue.propose(
+        store,
+        title="clean the cache",
+        reasoning_trace=["disk at 91%"],
+        by="agent:ops",
+        action=action,
+        rollback=rollback,
+    )
+    queue.decide(store, created.id, "approved", by="human:ana")
+    return created.id
+
+
+def test_propose_decide_execute_runs_the_action_and_records_each_step(store: Workspace) -> None:
+    created = queue.propose(
+        store,
+        title="clean the cache",
+        reasoning_trace=["disk at 91%", ""],
+        by="agent:ops",
+        action=PRINT_HI,
+    )
+    assert created.status is ProposalStatus.PENDING and created.reasoning_trace == ("disk at 91%",)
+    decided = queue.decide(store, created.id, "approved", by="human:ana", reason="looks right")
+    assert decided.status is ProposalStatus.APPROVED
+
+    result = queue.execute(store, created.id, by="human:ana")
+
+    assert (result.exit_code, result.output) == (0, "hi\n")
+    assert result.proposal.status is ProposalStatus.EXECUTED
+    assert queue.get(store, created.id) == result.proposal
+    records = proposals(store)
+    assert outcomes(records) == ["created", "approved", "execution_started", "executed"]
+    assert {record.proposal_id for record in records} == {created.id}
+    assert records[0].actor == "agent:ops" and records[1].actor == "human:ana"
+    assert records[1].decision_reason == "looks right"
+    started, executed = records[2], records[3]
+    assert started.decision_inputs == {"from": "approved", "rollback": False}
+    assert executed.decision_inputs == {"from": "approved", "result": "success", "exit_code": 0}
+    assert executed.details["output"] == "hi\n" and executed.details["exit_code"] == 0
+    assert executed.details["command"].endswith("-c 'print('\"'\"'hi'\"'\"')'")
+
+
+def test_a_second_execution_is_refused_and_an_unfinished_one_runs_again_only_on_purpose(
+    store: Workspace,
+) -> None:
+    proposal_id = approved(store, PRINT_HI)
+    queue.execute(store, proposal_id, by="human:ana")
+    before = len(list(store.records()))
+    with pytest.raises(
+        TransitionRefused, match=r"is executed by human:ana at .* it cannot be executed"
+    ):
+        queue.execute(store, proposal_id, by="human:ben")
+    assert len(list(store.records())) == before  # a refusal records nothing
+
+    # A claim whose process died: on record as started, with no result.
+    other = approved(store, PRINT_HI)
+    Queue(store).begin_execution(other, actor="human:ana")
+    with pytest.raises(TransitionRefused, match="has no result on record: it is running now"):
+        queue.execute(store, other, by="human:ben")
+    result = queue.execute(store, other, by="human:ben", again=True)
+    assert result.exit_code == 0 and result.proposal.status is ProposalStatus.EXECUTED
+    mine = [record for record in proposals(store) if record.proposal_id == other]
+    assert outcomes(mine) == [
+        "created",
+        "approved",
+        "execution_started",
+        "execution_started",
+        "executed",
+    ]
+    assert mine[3].decision_inputs["again"] is True and mine[3].actor == "human:ben"
+    report = store.audit()
+    assert report.ok, report.violations
+
+
+def test_a_failing_action_is_recorded_and_pauses_the_workspace(store: Workspace) -> None:
+    proposal_id = approved(store, [sys.executable, "-c", "import sys; sys.exit(3)"])
+    result = queue.execute(store, proposal_id, by="human:ana")
+    assert result.exit_code == 3 and result.proposal.status is ProposalStatus.EXECUTED
+    executed = proposals(store)[-1]
+    assert executed.decision_inputs["result"] == "failure"
+    (paused,) = store.records(decision_type="pause")
+    assert paused.decision_outcome == "paused"
+    assert paused.decision_inputs["criterion"] == Criterion.EXECUTION_FAILURE
+    assert store.status().paused is not None
+
+
+def test_a_command_that_cannot_start_exits_127_on_record(store: Workspace) -> None:
+    proposal_id = approved(store, ["/nonexistent/stoic-no-such-command"])
+    result = queue.execute(store, proposal_id, by="human:ana")
+    assert result.exit_code == 127 and result.output.startswith("cannot start ")
+    assert proposals(store)[-1].details["exit_code"] == 127
+
+
+def test_the_output_recorded_has_the_secrets_the_action_was_given_masked(
+    store: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LC_API_TOKEN", "tok-5ecret-value")  # passed through (LC_*), a secret
+    proposal_id = approved(
+        store, [sys.executable, "-c", "import os; print(os.environ['LC_API_TOKEN'])"]
+    )
+    result = queue.execute(store, proposal_id, by="human:ana")
+    assert result.output == "[LC_API_TOKEN masked]\n"
+    assert all("5ecret" not in str(record) for record in store.records())
+
+
+def test_rollback_runs_the_rollback_of_an_executed_proposal(store: Workspace) -> None:
+    proposal_id = approved(store, PRINT_HI, rollback=[sys.executable, "-c", "print('undone')"])
+    with pytest.raises(TransitionRefused, match="cannot be rolled back"):
+        queue.rollback(store, proposal_id, by="human:ana")
+    queue.execute(store, proposal_id, by="human:ana")
+    result = queue.rollback(store, proposal_id, by="human:ana")
+    assert (result.exit_code, result.output) == (0, "undone\n")
+    assert result.proposal.status is ProposalStatus.EXECUTED
+    assert result.proposal.execution is not None
+    assert result.proposal.execution["result"] == "rolled_back"
+    last = proposals(store)[-2:]
+    assert outcomes(last) == ["execution_started", "rolled_back"]
+    assert last[0].decision_inputs["rollback"] is True
+    assert last[1].decision_inputs["result"] == "rolled_back"
+
+    bare = approved(store, PRINT_HI)
+    queue.execute(store, bare, by="human:ana")
+    with pytest.raises(TransitionRefused, match="has no rollback action"):
+        queue.rollback(store, bare, by="human:ana")
+
+
+def test_a_proposal_without_an_action_is_not_executed(store: Workspace) -> None:
+    created = queue.propose(store, title="note", reasoning_trace=["fyi"], by="human:ana")
+    queue.decide(store, created.id, "approved", by="human:ana")
+    count = len(list(store.records()))
+    with pytest.raises(TransitionRefused, match="has no action: there is nothing to execute"):
+        queue.execute(store, created.id, by="human:ana")
+    assert len(list(store.records())) == count
+
+
+def test_a_paused_workspace_refuses_proposals_and_executions_but_not_decisions(
+    store: Workspace,
+) -> None:
+    first = queue.propose(store, title="a", reasoning_trace=["r"], by="agent:ops")
+    second = queue.propose(store, title="b", reasoning_trace=["r"], by="agent:ops")
+    ready = approved(store, PRINT_HI)
+    pause(store, reason="investigating", criterion=Criterion.HUMAN_STOP, actor="human:ana")
+    seq = max(record.seq for record in store.records())
+
+    with pytest.raises(WorkspacePaused, match=r"paused \(investigating\); `stoic propose`"):
+        queue.propose(store, title="c", reasoning_trace=["r"], by="agent:ops")
+    with pytest.raises(WorkspacePaused, match="`stoic execute` is refused"):
+        queue.execute(store, ready, by="human:ana")
+    assert list(store.records(since_seq=seq)) == []
+
+    assert queue.decide(store, first.id, "approved", by="human:ana").status.value == "approved"
+    rejected = queue.decide(store, second.id, "rejected", by="human:ana", reason="not now")
+    assert rejected.status.value == "rejected"
+    assert outcomes(proposals(store, seq)) == ["approved", "rejected"]
+    assert store.status().paused is not None
+
+
+def test_decisions_are_checked_before_anything_is_recorded(store: Workspace) -> None:
+    created = queue.propose(store, title="a", reasoning_trace=["r"], by="agent:ops")
+    count = len(list(store.records()))
+    with pytest.raises(UsageError, match="unknown decision 'execution_started'"):
+        queue.decide(store, created.id, "execution_started", by="human:ana")
+    with pytest.raises(UsageError, match="a rejection needs a reason"):
+        queue.decide(store, created.id, "rejected", by="human:ana")
+    with pytest.raises(TransitionRefused, match="cannot be taken out of deferral"):
+        queue.decide(store, created.id, "undeferred", by="human:ana")
+    with pytest.raises(UsageError, match="needs its reasoning"):
+        queue.propose(store, title="b", reasoning_trace=[" "], by="agent:ops")
+    assert len(list(store.records())) == count
+    queue.decide(store, created.id, "deferred", by="human:ana")
+    assert queue.decide(store, created.id, "undeferred", by="human:ana").status.value == "pending"
+
+
+def test_the_listing_is_the_fold_in_both_forms(store: Workspace) -> None:
+    first = queue.propose(store, title="a", reasoning_trace=["r"], by="agent:ops")
+    second = approved(store, PRINT_HI)
+    assert [p.id for p in queue.list_proposals(store)] == [first.id, second]
+    assert [p.id for p in queue.list_proposals(store, ProposalStatus.APPROVED)] == [second]
+    listed = orjson.loads(queue.list_json(store, queue.status_named("pending")))
+    assert [row["id"] for row in listed] == [first.id]
+    assert orjson.loads(queue.list_json(store)) == [
+        p.to_json() for p in queue.list_proposals(store)
+    ]
+    assert queue.status_named(None) is None
+    with pytest.raises(UsageError, match="unknown status 'done'"):
+        queue.status_named("done")
+
+
+def test_after_a_manual_verification_resume_an_execution_needs_confirming(
+    store: Workspace,
+) -> None:
+    failing = approved(store, [sys.executable, "-c", "raise SystemExit(1)"])
+    assert queue.execute(store, failing, by="human:ana").exit_code == 1
+    resume(store, procedure="manual-verification", reason="checked it", actor="human:ana")
+    ready = approved(store, PRINT_HI)
+    count = len(list(store.records()))
+    with pytest.raises(UsageError, match=f"needs explicit confirmation .*--confirm {ready}"):
+        queue.execute(store, ready, by="human:ana")
+    assert len(list(store.records())) == count
+    assert queue.execute(store, ready, by="human:ana", confirmed=True).exit_code == 0
