@@ -12,8 +12,8 @@ import typer
 
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
-from stoic.cli.queue_commands import incident_app
 from stoic.cli.render import echo, echo_json
+from stoic.cli.trust_commands import incident_app
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
 from stoic.exceptions import UsageError
 from stoic.store.atomic import atomic_write
