@@ -9,10 +9,8 @@ import typer
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
-from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
-from stoic.core.vocabulary import closest
-from stoic.exceptions import UsageError
-from stoic.store.trust import calibrate, new_incident, pause, raise_flag, resume
+from stoic.core.pause import READER_SIGNALS
+from stoic.services import trust
 
 __all__ = ["incident_app", "register"]
 
@@ -29,7 +27,7 @@ def stop(
 ) -> None:
     """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
     with open_workspace(ctx) as workspace:
-        pause(workspace, reason=reason, criterion=Criterion.HUMAN_STOP, actor=human_actor(as_name))
+        trust.pause(workspace, reason=reason, actor=human_actor(as_name))
     echo(f"Paused: {reason}")
 
 
@@ -48,12 +46,8 @@ def resume_(
     as_name: As = None,
 ) -> None:
     """Resume a paused workspace, naming the recovery procedure that was followed."""
-    if procedure not in RESUME_PROCEDURES:
-        raise UsageError(
-            f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
-        )
     with open_workspace(ctx) as workspace:
-        resume(
+        trust.resume(
             workspace,
             procedure=procedure,
             reason=reason,
@@ -72,12 +66,8 @@ def flag(
     as_name: As = None,
 ) -> None:
     """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
-    if signal not in READER_SIGNALS:
-        guess = closest(signal, READER_SIGNALS)
-        hint = f"; did you mean {guess!r}?" if guess else ""
-        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
     with open_workspace(ctx) as workspace:
-        paused = raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
+        paused = trust.raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
     echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
 
 
@@ -88,7 +78,7 @@ def calibrate_(
 ) -> None:
     """Append a calibration note to calibration_log.md (and record it)."""
     with open_workspace(ctx) as workspace:
-        calibrate(workspace, note=note, actor=human_actor(as_name))
+        trust.calibrate(workspace, note=note, actor=human_actor(as_name))
     echo("Noted in calibration_log.md.")
 
 
@@ -106,14 +96,14 @@ def incident_new(
     """Write incidents/ISSUE-YYYYMMDD-NNN.md from the template; moderate pauses the workspace,
     major pauses it and needs a clean audit before resuming."""
     with open_workspace(ctx) as workspace:
-        path = new_incident(
+        incident = trust.new_incident(
             workspace,
             severity=severity,
             title=title,
             description=description,
             actor=human_actor(as_name),
         )
-    echo(str(path))
+    echo(str(incident.path))
 
 
 def register(app: typer.Typer) -> None:
