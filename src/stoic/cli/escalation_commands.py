@@ -13,11 +13,10 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import echo, echo_json
 from stoic.cli.trust_commands import incident_app
-from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
+from stoic.core.escalations import Escalation, EscalationMode
 from stoic.exceptions import UsageError
 from stoic.services import escalations as escalations_service
 from stoic.services import trust
-from stoic.store.atomic import atomic_write
 
 __all__ = ["register"]
 
@@ -49,7 +48,7 @@ def escalate(
         raise UsageError("--run and --task go together (or leave both out)")
     result_file = os.environ.get("STOIC_RESULT")
     if run is None and result_file:
-        _request_from_inside(Path(result_file), request)
+        escalations_service.request_from_task(Path(result_file), request)
         echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
         return
     actor = proposer_actor(as_name)
@@ -58,22 +57,6 @@ def escalate(
             workspace, request, actor=actor, run_id=run, task_id=task
         )
     _print(escalation, as_json, created=True)
-
-
-def _request_from_inside(path: Path, request: EscalationRequest) -> None:
-    """Add the request to the running task's result file, replacing it atomically."""
-    data: dict[str, object] = {}
-    if path.exists():
-        try:
-            loaded = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise UsageError(
-                f"{path} is not valid JSON ({exc}); cannot add the escalation"
-            ) from None
-        if isinstance(loaded, dict):
-            data = loaded
-    data["escalate"] = request.to_json()
-    atomic_write(path, orjson.dumps(data), root=path.parent)  # the task's own file
 
 
 def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> None:

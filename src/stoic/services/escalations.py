@@ -17,6 +17,7 @@ import orjson
 
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
 from stoic.exceptions import UsageError
+from stoic.store.atomic import atomic_write
 from stoic.store.escalations import Escalations
 from stoic.store.log import utc_timestamp
 from stoic.store.trust import add_to_next_cycle, incident_file, write_incident_file
@@ -33,6 +34,7 @@ __all__ = [
     "hotfix_plan",
     "raise_",
     "request",
+    "request_from_task",
     "show",
 ]
 
@@ -76,6 +78,23 @@ def request(mode: str, question: str, context: str = "") -> EscalationRequest:
         )
     except ValueError as exc:
         raise UsageError(f"escalation refused: {exc}") from None
+
+
+def request_from_task(result_file: Path, request: EscalationRequest) -> None:
+    """From inside a running task: add the request to the task's result file (replaced
+    atomically), so the task is suspended when it ends and the run waits for the answer."""
+    data: dict[str, object] = {}
+    if result_file.exists():
+        try:
+            loaded = orjson.loads(result_file.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(
+                f"{result_file} is not valid JSON ({exc}); cannot add the escalation"
+            ) from None
+        if isinstance(loaded, dict):
+            data = loaded
+    data["escalate"] = request.to_json()
+    atomic_write(result_file, orjson.dumps(data), root=result_file.parent)  # the task's own file
 
 
 def raise_(
