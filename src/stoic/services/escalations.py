@@ -130,10 +130,11 @@ def show(workspace: Workspace, escalation_id: str) -> Shown:
     """One escalation with its briefing; a briefing gone missing is named, not rebuilt here."""
     store = Escalations(workspace)
     escalation = store.get(escalation_id)
-    path = store.briefing_path(escalation_id)
-    if not path.is_file():
+    briefing = store.read_briefing(escalation_id)
+    if briefing is None:
+        path = store.briefing_path(escalation_id)
         raise UsageError(f"{path} is missing: `stoic audit --repair` writes it again from the log")
-    return Shown(escalation, path.read_text(encoding="utf-8"))
+    return Shown(escalation, briefing)
 
 
 def answer(

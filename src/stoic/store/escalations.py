@@ -32,8 +32,10 @@ from stoic.exceptions import (
     EscalationNotFound,
     TransitionRefused,
     UsageError,
+    WorkspaceError,
 )
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import LinkRefused, read_confined
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -105,6 +107,18 @@ class Escalations:
 
     def briefing_path(self, escalation_id: str) -> Path:
         return self.folder / f"{escalation_id}.md"
+
+    def read_briefing(self, escalation_id: str) -> str | None:
+        """escalations/ESC-NNN.md as it stands, read without following a link; None when it
+        is missing."""
+        path = self.briefing_path(escalation_id)
+        try:
+            raw = read_confined(self.workspace.root, path)
+        except FileNotFoundError:
+            return None
+        except LinkRefused as exc:
+            raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+        return raw.decode("utf-8", errors="replace")
 
     # -- raising -----------------------------------------------------------------------------
 
