@@ -172,3 +172,16 @@ def test_an_incident_report_asks_for_a_track_or_follows_the_one_given(store: Wor
     with pytest.raises(UsageError, match="unknown track 'later'"):
         trust.report_incident(store, "x", track="later", actor="human:ana")
     assert len(list(store.records(decision_type="escalation"))) == 3
+
+
+def test_the_standing_names_the_batch_size_in_force(store: Workspace) -> None:
+    before = trust.standing(store)
+    assert before.batch_size == store.settings.queue.batch_size
+    assert not before.batch_size_from_resume
+    assert before.status.paused is None and before.status.records == 0
+    trust.pause(store, reason="too many at once", actor="human:ana")
+    assert trust.standing(store).status.paused is not None
+    trust.resume(store, procedure="smaller-batch", reason="r", actor="human:ana", batch_size=4)
+    after = trust.standing(store)
+    assert (after.batch_size, after.batch_size_from_resume) == (4, True)
+    assert after.status.records == 2 and after.status.paused is None

@@ -20,6 +20,7 @@ from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
 from stoic.exceptions import StoicError, UsageError
 from stoic.services.audit import audit as audit_workspace
+from stoic.services.trust import standing
 from stoic.services.workspace import Workspace
 
 __all__ = ["register"]
@@ -236,9 +237,9 @@ def status(
         show_run_status(ctx, run_id, as_json)
         return
     with open_workspace(ctx) as workspace:
-        state = workspace.status()
+        stands = standing(workspace)
         root = workspace.root
-        batch_size = state.batch_size or workspace.settings.queue.batch_size
+    state, batch_size = stands.status, stands.batch_size
     if as_json:
         document = {
             "workspace": str(root),
@@ -258,7 +259,7 @@ def status(
     console = console_for_output()
     console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{state.records} records, last seq {state.last_seq}")
-    smaller = " (named by the last resume)" if state.batch_size else ""
+    smaller = " (named by the last resume)" if stands.batch_size_from_resume else ""
     console.print(f"review batches of {batch_size}{smaller}")
     if state.by_type:
         table = Table(box=None, pad_edge=False)

@@ -21,6 +21,7 @@ from stoic.core.pause import (
     IncidentSeverity,
     incident_pause,
 )
+from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Record
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError, WorkspacePaused
@@ -34,6 +35,7 @@ __all__ = [
     "SEVERITIES",
     "Incident",
     "IncidentReport",
+    "Standing",
     "calibrate",
     "new_incident",
     "pause",
@@ -41,9 +43,21 @@ __all__ = [
     "refuse_if_paused",
     "report_incident",
     "resume",
+    "standing",
 ]
 
 SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where the workspace stands: what the log holds, the pause in force, the batch size."""
+
+    status: WorkspaceStatus
+    batch_size: int
+    """The review batch size in force: the last resume's smaller batch, else the setting."""
+    batch_size_from_resume: bool
+    """The batch size is the one the last resume named (after a trust issue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,13 @@ class IncidentReport:
     escalation: Escalation
     track_done: str | None
     """What the chosen track did, in words; None while the escalation asks which track."""
+
+
+def standing(workspace: Workspace) -> Standing:
+    """The workspace's status, caught up with the log, and the batch size in force."""
+    status = workspace.status()
+    named = status.batch_size
+    return Standing(status, named or workspace.settings.queue.batch_size, bool(named))
 
 
 def refuse_if_paused(workspace: Workspace, what: str) -> None:
