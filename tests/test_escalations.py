@@ -508,3 +508,20 @@ def test_escalating_from_inside_a_task_writes_its_result_file(
     broken = run_cli("-w", str(ws_path), *asked, env=inside)
     assert broken.exit_code == 2 and "is not valid JSON" in broken.stderr
     assert "cannot add the escalation" in broken.stderr
+
+
+def test_a_briefing_replaced_by_a_link_is_refused_not_followed(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert cli(ws_path, "escalate", "--mode", "ambiguity", "--question", "Which one?")[0] == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the deploy key\n")
+    briefing = ws_path / "escalations" / "ESC-001.md"
+    briefing.unlink()
+    briefing.symlink_to(secret)
+    code, out, err = cli(ws_path, "escalations", "show", "ESC-001")
+    assert code == 1 and "cannot read" in err and "ESC-001.md" in err
+    assert "the deploy key" not in out + err
+    briefing.unlink()
+    code, _, err = cli(ws_path, "escalations", "show", "ESC-001")
+    assert code == 2 and "is missing: `stoic audit --repair` writes it again" in err

@@ -12,8 +12,8 @@ from stoic.core.proposals import ProposalStatus
 from stoic.core.records import Record
 from stoic.exceptions import TransitionRefused, UsageError, WorkspacePaused
 from stoic.services import queue
+from stoic.services.trust import pause, resume
 from stoic.store.queue import Queue
-from stoic.store.trust import pause, resume
 from stoic.store.workspace import Workspace
 
 PRINT_HI = [sys.executable, "-c", "print('hi')"]

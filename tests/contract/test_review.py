@@ -11,8 +11,8 @@ from stoic.core.records import Record
 from stoic.exceptions import TransitionRefused, UsageError
 from stoic.services import queue
 from stoic.services.review import ReviewDecision, ReviewSession
+from stoic.services.trust import pause, resume
 from stoic.services.workspace import Workspace
-from stoic.store.trust import pause, resume
 
 SLOW = 60.0
 """Seconds on screen: longer than anyone's minimum read time."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -12,12 +11,12 @@ import typer
 
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
-from stoic.cli.queue_commands import incident_app
 from stoic.cli.render import echo, echo_json
-from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
+from stoic.cli.trust_commands import incident_app
+from stoic.core.escalations import Escalation, EscalationMode
 from stoic.exceptions import UsageError
-from stoic.store.atomic import atomic_write
-from stoic.store.escalations import Escalations, follow_track, report_incident
+from stoic.services import escalations as escalations_service
+from stoic.services import trust
 
 __all__ = ["register"]
 
@@ -27,15 +26,6 @@ As = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 _MODES = ", ".join(mode.value for mode in EscalationMode)
-
-
-def _request(mode: str, question: str, context: str) -> EscalationRequest:
-    try:
-        return EscalationRequest.from_json(
-            {"mode": parse_mode(mode).value, "question": question, "context": context}
-        )
-    except ValueError as exc:
-        raise UsageError(f"escalation refused: {exc}") from None
 
 
 def escalate(
@@ -53,38 +43,20 @@ def escalate(
     Inside a running task ($STOIC_RESULT set, no --run/--task) the request goes into the task's
     result file: the task is suspended when it ends and the run waits for the answer.
     """
-    request = _request(mode, question, context)
+    request = escalations_service.request(mode, question, context)
     if (task is None) != (run is None):
         raise UsageError("--run and --task go together (or leave both out)")
     result_file = os.environ.get("STOIC_RESULT")
     if run is None and result_file:
-        _request_from_inside(Path(result_file), request)
+        escalations_service.request_from_task(Path(result_file), request)
         echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
         return
     actor = proposer_actor(as_name)
-    with open_workspace(ctx) as workspace, contextlib.ExitStack() as held:
-        if run is not None and task is not None:
-            from stoic.run.lifecycle import escalation_target
-
-            held.enter_context(escalation_target(workspace, run, task))  # the run stays held
-        escalation = Escalations(workspace).raise_(request, actor=actor, run_id=run, task_id=task)
+    with open_workspace(ctx) as workspace:
+        escalation = escalations_service.raise_(
+            workspace, request, actor=actor, run_id=run, task_id=task
+        )
     _print(escalation, as_json, created=True)
-
-
-def _request_from_inside(path: Path, request: EscalationRequest) -> None:
-    """Add the request to the running task's result file, replacing it atomically."""
-    data: dict[str, object] = {}
-    if path.exists():
-        try:
-            loaded = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise UsageError(
-                f"{path} is not valid JSON ({exc}); cannot add the escalation"
-            ) from None
-        if isinstance(loaded, dict):
-            data = loaded
-    data["escalate"] = request.to_json()
-    atomic_write(path, orjson.dumps(data), root=path.parent)  # the task's own file
 
 
 def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> None:
@@ -118,8 +90,7 @@ def escalations(
     if ctx.invoked_subcommand is not None:
         return
     with open_workspace(ctx) as workspace:
-        state = Escalations(workspace).state()
-    rows = [e for e in state.escalations.values() if e.open or not open_only]
+        rows = escalations_service.escalations(workspace, open_only=open_only)
     if as_json:
         echo_json(orjson.dumps([row.to_json() for row in rows]).decode())
         return
@@ -137,17 +108,12 @@ def show(
 ) -> None:
     """Print an escalation's briefing (or its record as JSON)."""
     with open_workspace(ctx) as workspace:
-        store = Escalations(workspace)
-        escalation = store.get(escalation_id)
-        path = store.briefing_path(escalation_id)
         if as_json:
-            _print(escalation, True)
+            _print(escalations_service.get(workspace, escalation_id), True)
             return
-        if not path.is_file():
-            raise UsageError(
-                f"{path} is missing: `stoic audit --repair` writes it again from the log"
-            )
-        echo(path.read_text(encoding="utf-8"), nl=False)
+        shown = escalations_service.show(workspace, escalation_id)
+        escalation = shown.escalation
+        echo(shown.briefing, nl=False)
         if not escalation.open:
             echo(f"\n**Decision:** {escalation.decision} by {escalation.decided_by}")
             echo(f"**Outcome:** {escalation.outcome or escalation.note}")
@@ -173,34 +139,24 @@ def answer(
 ) -> None:
     """Answer an escalation. routed: the task runs again with the note in $STOIC_GUIDANCE;
     amended: go on with --plan FILE; escalated: pass it on (stays open); aborted: the task fails."""
-    if plan is not None and decision != "amended":
-        raise UsageError("--plan goes with --decision amended")
-    actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
-        store = Escalations(workspace)
-        current = store.get(escalation_id)
-        amendment = None
-        if plan is not None:
-            if current.run_id is None:
-                raise UsageError(f"{escalation_id} is not about a run: nothing to amend")
-            from stoic.run.lifecycle import amend_run
-
-            amendment = amend_run(workspace, current.run_id, plan)
-        if track is not None:
-            if current.mode is not EscalationMode.PRODUCTION_INCIDENT:
-                raise UsageError(f"--track is for production incidents; {escalation_id} is not")
-            if current.open:  # a closed one is refused by the answer below
-                done = follow_track(workspace, current, track)
-                note = f"track: {track}; {done}" + (f"; {note}" if note else "")
-        escalation = store.answer(
-            escalation_id, decision=decision, note=note, actor=actor, to=to, amendment=amendment
+        answered = escalations_service.answer(
+            workspace,
+            escalation_id,
+            decision=decision,
+            actor=human_actor(as_name),
+            note=note,
+            plan=plan,
+            to=to,
+            track=track,
         )
+    escalation = answered.escalation
     if as_json:
         _print(escalation, True)
         return
     echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
-    if escalation.run_id and not escalation.open:
-        echo(f"next: stoic continue {escalation.run_id}")
+    if answered.continue_run is not None:
+        echo(f"next: stoic continue {answered.continue_run}")
 
 
 @incident_app.command("report")
@@ -215,11 +171,11 @@ def incident_report(
     """Report a production incident: without --track an escalation asks which track; hotfix
     writes a plan (reproduce → fix → verify → deploy → sign-off); next-cycle records it."""
     with open_workspace(ctx) as workspace:
-        escalation, done = report_incident(
+        reported = trust.report_incident(
             workspace, description, track=track, actor=human_actor(as_name)
         )
-    echo(escalation.id)
-    echo(done or f"briefing: escalations/{escalation.id}.md (which track?)")
+    echo(reported.escalation.id)
+    echo(reported.track_done or f"briefing: escalations/{reported.escalation.id}.md (which track?)")
 
 
 def register(app: typer.Typer) -> None:

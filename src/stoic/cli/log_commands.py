@@ -16,12 +16,12 @@ from rich.table import Table
 from stoic.cli.context import cli_state, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
-from stoic.core.pause import Criterion
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, closest, is_failure
 from stoic.exceptions import StoicError, UsageError
+from stoic.services.audit import audit as audit_workspace
+from stoic.services.trust import standing
 from stoic.services.workspace import Workspace
-from stoic.store.trust import pause
 
 __all__ = ["register"]
 
@@ -150,70 +150,40 @@ def audit(
 
     Exit 0 when clean, 1 with every violation listed.
     """
-    anchors = []
+    anchors: list[Anchor] = []
     for text in expect or ():
         try:
             anchors.append(Anchor.parse(text))
         except ValueError as exc:
             raise UsageError(f"--expect {exc}") from None
-    paused = False
     workspace = Workspace.open(cli_state(ctx).workspace, catch_up=False)
     try:
-        with contextlib.suppress(StoicError):
-            already = workspace.status().paused
-            if already is not None:
-                echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
-        report = workspace.audit(repair=repair, anchors=anchors)
-        _notify_head(workspace, report)
-        if not report.ok:
-            # An audit failure pauses the workspace (DESIGN §9) — when it can still be recorded.
-            first = report.violations[0]
-            with contextlib.suppress(StoicError):
-                paused = pause(
-                    workspace,
-                    reason=f"the audit failed: {first.code.value}: {first.message}",
-                    criterion=Criterion.AUDIT_FAILURE,
-                    inputs={"violations": len(report.violations)},
-                )
+        audited = audit_workspace(workspace, repair=repair, anchors=anchors)
     finally:
         # Closing catches projections up; over a damaged log that fails, and the report
         # (which names the damage) must still be printed.
         with contextlib.suppress(StoicError):
             workspace.close()
-    if paused:
+    already = audited.paused_before
+    if already is not None:
+        echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
+    if audited.paused:
         echo("stoic: the workspace is now paused: the audit failed", err=True)
+    if audited.unrecorded is not None:
+        echo(
+            f"stoic: the failed audit could not pause the workspace: {audited.unrecorded}", err=True
+        )
+    report = audited.report
     if as_json:
         echo_json(orjson.dumps(report.to_dict()).decode(), err=head)
     else:
         _print_report(report, repair=repair, err=head)
     if head:
-        if report.head is None:
+        if audited.head is None:
             echo("stoic: the log is empty: there is no head to anchor yet", err=True)
         else:
-            echo(str(report.head))
+            echo(str(audited.head))
     raise typer.Exit(0 if report.ok else 1)
-
-
-def _notify_head(workspace: Workspace, report: AuditReport) -> None:
-    """Every audit tells the notifiers its outcome with the head, so the head can be kept
-    somewhere the workspace's writers cannot reach."""
-    from stoic.core.notifications import Event
-
-    head = str(report.head) if report.head is not None else None
-    if report.ok:
-        workspace.announce(
-            Event.AUDIT_PASSED,
-            f"The audit of {workspace.root} passed: {report.records} records; head {head}.",
-            data={"records": report.records, "head": head},
-        )
-        return
-    first = report.violations[0]
-    workspace.announce(
-        Event.AUDIT_FAILED,
-        f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
-        f" first: {first.code.value}: {first.message}",
-        data={"violations": len(report.violations), "head": head},
-    )
 
 
 def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> None:
@@ -267,9 +237,9 @@ def status(
         show_run_status(ctx, run_id, as_json)
         return
     with open_workspace(ctx) as workspace:
-        state = workspace.status()
+        stands = standing(workspace)
         root = workspace.root
-        batch_size = state.batch_size or workspace.settings.queue.batch_size
+    state, batch_size = stands.status, stands.batch_size
     if as_json:
         document = {
             "workspace": str(root),
@@ -289,7 +259,7 @@ def status(
     console = console_for_output()
     console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{state.records} records, last seq {state.last_seq}")
-    smaller = " (named by the last resume)" if state.batch_size else ""
+    smaller = " (named by the last resume)" if stands.batch_size_from_resume else ""
     console.print(f"review batches of {batch_size}{smaller}")
     if state.by_type:
         table = Table(box=None, pad_edge=False)

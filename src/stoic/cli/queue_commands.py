@@ -1,5 +1,5 @@
-"""Review-queue and pause commands: propose, queue, approve, reject, defer, undefer, execute,
-rollback, stop, resume."""
+"""Review-queue commands: propose, queue, approve, reject, defer, undefer, execute,
+rollback."""
 
 from __future__ import annotations
 
@@ -13,18 +13,8 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
-from stoic.core.pause import READER_SIGNALS, RESUME_PROCEDURES, Criterion
 from stoic.core.proposals import Proposal
-from stoic.core.vocabulary import closest
-from stoic.exceptions import UsageError
 from stoic.services import queue as queue_service
-from stoic.store.trust import (
-    calibrate,
-    new_incident,
-    pause,
-    raise_flag,
-    resume,
-)
 
 __all__ = ["register"]
 
@@ -259,106 +249,8 @@ def rollback(
         raise typer.Exit(1)
 
 
-def stop(
-    ctx: typer.Context,
-    reason: Annotated[str, typer.Option("--reason", help="Why the workspace is paused.")],
-    as_name: As = None,
-) -> None:
-    """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
-    with open_workspace(ctx) as workspace:
-        pause(workspace, reason=reason, criterion=Criterion.HUMAN_STOP, actor=human_actor(as_name))
-    echo(f"Paused: {reason}")
-
-
-def resume_(
-    ctx: typer.Context,
-    procedure: Annotated[
-        str,
-        typer.Option(
-            "--procedure", help="smaller-batch, verification-batch or manual-verification."
-        ),
-    ],
-    reason: Annotated[str, typer.Option("--reason", help="What was done about the cause.")],
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="The smaller batch size.")
-    ] = None,
-    as_name: As = None,
-) -> None:
-    """Resume a paused workspace, naming the recovery procedure that was followed."""
-    if procedure not in RESUME_PROCEDURES:
-        raise UsageError(
-            f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
-        )
-    with open_workspace(ctx) as workspace:
-        resume(
-            workspace,
-            procedure=procedure,
-            reason=reason,
-            actor=human_actor(as_name),
-            batch_size=batch_size,
-        )
-    echo(f"Resumed ({procedure}).")
-
-
-def flag(
-    ctx: typer.Context,
-    signal: Annotated[
-        str, typer.Argument(help="One of: " + ", ".join(READER_SIGNALS), show_default=False)
-    ],
-    note: Annotated[str | None, typer.Option("--note", help="What you noticed.")] = None,
-    as_name: As = None,
-) -> None:
-    """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
-    if signal not in READER_SIGNALS:
-        guess = closest(signal, READER_SIGNALS)
-        hint = f"; did you mean {guess!r}?" if guess else ""
-        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
-    with open_workspace(ctx) as workspace:
-        paused = raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
-    echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
-
-
-def calibrate_(
-    ctx: typer.Context,
-    note: Annotated[str, typer.Argument(help="What you learned.", show_default=False)],
-    as_name: As = None,
-) -> None:
-    """Append a calibration note to calibration_log.md (and record it)."""
-    with open_workspace(ctx) as workspace:
-        calibrate(workspace, note=note, actor=human_actor(as_name))
-    echo("Noted in calibration_log.md.")
-
-
-incident_app = typer.Typer(name="incident", help="Incident records.", rich_markup_mode=None)
-
-
-@incident_app.command("new")
-def incident_new(
-    ctx: typer.Context,
-    severity: Annotated[str, typer.Option("--severity", help="minor, moderate or major.")],
-    title: Annotated[str, typer.Option("--title", help="What happened, in a few words.")],
-    description: Annotated[str, typer.Option("--description", help="What is known.")] = "",
-    as_name: As = None,
-) -> None:
-    """Write incidents/ISSUE-YYYYMMDD-NNN.md from the template; moderate pauses the workspace,
-    major pauses it and needs a clean audit before resuming."""
-    with open_workspace(ctx) as workspace:
-        path = new_incident(
-            workspace,
-            severity=severity,
-            title=title,
-            description=description,
-            actor=human_actor(as_name),
-        )
-    echo(str(path))
-
-
 def register(app: typer.Typer) -> None:
-    app.command("calibrate")(calibrate_)
-    app.add_typer(incident_app)
-    app.command()(flag)
     app.command(context_settings={"allow_interspersed_args": False})(propose)
     app.add_typer(queue_app)
-    for command in (approve, reject, defer, undefer, execute, rollback, stop):
+    for command in (approve, reject, defer, undefer, execute, rollback):
         app.command()(command)
-    app.command("resume")(resume_)

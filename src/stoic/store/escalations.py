@@ -32,11 +32,10 @@ from stoic.exceptions import (
     EscalationNotFound,
     TransitionRefused,
     UsageError,
-    WorkspaceNotWritable,
+    WorkspaceError,
 )
 from stoic.store.atomic import atomic_write
-from stoic.store.confined import read_confined
-from stoic.store.log import utc_timestamp
+from stoic.store.confined import LinkRefused, read_confined
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -108,6 +107,18 @@ class Escalations:
 
     def briefing_path(self, escalation_id: str) -> Path:
         return self.folder / f"{escalation_id}.md"
+
+    def read_briefing(self, escalation_id: str) -> str | None:
+        """escalations/ESC-NNN.md as it stands, read without following a link; None when it
+        is missing."""
+        path = self.briefing_path(escalation_id)
+        try:
+            raw = read_confined(self.workspace.root, path)
+        except FileNotFoundError:
+            return None
+        except LinkRefused as exc:
+            raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from exc
+        return raw.decode("utf-8", errors="replace")
 
     # -- raising -----------------------------------------------------------------------------
 
@@ -411,92 +422,3 @@ def _outcome(current: Escalation, decision: EscalationDecision, note: str, to: s
     if decision is EscalationDecision.ABORTED:
         return f"{task} was stopped{said}"
     return f"passed on to {to or 'someone else'}{said}; still open"
-
-
-# -- production incidents ----------------------------------------------------------------------
-
-TRACKS = ("next-cycle", "hotfix")
-_HOTFIX_STEPS = (
-    ("reproduce", "reproduce the incident (a failing test or a script)"),
-    ("fix", "make the change that fixes it"),
-    ("verify", "run the checks that show it is fixed"),
-    ("deploy", "deploy the fix"),
-    ("sign-off", "confirm in production that the incident is over"),
-)
-
-
-def hotfix_plan(incident: str, plan_name: str, plan_file: str) -> str:
-    """A plan for the hotfix track: reproduce → fix → verify → deploy → sign-off.
-
-    Each step's command says what to put there and fails until it is replaced, so a plan run
-    as written never reports a fix that did not happen. Deploy and sign-off wait for approval.
-    """
-    lines = [
-        f"# Hotfix plan for: {incident}",
-        f"# Replace each step's command with the real one, then: stoic run {plan_file}",
-        "meta:",
-        f"  name: {plan_name}",
-        "tasks:",
-    ]
-    previous: str | None = None
-    for step, what in _HOTFIX_STEPS:
-        message = f"{step}: {what}; replace this command in {plan_file}"
-        lines += [
-            f"  - id: {step}",
-            f"    description: {orjson.dumps(what.capitalize()).decode()}",
-            f"    run: [sh, -c, {orjson.dumps(f'echo {message!r} >&2; exit 2').decode()}]",
-        ]
-        if previous is not None:
-            lines.append(f"    depends_on: [{previous}]")
-        if step in ("deploy", "sign-off"):
-            lines.append("    approval: required")
-        previous = step
-    return "\n".join(lines) + "\n"
-
-
-def follow_track(workspace: Workspace, escalation: Escalation, track: str) -> str:
-    """Act on the chosen track of an incident; returns what was done, in words."""
-    if track not in TRACKS:
-        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
-    day = utc_timestamp()[:10].replace("-", "")
-    incident = escalation.context or escalation.title
-    if track == "hotfix":
-        name = f"hotfix-{day}-{escalation.id.lower()}"
-        path = workspace.root / "incidents" / f"{name}.yaml"
-        atomic_write(path, hotfix_plan(incident, name, str(path)).encode(), root=workspace.root)
-        return f"hotfix plan written to {path}"
-    path = workspace.root / "incidents" / "next-cycle.md"
-    try:  # never read through a link: what it points to would be copied in
-        previous = read_confined(workspace.root, path).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        previous = "# For the next cycle\n"
-    except OSError as exc:
-        raise WorkspaceNotWritable(f"cannot update {path}: {exc.strerror or exc}") from exc
-    entry = f"\n- {utc_timestamp()[:10]} {escalation.id}: {incident}\n"
-    atomic_write(path, (previous + entry).encode(), root=workspace.root)
-    return f"recorded for the next plan in {path}"
-
-
-def report_incident(
-    workspace: Workspace, description: str, *, track: str | None, actor: str
-) -> tuple[Escalation, str | None]:
-    """`stoic incident report`: an escalation asking which track, or the track followed."""
-    if not description.strip():
-        raise UsageError("an incident report needs a description")
-    if track is not None and track not in TRACKS:
-        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
-    escalations = Escalations(workspace)
-    request = EscalationRequest(
-        mode=EscalationMode.PRODUCTION_INCIDENT,
-        question="Which track should this incident take: next-cycle or hotfix?",
-        context=description.strip(),
-        title=f"Production incident: {description.strip()[:60]}",
-    )
-    escalation = escalations.raise_(request, actor=actor)
-    if track is None:
-        return escalation, None
-    done = follow_track(workspace, escalation, track)
-    escalation = escalations.answer(
-        escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
-    )
-    return escalation, done

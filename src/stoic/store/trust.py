@@ -1,8 +1,9 @@
-"""Pause and resume (DESIGN §9): the workspace stops taking new work until a person says so."""
+"""Pause and resume (DESIGN §9): the workspace stops taking new work until a person says so.
+
+Also the files trust writes beside its records: calibration_log.md and incidents/."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,27 +11,29 @@ from stoic.core.notifications import Event
 from stoic.core.pause import (
     READER_SIGNALS,
     Criterion,
-    IncidentSeverity,
     flags_pause,
-    incident_pause,
     resume_needs_clean_audit,
 )
-from stoic.exceptions import UsageError
+from stoic.exceptions import UsageError, WorkspaceNotWritable
 from stoic.store.atomic import append_durably, atomic_write
+from stoic.store.confined import read_confined
 from stoic.store.log import utc_timestamp
 
 if TYPE_CHECKING:
+    from stoic.core.records import Record
     from stoic.store.workspace import Workspace
 
 __all__ = [
+    "add_to_next_cycle",
     "calibrate",
-    "new_incident",
+    "incident_file",
+    "next_incident_id",
+    "note_calibration",
     "pause",
     "raise_flag",
     "resume",
+    "write_incident_file",
 ]
-
-SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
 
 
 def pause(
@@ -71,8 +74,10 @@ def resume(
     reason: str,
     actor: str,
     batch_size: int | None = None,
-) -> None:
-    """Resume, naming the procedure followed; a verification batch needs a clean audit first."""
+) -> Record:
+    """Resume, naming the procedure followed; a verification batch needs a clean audit first.
+
+    Returns the resume record."""
     status = workspace.status()
     paused = status.paused
     if paused is None:
@@ -94,7 +99,7 @@ def resume(
                 f"the audit is not clean ({count} violation{'s' if count != 1 else ''}): run"
                 " `stoic audit`, repair what it names, then resume"
             )
-    workspace.record(
+    record = workspace.record(
         "pause",
         "resumed",
         reason,
@@ -113,6 +118,7 @@ def resume(
         f"The workspace was resumed by {actor} ({procedure}): {reason}",
         data={"procedure": procedure},
     )
+    return record
 
 
 def raise_flag(
@@ -157,8 +163,14 @@ def raise_flag(
         )
 
 
-def _append(root: Path, path: Path, text: str) -> None:
-    append_durably(path, text.encode(), root=root)
+def note_calibration(workspace: Workspace, *, actor: str, text: str) -> None:
+    """Append an entry to calibration_log.md (a projection of the records that name it)."""
+    with workspace.projecting("calibration_log.md"):
+        append_durably(
+            workspace.root / "calibration_log.md",
+            f"\n## {utc_timestamp()} — {actor}\n\n{text}\n".encode(),
+            root=workspace.root,
+        )
 
 
 def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
@@ -174,71 +186,39 @@ def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
         trigger="explicit",
         inputs={"kind": "calibration"},
     )
-    with workspace.projecting("calibration_log.md"):
-        _append(
-            workspace.root,
-            workspace.root / "calibration_log.md",
-            f"\n## {utc_timestamp()} — {actor}\n\n{note.strip()}\n",
-        )
+    note_calibration(workspace, actor=actor, text=note.strip())
 
 
-def new_incident(
-    workspace: Workspace,
-    *,
-    severity: str,
-    title: str,
-    description: str,
-    actor: str,
-) -> Path:
-    """Write an incident record (DESIGN §9) and act on its severity; returns its file."""
-    if severity not in SEVERITIES:
-        raise UsageError(f"unknown severity {severity!r} (allowed: {', '.join(SEVERITIES)})")
-    criterion = incident_pause(IncidentSeverity(severity))
-    if not title.strip():
-        raise UsageError("an incident needs a title")
+# -- incident files ----------------------------------------------------------------------------
+
+
+def next_incident_id(workspace: Workspace, day: str) -> str:
+    """The next free ISSUE-<day>-NNN among the incident records of that day."""
     folder = workspace.root / "incidents"
-    day = time.strftime("%Y%m%d", time.gmtime())
     taken = [int(p.stem.rsplit("-", 1)[1]) for p in folder.glob(f"ISSUE-{day}-*.md")]
-    incident_id = f"ISSUE-{day}-{max(taken, default=0) + 1:03d}"
-    path = folder / f"{incident_id}.md"
-    detected_by = "reviewer" if actor.startswith("human:") else "system"
-    body = (
-        f"# {incident_id}: {title.strip()}\n\n"
-        f"**Severity:** {severity}\n"
-        f"**Detected:** {utc_timestamp()}\n"
-        f"**Detected By:** {detected_by} ({actor})\n\n"
-        f"## Description\n\n{description.strip() or '(to fill in)'}\n\n"
-        "## Impact\n\n(to fill in)\n\n"
-        "## Resolution\n\n(to fill in)\n\n"
-        "## Prevention\n\n(to fill in)\n\n"
-        "## Status\n\n"
-        "- [x] detected\n- [ ] investigated\n- [ ] resolved\n- [ ] prevention implemented\n"
-    )
-    atomic_write(path, body.encode(), root=workspace.root)
-    workspace.record(
-        "red_flag",
-        "raised",
-        f"Incident {incident_id} ({severity}): {title.strip()}.",
-        source="human" if detected_by == "reviewer" else "system",
-        actor=actor,
-        trigger="explicit",
-        inputs={"signal": "incident", "incident": incident_id, "severity": severity},
-        details={"file": f"incidents/{incident_id}.md"},
-    )
-    workspace.sync_projections()
-    if criterion is None:
-        with workspace.projecting("calibration_log.md"):
-            _append(
-                workspace.root,
-                workspace.root / "calibration_log.md",
-                f"\n## {utc_timestamp()} — {actor}\n\nMinor incident {incident_id}:"
-                f" {title.strip()}\n",
-            )
-    else:
-        pause(
-            workspace,
-            reason=f"{severity} incident {incident_id}: {title.strip()}",
-            criterion=criterion,
-            inputs={"incident": incident_id},
-        )
+    return f"ISSUE-{day}-{max(taken, default=0) + 1:03d}"
+
+
+def incident_file(workspace: Workspace, name: str) -> Path:
+    """Where incidents/<name> is."""
+    return workspace.root / "incidents" / name
+
+
+def write_incident_file(workspace: Workspace, name: str, text: str) -> Path:
+    """Write incidents/<name> (replaced atomically); returns where it is."""
+    path = incident_file(workspace, name)
+    atomic_write(path, text.encode(), root=workspace.root)
+    return path
+
+
+def add_to_next_cycle(workspace: Workspace, entry: str) -> Path:
+    """Add a line to incidents/next-cycle.md, what the next plan must take up."""
+    path = incident_file(workspace, "next-cycle.md")
+    try:  # never read through a link: what it points to would be copied in
+        previous = read_confined(workspace.root, path).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        previous = "# For the next cycle\n"
+    except OSError as exc:
+        raise WorkspaceNotWritable(f"cannot update {path}: {exc.strerror or exc}") from exc
+    atomic_write(path, (previous + f"\n- {entry}\n").encode(), root=workspace.root)
     return path

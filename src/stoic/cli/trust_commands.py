@@ -1,0 +1,114 @@
+"""Trust commands: stop, resume, flag, calibrate, incident new."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stoic.cli.context import open_workspace
+from stoic.cli.identity import human_actor
+from stoic.cli.render import echo
+from stoic.core.pause import READER_SIGNALS
+from stoic.services import trust
+
+__all__ = ["incident_app", "register"]
+
+As = Annotated[
+    str | None,
+    typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
+]
+
+
+def stop(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option("--reason", help="Why the workspace is paused.")],
+    as_name: As = None,
+) -> None:
+    """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
+    with open_workspace(ctx) as workspace:
+        trust.pause(workspace, reason=reason, actor=human_actor(as_name))
+    echo(f"Paused: {reason}")
+
+
+def resume_(
+    ctx: typer.Context,
+    procedure: Annotated[
+        str,
+        typer.Option(
+            "--procedure", help="smaller-batch, verification-batch or manual-verification."
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="What was done about the cause.")],
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="The smaller batch size.")
+    ] = None,
+    as_name: As = None,
+) -> None:
+    """Resume a paused workspace, naming the recovery procedure that was followed."""
+    with open_workspace(ctx) as workspace:
+        trust.resume(
+            workspace,
+            procedure=procedure,
+            reason=reason,
+            actor=human_actor(as_name),
+            batch_size=batch_size,
+        )
+    echo(f"Resumed ({procedure}).")
+
+
+def flag(
+    ctx: typer.Context,
+    signal: Annotated[
+        str, typer.Argument(help="One of: " + ", ".join(READER_SIGNALS), show_default=False)
+    ],
+    note: Annotated[str | None, typer.Option("--note", help="What you noticed.")] = None,
+    as_name: As = None,
+) -> None:
+    """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
+    with open_workspace(ctx) as workspace:
+        paused = trust.raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
+    echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
+
+
+def calibrate_(
+    ctx: typer.Context,
+    note: Annotated[str, typer.Argument(help="What you learned.", show_default=False)],
+    as_name: As = None,
+) -> None:
+    """Append a calibration note to calibration_log.md (and record it)."""
+    with open_workspace(ctx) as workspace:
+        trust.calibrate(workspace, note=note, actor=human_actor(as_name))
+    echo("Noted in calibration_log.md.")
+
+
+incident_app = typer.Typer(name="incident", help="Incident records.", rich_markup_mode=None)
+
+
+@incident_app.command("new")
+def incident_new(
+    ctx: typer.Context,
+    severity: Annotated[str, typer.Option("--severity", help="minor, moderate or major.")],
+    title: Annotated[str, typer.Option("--title", help="What happened, in a few words.")],
+    description: Annotated[str, typer.Option("--description", help="What is known.")] = "",
+    as_name: As = None,
+) -> None:
+    """Write incidents/ISSUE-YYYYMMDD-NNN.md from the template; moderate pauses the workspace,
+    major pauses it and needs a clean audit before resuming."""
+    with open_workspace(ctx) as workspace:
+        incident = trust.new_incident(
+            workspace,
+            severity=severity,
+            title=title,
+            description=description,
+            actor=human_actor(as_name),
+        )
+    echo(str(incident.path))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_)
+    app.add_typer(incident_app)
+    app.command()(flag)
+    app.command()(stop)
+    app.command("resume")(resume_)

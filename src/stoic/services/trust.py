@@ -1,0 +1,239 @@
+"""Trust (DESIGN §9): pausing and resuming the workspace, red flags, calibration notes and
+incidents.
+
+`refuse_if_paused` is the one pause check: every use case that starts work or grows the queue
+calls it before it does anything, so a paused workspace refuses it the same way from any
+interface.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
+from stoic.core.pause import (
+    READER_SIGNALS,
+    RESUME_PROCEDURES,
+    Criterion,
+    IncidentSeverity,
+    incident_pause,
+)
+from stoic.core.projection import WorkspaceStatus
+from stoic.core.records import Record
+from stoic.core.vocabulary import closest
+from stoic.exceptions import UsageError, WorkspacePaused
+from stoic.services.escalations import TRACKS, follow_track
+from stoic.store import trust
+from stoic.store.escalations import Escalations
+from stoic.store.log import utc_timestamp
+from stoic.store.workspace import Workspace
+
+__all__ = [
+    "SEVERITIES",
+    "Incident",
+    "IncidentReport",
+    "Standing",
+    "calibrate",
+    "new_incident",
+    "pause",
+    "raise_flag",
+    "refuse_if_paused",
+    "report_incident",
+    "resume",
+    "standing",
+]
+
+SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where the workspace stands: what the log holds, the pause in force, the batch size."""
+
+    status: WorkspaceStatus
+    batch_size: int
+    """The review batch size in force: the last resume's smaller batch, else the setting."""
+    batch_size_from_resume: bool
+    """The batch size is the one the last resume named (after a trust issue)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An incident on record."""
+
+    id: str
+    """ISSUE-YYYYMMDD-NNN."""
+    severity: IncidentSeverity
+    path: Path
+    """Its record, written from the template (DESIGN §9)."""
+    paused: bool
+    """Whether it paused the workspace (moderate and major do, unless already paused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentReport:
+    """A production incident reported: the escalation asking for a track, or settled by one."""
+
+    escalation: Escalation
+    track_done: str | None
+    """What the chosen track did, in words; None while the escalation asks which track."""
+
+
+def standing(workspace: Workspace) -> Standing:
+    """The workspace's status, caught up with the log, and the batch size in force."""
+    status = workspace.status()
+    named = status.batch_size
+    return Standing(status, named or workspace.settings.queue.batch_size, bool(named))
+
+
+def refuse_if_paused(workspace: Workspace, what: str) -> None:
+    """Refuse `stoic <what>` while the workspace is paused."""
+    paused = workspace.status().paused
+    if paused is not None:
+        raise WorkspacePaused(
+            f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
+            " `stoic resume`"
+        )
+
+
+def pause(
+    workspace: Workspace,
+    *,
+    reason: str,
+    actor: str,
+    criterion: Criterion = Criterion.HUMAN_STOP,
+    inputs: dict[str, Any] | None = None,
+) -> bool:
+    """Pause the workspace (a person's stop, unless another criterion is named); False when it
+    was paused already."""
+    return trust.pause(workspace, reason=reason, criterion=criterion, actor=actor, inputs=inputs)
+
+
+def resume(
+    workspace: Workspace,
+    *,
+    procedure: str,
+    reason: str,
+    actor: str,
+    batch_size: int | None = None,
+) -> Record:
+    """Resume a paused workspace, naming the recovery procedure followed; returns the record."""
+    if procedure not in RESUME_PROCEDURES:
+        raise UsageError(
+            f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
+        )
+    return trust.resume(
+        workspace, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size
+    )
+
+
+def raise_flag(
+    workspace: Workspace,
+    *,
+    signal: str,
+    actor: str,
+    note: str | None = None,
+    session: str | None = None,
+) -> bool:
+    """A reviewer's red flag; True when it paused the workspace (three since the last resume)."""
+    if signal not in READER_SIGNALS:
+        guess = closest(signal, READER_SIGNALS)
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
+    return trust.raise_flag(workspace, signal=signal, actor=actor, note=note, session=session)
+
+
+def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
+    """A reviewer's calibration note: on record and in calibration_log.md."""
+    trust.calibrate(workspace, note=note, actor=actor)
+
+
+def new_incident(
+    workspace: Workspace,
+    *,
+    severity: str,
+    title: str,
+    description: str,
+    actor: str,
+) -> Incident:
+    """Write an incident record from the template and act on its severity: a minor one is
+    noted for calibration, a moderate or major one pauses the workspace."""
+    if severity not in SEVERITIES:
+        raise UsageError(f"unknown severity {severity!r} (allowed: {', '.join(SEVERITIES)})")
+    criterion = incident_pause(IncidentSeverity(severity))
+    if not title.strip():
+        raise UsageError("an incident needs a title")
+    incident_id = trust.next_incident_id(workspace, time.strftime("%Y%m%d", time.gmtime()))
+    detected_by = "reviewer" if actor.startswith("human:") else "system"
+    body = _incident_text(incident_id, severity, title, description, detected_by, actor)
+    path = trust.write_incident_file(workspace, f"{incident_id}.md", body)
+    workspace.record(
+        "red_flag",
+        "raised",
+        f"Incident {incident_id} ({severity}): {title.strip()}.",
+        source="human" if detected_by == "reviewer" else "system",
+        actor=actor,
+        trigger="explicit",
+        inputs={"signal": "incident", "incident": incident_id, "severity": severity},
+        details={"file": f"incidents/{incident_id}.md"},
+    )
+    workspace.sync_projections()
+    paused = False
+    if criterion is None:
+        trust.note_calibration(
+            workspace, actor=actor, text=f"Minor incident {incident_id}: {title.strip()}"
+        )
+    else:
+        paused = trust.pause(
+            workspace,
+            reason=f"{severity} incident {incident_id}: {title.strip()}",
+            criterion=criterion,
+            inputs={"incident": incident_id},
+        )
+    return Incident(incident_id, IncidentSeverity(severity), path, paused)
+
+
+def _incident_text(
+    incident_id: str, severity: str, title: str, description: str, detected_by: str, actor: str
+) -> str:
+    return (
+        f"# {incident_id}: {title.strip()}\n\n"
+        f"**Severity:** {severity}\n"
+        f"**Detected:** {utc_timestamp()}\n"
+        f"**Detected By:** {detected_by} ({actor})\n\n"
+        f"## Description\n\n{description.strip() or '(to fill in)'}\n\n"
+        "## Impact\n\n(to fill in)\n\n"
+        "## Resolution\n\n(to fill in)\n\n"
+        "## Prevention\n\n(to fill in)\n\n"
+        "## Status\n\n"
+        "- [x] detected\n- [ ] investigated\n- [ ] resolved\n- [ ] prevention implemented\n"
+    )
+
+
+def report_incident(
+    workspace: Workspace, description: str, *, track: str | None, actor: str
+) -> IncidentReport:
+    """A production incident: an escalation asking which track, or with `track` that track
+    followed and the escalation settled by it."""
+    if not description.strip():
+        raise UsageError("an incident report needs a description")
+    if track is not None and track not in TRACKS:
+        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
+    escalations = Escalations(workspace)
+    request = EscalationRequest(
+        mode=EscalationMode.PRODUCTION_INCIDENT,
+        question="Which track should this incident take: next-cycle or hotfix?",
+        context=description.strip(),
+        title=f"Production incident: {description.strip()[:60]}",
+    )
+    escalation = escalations.raise_(request, actor=actor)
+    if track is None:
+        return IncidentReport(escalation, None)
+    done = follow_track(workspace, escalation, track)
+    escalation = escalations.answer(
+        escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
+    )
+    return IncidentReport(escalation, done)
