@@ -15,6 +15,7 @@ uses for it, so the command line can turn any of them into one clear line::
     ├── TransitionRefused           a proposal or escalation cannot take that decision now
     ├── PolicyRefused               the workspace's policy forbids the process (on record)
     ├── WorkspacePaused             exit 4: new work is refused until a person resumes
+    ├── WaitTimedOut                a run was still running when a wait for it gave up
     └── WorkspaceError              the workspace cannot do what was asked
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
         ├── LogTornTail             the last line of the log was cut off; appends are refused
@@ -39,6 +40,7 @@ __all__ = [
     "StoicError",
     "TransitionRefused",
     "UsageError",
+    "WaitTimedOut",
     "WorkspaceError",
     "WorkspaceExists",
     "WorkspaceNotFound",
@@ -121,3 +123,7 @@ class WorkspacePaused(StoicError):
     """The workspace is paused: new work is refused until a person resumes it."""
 
     exit_code = 4
+
+
+class WaitTimedOut(StoicError):
+    """A run was still running when the time given to wait for it ran out."""

@@ -1,0 +1,188 @@
+"""Runs: start a plan, continue a run, say where a run stands, wait for it to stop (DESIGN §6).
+
+Every start and every continue is refused while the workspace is paused (DESIGN §1.4), before
+anything is recorded. A run's status is one of: `running` (a runner is at it), `completed`,
+`failed` (no task can run again), `awaiting_human`, `interrupted` (its runner is gone or was
+stopped) and `paused` (it started nothing after the workspace was paused).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stoic.core.graph import RunStatus
+from stoic.core.run_document import state_document
+from stoic.core.timeline import shown_status
+from stoic.exceptions import WaitTimedOut, WorkspacePaused
+from stoic.plan.loader import read_plan
+from stoic.run.lifecycle import (
+    continue_run,
+    load_run,
+    load_run_folder,
+    plan_policy,
+    run_files,
+    runner_working,
+    start_run,
+)
+from stoic.run.run_end import EXIT_CODES, RunReport
+
+if TYPE_CHECKING:
+    from stoic.core.policy import Policy
+    from stoic.core.run_state import RunView
+    from stoic.plan.loader import Plan
+    from stoic.run.reporting import Reporter
+    from stoic.store.workspace import Workspace
+
+__all__ = ["RunStatusReport", "Silent", "continue_", "start", "status", "wait"]
+
+BeforeStart = Callable[["Policy"], None]
+"""Called with the policy the run obeys once every check has passed, before anything is
+recorded: the CLI re-executes itself there with only the environment that policy allows."""
+
+
+class Silent:
+    """A reporter that shows nothing: what a run did is in its records and its report."""
+
+    def run_started(self, *args: object) -> None: ...
+    def attempt_started(self, *args: object) -> None: ...
+    def attempt_ended(self, *args: object) -> None: ...
+    def attempt_halted(self, *args: object) -> None: ...
+    def verification_warning(self, *args: object) -> None: ...
+    def stopping(self, *args: object) -> None: ...
+    def pausing(self, *args: object) -> None: ...
+    def run_ended(self, *args: object) -> None: ...
+
+
+def _refuse_if_paused(workspace: Workspace, what: str) -> None:
+    """New work is refused while the workspace is paused; a person can still inspect it."""
+    # The one pause check of every start: services.trust.refuse_if_paused stands in for it.
+    paused = workspace.status().paused
+    if paused is not None:
+        raise WorkspacePaused(
+            f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
+            " `stoic resume`"
+        )
+
+
+def start(
+    workspace: Workspace,
+    plan_path: str | Path,
+    *,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+    before_start: BeforeStart | None = None,
+) -> RunReport:
+    """Start a run of the plan at `plan_path` and run it until nothing more can happen without
+    a person; an invalid plan raises `PlanInvalid` and records nothing."""
+    plan = read_plan(Path(plan_path))
+    _refuse_if_paused(workspace, "run")
+    if before_start is not None:
+        before_start(plan_policy(workspace, plan))
+    return start_run(workspace, plan, workers=workers, reporter=reporter or Silent())
+
+
+def continue_(
+    workspace: Workspace,
+    run_id: str,
+    *,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+    approve: Sequence[str] = (),
+    actor: str = "human:unknown",
+    before_start: BeforeStart | None = None,
+) -> RunReport:
+    """Continue a run after a crash, a stop or a person's decision: open attempts become
+    interrupted failures (evaluated once), the suggestions named in `approve` are approved by
+    `actor`, then every task that can run, runs. A run whose end is on record and that nobody
+    decided anything about since appends nothing."""
+    _refuse_if_paused(workspace, "continue")
+    if before_start is not None:
+        before_start(plan_policy(workspace, load_run(workspace, run_id)[0]))
+    return continue_run(
+        workspace,
+        run_id,
+        workers=workers,
+        reporter=reporter or Silent(),
+        approve=approve,
+        actor=actor,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatusReport:
+    """A run as its records tell it now, and whether a runner is at it right now."""
+
+    report: RunReport
+    runner_working: bool
+    """A runner holds the run's lease: a reader's answer, never recorded."""
+
+    @property
+    def status(self) -> str:
+        return self.report.status
+
+    @property
+    def run_id(self) -> str:
+        return self.report.run_id
+
+    def document(self) -> dict[str, Any]:
+        """state.json's document (the log's word) with the status and the runner said now."""
+        report = self.report
+        document = state_document(report.view, report.plan.graph, report.analysis)
+        document["status"] = report.status
+        document["runner"] = "working" if self.runner_working else "none"
+        if report.status in ("interrupted", "paused"):
+            for task_id, entry in document["tasks"].items():
+                if report.view.task(task_id).open_attempt is not None:
+                    entry["status"] = "interrupted"  # started on record; nobody runs it now
+        return document
+
+
+def status(workspace: Workspace, run_id: str) -> RunStatusReport:
+    """Where the run stands: its status, each task's, and what blocks what."""
+    files = run_files(workspace, run_id)
+    # Asked before the log is read: a runner that lets go of the run has recorded its end.
+    working = runner_working(files)
+    plan, folder, _ = load_run_folder(workspace, run_id)
+    return _status_report(run_id, plan, folder.view(), working)
+
+
+def _status_report(run_id: str, plan: Plan, view: RunView, working: bool) -> RunStatusReport:
+    analysis = view.analyse(plan.graph)
+    shown = shown_status(view, analysis, runner_working=working)
+    gone = shown in ("interrupted", "paused") and view.stopped is None
+    code = EXIT_CODES.get(analysis.status, 0)
+    report = RunReport(run_id, shown, code, view, analysis, plan, runner_gone=gone)
+    return RunStatusReport(report, working)
+
+
+def wait(
+    workspace: Workspace, run_id: str, *, timeout: float | None = None, interval: float = 0.1
+) -> str:
+    """Block until the run is no longer `running` — it ended, waits for a person, was paused
+    or stopped, or its runner is gone — and return its status. The run's new records are read
+    every `interval` seconds; still running after `timeout` seconds raises `WaitTimedOut`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    files = run_files(workspace, run_id)
+    working = runner_working(files)
+    plan, folder, _ = load_run_folder(workspace, run_id)
+    while True:
+        view = folder.view()
+        shown = shown_status(view, view.analyse(plan.graph), runner_working=working)
+        if shown != RunStatus.RUNNING.value:
+            return shown
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise WaitTimedOut(
+                f"run {run_id} is still running after {timeout:g} s (last record #{view.last_seq})"
+            )
+        time.sleep(interval if left is None else min(interval, left))
+        working = runner_working(files)
+        amendment = folder.amendment
+        for record in workspace.records(since_seq=folder.last_seq, run_id=run_id):
+            folder.feed(record._asdict())
+        if folder.amendment is not amendment:  # the run goes on with an amended plan
+            plan, folder, _ = load_run_folder(workspace, run_id)
