@@ -25,10 +25,12 @@ from stoic.exceptions import (
     ProjectionMismatch,
     StoicError,
     UsageError,
+    WaitTimedOut,
     WorkspaceError,
     WorkspaceExists,
     WorkspaceNotFound,
     WorkspaceNotWritable,
+    WorkspacePaused,
 )
 from stoic.services.workspace import Workspace
 from stoic.steps import step_done
@@ -48,11 +50,13 @@ __all__ = [
     "UsageError",
     "Violation",
     "ViolationCode",
+    "WaitTimedOut",
     "Workspace",
     "WorkspaceError",
     "WorkspaceExists",
     "WorkspaceNotFound",
     "WorkspaceNotWritable",
+    "WorkspacePaused",
     "WorkspaceStatus",
     "__version__",
     "escalate",
