@@ -24,7 +24,6 @@ from stoic.run.lifecycle import (
     load_run,
     load_run_folder,
     plan_policy,
-    run_files,
     runner_working,
     start_run,
 )
@@ -32,7 +31,7 @@ from stoic.run.run_end import EXIT_CODES, RunReport
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
-    from stoic.core.run_state import RunView
+    from stoic.core.run_state import RunFolder, RunView
     from stoic.plan.loader import Plan
     from stoic.run.reporting import Reporter
     from stoic.store.workspace import Workspace
@@ -143,11 +142,18 @@ class RunStatusReport:
 
 def status(workspace: Workspace, run_id: str) -> RunStatusReport:
     """Where the run stands: its status, each task's, and what blocks what."""
-    files = run_files(workspace, run_id)
-    # Asked before the log is read: a runner that lets go of the run has recorded its end.
-    working = runner_working(files)
-    plan, folder, _ = load_run_folder(workspace, run_id)
+    plan, folder, files = load_run_folder(workspace, run_id)
+    working = _caught_up(workspace, plan, folder, runner_working(files))
     return _status_report(run_id, plan, folder.view(), working)
+
+
+def _caught_up(workspace: Workspace, plan: Plan, folder: RunFolder, working: bool) -> bool:
+    """`working`, with what a runner appended before it let go of the run fed in: the log read
+    before the lock was asked may lack the end a runner recorded just before it left."""
+    if not working and folder.view().analyse(plan.graph).status is RunStatus.RUNNING:
+        for record in workspace.records(since_seq=folder.last_seq, run_id=folder.run_id):
+            folder.feed(record._asdict())
+    return working
 
 
 def _status_report(run_id: str, plan: Plan, view: RunView, working: bool) -> RunStatusReport:
@@ -166,9 +172,8 @@ def wait(
     or stopped, or its runner is gone — and return its status. The run's new records are read
     every `interval` seconds; still running after `timeout` seconds raises `WaitTimedOut`."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    files = run_files(workspace, run_id)
-    working = runner_working(files)
-    plan, folder, _ = load_run_folder(workspace, run_id)
+    plan, folder, files = load_run_folder(workspace, run_id)
+    working = _caught_up(workspace, plan, folder, runner_working(files))
     while True:
         view = folder.view()
         shown = shown_status(view, view.analyse(plan.graph), runner_working=working)
