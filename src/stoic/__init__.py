@@ -16,7 +16,6 @@ from __future__ import annotations
 from stoic.core.audit import AuditReport, Violation, ViolationCode
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Decision, Record
-from stoic.errors import escalate
 from stoic.exceptions import (
     ConfigError,
     InvalidDecision,
@@ -32,6 +31,7 @@ from stoic.exceptions import (
     WorkspaceNotWritable,
     WorkspacePaused,
 )
+from stoic.failures import escalate
 from stoic.services.workspace import Workspace
 from stoic.steps import step_done
 

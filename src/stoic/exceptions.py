@@ -22,7 +22,8 @@ uses for it, so the command line can turn any of them into one clear line::
         ├── LogCorrupt              a bad line before the last; never repaired automatically
         └── ProjectionMismatch      a projection file does not line up with the log
 
-The exceptions a *task* raises to tell stoic what kind of failure it had live in `stoic.errors`.
+The failures a *task* raises to tell stoic what went wrong are another tree: `stoic.failures`
+(also importable as `stoic.errors`).
 """
 
 from __future__ import annotations
