@@ -109,6 +109,16 @@ def test_a_failed_run_says_so_in_every_vocabulary(store: Workspace, tmp_path: Pa
     assert shown.report.analysis.blocked == {"test": ("build",)}
     assert runs.wait(store, report.run_id, timeout=0) == "failed"
 
+    history = runs.timeline(store, report.run_id)
+    seqs = [r.seq for r in store.records(run_id=report.run_id)]
+    assert [entry["seq"] for entry in history.operator()["records"]] == seqs
+    customer = history.customer()
+    assert (customer["status"], [row["status"] for row in customer["tasks"]]) == (
+        "failed",
+        ["failed", "not started: work it needs failed"],
+    )
+    assert history.reconciliation()["run"]["original_failures"] == 1
+
 
 def test_a_paused_workspace_refuses_start_and_continue(store: Workspace, tmp_path: Path) -> None:
     waiting = runs.start(store, _plan(tmp_path, GATED), workers=1)

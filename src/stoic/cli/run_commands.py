@@ -142,23 +142,14 @@ def timeline(
     """The story of a run. The operator view: every record in order, grouped by task and
     attempt, with recovery class and reason, and the outcome reconciliation. --customer: the
     final status of each task and of the run, nothing else."""
-    from stoic.core.timeline import (
-        customer_view,
-        operator_timeline,
-        run_reconciliation,
-        shown_status,
-    )
-    from stoic.run.lifecycle import load_run, runner_working
+    from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
-        plan, view, files = load_run(workspace, run_id)
-        records = [record._asdict() for record in workspace.records(run_id=run_id)]
-        working = runner_working(files)
-    analysis = view.analyse(plan.graph)
-    status = shown_status(view, analysis, runner_working=working)
+        history = runs.timeline(workspace, run_id)
+    run_id, status = history.shown.run_id, history.shown.status
+    plan, view = history.shown.report.plan, history.shown.report.view
     if customer:
-        rows = [(t.id, t.name, view.task(t.id).state) for t in plan.tasks]
-        document = customer_view(run_id, rows, analysis, stopped=not working)
+        document = history.customer()
         if as_json:
             echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
             return
@@ -167,13 +158,13 @@ def timeline(
             needs = f" ({', '.join(row['needs'])})" if row.get("needs") else ""
             echo(f"  {row['name']}: {row['status']}{needs}")
         return
-    story = operator_timeline(records, plan.graph.ids)
-    reconciled = run_reconciliation(view, plan.graph.ids)
+    story = history.operator()
+    reconciled = history.reconciliation()
     if as_json:
         document = {
             "run_id": run_id,
             "status": status,
-            "runner": "working" if working else "none",
+            "runner": "working" if history.shown.runner_working else "none",
             **story,
             "reconciliation": reconciled,
         }

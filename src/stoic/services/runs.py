@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from stoic.core.graph import RunStatus
 from stoic.core.run_document import state_document
-from stoic.core.timeline import shown_status
+from stoic.core.timeline import (
+    customer_view,
+    operator_timeline,
+    run_reconciliation,
+    shown_status,
+)
 from stoic.exceptions import WaitTimedOut, WorkspacePaused
 from stoic.plan.loader import read_plan
 from stoic.run.lifecycle import (
@@ -36,7 +41,16 @@ if TYPE_CHECKING:
     from stoic.run.reporting import Reporter
     from stoic.store.workspace import Workspace
 
-__all__ = ["RunStatusReport", "Silent", "continue_", "start", "status", "wait"]
+__all__ = [
+    "RunStatusReport",
+    "RunTimeline",
+    "Silent",
+    "continue_",
+    "start",
+    "status",
+    "timeline",
+    "wait",
+]
 
 BeforeStart = Callable[["Policy"], None]
 """Called with the policy the run obeys once every check has passed, before anything is
@@ -163,6 +177,36 @@ def _status_report(run_id: str, plan: Plan, view: RunView, working: bool) -> Run
     code = EXIT_CODES.get(analysis.status, 0)
     report = RunReport(run_id, shown, code, view, analysis, plan, runner_gone=gone)
     return RunStatusReport(report, working)
+
+
+@dataclass(frozen=True, slots=True)
+class RunTimeline:
+    """The story of a run: where it stands now and every record of it, in order."""
+
+    shown: RunStatusReport
+    records: tuple[dict[str, Any], ...]
+
+    def customer(self) -> dict[str, Any]:
+        """The final status of each task and of the run, with none of the mechanics."""
+        report = self.shown.report
+        rows = [(t.id, t.name, report.view.task(t.id).state) for t in report.plan.tasks]
+        stopped = not self.shown.runner_working
+        return customer_view(report.run_id, rows, report.analysis, stopped=stopped)
+
+    def operator(self) -> dict[str, Any]:
+        """Every record in order, and the same records grouped by task and attempt."""
+        return operator_timeline(self.records, self.shown.report.plan.graph.ids)
+
+    def reconciliation(self) -> dict[str, Any]:
+        """Per task and for the run: what failed, what was evaluated and applied, the end."""
+        return run_reconciliation(self.shown.report.view, self.shown.report.plan.graph.ids)
+
+
+def timeline(workspace: Workspace, run_id: str) -> RunTimeline:
+    """The run's status and its records, for the operator's and the customer's story."""
+    shown = status(workspace, run_id)
+    records = tuple(record._asdict() for record in workspace.records(run_id=run_id))
+    return RunTimeline(shown, records)
 
 
 def wait(
