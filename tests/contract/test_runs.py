@@ -140,3 +140,19 @@ def test_an_unknown_run_is_named(store: Workspace) -> None:
         runs.status(store, "run-nope")
     with pytest.raises(UsageError, match="is not a run id"):
         runs.wait(store, "../x", timeout=0)
+
+
+def test_a_plan_is_checked_without_running_it(store: Workspace, tmp_path: Path) -> None:
+    before = list(store.records())
+    verdict = runs.check(_plan(tmp_path, CHAIN))
+    assert (verdict.status.value, verdict.runnable, verdict.waiting) == (
+        "runnable",
+        ("build",),
+        ("test",),
+    )
+    invalid = runs.check(_plan(tmp_path, "tasks:\n  - {id: a, run: [x], depends_on: [b]}\n"))
+    assert (invalid.status.value, invalid.status.exit_code) == ("invalid", 2)
+    assert [error.message for error in invalid.errors] == [
+        "task 'a' depends on 'b', which is not a task in this plan"
+    ]
+    assert list(store.records()) == before

@@ -23,7 +23,9 @@ from stoic.core.timeline import (
     shown_status,
 )
 from stoic.exceptions import WaitTimedOut, WorkspacePaused
-from stoic.plan.loader import read_plan
+from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
+from stoic.plan.loader import PlanInvalid, read_plan
+from stoic.run.agents import AgentSetup, agents_of, default_setup
 from stoic.run.lifecycle import (
     continue_run,
     load_run,
@@ -33,6 +35,7 @@ from stoic.run.lifecycle import (
     start_run,
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
+from stoic.store.config import load_settings
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
@@ -45,6 +48,7 @@ __all__ = [
     "RunStatusReport",
     "RunTimeline",
     "Silent",
+    "check",
     "continue_",
     "start",
     "status",
@@ -79,6 +83,25 @@ def _refuse_if_paused(workspace: Workspace, what: str) -> None:
             f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
             " `stoic resume`"
         )
+
+
+def check(plan_path: str | Path, *, settings_file: Path | None = None) -> PlanCheck:
+    """The verdict on a plan without running it (`stoic plan check`): what its task statuses
+    mean, or every error that makes it invalid. Agent tasks are checked against the roles and
+    profiles of `settings_file` (a workspace's `stoic.toml`), else the built-in ones; whether an
+    agent's CLI is installed is left to the run."""
+    if settings_file is None:
+        setup = default_setup()
+    else:
+        setup = AgentSetup(load_settings(settings_file).agents)
+    try:
+        plan = read_plan(Path(plan_path))
+        errors = setup.plan_errors(plan, check_cli=False)
+        if errors:
+            raise PlanInvalid(plan.path, errors)
+        return check_plan(plan, str(plan_path), agents_of(plan, setup))
+    except PlanInvalid as exc:
+        return invalid_plan_check(str(plan_path), exc.errors)
 
 
 def start(
