@@ -1,4 +1,5 @@
-"""Runs: start a plan, continue a run, say where a run stands, wait for it to stop (DESIGN §6).
+"""Runs: check a plan, start it, continue a run, say where it stands and how it went, and wait
+for it to stop (DESIGN §6).
 
 Every start and every continue is refused while the workspace is paused (DESIGN §1.4), before
 anything is recorded. A run's status is one of: `running` (a runner is at it), `completed`,
@@ -76,7 +77,7 @@ class Silent:
 
 def _refuse_if_paused(workspace: Workspace, what: str) -> None:
     """New work is refused while the workspace is paused; a person can still inspect it."""
-    # The one pause check of every start: services.trust.refuse_if_paused stands in for it.
+    # The same check, in the same words, as services.trust.refuse_if_paused, which replaces it.
     paused = workspace.status().paused
     if paused is not None:
         raise WorkspacePaused(
