@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import stoic
-from tests.conftest import PROJECT_ROOT, fill
+from tests.conftest import PROJECT_ROOT, STOIC_BIN, fill
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -30,11 +33,13 @@ def test_exported_names_are_pinned() -> None:
             "UsageError",
             "Violation",
             "ViolationCode",
+            "WaitTimedOut",
             "Workspace",
             "WorkspaceError",
             "WorkspaceExists",
             "WorkspaceNotFound",
             "WorkspaceNotWritable",
+            "WorkspacePaused",
             "WorkspaceStatus",
             "__version__",
             "step_done",
@@ -60,6 +65,15 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert blocks, "the README has no Python example"
     exec(compile(blocks[0], "README.md", "exec"), {})
     assert (tmp_path / "demo.stoic" / "logs" / "decision_log.ndjson").stat().st_size > 0
+
+
+def test_readme_run_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    stoic.Workspace.init("demo.stoic").close()
+    Path("release.yaml").write_text(GATED)
+    namespace: dict[str, object] = {}
+    exec(compile(_python_blocks()[1], "README.md", "exec"), namespace)
+    assert namespace["proposal_id"] is not None  # the gate was met and approved
 
 
 def test_readme_hash_check_without_stoic_says_true(ws: stoic.Workspace, ws_path: Path) -> None:
@@ -103,3 +117,104 @@ def test_the_readme_code_map_names_modules_that_exist() -> None:
         if not (package / folder / module).is_file()
     ]
     assert missing == []
+
+
+# -- running plans from Python ----------------------------------------------------------------
+
+GATED = """
+meta: {name: gated}
+tasks:
+  - {id: build, run: ["sh", "-c", "echo built"]}
+  - {id: deploy, run: ["true"], depends_on: [build], approval: required}
+"""
+
+
+def test_a_plan_runs_from_python_and_a_gate_waits_for_an_approval(
+    ws: stoic.Workspace, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - {id: build, run: ['true']}\n")
+    report = ws.run(plan)
+    assert (report.status, report.exit_code) == ("completed", 0)
+    assert ws.run_status(report.run_id).status == "completed"
+    assert ws.wait(report.run_id, timeout=5) == "completed"
+
+    plan.write_text(GATED)
+    report = ws.run(str(plan), workers=1)
+    assert (report.status, report.exit_code) == ("awaiting_human", 3)
+    assert ws.run_status(report.run_id).report.analysis.awaiting_human == ("deploy",)
+    (proposal,) = [
+        r.proposal_id
+        for r in ws.records(run_id=report.run_id, decision_type="proposal")
+        if r.decision_outcome == "created"
+    ]
+    assert proposal is not None
+    ws.approve(proposal, by="human:ada", reason="ship it")
+    report = ws.continue_run(report.run_id, actor="human:ada")
+    assert (report.status, report.exit_code) == ("completed", 0)
+    outcomes = [
+        (r.decision_outcome, r.task_id)
+        for r in ws.records(run_id=report.run_id, decision_type="execution")
+    ]
+    assert outcomes[-2:] == [("started", "deploy"), ("succeeded", "deploy")]
+    assert ws.run_status(report.run_id).status == "completed"
+
+
+def _start_runner(ws_path: Path, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`stoic run` in another process, its one task holding until the test drops a file."""
+    go = tmp_path / f"{name}.go"
+    plan = tmp_path / f"{name}.yaml"
+    plan.write_text(
+        f"tasks:\n  - id: hold\n    run: ['sh', '-c', 'while [ ! -e {go} ]; do sleep 0.02; done']\n"
+    )
+    with (tmp_path / f"{name}.err").open("wb") as errors:  # the child keeps its own copy
+        runner = subprocess.Popen(
+            [STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+    return runner, go
+
+
+def _running_task(ws: stoic.Workspace, runner: subprocess.Popen[bytes], known: set[str]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        started = [
+            r.run_id
+            for r in ws.records(decision_type="execution")
+            if r.decision_outcome == "started" and r.run_id not in known
+        ]
+        if started and started[0] is not None:
+            return started[0]
+        assert runner.poll() is None, "the runner ended before its task started"
+        time.sleep(0.02)
+    raise AssertionError("the runner never started its task")
+
+
+def test_wait_blocks_while_a_runner_works_and_returns_how_the_run_stopped(
+    ws: stoic.Workspace, ws_path: Path, tmp_path: Path
+) -> None:
+    runner, go = _start_runner(ws_path, tmp_path, "done")
+    try:
+        run_id = _running_task(ws, runner, set())
+        assert ws.run_status(run_id).status == "running"
+        assert ws.run_status(run_id).runner_working
+        with pytest.raises(stoic.WaitTimedOut, match=f"run {run_id} is still running after 0.2 s"):
+            ws.wait(run_id, timeout=0.2)
+        go.touch()
+        assert ws.wait(run_id, timeout=60) == "completed"
+        assert runner.wait(timeout=60) == 0
+    finally:
+        go.touch()
+        runner.wait(timeout=60)
+
+    runner, go = _start_runner(ws_path, tmp_path, "killed")
+    try:
+        second = _running_task(ws, runner, {run_id})
+        os.killpg(runner.pid, signal.SIGKILL)  # a runner killed with -9 records nothing
+        runner.wait(timeout=60)
+        assert ws.wait(second, timeout=60) == "interrupted"
+        assert ws.run_status(second).report.runner_gone
+    finally:
+        go.touch()

@@ -16,7 +16,6 @@ from __future__ import annotations
 from stoic.core.audit import AuditReport, Violation, ViolationCode
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Decision, Record
-from stoic.errors import escalate
 from stoic.exceptions import (
     ConfigError,
     InvalidDecision,
@@ -25,11 +24,14 @@ from stoic.exceptions import (
     ProjectionMismatch,
     StoicError,
     UsageError,
+    WaitTimedOut,
     WorkspaceError,
     WorkspaceExists,
     WorkspaceNotFound,
     WorkspaceNotWritable,
+    WorkspacePaused,
 )
+from stoic.failures import escalate
 from stoic.services.workspace import Workspace
 from stoic.steps import step_done
 
@@ -48,11 +50,13 @@ __all__ = [
     "UsageError",
     "Violation",
     "ViolationCode",
+    "WaitTimedOut",
     "Workspace",
     "WorkspaceError",
     "WorkspaceExists",
     "WorkspaceNotFound",
     "WorkspaceNotWritable",
+    "WorkspacePaused",
     "WorkspaceStatus",
     "__version__",
     "escalate",

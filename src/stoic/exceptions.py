@@ -15,13 +15,15 @@ uses for it, so the command line can turn any of them into one clear line::
     ├── TransitionRefused           a proposal or escalation cannot take that decision now
     ├── PolicyRefused               the workspace's policy forbids the process (on record)
     ├── WorkspacePaused             exit 4: new work is refused until a person resumes
+    ├── WaitTimedOut                a run was still running when a wait for it gave up
     └── WorkspaceError              the workspace cannot do what was asked
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
         ├── LogTornTail             the last line of the log was cut off; appends are refused
         ├── LogCorrupt              a bad line before the last; never repaired automatically
         └── ProjectionMismatch      a projection file does not line up with the log
 
-The exceptions a *task* raises to tell stoic what kind of failure it had live in `stoic.errors`.
+The failures a *task* raises to tell stoic what went wrong are another tree: `stoic.failures`
+(also importable as `stoic.errors`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "StoicError",
     "TransitionRefused",
     "UsageError",
+    "WaitTimedOut",
     "WorkspaceError",
     "WorkspaceExists",
     "WorkspaceNotFound",
@@ -121,3 +124,7 @@ class WorkspacePaused(StoicError):
     """The workspace is paused: new work is refused until a person resumes it."""
 
     exit_code = 4
+
+
+class WaitTimedOut(StoicError):
+    """A run was still running when the time given to wait for it ran out."""

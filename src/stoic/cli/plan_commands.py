@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import orjson
 import typer
 
 from stoic.cli.render import echo, echo_json
-from stoic.plan.check import CheckStatus, PlanCheck, check_plan, invalid_plan_check
-from stoic.plan.loader import PlanInvalid, read_plan
+from stoic.plan.check import CheckStatus, PlanCheck
 from stoic.plan.models import PlanDocument
-
-if TYPE_CHECKING:
-    from stoic.run.agents import AgentSetup
 
 __all__ = ["register"]
 
@@ -33,40 +29,24 @@ def check(
 ) -> None:
     """Validate a plan, then say what its task statuses mean: exit 0 completed or runnable,
     1 failed, 3 awaiting a human, 2 invalid."""
-    from stoic.run.agents import agents_of
+    from stoic.cli.context import CliState
+    from stoic.services import runs
 
-    setup = _agent_setup(ctx)
-    try:
-        loaded = read_plan(plan)
-        errors = setup.plan_errors(loaded, check_cli=False)
-        if errors:
-            raise PlanInvalid(loaded.path, errors)
-        verdict = check_plan(loaded, str(plan), agents_of(loaded, setup))
-    except PlanInvalid as exc:
-        verdict = invalid_plan_check(str(plan), exc.errors)
-        if not as_json:
-            for error in exc.errors:
-                echo(error.format(plan), err=True)
-            echo(f"{plan}: invalid ({len(exc.errors)} errors)", err=True)
-            raise typer.Exit(2) from None
+    state = ctx.obj
+    settings_file = state.workspace / "stoic.toml" if isinstance(state, CliState) else None
+    if settings_file is not None and not settings_file.is_file():
+        settings_file = None  # no workspace here: the built-in roles and profiles
+    verdict = runs.check(plan, settings_file=settings_file)
+    if verdict.status is CheckStatus.INVALID and not as_json:
+        for error in verdict.errors:
+            echo(error.format(plan), err=True)
+        echo(f"{plan}: invalid ({len(verdict.errors)} errors)", err=True)
+        raise typer.Exit(2)
     if as_json:
         echo_json(orjson.dumps(verdict.to_json()).decode())
     else:
         _print_verdict(verdict)
     raise typer.Exit(verdict.status.exit_code)
-
-
-def _agent_setup(ctx: typer.Context) -> AgentSetup:
-    """Roles and profiles of the workspace, if there is one; else the built-in ones."""
-    from stoic.cli.context import CliState
-    from stoic.run.agents import AgentSetup, default_setup
-    from stoic.store.config import load_settings
-
-    state = ctx.obj
-    settings_file = state.workspace / "stoic.toml" if isinstance(state, CliState) else None
-    if settings_file is None or not settings_file.is_file():
-        return default_setup()
-    return AgentSetup(load_settings(settings_file).agents)
 
 
 def _print_verdict(verdict: PlanCheck) -> None:

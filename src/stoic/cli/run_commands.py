@@ -66,18 +66,16 @@ def run(
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
-    from stoic.plan.loader import read_plan
-    from stoic.run.lifecycle import plan_policy, start_run
-    from stoic.store.queue import Queue
+    from stoic.services import runs
 
-    loaded = read_plan(plan)
     with open_workspace(ctx) as workspace:
-        Queue(workspace).refuse_if_paused("run")
-        policy = plan_policy(workspace, loaded)
-    _confine(ctx, policy)
-    with open_workspace(ctx) as workspace:
-        Queue(workspace).refuse_if_paused("run")
-        report = start_run(workspace, loaded, workers=workers, reporter=_reporter())
+        report = runs.start(
+            workspace,
+            plan,
+            workers=workers,
+            reporter=_reporter(),
+            before_start=lambda policy: _confine(ctx, policy),
+        )
     raise typer.Exit(report.exit_code)
 
 
@@ -100,56 +98,36 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
-    from stoic.run.lifecycle import continue_run, load_run, plan_policy
-    from stoic.store.queue import Queue
+    from stoic.services import runs
 
     actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
-        Queue(workspace).refuse_if_paused("continue")
-        policy = plan_policy(workspace, load_run(workspace, run_id)[0])
-    _confine(ctx, policy)
-    with open_workspace(ctx) as workspace:
-        Queue(workspace).refuse_if_paused("continue")
-        report = continue_run(
+        report = runs.continue_(
             workspace,
             run_id,
             workers=workers,
             reporter=_reporter(),
             approve=approve_suggestion or [],
             actor=actor,
+            before_start=lambda policy: _confine(ctx, policy),
         )
     raise typer.Exit(report.exit_code)
 
 
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
-    from stoic.core.run_document import state_document
-    from stoic.core.timeline import shown_status
-    from stoic.run.lifecycle import load_run, runner_working
     from stoic.run.reporting import print_summary
-    from stoic.run.run_end import EXIT_CODES, RunReport
+    from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
-        plan, view, files = load_run(workspace, run_id)
-        working = runner_working(files)
-    analysis = view.analyse(plan.graph)
-    status = shown_status(view, analysis, runner_working=working)
-    gone = status in ("interrupted", "paused") and view.stopped is None
+        shown = runs.status(workspace, run_id)
     if as_json:
-        # state.json's document (the log's word) and, said now, whether a runner is at it.
-        document = state_document(view, plan.graph, analysis)
-        document["status"] = status
-        document["runner"] = "working" if working else "none"
-        if status in ("interrupted", "paused"):
+        document = shown.document()
+        if shown.status in ("interrupted", "paused"):
             document["continue_with"] = f"stoic continue {run_id}"
-            for task_id, entry in document["tasks"].items():
-                if view.task(task_id).open_attempt is not None:
-                    entry["status"] = "interrupted"  # started on record; nobody runs it now
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
-    code = EXIT_CODES.get(analysis.status, 0)
-    report = RunReport(run_id, status, code, view, analysis, plan, runner_gone=gone)
-    print_summary(console_for_output(), report)
+    print_summary(console_for_output(), shown.report)
 
 
 def timeline(
@@ -164,23 +142,14 @@ def timeline(
     """The story of a run. The operator view: every record in order, grouped by task and
     attempt, with recovery class and reason, and the outcome reconciliation. --customer: the
     final status of each task and of the run, nothing else."""
-    from stoic.core.timeline import (
-        customer_view,
-        operator_timeline,
-        run_reconciliation,
-        shown_status,
-    )
-    from stoic.run.lifecycle import load_run, runner_working
+    from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
-        plan, view, files = load_run(workspace, run_id)
-        records = [record._asdict() for record in workspace.records(run_id=run_id)]
-        working = runner_working(files)
-    analysis = view.analyse(plan.graph)
-    status = shown_status(view, analysis, runner_working=working)
+        history = runs.timeline(workspace, run_id)
+    run_id, status = history.shown.run_id, history.shown.status
+    plan, view = history.shown.report.plan, history.shown.report.view
     if customer:
-        rows = [(t.id, t.name, view.task(t.id).state) for t in plan.tasks]
-        document = customer_view(run_id, rows, analysis, stopped=not working)
+        document = history.customer()
         if as_json:
             echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
             return
@@ -189,13 +158,13 @@ def timeline(
             needs = f" ({', '.join(row['needs'])})" if row.get("needs") else ""
             echo(f"  {row['name']}: {row['status']}{needs}")
         return
-    story = operator_timeline(records, plan.graph.ids)
-    reconciled = run_reconciliation(view, plan.graph.ids)
+    story = history.operator()
+    reconciled = history.reconciliation()
     if as_json:
         document = {
             "run_id": run_id,
             "status": status,
-            "runner": "working" if working else "none",
+            "runner": "working" if history.shown.runner_working else "none",
             **story,
             "reconciliation": reconciled,
         }

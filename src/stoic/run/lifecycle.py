@@ -38,7 +38,10 @@ __all__ = [
     "continue_run",
     "escalation_target",
     "load_run",
+    "load_run_folder",
     "new_run_id",
+    "plan_policy",
+    "run_files",
     "runnable_errors",
     "runner_working",
     "start_run",
@@ -115,12 +118,13 @@ def start_run(
 
 def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
     """The plan copy and the log's view of an existing run."""
-    plan, folder, files = _load(workspace, run_id)
+    plan, folder, files = load_run_folder(workspace, run_id)
     return plan, folder.view(), files
 
 
-def _load(workspace: Workspace, run_id: str) -> tuple[Plan, RunFolder, RunFiles]:
-    files = _files(workspace, run_id)
+def load_run_folder(workspace: Workspace, run_id: str) -> tuple[Plan, RunFolder, RunFiles]:
+    """The plan the run runs now (as amended) and the run's fold, which a reader can feed on."""
+    files = run_files(workspace, run_id)
     folder = RunFolder(run_id)
     for record in workspace.records(run_id=run_id):
         folder.feed(record._asdict())
@@ -145,7 +149,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
     The amended plan is validated like any plan; tasks the run already has on record must stay.
     The copy is a new file, so the plan the run ran so far is never overwritten.
     """
-    files = _files(workspace, run_id)
+    files = run_files(workspace, run_id)
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     amended = read_plan(plan_path)
@@ -153,7 +157,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
     if errors:
         raise PlanInvalid(amended.path, errors)
     with _run_lock(files):
-        current, folder, files = _load(workspace, run_id)
+        current, folder, files = load_run_folder(workspace, run_id)
         new_specs = {task.id: task for task in amended.tasks}
         lost = [task_id for task_id in folder.tasks if task_id not in new_specs]
         if lost:
@@ -183,7 +187,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def _files(workspace: Workspace, run_id: str) -> RunFiles:
+def run_files(workspace: Workspace, run_id: str) -> RunFiles:
     """A run's files; an id that is not a plain name (`../x`) is refused, never followed."""
     if not _RUN_ID.fullmatch(run_id):
         raise UsageError(f"{run_id!r} is not a run id (they look like run-20261123-101500-3fa2c1)")
@@ -210,12 +214,12 @@ def continue_run(
 
     The run is read once, under its lock, so what is decided here is what the log says now.
     """
-    files = _files(workspace, run_id)
+    files = run_files(workspace, run_id)
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     resolve_task_user(workspace.settings.runner.task_user)
     with _run_lock(files):
-        plan, folder, files = _load(workspace, run_id)
+        plan, folder, files = load_run_folder(workspace, run_id)
         suspended = [
             t
             for t in plan.graph.ids
@@ -247,7 +251,7 @@ def escalation_target(workspace: Workspace, run_id: str, task_id: str) -> Iterat
     result file instead.
     """
     with contextlib.ExitStack() as stack:
-        files = _files(workspace, run_id)
+        files = run_files(workspace, run_id)
         if not files.plan_copy.is_file():
             raise _no_run(workspace, run_id)
         try:
@@ -257,7 +261,7 @@ def escalation_target(workspace: Workspace, run_id: str, task_id: str) -> Iterat
                 f"run {run_id} is running right now: escalate from inside the task (without"
                 " --run/--task), or once the run has stopped"
             ) from None
-        plan, folder, _ = _load(workspace, run_id)
+        plan, folder, _ = load_run_folder(workspace, run_id)
         if task_id not in plan.graph.ids:
             raise UsageError(f"run {run_id} has no task {task_id!r}")
         state = folder.tasks[task_id].state if task_id in folder.tasks else TaskState.PENDING

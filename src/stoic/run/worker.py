@@ -134,7 +134,7 @@ def _inside(module: ModuleType, folder: str) -> bool:
 
 
 def _invoke(request: dict[str, Any]) -> dict[str, Any]:
-    from stoic.errors import Escalated, RateLimited, TaskFailure
+    from stoic.failures import Escalated, RateLimited, TaskFailure
 
     plan_dir = request["plan_dir"]
     if plan_dir not in sys.path and not request.get("trusted"):

@@ -1,12 +1,20 @@
-"""The workspace that services and interfaces open: the store, with notices delivered."""
+"""The workspace that services and interfaces open: the store, with notices delivered, and the
+runs of plans (`run`, `continue_run`, `run_status`, `wait`) as methods."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from stoic.run.notifiers import deliver
 from stoic.store.workspace import Deliverer
 from stoic.store.workspace import Workspace as StoreWorkspace
+
+if TYPE_CHECKING:
+    from stoic.run.reporting import Reporter
+    from stoic.run.run_end import RunReport
+    from stoic.services.runs import RunStatusReport
 
 __all__ = ["Workspace"]
 
@@ -18,3 +26,47 @@ class Workspace(StoreWorkspace):
     """
 
     deliverer: ClassVar[Deliverer | None] = staticmethod(deliver)
+
+    # `import stoic` stays light: the runner is imported when a run is asked for.
+
+    def run(
+        self,
+        plan_path: str | os.PathLike[str],
+        *,
+        workers: int | None = None,
+        reporter: Reporter | None = None,
+    ) -> RunReport:
+        """Run a plan until nothing more can happen without a person; its report says how it
+        ended (`status`: completed, failed, awaiting_human, interrupted, paused)."""
+        from stoic.services import runs
+
+        return runs.start(self, os.fspath(plan_path), workers=workers, reporter=reporter)
+
+    def continue_run(
+        self,
+        run_id: str,
+        *,
+        workers: int | None = None,
+        reporter: Reporter | None = None,
+        approve: Sequence[str] = (),
+        actor: str = "human:unknown",
+    ) -> RunReport:
+        """Continue a run after a crash, a stop or a person's decision (`stoic continue`)."""
+        from stoic.services import runs
+
+        return runs.continue_(
+            self, run_id, workers=workers, reporter=reporter, approve=approve, actor=actor
+        )
+
+    def run_status(self, run_id: str) -> RunStatusReport:
+        """Where a run stands now (`stoic status RUN_ID`)."""
+        from stoic.services import runs
+
+        return runs.status(self, run_id)
+
+    def wait(self, run_id: str, *, timeout: float | None = None) -> str:
+        """Block until a run is no longer running and return its status; `WaitTimedOut` if it
+        still is after `timeout` seconds."""
+        from stoic.services import runs
+
+        return runs.wait(self, run_id, timeout=timeout)
