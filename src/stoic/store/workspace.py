@@ -9,15 +9,15 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
-from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
+from stoic.core.projection import Projection, WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, QueueState
-from stoic.core.records import Decision, Record
+from stoic.core.records import GENESIS_HASH, Decision, Record
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
     LogCorrupt,
@@ -30,11 +30,22 @@ from stoic.exceptions import (
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
 from stoic.store.escalations import Escalations
+from stoic.store.interface import Head, Stamped, Store
+from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail
-from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+from stoic.store.outputs import FileOutputs
+from stoic.store.projections import (
+    ProjectionFile,
+    ProjectionUnreadable,
+    Stamp,
+    fold_tail,
+    misalignment,
+)
 from stoic.store.queue import Queue
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "open_store"]
+
+S = TypeVar("S")
 
 DECISION_LOG = Path("logs/decision_log.ndjson")
 LOCK_FILE = Path("logs/decision_log.lock")
@@ -79,6 +90,9 @@ class Workspace:
         self.lagging: list[str] = []
         """Views of durable records that could not be written (a full disk), each with why:
         warnings for the caller; they are caught up from the log later, like any that lags."""
+        self._leases = FileLeases(root)
+        self._outputs = FileOutputs(root)
+        self._folded: dict[str, Stamp[Any]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -152,6 +166,7 @@ class Workspace:
             if self._appended:
                 self.sync_projections()
         finally:
+            self._leases.close()
             self.log.close()
 
     def __enter__(self) -> Workspace:
@@ -218,6 +233,15 @@ class Workspace:
         self._appended = self._appended or bool(records)
         return records
 
+    def append(self, decisions: Sequence[Decision]) -> list[Record]:
+        """The store's append (see `stoic.store.interface.Store`): one write, one fsync."""
+        return self.record_many(decisions)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The workspace's writer lock: no other writer, in any process, appends meanwhile;
+        nested blocks in one thread are one transaction."""
+        return self.log.locked()
+
     def record_over_torn_tail(
         self, keep: Callable[[bytes], object], decide: Callable[[TornTail], Decision]
     ) -> tuple[TornTail, Record] | None:
@@ -265,8 +289,9 @@ class Workspace:
     ) -> Iterator[Record]:
         """Stream records in order (constant memory): those after `since_seq`, of a run, a type."""
         end = self.log.tail_state().good_end
+        start = self.log.offset_after(since_seq, end) if since_seq else 0
         needles = _needles(run_id=run_id, decision_type=decision_type)
-        for line_no, _offset, raw, _complete in self.log.lines(0, end):
+        for line_no, _offset, raw, _complete in self.log.lines(start, end):
             if needles and not all(needle in raw for needle in needles):
                 continue
             record = self._decode(raw, line_no)
@@ -307,6 +332,39 @@ class Workspace:
                 break
         found.reverse()
         return found
+
+    def read(self, after_seq: int = 0) -> Iterator[Record]:
+        """The records after `after_seq`, in order; finding where they start costs a few reads."""
+        return self.records(since_seq=after_seq)
+
+    def head(self) -> Head:
+        tail = self.log.tail_state()
+        return Head(tail.last_seq, tail.last_hash) if tail.last_seq else Head(0, GENESIS_HASH)
+
+    def projected(self, projection: Projection[S]) -> Stamped[S]:
+        """`projection` folded up to the log's end. The status projection is the one kept in a
+        file; any other is kept folded with this handle and caught up from where it stopped."""
+        if isinstance(projection, WorkspaceStatusProjection):
+            status = self.sync_projections()
+            return Stamped(status.last_seq, status.last_hash, status.state)
+        end = self.log.tail_state().good_end
+        key = f"{projection.name}@{projection.version}"
+        stamp: Stamp[S] | None = self._folded.get(key)
+        if stamp is None or stamp.log_offset > end or misalignment(key, stamp, self.log):
+            stamp = Stamp(0, GENESIS_HASH, 0, projection.initial())
+        stamp = fold_tail(projection, stamp, self.log, end)
+        self._folded[key] = stamp
+        return Stamped(stamp.last_seq, stamp.last_hash, stamp.state)
+
+    @property
+    def leases(self) -> FileLeases:
+        """Run leases: an OS lock per run (see `stoic.store.leases`)."""
+        return self._leases
+
+    @property
+    def outputs(self) -> FileOutputs:
+        """Attempt outputs: a file per attempt (see `stoic.store.outputs`)."""
+        return self._outputs
 
     def status(self) -> WorkspaceStatus:
         """Counts by type and outcome, caught up with the log."""
@@ -412,3 +470,8 @@ class Workspace:
 def _needles(**fields: str | None) -> list[bytes]:
     """Byte strings a matching line must contain: a cheap filter before parsing."""
     return [orjson.dumps(value) for value in fields.values() if value is not None]
+
+
+def open_store(path: str | os.PathLike[str]) -> Store:
+    """The file backend at `path`, as a `Store`."""
+    return Workspace.open(path)
