@@ -29,7 +29,6 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
-from stoic.store.escalations import Escalations
 from stoic.store.interface import Head, Stamped, Store
 from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail
@@ -41,7 +40,9 @@ from stoic.store.projections import (
     fold_tail,
     misalignment,
 )
+from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
+from stoic.store.views import ProjectionWriter, file_views
 
 __all__ = ["Workspace", "open_store"]
 
@@ -93,6 +94,7 @@ class Workspace:
         self._leases = FileLeases(root)
         self._outputs = FileOutputs(root)
         self._folded: dict[str, Stamp[Any]] = {}
+        self._views: tuple[ProjectionWriter, ...] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -403,35 +405,35 @@ class Workspace:
 
     # -- projections and audit -----------------------------------------------------------------
 
+    @property
+    def views(self) -> tuple[ProjectionWriter, ...]:
+        """The writers of every file view of the log: caught up, audited and rebuilt alike."""
+        if self._views is None:
+            self._views = file_views(self)
+        return self._views
+
     def sync_projections(self) -> Stamp[WorkspaceStatus]:
         """Catch the projection files up with the log by replaying only its tail."""
-        stamp = self._read_status_stamp()
+        stamp = self.status_stamp()
         end = self.log.tail_state().good_end
         if stamp.log_offset == end:
             self.status_file.check_lines_up(stamp, self.log)
             return stamp
         caught_up = self.status_file.advance(stamp, self.log, end)
-        with self.log.locked(), self.projecting(str(STATUS_PROJECTION)):
-            on_disk = self._read_status_stamp()
-            if on_disk.last_seq < caught_up.last_seq:
-                self.status_file.write(caught_up)
-        # A writer killed between a record and its files left them behind: catch them up too.
-        if caught_up.state.count("proposal") > stamp.state.count("proposal"):
-            with self.projecting("the review queue's files"):
-                Queue(self).catch_up(since_offset=stamp.log_offset)
-        if caught_up.state.count("escalation") > stamp.state.count("escalation"):
-            with self.projecting("the escalation briefings"):
-                Escalations(self).catch_up(stamp.log_offset, stamp.last_seq)
+        # A writer killed between a record and its files left them behind: each view writes
+        # what the records since the status file's stamp say.
+        for view in self.views:
+            view.catch_up(stamp, caught_up)
         return caught_up
 
-    def rebuild_projections(self) -> None:
-        """Replace every projection file with a full replay of the log."""
-        end = self.log.tail_state().good_end
-        fresh = self.status_file.advance(self.status_file.initial(), self.log, end)
-        with self.log.locked():
-            self.status_file.write(fresh)
+    def rebuild_projections(self, quarantine: Quarantine) -> None:
+        """Replace every file view with a full replay of the log (for `stoic audit --repair`,
+        which has moved what they replace to `quarantine`)."""
+        for view in self.views:
+            view.rebuild(quarantine)
 
-    def _read_status_stamp(self) -> Stamp[WorkspaceStatus]:
+    def status_stamp(self) -> Stamp[WorkspaceStatus]:
+        """The status projection file's stamp as it is on disk (not caught up)."""
         path = self.status_file.path
         try:
             stamp = self.status_file.read()
