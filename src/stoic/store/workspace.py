@@ -336,7 +336,8 @@ class Workspace:
         return found
 
     def read(self, after_seq: int = 0) -> Iterator[Record]:
-        """The records after `after_seq`, in order; finding where they start costs a few reads."""
+        """The records after `after_seq`, in order; finding where they start costs a few reads
+        (`FileDecisionLog.offset_after`), so a damaged line before them is the audit's to find."""
         return self.records(since_seq=after_seq)
 
     def head(self) -> Head:
