@@ -15,6 +15,7 @@ import pytest
 
 import stoic
 from stoic.core.audit import ViolationCode
+from stoic.exceptions import LogCorrupt
 from tests.conftest import fill, log_path, run_cli
 
 
@@ -300,7 +301,7 @@ def test_projection_is_caught_up_by_replaying_only_the_tail(ws_path: Path) -> No
     # Damage record 1 without changing its length: a full replay would trip over it.
     path = log_path(ws_path)
     data = path.read_bytes()
-    path.write_bytes(data.replace(b'"seq":1,', b'"seq":X,', 1))
+    path.write_bytes(data.replace(b'"seq":1}', b'"seq":X}', 1))
     with stoic.Workspace.open(ws_path) as ws:
         status = ws.status()
     assert status.records == 5 and status.last_seq == 5
@@ -356,3 +357,55 @@ def test_filters_match_fields_not_text_that_merely_mentions_them(ws: stoic.Works
     assert [r.seq for r in ws.records(decision_type="audit")] == [3]
     assert [r.seq for r in ws.tail(5, decision_type="audit")] == [3]
     assert ws.tail(0) == []
+
+
+# -- seq cursors ------------------------------------------------------------------------------
+
+
+def test_a_seq_cursor_finds_its_place_without_reading_from_the_top(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        fill(ws, 200)
+    # Damage record 2 without changing its length: a read from the top would trip over it.
+    path = log_path(ws_path)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"seq":2}', b'"seq":X}', 1))
+    with stoic.Workspace.open(ws_path, catch_up=False) as ws:
+        assert [r.seq for r in ws.read(after_seq=190)] == list(range(191, 201))
+        assert [r.seq for r in ws.records(since_seq=195, run_id="run-1")] == list(range(196, 201))
+        with pytest.raises(LogCorrupt, match="not a valid record"):
+            list(ws.read())
+
+
+def test_a_cursor_read_that_meets_a_damaged_line_on_its_way_reports_it(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        fill(ws, 20)
+    path = log_path(ws_path)
+    path.write_bytes(path.read_bytes().replace(b'"seq":1}', b'"seq":X}', 1))
+    with (
+        stoic.Workspace.open(ws_path, catch_up=False) as ws,
+        pytest.raises(LogCorrupt, match="not a valid record"),
+    ):
+        list(ws.read(after_seq=10))
+
+
+def test_the_record_after_any_seq_is_found_whatever_the_line_lengths(ws: stoic.Workspace) -> None:
+    sizes = [1, 70_000, 3, 200_000, 10, 10, 65_536, 5]
+    ws.record_many(
+        {
+            "decision_type": "policy_check",
+            "decision_outcome": "passed",
+            "decision_reason": "x" * size,
+        }
+        for size in sizes
+    )
+    starts = [0]
+    for line in log_path(ws.root).read_bytes().splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    end = starts[-1]
+    assert [ws.log.offset_after(seq, end) for seq in range(len(sizes) + 2)] == [
+        0,
+        *starts[1:],
+        end,
+    ]
+    for seq in range(len(sizes) + 1):
+        assert [r.seq for r in ws.read(after_seq=seq)] == list(range(seq + 1, len(sizes) + 1))

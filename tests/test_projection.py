@@ -1,13 +1,19 @@
-"""The workspace status projection: a fold that gives the same state however the log is cut."""
+"""Projections: the status fold gives the same state however the log is cut, and the file
+backend keeps, catches up and rebuilds its views through one registry."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+import stoic
+from stoic.core.audit import ViolationCode
 from stoic.core.projection import MANUAL_CONFIRMATIONS, WorkspaceStatusProjection
+from tests.conftest import fill, log_path
 
 PROJECTION = WorkspaceStatusProjection()
 
@@ -72,3 +78,56 @@ def test_what_a_resume_leaves_behind(steps: list[int]) -> None:
         assert state.confirmations_due == max(0, MANUAL_CONFIRMATIONS - executed)
     else:
         assert state.confirmations_due == 0
+
+
+# -- the file backend's projections -------------------------------------------------------------
+
+
+def test_every_file_view_is_caught_up_audited_and_rebuilt_through_one_registry(
+    ws_path: Path,
+) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        names = [view.name for view in ws.views]
+        assert names == ["workspace_status", "queue", "escalations", "runs"]
+        fill(ws, 3)
+    (ws_path / "manifests" / "workspace_status.json").unlink()
+    with stoic.Workspace.open(ws_path, catch_up=False) as ws:
+        report = ws.audit()
+        assert {v.code for v in report.violations} == {ViolationCode.PROJECTION_MISSING}
+        repaired = ws.audit(repair=True)
+        assert repaired.ok and repaired.repaired is not None
+        assert repaired.repaired["projections_rebuilt"] == names
+        assert ws.status().records == 4
+
+
+class _Seqs:
+    """A projection of the test's own: the seqs it has folded."""
+
+    name = "seqs"
+    version = 1
+
+    def initial(self) -> list[int]:
+        return []
+
+    def fold(self, state: list[int], records: Iterable[Mapping[str, Any]]) -> list[int]:
+        return [*state, *(record["seq"] for record in records)]
+
+    def to_json(self, state: list[int]) -> dict[str, Any]:
+        return {"seqs": state}
+
+    def from_json(self, data: Mapping[str, Any]) -> list[int]:
+        return list(data["seqs"])
+
+
+def test_a_projection_kept_by_a_handle_is_caught_up_from_where_it_stopped(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as ws:
+        fill(ws, 3)
+    with stoic.Workspace.open(ws_path) as ws:
+        assert ws.projected(_Seqs()).state == [1, 2, 3]
+        # Damage record 1 without changing its length: folding from the top would trip over it.
+        path = log_path(ws_path)
+        path.write_bytes(path.read_bytes().replace(b'"seq":1}', b'"seq":X}', 1))
+        fill(ws, 2)
+        stamped = ws.projected(_Seqs())
+        assert (stamped.seq, stamped.state) == (5, [1, 2, 3, 4, 5])
+        assert stamped.hash == ws.head().hash

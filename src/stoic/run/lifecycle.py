@@ -8,7 +8,6 @@ One runner works on a run at a time (a lock file in the run's folder).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import time
@@ -29,7 +28,8 @@ from stoic.run.run_files import RunFiles
 from stoic.run.runner import Runner
 from stoic.run.task_user import resolve_task_user
 from stoic.store.atomic import atomic_write
-from stoic.store.confined import confined_dir, open_confined
+from stoic.store.confined import confined_dir
+from stoic.store.leases import FileLeases
 from stoic.store.processes import workspace_policy
 from stoic.store.workspace import Workspace
 
@@ -286,54 +286,17 @@ def _make_run_folder(files: RunFiles) -> None:
         raise WorkspaceNotWritable(f"cannot create {files.folder}: {exc.strerror or exc}") from exc
 
 
-_LOCK_TRIES = 20
-"""A reader asking whether a runner is there holds the lock for an instant: try again a few
-times before calling it another runner's."""
-
-
 @contextlib.contextmanager
 def _run_lock(files: RunFiles) -> Iterator[None]:
     """One runner per run: a second `stoic run`/`continue` of the same run is refused.
 
-    The lock is the runner's liveness too: the OS drops it when the runner dies, however it
-    dies, so `runner_working` can tell a run that is going from one whose runner is gone.
+    The lease is the runner's liveness too (see `stoic.store.leases`), so `runner_working`
+    can tell a run that is going from one whose runner is gone.
     """
-    try:
-        fd = open_confined(files.workspace_root, files.lock_file, os.O_RDWR | os.O_CREAT)
-    except OSError as exc:
-        raise WorkspaceNotWritable(f"cannot open {files.lock_file}: {exc.strerror or exc}") from exc
-    try:
-        for tried in range(1, _LOCK_TRIES + 1):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if tried == _LOCK_TRIES:
-                    raise UsageError(
-                        f"run {files.run_id} is being run by another stoic process right now"
-                    ) from None
-                time.sleep(0.01)
+    with FileLeases(files.workspace_root).holding(files.run_id):
         yield
-    finally:
-        os.close(fd)
 
 
 def runner_working(files: RunFiles) -> bool:
-    """Whether a runner holds the run's lock right now: a reader's answer, never recorded.
-
-    Asked with a shared lock that is let go at once; a runner holds it exclusively for as long
-    as it lives, so a runner killed with -9 is seen gone at once.
-    """
-    try:
-        fd = open_confined(files.workspace_root, files.lock_file, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise WorkspaceError(f"cannot open {files.lock_file}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    """Whether a runner holds the run's lease right now: a reader's answer, never recorded."""
+    return FileLeases(files.workspace_root).held_by(files.run_id) is not None

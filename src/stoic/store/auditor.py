@@ -9,26 +9,16 @@ What it would remove or replace is moved to `quarantine/<time>/` first, never de
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode, diff_states
-from stoic.core.escalations import EscalationState
+from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
-from stoic.core.projection import WorkspaceStatus
-from stoic.core.proposals import QueueState
-from stoic.core.records import GENESIS_HASH, Decision
+from stoic.core.records import Decision
 from stoic.exceptions import WorkspaceNotWritable
-from stoic.store.escalation_audit import check_escalation_files
-from stoic.store.escalations import Escalations
 from stoic.store.log import FileDecisionLog, TornTail
-from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
 from stoic.store.quarantine import Quarantine
-from stoic.store.queue import Queue
-from stoic.store.queue_audit import check_queue_files
-from stoic.store.queue_snapshot import SnapshotCheck
-from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -61,105 +51,13 @@ def _consistent_end(log: FileDecisionLog) -> int:
         return log.size()
 
 
-class _ProjectionCheck:
-    """Replays the log into one projection and compares with its file at the file's seq."""
-
-    def __init__(
-        self, projection_file: ProjectionFile[WorkspaceStatus], log: FileDecisionLog, root: Path
-    ):
-        self.file = projection_file
-        self.log = log
-        self.relative = str(projection_file.path.relative_to(root))
-        self.violations: list[Violation] = []
-        self.stamp: Stamp[WorkspaceStatus] | None = None
-        try:
-            self.stamp = projection_file.read()
-            if self.stamp is None:
-                self.violations.append(
-                    Violation(
-                        ViolationCode.PROJECTION_MISSING,
-                        f"{self.relative} is missing; `stoic audit --repair` rebuilds it",
-                        path=self.relative,
-                    )
-                )
-        except ProjectionUnreadable as exc:
-            self.violations.append(
-                Violation(
-                    ViolationCode.PROJECTION_UNREADABLE,
-                    f"{self.relative} is unreadable: {exc}",
-                    path=self.relative,
-                )
-            )
-        self.state = projection_file.projection.initial()
-        self.done = self.stamp is None
-        if self.stamp is not None and self.stamp.last_seq == 0:
-            self._compare(0, GENESIS_HASH)
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        """Fold the next records of the log; compare when the file's seq goes by."""
-        if self.done or not records:
-            return
-        assert self.stamp is not None
-        target = self.stamp.last_seq
-        if records[0]["seq"] <= target <= records[-1]["seq"]:
-            for index, record in enumerate(records):
-                if record["seq"] == target:
-                    self.state = self.file.projection.fold(self.state, records[: index + 1])
-                    self._compare(target, record["hash"])
-                    return
-        self.state = self.file.projection.fold(self.state, records)
-
-    def finish(self, last_seq: int) -> list[Violation]:
-        if self.done or self.stamp is None:
-            return self.violations
-        self.violations.append(
-            Violation.reflects_lost(self.relative, self.stamp.last_seq, last_seq)
-        )
-        self.done = True
-        return self.violations
-
-    def _compare(self, seq: int, digest: str) -> None:
-        self.done = True
-        assert self.stamp is not None
-        projection = self.file.projection
-        if self.stamp.last_hash != digest:
-            self.violations.append(
-                Violation.other_record(self.relative, seq, digest, self.stamp.last_hash)
-            )
-        else:
-            problem = self.file.misalignment(self.stamp, self.log)
-            if problem is not None:
-                self.violations.append(
-                    Violation(
-                        ViolationCode.PROJECTION_MISMATCH, problem, seq=seq, path=self.relative
-                    )
-                )
-        replayed = projection.to_json(self.state)
-        stored = projection.to_json(self.stamp.state)
-        for where, expected, found in diff_states(replayed, stored):
-            self.violations.append(
-                Violation(
-                    ViolationCode.PROJECTION_MISMATCH,
-                    f"{self.relative} disagrees with a replay of the log at {where}",
-                    seq=seq,
-                    expected=repr(expected),
-                    found=repr(found),
-                    path=self.relative,
-                )
-            )
-
-
 class _Folds:
     """The folds an audit feeds, each guarded: a record no fold can take is listed, and a fold
     that fails anyway stops (named) while the audit goes on."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.invariants = InvariantChecker()
-        self.queue = QueueState()
-        self.escalations = EscalationState()
-        self.status = _ProjectionCheck(workspace.status_file, workspace.log, workspace.root)
-        self.snapshot = SnapshotCheck(workspace.log, workspace.root)
-        self.runs = RunFilesCheck(workspace.root)
+        self.views = [(view.title, view.check()) for view in workspace.views]
         self.broken: dict[str, str] = {}
 
     def feed(self, records: list[dict[str, Any]], first_line_no: int) -> list[Violation]:
@@ -179,18 +77,15 @@ class _Folds:
                         )
                     )
             records = kept
-        steps: list[tuple[str, Callable[[], object]]] = [
-            ("the status projection", lambda: self.status.add(records)),
-            ("the behavioural invariants", lambda: self.invariants.feed(records)),
-            ("the review queue", lambda: self.snapshot.feed(self.queue, records)),
-            ("the escalations", lambda: self.escalations.feed(records)),
-            ("the runs' files", lambda: self.runs.feed(records)),
+        steps: list[tuple[str, Callable[[list[dict[str, Any]]], object]]] = [
+            ("the behavioural invariants", self.invariants.feed),
+            *((title, check.feed) for title, check in self.views),
         ]
         for name, step in steps:
             if name in self.broken:
                 continue
             try:
-                step()
+                step(records)
             except Exception as exc:  # any input: listed, never an internal error
                 where = f" (from line {first_line_no})" if first_line_no else ""
                 self.broken[name] = f"{type(exc).__name__}: {exc}"
@@ -287,25 +182,8 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
         return max(last_seq, log.tail_state().last_seq)
 
     note(folds.finish("the behavioural invariants", folds.invariants.finish))
-    note(folds.finish("the status projection", lambda: folds.status.finish(last_seq)))
-    note(
-        folds.finish(
-            "the review queue",
-            lambda: [
-                *folds.snapshot.finish(last_seq),
-                *check_queue_files(workspace.root, folds.queue, last_seq, newest),
-            ],
-        )
-    )
-    note(
-        folds.finish(
-            "the escalations",
-            lambda: check_escalation_files(
-                workspace, folds.escalations, settled=lambda: newest() == last_seq
-            ),
-        )
-    )
-    note(folds.finish("the runs' files", lambda: folds.runs.finish(last_seq)))
+    for title, view in folds.views:
+        note(folds.finish(title, functools.partial(view.finish, last_seq, newest)))
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")
@@ -344,14 +222,14 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
                     removed_prefix=torn.fragment.decode("utf-8", "backslashreplace"),
                 )
             parts.append(
-                f"rebuilt the {projection_name} projection, queue folders, manifest, escalation"
-                " files, runs' state.json and execution_log.md from the log"
+                f"rebuilt the {workspace.status_file.projection.name} projection, queue folders,"
+                " manifest, escalation files, runs' state.json and execution_log.md from the log"
             )
             if quarantine.kept:
                 parts.append(f"moved {len(quarantine.kept)} file(s) aside to {quarantine.relative}")
                 details["quarantine"] = str(quarantine.relative)
                 details["quarantined"] = list(quarantine.kept)
-            details["projections_rebuilt"] = [projection_name, "queue", "escalations", "runs"]
+            details["projections_rebuilt"] = [view.name for view in workspace.views]
             details["violations_before"] = codes
             return Decision.from_mapping(
                 {
@@ -366,17 +244,13 @@ def repair_workspace(workspace: Workspace) -> AuditReport:
                 }
             )
 
-        projection_name = workspace.status_file.projection.name
         # The cut and its record are one write; without a torn tail, an ordinary append.
         done = workspace.record_over_torn_tail(
             lambda data: quarantine.keep_bytes(f"{log_name}.torn-tail", data), decide
         )
         record = done[1] if done is not None else workspace.record_many([decide(None)])[0]
         details = dict(record.details)
-        workspace.rebuild_projections()
-        Queue(workspace).rebuild(quarantine)
-        Escalations(workspace).rebuild()
-        rebuild_run_files(workspace, quarantine)
+        workspace.rebuild_projections(quarantine)
         after = audit_workspace(workspace)
     return AuditReport(
         records=after.records,

@@ -23,7 +23,14 @@ from stoic.store.atomic import atomic_write
 from stoic.store.confined import LinkRefused, read_confined
 from stoic.store.log import FileDecisionLog, utc_timestamp
 
-__all__ = ["ProjectionFile", "ProjectionUnreadable", "Stamp", "parsed_records"]
+__all__ = [
+    "ProjectionFile",
+    "ProjectionUnreadable",
+    "Stamp",
+    "fold_tail",
+    "misalignment",
+    "parsed_records",
+]
 
 S = TypeVar("S")
 
@@ -122,22 +129,7 @@ class ProjectionFile(Generic[S]):
                 " run `stoic audit`"
             )
         self.check_lines_up(stamp, log)
-        state, last_seq, last_hash, offset = (
-            stamp.state,
-            stamp.last_seq,
-            stamp.last_hash,
-            stamp.log_offset,
-        )
-        batch: list[Mapping[str, Any]] = []
-        for after, record in parsed_records(log, stamp.log_offset, end):
-            batch.append(record)
-            last_seq, last_hash, offset = record["seq"], record["hash"], after
-            if len(batch) >= _FOLD_BATCH:
-                state = self.projection.fold(state, batch)
-                batch = []
-        if batch:
-            state = self.projection.fold(state, batch)
-        return Stamp(last_seq, last_hash, offset, state)
+        return fold_tail(self.projection, stamp, log, end)
 
     def check_lines_up(self, stamp: Stamp[S], log: FileDecisionLog) -> None:
         """The record that ends at the stamp's offset must be the one the stamp names."""
@@ -146,36 +138,63 @@ class ProjectionFile(Generic[S]):
             raise ProjectionMismatch(f"{problem}; run `stoic audit`")
 
     def misalignment(self, stamp: Stamp[S], log: FileDecisionLog) -> str | None:
-        """Why the stamp's offset is not the end of the record it names, or None when it is.
+        """Why the stamp's offset is not the end of the record it names, or None when it is."""
+        return misalignment(str(self.path), stamp, log)
 
-        The offset must end a whole line (an edit of the log before it moves every line after),
-        and that line must be the stamped record.
-        """
-        offset = stamp.log_offset
-        if offset == 0:
-            if stamp.last_seq != 0:
-                return f"{self.path} names seq {stamp.last_seq} at the start of the log"
-            return None
-        size = log.size()
-        if offset < 0 or offset > size:
-            return (
-                f"{self.path} names seq {stamp.last_seq} at byte {offset}, past the end of the"
-                f" log ({size} bytes)"
-            )
-        if not log.ends_line(offset):
-            return (
-                f"{self.path} does not line up with the log: it names seq {stamp.last_seq} at"
-                f" byte {offset}, which falls inside a line (the log before it changed length)"
-            )
-        line = next(log.lines_reversed(offset), b"")
-        try:
-            parsed = orjson.loads(line)
-            seq, digest = parsed["seq"], parsed["hash"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            seq, digest = None, None
-        if seq != stamp.last_seq or digest != stamp.last_hash:
-            return (
-                f"{self.path} does not line up with the log: it names seq {stamp.last_seq}"
-                f" at byte {offset}, the log has seq {seq} there"
-            )
+
+def fold_tail(
+    projection: Projection[S], stamp: Stamp[S], log: FileDecisionLog, end: int
+) -> Stamp[S]:
+    """`stamp` with the records between its offset and `end` folded into its state."""
+    state, last_seq, last_hash, offset = (
+        stamp.state,
+        stamp.last_seq,
+        stamp.last_hash,
+        stamp.log_offset,
+    )
+    batch: list[Mapping[str, Any]] = []
+    for after, record in parsed_records(log, stamp.log_offset, end):
+        batch.append(record)
+        last_seq, last_hash, offset = record["seq"], record["hash"], after
+        if len(batch) >= _FOLD_BATCH:
+            state = projection.fold(state, batch)
+            batch = []
+    if batch:
+        state = projection.fold(state, batch)
+    return Stamp(last_seq, last_hash, offset, state)
+
+
+def misalignment(label: str, stamp: Stamp[Any], log: FileDecisionLog) -> str | None:
+    """Why the stamp's offset is not the end of the record it names, or None when it is.
+
+    The offset must end a whole line (an edit of the log before it moves every line after),
+    and that line must be the stamped record. `label` names what holds the stamp.
+    """
+    offset = stamp.log_offset
+    if offset == 0:
+        if stamp.last_seq != 0:
+            return f"{label} names seq {stamp.last_seq} at the start of the log"
         return None
+    size = log.size()
+    if offset < 0 or offset > size:
+        return (
+            f"{label} names seq {stamp.last_seq} at byte {offset}, past the end of the"
+            f" log ({size} bytes)"
+        )
+    if not log.ends_line(offset):
+        return (
+            f"{label} does not line up with the log: it names seq {stamp.last_seq} at"
+            f" byte {offset}, which falls inside a line (the log before it changed length)"
+        )
+    line = next(log.lines_reversed(offset), b"")
+    try:
+        parsed = orjson.loads(line)
+        seq, digest = parsed["seq"], parsed["hash"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        seq, digest = None, None
+    if seq != stamp.last_seq or digest != stamp.last_hash:
+        return (
+            f"{label} does not line up with the log: it names seq {stamp.last_seq}"
+            f" at byte {offset}, the log has seq {seq} there"
+        )
+    return None

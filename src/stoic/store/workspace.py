@@ -9,16 +9,16 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import orjson
 
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.notifications import Event, Notice
-from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
+from stoic.core.projection import Projection, WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, QueueState
-from stoic.core.records import Decision, Record
+from stoic.core.records import GENESIS_HASH, Decision, Record
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
     LogCorrupt,
@@ -30,12 +30,24 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
-from stoic.store.escalations import Escalations
+from stoic.store.interface import Head, Stamped, Store
+from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
-from stoic.store.projections import ProjectionFile, ProjectionUnreadable, Stamp
+from stoic.store.outputs import FileOutputs
+from stoic.store.projections import (
+    ProjectionFile,
+    ProjectionUnreadable,
+    Stamp,
+    fold_tail,
+    misalignment,
+)
+from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
+from stoic.store.views import ProjectionWriter, file_views
 
-__all__ = ["Deliverer", "Workspace"]
+__all__ = ["Deliverer", "Workspace", "open_store"]
+
+S = TypeVar("S")
 
 Deliverer = Callable[["Workspace", Notice], object]
 """Hands a notice to the notifiers; the runtime provides it (`stoic.run.notifiers.deliver`)."""
@@ -88,6 +100,10 @@ class Workspace:
         warnings for the caller; they are caught up from the log later, like any that lags."""
         self.undelivered: list[Notice] = []
         """Notices announced while no deliverer was set, oldest first, for the caller to hand on."""
+        self._leases = FileLeases(root)
+        self._outputs = FileOutputs(root)
+        self._folded: dict[str, Stamp[Any]] = {}
+        self._views: tuple[ProjectionWriter, ...] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -161,6 +177,7 @@ class Workspace:
             if self._appended:
                 self.sync_projections()
         finally:
+            self._leases.close()
             self.log.close()
 
     def __enter__(self) -> Self:
@@ -226,6 +243,15 @@ class Workspace:
         records = self.log.append(batch)
         self._appended = self._appended or bool(records)
         return records
+
+    def append(self, decisions: Sequence[Decision]) -> list[Record]:
+        """The store's append (see `stoic.store.interface.Store`): one write, one fsync."""
+        return self.record_many(decisions)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The workspace's writer lock: no other writer, in any process, appends meanwhile;
+        nested blocks in one thread are one transaction."""
+        return self.log.locked()
 
     def record_over_torn_tail(
         self, keep: Callable[[bytes], object], decide: Callable[[TornTail], Decision]
@@ -300,8 +326,9 @@ class Workspace:
     ) -> Iterator[Record]:
         """Stream records in order (constant memory): those after `since_seq`, of a run, a type."""
         end = self.log.tail_state().good_end
+        start = self.log.offset_after(since_seq, end) if since_seq else 0
         needles = _needles(run_id=run_id, decision_type=decision_type)
-        for line_no, _offset, raw, _complete in self.log.lines(0, end):
+        for line_no, _offset, raw, _complete in self.log.lines(start, end):
             if needles and not all(needle in raw for needle in needles):
                 continue
             record = self._decode(raw, line_no)
@@ -343,6 +370,40 @@ class Workspace:
         found.reverse()
         return found
 
+    def read(self, after_seq: int = 0) -> Iterator[Record]:
+        """The records after `after_seq`, in order; finding where they start costs a few reads
+        (`FileDecisionLog.offset_after`), so a damaged line before them is the audit's to find."""
+        return self.records(since_seq=after_seq)
+
+    def head(self) -> Head:
+        tail = self.log.tail_state()
+        return Head(tail.last_seq, tail.last_hash) if tail.last_seq else Head(0, GENESIS_HASH)
+
+    def projected(self, projection: Projection[S]) -> Stamped[S]:
+        """`projection` folded up to the log's end. The status projection is the one kept in a
+        file; any other is kept folded with this handle and caught up from where it stopped."""
+        if isinstance(projection, WorkspaceStatusProjection):
+            status = self.sync_projections()
+            return Stamped(status.last_seq, status.last_hash, status.state)
+        end = self.log.tail_state().good_end
+        key = f"{projection.name}@{projection.version}"
+        stamp: Stamp[S] | None = self._folded.get(key)
+        if stamp is None or stamp.log_offset > end or misalignment(key, stamp, self.log):
+            stamp = Stamp(0, GENESIS_HASH, 0, projection.initial())
+        stamp = fold_tail(projection, stamp, self.log, end)
+        self._folded[key] = stamp
+        return Stamped(stamp.last_seq, stamp.last_hash, stamp.state)
+
+    @property
+    def leases(self) -> FileLeases:
+        """Run leases: an OS lock per run (see `stoic.store.leases`)."""
+        return self._leases
+
+    @property
+    def outputs(self) -> FileOutputs:
+        """Attempt outputs: a file per attempt (see `stoic.store.outputs`)."""
+        return self._outputs
+
     def status(self) -> WorkspaceStatus:
         """Counts by type and outcome, caught up with the log."""
         return self.sync_projections().state
@@ -380,35 +441,35 @@ class Workspace:
 
     # -- projections and audit -----------------------------------------------------------------
 
+    @property
+    def views(self) -> tuple[ProjectionWriter, ...]:
+        """The writers of every file view of the log: caught up, audited and rebuilt alike."""
+        if self._views is None:
+            self._views = file_views(self)
+        return self._views
+
     def sync_projections(self) -> Stamp[WorkspaceStatus]:
         """Catch the projection files up with the log by replaying only its tail."""
-        stamp = self._read_status_stamp()
+        stamp = self.status_stamp()
         end = self.log.tail_state().good_end
         if stamp.log_offset == end:
             self.status_file.check_lines_up(stamp, self.log)
             return stamp
         caught_up = self.status_file.advance(stamp, self.log, end)
-        with self.log.locked(), self.projecting(str(STATUS_PROJECTION)):
-            on_disk = self._read_status_stamp()
-            if on_disk.last_seq < caught_up.last_seq:
-                self.status_file.write(caught_up)
-        # A writer killed between a record and its files left them behind: catch them up too.
-        if caught_up.state.count("proposal") > stamp.state.count("proposal"):
-            with self.projecting("the review queue's files"):
-                Queue(self).catch_up(since_offset=stamp.log_offset)
-        if caught_up.state.count("escalation") > stamp.state.count("escalation"):
-            with self.projecting("the escalation briefings"):
-                Escalations(self).catch_up(stamp.log_offset, stamp.last_seq)
+        # A writer killed between a record and its files left them behind: each view writes
+        # what the records since the status file's stamp say.
+        for view in self.views:
+            view.catch_up(stamp, caught_up)
         return caught_up
 
-    def rebuild_projections(self) -> None:
-        """Replace every projection file with a full replay of the log."""
-        end = self.log.tail_state().good_end
-        fresh = self.status_file.advance(self.status_file.initial(), self.log, end)
-        with self.log.locked():
-            self.status_file.write(fresh)
+    def rebuild_projections(self, quarantine: Quarantine) -> None:
+        """Replace every file view with a full replay of the log (for `stoic audit --repair`,
+        which has moved what they replace to `quarantine`)."""
+        for view in self.views:
+            view.rebuild(quarantine)
 
-    def _read_status_stamp(self) -> Stamp[WorkspaceStatus]:
+    def status_stamp(self) -> Stamp[WorkspaceStatus]:
+        """The status projection file's stamp as it is on disk (not caught up)."""
         path = self.status_file.path
         try:
             stamp = self.status_file.read()
@@ -447,3 +508,8 @@ class Workspace:
 def _needles(**fields: str | None) -> list[bytes]:
     """Byte strings a matching line must contain: a cheap filter before parsing."""
     return [orjson.dumps(value) for value in fields.values() if value is not None]
+
+
+def open_store(path: str | os.PathLike[str]) -> Store:
+    """The file backend at `path`, as a `Store`."""
+    return Workspace.open(path)

@@ -1,0 +1,156 @@
+"""Run leases in the file backend: an OS lock on `runs/<run_id>/run.lock` (DESIGN §6).
+
+The lock is the holder's liveness too: the OS drops it when the holder dies, however it dies,
+so a reader can tell a run that is going from one whose runner is gone. The holder writes who
+it is into the file once it holds the lock; a reader reads that only while the lock is held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
+from stoic.store.confined import open_confined
+from stoic.store.interface import Lease
+from stoic.store.log import utc_timestamp
+
+__all__ = ["FileLeases", "lease_path", "run_folder"]
+
+_TRIES = 20
+"""A reader asking who holds a run holds the lock for an instant: try again a few times before
+calling it another holder's."""
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_HOLDER_LIMIT = 4096
+
+
+def run_folder(root: Path, run_id: str) -> Path:
+    """A run's folder; an id that is not a plain name (`../x`) is refused, never followed."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise UsageError(f"{run_id!r} is not a run id (they look like run-20261123-101500-3fa2c1)")
+    return root / "runs" / run_id
+
+
+def lease_path(root: Path, run_id: str) -> Path:
+    return run_folder(root, run_id) / "run.lock"
+
+
+def _holder_here() -> str:
+    return f"pid {os.getpid()} on {os.uname().nodename}"
+
+
+class FileLeases:
+    """The run leases of one workspace, as held by this process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._held: dict[str, tuple[int, Lease]] = {}
+        self._mutex = threading.Lock()
+
+    def acquire(self, run_id: str) -> Lease:
+        path = lease_path(self.root, run_id)
+        try:
+            fd = open_confined(self.root, path, os.O_RDWR | os.O_CREAT, create_parents=True)
+        except OSError as exc:
+            raise WorkspaceNotWritable(f"cannot open {path}: {exc.strerror or exc}") from exc
+        try:
+            for tried in range(1, _TRIES + 1):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if tried == _TRIES:
+                        holder = self.held_by(run_id)
+                        by = ""
+                        if holder is not None and holder.since is not None:
+                            by = f" ({holder.holder} since {holder.since})"
+                        raise UsageError(
+                            f"run {run_id} is being run by another stoic process right now{by}"
+                        ) from None
+                    time.sleep(0.01)
+            lease = Lease(run_id, _holder_here(), utc_timestamp())
+            _write_holder(fd, lease)
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._mutex:
+            self._held[run_id] = (fd, lease)
+        return lease
+
+    def renew(self, lease: Lease) -> Lease:
+        """The OS keeps the lock for as long as this process lives: renewing only checks that
+        the lease is still this process's."""
+        with self._mutex:
+            held = self._held.get(lease.run_id)
+        if held is None or held[1] != lease:
+            raise UsageError(
+                f"run {lease.run_id} is not held by this process: it cannot be renewed"
+            )
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._mutex:
+            held = self._held.get(lease.run_id)
+            if held is None or held[1] != lease:
+                return
+            del self._held[lease.run_id]
+        os.close(held[0])
+
+    def held_by(self, run_id: str) -> Lease | None:
+        """Asked with a shared lock that is let go at once; a holder keeps it exclusively."""
+        path = lease_path(self.root, run_id)
+        try:
+            fd = open_confined(self.root, path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise WorkspaceError(f"cannot open {path}: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_holder(fd, run_id)
+            return None
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def holding(self, run_id: str) -> Iterator[Lease]:
+        """Hold the run for the block."""
+        lease = self.acquire(run_id)
+        try:
+            yield lease
+        finally:
+            self.release(lease)
+
+    def close(self) -> None:
+        with self._mutex:
+            held, self._held = list(self._held.values()), {}
+        for fd, _lease in held:
+            os.close(fd)
+
+
+def _write_holder(fd: int, lease: Lease) -> None:
+    """Who holds the lock, for readers; the lock, not these bytes, is what holds the run."""
+    data = orjson.dumps({"holder": lease.holder, "since": lease.since})
+    with contextlib.suppress(OSError):  # a full disk must not stop a run it can still hold
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+
+
+def _read_holder(fd: int, run_id: str) -> Lease:
+    try:
+        data = orjson.loads(os.pread(fd, _HOLDER_LIMIT, 0))
+        return Lease(run_id, str(data["holder"]), str(data["since"]))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        # Held by a process that wrote nothing (yet): the lock still says someone holds it.
+        return Lease(run_id, "another stoic process", None)
