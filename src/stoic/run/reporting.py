@@ -9,21 +9,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stoic.core.graph import Analysis, RunStatus
 from stoic.core.text import escape_controls
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
+from stoic.run.run_end import RunReport
 from stoic.run.terminal import SafeConsole, plain_text
 
 if TYPE_CHECKING:
     from stoic.plan.loader import Plan
-    from stoic.run.run_end import RunReport
 
 __all__ = [
     "LiveReporter",
     "PlainReporter",
     "Reporter",
-    "lifecycle_reason",
     "print_summary",
     "summary_lines",
 ]
@@ -225,18 +223,3 @@ def _verdict(report: RunReport) -> str:
     for task_id, roots in analysis.blocked.items():
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
     return "\n".join(lines)
-
-
-def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
-    """The reason of the record that ends a run: how the graph stands, in one sentence."""
-    if analysis.status is RunStatus.COMPLETED:
-        return f"Run {run_id} completed: every task succeeded or was skipped."
-    if analysis.status is RunStatus.AWAITING_HUMAN:
-        waiting = ", ".join(analysis.awaiting_human)
-        return f"Run {run_id} is waiting for a person: {waiting}."
-    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
-    return (
-        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
-        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
-        + "."
-    )

@@ -15,11 +15,10 @@ from stoic.core.run_state import RunFolder, RunView
 from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.run import decisions as made
-from stoic.run.reporting import lifecycle_reason
 from stoic.run.run_files import RunFiles
 from stoic.store.workspace import Workspace
 
-__all__ = ["EXIT_CODES", "RunReport", "record_end", "recorded_end"]
+__all__ = ["EXIT_CODES", "RunReport", "lifecycle_reason", "record_end", "recorded_end"]
 
 EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
 _LIFECYCLE = {
@@ -118,3 +117,18 @@ def record_end(
     with workspace.projecting(files.relative(files.state_file)):
         files.write_state(view, plan.graph, analysis)
     return RunReport(run_id, status, code, view, analysis, plan)
+
+
+def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
+    """The reason of the record that ends a run: how the graph stands, in one sentence."""
+    if analysis.status is RunStatus.COMPLETED:
+        return f"Run {run_id} completed: every task succeeded or was skipped."
+    if analysis.status is RunStatus.AWAITING_HUMAN:
+        waiting = ", ".join(analysis.awaiting_human)
+        return f"Run {run_id} is waiting for a person: {waiting}."
+    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
+    return (
+        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
+        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
+        + "."
+    )

@@ -50,8 +50,8 @@ from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
-from stoic.run.reporting import Reporter, lifecycle_reason
-from stoic.run.run_end import RunReport, record_end, recorded_end
+from stoic.run.reporting import Reporter
+from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
