@@ -9,7 +9,6 @@ included.
 
 from __future__ import annotations
 
-import heapq
 import os
 import signal
 import time
@@ -20,16 +19,12 @@ from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
-from stoic.core.graph import DONE_STATES, TaskState
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent, mask_json, mask_secrets
 from stoic.core.records import Decision, Record
-from stoic.core.recovery import (
-    AttemptKind,
-    RecoveryClass,
-    RecoveryDecision,
-)
-from stoic.core.run_state import RunFolder, RunView, cost_of
+from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
+from stoic.core.run_state import RunFolder, cost_of
+from stoic.core.scheduling import Admission, Finish, Scheduler, Start
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -61,6 +56,8 @@ from stoic.store.workspace import Workspace
 __all__ = ["Runner"]
 
 _STATE_EVERY_SECONDS = 1.0
+_POLL_SECONDS = 0.5
+"""The longest the loop waits before it looks again (signals, state.json)."""
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
 
 
@@ -78,7 +75,6 @@ class _Running:
 class _Evaluated:
     index: int
     decision: RecoveryDecision
-    delay_s: float
     escalation: EscalationRequest | None = None
 
 
@@ -224,27 +220,15 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> RunReport:
+        """Feed the scheduling core what happens and do what it says, until it says finish."""
         graph = self.plan.graph
-        view = self.folder.view()
-        states = view.states(graph)
-        dependents: list[list[int]] = [[] for _ in graph.ids]
-        waiting_on = [0] * len(graph.ids)
-        for index, deps in enumerate(graph.dependencies):
-            for dep in deps:
-                dependents[dep].append(index)
-                if states[dep] not in DONE_STATES:
-                    waiting_on[index] += 1
-        ready: list[int] = []
-        delayed: list[tuple[float, int]] = []
-        for index, state in enumerate(states):
-            if state is TaskState.PENDING and waiting_on[index] == 0:
-                wait = self._retry_wait_left(view, graph.ids[index])
-                if wait > 0:
-                    delayed.append((time.monotonic() + wait, index))
-                else:
-                    ready.append(index)
-        heapq.heapify(ready)
-        heapq.heapify(delayed)
+        core = Scheduler.from_view(
+            graph,
+            self.folder.view(shared=True),
+            self.workers,
+            time.monotonic(),
+            datetime.now(UTC).isoformat(),
+        )
         running: dict[int, tuple[_Running, Handle]] = {}
         ended: list[tuple[_Running, AttemptResult, str]] = []
         halted: list[tuple[int, str]] = []
@@ -257,12 +241,10 @@ class Runner:
         self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
-        stop_sent = False
         try:
             while True:
-                now = time.monotonic()
-                while delayed and delayed[0][0] <= now and self.stop_signal is None:
-                    heapq.heappush(ready, heapq.heappop(delayed)[1])
+                self._stop_seen(core, running)
+                core.clock(time.monotonic())
                 batch: list[Decision] = []
                 evaluated: list[_Evaluated] = []
                 ended_cost = (
@@ -288,14 +270,16 @@ class Runner:
                 was_paused = self.paused is not None
                 # The pause check and the starts it allows are one transaction on the log.
                 with self.workspace.log.locked():
-                    while ready and len(running) + len(starting) < self.workers:
+                    while (start := core.next_start()) is not None:
                         if self.stop_signal is not None or self._pause_seen():
+                            core.admitted(start, Admission.NOT_NOW)
                             break
-                        item = self._prepare(heapq.heappop(ready))
+                        item = self._prepare(start)
                         gate = self.guard.approval_needed(item.spec, item.attempt)
                         if gate is not None:
                             batch.append(gate)
                             waiting.append(item.index)
+                            core.admitted(start, Admission.GATED)
                             continue
                         in_flight = Spent(attempts=len(starting) + halts, cost=ended_cost)
                         admission = self.guard.admit(item.spec, item.attempt, in_flight)
@@ -305,7 +289,9 @@ class Runner:
                             item.attempt = replace(item.attempt, timeout=admission.timeout)
                         if guard is None:
                             starting.append(item)
+                            core.admitted(start, Admission.STARTED)
                             continue
+                        core.admitted(start, Admission.HALTED)
                         records, failure = guard
                         record, verdict = self._evaluate_attempt(item, failure)
                         batch += [*records, record]
@@ -323,18 +309,17 @@ class Runner:
                                 ends[stored.attempt_id] = stored
                 for item in starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
-                if self.paused is not None and not was_paused:  # said once the lock is let go
-                    self.reporter.pausing(self.paused.reason)
+                if self.paused is not None:
+                    core.pause()
+                    if not was_paused:  # said once the lock is let go
+                        self.reporter.pausing(self.paused.reason)
                 for verdict in evaluated:
                     index = verdict.index
-                    if verdict.decision.recovery_class is RecoveryClass.R1:
-                        states[index] = TaskState.PENDING
-                        heapq.heappush(delayed, (time.monotonic() + verdict.delay_s, index))
-                    elif verdict.decision.recovery_class is RecoveryClass.R2:
-                        states[index] = TaskState.SUSPENDED
+                    core.decided(
+                        index, verdict.decision, verdict.escalation is not None, time.monotonic()
+                    )
+                    if verdict.decision.recovery_class is RecoveryClass.R2:
                         self.handoff.propose(graph.ids[index], "recovery")
-                    elif verdict.escalation is not None:
-                        states[index] = TaskState.SUSPENDED
                 for item, result, outcome in ended:
                     task_id = graph.ids[item.index]
                     with self.workspace.projecting("logs/execution_log.md"):
@@ -350,7 +335,6 @@ class Runner:
                     if verdict.escalation is not None:
                         self.handoff.escalate(graph.ids[verdict.index], verdict.escalation)
                 for index in waiting:
-                    states[index] = TaskState.SUSPENDED
                     self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
                     self.handoff.propose(graph.ids[index], "approval")
                 waiting.clear()
@@ -362,20 +346,18 @@ class Runner:
                         graph.ids[item.index], item.attempt.attempt, describe(item.spec)
                     )
                 self._maybe_write_state()
-                stopped = self.stop_signal is not None or self.paused is not None
-                if not running and (stopped or not (ready or delayed)):
+                self._stop_seen(core, running)
+                command = core.next()
+                if isinstance(command, Finish):
                     break
-                wait = 0.5
-                if delayed:
-                    wait = max(0.0, min(wait, delayed[0][0] - time.monotonic()))
+                wait = _POLL_SECONDS
+                if command.until is not None:
+                    wait = max(0.0, min(wait, command.until - time.monotonic()))
                 if not _finished(running) and loop.step(
                     [handle for _, handle in running.values()], wait
                 ):
                     wake.drain()
-                if self.stop_signal is not None and not stop_sent:
-                    stop_sent = True
-                    for _, handle in running.values():
-                        handle.stop()
+                self._stop_seen(core, running)
                 for index in _finished(running):
                     item, handle = running.pop(index)
                     finished = handle.result
@@ -388,18 +370,8 @@ class Runner:
                     if finished.failure is None and item.spec.doc:
                         finished = with_summary(finished, self.plan_dir / item.spec.doc)
                     outcome = _outcome_of(finished)
+                    core.ended(index, outcome == "succeeded")  # a failure: evaluated next step
                     ended.append((item, finished, outcome))
-                    if outcome == "succeeded":
-                        states[index] = TaskState.SUCCEEDED
-                        for dependent in dependents[index]:
-                            waiting_on[dependent] -= 1
-                            if (
-                                waiting_on[dependent] == 0
-                                and states[dependent] is TaskState.PENDING
-                            ):
-                                heapq.heappush(ready, dependent)
-                    else:
-                        states[index] = TaskState.FAILED
         finally:
             for _, handle in running.values():
                 handle.stop()  # on an error here, running tasks must not linger
@@ -411,6 +383,12 @@ class Runner:
             os.close(self.stdin_fd)
             self.files.close()
         return self._finish()
+
+    def _stop_seen(self, core: Scheduler, running: dict[int, tuple[_Running, Handle]]) -> None:
+        """Once a stop signal came, nothing more starts and the running attempts are stopped."""
+        if self.stop_signal is not None and core.stop() is not None:
+            for _, handle in running.values():
+                handle.stop()
 
     def _pause_seen(self) -> bool:
         """Whether the workspace is paused; once it is, this run starts nothing more (running
@@ -442,7 +420,7 @@ class Runner:
         run_cost_unrecorded: float = 0.0,
     ) -> tuple[Decision, _Evaluated]:
         attempt = item.attempt
-        record, decision, delay = self.evaluator.evaluate(
+        record, decision = self.evaluator.evaluate(
             attempt.task_id,
             failure,
             item.kind,
@@ -451,15 +429,7 @@ class Runner:
             unrecorded,
             run_cost_unrecorded,
         )
-        return record, _Evaluated(item.index, decision, delay, failure.escalation)
-
-    def _retry_wait_left(self, view: RunView, task_id: str) -> float:
-        task = view.task(task_id)
-        if task.next_attempt_kind is not AttemptKind.AUTOMATIC_RETRY or not task.retry_decided_at:
-            return 0.0
-        decided = datetime.fromisoformat(task.retry_decided_at)
-        waited = (datetime.now(UTC) - decided).total_seconds()
-        return max(0.0, task.retry_delay_s - waited)
+        return record, _Evaluated(item.index, decision, failure.escalation)
 
     # -- attempts ----------------------------------------------------------------------------
 
@@ -480,10 +450,10 @@ class Runner:
             details=mask_json(decision.details, secrets),
         )
 
-    def _prepare(self, index: int) -> _Running:
+    def _prepare(self, start: Start) -> _Running:
+        index, number = start.index, start.attempt
         spec = self.plan.tasks[index]
         task = self.folder.tasks.get(spec.id)
-        number = (task.attempts if task else 0) + 1
         kind = task.next_attempt_kind if task else AttemptKind.FIRST
         env = dict(spec.env)
         if task is not None and task.hint:
