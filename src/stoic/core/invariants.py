@@ -117,7 +117,7 @@ class InvariantChecker:
 
     @staticmethod
     def _escalation(task: _Task, record: Mapping[str, Any], outcome: str) -> None:
-        """An escalation suspends its task; a person's answer lets it run again or fails it."""
+        """A person's answer to an escalation (other than an abort) lets its task run again."""
         if outcome != "raised" and record["details"].get("decision") != "aborted":
             task.approved = True
 
