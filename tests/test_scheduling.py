@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import DONE_STATES, RunStatus, TaskGraph, TaskState
+from stoic.core.invariants import InvariantChecker
 from stoic.core.recovery import (
     AttemptKind,
     RecoveryClass,
@@ -57,10 +58,11 @@ class _Log:
     run_id: str = "r"
     seq: int = 0
     folder: RunFolder = field(default_factory=lambda: RunFolder("r"))
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, kind: str, outcome: str, task_id: str, **extra: Any) -> None:
         self.seq += 1
-        self.folder.feed(
+        self.records.append(
             {
                 "seq": self.seq,
                 "run_id": self.run_id,
@@ -75,6 +77,7 @@ class _Log:
                 "details": extra.pop("details", {}),
             }
         )
+        self.folder.feed(self.records[-1])
 
 
 def _check_moves(before: list[TaskState], after: list[TaskState], event: TaskEvent) -> None:
@@ -97,12 +100,22 @@ def test_random_runs_keep_the_rules(graph: TaskGraph, workers: int, data: st.Dat
     starts: set[tuple[int, int]] = set()
     last_attempt = [0] * count
     owed: list[int] = []  # failures waiting for their evaluation
+    next_kind = [AttemptKind.FIRST] * count  # what each task's next attempt is
+    failed_kind: dict[int, AttemptKind | None] = {}  # None: a halt
     signalled = False
     for _ in range(200):
         core.clock(now)
         for index in owed:
-            name = data.draw(st.sampled_from(sorted(DECISIONS)))
+            # What the recovery matrix may decide: a halt stands; an automatic retry is not
+            # retried automatically again.
+            kind = failed_kind[index]
+            choices = ["R3"] if kind is None else sorted(DECISIONS)
+            if kind is AttemptKind.AUTOMATIC_RETRY:
+                choices = [name for name in choices if not name.startswith("R1")]
+            name = data.draw(st.sampled_from(choices))
             decision = DECISIONS[name]
+            if decision.recovery_class is RecoveryClass.R1:
+                next_kind[index] = AttemptKind.AUTOMATIC_RETRY
             core.decided(index, decision, name == "escalated", now)
             log.add("recovery_evaluation", _OUTCOME[decision.recovery_class], graph.ids[index])
             if name == "escalated":
@@ -137,10 +150,14 @@ def test_random_runs_keep_the_rules(graph: TaskGraph, workers: int, data: st.Dat
             if admission is Admission.HALTED:
                 assert command == Evaluate(start.index)
                 log.add("execution", "halted", task_id, attempt=start.attempt)
+                failed_kind[start.index] = None
                 owed.append(start.index)
             else:
                 _check_moves(before, core.states, TaskEvent.STARTED)
-                log.add("execution", "started", task_id, attempt=start.attempt)
+                kind = next_kind[start.index]
+                inputs = {"attempt_kind": kind.value}
+                log.add("execution", "started", task_id, attempt=start.attempt, inputs=inputs)
+                failed_kind[start.index] = kind
                 running.add(start.index)
             assert core.running <= workers
         assert core.running == len(running) <= workers
@@ -185,6 +202,10 @@ def test_random_runs_keep_the_rules(graph: TaskGraph, workers: int, data: st.Dat
     assert status is view.analyse(graph).status
     if not (signalled or core.paused):
         assert status is not RunStatus.RUNNING, "finished while work could go on"
+    # And the log it led to breaks none of the audit's rules (DESIGN §12).
+    checker = InvariantChecker()
+    checker.feed(log.records)
+    assert checker.finish() == []
 
 
 def test_a_chain_runs_one_task_at_a_time_in_order() -> None:
