@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "GRAPH_STATUSES",
     "Analysis",
     "GraphTask",
     "Readiness",
@@ -53,12 +54,24 @@ class Readiness(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """The status of a whole run."""
+    """The status of a whole run (DESIGN §6): the one set of words every view of a run uses.
+
+    The graph analysis gives the first four; a runner's stretch of a run can also end `paused`
+    or `interrupted`. Where a format says it differently, `core/vocabulary.py` maps it.
+    """
 
     COMPLETED = "completed"  # every task succeeded or was skipped
     RUNNING = "running"  # a task is runnable or under way
     AWAITING_HUMAN = "awaiting_human"  # nothing can move until a person decides
     FAILED = "failed"  # no task can ever run again
+    PAUSED = "paused"  # the workspace was paused: the runner started nothing more
+    INTERRUPTED = "interrupted"  # a signal stopped the runner, or the runner is gone
+
+
+GRAPH_STATUSES = frozenset(
+    {RunStatus.COMPLETED, RunStatus.RUNNING, RunStatus.AWAITING_HUMAN, RunStatus.FAILED}
+)
+"""The statuses the graph analysis gives (the others say how a runner stopped)."""
 
 
 @dataclass(frozen=True, slots=True)

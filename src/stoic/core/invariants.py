@@ -15,6 +15,7 @@ from stoic.core.audit import Violation, ViolationCode
 from stoic.core.graph import TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
+from stoic.core.task_states import advance, event_of
 from stoic.core.timeline import customer_view, mechanics_in
 
 __all__ = ["InvariantChecker"]
@@ -22,12 +23,7 @@ __all__ = ["InvariantChecker"]
 _FAILED = frozenset({"failed", "halted", "interrupted"})
 _TASK_TYPES = frozenset({"execution", "recovery_evaluation", "proposal", "escalation"})
 _RUN_ENDS = frozenset({"completed", "failed", "awaiting_approval", "stuck"})
-_STATE_OF_END = {
-    "succeeded": TaskState.SUCCEEDED,
-    "failed": TaskState.FAILED,
-    "halted": TaskState.FAILED,
-    "interrupted": TaskState.FAILED,
-}
+_ENDS = frozenset({"succeeded", *_FAILED})
 
 
 @dataclass(slots=True)
@@ -45,6 +41,18 @@ class _Task:
     """a person's approval that no attempt has used yet"""
     attempt_kinds: dict[int, str] | None = None
     state: TaskState = TaskState.PENDING
+
+
+def _move(task: _Task, record: Mapping[str, Any]) -> None:
+    """The task's state after the record, by the one task state machine."""
+    event = event_of(
+        record["decision_type"],
+        record["decision_outcome"],
+        record["decision_inputs"],
+        record["details"],
+    )
+    if event is not None:
+        task.state = advance(task.state, event)
 
 
 class InvariantChecker:
@@ -86,11 +94,12 @@ class InvariantChecker:
                 self._execution(task, record, outcome)
             elif kind == "recovery_evaluation":
                 self._evaluation(task, record, outcome)
-            elif kind == "escalation":
-                self._escalation(task, record, outcome)
-            elif outcome == "approved":
-                task.approved = True
-                task.state = TaskState.PENDING
+            else:
+                if kind == "escalation":
+                    self._escalation(task, record, outcome)
+                elif outcome == "approved":
+                    task.approved = True
+                _move(task, record)
 
     def _check_provenance(self, record: Mapping[str, Any]) -> None:
         """No human decision made from inside a task (DESIGN §12)."""
@@ -108,16 +117,9 @@ class InvariantChecker:
 
     @staticmethod
     def _escalation(task: _Task, record: Mapping[str, Any], outcome: str) -> None:
-        """An escalation suspends its task; a person's answer lets it run again or fails it."""
-        decision = record["details"].get("decision")
-        if outcome == "raised":
-            if decision != "escalated":
-                task.state = TaskState.SUSPENDED
-        elif decision == "aborted":
-            task.state = TaskState.FAILED
-        else:
+        """A person's answer to an escalation (other than an abort) lets its task run again."""
+        if outcome != "raised" and record["details"].get("decision") != "aborted":
             task.approved = True
-            task.state = TaskState.PENDING
 
     def _execution(self, task: _Task, record: Mapping[str, Any], outcome: str) -> None:
         seq, attempt = record["seq"], record.get("attempt") or 1
@@ -156,11 +158,11 @@ class InvariantChecker:
                     )
             task.started = True
             task.retry_allowed = task.approved = task.halted = False
-            task.state = TaskState.RUNNING
+            _move(task, record)
             return
-        if outcome not in _STATE_OF_END:
+        if outcome not in _ENDS:
             return
-        task.state = _STATE_OF_END[outcome]
+        _move(task, record)
         if outcome in _FAILED:
             if task.unevaluated is not None:
                 self._flag(
@@ -206,9 +208,7 @@ class InvariantChecker:
             )
         if outcome == "recovery_applied":
             task.retry_allowed = True
-            task.state = TaskState.PENDING
-        elif outcome == "recovery_suggested":
-            task.state = TaskState.SUSPENDED
+        _move(task, record)
 
     def _check_customer_view(self, record: Mapping[str, Any], tasks: dict[str, _Task]) -> None:
         """The customer view of the run as it ended must carry no mechanics."""

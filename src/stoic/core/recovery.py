@@ -18,8 +18,9 @@ to bottom, they are the table of DESIGN §7:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from stoic.core.failure import Failure, FailureKind, Partial
@@ -32,6 +33,8 @@ __all__ = [
     "RecoveryContext",
     "RecoveryDecision",
     "classify",
+    "retry_delay",
+    "retry_wait_left",
 ]
 
 
@@ -79,6 +82,8 @@ class RecoveryContext:
     retry_refused: str | None = None
     """The policy or budget rule that would refuse the task's next attempt, if one would: the
     caller checks it with what the failed attempt spent (the classifier reads no clock)."""
+    retry_delays: Mapping[FailureKind, float] = field(default_factory=dict)
+    """Seconds before an automatic retry, by kind, when the upstream named none (settings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ class RecoveryDecision:
     recovery_class: RecoveryClass
     rule: str
     """The rule that decided, in words; the record's reason starts with the class and this."""
+    delay_s: float | None = None
+    """R1 only: seconds to wait before the automatic retry starts."""
 
     @property
     def action(self) -> RecoveryAction:
@@ -213,11 +220,54 @@ RULES: tuple[Rule, ...] = (
 
 
 def classify(failure: Failure, context: RecoveryContext) -> RecoveryDecision:
-    """The one recovery decision for `failure`: the first matching rule, else none."""
+    """The one recovery decision for `failure`: the first matching rule, else none. An R1
+    decision carries its retry's delay."""
     for recovery_class, matches, explain in RULES:
         if matches(failure, context):
-            return RecoveryDecision(recovery_class, explain(failure, context))
+            delay = (
+                retry_delay(failure, context.retry_delays)
+                if recovery_class is RecoveryClass.R1
+                else None
+            )
+            return RecoveryDecision(recovery_class, explain(failure, context), delay)
     return RecoveryDecision(RecoveryClass.NONE, f"no applicable recovery for {failure.kind.value}")
+
+
+def retry_delay(failure: Failure, defaults: Mapping[FailureKind, float]) -> float:
+    """Seconds before an automatic retry of `failure`: what the upstream said, else the
+    configured delay of its kind, else none."""
+    if failure.retry_after_s is not None:
+        return failure.retry_after_s
+    return defaults.get(failure.kind, 0.0)
+
+
+def retry_wait_left(delay_s: float, decided_at: str, now: str) -> float:
+    """What is left at `now` of the delay of an automatic retry decided at `decided_at` (RFC
+    3339 times, as records carry them): a run continued while its retry waits waits the rest."""
+    return max(0.0, delay_s - (_epoch_seconds(now) - _epoch_seconds(decided_at)))
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([Zz])|([+-])(\d\d):?(\d\d))"
+)
+
+
+def _epoch_seconds(stamp: str) -> float:
+    """Seconds since 1970 of an RFC 3339 time with its offset (pure: no clock, no tz data)."""
+    match = _RFC3339.fullmatch(stamp)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time with an offset: {stamp!r}")
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    year -= month <= 2  # days from the civil calendar, counted from March (leap day last)
+    era = year // 400
+    of_era = year - era * 400
+    of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + of_era * 365 + of_era // 4 - of_era // 100 + of_year - 719468
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second + float(match.group(7) or 0)
+    if match.group(9):
+        offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
+        seconds -= offset if match.group(9) == "+" else -offset
+    return seconds
 
 
 SUGGESTIONS = {

@@ -14,6 +14,7 @@ from typing import Any
 
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
 from stoic.core.recovery import AttemptKind
+from stoic.core.task_states import TaskEvent, advance, event_of
 from stoic.core.verification import state_entry
 
 __all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "reconciliation"]
@@ -177,58 +178,64 @@ class RunFolder:
         task = self.tasks.get(task_id)
         if task is None:
             task = self.tasks[task_id] = TaskView()
+        details = record["details"]
+        event = event_of(
+            kind,
+            outcome,
+            record["decision_inputs"],
+            details,
+            escalation_open=task.escalation_id is not None,
+        )
+        if event is not None:
+            task.state = advance(task.state, event)
         if kind == "execution":
             if outcome == "started":
                 self.stopped = None
             if outcome in ("started", "halted"):
                 self.attempts_made += 1
             else:
-                self.cost_spent += cost_of(record["details"])
+                self.cost_spent += cost_of(details)
             _execution(task, record, outcome)
         elif kind == "recovery_evaluation":
             _evaluation(task, record, outcome)
         elif kind == "policy_check":
-            task.state = TaskState.SUSPENDED
-            task.suggestion = record["details"].get("suggestion")
+            task.suggestion = details.get("suggestion")
         elif kind == "escalation":
-            self._escalation(task, record, outcome)
+            self._escalation(task, record, event)
         elif kind == "verification":
-            entry = state_entry(record["details"], outcome)
+            entry = state_entry(details, outcome)
             if entry is not None:  # copied on write: views handed out keep what they saw
-                verifier = str(record["details"].get("verifier"))
+                verifier = str(details.get("verifier"))
                 task.verifications = {**task.verifications, verifier: entry}
-        elif outcome == "approved":
+        elif event is TaskEvent.APPROVED or event is TaskEvent.APPROVED_ESCALATED:
             # An open escalation still holds the task; the approval counts once it is answered.
-            task.state = TaskState.SUSPENDED if task.escalation_id else TaskState.PENDING
             task.suggestion = None
             task.approved_by = record["actor"]
             if record["decision_inputs"].get("kind", "recovery") == "recovery":
                 task.next_attempt_kind = AttemptKind.APPROVED_RECOVERY
                 task.recovery_applied = True
-        elif outcome == "rejected":
-            task.state = TaskState.FAILED
+        elif event is TaskEvent.REJECTED:
             task.suggestion = None
 
-    def _escalation(self, task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
+    def _escalation(
+        self, task: TaskView, record: Mapping[str, Any], event: TaskEvent | None
+    ) -> None:
         details = record["details"]
-        if outcome == "raised":
-            if details.get("decision") != "escalated":  # passing it on changes nothing here
-                task.state = TaskState.SUSPENDED
-                task.escalation_id = record.get("escalation_id")
-                task.escalated_attempt = task.attempts
+        if event is None:  # passing it on changes nothing here
+            return
+        if event is TaskEvent.ESCALATED:
+            task.escalation_id = record.get("escalation_id")
+            task.escalated_attempt = task.attempts
             return
         task.escalation_id = None
-        decision = details.get("decision")
-        if decision == "aborted":
-            task.state = TaskState.FAILED
+        if event is TaskEvent.ABORTED:
             return
-        task.state = TaskState.PENDING
         task.approved_by = record["actor"]
         task.guidance = str(details.get("note") or "") or None
         task.next_attempt_kind = (
             AttemptKind.APPROVED_RECOVERY if task.attempts > 0 else AttemptKind.FIRST
         )
-        if decision == "amended" and isinstance(details.get("amendment"), Mapping):
+        if details.get("decision") == "amended" and isinstance(details.get("amendment"), Mapping):
             self.amendment = details["amendment"]
 
     def view(self, *, shared: bool = False) -> RunView:
@@ -251,7 +258,6 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     attempt = record.get("attempt") or 1
     if outcome == "started":
         attempt_kind = AttemptKind(record["decision_inputs"].get("attempt_kind", "first"))
-        task.state = TaskState.RUNNING
         task.attempts = max(task.attempts, attempt)
         task.last_attempt_id = record.get("attempt_id")
         task.last_attempt_kind = attempt_kind
@@ -275,7 +281,6 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.summary_error = details.get("summary_error")
     if outcome == "succeeded":
         task.open_attempt = None
-        task.state = TaskState.SUCCEEDED
         task.failure = None
         if task.recovery_applied:
             task.recovery_succeeded = True
@@ -286,7 +291,6 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         else:
             task.last_attempt_kind = task.next_attempt_kind
         task.open_attempt = None
-        task.state = TaskState.FAILED
         task.failure = inputs
         task.awaiting_evaluation = True
         task.original_failure = task.original_failure or inputs
@@ -300,17 +304,13 @@ def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> None
     task.recovery_evaluated = True
     task.recovery_class = inputs.get("recovery_class")
     if outcome == "recovery_applied":
-        task.state = TaskState.PENDING
         task.next_attempt_kind = AttemptKind.AUTOMATIC_RETRY
         task.retry_delay_s = float(inputs.get("retry_delay_s", 0.0))
         task.retry_decided_at = record["decided_at"]
         task.hint = inputs.get("hint")
         task.recovery_applied = True
     elif outcome == "recovery_suggested":
-        task.state = TaskState.SUSPENDED
         task.suggestion = record["details"].get("suggestion")
-    else:
-        task.state = TaskState.FAILED
 
 
 def reconciliation(task: TaskView) -> dict[str, Any]:

@@ -46,7 +46,7 @@ _CUSTOMER_RUN = {
 }
 
 
-def shown_status(view: RunView, analysis: Analysis, *, runner_working: bool) -> str:
+def shown_status(view: RunView, analysis: Analysis, *, runner_working: bool) -> RunStatus:
     """The run's status as a view shows it.
 
     The log says a run is going until an end is on record; a runner killed with -9 records
@@ -54,11 +54,9 @@ def shown_status(view: RunView, analysis: Analysis, *, runner_working: bool) -> 
     so views say it when they render: `interrupted` (or `paused`, as the runner recorded it)
     for a run that is going on record and has nobody working on it.
     """
-    if analysis.status is not RunStatus.RUNNING:
-        return analysis.status.value
-    if runner_working:
-        return RunStatus.RUNNING.value
-    return "paused" if view.stopped == "paused" else "interrupted"
+    if analysis.status is not RunStatus.RUNNING or runner_working:
+        return analysis.status
+    return RunStatus.PAUSED if view.stopped == "paused" else RunStatus.INTERRUPTED
 
 
 def customer_view(

@@ -10,9 +10,13 @@ import difflib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
+from stoic.core.graph import GRAPH_STATUSES, RunStatus
+
 __all__ = [
     "FAILURE_OUTCOMES",
+    "LIFECYCLE_OUTCOME",
     "OUTCOMES",
+    "PLAN_CHECK_WORD",
     "CausalRole",
     "DecisionSource",
     "DecisionTrigger",
@@ -113,6 +117,26 @@ FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 """The (type, outcome) pairs `stoic log --failures` shows: something did not go as intended."""
+
+
+LIFECYCLE_OUTCOME: Mapping[RunStatus, str] = {
+    RunStatus.COMPLETED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.AWAITING_HUMAN: "awaiting_approval",
+    RunStatus.PAUSED: "paused",
+    # A stopped run goes on with `stoic continue`, as a paused one does; the record's
+    # `decision_inputs.status` says which it was.
+    RunStatus.INTERRUPTED: "paused",
+    # A runner that ends while its graph says work can go on is stuck (never "done").
+    RunStatus.RUNNING: "stuck",
+}
+"""The run_lifecycle outcome (DESIGN §4) that records a run ending with each status."""
+
+PLAN_CHECK_WORD: Mapping[RunStatus, str] = {
+    **{status: status.value for status in GRAPH_STATUSES},
+    RunStatus.RUNNING: "runnable",  # a plan file is not being run: its tasks could run
+}
+"""The word `stoic plan check` says for each status the graph analysis gives (DESIGN §6)."""
 
 
 def is_failure(decision_type: str, decision_outcome: str) -> bool:

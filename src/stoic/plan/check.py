@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from stoic.core.graph import Readiness, RunStatus, analyse_states
+from stoic.core.graph import Readiness, analyse_states
+from stoic.core.vocabulary import PLAN_CHECK_WORD
 from stoic.plan.loader import Plan, PlanError
 
 __all__ = ["CheckStatus", "PlanCheck", "check_plan", "invalid_plan_check"]
@@ -36,12 +37,7 @@ _EXIT_CODES = {
     CheckStatus.INVALID: 2,
     CheckStatus.AWAITING_HUMAN: 3,
 }
-_FROM_RUN_STATUS = {
-    RunStatus.COMPLETED: CheckStatus.COMPLETED,
-    RunStatus.RUNNING: CheckStatus.RUNNABLE,
-    RunStatus.AWAITING_HUMAN: CheckStatus.AWAITING_HUMAN,
-    RunStatus.FAILED: CheckStatus.FAILED,
-}
+_FROM_RUN_STATUS = {status: CheckStatus(word) for status, word in PLAN_CHECK_WORD.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,32 +53,26 @@ class Evaluator:
         attempt_id: str,
         unrecorded: Spent | None = None,
         run_cost_unrecorded: float = 0.0,
-    ) -> tuple[Decision, RecoveryDecision, float]:
+    ) -> tuple[Decision, RecoveryDecision]:
         """The failure's one evaluation; the budget and policy its recovery would face decide
-        with it (an attempt they would refuse makes it R3 now, not after the retry's delay)."""
+        with it (an attempt they would refuse makes it R3 now, not after the retry's delay).
+        An R1 decision carries the delay its retry waits."""
         spec = self.specs[task_id]
         spent = unrecorded or Spent()
-        context = RecoveryContext(spec.is_idempotent, kind)
-        retry_delay = failure.retry_after_s
-        if retry_delay is None:
-            retry_delay = self.retry_delays.get(failure.kind, 0.0)
-        would_be = classify(failure, context).recovery_class
-        if would_be in (RecoveryClass.R1, RecoveryClass.R2):
+        context = RecoveryContext(spec.is_idempotent, kind, retry_delays=self.retry_delays)
+        would_be = classify(failure, context)
+        if would_be.recovery_class in (RecoveryClass.R1, RecoveryClass.R2):
             refused = self.guard.next_attempt_refusal(
                 spec,
                 task_unrecorded=Spent(spent.seconds, 0, spent.cost),
                 # An automatic retry starts after its delay: the run's clock runs on meanwhile.
-                run_unrecorded=Spent(
-                    retry_delay if would_be is RecoveryClass.R1 else 0.0, 0, run_cost_unrecorded
-                ),
+                run_unrecorded=Spent(would_be.delay_s or 0.0, 0, run_cost_unrecorded),
             )
             context = replace(context, retry_refused=refused)
         decision = classify(failure, context)
-        delay: float | None = None
         hint: str | None = None
         suggestion: dict[str, str] | None = None
         if decision.recovery_class is RecoveryClass.R1:
-            delay = retry_delay
             if failure.kind is FailureKind.CONTEXT_OVERFLOW:
                 hint = "reduce_input"
         elif decision.recovery_class is RecoveryClass.R2:
@@ -91,8 +85,8 @@ class Evaluator:
             failure=failure,
             decision=decision,
             attempt_kind=kind,
-            retry_delay_s=delay,
+            retry_delay_s=decision.delay_s,
             hint=hint,
             suggestion=suggestion,
         )
-        return record, decision, delay or 0.0
+        return record, decision

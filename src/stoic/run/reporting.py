@@ -9,21 +9,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stoic.core.graph import Analysis, RunStatus
+from stoic.core.graph import RunStatus
 from stoic.core.text import escape_controls
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
+from stoic.run.run_end import RunReport
 from stoic.run.terminal import SafeConsole, plain_text
 
 if TYPE_CHECKING:
     from stoic.plan.loader import Plan
-    from stoic.run.run_end import RunReport
 
 __all__ = [
     "LiveReporter",
     "PlainReporter",
     "Reporter",
-    "lifecycle_reason",
     "print_summary",
     "summary_lines",
 ]
@@ -197,23 +196,23 @@ def _warnings(report: RunReport) -> list[str]:
 
 def _verdict(report: RunReport) -> str:
     analysis = report.analysis
-    if report.status == "completed":
+    if report.status is RunStatus.COMPLETED:
         return f"Run {report.run_id} completed: every task succeeded."
-    if report.status == "running":
+    if report.status is RunStatus.RUNNING:
         return f"Run {report.run_id} is running: a runner is working on it."
-    if report.status == "interrupted" and report.runner_gone:
+    if report.status is RunStatus.INTERRUPTED and report.runner_gone:
         return (
             f"Run {report.run_id} is not running: its runner is gone without recording an end"
             f" (killed?); `stoic continue {report.run_id}` picks it up."
         )
-    if report.status == "interrupted":
+    if report.status is RunStatus.INTERRUPTED:
         return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
-    if report.status == "paused":
+    if report.status is RunStatus.PAUSED:
         return (
             f"Run {report.run_id} is paused with the workspace: nothing more was started;"
             f" after `stoic resume`, `stoic continue {report.run_id}` goes on."
         )
-    if report.status == "awaiting_human":
+    if report.status is RunStatus.AWAITING_HUMAN:
         waiting = []
         for task_id in analysis.awaiting_human:
             escalation = report.view.task(task_id).escalation_id
@@ -225,18 +224,3 @@ def _verdict(report: RunReport) -> str:
     for task_id, roots in analysis.blocked.items():
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
     return "\n".join(lines)
-
-
-def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
-    """The reason of the record that ends a run: how the graph stands, in one sentence."""
-    if analysis.status is RunStatus.COMPLETED:
-        return f"Run {run_id} completed: every task succeeded or was skipped."
-    if analysis.status is RunStatus.AWAITING_HUMAN:
-        waiting = ", ".join(analysis.awaiting_human)
-        return f"Run {run_id} is waiting for a person: {waiting}."
-    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
-    return (
-        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
-        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
-        + "."
-    )

@@ -12,21 +12,22 @@ from dataclasses import dataclass
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.pause import PauseInForce
 from stoic.core.run_state import RunFolder, RunView
+from stoic.core.vocabulary import LIFECYCLE_OUTCOME
 from stoic.exceptions import WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.run import decisions as made
-from stoic.run.reporting import lifecycle_reason
 from stoic.run.run_files import RunFiles
 from stoic.store.workspace import Workspace
 
-__all__ = ["EXIT_CODES", "RunReport", "record_end", "recorded_end"]
+__all__ = ["EXIT_CODES", "RunReport", "lifecycle_reason", "record_end", "recorded_end"]
 
-EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.AWAITING_HUMAN: 3}
-_LIFECYCLE = {
-    RunStatus.COMPLETED: "completed",
-    RunStatus.FAILED: "failed",
-    RunStatus.AWAITING_HUMAN: "awaiting_approval",
+EXIT_CODES = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.AWAITING_HUMAN: 3,
+    RunStatus.PAUSED: WorkspacePaused.exit_code,
 }
+"""`stoic run`'s exit code by status (DESIGN §6); a signal's is 128 + its number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class RunReport:
     """How a run (or this stretch of it) ended."""
 
     run_id: str
-    status: str
+    status: RunStatus
     """completed, failed, awaiting_human, interrupted (a signal) or paused (the workspace)"""
     exit_code: int
     view: RunView
@@ -60,11 +61,10 @@ def recorded_end(run_id: str, plan: Plan, folder: RunFolder, since_seq: int) -> 
     if (
         folder.last_seq != since_seq
         or not (analysis.status in (RunStatus.COMPLETED, RunStatus.FAILED) or waiting_still)
-        or view.lifecycle != _LIFECYCLE[analysis.status]
+        or view.lifecycle != LIFECYCLE_OUTCOME[analysis.status]
     ):
         return None
-    status, code = analysis.status.value, EXIT_CODES[analysis.status]
-    return RunReport(run_id, status, code, view, analysis, plan)
+    return RunReport(run_id, analysis.status, EXIT_CODES[analysis.status], view, analysis, plan)
 
 
 def record_end(
@@ -82,32 +82,32 @@ def record_end(
     # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
     if stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
         name = signal.Signals(stop_signal).name
-        status, code, lifecycle = "interrupted", 128 + stop_signal, "paused"
+        status, code = RunStatus.INTERRUPTED, 128 + stop_signal
         reason = (
             f"Run {run_id} was stopped by {name}: running tasks were stopped and"
             f" recorded as interrupted; `stoic continue {run_id}` goes on."
         )
     elif paused is not None and analysis.status is RunStatus.RUNNING:
-        status, code, lifecycle = "paused", WorkspacePaused.exit_code, "paused"
+        status = RunStatus.PAUSED
+        code = EXIT_CODES[status]
         reason = (
             f"Run {run_id} started nothing after the workspace was paused"
             f" ({paused.reason}); after `stoic resume`, `stoic continue"
             f" {run_id}` goes on."
         )
     else:
-        status = analysis.status.value
-        code = EXIT_CODES.get(analysis.status, 1)
-        lifecycle = _LIFECYCLE.get(analysis.status, "stuck")
+        status = analysis.status
+        code = EXIT_CODES.get(status, 1)  # running: stuck, which is not done
         reason = lifecycle_reason(run_id, analysis)
     record = workspace.record(
         "run_lifecycle",
-        lifecycle,
+        LIFECYCLE_OUTCOME[status],
         reason,
         actor=made.ACTOR,
         causal_role="post_run",
         run_id=run_id,
         inputs={
-            "status": status,
+            "status": status.value,
             "failed": list(analysis.failed),
             "blocked": {task: list(roots) for task, roots in analysis.blocked.items()},
             "awaiting_human": list(analysis.awaiting_human),
@@ -118,3 +118,18 @@ def record_end(
     with workspace.projecting(files.relative(files.state_file)):
         files.write_state(view, plan.graph, analysis)
     return RunReport(run_id, status, code, view, analysis, plan)
+
+
+def lifecycle_reason(run_id: str, analysis: Analysis) -> str:
+    """The reason of the record that ends a run: how the graph stands, in one sentence."""
+    if analysis.status is RunStatus.COMPLETED:
+        return f"Run {run_id} completed: every task succeeded or was skipped."
+    if analysis.status is RunStatus.AWAITING_HUMAN:
+        waiting = ", ".join(analysis.awaiting_human)
+        return f"Run {run_id} is waiting for a person: {waiting}."
+    roots = sorted({root for roots in analysis.blocked.values() for root in roots})
+    return (
+        f"Run {run_id} failed: no task can run again; failed: {', '.join(analysis.failed)}"
+        + (f"; {len(analysis.blocked)} blocked by {', '.join(roots)}" if analysis.blocked else "")
+        + "."
+    )

@@ -1,35 +1,31 @@
 """The Runner: ready tasks run concurrently; every start is durable before the task starts.
 
-One thread decides, records and watches every attempt through the event loop. Records are
-group-committed: an attempt's end, its recovery evaluation and the starts they unblock share one
-fsync, and nothing starts before its start record is on disk. Every failure gets exactly one
-recovery evaluation (DESIGN §7); policy and budgets are checked before every attempt, retries
-included.
+What starts when is decided by the scheduling core (`core/scheduling.py`); this loop feeds it what
+happens and does what it says: records, launches, reports and state.json. One thread records and
+watches every attempt through the event loop. Records are group-committed: an attempt's end, its
+recovery evaluation and the starts they unblock share one fsync, and nothing starts before its
+start record is on disk. Every failure gets exactly one recovery evaluation (DESIGN §7); policy and
+budgets are checked before every attempt, retries included.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, compile_patterns
-from stoic.core.graph import DONE_STATES, TaskState
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent, mask_json, mask_secrets
 from stoic.core.records import Decision, Record
-from stoic.core.recovery import (
-    AttemptKind,
-    RecoveryClass,
-    RecoveryDecision,
-)
-from stoic.core.run_state import RunFolder, RunView, cost_of
+from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
+from stoic.core.run_state import RunFolder, cost_of
+from stoic.core.scheduling import Admission, Finish, Scheduler, Start
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -50,8 +46,8 @@ from stoic.run.loop import EventLoop, Handle, SignalWake
 from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
-from stoic.run.reporting import Reporter, lifecycle_reason
-from stoic.run.run_end import RunReport, record_end, recorded_end
+from stoic.run.reporting import Reporter
+from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
@@ -61,6 +57,8 @@ from stoic.store.workspace import Workspace
 __all__ = ["Runner"]
 
 _STATE_EVERY_SECONDS = 1.0
+_POLL_SECONDS = 0.5
+"""The longest the loop waits before it looks again (signals, state.json)."""
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
 
 
@@ -74,11 +72,25 @@ class _Running:
     """The attempt's time limit comes from a budget, not the task's timeout."""
 
 
+@dataclass(slots=True)
+class _Step:
+    """What one turn of the loop records (in one append) and then does."""
+
+    batch: list[Decision] = field(default_factory=list)
+    evaluated: list[_Evaluated] = field(default_factory=list)
+    starting: list[_Running] = field(default_factory=list)
+    halted: list[tuple[int, str]] = field(default_factory=list)
+    """Starts a policy or budget refused, with the rule."""
+    waiting: list[int] = field(default_factory=list)
+    """Starts that wait for a person's approval."""
+    ends: dict[str | None, Record] = field(default_factory=dict)
+    """Each ended attempt's end record, as appended, by attempt id."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Evaluated:
     index: int
     decision: RecoveryDecision
-    delay_s: float
     escalation: EscalationRequest | None = None
 
 
@@ -224,31 +236,17 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> RunReport:
+        """Feed the scheduling core what happens and do what it says, until it says finish."""
         graph = self.plan.graph
-        view = self.folder.view()
-        states = view.states(graph)
-        dependents: list[list[int]] = [[] for _ in graph.ids]
-        waiting_on = [0] * len(graph.ids)
-        for index, deps in enumerate(graph.dependencies):
-            for dep in deps:
-                dependents[dep].append(index)
-                if states[dep] not in DONE_STATES:
-                    waiting_on[index] += 1
-        ready: list[int] = []
-        delayed: list[tuple[float, int]] = []
-        for index, state in enumerate(states):
-            if state is TaskState.PENDING and waiting_on[index] == 0:
-                wait = self._retry_wait_left(view, graph.ids[index])
-                if wait > 0:
-                    delayed.append((time.monotonic() + wait, index))
-                else:
-                    ready.append(index)
-        heapq.heapify(ready)
-        heapq.heapify(delayed)
+        core = Scheduler.from_view(
+            graph,
+            self.folder.view(shared=True),
+            self.workers,
+            time.monotonic(),
+            datetime.now(UTC).isoformat(),
+        )
         running: dict[int, tuple[_Running, Handle]] = {}
         ended: list[tuple[_Running, AttemptResult, str]] = []
-        halted: list[tuple[int, str]] = []
-        waiting: list[int] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
@@ -257,149 +255,49 @@ class Runner:
         self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
-        stop_sent = False
         try:
             while True:
-                now = time.monotonic()
-                while delayed and delayed[0][0] <= now and self.stop_signal is None:
-                    heapq.heappush(ready, heapq.heappop(delayed)[1])
-                batch: list[Decision] = []
-                evaluated: list[_Evaluated] = []
+                self._stop_seen(core, running)
+                core.clock(time.monotonic())
+                step = _Step()
                 ended_cost = (
                     sum(cost_of(result.details()) for _, result, _ in ended)
                     if self.guard.run_budget.max_cost is not None
                     else 0.0
                 )
-                for item, result, outcome in ended:
-                    batch.append(self._masked(made.end_decision(item.attempt, result, outcome)))
-                    batch += [
-                        made.verification_decision(item.attempt, verified)
-                        for verified in result.verifications
-                    ]
-                    if result.failure is not None:
-                        unrecorded = Spent(result.duration_s, 0, cost_of(result.details()))
-                        record, verdict = self._evaluate_attempt(
-                            item, result.failure, unrecorded, ended_cost
-                        )
-                        batch.append(record)
-                        evaluated.append(verdict)
-                starting: list[_Running] = []
-                halts = 0
+                self._record_ends(step, ended, ended_cost)
                 was_paused = self.paused is not None
                 # The pause check and the starts it allows are one transaction on the log.
                 with self.workspace.log.locked():
-                    while ready and len(running) + len(starting) < self.workers:
-                        if self.stop_signal is not None or self._pause_seen():
-                            break
-                        item = self._prepare(heapq.heappop(ready))
-                        gate = self.guard.approval_needed(item.spec, item.attempt)
-                        if gate is not None:
-                            batch.append(gate)
-                            waiting.append(item.index)
-                            continue
-                        in_flight = Spent(attempts=len(starting) + halts, cost=ended_cost)
-                        admission = self.guard.admit(item.spec, item.attempt, in_flight)
-                        guard = admission.refusal
-                        if admission.timeout is not None:
-                            item.budget_bound = True
-                            item.attempt = replace(item.attempt, timeout=admission.timeout)
-                        if guard is None:
-                            starting.append(item)
-                            continue
-                        records, failure = guard
-                        record, verdict = self._evaluate_attempt(item, failure)
-                        batch += [*records, record]
-                        evaluated.append(verdict)
-                        halted.append((item.index, failure.message))
-                        halts += 1
-                    batch += [self._start_decision(item) for item in starting]
-                    ends: dict[str | None, Record] = {}
-                    if batch:
-                        for stored in self.workspace.record_many(batch):
-                            self.folder.feed(stored._asdict())
-                            if stored.decision_type == "execution" and stored.decision_outcome in (
-                                _END_OUTCOMES
-                            ):
-                                ends[stored.attempt_id] = stored
-                for item in starting:  # each start is on disk: now the task may begin
+                    self._admit(core, step, ended_cost)
+                    self._append(step)
+                for item in step.starting:  # each start is on disk: now the task may begin
                     running[item.index] = (item, self._launch(item))
-                if self.paused is not None and not was_paused:  # said once the lock is let go
-                    self.reporter.pausing(self.paused.reason)
-                for verdict in evaluated:
-                    index = verdict.index
-                    if verdict.decision.recovery_class is RecoveryClass.R1:
-                        states[index] = TaskState.PENDING
-                        heapq.heappush(delayed, (time.monotonic() + verdict.delay_s, index))
-                    elif verdict.decision.recovery_class is RecoveryClass.R2:
-                        states[index] = TaskState.SUSPENDED
-                        self.handoff.propose(graph.ids[index], "recovery")
-                    elif verdict.escalation is not None:
-                        states[index] = TaskState.SUSPENDED
-                for item, result, outcome in ended:
-                    task_id = graph.ids[item.index]
-                    with self.workspace.projecting("logs/execution_log.md"):
-                        self.files.append_execution_entry(
-                            ends[item.attempt.attempt_id], describe(item.spec)
-                        )
-                    self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
-                    for verified in result.verifications:
-                        if verified.warning:
-                            self.reporter.verification_warning(task_id, verified)
+                if self.paused is not None:
+                    core.pause()
+                    if not was_paused:  # said once the lock is let go
+                        self.reporter.pausing(self.paused.reason)
+                self._hand_over(core, step, ended)
                 ended.clear()
-                for verdict in evaluated:  # after the attempt's end is reported
-                    if verdict.escalation is not None:
-                        self.handoff.escalate(graph.ids[verdict.index], verdict.escalation)
-                for index in waiting:
-                    states[index] = TaskState.SUSPENDED
-                    self.reporter.attempt_halted(graph.ids[index], "waiting for approval")
-                    self.handoff.propose(graph.ids[index], "approval")
-                waiting.clear()
-                for index, rule in halted:
-                    self.reporter.attempt_halted(graph.ids[index], rule)
-                halted.clear()
-                for item in starting:
-                    self.reporter.attempt_started(
-                        graph.ids[item.index], item.attempt.attempt, describe(item.spec)
-                    )
                 self._maybe_write_state()
-                stopped = self.stop_signal is not None or self.paused is not None
-                if not running and (stopped or not (ready or delayed)):
+                self._stop_seen(core, running)
+                command = core.next()
+                if isinstance(command, Finish):
                     break
-                wait = 0.5
-                if delayed:
-                    wait = max(0.0, min(wait, delayed[0][0] - time.monotonic()))
+                wait = _POLL_SECONDS
+                if command.until is not None:
+                    wait = max(0.0, min(wait, command.until - time.monotonic()))
                 if not _finished(running) and loop.step(
                     [handle for _, handle in running.values()], wait
                 ):
                     wake.drain()
-                if self.stop_signal is not None and not stop_sent:
-                    stop_sent = True
-                    for _, handle in running.values():
-                        handle.stop()
+                self._stop_seen(core, running)
                 for index in _finished(running):
                     item, handle = running.pop(index)
-                    finished = handle.result
-                    assert finished is not None
-                    if item.budget_bound:
-                        finished = budget_exhausted_view(finished, item.attempt.timeout)
-                    finished = kind_by_output(
-                        item.spec, item.attempt, finished, self.output_patterns
-                    )
-                    if finished.failure is None and item.spec.doc:
-                        finished = with_summary(finished, self.plan_dir / item.spec.doc)
+                    finished = self._result_of(item, handle)
                     outcome = _outcome_of(finished)
+                    core.ended(index, outcome == "succeeded")  # a failure: evaluated next step
                     ended.append((item, finished, outcome))
-                    if outcome == "succeeded":
-                        states[index] = TaskState.SUCCEEDED
-                        for dependent in dependents[index]:
-                            waiting_on[dependent] -= 1
-                            if (
-                                waiting_on[dependent] == 0
-                                and states[dependent] is TaskState.PENDING
-                            ):
-                                heapq.heappush(ready, dependent)
-                    else:
-                        states[index] = TaskState.FAILED
         finally:
             for _, handle in running.values():
                 handle.stop()  # on an error here, running tasks must not linger
@@ -411,6 +309,122 @@ class Runner:
             os.close(self.stdin_fd)
             self.files.close()
         return self._finish()
+
+    def _record_ends(
+        self, step: _Step, ended: list[tuple[_Running, AttemptResult, str]], ended_cost: float
+    ) -> None:
+        """Each ended attempt's end and verifications, and each failure's one evaluation."""
+        batch = step.batch
+        for item, result, outcome in ended:
+            batch.append(self._masked(made.end_decision(item.attempt, result, outcome)))
+            batch += [
+                made.verification_decision(item.attempt, verified)
+                for verified in result.verifications
+            ]
+            if result.failure is not None:
+                unrecorded = Spent(result.duration_s, 0, cost_of(result.details()))
+                record, verdict = self._evaluate_attempt(
+                    item, result.failure, unrecorded, ended_cost
+                )
+                batch.append(record)
+                step.evaluated.append(verdict)
+
+    def _admit(self, core: Scheduler, step: _Step, ended_cost: float) -> None:
+        """The starts the core asks for, each past the pause, its approval gate, the policy
+        and the budgets; a refused one is halted and evaluated. Called under the log's lock."""
+        halts = 0
+        while (start := core.next_start()) is not None:
+            if self.stop_signal is not None or self._pause_seen():
+                core.admitted(start, Admission.NOT_NOW)
+                break
+            item = self._prepare(start)
+            gate = self.guard.approval_needed(item.spec, item.attempt)
+            if gate is not None:
+                step.batch.append(gate)
+                step.waiting.append(item.index)
+                core.admitted(start, Admission.GATED)
+                continue
+            in_flight = Spent(attempts=len(step.starting) + halts, cost=ended_cost)
+            admission = self.guard.admit(item.spec, item.attempt, in_flight)
+            guard = admission.refusal
+            if admission.timeout is not None:
+                item.budget_bound = True
+                item.attempt = replace(item.attempt, timeout=admission.timeout)
+            if guard is None:
+                step.starting.append(item)
+                core.admitted(start, Admission.STARTED)
+                continue
+            core.admitted(start, Admission.HALTED)
+            records, failure = guard
+            record, verdict = self._evaluate_attempt(item, failure)
+            step.batch += [*records, record]
+            step.evaluated.append(verdict)
+            step.halted.append((item.index, failure.message))
+            halts += 1
+
+    def _append(self, step: _Step) -> None:
+        """The step's records and its starts, in one append (one fsync)."""
+        batch = step.batch
+        batch += [self._start_decision(item) for item in step.starting]
+        if not batch:
+            return
+        ends = step.ends
+        for stored in self.workspace.record_many(batch):
+            self.folder.feed(stored._asdict())
+            if stored.decision_type == "execution" and stored.decision_outcome in _END_OUTCOMES:
+                ends[stored.attempt_id] = stored
+
+    def _hand_over(
+        self, core: Scheduler, step: _Step, ended: list[tuple[_Running, AttemptResult, str]]
+    ) -> None:
+        """Once the step is on the log: the core hears the decisions; proposals, escalations,
+        the execution log and the reporter hear what happened."""
+        ids = self.plan.graph.ids
+        for verdict in step.evaluated:
+            index = verdict.index
+            core.decided(index, verdict.decision, verdict.escalation is not None, time.monotonic())
+            if verdict.decision.recovery_class is RecoveryClass.R2:
+                self.handoff.propose(ids[index], "recovery")
+        for item, result, outcome in ended:
+            task_id = ids[item.index]
+            with self.workspace.projecting("logs/execution_log.md"):
+                self.files.append_execution_entry(
+                    step.ends[item.attempt.attempt_id], describe(item.spec)
+                )
+            self.reporter.attempt_ended(task_id, item.attempt.attempt, outcome, result)
+            for verified in result.verifications:
+                if verified.warning:
+                    self.reporter.verification_warning(task_id, verified)
+        for verdict in step.evaluated:  # after the attempt's end is reported
+            if verdict.escalation is not None:
+                self.handoff.escalate(ids[verdict.index], verdict.escalation)
+        for index in step.waiting:
+            self.reporter.attempt_halted(ids[index], "waiting for approval")
+            self.handoff.propose(ids[index], "approval")
+        for index, rule in step.halted:
+            self.reporter.attempt_halted(ids[index], rule)
+        for item in step.starting:
+            self.reporter.attempt_started(
+                ids[item.index], item.attempt.attempt, describe(item.spec)
+            )
+
+    def _result_of(self, item: _Running, handle: Handle) -> AttemptResult:
+        """What the ended attempt gave, as it is recorded: a budget's limit, the kind its output
+        names, its summary."""
+        finished = handle.result
+        assert finished is not None
+        if item.budget_bound:
+            finished = budget_exhausted_view(finished, item.attempt.timeout)
+        finished = kind_by_output(item.spec, item.attempt, finished, self.output_patterns)
+        if finished.failure is None and item.spec.doc:
+            finished = with_summary(finished, self.plan_dir / item.spec.doc)
+        return finished
+
+    def _stop_seen(self, core: Scheduler, running: dict[int, tuple[_Running, Handle]]) -> None:
+        """Once a stop signal came, nothing more starts and the running attempts are stopped."""
+        if self.stop_signal is not None and core.stop() is not None:
+            for _, handle in running.values():
+                handle.stop()
 
     def _pause_seen(self) -> bool:
         """Whether the workspace is paused; once it is, this run starts nothing more (running
@@ -442,7 +456,7 @@ class Runner:
         run_cost_unrecorded: float = 0.0,
     ) -> tuple[Decision, _Evaluated]:
         attempt = item.attempt
-        record, decision, delay = self.evaluator.evaluate(
+        record, decision = self.evaluator.evaluate(
             attempt.task_id,
             failure,
             item.kind,
@@ -451,15 +465,7 @@ class Runner:
             unrecorded,
             run_cost_unrecorded,
         )
-        return record, _Evaluated(item.index, decision, delay, failure.escalation)
-
-    def _retry_wait_left(self, view: RunView, task_id: str) -> float:
-        task = view.task(task_id)
-        if task.next_attempt_kind is not AttemptKind.AUTOMATIC_RETRY or not task.retry_decided_at:
-            return 0.0
-        decided = datetime.fromisoformat(task.retry_decided_at)
-        waited = (datetime.now(UTC) - decided).total_seconds()
-        return max(0.0, task.retry_delay_s - waited)
+        return record, _Evaluated(item.index, decision, failure.escalation)
 
     # -- attempts ----------------------------------------------------------------------------
 
@@ -480,10 +486,10 @@ class Runner:
             details=mask_json(decision.details, secrets),
         )
 
-    def _prepare(self, index: int) -> _Running:
+    def _prepare(self, start: Start) -> _Running:
+        index, number = start.index, start.attempt
         spec = self.plan.tasks[index]
         task = self.folder.tasks.get(spec.id)
-        number = (task.attempts if task else 0) + 1
         kind = task.next_attempt_kind if task else AttemptKind.FIRST
         env = dict(spec.env)
         if task is not None and task.hint:
