@@ -641,10 +641,9 @@ def test_a_runner_started_while_paused_starts_nothing(tmp_path: Path, ws_path: P
 
 def test_a_pause_watch_names_a_damaged_line_instead_of_crashing(ws_path: Path) -> None:
     from stoic.exceptions import LogCorrupt
-    from stoic.run.pause_watch import PauseWatch
 
     with stoic.Workspace.open(ws_path) as ws:
-        watch = PauseWatch(ws)
+        watch = ws.pause_watch()
         with log_path(ws_path).open("ab") as log:
             log.write(b'{"decision_type":"pause","seq": oops\n')
         with ws.log.locked(), pytest.raises(LogCorrupt, match="at byte 0 is not a valid record"):

@@ -285,3 +285,50 @@ def test_attempt_output_is_written_and_read_back(backend: Store) -> None:
     second.close()
     assert b"".join(backend.outputs.read("run-1", "build", 2)) == b"again\n"
     assert b"".join(backend.outputs.read("run-1", "build", 1)).startswith(b"compiling\n")
+
+
+# -- the pause watch ---------------------------------------------------------------------------
+
+
+def test_a_pause_watch_sees_a_pause_another_writer_recorded_and_its_resume(
+    reopen: Callable[[], Store],
+) -> None:
+    runner, person = reopen(), reopen()
+    watch = runner.pause_watch()
+    with runner.transaction():
+        assert watch.check() is None
+    paused = person.append(
+        [
+            Decision.from_mapping(
+                {
+                    "type": "pause",
+                    "outcome": "paused",
+                    "reason": "A person stopped the workspace.",
+                    "source": "human",
+                    "actor": "human:ana",
+                    "trigger": "explicit",
+                    "inputs": {"criterion": "human_stop"},
+                }
+            )
+        ]
+    )[0]
+    with runner.transaction():
+        seen = watch.check()
+    assert seen is not None and seen.seq == paused.seq and seen.criterion == "human_stop"
+    person.append(
+        [
+            Decision.from_mapping(
+                {
+                    "type": "pause",
+                    "outcome": "resumed",
+                    "reason": "Checked.",
+                    "source": "human",
+                    "actor": "human:ana",
+                    "trigger": "explicit",
+                    "inputs": {"procedure": "standard"},
+                }
+            )
+        ]
+    )
+    with runner.transaction():
+        assert watch.check() is None

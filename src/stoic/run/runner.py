@@ -43,7 +43,6 @@ from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
 from stoic.run.launch import Launcher, kind_by_output, with_summary
 from stoic.run.loop import EventLoop, Handle, SignalWake
-from stoic.run.pause_watch import PauseWatch
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
@@ -160,7 +159,7 @@ class Runner:
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
         self.stdin_fd = -1
         self.stop_signal: int | None = None
-        self.pause_watch = PauseWatch(workspace)
+        self.pause_watch = workspace.pause_watch()
         self.paused: PauseInForce | None = None
         self._state_written = 0.0
         self._state_every = _STATE_EVERY_SECONDS
@@ -268,7 +267,7 @@ class Runner:
                 self._record_ends(step, ended, ended_cost)
                 was_paused = self.paused is not None
                 # The pause check and the starts it allows are one transaction on the log.
-                with self.workspace.log.locked():
+                with self.workspace.transaction():
                     self._admit(core, step, ended_cost)
                     self._append(step)
                 for item in step.starting:  # each start is on disk: now the task may begin

@@ -16,10 +16,20 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from stoic.core.pause import PauseInForce
 from stoic.core.projection import Projection
 from stoic.core.records import Decision, Record
 
-__all__ = ["AttemptOutputs", "Head", "Lease", "Leases", "OutputWriter", "Stamped", "Store"]
+__all__ = [
+    "AttemptOutputs",
+    "Head",
+    "Lease",
+    "Leases",
+    "OutputWriter",
+    "PauseWatcher",
+    "Stamped",
+    "Store",
+]
 
 S = TypeVar("S")
 
@@ -97,6 +107,15 @@ class Leases(Protocol):
         ...
 
 
+class PauseWatcher(Protocol):
+    """Follows the log for pauses and resumes, reading only what it has not seen yet."""
+
+    def check(self) -> PauseInForce | None:
+        """The pause in force now. Call it inside `Store.transaction()`: the answer then stays
+        true until the transaction ends, since nobody can record a pause in between."""
+        ...
+
+
 class Store(Protocol):
     """The decision log, the state folded from it, run leases and attempt outputs.
 
@@ -145,6 +164,10 @@ class Store(Protocol):
     def projected(self, projection: Projection[S]) -> Stamped[S]:
         """`projection` folded over every record up to the head, stamped with the seq it
         reflects. A backend may keep it stored and catch it up; the answer is the same."""
+        ...
+
+    def pause_watch(self) -> PauseWatcher:
+        """A watcher that starts from the head as it is now."""
         ...
 
     @property

@@ -34,6 +34,7 @@ from stoic.store.interface import Head, Stamped, Store
 from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
 from stoic.store.outputs import FileOutputs
+from stoic.store.pause_watch import PauseWatch
 from stoic.store.projections import (
     ProjectionFile,
     ProjectionUnreadable,
@@ -393,6 +394,9 @@ class Workspace:
         stamp = fold_tail(projection, stamp, self.log, end)
         self._folded[key] = stamp
         return Stamped(stamp.last_seq, stamp.last_hash, stamp.state)
+
+    def pause_watch(self) -> PauseWatch:
+        return PauseWatch(self.log, self.sync_projections())
 
     @property
     def leases(self) -> FileLeases:

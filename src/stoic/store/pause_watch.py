@@ -1,9 +1,9 @@
-"""The runner's watch on the workspace pause (DESIGN §9): no task starts after a pause record.
+"""The file backend's watch on the workspace pause (DESIGN §9): no task starts after a pause.
 
 A pause is recorded by another process (`stoic stop`, a failed audit, a third red flag …). The
-runner reads the lines the log gained since it last looked, under the writer lock and in the
-same transaction that appends its start records, so no start slips in between a pause and the
-check for it.
+runner asks, in the same transaction that appends its start records, so no start slips in
+between a pause and the check for it; this watch reads only the lines the log gained since it
+last looked, from a byte offset that never leaves the file backend.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import orjson
 
 from stoic.core.pause import PauseInForce, pause_after
+from stoic.core.projection import WorkspaceStatus
 from stoic.exceptions import LogCorrupt
-from stoic.store.workspace import Workspace
+from stoic.store.log import FileDecisionLog
+from stoic.store.projections import Stamp
 
 __all__ = ["PauseWatch"]
 
@@ -23,9 +25,9 @@ _PAUSE_LINE = b'"decision_type":"pause"'
 class PauseWatch:
     """Follows the decision log for pauses and resumes, from where the status projection ends."""
 
-    def __init__(self, workspace: Workspace) -> None:
-        self.log = workspace.log
-        stamp = workspace.sync_projections()  # caught up with the log and checked against it
+    def __init__(self, log: FileDecisionLog, stamp: Stamp[WorkspaceStatus]) -> None:
+        """`stamp`: the status projection caught up with the log and checked against it."""
+        self.log = log
         paused = stamp.state.paused
         self.offset = stamp.log_offset
         self.in_force = (
