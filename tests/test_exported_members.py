@@ -24,7 +24,7 @@ def _public_names(module: ModuleType) -> list[str]:
     submodule imported beside it) and not the `annotations` compiler switch."""
     return sorted(
         name
-        for name, value in vars(module).items()
+        for name, value in ((name, getattr(module, name)) for name in dir(module))
         if (not name.startswith("_") or name in EXPORTED_DUNDERS)
         and not isinstance(value, ModuleType)
         and value is not __future__.annotations
@@ -101,3 +101,20 @@ def test_the_readme_names_the_public_modules() -> None:
     section = readme.split("### The public API", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`(stoic(?:\.\w+)?)`", section))
     assert set(PUBLIC_MODULES) <= named
+
+
+def test_importing_what_a_task_uses_loads_no_part_of_the_control_plane() -> None:
+    """A task's worker imports `stoic.steps` and `stoic.errors`; `stoic.Workspace` (services,
+    runtime, store) is loaded only when it is asked for."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, stoic.steps, stoic.errors, stoic.core.records\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('stoic.services', 'stoic.run',"
+        " 'stoic.store'))))\n"
+        "import stoic\n"
+        "print(stoic.Workspace.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["[]", "stoic.services.workspace"]

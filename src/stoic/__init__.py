@@ -13,6 +13,8 @@ The public API::
 
 from __future__ import annotations
 
+import typing
+
 from stoic.core.audit import AuditReport, Violation, ViolationCode
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Decision, Record
@@ -32,8 +34,10 @@ from stoic.exceptions import (
     WorkspacePaused,
 )
 from stoic.failures import escalate
-from stoic.services.workspace import Workspace
 from stoic.steps import step_done
+
+if typing.TYPE_CHECKING:
+    from stoic.services.workspace import Workspace
 
 __version__ = "0.1.0"
 
@@ -62,3 +66,17 @@ __all__ = [
     "escalate",
     "step_done",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # A task's worker imports `stoic.steps` or `stoic.errors`: it must not load the whole
+    # control plane (services, runtime, store) that `Workspace` brings with it.
+    if name == "Workspace":
+        from stoic.services.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'stoic' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Workspace"})
