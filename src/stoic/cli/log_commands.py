@@ -17,8 +17,9 @@ from stoic.cli.context import cli_state, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
 from stoic.core.records import Record
-from stoic.core.vocabulary import DecisionType, closest, is_failure
+from stoic.core.vocabulary import is_failure
 from stoic.exceptions import StoicError, UsageError
+from stoic.services import log as log_service
 from stoic.services.audit import audit as audit_workspace
 from stoic.services.trust import standing
 from stoic.services.workspace import Workspace
@@ -62,23 +63,11 @@ def log(
     ] = False,
 ) -> None:
     """Show the decision log, oldest first (streamed; --tail reads backwards from the end)."""
-    if decision_type is not None and decision_type not in set(DecisionType):
-        hint = closest(decision_type, [kind.value for kind in DecisionType])
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        known = ", ".join(kind.value for kind in DecisionType)
-        raise UsageError(f"unknown decision type {decision_type!r}{suggestion} (known: {known})")
+    log_service.check_decision_type(decision_type)
     with open_workspace(ctx, catch_up=False) as workspace:
-        records: Iterable[Record]
-        if tail is not None:
-            records = workspace.tail(
-                tail, run_id=run, decision_type=decision_type, failures=failures
-            )
-        else:
-            records = (
-                record
-                for record in workspace.records(run_id=run, decision_type=decision_type)
-                if not failures or is_failure(record.decision_type, record.decision_outcome)
-            )
+        records = log_service.records(
+            workspace, tail=tail, decision_type=decision_type, run_id=run, failures=failures
+        )
         if as_json:
             out = sys.stdout.buffer
             for record in records:

@@ -1,0 +1,42 @@
+"""Reading the decision log as a person asks for it (`stoic log`, and any other interface)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stoic.core.records import Record
+from stoic.core.vocabulary import DecisionType, closest, is_failure
+from stoic.exceptions import UsageError
+from stoic.store.workspace import Workspace
+
+__all__ = ["check_decision_type", "records"]
+
+
+def check_decision_type(decision_type: str | None) -> None:
+    """Refuse a decision type the log cannot hold, naming the closest one."""
+    if decision_type is None or decision_type in set(DecisionType):
+        return
+    hint = closest(decision_type, [kind.value for kind in DecisionType])
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
+    known = ", ".join(kind.value for kind in DecisionType)
+    raise UsageError(f"unknown decision type {decision_type!r}{suggestion} (known: {known})")
+
+
+def records(
+    workspace: Workspace,
+    *,
+    tail: int | None = None,
+    decision_type: str | None = None,
+    run_id: str | None = None,
+    failures: bool = False,
+) -> Iterable[Record]:
+    """The matching records, oldest first: streamed from the start in constant memory, or with
+    `tail` the last N, read backwards from the end."""
+    check_decision_type(decision_type)
+    if tail is not None:
+        return workspace.tail(tail, run_id=run_id, decision_type=decision_type, failures=failures)
+    return (
+        record
+        for record in workspace.records(run_id=run_id, decision_type=decision_type)
+        if not failures or is_failure(record.decision_type, record.decision_outcome)
+    )
