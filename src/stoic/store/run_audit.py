@@ -32,8 +32,8 @@ from stoic.plan.loader import read_plan
 from stoic.store.atomic import atomic_write
 
 if TYPE_CHECKING:
+    from stoic.store.handle import WorkspaceHandle
     from stoic.store.quarantine import Quarantine
-    from stoic.store.workspace import Workspace
 
 __all__ = ["EXECUTION_LOG", "RunFilesCheck", "rebuild_run_files"]
 
@@ -240,7 +240,7 @@ class RunFilesCheck:
         return EXECUTION_LOG_HEADER + "".join(kept)
 
 
-def rebuild_run_files(workspace: Workspace, quarantine: Quarantine) -> None:
+def rebuild_run_files(workspace: WorkspaceHandle, quarantine: Quarantine) -> None:
     """For a repair: every run's state.json from a full replay, and the execution log with the
     entries its records back (read from where the repair moved it, if it did)."""
     root = workspace.root

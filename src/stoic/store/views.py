@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from stoic.core.audit import Violation, ViolationCode, diff_states
 from stoic.core.escalations import EscalationState
@@ -29,40 +29,10 @@ from stoic.store.queue_snapshot import SnapshotCheck
 from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
 
 if TYPE_CHECKING:
+    from stoic.store.handle import ProjectionWriter
     from stoic.store.workspace import Workspace
 
-__all__ = ["ProjectionWriter", "ViewCheck", "file_views"]
-
-
-class ViewCheck(Protocol):
-    """One view's audit: fed the log in order, then asked what disagrees."""
-
-    def feed(self, records: list[dict[str, Any]]) -> None: ...
-
-    def finish(self, last_seq: int, newest: Callable[[], int]) -> list[Violation]:
-        """What the view's files say other than the log up to `last_seq`; `newest` is where
-        the log ends now (files read after the log may already show newer records)."""
-        ...
-
-
-class ProjectionWriter(Protocol):
-    """The writer of one view's files."""
-
-    name: str
-    """Short and stable: the `audit/repaired` record lists the views it rebuilt by it."""
-    title: str
-    """The view as the audit's messages name it."""
-
-    def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
-        """Write what the records between two status stamps left behind (the status
-        projection's own stamps: they tell cheaply whether this view has anything to do)."""
-        ...
-
-    def rebuild(self, quarantine: Quarantine) -> None: ...
-
-    def check(self) -> ViewCheck:
-        """A new check, reading the view's files now: the audit takes the log's end after."""
-        ...
+__all__ = ["file_views"]
 
 
 def file_views(workspace: Workspace) -> tuple[ProjectionWriter, ...]:

@@ -30,6 +30,7 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
+from stoic.store.handle import ProjectionWriter
 from stoic.store.interface import Head, Stamped, Store
 from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
@@ -43,7 +44,7 @@ from stoic.store.projections import (
 )
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
-from stoic.store.views import ProjectionWriter, file_views
+from stoic.store.views import file_views
 
 __all__ = ["Deliverer", "Workspace", "open_store"]
 
