@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
 from stoic.core.records import Decision
@@ -169,7 +170,8 @@ def audit_workspace(workspace: WorkspaceHandle) -> AuditReport:
                     Violation(
                         ViolationCode.TORN_TAIL,
                         f"the last line is cut off ({len(chunk.fragment)} bytes without a"
-                        " newline): a write was interrupted — `stoic audit --repair` removes it",
+                        " newline): a write was interrupted —"
+                        f" {next_steps.audit(repair=True)} removes it",
                         line=chunk.first_line_no + len(chunk.lines),
                     )
                 ]

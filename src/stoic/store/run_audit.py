@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode, diff_states
 from stoic.core.run_document import (
     EXECUTION_LOG_HEADER,
@@ -121,7 +122,8 @@ class RunFilesCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_UNREADABLE,
-                    f"{relative} is unreadable ({exc}); `stoic audit --repair` rebuilds it",
+                    f"{relative} is unreadable ({exc});"
+                    f" {next_steps.audit(repair=True)} rebuilds it",
                     path=relative,
                 )
             )
@@ -175,7 +177,8 @@ class RunFilesCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_MISSING,
-                    f"{EXECUTION_LOG} is missing or not text; `stoic audit --repair` writes it",
+                    f"{EXECUTION_LOG} is missing or not text;"
+                    f" {next_steps.audit(repair=True)} writes it",
                     path=EXECUTION_LOG if (self.root / EXECUTION_LOG).exists() else None,
                 )
             )

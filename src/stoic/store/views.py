@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode, diff_states
 from stoic.core.escalations import EscalationState
 from stoic.core.projection import WorkspaceStatus
@@ -194,7 +195,7 @@ class StatusCheck:
                 self.violations.append(
                     Violation(
                         ViolationCode.PROJECTION_MISSING,
-                        f"{self.relative} is missing; `stoic audit --repair` rebuilds it",
+                        f"{self.relative} is missing; {next_steps.audit(repair=True)} rebuilds it",
                         path=self.relative,
                     )
                 )

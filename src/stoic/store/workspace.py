@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.notifications import Event, Notice
@@ -156,7 +157,7 @@ class Workspace:
         root = Path(path).absolute()
         if not (root / SETTINGS_FILE).is_file():
             raise WorkspaceNotFound(
-                f"no stoic workspace at {root}: create one with `stoic init {path}`"
+                f"no stoic workspace at {root}: create one with {next_steps.init(str(path))}"
             )
         if not (root / DECISION_LOG).is_file():
             raise WorkspaceError(
@@ -476,11 +477,12 @@ class Workspace:
             stamp = self.status_file.read()
         except ProjectionUnreadable as exc:
             raise ProjectionMismatch(
-                f"{path} is unreadable: {exc}; `stoic audit --repair` rebuilds it from the log"
+                f"{path} is unreadable: {exc};"
+                f" {next_steps.audit(repair=True)} rebuilds it from the log"
             ) from exc
         if stamp is None:
             raise ProjectionMismatch(
-                f"{path} is missing; `stoic audit --repair` rebuilds it from the log"
+                f"{path} is missing; {next_steps.audit(repair=True)} rebuilds it from the log"
             )
         return stamp
 
@@ -503,7 +505,9 @@ class Workspace:
         try:
             return Record.from_dict(orjson.loads(raw))
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-            raise LogCorrupt(f"{where}: not a valid record ({exc}); run `stoic audit`") from exc
+            raise LogCorrupt(
+                f"{where}: not a valid record ({exc}); run {next_steps.audit()}"
+            ) from exc
 
 
 def _needles(**fields: str | None) -> list[bytes]:
