@@ -30,13 +30,12 @@ from stoic.store.queue_snapshot import SnapshotCheck
 from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
 
 if TYPE_CHECKING:
-    from stoic.store.handle import ProjectionWriter
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import ProjectionWriter, WorkspaceHandle
 
 __all__ = ["file_views"]
 
 
-def file_views(workspace: Workspace) -> tuple[ProjectionWriter, ...]:
+def file_views(workspace: WorkspaceHandle) -> tuple[ProjectionWriter, ...]:
     """Every view of the file backend, in the order they are caught up and rebuilt."""
     return (
         StatusView(workspace),
@@ -51,7 +50,7 @@ class StatusView:
 
     title = "the status projection"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
         self.file = workspace.status_file
         self.name = self.file.projection.name
@@ -80,7 +79,7 @@ class QueueView:
     name = "queue"
     title = "the review queue"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
@@ -96,7 +95,7 @@ class QueueView:
 
 
 class _QueueCheck:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.root = workspace.root
         self.queue = QueueState()
         self.snapshot = SnapshotCheck(workspace.log, workspace.root)
@@ -117,7 +116,7 @@ class EscalationView:
     name = "escalations"
     title = "the escalations"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
@@ -134,7 +133,7 @@ class EscalationView:
 
 
 class _EscalationCheck:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
         self.state = EscalationState()
 
@@ -153,7 +152,7 @@ class RunFilesView:
     name = "runs"
     title = "the runs' files"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
