@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from stoic.cli.render import echo
+from stoic.core import next_steps
 from stoic.exceptions import StoicError
 from stoic.services.workspace import Workspace
 
@@ -42,13 +43,14 @@ def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
         if paused is not None:
             echo(
                 f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
-                " (`stoic resume` after dealing with it)",
+                f" ({next_steps.resume()} after dealing with it)",
                 err=True,
             )
     torn = workspace.torn_tail
     if torn is not None:
         echo(
-            f"stoic: warning: {torn.describe(workspace.log.path)}; run `stoic audit --repair`",
+            f"stoic: warning: {torn.describe(workspace.log.path)};"
+            f" run {next_steps.audit(repair=True)}",
             err=True,
         )
     return workspace
@@ -59,6 +61,6 @@ def _warn_lagging(workspace: Workspace) -> None:
     for message in workspace.lagging:
         typer.echo(
             f"stoic: warning: recorded, but could not write {message}: it lags the log until"
-            " the next command that can write catches it up (or `stoic audit --repair`)",
+            f" the next command that can write catches it up (or {next_steps.audit(repair=True)})",
             err=True,
         )

@@ -13,6 +13,7 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import echo, echo_json
 from stoic.cli.trust_commands import incident_app
+from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationMode
 from stoic.exceptions import UsageError
 from stoic.services import escalations as escalations_service
@@ -156,7 +157,7 @@ def answer(
         return
     echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
     if answered.continue_run is not None:
-        echo(f"next: stoic continue {answered.continue_run}")
+        echo(f"next: {next_steps.continue_run(answered.continue_run).text}")
 
 
 @incident_app.command("report")

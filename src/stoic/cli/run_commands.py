@@ -11,6 +11,7 @@ import typer
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
+from stoic.core import next_steps
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
@@ -124,7 +125,7 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
     if as_json:
         document = shown.document()
         if shown.status in ("interrupted", "paused"):
-            document["continue_with"] = f"stoic continue {run_id}"
+            document["continue_with"] = next_steps.continue_run(run_id).text
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     print_summary(console_for_output(), shown.report)
@@ -178,7 +179,7 @@ def timeline(
     gone = ""
     if status in ("interrupted", "paused"):
         how = "its runner is gone" if view.stopped is None else f"stopped ({view.stopped})"
-        gone = f" — not running: {how}; `stoic continue {run_id}` picks it up"
+        gone = f" — not running: {how}; {next_steps.continue_run(run_id)} picks it up"
     say(f"run {run_id}: {status}{gone}")
     run_level = [entry for entry in story["records"] if entry["task"] is None]
     for entry in run_level[:1]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.records import (
     GENESIS_HASH,
     REQUIRED_FIELDS,
@@ -218,7 +219,7 @@ class ChainChecker:
                     Violation(
                         ViolationCode.TORN_TAIL,
                         f"the last line is not valid JSON ({exc}); a write was cut off —"
-                        " `stoic audit --repair` removes it",
+                        f" {next_steps.audit(repair=True)} removes it",
                         line=line_no,
                     )
                 )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from stoic.core import next_steps
 from stoic.core.graph import TaskGraph, TaskState, find_cycle
 from stoic.core.limits import MAX_PLAN_BYTES
 from stoic.core.text import brief_repr, shortened
@@ -131,7 +132,8 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
     if not isinstance(data, LocatedDict):
         line, column = data.position if isinstance(data, LocatedList) else (1, 1)
         message = "a plan is a mapping with `tasks:` (or `sections:`) at the top"
-        raise PlanInvalid(path, [PlanError(line, column, message, "see `stoic plan schema`")])
+        hint = f"see {next_steps.plan_schema()}"
+        raise PlanInvalid(path, [PlanError(line, column, message, hint)])
     document: PlanDocument | None = None
     enabled = gc.isenabled()
     gc.disable()  # every model built here survives; a collection would only walk them
@@ -286,7 +288,8 @@ def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) ->
             f"{owner}call {brief_repr(value)} is not a function",
             'write "module:function"',
         )
-    return PlanError(line, column, f"{owner}{field}: {error['msg']}", "see `stoic plan schema`")
+    message = f"{owner}{field}: {error['msg']}"
+    return PlanError(line, column, message, f"see {next_steps.plan_schema()}")
 
 
 # -- graph errors ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from stoic.core import next_steps
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import RunStatus, TaskState
@@ -62,14 +63,15 @@ class Handoff:
                 f"what failed: {suggestion.get('what_failed', 'the task failed')}",
                 f"rule: {suggestion.get('rule', 'R2')}",
                 f"suggested: {suggestion.get('suggested', 'run it once more')}",
-                "approving lets `stoic continue` run it once more (a failure then stands)",
+                f"approving lets {next_steps.continue_run()} run it once more"
+                " (a failure then stands)",
             ]
         else:
             title = f"Approve task {task_id} of run {self.run_id}"
             trace = [
                 f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
                 f"it would run: {describe(spec)}",
-                "approving lets `stoic continue` start it; rejecting fails it",
+                f"approving lets {next_steps.continue_run()} start it; rejecting fails it",
             ]
         with contextlib.suppress(WorkspacePaused):
             Queue(self.workspace).propose(

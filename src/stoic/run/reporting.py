@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stoic.core import next_steps
 from stoic.core.graph import RunStatus
 from stoic.core.text import escape_controls
 from stoic.core.verification import VerificationOutcome
@@ -158,7 +159,8 @@ def print_summary(console: Console, report: RunReport) -> None:
         roots = report.analysis.blocked.get(task_id)
         status = task.state.value
         if report.runner_gone and task.open_attempt is not None:
-            status, note = "interrupted", "its runner is gone; `stoic continue` records it"
+            status = "interrupted"
+            note = f"its runner is gone; {next_steps.continue_run()} records it"
         if roots:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
@@ -203,14 +205,17 @@ def _verdict(report: RunReport) -> str:
     if report.status is RunStatus.INTERRUPTED and report.runner_gone:
         return (
             f"Run {report.run_id} is not running: its runner is gone without recording an end"
-            f" (killed?); `stoic continue {report.run_id}` picks it up."
+            f" (killed?); {next_steps.continue_run(report.run_id)} picks it up."
         )
     if report.status is RunStatus.INTERRUPTED:
-        return f"Run {report.run_id} was interrupted; `stoic continue {report.run_id}` picks it up."
+        return (
+            f"Run {report.run_id} was interrupted;"
+            f" {next_steps.continue_run(report.run_id)} picks it up."
+        )
     if report.status is RunStatus.PAUSED:
         return (
             f"Run {report.run_id} is paused with the workspace: nothing more was started;"
-            f" after `stoic resume`, `stoic continue {report.run_id}` goes on."
+            f" after {next_steps.resume()}, {next_steps.continue_run(report.run_id)} goes on."
         )
     if report.status is RunStatus.AWAITING_HUMAN:
         waiting = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.pause import PauseInForce
 from stoic.core.run_state import RunFolder, RunView
@@ -85,15 +86,15 @@ def record_end(
         status, code = RunStatus.INTERRUPTED, 128 + stop_signal
         reason = (
             f"Run {run_id} was stopped by {name}: running tasks were stopped and"
-            f" recorded as interrupted; `stoic continue {run_id}` goes on."
+            f" recorded as interrupted; {next_steps.continue_run(run_id)} goes on."
         )
     elif paused is not None and analysis.status is RunStatus.RUNNING:
         status = RunStatus.PAUSED
         code = EXIT_CODES[status]
         reason = (
             f"Run {run_id} started nothing after the workspace was paused"
-            f" ({paused.reason}); after `stoic resume`, `stoic continue"
-            f" {run_id}` goes on."
+            f" ({paused.reason}); after {next_steps.resume()},"
+            f" {next_steps.continue_run(run_id)} goes on."
         )
     else:
         status = analysis.status

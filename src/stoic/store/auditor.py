@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
 from stoic.core.records import Decision
@@ -21,7 +22,7 @@ from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.quarantine import Quarantine
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle
 
 __all__ = ["REPAIRABLE", "audit_workspace", "repair_workspace"]
 
@@ -55,7 +56,7 @@ class _Folds:
     """The folds an audit feeds, each guarded: a record no fold can take is listed, and a fold
     that fails anyway stops (named) while the audit goes on."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.invariants = InvariantChecker()
         self.views = [(view.title, view.check()) for view in workspace.views]
         self.broken: dict[str, str] = {}
@@ -139,7 +140,7 @@ def _foldable(record: dict[str, Any]) -> str | None:
     return "decision_inputs and details must be objects"
 
 
-def audit_workspace(workspace: Workspace) -> AuditReport:
+def audit_workspace(workspace: WorkspaceHandle) -> AuditReport:
     """Check chain, sequence, torn tail and every projection; memory stays flat."""
     log = workspace.log
     # The views read up front are read before the log's end is taken: each reflects at most
@@ -169,7 +170,8 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
                     Violation(
                         ViolationCode.TORN_TAIL,
                         f"the last line is cut off ({len(chunk.fragment)} bytes without a"
-                        " newline): a write was interrupted — `stoic audit --repair` removes it",
+                        " newline): a write was interrupted —"
+                        f" {next_steps.audit(repair=True)} removes it",
                         line=chunk.first_line_no + len(chunk.lines),
                     )
                 ]
@@ -191,7 +193,7 @@ def audit_workspace(workspace: Workspace) -> AuditReport:
     return AuditReport(records=checker.records, last_seq=last_seq, violations=tuple(violations))
 
 
-def repair_workspace(workspace: Workspace) -> AuditReport:
+def repair_workspace(workspace: WorkspaceHandle) -> AuditReport:
     """Remove a torn last line and rebuild projections, record that it did, then audit again.
 
     Under the writer lock throughout. It changes nothing when the log is damaged before its

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from stoic.core import next_steps
 from stoic.core.limits import MAX_INT_BITS, MAX_SETTINGS_BYTES
 from stoic.core.policy import (
     DEFAULT_ENV_PASSTHROUGH,
@@ -54,7 +55,7 @@ class ReviewSettings(_Section):
 
 
 class RunnerSettings(_Section):
-    workers: int = Field(4, ge=1, description="Tasks run at the same time by `stoic run`.")
+    workers: int = Field(4, ge=1, description=f"Tasks run at the same time by {next_steps.run()}.")
     output_cap_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Captured output kept per attempt; the rest is cut."
     )

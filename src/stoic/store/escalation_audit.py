@@ -18,13 +18,16 @@ from stoic.core.escalations import EscalationState, is_escalation_id, render_esc
 from stoic.store.escalations import Escalations
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle
 
 __all__ = ["check_escalation_files"]
 
 
 def check_escalation_files(
-    workspace: Workspace, state: EscalationState, *, settled: Callable[[], bool] = lambda: True
+    workspace: WorkspaceHandle,
+    state: EscalationState,
+    *,
+    settled: Callable[[], bool] = lambda: True,
 ) -> list[Violation]:
     """Audit: every briefing is the one its record wrote; escalation-log.md is what the log
     says; a briefing or entry for an escalation the log does not hold means records were lost.

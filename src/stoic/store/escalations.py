@@ -38,7 +38,7 @@ from stoic.store.atomic import atomic_write
 from stoic.store.confined import LinkRefused, read_confined
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = ["Escalations", "answer_lines"]
 

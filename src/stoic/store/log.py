@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.exceptions import LogCorrupt, LogTornTail, WorkspaceError, WorkspaceNotWritable
 from stoic.store.atomic import write_all
@@ -333,11 +334,13 @@ class FileDecisionLog:
             fd = self._open_writer()
             state = self._state_under_lock(fd)
             if state.corrupt is not None:
-                raise LogCorrupt(f"{state.corrupt}; run `stoic audit` to see every violation")
+                raise LogCorrupt(
+                    f"{state.corrupt}; run {next_steps.audit()} to see every violation"
+                )
             if state.torn is not None:
                 raise LogTornTail(
                     f"{state.torn.describe(self.path)}; appends are refused until"
-                    " `stoic audit --repair` removes them"
+                    f" {next_steps.audit(repair=True)} removes them"
                 )
             decided_at = self._clock()
             records: list[Record] = []

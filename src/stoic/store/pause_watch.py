@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.projection import WorkspaceStatus
 from stoic.exceptions import LogCorrupt
@@ -50,7 +51,7 @@ class PauseWatch:
                 except orjson.JSONDecodeError:
                     raise LogCorrupt(
                         f"{self.log.path}: the line at byte {offset} is not a valid record;"
-                        " run `stoic audit`"
+                        f" run {next_steps.audit()}"
                     ) from None
                 self.in_force = pause_after(self.in_force, record)
             self.offset = offset + len(raw) + 1

@@ -22,7 +22,7 @@ from stoic.plan.models import PolicySpec
 
 if TYPE_CHECKING:
     from stoic.store.config import Settings
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle
 
 __all__ = [
     "ProcessPolicy",
@@ -63,7 +63,7 @@ def run_policy(workspace: Policy, spec: PolicySpec | None) -> Policy:
     )
 
 
-def run_plan_policy(workspace: Workspace, run_id: str) -> PolicySpec | None:
+def run_plan_policy(workspace: WorkspaceHandle, run_id: str) -> PolicySpec | None:
     """The `meta.policy` of the plan a run ran (as amended), read from the copy the log names
     and checked against its sha256; refused when that copy is gone or changed, since a policy
     that cannot be read must not be taken as no policy."""
@@ -150,7 +150,7 @@ class ProcessPolicy:
         """`text` without the values of the named secrets this process was given."""
         return mask_secrets(text, secrets_given(self.policy, self.env))
 
-    def refuse_on_record(self, workspace: Workspace, *, proposal_id: str, what: str) -> None:
+    def refuse_on_record(self, workspace: WorkspaceHandle, *, proposal_id: str, what: str) -> None:
         """Refused by policy: the refusal goes on record, then PolicyRefused is raised."""
         rule = self.refusal
         if rule is None:

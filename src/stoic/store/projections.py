@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.projection import Projection
 from stoic.core.records import GENESIS_HASH
 from stoic.exceptions import LogCorrupt, ProjectionMismatch
@@ -58,13 +59,13 @@ def parsed_records(
     for line_no, offset, raw, complete in log.lines(start, end):
         where = f"{log.path}:{line_no}" if line_no else f"{log.path} at byte {offset}"
         if not complete:
-            raise LogCorrupt(f"{where}: incomplete line; run `stoic audit`")
+            raise LogCorrupt(f"{where}: incomplete line; run {next_steps.audit()}")
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise LogCorrupt(f"{where}: not valid JSON ({exc}); run `stoic audit`") from exc
+            raise LogCorrupt(f"{where}: not valid JSON ({exc}); run {next_steps.audit()}") from exc
         if not isinstance(parsed, dict) or "seq" not in parsed:
-            raise LogCorrupt(f"{where}: not a decision record; run `stoic audit`")
+            raise LogCorrupt(f"{where}: not a decision record; run {next_steps.audit()}")
         yield offset + len(raw) + 1, parsed
 
 
@@ -126,7 +127,7 @@ class ProjectionFile(Generic[S]):
         if stamp.log_offset > end:
             raise ProjectionMismatch(
                 f"{self.path} reflects seq {stamp.last_seq}, past the end of the log;"
-                " run `stoic audit`"
+                f" run {next_steps.audit()}"
             )
         self.check_lines_up(stamp, log)
         return fold_tail(self.projection, stamp, log, end)
@@ -135,7 +136,7 @@ class ProjectionFile(Generic[S]):
         """The record that ends at the stamp's offset must be the one the stamp names."""
         problem = self.misalignment(stamp, log)
         if problem is not None:
-            raise ProjectionMismatch(f"{problem}; run `stoic audit`")
+            raise ProjectionMismatch(f"{problem}; run {next_steps.audit()}")
 
     def misalignment(self, stamp: Stamp[S], log: FileDecisionLog) -> str | None:
         """Why the stamp's offset is not the end of the record it names, or None when it is."""

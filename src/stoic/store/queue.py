@@ -52,7 +52,7 @@ from stoic.store.quarantine import Quarantine
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Queue"]
 

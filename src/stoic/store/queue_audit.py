@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode
 from stoic.core.manifest import manifest_document
 from stoic.core.proposals import FOLDERS, Proposal, ProposalStatus, QueueState, is_proposal_id
@@ -85,7 +86,7 @@ def check_queue_files(
         violations.append(
             Violation(
                 ViolationCode.PROJECTION_MISSING,
-                f"{MANIFEST} is missing; `stoic audit --repair` rebuilds it",
+                f"{MANIFEST} is missing; {next_steps.audit(repair=True)} rebuilds it",
                 path=str(MANIFEST),
             )
         )

@@ -32,7 +32,7 @@ from stoic.store.confined import read_confined
 from stoic.store.log import FileDecisionLog
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = ["SNAPSHOT", "WRITE_AFTER", "SnapshotCheck", "listing", "write_snapshot"]
 

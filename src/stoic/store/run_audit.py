@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode, diff_states
 from stoic.core.run_document import (
     EXECUTION_LOG_HEADER,
@@ -32,8 +33,8 @@ from stoic.plan.loader import read_plan
 from stoic.store.atomic import atomic_write
 
 if TYPE_CHECKING:
+    from stoic.store.handle import WorkspaceHandle
     from stoic.store.quarantine import Quarantine
-    from stoic.store.workspace import Workspace
 
 __all__ = ["EXECUTION_LOG", "RunFilesCheck", "rebuild_run_files"]
 
@@ -121,7 +122,8 @@ class RunFilesCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_UNREADABLE,
-                    f"{relative} is unreadable ({exc}); `stoic audit --repair` rebuilds it",
+                    f"{relative} is unreadable ({exc});"
+                    f" {next_steps.audit(repair=True)} rebuilds it",
                     path=relative,
                 )
             )
@@ -175,7 +177,8 @@ class RunFilesCheck:
             self.violations.append(
                 Violation(
                     ViolationCode.PROJECTION_MISSING,
-                    f"{EXECUTION_LOG} is missing or not text; `stoic audit --repair` writes it",
+                    f"{EXECUTION_LOG} is missing or not text;"
+                    f" {next_steps.audit(repair=True)} writes it",
                     path=EXECUTION_LOG if (self.root / EXECUTION_LOG).exists() else None,
                 )
             )
@@ -240,7 +243,7 @@ class RunFilesCheck:
         return EXECUTION_LOG_HEADER + "".join(kept)
 
 
-def rebuild_run_files(workspace: Workspace, quarantine: Quarantine) -> None:
+def rebuild_run_files(workspace: WorkspaceHandle, quarantine: Quarantine) -> None:
     """For a repair: every run's state.json from a full replay, and the execution log with the
     entries its records back (read from where the repair moved it, if it did)."""
     root = workspace.root

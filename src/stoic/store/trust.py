@@ -21,7 +21,7 @@ from stoic.store.log import utc_timestamp
 
 if TYPE_CHECKING:
     from stoic.core.records import Record
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = [
     "add_to_next_cycle",

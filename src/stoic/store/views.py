@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode, diff_states
 from stoic.core.escalations import EscalationState
 from stoic.core.projection import WorkspaceStatus
@@ -29,43 +30,12 @@ from stoic.store.queue_snapshot import SnapshotCheck
 from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
 
 if TYPE_CHECKING:
-    from stoic.store.workspace import Workspace
+    from stoic.store.handle import ProjectionWriter, WorkspaceHandle
 
-__all__ = ["ProjectionWriter", "ViewCheck", "file_views"]
-
-
-class ViewCheck(Protocol):
-    """One view's audit: fed the log in order, then asked what disagrees."""
-
-    def feed(self, records: list[dict[str, Any]]) -> None: ...
-
-    def finish(self, last_seq: int, newest: Callable[[], int]) -> list[Violation]:
-        """What the view's files say other than the log up to `last_seq`; `newest` is where
-        the log ends now (files read after the log may already show newer records)."""
-        ...
+__all__ = ["file_views"]
 
 
-class ProjectionWriter(Protocol):
-    """The writer of one view's files."""
-
-    name: str
-    """Short and stable: the `audit/repaired` record lists the views it rebuilt by it."""
-    title: str
-    """The view as the audit's messages name it."""
-
-    def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
-        """Write what the records between two status stamps left behind (the status
-        projection's own stamps: they tell cheaply whether this view has anything to do)."""
-        ...
-
-    def rebuild(self, quarantine: Quarantine) -> None: ...
-
-    def check(self) -> ViewCheck:
-        """A new check, reading the view's files now: the audit takes the log's end after."""
-        ...
-
-
-def file_views(workspace: Workspace) -> tuple[ProjectionWriter, ...]:
+def file_views(workspace: WorkspaceHandle) -> tuple[ProjectionWriter, ...]:
     """Every view of the file backend, in the order they are caught up and rebuilt."""
     return (
         StatusView(workspace),
@@ -80,7 +50,7 @@ class StatusView:
 
     title = "the status projection"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
         self.file = workspace.status_file
         self.name = self.file.projection.name
@@ -109,7 +79,7 @@ class QueueView:
     name = "queue"
     title = "the review queue"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
@@ -125,7 +95,7 @@ class QueueView:
 
 
 class _QueueCheck:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.root = workspace.root
         self.queue = QueueState()
         self.snapshot = SnapshotCheck(workspace.log, workspace.root)
@@ -146,7 +116,7 @@ class EscalationView:
     name = "escalations"
     title = "the escalations"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
@@ -163,7 +133,7 @@ class EscalationView:
 
 
 class _EscalationCheck:
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
         self.state = EscalationState()
 
@@ -182,7 +152,7 @@ class RunFilesView:
     name = "runs"
     title = "the runs' files"
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: WorkspaceHandle) -> None:
         self.workspace = workspace
 
     def catch_up(self, before: Stamp[WorkspaceStatus], after: Stamp[WorkspaceStatus]) -> None:
@@ -224,7 +194,7 @@ class StatusCheck:
                 self.violations.append(
                     Violation(
                         ViolationCode.PROJECTION_MISSING,
-                        f"{self.relative} is missing; `stoic audit --repair` rebuilds it",
+                        f"{self.relative} is missing; {next_steps.audit(repair=True)} rebuilds it",
                         path=self.relative,
                     )
                 )

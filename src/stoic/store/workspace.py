@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.notifications import Event, Notice
@@ -30,6 +31,7 @@ from stoic.exceptions import (
 )
 from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
+from stoic.store.handle import ProjectionWriter
 from stoic.store.interface import Head, Stamped, Store
 from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
@@ -44,7 +46,7 @@ from stoic.store.projections import (
 )
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue import Queue
-from stoic.store.views import ProjectionWriter, file_views
+from stoic.store.views import file_views
 
 __all__ = ["Deliverer", "Workspace", "open_store"]
 
@@ -156,7 +158,7 @@ class Workspace:
         root = Path(path).absolute()
         if not (root / SETTINGS_FILE).is_file():
             raise WorkspaceNotFound(
-                f"no stoic workspace at {root}: create one with `stoic init {path}`"
+                f"no stoic workspace at {root}: create one with {next_steps.init(str(path))}"
             )
         if not (root / DECISION_LOG).is_file():
             raise WorkspaceError(
@@ -479,11 +481,12 @@ class Workspace:
             stamp = self.status_file.read()
         except ProjectionUnreadable as exc:
             raise ProjectionMismatch(
-                f"{path} is unreadable: {exc}; `stoic audit --repair` rebuilds it from the log"
+                f"{path} is unreadable: {exc};"
+                f" {next_steps.audit(repair=True)} rebuilds it from the log"
             ) from exc
         if stamp is None:
             raise ProjectionMismatch(
-                f"{path} is missing; `stoic audit --repair` rebuilds it from the log"
+                f"{path} is missing; {next_steps.audit(repair=True)} rebuilds it from the log"
             )
         return stamp
 
@@ -506,7 +509,9 @@ class Workspace:
         try:
             return Record.from_dict(orjson.loads(raw))
         except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-            raise LogCorrupt(f"{where}: not a valid record ({exc}); run `stoic audit`") from exc
+            raise LogCorrupt(
+                f"{where}: not a valid record ({exc}); run {next_steps.audit()}"
+            ) from exc
 
 
 def _needles(**fields: str | None) -> list[bytes]:

@@ -1,0 +1,131 @@
+"""What to run next: every stoic command a message, a notice or a file tells a person to run.
+
+They are spelled here and nowhere else, so a renamed command or option is renamed once, and the
+test suite checks that each one still names a command the CLI has (`tests/test_next_steps.py`).
+A message puts a step in backticks by formatting it (`f"run {audit()}"`); `.text` is the bare
+command, for JSON and for lines meant to be copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "NextStep",
+    "answer_escalation",
+    "audit",
+    "continue_run",
+    "execute",
+    "init",
+    "plan_schema",
+    "propose",
+    "resume",
+    "rollback",
+    "run",
+    "show_proposal",
+]
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """One stoic command, as a message names it."""
+
+    command: tuple[str, ...]
+    """The command's words after `stoic`, as the CLI names them: `("queue", "show")`."""
+    arguments: tuple[str, ...] = ()
+    """What follows them, as the message shows it: ids, options and placeholders."""
+
+    @property
+    def text(self) -> str:
+        """The command as typed: stoic audit --repair."""
+        return " ".join(("stoic", *self.command, *self.arguments))
+
+    def __str__(self) -> str:
+        return f"`{self.text}`"
+
+
+def audit(*, repair: bool = False) -> NextStep:
+    """Check the log and its views; with `repair`, mend what can be mended."""
+    return NextStep(("audit",), ("--repair",) if repair else ())
+
+
+def resume(*, procedure: str | None = None, reason: str | None = None) -> NextStep:
+    """Resume a paused workspace (a message may show its options with placeholders)."""
+    arguments: tuple[str, ...] = ()
+    if procedure is not None:
+        arguments += ("--procedure", procedure)
+    if reason is not None:
+        arguments += ("--reason", reason)
+    return NextStep(("resume",), arguments)
+
+
+def run(plan_file: str | None = None) -> NextStep:
+    """Run a plan."""
+    return NextStep(("run",), () if plan_file is None else (plan_file,))
+
+
+def continue_run(run_id: str | None = None) -> NextStep:
+    """Continue a run (`run_id` may be a placeholder such as RUN_ID)."""
+    return NextStep(("continue",), () if run_id is None else (run_id,))
+
+
+def init(path: str) -> NextStep:
+    """Create a workspace at `path`."""
+    return NextStep(("init",), (path,))
+
+
+def propose() -> NextStep:
+    """Put a proposal in the review queue."""
+    return NextStep(("propose",))
+
+
+def show_proposal(proposal_id: str) -> NextStep:
+    """Show one proposal of the review queue."""
+    return NextStep(("queue", "show"), (proposal_id,))
+
+
+def execute(
+    proposal_id: str | None = None, *, again: bool = False, confirm: str | None = None
+) -> NextStep:
+    """Run an approved proposal's action: once more with `again`, confirmed with `confirm`."""
+    return NextStep(("execute",), _proposal_arguments(proposal_id, again, confirm))
+
+
+def rollback(proposal_id: str | None = None, *, again: bool = False) -> NextStep:
+    """Run an executed proposal's rollback: once more with `again`."""
+    return NextStep(("rollback",), _proposal_arguments(proposal_id, again, None))
+
+
+def plan_schema() -> NextStep:
+    """Print the JSON Schema of the plan format."""
+    return NextStep(("plan", "schema"))
+
+
+def answer_escalation(
+    escalation_id: str,
+    decision: str,
+    *,
+    plan: str | None = None,
+    to: str | None = None,
+    note: str | None = None,
+) -> NextStep:
+    """Answer an escalation; the note is shown in double quotes, as a shell needs it."""
+    arguments: tuple[str, ...] = (escalation_id, "--decision", decision)
+    if plan is not None:
+        arguments += ("--plan", plan)
+    if to is not None:
+        arguments += ("--to", to)
+    if note is not None:
+        arguments += ("--note", f'"{note}"')
+    return NextStep(("escalations", "answer"), arguments)
+
+
+def _proposal_arguments(
+    proposal_id: str | None, again: bool, confirm: str | None
+) -> tuple[str, ...]:
+    arguments: tuple[str, ...] = () if proposal_id is None else (proposal_id,)
+    if confirm is not None:
+        arguments += ("--confirm", confirm)
+    if again:
+        arguments += ("--again",)
+    return arguments
