@@ -525,3 +525,16 @@ def test_a_briefing_replaced_by_a_link_is_refused_not_followed(
     briefing.unlink()
     code, _, err = cli(ws_path, "escalations", "show", "ESC-001")
     assert code == 2 and "is missing: `stoic audit --repair` writes it again" in err
+
+
+def test_a_runs_third_escalation_of_a_mode_raises_one_process_issue(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = "tasks:\n" + "".join(f"  - id: pick{n}\n    run: [sh, ask.sh]\n" for n in range(3))
+    assert run_plan(ws_path, tmp_path, plan) == 3
+    _, out, _ = cli(ws_path, "escalations", "--json")
+    rows = orjson.loads(out)
+    assert [row["mode"] for row in rows] == ["ambiguity"] * 3 + ["process-issue"]
+    issue = (ws_path / "escalations" / "ESC-004.md").read_text()
+    assert "ambiguity has been escalated 3 times" in issue
+    audit_clean(ws_path)

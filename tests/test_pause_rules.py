@@ -12,13 +12,21 @@ from hypothesis import strategies as st
 from stoic.core.pause import (
     FLAG_LIMIT,
     Criterion,
+    DetectedSignal,
+    FlagDue,
     IncidentSeverity,
+    PauseDue,
+    execution_failure_pause,
     flags_pause,
+    flags_pause_due,
+    growth_flag,
     incident_pause,
     queue_outgrows_review,
     reason_key,
     reason_repeats,
     rejection_rate_breached,
+    rejection_rate_pause,
+    repeated_reason_flag,
     resume_needs_clean_audit,
     too_fast_to_read,
 )
@@ -162,3 +170,32 @@ def test_batches_fill_in_order_and_a_new_size_starts_a_new_batch(
     assert all(b - a in (0, 1) for a, b in itertools.pairwise(numbers))
     if len(set(sizes)) == 1:  # one size throughout: the n-th proposal is in batch n // size + 1
         assert numbers == [n // sizes[0] + 1 for n in range(len(seen))]
+
+
+def test_what_is_due_after_a_record_follows_the_rules() -> None:
+    assert growth_flag(6, 2) is None and growth_flag(8, 2) is None
+    assert growth_flag(7, 2) == FlagDue(
+        DetectedSignal.QUEUE_GROWING, "7 proposals pending, more than three batches of 2"
+    )
+    assert repeated_reason_flag("too risky", ["P-1", "P-2"]) is None
+    assert repeated_reason_flag("", ["P-1", "P-2", "P-3"]) is None  # no reason is no repeat
+    assert repeated_reason_flag("too risky", ["P-1", "P-2", "P-3"]) == FlagDue(
+        DetectedSignal.REPEATED_REJECTION_REASON, "'too risky' given 3 times (P-1, P-2, P-3)"
+    )
+    assert rejection_rate_pause("B-1", 2, 10) is None
+    due = rejection_rate_pause("B-1", 3, 10)
+    assert due is not None and due.criterion is Criterion.REJECTION_RATE
+    assert due.inputs == {"batch_id": "B-1", "rejections": 3}
+    assert execution_failure_pause("P-1", "make", 0, rollback=False) is None
+    assert execution_failure_pause("P-1", "make", 2, rollback=True) is None
+    assert execution_failure_pause("P-1", "make", 2, rollback=False) == PauseDue(
+        "the approved action of P-1 failed: `make` exited 2",
+        Criterion.EXECUTION_FAILURE,
+        {"proposal_id": "P-1", "exit_code": 2},
+    )
+    assert flags_pause_due(FLAG_LIMIT - 1, "rushed") is None
+    assert flags_pause_due(FLAG_LIMIT, "rushed") == PauseDue(
+        f"{FLAG_LIMIT} red flags since the last resume (the last: decisions feel rushed)",
+        Criterion.RED_FLAGS,
+        {"flags": FLAG_LIMIT},
+    )

@@ -754,3 +754,17 @@ def test_executing_a_proposal_without_an_action_is_refused_and_records_nothing(
     assert f"{bare} has no action: there is nothing to execute" in refused.stderr
     assert log.read_bytes() == before  # no `executed` for a command that never ran
     assert folder_ids(ws_path, "approved") == [bare]
+
+
+def test_a_runs_proposals_that_outgrow_review_raise_the_flag_too(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    (ws_path / "stoic.toml").write_text("[queue]\nbatch_size = 1\n")
+    tasks = "".join(f'  - id: t{n}\n    run: ["true"]\n    approval: required\n' for n in range(4))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n" + tasks)
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 3
+    assert len(logged(ws_path, "proposal")) == 4
+    flags = logged(ws_path, "red_flag")
+    assert [f["decision_inputs"]["signal"] for f in flags] == ["queue-growing"]
+    assert "4 proposals pending, more than three batches of 1" in flags[0]["decision_reason"]

@@ -9,7 +9,7 @@ import pytest
 
 from stoic.core.escalations import EscalationMode
 from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
-from stoic.services import escalations
+from stoic.services import escalations, trust
 from stoic.services.workspace import Workspace
 from tests.contract.recorded import notified, outcomes, record_notices
 
@@ -110,3 +110,37 @@ def test_an_answer_that_cannot_apply_records_nothing(store: Workspace, tmp_path:
     with pytest.raises(EscalationNotFound):
         escalations.answer(store, "ESC-099", decision="routed", actor="human:a")
     assert outcomes(store, "escalation") == ["raised", "raised"]
+
+
+def test_the_third_escalation_of_a_mode_raises_one_process_issue(store: Workspace) -> None:
+    record_notices(store)
+    raised = [
+        escalations.raise_(
+            store, escalations.request("infeasible", f"Can step {n} be done?"), actor="agent:a"
+        )
+        for n in range(4)
+    ]
+    items = escalations.escalations(store)
+    assert [item.mode.value for item in items] == ["infeasible"] * 3 + [
+        "process-issue",
+        "infeasible",
+    ]
+    issue = items[3]
+    assert issue.raised_by == "system:stoic" and issue.for_mode == "infeasible"
+    assert issue.question == (
+        "The failure mode infeasible has been escalated 3 times in this workspace: what should"
+        " change in the process that produces it?"
+    )
+    assert (
+        issue.context == f"{', '.join(e.id for e in raised[:3])} were all escalated as infeasible."
+    )
+    records = list(store.records(decision_type="escalation"))
+    assert records[3].seq == records[2].seq + 1  # raised in the third one's transaction
+    assert notified(store) == ["escalation_raised"] * 5
+
+
+def test_incident_reports_count_toward_their_process_issue(store: Workspace) -> None:
+    for n in range(3):
+        trust.report_incident(store, f"checkout returns 500 ({n})", track=None, actor="human:ana")
+    modes = [item.mode.value for item in escalations.escalations(store)]
+    assert modes == ["production-incident"] * 3 + ["process-issue"]

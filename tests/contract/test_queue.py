@@ -15,6 +15,7 @@ from stoic.services import queue
 from stoic.services.trust import pause, resume
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
+from tests.contract.recorded import last
 
 PRINT_HI = [sys.executable, "-c", "print('hi')"]
 
@@ -227,3 +228,101 @@ def test_after_a_manual_verification_resume_an_execution_needs_confirming(
         queue.execute(store, ready, by="human:ana")
     assert len(list(store.records())) == count
     assert queue.execute(store, ready, by="human:ana", confirmed=True).exit_code == 0
+
+
+def batches_of(store: Workspace, size: int) -> None:
+    """The review batch size the workspace's settings name."""
+    queue_settings = store.settings.queue.model_copy(update={"batch_size": size})
+    store.settings = store.settings.model_copy(update={"queue": queue_settings})
+
+
+def kinds(store: Workspace, since: int) -> list[tuple[str, str]]:
+    return [
+        (record.decision_type, record.decision_outcome)
+        for record in store.records(since_seq=since)
+        if record.decision_type in ("proposal", "red_flag", "pause")
+    ]
+
+
+def test_the_proposal_that_makes_the_queue_outgrow_review_raises_one_red_flag(
+    store: Workspace,
+) -> None:
+    batches_of(store, 2)
+    for n in range(6):
+        queue.propose(store, title=f"p{n}", reasoning_trace=["r"], by="agent:ops")
+    assert list(store.records(decision_type="red_flag")) == []
+    seq = store.head().seq
+    queue.propose(store, title="p6", reasoning_trace=["r"], by="agent:ops")
+    assert kinds(store, seq) == [("proposal", "created"), ("red_flag", "raised")]
+    (flag,) = store.records(decision_type="red_flag")
+    assert flag.decision_inputs["signal"] == "queue-growing"
+    assert (flag.actor, flag.decision_source, flag.decision_trigger) == (
+        "system:stoic",
+        "system",
+        "reactive",
+    )
+    assert "7 proposals pending, more than three batches of 2" in flag.decision_reason
+    queue.propose(store, title="p7", reasoning_trace=["r"], by="agent:ops")
+    assert len(list(store.records(decision_type="red_flag"))) == 1  # once per crossing
+
+
+def test_the_same_rejection_reason_a_third_time_raises_a_red_flag(store: Workspace) -> None:
+    batches_of(store, 100)  # three rejections in a batch this big pause nothing
+    ids = [
+        queue.propose(store, title=f"p{n}", reasoning_trace=["r"], by="agent:ops").id
+        for n in range(4)
+    ]
+    for proposal_id, reason in zip(ids[:2], ["Too risky", "too risky "], strict=True):
+        queue.decide(store, proposal_id, "rejected", by="human:ana", reason=reason)
+    assert list(store.records(decision_type="red_flag")) == []
+    seq = store.head().seq
+    queue.decide(store, ids[2], "rejected", by="human:ana", reason="TOO RISKY")
+    assert kinds(store, seq) == [("proposal", "rejected"), ("red_flag", "raised")]
+    (flag,) = store.records(decision_type="red_flag")
+    assert flag.decision_inputs["signal"] == "repeated-rejection-reason"
+    assert f"'too risky' given 3 times ({', '.join(ids[:3])})" in flag.decision_reason
+    queue.decide(store, ids[3], "rejected", by="human:ana", reason="too risky")
+    assert len(list(store.records(decision_type="red_flag"))) == 1  # at the 3rd, not after
+    assert store.status().paused is None
+
+
+def test_the_third_rejection_in_a_batch_of_ten_pauses_at_once(store: Workspace) -> None:
+    ids = [
+        queue.propose(store, title=f"p{n}", reasoning_trace=["r"], by="agent:ops").id
+        for n in range(3)
+    ]
+    queue.decide(store, ids[0], "rejected", by="human:ana", reason="wrong disk")
+    queue.decide(store, ids[1], "rejected", by="human:ana", reason="wrong host")
+    assert store.status().paused is None
+    seq = store.head().seq
+    queue.decide(store, ids[2], "rejected", by="human:ana", reason="wrong day")
+    assert kinds(store, seq) == [("proposal", "rejected"), ("pause", "paused")]
+    paused = last(store, "pause")
+    batch = queue.get(store, ids[2]).batch_id
+    assert paused.decision_inputs == {
+        "criterion": Criterion.REJECTION_RATE,
+        "batch_id": batch,
+        "rejections": 3,
+    }
+    assert f"3 rejections in batch {batch} of 10: more than 20%" in paused.decision_reason
+
+
+def test_the_python_api_decides_through_the_queue_service(store: Workspace) -> None:
+    ids = [store.propose(title=f"p{n}", reasoning_trace=["r"]).id for n in range(5)]
+    assert store.approve(ids[0], by="human:ana").status is ProposalStatus.APPROVED
+    assert store.defer(ids[1], by="human:ana").status is ProposalStatus.DEFERRED
+    for proposal_id in ids[2:]:
+        store.reject(proposal_id, by="human:ana", reason="not now")
+    assert [f.decision_inputs["signal"] for f in store.records(decision_type="red_flag")] == [
+        "repeated-rejection-reason"
+    ]
+    assert last(store, "pause").decision_inputs["criterion"] == Criterion.REJECTION_RATE
+
+
+def test_a_failing_rollback_is_recorded_and_pauses_nothing(store: Workspace) -> None:
+    proposal_id = approved(store, PRINT_HI, rollback=[sys.executable, "-c", "raise SystemExit(4)"])
+    queue.execute(store, proposal_id, by="human:ana")
+    result = queue.rollback(store, proposal_id, by="human:ana")
+    assert result.exit_code == 4
+    assert proposals(store)[-1].decision_inputs["result"] == "failure"
+    assert list(store.records(decision_type="pause")) == []

@@ -150,3 +150,19 @@ def test_what_a_session_refuses_records_nothing(store: Workspace) -> None:
     with pytest.raises(TransitionRefused, match="is deferred by human:rita"):
         session.decide(only, ReviewDecision.APPROVE, seconds_spent=SLOW)
     assert session.summary().decided == 1
+
+
+def test_rejections_in_a_session_bring_what_the_queue_service_decides(store: Workspace) -> None:
+    ids = pending(store, 3)
+    session = ReviewSession.start(store, "human:rita")
+    steps = [session.decide(pid, "rejected", reason="too risky") for pid in ids]
+    assert [step.paused for step in steps] == [False, False, True]
+    (flag,) = flags(store)
+    assert flag.decision_inputs["signal"] == "repeated-rejection-reason"
+    (paused,) = store.records(decision_type="pause")
+    assert paused.decision_inputs["criterion"] == Criterion.REJECTION_RATE
+    rejected = [
+        r for r in store.records(decision_type="proposal") if r.decision_outcome == "rejected"
+    ]
+    assert [r.decision_inputs["session"] for r in rejected] == [session.id] * 3
+    assert session.summary().decided == 3

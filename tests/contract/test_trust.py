@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stoic.core.pause import Criterion, IncidentSeverity
+from stoic.core.pause import Criterion, DetectedSignal, FlagDue, IncidentSeverity, PauseDue
 from stoic.exceptions import UsageError, WorkspacePaused
 from stoic.services import trust
 from stoic.services.workspace import Workspace
@@ -185,3 +185,34 @@ def test_the_standing_names_the_batch_size_in_force(store: Workspace) -> None:
     after = trust.standing(store)
     assert (after.batch_size, after.batch_size_from_resume) == (4, True)
     assert after.status.records == 2 and after.status.paused is None
+
+
+def test_a_flag_stoic_detects_counts_toward_the_pause_like_a_reviewers(store: Workspace) -> None:
+    trust.raise_flag(store, signal="rushed", actor="human:ana")
+    detected = FlagDue(DetectedSignal.QUEUE_GROWING, "31 proposals pending")
+    assert trust.flag_detected(store, detected) is False
+    assert trust.flag_detected(store, detected, actor="system:review", session="s-1") is True
+    flags = list(store.records(decision_type="red_flag"))
+    assert [(f.actor, f.decision_source, f.decision_trigger) for f in flags[1:]] == [
+        ("system:stoic", "system", "reactive"),
+        ("system:review", "system", "reactive"),
+    ]
+    assert flags[2].decision_inputs == {
+        "signal": "queue-growing",
+        "detected": True,
+        "session": "s-1",
+        "note": "31 proposals pending",
+    }
+    pause = last(store, "pause")
+    assert pause.seq == flags[2].seq + 1  # the flag and its pause: one transaction
+    assert pause.decision_inputs == {"criterion": "red_flags", "flags": 3}
+    assert pause.decision_reason == "3 red flags since the last resume (the last: queue-growing)"
+
+
+def test_a_pause_a_rule_calls_for_is_recorded_once(store: Workspace) -> None:
+    due = PauseDue("the approved action of PROP-1 failed", Criterion.EXECUTION_FAILURE, {"x": 1})
+    assert trust.pause_for(store, due) is True
+    assert trust.pause_for(store, due) is False
+    (paused,) = store.records(decision_type="pause")
+    assert paused.decision_inputs == {"criterion": "execution_failure", "x": 1}
+    assert (paused.actor, paused.decision_trigger) == ("system:stoic", "reactive")

@@ -277,6 +277,23 @@ class EscalationState:
             and mode.value not in self.process_issues
         )
 
+    def process_issue_for(self, mode: EscalationMode) -> EscalationRequest | None:
+        """The process-issue escalation due now that `mode` was escalated once more, if any:
+        raised once per mode, at its third escalation."""
+        if not self.needs_process_issue(mode):
+            return None
+        count = self.by_mode.get(mode.value, 0)
+        return EscalationRequest(
+            mode=EscalationMode.PROCESS_ISSUE,
+            title=f"{mode.value} keeps happening",
+            question=(
+                f"The failure mode {mode.value} has been escalated {count} times in this"
+                " workspace: what should change in the process that produces it?"
+            ),
+            context=", ".join(item.id for item in self.escalations.values() if item.mode is mode)
+            + f" were all escalated as {mode.value}.",
+        )
+
     def open_for(self, run_id: str, task_id: str) -> Escalation | None:
         for escalation in self.escalations.values():
             if escalation.open and escalation.run_id == run_id and escalation.task_id == task_id:

@@ -1,12 +1,12 @@
 """The pause rules (DESIGN §9): when the workspace stops taking new work, and how it resumes.
 
-Pure rules over counts the store already keeps. After each relevant record the store asks them
-whether a red flag or a pause is due and records what they say; it decides nothing itself.
+Pure rules over counts the store already keeps. After each relevant record the use case asks
+them whether a red flag or a pause is due (`FlagDue`, `PauseDue`) and records what they say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,15 +18,22 @@ __all__ = [
     "RESUME_PROCEDURES",
     "Criterion",
     "DetectedSignal",
+    "FlagDue",
     "IncidentSeverity",
+    "PauseDue",
     "PauseInForce",
+    "execution_failure_pause",
     "flags_pause",
+    "flags_pause_due",
+    "growth_flag",
     "incident_pause",
     "pause_after",
     "queue_outgrows_review",
     "reason_key",
     "reason_repeats",
     "rejection_rate_breached",
+    "rejection_rate_pause",
+    "repeated_reason_flag",
     "resume_needs_clean_audit",
     "too_fast_to_read",
 ]
@@ -154,3 +161,82 @@ def pause_after(current: PauseInForce | None, record: Mapping[str, Any]) -> Paus
         criterion = record["decision_inputs"].get("criterion", Criterion.HUMAN_STOP)
         return PauseInForce(int(record["seq"]), str(record["decision_reason"]), str(criterion))
     return current
+
+
+# -- what is due after a record ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlagDue:
+    """A red flag stoic raises itself, and what it saw."""
+
+    signal: DetectedSignal
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseDue:
+    """A pause a rule calls for: its reason, criterion and the facts it used."""
+
+    reason: str
+    criterion: Criterion
+    inputs: Mapping[str, Any]
+
+
+def growth_flag(pending: int, batch_size: int) -> FlagDue | None:
+    """After a proposal: more than three batches waiting is a red flag (once per crossing)."""
+    if not queue_outgrows_review(pending, batch_size):
+        return None
+    return FlagDue(
+        DetectedSignal.QUEUE_GROWING,
+        f"{pending} proposals pending, more than three batches of {batch_size}",
+    )
+
+
+def repeated_reason_flag(reason: str, rejected_for: Sequence[str]) -> FlagDue | None:
+    """After a rejection: the same reason (`reason_key`) a third time is a red flag;
+    `rejected_for` are the proposals rejected for it, this one included."""
+    if not (reason and reason_repeats(len(rejected_for))):
+        return None
+    return FlagDue(
+        DetectedSignal.REPEATED_REJECTION_REASON,
+        f"{reason!r} given {len(rejected_for)} times ({', '.join(rejected_for)})",
+    )
+
+
+def rejection_rate_pause(batch_id: str, rejected: int, batch_size: int) -> PauseDue | None:
+    """After a rejection: the 3rd rejection in a batch of 10 (more than 20%) pauses at once."""
+    if not rejection_rate_breached(rejected, batch_size):
+        return None
+    return PauseDue(
+        f"{rejected} rejections in batch {batch_id} of {batch_size}: more than 20%"
+        " — the proposals need investigating before more are made",
+        Criterion.REJECTION_RATE,
+        {"batch_id": batch_id, "rejections": rejected},
+    )
+
+
+def execution_failure_pause(
+    proposal_id: str, command: str, exit_code: int, *, rollback: bool
+) -> PauseDue | None:
+    """After an execution: an approved action that failed pauses (a failed rollback is on
+    record as a failure and pauses nothing more)."""
+    if exit_code == 0 or rollback:
+        return None
+    return PauseDue(
+        f"the approved action of {proposal_id} failed: `{command}` exited {exit_code}",
+        Criterion.EXECUTION_FAILURE,
+        {"proposal_id": proposal_id, "exit_code": exit_code},
+    )
+
+
+def flags_pause_due(flags: int, last_signal: str) -> PauseDue | None:
+    """After a red flag: the third since the last resume pauses, whichever session raised it."""
+    if not flags_pause(flags):
+        return None
+    what = READER_SIGNALS.get(last_signal, last_signal)
+    return PauseDue(
+        f"{flags} red flags since the last resume (the last: {what})",
+        Criterion.RED_FLAGS,
+        {"flags": flags},
+    )

@@ -4,6 +4,10 @@ A task suspended by R2 or by `approval: required` becomes a proposal in the revi
 that escalated (its result file, `stoic.escalate`, a loop that did not converge, a blocked gate)
 becomes an escalation with its briefing. Either way the run ends `awaiting_human` until a
 person decides.
+
+What a proposal or an escalation brings about follows the same rules as for the queue and
+escalation services, in the same transaction: a queue that outgrows review raises a red flag
+(the third since a resume pauses), and a mode escalated a third time raises a process issue.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import RunStatus, TaskState
 from stoic.core.notifications import Event
+from stoic.core.pause import flags_pause_due, growth_flag
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import UsageError, WorkspacePaused
 from stoic.plan.models import TaskSpec
@@ -25,6 +30,7 @@ from stoic.run.guard import describe_command as describe
 from stoic.run.reporting import summary_lines
 from stoic.store.escalations import Escalations
 from stoic.store.queue import Queue
+from stoic.store.trust import pause_for, record_flag
 from stoic.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -73,8 +79,8 @@ class Handoff:
                 f"it would run: {describe(spec)}",
                 f"approving lets {next_steps.continue_run()} start it; rejecting fails it",
             ]
-        with contextlib.suppress(WorkspacePaused):
-            Queue(self.workspace).propose(
+        with contextlib.suppress(WorkspacePaused), self.workspace.transaction():
+            proposed = Queue(self.workspace).propose(
                 title=title,
                 reasoning_trace=trace,
                 sources=[self.run_id],
@@ -86,6 +92,18 @@ class Handoff:
                 run_id=self.run_id,
                 task_id=task_id,
             )
+            flag = growth_flag(proposed.pending, proposed.batch_size)
+            if flag is not None:
+                flags = record_flag(
+                    self.workspace,
+                    signal=flag.signal,
+                    actor="system:stoic",
+                    note=flag.note,
+                    detected=True,
+                )
+                due = flags_pause_due(flags, flag.signal)
+                if due is not None:
+                    pause_for(self.workspace, due)
 
     def escalate(
         self,
@@ -96,14 +114,19 @@ class Handoff:
         status: str | None = None,
     ) -> str:
         """Raise the task's escalation; the task stays suspended until it is answered."""
-        escalation = Escalations(self.workspace).raise_(
-            request,
-            actor=made.ACTOR,
-            run_id=self.run_id,
-            task_id=task_id,
-            risks=risks,
-            status=status,
-        )
+        store = Escalations(self.workspace)
+        with self.workspace.transaction():
+            escalation = store.raise_(
+                request,
+                actor=made.ACTOR,
+                run_id=self.run_id,
+                task_id=task_id,
+                risks=risks,
+                status=status,
+            )
+            issue = store.state().process_issue_for(request.mode)
+            if issue is not None:
+                store.raise_(issue, actor="system:stoic", details={"for_mode": request.mode.value})
         for record in self.workspace.records(run_id=self.run_id, since_seq=self.folder.last_seq):
             self.folder.feed(record._asdict())
         return escalation.id

@@ -1,6 +1,8 @@
 """Escalations (DESIGN §9): one question handed to a person, and the answer that settles it.
 
-Raising holds the run it is about while the record is written; answering amends the run's plan,
+Raising holds the run it is about while the record is written, and in the same transaction
+raises the process issue a mode escalated for the third time calls for
+(`EscalationState.process_issue_for`); answering amends the run's plan,
 follows an incident's track and records the decision, in that order, so a refused amendment or
 track leaves the escalation open.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "get",
     "hotfix_plan",
     "raise_",
+    "raise_process_issue",
     "request",
     "request_from_task",
     "show",
@@ -106,13 +109,26 @@ def raise_(
     task_id: str | None = None,
 ) -> Escalation:
     """Open an escalation; one about a run's task holds the run until it is on record, so no
-    runner starts the task meanwhile."""
+    runner starts the task meanwhile. The third of a mode also raises a process issue."""
     with contextlib.ExitStack() as held:
         if run_id is not None and task_id is not None:
             from stoic.run.lifecycle import escalation_target
 
             held.enter_context(escalation_target(workspace, run_id, task_id))
-        return Escalations(workspace).raise_(request, actor=actor, run_id=run_id, task_id=task_id)
+        store = Escalations(workspace)
+        with workspace.transaction():
+            escalation = store.raise_(request, actor=actor, run_id=run_id, task_id=task_id)
+            raise_process_issue(store, request.mode)
+        return escalation
+
+
+def raise_process_issue(store: Escalations, mode: EscalationMode) -> Escalation | None:
+    """The process-issue escalation `mode`'s escalations call for now, raised; None when none
+    is due. Call it in the transaction that raised the last one."""
+    due = store.state().process_issue_for(mode)
+    if due is None:
+        return None
+    return store.raise_(due, actor="system:stoic", details={"for_mode": mode.value})
 
 
 def escalations(workspace: Workspace, *, open_only: bool = False) -> list[Escalation]:

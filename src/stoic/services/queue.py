@@ -5,6 +5,11 @@ approved action happens in the runtime between two records: the claim (`executio
 before the command starts, its result after it ends. The record of a command that never ran
 is never written, and a command whose result never came stays claimed: a second execution
 is refused until someone runs it `again` on purpose.
+
+What a decision brings about is decided here, by the rules of `stoic.core.pause`, in the
+transaction of the decision itself: a queue that outgrows review raises a red flag, a reason
+given a third time raises one, too many rejections in a batch pause, and so does an approved
+action that failed.
 """
 
 from __future__ import annotations
@@ -13,9 +18,17 @@ from collections.abc import Sequence
 
 import orjson
 
+from stoic.core.pause import (
+    execution_failure_pause,
+    growth_flag,
+    reason_key,
+    rejection_rate_pause,
+    repeated_reason_flag,
+)
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import UsageError
 from stoic.run.actions import run_action
+from stoic.services import trust
 from stoic.store.queue import ExecutionResult, Queue
 from stoic.store.queue_snapshot import listing
 from stoic.store.workspace import Workspace
@@ -56,21 +69,26 @@ def propose(
 ) -> Proposal:
     """A new pending proposal. Refused while the workspace is paused, without reasoning, or
     with a source that does not exist; a queue that outgrows review raises a red flag."""
-    return Queue(workspace).propose(
-        title=title,
-        reasoning_trace=reasoning_trace,
-        sources=sources,
-        action=action,
-        rollback=rollback,
-        type=type,
-        summary=summary,
-        confidence=confidence,
-        trade_off=trade_off,
-        origin=origin,
-        actor=by,
-        run_id=run_id,
-        task_id=task_id,
-    )
+    with workspace.transaction():
+        proposed = Queue(workspace).propose(
+            title=title,
+            reasoning_trace=reasoning_trace,
+            sources=sources,
+            action=action,
+            rollback=rollback,
+            type=type,
+            summary=summary,
+            confidence=confidence,
+            trade_off=trade_off,
+            origin=origin,
+            actor=by,
+            run_id=run_id,
+            task_id=task_id,
+        )
+        flag = growth_flag(proposed.pending, proposed.batch_size)
+        if flag is not None:
+            trust.flag_detected(workspace, flag)
+    return proposed.proposal
 
 
 def decide(
@@ -80,13 +98,36 @@ def decide(
     *,
     by: str,
     reason: str | None = None,
+    session: str | None = None,
 ) -> Proposal:
     """Approve, reject (a reason is required), defer or undefer a proposal — allowed while
     paused, since a pause stops the queue's growth, not its review. A rejection may raise
-    a red flag (the same reason a third time) or pause (too many in one batch)."""
+    a red flag (the same reason a third time) or pause (too many in one batch). `session`
+    is the review session the decision is made in, kept on its record."""
     if decision not in DECISIONS:
         raise UsageError(f"unknown decision {decision!r} (allowed: {', '.join(DECISIONS)})")
-    return Queue(workspace).decide(proposal_id, decision, actor=by, reason=reason)
+    queue = Queue(workspace)
+    inputs = {"session": session} if session is not None else None
+    if decision != "rejected":
+        return queue.decide(proposal_id, decision, actor=by, reason=reason, inputs=inputs)
+    with workspace.transaction():
+        decided = queue.decide(proposal_id, decision, actor=by, reason=reason, inputs=inputs)
+        _after_rejection(workspace, queue, decided)
+    return decided
+
+
+def _after_rejection(workspace: Workspace, queue: Queue, decided: Proposal) -> None:
+    """The red flag of a reason given a third time, then the pause of a batch rejected too
+    often; read in the rejection's transaction, so each is raised once."""
+    state = queue.state()
+    reason = reason_key(str((decided.decision or {}).get("reason", "")))
+    flag = repeated_reason_flag(reason, state.rejected_for.get(reason, []))
+    if flag is not None:
+        trust.flag_detected(workspace, flag)
+    rejected = state.rejected_in_batch.get(decided.batch_id, 0)
+    due = rejection_rate_pause(decided.batch_id, rejected, queue.batch_size())
+    if due is not None:
+        trust.pause_for(workspace, due)
 
 
 def execute(
@@ -109,7 +150,13 @@ def execute(
         proposal_id, actor=by, rollback=rollback, confirmed=confirmed, again=again
     )
     ran = run_action(claim.process, workspace.root)
-    return queue.finish_execution(claim, ran)
+    result = queue.finish_execution(claim, ran)
+    due = execution_failure_pause(
+        proposal_id, claim.process.command, ran.exit_code, rollback=claim.rollback
+    )
+    if due is not None:
+        trust.pause_for(workspace, due)
+    return result
 
 
 def rollback(

@@ -28,11 +28,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
-from stoic.core.pause import FLAG_LIMIT, READER_SIGNALS, DetectedSignal, too_fast_to_read
+from stoic.core.pause import (
+    FLAG_LIMIT,
+    READER_SIGNALS,
+    DetectedSignal,
+    FlagDue,
+    too_fast_to_read,
+)
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import UsageError
+from stoic.services import queue, trust
 from stoic.store.queue import Queue
-from stoic.store.trust import raise_flag
 from stoic.store.workspace import Workspace
 
 __all__ = ["ReviewDecision", "ReviewSession", "ReviewStep", "ReviewSummary"]
@@ -139,8 +145,13 @@ class ReviewSession:
         except ValueError:
             allowed = ", ".join(d.value for d in ReviewDecision)
             raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
-        decided = self._queue.decide(
-            proposal_id, outcome.value, actor=self.actor, reason=reason, inputs={"session": self.id}
+        decided = queue.decide(
+            self.workspace,
+            proposal_id,
+            outcome.value,
+            by=self.actor,
+            reason=reason,
+            session=self.id,
         )
         self._decided += 1
         flag = None
@@ -150,19 +161,25 @@ class ReviewSession:
             and too_fast_to_read(seconds_spent, self.min_read)
         ):
             flag = DetectedSignal.RUBBER_STAMPING
-            self._raise(
-                flag,
+            note = (
                 f"{proposal_id} approved {seconds_spent:.1f}s after it was shown"
-                f" (minimum {self.min_read:g}s)",
-                detected=True,
+                f" (minimum {self.min_read:g}s)"
             )
+            trust.flag_detected(
+                self.workspace, FlagDue(flag, note), actor="system:review", session=self.id
+            )
+            self._flags += 1
         return ReviewStep(decided, flag, self.paused())
 
     def flag(self, signal: str, note: str | None = None) -> bool:
         """The reviewer raises a red flag (one of `READER_SIGNALS`); True when it paused."""
         if signal not in READER_SIGNALS:
             raise UsageError(f"unknown signal {signal!r} (signals: {', '.join(READER_SIGNALS)})")
-        return self._raise(signal, note, detected=False)
+        paused = trust.raise_flag(
+            self.workspace, signal=signal, actor=self.actor, note=note, session=self.id
+        )
+        self._flags += 1
+        return paused
 
     def paused(self) -> bool:
         """The workspace is paused: no review goes on."""
@@ -176,18 +193,6 @@ class ReviewSession:
             self.workspace.status().flags_since_resume,
             FLAG_LIMIT,
         )
-
-    def _raise(self, signal: str, note: str | None, *, detected: bool) -> bool:
-        paused = raise_flag(
-            self.workspace,
-            signal=signal,
-            actor="system:review" if detected else self.actor,
-            note=note,
-            session=self.id,
-            detected=detected,
-        )
-        self._flags += 1
-        return paused
 
 
 def _counted(workspace: Workspace, session_id: str) -> tuple[int, int]:

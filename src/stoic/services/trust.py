@@ -1,6 +1,10 @@
 """Trust (DESIGN §9): pausing and resuming the workspace, red flags, calibration notes and
 incidents.
 
+A red flag and what it brings are one transaction: the flag is recorded, the flags since the
+last resume counted, and the third pauses (`stoic.core.pause.flags_pause_due`), so two
+processes flagging at once cannot both stop short of the pause.
+
 `refuse_if_paused` is the one pause check: every use case that starts work or grows the queue
 calls it before it does anything, so a paused workspace refuses it the same way from any
 interface.
@@ -18,13 +22,17 @@ from stoic.core.pause import (
     READER_SIGNALS,
     RESUME_PROCEDURES,
     Criterion,
+    FlagDue,
     IncidentSeverity,
+    PauseDue,
+    flags_pause_due,
     incident_pause,
 )
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Record
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError, WorkspacePaused
+from stoic.services import escalations
 from stoic.services.escalations import TRACKS, follow_track
 from stoic.store import trust
 from stoic.store.escalations import Escalations
@@ -37,8 +45,10 @@ __all__ = [
     "IncidentReport",
     "Standing",
     "calibrate",
+    "flag_detected",
     "new_incident",
     "pause",
+    "pause_for",
     "raise_flag",
     "refuse_if_paused",
     "report_incident",
@@ -112,6 +122,12 @@ def pause(
     return trust.pause(workspace, reason=reason, criterion=criterion, actor=actor, inputs=inputs)
 
 
+def pause_for(workspace: Workspace, due: PauseDue) -> bool:
+    """Record the pause a rule called for (a rejection rate, a failed action, …); False when
+    the workspace was paused already."""
+    return trust.pause_for(workspace, due)
+
+
 def resume(
     workspace: Workspace,
     *,
@@ -143,7 +159,32 @@ def raise_flag(
         guess = closest(signal, READER_SIGNALS)
         hint = f"; did you mean {guess!r}?" if guess else ""
         raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
-    return trust.raise_flag(workspace, signal=signal, actor=actor, note=note, session=session)
+    return _flag(workspace, signal, actor, note, session, detected=False)
+
+
+def flag_detected(
+    workspace: Workspace, due: FlagDue, *, actor: str = "system:stoic", session: str | None = None
+) -> bool:
+    """A red flag stoic raised itself (a rule of `stoic.core.pause` saw it); True when it
+    paused the workspace."""
+    return _flag(workspace, due.signal, actor, due.note, session, detected=True)
+
+
+def _flag(
+    workspace: Workspace,
+    signal: str,
+    actor: str,
+    note: str | None,
+    session: str | None,
+    *,
+    detected: bool,
+) -> bool:
+    with workspace.transaction():
+        flags = trust.record_flag(
+            workspace, signal=signal, actor=actor, note=note, session=session, detected=detected
+        )
+        due = flags_pause_due(flags, signal)
+        return due is not None and trust.pause_for(workspace, due)
 
 
 def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
@@ -222,18 +263,17 @@ def report_incident(
         raise UsageError("an incident report needs a description")
     if track is not None and track not in TRACKS:
         raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
-    escalations = Escalations(workspace)
     request = EscalationRequest(
         mode=EscalationMode.PRODUCTION_INCIDENT,
         question="Which track should this incident take: next-cycle or hotfix?",
         context=description.strip(),
         title=f"Production incident: {description.strip()[:60]}",
     )
-    escalation = escalations.raise_(request, actor=actor)
+    escalation = escalations.raise_(workspace, request, actor=actor)
     if track is None:
         return IncidentReport(escalation, None)
     done = follow_track(workspace, escalation, track)
-    escalation = escalations.answer(
+    escalation = Escalations(workspace).answer(
         escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
     )
     return IncidentReport(escalation, done)

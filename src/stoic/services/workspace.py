@@ -1,17 +1,19 @@
-"""The workspace that services and interfaces open: the store, with notices delivered, and the
-runs of plans (`run`, `continue_run`, `run_status`, `wait`) as methods."""
+"""The workspace that services and interfaces open: the store, with notices delivered, the
+review queue's use cases (`propose`, `approve`, `reject`, `defer`) and the runs of plans
+(`run`, `continue_run`, `run_status`, `wait`) as methods."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from stoic.run.notifiers import deliver
 from stoic.store.workspace import Deliverer
 from stoic.store.workspace import Workspace as StoreWorkspace
 
 if TYPE_CHECKING:
+    from stoic.core.proposals import Proposal
     from stoic.run.reporting import Reporter
     from stoic.run.run_end import RunReport
     from stoic.services.runs import RunStatusReport
@@ -27,7 +29,50 @@ class Workspace(StoreWorkspace):
 
     deliverer: ClassVar[Deliverer | None] = staticmethod(deliver)
 
-    # `import stoic` stays light: the runner is imported when a run is asked for.
+    # `import stoic` stays light: the services are imported when one is asked for.
+
+    def propose(
+        self,
+        *,
+        title: str,
+        reasoning_trace: list[str],
+        sources: list[str] | None = None,
+        action: list[str] | None = None,
+        by: str = "human:api",
+        **fields: Any,
+    ) -> Proposal:
+        """Put a proposal in the review queue; returns it (with its PROP-… id). A queue that
+        outgrows review raises a red flag, as `stoic propose` does."""
+        from stoic.services import queue
+
+        return queue.propose(
+            self,
+            title=title,
+            reasoning_trace=reasoning_trace,
+            sources=sources or [],
+            action=action,
+            by=by,
+            **fields,
+        )
+
+    def approve(self, proposal_id: str, *, by: str, reason: str | None = None) -> Proposal:
+        """Approve a pending proposal (allowed while paused)."""
+        from stoic.services import queue
+
+        return queue.decide(self, proposal_id, "approved", by=by, reason=reason)
+
+    def reject(self, proposal_id: str, *, by: str, reason: str) -> Proposal:
+        """Reject a proposal, saying why; the same reason a third time raises a red flag and
+        too many rejections in a batch pause the workspace."""
+        from stoic.services import queue
+
+        return queue.decide(self, proposal_id, "rejected", by=by, reason=reason)
+
+    def defer(self, proposal_id: str, *, by: str) -> Proposal:
+        """Set a proposal aside for later."""
+        from stoic.services import queue
+
+        return queue.decide(self, proposal_id, "deferred", by=by)
 
     def run(
         self,

@@ -135,28 +135,26 @@ class Escalations:
     ) -> Escalation:
         """Open an escalation: the record, then its briefing and the log entry.
 
-        A request without exactly one question is refused before anything is written.
+        A request without exactly one question is refused before anything is written. The
+        process issue a mode escalated once too often calls for is the escalation service's to
+        raise (`EscalationState.process_issue_for`).
         """
         problem = question_error(request.question)
         if problem is not None:
             raise UsageError(f"escalation refused: {problem}")
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             state = self.state()
-            escalation = self._raise_locked(
+            item = self._raise_locked(
                 state, request, actor, run_id, task_id, risks, status, details
             )
-            raised = [escalation]
-            if state.needs_process_issue(request.mode):
-                raised.append(self._raise_process_issue(state, request.mode))
-        for item in raised:
-            self.workspace.announce(
-                Event.ESCALATION_RAISED,
-                f"{item.id} ({item.mode.value}): {item.question}",
-                run_id=item.run_id,
-                data={"escalation_id": item.id, "mode": item.mode.value, "task_id": item.task_id},
-                lines=[f"briefing: escalations/{item.id}.md"],
-            )
-        return escalation
+        self.workspace.announce(
+            Event.ESCALATION_RAISED,
+            f"{item.id} ({item.mode.value}): {item.question}",
+            run_id=item.run_id,
+            data={"escalation_id": item.id, "mode": item.mode.value, "task_id": item.task_id},
+            lines=[f"briefing: escalations/{item.id}.md"],
+        )
+        return item
 
     def _raise_locked(
         self,
@@ -291,7 +289,7 @@ class Escalations:
         `raised_after`, from the log: all of them for `stoic audit --repair` (which first moves
         every briefing or log that says other than the log to its quarantine); on open, those
         of the records a killed writer left without their files."""
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             state = self.state()
             rebuilt = []
             for item in state.escalations.values():
@@ -317,22 +315,6 @@ class Escalations:
             item.status_line,
         )
 
-    def _raise_process_issue(self, state: EscalationState, mode: EscalationMode) -> Escalation:
-        count = state.by_mode.get(mode.value, 0)
-        request = EscalationRequest(
-            mode=EscalationMode.PROCESS_ISSUE,
-            title=f"{mode.value} keeps happening",
-            question=(
-                f"The failure mode {mode.value} has been escalated {count} times in this"
-                " workspace: what should change in the process that produces it?"
-            ),
-            context=", ".join(item.id for item in state.escalations.values() if item.mode is mode)
-            + f" were all escalated as {mode.value}.",
-        )
-        return self._raise_locked(
-            state, request, "system:stoic", None, None, (), None, {"for_mode": mode.value}
-        )
-
     # -- answering ---------------------------------------------------------------------------
 
     def answer(
@@ -355,7 +337,7 @@ class Escalations:
             raise UsageError("--decision amended needs --plan FILE: the amended plan")
         if chosen is not EscalationDecision.ROUTED and not note.strip() and amendment is None:
             raise UsageError(f"--decision {chosen.value} needs a --note saying why")
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             current = self.get(escalation_id)
             if not current.open:
                 raise TransitionRefused(

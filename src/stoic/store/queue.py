@@ -18,14 +18,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core.notifications import Event
-from stoic.core.pause import (
-    Criterion,
-    DetectedSignal,
-    queue_outgrows_review,
-    reason_key,
-    reason_repeats,
-    rejection_rate_breached,
-)
 from stoic.core.proposals import (
     Proposal,
     ProposalStatus,
@@ -54,7 +46,7 @@ from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
 
-__all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Queue"]
+__all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Proposed", "Queue"]
 
 _PAST = {
     "execution_started": "started",
@@ -88,6 +80,17 @@ class ActionRan:
     output: str
     """Its stdout then stderr, the named secrets it was given already masked."""
     duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    """A proposal as created, with the queue it joined, as read under the same writer."""
+
+    proposal: Proposal
+    pending: int
+    """Proposals pending now, this one included."""
+    batch_size: int
+    """The batch size in effect when it was created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +180,11 @@ class Queue:
         actor: str = "human:unknown",
         run_id: str | None = None,
         task_id: str | None = None,
-    ) -> Proposal:
-        """Create a pending proposal; refused without reasoning or with a missing source."""
+    ) -> Proposed:
+        """Create a pending proposal; refused without reasoning or with a missing source.
+
+        What a growing queue brings about is the queue service's to decide (`Proposed` holds
+        what it needs)."""
         self.refuse_if_paused("propose")
         if not title.strip():
             raise UsageError("a proposal needs a title")
@@ -189,7 +195,7 @@ class Queue:
             raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
         if action is not None and not action:
             action = None
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             state = self.state()
             missing = [source for source in sources if not self._source_exists(source, state)]
             if missing:
@@ -237,8 +243,9 @@ class Queue:
             _caught_up(self.workspace, state)
             with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
                 write_proposal(self.root, state, proposal_id, reflected)
-            created = state.proposals[proposal_id]
-        self._check_growth(state, batch_size)
+            proposed = Proposed(
+                state.proposals[proposal_id], state.counts[ProposalStatus.PENDING], batch_size
+            )
         self.workspace.announce(
             Event.SUGGESTION_CREATED,
             f"{proposal_id}: {title}",
@@ -246,21 +253,7 @@ class Queue:
             data={"proposal_id": proposal_id, "type": type, "task_id": task_id},
             lines=[f"`stoic queue show {proposal_id}`, then approve or reject it"],
         )
-        return created
-
-    def _check_growth(self, state: QueueState, batch_size: int) -> None:
-        """More than three batches waiting: proposals arrive faster than they are reviewed."""
-        from stoic.store.trust import raise_flag
-
-        pending = state.counts[ProposalStatus.PENDING]
-        if queue_outgrows_review(pending, batch_size):
-            raise_flag(
-                self.workspace,
-                signal=DetectedSignal.QUEUE_GROWING,
-                actor="system:stoic",
-                note=f"{pending} proposals pending, more than three batches of {batch_size}",
-                detected=True,
-            )
+        return proposed
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -274,7 +267,8 @@ class Queue:
         inputs: dict[str, Any] | None = None,
         details: dict[str, Any] | None = None,
     ) -> Proposal:
-        """Move a proposal along one allowed transition, on record."""
+        """Move a proposal along one allowed transition, on record (what a rejection brings
+        about is the queue service's to decide)."""
         return self._decide(proposal_id, outcome, actor, reason, inputs, details)[0]
 
     def _decide(
@@ -289,7 +283,7 @@ class Queue:
         _check_id(proposal_id)
         if outcome == "rejected" and not (reason and reason.strip()):
             raise UsageError("a rejection needs a reason: --reason …")
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             state = self.state()
             current = state.proposals.get(proposal_id)
             if current is None:
@@ -327,42 +321,7 @@ class Queue:
             with self.workspace.projecting(f"{proposal_id}'s queue file and manifest row"):
                 write_proposal(self.root, state, proposal_id, reflected)
             decided = state.proposals[proposal_id]
-        if outcome == "rejected":
-            self._check_repeated_reason(state, decided)
-            self._check_rejection_rate(state, decided)
         return decided, record
-
-    def _check_repeated_reason(self, state: QueueState, decided: Proposal) -> None:
-        """The same rejection reason a 3rd time: the same mistake repeats — a red flag."""
-        from stoic.store.trust import raise_flag
-
-        reason = reason_key(str((decided.decision or {}).get("reason", "")))
-        same = state.rejected_for.get(reason, [])
-        if reason and reason_repeats(len(same)):
-            raise_flag(
-                self.workspace,
-                signal=DetectedSignal.REPEATED_REJECTION_REASON,
-                actor="system:stoic",
-                note=f"{reason!r} given {len(same)} times ({', '.join(same)})",
-                detected=True,
-            )
-
-    def _check_rejection_rate(self, state: QueueState, decided: Proposal) -> None:
-        """The 3rd rejection in a batch of 10 (more than 20%) pauses at once (DESIGN §9)."""
-        from stoic.store.trust import pause
-
-        rejected = state.rejected_in_batch.get(decided.batch_id, 0)
-        size = self.batch_size()
-        if rejection_rate_breached(rejected, size):
-            pause(
-                self.workspace,
-                reason=(
-                    f"{rejected} rejections in batch {decided.batch_id} of {size}: more than 20%"
-                    " — the proposals need investigating before more are made"
-                ),
-                criterion=Criterion.REJECTION_RATE,
-                inputs={"batch_id": decided.batch_id, "rejections": rejected},
-            )
 
     def begin_execution(
         self,
@@ -420,8 +379,8 @@ class Queue:
         return ExecutionClaim(proposal_id, actor, rollback, process)
 
     def finish_execution(self, claim: ExecutionClaim, ran: ActionRan) -> ExecutionResult:
-        """Record what a claimed command did: the proposal's result, its execution_log.md
-        entry, and — when an approved action failed — the pause (DESIGN §9, criterion 5)."""
+        """Record what a claimed command did: the proposal's result and its execution_log.md
+        entry (the pause a failed action brings is the queue service's to record)."""
         proposal_id, shown, code = claim.proposal_id, claim.process.command, ran.exit_code
         outcome = "rolled_back" if claim.rollback else "executed"
         result = "success" if code == 0 else "failure"
@@ -442,15 +401,6 @@ class Queue:
         )
         with self.workspace.projecting("logs/execution_log.md"):
             self._execution_entry(record)
-        if code != 0 and not claim.rollback:
-            from stoic.store.trust import pause
-
-            pause(
-                self.workspace,
-                reason=f"the approved action of {proposal_id} failed: `{shown}` exited {code}",
-                criterion=Criterion.EXECUTION_FAILURE,
-                inputs={"proposal_id": proposal_id, "exit_code": code},
-            )
         return ExecutionResult(decided, code, ran.output)
 
     # -- pause -------------------------------------------------------------------------------
@@ -477,7 +427,7 @@ class Queue:
         since = reflected_seq(self.root)
         if since is None or since >= self._last_proposal_seq(since_offset):
             return []
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             state = self.state()
             since = reflected_seq(self.root)
             if since is None or since >= state.queue_seq:
@@ -494,7 +444,7 @@ class Queue:
 
     def rebuild(self, quarantine: Quarantine) -> list[str]:
         """Rewrite every proposal file and the manifest from the log (see `rebuild_files`)."""
-        with self.workspace.log.locked():
+        with self.workspace.transaction():
             return rebuild_files(self.root, self.state(), quarantine)
 
     def _source_exists(self, source: str, state: QueueState) -> bool:

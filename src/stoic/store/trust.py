@@ -1,6 +1,8 @@
-"""Pause and resume (DESIGN §9): the workspace stops taking new work until a person says so.
+"""Trust's records and files (DESIGN §9): pause and resume records, red flags, and the files
+beside them, calibration_log.md and incidents/.
 
-Also the files trust writes beside its records: calibration_log.md and incidents/."""
+What a flag or a failure brings about (a pause at the third flag, after a failed action …) is
+decided by the trust and queue services from the rules in `stoic.core.pause`."""
 
 from __future__ import annotations
 
@@ -8,12 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.notifications import Event
-from stoic.core.pause import (
-    READER_SIGNALS,
-    Criterion,
-    flags_pause,
-    resume_needs_clean_audit,
-)
+from stoic.core.pause import READER_SIGNALS, Criterion, PauseDue, resume_needs_clean_audit
 from stoic.exceptions import UsageError, WorkspaceNotWritable
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import read_confined
@@ -30,7 +27,8 @@ __all__ = [
     "next_incident_id",
     "note_calibration",
     "pause",
-    "raise_flag",
+    "pause_for",
+    "record_flag",
     "resume",
     "write_incident_file",
 ]
@@ -45,19 +43,20 @@ def pause(
     inputs: dict[str, Any] | None = None,
 ) -> bool:
     """Record a pause (the queue is left as it is); False when already paused."""
-    if workspace.status().paused is not None:
-        return False
     human = actor.startswith("human:")
-    workspace.record(
-        "pause",
-        "paused",
-        reason,
-        source="human" if human else "system",
-        actor=actor,
-        trigger="explicit" if human else "reactive",
-        inputs={"criterion": criterion, **(inputs or {})},
-    )
-    workspace.sync_projections()
+    with workspace.transaction():
+        if workspace.status().paused is not None:
+            return False
+        workspace.record(
+            "pause",
+            "paused",
+            reason,
+            source="human" if human else "system",
+            actor=actor,
+            trigger="explicit" if human else "reactive",
+            inputs={"criterion": criterion, **(inputs or {})},
+        )
+        workspace.sync_projections()
     workspace.announce(
         Event.PAUSED,
         f"The workspace is paused ({criterion}): {reason}",
@@ -65,6 +64,11 @@ def pause(
         lines=["`stoic resume --procedure … --reason …` once it is dealt with"],
     )
     return True
+
+
+def pause_for(workspace: Workspace, due: PauseDue) -> bool:
+    """Record the pause a rule of `stoic.core.pause` called for; False when already paused."""
+    return pause(workspace, reason=due.reason, criterion=due.criterion, inputs=dict(due.inputs))
 
 
 def resume(
@@ -121,7 +125,7 @@ def resume(
     return record
 
 
-def raise_flag(
+def record_flag(
     workspace: Workspace,
     *,
     signal: str,
@@ -129,15 +133,11 @@ def raise_flag(
     note: str | None = None,
     session: str | None = None,
     detected: bool = False,
-) -> bool:
-    """Record a red flag; returns True when it paused the workspace.
-
-    Three flags since the last resume pause it, wherever they were raised: quitting and
-    restarting `stoic review` does not start the count again (`session` is only recorded).
-    The flag, the count and the pause it brings are one transaction on the log.
-    """
+) -> int:
+    """Record a red flag; returns the flags since the last resume, this one included, read
+    in the same transaction as the append (what they bring is the trust service's to say)."""
     what = READER_SIGNALS.get(signal, signal)
-    with workspace.log.locked():
+    with workspace.transaction():
         workspace.record(
             "red_flag",
             "raised",
@@ -152,15 +152,7 @@ def raise_flag(
                 **({"note": note} if note else {}),
             },
         )
-        count = workspace.status().flags_since_resume
-        if not flags_pause(count):
-            return False
-        return pause(
-            workspace,
-            reason=f"{count} red flags since the last resume (the last: {what})",
-            criterion=Criterion.RED_FLAGS,
-            inputs={"flags": count},
-        )
+        return workspace.status().flags_since_resume
 
 
 def note_calibration(workspace: Workspace, *, actor: str, text: str) -> None:

@@ -427,13 +427,17 @@ class Workspace:
         **fields: Any,
     ) -> Proposal:
         """Put a proposal in the review queue; returns it (with its PROP-… id)."""
-        return Queue(self).propose(
-            title=title,
-            reasoning_trace=reasoning_trace,
-            sources=sources or [],
-            action=action,
-            actor=by,
-            **fields,
+        return (
+            Queue(self)
+            .propose(
+                title=title,
+                reasoning_trace=reasoning_trace,
+                sources=sources or [],
+                action=action,
+                actor=by,
+                **fields,
+            )
+            .proposal
         )
 
     def approve(self, proposal_id: str, *, by: str, reason: str | None = None) -> Proposal:
