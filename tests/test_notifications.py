@@ -351,3 +351,23 @@ def test_a_notice_asked_for_under_the_lock_is_delivered_once_it_is_released(
         assert [body["text"] for _, body in Hook.received] == ["paused under the lock"]  # … after
         ws.announce(Event.RESUMED, "no lock held")
         assert len(Hook.received) == 2  # at once when no lock is held
+
+
+def test_a_store_handle_without_a_deliverer_is_refused_and_one_given_gets_every_notice(
+    tmp_path: Path,
+) -> None:
+    """A notice is never dropped because nobody was there to deliver it."""
+    from stoic.core.notifications import Event, Notice
+    from stoic.exceptions import UsageError
+    from stoic.store.workspace import Workspace as StoreWorkspace
+
+    where = tmp_path / "bare"
+    with pytest.raises(UsageError, match="deliver its notices"):
+        StoreWorkspace.init(where)
+    assert not where.exists()  # refused before anything was created
+    got: list[Notice] = []
+    with StoreWorkspace.init(where, deliverer=lambda _ws, notice: got.append(notice)) as ws:
+        ws.announce(Event.PAUSED, "paused by hand")
+    with pytest.raises(UsageError, match="deliver its notices"):
+        StoreWorkspace.open(where)
+    assert [(n.event, n.text) for n in got] == [(Event.PAUSED, "paused by hand")]

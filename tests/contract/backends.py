@@ -14,9 +14,16 @@ from pathlib import Path
 
 import orjson
 
+from stoic.core.notifications import Notice
 from stoic.core.records import Decision
 from stoic.store.interface import Store
 from stoic.store.workspace import Workspace
+
+
+def no_notices(workspace: Workspace, notice: Notice) -> None:
+    """The store interface announces nothing by itself: a notice here is a bug."""
+    raise AssertionError(f"the store announced {notice.event.value}: {notice.text}")
+
 
 BACKENDS = ["files"]
 """Every backend the suite runs against; PostgreSQL joins in a later issue."""
@@ -28,7 +35,7 @@ def create(name: str, scratch: Path) -> str:
     """A fresh, empty store of backend `name`; returns its locator."""
     if name == "files":
         where = scratch / "store"
-        Workspace.init(where).close()
+        Workspace.init(where, deliverer=no_notices).close()
         return str(where)
     raise ValueError(f"unknown backend {name!r}")
 
@@ -36,7 +43,7 @@ def create(name: str, scratch: Path) -> str:
 def open_store(name: str, locator: str) -> Store:
     """A new handle on an existing store."""
     if name == "files":
-        return Workspace.open(locator)
+        return Workspace.open(locator, deliverer=no_notices)
     raise ValueError(f"unknown backend {name!r}")
 
 

@@ -24,6 +24,7 @@ from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
     LogCorrupt,
     ProjectionMismatch,
+    UsageError,
     WorkspaceError,
     WorkspaceExists,
     WorkspaceNotFound,
@@ -83,9 +84,13 @@ class Workspace:
     """An open workspace. Use `Workspace.init` or `Workspace.open`; close it (or use `with`)."""
 
     deliverer: ClassVar[Deliverer | None] = None
-    """Who delivers what `announce` is told; without one, notices wait in `undelivered`."""
+    """Who delivers what `announce` is told, for every handle of this class (`stoic.Workspace`
+    sets the runtime's); a handle of a class without one is given its own when opened."""
 
-    def __init__(self, root: Path, settings: Settings) -> None:
+    def __init__(
+        self, root: Path, settings: Settings, *, deliverer: Deliverer | None = None
+    ) -> None:
+        self._deliverer = _deliverer_of(type(self), deliverer)
         self.root = root
         self.settings = settings
         self.log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE, root=root)
@@ -101,8 +106,6 @@ class Workspace:
         self.lagging: list[str] = []
         """Views of durable records that could not be written (a full disk), each with why:
         warnings for the caller; they are caught up from the log later, like any that lags."""
-        self.undelivered: list[Notice] = []
-        """Notices announced while no deliverer was set, oldest first, for the caller to hand on."""
         self._leases = FileLeases(root)
         self._outputs = FileOutputs(root)
         self._folded: dict[str, Stamp[Any]] = {}
@@ -111,8 +114,9 @@ class Workspace:
     # -- lifecycle -----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str]) -> Self:
+    def init(cls, path: str | os.PathLike[str], *, deliverer: Deliverer | None = None) -> Self:
         """Create a workspace at `path` (a new or empty folder) and open it."""
+        _deliverer_of(cls, deliverer)  # refused before anything is created
         root = Path(path).absolute()
         if (root / SETTINGS_FILE).exists() or (root / DECISION_LOG).exists():
             raise WorkspaceExists(f"{root} is already a stoic workspace; it was left untouched")
@@ -150,10 +154,16 @@ class Workspace:
             raise WorkspaceNotWritable(
                 f"cannot create a workspace at {root}: {exc.strerror or exc}"
             ) from exc
-        return cls.open(root)
+        return cls.open(root, deliverer=deliverer)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, catch_up: bool = True) -> Self:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        catch_up: bool = True,
+        deliverer: Deliverer | None = None,
+    ) -> Self:
         """Open the workspace at `path`; projections that lag the log are caught up."""
         root = Path(path).absolute()
         if not (root / SETTINGS_FILE).is_file():
@@ -165,7 +175,7 @@ class Workspace:
                 f"{root / DECISION_LOG} is missing: the decision log cannot be recreated;"
                 " restore it from a backup"
             )
-        workspace = cls(root, load_settings(root / SETTINGS_FILE))
+        workspace = cls(root, load_settings(root / SETTINGS_FILE), deliverer=deliverer)
         if catch_up:
             with contextlib.suppress(WorkspaceNotWritable):
                 workspace.sync_projections()
@@ -301,10 +311,7 @@ class Workspace:
             data=dict(data or {}),
             lines=tuple(lines),
         )
-        deliverer = type(self).deliverer
-        if deliverer is None:
-            self.undelivered.append(notice)
-            return
+        deliverer = self._deliverer
         self.log.after_unlock(lambda: deliverer(self, notice))
 
     # -- reading -------------------------------------------------------------------------------
@@ -523,6 +530,18 @@ def _needles(**fields: str | None) -> list[bytes]:
     return [orjson.dumps(value) for value in fields.values() if value is not None]
 
 
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """The file backend at `path`, as a `Store`."""
-    return Workspace.open(path)
+def open_store(path: str | os.PathLike[str], deliverer: Deliverer) -> Store:
+    """The file backend at `path`, as a `Store`, its notices handed to `deliverer`."""
+    return Workspace.open(path, deliverer=deliverer)
+
+
+def _deliverer_of(kind: type[Workspace], given: Deliverer | None) -> Deliverer:
+    """A notice is never dropped because nobody was there to deliver it: a handle is refused
+    unless it knows who delivers its notices."""
+    chosen = given or kind.deliverer
+    if chosen is None:
+        raise UsageError(
+            "a workspace handle needs someone to deliver its notices: open it as"
+            " stoic.Workspace, or pass deliverer="
+        )
+    return chosen
