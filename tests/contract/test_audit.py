@@ -79,3 +79,21 @@ def test_an_anchor_the_log_does_not_hold_fails_the_audit(store: Workspace) -> No
     assert not audited.report.ok
     assert audited.paused
     assert outcomes(store, "pause") == ["paused"]
+
+
+def test_the_python_api_audit_is_the_audit_service(store: Workspace) -> None:
+    """`stoic.Workspace.audit()` is a caller like `stoic audit`: a failure pauses the workspace."""
+    store.record(
+        "recovery_evaluation",
+        "recovery_applied",
+        "A retry with no failure before it.",
+        run_id="r1",
+        task_id="t1",
+        attempt_id="a1",
+        attempt=1,
+    )
+    report = store.audit()
+    assert not report.ok
+    paused = store.status().paused
+    assert paused is not None and paused["criterion"] == "audit_failure"
+    assert [r.decision_outcome for r in store.records(decision_type="pause")] == ["paused"]

@@ -49,7 +49,7 @@ def audit(
     paused_before = None
     with contextlib.suppress(StoicError):  # a log too damaged to fold is the audit's to name
         paused_before = workspace.status().paused
-    report = workspace.audit(repair=repair, anchors=anchors)
+    report = workspace.verify(repair=repair, anchors=anchors)
     _announce(workspace, report)
     if report.ok:
         return Audited(report, False, report.head, paused_before)

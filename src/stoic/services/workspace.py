@@ -13,6 +13,7 @@ from stoic.store.workspace import Deliverer
 from stoic.store.workspace import Workspace as StoreWorkspace
 
 if TYPE_CHECKING:
+    from stoic.core.audit import Anchor, AuditReport
     from stoic.core.proposals import Proposal
     from stoic.run.reporting import Reporter
     from stoic.run.run_end import RunReport
@@ -73,6 +74,14 @@ class Workspace(StoreWorkspace):
         from stoic.services import queue
 
         return queue.decide(self, proposal_id, "deferred", by=by)
+
+    def audit(self, *, repair: bool = False, anchors: Sequence[Anchor] = ()) -> AuditReport:
+        """Audit the workspace as `stoic audit` does: check the log and every projection (with
+        `repair`, mend what can be mended first; each anchor must still be in the log),
+        announce the outcome with the head, and pause the workspace when it fails."""
+        from stoic.services import audit
+
+        return audit.audit(self, repair=repair, anchors=anchors).report
 
     def run(
         self,

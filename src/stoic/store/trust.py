@@ -96,7 +96,7 @@ def resume(
             f"a smaller batch: --batch-size must be below the current {current}, not {batch_size}"
         )
     if resume_needs_clean_audit(procedure, paused.get("criterion")):
-        report = workspace.audit()
+        report = workspace.verify()
         if not report.ok:
             count = len(report.violations)
             raise UsageError(

@@ -18,7 +18,7 @@ from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.notifications import Event, Notice
 from stoic.core.projection import Projection, WorkspaceStatus, WorkspaceStatusProjection
-from stoic.core.proposals import Proposal, QueueState
+from stoic.core.proposals import QueueState
 from stoic.core.records import GENESIS_HASH, Decision, Record
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import (
@@ -46,7 +46,6 @@ from stoic.store.projections import (
     misalignment,
 )
 from stoic.store.quarantine import Quarantine
-from stoic.store.queue import Queue
 from stoic.store.views import file_views
 
 __all__ = ["Deliverer", "Workspace", "open_store"]
@@ -421,41 +420,6 @@ class Workspace:
         """Counts by type and outcome, caught up with the log."""
         return self.sync_projections().state
 
-    # -- proposals -----------------------------------------------------------------------------
-
-    def propose(
-        self,
-        *,
-        title: str,
-        reasoning_trace: list[str],
-        sources: list[str] | None = None,
-        action: list[str] | None = None,
-        by: str = "human:api",
-        **fields: Any,
-    ) -> Proposal:
-        """Put a proposal in the review queue; returns it (with its PROP-… id)."""
-        return (
-            Queue(self)
-            .propose(
-                title=title,
-                reasoning_trace=reasoning_trace,
-                sources=sources or [],
-                action=action,
-                actor=by,
-                **fields,
-            )
-            .proposal
-        )
-
-    def approve(self, proposal_id: str, *, by: str, reason: str | None = None) -> Proposal:
-        return Queue(self).decide(proposal_id, "approved", actor=by, reason=reason)
-
-    def reject(self, proposal_id: str, *, by: str, reason: str) -> Proposal:
-        return Queue(self).decide(proposal_id, "rejected", actor=by, reason=reason)
-
-    def defer(self, proposal_id: str, *, by: str) -> Proposal:
-        return Queue(self).decide(proposal_id, "deferred", actor=by)
-
     # -- projections and audit -----------------------------------------------------------------
 
     @property
@@ -501,8 +465,9 @@ class Workspace:
             )
         return stamp
 
-    def audit(self, *, repair: bool = False, anchors: Sequence[Anchor] = ()) -> AuditReport:
+    def verify(self, *, repair: bool = False, anchors: Sequence[Anchor] = ()) -> AuditReport:
         """Check the log and every projection; with `repair`, mend what can be mended first.
+        Only the check: what a failure brings about (a pause, notices) is the audit service's.
 
         Each anchor (a seq and hash kept outside the workspace) must still be in the log.
         """
