@@ -100,7 +100,7 @@ def test_the_demo_runs_and_shows_each_part(tmp_path: Path) -> None:
     assert "stoic --workspace" in output.rsplit("# To review them:", 1)[1]  # the queue waits
 
 
-def test_the_readme_code_map_names_modules_that_exist() -> None:
+def test_the_readme_code_map_names_every_module_and_only_modules_that_exist() -> None:
     section = README.split("## Where the code is", 1)[1].split("\n## ", 1)[0]
     package = PROJECT_ROOT / "src" / "stoic"
     current = ""
@@ -117,6 +117,13 @@ def test_the_readme_code_map_names_modules_that_exist() -> None:
         if not (package / folder / module).is_file()
     ]
     assert missing == []
+    unnamed = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if not (path.name == "__init__.py" and path.parent != package)
+        and (path.parent.name if path.parent != package else "", path.name) not in set(named)
+    ]
+    assert unnamed == []
 
 
 # -- running plans from Python ----------------------------------------------------------------
