@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
 from stoic.exceptions import UsageError
 from stoic.store.atomic import atomic_write
@@ -149,7 +150,9 @@ def show(workspace: Workspace, escalation_id: str) -> Shown:
     briefing = store.read_briefing(escalation_id)
     if briefing is None:
         path = store.briefing_path(escalation_id)
-        raise UsageError(f"{path} is missing: `stoic audit --repair` writes it again from the log")
+        raise UsageError(
+            f"{path} is missing: {next_steps.audit(repair=True)} writes it again from the log"
+        )
     return Shown(escalation, briefing)
 
 
@@ -202,7 +205,7 @@ def hotfix_plan(incident: str, plan_name: str, plan_file: str) -> str:
     """
     lines = [
         f"# Hotfix plan for: {incident}",
-        f"# Replace each step's command with the real one, then: stoic run {plan_file}",
+        f"# Replace each step's command with the real one, then: {next_steps.run(plan_file).text}",
         "meta:",
         f"  name: {plan_name}",
         "tasks:",

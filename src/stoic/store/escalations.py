@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.escalations import (
     Briefing,
     Escalation,
@@ -56,20 +57,22 @@ _RISKS = {
 
 def answer_lines(escalation_id: str, run_id: str | None) -> list[str]:
     """The exact commands that answer an escalation ("To Proceed")."""
-    answer = f"stoic escalations answer {escalation_id}"
+    answer = next_steps.answer_escalation
     lines = [
-        f'`{answer} --decision routed --note "…"` — go on as the note says'
+        f"{answer(escalation_id, 'routed', note='…')} — go on as the note says"
         + (" (the task runs again with it in $STOIC_GUIDANCE)" if run_id else ""),
     ]
     if run_id:
-        lines.append(f"`{answer} --decision amended --plan FILE` — go on with an amended plan")
+        lines.append(
+            f"{answer(escalation_id, 'amended', plan='FILE')} — go on with an amended plan"
+        )
     lines += [
-        f'`{answer} --decision escalated --to NAME --note "…"` — pass it on; it stays open',
-        f'`{answer} --decision aborted --note "…"` — stop'
+        f"{answer(escalation_id, 'escalated', to='NAME', note='…')} — pass it on; it stays open",
+        f"{answer(escalation_id, 'aborted', note='…')} — stop"
         + (": the task fails and what depends on it is blocked" if run_id else ""),
     ]
     if run_id:
-        lines.append(f"then `stoic continue {run_id}`")
+        lines.append(f"then {next_steps.continue_run(run_id)}")
     return lines
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.notifications import Event
 from stoic.core.proposals import (
     Proposal,
@@ -33,7 +34,6 @@ from stoic.exceptions import (
     TransitionRefused,
     UsageError,
     WorkspaceNotWritable,
-    WorkspacePaused,
 )
 from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import write_all
@@ -42,6 +42,7 @@ from stoic.store.manifest import MANIFEST, reflected_seq
 from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
+from stoic.store.trust import refuse_if_paused
 
 if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
@@ -185,7 +186,7 @@ class Queue:
 
         What a growing queue brings about is the queue service's to decide (`Proposed` holds
         what it needs)."""
-        self.refuse_if_paused("propose")
+        refuse_if_paused(self.workspace, next_steps.propose())
         if not title.strip():
             raise UsageError("a proposal needs a title")
         trace = [step for step in reasoning_trace if step.strip()]
@@ -251,7 +252,7 @@ class Queue:
             f"{proposal_id}: {title}",
             run_id=run_id,
             data={"proposal_id": proposal_id, "type": type, "task_id": task_id},
-            lines=[f"`stoic queue show {proposal_id}`, then approve or reject it"],
+            lines=[f"{next_steps.show_proposal(proposal_id)}, then approve or reject it"],
         )
         return proposed
 
@@ -345,8 +346,8 @@ class Queue:
         if not rollback and due and not confirmed:
             raise UsageError(
                 f"{proposal_id} needs explicit confirmation ({due} more executions do, after a"
-                f" manual-verification resume): run `stoic execute {proposal_id} --confirm"
-                f" {proposal_id}`"
+                f" manual-verification resume): run"
+                f" {next_steps.execute(proposal_id, confirm=proposal_id)}"
             )
         outcome = "rolled_back" if rollback else "executed"
         if next_status(proposal.status, outcome) is None:
@@ -360,10 +361,10 @@ class Queue:
             # Recording `executed` for a command that never ran would be a false record.
             raise TransitionRefused(
                 f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
-                " recovery proposal takes effect through `stoic continue RUN_ID`)"
+                f" recovery proposal takes effect through {next_steps.continue_run('RUN_ID')})"
             )
         if not rollback:
-            self.refuse_if_paused("execute")
+            refuse_if_paused(self.workspace, next_steps.execute())
         what = "rollback" if rollback else "action"
         narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
         process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
@@ -402,16 +403,6 @@ class Queue:
         with self.workspace.projecting("logs/execution_log.md"):
             self._execution_entry(record)
         return ExecutionResult(decided, code, ran.output)
-
-    # -- pause -------------------------------------------------------------------------------
-
-    def refuse_if_paused(self, what: str) -> None:
-        paused = self.workspace.status().paused
-        if paused is not None:
-            raise WorkspacePaused(
-                f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
-                " `stoic resume`"
-            )
 
     # -- projections -------------------------------------------------------------------------
 
@@ -497,11 +488,13 @@ def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
     running = current.running
     if running is not None and not inputs.get("again"):
         what = "rollback" if running.get("rollback") else "action"
-        command = "rollback" if rollback else "execute"
+        once_more = (next_steps.rollback if rollback else next_steps.execute)(
+            current.id, again=True
+        )
         raise TransitionRefused(
             f"{current.id}'s {what} started at {running['at']} by {running['by']} and has no"
             " result on record: it is running now, or the process running it died. Check what"
-            f" it did; `stoic {command} {current.id} --again` runs it once more"
+            f" it did; {once_more} runs it once more"
         )
 
 
