@@ -70,6 +70,10 @@ class ExecutionClaim:
     """The executed proposal's rollback, not an approved one's action."""
     process: ProcessPolicy
     """The command with the environment it may see and the secrets to mask in its output."""
+    started_seq: int
+    """The seq of its execution_started record: its result is recorded only while the
+    proposal shows this start running."""
+    started_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,7 @@ class Queue:
         reason: str | None,
         inputs: dict[str, Any] | None,
         details: dict[str, Any] | None,
+        claim: ExecutionClaim | None = None,
     ) -> tuple[Proposal, Record]:
         _check_id(proposal_id)
         if outcome == "rejected" and not (reason and reason.strip()):
@@ -293,6 +298,8 @@ class Queue:
                 raise TransitionRefused(_refusal(current, outcome))
             if outcome == "execution_started":
                 _check_claim(current, inputs or {})
+            if claim is not None:
+                _check_result(current, claim)
             words = _PAST[outcome]
             record = self.workspace.record(
                 "proposal",
@@ -369,19 +376,24 @@ class Queue:
         narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
         process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
         process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
-        self.decide(
+        _, started = self._decide(
             proposal_id,
             "execution_started",
-            actor=actor,
-            reason=f"{proposal_id}: its {what} `{process.command}` starts"
-            + (" again." if again else "."),
-            inputs={"rollback": rollback, **({"again": True} if again else {})},
+            actor,
+            f"{proposal_id}: its {what} `{process.command}` starts" + (" again." if again else "."),
+            {"rollback": rollback, **({"again": True} if again else {})},
+            None,
         )
-        return ExecutionClaim(proposal_id, actor, rollback, process)
+        return ExecutionClaim(
+            proposal_id, actor, rollback, process, started.seq, started.decided_at
+        )
 
     def finish_execution(self, claim: ExecutionClaim, ran: ActionRan) -> ExecutionResult:
         """Record what a claimed command did: the proposal's result and its execution_log.md
-        entry (the pause a failed action brings is the queue service's to record)."""
+        entry (the pause a failed action brings is the queue service's to record).
+
+        Only the claim the proposal shows running (its start's seq, time, actor and command)
+        has its result recorded; any other is refused and nothing is recorded."""
         proposal_id, shown, code = claim.proposal_id, claim.process.command, ran.exit_code
         outcome = "rolled_back" if claim.rollback else "executed"
         result = "success" if code == 0 else "failure"
@@ -399,6 +411,7 @@ class Queue:
                 "duration_s": round(ran.duration_s, 6),
                 "output": ran.output[-4000:],
             },
+            claim,
         )
         with self.workspace.projecting("logs/execution_log.md"):
             self._execution_entry(record)
@@ -495,6 +508,38 @@ def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
             f"{current.id}'s {what} started at {running['at']} by {running['by']} and has no"
             " result on record: it is running now, or the process running it died. Check what"
             f" it did; {once_more} runs it once more"
+        )
+
+
+def _check_result(current: Proposal, claim: ExecutionClaim) -> None:
+    """A result is recorded for the execution the proposal shows running, and only for the
+    claim that started it with the proposal's own command."""
+    what = "rollback" if claim.rollback else "action"
+    running = current.running
+    if running is None or bool(running.get("rollback")) is not claim.rollback:
+        raise TransitionRefused(
+            f"{current.id} has no {what} running on record: a result is recorded only for an"
+            " execution on record as started"
+        )
+    started = next(
+        (step for step in reversed(current.history) if step["decision"] == "execution_started"),
+        None,
+    )
+    if (
+        started is None
+        or started["seq"] != claim.started_seq
+        or (running["at"], running["by"]) != (claim.started_at, claim.actor)
+    ):
+        raise TransitionRefused(
+            f"{current.id}'s {what} running on record started at {running['at']} by"
+            f" {running['by']}, not at {claim.started_at} by {claim.actor} (seq"
+            f" {claim.started_seq}): this claim's result is not recorded"
+        )
+    argv = current.rollback if claim.rollback else current.action
+    if argv is None or tuple(argv) != claim.process.argv:
+        raise TransitionRefused(
+            f"{current.id}'s {what} is not `{claim.process.command}`: this claim's result is"
+            " not recorded"
         )
 
 
