@@ -17,6 +17,9 @@ from stoic.core.escalations import (
     question_error,
     render_briefing,
 )
+from stoic.exceptions import TransitionRefused, UsageError
+from stoic.services import escalations
+from stoic.services.workspace import Workspace
 from tests.conftest import kill_during, run_cli
 from tests.test_recovery_runs import audit_clean, records_of, run_id_of, run_plan, story
 
@@ -259,6 +262,29 @@ def test_answers_to_unknown_or_closed_escalations_are_refused(
     assert code == 2 and "unknown decision 'maybe'" in err
 
 
+def test_an_answer_refused_after_the_escalation_closed_keeps_no_amended_plan(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    run_id = run_id_of(ws_path)
+    amended = tmp_path / "amended.yaml"
+    amended.write_text(
+        "tasks:\n  - id: pick\n    run: ['true']\n  - id: after\n    run: ['true']\n"
+    )
+    with Workspace.open(ws_path) as workspace:
+        escalations.answer(workspace, "ESC-001", decision="routed", actor="human:ana")
+        with pytest.raises(TransitionRefused, match="ESC-001 is closed: it was routed by"):
+            escalations.answer(
+                workspace, "ESC-001", decision="amended", plan=amended, actor="human:bo"
+            )
+        assert [r.decision_outcome for r in workspace.records(decision_type="escalation")] == [
+            "raised",
+            "resolved",
+        ]
+    assert list((ws_path / "runs" / run_id).glob("plan.amended-*.yaml")) == []
+    audit_clean(ws_path)
+
+
 # -- people and agents escalate ------------------------------------------------------------
 
 
@@ -340,6 +366,33 @@ def test_a_hotfix_incident_writes_a_runnable_plan(ws_path: Path) -> None:
 def test_a_next_cycle_incident_is_recorded_for_the_next_plan(ws_path: Path) -> None:
     assert cli(ws_path, "incident", "report", "slow search", "--track", "next-cycle")[0] == 0
     assert "slow search" in (ws_path / "incidents" / "next-cycle.md").read_text()
+
+
+def test_an_answer_with_a_track_that_is_refused_writes_no_incident_file(ws_path: Path) -> None:
+    assert cli(ws_path, "incident", "report", "checkout returns 500")[0] == 0
+    with Workspace.open(ws_path) as workspace:
+        with pytest.raises(UsageError, match="unknown decision 'bogus'"):
+            escalations.answer(
+                workspace, "ESC-001", decision="bogus", track="next-cycle", actor="human:ana"
+            )
+        with pytest.raises(UsageError, match="--track settles ESC-001"):
+            escalations.answer(
+                workspace,
+                "ESC-001",
+                decision="escalated",
+                to="sre",
+                note="theirs",
+                track="hotfix",
+                actor="human:ana",
+            )
+        assert escalations.get(workspace, "ESC-001").open
+    assert sorted((ws_path / "incidents").iterdir()) == []
+    code, _, err = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "nope", "--track", "hotfix"
+    )
+    assert code == 2 and "unknown decision 'nope'" in err
+    assert sorted((ws_path / "incidents").iterdir()) == []
+    audit_clean(ws_path)
 
 
 def test_a_person_escalates_a_waiting_task_of_a_run(tmp_path: Path, ws_path: Path) -> None:

@@ -11,7 +11,7 @@ from stoic.core.escalations import EscalationMode
 from stoic.exceptions import EscalationNotFound, TransitionRefused, UsageError
 from stoic.services import escalations, trust
 from stoic.services.workspace import Workspace
-from tests.contract.recorded import notified, outcomes, record_notices
+from tests.contract.recorded import last, notified, outcomes, record_notices
 
 
 def _incident(store: Workspace) -> str:
@@ -144,3 +144,40 @@ def test_incident_reports_count_toward_their_process_issue(store: Workspace) -> 
         trust.report_incident(store, f"checkout returns 500 ({n})", track=None, actor="human:ana")
     modes = [item.mode.value for item in escalations.escalations(store)]
     assert modes == ["production-incident"] * 3 + ["process-issue"]
+
+
+def test_a_refused_answer_follows_no_track_and_records_nothing(store: Workspace) -> None:
+    escalation_id = _incident(store)
+    with pytest.raises(UsageError, match="unknown decision 'bogus'"):
+        escalations.answer(
+            store, escalation_id, decision="bogus", track="next-cycle", actor="human:ana"
+        )
+    with pytest.raises(UsageError, match=f"--track settles {escalation_id}, and --decision"):
+        escalations.answer(
+            store,
+            escalation_id,
+            decision="escalated",
+            to="sre",
+            note="theirs",
+            track="hotfix",
+            actor="human:ana",
+        )
+    assert outcomes(store, "escalation") == ["raised"]
+    assert escalations.get(store, escalation_id).open
+    assert store.audit().ok
+    answered = escalations.answer(
+        store, escalation_id, decision="routed", track="next-cycle", actor="human:ana"
+    )
+    assert answered.track_done is not None
+    assert answered.track_done.startswith("recorded for the next plan in ")
+    assert outcomes(store, "escalation") == ["raised", "resolved"]
+    assert last(store, "escalation").details["note"] == f"track: next-cycle; {answered.track_done}"
+
+
+def test_a_track_is_an_answers_why(store: Workspace) -> None:
+    escalation_id = _incident(store)
+    answered = escalations.answer(
+        store, escalation_id, decision="aborted", track="next-cycle", actor="human:ana"
+    )
+    assert answered.escalation.decision == "aborted"
+    assert last(store, "escalation").details["note"] == f"track: next-cycle; {answered.track_done}"

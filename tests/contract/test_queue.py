@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -13,7 +15,8 @@ from stoic.core.records import Record
 from stoic.exceptions import TransitionRefused, UsageError, WorkspacePaused
 from stoic.services import queue
 from stoic.services.trust import pause, resume
-from stoic.store.queue import Queue
+from stoic.store.processes import ProcessPolicy
+from stoic.store.queue import ActionRan, ExecutionClaim, Queue
 from stoic.store.workspace import Workspace
 from tests.contract.recorded import last
 
@@ -326,3 +329,58 @@ def test_a_failing_rollback_is_recorded_and_pauses_nothing(store: Workspace) -> 
     assert result.exit_code == 4
     assert proposals(store)[-1].decision_inputs["result"] == "failure"
     assert list(store.records(decision_type="pause")) == []
+
+
+def test_a_result_is_recorded_only_for_the_claim_the_proposal_shows_running(
+    store: Workspace,
+) -> None:
+    proposal_id = approved(store, PRINT_HI)
+    ran = ActionRan(exit_code=0, output="done\n", duration_s=0.1)
+    other = ProcessPolicy.for_command(store.settings, ["sh", "-c", "echo other"])
+    before = len(list(store.records()))
+
+    # Built by hand: nothing on record started it.
+    forged = ExecutionClaim(proposal_id, "human:ana", False, other, before, "2026-01-01T00:00:00Z")
+    with pytest.raises(
+        TransitionRefused, match=f"^{proposal_id} has no action running on record: a result"
+    ):
+        Queue(store).finish_execution(forged, ran)
+    assert len(list(store.records())) == before
+
+    claim = Queue(store).begin_execution(proposal_id, actor="human:ana")
+    started = len(list(store.records()))
+    # The claim on record, with another command, another start or the rollback instead.
+    for wrong, refusal in [
+        (replace(claim, process=other), "'s action is not `sh -c 'echo other'`: this claim"),
+        (replace(claim, started_seq=claim.started_seq - 1), "'s action running on record"),
+        (
+            replace(claim, actor="human:ben"),
+            f"'s action running on record started at {claim.started_at} by human:ana, not at"
+            f" {claim.started_at} by human:ben (seq {claim.started_seq})",
+        ),
+        (replace(claim, rollback=True), " is approved by human:ana at"),  # not executed yet
+    ]:
+        with pytest.raises(TransitionRefused, match=re.escape(f"{proposal_id}{refusal}")):
+            Queue(store).finish_execution(wrong, ran)
+        assert len(list(store.records())) == started
+    assert queue.get(store, proposal_id).status is ProposalStatus.APPROVED
+
+    # Run once more: the first claim is no longer the one running.
+    again = Queue(store).begin_execution(proposal_id, actor="human:ben", again=True)
+    with pytest.raises(TransitionRefused, match="this claim's result is not recorded"):
+        Queue(store).finish_execution(claim, ran)
+    result = Queue(store).finish_execution(again, ran)
+    assert result.proposal.status is ProposalStatus.EXECUTED
+    assert outcomes(proposals(store)) == [
+        "created",
+        "approved",
+        "execution_started",
+        "execution_started",
+        "executed",
+    ]
+    assert last(store, "proposal").actor == "human:ben"
+    with pytest.raises(TransitionRefused, match=f"^{proposal_id} has no rollback running on"):
+        Queue(store).finish_execution(replace(again, rollback=True), ran)
+    assert outcomes(proposals(store))[-1] == "executed"
+    report = store.audit()
+    assert report.ok, report.violations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from stoic.core import next_steps
 from stoic.core.pause import Criterion, DetectedSignal, FlagDue, IncidentSeverity, PauseDue
 from stoic.exceptions import UsageError, WorkspacePaused
 from stoic.services import trust
@@ -67,17 +68,17 @@ def test_resuming_what_is_not_paused_is_refused(store: Workspace) -> None:
 
 
 def test_the_pause_check_refuses_new_work_until_a_resume(store: Workspace) -> None:
-    trust.refuse_if_paused(store, "propose")  # not paused: nothing happens
+    trust.refuse_if_paused(store, next_steps.propose())  # not paused: nothing happens
     trust.pause(store, reason="the deploy looks wrong", actor="human:ana")
     with pytest.raises(WorkspacePaused) as refused:
-        trust.refuse_if_paused(store, "run")
+        trust.refuse_if_paused(store, next_steps.run())
     assert str(refused.value) == (
         "the workspace is paused (the deploy looks wrong); `stoic run` is refused until"
         " `stoic resume`"
     )
     assert refused.value.exit_code == 4
     trust.resume(store, procedure="manual-verification", reason="dealt with", actor="human:ana")
-    trust.refuse_if_paused(store, "run")
+    trust.refuse_if_paused(store, next_steps.run())
 
 
 def test_three_flags_pause_the_workspace(store: Workspace) -> None:

@@ -2,9 +2,9 @@
 
 Raising holds the run it is about while the record is written, and in the same transaction
 raises the process issue a mode escalated for the third time calls for
-(`EscalationState.process_issue_for`); answering amends the run's plan,
-follows an incident's track and records the decision, in that order, so a refused amendment or
-track leaves the escalation open.
+(`EscalationState.process_issue_for`); answering checks the whole answer first, then amends the
+run's plan, follows an incident's track and records the decision, in that order and under one
+writer, so a refused answer, amendment or track writes nothing and leaves the escalation open.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest, parse_mode
+from stoic.core import next_steps
+from stoic.core.escalations import (
+    Escalation,
+    EscalationDecision,
+    EscalationMode,
+    EscalationRequest,
+    parse_mode,
+)
 from stoic.exceptions import UsageError
 from stoic.store.atomic import atomic_write
 from stoic.store.escalations import Escalations
@@ -149,7 +156,9 @@ def show(workspace: Workspace, escalation_id: str) -> Shown:
     briefing = store.read_briefing(escalation_id)
     if briefing is None:
         path = store.briefing_path(escalation_id)
-        raise UsageError(f"{path} is missing: `stoic audit --repair` writes it again from the log")
+        raise UsageError(
+            f"{path} is missing: {next_steps.audit(repair=True)} writes it again from the log"
+        )
     return Shown(escalation, briefing)
 
 
@@ -165,30 +174,55 @@ def answer(
     track: str | None = None,
 ) -> Answered:
     """Answer an escalation: amend its run's plan (`plan`), follow an incident's `track`, and
-    record the decision."""
+    record the decision.
+
+    The whole answer is checked first, under the writer that records it: the decision, the
+    escalation (it exists and is open), the plan and the track for that decision. Only then
+    are the amended plan's copy and the track's file written, so a refused answer leaves
+    nothing behind.
+    """
     if plan is not None and decision != "amended":
         raise UsageError("--plan goes with --decision amended")
     store = Escalations(workspace)
-    current = store.get(escalation_id)
-    amendment = None
-    if plan is not None:
-        if current.run_id is None:
+    with workspace.transaction():
+        if plan is not None and store.get(escalation_id).run_id is None:
             raise UsageError(f"{escalation_id} is not about a run: nothing to amend")
-        from stoic.run.lifecycle import amend_run
+        # A track's words go into the note: they are the answer's why.
+        current, chosen = store.check_answer(
+            escalation_id,
+            decision,
+            noted=bool(note.strip()) or track is not None,
+            amending=plan is not None,
+        )
+        if track is not None:
+            _check_track(current, chosen, track)
+        amendment = None
+        if plan is not None and current.run_id is not None:  # the plan is checked, then kept
+            from stoic.run.lifecycle import amend_run
 
-        amendment = amend_run(workspace, current.run_id, plan)
-    done = None
-    if track is not None:
-        if current.mode is not EscalationMode.PRODUCTION_INCIDENT:
-            raise UsageError(f"--track is for production incidents; {escalation_id} is not")
-        if current.open:  # a closed one is refused by the answer below
+            amendment = amend_run(workspace, current.run_id, plan)
+        done = None
+        if track is not None:
             done = follow_track(workspace, current, track)
             note = f"track: {track}; {done}" + (f"; {note}" if note else "")
-    escalation = store.answer(
-        escalation_id, decision=decision, note=note, actor=actor, to=to, amendment=amendment
-    )
+        escalation = store.answer(
+            escalation_id, decision=decision, note=note, actor=actor, to=to, amendment=amendment
+        )
     settled = escalation.run_id if escalation.run_id and not escalation.open else None
     return Answered(escalation, amendment, done, settled)
+
+
+def _check_track(escalation: Escalation, decision: EscalationDecision, track: str) -> None:
+    """A track is an incident's, one of TRACKS, and settles it: passing it on does not."""
+    if escalation.mode is not EscalationMode.PRODUCTION_INCIDENT:
+        raise UsageError(f"--track is for production incidents; {escalation.id} is not")
+    if track not in TRACKS:
+        raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
+    if decision is EscalationDecision.ESCALATED:
+        raise UsageError(
+            f"--track settles {escalation.id}, and --decision escalated keeps it open:"
+            " choose the track when answering it for good"
+        )
 
 
 # -- production incidents ----------------------------------------------------------------------
@@ -202,7 +236,7 @@ def hotfix_plan(incident: str, plan_name: str, plan_file: str) -> str:
     """
     lines = [
         f"# Hotfix plan for: {incident}",
-        f"# Replace each step's command with the real one, then: stoic run {plan_file}",
+        f"# Replace each step's command with the real one, then: {next_steps.run(plan_file).text}",
         "meta:",
         f"  name: {plan_name}",
         "tasks:",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.graph import RunStatus
 from stoic.core.run_document import state_document
 from stoic.core.timeline import (
@@ -106,7 +107,7 @@ def start(
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
     a person; an invalid plan raises `PlanInvalid` and records nothing."""
     plan = read_plan(Path(plan_path))
-    refuse_if_paused(workspace, "run")
+    refuse_if_paused(workspace, next_steps.run())
     if before_start is not None:
         before_start(plan_policy(workspace, plan))
     return start_run(workspace, plan, workers=workers, reporter=reporter or Silent())
@@ -126,7 +127,7 @@ def continue_(
     interrupted failures (evaluated once), the suggestions named in `approve` are approved by
     `actor`, then every task that can run, runs. A run whose end is on record and that nobody
     decided anything about since appends nothing."""
-    refuse_if_paused(workspace, "continue")
+    refuse_if_paused(workspace, next_steps.continue_run())
     if before_start is not None:
         before_start(plan_policy(workspace, load_run(workspace, run_id)[0]))
     return continue_run(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
+from stoic.core.next_steps import NextStep
 from stoic.core.pause import (
     READER_SIGNALS,
     RESUME_PROCEDURES,
@@ -31,7 +32,7 @@ from stoic.core.pause import (
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Record
 from stoic.core.vocabulary import closest
-from stoic.exceptions import UsageError, WorkspacePaused
+from stoic.exceptions import UsageError
 from stoic.services import escalations
 from stoic.services.escalations import TRACKS, follow_track
 from stoic.store import trust
@@ -99,14 +100,10 @@ def standing(workspace: Workspace) -> Standing:
     return Standing(status, named or workspace.settings.queue.batch_size, bool(named))
 
 
-def refuse_if_paused(workspace: Workspace, what: str) -> None:
-    """Refuse `stoic <what>` while the workspace is paused."""
-    paused = workspace.status().paused
-    if paused is not None:
-        raise WorkspacePaused(
-            f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
-            " `stoic resume`"
-        )
+def refuse_if_paused(workspace: Workspace, refused: NextStep) -> None:
+    """Refuse the command `refused` names (`next_steps.run()`, …) while the workspace is
+    paused."""
+    trust.refuse_if_paused(workspace, refused)
 
 
 def pause(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.escalations import (
     Briefing,
     Escalation,
@@ -56,20 +57,22 @@ _RISKS = {
 
 def answer_lines(escalation_id: str, run_id: str | None) -> list[str]:
     """The exact commands that answer an escalation ("To Proceed")."""
-    answer = f"stoic escalations answer {escalation_id}"
+    answer = next_steps.answer_escalation
     lines = [
-        f'`{answer} --decision routed --note "…"` — go on as the note says'
+        f"{answer(escalation_id, 'routed', note='…')} — go on as the note says"
         + (" (the task runs again with it in $STOIC_GUIDANCE)" if run_id else ""),
     ]
     if run_id:
-        lines.append(f"`{answer} --decision amended --plan FILE` — go on with an amended plan")
+        lines.append(
+            f"{answer(escalation_id, 'amended', plan='FILE')} — go on with an amended plan"
+        )
     lines += [
-        f'`{answer} --decision escalated --to NAME --note "…"` — pass it on; it stays open',
-        f'`{answer} --decision aborted --note "…"` — stop'
+        f"{answer(escalation_id, 'escalated', to='NAME', note='…')} — pass it on; it stays open",
+        f"{answer(escalation_id, 'aborted', note='…')} — stop"
         + (": the task fails and what depends on it is blocked" if run_id else ""),
     ]
     if run_id:
-        lines.append(f"then `stoic continue {run_id}`")
+        lines.append(f"then {next_steps.continue_run(run_id)}")
     return lines
 
 
@@ -317,6 +320,31 @@ class Escalations:
 
     # -- answering ---------------------------------------------------------------------------
 
+    def check_answer(
+        self, escalation_id: str, decision: str, *, noted: bool, amending: bool
+    ) -> tuple[Escalation, EscalationDecision]:
+        """The escalation an answer settles and its decision, or the one-line reason it is
+        refused (an unknown decision, a missing note or plan, an unknown or closed escalation).
+        Call it under the transaction that records the answer, so what it read still holds."""
+        try:
+            chosen = EscalationDecision(decision)
+        except ValueError:
+            allowed = ", ".join(item.value for item in EscalationDecision)
+            raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
+        if chosen is EscalationDecision.AMENDED and not amending:
+            raise UsageError("--decision amended needs --plan FILE: the amended plan")
+        if chosen is not EscalationDecision.ROUTED and not noted and not amending:
+            raise UsageError(f"--decision {chosen.value} needs a --note saying why")
+        current = self.get(escalation_id)
+        if not current.open:
+            raise TransitionRefused(
+                f"{escalation_id} is closed: it was {current.decision} by"
+                f" {current.decided_by} at {current.decided_at}"
+            )
+        if chosen is EscalationDecision.AMENDED and current.task_id is None:
+            raise UsageError(f"{escalation_id} is not about a run's task: nothing to amend")
+        return current, chosen
+
     def answer(
         self,
         escalation_id: str,
@@ -328,24 +356,10 @@ class Escalations:
         amendment: Mapping[str, Any] | None = None,
     ) -> Escalation:
         """Record a person's decision; an unknown or closed escalation is refused."""
-        try:
-            chosen = EscalationDecision(decision)
-        except ValueError:
-            allowed = ", ".join(item.value for item in EscalationDecision)
-            raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
-        if chosen is EscalationDecision.AMENDED and amendment is None:
-            raise UsageError("--decision amended needs --plan FILE: the amended plan")
-        if chosen is not EscalationDecision.ROUTED and not note.strip() and amendment is None:
-            raise UsageError(f"--decision {chosen.value} needs a --note saying why")
         with self.workspace.transaction():
-            current = self.get(escalation_id)
-            if not current.open:
-                raise TransitionRefused(
-                    f"{escalation_id} is closed: it was {current.decision} by"
-                    f" {current.decided_by} at {current.decided_at}"
-                )
-            if chosen is EscalationDecision.AMENDED and current.task_id is None:
-                raise UsageError(f"{escalation_id} is not about a run's task: nothing to amend")
+            current, chosen = self.check_answer(
+                escalation_id, decision, noted=bool(note.strip()), amending=amendment is not None
+            )
             outcome = _outcome(current, chosen, note, to)
             details: dict[str, Any] = {"decision": chosen.value, "note": note.strip()}
             if chosen is EscalationDecision.ESCALATED:

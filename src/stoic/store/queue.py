@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.notifications import Event
 from stoic.core.proposals import (
     Proposal,
@@ -33,7 +34,6 @@ from stoic.exceptions import (
     TransitionRefused,
     UsageError,
     WorkspaceNotWritable,
-    WorkspacePaused,
 )
 from stoic.store import queue_snapshot as snapshot
 from stoic.store.atomic import write_all
@@ -42,6 +42,7 @@ from stoic.store.manifest import MANIFEST, reflected_seq
 from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
+from stoic.store.trust import refuse_if_paused
 
 if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
@@ -69,6 +70,10 @@ class ExecutionClaim:
     """The executed proposal's rollback, not an approved one's action."""
     process: ProcessPolicy
     """The command with the environment it may see and the secrets to mask in its output."""
+    started_seq: int
+    """The seq of its execution_started record: its result is recorded only while the
+    proposal shows this start running."""
+    started_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +190,7 @@ class Queue:
 
         What a growing queue brings about is the queue service's to decide (`Proposed` holds
         what it needs)."""
-        self.refuse_if_paused("propose")
+        refuse_if_paused(self.workspace, next_steps.propose())
         if not title.strip():
             raise UsageError("a proposal needs a title")
         trace = [step for step in reasoning_trace if step.strip()]
@@ -251,7 +256,7 @@ class Queue:
             f"{proposal_id}: {title}",
             run_id=run_id,
             data={"proposal_id": proposal_id, "type": type, "task_id": task_id},
-            lines=[f"`stoic queue show {proposal_id}`, then approve or reject it"],
+            lines=[f"{next_steps.show_proposal(proposal_id)}, then approve or reject it"],
         )
         return proposed
 
@@ -279,6 +284,7 @@ class Queue:
         reason: str | None,
         inputs: dict[str, Any] | None,
         details: dict[str, Any] | None,
+        claim: ExecutionClaim | None = None,
     ) -> tuple[Proposal, Record]:
         _check_id(proposal_id)
         if outcome == "rejected" and not (reason and reason.strip()):
@@ -292,6 +298,8 @@ class Queue:
                 raise TransitionRefused(_refusal(current, outcome))
             if outcome == "execution_started":
                 _check_claim(current, inputs or {})
+            if claim is not None:
+                _check_result(current, claim)
             words = _PAST[outcome]
             record = self.workspace.record(
                 "proposal",
@@ -345,8 +353,8 @@ class Queue:
         if not rollback and due and not confirmed:
             raise UsageError(
                 f"{proposal_id} needs explicit confirmation ({due} more executions do, after a"
-                f" manual-verification resume): run `stoic execute {proposal_id} --confirm"
-                f" {proposal_id}`"
+                f" manual-verification resume): run"
+                f" {next_steps.execute(proposal_id, confirm=proposal_id)}"
             )
         outcome = "rolled_back" if rollback else "executed"
         if next_status(proposal.status, outcome) is None:
@@ -360,27 +368,32 @@ class Queue:
             # Recording `executed` for a command that never ran would be a false record.
             raise TransitionRefused(
                 f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
-                " recovery proposal takes effect through `stoic continue RUN_ID`)"
+                f" recovery proposal takes effect through {next_steps.continue_run('RUN_ID')})"
             )
         if not rollback:
-            self.refuse_if_paused("execute")
+            refuse_if_paused(self.workspace, next_steps.execute())
         what = "rollback" if rollback else "action"
         narrowed_by = run_plan_policy(self.workspace, proposal.run_id) if proposal.run_id else None
         process = ProcessPolicy.for_command(self.workspace.settings, argv, narrowed_by=narrowed_by)
         process.refuse_on_record(self.workspace, proposal_id=proposal_id, what=what)
-        self.decide(
+        _, started = self._decide(
             proposal_id,
             "execution_started",
-            actor=actor,
-            reason=f"{proposal_id}: its {what} `{process.command}` starts"
-            + (" again." if again else "."),
-            inputs={"rollback": rollback, **({"again": True} if again else {})},
+            actor,
+            f"{proposal_id}: its {what} `{process.command}` starts" + (" again." if again else "."),
+            {"rollback": rollback, **({"again": True} if again else {})},
+            None,
         )
-        return ExecutionClaim(proposal_id, actor, rollback, process)
+        return ExecutionClaim(
+            proposal_id, actor, rollback, process, started.seq, started.decided_at
+        )
 
     def finish_execution(self, claim: ExecutionClaim, ran: ActionRan) -> ExecutionResult:
         """Record what a claimed command did: the proposal's result and its execution_log.md
-        entry (the pause a failed action brings is the queue service's to record)."""
+        entry (the pause a failed action brings is the queue service's to record).
+
+        Only the claim the proposal shows running (its start's seq, time, actor and command)
+        has its result recorded; any other is refused and nothing is recorded."""
         proposal_id, shown, code = claim.proposal_id, claim.process.command, ran.exit_code
         outcome = "rolled_back" if claim.rollback else "executed"
         result = "success" if code == 0 else "failure"
@@ -398,20 +411,11 @@ class Queue:
                 "duration_s": round(ran.duration_s, 6),
                 "output": ran.output[-4000:],
             },
+            claim,
         )
         with self.workspace.projecting("logs/execution_log.md"):
             self._execution_entry(record)
         return ExecutionResult(decided, code, ran.output)
-
-    # -- pause -------------------------------------------------------------------------------
-
-    def refuse_if_paused(self, what: str) -> None:
-        paused = self.workspace.status().paused
-        if paused is not None:
-            raise WorkspacePaused(
-                f"the workspace is paused ({paused['reason']}); `stoic {what}` is refused until"
-                " `stoic resume`"
-            )
 
     # -- projections -------------------------------------------------------------------------
 
@@ -497,11 +501,45 @@ def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
     running = current.running
     if running is not None and not inputs.get("again"):
         what = "rollback" if running.get("rollback") else "action"
-        command = "rollback" if rollback else "execute"
+        once_more = (next_steps.rollback if rollback else next_steps.execute)(
+            current.id, again=True
+        )
         raise TransitionRefused(
             f"{current.id}'s {what} started at {running['at']} by {running['by']} and has no"
             " result on record: it is running now, or the process running it died. Check what"
-            f" it did; `stoic {command} {current.id} --again` runs it once more"
+            f" it did; {once_more} runs it once more"
+        )
+
+
+def _check_result(current: Proposal, claim: ExecutionClaim) -> None:
+    """A result is recorded for the execution the proposal shows running, and only for the
+    claim that started it with the proposal's own command."""
+    what = "rollback" if claim.rollback else "action"
+    running = current.running
+    if running is None or bool(running.get("rollback")) is not claim.rollback:
+        raise TransitionRefused(
+            f"{current.id} has no {what} running on record: a result is recorded only for an"
+            " execution on record as started"
+        )
+    started = next(
+        (step for step in reversed(current.history) if step["decision"] == "execution_started"),
+        None,
+    )
+    if (
+        started is None
+        or started["seq"] != claim.started_seq
+        or (running["at"], running["by"]) != (claim.started_at, claim.actor)
+    ):
+        raise TransitionRefused(
+            f"{current.id}'s {what} running on record started at {running['at']} by"
+            f" {running['by']}, not at {claim.started_at} by {claim.actor} (seq"
+            f" {claim.started_seq}): this claim's result is not recorded"
+        )
+    argv = current.rollback if claim.rollback else current.action
+    if argv is None or tuple(argv) != claim.process.argv:
+        raise TransitionRefused(
+            f"{current.id}'s {what} is not `{claim.process.command}`: this claim's result is"
+            " not recorded"
         )
 
 

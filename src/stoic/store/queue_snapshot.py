@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode
 from stoic.core.proposals import (
     Proposal,
@@ -230,7 +231,7 @@ class SnapshotCheck:
         self.violations.append(
             Violation(
                 ViolationCode.PROJECTION_UNREADABLE,
-                f"{SNAPSHOT} is unreadable: {why}; `stoic audit --repair` rewrites it",
+                f"{SNAPSHOT} is unreadable: {why}; {next_steps.audit(repair=True)} rewrites it",
                 path=str(SNAPSHOT),
             )
         )

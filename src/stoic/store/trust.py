@@ -9,14 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stoic.core import next_steps
 from stoic.core.notifications import Event
 from stoic.core.pause import READER_SIGNALS, Criterion, PauseDue, resume_needs_clean_audit
-from stoic.exceptions import UsageError, WorkspaceNotWritable
+from stoic.exceptions import UsageError, WorkspaceNotWritable, WorkspacePaused
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import read_confined
 from stoic.store.log import utc_timestamp
 
 if TYPE_CHECKING:
+    from stoic.core.next_steps import NextStep
     from stoic.core.records import Record
     from stoic.store.handle import WorkspaceHandle as Workspace
 
@@ -29,6 +31,7 @@ __all__ = [
     "pause",
     "pause_for",
     "record_flag",
+    "refuse_if_paused",
     "resume",
     "write_incident_file",
 ]
@@ -61,9 +64,19 @@ def pause(
         Event.PAUSED,
         f"The workspace is paused ({criterion}): {reason}",
         data={"criterion": criterion},
-        lines=["`stoic resume --procedure … --reason …` once it is dealt with"],
+        lines=[f"{next_steps.resume(procedure='…', reason='…')} once it is dealt with"],
     )
     return True
+
+
+def refuse_if_paused(workspace: Workspace, refused: NextStep) -> None:
+    """Refuse the command `refused` names while the workspace is paused."""
+    paused = workspace.status().paused
+    if paused is not None:
+        raise WorkspacePaused(
+            f"the workspace is paused ({paused['reason']}); {refused} is refused until"
+            f" {next_steps.resume()}"
+        )
 
 
 def pause_for(workspace: Workspace, due: PauseDue) -> bool:
@@ -101,7 +114,7 @@ def resume(
             count = len(report.violations)
             raise UsageError(
                 f"the audit is not clean ({count} violation{'s' if count != 1 else ''}): run"
-                " `stoic audit`, repair what it names, then resume"
+                f" {next_steps.audit()}, repair what it names, then resume"
             )
     record = workspace.record(
         "pause",
