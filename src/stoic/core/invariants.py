@@ -15,7 +15,7 @@ from stoic.core.audit import Violation, ViolationCode
 from stoic.core.graph import TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
-from stoic.core.task_states import advance, event_of
+from stoic.core.task_states import EVALUATION_MOVES, EXECUTION_MOVES, advance, event_of
 from stoic.core.timeline import customer_view, mechanics_in
 
 __all__ = ["InvariantChecker"]
@@ -158,11 +158,13 @@ class InvariantChecker:
                     )
             task.started = True
             task.retry_allowed = task.approved = task.halted = False
-            _move(task, record)
+            task.state = EXECUTION_MOVES["started"]
             return
         if outcome not in _ENDS:
             return
-        _move(task, record)
+        moved = EXECUTION_MOVES.get(outcome)
+        if moved is not None:
+            task.state = moved
         if outcome in _FAILED:
             if task.unevaluated is not None:
                 self._flag(
@@ -208,7 +210,9 @@ class InvariantChecker:
             )
         if outcome == "recovery_applied":
             task.retry_allowed = True
-        _move(task, record)
+        moved = EVALUATION_MOVES.get(outcome)
+        if moved is not None:
+            task.state = moved
 
     def _check_customer_view(self, record: Mapping[str, Any], tasks: dict[str, _Task]) -> None:
         """The customer view of the run as it ended must carry no mechanics."""

@@ -18,7 +18,16 @@ from typing import Any
 
 from stoic.core.graph import TaskState
 
-__all__ = ["TRANSITIONS", "TaskEvent", "Transition", "advance", "allowed", "event_of"]
+__all__ = [
+    "EVALUATION_MOVES",
+    "EXECUTION_MOVES",
+    "TRANSITIONS",
+    "TaskEvent",
+    "Transition",
+    "advance",
+    "allowed",
+    "event_of",
+]
 
 
 class TaskEvent(StrEnum):
@@ -86,6 +95,16 @@ _EVALUATION = {
     "recovery_suggested": TaskEvent.SUGGESTED,
     "recovery_skipped": TaskEvent.NOT_RECOVERED,
 }
+
+
+EXECUTION_MOVES: Mapping[str, TaskState] = {
+    outcome: _TO[event] for outcome, event in _EXECUTION.items()
+}
+"""Where each `execution` outcome moves its task: the table above, read once for hot folds."""
+EVALUATION_MOVES: Mapping[str, TaskState] = {
+    outcome: _TO[event] for outcome, event in _EVALUATION.items()
+}
+"""Where each `recovery_evaluation` outcome moves its task, likewise."""
 
 
 def advance(state: TaskState, event: TaskEvent) -> TaskState:
