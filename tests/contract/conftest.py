@@ -82,3 +82,21 @@ def store(backend_spec: BackendSpec) -> Iterator[Workspace]:
         yield workspace
     finally:
         workspace.close()
+
+
+@pytest.fixture
+def reopen_workspace(backend_spec: BackendSpec) -> Iterator[Callable[[], Workspace]]:
+    """Opens another `Workspace` on the test's store, as another process would; each is
+    closed when the test ends."""
+    if backend_spec.name != "files":
+        pytest.skip("a Workspace is the file backend's handle")
+    opened: list[Workspace] = []
+
+    def open_handle() -> Workspace:
+        handle = Workspace.open(backend_spec.locator)
+        opened.append(handle)
+        return handle
+
+    yield open_handle
+    for handle in reversed(opened):
+        handle.close()

@@ -3,6 +3,8 @@ session taken up by another workspace handle where the first left it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from stoic.core.pause import FLAG_LIMIT, Criterion, DetectedSignal
@@ -27,11 +29,6 @@ def pending(store: Workspace, count: int) -> list[str]:
 
 def flags(store: Workspace) -> list[Record]:
     return list(store.records(decision_type="red_flag"))
-
-
-def reopened(store: Workspace) -> Workspace:
-    """Another handle on the same store, as another process would open it."""
-    return Workspace.open(store.root)
 
 
 def test_an_approval_too_fast_to_have_been_read_raises_the_red_flag(store: Workspace) -> None:
@@ -75,7 +72,7 @@ def test_the_third_flag_since_the_resume_pauses_and_ends_the_review(store: Works
 
 
 def test_a_session_taken_up_elsewhere_continues_its_counts_from_the_records(
-    store: Workspace,
+    store: Workspace, reopen_workspace: Callable[[], Workspace]
 ) -> None:
     ids = pending(store, 5)
     first = ReviewSession.start(store, "human:rita")
@@ -84,7 +81,7 @@ def test_a_session_taken_up_elsewhere_continues_its_counts_from_the_records(
     assert first.flag("dont-understand", "what is p2 for?") is False
     ReviewSession.start(store, "human:ben").decide(ids[2], "deferred")  # another session
 
-    with reopened(store) as other:
+    with reopen_workspace() as other:
         taken_up = ReviewSession.take_up(other, "human:rita", first.id)
         summary = taken_up.summary()
         assert (summary.decided, summary.flags_raised, summary.flags_since_resume) == (2, 1, 1)
