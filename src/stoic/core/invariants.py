@@ -162,9 +162,7 @@ class InvariantChecker:
             return
         if outcome not in _ENDS:
             return
-        moved = EXECUTION_MOVES.get(outcome)
-        if moved is not None:
-            task.state = moved
+        task.state = EXECUTION_MOVES[outcome]
         if outcome in _FAILED:
             if task.unevaluated is not None:
                 self._flag(
@@ -210,9 +208,7 @@ class InvariantChecker:
             )
         if outcome == "recovery_applied":
             task.retry_allowed = True
-        moved = EVALUATION_MOVES.get(outcome)
-        if moved is not None:
-            task.state = moved
+        task.state = EVALUATION_MOVES.get(outcome, task.state)
 
     def _check_customer_view(self, record: Mapping[str, Any], tasks: dict[str, _Task]) -> None:
         """The customer view of the run as it ended must carry no mechanics."""

@@ -21,7 +21,7 @@ from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import RunStatus, TaskState
 from stoic.core.notifications import Event
-from stoic.core.pause import flags_pause_due, growth_flag
+from stoic.core.pause import growth_flag
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import UsageError, WorkspacePaused
 from stoic.plan.models import TaskSpec
@@ -30,7 +30,7 @@ from stoic.run.guard import describe_command as describe
 from stoic.run.reporting import summary_lines
 from stoic.store.escalations import Escalations
 from stoic.store.queue import Queue
-from stoic.store.trust import pause_for, record_flag
+from stoic.store.trust import flag
 from stoic.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -92,18 +92,15 @@ class Handoff:
                 run_id=self.run_id,
                 task_id=task_id,
             )
-            flag = growth_flag(proposed.pending, proposed.batch_size)
-            if flag is not None:
-                flags = record_flag(
+            due = growth_flag(proposed.pending, proposed.batch_size)
+            if due is not None:
+                flag(
                     self.workspace,
-                    signal=flag.signal,
+                    signal=due.signal,
                     actor="system:stoic",
-                    note=flag.note,
+                    note=due.note,
                     detected=True,
                 )
-                due = flags_pause_due(flags, flag.signal)
-                if due is not None:
-                    pause_for(self.workspace, due)
 
     def escalate(
         self,
@@ -124,9 +121,7 @@ class Handoff:
                 risks=risks,
                 status=status,
             )
-            issue = store.state().process_issue_for(request.mode)
-            if issue is not None:
-                store.raise_(issue, actor="system:stoic", details={"for_mode": request.mode.value})
+            store.raise_process_issue(request.mode)
         for record in self.workspace.records(run_id=self.run_id, since_seq=self.folder.last_seq):
             self.folder.feed(record._asdict())
         return escalation.id

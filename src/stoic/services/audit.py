@@ -16,7 +16,7 @@ from stoic.core.audit import Anchor, AuditReport
 from stoic.core.notifications import Event
 from stoic.core.pause import Criterion
 from stoic.exceptions import StoicError
-from stoic.store.trust import pause
+from stoic.services.trust import pause
 from stoic.store.workspace import Workspace
 
 __all__ = ["Audited", "audit"]

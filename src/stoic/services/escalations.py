@@ -42,7 +42,6 @@ __all__ = [
     "get",
     "hotfix_plan",
     "raise_",
-    "raise_process_issue",
     "request",
     "request_from_task",
     "show",
@@ -125,17 +124,8 @@ def raise_(
         store = Escalations(workspace)
         with workspace.transaction():
             escalation = store.raise_(request, actor=actor, run_id=run_id, task_id=task_id)
-            raise_process_issue(store, request.mode)
+            store.raise_process_issue(request.mode)
         return escalation
-
-
-def raise_process_issue(store: Escalations, mode: EscalationMode) -> Escalation | None:
-    """The process-issue escalation `mode`'s escalations call for now, raised; None when none
-    is due. Call it in the transaction that raised the last one."""
-    due = store.state().process_issue_for(mode)
-    if due is None:
-        return None
-    return store.raise_(due, actor="system:stoic", details={"for_mode": mode.value})
 
 
 def escalations(workspace: Workspace, *, open_only: bool = False) -> list[Escalation]:

@@ -30,7 +30,6 @@ from typing import Self
 
 from stoic.core.pause import (
     FLAG_LIMIT,
-    READER_SIGNALS,
     DetectedSignal,
     FlagDue,
     too_fast_to_read,
@@ -173,8 +172,6 @@ class ReviewSession:
 
     def flag(self, signal: str, note: str | None = None) -> bool:
         """The reviewer raises a red flag (one of `READER_SIGNALS`); True when it paused."""
-        if signal not in READER_SIGNALS:
-            raise UsageError(f"unknown signal {signal!r} (signals: {', '.join(READER_SIGNALS)})")
         paused = trust.raise_flag(
             self.workspace, signal=signal, actor=self.actor, note=note, session=self.id
         )

@@ -26,7 +26,6 @@ from stoic.core.pause import (
     FlagDue,
     IncidentSeverity,
     PauseDue,
-    flags_pause_due,
     incident_pause,
 )
 from stoic.core.projection import WorkspaceStatus
@@ -34,9 +33,8 @@ from stoic.core.records import Record
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.services import escalations
-from stoic.services.escalations import TRACKS, follow_track
+from stoic.services.escalations import TRACKS
 from stoic.store import trust
-from stoic.store.escalations import Escalations
 from stoic.store.log import utc_timestamp
 from stoic.store.workspace import Workspace
 
@@ -156,7 +154,7 @@ def raise_flag(
         guess = closest(signal, READER_SIGNALS)
         hint = f"; did you mean {guess!r}?" if guess else ""
         raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
-    return _flag(workspace, signal, actor, note, session, detected=False)
+    return trust.flag(workspace, signal=signal, actor=actor, note=note, session=session)
 
 
 def flag_detected(
@@ -164,24 +162,9 @@ def flag_detected(
 ) -> bool:
     """A red flag stoic raised itself (a rule of `stoic.core.pause` saw it); True when it
     paused the workspace."""
-    return _flag(workspace, due.signal, actor, due.note, session, detected=True)
-
-
-def _flag(
-    workspace: Workspace,
-    signal: str,
-    actor: str,
-    note: str | None,
-    session: str | None,
-    *,
-    detected: bool,
-) -> bool:
-    with workspace.transaction():
-        flags = trust.record_flag(
-            workspace, signal=signal, actor=actor, note=note, session=session, detected=detected
-        )
-        due = flags_pause_due(flags, signal)
-        return due is not None and trust.pause_for(workspace, due)
+    return trust.flag(
+        workspace, signal=due.signal, actor=actor, note=due.note, session=session, detected=True
+    )
 
 
 def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
@@ -258,7 +241,7 @@ def report_incident(
     followed and the escalation settled by it."""
     if not description.strip():
         raise UsageError("an incident report needs a description")
-    if track is not None and track not in TRACKS:
+    if track is not None and track not in TRACKS:  # before an escalation is raised for it
         raise UsageError(f"unknown track {track!r} (allowed: {', '.join(TRACKS)})")
     request = EscalationRequest(
         mode=EscalationMode.PRODUCTION_INCIDENT,
@@ -269,8 +252,7 @@ def report_incident(
     escalation = escalations.raise_(workspace, request, actor=actor)
     if track is None:
         return IncidentReport(escalation, None)
-    done = follow_track(workspace, escalation, track)
-    escalation = Escalations(workspace).answer(
-        escalation.id, decision="routed", note=f"track: {track}; {done}", actor=actor
+    answered = escalations.answer(
+        workspace, escalation.id, decision="routed", track=track, actor=actor
     )
-    return IncidentReport(escalation, done)
+    return IncidentReport(answered.escalation, answered.track_done)

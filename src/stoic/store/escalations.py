@@ -125,6 +125,14 @@ class Escalations:
 
     # -- raising -----------------------------------------------------------------------------
 
+    def raise_process_issue(self, mode: EscalationMode) -> Escalation | None:
+        """The process-issue escalation `mode`'s escalations call for now (DESIGN §9), raised;
+        None when none is due. Call it in the transaction that raised the last one."""
+        due = self.state().process_issue_for(mode)
+        if due is None:
+            return None
+        return self.raise_(due, actor="system:stoic", details={"for_mode": mode.value})
+
     def raise_(
         self,
         request: EscalationRequest,

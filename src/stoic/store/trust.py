@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from stoic.core import next_steps
 from stoic.core.notifications import Event
-from stoic.core.pause import READER_SIGNALS, Criterion, PauseDue, resume_needs_clean_audit
+from stoic.core.pause import (
+    READER_SIGNALS,
+    Criterion,
+    PauseDue,
+    flags_pause_due,
+    resume_needs_clean_audit,
+)
 from stoic.exceptions import UsageError, WorkspaceNotWritable, WorkspacePaused
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import read_confined
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "add_to_next_cycle",
     "calibrate",
+    "flag",
     "incident_file",
     "next_incident_id",
     "note_calibration",
@@ -166,6 +173,26 @@ def record_flag(
             },
         )
         return workspace.status().flags_since_resume
+
+
+def flag(
+    workspace: Workspace,
+    *,
+    signal: str,
+    actor: str,
+    note: str | None = None,
+    session: str | None = None,
+    detected: bool = False,
+) -> bool:
+    """Record a red flag and, when it is the third since the last resume, the pause the rule
+    of `stoic.core.pause` calls for — one transaction, so the count cannot change in between.
+    True when it paused the workspace."""
+    with workspace.transaction():
+        flags = record_flag(
+            workspace, signal=signal, actor=actor, note=note, session=session, detected=detected
+        )
+        due = flags_pause_due(flags, signal)
+        return due is not None and pause_for(workspace, due)
 
 
 def note_calibration(workspace: Workspace, *, actor: str, text: str) -> None:
