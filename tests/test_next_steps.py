@@ -39,6 +39,9 @@ STEPS: list[tuple[str, NextStep]] = [
     ("answer_escalation", next_steps.answer_escalation("ESC-001", "amended", plan="FILE")),
     ("answer_escalation", next_steps.answer_escalation("ESC-001", "escalated", to="NAME")),
     ("answer_escalation", next_steps.answer_escalation("ESC-001", "aborted", note="…")),
+    ("retry", next_steps.retry("RUN_ID", "TASK")),
+    ("approve", next_steps.approve("PROP-20260101-001")),
+    ("approve", next_steps.approve("PROP-20260101-001", continue_run=True)),
 ]
 
 

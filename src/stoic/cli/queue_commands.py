@@ -186,9 +186,63 @@ def approve(
     proposal_id: ProposalId,
     reason: Annotated[str | None, typer.Option("--reason", help="Why.")] = None,
     as_name: As = None,
+    and_continue: Annotated[
+        bool,
+        typer.Option("--continue", help="Then continue the run the proposal belongs to."),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="With --continue: tasks run at once."),
+    ] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Approve a pending proposal."""
+    """Approve a pending proposal; with --continue, then continue the run whose task made it
+    (exit codes as `stoic run`). A proposal no run made is refused with --continue, before
+    anything is recorded."""
+    if and_continue:
+        _approve_and_continue(ctx, proposal_id, reason, human_actor(as_name), workers, as_json)
+        return
+    if as_json:
+        with open_workspace(ctx) as workspace:
+            decided = queue_service.decide(
+                workspace, proposal_id, "approved", by=human_actor(as_name), reason=reason
+            )
+        _print(decided, True)
+        return
     _decide(ctx, proposal_id, "approved", human_actor(as_name), reason)
+
+
+def _approve_and_continue(
+    ctx: typer.Context,
+    proposal_id: str,
+    reason: str | None,
+    actor: str,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    from stoic.cli.run_commands import confine, live_reporter, run_outcome
+    from stoic.services import runs
+
+    with open_workspace(ctx) as workspace:
+        done = runs.approve_and_continue(
+            workspace,
+            proposal_id,
+            by=actor,
+            reason=reason,
+            workers=workers,
+            reporter=runs.Silent() if as_json else live_reporter(),
+            before_start=lambda policy: confine(ctx, policy),
+        )
+    if as_json:
+        document = {
+            "proposal_id": done.proposal.id,
+            "proposal_status": done.proposal.status.value,
+            **run_outcome(done.report),
+        }
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        echo(f"{done.proposal.id} is {done.proposal.status.value}.")
+    raise typer.Exit(done.report.exit_code)
 
 
 def reject(

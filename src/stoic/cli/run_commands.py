@@ -1,9 +1,9 @@
-"""Run commands: `stoic run`, `stoic continue`, and `stoic status RUN_ID`."""
+"""Run commands: `stoic run`, `stoic continue`, `stoic retry`, and `stoic status RUN_ID`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -16,8 +16,16 @@ from stoic.core import next_steps
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
     from stoic.run.reporting import Reporter
+    from stoic.run.run_end import RunReport
 
-__all__ = ["confine_to_workspace_policy", "register", "show_run_status"]
+__all__ = [
+    "confine",
+    "confine_to_workspace_policy",
+    "live_reporter",
+    "register",
+    "run_outcome",
+    "show_run_status",
+]
 
 
 Workers = Annotated[
@@ -39,6 +47,16 @@ def _confine(ctx: typer.Context, policy: Policy) -> None:
         from stoic.run.environment import confine
 
         confine(policy)
+
+
+def live_reporter() -> Reporter:
+    """What a command that runs a run shows: a live view on a terminal, else plain lines."""
+    return _reporter()
+
+
+def confine(ctx: typer.Context, policy: Policy) -> None:
+    """Re-execute with only what `policy` lets tasks see, for a command that runs a run."""
+    _confine(ctx, policy)
 
 
 def confine_to_workspace_policy(ctx: typer.Context) -> None:
@@ -64,11 +82,24 @@ def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     workers: Workers = None,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve",
+            help="Approve this gated task (approval: required) before the run starts, so it"
+            " runs when reached with no proposal in between (repeatable).",
+        ),
+    ] = None,
+    as_name: Annotated[
+        str | None,
+        typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
+    ] = None,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
     from stoic.services import runs
 
+    actor = human_actor(as_name) if approve else "human:unknown"
     with open_workspace(ctx) as workspace:
         report = runs.start(
             workspace,
@@ -76,6 +107,8 @@ def run(
             workers=workers,
             reporter=_reporter(),
             before_start=lambda policy: _confine(ctx, policy),
+            approve=approve or [],
+            actor=actor,
         )
     raise typer.Exit(report.exit_code)
 
@@ -113,6 +146,77 @@ def continue_(
             before_start=lambda policy: _confine(ctx, policy),
         )
     raise typer.Exit(report.exit_code)
+
+
+def retry(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run.", show_default=False)],
+    tasks: Annotated[
+        list[str], typer.Argument(help="The failed tasks to run again.", show_default=False)
+    ],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why running them again is right (required).")
+    ] = None,
+    as_name: Annotated[
+        str | None,
+        typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
+    ] = None,
+    workers: Workers = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was recorded and how the run ended.")
+    ] = False,
+) -> None:
+    """Run failed tasks again in their run: a person's decision (with its reason) linked to
+    each failed attempt; then the run goes on, and what they blocked runs after them. A retried
+    attempt is a human-approved recovery: if it fails, the failure stands. Exit codes as
+    `stoic run`."""
+    from stoic.services import runs
+
+    actor = human_actor(as_name)
+    with open_workspace(ctx) as workspace:
+        retried = runs.retry(
+            workspace,
+            run_id,
+            tasks,
+            reason=reason,
+            actor=actor,
+            workers=workers,
+            reporter=runs.Silent() if as_json else _reporter(),
+            before_start=lambda policy: _confine(ctx, policy),
+        )
+    report = retried.report
+    recorded = [
+        {
+            "task_id": record.task_id,
+            "decision_id": record.decision_id,
+            "seq": record.seq,
+            "attempt_id": record.attempt_id,
+            "attempt": record.attempt,
+        }
+        for record in retried.records
+    ]
+    if as_json:
+        document = {"retried": recorded, **run_outcome(report)}
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for entry in recorded:
+            echo(f"retry of task {entry['task_id']} by {actor} recorded (#{entry['seq']})")
+    raise typer.Exit(report.exit_code)
+
+
+def run_outcome(report: RunReport) -> dict[str, Any]:
+    """How a run (or this stretch of it) ended, for `--json`: its status, exit code, each
+    task's state, and the escalations its waiting tasks wait on."""
+    return {
+        "run_id": report.run_id,
+        "status": str(report.status),
+        "exit_code": report.exit_code,
+        "tasks": {t: report.view.task(t).state.value for t in report.plan.graph.ids},
+        "awaiting_human": [
+            {"task_id": t, "escalation_id": report.view.task(t).escalation_id}
+            for t in report.analysis.awaiting_human
+        ],
+    }
 
 
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
@@ -211,4 +315,5 @@ def _timeline_line(entry: dict[str, object]) -> str:
 def register(app: typer.Typer) -> None:
     app.command()(run)
     app.command("continue")(continue_)
+    app.command()(retry)
     app.command()(timeline)

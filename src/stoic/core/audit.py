@@ -55,6 +55,7 @@ class ViolationCode(StrEnum):
     RECOVERY_OF_RECOVERY = "recovery_of_recovery"  # a failed approved recovery was recovered
     SECOND_AUTOMATIC_RETRY = "second_automatic_retry"  # more than one automatic retry
     EXECUTION_AFTER_HALT = "execution_after_halt"  # ran after a policy/budget halt, no decision
+    RETRY_UNFOUNDED = "retry_unfounded"  # a retry not a person's, or not of the failed attempt
     START_AFTER_PAUSE = "start_after_pause"  # a task started while the workspace was paused
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task

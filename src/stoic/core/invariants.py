@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from stoic.core.audit import Violation, ViolationCode
-from stoic.core.graph import TaskGraph, TaskState, analyse_states
+from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
+from stoic.core.retry import is_retry
 from stoic.core.task_states import EVALUATION_MOVES, EXECUTION_MOVES, advance, event_of
 from stoic.core.timeline import customer_view, mechanics_in
 
@@ -33,6 +34,8 @@ class _Task:
     """seq of a failure still waiting for its evaluation"""
     failed_kind: str = "first"
     """attempt kind of the last failed attempt"""
+    failed_attempt_id: str | None = None
+    """attempt_id of the last failed attempt: a person's retry must name it"""
     halted: bool = False
     """the last failure was a policy or budget halt"""
     retry_allowed: bool = False
@@ -79,7 +82,17 @@ class InvariantChecker:
                 continue
             if kind == "run_lifecycle":
                 if outcome in _RUN_ENDS and run_id in self.runs:
-                    self._check_customer_view(record, self.runs.pop(run_id))
+                    ended = self.runs.pop(run_id)
+                    self._check_customer_view(record, ended)
+                    # A run's end is not final: a person may retry or approve what did not
+                    # succeed, and what runs then is held to the same rules.
+                    open_tasks = {
+                        t: v
+                        for t, v in ended.items()
+                        if v.state not in DONE_STATES and v.unevaluated is None
+                    }
+                    if open_tasks:
+                        self.runs[run_id] = open_tasks
                 continue
             task_id = record.get("task_id")
             if task_id is None or kind not in _TASK_TYPES:
@@ -97,6 +110,8 @@ class InvariantChecker:
             else:
                 if kind == "escalation":
                     self._escalation(task, record, outcome)
+                elif is_retry(record):
+                    self._retry(task, record)
                 elif outcome == "approved":
                     task.approved = True
                 _move(task, record)
@@ -114,6 +129,33 @@ class InvariantChecker:
                 f" was decided from inside task {where.get('task_id', '?')} of run"
                 f" {where.get('run_id', '?')}: a task cannot decide as a person",
             )
+
+    def _retry(self, task: _Task, record: Mapping[str, Any]) -> None:
+        """A person's retry lets its task run again only when it is a person's, made outside
+        any task, about the task's last failed attempt, after that failure's evaluation."""
+        details = record.get("details")
+        problem = None
+        if task.state is not TaskState.FAILED or task.unevaluated is not None:
+            problem = f"the task is {task.state.value}, not a failure that stands"
+        elif record.get("attempt_id") != task.failed_attempt_id:
+            problem = (
+                f"it names attempt {record.get('attempt_id')!r}, not the failed attempt"
+                f" {task.failed_attempt_id!r}"
+            )
+        elif record.get("decision_source") != "human" or not str(
+            record.get("actor", "")
+        ).startswith("human:"):
+            problem = f"it was decided by {record.get('actor')}, not a person"
+        elif isinstance(details, Mapping) and details.get("from_task") is not None:
+            problem = "it was decided from inside a task"
+        if problem is None:
+            task.approved = True
+            return
+        self._flag(
+            ViolationCode.RETRY_UNFOUNDED,
+            record,
+            f"the retry of task {record['task_id']} lets nothing run: {problem}",
+        )
 
     @staticmethod
     def _escalation(task: _Task, record: Mapping[str, Any], outcome: str) -> None:
@@ -173,6 +215,7 @@ class InvariantChecker:
                 )
             task.unevaluated = seq
             task.halted = outcome == "halted"
+            task.failed_attempt_id = record.get("attempt_id")
             task.failed_kind = (task.attempt_kinds or {}).get(attempt, "first")
             if outcome == "halted":
                 task.started = True  # a halted attempt counts: what follows needs a decision

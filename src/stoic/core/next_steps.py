@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "NextStep",
     "answer_escalation",
+    "approve",
     "audit",
     "continue_run",
     "execute",
@@ -20,6 +21,7 @@ __all__ = [
     "plan_schema",
     "propose",
     "resume",
+    "retry",
     "rollback",
     "run",
     "show_proposal",
@@ -67,6 +69,17 @@ def run(plan_file: str | None = None) -> NextStep:
 def continue_run(run_id: str | None = None) -> NextStep:
     """Continue a run (`run_id` may be a placeholder such as RUN_ID)."""
     return NextStep(("continue",), () if run_id is None else (run_id,))
+
+
+def retry(run_id: str, task_id: str, *, reason: str = "WHY") -> NextStep:
+    """Run a failed task again in its run, a person's decision with its reason (shown in
+    double quotes, as a shell needs it)."""
+    return NextStep(("retry",), (run_id, task_id, "--reason", f'"{reason}"'))
+
+
+def approve(proposal_id: str, *, continue_run: bool = False) -> NextStep:
+    """Approve a pending proposal; with `continue_run`, continue the run it belongs to."""
+    return NextStep(("approve",), (proposal_id, "--continue") if continue_run else (proposal_id,))
 
 
 def init(path: str) -> NextStep:

@@ -211,7 +211,9 @@ class RunFolder:
             # An open escalation still holds the task; the approval counts once it is answered.
             task.suggestion = None
             task.approved_by = record["actor"]
-            if record["decision_inputs"].get("kind", "recovery") == "recovery":
+            kind = record["decision_inputs"].get("kind", "recovery")
+            if kind == "recovery" or (kind == "retry" and task.attempts > 0):
+                # A person's retry of a failed attempt is a human-approved recovery (DESIGN §7).
                 task.next_attempt_kind = AttemptKind.APPROVED_RECOVERY
                 task.recovery_applied = True
         elif event is TaskEvent.REJECTED:

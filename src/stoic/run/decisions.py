@@ -7,11 +7,13 @@ from typing import Any
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.records import Decision
 from stoic.core.recovery import AttemptKind, RecoveryDecision
+from stoic.core.retry import RETRY_KIND
 from stoic.core.verification import VerificationOutcome, VerificationStatus
 from stoic.run.attempt import Attempt, AttemptResult
 
 __all__ = [
     "ACTOR",
+    "advance_approval_decision",
     "approval_decision",
     "approval_needed_decision",
     "end_decision",
@@ -19,6 +21,7 @@ __all__ = [
     "guard_decisions",
     "interrupted_decision",
     "request_id",
+    "retry_decision",
     "start_decision",
     "verification_decision",
 ]
@@ -259,6 +262,64 @@ def approval_decision(
         request_id=request_id(run_id, task_id),
         task_id=task_id,
         details={"suggestion": suggestion} if suggestion else {},
+    )
+
+
+def retry_decision(
+    run_id: str,
+    task_id: str,
+    actor: str,
+    reason: str,
+    *,
+    attempt: int,
+    attempt_id: str | None,
+    failure_kind: str | None,
+) -> Decision:
+    """A person runs a failed task again in its run: linked to the failed attempt, whose
+    failure stood; the attempt it allows is a human-approved recovery (DESIGN §7)."""
+    inputs: dict[str, Any] = {
+        "kind": RETRY_KIND,
+        "recovery_approved_by": actor,
+        "failed_attempt": attempt,
+        "failure_kind": failure_kind,
+    }
+    return Decision(
+        decision_type="proposal",
+        decision_outcome="approved",
+        decision_reason=(
+            f"{actor} decided to run task {task_id} again in run {run_id} after attempt"
+            f" {attempt} failed: {reason}"
+        ),
+        actor=actor,
+        decision_source="human",
+        decision_trigger="explicit",
+        decision_inputs=inputs,
+        causal_role="post_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        attempt_id=attempt_id,
+        attempt=attempt if attempt > 0 else None,
+        details={"reason": reason},
+    )
+
+
+def advance_approval_decision(run_id: str, task_id: str, actor: str, command: str) -> Decision:
+    """A person approves a gated task's start before the run reaches it (`stoic run --approve`):
+    the task then starts without a proposal, its start record naming who approved."""
+    return Decision(
+        decision_type="proposal",
+        decision_outcome="approved",
+        decision_reason=f"{actor} approved starting task {task_id} before the run reached it.",
+        actor=actor,
+        decision_source="human",
+        decision_trigger="explicit",
+        decision_inputs={"approved_by": actor, "kind": "start", "command": command},
+        causal_role="pre_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        details={"in_advance": True},
     )
 
 

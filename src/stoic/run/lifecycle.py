@@ -15,13 +15,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
 
 from stoic.core.graph import TaskState
-from stoic.core.policy import Policy
+from stoic.core.policy import Policy, approval_rule
+from stoic.core.records import Record
+from stoic.core.retry import retry_refusal
 from stoic.core.run_state import RunFolder, RunView
+from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
-from stoic.run.guard import run_policy
+from stoic.run.guard import describe_command, run_policy
 from stoic.run.reporting import Reporter
 from stoic.run.run_end import RunReport
 from stoic.run.run_files import RunFiles
@@ -41,10 +44,12 @@ __all__ = [
     "load_run_folder",
     "new_run_id",
     "plan_policy",
+    "retry_run",
     "run_files",
     "runnable_errors",
     "runner_working",
     "start_run",
+    "unapprovable",
 ]
 
 
@@ -80,14 +85,46 @@ def plan_policy(workspace: Workspace, plan: Plan) -> Policy:
     return run_policy(workspace_policy(workspace.settings), plan.document.meta.policy)
 
 
+def unapprovable(workspace: Workspace, plan: Plan, task_id: str) -> str | None:
+    """Why `task_id` cannot be approved before a run of `plan` reaches it, or None: it must be
+    a task of the plan that waits for approval (`approval: required` or the policy's
+    `require_approval`)."""
+    specs = {spec.id: spec for spec in plan.tasks}
+    spec = specs.get(task_id)
+    if spec is None:
+        guess = closest(task_id, specs)
+        hint = f" (did you mean {guess!r}?)" if guess else ""
+        return f"plan {plan.name} has no task {task_id!r} to approve{hint}"
+    policy, role_of = plan_policy(workspace, plan), agent_setup(workspace).role_of
+    if approval_rule(policy, spec.id, role_of(spec), spec.approval) is None:
+        gated = [t.id for t in plan.tasks if approval_rule(policy, t.id, role_of(t), t.approval)]
+        hint = f"tasks that wait for approval: {', '.join(gated)}" if gated else "none does"
+        return (
+            f"task {task_id!r} of plan {plan.name} needs no approval: it is not marked"
+            f" approval: required and no require_approval rule names it ({hint})"
+        )
+    return None
+
+
 def start_run(
-    workspace: Workspace, plan: Plan, *, workers: int | None, reporter: Reporter
+    workspace: Workspace,
+    plan: Plan,
+    *,
+    workers: int | None,
+    reporter: Reporter,
+    approve: Sequence[str] = (),
+    actor: str = "human:unknown",
 ) -> RunReport:
-    """Create a run of `plan` and run it until nothing more can happen without a person."""
+    """Create a run of `plan` and run it until nothing more can happen without a person; the
+    gated tasks named in `approve` are approved by `actor` before the first start."""
     resolve_task_user(workspace.settings.runner.task_user)  # refused before anything happens
     errors = runnable_errors(plan, agent_setup(workspace))
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
+    for task_id in approve:
+        refusal = unapprovable(workspace, plan, task_id)
+        if refusal is not None:
+            raise UsageError(refusal)
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
     _make_run_folder(files)
@@ -113,6 +150,13 @@ def start_run(
         )
         folder = RunFolder(run_id)
         folder.feed(record._asdict())
+        specs = {spec.id: spec for spec in plan.tasks}
+        approvals = [
+            made.advance_approval_decision(run_id, task_id, actor, describe_command(specs[task_id]))
+            for task_id in dict.fromkeys(approve)
+        ]
+        for stored in workspace.record_many(approvals) if approvals else ():
+            folder.feed(stored._asdict())
         return Runner(workspace, plan, files, folder, workers, reporter).execute()
 
 
@@ -239,6 +283,59 @@ def continue_run(
         runner.settle_the_past(approve, actor)
         ended = runner.already_ended(settled_from)
         return ended if ended is not None else runner.execute()
+
+
+def retry_run(
+    workspace: Workspace,
+    run_id: str,
+    tasks: Sequence[str],
+    *,
+    reason: str,
+    actor: str,
+    workers: int | None,
+    reporter: Reporter,
+) -> tuple[list[Record], RunReport]:
+    """A person runs failed tasks again in their run: what a previous runner left is settled,
+    each retry is recorded (linked to the task's failed attempt), then the run goes on.
+
+    Every task is checked under the run's lock, against the log as it is then, before anything
+    is recorded; one that cannot be retried refuses the whole retry.
+    """
+    files = run_files(workspace, run_id)
+    if not files.plan_copy.is_file():
+        raise _no_run(workspace, run_id)
+    resolve_task_user(workspace.settings.runner.task_user)
+    with _run_lock(files):
+        plan, folder, files = load_run_folder(workspace, run_id)
+        view = folder.view(shared=True)
+        analysis = view.analyse(plan.graph)
+        for task_id in tasks:
+            refusal = retry_refusal(run_id, task_id, plan.graph.ids, view, analysis)
+            if refusal is not None:
+                raise UsageError(refusal)
+        retries = []
+        for task_id in dict.fromkeys(tasks):
+            task = view.task(task_id)
+            failure = task.failure or {}
+            retries.append(
+                made.retry_decision(
+                    run_id,
+                    task_id,
+                    actor,
+                    reason,
+                    attempt=task.attempts,
+                    attempt_id=task.last_attempt_id if task.attempts > 0 else None,
+                    failure_kind=failure.get("failure_kind"),
+                )
+            )
+        runner = Runner(
+            workspace, plan, files, folder, workers or workspace.settings.runner.workers, reporter
+        )
+        runner.settle_the_past((), actor)
+        recorded = workspace.record_many(retries)
+        for stored in recorded:
+            folder.feed(stored._asdict())
+        return recorded, runner.execute()
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stoic.core import next_steps
 from stoic.core.graph import RunStatus
+from stoic.core.retry import retry_refusal
 from stoic.core.run_document import state_document
 from stoic.core.timeline import (
     customer_view,
@@ -24,7 +25,7 @@ from stoic.core.timeline import (
     run_reconciliation,
     shown_status,
 )
-from stoic.exceptions import WaitTimedOut
+from stoic.exceptions import ActingAsPerson, UsageError, WaitTimedOut
 from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.run.agents import AgentSetup, agents_of, default_setup
@@ -33,26 +34,36 @@ from stoic.run.lifecycle import (
     load_run,
     load_run_folder,
     plan_policy,
+    retry_run,
     runner_working,
     start_run,
+    unapprovable,
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
+from stoic.services import queue
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import load_settings
+from stoic.store.provenance import current_task
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
+    from stoic.core.proposals import Proposal
+    from stoic.core.records import Record
     from stoic.core.run_state import RunFolder, RunView
     from stoic.plan.loader import Plan
     from stoic.run.reporting import Reporter
     from stoic.store.workspace import Workspace
 
 __all__ = [
+    "Approved",
+    "Retried",
     "RunStatusReport",
     "RunTimeline",
     "Silent",
+    "approve_and_continue",
     "check",
     "continue_",
+    "retry",
     "start",
     "status",
     "timeline",
@@ -103,14 +114,29 @@ def start(
     workers: int | None = None,
     reporter: Reporter | None = None,
     before_start: BeforeStart | None = None,
+    approve: Sequence[str] = (),
+    actor: str = "human:unknown",
 ) -> RunReport:
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
-    a person; an invalid plan raises `PlanInvalid` and records nothing."""
+    a person; an invalid plan raises `PlanInvalid` and records nothing. The gated tasks named
+    in `approve` are approved by `actor` before the first start: they run when the run
+    reaches them, with no proposal in between."""
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
+    for task_id in approve:
+        refusal = unapprovable(workspace, plan, task_id)
+        if refusal is not None:
+            raise UsageError(refusal)
     if before_start is not None:
         before_start(plan_policy(workspace, plan))
-    return start_run(workspace, plan, workers=workers, reporter=reporter or Silent())
+    return start_run(
+        workspace,
+        plan,
+        workers=workers,
+        reporter=reporter or Silent(),
+        approve=approve,
+        actor=actor,
+    )
 
 
 def continue_(
@@ -138,6 +164,113 @@ def continue_(
         approve=approve,
         actor=actor,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A person's retries, as recorded, and how the run went on after them."""
+
+    records: tuple[Record, ...]
+    """One `proposal/approved` (kind `retry`) record per retried task."""
+    report: RunReport
+
+
+def retry(
+    workspace: Workspace,
+    run_id: str,
+    tasks: Sequence[str],
+    *,
+    reason: str | None,
+    actor: str,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+    before_start: BeforeStart | None = None,
+) -> Retried:
+    """Run failed tasks of a run again, in that run (`stoic retry`): `actor`'s decision, with
+    its reason, recorded per task and linked to its failed attempt; the run then goes on, and
+    what the tasks blocked runs after them. Each new attempt is a human-approved recovery: if
+    it fails, the failure stands (R3, loop prevention).
+
+    Refused, before anything is recorded: no reason, no tasks, a paused workspace, an unknown
+    run or task, a task that did not fail (succeeded, skipped, pending, blocked, waiting for a
+    person), a run a runner is at right now."""
+    if reason is None or not reason.strip():
+        raise UsageError(
+            "a retry is a person's decision and needs its reason: say why running the task"
+            f" again is right ({next_steps.retry(run_id, tasks[0] if tasks else 'TASK')})"
+        )
+    if not tasks:
+        raise UsageError(f"name the failed task to retry ({next_steps.retry(run_id, 'TASK')})")
+    inside = current_task()
+    if inside is not None:
+        raise ActingAsPerson(
+            f"refused: a retry is a person's decision, and this process runs {inside.describe()};"
+            " a task cannot act as a person (a person retries from their own shell)"
+        )
+    if not actor.startswith("human:") or actor == "human:":
+        raise UsageError(f"a retry is a person's decision: actor {actor!r} is not human:NAME")
+    refuse_if_paused(workspace, next_steps.retry(run_id, tasks[0], reason=reason.strip()))
+    plan, view, _ = load_run(workspace, run_id)
+    analysis = view.analyse(plan.graph)
+    for task_id in tasks:
+        refusal = retry_refusal(run_id, task_id, plan.graph.ids, view, analysis)
+        if refusal is not None:
+            raise UsageError(refusal)
+    if before_start is not None:
+        before_start(plan_policy(workspace, plan))
+    records, report = retry_run(
+        workspace,
+        run_id,
+        tasks,
+        reason=reason.strip(),
+        actor=actor,
+        workers=workers,
+        reporter=reporter or Silent(),
+    )
+    return Retried(tuple(records), report)
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """A proposal approved, and how the run it belongs to went on after it."""
+
+    proposal: Proposal
+    report: RunReport
+
+
+def approve_and_continue(
+    workspace: Workspace,
+    proposal_id: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+    before_start: BeforeStart | None = None,
+) -> Approved:
+    """Approve a pending proposal a run's task made and continue that run (`stoic approve ID
+    --continue`). A proposal that belongs to no run, a paused workspace or a run a runner is
+    at right now is refused before the approval is recorded."""
+    proposal = queue.get(workspace, proposal_id)
+    run_id = proposal.run_id
+    if run_id is None:
+        raise UsageError(
+            f"{proposal_id} belongs to no run (no run's task made it), so there is no run to"
+            f" continue; approve it alone: {next_steps.approve(proposal_id)}"
+        )
+    refuse_if_paused(workspace, next_steps.approve(proposal_id, continue_run=True))
+    plan, _, files = load_run(workspace, run_id)
+    if runner_working(files):
+        raise UsageError(
+            f"run {run_id} of {proposal_id} is running right now; approve it alone"
+            f" ({next_steps.approve(proposal_id)}) and {next_steps.continue_run(run_id)} once"
+            " its runner has stopped"
+        )
+    if before_start is not None:
+        before_start(plan_policy(workspace, plan))
+    approved = queue.decide(workspace, proposal_id, "approved", by=by, reason=reason)
+    report = continue_(workspace, run_id, workers=workers, reporter=reporter, actor=by)
+    return Approved(approved, report)
 
 
 @dataclass(frozen=True, slots=True)

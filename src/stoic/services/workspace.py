@@ -1,6 +1,6 @@
 """The workspace that services and interfaces open: the store, with notices delivered, the
 review queue's use cases (`propose`, `approve`, `reject`, `defer`) and the runs of plans
-(`run`, `continue_run`, `run_status`, `wait`) as methods."""
+(`run`, `continue_run`, `retry`, `run_status`, `wait`) as methods."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from stoic.core.proposals import Proposal
     from stoic.run.reporting import Reporter
     from stoic.run.run_end import RunReport
-    from stoic.services.runs import RunStatusReport
+    from stoic.services.runs import Retried, RunStatusReport
 
 __all__ = ["Workspace"]
 
@@ -110,6 +110,25 @@ class Workspace(StoreWorkspace):
 
         return runs.continue_(
             self, run_id, workers=workers, reporter=reporter, approve=approve, actor=actor
+        )
+
+    def retry(
+        self,
+        run_id: str,
+        tasks: Sequence[str],
+        *,
+        reason: str,
+        actor: str,
+        workers: int | None = None,
+        reporter: Reporter | None = None,
+    ) -> Retried:
+        """Run failed tasks of a run again in that run, a person's decision with its reason
+        (`stoic retry`); returns the retry records and the run's report. A retried attempt
+        that fails again stands (R3)."""
+        from stoic.services import runs
+
+        return runs.retry(
+            self, run_id, tasks, reason=reason, actor=actor, workers=workers, reporter=reporter
         )
 
     def run_status(self, run_id: str) -> RunStatusReport:
