@@ -118,3 +118,13 @@ def test_importing_what_a_task_uses_loads_no_part_of_the_control_plane() -> None
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["[]", "stoic.services.workspace"]
+
+
+def test_the_workspace_retries_a_failed_task_as_stoic_retry_does() -> None:
+    import inspect
+
+    parameters = inspect.signature(stoic.Workspace.retry).parameters
+    assert list(parameters)[:3] == ["self", "run_id", "tasks"]
+    keyword_only = [p.name for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert keyword_only == ["reason", "actor", "workers", "reporter"]
+    assert all(parameters[name].default is inspect.Parameter.empty for name in ("reason", "actor"))

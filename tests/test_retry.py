@@ -52,6 +52,7 @@ def test_a_non_idempotent_task_cut_by_ctrl_c_runs_again_in_its_run_after_a_retry
     # Without a person's decision it can never run again: its side effects are unknown.
     continued = run_stoic_process("-w", str(ws_path), "continue", run_id)
     assert continued.returncode == 1, continued.stdout + continued.stderr
+    assert f'`stoic retry {run_id} charge --reason "WHY"`' in continued.stdout
     assert (tmp_path / "ran").read_text().count("ran") == 1
     (skipped,) = of_type(ws_path, "recovery_evaluation", "recovery_skipped")
     assert "non-idempotent" in str(skipped["decision_reason"])
@@ -365,3 +366,26 @@ def test_the_audit_accepts_a_persons_retry_and_nothing_else(
     }
     found = audit_codes(ws_path, [*decisions, started])
     assert found == expected, name
+
+
+def test_a_task_that_runs_stoic_retry_is_refused_as_a_person(tmp_path: Path, ws_path: Path) -> None:
+    # A real task of a real run tries to retry a failed task of its own run.
+    plan = write_plan(
+        tmp_path,
+        f"""
+tasks:
+  - id: broken
+    run: ["false"]
+  - id: sneaky
+    run: ["sh", "-c", '"$0" -w "$1" retry "$STOIC_RUN_ID" broken --reason x', "{STOIC_BIN}",
+          "{ws_path}"]
+""",
+    )
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 1
+    run_id = only_run(ws_path)
+    (ended,) = [r for r in of_type(ws_path, "execution", "failed") if r["task_id"] == "sneaky"]
+    assert ended["decision_inputs"]["exit_code"] == 2
+    log = (ws_path / "runs" / run_id / "tasks" / "sneaky" / "attempt-1.log").read_text()
+    assert "a task cannot decide as a person" in log
+    assert not of_type(ws_path, "proposal", "approved")
+    assert_audit_clean(ws_path)

@@ -228,4 +228,7 @@ def _verdict(report: RunReport) -> str:
         lines.append(f"  {task_id} failed")
     for task_id, roots in analysis.blocked.items():
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
+    if analysis.failed:
+        again = next_steps.retry(report.run_id, analysis.failed[0])
+        lines.append(f"A person can run a failed task again in this run: {again}")
     return "\n".join(lines)
