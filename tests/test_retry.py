@@ -235,7 +235,8 @@ def test_a_pending_task_is_not_a_failure_to_retry(tmp_path: Path, ws_path: Path)
     run_id = only_run(ws_path)
     said = _refused(ws_path, run_id, "gate", "--reason", "r")
     assert "did not fail: it is suspended, waiting for its proposal" in said
-    assert "`stoic approve PROPOSAL_ID --continue`" in said
+    (created,) = of_type(ws_path, "proposal", "created")
+    assert f"`stoic approve {created['proposal_id']} --continue`" in said
     assert "did not fail: it is pending and has not run yet" in _refused(
         ws_path, run_id, "next", "--reason", "r"
     )
@@ -389,3 +390,20 @@ tasks:
     assert "a task cannot decide as a person" in log
     assert not of_type(ws_path, "proposal", "approved")
     assert_audit_clean(ws_path)
+
+
+def test_a_task_that_is_running_is_not_a_failure_to_retry(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, CUT)
+    runner = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: (tmp_path / "slow.pid").is_file())
+        said = _refused(ws_path, only_run(ws_path), "charge", "--reason", "r")
+        assert "did not fail: it is running right now" in said
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.communicate(timeout=30)

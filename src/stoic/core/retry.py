@@ -37,15 +37,27 @@ def is_retry(record: Mapping[str, Any]) -> bool:
 
 
 def retry_refusal(
-    run_id: str, task_id: str, ids: tuple[str, ...], view: RunView, analysis: Analysis
+    run_id: str,
+    task_id: str,
+    ids: tuple[str, ...],
+    view: RunView,
+    analysis: Analysis,
+    *,
+    runner_working: bool = False,
+    proposals: Mapping[str, str] | None = None,
 ) -> str | None:
-    """Why `task_id` of the run cannot be retried now, in one line; None when it can."""
+    """Why `task_id` of the run cannot be retried now, in one line; None when it can.
+
+    `runner_working`: a runner holds the run now; `proposals`: the pending proposal of each
+    task of the run that has one, so a refusal can name the decision the task waits for."""
     if task_id not in ids:
         guess = closest(task_id, ids)
         hint = f" (did you mean {guess!r}?)" if guess else f" (its tasks: {', '.join(ids[:8])})"
         return f"run {run_id} has no task {task_id!r}{hint}"
     task = view.task(task_id)
     where = f"task {task_id} of run {run_id}"
+    if task.open_attempt is not None and runner_working:
+        return f"{where} did not fail: it is running right now"
     if task.open_attempt is not None or task.awaiting_evaluation:
         return (
             f"{where} has an attempt whose end or evaluation is not on record yet;"
@@ -64,9 +76,10 @@ def retry_refusal(
                 f"{where} did not fail: it waits for the answer to {task.escalation_id}"
                 f" ({next_steps.answer_escalation(task.escalation_id, 'DECISION')})"
             )
+        proposal = (proposals or {}).get(task_id, "PROPOSAL_ID")
         return (
             f"{where} did not fail: it is suspended, waiting for its proposal to be decided"
-            f" ({next_steps.approve('PROPOSAL_ID', continue_run=True)})"
+            f" ({next_steps.approve(proposal, continue_run=True)})"
         )
     roots = analysis.blocked.get(task_id)
     if roots:

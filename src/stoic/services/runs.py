@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stoic.core import next_steps
 from stoic.core.graph import RunStatus
+from stoic.core.proposals import ProposalStatus
 from stoic.core.retry import retry_refusal
 from stoic.core.run_document import state_document
 from stoic.core.timeline import (
@@ -210,12 +211,31 @@ def retry(
     if not actor.startswith("human:") or actor == "human:":
         raise UsageError(f"a retry is a person's decision: actor {actor!r} is not human:NAME")
     refuse_if_paused(workspace, next_steps.retry(run_id, tasks[0], reason=reason.strip()))
-    plan, view, _ = load_run(workspace, run_id)
+    plan, view, files = load_run(workspace, run_id)
     analysis = view.analyse(plan.graph)
+    waiting = {
+        str(p.task_id): p.id
+        for p in queue.list_proposals(workspace, ProposalStatus.PENDING)
+        if p.run_id == run_id and p.task_id is not None
+    }
+    working = runner_working(files)
     for task_id in tasks:
-        refusal = retry_refusal(run_id, task_id, plan.graph.ids, view, analysis)
+        refusal = retry_refusal(
+            run_id,
+            task_id,
+            plan.graph.ids,
+            view,
+            analysis,
+            runner_working=working,
+            proposals=waiting,
+        )
         if refusal is not None:
             raise UsageError(refusal)
+    if working:
+        raise UsageError(
+            f"run {run_id} is running right now; retry its failed tasks once its runner has"
+            f" stopped ({next_steps.retry(run_id, tasks[0], reason=reason.strip())})"
+        )
     if before_start is not None:
         before_start(plan_policy(workspace, plan))
     records, report = retry_run(
