@@ -50,3 +50,19 @@ def test_install_completion_writes_the_script_where_the_shell_reads_it(tmp_path:
     script = tmp_path / ".bash_completions" / "stoic.sh"
     assert "_stoic_completion" in script.read_text()
     assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+
+
+def test_a_completion_option_without_a_shell_is_completed_only_before_the_command() -> None:
+    from stoic.cli.completion import DETECT, prepare
+
+    assert prepare(["--show-completion"]) == ["--show-completion", DETECT]
+    assert prepare(["-w", "ws", "--install-completion", "--debug"]) == [
+        "-w",
+        "ws",
+        "--install-completion",
+        DETECT,
+        "--debug",
+    ]
+    assert prepare(["--show-completion", "fish"]) == ["--show-completion", "fish"]
+    as_text = ["propose", "--title", "--show-completion"]  # a title, not an option of stoic's
+    assert prepare(as_text) == as_text
