@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from stoic import __version__
+from stoic.cli import completion
 from stoic.cli.context import CliState
 from stoic.cli.render import echo
 from stoic.core.text import shortened
@@ -29,7 +30,7 @@ app = typer.Typer(
     name="stoic",
     help="A control plane for autonomous work that stays honest when things go wrong.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # stoic.cli.completion: a named shell is used as named
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -61,9 +62,33 @@ def root(
             "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            metavar="[SHELL]",
+            callback=completion.show_completion,
+            is_eager=True,
+            help=f"Print the shell completion script ({', '.join(completion.SHELLS)}; default:"
+            " the shell this runs under) and exit.",
+            show_default=False,
+        ),
+    ] = None,
+    install_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--install-completion",
+            metavar="[SHELL]",
+            callback=completion.install_completion,
+            is_eager=True,
+            help="Install shell completion for SHELL (default: the shell this runs under) and"
+            " exit.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """A control plane for autonomous work that stays honest when things go wrong."""
-    del version
+    del version, show_completion, install_completion
     ctx.obj = CliState(
         workspace=workspace if workspace is not None else DEFAULT_WORKSPACE,
         workspace_given=workspace is not None,
@@ -99,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `stoic` console script; returns the exit code."""
     global _own_process
     _own_process = argv is None
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = completion.prepare(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     unreadable = _unreadable_argument(args)
     if unreadable is not None:

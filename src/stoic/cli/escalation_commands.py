@@ -50,7 +50,12 @@ def escalate(
     result_file = os.environ.get("STOIC_RESULT")
     if run is None and result_file:
         escalations_service.request_from_task(Path(result_file), request)
-        echo(f"escalation requested for task {os.environ.get('STOIC_TASK_ID', '?')}")
+        task_id = os.environ.get("STOIC_TASK_ID")
+        if as_json:  # nothing is recorded yet: the run raises it when the task ends
+            document = {"requested": True, "task_id": task_id, "mode": request.mode.value}
+            echo_json(orjson.dumps(document).decode())
+            return
+        echo(f"escalation requested for task {task_id or '?'}")
         return
     actor = proposer_actor(as_name)
     with open_workspace(ctx) as workspace:
@@ -168,6 +173,7 @@ def incident_report(
         str | None, typer.Option("--track", help="next-cycle or hotfix (else you are asked).")
     ] = None,
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Report a production incident: without --track an escalation asks which track; hotfix
     writes a plan (reproduce → fix → verify → deploy → sign-off); next-cycle records it."""
@@ -175,6 +181,15 @@ def incident_report(
         reported = trust.report_incident(
             workspace, description, track=track, actor=human_actor(as_name)
         )
+    if as_json:
+        document = {
+            "escalation_id": reported.escalation.id,
+            "track": track,
+            "track_done": reported.track_done,
+            "escalation": reported.escalation.to_json(),
+        }
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
     echo(reported.escalation.id)
     echo(reported.track_done or f"briefing: escalations/{reported.escalation.id}.md (which track?)")
 

@@ -35,11 +35,22 @@ def init(
         Path | None,
         typer.Argument(help="Where to create the workspace (default: the --workspace folder)."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the workspace and settings paths as JSON.")
+    ] = False,
 ) -> None:
     """Create a workspace: folders, an empty decision log, and a commented stoic.toml."""
     target = directory if directory is not None else cli_state(ctx).workspace
     workspace = Workspace.init(target)
     workspace.close()
+    if as_json:
+        document = {
+            "workspace": str(workspace.root),
+            "settings": str(workspace.root / "stoic.toml"),
+            "log": str(workspace.log.path),
+        }
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
     echo(f"Created a stoic workspace at {workspace.root}")
     echo(f"Settings: {workspace.root / 'stoic.toml'} (every setting shows its default)")
 

@@ -65,8 +65,13 @@ def _print_verdict(verdict: PlanCheck) -> None:
         echo("  No task can run again: every remaining task is blocked by a failed task.")
 
 
-def schema() -> None:
+def schema(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The schema is JSON either way; accepted like elsewhere.")
+    ] = False,
+) -> None:
     """Print the JSON Schema of the plan format, for editors and linters."""
+    del as_json
     document = PlanDocument.model_json_schema(by_alias=True)
     echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 

@@ -170,11 +170,32 @@ def show(
         echo(line)
 
 
+def _recorded(proposal: Proposal, **extra: object) -> None:
+    """What a decision recorded, for a machine: the proposal's id, its status now, the seq of
+    the record that made it so, and the proposal in full."""
+    document = {
+        "proposal_id": proposal.id,
+        "status": proposal.status.value,
+        "seq": proposal.history[-1]["seq"],
+        **extra,
+        "proposal": proposal.to_json(),
+    }
+    echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
 def _decide(
-    ctx: typer.Context, proposal_id: str, outcome: str, actor: str, reason: str | None
+    ctx: typer.Context,
+    proposal_id: str,
+    outcome: str,
+    actor: str,
+    reason: str | None,
+    as_json: bool = False,
 ) -> None:
     with open_workspace(ctx) as workspace:
         proposal = queue_service.decide(workspace, proposal_id, outcome, by=actor, reason=reason)
+    if as_json:
+        _recorded(proposal)
+        return
     echo(f"{proposal.id} is {proposal.status.value}.")
 
 
@@ -202,14 +223,7 @@ def approve(
     if and_continue:
         _approve_and_continue(ctx, proposal_id, reason, human_actor(as_name), workers, as_json)
         return
-    if as_json:
-        with open_workspace(ctx) as workspace:
-            decided = queue_service.decide(
-                workspace, proposal_id, "approved", by=human_actor(as_name), reason=reason
-            )
-        _print(decided, True)
-        return
-    _decide(ctx, proposal_id, "approved", human_actor(as_name), reason)
+    _decide(ctx, proposal_id, "approved", human_actor(as_name), reason, as_json)
 
 
 def _approve_and_continue(
@@ -250,19 +264,24 @@ def reject(
     proposal_id: ProposalId,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (required).")] = None,
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Reject a pending proposal; the reason is required."""
-    _decide(ctx, proposal_id, "rejected", human_actor(as_name), reason)
+    _decide(ctx, proposal_id, "rejected", human_actor(as_name), reason, as_json)
 
 
-def defer(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+def defer(
+    ctx: typer.Context, proposal_id: ProposalId, as_name: As = None, as_json: AsJson = False
+) -> None:
     """Set a pending proposal aside; `stoic undefer` brings it back."""
-    _decide(ctx, proposal_id, "deferred", human_actor(as_name), None)
+    _decide(ctx, proposal_id, "deferred", human_actor(as_name), None, as_json)
 
 
-def undefer(ctx: typer.Context, proposal_id: ProposalId, as_name: As = None) -> None:
+def undefer(
+    ctx: typer.Context, proposal_id: ProposalId, as_name: As = None, as_json: AsJson = False
+) -> None:
     """Bring a deferred proposal back to pending."""
-    _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None)
+    _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None, as_json)
 
 
 def execute(
@@ -274,6 +293,7 @@ def execute(
     ] = None,
     again: Again = False,
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run an approved proposal's command; the result lands in the proposal, the log and
     execution_log.md. Exit 1 when the command fails (and the workspace pauses)."""
@@ -283,22 +303,31 @@ def execute(
         result = queue_service.execute(
             workspace, proposal_id, by=actor, confirmed=confirm == proposal_id, again=again
         )
-    echo(result.output, nl=False)
-    echo(f"{proposal_id} executed: exit {result.exit_code}.")
-    if result.exit_code != 0:
-        raise typer.Exit(1)
+    _print_execution(result, "executed", as_json)
 
 
 def rollback(
-    ctx: typer.Context, proposal_id: ProposalId, again: Again = False, as_name: As = None
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    again: Again = False,
+    as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run an executed proposal's rollback command."""
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
     with open_workspace(ctx) as workspace:
         result = queue_service.rollback(workspace, proposal_id, by=actor, again=again)
-    echo(result.output, nl=False)
-    echo(f"{proposal_id} rolled back: exit {result.exit_code}.")
+    _print_execution(result, "rolled back", as_json)
+
+
+def _print_execution(result: queue_service.ExecutionResult, done: str, as_json: bool) -> None:
+    """The command's output and exit code; exit 1 when it failed."""
+    if as_json:
+        _recorded(result.proposal, exit_code=result.exit_code, output=result.output)
+    else:
+        echo(result.output, nl=False)
+        echo(f"{result.proposal.id} {done}: exit {result.exit_code}.")
     if result.exit_code != 0:
         raise typer.Exit(1)
 

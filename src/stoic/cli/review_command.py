@@ -54,7 +54,11 @@ def review(
 ) -> None:
     """Walk the current batch of pending proposals: each with its title, summary, action,
     reasoning, sources, confidence band and trade-off; approve, reject (with a reason), defer,
-    skip, flag a trust signal, or quit."""
+    skip, flag a trust signal, or quit.
+
+    It has no --json: it is a conversation with a person at a terminal (it times how long each
+    proposal was read). A script decides with `stoic approve`, `reject`, `defer` and `flag`,
+    each with --json, and lists the batch with `stoic queue --json`."""
     with open_workspace(ctx) as workspace:
         session = ReviewSession.start(workspace, human_actor(as_name))
         batch = session.batch()

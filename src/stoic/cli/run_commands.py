@@ -14,6 +14,7 @@ from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
 
 if TYPE_CHECKING:
+    from stoic.cli.render import SafeConsole
     from stoic.core.policy import Policy
     from stoic.run.reporting import Reporter
     from stoic.run.run_end import RunReport
@@ -34,11 +35,39 @@ Workers = Annotated[
 ]
 
 
-def _reporter() -> Reporter:
+AsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the run's final state as one JSON object (the progress lines go to stderr).",
+    ),
+]
+
+
+def _reporter(as_json: bool = False) -> Reporter:
     from stoic.run.reporting import LiveReporter, PlainReporter
 
+    if as_json:
+        return _progress_on_stderr(console_for_output(stderr=True))
     console = console_for_output()
     return LiveReporter(console) if console.is_terminal else PlainReporter(console)
+
+
+def _progress_on_stderr(console: SafeConsole) -> Reporter:
+    """The plain progress lines on stderr and no summary: stdout holds only the JSON."""
+    from stoic.run.reporting import PlainReporter
+
+    class ProgressOnStderr(PlainReporter):
+        def run_ended(self, report: RunReport) -> None:
+            del report  # the JSON document is the summary
+
+    return ProgressOnStderr(console)
+
+
+def _print_run(report: RunReport, as_json: bool) -> None:
+    if as_json:
+        echo_json(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+    raise typer.Exit(report.exit_code)
 
 
 def _confine(ctx: typer.Context, policy: Policy) -> None:
@@ -94,6 +123,7 @@ def run(
         str | None,
         typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
@@ -105,12 +135,12 @@ def run(
             workspace,
             plan,
             workers=workers,
-            reporter=_reporter(),
+            reporter=_reporter(as_json),
             before_start=lambda policy: _confine(ctx, policy),
             approve=approve or [],
             actor=actor,
         )
-    raise typer.Exit(report.exit_code)
+    _print_run(report, as_json)
 
 
 def continue_(
@@ -128,6 +158,7 @@ def continue_(
         str | None,
         typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
@@ -140,12 +171,12 @@ def continue_(
             workspace,
             run_id,
             workers=workers,
-            reporter=_reporter(),
+            reporter=_reporter(as_json),
             approve=approve_suggestion or [],
             actor=actor,
             before_start=lambda policy: _confine(ctx, policy),
         )
-    raise typer.Exit(report.exit_code)
+    _print_run(report, as_json)
 
 
 def retry(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 import typer
 
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
-from stoic.cli.render import echo
+from stoic.cli.render import echo, echo_json
 from stoic.core.pause import READER_SIGNALS
 from stoic.services import trust
 
@@ -18,16 +19,26 @@ As = Annotated[
     str | None,
     typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
 
 
 def stop(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option("--reason", help="Why the workspace is paused.")],
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
     with open_workspace(ctx) as workspace:
-        trust.pause(workspace, reason=reason, actor=human_actor(as_name))
+        recorded = trust.pause(workspace, reason=reason, actor=human_actor(as_name))
+        paused = trust.standing(workspace).status.paused
+    if as_json:  # the pause in force: this one, or the one it found
+        _print_json({"recorded": recorded, "paused": dict(paused) if paused else None})
+        return
     echo(f"Paused: {reason}")
 
 
@@ -44,16 +55,27 @@ def resume_(
         int | None, typer.Option("--batch-size", min=1, help="The smaller batch size.")
     ] = None,
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Resume a paused workspace, naming the recovery procedure that was followed."""
     with open_workspace(ctx) as workspace:
-        trust.resume(
+        record = trust.resume(
             workspace,
             procedure=procedure,
             reason=reason,
             actor=human_actor(as_name),
             batch_size=batch_size,
         )
+    if as_json:
+        _print_json(
+            {
+                "seq": record.seq,
+                "decision_id": record.decision_id,
+                "procedure": procedure,
+                "batch_size": batch_size,
+            }
+        )
+        return
     echo(f"Resumed ({procedure}).")
 
 
@@ -64,10 +86,15 @@ def flag(
     ],
     note: Annotated[str | None, typer.Option("--note", help="What you noticed.")] = None,
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Report a trust signal as a reviewer; three since the last resume pause the workspace."""
     with open_workspace(ctx) as workspace:
         paused = trust.raise_flag(workspace, signal=signal, actor=human_actor(as_name), note=note)
+        flags = trust.standing(workspace).status.flags_since_resume
+    if as_json:
+        _print_json({"signal": signal, "flags_since_resume": flags, "paused": paused})
+        return
     echo("Flag recorded." + (" The workspace is now paused." if paused else ""))
 
 
@@ -75,10 +102,16 @@ def calibrate_(
     ctx: typer.Context,
     note: Annotated[str, typer.Argument(help="What you learned.", show_default=False)],
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Append a calibration note to calibration_log.md (and record it)."""
     with open_workspace(ctx) as workspace:
-        trust.calibrate(workspace, note=note, actor=human_actor(as_name))
+        record = trust.calibrate(workspace, note=note, actor=human_actor(as_name))
+    if as_json:
+        _print_json(
+            {"seq": record.seq, "decision_id": record.decision_id, "file": "calibration_log.md"}
+        )
+        return
     echo("Noted in calibration_log.md.")
 
 
@@ -92,6 +125,7 @@ def incident_new(
     title: Annotated[str, typer.Option("--title", help="What happened, in a few words.")],
     description: Annotated[str, typer.Option("--description", help="What is known.")] = "",
     as_name: As = None,
+    as_json: AsJson = False,
 ) -> None:
     """Write incidents/ISSUE-YYYYMMDD-NNN.md from the template; moderate pauses the workspace,
     major pauses it and needs a clean audit before resuming."""
@@ -103,6 +137,17 @@ def incident_new(
             description=description,
             actor=human_actor(as_name),
         )
+    if as_json:
+        _print_json(
+            {
+                "incident_id": incident.id,
+                "severity": incident.severity.value,
+                "seq": incident.seq,
+                "path": str(incident.path),
+                "paused": incident.paused,
+            }
+        )
+        return
     echo(str(incident.path))
 
 

@@ -69,6 +69,8 @@ class TaskView:
     approved_by: str | None = None
     escalation_id: str | None = None
     """The open escalation the task waits on."""
+    proposal_id: str | None = None
+    """The proposal in the review queue the task waits on (its recovery or its start)."""
     escalated_attempt: int = -1
     """The attempt count when the task's last escalation was raised."""
     guidance: str | None = None
@@ -188,6 +190,11 @@ class RunFolder:
         )
         if event is not None:
             task.state = advance(task.state, event)
+        if kind == "proposal":
+            if outcome == "created":
+                task.proposal_id = record.get("proposal_id")
+            elif event is not None:  # approved or rejected, through its proposal or not
+                task.proposal_id = None
         if kind == "execution":
             if outcome == "started":
                 self.stopped = None

@@ -101,6 +101,13 @@ class Handoff:
                     note=due.note,
                     detected=True,
                 )
+            created = proposed.proposal.created_seq
+            for record in self.workspace.records(
+                since_seq=created - 1, run_id=self.run_id, decision_type="proposal"
+            ):  # the run's view names the proposal its task waits on
+                if record.seq == created:
+                    self.folder.feed(record._asdict())
+                    break
 
     def escalate(
         self,

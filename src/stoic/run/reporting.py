@@ -220,8 +220,9 @@ def _verdict(report: RunReport) -> str:
     if report.status is RunStatus.AWAITING_HUMAN:
         waiting = []
         for task_id in analysis.awaiting_human:
-            escalation = report.view.task(task_id).escalation_id
-            waiting.append(f"{task_id} ({escalation})" if escalation else task_id)
+            task = report.view.task(task_id)
+            held = ", ".join(filter(None, (task.proposal_id, task.escalation_id)))
+            waiting.append(f"{task_id} ({held})" if held else task_id)
         return f"Run {report.run_id} is waiting for a person: {', '.join(waiting)}."
     lines = [f"Run {report.run_id} FAILED: no task can run again."]
     for task_id in analysis.failed:

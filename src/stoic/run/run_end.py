@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
@@ -44,6 +45,42 @@ class RunReport:
     plan: Plan
     runner_gone: bool = False
     """Read, not run: the log says the run is going, but no runner holds its lock."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as it stands, for a machine (`stoic run --json`): each task's status and
+        attempts, what waits for a person (proposal and escalation ids), what failed and the
+        root failures that block each blocked task."""
+        tasks: dict[str, dict[str, Any]] = {}
+        for task_id in self.plan.graph.ids:
+            task = self.view.task(task_id)
+            gone = self.runner_gone and task.open_attempt is not None
+            tasks[task_id] = {
+                "status": "interrupted" if gone else task.state.value,
+                "attempts": task.attempts,
+            }
+        waiting = [
+            {
+                "task_id": task_id,
+                "proposal_id": self.view.task(task_id).proposal_id,
+                "escalation_id": self.view.task(task_id).escalation_id,
+            }
+            for task_id in self.analysis.awaiting_human
+        ]
+        document: dict[str, Any] = {
+            "run_id": self.run_id,
+            "plan": self.plan.name,
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "tasks": tasks,
+            "waiting": waiting,
+            "proposal_ids": [w["proposal_id"] for w in waiting if w["proposal_id"]],
+            "escalation_ids": [w["escalation_id"] for w in waiting if w["escalation_id"]],
+            "failed": list(self.analysis.failed),
+            "blocked": {task: list(roots) for task, roots in self.analysis.blocked.items()},
+        }
+        if self.status in (RunStatus.INTERRUPTED, RunStatus.PAUSED):
+            document["continue_with"] = next_steps.continue_run(self.run_id).text
+        return document
 
 
 def recorded_end(run_id: str, plan: Plan, folder: RunFolder, since_seq: int) -> RunReport | None:

@@ -80,6 +80,8 @@ class Incident:
     """Its record, written from the template (DESIGN §9)."""
     paused: bool
     """Whether it paused the workspace (moderate and major do, unless already paused)."""
+    seq: int = 0
+    """The seq of the red flag that put it on record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +169,9 @@ def flag_detected(
     )
 
 
-def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
-    """A reviewer's calibration note: on record and in calibration_log.md."""
-    trust.calibrate(workspace, note=note, actor=actor)
+def calibrate(workspace: Workspace, *, note: str, actor: str) -> Record:
+    """A reviewer's calibration note: on record and in calibration_log.md; returns the record."""
+    return trust.calibrate(workspace, note=note, actor=actor)
 
 
 def new_incident(
@@ -191,7 +193,7 @@ def new_incident(
     detected_by = "reviewer" if actor.startswith("human:") else "system"
     body = _incident_text(incident_id, severity, title, description, detected_by, actor)
     path = trust.write_incident_file(workspace, f"{incident_id}.md", body)
-    workspace.record(
+    record = workspace.record(
         "red_flag",
         "raised",
         f"Incident {incident_id} ({severity}): {title.strip()}.",
@@ -214,7 +216,7 @@ def new_incident(
             criterion=criterion,
             inputs={"incident": incident_id},
         )
-    return Incident(incident_id, IncidentSeverity(severity), path, paused)
+    return Incident(incident_id, IncidentSeverity(severity), path, paused, record.seq)
 
 
 def _incident_text(

@@ -205,11 +205,12 @@ def note_calibration(workspace: Workspace, *, actor: str, text: str) -> None:
         )
 
 
-def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
-    """A reviewer's calibration note: appended to calibration_log.md, and on record."""
+def calibrate(workspace: Workspace, *, note: str, actor: str) -> Record:
+    """A reviewer's calibration note: appended to calibration_log.md, and on record; returns
+    the record."""
     if not note.strip():
         raise UsageError("a calibration note cannot be empty")
-    workspace.record(
+    record = workspace.record(
         "red_flag",
         "noted",
         f"Calibration note by {actor}: {note.strip()}",
@@ -219,6 +220,7 @@ def calibrate(workspace: Workspace, *, note: str, actor: str) -> None:
         inputs={"kind": "calibration"},
     )
     note_calibration(workspace, actor=actor, text=note.strip())
+    return record
 
 
 # -- incident files ----------------------------------------------------------------------------
