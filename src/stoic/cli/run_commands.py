@@ -64,9 +64,18 @@ def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     workers: Workers = None,
+    allow_concurrent: Annotated[
+        bool,
+        typer.Option(
+            "--allow-concurrent",
+            help="Start it even though as many runs of the plan as its meta.concurrency allows"
+            " (one by default) are live; recorded in the run's start.",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
-    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
+    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
+    the plan already (it is named)."""
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
@@ -76,6 +85,7 @@ def run(
             workers=workers,
             reporter=_reporter(),
             before_start=lambda policy: _confine(ctx, policy),
+            allow_concurrent=allow_concurrent,
         )
     raise typer.Exit(report.exit_code)
 

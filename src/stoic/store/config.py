@@ -64,7 +64,7 @@ class RunnerSettings(_Section):
     )
     task_user: str = Field(
         "",
-        description="When stoic runs as root: the user (name or uid) tasks, checks, verifiers"
+        description="When stoic is run as root: the user (name or uid) tasks, checks, verifiers"
         ' and agents run as, so they cannot read stoic\'s memory or write its log; "" runs'
         " them as stoic's own user.",
     )
