@@ -139,6 +139,7 @@ def test_a_limit_of_two_allows_two_live_runs_and_refuses_a_third(
     assert "plan 'charge' allows 2 live runs at a time and has 2 already:" in third.stderr
     for run_id in _charged(tmp_path):
         assert run_id in third.stderr
+    assert "wait for one to end (see `stoic runs --plan charge`)" in third.stderr
     (tmp_path / "go").touch()
     for runner in runners:
         runner.communicate(timeout=60)
@@ -269,15 +270,12 @@ def test_runs_of_two_plans_and_of_two_unnamed_files_do_not_block_each_other(
     live.communicate(timeout=60)
 
 
-def test_every_lease_held_is_listed(ws_path: Path) -> None:
+def test_a_run_folder_without_a_lock_or_not_a_run_is_not_a_lease(ws_path: Path) -> None:
     with stoic.Workspace.open(ws_path) as workspace:
-        assert workspace.leases.held() == []
-        first = workspace.leases.acquire("run-b")
-        second = workspace.leases.acquire("run-a")
+        held = workspace.leases.acquire("run-a")
+        (ws_path / "runs" / "run-b").mkdir()  # a run folder nobody ever locked
         (ws_path / "runs" / "not-a-run-folder.txt").write_text("")
-        assert workspace.leases.held() == [second, first]
-        workspace.leases.release(first)
-        assert workspace.leases.held() == [second]
+        assert workspace.leases.held() == [held]
 
 
 # -- the plan's concurrency, validated ---------------------------------------------------------

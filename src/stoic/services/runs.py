@@ -145,6 +145,7 @@ def start(
 def _refuse_past_limit(
     workspace: Workspace, plan: Plan, key: str, limit: int, allow_concurrent: bool
 ) -> Admission:
+    """The admission of a new run of `plan`; refused past its limit, naming the live runs."""
     admission = admit(
         key, limit, allow_concurrent=allow_concurrent, live=_live_runs(workspace, other_than=None)
     )
@@ -174,13 +175,14 @@ def _limit_reached(admission: Admission, name: str, override: NextStep | None) -
     live = admission.live
     runs = "; ".join(run.shown() for run in live)
     allowed = "one live run" if admission.limit == 1 else f"{admission.limit} live runs"
-    then = f" (see {next_steps.run_status(live[0].run_id)})" if len(live) == 1 else ""
+    see = next_steps.run_status(live[0].run_id) if len(live) == 1 else next_steps.runs(plan=name)
     anyway = (
         f", or start this one as well with {override} (recorded)" if override is not None else ""
     )
     return RunLimitReached(
         f"plan {name!r} allows {allowed} at a time and has {len(live)} already: {runs};"
-        f" wait for it to end{then}{anyway}, or raise meta.concurrency.limit in the plan",
+        f" wait for {'it' if len(live) == 1 else 'one'} to end (see {see}){anyway}, or raise"
+        " meta.concurrency.limit in the plan",
         tuple(run.run_id for run in live),
     )
 
