@@ -51,6 +51,8 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "status": [J("status --json"), J("status {run} --json", code=0)],
     "run": [J("run {plan} --json", code=3)],
     "continue": [J("continue {run} --json", code=3)],
+    "retry": [J("retry {failed_run} flaky --reason 'try once more' --json", code=1)],
+    "runs": [J("runs --json"), J("runs --status awaiting_human --plan docs --json")],
     "timeline": [J("timeline {run} --json"), J("timeline {run} --customer --json")],
     "propose": [J("propose --title t --reasoning r --json -- true")],
     "queue": [J("queue --json"), J("queue --status pending --json")],
@@ -175,12 +177,18 @@ def prepared(tmp_path: Path) -> Prepared:
         encoding="utf-8",
     )
     run = orjson.loads(_ok(workspace, "run", str(plan), "--json", code=3))
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(
+        'meta: {name: failing}\ntasks:\n  - {id: flaky, run: ["false"]}\n', encoding="utf-8"
+    )
+    failed = orjson.loads(_ok(workspace, "run", str(failing), "--json", code=1))
     proposal = _ok(workspace, "propose", "--title", "t", "--reasoning", "r", "--rollback-cmd",
                    "true", "--", "true").strip()  # fmt: skip
     escalation = _ok(workspace, "escalate", "--mode", "ambiguity", "--question", "Which?").strip()
     values = {
         "plan": str(plan),
         "run": run["run_id"],
+        "failed_run": failed["run_id"],
         "proposal": proposal,
         "escalation": escalation,
         "new": str(tmp_path / "new"),

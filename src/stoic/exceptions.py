@@ -8,6 +8,7 @@ uses for it, so the command line can turn any of them into one clear line::
     │   ├── WorkspaceNotFound       no workspace where one was expected
     │   ├── WorkspaceExists         `init` over an existing workspace
     │   ├── InvalidDecision         a record that does not fit the vocabulary
+    │   ├── RunLimitReached         the plan has as many live runs as it allows
     │   └── ActingAsPerson          a task (or its worker) tried to decide as a person
     ├── ConfigError                 exit 2: `stoic.toml` is invalid (file, line, hint)
     ├── ProposalNotFound            no proposal has that id
@@ -38,6 +39,7 @@ __all__ = [
     "PolicyRefused",
     "ProjectionMismatch",
     "ProposalNotFound",
+    "RunLimitReached",
     "StoicError",
     "TransitionRefused",
     "UsageError",
@@ -72,6 +74,15 @@ class WorkspaceExists(UsageError):
 
 class InvalidDecision(UsageError):
     """A decision record that does not fit the record vocabulary."""
+
+
+class RunLimitReached(UsageError):
+    """A run of a plan was refused: as many runs of it as it allows are live (DESIGN §6)."""
+
+    def __init__(self, message: str, live_run_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.live_run_ids = live_run_ids
+        """The live runs of the plan, for a caller that shows them its own way."""
 
 
 class ActingAsPerson(UsageError):

@@ -259,6 +259,23 @@ def test_the_lease_of_a_killed_process_is_free_again(backend: Store, second_proc
     assert backend.leases.acquire("run-1").holder != held["holder"]
 
 
+def test_every_lease_held_is_listed_whoever_holds_it(backend: Store, second_process: Start) -> None:
+    assert backend.leases.held() == []
+    mine = backend.leases.acquire("run-b")
+    holder = second_process("hold-lease", "run-a")
+    assert holder.stdout is not None
+    theirs = orjson.loads(holder.stdout.readline())
+    listed = backend.leases.held()
+    assert [(lease.run_id, lease.holder) for lease in listed] == [
+        ("run-a", theirs["holder"]),
+        ("run-b", mine.holder),
+    ]
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    backend.leases.release(mine)
+    assert backend.leases.held() == []
+
+
 def test_a_run_id_that_is_not_a_plain_name_is_refused(backend: Store) -> None:
     with pytest.raises(UsageError, match="is not a run id"):
         backend.leases.acquire("../elsewhere")

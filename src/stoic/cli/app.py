@@ -105,12 +105,14 @@ def _register_commands() -> None:
         queue_commands,
         review_command,
         run_commands,
+        runs_command,
         trust_commands,
     )
 
     log_commands.register(app)
     plan_commands.register(app)
     run_commands.register(app)
+    runs_command.register(app)
     queue_commands.register(app)
     trust_commands.register(app)
     review_command.register(app)

@@ -124,9 +124,18 @@ def run(
         typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
     as_json: AsJson = False,
+    allow_concurrent: Annotated[
+        bool,
+        typer.Option(
+            "--allow-concurrent",
+            help="Start it even though as many runs of the plan as its meta.concurrency allows"
+            " (one by default) are live; recorded in the run's start.",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
-    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
+    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
+    the plan already (it is named)."""
     from stoic.services import runs
 
     actor = human_actor(as_name) if approve else "human:unknown"
@@ -139,6 +148,7 @@ def run(
             before_start=lambda policy: _confine(ctx, policy),
             approve=approve or [],
             actor=actor,
+            allow_concurrent=allow_concurrent,
         )
     _print_run(report, as_json)
 

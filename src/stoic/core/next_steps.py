@@ -24,6 +24,9 @@ __all__ = [
     "retry",
     "rollback",
     "run",
+    "run_alongside",
+    "run_status",
+    "runs",
     "show_proposal",
 ]
 
@@ -64,6 +67,26 @@ def resume(*, procedure: str | None = None, reason: str | None = None) -> NextSt
 def run(plan_file: str | None = None) -> NextStep:
     """Run a plan."""
     return NextStep(("run",), () if plan_file is None else (plan_file,))
+
+
+def run_alongside(plan_file: str) -> NextStep:
+    """Run a plan although as many runs of it as it allows are live (recorded as an override)."""
+    return NextStep(("run",), (plan_file, "--allow-concurrent"))
+
+
+def run_status(run_id: str) -> NextStep:
+    """Where one run stands."""
+    return NextStep(("status",), (run_id,))
+
+
+def runs(*, plan: str | None = None, status: str | None = None) -> NextStep:
+    """The runs of the workspace, newest first: of one plan, or with one status."""
+    arguments: tuple[str, ...] = ()
+    if plan is not None:
+        arguments += ("--plan", plan)
+    if status is not None:
+        arguments += ("--status", status)
+    return NextStep(("runs",), arguments)
 
 
 def continue_run(run_id: str | None = None) -> NextStep:

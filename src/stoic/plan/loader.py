@@ -23,9 +23,11 @@ from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.plan.models import (
+    CONCURRENCY_LIMIT_MAX,
     FOREIGN_META_KEYS,
     FOREIGN_TASK_KEYS,
     Budget,
+    Concurrency,
     HttpRequest,
     Meta,
     PlanDocument,
@@ -164,6 +166,7 @@ _MODEL_OF_KEY: Mapping[str, type[BaseModel]] = {
     "budget": Budget,
     "http": HttpRequest,
     "verify": Verifier,
+    "concurrency": Concurrency,
 }
 _CARRIED_KEYS: Mapping[type[BaseModel], frozenset[str]] = {
     TaskSpec: FOREIGN_TASK_KEYS,
@@ -176,7 +179,16 @@ _NATIVE_KEYS: Mapping[type[BaseModel], list[str]] = {
         for name, field in model.model_fields.items()
         if name not in _CARRIED_KEYS.get(model, frozenset())
     )
-    for model in (PlanDocument, Meta, TaskSpec, Section, Budget, HttpRequest, Verifier)
+    for model in (
+        PlanDocument,
+        Meta,
+        TaskSpec,
+        Section,
+        Budget,
+        HttpRequest,
+        Verifier,
+        Concurrency,
+    )
 }
 _STATUSES = [word.value for word in StatusWord]
 
@@ -259,6 +271,18 @@ def _explain(error: Mapping[str, Any], loc: tuple[Any, ...], where: _Located) ->
             column,
             f"{owner}{field} must be a number of at least {smallest}, not {brief_repr(value)}",
             "budgets are plain numbers",
+        )
+    if field in ("concurrency", "limit"):
+        what = (
+            "concurrency must be a mapping with a limit"
+            if field == "concurrency"
+            else f"concurrency.limit must be a whole number from 1 to {CONCURRENCY_LIMIT_MAX}"
+        )
+        return PlanError(
+            line,
+            column,
+            f"{what}, not {brief_repr(value)}",
+            "write concurrency: {limit: 2} to allow two live runs of this plan at once",
         )
     if field == "id" and kind == "string_type":
         return PlanError(

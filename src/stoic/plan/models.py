@@ -20,6 +20,7 @@ __all__ = [
     "FOREIGN_META_KEYS",
     "FOREIGN_TASK_KEYS",
     "Budget",
+    "Concurrency",
     "HttpRequest",
     "Meta",
     "PlanDocument",
@@ -277,6 +278,23 @@ class Section(_Strict):
     tasks: list[TaskSpec] = Field(default_factory=list)
 
 
+CONCURRENCY_LIMIT_MAX = 1000
+"""More live runs of one plan than this is a typo, not a plan."""
+
+
+class Concurrency(_Strict):
+    """How many runs of this plan may be live at once in one workspace; without it, one.
+
+    A start past the limit is refused, naming the live runs.
+    """
+
+    limit: Annotated[int, Field(ge=1, le=CONCURRENCY_LIMIT_MAX, strict=True)] = Field(
+        1,
+        description="Live runs of this plan allowed at once (a run is live while a runner"
+        " holds it).",
+    )
+
+
 class Meta(_Strict):
     """What the plan is."""
 
@@ -289,6 +307,11 @@ class Meta(_Strict):
     policy: PolicySpec | None = Field(None, description="Narrows the workspace's policy.")
     verify: list[Verifier] | None = Field(
         None, description="Verifiers run after every task, before the task's own."
+    )
+    concurrency: Concurrency | None = Field(
+        None,
+        description="Live runs of this plan allowed at once in a workspace (default: one);"
+        " runs of one plan share its meta.name, or its file when it has none.",
     )
     validation: Any = Field(None, json_schema_extra={"deprecated": True})
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})

@@ -42,6 +42,7 @@ class Launcher:
         max_iterations_default: int | None,
         agents: AgentSetup,
         user: TaskUser | None = None,
+        check_timeout: float | None = None,
     ) -> None:
         self.base_env = base_env
         self.user = user
@@ -50,6 +51,8 @@ class Launcher:
         self.plan_verifiers = list(plan_verifiers)
         self.max_iterations_default = max_iterations_default or _DEFAULT_ITERATIONS
         self.agents = agents
+        self.check_timeout = check_timeout
+        """An iterate check's limit when it sets none (runner.default_timeout_seconds)."""
         self.stdin_fd = -1
         """/dev/null, opened by the runner for the run's length."""
 
@@ -60,6 +63,8 @@ class Launcher:
             if spec.iterate is None and not verifiers:
                 return self._start(spec, attempt)
             iterate = spec.iterate
+            if iterate is not None and iterate.timeout is None and self.check_timeout is not None:
+                iterate = iterate.model_copy(update={"timeout": self.check_timeout})
             return StagedAttempt(
                 attempt,
                 lambda each: self._start(spec, each),

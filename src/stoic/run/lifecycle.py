@@ -2,7 +2,9 @@
 
 `start_run` copies the plan into the run's folder and records its start; `continue_run` first
 settles what a dead or stopped runner left (open attempts, unevaluated failures, approvals).
-One runner works on a run at a time (a lock file in the run's folder).
+One runner works on a run at a time (a lock file in the run's folder); whether a run may start
+or be taken up beside other live runs of its plan is the caller's rule (`Admit`), asked under
+the workspace's writer lock.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePath
+from typing import Any
 
 from stoic.core.graph import TaskState
 from stoic.core.policy import Policy, approval_rule
@@ -37,6 +40,7 @@ from stoic.store.processes import workspace_policy
 from stoic.store.workspace import Workspace
 
 __all__ = [
+    "Admit",
     "amend_run",
     "continue_run",
     "escalation_target",
@@ -106,6 +110,12 @@ def unapprovable(workspace: Workspace, plan: Plan, task_id: str) -> str | None:
     return None
 
 
+Admit = Callable[[str | None], Mapping[str, Any]]
+"""Asked under the workspace's writer lock, just before a run's start is recorded (with None)
+or a run is taken up again (with its id): raises to refuse; what it returns goes into the start
+record's inputs. Nobody else can start or continue a run between its answer and the lease."""
+
+
 def start_run(
     workspace: Workspace,
     plan: Plan,
@@ -114,6 +124,7 @@ def start_run(
     reporter: Reporter,
     approve: Sequence[str] = (),
     actor: str = "human:unknown",
+    admit: Admit | None = None,
 ) -> RunReport:
     """Create a run of `plan` and run it until nothing more can happen without a person; the
     gated tasks named in `approve` are approved by `actor` before the first start."""
@@ -127,27 +138,30 @@ def start_run(
             raise UsageError(refusal)
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
-    _make_run_folder(files)
-    atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
     workers = workers or workspace.settings.runner.workers
-    with _run_lock(files):
-        record = workspace.record(
-            "run_lifecycle",
-            "started",
-            f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
-            actor=made.ACTOR,
-            trigger="explicit",
-            causal_role="pre_run",
-            run_id=run_id,
-            inputs={"tasks": len(plan.tasks), "workers": workers},
-            details={
-                "plan": str(plan.path),
-                "plan_name": plan.name,
-                "plan_sha256": plan.sha256,
-                "plan_copy": files.relative(files.plan_copy),
-                "plan_dir": str(plan.path.absolute().parent),
-            },
-        )
+    with contextlib.ExitStack() as held:
+        with workspace.transaction():
+            admitted = admit(None) if admit is not None else {}
+            _make_run_folder(files)
+            atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
+            held.enter_context(_run_lock(files))
+            record = workspace.record(
+                "run_lifecycle",
+                "started",
+                f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
+                actor=made.ACTOR,
+                trigger="explicit",
+                causal_role="pre_run",
+                run_id=run_id,
+                inputs={"tasks": len(plan.tasks), "workers": workers, **admitted},
+                details={
+                    "plan": str(plan.path),
+                    "plan_name": plan.name,
+                    "plan_sha256": plan.sha256,
+                    "plan_copy": files.relative(files.plan_copy),
+                    "plan_dir": str(plan.path.absolute().parent),
+                },
+            )
         folder = RunFolder(run_id)
         folder.feed(record._asdict())
         specs = {spec.id: spec for spec in plan.tasks}
@@ -252,6 +266,7 @@ def continue_run(
     reporter: Reporter,
     approve: Sequence[str] = (),
     actor: str = "human:unknown",
+    admit: Admit | None = None,
 ) -> RunReport:
     """Continue a run: open attempts of a dead runner become interrupted failures (and are
     evaluated), suggestions named in `approve` are approved by `actor`, then the run goes on.
@@ -262,7 +277,11 @@ def continue_run(
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     resolve_task_user(workspace.settings.runner.task_user)
-    with _run_lock(files):
+    with contextlib.ExitStack() as held:
+        with workspace.transaction():
+            held.enter_context(_run_lock(files))
+            if admit is not None:
+                admit(run_id)
         plan, folder, files = load_run_folder(workspace, run_id)
         suspended = [
             t

@@ -49,6 +49,7 @@ from stoic.run.reporting import Reporter
 from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
+from stoic.run.timeouts import DefaultTimeouts, default_timeout_view
 from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
 from stoic.store.queue import Queue
 from stoic.store.workspace import Workspace
@@ -69,6 +70,8 @@ class _Running:
     kind: AttemptKind
     budget_bound: bool = False
     """The attempt's time limit comes from a budget, not the task's timeout."""
+    timeout_default: str | None = None
+    """The setting whose default timeout bounds the attempt, when the plan gave none."""
 
 
 @dataclass(slots=True)
@@ -113,6 +116,9 @@ class Runner:
         self.reporter = reporter
         settings = workspace.settings
         self.output_cap = settings.runner.output_cap_bytes
+        self.default_timeouts = DefaultTimeouts(
+            settings.runner.default_timeout_seconds, settings.agents.default_timeout_seconds
+        )
         self.kill_grace = settings.runner.kill_grace_seconds
         policy = run_policy(workspace_policy(settings), plan.document.meta.policy)
         self.policy = policy
@@ -154,6 +160,7 @@ class Runner:
             max_iterations_default=meta.max_attempts_default,
             agents=agents,
             user=self.task_user,
+            check_timeout=settings.runner.default_timeout_seconds,
         )
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
@@ -414,6 +421,8 @@ class Runner:
         assert finished is not None
         if item.budget_bound:
             finished = budget_exhausted_view(finished, item.attempt.timeout)
+        elif item.timeout_default is not None:
+            finished = default_timeout_view(finished, item.timeout_default)
         finished = kind_by_output(item.spec, item.attempt, finished, self.output_patterns)
         if finished.failure is None and item.spec.doc:
             finished = with_summary(finished, self.plan_dir / item.spec.doc)
@@ -495,6 +504,7 @@ class Runner:
             env["STOIC_HINT"] = task.hint
         if task is not None and task.guidance:
             env["STOIC_GUIDANCE"] = task.guidance
+        timeout, timeout_default = self.default_timeouts.of(spec)
         attempt = Attempt(
             run_id=self.files.run_id,
             request_id=made.request_id(self.files.run_id, spec.id),
@@ -505,12 +515,12 @@ class Runner:
             result_path=self.files.attempt_result(spec.id, number),
             workspace_root=self.files.workspace_root,
             plan_dir=self.plan_dir,
-            timeout=spec.timeout,
+            timeout=timeout,
             output_cap_bytes=self.output_cap,
             kill_grace_seconds=self.kill_grace,
             env=env,
         )
-        return _Running(index, attempt, spec, kind)
+        return _Running(index, attempt, spec, kind, timeout_default=timeout_default)
 
     def _start_decision(self, item: _Running) -> Decision:
         task = self.folder.tasks.get(item.spec.id)
@@ -519,7 +529,7 @@ class Runner:
             if task is not None and item.kind is not AttemptKind.AUTOMATIC_RETRY
             else None
         )
-        return made.start_decision(
+        decision = made.start_decision(
             item.attempt,
             executor=executor_of(item.spec),
             command=describe(item.spec),
@@ -527,6 +537,10 @@ class Runner:
             approved_by=approved,
             log=self.files.relative_log(item.attempt.task_id, item.attempt.attempt),
         )
+        if item.timeout_default is None or item.budget_bound:
+            return decision
+        limit = {"timeout_s": item.attempt.timeout, "timeout_from": item.timeout_default}
+        return replace(decision, decision_inputs={**decision.decision_inputs, **limit})
 
     def _launch(self, item: _Running) -> Handle:
         return self.launcher.launch(item.spec, item.attempt)

@@ -40,8 +40,8 @@ def resolve_task_user(setting: str) -> TaskUser | None:
         return None
     if os.geteuid() != 0:
         raise ConfigError(
-            f"runner.task_user is {setting!r}, but stoic runs as uid {os.geteuid()}: only root"
-            " can run tasks as another user (hint: unset it, or run stoic as root)"
+            f"runner.task_user is {setting!r}, but stoic is running as uid {os.geteuid()}: only"
+            " root can run tasks as another user (hint: unset it, or run stoic as root)"
         )
     try:
         entry = pwd.getpwuid(int(setting)) if setting.isdigit() else pwd.getpwnam(setting)

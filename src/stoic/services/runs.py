@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core import next_steps
+from stoic.core.concurrency import (
+    DEFAULT_LIMIT,
+    Admission,
+    LiveRun,
+    admit,
+    plan_key,
+    recorded_rule,
+)
 from stoic.core.graph import RunStatus
+from stoic.core.next_steps import NextStep
 from stoic.core.proposals import ProposalStatus
 from stoic.core.retry import retry_refusal
 from stoic.core.run_document import state_document
@@ -26,7 +35,7 @@ from stoic.core.timeline import (
     run_reconciliation,
     shown_status,
 )
-from stoic.exceptions import ActingAsPerson, UsageError, WaitTimedOut
+from stoic.exceptions import ActingAsPerson, RunLimitReached, UsageError, WaitTimedOut
 from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.run.agents import AgentSetup, agents_of, default_setup
@@ -42,6 +51,7 @@ from stoic.run.lifecycle import (
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
 from stoic.services import queue
+from stoic.services.run_list import RunRow, list_runs
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import load_settings
 from stoic.store.provenance import current_task
@@ -58,12 +68,14 @@ if TYPE_CHECKING:
 __all__ = [
     "Approved",
     "Retried",
+    "RunRow",
     "RunStatusReport",
     "RunTimeline",
     "Silent",
     "approve_and_continue",
     "check",
     "continue_",
+    "list_runs",
     "retry",
     "start",
     "status",
@@ -117,19 +129,33 @@ def start(
     before_start: BeforeStart | None = None,
     approve: Sequence[str] = (),
     actor: str = "human:unknown",
+    allow_concurrent: bool = False,
 ) -> RunReport:
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
     a person; an invalid plan raises `PlanInvalid` and records nothing. The gated tasks named
     in `approve` are approved by `actor` before the first start: they run when the run
-    reaches them, with no proposal in between."""
+    reaches them, with no proposal in between.
+
+    While as many runs of the plan as its `meta.concurrency` allows (one by default) are live,
+    the start is refused with `RunLimitReached`, naming them; `allow_concurrent` overrides the
+    limit for this run, and its start record says so."""
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     for task_id in approve:
         refusal = unapprovable(workspace, plan, task_id)
         if refusal is not None:
             raise UsageError(refusal)
+    rule = plan.document.meta.concurrency
+    key = plan_key(plan.document.meta.name, str(plan.path.absolute()))
+    limit = rule.limit if rule is not None else DEFAULT_LIMIT
+    _refuse_past_limit(workspace, plan, key, limit, allow_concurrent)  # before re-executing
     if before_start is not None:
         before_start(plan_policy(workspace, plan))
+
+    def admitted(_run_id: str | None) -> dict[str, Any]:
+        admission = _refuse_past_limit(workspace, plan, key, limit, allow_concurrent)
+        return {"concurrency": admission.inputs()}
+
     return start_run(
         workspace,
         plan,
@@ -137,7 +163,81 @@ def start(
         reporter=reporter or Silent(),
         approve=approve,
         actor=actor,
+        admit=admitted,
     )
+
+
+def _refuse_past_limit(
+    workspace: Workspace, plan: Plan, key: str, limit: int, allow_concurrent: bool
+) -> Admission:
+    """The admission of a new run of `plan`; refused past its limit, naming the live runs."""
+    admission = admit(
+        key, limit, allow_concurrent=allow_concurrent, live=_live_runs(workspace, other_than=None)
+    )
+    if not admission.admitted:
+        raise _limit_reached(admission, plan.name, next_steps.run_alongside(str(plan.path)))
+    return admission
+
+
+def _continue_admitted(workspace: Workspace, run_id: str | None) -> dict[str, Any]:
+    """A run is taken up again only within its plan's limit, as its start record states it; a
+    run started with the override keeps it. Nothing more is recorded for it."""
+    live = _live_runs(workspace, other_than=run_id)
+    if not live or run_id is None:
+        return {}
+    started = _start_records(workspace, {run_id}).get(run_id)
+    if started is None:
+        return {}  # not a run: loading it says so
+    key, limit, allow = recorded_rule(started.decision_inputs, started.details)
+    admission = admit(key, limit, allow_concurrent=allow, live=live)
+    if not admission.admitted:
+        name = str(started.details.get("plan_name", key))
+        raise _limit_reached(admission, name, None)
+    return {}
+
+
+def _limit_reached(admission: Admission, name: str, override: NextStep | None) -> RunLimitReached:
+    live = admission.live
+    runs = "; ".join(run.shown() for run in live)
+    allowed = "one live run" if admission.limit == 1 else f"{admission.limit} live runs"
+    see = next_steps.run_status(live[0].run_id) if len(live) == 1 else next_steps.runs(plan=name)
+    anyway = (
+        f", or start this one as well with {override} (recorded)" if override is not None else ""
+    )
+    return RunLimitReached(
+        f"plan {name!r} allows {allowed} at a time and has {len(live)} already: {runs};"
+        f" wait for {'it' if len(live) == 1 else 'one'} to end (see {see}){anyway}, or raise"
+        " meta.concurrency.limit in the plan",
+        tuple(run.run_id for run in live),
+    )
+
+
+def _live_runs(workspace: Workspace, *, other_than: str | None) -> list[LiveRun]:
+    """The runs a runner holds right now (but `other_than`), each with its plan's key from its
+    start record. Asked under the writer lock, so no run starts or is taken up meanwhile."""
+    held = [lease for lease in workspace.leases.held() if lease.run_id != other_than]
+    if not held:
+        return []
+    starts = _start_records(workspace, {lease.run_id for lease in held})
+    live = []
+    for lease in held:
+        started = starts.get(lease.run_id)
+        if started is not None:  # a lease with no start on record runs nothing
+            key = recorded_rule(started.decision_inputs, started.details)[0]
+            live.append(LiveRun(lease.run_id, key, lease.holder, lease.since))
+    return live
+
+
+def _start_records(workspace: Workspace, run_ids: set[str]) -> dict[str, Record]:
+    """The start record of each of `run_ids`, read in one pass that stops once all are found."""
+    found: dict[str, Record] = {}
+    for record in workspace.records(decision_type="run_lifecycle"):
+        if record.decision_outcome != "started" or record.run_id not in run_ids:
+            continue
+        found.setdefault(record.run_id, record)
+        if len(found) == len(run_ids):
+            break
+    return found
 
 
 def continue_(
@@ -153,7 +253,8 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: open attempts become
     interrupted failures (evaluated once), the suggestions named in `approve` are approved by
     `actor`, then every task that can run, runs. A run whose end is on record and that nobody
-    decided anything about since appends nothing."""
+    decided anything about since appends nothing. While as many other runs of its plan as the
+    limit its start record holds are live, it is refused like a start (`RunLimitReached`)."""
     refuse_if_paused(workspace, next_steps.continue_run())
     if before_start is not None:
         before_start(plan_policy(workspace, load_run(workspace, run_id)[0]))
@@ -164,6 +265,7 @@ def continue_(
         reporter=reporter or Silent(),
         approve=approve,
         actor=actor,
+        admit=lambda taken_up: _continue_admitted(workspace, taken_up),
     )
 
 

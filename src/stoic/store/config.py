@@ -54,8 +54,35 @@ class ReviewSettings(_Section):
     )
 
 
+MAX_DEFAULT_TIMEOUT_SECONDS = 7 * 24 * 3600
+"""A default timeout longer than a week is a typo: a task that long gives itself `timeout:`."""
+
+
+def _timeout_seconds(value: object) -> object:
+    """A default timeout: a number of seconds above 0 and at most a week. Checked before
+    pydantic reads it, so a string ("3600") or a boolean is refused, never converted."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"must be a number of seconds, not {shortened(repr(value))} (hint: write a plain"
+            " number, such as 3600 for an hour)"
+        )
+    if not 0 < value <= MAX_DEFAULT_TIMEOUT_SECONDS:
+        raise ValueError(
+            f"must be more than 0 and at most {MAX_DEFAULT_TIMEOUT_SECONDS} seconds (a week),"
+            f" not {value!r} (hint: 3600 is an hour; a task that needs longer says so with"
+            " timeout: in the plan)"
+        )
+    return float(value)
+
+
 class RunnerSettings(_Section):
     workers: int = Field(4, ge=1, description=f"Tasks run at the same time by {next_steps.run()}.")
+    default_timeout_seconds: float = Field(
+        3600.0,
+        description="Seconds a shell, python or http task, or an iterate check, may run when"
+        " the plan gives it no timeout: past them it is stopped and fails as a timeout (an http"
+        " request keeps its own 30 s when that is shorter).",
+    )
     output_cap_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Captured output kept per attempt; the rest is cut."
     )
@@ -64,10 +91,12 @@ class RunnerSettings(_Section):
     )
     task_user: str = Field(
         "",
-        description="When stoic runs as root: the user (name or uid) tasks, checks, verifiers"
+        description="When stoic is run as root: the user (name or uid) tasks, checks, verifiers"
         ' and agents run as, so they cannot read stoic\'s memory or write its log; "" runs'
         " them as stoic's own user.",
     )
+
+    _timeout = field_validator("default_timeout_seconds", mode="before")(_timeout_seconds)
 
 
 class RecoverySettings(_Section):
@@ -140,6 +169,11 @@ class AgentSettings(_Section):
         description="What {approval} becomes for each approval mode.",
     )
     tools_separator: str = Field(",", description="How {tools} joins the tool names.")
+    default_timeout_seconds: float = Field(
+        7200.0,
+        description="Seconds an agent task may run when the plan gives it no timeout: past"
+        " them the agent is stopped and the attempt fails as a timeout.",
+    )
     profiles: dict[str, ProfileSettings] = Field(
         default_factory=dict,
         description="Profiles added to (or replacing) read-only, write, verification, design.",
@@ -147,6 +181,8 @@ class AgentSettings(_Section):
     roles: dict[str, str] = Field(
         default_factory=dict, description="Role → profile, added to (or replacing) the built-ins."
     )
+
+    _timeout = field_validator("default_timeout_seconds", mode="before")(_timeout_seconds)
 
     @field_validator("agent_cli")
     @classmethod

@@ -106,6 +106,11 @@ class Leases(Protocol):
         recorded, and it holds nothing itself."""
         ...
 
+    def held(self) -> list[Lease]:
+        """Every run held right now, by anyone, in run id order: a reader's answer, like
+        `held_by` for each run at once."""
+        ...
+
 
 class PauseWatcher(Protocol):
     """Follows the log for pauses and resumes, reading only what it has not seen yet."""

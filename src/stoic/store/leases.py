@@ -14,12 +14,12 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import orjson
 
 from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
-from stoic.store.confined import open_confined
+from stoic.store.confined import confined_dir, open_at, open_confined
 from stoic.store.interface import Lease
 from stoic.store.log import utc_timestamp
 
@@ -123,6 +123,24 @@ class FileLeases:
         finally:
             os.close(fd)
 
+    def held(self) -> list[Lease]:
+        """Every run held right now, by anyone, by run id: one look at each run's lock, with
+        the `runs/` folder walked once (a start asks this before it is admitted)."""
+        try:
+            with confined_dir(self.root, PurePath("runs")) as runs:
+                found = []
+                for name in sorted(os.listdir(runs)):  # noqa: PTH208 - a folder descriptor
+                    if _RUN_ID.fullmatch(name):
+                        lease = _held_in(runs, name)
+                        if lease is not None:
+                            found.append(lease)
+                return found
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            where = self.root / "runs"
+            raise WorkspaceError(f"cannot read {where}: {exc.strerror or exc}") from None
+
     @contextlib.contextmanager
     def holding(self, run_id: str) -> Iterator[Lease]:
         """Hold the run for the block."""
@@ -137,6 +155,28 @@ class FileLeases:
             held, self._held = list(self._held.values()), {}
         for fd, _lease in held:
             os.close(fd)
+
+
+def _held_in(runs: int, run_id: str) -> Lease | None:
+    """Who holds the run whose folder is `run_id` in the open `runs` folder, if anyone."""
+    try:
+        folder = os.open(run_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=runs)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # not a run's folder (or gone since it was listed)
+    try:
+        fd = open_at(folder, Path("run.lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(folder)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd, run_id)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _write_holder(fd: int, lease: Lease) -> None:
