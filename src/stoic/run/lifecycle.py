@@ -31,6 +31,7 @@ from stoic.store.atomic import atomic_write
 from stoic.store.confined import confined_dir
 from stoic.store.leases import FileLeases
 from stoic.store.processes import workspace_policy
+from stoic.store.secrets import SecretsOfPlan, secrets_of_plan
 from stoic.store.workspace import Workspace
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "load_run_folder",
     "new_run_id",
     "plan_policy",
+    "plan_secrets",
     "run_files",
     "runnable_errors",
     "runner_working",
@@ -70,6 +72,11 @@ def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
     return errors
 
 
+def plan_secrets(workspace: Workspace, plan: Plan) -> SecretsOfPlan:
+    """The secrets the plan names, from stoic's environment or the workspace's [secrets]."""
+    return secrets_of_plan(plan, workspace.settings.secrets, workspace.root, os.environ)
+
+
 def agent_setup(workspace: Workspace) -> AgentSetup:
     """The workspace's agent roles and profiles; tasks see the runner's PATH."""
     return AgentSetup(workspace.settings.agents, os.environ.get("PATH"))
@@ -86,6 +93,7 @@ def start_run(
     """Create a run of `plan` and run it until nothing more can happen without a person."""
     resolve_task_user(workspace.settings.runner.task_user)  # refused before anything happens
     errors = runnable_errors(plan, agent_setup(workspace))
+    errors += plan_secrets(workspace, plan).errors
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
     run_id = new_run_id()
@@ -154,6 +162,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
         raise _no_run(workspace, run_id)
     amended = read_plan(plan_path)
     errors = runnable_errors(amended, agent_setup(workspace))
+    errors += plan_secrets(workspace, amended).errors
     if errors:
         raise PlanInvalid(amended.path, errors)
     with _run_lock(files):

@@ -9,6 +9,7 @@ stopped) and `paused` (it started nothing after the workspace was paused).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from stoic.run.lifecycle import (
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
 from stoic.services.trust import refuse_if_paused
-from stoic.store.config import load_settings
+from stoic.store.config import SecretSource, load_settings
+from stoic.store.secrets import secrets_of_plan
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
@@ -84,11 +86,16 @@ def check(plan_path: str | Path, *, settings_file: Path | None = None) -> PlanCh
     agent's CLI is installed is left to the run."""
     if settings_file is None:
         setup = default_setup()
+        sources: dict[str, SecretSource] = {}
+        root = Path.cwd()
     else:
-        setup = AgentSetup(load_settings(settings_file).agents)
+        settings = load_settings(settings_file)
+        setup = AgentSetup(settings.agents)
+        sources, root = settings.secrets, settings_file.parent
     try:
         plan = read_plan(Path(plan_path))
         errors = setup.plan_errors(plan, check_cli=False)
+        errors += secrets_of_plan(plan, sources, root, os.environ).errors
         if errors:
             raise PlanInvalid(plan.path, errors)
         return check_plan(plan, str(plan_path), agents_of(plan, setup))
