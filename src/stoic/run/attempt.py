@@ -118,7 +118,7 @@ def parse_result_file(raw: bytes) -> ResultFile:
         try:
             json.loads(raw, parse_int=_bounded_int)
         except ValueError as exc:
-            return ResultFile(error=str(exc))
+            return ResultFile(data=data, error=str(exc))
     rest = {k: v for k, v in data.items() if k != "outputs"}
     if len(raw) > RESULT_FILE_LIMIT and len(orjson.dumps(rest)) > RESULT_FILE_LIMIT:
         return ResultFile(

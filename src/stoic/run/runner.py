@@ -22,7 +22,7 @@ from typing import Any
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial, compile_patterns
 from stoic.core.pause import PauseInForce
-from stoic.core.policy import Spent, mask_json, mask_secrets
+from stoic.core.policy import Spent, mask_json
 from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
 from stoic.core.run_state import RunFolder, cost_of
@@ -44,7 +44,7 @@ from stoic.run.guard import (
 )
 from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
-from stoic.run.launch import Launcher, kind_by_output, with_summary
+from stoic.run.launch import Launcher, kind_by_output, masked_result, with_summary
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
@@ -441,16 +441,25 @@ class Runner:
         if finished.failure is None and item.spec.doc:
             finished = with_summary(finished, self.plan_dir / item.spec.doc)
         finished = self._sealed(item.attempt, finished)
-        if finished.failure is not None and self.masks:  # the terminal sees what the log keeps
-            message = mask_secrets(finished.failure.message, self.masks)
-            finished = replace(finished, failure=replace(finished.failure, message=message))
+        if self.masks:  # the terminal sees what the log keeps
+            finished = masked_result(finished, self.masks)
         return finished
 
     def _sealed(self, attempt: Attempt, finished: AttemptResult) -> AttemptResult:
         """A success's outputs as its end record keeps them (masked; a big one in its own
         file); outputs that cannot be handed on fail the attempt, never vanish."""
+        if finished.failure is not None:
+            return replace(finished, outputs=None)
+        file = finished.result
+        if file is not None and file.error is not None and "outputs" in (file.data or {}):
+            failure = Failure(
+                FailureKind.ERROR,
+                f"its result file's outputs cannot be handed on: {file.error}",
+                partial=Partial.TRUE,
+            )
+            return replace(finished, failure=failure, outputs=None)
         produced = produced_outputs(finished)
-        if finished.failure is not None or produced is None:
+        if produced is None:
             return replace(finished, outputs=None)
         try:
             sealed = seal_outputs(
