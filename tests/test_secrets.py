@@ -172,3 +172,17 @@ def test_the_stream_mask_holds_back_what_could_begin_a_secret() -> None:
         assert out + stream.flush() == b"..[A masked]..abcde..[B masked][B masked].abc"
     assert mask.feed(b"ab") == b""  # it may begin a secret: held back
     assert mask.flush() == b"ab"
+
+
+def test_a_declared_secret_stays_with_its_task_even_when_the_policy_passes_its_name(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    (ws_path / "stoic.toml").write_text('[policy]\nenv_passthrough = ["PATH", "API_KEY_X"]\n')
+    plan = write_plan(
+        tmp_path,
+        ONE + "  - {id: other, run: ['sh', '-c', 'echo \"${API_KEY_X:-nothing}\"']}\n",
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan), env={"API_KEY_X": "env-value-9"})
+    assert result.exit_code == 0, result.stderr
+    (log,) = (ws_path / "runs").glob("*/tasks/other/attempt-1.log")
+    assert log.read_text() == "nothing\n"

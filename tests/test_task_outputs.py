@@ -256,3 +256,31 @@ def test_a_run_continued_after_a_crash_gives_the_same_inputs(tmp_path: Path, ws_
     assert first["big"] == {"blob": "x" * 100_000}
     assert (out / "inputs-2.json").read_bytes() == (out / "inputs-1.json").read_bytes()
     assert len(end_records(ws_path, "big")) == 1  # not run again
+
+
+def test_params_may_not_set_the_inputs_parameter(tmp_path: Path, ws_path: Path) -> None:
+    code, out = run_plan(
+        ws_path, tmp_path, "tasks:\n  - {id: p, call: 'transform:takes', params: {inputs: 1}}\n"
+    )
+    assert code != 0, out
+    assert "`params:` sets `inputs`" in str(end_records(ws_path, "p")[0]["decision_reason"])
+
+
+def test_an_inputs_file_planted_as_a_link_is_replaced_not_written_through(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (tmp_path / "transform.py").write_text(TRANSFORM)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n  - id: plant\n    shell: true\n"
+        f"    run: 'mkdir -p $(dirname $STOIC_RESULT)/../tasks/c && ln -s {victim}"
+        " $(dirname $STOIC_RESULT)/../tasks/c/inputs-1.json'\n"
+        "  - {id: c, shell: true, run: 'cat \"$STOIC_INPUTS\"', depends_on: [plant]}\n"
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert victim.read_text() == "untouched"
+    log = ws_path / "runs" / the_run(ws_path) / "tasks" / "c" / "attempt-1.log"
+    assert orjson.loads(log.read_bytes()) == {"plant": None}

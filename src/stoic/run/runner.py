@@ -149,10 +149,15 @@ class Runner:
                 FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
             },
         )
-        self.base_env = allowed_environment(policy)
         found = secrets_of_plan(plan, settings.secrets, workspace.root, os.environ)
         if found.errors:  # refused before anything of this runner is recorded
             raise PlanInvalid(plan.path, found.errors)
+        declared = {name.encode() for secrets in found.by_task.values() for name in secrets}
+        self.base_env = {  # a declared secret reaches its tasks only, whatever passes env
+            name: value
+            for name, value in allowed_environment(policy).items()
+            if name not in declared
+        }
         self.secrets = found.by_task
         """Each task's declared secrets: its own processes' environment, no other's."""
         masks: dict[str, str] = {}

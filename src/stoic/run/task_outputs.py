@@ -9,6 +9,8 @@ hands it nothing.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ import orjson
 
 from stoic.core.task_outputs import OUTPUTS_INLINE_LIMIT, canonical, digest
 from stoic.run.attempt import AttemptResult
-from stoic.store.atomic import atomic_write
-from stoic.store.confined import confined_dir, read_confined, relative_inside
+from stoic.store.atomic import atomic_write, write_all
+from stoic.store.confined import confined_dir, open_at, read_confined, relative_inside
 
 __all__ = [
     "InputsUnreadable",
@@ -83,9 +85,19 @@ def inputs_path(root: Path, run_id: str, task_id: str, attempt: int) -> Path:
 
 
 def write_inputs(root: Path, path: Path, inputs: Mapping[str, Any]) -> None:
-    """`$STOIC_INPUTS`: `{dependency_id: outputs}`, replaced atomically."""
-    _make_folder(root, path)
-    atomic_write(path, orjson.dumps(dict(inputs), option=orjson.OPT_SORT_KEYS), root=root)
+    """`$STOIC_INPUTS`: `{dependency_id: outputs}`. Not synced: it is rebuilt from the records
+    for every attempt, so a crash can lose nothing a later attempt needs. Whatever stands at
+    its place is unlinked first (never written through: it could be a link to another file)."""
+    data = orjson.dumps(dict(inputs), option=orjson.OPT_SORT_KEYS)
+    relative = relative_inside(root, path)
+    with confined_dir(root, relative.parent, create=True) as folder:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(relative.name, dir_fd=folder)
+        fd = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
 
 
 def _make_folder(root: Path, path: Path) -> None:
