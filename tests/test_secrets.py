@@ -186,3 +186,29 @@ def test_a_declared_secret_stays_with_its_task_even_when_the_policy_passes_its_n
     assert result.exit_code == 0, result.stderr
     (log,) = (ws_path / "runs").glob("*/tasks/other/attempt-1.log")
     assert log.read_text() == "nothing\n"
+
+
+ESCALATE = """tasks:
+  - id: ask
+    secrets: [API_KEY_X]
+    shell: true
+    run: >-
+      printf '{"escalate": {"mode": "ambiguity", "question": "Should key %s be rotated?",
+      "context": "key %s"}}' "$API_KEY_X" "$API_KEY_X" > "$STOIC_RESULT"
+"""
+
+
+def test_an_escalation_a_task_raises_is_masked_in_its_records_and_briefing(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(tmp_path, ESCALATE)
+    result = run_cli("-w", str(ws_path), "run", str(plan), env={"API_KEY_X": "env-value-9"})
+    assert "env-value-9" not in result.stdout + result.stderr
+    leaked = [
+        str(path)
+        for path, data in everything_in(ws_path).items()
+        if b"env-value-9" in data and "/results/" not in str(path)
+    ]
+    assert leaked == []
+    assert "[API_KEY_X masked]" in log_path(ws_path).read_text()
+    assert run_cli("-w", str(ws_path), "audit").exit_code == 0

@@ -162,15 +162,24 @@ def kind_by_output(
 
 
 def masked_result(result: AttemptResult, secrets: Mapping[str, str]) -> AttemptResult:
-    """The attempt's result as it is shown while the run goes on (its failure, its verifiers'
-    findings), with the run's secrets masked as they are in its records."""
+    """The attempt's result as it is shown while the run goes on and handed to people (its
+    failure and escalation, its verifiers' findings), with the run's secrets masked as they
+    are in its records."""
 
     def mask(text: str) -> str:
         return mask_secrets(text, secrets)
 
     failure = result.failure
     if failure is not None:
-        failure = replace(failure, message=mask(failure.message))
+        escalation = failure.escalation
+        if escalation is not None:  # its briefing is written from it, as it is shown
+            escalation = replace(
+                escalation,
+                title=mask(escalation.title),
+                question=mask(escalation.question),
+                context=mask(escalation.context),
+            )
+        failure = replace(failure, message=mask(failure.message), escalation=escalation)
     outcomes = tuple(
         replace(
             outcome,
