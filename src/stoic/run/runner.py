@@ -580,6 +580,13 @@ class Runner:
             failure = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
             shown = describe(item.spec)
             return Ended(AttemptResult(failure=failure, duration_s=0.0, command=shown))
+        except OSError as exc:  # a link or a file in the way, a full or read-only disk
+            why = exc.strerror or str(exc)
+            failure = Failure(
+                FailureKind.ERROR, f"cannot write its inputs file: {why}", partial=Partial.FALSE
+            )
+            shown = describe(item.spec)
+            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=shown))
         return self.launcher.launch(item.spec, attempt)
 
     def _given_inputs(self, spec: TaskSpec, attempt: Attempt) -> Attempt:

@@ -81,7 +81,9 @@ def load_outputs(root: Path, task_id: str, ref: Mapping[str, Any]) -> Any:
 
 
 def inputs_path(root: Path, run_id: str, task_id: str, attempt: int) -> Path:
-    return root / "runs" / run_id / "tasks" / task_id / f"inputs-{attempt}.json"
+    """Beside the attempt's result file, in the folder its task may write (and read, as the
+    task user)."""
+    return root / "runs" / run_id / "results" / f"{task_id}.inputs-{attempt}.json"
 
 
 def write_inputs(root: Path, path: Path, inputs: Mapping[str, Any]) -> None:
