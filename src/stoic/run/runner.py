@@ -17,18 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial, compile_patterns
 from stoic.core.pause import PauseInForce
-from stoic.core.policy import Spent, mask_json
+from stoic.core.policy import Spent
 from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
 from stoic.core.run_state import RunFolder, cost_of
 from stoic.core.scheduling import Admission, Finish, Scheduler, Start
-from stoic.core.task_outputs import OutputsInvalid
-from stoic.exceptions import WorkspaceError
 from stoic.plan.loader import Plan, PlanInvalid
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
@@ -51,14 +48,7 @@ from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
-from stoic.run.task_outputs import (
-    InputsUnreadable,
-    inputs_path,
-    load_outputs,
-    produced_outputs,
-    seal_outputs,
-    write_inputs,
-)
+from stoic.run.task_outputs import InputsUnreadable, given_inputs, sealed_result
 from stoic.run.task_user import resolve_task_user
 from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
 from stoic.store.queue import Queue
@@ -445,39 +435,10 @@ class Runner:
         finished = kind_by_output(item.spec, item.attempt, finished, self.output_patterns)
         if finished.failure is None and item.spec.doc:
             finished = with_summary(finished, self.plan_dir / item.spec.doc)
-        finished = self._sealed(item.attempt, finished)
+        finished = sealed_result(self.files.workspace_root, item.attempt, finished, self.masks)
         if self.masks:  # the terminal sees what the log keeps
             finished = masked_result(finished, self.masks)
         return finished
-
-    def _sealed(self, attempt: Attempt, finished: AttemptResult) -> AttemptResult:
-        """A success's outputs as its end record keeps them (masked; a big one in its own
-        file); outputs that cannot be handed on fail the attempt, never vanish."""
-        if finished.failure is not None:
-            return replace(finished, outputs=None)
-        file = finished.result
-        if file is not None and file.error is not None and "outputs" in (file.data or {}):
-            failure = Failure(
-                FailureKind.ERROR,
-                f"its result file's outputs cannot be handed on: {file.error}",
-                partial=Partial.TRUE,
-            )
-            return replace(finished, failure=failure, outputs=None)
-        produced = produced_outputs(finished)
-        if produced is None:
-            return replace(finished, outputs=None)
-        try:
-            sealed = seal_outputs(
-                self.files.workspace_root,
-                attempt.run_id,
-                attempt.task_id,
-                attempt.attempt,
-                mask_json(produced, self.masks),
-            )
-        except (OutputsInvalid, WorkspaceError) as exc:
-            failure = Failure(FailureKind.ERROR, str(exc), partial=Partial.TRUE)
-            return replace(finished, failure=failure, outputs=None)
-        return replace(finished, outputs=None, sealed=sealed)
 
     def _stop_seen(self, core: Scheduler, running: dict[int, tuple[_Running, Handle]]) -> None:
         """Once a stop signal came, nothing more starts and the running attempts are stopped."""
@@ -575,38 +536,12 @@ class Runner:
 
     def _launch(self, item: _Running) -> Handle:
         try:
-            attempt = self._given_inputs(item.spec, item.attempt)
-        except (InputsUnreadable, WorkspaceError) as exc:  # the dependent fails, never runs blind
+            attempt = given_inputs(self.files.workspace_root, self.folder, item.spec, item.attempt)
+        except InputsUnreadable as exc:  # the dependent fails, never runs blind
             failure = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
             shown = describe(item.spec)
             return Ended(AttemptResult(failure=failure, duration_s=0.0, command=shown))
-        except OSError as exc:  # a link or a file in the way, a full or read-only disk
-            why = exc.strerror or str(exc)
-            failure = Failure(
-                FailureKind.ERROR, f"cannot write its inputs file: {why}", partial=Partial.FALSE
-            )
-            shown = describe(item.spec)
-            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=shown))
         return self.launcher.launch(item.spec, attempt)
-
-    def _given_inputs(self, spec: TaskSpec, attempt: Attempt) -> Attempt:
-        """The attempt with its direct dependencies' outputs, read back from what their end
-        records name (so a continued run gives the same): a Python task's `inputs`, else the
-        file `$STOIC_INPUTS`."""
-        depends = spec.dependency_ids
-        if not depends and spec.call is None:
-            return attempt
-        root = self.files.workspace_root
-        inputs: dict[str, Any] = {}
-        for task_id in depends:
-            task = self.folder.tasks.get(task_id)
-            ref = task.outputs if task is not None else None
-            inputs[task_id] = load_outputs(root, task_id, ref) if ref is not None else None
-        if spec.call is not None:
-            return replace(attempt, inputs=inputs)
-        path = inputs_path(root, attempt.run_id, attempt.task_id, attempt.attempt)
-        write_inputs(root, path, inputs)
-        return attempt.with_env({"STOIC_INPUTS": str(path)})
 
     # -- projections -------------------------------------------------------------------------
 

@@ -12,22 +12,30 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stoic.core.task_outputs import OUTPUTS_INLINE_LIMIT, canonical, digest
-from stoic.run.attempt import AttemptResult
+from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.policy import mask_json
+from stoic.core.run_state import RunFolder
+from stoic.core.task_outputs import OUTPUTS_INLINE_LIMIT, OutputsInvalid, canonical, digest
+from stoic.exceptions import WorkspaceError
+from stoic.plan.models import TaskSpec
+from stoic.run.attempt import Attempt, AttemptResult
 from stoic.store.atomic import atomic_write, write_all
 from stoic.store.confined import confined_dir, open_at, read_confined, relative_inside
 
 __all__ = [
     "InputsUnreadable",
+    "given_inputs",
     "inputs_path",
     "load_outputs",
     "produced_outputs",
     "seal_outputs",
+    "sealed_result",
     "write_inputs",
 ]
 
@@ -106,3 +114,58 @@ def _make_folder(root: Path, path: Path) -> None:
     """The file's folder, made as `mkdir -p` would but never through a link."""
     with confined_dir(root, relative_inside(root, path).parent, create=True):
         pass
+
+
+def given_inputs(root: Path, folder: RunFolder, spec: TaskSpec, attempt: Attempt) -> Attempt:
+    """The attempt with its direct dependencies' outputs, read back from what their end
+    records name (so a continued run gives the same): a Python task's `inputs`, else the file
+    `$STOIC_INPUTS`. Raises InputsUnreadable, with why, when they cannot be handed over."""
+    depends = spec.dependency_ids
+    if not depends and spec.call is None:
+        return attempt
+    inputs: dict[str, Any] = {}
+    for task_id in depends:
+        task = folder.tasks.get(task_id)
+        ref = task.outputs if task is not None else None
+        inputs[task_id] = load_outputs(root, task_id, ref) if ref is not None else None
+    if spec.call is not None:
+        return replace(attempt, inputs=inputs)
+    path = inputs_path(root, attempt.run_id, attempt.task_id, attempt.attempt)
+    try:
+        write_inputs(root, path, inputs)
+    except OSError as exc:  # a link or a file in the way, a full or read-only disk
+        raise InputsUnreadable(
+            f"cannot write its inputs file {path}: {exc.strerror or exc}"
+        ) from None
+    return attempt.with_env({"STOIC_INPUTS": str(path)})
+
+
+def sealed_result(
+    root: Path, attempt: Attempt, finished: AttemptResult, masks: Mapping[str, str]
+) -> AttemptResult:
+    """A success's outputs as its end record keeps them (masked; a big one in its own file);
+    outputs that cannot be handed on fail the attempt, never vanish."""
+    if finished.failure is not None:
+        return replace(finished, outputs=None)
+    file = finished.result
+    if file is not None and file.error is not None and "outputs" in (file.data or {}):
+        failure = Failure(
+            FailureKind.ERROR,
+            f"its result file's outputs cannot be handed on: {file.error}",
+            partial=Partial.TRUE,
+        )
+        return replace(finished, failure=failure, outputs=None)
+    produced = produced_outputs(finished)
+    if produced is None:
+        return replace(finished, outputs=None)
+    try:
+        sealed = seal_outputs(
+            root, attempt.run_id, attempt.task_id, attempt.attempt, mask_json(produced, masks)
+        )
+    except (OutputsInvalid, WorkspaceError) as exc:
+        failure = Failure(FailureKind.ERROR, str(exc), partial=Partial.TRUE)
+        return replace(finished, failure=failure, outputs=None)
+    except OSError as exc:
+        why = f"cannot write its outputs file: {exc.strerror or exc}"
+        return replace(finished, failure=Failure(FailureKind.ERROR, why), outputs=None)
+    return replace(finished, outputs=None, sealed=sealed)
