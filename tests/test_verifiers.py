@@ -134,15 +134,65 @@ def test_a_loop_always_ends_within_its_bound(
 # -- tiers ---------------------------------------------------------------------------------
 
 
-def test_tier_1_a_missing_verifier_is_skipped_silently(tmp_path: Path, ws_path: Path) -> None:
+def test_tier_1_a_verifier_whose_agent_file_is_not_there_is_skipped_silently(
+    tmp_path: Path, ws_path: Path
+) -> None:
     code, out, err = run(
-        ws_path, tmp_path, verifier_plan("      - id: lint\n        run: ['no-such-linter-xyz']\n")
+        ws_path,
+        tmp_path,
+        verifier_plan(
+            "      - id: lint\n        agent: code-reviewer\n"
+            "        agent_file: .claude/agents/lint.md\n"
+        ),
     )
     assert code == 0
     assert "WARNING" not in err and "WARNING" not in out
     assert "verifications" not in task_state(ws_path, "build")
     (absent,) = records_of(ws_path, "build", "verification", "absent")
     assert absent["details"]["verifier"] == "lint"
+    audit_clean(ws_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("['no-such-linter-xyz', '-x']", "command not found: no-such-linter-xyz"),
+        ("'shellchek -x build.sh'", "command not found: shellchek"),
+        ("'LANG=C shellchek build.sh'", "command not found: shellchek"),
+    ],
+)
+def test_a_verifier_whose_program_is_not_found_is_incomplete_not_silent(
+    tmp_path: Path, ws_path: Path, command: str, reason: str
+) -> None:
+    plan = verifier_plan(f"      - id: lint\n        run: {command}\n")
+    code, out, err = run(ws_path, tmp_path, plan)
+    assert code == 0  # fail-open: the work goes on
+    assert f"WARNING: verifier lint of task build could not verify: {reason}" in err
+    assert f"lint was skipped ({reason})" in out
+    entry = task_state(ws_path, "build")["verifications"]["lint"]  # type: ignore[index]
+    assert entry == {"status": "skipped", "reason": reason}
+    (incomplete,) = records_of(ws_path, "build", "verification", "incomplete")
+    assert incomplete["details"]["reason"] == reason
+    assert not records_of(ws_path, "build", "verification", "absent")
+    audit_clean(ws_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome", "reason"),
+    [
+        ("'exit 7'", "incomplete", "exit status 7"),
+        ("'true; no-such-tool-xyz'", "incomplete", "command not found (exit status 127"),
+        ("'echo ''{\"verification_report\": {\"findings\": []}}'' | cat'", "passed", None),
+    ],
+)
+def test_a_verifier_run_string_runs_through_the_shell(
+    tmp_path: Path, ws_path: Path, command: str, outcome: str, reason: str | None
+) -> None:
+    code, _, _ = run(ws_path, tmp_path, verifier_plan(f"      - id: sh\n        run: {command}\n"))
+    assert code == 0
+    (record,) = records_of(ws_path, "build", "verification", outcome)
+    if reason is not None:
+        assert reason in str(record["details"]["reason"])
     audit_clean(ws_path)
 
 

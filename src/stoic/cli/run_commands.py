@@ -64,9 +64,17 @@ def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     workers: Workers = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Run every task, ignoring the statuses the plan file carries (recorded).",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
-    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
+    listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan. Tasks the plan file
+    marks completed, verified or skipped are recorded done and not run (unless --fresh)."""
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
@@ -76,6 +84,7 @@ def run(
             workers=workers,
             reporter=_reporter(),
             before_start=lambda policy: _confine(ctx, policy),
+            fresh=fresh,
         )
     raise typer.Exit(report.exit_code)
 

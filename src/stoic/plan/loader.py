@@ -17,11 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stoic.core import next_steps
-from stoic.core.graph import TaskGraph, TaskState, find_cycle
+from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, find_cycle
 from stoic.core.limits import MAX_PLAN_BYTES
 from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
+from stoic.plan.file_order import file_order
 from stoic.plan.models import (
     FOREIGN_META_KEYS,
     FOREIGN_TASK_KEYS,
@@ -88,6 +89,15 @@ class Plan:
     def states(self) -> list[TaskState]:
         """The state of each task (in `graph.ids` order) as the file's statuses say."""
         return [task.state for task in self.tasks]
+
+    def done_in_file(self) -> dict[str, str]:
+        """Each task the file marks done (succeeded, completed, verified or skipped), with the
+        word it used: a run records these as done instead of running them."""
+        return {
+            task.id: task.status.value
+            for task in self.tasks
+            if task.status is not None and task.state in DONE_STATES
+        }
 
 
 def read_plan(path: str | Path) -> Plan:
@@ -369,12 +379,15 @@ def _check_graph(
                     known.append(index)
         if type(task_id) is str and not numbered[index_of[task_id]]:
             numbered[index_of[task_id]] = tuple(known)
+    in_file_order = "sections" in data and "tasks" not in data
+    if in_file_order:
+        numbered = file_order(tasks, index_of, numbered)
     ids = tuple(index_of)
     try:
         graph = TaskGraph.from_indices(ids, tuple(numbered))
     except ValueError:
         edges = {ids[i]: [ids[d] for d in deps] for i, deps in enumerate(numbered)}
-        errors.extend(_cycle_errors(edges, positions))
+        errors.extend(_cycle_errors(edges, positions, in_file_order))
         return errors, None, positions
     return errors, graph, positions
 
@@ -448,8 +461,13 @@ def _conflicting_keys(task: LocatedDict) -> Iterator[PlanError]:
 
 
 def _cycle_errors(
-    edges: dict[str, list[str]], positions: Mapping[str, tuple[int, int]]
+    edges: dict[str, list[str]], positions: Mapping[str, tuple[int, int]], in_file_order: bool
 ) -> Iterator[PlanError]:
+    hint = (
+        "tasks under `sections:` also run in file order: move the dependency above the task"
+        if in_file_order
+        else "remove one of these dependencies"
+    )
     for _ in range(_MAX_CYCLES_REPORTED):
         cycle = find_cycle(edges)
         if cycle is None:
@@ -457,6 +475,6 @@ def _cycle_errors(
         yield PlanError(
             *positions[cycle[0]],
             f"dependency cycle: {' → '.join(cycle)}",
-            "remove one of these dependencies",
+            hint,
         )
         edges[cycle[-2]] = [dep for dep in edges[cycle[-2]] if dep != cycle[-1]]

@@ -9,6 +9,7 @@ stopped) and `paused` (it started nothing after the workspace was paused).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,10 +34,12 @@ from stoic.run.lifecycle import (
     load_run,
     load_run_folder,
     plan_policy,
+    runnable_errors,
     runner_working,
     start_run,
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
+from stoic.run.stages import verifier_warnings
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import load_settings
 
@@ -77,21 +80,29 @@ class Silent:
     def run_ended(self, *args: object) -> None: ...
 
 
-def check(plan_path: str | Path, *, settings_file: Path | None = None) -> PlanCheck:
-    """The verdict on a plan without running it (`stoic plan check`): what its task statuses
-    mean, or every error that makes it invalid. Agent tasks are checked against the roles and
-    profiles of `settings_file` (a workspace's `stoic.toml`), else the built-in ones; whether an
-    agent's CLI is installed is left to the run."""
-    if settings_file is None:
-        setup = default_setup()
-    else:
-        setup = AgentSetup(load_settings(settings_file).agents)
+def check(
+    plan_path: str | Path, *, settings_file: Path | None = None, fresh: bool = False
+) -> PlanCheck:
+    """The run's pre-flight (`stoic plan check`): what a plan's task statuses mean and what a
+    run would do, or every error that makes it invalid — what `stoic run` refuses, refused in
+    the same words by the same function (`runnable_errors`). Agent tasks are checked against
+    the roles and profiles of `settings_file` (a workspace's `stoic.toml`), else the built-in
+    ones, and the agent CLI against this PATH. A verifier whose program is not found is a
+    warning: verifiers fail open."""
+    path = os.environ.get("PATH")
+    agents = (
+        default_setup().settings if settings_file is None else load_settings(settings_file).agents
+    )
+    setup = AgentSetup(agents, path)
     try:
         plan = read_plan(Path(plan_path))
-        errors = setup.plan_errors(plan, check_cli=False)
+        errors = runnable_errors(plan, setup, fresh=fresh)
         if errors:
             raise PlanInvalid(plan.path, errors)
-        return check_plan(plan, str(plan_path), agents_of(plan, setup))
+        warnings = verifier_warnings(plan, path)
+        return check_plan(
+            plan, str(plan_path), agents_of(plan, setup), fresh=fresh, warnings=warnings
+        )
     except PlanInvalid as exc:
         return invalid_plan_check(str(plan_path), exc.errors)
 
@@ -103,14 +114,16 @@ def start(
     workers: int | None = None,
     reporter: Reporter | None = None,
     before_start: BeforeStart | None = None,
+    fresh: bool = False,
 ) -> RunReport:
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
-    a person; an invalid plan raises `PlanInvalid` and records nothing."""
+    a person; an invalid plan raises `PlanInvalid` and records nothing. Tasks the plan file
+    marks done are recorded done and not run, unless `fresh`."""
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     if before_start is not None:
         before_start(plan_policy(workspace, plan))
-    return start_run(workspace, plan, workers=workers, reporter=reporter or Silent())
+    return start_run(workspace, plan, workers=workers, reporter=reporter or Silent(), fresh=fresh)
 
 
 def continue_(
