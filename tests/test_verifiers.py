@@ -336,6 +336,31 @@ def test_a_loop_that_hits_its_bound_escalates(tmp_path: Path, ws_path: Path) -> 
     audit_clean(ws_path)
 
 
+def test_a_convergence_briefing_quotes_the_last_lines_of_the_last_iteration(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    talk = (
+        "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n;"
+        ' i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo "round $n line $i"; done;'
+        " printf 'evil \\033[2J end\\n'"
+    )
+    plan = (
+        f"tasks:\n  - id: fix\n    run: [sh, -c, {orjson.dumps(talk).decode()}]\n"
+        "    iterate:\n      check: [sh, -c, 'echo ''{\"failures\": 5}'' > $STOIC_RESULT']\n"
+        "      max_iterations: 2\n"
+    )
+    code, _, _ = run(ws_path, tmp_path, plan)
+    assert code == 3
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert "The last lines it wrote (iteration 2, runs/" in briefing
+    assert ".iteration-2.log):" in briefing
+    quoted = [line for line in briefing.splitlines() if line.startswith("- > ")]
+    assert len(quoted) == 20  # QUOTED_LINES: the last ones, of the last iteration only
+    assert quoted[0] == "- > round 2 line 12" and quoted[-2] == "- > round 2 line 30"
+    assert quoted[-1] == "- > evil \\x1b[2J end"  # escaped, never raw
+    assert "\x1b" not in briefing and "round 1 line" not in briefing
+
+
 def test_a_loop_that_stalls_escalates_early(tmp_path: Path, ws_path: Path) -> None:
     stuck = "echo '{\"failures\": 4}' > $STOIC_RESULT"
     code, _, _ = run(ws_path, tmp_path, iterate_plan(stuck, max_iterations=10, stall_after=2))

@@ -33,9 +33,11 @@ from stoic.plan.models import (
     Section,
     StatusWord,
     TaskSpec,
+    Validation,
     Verifier,
 )
 from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
+from stoic.plan.validation import with_validation
 from stoic.plan.yaml_source import LocatedDict, LocatedList, YamlSyntaxError, load_located
 
 __all__ = ["Plan", "PlanError", "PlanInvalid", "parse_plan", "read_plan"]
@@ -160,7 +162,7 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
     if errors:
         raise PlanInvalid(path, sorted(set(errors), key=lambda e: (e.line, e.column, e.message)))
     assert document is not None and graph is not None
-    tasks = tuple(document.all_tasks())
+    tasks = with_validation(document.meta.validation, document.all_tasks())
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Plan(Path(path), text, sha256, document, tasks, graph, positions)
 
@@ -174,6 +176,7 @@ _MODEL_OF_KEY: Mapping[str, type[BaseModel]] = {
     "budget": Budget,
     "http": HttpRequest,
     "verify": Verifier,
+    "validation": Validation,
 }
 _CARRIED_KEYS: Mapping[type[BaseModel], frozenset[str]] = {
     TaskSpec: FOREIGN_TASK_KEYS,
@@ -186,7 +189,7 @@ _NATIVE_KEYS: Mapping[type[BaseModel], list[str]] = {
         for name, field in model.model_fields.items()
         if name not in _CARRIED_KEYS.get(model, frozenset())
     )
-    for model in (PlanDocument, Meta, TaskSpec, Section, Budget, HttpRequest, Verifier)
+    for model in (PlanDocument, Meta, TaskSpec, Section, Budget, HttpRequest, Verifier, Validation)
 }
 _STATUSES = [word.value for word in StatusWord]
 

@@ -26,6 +26,7 @@ __all__ = [
     "Section",
     "StatusWord",
     "TaskSpec",
+    "Validation",
     "Verifier",
 ]
 
@@ -180,7 +181,8 @@ FOREIGN_TASK_KEYS = frozenset(
         "exclusive_resources",
     }
 )
-"""Bookkeeping other orchestrators keep on a task: read, kept, and ignored."""
+"""Keys other orchestrators keep on a task: read and kept; `parallel_group` orders the run
+(`stoic.plan.file_order`), the rest is bookkeeping stoic ignores (the README says why)."""
 
 FOREIGN_META_KEYS = frozenset(
     {
@@ -200,7 +202,8 @@ FOREIGN_META_KEYS = frozenset(
         "notification_email",
     }
 )
-"""Bookkeeping other orchestrators keep on a plan: read, kept, and ignored."""
+"""Keys other orchestrators keep on a plan: read and kept; `validation` becomes verifiers
+(`stoic.plan.validation`), the rest is bookkeeping stoic ignores (the README says why)."""
 
 
 class TaskSpec(_Strict):
@@ -277,6 +280,26 @@ class Section(_Strict):
     tasks: list[TaskSpec] = Field(default_factory=list)
 
 
+class Validation(_Strict):
+    """Another orchestrator's per-task validation: its validator agents after some tasks.
+
+    Read as stoic verifiers (`stoic.plan.validation`); the defaults are that orchestrator's.
+    """
+
+    enabled: bool = Field(False, description="Validate at all.")
+    run_after: list[str] = Field(
+        default_factory=lambda: ["coder"],
+        description="Validate tasks whose agent is one of these.",
+    )
+    validators: list[str] = Field(
+        default_factory=lambda: ["validator"],
+        description="The validator agents, each a verifier (its file: ../agents/NAME.md).",
+    )
+    max_validation_attempts: Annotated[int, Field(ge=1)] = Field(
+        1, description="Read, bounds nothing: a stoic verifier never re-runs its task."
+    )
+
+
 class Meta(_Strict):
     """What the plan is."""
 
@@ -290,7 +313,9 @@ class Meta(_Strict):
     verify: list[Verifier] | None = Field(
         None, description="Verifiers run after every task, before the task's own."
     )
-    validation: Any = Field(None, json_schema_extra={"deprecated": True})
+    validation: Validation | None = Field(
+        None, description="Another orchestrator's validation block, run as verifiers."
+    )
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})
     plan_doc: Any = Field(None, json_schema_extra={"deprecated": True})
     created: Any = Field(None, json_schema_extra={"deprecated": True})

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stoic.core.escalations import EscalationMode, EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.text import escape_controls
 from stoic.core.verification import (
     CheckResult,
     VerificationOutcome,
@@ -32,12 +33,15 @@ from stoic.core.verification import (
 )
 from stoic.plan.loader import Plan, PlanError
 from stoic.plan.models import Iterate, Verifier
-from stoic.run.attempt import Attempt, AttemptResult, open_task_file
+from stoic.run.attempt import Attempt, AttemptResult, open_task_file, read_tail
 from stoic.run.loop import Handle
 
 __all__ = ["NotFound", "StagedAttempt", "verifier_not_found"]
 
 _REPORT_READ_LIMIT = 4 * 1024 * 1024
+QUOTED_LINES = 20
+"""A loop that did not converge: its briefing quotes this many of the last lines written."""
+_TAIL_BYTES = 16 * 1024
 
 Launch = Callable[[Attempt], Handle]
 StartCommand = Callable[[Sequence[str] | str, Attempt, bool], Handle]
@@ -327,7 +331,7 @@ class StagedAttempt:
                 " (say which in the note), or stop here?"
             ),
             context=f"The check `{shlex.join(self.iterate.check if self.iterate else [])}`"
-            f" reported failures per iteration: {why}.",
+            f" reported failures per iteration: {why}.\n{self._last_lines()}",
         )
         return Failure(
             FailureKind.ESCALATED,
@@ -335,6 +339,18 @@ class StagedAttempt:
             partial=Partial.TRUE,
             escalation=request,
         )
+
+    def _last_lines(self) -> str:
+        """The last lines the task wrote in its last iteration, escaped, for the briefing."""
+        n = self._iteration
+        log = self.attempt.log_path if n == 1 else self._paths(f"iteration-{n}").log_path
+        lines = read_tail(self.attempt.workspace_root, log, _TAIL_BYTES).splitlines()[
+            -QUOTED_LINES:
+        ]
+        if not any(line.strip() for line in lines):
+            return f"Its last iteration ({n}) wrote nothing to {self._relative(log)}."
+        quoted = "\n".join(f"> {escape_controls(line)}" for line in lines if line.strip())
+        return f"The last lines it wrote (iteration {n}, {self._relative(log)}):\n{quoted}"
 
     def _next_verifier(self) -> None:
         self._stage = "verify"
