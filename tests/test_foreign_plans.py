@@ -9,6 +9,7 @@ tests that need them are skipped saying why.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def test_a_corpus_plan_runs_none_of_its_completed_tasks_and_the_rest_in_file_ord
     assert starts(ws_path) == ["4.1", "4.2"]
     calls = (tmp_path / "calls").read_text().split("\n")[:-1]
     assert calls == ["start 4.1", "end 4.1", "start 4.2", "end 4.2"]
+    assert re.search(r"1\.1\s+skipped\s+0\s+-\s+done in the plan file", done.stdout)
     state = orjson.loads(next((ws_path / "runs").iterdir()).joinpath("state.json").read_bytes())
     assert state["tasks"]["1.1"]["status"] == "skipped"
     audit_clean(ws_path)
