@@ -185,6 +185,30 @@ def test_file_order_is_the_graph_plan_check_and_the_run_share() -> None:
     assert native.graph.dependencies == ((), ())  # `tasks:` plans: only what they name
 
 
+def test_a_group_whose_tasks_share_an_exclusive_resource_runs_one_at_a_time() -> None:
+    plan = parse_plan(
+        "sections:\n  - tasks:\n"
+        "    - {id: a, run: ['true'], parallel_group: g, exclusive_resources: [db]}\n"
+        "    - {id: b, run: ['true'], parallel_group: g, exclusive_resources: [db, cache]}\n"
+        "    - {id: c, run: ['true'], parallel_group: h, exclusive_resources: [db]}\n"
+        "    - {id: d, run: ['true'], parallel_group: h, exclusive_resources: [web]}\n"
+    )
+    assert plan.graph.dependencies == ((), (0,), (1,), (1,))
+
+
+def test_a_task_max_attempts_is_its_budget_bound() -> None:
+    plan = parse_plan(
+        "sections:\n  - tasks:\n"
+        "    - {id: a, run: ['true'], max_attempts: 5}\n"
+        "    - {id: b, run: ['true'], max_attempts: 5, budget: {max_attempts: 2}}\n"
+        "    - {id: c, run: ['true'], max_attempts: 5, budget: {max_seconds: 60}}\n"
+    )
+    bounds = [(t.budget.max_attempts, t.budget.max_seconds) for t in plan.tasks if t.budget]
+    assert bounds == [(5, None), (2, None), (5, 60)]
+    with pytest.raises(PlanInvalid, match="max_attempts must be a number of at least 1, not 0"):
+        parse_plan("sections:\n  - tasks: [{id: a, run: ['true'], max_attempts: 0}]\n")
+
+
 def test_a_dependency_against_file_order_is_a_cycle_with_a_hint() -> None:
     with pytest.raises(PlanInvalid) as caught:
         parse_plan(

@@ -60,7 +60,7 @@ BUILTIN_ROLES: Mapping[str, str] = {
     "ux-reviewer": "read-only",
     "planner": "design",
     "systems-designer": "design",
-    # The validator agents of another orchestrator's `validation:` block (plan/validation.py).
+    # The validator agents of another orchestrator's `validation:` block (plan/foreign.py).
     "validator": "verification",
     "issue-verifier": "verification",
 }

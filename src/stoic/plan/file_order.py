@@ -16,9 +16,11 @@ from typing import Any
 __all__ = ["file_order", "steps_of"]
 
 
-def steps_of(groups: Sequence[Any]) -> list[list[int]]:
+def steps_of(groups: Sequence[Any], resources: Sequence[frozenset[str]] = ()) -> list[list[int]]:
     """Task positions grouped into steps: consecutive tasks with one `parallel_group` value
-    (not None) share a step; every other task is a step of its own."""
+    (not None) share a step, unless two of them claim one of the same `exclusive_resources`
+    (then each is a step of its own, as that orchestrator fell back to one at a time); every
+    other task is a step of its own."""
     steps: list[list[int]] = []
     previous: Any = None
     for index, group in enumerate(groups):
@@ -27,7 +29,14 @@ def steps_of(groups: Sequence[Any]) -> list[list[int]]:
         else:
             steps.append([index])
         previous = group
-    return steps
+    if not resources:
+        return steps
+    apart: list[list[int]] = []
+    for step in steps:
+        claimed = [resources[index] for index in step]
+        clash = any(a & b for n, a in enumerate(claimed) for b in claimed[n + 1 :])
+        apart.extend([[index] for index in step] if clash else [step])
+    return apart
 
 
 def file_order(
@@ -37,6 +46,7 @@ def file_order(
 ) -> list[tuple[int, ...]]:
     """`numbered` (each task's named dependencies, by position) with the file's order added."""
     groups: list[Any] = [None] * len(index_of)
+    resources: list[frozenset[str]] = [frozenset()] * len(index_of)
     seen: set[int] = set()
     for task in tasks:
         task_id = task.get("id")
@@ -47,9 +57,12 @@ def file_order(
         group = task.get("parallel_group")
         plain = isinstance(group, str | int) and not isinstance(group, bool) and group != ""
         groups[index] = group if plain else None
+        claimed = task.get("exclusive_resources")
+        if isinstance(claimed, list):
+            resources[index] = frozenset(item for item in claimed if isinstance(item, str))
     ordered = list(numbered)
     before: list[int] = []
-    for step in steps_of(groups):
+    for step in steps_of(groups, resources):
         for index in step:
             named = ordered[index]
             ordered[index] = (*named, *(dep for dep in before if dep not in named))

@@ -23,6 +23,7 @@ from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.plan.file_order import file_order
+from stoic.plan.foreign import as_stoic_tasks
 from stoic.plan.models import (
     FOREIGN_META_KEYS,
     FOREIGN_TASK_KEYS,
@@ -37,7 +38,6 @@ from stoic.plan.models import (
     Verifier,
 )
 from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
-from stoic.plan.validation import with_validation
 from stoic.plan.yaml_source import LocatedDict, LocatedList, YamlSyntaxError, load_located
 
 __all__ = ["Plan", "PlanError", "PlanInvalid", "parse_plan", "read_plan"]
@@ -162,7 +162,7 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
     if errors:
         raise PlanInvalid(path, sorted(set(errors), key=lambda e: (e.line, e.column, e.message)))
     assert document is not None and graph is not None
-    tasks = with_validation(document.meta.validation, document.all_tasks())
+    tasks = as_stoic_tasks(document.meta.validation, document.all_tasks())
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Plan(Path(path), text, sha256, document, tasks, graph, positions)
 

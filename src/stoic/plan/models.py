@@ -250,7 +250,9 @@ class TaskSpec(_Strict):
     validation_findings: Any = Field(None, json_schema_extra={"deprecated": True})
     target_acs: Any = Field(None, json_schema_extra={"deprecated": True})
     parallel_group: Any = Field(None, json_schema_extra={"deprecated": True})
-    max_attempts: Any = Field(None, json_schema_extra={"deprecated": True})
+    max_attempts: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Another orchestrator's bound on attempts: read as budget.max_attempts."
+    )
     last_error: Any = Field(None, json_schema_extra={"deprecated": True})
     exclusive_resources: Any = Field(None, json_schema_extra={"deprecated": True})
 

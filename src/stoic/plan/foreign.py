@@ -1,4 +1,6 @@
-"""Another orchestrator's `meta.validation` block as stoic verifiers (DESIGN §5, §10).
+"""The keys of another orchestrator's plans that change how a task runs, as stoic's own
+(DESIGN §5): a task's `max_attempts` bounds its attempts as `budget.max_attempts` does, and
+the plan's `meta.validation` block becomes verifiers (§10).
 
 That orchestrator runs each agent named in `validators` after every task whose agent is in
 `run_after`, reading the validator's definition from `.claude/agents/<name>.md` beside its
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stoic.plan.models import TaskSpec, Validation, Verifier
+from stoic.plan.models import Budget, TaskSpec, Validation, Verifier
 
-__all__ = ["validation_verifiers", "with_validation"]
+__all__ = ["as_stoic_tasks", "validation_verifiers"]
 
 
 def validation_verifiers(block: Validation | None, task: TaskSpec) -> list[Verifier]:
@@ -36,12 +38,18 @@ def validation_verifiers(block: Validation | None, task: TaskSpec) -> list[Verif
     ]
 
 
-def with_validation(block: Validation | None, tasks: Sequence[TaskSpec]) -> tuple[TaskSpec, ...]:
-    """`tasks`, each with the verifiers the validation block adds after its own."""
+def as_stoic_tasks(block: Validation | None, tasks: Sequence[TaskSpec]) -> tuple[TaskSpec, ...]:
+    """`tasks`, each with the verifiers the validation block adds after its own, and its
+    `max_attempts` as its budget's bound on attempts (unless the budget sets one)."""
     result = []
     for task in tasks:
+        update: dict[str, object] = {}
         added = validation_verifiers(block, task)
         if added:
-            task = task.model_copy(update={"verify": [*(task.verify or ()), *added]})
-        result.append(task)
+            update["verify"] = [*(task.verify or ()), *added]
+        bound = task.max_attempts
+        budget = task.budget or Budget()
+        if bound is not None and budget.max_attempts is None:
+            update["budget"] = budget.model_copy(update={"max_attempts": bound})
+        result.append(task.model_copy(update=update) if update else task)
     return tuple(result)
