@@ -13,6 +13,7 @@ from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
 from stoic.core.pause import READER_SIGNALS
 from stoic.core.proposals import Proposal
+from stoic.core.text import counted
 from stoic.exceptions import StoicError
 from stoic.services.review import ReviewDecision, ReviewSession
 
@@ -61,7 +62,8 @@ def review(
         if not batch:
             echo("Nothing to review: the queue has no pending proposals.")
             return
-        echo(f"Review session {session.id}: {len(batch)} proposals in {batch[0].batch_id}.")
+        shown = counted(len(batch), "proposal")
+        echo(f"Review session {session.id}: {shown} in {batch[0].batch_id}.")
         for position, proposal in enumerate(batch, 1):
             for line in _describe(proposal, position, len(batch)):
                 echo(line)
@@ -107,8 +109,8 @@ def review(
         summary = session.summary()
         echo(
             f"Session {summary.session_id} ended: {summary.decided} decided;"
-            f" {summary.flags_since_resume} red flags since the last resume (the workspace"
-            f" pauses at {summary.flag_limit})."
+            f" {counted(summary.flags_since_resume, 'red flag')} since the last resume"
+            f" (the workspace pauses at {summary.flag_limit})."
         )
 
 

@@ -26,11 +26,18 @@ Workers = Annotated[
 ]
 
 
-def _reporter() -> Reporter:
+EveryTask = Annotated[
+    bool,
+    typer.Option("--tasks", help="End with every task's row, not only the tasks that need a look."),
+]
+
+
+def _reporter(every_task: bool) -> Reporter:
     from stoic.run.reporting import LiveReporter, PlainReporter
 
     console = console_for_output()
-    return LiveReporter(console) if console.is_terminal else PlainReporter(console)
+    shown = LiveReporter if console.is_terminal else PlainReporter
+    return shown(console, every_task=every_task)
 
 
 def _confine(ctx: typer.Context, policy: Policy) -> None:
@@ -64,6 +71,7 @@ def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     workers: Workers = None,
+    every_task: EveryTask = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan."""
@@ -74,7 +82,7 @@ def run(
             workspace,
             plan,
             workers=workers,
-            reporter=_reporter(),
+            reporter=_reporter(every_task),
             before_start=lambda policy: _confine(ctx, policy),
         )
     raise typer.Exit(report.exit_code)
@@ -95,6 +103,7 @@ def continue_(
         str | None,
         typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
+    every_task: EveryTask = False,
 ) -> None:
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
@@ -107,7 +116,7 @@ def continue_(
             workspace,
             run_id,
             workers=workers,
-            reporter=_reporter(),
+            reporter=_reporter(every_task),
             approve=approve_suggestion or [],
             actor=actor,
             before_start=lambda policy: _confine(ctx, policy),
@@ -115,7 +124,9 @@ def continue_(
     raise typer.Exit(report.exit_code)
 
 
-def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
+def show_run_status(
+    ctx: typer.Context, run_id: str, as_json: bool, every_task: bool = False
+) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
     from stoic.run.reporting import print_summary
     from stoic.services import runs
@@ -128,7 +139,7 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
             document["continue_with"] = next_steps.continue_run(run_id).text
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
-    print_summary(console_for_output(), shown.report)
+    print_summary(console_for_output(), shown.report, every_task=every_task)
 
 
 def timeline(

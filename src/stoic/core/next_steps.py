@@ -22,6 +22,7 @@ __all__ = [
     "resume",
     "rollback",
     "run",
+    "run_status",
     "show_proposal",
 ]
 
@@ -67,6 +68,11 @@ def run(plan_file: str | None = None) -> NextStep:
 def continue_run(run_id: str | None = None) -> NextStep:
     """Continue a run (`run_id` may be a placeholder such as RUN_ID)."""
     return NextStep(("continue",), () if run_id is None else (run_id,))
+
+
+def run_status(run_id: str, *, tasks: bool = False) -> NextStep:
+    """Show one run; with `tasks`, every task's row."""
+    return NextStep(("status",), (run_id, "--tasks") if tasks else (run_id,))
 
 
 def init(path: str) -> NextStep:

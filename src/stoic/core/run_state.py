@@ -67,6 +67,9 @@ class TaskView:
     suggestion: Mapping[str, Any] | None = None
     """An R2 suggestion waiting for a person."""
     approved_by: str | None = None
+    rejected_by: str | None = None
+    """Who rejected the task's approval or suggested recovery (the task failed for it)."""
+    rejected_reason: str | None = None
     escalation_id: str | None = None
     """The open escalation the task waits on."""
     escalated_attempt: int = -1
@@ -216,6 +219,8 @@ class RunFolder:
                 task.recovery_applied = True
         elif event is TaskEvent.REJECTED:
             task.suggestion = None
+            task.rejected_by = record["actor"]
+            task.rejected_reason = record["decision_reason"]
 
     def _escalation(
         self, task: TaskView, record: Mapping[str, Any], event: TaskEvent | None
@@ -268,6 +273,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.hint = None
         task.guidance = None
         task.verifications = {}
+        task.rejected_by = task.rejected_reason = None
         return
     details = record["details"]
     task.ended_at = record["decided_at"]

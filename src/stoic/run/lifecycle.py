@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 from stoic.core.graph import TaskState
 from stoic.core.policy import Policy
 from stoic.core.run_state import RunFolder, RunView
+from stoic.core.text import counted
 from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
 from stoic.run import decisions as made
@@ -97,7 +98,7 @@ def start_run(
         record = workspace.record(
             "run_lifecycle",
             "started",
-            f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
+            f"Run {run_id} of plan {plan.name} started with {counted(len(plan.tasks), 'task')}.",
             actor=made.ACTOR,
             trigger="explicit",
             causal_role="pre_run",
