@@ -13,7 +13,7 @@ import orjson
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.verification import VerificationOutcome
-from stoic.store.confined import LinkRefused, open_confined
+from stoic.store.confined import LinkRefused, open_at, open_confined
 
 __all__ = [
     "Attempt",
@@ -44,6 +44,9 @@ class Attempt:
     output_cap_bytes: int
     kill_grace_seconds: float
     env: dict[str, str] = field(default_factory=dict)
+    results_fd: int | None = None
+    """An open descriptor of the folder `result_path` is in, checked once for links by whoever
+    opened it (the runner, for the run); None: the path is walked from the root each time."""
 
     def with_env(self, extra: dict[str, str]) -> Attempt:
         return replace(self, env={**self.env, **extra})
@@ -124,11 +127,14 @@ RESULT_FILE_LIMIT = 64 * 1024
 """A result file is kept whole in its attempt's end record, so it is small (as a Python value)."""
 
 
-def open_task_file(root: Path, path: Path) -> int:
+def open_task_file(root: Path, path: Path, folder_fd: int | None = None) -> int:
     """Open, for reading, a file a task can write or replace (its result file, an attempt log):
     a plain file of its own only, so neither a link nor a hard link to another file is read
-    in its place."""
-    fd = open_confined(root, path, os.O_RDONLY)
+    in its place. `folder_fd`: the already checked folder `path` is in."""
+    if folder_fd is None:
+        fd = open_confined(root, path, os.O_RDONLY)
+    else:
+        fd = open_at(folder_fd, path, os.O_RDONLY)
     if os.fstat(fd).st_nlink != 1:
         os.close(fd)
         raise LinkRefused(
@@ -137,14 +143,15 @@ def open_task_file(root: Path, path: Path) -> int:
     return fd
 
 
-def read_result_file(root: Path, path: Path) -> ResultFile | None:
+def read_result_file(root: Path, path: Path, folder_fd: int | None = None) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none.
 
     A link at its place (or on the way) is not followed: a task cannot have stoic read a file
-    from elsewhere into the log.
+    from elsewhere into the log. `folder_fd`: the already checked folder it is in (one open
+    for the probe, instead of one per folder on the way).
     """
     try:
-        fd = open_task_file(root, path)
+        fd = open_task_file(root, path, folder_fd)
     except FileNotFoundError:
         return None
     except LinkRefused as exc:

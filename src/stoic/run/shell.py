@@ -282,7 +282,8 @@ class ShellAttempt:
             os.close(self._pipe)
             self._pipe = None
         self._output.close()
-        result = read_result_file(self.attempt.workspace_root, self.attempt.result_path)
+        attempt = self.attempt
+        result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure: Failure | None = None
         if self._stopped_by == "timeout":
             failure = Failure(
