@@ -103,13 +103,10 @@ def _load(call: str, plan_dir: str, allowed: Sequence[str]) -> Callable[..., Any
     folder, a plan file shadowing a module already loaded) is refused."""
     module_name, _, function_name = call.partition(":")
     key = (module_name, plan_dir, tuple(allowed))
-    known = _checked.get(key)
-    if known is not None and sys.modules.get(module_name) is known:
-        function: Callable[..., Any] = getattr(known, function_name)
-        return function
-    module = _checked_module(module_name, plan_dir, allowed)
-    _checked[key] = module
-    function = getattr(module, function_name)
+    module = _checked.get(key)
+    if module is None or sys.modules.get(module_name) is not module:
+        module = _checked[key] = _checked_module(module_name, plan_dir, allowed)
+    function: Callable[..., Any] = getattr(module, function_name)
     return function
 
 
