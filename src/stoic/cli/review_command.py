@@ -12,7 +12,7 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
 from stoic.core.pause import READER_SIGNALS
-from stoic.core.proposals import Proposal
+from stoic.core.proposals import Proposal, shown_confidence
 from stoic.core.text import counted
 from stoic.exceptions import StoicError
 from stoic.services.review import ReviewDecision, ReviewSession
@@ -34,7 +34,7 @@ def _describe(proposal: Proposal, position: int, total: int) -> list[str]:
     lines.append("reasoning:")
     lines += [f"  {n}. {step}" for n, step in enumerate(proposal.reasoning_trace, 1)]
     lines.append(f"sources:    {', '.join(proposal.sources) or '(none)'}")
-    lines.append(f"confidence: {proposal.confidence_band}")
+    lines.append(f"confidence: {shown_confidence(proposal.confidence)}")
     lines.append(f"trade-off:  {proposal.trade_off or '(none stated)'}")
     return lines
 
