@@ -12,7 +12,9 @@ Wall time and CPU time (user + system) are the minimum and the median over the r
 figure has its ratio to its baseline. `modules` counts what the process imported. Bytecode is
 cached (in a temporary `PYTHONPYCACHEPREFIX`, warmed first) as an installed package's is.
 
-Usage: python benchmarks/bench_cold_start.py [--rounds N]
+Usage: python benchmarks/bench_cold_start.py [--rounds N] [--against OTHER_CHECKOUT]
+(`--against` times the other checkout's `.venv/bin/stoic` in the same rounds, e.g. the commit
+before a change; the module counts are this checkout's).
 """
 
 from __future__ import annotations
@@ -100,7 +102,14 @@ def _ratio(figure: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="another checkout: its .venv's stoic is timed in the same rounds",
+    )
     args = parser.parse_args()
+    other = args.against.resolve() / ".venv" / "bin" / "stoic" if args.against else None
     with tempfile.TemporaryDirectory(prefix="stoic-cold-") as tmp:
         root = Path(tmp)
         env = _environment(root / "pycache")
@@ -118,6 +127,9 @@ def main() -> None:
             "status_json": [str(STOIC), "-w", str(workspace), "status", "--json"],
             "help": [str(STOIC), "--help"],
         }
+        if other is not None:
+            commands["other_version"] = [str(other), "--version"]
+            commands["other_status"] = [str(other), "-w", str(workspace), "status"]
         for argv in commands.values():  # writes the bytecode cache
             _once(argv, env)
         walls: dict[str, list[float]] = {name: [] for name in commands}
@@ -158,6 +170,16 @@ def main() -> None:
         **figures["help"],
         "ratio_to_typer_app": _ratio(figures["help"], figures["typer_app"]),
     }
+    if other is not None:
+        result["against"] = {
+            "checkout": str(args.against),
+            "version": figures["other_version"],
+            "status": figures["other_status"],
+            "this_over_other": {
+                "version": _ratio(figures["version"], figures["other_version"]),
+                "status": _ratio(figures["status"], figures["other_status"]),
+            },
+        }
     print(json.dumps(result, indent=2))
 
 
