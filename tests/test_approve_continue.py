@@ -66,7 +66,7 @@ def test_approve_continue_prints_what_was_recorded_and_how_the_run_ended_as_json
         "completed",
         0,
     )
-    assert document["tasks"] == {
+    assert {task: row["status"] for task, row in document["tasks"].items()} == {
         "build": "succeeded",
         "deploy": "succeeded",
         "announce": "succeeded",

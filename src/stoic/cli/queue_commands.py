@@ -234,7 +234,7 @@ def _approve_and_continue(
     workers: int | None,
     as_json: bool,
 ) -> None:
-    from stoic.cli.run_commands import confine, live_reporter, run_outcome
+    from stoic.cli.run_commands import confine, reporter_for
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
@@ -244,14 +244,14 @@ def _approve_and_continue(
             by=actor,
             reason=reason,
             workers=workers,
-            reporter=runs.Silent() if as_json else live_reporter(),
+            reporter=reporter_for(as_json),
             before_start=lambda policy: confine(ctx, policy),
         )
     if as_json:
         document = {
             "proposal_id": done.proposal.id,
             "proposal_status": done.proposal.status.value,
-            **run_outcome(done.report),
+            **done.report.to_json(),
         }
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -22,9 +22,8 @@ if TYPE_CHECKING:
 __all__ = [
     "confine",
     "confine_to_workspace_policy",
-    "live_reporter",
     "register",
-    "run_outcome",
+    "reporter_for",
     "show_run_status",
 ]
 
@@ -44,7 +43,9 @@ AsJson = Annotated[
 ]
 
 
-def _reporter(as_json: bool = False) -> Reporter:
+def reporter_for(as_json: bool = False) -> Reporter:
+    """What a command that runs a run shows: a live view on a terminal, else plain lines; with
+    --json, the plain lines on stderr and no summary."""
     from stoic.run.reporting import LiveReporter, PlainReporter
 
     if as_json:
@@ -70,22 +71,12 @@ def _print_run(report: RunReport, as_json: bool) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _confine(ctx: typer.Context, policy: Policy) -> None:
+def confine(ctx: typer.Context, policy: Policy) -> None:
     """A runner re-executes itself with only what its tasks may see in its environment block."""
     if ctx.obj.own_process:
         from stoic.run.environment import confine
 
         confine(policy)
-
-
-def live_reporter() -> Reporter:
-    """What a command that runs a run shows: a live view on a terminal, else plain lines."""
-    return _reporter()
-
-
-def confine(ctx: typer.Context, policy: Policy) -> None:
-    """Re-execute with only what `policy` lets tasks see, for a command that runs a run."""
-    _confine(ctx, policy)
 
 
 def confine_to_workspace_policy(ctx: typer.Context) -> None:
@@ -104,7 +95,7 @@ def confine_to_workspace_policy(ctx: typer.Context) -> None:
         settings = load_settings(path)
     except ConfigError:
         return
-    _confine(ctx, workspace_policy(settings))
+    confine(ctx, workspace_policy(settings))
 
 
 def run(
@@ -144,8 +135,8 @@ def run(
             workspace,
             plan,
             workers=workers,
-            reporter=_reporter(as_json),
-            before_start=lambda policy: _confine(ctx, policy),
+            reporter=reporter_for(as_json),
+            before_start=lambda policy: confine(ctx, policy),
             approve=approve or [],
             actor=actor,
             allow_concurrent=allow_concurrent,
@@ -181,10 +172,10 @@ def continue_(
             workspace,
             run_id,
             workers=workers,
-            reporter=_reporter(as_json),
+            reporter=reporter_for(as_json),
             approve=approve_suggestion or [],
             actor=actor,
-            before_start=lambda policy: _confine(ctx, policy),
+            before_start=lambda policy: confine(ctx, policy),
         )
     _print_run(report, as_json)
 
@@ -222,8 +213,8 @@ def retry(
             reason=reason,
             actor=actor,
             workers=workers,
-            reporter=runs.Silent() if as_json else _reporter(),
-            before_start=lambda policy: _confine(ctx, policy),
+            reporter=reporter_for(as_json),
+            before_start=lambda policy: confine(ctx, policy),
         )
     report = retried.report
     recorded = [
@@ -237,27 +228,12 @@ def retry(
         for record in retried.records
     ]
     if as_json:
-        document = {"retried": recorded, **run_outcome(report)}
+        document = {"retried": recorded, **report.to_json()}
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
         for entry in recorded:
             echo(f"retry of task {entry['task_id']} by {actor} recorded (#{entry['seq']})")
     raise typer.Exit(report.exit_code)
-
-
-def run_outcome(report: RunReport) -> dict[str, Any]:
-    """How a run (or this stretch of it) ended, for `--json`: its status, exit code, each
-    task's state, and the escalations its waiting tasks wait on."""
-    return {
-        "run_id": report.run_id,
-        "status": str(report.status),
-        "exit_code": report.exit_code,
-        "tasks": {t: report.view.task(t).state.value for t in report.plan.graph.ids},
-        "awaiting_human": [
-            {"task_id": t, "escalation_id": report.view.task(t).escalation_id}
-            for t in report.analysis.awaiting_human
-        ],
-    }
 
 
 def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:

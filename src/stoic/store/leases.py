@@ -114,14 +114,7 @@ class FileLeases:
             return None
         except OSError as exc:
             raise WorkspaceError(f"cannot open {path}: {exc.strerror or exc}") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return _read_holder(fd, run_id)
-            return None
-        finally:
-            os.close(fd)
+        return _holder_if_held(fd, run_id)
 
     def held(self) -> list[Lease]:
         """Every run held right now, by anyone, by run id: one look at each run's lock, with
@@ -169,6 +162,12 @@ def _held_in(runs: int, run_id: str) -> Lease | None:
         return None
     finally:
         os.close(folder)
+    return _holder_if_held(fd, run_id)
+
+
+def _holder_if_held(fd: int, run_id: str) -> Lease | None:
+    """Who holds the run lock open at `fd`, or None when nobody does; closes `fd`. A shared
+    lock that cannot be taken means a runner holds the exclusive one."""
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
