@@ -231,6 +231,35 @@ def test_continue_is_refused_while_another_run_of_the_plan_is_live(
     assert len(of_type(ws_path, "execution", "interrupted")) == 1
 
 
+def test_retry_is_refused_while_another_run_of_the_plan_is_live(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = _plan(tmp_path)
+    killed = _runner(ws_path, plan)
+    _wait_for(lambda: len(_charged(tmp_path)) == 1)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=60)
+    (gone,) = _charged(tmp_path)
+    settled = run_stoic_process("-w", str(ws_path), "continue", gone)
+    assert settled.returncode == 1, settled.stderr  # interrupted, not idempotent: it stands
+    live = _runner(ws_path, plan)
+    _wait_for(lambda: len(_charged(tmp_path)) == 2)
+    retry = ("-w", str(ws_path), "retry", gone, "charge", "--reason", "the card was not charged")
+    refused = run_stoic_process(*retry)
+    assert refused.returncode == 2, refused.stderr
+    live_id = _charged(tmp_path)[1]
+    assert f"allows one live run at a time and has 1 already: {live_id} (pid {live.pid}" in (
+        refused.stderr
+    )
+    assert [r for r in of_type(ws_path, "proposal", "approved") if r["run_id"] == gone] == []
+    (tmp_path / "go").touch()
+    live.communicate(timeout=60)
+    retried = run_stoic_process(*retry)
+    assert retried.returncode == 0, retried.stderr  # taken up once the other run has ended
+    assert _charged(tmp_path) == [gone, live_id, gone]
+    assert_audit_clean(ws_path)
+
+
 def test_a_run_started_with_the_override_keeps_it_when_continued(
     tmp_path: Path, ws_path: Path
 ) -> None:

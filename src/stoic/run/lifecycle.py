@@ -277,11 +277,7 @@ def continue_run(
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     resolve_task_user(workspace.settings.runner.task_user)
-    with contextlib.ExitStack() as held:
-        with workspace.transaction():
-            held.enter_context(_run_lock(files))
-            if admit is not None:
-                admit(run_id)
+    with _taken_up(workspace, files, run_id, admit):
         plan, folder, files = load_run_folder(workspace, run_id)
         suspended = [
             t
@@ -313,18 +309,20 @@ def retry_run(
     actor: str,
     workers: int | None,
     reporter: Reporter,
+    admit: Admit | None = None,
 ) -> tuple[list[Record], RunReport]:
     """A person runs failed tasks again in their run: what a previous runner left is settled,
     each retry is recorded (linked to the task's failed attempt), then the run goes on.
 
     Every task is checked under the run's lock, against the log as it is then, before anything
-    is recorded; one that cannot be retried refuses the whole retry.
+    is recorded; one that cannot be retried refuses the whole retry. The run is taken up as
+    `continue_run` takes it up, asking `admit` under the writer lock.
     """
     files = run_files(workspace, run_id)
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     resolve_task_user(workspace.settings.runner.task_user)
-    with _run_lock(files):
+    with _taken_up(workspace, files, run_id, admit):
         plan, folder, files = load_run_folder(workspace, run_id)
         view = folder.view(shared=True)
         analysis = view.analyse(plan.graph)
@@ -355,6 +353,21 @@ def retry_run(
         for stored in recorded:
             folder.feed(stored._asdict())
         return recorded, runner.execute()
+
+
+@contextlib.contextmanager
+def _taken_up(
+    workspace: Workspace, files: RunFiles, run_id: str, admit: Admit | None
+) -> Iterator[None]:
+    """Hold `run_id`'s lock for a runner taking it up again, admitted by `admit` under the
+    writer lock, so nobody starts or takes up a run of its plan between the answer and the
+    lock."""
+    with contextlib.ExitStack() as held:
+        with workspace.transaction():
+            held.enter_context(_run_lock(files))
+            if admit is not None:
+                admit(run_id)
+        yield
 
 
 @contextlib.contextmanager

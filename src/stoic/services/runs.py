@@ -296,7 +296,8 @@ def retry(
 
     Refused, before anything is recorded: no reason, no tasks, a paused workspace, an unknown
     run or task, a task that did not fail (succeeded, skipped, pending, blocked, waiting for a
-    person), a run a runner is at right now."""
+    person), a run a runner is at right now, a run whose plan has as many other live runs as
+    its start record allows (`RunLimitReached`, as for a continue)."""
     if reason is None or not reason.strip():
         raise UsageError(
             "a retry is a person's decision and needs its reason: say why running the task"
@@ -348,6 +349,7 @@ def retry(
         actor=actor,
         workers=workers,
         reporter=reporter or Silent(),
+        admit=lambda taken_up: _continue_admitted(workspace, taken_up),
     )
     return Retried(tuple(records), report)
 
