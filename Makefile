@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_WORKSPACE := demo-workspace
 
-.PHONY: test lint typecheck layers unit demo bench clean
+.PHONY: test lint typecheck layers unit demo bench bench-cold-start bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,21 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_recovery.py
 	$(BIN)/python benchmarks/bench_queue.py
 
+# Prefect 3 and DBOS in their own venv, beside stoic's: not part of `make test`.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet 'prefect>=3,<4' 'dbos>=1,<4'
+	touch $(PEERS_STAMP)
+
+bench-cold-start: $(STAMP)
+	$(BIN)/python benchmarks/bench_cold_start.py
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python benchmarks/bench_peers.py --peers-python $(PEERS_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(DEMO_WORKSPACE) .pytest_cache .mypy_cache .ruff_cache

@@ -13,31 +13,32 @@ The public API::
 
 from __future__ import annotations
 
-import typing
+import importlib
 
-from stoic.core.audit import AuditReport, Violation, ViolationCode
-from stoic.core.projection import WorkspaceStatus
-from stoic.core.records import Decision, Record
-from stoic.exceptions import (
-    ConfigError,
-    InvalidDecision,
-    LogCorrupt,
-    LogTornTail,
-    ProjectionMismatch,
-    StoicError,
-    UsageError,
-    WaitTimedOut,
-    WorkspaceError,
-    WorkspaceExists,
-    WorkspaceNotFound,
-    WorkspaceNotWritable,
-    WorkspacePaused,
-)
-from stoic.failures import escalate
-from stoic.steps import step_done
-
-if typing.TYPE_CHECKING:
+TYPE_CHECKING = False  # not `typing`'s: `stoic --version` imports nothing it does not use
+if TYPE_CHECKING:
+    from stoic.core.audit import AuditReport, Violation, ViolationCode
+    from stoic.core.projection import WorkspaceStatus
+    from stoic.core.records import Decision, Record
+    from stoic.exceptions import (
+        ConfigError,
+        InvalidDecision,
+        LogCorrupt,
+        LogTornTail,
+        ProjectionMismatch,
+        StoicError,
+        UsageError,
+        WaitTimedOut,
+        WorkspaceError,
+        WorkspaceExists,
+        WorkspaceNotFound,
+        WorkspaceNotWritable,
+        WorkspacePaused,
+    )
+    from stoic.failures import escalate
     from stoic.services.workspace import Workspace
+    from stoic.steps import step_done
+del TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -67,16 +68,43 @@ __all__ = [
     "step_done",
 ]
 
+# Each exported name is imported from its module when first asked for: `stoic --version`, a
+# task's worker (`stoic.steps`, `stoic.errors`) and a command that needs one service must not
+# load the whole control plane that `Workspace` or the audit bring with them.
+_HOMES = {
+    "AuditReport": "stoic.core.audit",
+    "Violation": "stoic.core.audit",
+    "ViolationCode": "stoic.core.audit",
+    "WorkspaceStatus": "stoic.core.projection",
+    "Decision": "stoic.core.records",
+    "Record": "stoic.core.records",
+    "ConfigError": "stoic.exceptions",
+    "InvalidDecision": "stoic.exceptions",
+    "LogCorrupt": "stoic.exceptions",
+    "LogTornTail": "stoic.exceptions",
+    "ProjectionMismatch": "stoic.exceptions",
+    "StoicError": "stoic.exceptions",
+    "UsageError": "stoic.exceptions",
+    "WaitTimedOut": "stoic.exceptions",
+    "WorkspaceError": "stoic.exceptions",
+    "WorkspaceExists": "stoic.exceptions",
+    "WorkspaceNotFound": "stoic.exceptions",
+    "WorkspaceNotWritable": "stoic.exceptions",
+    "WorkspacePaused": "stoic.exceptions",
+    "escalate": "stoic.failures",
+    "Workspace": "stoic.services.workspace",
+    "step_done": "stoic.steps",
+}
+
 
 def __getattr__(name: str) -> object:
-    # A task's worker imports `stoic.steps` or `stoic.errors`: it must not load the whole
-    # control plane (services, runtime, store) that `Workspace` brings with it.
-    if name == "Workspace":
-        from stoic.services.workspace import Workspace
-
-        return Workspace
-    raise AttributeError(f"module 'stoic' has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'stoic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "Workspace"})
+    return sorted({*globals(), *_HOMES})

@@ -2,6 +2,6 @@
 
 import sys
 
-from stoic.cli.app import main
+from stoic.cli.entry import main
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 
 Commands are thin: open the workspace, call the library, render. Every `StoicError`, and every
 usage error the option parser finds, becomes one line on stderr and its exit code; a traceback
-is shown only with `--debug`.
+is shown only with `--debug`. A command's module is imported when it is used
+(`stoic.cli.commands`), so a command starts without loading every other one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 
 from stoic import __version__
 from stoic.cli import completion
+from stoic.cli.commands import LazyGroup
 from stoic.cli.context import CliState
 from stoic.cli.render import echo
 from stoic.core.text import shortened
@@ -33,6 +35,7 @@ app = typer.Typer(
     add_completion=False,  # stoic.cli.completion: a named shell is used as named
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=LazyGroup,
 )
 
 
@@ -95,31 +98,6 @@ def root(
         debug=debug,
         own_process=_own_process,
     )
-
-
-def _register_commands() -> None:
-    from stoic.cli import (
-        escalation_commands,
-        log_commands,
-        plan_commands,
-        queue_commands,
-        review_command,
-        run_commands,
-        runs_command,
-        trust_commands,
-    )
-
-    log_commands.register(app)
-    plan_commands.register(app)
-    run_commands.register(app)
-    runs_command.register(app)
-    queue_commands.register(app)
-    trust_commands.register(app)
-    review_command.register(app)
-    escalation_commands.register(app)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from stoic.cli.render import echo
 from stoic.core import next_steps
 from stoic.exceptions import StoicError
-from stoic.services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from stoic.services.workspace import Workspace
 
 __all__ = ["CliState", "cli_state", "open_workspace"]
 
@@ -36,6 +39,8 @@ def cli_state(ctx: typer.Context) -> CliState:
 
 def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
     """Open the workspace the global options name, warning on stderr about a torn tail."""
+    from stoic.services.workspace import Workspace  # not for `stoic --help` or `plan check`
+
     workspace = Workspace.open(cli_state(ctx).workspace, catch_up=catch_up)
     ctx.call_on_close(lambda: _warn_lagging(workspace))
     with contextlib.suppress(StoicError):

@@ -8,12 +8,12 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from stoic.run.notifiers import deliver
 from stoic.store.workspace import Deliverer
 from stoic.store.workspace import Workspace as StoreWorkspace
 
 if TYPE_CHECKING:
     from stoic.core.audit import Anchor, AuditReport
+    from stoic.core.notifications import Notice
     from stoic.core.proposals import Proposal
     from stoic.run.reporting import Reporter
     from stoic.run.run_end import RunReport
@@ -22,13 +22,20 @@ if TYPE_CHECKING:
 __all__ = ["Workspace"]
 
 
+def _deliver(workspace: StoreWorkspace, notice: Notice) -> object:
+    """The notifiers are imported when there is a notice: most commands announce none."""
+    from stoic.run.notifiers import deliver
+
+    return deliver(workspace, notice)
+
+
 class Workspace(StoreWorkspace):
     """An open workspace whose announcements reach the configured notifiers.
 
     Use `Workspace.init` or `Workspace.open`; close it (or use `with`).
     """
 
-    deliverer: ClassVar[Deliverer | None] = staticmethod(deliver)
+    deliverer: ClassVar[Deliverer | None] = staticmethod(_deliver)
 
     # `import stoic` stays light: the services are imported when one is asked for.
 

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from stoic.core.policy import Policy, mask_secrets, policy_violation, secret_values
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import PolicyRefused
-from stoic.plan.loader import PlanInvalid, read_plan
-from stoic.plan.models import PolicySpec
 
 if TYPE_CHECKING:
+    from stoic.plan.models import PolicySpec
     from stoic.store.config import Settings
     from stoic.store.handle import WorkspaceHandle
 
@@ -67,6 +66,8 @@ def run_plan_policy(workspace: WorkspaceHandle, run_id: str) -> PolicySpec | Non
     """The `meta.policy` of the plan a run ran (as amended), read from the copy the log names
     and checked against its sha256; refused when that copy is gone or changed, since a policy
     that cannot be read must not be taken as no policy."""
+    from stoic.plan.loader import PlanInvalid, read_plan  # plans are read for runs' proposals
+
     folder = RunFolder(run_id)
     for record in workspace.records(run_id=run_id):
         folder.feed(record._asdict())

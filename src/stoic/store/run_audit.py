@@ -29,7 +29,6 @@ from stoic.core.run_document import (
 )
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import StoicError
-from stoic.plan.loader import read_plan
 from stoic.store.atomic import atomic_write
 
 if TYPE_CHECKING:
@@ -287,6 +286,8 @@ def _document(root: Path, folder: RunFolder, violations: list[Violation]) -> dic
     source = folder.amendment or folder.started or {}
     copy = source.get("plan_copy") if folder.amendment else f"runs/{folder.run_id}/plan.yaml"
     problem = None
+    from stoic.plan.loader import read_plan  # only when a run's files are rebuilt or audited
+
     try:
         plan = read_plan(root / str(copy))
         if plan.sha256 != source.get("plan_sha256"):
