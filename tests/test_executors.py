@@ -254,7 +254,7 @@ def test_python_call_with_params_and_plan_folder_import(tmp_path: Path, pool: Wo
     attempt = make_attempt(tmp_path)
     result = pool.run("plan_tasks:hello", {"name": "ada", "punctuation": "?"}, attempt)
     assert result.succeeded
-    assert result.value == {"greeting": "hello ada?"}
+    assert result.outputs == {"greeting": "hello ada?"}
     assert attempt.log_path.read_text() == "hello ada t\n"
 
 
@@ -331,9 +331,15 @@ def test_unloadable_function_is_a_clear_failure(tmp_path: Path, pool: WorkerPool
     assert result.failure is not None and "ModuleNotFoundError" in result.failure.message
 
 
-def test_a_value_that_is_not_json_is_kept_as_repr(tmp_path: Path, pool: WorkerPool) -> None:
+def test_a_value_that_is_not_json_fails_the_task(tmp_path: Path, pool: WorkerPool) -> None:
+    """A return value is the task's outputs: a repr in its place would hand dependents a
+    string they never asked for."""
     result = pool.run("plan_tasks:returns_object", {}, make_attempt(tmp_path))
-    assert result.succeeded and "object object" in result.value["repr"]
+    assert result.failure is not None and result.failure.kind is FailureKind.ERROR
+    assert (
+        "cannot be the task's outputs: outputs is of type object, not JSON"
+        in result.failure.message
+    )
 
 
 # -- http --------------------------------------------------------------------------------------

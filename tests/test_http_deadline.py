@@ -172,7 +172,8 @@ def test_a_huge_body_is_streamed_to_the_capped_log_with_flat_memory(
     end = _first_end(ws_path)
     details = end["details"]
     assert isinstance(details, dict) and details["output_truncated"] is True
-    assert details["value"] == {"http_status": 200}
+    assert details["value"]["http_status"] == 200
+    assert "not the task's outputs" in details["value"]["outputs_note"]
     (run,) = [p.name for p in (ws_path / "runs").iterdir()]
     logged = (ws_path / "runs" / run / "tasks" / "big" / "attempt-1.log").read_bytes()
     cap = 10 * 1024 * 1024

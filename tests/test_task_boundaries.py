@@ -362,7 +362,7 @@ def test_allowed_modules_lets_a_named_package_be_called(tmp_path: Path, ws_path:
     )
     assert code == 0, out
     (ended,) = of_type(ws_path, "execution", "succeeded")
-    assert ended["details"]["value"] == "[1]"  # type: ignore[index]
+    assert ended["details"]["outputs"] == "[1]"  # type: ignore[index]
 
 
 def test_call_never_imports_from_the_invoking_shells_folder(tmp_path: Path, ws_path: Path) -> None:
@@ -475,7 +475,7 @@ def test_tasks_cannot_read_secrets_from_the_runners_environment(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (ended,) = [r for r in of_type(ws_path, "execution", "succeeded") if r["task_id"] == "py"]
-    parent = str(ended["details"]["value"])  # type: ignore[index]
+    parent = str(ended["details"]["outputs"])  # type: ignore[index]
     assert "PATH=" in parent  # it did read the runner's block …
     assert "5ecret" not in parent  # … and found no secret there
     shell_output = attempt_log(ws_path, "sh")
@@ -495,7 +495,7 @@ def test_the_default_environment_is_an_allowlist(tmp_path: Path, ws_path: Path) 
     )
     assert code == 0, out
     (ended,) = of_type(ws_path, "execution", "succeeded")
-    seen = ended["details"]["value"]  # type: ignore[index]
+    seen = ended["details"]["outputs"]  # type: ignore[index]
     assert "SECRET_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
     assert seen["DECLARED"] == "yes" and seen["LC_TIME"] == "C" and seen["TZ"] == "UTC"
     assert "PATH" in seen and seen["STOIC_TASK_ID"] == "py"
@@ -528,7 +528,7 @@ def test_a_secret_a_task_was_given_is_masked_in_its_records(tmp_path: Path, ws_p
     )
     assert code == 1, out
     (ended,) = of_type(ws_path, "execution", "succeeded")
-    assert ended["details"]["value"] == {"token": "[API_TOKEN masked]"}  # type: ignore[index]
+    assert ended["details"]["outputs"] == {"token": "[API_TOKEN masked]"}  # type: ignore[index]
     assert "5ecret" not in log_path(ws_path).read_text()
 
 

@@ -48,6 +48,9 @@ class ViolationCode(StrEnum):
     RUN_PLAN_CHANGED = (
         "run_plan_changed"  # a run's plan copy is not the plan it ran; never repaired
     )
+    OUTPUTS_FILE_CHANGED = (
+        "outputs_file_changed"  # a task's outputs file is not what its end record names
+    )
     # Behavioural invariants (DESIGN §12).
     RETRY_WITHOUT_DECISION = "retry_without_decision"  # no recovery_applied or approval before it
     MISSING_EVALUATION = "missing_evaluation"  # a failure without its one recovery evaluation

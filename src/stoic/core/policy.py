@@ -10,18 +10,23 @@ import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from stoic.core.records import Decision
 
 __all__ = [
     "DEFAULT_ENV_PASSTHROUGH",
     "DEFAULT_SECRET_NAMES",
+    "MIN_SECRET_LENGTH",
     "BudgetLimits",
     "Policy",
     "Spent",
+    "StreamMask",
     "approval_rule",
     "budget_violation",
     "check_patterns",
+    "mask_decision",
     "mask_json",
     "mask_secrets",
     "module_violation",
@@ -59,7 +64,7 @@ DEFAULT_SECRET_NAMES = (
 )
 """Variables whose values are masked wherever stoic records or shows what a process printed."""
 
-_MIN_SECRET_LENGTH = 4
+MIN_SECRET_LENGTH = 4
 """Shorter values ("1", "yes") would mask ordinary text and hide nothing worth hiding."""
 
 
@@ -194,7 +199,7 @@ def secret_values(policy: Policy, env: Mapping[str, str]) -> dict[str, str]:
     found = {
         name: value
         for name, value in env.items()
-        if len(value) >= _MIN_SECRET_LENGTH and policy.is_secret(name)
+        if len(value) >= MIN_SECRET_LENGTH and policy.is_secret(name)
     }
     return dict(sorted(found.items(), key=lambda item: -len(item[1])))
 
@@ -217,6 +222,65 @@ def mask_json(value: Any, secrets: Mapping[str, str]) -> Any:
     if isinstance(value, list | tuple):
         return [mask_json(item, secrets) for item in value]
     return value
+
+
+def mask_decision(decision: Decision, secrets: Mapping[str, str]) -> Decision:
+    """A record about to be written, with every secret masked in its free text."""
+    if not secrets:
+        return decision
+    return replace(
+        decision,
+        decision_reason=mask_secrets(decision.decision_reason, secrets),
+        decision_inputs=mask_json(decision.decision_inputs, secrets),
+        details=mask_json(decision.details, secrets),
+    )
+
+
+def _mark(name: str) -> str:
+    return f"[{name} masked]"
+
+
+class StreamMask:
+    """Masks secrets in a byte stream that arrives in chunks: a secret split across two chunks
+    is masked too, since the end of each chunk that could begin one is held back (at most the
+    longest secret's length less one byte) until the next chunk or `flush`."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        pairs = sorted(
+            ((value.encode(), _mark(name).encode()) for name, value in secrets.items() if value),
+            key=lambda pair: -len(pair[0]),
+        )
+        self._marks = dict(pairs)
+        self._longest = max((len(value) for value, _ in pairs), default=0)
+        self._pattern = (
+            re.compile(b"|".join(re.escape(value) for value, _ in pairs)) if pairs else None
+        )
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """What of the stream so far can be written now, masked."""
+        if self._pattern is None:
+            return chunk
+        data = self._carry + chunk
+        limit = max(0, len(data) - self._longest + 1)  # a secret starting before it fits
+        out: list[bytes] = []
+        done = 0
+        for found in self._pattern.finditer(data):
+            if found.start() >= limit:
+                break
+            out += [data[done : found.start()], self._marks[found.group()]]
+            done = found.end()
+        cut = max(done, limit)
+        out.append(data[done:cut])
+        self._carry = data[cut:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """The rest of the stream, masked."""
+        rest, self._carry = self._carry, b""
+        if self._pattern is None or not rest:
+            return rest
+        return self._pattern.sub(lambda found: self._marks[found.group()], rest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
 from stoic.core.recovery import AttemptKind
+from stoic.core.task_outputs import outputs_ref
 from stoic.core.task_states import TaskEvent, advance, event_of
 from stoic.core.verification import state_entry
 
@@ -81,6 +82,9 @@ class TaskView:
     """The completion summary from the task's linked document."""
     summary_error: str | None = None
     """Why the linked document gave no summary."""
+    outputs: Mapping[str, Any] | None = None
+    """What its last success handed its dependents, as the end record names it
+    (see `task_outputs.outputs_ref`)."""
     # Outcome reconciliation (DESIGN §7).
     original_failure: Mapping[str, Any] | None = None
     recovery_evaluated: bool = False
@@ -291,6 +295,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
     if outcome == "succeeded":
         task.open_attempt = None
         task.failure = None
+        task.outputs = outputs_ref(details)
         if task.recovery_applied:
             task.recovery_succeeded = True
     elif outcome in _FAILED_ENDS:

@@ -70,6 +70,10 @@ _STATE_OF_WORD = {
 }
 
 
+SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+"""An environment variable's name."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -225,6 +229,11 @@ class TaskSpec(_Strict):
     agent: str | None = Field(None, description="An agent role (DESIGN §11).")
     prompt: str | None = None
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    secrets: list[SecretName] | None = Field(
+        None,
+        description="Secrets this task's processes are given (from stoic's environment or"
+        " [secrets] in stoic.toml), masked wherever stoic records them.",
+    )
     depends_on: list[str] | None = None
     dependencies: list[str] | None = Field(None, description="Another name for `depends_on`.")
     idempotent: bool | None = Field(
@@ -312,6 +321,9 @@ class Meta(_Strict):
         None,
         description="Live runs of this plan allowed at once in a workspace (default: one);"
         " runs of one plan share its meta.name, or its file when it has none.",
+    )
+    secrets: list[SecretName] | None = Field(
+        None, description="Secrets every task is given (see a task's `secrets:`)."
     )
     validation: Any = Field(None, json_schema_extra={"deprecated": True})
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ import orjson
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.limits import MAX_INT_BITS
+from stoic.core.task_outputs import OUTPUTS_HARD_CAP
 from stoic.core.verification import VerificationOutcome
 from stoic.store.confined import LinkRefused, open_confined
 
@@ -44,6 +48,12 @@ class Attempt:
     output_cap_bytes: int
     kill_grace_seconds: float
     env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    """The task's declared secrets (`secrets:`): in its own processes' environment only."""
+    masks: dict[str, str] = field(default_factory=dict)
+    """Secret values masked in what the attempt's processes print, by variable name."""
+    inputs: dict[str, Any] | None = None
+    """Its dependencies' outputs, by task id (a Python task's `inputs` parameter)."""
 
     def with_env(self, extra: dict[str, str]) -> Attempt:
         return replace(self, env={**self.env, **extra})
@@ -52,6 +62,7 @@ class Attempt:
         """The variables every task sees (DESIGN §7)."""
         return {
             **self.env,
+            **self.secrets,
             "STOIC_RUN_ID": self.run_id,
             "STOIC_TASK_ID": self.task_id,
             "STOIC_ATTEMPT": str(self.attempt),
@@ -103,6 +114,17 @@ def parse_result_file(raw: bytes) -> ResultFile:
         return ResultFile(error=f"not valid JSON ({exc})")
     if not isinstance(data, dict):
         return ResultFile(error=f"a JSON object was expected, not {type(data).__name__}")
+    if _LONG_NUMBER.search(raw):  # orjson reads an integer past 64 bits as a float: refuse it
+        try:
+            json.loads(raw, parse_int=_bounded_int)
+        except ValueError as exc:
+            return ResultFile(data=data, error=str(exc))
+    rest = {k: v for k, v in data.items() if k != "outputs"}
+    if len(raw) > RESULT_FILE_LIMIT and len(orjson.dumps(rest)) > RESULT_FILE_LIMIT:
+        return ResultFile(
+            error=f"over the {RESULT_FILE_LIMIT // 1024} KiB a result file may hold besides"
+            " its `outputs` (a small JSON object; put bulky data in a file of its own)"
+        )
     failure = data.get("failure")
     if failure is not None and not isinstance(failure, dict):
         return ResultFile(error='`failure` must be an object like {"kind": "timeout"}')
@@ -120,8 +142,17 @@ def parse_result_file(raw: bytes) -> ResultFile:
     return ResultFile(data=data)
 
 
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 18 and int(text).bit_length() > MAX_INT_BITS:
+        raise ValueError(f"the integer {text} is past 64 bits (write it as a string)")
+    return int(text)
+
+
 RESULT_FILE_LIMIT = 64 * 1024
-"""A result file is kept whole in its attempt's end record, so it is small (as a Python value)."""
+"""A result file is kept in its attempt's end record, so it is small (as a Python value) —
+but for its `outputs`, which may be up to OUTPUTS_HARD_CAP and are kept on their own."""
+_RESULT_READ_LIMIT = OUTPUTS_HARD_CAP + RESULT_FILE_LIMIT
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def open_task_file(root: Path, path: Path) -> int:
@@ -153,10 +184,10 @@ def read_result_file(root: Path, path: Path) -> ResultFile | None:
         return ResultFile(error=f"unreadable ({exc.strerror})")
     try:
         size = os.fstat(fd).st_size
-        if size > RESULT_FILE_LIMIT:  # it is kept whole in the log: never read a huge one
+        if size > _RESULT_READ_LIMIT:  # never read a huge one
             return ResultFile(
-                error=f"{size} bytes, over the {RESULT_FILE_LIMIT // 1024} KiB a result file may"
-                " hold (a small JSON object; put bulky data in a file of its own)"
+                error=f"{size} bytes, over the {_RESULT_READ_LIMIT // 1024} KiB a result file"
+                " may hold (a small JSON object; put bulky data in a file of its own)"
             )
         chunks = []
         while chunk := os.read(fd, 1 << 16):
@@ -165,7 +196,7 @@ def read_result_file(root: Path, path: Path) -> ResultFile | None:
         return ResultFile(error=f"unreadable ({exc.strerror})")
     finally:
         os.close(fd)
-    return parse_result_file(b"".join(chunks)[: RESULT_FILE_LIMIT + 1])
+    return parse_result_file(b"".join(chunks)[: _RESULT_READ_LIMIT + 1])
 
 
 def read_tail(root: Path, path: Path, limit: int = 64 * 1024) -> str:
@@ -193,7 +224,12 @@ class AttemptResult:
     output_truncated: bool = False
     result: ResultFile | None = None
     value: Any = None
-    """What a Python task returned (JSON-able, or its repr)."""
+    """What an HTTP task's response was (its status)."""
+    outputs: Any = None
+    """What the executor hands the task's dependents: a Python task's return value, an HTTP
+    task's body (None: nothing; a result file's `outputs` is in `result`)."""
+    sealed: dict[str, Any] | None = None
+    """The outputs as the end record keeps them (`outputs`, or `outputs_file`)."""
     command: str = ""
     steps_completed: int = 0
     """Steps a Python task reported with `stoic.step_done()`."""
@@ -224,11 +260,13 @@ class AttemptResult:
             data["output_truncated"] = True
         if self.result is not None:
             if self.result.data is not None:
-                data["result"] = self.result.data
+                data["result"] = {k: v for k, v in self.result.data.items() if k != "outputs"}
             if self.result.error is not None:
                 data["result_file_error"] = self.result.error
         if self.value is not None:
             data["value"] = self.value
+        if self.sealed is not None:
+            data.update(self.sealed)
         if self.steps_completed:
             data["steps_completed"] = self.steps_completed
         if self.iterations:

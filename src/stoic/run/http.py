@@ -6,11 +6,12 @@ import email.utils
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.plan.models import HttpRequest
 from stoic.run.attempt import Attempt, AttemptResult
-from stoic.run.http_call import CUT_NOTE_ROOM
+from stoic.run.http_call import BODY_OUTPUTS_CAP, CUT_NOTE_ROOM
 from stoic.run.loop import drive
 from stoic.run.python_pool import WorkerPool
 
@@ -106,13 +107,20 @@ def call_http(
 
 def _judged(ended: AttemptResult, shown: str) -> AttemptResult:
     """The worker's account of the response, as the attempt's result (DESIGN §7)."""
-    answer = ended.value if ended.failure is None else None
+    answer = ended.outputs if ended.failure is None else None
     if not isinstance(answer, dict):  # the deadline, a stop, a crash or a log that failed
-        return replace(ended, value=None, command=shown)
+        return replace(ended, value=None, outputs=None, command=shown)
     status = answer.get("status")
-    value = {"http_status": status} if isinstance(status, int) else None
+    value: dict[str, Any] | None = {"http_status": status} if isinstance(status, int) else None
+    if value is not None and answer.get("body_over_cap"):
+        value["outputs_note"] = (
+            f"the body was over {BODY_OUTPUTS_CAP // (1024 * 1024)} MiB, so it is not the"
+            " task's outputs"
+        )
     cut = ended.output_truncated or bool(answer.get("cut"))
-    result = replace(ended, value=value, command=shown, output_truncated=cut)
+    result = replace(
+        ended, value=value, outputs=answer.get("body"), command=shown, output_truncated=cut
+    )
     if "failure" in answer:
         failure = Failure(
             FailureKind(answer["failure"]),

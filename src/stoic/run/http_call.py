@@ -11,10 +11,13 @@ import sys
 from typing import Any
 
 import httpx
+import orjson
 
-__all__ = ["CUT_NOTE_ROOM", "perform"]
+__all__ = ["BODY_OUTPUTS_CAP", "CUT_NOTE_ROOM", "perform"]
 
 _CHUNK = 64 * 1024
+BODY_OUTPUTS_CAP = 1024 * 1024
+"""A response body up to this size is the task's outputs (bigger ones are not kept)."""
 CUT_NOTE_ROOM = 128
 """Bytes beyond the cap the log may need for the note that says the body was cut."""
 
@@ -48,7 +51,14 @@ def perform(
             out.write(head)
             room = cap
             cut = False
+            kept: list[bytes] | None = []  # the body for the outputs, while it is small enough
+            size = 0
             for chunk in response.iter_bytes(_CHUNK):
+                size += len(chunk)
+                if kept is not None:
+                    kept.append(chunk)
+                    if size > BODY_OUTPUTS_CAP:
+                        kept = None
                 if len(chunk) > room:  # the rest is never read: a huge body costs nothing
                     out.write(chunk[:room])
                     cut = True
@@ -64,6 +74,7 @@ def perform(
                 "reason": response.reason_phrase,
                 "retry_after": response.headers.get("retry-after"),
                 "cut": cut,
+                **_body(kept, response.headers.get("content-type", "")),
             }
     except httpx.ConnectError as exc:
         return _transport("unavailable", f"cannot connect: {exc}", partial=False)
@@ -80,3 +91,17 @@ def _transport(
     kind: str, message: str, *, partial: bool | None, status: int | None = None
 ) -> dict[str, Any]:
     return {"failure": kind, "message": message, "partial": partial, "status": status}
+
+
+def _body(kept: list[bytes] | None, content_type: str) -> dict[str, Any]:
+    """The body as outputs: parsed when the server says it is JSON, else text."""
+    if kept is None:
+        return {"body_over_cap": True}
+    raw = b"".join(kept)
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return {"body": orjson.loads(raw)}
+        except orjson.JSONDecodeError:
+            pass  # a server that says JSON and sends something else: kept as the text it is
+    return {"body": raw.decode("utf-8", errors="replace")}

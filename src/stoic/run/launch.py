@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, OutputPatterns, kind_from_output
+from stoic.core.policy import mask_secrets
 from stoic.core.summaries import summarize
+from stoic.core.verification import Report
 from stoic.plan.models import TaskSpec, Verifier
 from stoic.run.agents import AgentSetup
 from stoic.run.attempt import Attempt, AttemptResult, read_tail
@@ -25,7 +27,7 @@ from stoic.run.shell import ShellAttempt
 from stoic.run.stages import StagedAttempt, command_missing
 from stoic.run.task_user import TaskUser
 
-__all__ = ["Launcher", "kind_by_output", "with_summary"]
+__all__ = ["Launcher", "kind_by_output", "masked_result", "with_summary"]
 
 _DEFAULT_ITERATIONS = 3
 
@@ -162,3 +164,46 @@ def kind_by_output(
             message=f"{failure.message}; its output says {kind.value}",
         ),
     )
+
+
+def masked_result(result: AttemptResult, secrets: Mapping[str, str]) -> AttemptResult:
+    """The attempt's result as it is shown while the run goes on and handed to people (its
+    failure and escalation, its verifiers' findings), with the run's secrets masked as they
+    are in its records."""
+
+    def mask(text: str) -> str:
+        return mask_secrets(text, secrets)
+
+    failure = result.failure
+    if failure is not None:
+        escalation = failure.escalation
+        if escalation is not None:  # its briefing is written from it, as it is shown
+            escalation = replace(
+                escalation,
+                title=mask(escalation.title),
+                question=mask(escalation.question),
+                context=mask(escalation.context),
+            )
+        failure = replace(failure, message=mask(failure.message), escalation=escalation)
+    outcomes = tuple(
+        replace(
+            outcome,
+            reason=mask(outcome.reason) if outcome.reason else outcome.reason,
+            report=Report(
+                tuple(
+                    replace(
+                        finding,
+                        id=mask(finding.id),
+                        category=mask(finding.category),
+                        description=mask(finding.description),
+                        recommendation=mask(finding.recommendation),
+                    )
+                    for finding in outcome.report.findings
+                )
+            )
+            if outcome.report is not None
+            else None,
+        )
+        for outcome in result.verifications
+    )
+    return replace(result, failure=failure, verifications=outcomes)

@@ -37,6 +37,7 @@ from stoic.store.atomic import atomic_write
 from stoic.store.confined import confined_dir
 from stoic.store.leases import FileLeases
 from stoic.store.processes import workspace_policy
+from stoic.store.secrets import SecretsOfPlan, secrets_of_plan
 from stoic.store.workspace import Workspace
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "load_run_folder",
     "new_run_id",
     "plan_policy",
+    "plan_secrets",
     "retry_run",
     "run_files",
     "runnable_errors",
@@ -77,6 +79,11 @@ def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
                 )
             )
     return errors
+
+
+def plan_secrets(workspace: Workspace, plan: Plan) -> SecretsOfPlan:
+    """The secrets the plan names, from stoic's environment or the workspace's [secrets]."""
+    return secrets_of_plan(plan, workspace.settings.secrets, workspace.root, os.environ)
 
 
 def agent_setup(workspace: Workspace) -> AgentSetup:
@@ -130,6 +137,7 @@ def start_run(
     gated tasks named in `approve` are approved by `actor` before the first start."""
     resolve_task_user(workspace.settings.runner.task_user)  # refused before anything happens
     errors = runnable_errors(plan, agent_setup(workspace))
+    errors += plan_secrets(workspace, plan).errors
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
     for task_id in approve:
@@ -212,6 +220,7 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
         raise _no_run(workspace, run_id)
     amended = read_plan(plan_path)
     errors = runnable_errors(amended, agent_setup(workspace))
+    errors += plan_secrets(workspace, amended).errors
     if errors:
         raise PlanInvalid(amended.path, errors)
     with _run_lock(files):

@@ -150,9 +150,11 @@ class PythonAttempt:
         self._kill_at: float | None = None
         self._steps = 0
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
-        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root)
+        self._output = OutputLog(
+            attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root, attempt.masks
+        )
         self.worker = pool.checkout()
-        request = {
+        request: dict[str, Any] = {
             "call": call,
             "params": params,
             "plan_dir": str(attempt.plan_dir),
@@ -160,6 +162,8 @@ class PythonAttempt:
             "env": attempt.stoic_env(),
             "trusted": trusted,
         }
+        if attempt.inputs is not None:
+            request["inputs"] = attempt.inputs
         try:
             write_frame(self.worker.request_fd, request)
         except OSError:
@@ -271,7 +275,7 @@ class PythonAttempt:
             output_bytes=self._output.written,
             output_truncated=self._output.truncated,
             result=result,
-            value=value,
+            outputs=value,
             command=self.call,
             steps_completed=self._steps,
             log_error=self._output.error,

@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind, compile_patterns
+from stoic.core.failure import Failure, FailureKind, Partial, compile_patterns
 from stoic.core.pause import PauseInForce
-from stoic.core.policy import Spent, mask_json, mask_secrets
+from stoic.core.policy import Spent
 from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
 from stoic.core.run_state import RunFolder, cost_of
 from stoic.core.scheduling import Admission, Finish, Scheduler, Start
-from stoic.plan.loader import Plan
+from stoic.plan.loader import Plan, PlanInvalid
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
@@ -41,17 +41,19 @@ from stoic.run.guard import (
 )
 from stoic.run.guard import describe_command as describe
 from stoic.run.handoff import Handoff
-from stoic.run.launch import Launcher, kind_by_output, with_summary
-from stoic.run.loop import EventLoop, Handle, SignalWake
+from stoic.run.launch import Launcher, kind_by_output, masked_result, with_summary
+from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
+from stoic.run.task_outputs import InputsUnreadable, given_inputs, sealed_result
 from stoic.run.task_user import resolve_task_user
 from stoic.run.timeouts import DefaultTimeouts, default_timeout_view
 from stoic.store.processes import allowed_environment, secrets_given, workspace_policy
 from stoic.store.queue import Queue
+from stoic.store.secrets import secrets_of_plan
 from stoic.store.workspace import Workspace
 
 __all__ = ["Runner"]
@@ -143,8 +145,24 @@ class Runner:
                 FailureKind.UNAVAILABLE: settings.recovery.unavailable_retry_delay_seconds,
             },
         )
-        self.base_env = allowed_environment(policy)
-        self._secrets: dict[str, dict[str, str]] = {}
+        found = secrets_of_plan(plan, settings.secrets, workspace.root, os.environ)
+        if found.errors:  # refused before anything of this runner is recorded
+            raise PlanInvalid(plan.path, found.errors)
+        declared = {name.encode() for secrets in found.by_task.values() for name in secrets}
+        self.base_env = {  # a declared secret reaches its tasks only, whatever passes env
+            name: value
+            for name, value in allowed_environment(policy).items()
+            if name not in declared
+        }
+        self.secrets = found.by_task
+        """Each task's declared secrets: its own processes' environment, no other's."""
+        masks: dict[str, str] = {}
+        for spec in plan.tasks:
+            masks.update(secrets_given(policy, self.base_env, spec.env))
+        masks.update(found.values())
+        self.masks = dict(sorted(masks.items(), key=lambda item: -len(item[1])))
+        """Every secret value of the run: masked in its records, notices and attempt logs."""
+        workspace.masked = {**workspace.masked, **self.masks}
         self.task_user = resolve_task_user(settings.runner.task_user)
         self.pool = WorkerPool(
             workers,
@@ -322,7 +340,7 @@ class Runner:
         """Each ended attempt's end and verifications, and each failure's one evaluation."""
         batch = step.batch
         for item, result, outcome in ended:
-            batch.append(self._masked(made.end_decision(item.attempt, result, outcome)))
+            batch.append(made.end_decision(item.attempt, result, outcome))
             batch += [
                 made.verification_decision(item.attempt, verified)
                 for verified in result.verifications
@@ -426,6 +444,9 @@ class Runner:
         finished = kind_by_output(item.spec, item.attempt, finished, self.output_patterns)
         if finished.failure is None and item.spec.doc:
             finished = with_summary(finished, self.plan_dir / item.spec.doc)
+        finished = sealed_result(self.files.workspace_root, item.attempt, finished, self.masks)
+        if self.masks:  # the terminal sees what the log keeps
+            finished = masked_result(finished, self.masks)
         return finished
 
     def _stop_seen(self, core: Scheduler, running: dict[int, tuple[_Running, Handle]]) -> None:
@@ -477,23 +498,6 @@ class Runner:
 
     # -- attempts ----------------------------------------------------------------------------
 
-    def _masked(self, decision: Decision) -> Decision:
-        """What a task gave back, without the named secrets it was given (DESIGN §7)."""
-        task_id = decision.task_id or ""
-        secrets = self._secrets.get(task_id)
-        if secrets is None:  # the environment a task is given is the same for every attempt
-            spec = self.specs.get(task_id)
-            secrets = secrets_given(self.policy, self.base_env, spec.env if spec else None)
-            self._secrets[task_id] = secrets
-        if not secrets:
-            return decision
-        return replace(
-            decision,
-            decision_reason=mask_secrets(decision.decision_reason, secrets),
-            decision_inputs=mask_json(decision.decision_inputs, secrets),
-            details=mask_json(decision.details, secrets),
-        )
-
     def _prepare(self, start: Start) -> _Running:
         index, number = start.index, start.attempt
         spec = self.plan.tasks[index]
@@ -519,6 +523,8 @@ class Runner:
             output_cap_bytes=self.output_cap,
             kill_grace_seconds=self.kill_grace,
             env=env,
+            secrets=self.secrets.get(spec.id, {}),
+            masks=self.masks,
         )
         return _Running(index, attempt, spec, kind, timeout_default=timeout_default)
 
@@ -543,7 +549,13 @@ class Runner:
         return replace(decision, decision_inputs={**decision.decision_inputs, **limit})
 
     def _launch(self, item: _Running) -> Handle:
-        return self.launcher.launch(item.spec, item.attempt)
+        try:
+            attempt = given_inputs(self.files.workspace_root, self.folder, item.spec, item.attempt)
+        except InputsUnreadable as exc:  # the dependent fails, never runs blind
+            failure = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
+            shown = describe(item.spec)
+            return Ended(AttemptResult(failure=failure, duration_s=0.0, command=shown))
+        return self.launcher.launch(item.spec, attempt)
 
     # -- projections -------------------------------------------------------------------------
 

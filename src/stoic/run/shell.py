@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.policy import StreamMask
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
 from stoic.run.loop import drive
 from stoic.run.task_user import TaskUser
@@ -39,16 +40,27 @@ class OutputLog:
     and the attempt that owns the log ends as a failure for it.
     """
 
-    def __init__(self, path: Path, cap: int, root: Path) -> None:
+    def __init__(
+        self, path: Path, cap: int, root: Path, masks: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
         self.cap = cap
         self.root = root
+        self._mask = StreamMask(masks) if masks else None
+        """Secrets never reach the log, even split across two reads of the pipe."""
         self.written = 0
         self.seen = 0
         self.error: str | None = None
         self._fd: int | None = None
 
     def write(self, chunk: bytes) -> None:
+        if self._mask is not None:
+            chunk = self._mask.feed(chunk)
+        self._keep(chunk)
+
+    def _keep(self, chunk: bytes) -> None:
+        if not chunk:
+            return  # a silent task leaves no log
         self.seen += len(chunk)
         if self.error is not None or self.written >= self.cap:
             return
@@ -83,6 +95,9 @@ class OutputLog:
         return self.seen > self.written
 
     def close(self) -> None:
+        if self._mask is not None:
+            mask, self._mask = self._mask, None
+            self._keep(mask.flush())
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
@@ -157,7 +172,9 @@ class ShellAttempt:
         self.shell = shell
         self.started = time.monotonic()
         self._result: AttemptResult | None = None
-        self._output = OutputLog(attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root)
+        self._output = OutputLog(
+            attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root, attempt.masks
+        )
         self._stopped_by: str | None = None
         self._exited_at: float | None = None
         self._kill_at: float | None = None

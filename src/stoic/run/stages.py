@@ -266,6 +266,7 @@ class StagedAttempt:
             attempt = replace(
                 attempt,
                 timeout=verifier.timeout,
+                secrets={},  # a verifier judges the work: it is not given the task's secrets
                 env={
                     **attempt.env,
                     "STOIC_REPORT": str(attempt.result_path),

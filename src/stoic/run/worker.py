@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
+import inspect
 import os
 import signal
 import struct
@@ -28,7 +30,6 @@ __all__ = ["read_frame", "write_frame"]
 
 _HEADER = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
-_MAX_VALUE_BYTES = 64 * 1024
 
 
 def write_frame(fd: int, payload: dict[str, Any]) -> None:
@@ -69,14 +70,29 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _json_value(value: Any) -> Any:
+def _outputs_reply(value: Any) -> dict[str, Any]:
+    """The reply for a return value: it becomes the task's outputs, so it must be JSON that
+    reads back as it was (never a repr in its place)."""
+    if value is None:
+        return {"ok": True}
+    from stoic.core.task_outputs import OutputsInvalid, canonical
+
     try:
-        encoded = orjson.dumps(value)
-    except TypeError:
-        return {"repr": repr(value)[:1000]}
-    if len(encoded) > _MAX_VALUE_BYTES:
-        return {"note": f"a value of {len(encoded)} bytes was returned; not kept"}
-    return value
+        canonical(value)
+    except OutputsInvalid as exc:
+        message = f"the return value cannot be the task's outputs: {exc}"
+        return {"ok": False, "kind": "error", "message": message, "partial": True}
+    return {"ok": True, "value": value}
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_inputs(function: Callable[..., Any]) -> bool:
+    """Whether the function has a parameter named `inputs` (it is given its dependencies'
+    outputs there)."""
+    try:
+        return "inputs" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _call(request: dict[str, Any]) -> dict[str, Any]:
@@ -148,8 +164,14 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         message = f"cannot load {request['call']}: {type(exc).__name__}: {exc}"
         return {"ok": False, "kind": "error", "message": message, "partial": False}
+    params = request["params"]
+    if "inputs" in request and _takes_inputs(function):
+        if "inputs" in params:
+            message = "`params:` sets `inputs`, the parameter stoic gives the dependencies' outputs"
+            return {"ok": False, "kind": "error", "message": message, "partial": False}
+        params = {**params, "inputs": request["inputs"]}
     try:
-        value = function(**request["params"])
+        value = function(**params)
     except TaskFailure as exc:
         reply: dict[str, Any] = {
             "ok": False,
@@ -167,7 +189,7 @@ def _invoke(request: dict[str, Any]) -> dict[str, Any]:
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt fails the task only
         traceback.print_exc()
         return {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "value": _json_value(value)}
+    return _outputs_reply(value)
 
 
 def serve(request_fd: int, reply_fd: int) -> None:

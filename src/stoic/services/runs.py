@@ -9,6 +9,7 @@ stopped) and `paused` (it started nothing after the workspace was paused).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ from stoic.run.run_end import EXIT_CODES, RunReport
 from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
 from stoic.services.trust import refuse_if_paused
-from stoic.store.config import load_settings
+from stoic.store.config import SecretSource, load_settings
 from stoic.store.provenance import current_task
+from stoic.store.secrets import secrets_of_plan
 
 if TYPE_CHECKING:
     from stoic.core.policy import Policy
@@ -108,11 +110,16 @@ def check(plan_path: str | Path, *, settings_file: Path | None = None) -> PlanCh
     agent's CLI is installed is left to the run."""
     if settings_file is None:
         setup = default_setup()
+        sources: dict[str, SecretSource] = {}
+        root = Path.cwd()
     else:
-        setup = AgentSetup(load_settings(settings_file).agents)
+        settings = load_settings(settings_file)
+        setup = AgentSetup(settings.agents)
+        sources, root = settings.secrets, settings_file.parent
     try:
         plan = read_plan(Path(plan_path))
         errors = setup.plan_errors(plan, check_cli=False)
+        errors += secrets_of_plan(plan, sources, root, os.environ).errors
         if errors:
             raise PlanInvalid(plan.path, errors)
         return check_plan(plan, str(plan_path), agents_of(plan, setup))

@@ -11,13 +11,14 @@ import re
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -289,6 +290,17 @@ class NotifierSettings(_Section):
         return self
 
 
+class SecretSource(_Section):
+    """One `[secrets]` entry: where a secret a plan names is read from."""
+
+    file: str = Field(
+        min_length=1, description="A file holding the value (workspace-relative or absolute)."
+    )
+
+
+SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class Settings(_Section):
     """Everything `stoic.toml` can set."""
 
@@ -305,6 +317,11 @@ class Settings(_Section):
                 events=["paused", "resumed", "escalation_raised", "audit_failed"],
             )
         ]
+    )
+    secrets: dict[Annotated[str, StringConstraints(pattern=SECRET_NAME)], SecretSource] = Field(
+        default_factory=dict,
+        description="Where secrets a plan names (`secrets:`) are read from, when not in the"
+        " environment.",
     )
 
 
@@ -339,6 +356,9 @@ def default_settings_text() -> str:
         if isinstance(section, list):
             lines += ["", *_NOTIFIER_EXAMPLE]
             continue
+        if isinstance(section, dict):
+            lines += ["", *_SECRETS_EXAMPLE]
+            continue
         lines += ["", f"[{section_name}]"]
         for name, setting in type(section).model_fields.items():
             lines.append(f"# {setting.description}")
@@ -367,6 +387,14 @@ _NOTIFIER_EXAMPLE = [
     "# [[notifiers]]",
     '# kind = "command"',
     '# command = ["notify-send", "stoic"]',
+]
+
+_SECRETS_EXAMPLE = [
+    "# Secrets: a task (or meta, for every task) lists the secrets it needs (`secrets:`);",
+    "# each is taken from stoic's environment, else from a file named here. A task is given",
+    "# only the secrets it lists, and their values are masked in everything stoic records.",
+    "# [secrets]",
+    '# DEPLOY_TOKEN = {file = "secrets/deploy_token"}',
 ]
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")

@@ -28,8 +28,10 @@ from stoic.core.run_document import (
     state_document,
 )
 from stoic.core.run_state import RunFolder
+from stoic.core.task_outputs import digest
 from stoic.exceptions import StoicError
 from stoic.store.atomic import atomic_write
+from stoic.store.confined import read_confined
 
 if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle
@@ -86,6 +88,8 @@ class RunFilesCheck:
         self.runs: dict[str, _Run] = {}
         self.entries = _Entries()
         self.logged: list[LoggedEntry] | None = None
+        self.outputs_files: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        """(end record, its outputs_file) of every success that kept its outputs apart."""
         self.header_ok = True
         for run_id in _run_ids(root):
             self._read_state(run_id)
@@ -99,12 +103,39 @@ class RunFilesCheck:
                 run.folder.feed(record)
             if record["decision_type"] in ("execution", "proposal"):
                 entries.feed(record)
+                file = record["details"].get("outputs_file")
+                if file is not None and record["decision_outcome"] == "succeeded":
+                    self.outputs_files.append((record, file))
 
     def finish(self, last_seq: int) -> list[Violation]:
         for run_id, run in self.runs.items():
             self._compare_state(run_id, run, last_seq)
         self._compare_entries(last_seq)
+        self._check_outputs_files()
         return self.violations
+
+    def _check_outputs_files(self) -> None:
+        """Each outputs file must still be what its end record names: its dependents read it
+        back (a continued run's too), so a changed or missing one is an edit the log shows."""
+        for record, file in self.outputs_files:
+            relative = str(file.get("path", ""))
+            try:
+                data = read_confined(self.root, self.root / relative)
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror or exc})"
+            else:
+                if digest(data) == file.get("sha256"):
+                    continue
+                problem = "no longer matches the sha256 its end record names"
+            self.violations.append(
+                Violation(
+                    ViolationCode.OUTPUTS_FILE_CHANGED,
+                    f"{relative}, the outputs of task {record.get('task_id')} (seq"
+                    f" {record['seq']}), {problem}; its dependents refuse it (restore it)",
+                    seq=record["seq"],
+                    path=relative,
+                )
+            )
 
     # -- state.json --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
 from stoic.core.notifications import Event, Notice
+from stoic.core.policy import mask_decision, mask_json, mask_secrets
 from stoic.core.projection import Projection, WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import QueueState
 from stoic.core.records import GENESIS_HASH, Decision, Record
@@ -109,6 +110,9 @@ class Workspace:
         self._outputs = FileOutputs(root)
         self._folded: dict[str, Stamp[Any]] = {}
         self._views: tuple[ProjectionWriter, ...] | None = None
+        self.masked: dict[str, str] = {}
+        """Secret values (by name) masked in every record and notice this handle writes: a
+        run's runner sets its plan's secrets here (DESIGN §7)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -252,6 +256,8 @@ class Workspace:
             item if isinstance(item, Decision) else Decision.from_mapping(item)
             for item in decisions
         ]
+        if self.masked:
+            batch = [mask_decision(decision, self.masked) for decision in batch]
         records = self.log.append(batch)
         self._appended = self._appended or bool(records)
         return records
@@ -301,14 +307,15 @@ class Workspace:
     ) -> None:
         """Tell the notifiers of `event` — once this thread holds no workspace lock, so a slow
         notifier never keeps other writers waiting."""
+        secrets = self.masked
         notice = Notice(
             event=event,
-            text=text,
+            text=mask_secrets(text, secrets),
             at=utc_timestamp(),
             workspace=str(self.root),
             run_id=run_id,
-            data=dict(data or {}),
-            lines=tuple(lines),
+            data=mask_json(dict(data or {}), secrets),
+            lines=tuple(mask_secrets(line, secrets) for line in lines),
         )
         deliverer = self._deliverer
         self.log.after_unlock(lambda: deliverer(self, notice))
