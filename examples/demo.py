@@ -73,7 +73,7 @@ def main() -> int:
     print("".join((workspace / "logs" / "execution_log.md").read_text().splitlines(True)[-12:]))
 
     print("# A plan file another orchestrator wrote, with its own statuses:", flush=True)
-    checked = show("plan", "check", str(EXAMPLES / "foreign-plan.yaml"))
+    checked = show(*ws, "plan", "check", str(EXAMPLES / "foreign-plan.yaml"))
 
     tampered = root / "tampered"
     shutil.rmtree(tampered, ignore_errors=True)

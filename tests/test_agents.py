@@ -233,13 +233,15 @@ def test_an_agent_cli_not_on_path_is_an_error(tmp_path: Path, ws_path: Path) -> 
     assert code == 2 and "the agent CLI 'no-such-agent-cli' (for agent tasks) is not on PATH" in err
 
 
-def test_plan_check_lists_agent_tasks(tmp_path: Path, ws_path: Path) -> None:
+def test_plan_check_lists_agent_tasks(
+    tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
+) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "tasks:\n  - {id: a, agent: auto, description: Generate test plan}\n"
         "  - {id: b, agent: planner, prompt: Plan it}\n  - {id: c, run: ['true']}\n"
     )
-    result = run_cli("-w", str(ws_path), "plan", "check", str(plan), "--json")
+    result = run_cli("-w", str(ws_path), "plan", "check", str(plan), "--json", env=agent_env)
     assert result.exit_code == 0
     assert orjson.loads(result.stdout)["agents"] == [
         {"id": "a", "role": "qa-auditor", "profile": "verification", "inferred": True},

@@ -210,9 +210,9 @@ def test_plan_check_json_names_root_blockers_transitively(tmp_path: Path) -> Non
     path = _plan_file(
         tmp_path,
         "tasks:\n"
-        "  - {id: A, status: failed}\n"
-        "  - {id: B, status: pending, depends_on: [A]}\n"
-        "  - {id: C, status: pending, depends_on: [B]}\n"
+        "  - {id: A, status: failed, run: ['true']}\n"
+        "  - {id: B, status: pending, depends_on: [A], run: ['true']}\n"
+        "  - {id: C, status: pending, depends_on: [B], run: ['true']}\n"
         "  - {id: D, status: completed}\n",
     )
     result = run_cli("plan", "check", path, "--json")
@@ -228,6 +228,12 @@ def test_plan_check_json_names_root_blockers_transitively(tmp_path: Path) -> Non
         "failed": ["A"],
         "errors": [],
         "agents": [],
+        "run": {
+            "fresh": False,
+            "done": [{"id": "D", "status": "completed"}],
+            "waves": [["A"], ["B"], ["C"]],
+        },
+        "warnings": [],
     }
 
 
@@ -248,8 +254,8 @@ def test_plan_check_status_and_exit_code(
     first, second = statuses
     path = _plan_file(
         tmp_path,
-        f"tasks:\n  - {{id: a, status: {first}}}\n"
-        f"  - {{id: b, status: {second}, depends_on: [a]}}\n",
+        f"tasks:\n  - {{id: a, status: {first}, run: ['true']}}\n"
+        f"  - {{id: b, status: {second}, depends_on: [a], run: ['true']}}\n",
     )
     result = run_cli("plan", "check", path, "--json")
     assert (result.exit_code, orjson.loads(result.stdout)["status"]) == (code, status)
@@ -258,7 +264,8 @@ def test_plan_check_status_and_exit_code(
 def test_in_progress_task_counts_as_still_able_to_run(tmp_path: Path) -> None:
     path = _plan_file(
         tmp_path,
-        "tasks:\n  - {id: a, status: in_progress}\n  - {id: b, status: pending, depends_on: [a]}\n",
+        "tasks:\n  - {id: a, status: in_progress, run: ['true']}\n"
+        "  - {id: b, status: pending, depends_on: [a], run: ['true']}\n",
     )
     verdict = orjson.loads(run_cli("plan", "check", path, "--json").stdout)
     assert verdict["runnable"] == ["a"] and verdict["waiting"] == ["b"]
@@ -280,7 +287,9 @@ def test_plan_check_invalid_plan_exit_2_with_errors(tmp_path: Path) -> None:
 
 def test_plan_check_text_output_lists_blocked_tree(tmp_path: Path) -> None:
     path = _plan_file(
-        tmp_path, "tasks:\n  - {id: A, status: failed}\n  - {id: B, depends_on: [A]}\n"
+        tmp_path,
+        "tasks:\n  - {id: A, status: failed, run: ['true']}\n"
+        "  - {id: B, depends_on: [A], run: ['true']}\n",
     )
     result = run_cli("plan", "check", path)
     assert result.exit_code == 1
@@ -300,14 +309,16 @@ def test_plan_schema_is_json_schema_of_the_native_format() -> None:
     assert "json" in schema["$defs"]["HttpRequest"]["properties"]
 
 
-def _check_corpus(*options: str) -> tuple[dict[str, int], dict[str, str]]:
+def _check_corpus(
+    *options: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, int], dict[str, str]]:
     """Every corpus plan through `plan check`: outcomes, and each refused file's first error."""
     files = sorted(CORPUS.glob("*.yaml"))
     assert len(files) == 247
     outcomes: dict[str, int] = {}
     refused: dict[str, str] = {}
     for path in files:
-        result = run_cli(*options, "plan", "check", str(path), "--json")
+        result = run_cli(*options, "plan", "check", str(path), "--json", env=env)
         assert result.exit_code in (0, 1, 2, 3), (path, result.stderr)
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
         verdict = orjson.loads(result.stdout)
@@ -315,7 +326,7 @@ def _check_corpus(*options: str) -> tuple[dict[str, int], dict[str, str]]:
         if result.exit_code == 2:
             assert verdict["errors"], path
             assert all(error["line"] >= 1 for error in verdict["errors"])
-            text = run_cli(*options, "plan", "check", str(path)).stderr
+            text = run_cli(*options, "plan", "check", str(path), env=env).stderr
             assert f"{path}:{verdict['errors'][0]['line']}:" in text
             refused[path.name] = verdict["errors"][0]["message"]
     return outcomes, refused
@@ -324,10 +335,17 @@ def _check_corpus(*options: str) -> tuple[dict[str, int], dict[str, str]]:
 def test_every_corpus_plan_loads_or_is_refused_clearly(tmp_path: Path) -> None:
     if not CORPUS.is_dir():
         pytest.skip(f"the plan corpus is not here ({CORPUS}); set STOIC_CORPUS to its folder")
-    outcomes, refused = _check_corpus("-w", str(tmp_path / "no-workspace"))
+    # `plan check` refuses what a run would: the agent CLI must be on PATH (here a stand-in).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").symlink_to("/bin/true")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    outcomes, refused = _check_corpus("-w", str(tmp_path / "no-workspace"), env=env)
     # Two are not YAML, one says `complete`; eleven name agent roles stoic does not know
-    # (design-judge, ux-designer, e2e-test-agent): an unknown role is never a silent default.
-    assert len(refused) == 14, refused
+    # (design-judge, ux-designer, e2e-test-agent): an unknown role is never a silent default;
+    # one has a pending task with no agent, which would have nothing to run.
+    assert len(refused) == 15, refused
+    assert sum("has nothing to run" in m for m in refused.values()) == 1
     roles = [
         m.split("unknown agent role '")[1].split("'")[0]
         for m in refused.values()
@@ -342,8 +360,8 @@ def test_every_corpus_plan_loads_or_is_refused_clearly(tmp_path: Path) -> None:
         '[agents.roles]\ndesign-judge = "read-only"\nux-designer = "design"\n'
         'e2e-test-agent = "verification"\n'
     )
-    outcomes, refused = _check_corpus("-w", str(tmp_path / "ws"))
-    assert len(refused) == 3, refused
+    outcomes, refused = _check_corpus("-w", str(tmp_path / "ws"), env=env)
+    assert len(refused) == 4, refused
 
 
 SCALARS = [

@@ -134,15 +134,65 @@ def test_a_loop_always_ends_within_its_bound(
 # -- tiers ---------------------------------------------------------------------------------
 
 
-def test_tier_1_a_missing_verifier_is_skipped_silently(tmp_path: Path, ws_path: Path) -> None:
+def test_tier_1_a_verifier_whose_agent_file_is_not_there_is_skipped_silently(
+    tmp_path: Path, ws_path: Path
+) -> None:
     code, out, err = run(
-        ws_path, tmp_path, verifier_plan("      - id: lint\n        run: ['no-such-linter-xyz']\n")
+        ws_path,
+        tmp_path,
+        verifier_plan(
+            "      - id: lint\n        agent: code-reviewer\n"
+            "        agent_file: .claude/agents/lint.md\n"
+        ),
     )
     assert code == 0
     assert "WARNING" not in err and "WARNING" not in out
     assert "verifications" not in task_state(ws_path, "build")
     (absent,) = records_of(ws_path, "build", "verification", "absent")
     assert absent["details"]["verifier"] == "lint"
+    audit_clean(ws_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("['no-such-linter-xyz', '-x']", "command not found: no-such-linter-xyz"),
+        ("'shellchek -x build.sh'", "command not found: shellchek"),
+        ("'LANG=C shellchek build.sh'", "command not found: shellchek"),
+    ],
+)
+def test_a_verifier_whose_program_is_not_found_is_incomplete_not_silent(
+    tmp_path: Path, ws_path: Path, command: str, reason: str
+) -> None:
+    plan = verifier_plan(f"      - id: lint\n        run: {command}\n")
+    code, out, err = run(ws_path, tmp_path, plan)
+    assert code == 0  # fail-open: the work goes on
+    assert f"WARNING: verifier lint of task build could not verify: {reason}" in err
+    assert f"lint was skipped ({reason})" in out
+    entry = task_state(ws_path, "build")["verifications"]["lint"]  # type: ignore[index]
+    assert entry == {"status": "skipped", "reason": reason}
+    (incomplete,) = records_of(ws_path, "build", "verification", "incomplete")
+    assert incomplete["details"]["reason"] == reason
+    assert not records_of(ws_path, "build", "verification", "absent")
+    audit_clean(ws_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome", "reason"),
+    [
+        ("'exit 7'", "incomplete", "exit status 7"),
+        ("'true; no-such-tool-xyz'", "incomplete", "command not found (exit status 127"),
+        ("'echo ''{\"verification_report\": {\"findings\": []}}'' | cat'", "passed", None),
+    ],
+)
+def test_a_verifier_run_string_runs_through_the_shell(
+    tmp_path: Path, ws_path: Path, command: str, outcome: str, reason: str | None
+) -> None:
+    code, _, _ = run(ws_path, tmp_path, verifier_plan(f"      - id: sh\n        run: {command}\n"))
+    assert code == 0
+    (record,) = records_of(ws_path, "build", "verification", outcome)
+    if reason is not None:
+        assert reason in str(record["details"]["reason"])
     audit_clean(ws_path)
 
 
@@ -284,6 +334,31 @@ def test_a_loop_that_hits_its_bound_escalates(tmp_path: Path, ws_path: Path) -> 
     briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
     assert "Check failures per iteration: 9, 8, 7." in briefing
     audit_clean(ws_path)
+
+
+def test_a_convergence_briefing_quotes_the_last_lines_of_the_last_iteration(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    talk = (
+        "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n;"
+        ' i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo "round $n line $i"; done;'
+        " printf 'evil \\033[2J end\\n'"
+    )
+    plan = (
+        f"tasks:\n  - id: fix\n    run: [sh, -c, {orjson.dumps(talk).decode()}]\n"
+        "    iterate:\n      check: [sh, -c, 'echo ''{\"failures\": 5}'' > $STOIC_RESULT']\n"
+        "      max_iterations: 2\n"
+    )
+    code, _, _ = run(ws_path, tmp_path, plan)
+    assert code == 3
+    briefing = (ws_path / "escalations" / "ESC-001.md").read_text()
+    assert "The last lines it wrote (iteration 2, runs/" in briefing
+    assert ".iteration-2.log):" in briefing
+    quoted = [line for line in briefing.splitlines() if line.startswith("- > ")]
+    assert len(quoted) == 20  # QUOTED_LINES: the last ones, of the last iteration only
+    assert quoted[0] == "- > round 2 line 12" and quoted[-2] == "- > round 2 line 30"
+    assert quoted[-1] == "- > evil \\x1b[2J end"  # escaped, never raw
+    assert "\x1b" not in briefing and "round 1 line" not in briefing
 
 
 def test_a_loop_that_stalls_escalates_early(tmp_path: Path, ws_path: Path) -> None:

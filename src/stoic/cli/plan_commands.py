@@ -26,9 +26,15 @@ def check(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Say what `run --fresh` would do: ignore the statuses."),
+    ] = False,
 ) -> None:
-    """Validate a plan, then say what its task statuses mean: exit 0 completed or runnable,
-    1 failed, 3 awaiting a human, 2 invalid."""
+    """The run's pre-flight: refuse what `stoic run` would refuse (in the same words), say
+    what the plan's task statuses mean, and what a run would do — the tasks done already, then
+    the waves it would run — with warnings (a verifier not found). Exit 0 completed or
+    runnable, 1 failed, 3 awaiting a human, 2 invalid."""
     from stoic.cli.context import CliState
     from stoic.services import runs
 
@@ -36,7 +42,7 @@ def check(
     settings_file = state.workspace / "stoic.toml" if isinstance(state, CliState) else None
     if settings_file is not None and not settings_file.is_file():
         settings_file = None  # no workspace here: the built-in roles and profiles
-    verdict = runs.check(plan, settings_file=settings_file)
+    verdict = runs.check(plan, settings_file=settings_file, fresh=fresh)
     if verdict.status is CheckStatus.INVALID and not as_json:
         for error in verdict.errors:
             echo(error.format(plan), err=True)
@@ -63,6 +69,17 @@ def _print_verdict(verdict: PlanCheck) -> None:
         echo(f"  blocked: {task} (by {', '.join(roots)})")
     if verdict.status is CheckStatus.FAILED:
         echo("  No task can run again: every remaining task is blocked by a failed task.")
+    for warning in verdict.warnings:
+        echo(f"WARNING: {warning.format(verdict.plan)}", err=True)
+    statuses = "ignoring the file's statuses" if verdict.fresh else "as the file's statuses say"
+    echo(f"A run would ({statuses}):")
+    if verdict.done:
+        done = ", ".join(f"{task} ({word})" for task, word in verdict.done)
+        echo(f"  record done, not run: {done}")
+    for number, wave in enumerate(verdict.waves, start=1):
+        echo(f"  wave {number}: {', '.join(wave)}")
+    if not verdict.waves:
+        echo("  run nothing: every task is done")
 
 
 def schema(

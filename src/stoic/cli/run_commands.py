@@ -123,10 +123,18 @@ def run(
             " (one by default) are live; recorded in the run's start.",
         ),
     ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Run every task, ignoring the statuses the plan file carries (recorded).",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
-    the plan already (it is named)."""
+    the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
+    recorded done and not run (unless --fresh)."""
     from stoic.services import runs
 
     actor = human_actor(as_name) if approve else "human:unknown"
@@ -140,6 +148,7 @@ def run(
             approve=approve or [],
             actor=actor,
             allow_concurrent=allow_concurrent,
+            fresh=fresh,
         )
     _print_run(report, as_json)
 

@@ -60,6 +60,9 @@ BUILTIN_ROLES: Mapping[str, str] = {
     "ux-reviewer": "read-only",
     "planner": "design",
     "systems-designer": "design",
+    # The validator agents of another orchestrator's `validation:` block (plan/foreign.py).
+    "validator": "verification",
+    "issue-verifier": "verification",
 }
 """Role → profile; `[agents.roles]` in stoic.toml adds roles or remaps these."""
 

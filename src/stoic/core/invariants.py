@@ -202,6 +202,9 @@ class InvariantChecker:
             task.retry_allowed = task.approved = task.halted = False
             task.state = EXECUTION_MOVES["started"]
             return
+        if outcome == "skipped":
+            task.state = EXECUTION_MOVES[outcome]
+            return
         if outcome not in _ENDS:
             return
         task.state = EXECUTION_MOVES[outcome]

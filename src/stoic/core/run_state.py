@@ -282,6 +282,9 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.guidance = None
         task.verifications = {}
         return
+    if outcome == "skipped":  # done in the plan file: not run, no attempt
+        task.outcome = outcome
+        return
     details = record["details"]
     task.ended_at = record["decided_at"]
     task.duration_s += float(details.get("duration_s", 0.0) or 0.0)

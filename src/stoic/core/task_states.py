@@ -46,6 +46,7 @@ class TaskEvent(StrEnum):
     ESCALATED = "escalated"  # escalation/raised (not passed on): a person decides
     ANSWERED = "answered"  # escalation/resolved with an answer: it may run again
     ABORTED = "aborted"  # escalation/resolved as aborted
+    SKIPPED = "skipped"  # execution/skipped: done in the plan file, recorded at the start
 
 
 _P, _R, _S, _F, _W = (
@@ -80,6 +81,7 @@ TRANSITIONS: Mapping[TaskEvent, Transition] = {
     TaskEvent.ESCALATED: Transition(_W, frozenset({_F, _W, _P})),
     TaskEvent.ANSWERED: Transition(_P, frozenset({_W})),
     TaskEvent.ABORTED: Transition(_F, frozenset({_W})),
+    TaskEvent.SKIPPED: Transition(TaskState.SKIPPED, frozenset({_P})),
 }
 _TO: Mapping[TaskEvent, TaskState] = {event: t.to for event, t in TRANSITIONS.items()}
 
@@ -89,6 +91,7 @@ _EXECUTION = {
     "failed": TaskEvent.FAILED,
     "halted": TaskEvent.FAILED,
     "interrupted": TaskEvent.FAILED,
+    "skipped": TaskEvent.SKIPPED,
 }
 _EVALUATION = {
     "recovery_applied": TaskEvent.RETRY_DECIDED,

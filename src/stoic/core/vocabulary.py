@@ -71,7 +71,11 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.RUN_LIFECYCLE: frozenset(
         {"started", "completed", "failed", "stuck", "awaiting_approval", "paused"}
     ),
-    DecisionType.EXECUTION: frozenset({"started", "succeeded", "failed", "halted", "interrupted"}),
+    # `skipped`: at a run's start, a task its plan file marks done (completed, verified, skipped)
+    # is recorded done instead of being run.
+    DecisionType.EXECUTION: frozenset(
+        {"started", "succeeded", "failed", "halted", "interrupted", "skipped"}
+    ),
     DecisionType.RECOVERY_EVALUATION: frozenset(
         {"recovery_applied", "recovery_suggested", "recovery_skipped"}
     ),

@@ -17,11 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stoic.core import next_steps
-from stoic.core.graph import TaskGraph, TaskState, find_cycle
+from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, find_cycle
 from stoic.core.limits import MAX_PLAN_BYTES
 from stoic.core.text import brief_repr, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
+from stoic.plan.file_order import file_order
+from stoic.plan.foreign import as_stoic_tasks
 from stoic.plan.models import (
     CONCURRENCY_LIMIT_MAX,
     FOREIGN_META_KEYS,
@@ -34,6 +36,7 @@ from stoic.plan.models import (
     Section,
     StatusWord,
     TaskSpec,
+    Validation,
     Verifier,
 )
 from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
@@ -90,6 +93,15 @@ class Plan:
     def states(self) -> list[TaskState]:
         """The state of each task (in `graph.ids` order) as the file's statuses say."""
         return [task.state for task in self.tasks]
+
+    def done_in_file(self) -> dict[str, str]:
+        """Each task the file marks done (succeeded, completed, verified or skipped), with the
+        word it used: a run records these as done instead of running them."""
+        return {
+            task.id: task.status.value
+            for task in self.tasks
+            if task.status is not None and task.state in DONE_STATES
+        }
 
 
 def read_plan(path: str | Path) -> Plan:
@@ -152,7 +164,7 @@ def parse_plan(text: str, path: str | Path = "<plan>") -> Plan:
     if errors:
         raise PlanInvalid(path, sorted(set(errors), key=lambda e: (e.line, e.column, e.message)))
     assert document is not None and graph is not None
-    tasks = tuple(document.all_tasks())
+    tasks = as_stoic_tasks(document.meta.validation, document.all_tasks())
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Plan(Path(path), text, sha256, document, tasks, graph, positions)
 
@@ -167,6 +179,7 @@ _MODEL_OF_KEY: Mapping[str, type[BaseModel]] = {
     "http": HttpRequest,
     "verify": Verifier,
     "concurrency": Concurrency,
+    "validation": Validation,
 }
 _CARRIED_KEYS: Mapping[type[BaseModel], frozenset[str]] = {
     TaskSpec: FOREIGN_TASK_KEYS,
@@ -188,6 +201,7 @@ _NATIVE_KEYS: Mapping[type[BaseModel], list[str]] = {
         HttpRequest,
         Verifier,
         Concurrency,
+        Validation,
     )
 }
 _STATUSES = [word.value for word in StatusWord]
@@ -393,12 +407,15 @@ def _check_graph(
                     known.append(index)
         if type(task_id) is str and not numbered[index_of[task_id]]:
             numbered[index_of[task_id]] = tuple(known)
+    in_file_order = "sections" in data and "tasks" not in data
+    if in_file_order:
+        numbered = file_order(tasks, index_of, numbered)
     ids = tuple(index_of)
     try:
         graph = TaskGraph.from_indices(ids, tuple(numbered))
     except ValueError:
         edges = {ids[i]: [ids[d] for d in deps] for i, deps in enumerate(numbered)}
-        errors.extend(_cycle_errors(edges, positions))
+        errors.extend(_cycle_errors(edges, positions, in_file_order))
         return errors, None, positions
     return errors, graph, positions
 
@@ -472,8 +489,13 @@ def _conflicting_keys(task: LocatedDict) -> Iterator[PlanError]:
 
 
 def _cycle_errors(
-    edges: dict[str, list[str]], positions: Mapping[str, tuple[int, int]]
+    edges: dict[str, list[str]], positions: Mapping[str, tuple[int, int]], in_file_order: bool
 ) -> Iterator[PlanError]:
+    hint = (
+        "tasks under `sections:` also run in file order: move the dependency above the task"
+        if in_file_order
+        else "remove one of these dependencies"
+    )
     for _ in range(_MAX_CYCLES_REPORTED):
         cycle = find_cycle(edges)
         if cycle is None:
@@ -481,6 +503,6 @@ def _cycle_errors(
         yield PlanError(
             *positions[cycle[0]],
             f"dependency cycle: {' → '.join(cycle)}",
-            "remove one of these dependencies",
+            hint,
         )
         edges[cycle[-2]] = [dep for dep in edges[cycle[-2]] if dep != cycle[-1]]

@@ -27,6 +27,7 @@ __all__ = [
     "Section",
     "StatusWord",
     "TaskSpec",
+    "Validation",
     "Verifier",
 ]
 
@@ -185,7 +186,8 @@ FOREIGN_TASK_KEYS = frozenset(
         "exclusive_resources",
     }
 )
-"""Bookkeeping other orchestrators keep on a task: read, kept, and ignored."""
+"""Keys other orchestrators keep on a task: read and kept; `parallel_group` orders the run
+(`stoic.plan.file_order`), the rest is bookkeeping stoic ignores (the README says why)."""
 
 FOREIGN_META_KEYS = frozenset(
     {
@@ -205,7 +207,8 @@ FOREIGN_META_KEYS = frozenset(
         "notification_email",
     }
 )
-"""Bookkeeping other orchestrators keep on a plan: read, kept, and ignored."""
+"""Keys other orchestrators keep on a plan: read and kept; `validation` becomes verifiers
+(`stoic.plan.validation`), the rest is bookkeeping stoic ignores (the README says why)."""
 
 
 class TaskSpec(_Strict):
@@ -257,7 +260,9 @@ class TaskSpec(_Strict):
     validation_findings: Any = Field(None, json_schema_extra={"deprecated": True})
     target_acs: Any = Field(None, json_schema_extra={"deprecated": True})
     parallel_group: Any = Field(None, json_schema_extra={"deprecated": True})
-    max_attempts: Any = Field(None, json_schema_extra={"deprecated": True})
+    max_attempts: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Another orchestrator's bound on attempts: read as budget.max_attempts."
+    )
     last_error: Any = Field(None, json_schema_extra={"deprecated": True})
     exclusive_resources: Any = Field(None, json_schema_extra={"deprecated": True})
 
@@ -304,6 +309,26 @@ class Concurrency(_Strict):
     )
 
 
+class Validation(_Strict):
+    """Another orchestrator's per-task validation: its validator agents after some tasks.
+
+    Read as stoic verifiers (`stoic.plan.validation`); the defaults are that orchestrator's.
+    """
+
+    enabled: bool = Field(False, description="Validate at all.")
+    run_after: list[str] = Field(
+        default_factory=lambda: ["coder"],
+        description="Validate tasks whose agent is one of these.",
+    )
+    validators: list[str] = Field(
+        default_factory=lambda: ["validator"],
+        description="The validator agents, each a verifier (its file: ../agents/NAME.md).",
+    )
+    max_validation_attempts: Annotated[int, Field(ge=1)] = Field(
+        1, description="Read, bounds nothing: a stoic verifier never re-runs its task."
+    )
+
+
 class Meta(_Strict):
     """What the plan is."""
 
@@ -325,7 +350,9 @@ class Meta(_Strict):
     secrets: list[SecretName] | None = Field(
         None, description="Secrets every task is given (see a task's `secrets:`)."
     )
-    validation: Any = Field(None, json_schema_extra={"deprecated": True})
+    validation: Validation | None = Field(
+        None, description="Another orchestrator's validation block, run as verifiers."
+    )
     source_item: Any = Field(None, json_schema_extra={"deprecated": True})
     plan_doc: Any = Field(None, json_schema_extra={"deprecated": True})
     created: Any = Field(None, json_schema_extra={"deprecated": True})

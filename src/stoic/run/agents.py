@@ -9,7 +9,7 @@ configured output patterns that recognise "rate limit" text.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from stoic.core.agents import (
     BUILTIN_PROFILES,
@@ -124,17 +124,24 @@ class AgentSetup:
     # -- validation --------------------------------------------------------------------------
 
     def plan_errors(
-        self, plan: Plan, *, headless: bool = True, check_cli: bool = True
+        self,
+        plan: Plan,
+        *,
+        headless: bool = True,
+        check_cli: bool = True,
+        done: Collection[str] = (),
     ) -> list[PlanError]:
         """Every agent task's problems, before anything runs: unknown role, an interactive
-        profile in a headless run, no prompt, the agent CLI not on PATH."""
+        profile in a headless run, no prompt, the agent CLI not on PATH (when an agent task
+        not in `done` would run)."""
         errors: list[PlanError] = []
         first_agent: tuple[int, int] | None = None
         for spec in plan.tasks:
             line, column = plan.task_positions.get(spec.id, (1, 1))
             checks: list[tuple[str, str]] = []
             if spec.agent is not None:
-                first_agent = first_agent or (line, column)
+                if spec.id not in done:
+                    first_agent = first_agent or (line, column)
                 checks.append((spec.agent, agent_text(spec)))
                 if not (spec.prompt or spec.description or spec.name):
                     errors.append(

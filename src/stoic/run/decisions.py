@@ -141,6 +141,23 @@ def evaluation_decision(
     )
 
 
+def done_in_file_decision(run_id: str, task_id: str, word: str) -> Decision:
+    """At a run's start: a task its plan file marks done is recorded done, not run."""
+    return Decision(
+        decision_type="execution",
+        decision_outcome="skipped",
+        decision_reason=f"Task {task_id} is marked {word} in the plan file: done, not run.",
+        actor=ACTOR,
+        decision_trigger="autonomous",
+        decision_inputs={"plan_status": word},
+        causal_role="pre_run",
+        run_id=run_id,
+        request_id=request_id(run_id, task_id),
+        task_id=task_id,
+        details={"done_in": "plan file"},
+    )
+
+
 def interrupted_decision(
     run_id: str, task_id: str, attempt: int, attempt_id: str, killed: bool
 ) -> tuple[Decision, Failure]:

@@ -24,7 +24,7 @@ from stoic.run.http import HttpAttempt
 from stoic.run.loop import Ended, Handle
 from stoic.run.python_pool import WorkerPool
 from stoic.run.shell import ShellAttempt
-from stoic.run.stages import StagedAttempt, command_missing
+from stoic.run.stages import NotFound, StagedAttempt, verifier_not_found
 from stoic.run.task_user import TaskUser
 
 __all__ = ["Launcher", "kind_by_output", "masked_result", "with_summary"]
@@ -110,8 +110,10 @@ class Launcher:
 
     def _verifier_command(
         self, verifier: Verifier, attempt: Attempt
-    ) -> tuple[Sequence[str] | str, bool] | None:
-        """The verifier's command line, or None when it is not there (tier 1: skipped)."""
+    ) -> tuple[Sequence[str] | str, bool] | NotFound | None:
+        """The verifier's command line (a string runs through /bin/sh, as a task's `shell:
+        true` string does); NotFound when its program is not there; None when its agent file
+        is not there (tier 1: skipped)."""
         path = self.base_env.get(b"PATH", os.environb.get(b"PATH", b"")).decode()
         if verifier.agent is not None:
             if verifier.agent_file and not (attempt.plan_dir / verifier.agent_file).is_file():
@@ -119,8 +121,9 @@ class Launcher:
             return self.agents.verifier_command(verifier, attempt.task_id)
         assert verifier.run is not None
         through_shell = isinstance(verifier.run, str)
-        if command_missing(verifier.run, attempt.plan_dir, path):
-            return None
+        missing = verifier_not_found(verifier.run, attempt.plan_dir, path)
+        if missing is not None:
+            return NotFound(missing)
         return verifier.run, through_shell
 
 

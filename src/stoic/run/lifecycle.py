@@ -19,7 +19,7 @@ from typing import Any
 
 from stoic.core.graph import TaskState
 from stoic.core.policy import Policy, approval_rule
-from stoic.core.records import Record
+from stoic.core.records import Decision, Record
 from stoic.core.retry import retry_refusal
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.vocabulary import closest
@@ -63,11 +63,16 @@ def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
 
 
-def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
-    """What stops a valid plan from running here: tasks with nothing to run, agent tasks whose
-    role, profile or CLI would not work."""
-    errors = agents.plan_errors(plan)
+def runnable_errors(plan: Plan, agents: AgentSetup, *, fresh: bool = False) -> list[PlanError]:
+    """What stops a valid plan from running here: tasks that would run with nothing to run,
+    agent tasks whose role or profile would not work, the agent CLI missing while an agent task
+    would run; in file order. `stoic run` and `stoic plan check` both refuse a plan by this
+    one list. A task the plan file marks done is not run (unless `fresh`)."""
+    done = () if fresh else plan.done_in_file().keys()
+    errors = agents.plan_errors(plan, done=done)
     for task in plan.tasks:
+        if task.id in done:
+            continue
         line, column = plan.task_positions.get(task.id, (1, 1))
         if task.run is None and task.call is None and task.http is None and task.agent is None:
             errors.append(
@@ -78,7 +83,7 @@ def runnable_errors(plan: Plan, agents: AgentSetup) -> list[PlanError]:
                     "add run: [argv], call: module:function or http: {url: …}",
                 )
             )
-    return errors
+    return sorted(errors, key=lambda e: (e.line, e.column))
 
 
 def plan_secrets(workspace: Workspace, plan: Plan) -> SecretsOfPlan:
@@ -132,11 +137,15 @@ def start_run(
     approve: Sequence[str] = (),
     actor: str = "human:unknown",
     admit: Admit | None = None,
+    fresh: bool = False,
 ) -> RunReport:
     """Create a run of `plan` and run it until nothing more can happen without a person; the
-    gated tasks named in `approve` are approved by `actor` before the first start."""
+    gated tasks named in `approve` are approved by `actor` before the first start.
+
+    Tasks the plan file marks done are recorded done (`execution/skipped`) right after the
+    start, in the same commit, and are not run; `fresh` runs every task whatever its status."""
     resolve_task_user(workspace.settings.runner.task_user)  # refused before anything happens
-    errors = runnable_errors(plan, agent_setup(workspace))
+    errors = runnable_errors(plan, agent_setup(workspace), fresh=fresh)
     errors += plan_secrets(workspace, plan).errors
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
@@ -147,21 +156,28 @@ def start_run(
     run_id = new_run_id()
     files = RunFiles(workspace.root, run_id)
     workers = workers or workspace.settings.runner.workers
+    done = {} if fresh else plan.done_in_file()
+    statuses = "ignored (--fresh)" if fresh else "done tasks recorded" if done else "none done"
+    specs = {spec.id: spec for spec in plan.tasks}
     with contextlib.ExitStack() as held:
         with workspace.transaction():
             admitted = admit(None) if admit is not None else {}
+            inputs: dict[str, object] = {"tasks": len(plan.tasks), "workers": workers, **admitted}
+            if fresh or done:
+                inputs["plan_statuses"] = statuses
             _make_run_folder(files)
             atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
             held.enter_context(_run_lock(files))
-            record = workspace.record(
-                "run_lifecycle",
-                "started",
-                f"Run {run_id} of plan {plan.name} started with {len(plan.tasks)} tasks.",
+            started = Decision(
+                decision_type="run_lifecycle",
+                decision_outcome="started",
+                decision_reason=f"Run {run_id} of plan {plan.name} started with"
+                f" {len(plan.tasks)} tasks{_done_note(len(done), fresh)}.",
                 actor=made.ACTOR,
-                trigger="explicit",
+                decision_trigger="explicit",
                 causal_role="pre_run",
                 run_id=run_id,
-                inputs={"tasks": len(plan.tasks), "workers": workers, **admitted},
+                decision_inputs=inputs,
                 details={
                     "plan": str(plan.path),
                     "plan_name": plan.name,
@@ -170,16 +186,26 @@ def start_run(
                     "plan_dir": str(plan.path.absolute().parent),
                 },
             )
+            skipped = [made.done_in_file_decision(run_id, t, word) for t, word in done.items()]
+            approvals = [
+                made.advance_approval_decision(
+                    run_id, task_id, actor, describe_command(specs[task_id])
+                )
+                for task_id in dict.fromkeys(approve)
+            ]
+            stored_records = workspace.record_many([started, *skipped, *approvals])
         folder = RunFolder(run_id)
-        folder.feed(record._asdict())
-        specs = {spec.id: spec for spec in plan.tasks}
-        approvals = [
-            made.advance_approval_decision(run_id, task_id, actor, describe_command(specs[task_id]))
-            for task_id in dict.fromkeys(approve)
-        ]
-        for stored in workspace.record_many(approvals) if approvals else ():
+        for stored in stored_records:
             folder.feed(stored._asdict())
         return Runner(workspace, plan, files, folder, workers, reporter).execute()
+
+
+def _done_note(done: int, fresh: bool) -> str:
+    if fresh:
+        return "; the plan file's statuses are ignored (--fresh)"
+    if done:
+        return f", {done} of them done in the plan file"
+    return ""
 
 
 def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:
@@ -219,7 +245,8 @@ def amend_run(workspace: Workspace, run_id: str, plan_path: Path) -> dict[str, o
     if not files.plan_copy.is_file():
         raise _no_run(workspace, run_id)
     amended = read_plan(plan_path)
-    errors = runnable_errors(amended, agent_setup(workspace))
+    # An amended plan's statuses are not read: every task in it can run.
+    errors = runnable_errors(amended, agent_setup(workspace), fresh=True)
     errors += plan_secrets(workspace, amended).errors
     if errors:
         raise PlanInvalid(amended.path, errors)

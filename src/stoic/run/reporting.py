@@ -156,6 +156,8 @@ def print_summary(console: Console, report: RunReport) -> None:
         note = ""
         if task.failure is not None:
             note = f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
+        if task.outcome == "skipped":
+            note = "done in the plan file"
         roots = report.analysis.blocked.get(task_id)
         status = task.state.value
         if report.runner_gone and task.open_attempt is not None:

@@ -11,15 +11,17 @@ a critical or high finding, which escalates.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stoic.core.escalations import EscalationMode, EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.text import escape_controls
 from stoic.core.verification import (
     CheckResult,
     VerificationOutcome,
@@ -29,33 +31,138 @@ from stoic.core.verification import (
     parse_report,
     report_from_output,
 )
+from stoic.plan.loader import Plan, PlanError
 from stoic.plan.models import Iterate, Verifier
-from stoic.run.attempt import Attempt, AttemptResult, open_task_file
+from stoic.run.attempt import Attempt, AttemptResult, open_task_file, read_tail
 from stoic.run.loop import Handle
 
-__all__ = ["StagedAttempt", "command_missing"]
+__all__ = ["NotFound", "StagedAttempt", "verifier_not_found"]
 
 _REPORT_READ_LIMIT = 4 * 1024 * 1024
+QUOTED_LINES = 20
+"""A loop that did not converge: its briefing quotes this many of the last lines written."""
+_TAIL_BYTES = 16 * 1024
 
 Launch = Callable[[Attempt], Handle]
 StartCommand = Callable[[Sequence[str] | str, Attempt, bool], Handle]
 """Starts a command (argv, or a string for /bin/sh when the flag is true) as a handle."""
-VerifierCommand = Callable[[Verifier], "tuple[Sequence[str] | str, bool] | None"]
-"""The command a verifier runs, or None when it is not there (tier 1)."""
 
 
-def command_missing(command: Sequence[str] | str, plan_dir: Path, path: str | None) -> bool:
-    """Tier 1: the program a verifier names does not exist."""
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """A verifier whose program is not there: it cannot verify, and the user is told so."""
+
+    reason: str
+
+
+VerifierCommand = Callable[[Verifier], "tuple[Sequence[str] | str, bool] | NotFound | None"]
+"""The command a verifier runs (a string runs through /bin/sh), NotFound when its program is
+not there (incomplete, with the reason), or None when its agent file is not there (tier 1)."""
+
+_SHELL_WORDS = frozenset(
+    [
+        "!",
+        "{",
+        "}",
+        "[",
+        ":",
+        ".",
+        "alias",
+        "bg",
+        "break",
+        "case",
+        "cd",
+        "command",
+        "continue",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "false",
+        "fg",
+        "for",
+        "getopts",
+        "hash",
+        "if",
+        "jobs",
+        "kill",
+        "local",
+        "printf",
+        "pwd",
+        "read",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "test",
+        "times",
+        "trap",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "unalias",
+        "unset",
+        "wait",
+        "while",
+        "until",
+        "echo",
+    ]
+)
+"""Words /bin/sh runs itself: a `run:` string starting with one needs no program on PATH."""
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def verifier_warnings(plan: Plan, path: str | None) -> list[PlanError]:
+    """Each verifier of `plan` whose program is not found: a run would go on without it (they
+    fail open) and record the task's verification incomplete, with this reason."""
+    plan_dir = plan.path.absolute().parent
+    warnings: list[PlanError] = []
+    shared = plan.document.meta.verify or ()
+    for verifier in shared:
+        reason = verifier.run and verifier_not_found(verifier.run, plan_dir, path)
+        if reason:
+            warnings.append(_warning(1, 1, f"plan verifier {verifier.id!r}: {reason}"))
+    for task in plan.tasks:
+        line, column = plan.task_positions.get(task.id, (1, 1))
+        for verifier in task.verify or ():
+            reason = verifier.run and verifier_not_found(verifier.run, plan_dir, path)
+            if reason:
+                message = f"task {task.id!r}: verifier {verifier.id!r}: {reason}"
+                warnings.append(_warning(line, column, message))
+    return warnings
+
+
+def _warning(line: int, column: int, message: str) -> PlanError:
+    hint = "install it or fix its name: verifiers fail open, so the run would record the"
+    return PlanError(line, column, message, f"{hint} verification incomplete")
+
+
+def verifier_not_found(
+    command: Sequence[str] | str, plan_dir: Path, path: str | None
+) -> str | None:
+    """ "command not found: NAME" when the program a verifier's `run:` names is not there; a
+    string is read as /bin/sh reads its first command word (assignments skipped, builtins
+    need no program)."""
     if isinstance(command, str):
-        words = shlex.split(command)
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        try:
+            words = [w for w in lexer if not _ASSIGNMENT.match(w)]
+        except ValueError:
+            return None  # the shell will say what is wrong with it
         program = words[0] if words else ""
+        if not program or program in _SHELL_WORDS or not any(c.isalnum() for c in program):
+            return None
     else:
         program = command[0] if command else ""
-    if not program:
-        return True
+        if not program:
+            return "command not found: (empty)"
     if "/" in program:
-        return not (plan_dir / program).exists()
-    return shutil.which(program, path=path) is None
+        found = (plan_dir / program).exists()
+    else:
+        found = shutil.which(program, path=path) is not None
+    return None if found else f"command not found: {program}"
 
 
 class StagedAttempt:
@@ -88,6 +195,7 @@ class StagedAttempt:
         self._stopped = False
         self._verifier_index = -1
         self._verifier_started = 0.0
+        self._through_shell = False
         self._check_started = 0.0
         self._result: AttemptResult | None = None
         self.generation = 0
@@ -223,7 +331,7 @@ class StagedAttempt:
                 " (say which in the note), or stop here?"
             ),
             context=f"The check `{shlex.join(self.iterate.check if self.iterate else [])}`"
-            f" reported failures per iteration: {why}.",
+            f" reported failures per iteration: {why}.\n{self._last_lines()}",
         )
         return Failure(
             FailureKind.ESCALATED,
@@ -231,6 +339,18 @@ class StagedAttempt:
             partial=Partial.TRUE,
             escalation=request,
         )
+
+    def _last_lines(self) -> str:
+        """The last lines the task wrote in its last iteration, escaped, for the briefing."""
+        n = self._iteration
+        log = self.attempt.log_path if n == 1 else self._paths(f"iteration-{n}").log_path
+        lines = read_tail(self.attempt.workspace_root, log, _TAIL_BYTES).splitlines()[
+            -QUOTED_LINES:
+        ]
+        if not any(line.strip() for line in lines):
+            return f"Its last iteration ({n}) wrote nothing to {self._relative(log)}."
+        quoted = "\n".join(f"> {escape_controls(line)}" for line in lines if line.strip())
+        return f"The last lines it wrote (iteration {n}, {self._relative(log)}):\n{quoted}"
 
     def _next_verifier(self) -> None:
         self._stage = "verify"
@@ -261,7 +381,18 @@ class StagedAttempt:
                     )
                 )
                 continue
+            if isinstance(command, NotFound):
+                self.outcomes.append(
+                    VerificationOutcome(
+                        verifier.id,
+                        VerificationStatus.INCOMPLETE,
+                        reason=command.reason,
+                        gate=verifier.gate,
+                    )
+                )
+                continue
             argv, through_shell = command
+            self._through_shell = through_shell
             attempt = self._paths(f"verify-{verifier.id}")
             attempt = replace(
                 attempt,
@@ -284,7 +415,7 @@ class StagedAttempt:
         attempt = self._paths(f"verify-{verifier.id}")
         duration = time.monotonic() - self._verifier_started
         log = self._relative(attempt.log_path) if ended.output_bytes else None
-        outcome = _judge(verifier, ended, attempt, duration, log)
+        outcome = _judge(verifier, ended, attempt, duration, log, self._through_shell)
         self.outcomes.append(outcome)
         self._next_verifier()
 
@@ -314,7 +445,12 @@ def _what(verifier: Verifier) -> str:
 
 
 def _judge(
-    verifier: Verifier, ended: AttemptResult, attempt: Attempt, duration: float, log: str | None
+    verifier: Verifier,
+    ended: AttemptResult,
+    attempt: Attempt,
+    duration: float,
+    log: str | None,
+    through_shell: bool = False,
 ) -> VerificationOutcome:
     """Tiers 2 and 3 become incomplete with their reason; a valid report decides."""
 
@@ -337,6 +473,8 @@ def _judge(
         return skipped("stopped with the run")
     if ended.exit_code is None and failure is not None:
         return skipped(failure.message)  # it could not start
+    if through_shell and ended.exit_code == 127:  # /bin/sh: a command in the string is missing
+        return skipped(f"command not found (exit status 127 from /bin/sh): {verifier.run}")
     if ended.exit_code not in (0, None):
         return skipped(f"exit status {ended.exit_code}")
     try:

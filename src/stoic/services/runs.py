@@ -46,6 +46,7 @@ from stoic.run.lifecycle import (
     load_run_folder,
     plan_policy,
     retry_run,
+    runnable_errors,
     runner_working,
     start_run,
     unapprovable,
@@ -53,6 +54,7 @@ from stoic.run.lifecycle import (
 from stoic.run.run_end import EXIT_CODES, RunReport
 from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
+from stoic.run.stages import verifier_warnings
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import SecretSource, load_settings
 from stoic.store.provenance import current_task
@@ -103,26 +105,34 @@ class Silent:
     def run_ended(self, *args: object) -> None: ...
 
 
-def check(plan_path: str | Path, *, settings_file: Path | None = None) -> PlanCheck:
-    """The verdict on a plan without running it (`stoic plan check`): what its task statuses
-    mean, or every error that makes it invalid. Agent tasks are checked against the roles and
-    profiles of `settings_file` (a workspace's `stoic.toml`), else the built-in ones; whether an
-    agent's CLI is installed is left to the run."""
+def check(
+    plan_path: str | Path, *, settings_file: Path | None = None, fresh: bool = False
+) -> PlanCheck:
+    """The run's pre-flight (`stoic plan check`): what a plan's task statuses mean and what a
+    run would do, or every error that makes it invalid — what `stoic run` refuses, refused in
+    the same words by the same functions (`runnable_errors`, the secrets the plan names). Agent
+    tasks are checked against the roles and profiles of `settings_file` (a workspace's
+    `stoic.toml`), else the built-in ones, and the agent CLI against this PATH. A verifier whose
+    program is not found is a warning: verifiers fail open."""
+    path = os.environ.get("PATH")
     if settings_file is None:
-        setup = default_setup()
+        agents = default_setup().settings
         sources: dict[str, SecretSource] = {}
         root = Path.cwd()
     else:
         settings = load_settings(settings_file)
-        setup = AgentSetup(settings.agents)
-        sources, root = settings.secrets, settings_file.parent
+        agents, sources, root = settings.agents, settings.secrets, settings_file.parent
+    setup = AgentSetup(agents, path)
     try:
         plan = read_plan(Path(plan_path))
-        errors = setup.plan_errors(plan, check_cli=False)
+        errors = runnable_errors(plan, setup, fresh=fresh)
         errors += secrets_of_plan(plan, sources, root, os.environ).errors
         if errors:
-            raise PlanInvalid(plan.path, errors)
-        return check_plan(plan, str(plan_path), agents_of(plan, setup))
+            raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
+        warnings = verifier_warnings(plan, path)
+        return check_plan(
+            plan, str(plan_path), agents_of(plan, setup), fresh=fresh, warnings=warnings
+        )
     except PlanInvalid as exc:
         return invalid_plan_check(str(plan_path), exc.errors)
 
@@ -137,11 +147,13 @@ def start(
     approve: Sequence[str] = (),
     actor: str = "human:unknown",
     allow_concurrent: bool = False,
+    fresh: bool = False,
 ) -> RunReport:
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
     a person; an invalid plan raises `PlanInvalid` and records nothing. The gated tasks named
     in `approve` are approved by `actor` before the first start: they run when the run
-    reaches them, with no proposal in between.
+    reaches them, with no proposal in between. Tasks the plan file marks done are recorded
+    done and not run, unless `fresh`.
 
     While as many runs of the plan as its `meta.concurrency` allows (one by default) are live,
     the start is refused with `RunLimitReached`, naming them; `allow_concurrent` overrides the
@@ -171,6 +183,7 @@ def start(
         approve=approve,
         actor=actor,
         admit=admitted,
+        fresh=fresh,
     )
 
 
