@@ -98,12 +98,37 @@ def test_commands_that_cannot_start_say_why(tmp_path: Path) -> None:
     assert result.failure.message.startswith(f"cannot enter {tmp_path / 'no-such-folder'}")
 
 
+def test_a_shell_that_cannot_run_a_file_says_not_executable_and_bash_c_is_a_shell_too(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "deploy.sh").write_text("echo hi\n")  # not executable
+    result = run_command("./deploy.sh", make_attempt(tmp_path), shell=True)
+    assert result.failure is not None and result.failure.exit_code == 126
+    assert result.failure.message.startswith("exit status 126 (command not executable: ")
+    assert "Permission denied" in result.failure.message
+    (tmp_path / "tasks" / "t" / "attempt-1.log").unlink()
+    result = run_command(["bash", "-c", "no-such-tool-q"], make_attempt(tmp_path), shell=False)
+    assert result.failure is not None
+    assert result.failure.message.startswith("exit status 127 (command not found: ")
+    assert "no-such-tool-q" in result.failure.message
+    (tmp_path / "tasks" / "t" / "attempt-1.log").unlink()
+    result = run_command(["sh", "-c", "exit 127"], make_attempt(tmp_path), shell=False)
+    assert result.failure is not None
+    assert result.failure.message == "exit status 127 (command not found)"  # nothing to quote
+    result = run_command(
+        ["python3", "-c", "raise SystemExit(127)"], make_attempt(tmp_path), shell=False
+    )
+    assert result.failure is not None and result.failure.message == "exit status 127"
+
+
 def test_a_shell_string_naming_no_command_and_a_killed_command_are_told_apart(
     tmp_path: Path,
 ) -> None:
     result = run_command("no-such-program-xyz --now", make_attempt(tmp_path), shell=True)
     assert result.failure is not None
-    assert result.failure.message == "exit status 127 (command not found)"
+    assert result.failure.message == (
+        "exit status 127 (command not found: /bin/sh: 1: no-such-program-xyz: not found)"
+    )
     result = run_command(["sh", "-c", "kill -KILL $$"], make_attempt(tmp_path), shell=False)
     assert result.failure is not None and result.failure.message == "killed by signal 9"
 

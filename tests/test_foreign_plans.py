@@ -80,7 +80,7 @@ def test_a_corpus_plan_runs_none_of_its_completed_tasks_and_the_rest_in_file_ord
     tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
 ) -> None:
     plan = corpus_plan(EXTRACT)
-    done = run_stoic_process("-w", str(ws_path), "run", str(plan), env=agent_env)
+    done = run_stoic_process("-w", str(ws_path), "run", str(plan), "--tasks", env=agent_env)
     assert done.returncode == 0, done.stderr
     # 1.1 … 3.2 are `completed` in the file: recorded done at the start, never started.
     skipped = [

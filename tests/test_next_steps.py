@@ -32,6 +32,8 @@ STEPS: list[tuple[str, NextStep]] = [
     ("continue_run", next_steps.continue_run()),
     ("continue_run", next_steps.continue_run("RUN_ID")),
     ("init", next_steps.init("ws")),
+    ("run_status", next_steps.run_status("RUN_ID")),
+    ("run_status", next_steps.run_status("RUN_ID", tasks=True)),
     ("propose", next_steps.propose()),
     ("show_proposal", next_steps.show_proposal("PROP-20260101-001")),
     ("execute", next_steps.execute()),

@@ -434,6 +434,52 @@ def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> 
     assert "module 'subprocess' is neither in the plan's folder" in messages[2]
 
 
+def test_the_worker_checks_a_call_again_once_its_module_was_swapped(tmp_path: Path) -> None:
+    """A call the worker checked once is not checked again while its module is the one it
+    checked; a task that swaps the module in sys.modules gets the check again."""
+    from stoic.run.attempt import Attempt
+    from stoic.run.python_pool import WorkerPool
+
+    (tmp_path / "tasks.py").write_text(
+        "import sys, types\n"
+        "def f():\n    return 'inside'\n"
+        "def swap():\n"
+        "    fake = types.ModuleType('tasks')\n"
+        "    fake.__file__ = '/elsewhere/tasks.py'\n"
+        "    fake.f = lambda: 'outside'\n"
+        "    sys.modules['tasks'] = fake\n"
+    )
+    pool = WorkerPool(1)
+    try:
+        results = [
+            pool.run(
+                call,
+                {},
+                Attempt(
+                    run_id="r",
+                    request_id="r/t",
+                    task_id="t",
+                    attempt=1,
+                    attempt_id=f"a{i}",
+                    log_path=tmp_path / f"a{i}.log",
+                    result_path=tmp_path / f"a{i}.json",
+                    workspace_root=tmp_path,
+                    plan_dir=tmp_path,
+                    timeout=60,
+                    output_cap_bytes=1 << 20,
+                    kill_grace_seconds=1,
+                ),
+            )
+            for i, call in enumerate(["tasks:f", "tasks:f", "tasks:swap", "tasks:f"])
+        ]
+    finally:
+        pool.close()
+    assert [r.outputs for r in results[:2]] == ["inside", "inside"]
+    assert results[2].failure is None
+    assert results[3].failure is not None
+    assert "has the name of a module already loaded" in results[3].failure.message
+
+
 # -- item 8: the environment allowlist, and nothing secret in the runner's block ---------------
 
 READER = """

@@ -143,6 +143,22 @@ def test_a_link_at_a_result_file_never_brings_an_outside_file_into_the_log(
     _audit_clean(ws_path)
 
 
+def test_a_results_folder_swapped_for_a_link_mid_run_is_not_read_through(
+    tmp_path: Path, ws_path: Path, outside: Path
+) -> None:
+    """The runner holds the results folder it checked; a link put in its place later leads
+    nowhere: b's result file planted outside is never read into the log."""
+    (outside / "b.attempt-1.json").write_text('{"stolen": true}')
+    plan = _plan(
+        tmp_path, f'mv "$RUN/results" "$RUN/results.moved" && ln -s "{outside}" "$RUN/results"'
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    details = _end_of(ws_path, "b")["details"]
+    assert isinstance(details, dict) and "result" not in details
+    assert b"stolen" not in log_path(ws_path).read_bytes()
+
+
 @pytest.mark.parametrize(
     "plant",
     [

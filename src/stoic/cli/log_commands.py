@@ -15,8 +15,10 @@ from rich.table import Table
 
 from stoic.cli.context import cli_state, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
+from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
 from stoic.core.records import Record
+from stoic.core.text import counted
 from stoic.core.vocabulary import is_failure
 from stoic.exceptions import StoicError, UsageError
 from stoic.services import log as log_service
@@ -192,7 +194,11 @@ def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> No
 
     if report.repaired is not None:
         moved = report.repaired.get("quarantined") or []
-        aside = f"; moved {len(moved)} file(s) to {report.repaired['quarantine']}" if moved else ""
+        aside = (
+            f"; moved {counted(len(moved), 'file')} to {report.repaired['quarantine']}"
+            if moved
+            else ""
+        )
         say(
             f"Repaired: removed {report.repaired['bytes_removed']} bytes,"
             f" rebuilt {', '.join(report.repaired['projections_rebuilt'])}{aside};"
@@ -211,12 +217,12 @@ def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> No
             " rule or a changed plan copy is never changed."
         )
     if report.ok:
-        say(f"Audit clean: {report.records} records, last seq {report.last_seq}.")
+        say(f"Audit clean: {counted(report.records, 'record')}, last seq {report.last_seq}.")
         return
     count = len(report.violations)
     say(
-        f"Audit FAILED: {count} violation{'s' if count != 1 else ''}"
-        f" in {report.records} records (last seq {report.last_seq}):"
+        f"Audit FAILED: {counted(count, 'violation')}"
+        f" in {counted(report.records, 'record')} (last seq {report.last_seq}):"
     )
     for violation in report.violations:
         say(f"  {violation.describe()}")
@@ -228,14 +234,24 @@ def status(
         str | None, typer.Argument(help="A run: show its tasks instead.", show_default=False)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    every_task: Annotated[
+        bool,
+        typer.Option(
+            "--tasks", help="With RUN_ID: every task's row, not only those that need a look."
+        ),
+    ] = False,
 ) -> None:
     """Show the workspace (records, counts by type and outcome), or with RUN_ID one run:
-    each task's status, attempts and duration, and what blocks what."""
+    its tasks counted by status, the failed, blocked and waiting ones with what blocks them
+    (--tasks: every task's status, attempts and duration)."""
     if run_id is not None:
         from stoic.cli.run_commands import show_run_status
 
-        show_run_status(ctx, run_id, as_json)
+        show_run_status(ctx, run_id, as_json, every_task)
         return
+    if every_task:
+        shown = next_steps.run_status("RUN_ID", tasks=True)
+        raise UsageError(f"--tasks shows one run's tasks: name the run ({shown})")
     with open_workspace(ctx) as workspace:
         stands = standing(workspace)
         root = workspace.root
@@ -258,7 +274,7 @@ def status(
         return
     console = console_for_output()
     console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{state.records} records, last seq {state.last_seq}")
+    console.print(f"{counted(state.records, 'record')}, last seq {state.last_seq}")
     smaller = " (named by the last resume)" if stands.batch_size_from_resume else ""
     console.print(f"review batches of {batch_size}{smaller}")
     if state.by_type:

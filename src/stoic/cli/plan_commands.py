@@ -9,6 +9,7 @@ import orjson
 import typer
 
 from stoic.cli.render import echo, echo_json
+from stoic.core.text import counted
 from stoic.plan.check import CheckStatus, PlanCheck
 from stoic.plan.models import PlanDocument
 
@@ -46,7 +47,7 @@ def check(
     if verdict.status is CheckStatus.INVALID and not as_json:
         for error in verdict.errors:
             echo(error.format(plan), err=True)
-        echo(f"{plan}: invalid ({len(verdict.errors)} errors)", err=True)
+        echo(f"{plan}: invalid ({counted(len(verdict.errors), 'error')})", err=True)
         raise typer.Exit(2)
     if as_json:
         echo_json(orjson.dumps(verdict.to_json()).decode())

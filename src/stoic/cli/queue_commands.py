@@ -13,7 +13,7 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
-from stoic.core.proposals import Proposal
+from stoic.core.proposals import Proposal, shown_confidence
 from stoic.services import queue as queue_service
 
 __all__ = ["register"]
@@ -120,7 +120,8 @@ def queue(
         console.print("No proposals.", markup=False)
     for proposal in rows:
         console.print(
-            f"{proposal.id}  {proposal.status.value:<9} {proposal.confidence_band:<7}"
+            f"{proposal.id}  {proposal.status.value:<9}"
+            f" {proposal.confidence_band if proposal.confidence is not None else '-':<7}"
             f" {proposal.batch_id}  {proposal.title}",
             markup=False,
             highlight=False,
@@ -145,7 +146,7 @@ def show(
     lines = [
         f"{proposal.id} — {proposal.title}",
         f"status: {proposal.status.value}   type: {proposal.type}   batch: {proposal.batch_id}",
-        f"confidence: {proposal.confidence} ({proposal.confidence_band})",
+        f"confidence: {shown_confidence(proposal.confidence)}",
     ]
     if proposal.summary:
         lines.append(f"summary: {proposal.summary}")

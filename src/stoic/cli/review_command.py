@@ -12,7 +12,8 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
 from stoic.core.pause import READER_SIGNALS
-from stoic.core.proposals import Proposal
+from stoic.core.proposals import Proposal, shown_confidence
+from stoic.core.text import counted
 from stoic.exceptions import StoicError
 from stoic.services.review import ReviewDecision, ReviewSession
 
@@ -33,7 +34,7 @@ def _describe(proposal: Proposal, position: int, total: int) -> list[str]:
     lines.append("reasoning:")
     lines += [f"  {n}. {step}" for n, step in enumerate(proposal.reasoning_trace, 1)]
     lines.append(f"sources:    {', '.join(proposal.sources) or '(none)'}")
-    lines.append(f"confidence: {proposal.confidence_band}")
+    lines.append(f"confidence: {shown_confidence(proposal.confidence)}")
     lines.append(f"trade-off:  {proposal.trade_off or '(none stated)'}")
     return lines
 
@@ -65,7 +66,8 @@ def review(
         if not batch:
             echo("Nothing to review: the queue has no pending proposals.")
             return
-        echo(f"Review session {session.id}: {len(batch)} proposals in {batch[0].batch_id}.")
+        shown = counted(len(batch), "proposal")
+        echo(f"Review session {session.id}: {shown} in {batch[0].batch_id}.")
         for position, proposal in enumerate(batch, 1):
             for line in _describe(proposal, position, len(batch)):
                 echo(line)
@@ -111,8 +113,8 @@ def review(
         summary = session.summary()
         echo(
             f"Session {summary.session_id} ended: {summary.decided} decided;"
-            f" {summary.flags_since_resume} red flags since the last resume (the workspace"
-            f" pauses at {summary.flag_limit})."
+            f" {counted(summary.flags_since_resume, 'red flag')} since the last resume"
+            f" (the workspace pauses at {summary.flag_limit})."
         )
 
 

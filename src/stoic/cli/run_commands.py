@@ -41,17 +41,22 @@ AsJson = Annotated[
         help="Print the run's final state as one JSON object (the progress lines go to stderr).",
     ),
 ]
+EveryTask = Annotated[
+    bool,
+    typer.Option("--tasks", help="End with every task's row, not only the tasks that need a look."),
+]
 
 
-def reporter_for(as_json: bool = False) -> Reporter:
+def reporter_for(as_json: bool = False, every_task: bool = False) -> Reporter:
     """What a command that runs a run shows: a live view on a terminal, else plain lines; with
-    --json, the plain lines on stderr and no summary."""
+    --json, the plain lines on stderr and no summary; with --tasks, every task's row at the end."""
     from stoic.run.reporting import LiveReporter, PlainReporter
 
     if as_json:
         return _progress_on_stderr(console_for_output(stderr=True))
     console = console_for_output()
-    return LiveReporter(console) if console.is_terminal else PlainReporter(console)
+    shown = LiveReporter if console.is_terminal else PlainReporter
+    return shown(console, every_task=every_task)
 
 
 def _progress_on_stderr(console: SafeConsole) -> Reporter:
@@ -130,6 +135,7 @@ def run(
             help="Run every task, ignoring the statuses the plan file carries (recorded).",
         ),
     ] = False,
+    every_task: EveryTask = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
@@ -143,7 +149,7 @@ def run(
             workspace,
             plan,
             workers=workers,
-            reporter=reporter_for(as_json),
+            reporter=reporter_for(as_json, every_task),
             before_start=lambda policy: confine(ctx, policy),
             approve=approve or [],
             actor=actor,
@@ -169,6 +175,7 @@ def continue_(
         typer.Option("--as", help="Who approves (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
     as_json: AsJson = False,
+    every_task: EveryTask = False,
 ) -> None:
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
@@ -181,7 +188,7 @@ def continue_(
             workspace,
             run_id,
             workers=workers,
-            reporter=reporter_for(as_json),
+            reporter=reporter_for(as_json, every_task),
             approve=approve_suggestion or [],
             actor=actor,
             before_start=lambda policy: confine(ctx, policy),
@@ -245,7 +252,9 @@ def retry(
     raise typer.Exit(report.exit_code)
 
 
-def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
+def show_run_status(
+    ctx: typer.Context, run_id: str, as_json: bool, every_task: bool = False
+) -> None:
     """`stoic status RUN_ID`: the run as its records tell it."""
     from stoic.run.reporting import print_summary
     from stoic.services import runs
@@ -258,7 +267,7 @@ def show_run_status(ctx: typer.Context, run_id: str, as_json: bool) -> None:
             document["continue_with"] = next_steps.continue_run(run_id).text
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
-    print_summary(console_for_output(), shown.report)
+    print_summary(console_for_output(), shown.report, every_task=every_task)
 
 
 def timeline(

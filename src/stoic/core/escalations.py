@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from stoic.core.vocabulary import unknown_word
+
 __all__ = [
     "PROCESS_ISSUE_AFTER",
     "Briefing",
@@ -142,8 +144,8 @@ def parse_mode(text: str) -> EscalationMode:
     try:
         return EscalationMode(text.strip().lower().replace("_", "-"))
     except ValueError:
-        known = ", ".join(mode.value for mode in EscalationMode)
-        raise ValueError(f"unknown escalation mode {text!r} (known: {known})") from None
+        known = [mode.value for mode in EscalationMode]
+        raise ValueError(unknown_word("escalation mode", text, known, listed="known")) from None
 
 
 @dataclass(frozen=True, slots=True)

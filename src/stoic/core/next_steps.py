@@ -74,11 +74,6 @@ def run_alongside(plan_file: str) -> NextStep:
     return NextStep(("run",), (plan_file, "--allow-concurrent"))
 
 
-def run_status(run_id: str) -> NextStep:
-    """Where one run stands."""
-    return NextStep(("status",), (run_id,))
-
-
 def runs(*, plan: str | None = None, status: str | None = None) -> NextStep:
     """The runs of the workspace, newest first: of one plan, or with one status."""
     arguments: tuple[str, ...] = ()
@@ -103,6 +98,11 @@ def retry(run_id: str, task_id: str, *, reason: str = "WHY") -> NextStep:
 def approve(proposal_id: str, *, continue_run: bool = False) -> NextStep:
     """Approve a pending proposal; with `continue_run`, continue the run it belongs to."""
     return NextStep(("approve",), (proposal_id, "--continue") if continue_run else (proposal_id,))
+
+
+def run_status(run_id: str, *, tasks: bool = False) -> NextStep:
+    """Show one run; with `tasks`, every task's row."""
+    return NextStep(("status",), (run_id, "--tasks") if tasks else (run_id,))
 
 
 def init(path: str) -> NextStep:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from stoic.core.text import counted
+
 __all__ = [
     "FLAG_LIMIT",
     "READER_SIGNALS",
@@ -189,7 +191,7 @@ def growth_flag(pending: int, batch_size: int) -> FlagDue | None:
         return None
     return FlagDue(
         DetectedSignal.QUEUE_GROWING,
-        f"{pending} proposals pending, more than three batches of {batch_size}",
+        f"{counted(pending, 'proposal')} pending, more than three batches of {batch_size}",
     )
 
 
@@ -200,7 +202,7 @@ def repeated_reason_flag(reason: str, rejected_for: Sequence[str]) -> FlagDue | 
         return None
     return FlagDue(
         DetectedSignal.REPEATED_REJECTION_REASON,
-        f"{reason!r} given {len(rejected_for)} times ({', '.join(rejected_for)})",
+        f"{reason!r} given {counted(len(rejected_for), 'time')} ({', '.join(rejected_for)})",
     )
 
 
@@ -236,7 +238,7 @@ def flags_pause_due(flags: int, last_signal: str) -> PauseDue | None:
         return None
     what = READER_SIGNALS.get(last_signal, last_signal)
     return PauseDue(
-        f"{flags} red flags since the last resume (the last: {what})",
+        f"{counted(flags, 'red flag')} since the last resume (the last: {what})",
         Criterion.RED_FLAGS,
         {"flags": flags},
     )

@@ -29,6 +29,7 @@ __all__ = [
     "is_proposal_id",
     "next_batch",
     "next_status",
+    "shown_confidence",
 ]
 
 
@@ -71,6 +72,14 @@ def confidence_band(confidence: float | None) -> str:
     if confidence >= 0.60:
         return "medium"
     return "low"
+
+
+def shown_confidence(confidence: float | None) -> str:
+    """A proposal's confidence as a person reads it: "0.72 (medium)", or "not given" (never
+    "None (unknown)")."""
+    if confidence is None:
+        return "not given"
+    return f"{confidence:g} ({confidence_band(confidence)})"
 
 
 def next_status(current: ProposalStatus, outcome: str) -> ProposalStatus | None:

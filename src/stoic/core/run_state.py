@@ -68,6 +68,9 @@ class TaskView:
     suggestion: Mapping[str, Any] | None = None
     """An R2 suggestion waiting for a person."""
     approved_by: str | None = None
+    rejected_by: str | None = None
+    """Who rejected the task's approval or suggested recovery (the task failed for it)."""
+    rejected_reason: str | None = None
     escalation_id: str | None = None
     """The open escalation the task waits on."""
     proposal_id: str | None = None
@@ -229,6 +232,8 @@ class RunFolder:
                 task.recovery_applied = True
         elif event is TaskEvent.REJECTED:
             task.suggestion = None
+            task.rejected_by = record["actor"]
+            task.rejected_reason = record["decision_reason"]
 
     def _escalation(
         self, task: TaskView, record: Mapping[str, Any], event: TaskEvent | None
@@ -281,6 +286,7 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.hint = None
         task.guidance = None
         task.verifications = {}
+        task.rejected_by = task.rejected_reason = None
         return
     if outcome == "skipped":  # done in the plan file: not run, no attempt
         task.outcome = outcome

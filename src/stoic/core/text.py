@@ -13,7 +13,7 @@ import re
 import reprlib
 from typing import Any
 
-__all__ = ["brief_repr", "escape_controls", "has_controls", "shortened"]
+__all__ = ["brief_repr", "counted", "escape_controls", "has_controls", "shortened"]
 
 _CONTROLS = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 except tab and newline, DEL, C1 (0x9b is a CSI)
@@ -46,6 +46,14 @@ def escape_controls(text: str) -> str:
 def shortened(text: str, keep: int = 60) -> str:
     """Long text cut to its start and its length, so an error message stays one line."""
     return text if len(text) <= keep else f"{text[:keep]}… ({len(text)} characters)"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and its noun, singular for one: "1 task", "2 tasks", "1 red flag", "0 errors".
+
+    `plural` for a noun that does not just take an s ("1 entry", "2 entries").
+    """
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 class _BriefRepr(reprlib.Repr):

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from stoic.core.text import counted
+
 __all__ = [
     "BLOCKING_SEVERITIES",
     "Convergence",
@@ -236,7 +238,9 @@ def convergence(
     shown = ", ".join("?" if count is None else str(count) for count in failures)
     if len(failures) >= max_iterations:
         return Convergence(
-            False, False, f"{len(failures)} iterations (the bound) left failures: {shown}"
+            False,
+            False,
+            f"{counted(len(failures), 'iteration')} (the bound) left failures: {shown}",
         )
     if stall_after is not None:
         best: int | None = None

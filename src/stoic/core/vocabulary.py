@@ -23,6 +23,7 @@ __all__ = [
     "DecisionType",
     "closest",
     "is_failure",
+    "unknown_word",
 ]
 
 
@@ -161,3 +162,12 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
         return matches[0]
     extended = [option for option in options if word and option.startswith(word)]
     return extended[0] if len(extended) == 1 else None
+
+
+def unknown_word(what: str, word: str, choices: Iterable[str], *, listed: str = "allowed") -> str:
+    """The one-line refusal of a word outside a closed vocabulary, with the closest choice:
+    "unknown decision 'aproved'; did you mean 'approved'? (allowed: approved, rejected)"."""
+    options = list(choices)
+    guess = closest(word, options)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    return f"unknown {what} {word!r}{hint} ({listed}: {', '.join(options)})"

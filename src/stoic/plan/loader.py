@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from stoic.core import next_steps
 from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, find_cycle
 from stoic.core.limits import MAX_PLAN_BYTES
-from stoic.core.text import brief_repr, shortened
+from stoic.core.text import brief_repr, counted, shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError
 from stoic.plan.file_order import file_order
@@ -68,7 +68,7 @@ class PlanInvalid(UsageError):
         self.path = str(path)
         self.errors = tuple(errors)
         count = len(self.errors)
-        lines = [f"{self.path} is not a valid plan ({count} error{'s' if count != 1 else ''}):"]
+        lines = [f"{self.path} is not a valid plan ({counted(count, 'error')}):"]
         lines.extend(error.format(self.path) for error in self.errors)
         super().__init__("\n".join(lines))
 

@@ -17,7 +17,7 @@ from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.limits import MAX_INT_BITS
 from stoic.core.task_outputs import OUTPUTS_HARD_CAP
 from stoic.core.verification import VerificationOutcome
-from stoic.store.confined import LinkRefused, open_confined
+from stoic.store.confined import LinkRefused, open_at, open_confined
 
 __all__ = [
     "Attempt",
@@ -54,6 +54,9 @@ class Attempt:
     """Secret values masked in what the attempt's processes print, by variable name."""
     inputs: dict[str, Any] | None = None
     """Its dependencies' outputs, by task id (a Python task's `inputs` parameter)."""
+    results_fd: int | None = None
+    """An open descriptor of the folder `result_path` is in, checked once for links by whoever
+    opened it (the runner, for the run); None: the path is walked from the root each time."""
 
     def with_env(self, extra: dict[str, str]) -> Attempt:
         return replace(self, env={**self.env, **extra})
@@ -155,11 +158,14 @@ _RESULT_READ_LIMIT = OUTPUTS_HARD_CAP + RESULT_FILE_LIMIT
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 
-def open_task_file(root: Path, path: Path) -> int:
+def open_task_file(root: Path, path: Path, folder_fd: int | None = None) -> int:
     """Open, for reading, a file a task can write or replace (its result file, an attempt log):
     a plain file of its own only, so neither a link nor a hard link to another file is read
-    in its place."""
-    fd = open_confined(root, path, os.O_RDONLY)
+    in its place. `folder_fd`: the already checked folder `path` is in."""
+    if folder_fd is None:
+        fd = open_confined(root, path, os.O_RDONLY)
+    else:
+        fd = open_at(folder_fd, path, os.O_RDONLY)
     if os.fstat(fd).st_nlink != 1:
         os.close(fd)
         raise LinkRefused(
@@ -168,14 +174,15 @@ def open_task_file(root: Path, path: Path) -> int:
     return fd
 
 
-def read_result_file(root: Path, path: Path) -> ResultFile | None:
+def read_result_file(root: Path, path: Path, folder_fd: int | None = None) -> ResultFile | None:
     """The result file of an attempt, or None when the task wrote none.
 
     A link at its place (or on the way) is not followed: a task cannot have stoic read a file
-    from elsewhere into the log.
+    from elsewhere into the log. `folder_fd`: the already checked folder it is in (one open
+    for the probe, instead of one per folder on the way).
     """
     try:
-        fd = open_task_file(root, path)
+        fd = open_task_file(root, path, folder_fd)
     except FileNotFoundError:
         return None
     except LinkRefused as exc:

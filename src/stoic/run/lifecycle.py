@@ -22,6 +22,7 @@ from stoic.core.policy import Policy, approval_rule
 from stoic.core.records import Decision, Record
 from stoic.core.retry import retry_refusal
 from stoic.core.run_state import RunFolder, RunView
+from stoic.core.text import counted
 from stoic.core.vocabulary import closest
 from stoic.exceptions import UsageError, WorkspaceError, WorkspaceNotWritable
 from stoic.plan.loader import Plan, PlanError, PlanInvalid, read_plan
@@ -172,7 +173,7 @@ def start_run(
                 decision_type="run_lifecycle",
                 decision_outcome="started",
                 decision_reason=f"Run {run_id} of plan {plan.name} started with"
-                f" {len(plan.tasks)} tasks{_done_note(len(done), fresh)}.",
+                f" {counted(len(plan.tasks), 'task')}{_done_note(len(done), fresh)}.",
                 actor=made.ACTOR,
                 decision_trigger="explicit",
                 causal_role="pre_run",

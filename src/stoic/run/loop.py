@@ -52,7 +52,10 @@ class EventLoop:
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._watched: dict[int, tuple[Handle, int]] = {}
+        self._registered: dict[int, tuple[object, bool]] = {}
+        """fd → what it was registered for, and whether it stays registered between handles."""
+        self._owners: dict[int, Handle] = {}
+        """fd → the handle that waits on it now."""
 
     def close(self) -> None:
         self._selector.close()
@@ -66,22 +69,36 @@ class EventLoop:
 
         A handle that moves on to a new child process (a staged attempt) may get a descriptor
         with the number of one it closed; its `generation` changes then, so the new one is
-        registered instead of being mistaken for the old.
+        registered instead of being mistaken for the old. A handle whose descriptors outlive it
+        (a pooled worker's pipes) names their `fd_source`: they stay registered from one
+        attempt to the next, so a task costs no registration calls.
         """
-        wanted: dict[int, tuple[Handle, int]] = {}
+        owners: dict[int, Handle] = {}
+        wanted: dict[int, tuple[object, bool]] = {}
         for handle in handles:
-            generation = getattr(handle, "generation", 0)
+            source = getattr(handle, "fd_source", None)
+            token = (handle, getattr(handle, "generation", 0)) if source is None else source
             for fd in handle.fds():
-                wanted[fd] = (handle, generation)
-        for fd in list(self._watched):
-            if wanted.get(fd) != self._watched[fd]:
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self._selector.unregister(fd)
-                del self._watched[fd]
-        for fd, owner in wanted.items():
-            if fd not in self._watched:
-                self._selector.register(fd, selectors.EVENT_READ, owner[0])
-                self._watched[fd] = owner
+                owners[fd] = handle
+                wanted[fd] = (token, source is not None)
+        registered = self._registered
+        for fd in list(registered):
+            if fd not in wanted and not registered[fd][1]:
+                self._unregister(fd)
+        for fd, entry in wanted.items():
+            now = registered.get(fd)
+            if now is not None and now[0] is entry[0]:
+                continue
+            if now is not None:
+                self._unregister(fd)  # a descriptor number reused for another file
+            self._selector.register(fd, selectors.EVENT_READ, True)
+            registered[fd] = entry
+        self._owners = owners
+
+    def _unregister(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(fd)
+        self._registered.pop(fd, None)
 
     def step(self, handles: list[Handle], max_wait: float) -> list[int]:
         """Wait once; dispatch ready descriptors and due ticks. Returns ready extra fds."""
@@ -94,11 +111,12 @@ class EventLoop:
                 wait = min(wait, max(0.0, due - now))
         extras: list[int] = []
         for key, _ in self._selector.select(wait):
-            handle = key.data
-            if handle is None:
+            if key.data is None:
                 extras.append(key.fd)
-            elif (owner := self._watched.get(key.fd)) is not None and owner[0] is handle:
-                handle.on_ready(key.fd)
+            elif (owner := self._owners.get(key.fd)) is not None:
+                owner.on_ready(key.fd)
+            else:  # a kept descriptor with news while nobody waits on it: stop watching it
+                self._unregister(key.fd)
         now = time.monotonic()
         for handle in handles:
             due = handle.deadline()

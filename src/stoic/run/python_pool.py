@@ -174,6 +174,11 @@ class PythonAttempt:
     def result(self) -> AttemptResult | None:
         return self._result
 
+    @property
+    def fd_source(self) -> _Worker:
+        """The worker's pipes serve attempt after attempt: the event loop keeps them watched."""
+        return self.worker
+
     def fds(self) -> list[int]:
         return [] if self._result is not None else [self.worker.reply_fd, self.worker.output_fd]
 
@@ -264,7 +269,8 @@ class PythonAttempt:
 
     def _end(self, failure: Failure | None, value: Any = None) -> None:
         self._output.close()
-        result = read_result_file(self.attempt.workspace_root, self.attempt.result_path)
+        attempt = self.attempt
+        result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure = combine(failure, result)
         if self._output.error is not None and self._stopped_by != "stop":
             # stoic's own failure: what the task says of itself does not change it

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
@@ -11,7 +14,8 @@ from rich.table import Table
 
 from stoic.core import next_steps
 from stoic.core.graph import RunStatus
-from stoic.core.text import escape_controls
+from stoic.core.run_state import TaskView
+from stoic.core.text import counted, escape_controls
 from stoic.core.verification import VerificationOutcome
 from stoic.run.attempt import AttemptResult
 from stoic.run.run_end import RunReport
@@ -54,8 +58,10 @@ def _ended_text(task_id: str, attempt: int, outcome: str, result: AttemptResult)
 class PlainReporter:
     """One line per event on stdout: for logs, pipes and CI."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, every_task: bool = False) -> None:
         self.console = console
+        self.every_task = every_task
+        """The end-of-run summary shows every task's row, not only those that need a look."""
         self.errors = SafeConsole(stderr=True, highlight=False)
 
     def _line(self, text: str) -> None:
@@ -66,7 +72,7 @@ class PlainReporter:
         stream.flush()
 
     def run_started(self, run_id: str, plan: Plan, total: int) -> None:
-        self._line(f"run {run_id}: plan {plan.name}, {total} tasks")
+        self._line(f"run {run_id}: plan {plan.name}, {counted(total, 'task')}")
 
     def attempt_started(self, task_id: str, attempt: int, command: str) -> None:
         self._line(f"started {task_id} (attempt {attempt}): {command}")
@@ -95,14 +101,14 @@ class PlainReporter:
         )
 
     def run_ended(self, report: RunReport) -> None:
-        print_summary(self.console, report)
+        print_summary(self.console, report, every_task=self.every_task)
 
 
 class LiveReporter(PlainReporter):
     """A progress bar with the tasks under way; finished tasks scroll above it."""
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console)
+    def __init__(self, console: Console, *, every_task: bool = False) -> None:
+        super().__init__(console, every_task=every_task)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -143,34 +149,112 @@ class LiveReporter(PlainReporter):
         super().run_ended(report)
 
 
-def print_summary(console: Console, report: RunReport) -> None:
-    """Each task's status, duration and attempts; for a failed run, what blocks what."""
-    table = Table(box=None, pad_edge=False, title=f"run {report.run_id}", title_justify="left")
+_SHOWN_BLOCKED = 10
+"""Blocked tasks the short summary names; the rest are counted (`--tasks` shows every one)."""
+_QUIET_STATUSES = frozenset({"succeeded", "skipped", "pending", "running"})
+"""Rows the short summary only counts: nothing there asks anything of a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    task_id: str
+    status: str
+    attempts: int
+    duration: str
+    note: str
+
+
+def _rows(report: RunReport) -> list[_Row]:
+    """Each task's status as a person reads it: blocked and interrupted are told apart."""
+    rows = []
+    blocked = report.analysis.blocked
+    view = report.view
+    gone = report.runner_gone
+    for task_id in report.plan.graph.ids:
+        task = view.task(task_id)
+        status, note = task.state.value, _note(task)
+        if task.outcome == "skipped":
+            note = "done in the plan file"
+        if gone and task.open_attempt is not None:
+            status = "interrupted"
+            note = f"its runner is gone; {next_steps.continue_run()} records it"
+        roots = blocked.get(task_id)
+        if roots:
+            status, note = "blocked", f"blocked by {', '.join(roots)}"
+        elif status == "suspended":
+            status = "waiting"
+            waits_on = task.escalation_id or ("approval" if task.suggestion is None else "")
+            note = f"waiting for a person ({waits_on or 'a suggested recovery'})"
+        duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
+        rows.append(_Row(task_id, status, task.attempts, duration, note))
+    return rows
+
+
+def _note(task: TaskView) -> str:
+    if task.rejected_by is not None:
+        why = f": {task.rejected_reason}" if task.rejected_reason else ""
+        return f"rejected by {task.rejected_by}{why}"
+    if task.failure is not None:
+        return f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
+    return ""
+
+
+def print_summary(console: Console, report: RunReport, *, every_task: bool = False) -> None:
+    """What the run came to: counts by status, then the tasks that need a look (failed,
+    blocked, waiting, interrupted); `every_task` adds each task's row.
+
+    The short form is the default because a run of thousands of tasks is not read row by row,
+    and laying out a row of a table costs more than running a small task.
+    """
+    rows = _rows(report)
+    counts = Counter(row.status for row in rows)
+    shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items(), key=_order))
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    say(f"run {report.run_id}: {counted(len(rows), 'task')}: {shown}")
+    if every_task:
+        _table(console, rows)
+    else:
+        wanted = [row for row in rows if row.status not in _QUIET_STATUSES]
+        blocked = [row for row in wanted if row.status == "blocked"]
+        hidden = blocked[_SHOWN_BLOCKED:]
+        if hidden:
+            dropped = {row.task_id for row in hidden}
+            wanted = [row for row in wanted if row.task_id not in dropped]
+        if wanted:
+            _table(console, wanted)
+        if hidden:
+            say(f"… and {len(hidden)} more blocked")
+        if len(wanted) < len(rows):
+            say(f"Every task's row: {next_steps.run_status(report.run_id, tasks=True)}.")
+    for line in [*summary_lines(report), *_warnings(report)]:
+        say(line)
+    say(_verdict(report))
+
+
+_STATUS_ORDER = ("succeeded", "skipped", "failed", "blocked", "waiting", "interrupted")
+
+
+def _order(item: tuple[str, int]) -> tuple[int, str]:
+    status = item[0]
+    return (_STATUS_ORDER.index(status) if status in _STATUS_ORDER else len(_STATUS_ORDER), status)
+
+
+def _table(console: Console, rows: list[_Row]) -> None:
+    table = Table(box=None, pad_edge=False)
     table.add_column("task")
     table.add_column("status")
     table.add_column("attempts", justify="right")
     table.add_column("duration", justify="right")
     table.add_column("note")
-    for task_id in report.plan.graph.ids:
-        task = report.view.task(task_id)
-        note = ""
-        if task.failure is not None:
-            note = f"{task.failure.get('failure_kind')}: {task.failure.get('message')}"
-        if task.outcome == "skipped":
-            note = "done in the plan file"
-        roots = report.analysis.blocked.get(task_id)
-        status = task.state.value
-        if report.runner_gone and task.open_attempt is not None:
-            status = "interrupted"
-            note = f"its runner is gone; {next_steps.continue_run()} records it"
-        if roots:
-            status, note = "blocked", f"blocked by {', '.join(roots)}"
-        duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
-        table.add_row(task_id, status, str(task.attempts), duration, plain_text(note))  # not markup
+    for row in rows:  # a task's words are shown as written, never as markup
+        table.add_row(
+            plain_text(row.task_id),
+            row.status,
+            str(row.attempts),
+            row.duration,
+            plain_text(row.note),
+        )
     console.print(table)
-    for line in [*summary_lines(report), *_warnings(report)]:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    console.print(_verdict(report), markup=False, highlight=False)
 
 
 def summary_lines(report: RunReport) -> list[str]:
@@ -229,8 +313,11 @@ def _verdict(report: RunReport) -> str:
     lines = [f"Run {report.run_id} FAILED: no task can run again."]
     for task_id in analysis.failed:
         lines.append(f"  {task_id} failed")
-    for task_id, roots in analysis.blocked.items():
+    blocked = list(analysis.blocked.items())
+    for task_id, roots in blocked[:_SHOWN_BLOCKED]:
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")
+    if len(blocked) > _SHOWN_BLOCKED:
+        lines.append(f"  … and {len(blocked) - _SHOWN_BLOCKED} more blocked behind them")
     if analysis.failed:
         again = next_steps.retry(report.run_id, analysis.failed[0])
         lines.append(f"A person can run a failed task again in this run: {again}")

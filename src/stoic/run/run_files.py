@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import orjson
 
@@ -13,7 +13,7 @@ from stoic.core.run_document import attempt_entry, attempt_log, state_document
 from stoic.core.run_state import RunView
 from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.atomic import atomic_write, write_all
-from stoic.store.confined import open_confined
+from stoic.store.confined import confined_dir, open_confined
 
 __all__ = ["RunFiles"]
 
@@ -32,6 +32,7 @@ class RunFiles:
         self.execution_log = workspace_root / "logs" / "execution_log.md"
         self._folder = str(self.folder)
         self._execution_log_fd: int | None = None
+        self._results_fd: int | None = None
 
     def attempt_log(self, task_id: str, attempt: int) -> Path:
         """Created with the attempt's first byte of output: a silent task leaves none."""
@@ -47,10 +48,19 @@ class RunFiles:
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.workspace_root))
 
+    def results_fd(self) -> int:
+        """The results folder, opened once (no link on the way) and held until `close`: each
+        attempt's result file is then probed with one open, not one per folder on the way."""
+        if self._results_fd is None:
+            with confined_dir(self.workspace_root, PurePath("runs", self.run_id, "results")) as fd:
+                self._results_fd = os.dup(fd)
+        return self._results_fd
+
     def close(self) -> None:
-        if self._execution_log_fd is not None:
-            os.close(self._execution_log_fd)
-            self._execution_log_fd = None
+        for fd in (self._execution_log_fd, self._results_fd):
+            if fd is not None:
+                os.close(fd)
+        self._execution_log_fd = self._results_fd = None
 
     def write_state(self, view: RunView, graph: TaskGraph, analysis: Analysis) -> None:
         """Replace state.json with the run as the log tells it."""

@@ -183,6 +183,7 @@ class Runner:
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
         self.stdin_fd = -1
+        self.results_fd: int | None = None
         self.stop_signal: int | None = None
         self.pause_watch = workspace.pause_watch()
         self.paused: PauseInForce | None = None
@@ -276,6 +277,7 @@ class Runner:
         self.files.results.mkdir(parents=True, exist_ok=True)
         if self.task_user is not None:
             self.task_user.own(self.files.results)  # where its result files go
+        self.results_fd = self.files.results_fd()
         self.stdin_fd = self.launcher.stdin_fd = os.open(os.devnull, os.O_RDONLY)
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
@@ -525,6 +527,7 @@ class Runner:
             env=env,
             secrets=self.secrets.get(spec.id, {}),
             masks=self.masks,
+            results_fd=self.results_fd,
         )
         return _Running(index, attempt, spec, kind, timeout_default=timeout_default)
 

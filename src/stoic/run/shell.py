@@ -15,7 +15,8 @@ from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.policy import StreamMask
-from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file
+from stoic.core.text import shortened
+from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file, read_tail
 from stoic.run.loop import drive
 from stoic.run.task_user import TaskUser
 from stoic.store.confined import LinkRefused, open_confined
@@ -298,7 +299,8 @@ class ShellAttempt:
             os.close(self._pipe)
             self._pipe = None
         self._output.close()
-        result = read_result_file(self.attempt.workspace_root, self.attempt.result_path)
+        attempt = self.attempt
+        result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure: Failure | None = None
         if self._stopped_by == "timeout":
             failure = Failure(
@@ -326,9 +328,31 @@ class ShellAttempt:
     def _exit_message(self, code: int) -> str:
         if code < 0:
             return f"killed by signal {-code}"
-        if self.shell and code == 127:
-            return "exit status 127 (command not found)"
-        return f"exit status {code}"
+        meaning = _SHELL_STATUSES.get(code) if self.shell or _runs_a_shell(self.argv) else None
+        if meaning is None:
+            return f"exit status {code}"
+        said = _shell_said(read_tail(self.attempt.workspace_root, self.attempt.log_path, 4096))
+        return (
+            f"exit status {code} ({meaning}: {said})" if said else f"exit status {code} ({meaning})"
+        )
+
+
+_SHELL_STATUSES = {127: "command not found", 126: "command not executable"}
+"""What a POSIX shell means by these statuses: it could not find, or could not run, a command."""
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+def _runs_a_shell(argv: Sequence[str]) -> bool:
+    """`["bash", "-c", "…"]` is a shell string too: its 127 means what `sh -c`'s does."""
+    return len(argv) > 2 and Path(argv[0]).name in _SHELLS and argv[1] == "-c"
+
+
+def _shell_said(tail: str) -> str | None:
+    """The shell's own line about the command it could not run (`sh: 1: deploy: not found`)."""
+    for line in reversed(tail.splitlines()):
+        if line.rstrip().endswith(("not found", "Permission denied", "Is a directory")):
+            return shortened(line.strip(), 120)
+    return None
 
 
 def _spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, out: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stoic.core.escalations import EscalationMode, EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
-from stoic.core.text import escape_controls
+from stoic.core.text import counted, escape_controls
 from stoic.core.verification import (
     CheckResult,
     VerificationOutcome,
@@ -509,14 +509,15 @@ def _gate_blocked(task_id: str, blocking: Sequence[VerificationOutcome]) -> Fail
         mode=EscalationMode.SECURITY_ALERT,
         title=f"gate {gates} blocked {task_id}",
         question=(
-            f"Gate {gates} found {len(findings)} critical or high finding(s) in task {task_id}:"
+            f"Gate {gates} found {counted(len(findings), 'critical or high finding')}"
+            f" in task {task_id}:"
             " should the task be redone with a fix (say which in the note), or stop here?"
         ),
         context="\n".join(f"Finding {finding.line()}" for finding in findings),
     )
     return Failure(
         FailureKind.ESCALATED,
-        f"gate {gates} blocked what follows: {len(findings)} critical or high finding(s)",
+        f"gate {gates} blocked what follows: {counted(len(findings), 'critical or high finding')}",
         partial=Partial.TRUE,
         escalation=request,
     )

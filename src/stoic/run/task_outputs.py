@@ -94,20 +94,30 @@ def inputs_path(root: Path, run_id: str, task_id: str, attempt: int) -> Path:
     return root / "runs" / run_id / "results" / f"{task_id}.inputs-{attempt}.json"
 
 
-def write_inputs(root: Path, path: Path, inputs: Mapping[str, Any]) -> None:
+def write_inputs(
+    root: Path, path: Path, inputs: Mapping[str, Any], folder_fd: int | None = None
+) -> None:
     """`$STOIC_INPUTS`: `{dependency_id: outputs}`. Not synced: it is rebuilt from the records
     for every attempt, so a crash can lose nothing a later attempt needs. Whatever stands at
-    its place is unlinked first (never written through: it could be a link to another file)."""
+    its place is unlinked first (never written through: it could be a link to another file).
+    `folder_fd`: the results folder the runner holds, checked once (else walked from `root`)."""
     data = orjson.dumps(dict(inputs), option=orjson.OPT_SORT_KEYS)
+    if folder_fd is not None:
+        _write_new(folder_fd, path, data)
+        return
     relative = relative_inside(root, path)
     with confined_dir(root, relative.parent, create=True) as folder:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(relative.name, dir_fd=folder)
-        fd = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)
+        _write_new(folder, path, data)
+
+
+def _write_new(folder: int, path: Path, data: bytes) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path.name, dir_fd=folder)
+    fd = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _make_folder(root: Path, path: Path) -> None:
@@ -132,7 +142,7 @@ def given_inputs(root: Path, folder: RunFolder, spec: TaskSpec, attempt: Attempt
         return replace(attempt, inputs=inputs)
     path = inputs_path(root, attempt.run_id, attempt.task_id, attempt.attempt)
     try:
-        write_inputs(root, path, inputs)
+        write_inputs(root, path, inputs, attempt.results_fd)
     except OSError as exc:  # a link or a file in the way, a full or read-only disk
         raise InputsUnreadable(
             f"cannot write its inputs file {path}: {exc.strerror or exc}"

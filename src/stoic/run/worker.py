@@ -107,11 +107,26 @@ def _call(request: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+_checked: dict[tuple[str, str, tuple[str, ...]], ModuleType] = {}
+"""Modules `_load` has let a call import, by (module, plan folder, allowed packages): the
+same call again is not checked again (finding a module's folder resolves every component of
+its path, the most of a no-op task's cost) while the module loaded is the one checked."""
+
+
 def _load(call: str, plan_dir: str, allowed: Sequence[str]) -> Callable[..., Any]:
     """The function `call:` names, from a module of the plan's folder — or of a package
     `policy.allowed_modules` names. Anything else (`os:popen`, a module in the invoking shell's
     folder, a plan file shadowing a module already loaded) is refused."""
     module_name, _, function_name = call.partition(":")
+    key = (module_name, plan_dir, tuple(allowed))
+    module = _checked.get(key)
+    if module is None or sys.modules.get(module_name) is not module:
+        module = _checked[key] = _checked_module(module_name, plan_dir, allowed)
+    function: Callable[..., Any] = getattr(module, function_name)
+    return function
+
+
+def _checked_module(module_name: str, plan_dir: str, allowed: Sequence[str]) -> ModuleType:
     parts = module_name.split(".")
     named = any(".".join(parts[:end]) in allowed for end in range(1, len(parts) + 1))
     if not named:
@@ -130,8 +145,7 @@ def _load(call: str, plan_dir: str, allowed: Sequence[str]) -> Callable[..., Any
     module = importlib.import_module(module_name)
     if not named and not _inside(module, plan_dir):
         raise ImportError(f"{module_name!r} was not found in the plan's folder {plan_dir}")
-    function: Callable[..., Any] = getattr(module, function_name)
-    return function
+    return module
 
 
 def _origin(module: ModuleType) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.notifications import Event
 from stoic.core.pause import Criterion
+from stoic.core.text import counted
 from stoic.exceptions import StoicError
 from stoic.services.trust import pause
 from stoic.store.workspace import Workspace
@@ -72,14 +73,15 @@ def _announce(workspace: Workspace, report: AuditReport) -> None:
     if report.ok:
         workspace.announce(
             Event.AUDIT_PASSED,
-            f"The audit of {workspace.root} passed: {report.records} records; head {head}.",
+            f"The audit of {workspace.root} passed: {counted(report.records, 'record')};"
+            f" head {head}.",
             data={"records": report.records, "head": head},
         )
         return
     first = report.violations[0]
     workspace.announce(
         Event.AUDIT_FAILED,
-        f"The audit of {workspace.root} failed: {len(report.violations)} violation(s);"
+        f"The audit of {workspace.root} failed: {counted(len(report.violations), 'violation')};"
         f" first: {first.code.value}: {first.message}",
         data={"violations": len(report.violations), "head": head},
     )

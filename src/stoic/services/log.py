@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from stoic.core.records import Record
-from stoic.core.vocabulary import DecisionType, closest, is_failure
+from stoic.core.vocabulary import DecisionType, is_failure, unknown_word
 from stoic.exceptions import UsageError
 from stoic.store.workspace import Workspace
 
@@ -16,10 +16,8 @@ def check_decision_type(decision_type: str | None) -> None:
     """Refuse a decision type the log cannot hold, naming the closest one."""
     if decision_type is None or decision_type in set(DecisionType):
         return
-    hint = closest(decision_type, [kind.value for kind in DecisionType])
-    suggestion = f"; did you mean {hint!r}?" if hint else ""
-    known = ", ".join(kind.value for kind in DecisionType)
-    raise UsageError(f"unknown decision type {decision_type!r}{suggestion} (known: {known})")
+    known = [kind.value for kind in DecisionType]
+    raise UsageError(unknown_word("decision type", decision_type, known, listed="known"))
 
 
 def records(

@@ -26,6 +26,7 @@ from stoic.core.pause import (
     repeated_reason_flag,
 )
 from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError
 from stoic.run.actions import run_action
 from stoic.services import trust
@@ -105,7 +106,7 @@ def decide(
     a red flag (the same reason a third time) or pause (too many in one batch). `session`
     is the review session the decision is made in, kept on its record."""
     if decision not in DECISIONS:
-        raise UsageError(f"unknown decision {decision!r} (allowed: {', '.join(DECISIONS)})")
+        raise UsageError(unknown_word("decision", decision, DECISIONS))
     queue = Queue(workspace)
     inputs = {"session": session} if session is not None else None
     if decision != "rejected":
@@ -176,8 +177,7 @@ def status_named(name: str | None) -> ProposalStatus | None:
     if name is None:
         return None
     if name not in {s.value for s in ProposalStatus}:
-        allowed = ", ".join(s.value for s in ProposalStatus)
-        raise UsageError(f"unknown status {name!r} (allowed: {allowed})")
+        raise UsageError(unknown_word("status", name, [s.value for s in ProposalStatus]))
     return ProposalStatus(name)
 
 

@@ -35,6 +35,7 @@ from stoic.core.pause import (
     too_fast_to_read,
 )
 from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError
 from stoic.services import queue, trust
 from stoic.store.queue import Queue
@@ -142,8 +143,8 @@ class ReviewSession:
         try:
             outcome = ReviewDecision(decision)
         except ValueError:
-            allowed = ", ".join(d.value for d in ReviewDecision)
-            raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
+            allowed = [d.value for d in ReviewDecision]
+            raise UsageError(unknown_word("decision", decision, allowed)) from None
         decided = queue.decide(
             self.workspace,
             proposal_id,

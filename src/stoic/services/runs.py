@@ -52,9 +52,9 @@ from stoic.run.lifecycle import (
     unapprovable,
 )
 from stoic.run.run_end import EXIT_CODES, RunReport
+from stoic.run.stages import verifier_warnings
 from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
-from stoic.run.stages import verifier_warnings
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import SecretSource, load_settings
 from stoic.store.provenance import current_task

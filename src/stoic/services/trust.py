@@ -30,7 +30,7 @@ from stoic.core.pause import (
 )
 from stoic.core.projection import WorkspaceStatus
 from stoic.core.records import Record
-from stoic.core.vocabulary import closest
+from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError
 from stoic.services import escalations
 from stoic.services.escalations import TRACKS
@@ -153,9 +153,7 @@ def raise_flag(
 ) -> bool:
     """A reviewer's red flag; True when it paused the workspace (three since the last resume)."""
     if signal not in READER_SIGNALS:
-        guess = closest(signal, READER_SIGNALS)
-        hint = f"; did you mean {guess!r}?" if guess else ""
-        raise UsageError(f"unknown signal {signal!r}{hint} (signals: {', '.join(READER_SIGNALS)})")
+        raise UsageError(unknown_word("signal", signal, READER_SIGNALS, listed="signals"))
     return trust.flag(workspace, signal=signal, actor=actor, note=note, session=session)
 
 

@@ -17,6 +17,7 @@ from stoic.core import next_steps
 from stoic.core.audit import AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
 from stoic.core.records import Decision
+from stoic.core.text import counted
 from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.log import FileDecisionLog, TornTail
 from stoic.store.quarantine import Quarantine
@@ -228,7 +229,9 @@ def repair_workspace(workspace: WorkspaceHandle) -> AuditReport:
                 " manifest, escalation files, runs' state.json and execution_log.md from the log"
             )
             if quarantine.kept:
-                parts.append(f"moved {len(quarantine.kept)} file(s) aside to {quarantine.relative}")
+                parts.append(
+                    f"moved {counted(len(quarantine.kept), 'file')} aside to {quarantine.relative}"
+                )
                 details["quarantine"] = str(quarantine.relative)
                 details["quarantined"] = list(quarantine.kept)
             details["projections_rebuilt"] = [view.name for view in workspace.views]

@@ -29,6 +29,7 @@ from stoic.core.escalations import (
     render_escalation_log,
 )
 from stoic.core.notifications import Event
+from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import (
     EscalationNotFound,
     TransitionRefused,
@@ -337,8 +338,8 @@ class Escalations:
         try:
             chosen = EscalationDecision(decision)
         except ValueError:
-            allowed = ", ".join(item.value for item in EscalationDecision)
-            raise UsageError(f"unknown decision {decision!r} (allowed: {allowed})") from None
+            allowed = [item.value for item in EscalationDecision]
+            raise UsageError(unknown_word("decision", decision, allowed)) from None
         if chosen is EscalationDecision.AMENDED and not amending:
             raise UsageError("--decision amended needs --plan FILE: the amended plan")
         if chosen is not EscalationDecision.ROUTED and not noted and not amending:

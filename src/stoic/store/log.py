@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +117,19 @@ class FileDecisionLog:
         self._writer_fd: int | None = None
         self._lock_fd: int | None = None
         self._cached: TailState | None = None
+        self._followers: list[weakref.WeakMethod[Callable[[int, bytes], None]]] = []
+
+    def follow_appends(self, follower: Callable[[int, bytes], None]) -> None:
+        """Hand `follower` (a bound method, held weakly) what this object appends — the offset
+        it starts at and the bytes — while the writer lock is still held, so a reader of the
+        log's tail (the pause watch) need not read back what this process wrote itself."""
+        self._followers = [ref for ref in self._followers if ref() is not None]
+        self._followers.append(weakref.WeakMethod(follower))
+
+    def end_under_lock(self) -> int:
+        """The log's size, read from the writer's own descriptor (the caller holds the lock)."""
+        assert self.held_here()
+        return os.fstat(self._open_writer()).st_size
 
     def close(self) -> None:
         for fd in (self._writer_fd, self._lock_fd):
@@ -364,6 +378,9 @@ class FileDecisionLog:
             self._cached = TailState(
                 stat.st_size, stat.st_size, seq, prev_hash, None, (stat.st_ino, stat.st_mtime_ns)
             )
+            for ref in self._followers:
+                if (follower := ref()) is not None:
+                    follower(state.size, payload)
         return records
 
     def replace_torn_tail(

@@ -36,11 +36,20 @@ class PauseWatch:
             if paused is not None
             else None
         )
+        log.follow_appends(self._appended)
+
+    def _appended(self, start: int, payload: bytes) -> None:
+        """Lines this process appended right where the watch had read to, none of them a pause
+        record, are read past without reading them back; anything else is read by `check`."""
+        if start == self.offset and _PAUSE_LINE not in payload:
+            self.offset = start + len(payload)
 
     def check(self) -> PauseInForce | None:
         """The pause in force now. The caller holds the log's writer lock, so the answer stays
         true until it lets go: nobody can record a pause in between."""
         assert self.log.held_here(), "check the pause in the transaction that appends the starts"
+        if self.log.end_under_lock() == self.offset:
+            return self.in_force  # nothing was appended since it last looked
         # To the log's end as one open file sees it: under the writer lock it cannot grow.
         for _line, offset, raw, complete in self.log.lines(self.offset):
             if not complete:

@@ -18,6 +18,7 @@ from stoic.core.pause import (
     flags_pause_due,
     resume_needs_clean_audit,
 )
+from stoic.core.text import counted
 from stoic.exceptions import UsageError, WorkspaceNotWritable, WorkspacePaused
 from stoic.store.atomic import append_durably, atomic_write
 from stoic.store.confined import read_confined
@@ -120,7 +121,7 @@ def resume(
         if not report.ok:
             count = len(report.violations)
             raise UsageError(
-                f"the audit is not clean ({count} violation{'s' if count != 1 else ''}): run"
+                f"the audit is not clean ({counted(count, 'violation')}): run"
                 f" {next_steps.audit()}, repair what it names, then resume"
             )
     record = workspace.record(
