@@ -157,3 +157,29 @@ def test_run_approve_from_inside_a_task_is_refused(tmp_path: Path, ws_path: Path
     assert result.exit_code == 2
     assert "a task cannot decide as a person" in result.stderr
     assert log_path(ws_path).read_bytes() == before
+
+
+DONE_GATED = """
+tasks:
+  - {id: deploy, status: completed, approval: required, run: ["sh", "-c", "echo ran >> ran"]}
+  - {id: after, depends_on: [deploy], run: ["true"]}
+"""
+
+
+def test_run_approve_of_a_task_the_file_marks_done_is_refused_and_fresh_runs_it(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """An approval of a task the run records done would start it anyway: refused, with
+    nothing recorded; with --fresh the task runs, and the approval lets it."""
+    plan = write_plan(tmp_path, DONE_GATED)
+    before = log_path(ws_path).read_bytes()
+    result = run_cli("-w", str(ws_path), "run", str(plan), "--approve", "deploy")
+    assert result.exit_code == 2
+    assert "task 'deploy' is marked completed in the plan file" in result.stderr
+    assert "--fresh" in result.stderr
+    assert log_path(ws_path).read_bytes() == before
+    assert not (tmp_path / "ran").exists()
+    done = run_stoic_process("-w", str(ws_path), "run", str(plan), "--fresh", "--approve", "deploy")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "ran").read_text() == "ran\n"
+    assert_audit_clean(ws_path)

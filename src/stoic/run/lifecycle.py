@@ -102,16 +102,25 @@ def plan_policy(workspace: Workspace, plan: Plan) -> Policy:
     return run_policy(workspace_policy(workspace.settings), plan.document.meta.policy)
 
 
-def unapprovable(workspace: Workspace, plan: Plan, task_id: str) -> str | None:
+def unapprovable(
+    workspace: Workspace, plan: Plan, task_id: str, *, fresh: bool = False
+) -> str | None:
     """Why `task_id` cannot be approved before a run of `plan` reaches it, or None: it must be
     a task of the plan that waits for approval (`approval: required` or the policy's
-    `require_approval`)."""
+    `require_approval`), and one the run will run (not marked done in the file, unless
+    `fresh`)."""
     specs = {spec.id: spec for spec in plan.tasks}
     spec = specs.get(task_id)
     if spec is None:
         guess = closest(task_id, specs)
         hint = f" (did you mean {guess!r}?)" if guess else ""
         return f"plan {plan.name} has no task {task_id!r} to approve{hint}"
+    done = {} if fresh else plan.done_in_file()
+    if task_id in done:
+        return (
+            f"task {task_id!r} is marked {done[task_id]} in the plan file: a run records it done"
+            " and does not run it, so there is nothing to approve (--fresh runs every task)"
+        )
     policy, role_of = plan_policy(workspace, plan), agent_setup(workspace).role_of
     if approval_rule(policy, spec.id, role_of(spec), spec.approval) is None:
         gated = [t.id for t in plan.tasks if approval_rule(policy, t.id, role_of(t), t.approval)]
@@ -151,7 +160,7 @@ def start_run(
     if errors:
         raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
     for task_id in approve:
-        refusal = unapprovable(workspace, plan, task_id)
+        refusal = unapprovable(workspace, plan, task_id, fresh=fresh)
         if refusal is not None:
             raise UsageError(refusal)
     run_id = new_run_id()

@@ -161,7 +161,7 @@ def start(
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     for task_id in approve:
-        refusal = unapprovable(workspace, plan, task_id)
+        refusal = unapprovable(workspace, plan, task_id, fresh=fresh)
         if refusal is not None:
             raise UsageError(refusal)
     rule = plan.document.meta.concurrency
