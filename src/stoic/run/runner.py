@@ -565,18 +565,18 @@ class Runner:
             if task is not None and item.kind is not AttemptKind.AUTOMATIC_RETRY
             else None
         )
-        decision = made.start_decision(
+        limit = None
+        if item.timeout_default is not None and not item.budget_bound:
+            limit = {"timeout_s": item.attempt.timeout, "timeout_from": item.timeout_default}
+        return made.start_decision(
             item.attempt,
             executor=executor_of(item.spec),
             command=describe(item.spec),
             kind=item.kind,
             approved_by=approved,
             log=self.files.relative_log(item.attempt.task_id, item.attempt.attempt),
+            limit=limit,
         )
-        if item.timeout_default is None or item.budget_bound:
-            return decision
-        limit = {"timeout_s": item.attempt.timeout, "timeout_from": item.timeout_default}
-        return replace(decision, decision_inputs={**decision.decision_inputs, **limit})
 
     def _launch(self, item: _Running) -> Handle:
         try:
