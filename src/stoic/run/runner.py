@@ -2,10 +2,11 @@
 
 What starts when is decided by the scheduling core (`core/scheduling.py`); this loop feeds it what
 happens and does what it says: records, launches, reports and state.json. One thread records and
-watches every attempt through the event loop. Records are group-committed: an attempt's end, its
-recovery evaluation and the starts they unblock share one fsync, and nothing starts before its
-start record is on disk. Every failure gets exactly one recovery evaluation (DESIGN §7); policy and
-budgets are checked before every attempt, retries included.
+watches every attempt through the event loop. Records are group-committed: attempts' ends, their
+recovery evaluations and the starts they unblock share one fsync (an end waits up to one append's
+time for others to join it), and nothing starts before its start record is on disk. Every failure
+gets exactly one recovery evaluation (DESIGN §7); policy and budgets are checked before every
+attempt, retries included.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ __all__ = ["Runner"]
 _STATE_EVERY_SECONDS = 1.0
 _POLL_SECONDS = 0.5
 """The longest the loop waits before it looks again (signals, state.json)."""
-_MAX_COMMIT_WINDOW = 0.005
-"""The longest an ended attempt's record waits for other ends to share its fsync."""
+_MAX_COMMIT_WINDOW = 0.005  # the longest an end waits for others to share its fsync
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
 
 
@@ -191,8 +191,7 @@ class Runner:
         self.paused: PauseInForce | None = None
         self._state_written = 0.0
         self._state_every = _STATE_EVERY_SECONDS
-        self._commit_window = 0.0
-        """How long the last append took: how long an end waits for others (`_gather`)."""
+        self._commit_window = 0.0  # how long the last append took (see `_gather`)
 
     # -- what a previous runner left ---------------------------------------------------------
 
@@ -344,11 +343,9 @@ class Runner:
     def _gather(
         self, loop: EventLoop, wake: SignalWake, running: dict[int, tuple[_Running, Handle]]
     ) -> None:
-        """Once an attempt has ended, wait at most as long as the last append took for the
-        other running attempts to end too: their ends (and the starts they unblock) then share
-        one fsync. Nothing waits on an end that is not recorded yet, so holding it back this
-        long only delays it by about one fsync, while attempts ending at a steady pace no
-        longer cost an fsync each."""
+        """Once an attempt has ended, wait up to as long as the last append took for the others
+        running to end too: their ends and the starts they unblock share one fsync, instead of
+        attempts ending out of step costing one each, for a delay of about one fsync."""
         if self.stop_signal is not None or not _finished(running):
             return
         until = time.monotonic() + self._commit_window
