@@ -264,6 +264,14 @@ def slow():
 
 def returns_object():
     return object()
+
+def writes_result(how):
+    path = os.environ["STOIC_RESULT"]
+    if how == "file":
+        with open(path, "w") as out:
+            out.write('{"note": "from the task"}')
+    elif how == "link":
+        os.symlink("/etc/hostname", path)
 """
 
 
@@ -302,6 +310,19 @@ def test_each_stoic_error_maps_to_its_kind(
     result = pool.run("plan_tasks:raise_kind", {"kind": exception}, make_attempt(tmp_path))
     assert result.failure is not None
     assert (result.failure.kind, result.failure.partial) == (kind, Partial.FALSE)
+
+
+def test_python_result_file_is_read_when_written_and_a_link_refused(
+    tmp_path: Path, pool: WorkerPool
+) -> None:
+    silent = pool.run("plan_tasks:writes_result", {"how": "none"}, make_attempt(tmp_path))
+    assert silent.succeeded and silent.result is None
+    written = pool.run("plan_tasks:writes_result", {"how": "file"}, make_attempt(tmp_path))
+    assert written.result is not None and written.result.data == {"note": "from the task"}
+    (tmp_path / "results" / "t.attempt-1.json").unlink()
+    linked = pool.run("plan_tasks:writes_result", {"how": "link"}, make_attempt(tmp_path))
+    assert linked.result is not None and linked.result.error is not None
+    assert "not read" in linked.result.error
 
 
 def test_rate_limited_carries_retry_after(tmp_path: Path, pool: WorkerPool) -> None:

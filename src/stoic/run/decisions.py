@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stoic.core.failure import Failure, FailureKind, Partial
@@ -42,11 +43,15 @@ def start_decision(
     kind: AttemptKind,
     approved_by: str | None,
     log: str,
+    limit: Mapping[str, Any] | None = None,
 ) -> Decision:
+    """`limit`: where the attempt's time limit came from, when no plan set it."""
     inputs: dict[str, Any] = {"executor": executor, "command": command, "attempt_kind": kind.value}
     if approved_by is not None:
         key = "recovery_approved_by" if kind is AttemptKind.APPROVED_RECOVERY else "approved_by"
         inputs[key] = approved_by
+    if limit:
+        inputs.update(limit)
     what = {
         AttemptKind.FIRST: "started" + (f" (approved by {approved_by})" if approved_by else ""),
         AttemptKind.AUTOMATIC_RETRY: "started (automatic retry after R1)",

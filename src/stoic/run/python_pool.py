@@ -149,6 +149,8 @@ class PythonAttempt:
         self._stopped_by: str | None = None
         self._kill_at: float | None = None
         self._steps = 0
+        self._result_file = True
+        """Whether the result file is looked for: unless the worker saw none at its place."""
         self._deadline = self.started + attempt.timeout if attempt.timeout is not None else None
         self._output = OutputLog(
             attempt.log_path, attempt.output_cap_bytes, attempt.workspace_root, attempt.masks
@@ -218,6 +220,7 @@ class PythonAttempt:
             return
         self.pool.release(self.worker)
         self._steps = int(reply.get("steps_completed", 0))
+        self._result_file = reply.get("result_file") is not False
         if reply["ok"]:
             self._end(None, reply.get("value"))
             return
@@ -270,7 +273,10 @@ class PythonAttempt:
     def _end(self, failure: Failure | None, value: Any = None) -> None:
         self._output.close()
         attempt = self.attempt
-        result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
+        result = None
+        if self._result_file:
+            root, path = attempt.workspace_root, attempt.result_path
+            result = read_result_file(root, path, attempt.results_fd)
         failure = combine(failure, result)
         if self._output.error is not None and self._stopped_by != "stop":
             # stoic's own failure: what the task says of itself does not change it

@@ -2,10 +2,11 @@
 
 What starts when is decided by the scheduling core (`core/scheduling.py`); this loop feeds it what
 happens and does what it says: records, launches, reports and state.json. One thread records and
-watches every attempt through the event loop. Records are group-committed: an attempt's end, its
-recovery evaluation and the starts they unblock share one fsync, and nothing starts before its
-start record is on disk. Every failure gets exactly one recovery evaluation (DESIGN §7); policy and
-budgets are checked before every attempt, retries included.
+watches every attempt through the event loop. Records are group-committed: attempts' ends, their
+recovery evaluations and the starts they unblock share one fsync (an end waits up to one append's
+time for others to join it), and nothing starts before its start record is on disk. Every failure
+gets exactly one recovery evaluation (DESIGN §7); policy and budgets are checked before every
+attempt, retries included.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ __all__ = ["Runner"]
 _STATE_EVERY_SECONDS = 1.0
 _POLL_SECONDS = 0.5
 """The longest the loop waits before it looks again (signals, state.json)."""
+_MAX_COMMIT_WINDOW = 0.005  # the longest an end waits for others to share its fsync
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
 
 
@@ -189,6 +191,7 @@ class Runner:
         self.paused: PauseInForce | None = None
         self._state_written = 0.0
         self._state_every = _STATE_EVERY_SECONDS
+        self._commit_window = 0.0  # how long the last append took (see `_gather`)
 
     # -- what a previous runner left ---------------------------------------------------------
 
@@ -318,6 +321,7 @@ class Runner:
                 ):
                     wake.drain()
                 self._stop_seen(core, running)
+                self._gather(loop, wake, running)
                 for index in _finished(running):
                     item, handle = running.pop(index)
                     finished = self._result_of(item, handle)
@@ -335,6 +339,23 @@ class Runner:
             os.close(self.stdin_fd)
             self.files.close()
         return self._finish()
+
+    def _gather(
+        self, loop: EventLoop, wake: SignalWake, running: dict[int, tuple[_Running, Handle]]
+    ) -> None:
+        """Once an attempt has ended, wait up to as long as the last append took for the others
+        running to end too: their ends and the starts they unblock share one fsync, instead of
+        attempts ending out of step costing one each, for a delay of about one fsync."""
+        if self.stop_signal is not None or not _finished(running):
+            return
+        until = time.monotonic() + self._commit_window
+        while waiting := [handle for _, handle in running.values() if handle.result is None]:
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            if loop.step(waiting, left):
+                wake.drain()
+                return  # a signal: the loop sees to it first
 
     def _record_ends(
         self, step: _Step, ended: list[tuple[_Running, AttemptResult, str]], ended_cost: float
@@ -395,7 +416,10 @@ class Runner:
         if not batch:
             return
         ends = step.ends
-        for stored in self.workspace.record_many(batch):
+        began = time.monotonic()
+        recorded = self.workspace.record_many(batch)
+        self._commit_window = min(_MAX_COMMIT_WINDOW, time.monotonic() - began)
+        for stored in recorded:
             self.folder.feed(stored._asdict())
             if stored.decision_type == "execution" and stored.decision_outcome in _END_OUTCOMES:
                 ends[stored.attempt_id] = stored
@@ -538,18 +562,18 @@ class Runner:
             if task is not None and item.kind is not AttemptKind.AUTOMATIC_RETRY
             else None
         )
-        decision = made.start_decision(
+        limit = None
+        if item.timeout_default is not None and not item.budget_bound:
+            limit = {"timeout_s": item.attempt.timeout, "timeout_from": item.timeout_default}
+        return made.start_decision(
             item.attempt,
             executor=executor_of(item.spec),
             command=describe(item.spec),
             kind=item.kind,
             approved_by=approved,
             log=self.files.relative_log(item.attempt.task_id, item.attempt.attempt),
+            limit=limit,
         )
-        if item.timeout_default is None or item.budget_bound:
-            return decision
-        limit = {"timeout_s": item.attempt.timeout, "timeout_from": item.timeout_default}
-        return replace(decision, decision_inputs={**decision.decision_inputs, **limit})
 
     def _launch(self, item: _Running) -> Handle:
         try:

@@ -155,6 +155,8 @@ def sealed_result(
 ) -> AttemptResult:
     """A success's outputs as its end record keeps them (masked; a big one in its own file);
     outputs that cannot be handed on fail the attempt, never vanish."""
+    if finished.outputs is None and finished.result is None:
+        return finished  # nothing to seal: no copy made for each silent task
     if finished.failure is not None:
         return replace(finished, outputs=None)
     file = finished.result

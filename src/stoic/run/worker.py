@@ -228,7 +228,22 @@ def serve(request_fd: int, reply_fd: int) -> None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+        reply["result_file"] = _result_file_there(request["env"].get("STOIC_RESULT"))
         write_frame(reply_fd, reply)
+
+
+def _result_file_there(path: str | None) -> bool:
+    """Whether anything stands at the result file's place (a link too: the runner refuses it).
+    The runner reads it only then: a task that says there is none has simply written none."""
+    if path is None:
+        return True  # the runner looks for itself
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 if __name__ == "__main__":

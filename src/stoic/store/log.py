@@ -39,8 +39,9 @@ LogLine = tuple[int, int, bytes, bool]
 
 
 def utc_timestamp() -> str:
-    """Now, as an RFC 3339 UTC timestamp with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, as an RFC 3339 UTC timestamp with microseconds (`…:56.873271Z`); isoformat is
+    twice as quick as strftime, and every append takes one."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)
