@@ -18,6 +18,7 @@ from stoic.core.policy import StreamMask
 from stoic.core.text import shortened
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file, read_tail
 from stoic.run.loop import drive
+from stoic.run.task_outputs import inputs_path, retire_inputs
 from stoic.run.task_user import TaskUser
 from stoic.store.confined import LinkRefused, open_confined
 
@@ -164,8 +165,12 @@ class ShellAttempt:
         base_env: Mapping[bytes, bytes] | None = None,
         stdin_fd: int | None = None,
         user: TaskUser | None = None,
+        alone: bool = False,
     ) -> None:
         self.attempt = attempt
+        self._alone = alone
+        """This process is the whole attempt (no stage runs after it): at its end, its inputs
+        file is retired, for the next attempt's to be written into."""
         self.argv: list[str] = (
             ["/bin/sh", "-c", str(command)] if shell else [str(part) for part in command]
         )
@@ -300,6 +305,12 @@ class ShellAttempt:
             self._pipe = None
         self._output.close()
         attempt = self.attempt
+        if self._alone and attempt.results_fd is not None:
+            given = inputs_path(
+                attempt.workspace_root, attempt.run_id, attempt.task_id, attempt.attempt
+            )
+            if attempt.env.get("STOIC_INPUTS") == str(given):
+                retire_inputs(attempt.results_fd, given)
         result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure: Failure | None = None
         if self._stopped_by == "timeout":
