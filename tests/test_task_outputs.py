@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stoic.run.task_outputs import retire_inputs, write_inputs
 from tests.conftest import STOIC_BIN, log_path, run_cli
 
 TRANSFORM = """
@@ -322,3 +323,19 @@ def test_a_spare_inputs_file_planted_as_a_hard_link_is_not_written_through(
     assert victim.read_text() == "untouched"
     log = ws_path / "runs" / the_run(ws_path) / "tasks" / "c" / "attempt-1.log"
     assert orjson.loads(log.read_bytes()) == {"plant": None}
+
+
+def test_an_inputs_file_written_into_the_spare_keeps_nothing_of_the_last(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first, second = folder / "a.inputs-1.json", folder / "b.inputs-1.json"
+        write_inputs(tmp_path, first, {"x": "y" * 10_000}, fd)
+        retire_inputs(fd, first)
+        write_inputs(tmp_path, second, {"x": None}, fd)
+    finally:
+        os.close(fd)
+    assert not first.exists()
+    assert orjson.loads(second.read_bytes()) == {"x": None}
+    assert sorted(path.name for path in folder.iterdir()) == ["b.inputs-1.json"]

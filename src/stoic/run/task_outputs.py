@@ -124,19 +124,23 @@ def retire_inputs(folder: int, path: Path) -> None:
 
 
 def _write_new(folder: int, path: Path, data: bytes) -> None:
-    fd = _reused_spare(folder, path)
-    if fd is None:
+    reused = _reused_spare(folder, path)
+    if reused is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path.name, dir_fd=folder)
-        fd = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        fd, size = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), 0
+    else:
+        fd, size = reused
     try:
         write_all(fd, data)
+        if size > len(data):  # cut only what is left over: freeing blocks is dear too
+            os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
 
 
-def _reused_spare(folder: int, path: Path) -> int | None:
-    """The spare, renamed to `path` and emptied; None when there is none, or when what stands
+def _reused_spare(folder: int, path: Path) -> tuple[int, int] | None:
+    """The spare, renamed to `path`, and its size; None when there is none, or when what stands
     there now is not stoic's own file with that one name (the task user may write this folder):
     then `path` is unlinked and made anew, as if there had been no spare."""
     try:
@@ -146,11 +150,10 @@ def _reused_spare(folder: int, path: Path) -> int | None:
         return None
     try:
         found = os.fstat(fd)
-        if found.st_nlink == 1 and found.st_uid == os.geteuid():
-            os.ftruncate(fd, 0)
-            return fd
     except OSError:
-        pass
+        found = None
+    if found is not None and found.st_nlink == 1 and found.st_uid == os.geteuid():
+        return fd, found.st_size
     os.close(fd)
     return None
 
