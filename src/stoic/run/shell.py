@@ -385,7 +385,9 @@ def _spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, o
         except OSError as exc:
             raise _NoFolder(exc.errno, f"cannot enter {cwd}: {exc.strerror}") from None
         try:
-            return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True)
+            return os.posix_spawnp(
+                argv[0], argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULTED
+            )
         finally:
             os.fchdir(here)
     finally:
@@ -415,6 +417,11 @@ def _spawn_as(
                 exc.errno, f"cannot enter {cwd} as {user.name}: {exc.strerror}"
             ) from None
         raise
+
+
+_DEFAULTED = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Ignored by stoic (as by any Python program), at their default in a task, as Popen leaves
+them: a task in a pipeline ends at a closed pipe as it would in a terminal."""
 
 
 class _NoFolder(OSError):
