@@ -419,9 +419,10 @@ def _spawn_as(
         raise
 
 
-_DEFAULTED = (signal.SIGPIPE, signal.SIGXFSZ)
-"""Ignored by stoic (as by any Python program), at their default in a task, as Popen leaves
-them: a task in a pipeline ends at a closed pipe as it would in a terminal."""
+_DEFAULTED = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+"""Every signal at its default in a task, none ignored as stoic ignores SIGPIPE and SIGXFSZ (a
+task in a pipeline ends at a closed pipe, as in a terminal). Named, each is set once; else the
+child asks after every signal before it sets it, which doubles what posix_spawn costs there."""
 
 
 class _NoFolder(OSError):
