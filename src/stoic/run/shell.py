@@ -305,11 +305,12 @@ class ShellAttempt:
             self._pipe = None
         self._output.close()
         attempt = self.attempt
-        if self._alone and attempt.results_fd is not None:
+        inputs = attempt.env.get("STOIC_INPUTS")
+        if self._alone and inputs is not None and attempt.results_fd is not None:
             given = inputs_path(
                 attempt.workspace_root, attempt.run_id, attempt.task_id, attempt.attempt
             )
-            if attempt.env.get("STOIC_INPUTS") == str(given):
+            if inputs == str(given):
                 retire_inputs(attempt.results_fd, given)
         result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure: Failure | None = None

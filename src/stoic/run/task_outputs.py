@@ -92,7 +92,7 @@ def load_outputs(root: Path, task_id: str, ref: Mapping[str, Any]) -> Any:
 def inputs_path(root: Path, run_id: str, task_id: str, attempt: int) -> Path:
     """Beside the attempt's result file, in the folder its task may write (and read, as the
     task user)."""
-    return root / "runs" / run_id / "results" / f"{task_id}.inputs-{attempt}.json"
+    return root / f"runs/{run_id}/results/{task_id}.inputs-{attempt}.json"  # one join: cheaper
 
 
 def write_inputs(
