@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -68,6 +69,16 @@ def test_shell_string_runs_only_through_a_shell(tmp_path: Path) -> None:
     result = run_command("echo a | tr a b", make_attempt(tmp_path), shell=True)
     assert result.succeeded
     assert make_attempt(tmp_path).log_path.read_text() == "b\n"
+
+
+def test_a_command_starts_with_no_signal_ignored(tmp_path: Path) -> None:
+    """stoic ignores SIGPIPE and SIGXFSZ; a task does not inherit that (`yes | head` ends)."""
+    attempt = make_attempt(tmp_path)
+    result = run_command(["grep", "SigIgn", "/proc/self/status"], attempt, shell=False)
+    assert result.succeeded
+    ignored = int(attempt.log_path.read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1))
+    assert ignored & ~(1 << 31 | 1 << 32) == 0  # glibc keeps its own two real-time signals
 
 
 def test_task_reading_stdin_sees_eof_and_cannot_hang(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stoic.run.task_outputs import retire_inputs, write_inputs
 from tests.conftest import STOIC_BIN, log_path, run_cli
 
 TRANSFORM = """
@@ -283,3 +284,58 @@ def test_an_inputs_file_planted_as_a_link_is_replaced_not_written_through(
     assert victim.read_text() == "untouched"
     log = ws_path / "runs" / the_run(ws_path) / "tasks" / "c" / "attempt-1.log"
     assert orjson.loads(log.read_bytes()) == {"plant": None}
+
+
+def test_each_task_of_a_shell_chain_reads_its_own_inputs(tmp_path: Path, ws_path: Path) -> None:
+    """An ended attempt's inputs file is written into for the next: each still reads its own."""
+    result_line = '      echo \'{"outputs": {"n": %d}}\' > "$STOIC_RESULT"'
+    lines = ["tasks:"]
+    for i in range(4):
+        lines += [f"  - id: t{i}", "    shell: true", "    run: |"]
+        if i:
+            lines.append('      cat "$STOIC_INPUTS"')
+        lines.append(result_line % i)
+        if i:
+            lines.append(f"    depends_on: [t{i - 1}]")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    run = ws_path / "runs" / the_run(ws_path)
+    for i in range(1, 4):
+        log = run / "tasks" / f"t{i}" / "attempt-1.log"
+        assert orjson.loads(log.read_bytes()) == {f"t{i - 1}": {"n": i - 1}}
+
+
+def test_a_spare_inputs_file_planted_as_a_hard_link_is_not_written_through(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n  - id: plant\n    shell: true\n"
+        f"    run: 'ln {victim} $(dirname $STOIC_RESULT)/.inputs.spare'\n"
+        "  - {id: c, shell: true, run: 'cat \"$STOIC_INPUTS\"', depends_on: [plant]}\n"
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert victim.read_text() == "untouched"
+    log = ws_path / "runs" / the_run(ws_path) / "tasks" / "c" / "attempt-1.log"
+    assert orjson.loads(log.read_bytes()) == {"plant": None}
+
+
+def test_an_inputs_file_written_into_the_spare_keeps_nothing_of_the_last(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first, second = folder / "a.inputs-1.json", folder / "b.inputs-1.json"
+        write_inputs(tmp_path, first, {"x": "y" * 10_000}, fd)
+        retire_inputs(fd, first)
+        write_inputs(tmp_path, second, {"x": None}, fd)
+    finally:
+        os.close(fd)
+    assert not first.exists()
+    assert orjson.loads(second.read_bytes()) == {"x": None}
+    assert sorted(path.name for path in folder.iterdir()) == ["b.inputs-1.json"]

@@ -75,6 +75,12 @@ class HttpAttempt:
             self._result = _judged(self._call.result, self.shown)
         return self._result
 
+    @property
+    def fd_source(self) -> object:
+        """The worker's, as a Python task's: its pipes stay watched from one attempt to the
+        next, and are told apart from another worker's whose descriptors took their numbers."""
+        return self._call.fd_source
+
     def fds(self) -> list[int]:
         return self._call.fds()
 

@@ -63,7 +63,7 @@ class Launcher:
         try:
             verifiers = [*self.plan_verifiers, *(spec.verify or ())]
             if spec.iterate is None and not verifiers:
-                return self._start(spec, attempt)
+                return self._start(spec, attempt, alone=True)
             iterate = spec.iterate
             if iterate is not None and iterate.timeout is None and self.check_timeout is not None:
                 iterate = iterate.model_copy(update={"timeout": self.check_timeout})
@@ -86,19 +86,21 @@ class Launcher:
             )
             return Ended(AttemptResult(failure=failure, duration_s=0.0, command=describe(spec)))
 
-    def _start(self, spec: TaskSpec, attempt: Attempt) -> Handle:
+    def _start(self, spec: TaskSpec, attempt: Attempt, *, alone: bool = False) -> Handle:
         if spec.run is not None:
-            return self._command(spec.run, attempt, spec.shell)
+            return self._command(spec.run, attempt, spec.shell, alone=alone)
         if spec.call is not None:
             return self.pool.start(spec.call, dict(spec.params), attempt)
         if spec.http is not None:
             return HttpAttempt(spec.http, attempt, self.pool)
         if spec.agent is not None:
             argv, env = self.agents.command_for(spec, attempt)
-            return self._command(argv, attempt.with_env(env), False)
+            return self._command(argv, attempt.with_env(env), False, alone=alone)
         raise AssertionError(f"task {spec.id} has nothing to run")  # refused before the run
 
-    def _command(self, command: Sequence[str] | str, attempt: Attempt, shell: bool) -> Handle:
+    def _command(
+        self, command: Sequence[str] | str, attempt: Attempt, shell: bool, *, alone: bool = False
+    ) -> Handle:
         return ShellAttempt(
             command,
             attempt,
@@ -106,6 +108,7 @@ class Launcher:
             base_env=self.base_env,
             stdin_fd=self.stdin_fd,
             user=self.user,
+            alone=alone,
         )
 
     def _verifier_command(

@@ -87,7 +87,7 @@ class EventLoop:
                 self._unregister(fd)
         for fd, entry in wanted.items():
             now = registered.get(fd)
-            if now is not None and now[0] is entry[0]:
+            if now is not None and _same(now[0], entry[0]):
                 continue
             if now is not None:
                 self._unregister(fd)  # a descriptor number reused for another file
@@ -123,6 +123,14 @@ class EventLoop:
             if due is not None and due <= now and handle.result is None:
                 handle.tick(now)
         return extras
+
+
+def _same(registered: object, wanted: object) -> bool:
+    """The same waiter: the one fd source, or the one handle in the same generation (a token
+    is made anew at every step, so it is compared by its parts)."""
+    if isinstance(registered, tuple) and isinstance(wanted, tuple):
+        return registered[0] is wanted[0] and registered[1] == wanted[1]
+    return registered is wanted
 
 
 def drive(handle: Handle, stop: threading.Event | None = None) -> AttemptResult:

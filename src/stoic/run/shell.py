@@ -18,6 +18,7 @@ from stoic.core.policy import StreamMask
 from stoic.core.text import shortened
 from stoic.run.attempt import Attempt, AttemptResult, combine, read_result_file, read_tail
 from stoic.run.loop import drive
+from stoic.run.task_outputs import inputs_path, retire_inputs
 from stoic.run.task_user import TaskUser
 from stoic.store.confined import LinkRefused, open_confined
 
@@ -164,8 +165,12 @@ class ShellAttempt:
         base_env: Mapping[bytes, bytes] | None = None,
         stdin_fd: int | None = None,
         user: TaskUser | None = None,
+        alone: bool = False,
     ) -> None:
         self.attempt = attempt
+        self._alone = alone
+        """This process is the whole attempt (no stage runs after it): at its end, its inputs
+        file is retired, for the next attempt's to be written into."""
         self.argv: list[str] = (
             ["/bin/sh", "-c", str(command)] if shell else [str(part) for part in command]
         )
@@ -300,6 +305,13 @@ class ShellAttempt:
             self._pipe = None
         self._output.close()
         attempt = self.attempt
+        inputs = attempt.env.get("STOIC_INPUTS")
+        if self._alone and inputs is not None and attempt.results_fd is not None:
+            given = inputs_path(
+                attempt.workspace_root, attempt.run_id, attempt.task_id, attempt.attempt
+            )
+            if inputs == str(given):
+                retire_inputs(attempt.results_fd, given)
         result = read_result_file(attempt.workspace_root, attempt.result_path, attempt.results_fd)
         failure: Failure | None = None
         if self._stopped_by == "timeout":
@@ -374,7 +386,9 @@ def _spawn(argv: list[str], env: Mapping[bytes, bytes], cwd: Path, stdin: int, o
         except OSError as exc:
             raise _NoFolder(exc.errno, f"cannot enter {cwd}: {exc.strerror}") from None
         try:
-            return os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True)
+            return os.posix_spawnp(
+                argv[0], argv, env, file_actions=actions, setsid=True, setsigdef=_DEFAULTED
+            )
         finally:
             os.fchdir(here)
     finally:
@@ -404,6 +418,12 @@ def _spawn_as(
                 exc.errno, f"cannot enter {cwd} as {user.name}: {exc.strerror}"
             ) from None
         raise
+
+
+_DEFAULTED = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+"""Every signal at its default in a task, none ignored as stoic ignores SIGPIPE and SIGXFSZ (a
+task in a pipeline ends at a closed pipe, as in a terminal). Named, each is set once; else the
+child asks after every signal before it sets it, which doubles what posix_spawn costs there."""
 
 
 class _NoFolder(OSError):

@@ -34,6 +34,7 @@ __all__ = [
     "inputs_path",
     "load_outputs",
     "produced_outputs",
+    "retire_inputs",
     "seal_outputs",
     "sealed_result",
     "write_inputs",
@@ -91,7 +92,7 @@ def load_outputs(root: Path, task_id: str, ref: Mapping[str, Any]) -> Any:
 def inputs_path(root: Path, run_id: str, task_id: str, attempt: int) -> Path:
     """Beside the attempt's result file, in the folder its task may write (and read, as the
     task user)."""
-    return root / "runs" / run_id / "results" / f"{task_id}.inputs-{attempt}.json"
+    return root / f"runs/{run_id}/results/{task_id}.inputs-{attempt}.json"  # one join: cheaper
 
 
 def write_inputs(
@@ -110,14 +111,51 @@ def write_inputs(
         _write_new(folder, path, data)
 
 
+_SPARE = ".inputs.spare"
+"""An ended attempt's inputs file, kept for the next one to be written into: a new file costs an
+inode, which on some disks is dearer than all the rest of a shell task's bookkeeping."""
+
+
+def retire_inputs(folder: int, path: Path) -> None:
+    """The attempt that was given `path` has ended (it and its process group are gone): the
+    file becomes the spare the next inputs file is written into."""
+    with contextlib.suppress(OSError):
+        os.rename(path.name, _SPARE, src_dir_fd=folder, dst_dir_fd=folder)
+
+
 def _write_new(folder: int, path: Path, data: bytes) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path.name, dir_fd=folder)
-    fd = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    reused = _reused_spare(folder, path)
+    if reused is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path.name, dir_fd=folder)
+        fd, size = open_at(folder, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), 0
+    else:
+        fd, size = reused
     try:
         write_all(fd, data)
+        if size > len(data):  # cut only what is left over: freeing blocks is dear too
+            os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+def _reused_spare(folder: int, path: Path) -> tuple[int, int] | None:
+    """The spare, renamed to `path`, and its size; None when there is none, or when what stands
+    there now is not stoic's own file with that one name (the task user may write this folder):
+    then `path` is unlinked and made anew, as if there had been no spare."""
+    try:
+        os.rename(_SPARE, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        fd = open_at(folder, path, os.O_WRONLY)
+    except OSError:
+        return None
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        found = None
+    if found is not None and found.st_nlink == 1 and found.st_uid == os.geteuid():
+        return fd, found.st_size
+    os.close(fd)
+    return None
 
 
 def _make_folder(root: Path, path: Path) -> None:
