@@ -531,6 +531,37 @@ def test_tasks_cannot_read_secrets_from_the_runners_environment(
         assert "5ecret" not in log.read_text()
 
 
+def test_a_plans_narrower_policy_keeps_its_variable_out_of_the_runners_block(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """The runner confines itself early by the workspace's policy, then by the plan's: a
+    variable the workspace passes on but the plan's policy does not is in no block either."""
+    import os
+    import subprocess
+
+    (ws_path / "stoic.toml").write_text(
+        '[policy]\nenv_passthrough = ["PATH", "HOME", "WIDE_ONLY"]\n'
+    )
+    (tmp_path / "reader.py").write_text(READER)
+    (tmp_path / "plan.yaml").write_text(
+        'meta: {policy: {env_passthrough: ["PATH", "HOME"]}}\n'
+        'tasks:\n  - {id: py, call: "reader:parent_environ"}\n'
+    )
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(tmp_path / "plan.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **SECRETS, "WIDE_ONLY": "w1de-value"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    parent = str(ended["details"]["outputs"])  # type: ignore[index]
+    assert "PATH=" in parent
+    assert "w1de-value" not in parent and "5ecret" not in parent
+
+
 def test_the_default_environment_is_an_allowlist(tmp_path: Path, ws_path: Path) -> None:
     (tmp_path / "reader.py").write_text(READER)
     code, out = run_plan_env(

@@ -236,6 +236,8 @@ def _approve_and_continue(
     as_json: bool,
 ) -> None:
     from stoic.cli.run_commands import confine, reporter_for
+
+    confine_to_workspace_policy(ctx)  # before the costly imports and the run's reading
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:

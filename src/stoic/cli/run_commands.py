@@ -85,8 +85,10 @@ def confine(ctx: typer.Context, policy: Policy) -> None:
 
 
 def confine_to_workspace_policy(ctx: typer.Context) -> None:
-    """The same for `stoic execute` and `rollback`, by the workspace's policy. A workspace whose
-    settings cannot be read is left to the command itself to report."""
+    """The same by the workspace's policy, before a command's costly work: `stoic execute` and
+    `rollback` need no other; a run re-executes here, early, once, so it imports and reads its
+    plan in the confined image only (its plan's policy may narrow the block further). A
+    workspace whose settings cannot be read is left to the command itself to report."""
     from stoic.exceptions import ConfigError
     from stoic.store.config import load_settings
     from stoic.store.processes import workspace_policy
@@ -141,9 +143,10 @@ def run(
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
     the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
     recorded done and not run (unless --fresh)."""
+    actor = human_actor(as_name) if approve else "human:unknown"
+    confine_to_workspace_policy(ctx)  # before the costly imports and the plan's reading
     from stoic.services import runs
 
-    actor = human_actor(as_name) if approve else "human:unknown"
     with open_workspace(ctx) as workspace:
         report = runs.start(
             workspace,
@@ -180,9 +183,10 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
+    actor = human_actor(as_name)
+    confine_to_workspace_policy(ctx)  # before the costly imports and the run's reading
     from stoic.services import runs
 
-    actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
         report = runs.continue_(
             workspace,
@@ -218,9 +222,10 @@ def retry(
     each failed attempt; then the run goes on, and what they blocked runs after them. A retried
     attempt is a human-approved recovery: if it fails, the failure stands. Exit codes as
     `stoic run`."""
+    actor = human_actor(as_name)
+    confine_to_workspace_policy(ctx)  # before the costly imports and the run's reading
     from stoic.services import runs
 
-    actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
         retried = runs.retry(
             workspace,
