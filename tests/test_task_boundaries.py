@@ -675,3 +675,10 @@ def test_a_task_user_is_refused_unless_stoic_is_root_or_when_unknown(
     expected = "no user 'no-such-user-xyz'" if os.geteuid() == 0 else "only root"
     assert expected in out
     assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())
+
+
+def test_the_cli_looks_for_the_held_environment_under_the_name_it_is_handed_over_by() -> None:
+    from stoic.cli.app import HELD_FD_NAME
+    from stoic.run.environment import HELD_FD_VARIABLE
+
+    assert HELD_FD_NAME.encode() == HELD_FD_VARIABLE
