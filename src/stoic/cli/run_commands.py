@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "confine",
+    "confine_early",
     "confine_to_workspace_policy",
     "register",
     "reporter_for",
@@ -85,10 +86,8 @@ def confine(ctx: typer.Context, policy: Policy) -> None:
 
 
 def confine_to_workspace_policy(ctx: typer.Context) -> None:
-    """The same by the workspace's policy, before a command's costly work: `stoic execute` and
-    `rollback` need no other; a run re-executes here, early, once, so it imports and reads its
-    plan in the confined image only (its plan's policy may narrow the block further). A
-    workspace whose settings cannot be read is left to the command itself to report."""
+    """The same for `stoic execute` and `rollback`, by the workspace's policy. A workspace whose
+    settings cannot be read is left to the command itself to report."""
     from stoic.exceptions import ConfigError
     from stoic.store.config import load_settings
     from stoic.store.processes import workspace_policy
@@ -103,6 +102,35 @@ def confine_to_workspace_policy(ctx: typer.Context) -> None:
     except ConfigError:
         return
     confine(ctx, workspace_policy(settings))
+
+
+def confine_early(ctx: typer.Context) -> None:
+    """A command that runs a run re-executes here, before its costly imports and its reading
+    of the plan, so that only the confined image does that work: by the `env_passthrough` the
+    workspace's `stoic.toml` writes, read on its own (validating every setting is what costs,
+    and the run does that later). When that cannot be read, nothing happens here; either way
+    the run confines itself again by its whole policy before it starts anything (a plan's
+    policy may narrow the block further)."""
+    import tomllib
+
+    from stoic.core.limits import MAX_SETTINGS_BYTES
+    from stoic.core.policy import DEFAULT_ENV_PASSTHROUGH, Policy
+    from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
+
+    if not ctx.obj.own_process:
+        return
+    try:
+        raw = read_bounded(ctx.obj.workspace / "stoic.toml", MAX_SETTINGS_BYTES)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, NotARegularFile, TooLarge, ValueError, RecursionError):
+        return  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+    section = data.get("policy", {})
+    globs = section.get("env_passthrough") if isinstance(section, dict) else None
+    if globs is None and isinstance(section, dict):
+        globs = list(DEFAULT_ENV_PASSTHROUGH)
+    if not isinstance(globs, list) or not all(isinstance(glob, str) for glob in globs):
+        return
+    confine(ctx, Policy.build(None, (), globs))
 
 
 def run(
@@ -144,7 +172,7 @@ def run(
     the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
     recorded done and not run (unless --fresh)."""
     actor = human_actor(as_name) if approve else "human:unknown"
-    confine_to_workspace_policy(ctx)  # before the costly imports and the plan's reading
+    confine_early(ctx)
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
@@ -184,7 +212,7 @@ def continue_(
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
     actor = human_actor(as_name)
-    confine_to_workspace_policy(ctx)  # before the costly imports and the run's reading
+    confine_early(ctx)
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
@@ -223,7 +251,7 @@ def retry(
     attempt is a human-approved recovery: if it fails, the failure stands. Exit codes as
     `stoic run`."""
     actor = human_actor(as_name)
-    confine_to_workspace_policy(ctx)  # before the costly imports and the run's reading
+    confine_early(ctx)
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:
