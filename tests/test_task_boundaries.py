@@ -682,3 +682,21 @@ def test_the_cli_looks_for_the_held_environment_under_the_name_it_is_handed_over
     from stoic.run.environment import HELD_FD_VARIABLE
 
     assert HELD_FD_NAME.encode() == HELD_FD_VARIABLE
+
+
+def test_the_console_script_finds_a_runs_workspace_as_the_command_line_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stoic.cli.app import DEFAULT_WORKSPACE
+    from stoic.cli.entry import DEFAULT_WORKSPACE as ENTRY_DEFAULT
+    from stoic.cli.entry import run_workspace
+
+    monkeypatch.delenv("STOIC_WORKSPACE", raising=False)
+    assert Path(ENTRY_DEFAULT) == DEFAULT_WORKSPACE
+    assert run_workspace(["run", "plan.yaml"]) == DEFAULT_WORKSPACE
+    assert run_workspace(["-w", "ws", "--debug", "continue", "r1"]) == Path("ws")
+    assert run_workspace(["--workspace=w s", "retry", "r1", "t"]) == Path("w s")
+    for other in (["status"], ["-wws", "run", "p"], ["--workspace"], ["queue", "approve", "p"]):
+        assert run_workspace(other) is None  # typer reads these; the command confines itself
+    monkeypatch.setenv("STOIC_WORKSPACE", "elsewhere")
+    assert run_workspace(["run", "plan.yaml"]) is None

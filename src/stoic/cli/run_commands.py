@@ -105,32 +105,12 @@ def confine_to_workspace_policy(ctx: typer.Context) -> None:
 
 
 def confine_early(ctx: typer.Context) -> None:
-    """A command that runs a run re-executes here, before its costly imports and its reading
-    of the plan, so that only the confined image does that work: by the `env_passthrough` the
-    workspace's `stoic.toml` writes, read on its own (validating every setting is what costs,
-    and the run does that later). When that cannot be read, nothing happens here; either way
-    the run confines itself again by its whole policy before it starts anything (a plan's
-    policy may narrow the block further)."""
-    import tomllib
+    """A command that runs a run confines itself before its costly work (see
+    `stoic.run.environment.confine_by_settings`)."""
+    if ctx.obj.own_process:
+        from stoic.run.environment import confine_by_settings
 
-    from stoic.core.limits import MAX_SETTINGS_BYTES
-    from stoic.core.policy import DEFAULT_ENV_PASSTHROUGH, Policy
-    from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
-
-    if not ctx.obj.own_process:
-        return
-    try:
-        raw = read_bounded(ctx.obj.workspace / "stoic.toml", MAX_SETTINGS_BYTES)
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (OSError, NotARegularFile, TooLarge, ValueError, RecursionError):
-        return  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
-    section = data.get("policy", {})
-    globs = section.get("env_passthrough") if isinstance(section, dict) else None
-    if globs is None and isinstance(section, dict):
-        globs = list(DEFAULT_ENV_PASSTHROUGH)
-    if not isinstance(globs, list) or not all(isinstance(glob, str) for glob in globs):
-        return
-    confine(ctx, Policy.build(None, (), globs))
+        confine_by_settings(ctx.obj.workspace / "stoic.toml")
 
 
 def run(

@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from stoic.core.policy import Policy
+from stoic.core.limits import MAX_SETTINGS_BYTES
+from stoic.core.policy import DEFAULT_ENV_PASSTHROUGH, Policy
 from stoic.exceptions import UsageError
+from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
 from stoic.store.atomic import write_all
 
-__all__ = ["HELD_FD_VARIABLE", "OWN_SETTINGS", "confine", "split_environment", "take_held"]
+__all__ = [
+    "HELD_FD_VARIABLE",
+    "OWN_SETTINGS",
+    "confine",
+    "confine_by_settings",
+    "split_environment",
+    "take_held",
+]
 
 HELD_FD_VARIABLE = b"STOIC_HELD_ENV_FD"
 OWN_SETTINGS = frozenset(
@@ -61,6 +71,26 @@ def confine(policy: Policy) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, kept)
+
+
+def confine_by_settings(settings_file: Path) -> None:
+    """Confine by the `env_passthrough` that `settings_file` (a workspace's `stoic.toml`)
+    writes, read on its own: a command that runs a run does this before its costly imports and
+    its plan's reading, so that only the confined image does that work (validating every
+    setting is itself a cost; the run does it later). When the file cannot be read so, nothing
+    happens; either way the run confines itself again by its whole policy before it starts
+    anything, which a plan's policy may narrow."""
+    try:
+        data = tomllib.loads(read_bounded(settings_file, MAX_SETTINGS_BYTES).decode("utf-8"))
+    except (OSError, NotARegularFile, TooLarge, ValueError, RecursionError):
+        return  # UnicodeDecodeError and TOMLDecodeError are ValueErrors
+    section = data.get("policy", {})
+    if not isinstance(section, dict):
+        return
+    globs = section.get("env_passthrough", list(DEFAULT_ENV_PASSTHROUGH))
+    if not isinstance(globs, list) or not all(isinstance(glob, str) for glob in globs):
+        return
+    confine(Policy.build(None, (), globs))
 
 
 def _names_in_block() -> frozenset[bytes]:
