@@ -531,6 +531,37 @@ def test_tasks_cannot_read_secrets_from_the_runners_environment(
         assert "5ecret" not in log.read_text()
 
 
+def test_a_plans_narrower_policy_keeps_its_variable_out_of_the_runners_block(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """The runner confines itself early by the workspace's policy, then by the plan's: a
+    variable the workspace passes on but the plan's policy does not is in no block either."""
+    import os
+    import subprocess
+
+    (ws_path / "stoic.toml").write_text(
+        '[policy]\nenv_passthrough = ["PATH", "HOME", "WIDE_ONLY"]\n'
+    )
+    (tmp_path / "reader.py").write_text(READER)
+    (tmp_path / "plan.yaml").write_text(
+        'meta: {policy: {env_passthrough: ["PATH", "HOME"]}}\n'
+        'tasks:\n  - {id: py, call: "reader:parent_environ"}\n'
+    )
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(tmp_path / "plan.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **SECRETS, "WIDE_ONLY": "w1de-value"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (ended,) = of_type(ws_path, "execution", "succeeded")
+    parent = str(ended["details"]["outputs"])  # type: ignore[index]
+    assert "PATH=" in parent
+    assert "w1de-value" not in parent and "5ecret" not in parent
+
+
 def test_the_default_environment_is_an_allowlist(tmp_path: Path, ws_path: Path) -> None:
     (tmp_path / "reader.py").write_text(READER)
     code, out = run_plan_env(
@@ -644,3 +675,28 @@ def test_a_task_user_is_refused_unless_stoic_is_root_or_when_unknown(
     expected = "no user 'no-such-user-xyz'" if os.geteuid() == 0 else "only root"
     assert expected in out
     assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())
+
+
+def test_the_cli_looks_for_the_held_environment_under_the_name_it_is_handed_over_by() -> None:
+    from stoic.cli.app import HELD_FD_NAME
+    from stoic.run.environment import HELD_FD_VARIABLE
+
+    assert HELD_FD_NAME.encode() == HELD_FD_VARIABLE
+
+
+def test_the_console_script_finds_a_runs_workspace_as_the_command_line_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stoic.cli.app import DEFAULT_WORKSPACE
+    from stoic.cli.entry import DEFAULT_WORKSPACE as ENTRY_DEFAULT
+    from stoic.cli.entry import run_workspace
+
+    monkeypatch.delenv("STOIC_WORKSPACE", raising=False)
+    assert Path(ENTRY_DEFAULT) == DEFAULT_WORKSPACE
+    assert run_workspace(["run", "plan.yaml"]) == DEFAULT_WORKSPACE
+    assert run_workspace(["-w", "ws", "--debug", "continue", "r1"]) == Path("ws")
+    assert run_workspace(["--workspace=w s", "retry", "r1", "t"]) == Path("w s")
+    for other in (["status"], ["-wws", "run", "p"], ["--workspace"], ["queue", "approve", "p"]):
+        assert run_workspace(other) is None  # typer reads these; the command confines itself
+    monkeypatch.setenv("STOIC_WORKSPACE", "elsewhere")
+    assert run_workspace(["run", "plan.yaml"]) is None

@@ -9,6 +9,7 @@ is shown only with `--debug`. A command's module is imported when it is used
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -100,6 +101,11 @@ def root(
     )
 
 
+HELD_FD_NAME = "STOIC_HELD_ENV_FD"
+"""`stoic.run.environment.HELD_FD_VARIABLE`, named here so that a command that was not
+re-executed (`stoic status`) does not import the environment's policy code to find out."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `stoic` console script; returns the exit code."""
     global _own_process
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         echo(f"stoic: error: {unreadable}", err=True)
         return 2
     try:
-        if _own_process:
+        if _own_process and HELD_FD_NAME in os.environ:  # only a re-executed stoic holds any
             from stoic.run.environment import take_held
 
             take_held()  # what a re-executed stoic holds in memory only

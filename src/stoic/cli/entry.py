@@ -1,13 +1,21 @@
 """The `stoic` console script: `stoic --version` is answered before the command line (typer,
-the commands, the settings' models) is imported; everything else is `stoic.cli.app.main`."""
+the commands, the settings' models) is imported, and a command that runs a run confines its
+environment before it too (re-executing, when it must, from an image that imported little);
+everything else is `stoic.cli.app.main`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from stoic import __version__
 
-__all__ = ["main"]
+TYPE_CHECKING = False  # not `typing`'s: `stoic --version` imports nothing it does not use
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["DEFAULT_WORKSPACE", "RUN_COMMANDS", "main", "run_workspace"]
 
 
 def main() -> int:
@@ -15,6 +23,42 @@ def main() -> int:
     if sys.argv[1:] == ["--version"]:
         print(f"stoic {__version__}")
         return 0
+    workspace = run_workspace(sys.argv[1:])
+    if workspace is not None:
+        from stoic.run.environment import HELD_FD_VARIABLE, confine_by_settings
+
+        if HELD_FD_VARIABLE not in os.environb:  # not re-executed already
+            confine_by_settings(workspace / "stoic.toml")
     from stoic.cli.app import main as command_line
 
     return command_line()
+
+
+RUN_COMMANDS = frozenset({"run", "continue", "retry"})
+DEFAULT_WORKSPACE = ".stoic"
+"""`stoic.cli.app.DEFAULT_WORKSPACE`, named here so that typer is not imported to learn it."""
+
+
+def run_workspace(args: list[str]) -> Path | None:
+    """The workspace of `stoic run`, `continue` or `retry` when the options before the command
+    are only `-w`/`--workspace` and `--debug` and $STOIC_WORKSPACE is unset; None for any other
+    command line (the command confines itself once typer has read it)."""
+    from pathlib import Path
+
+    if "STOIC_WORKSPACE" in os.environ:
+        return None
+    workspace = Path(DEFAULT_WORKSPACE)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in RUN_COMMANDS:
+            return workspace
+        if arg in ("-w", "--workspace") and index + 1 < len(args):
+            workspace, index = Path(args[index + 1]), index + 2
+        elif arg.startswith("--workspace="):
+            workspace, index = Path(arg.partition("=")[2]), index + 1
+        elif arg == "--debug":
+            index += 1
+        else:
+            return None
+    return None

@@ -235,7 +235,9 @@ def _approve_and_continue(
     workers: int | None,
     as_json: bool,
 ) -> None:
-    from stoic.cli.run_commands import confine, reporter_for
+    from stoic.cli.run_commands import confine, confine_early, reporter_for
+
+    confine_early(ctx)
     from stoic.services import runs
 
     with open_workspace(ctx) as workspace:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "confine",
+    "confine_early",
     "confine_to_workspace_policy",
     "register",
     "reporter_for",
@@ -103,6 +104,15 @@ def confine_to_workspace_policy(ctx: typer.Context) -> None:
     confine(ctx, workspace_policy(settings))
 
 
+def confine_early(ctx: typer.Context) -> None:
+    """A command that runs a run confines itself before its costly work (see
+    `stoic.run.environment.confine_by_settings`)."""
+    if ctx.obj.own_process:
+        from stoic.run.environment import confine_by_settings
+
+        confine_by_settings(ctx.obj.workspace / "stoic.toml")
+
+
 def run(
     ctx: typer.Context,
     plan: Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)],
@@ -141,9 +151,10 @@ def run(
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
     the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
     recorded done and not run (unless --fresh)."""
+    actor = human_actor(as_name) if approve else "human:unknown"
+    confine_early(ctx)
     from stoic.services import runs
 
-    actor = human_actor(as_name) if approve else "human:unknown"
     with open_workspace(ctx) as workspace:
         report = runs.start(
             workspace,
@@ -180,9 +191,10 @@ def continue_(
     """Continue a run after a crash, a stop or a person's decision: attempts left open are
     recorded as interrupted and evaluated, approved suggestions run once, then every task that
     can run, runs."""
+    actor = human_actor(as_name)
+    confine_early(ctx)
     from stoic.services import runs
 
-    actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
         report = runs.continue_(
             workspace,
@@ -218,9 +230,10 @@ def retry(
     each failed attempt; then the run goes on, and what they blocked runs after them. A retried
     attempt is a human-approved recovery: if it fails, the failure stands. Exit codes as
     `stoic run`."""
+    actor = human_actor(as_name)
+    confine_early(ctx)
     from stoic.services import runs
 
-    actor = human_actor(as_name)
     with open_workspace(ctx) as workspace:
         retried = runs.retry(
             workspace,

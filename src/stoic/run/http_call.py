@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import httpx
 import orjson
 
 __all__ = ["BODY_OUTPUTS_CAP", "CUT_NOTE_ROOM", "perform"]
@@ -33,6 +32,8 @@ def perform(
     cap: int,
 ) -> dict[str, Any]:
     """Make the request; never raises for what the server or the network does."""
+    import httpx  # here, in the worker: the runner reads only this module's caps
+
     out = sys.stdout.buffer
     status: int | None = None
     try:

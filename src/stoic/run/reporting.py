@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from stoic.core import next_steps
 from stoic.core.graph import RunStatus
@@ -108,6 +106,14 @@ class LiveReporter(PlainReporter):
     """A progress bar with the tasks under way; finished tasks scroll above it."""
 
     def __init__(self, console: Console, *, every_task: bool = False) -> None:
+        from rich.progress import (  # a terminal's only: plain lines need none of it
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         super().__init__(console, every_task=every_task)
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -240,6 +246,8 @@ def _order(item: tuple[str, int]) -> tuple[int, str]:
 
 
 def _table(console: Console, rows: list[_Row]) -> None:
+    from rich.table import Table  # only a summary with rows to show imports it
+
     table = Table(box=None, pad_edge=False)
     table.add_column("task")
     table.add_column("status")

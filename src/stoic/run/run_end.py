@@ -115,7 +115,7 @@ def record_end(
 ) -> RunReport:
     """Record how this stretch of the run ended, and write its state.json to match."""
     run_id = files.run_id
-    analysis = folder.view().analyse(plan.graph)
+    analysis = folder.view(shared=True).analyse(plan.graph)  # read before the next feed
     # A signal ends the run as stopped, whatever the stopped tasks' evaluations made of
     # them (a non-idempotent one fails: R3); only a run that got done regardless is done.
     if stop_signal is not None and analysis.status is not RunStatus.COMPLETED:
