@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bench_run import fsync_latency  # the same probe, so the baselines agree
 
 PROJECT = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -56,21 +56,6 @@ GUARANTEES = {
         " workflow_status row)."
     ),
 }
-
-
-def fsync_latency(root: Path, count: int = 200) -> float:
-    path = root / "fsync.probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    samples = []
-    try:
-        for _ in range(count):
-            start = time.perf_counter()
-            os.write(fd, b"x" * 300)
-            os.fsync(fd)
-            samples.append(time.perf_counter() - start)
-    finally:
-        os.close(fd)
-    return statistics.median(samples)
 
 
 def _plan(count: int, chained: bool) -> str:

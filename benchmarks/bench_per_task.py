@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_run import _chain  # the same plans as bench_run.py
+
 _NOOP_MODULE = "def noop():\n    return None\n"
 _STOIC = str(Path(sys.executable).with_name("stoic"))
 _BARE_LOOP = """
@@ -49,14 +51,6 @@ with stoic.Workspace.open(sys.argv[1]) as ws:
     print(time.perf_counter() - start, report.exit_code)
 """
 _PROJECT = Path(__file__).resolve().parent.parent
-
-
-def _chain(count: int, task: str) -> str:
-    lines = ["tasks:"]
-    for i in range(count):
-        deps = f", depends_on: [t{i - 1}]" if i else ""
-        lines.append(f"  - {{id: t{i}, {task}{deps}}}")
-    return "\n".join(lines) + "\n"
 
 
 def _wide(count: int) -> str:
