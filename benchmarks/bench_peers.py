@@ -166,7 +166,7 @@ def main() -> None:
     )
     parser.add_argument("--dir", type=Path, default=None, help="Where to put the runs.")
     args = parser.parse_args()
-    python = args.peers_python
+    python = args.peers_python.absolute()  # the peers run in folders of their own
     document: dict[str, Any] = {
         "tasks": args.tasks,
         "workers": args.workers,
