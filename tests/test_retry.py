@@ -410,3 +410,17 @@ def test_a_task_that_is_running_is_not_a_failure_to_retry(tmp_path: Path, ws_pat
     finally:
         runner.send_signal(signal.SIGINT)
         runner.communicate(timeout=30)
+
+
+def test_the_audit_flags_a_task_started_after_the_run_recorded_it_done(ws_path: Path) -> None:
+    """A task its plan file marks done is recorded done at the start; no decision after that,
+    not even a person's approval, lets an attempt of it start in that run."""
+    skipped = {**ex("skipped"), "inputs": {"plan_status": "completed"}}
+    approved = {
+        **retry_of(None),
+        "reason": "human:ada approved starting task t before the run reached it.",
+        "inputs": {"kind": "start"},
+    }
+    started = {**ex("started"), "attempt_id": "a1"}
+    found = audit_codes(ws_path, [skipped, approved, started])
+    assert (V.START_AFTER_DONE, 3) in found

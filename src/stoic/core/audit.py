@@ -60,6 +60,7 @@ class ViolationCode(StrEnum):
     EXECUTION_AFTER_HALT = "execution_after_halt"  # ran after a policy/budget halt, no decision
     RETRY_UNFOUNDED = "retry_unfounded"  # a retry not a person's, or not of the failed attempt
     START_AFTER_PAUSE = "start_after_pause"  # a task started while the workspace was paused
+    START_AFTER_DONE = "start_after_done"  # a task started after it was recorded done (skipped)
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log

@@ -44,6 +44,8 @@ class _Task:
     """a person's approval that no attempt has used yet"""
     attempt_kinds: dict[int, str] | None = None
     state: TaskState = TaskState.PENDING
+    done_in_file: bool = False
+    """recorded done at the run's start (execution/skipped): no attempt of it may start"""
 
 
 def _move(task: _Task, record: Mapping[str, Any]) -> None:
@@ -174,6 +176,13 @@ class InvariantChecker:
                     f"{where} started while the workspace was paused (seq {self.paused.seq}) and"
                     " not resumed",
                 )
+            if task.done_in_file:
+                self._flag(
+                    ViolationCode.START_AFTER_DONE,
+                    record,
+                    f"{where} started after the run recorded it done, as its plan file marks it"
+                    " (execution/skipped): a done task never runs in that run",
+                )
             if task.attempt_kinds is None:
                 task.attempt_kinds = {}
             task.attempt_kinds[attempt] = record["decision_inputs"].get("attempt_kind", "first")
@@ -204,6 +213,7 @@ class InvariantChecker:
             return
         if outcome == "skipped":
             task.state = EXECUTION_MOVES[outcome]
+            task.done_in_file = True
             return
         if outcome not in _ENDS:
             return
