@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 
 import stoic
 from tests.conftest import STOIC_BIN, log_path, run_cli
+
+if TYPE_CHECKING:
+    from stoic.run.attempt import AttemptResult
 
 
 def records(ws_path: Path) -> list[dict[str, object]]:
@@ -390,16 +394,14 @@ def test_call_never_imports_from_the_invoking_shells_folder(tmp_path: Path, ws_p
     assert not marker.exists()
 
 
-def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> None:
-    """The worker itself checks, whatever the runner admitted (a plan file shadowing a module
-    the worker has loaded is refused too)."""
+def _worker_calls(tmp_path: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[AttemptResult]:
+    """Each call run in turn by one real Python worker, as attempts of one task."""
     from stoic.run.attempt import Attempt
     from stoic.run.python_pool import WorkerPool
 
-    (tmp_path / "json.py").write_text("def dumps(obj):\n    return 'shadow'\n")
     pool = WorkerPool(1)
     try:
-        results = [
+        return [
             pool.run(
                 call,
                 params,
@@ -418,16 +420,20 @@ def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> 
                     kill_grace_seconds=1,
                 ),
             )
-            for i, (call, params) in enumerate(
-                [
-                    ("os:getcwd", {}),
-                    ("json:dumps", {"obj": 1}),
-                    ("subprocess:run", {"args": ["true"]}),
-                ]
-            )
+            for i, (call, params) in enumerate(calls)
         ]
     finally:
         pool.close()
+
+
+def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> None:
+    """The worker itself checks, whatever the runner admitted (a plan file shadowing a module
+    the worker has loaded is refused too)."""
+    (tmp_path / "json.py").write_text("def dumps(obj):\n    return 'shadow'\n")
+    results = _worker_calls(
+        tmp_path,
+        [("os:getcwd", {}), ("json:dumps", {"obj": 1}), ("subprocess:run", {"args": ["true"]})],
+    )
     messages = [r.failure.message if r.failure else "ran" for r in results]
     assert "module 'os' is neither in the plan's folder" in messages[0]
     assert "has the name of a module already loaded" in messages[1]
@@ -437,9 +443,6 @@ def test_the_worker_refuses_a_module_outside_the_plan_folder(tmp_path: Path) -> 
 def test_the_worker_checks_a_call_again_once_its_module_was_swapped(tmp_path: Path) -> None:
     """A call the worker checked once is not checked again while its module is the one it
     checked; a task that swaps the module in sys.modules gets the check again."""
-    from stoic.run.attempt import Attempt
-    from stoic.run.python_pool import WorkerPool
-
     (tmp_path / "tasks.py").write_text(
         "import sys, types\n"
         "def f():\n    return 'inside'\n"
@@ -449,31 +452,9 @@ def test_the_worker_checks_a_call_again_once_its_module_was_swapped(tmp_path: Pa
         "    fake.f = lambda: 'outside'\n"
         "    sys.modules['tasks'] = fake\n"
     )
-    pool = WorkerPool(1)
-    try:
-        results = [
-            pool.run(
-                call,
-                {},
-                Attempt(
-                    run_id="r",
-                    request_id="r/t",
-                    task_id="t",
-                    attempt=1,
-                    attempt_id=f"a{i}",
-                    log_path=tmp_path / f"a{i}.log",
-                    result_path=tmp_path / f"a{i}.json",
-                    workspace_root=tmp_path,
-                    plan_dir=tmp_path,
-                    timeout=60,
-                    output_cap_bytes=1 << 20,
-                    kill_grace_seconds=1,
-                ),
-            )
-            for i, call in enumerate(["tasks:f", "tasks:f", "tasks:swap", "tasks:f"])
-        ]
-    finally:
-        pool.close()
+    results = _worker_calls(
+        tmp_path, [(call, {}) for call in ["tasks:f", "tasks:f", "tasks:swap", "tasks:f"]]
+    )
     assert [r.outputs for r in results[:2]] == ["inside", "inside"]
     assert results[2].failure is None
     assert results[3].failure is not None
