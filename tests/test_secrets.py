@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stoic.core.policy import StreamMask
+from stoic.core.policy import StreamMask, mask_secrets
 from tests.conftest import log_path, run_cli
 
 SECRET = "s3cr3t-Deploy-Value-42"
@@ -133,6 +133,10 @@ def test_a_secret_from_the_environment_reaches_its_task(tmp_path: Path, ws_path:
         ('[secrets]\nAPI_KEY_X = {file = "missing.txt"}\n', "cannot be read from"),
         ('[secrets]\nAPI_KEY_X = {file = "empty.txt"}\n', "secret API_KEY_X is empty in"),
         ('[secrets]\nAPI_KEY_X = {file = "short.txt"}\n', "shorter than 4 characters"),
+        # a link planted where a workspace secret file is named is never read through
+        ('[secrets]\nAPI_KEY_X = {file = "linked.txt"}\n', "is a link"),
+        ('[secrets]\nAPI_KEY_X = {file = "linked-dir/token"}\n', "is a link"),
+        ('[secrets]\nAPI_KEY_X = {file = "../outside.txt"}\n', "is not inside"),
     ],
 )
 def test_a_secret_that_cannot_be_found_refuses_the_run_and_the_plan_check(
@@ -140,11 +144,18 @@ def test_a_secret_that_cannot_be_found_refuses_the_run_and_the_plan_check(
 ) -> None:
     (ws_path / "empty.txt").write_text("\n")
     (ws_path / "short.txt").write_text("abc\n")
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "token").write_text("only-stoic-may-read-this\n")
+    (ws_path / "linked.txt").symlink_to(private / "token")
+    (ws_path / "linked-dir").symlink_to(private)
+    (ws_path.parent / "outside.txt").write_text("outside-value-9\n")
     (ws_path / "stoic.toml").write_text(setup)
     plan = write_plan(tmp_path, ONE)
     os.environ.pop("API_KEY_X", None)
     result = run_cli("-w", str(ws_path), "run", str(plan))
     assert result.exit_code == 2 and expected in result.stderr, result.stderr
+    assert "only-stoic-may-read-this" not in result.stdout + result.stderr
     assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())
     check = run_cli("-w", str(ws_path), "plan", "check", str(plan))
     assert check.exit_code != 0 and expected in check.stdout + check.stderr
@@ -212,3 +223,33 @@ def test_an_escalation_a_task_raises_is_masked_in_its_records_and_briefing(
     assert leaked == []
     assert "[API_KEY_X masked]" in log_path(ws_path).read_text()
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_a_secret_inside_a_longer_one_leaves_nothing_of_the_longer_one() -> None:
+    """Masks are applied longest first whatever order they were gathered in: masking the
+    shorter first would leave the rest of the longer secret in the text."""
+    masked = mask_secrets("token=abcd-secret-xyz", {"SHORT": "secret", "LONG": "abcd-secret-xyz"})
+    assert masked == "token=[LONG masked]"
+
+
+def test_a_python_worker_that_was_given_a_secret_serves_no_other_task(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """A secret's task may keep its value in a module global; the worker it ran in is not
+    handed to a task that was not given the secret."""
+    (tmp_path / "keeper.py").write_text(
+        "import os\nKEPT = {}\n"
+        "def keep():\n    KEPT['v'] = os.environ.get('API_KEY_X')\n"
+        "def peek():\n    print('seen:', KEPT.get('v'))\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        "tasks:\n  - {id: a, call: 'keeper:keep', secrets: [API_KEY_X]}\n"
+        "  - {id: b, call: 'keeper:peek', depends_on: [a]}\n",
+    )
+    result = run_cli(
+        "-w", str(ws_path), "run", str(plan), "--workers", "1", env={"API_KEY_X": "env-value-9"}
+    )
+    assert result.exit_code == 0, result.stderr
+    (log,) = (ws_path / "runs").glob("*/tasks/b/attempt-1.log")
+    assert log.read_text() == "seen: None\n"

@@ -205,9 +205,11 @@ def secret_values(policy: Policy, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def mask_secrets(text: str, secrets: Mapping[str, str]) -> str:
-    """`text` with every secret value replaced by a mark naming its variable."""
-    for name, value in secrets.items():
-        text = text.replace(value, f"[{name} masked]")
+    """`text` with every secret value replaced by a mark naming its variable; the longest
+    first, so that a secret inside a longer one leaves nothing of the longer one behind."""
+    for name, value in sorted(secrets.items(), key=lambda item: -len(item[1])):
+        if value:
+            text = text.replace(value, _mark(name))
     return text
 
 

@@ -218,7 +218,10 @@ class PythonAttempt:
                 how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
                 self._crashed(f"the worker process {how} during the task")
             return
-        self.pool.release(self.worker)
+        if self.attempt.secrets:  # what its code kept of them (a client, a global) goes too
+            self.pool.retire(self.worker)
+        else:
+            self.pool.release(self.worker)
         self._steps = int(reply.get("steps_completed", 0))
         self._result_file = reply.get("result_file") is not False
         if reply["ok"]:

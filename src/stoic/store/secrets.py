@@ -7,6 +7,7 @@ stops the run before it starts, as `stoic plan check` says it would.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from stoic.core.policy import MIN_SECRET_LENGTH
 from stoic.plan.loader import Plan, PlanError
 from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
 from stoic.store.config import SecretSource
+from stoic.store.confined import open_confined
 
 __all__ = ["SecretsOfPlan", "secrets_of_plan"]
 
@@ -79,10 +81,11 @@ def _look_up(
                 f'export {name}=…, or add {name} = {{file = "…"}} under [secrets]',
             )
         path = Path(source.file)
-        path = path if path.is_absolute() else root / path
+        inside = not path.is_absolute()
+        path = root / path if inside else path
         where = f"the file {path} (secret {name})"
         try:
-            raw = read_bounded(path, _SECRET_FILE_LIMIT)
+            raw = _read_inside(root, path) if inside else read_bounded(path, _SECRET_FILE_LIMIT)
             value = raw.decode("utf-8").rstrip("\r\n")
         except (OSError, NotARegularFile, TooLarge, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -99,3 +102,16 @@ def _look_up(
             "use the real secret, or pass a short value with env: instead",
         )
     return value, None
+
+
+def _read_inside(root: Path, path: Path) -> bytes:
+    """A secret file named relative to the workspace, read as every workspace file is: never
+    through a link (a task user that may write there could plant one to a file only stoic's
+    user can read, and have its contents handed to a task), a plain file, bounded."""
+    fd = open_confined(root, path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size > _SECRET_FILE_LIMIT:
+            raise TooLarge(f"larger than {_SECRET_FILE_LIMIT // 1024} KiB")
+        return os.read(fd, _SECRET_FILE_LIMIT)  # a plain file: one read holds it whole
+    finally:
+        os.close(fd)
