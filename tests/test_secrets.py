@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stoic.core.policy import StreamMask, mask_secrets
+from stoic.core.policy import StreamMask, mask_decision, mask_secrets
+from stoic.core.records import Decision
 from tests.conftest import log_path, run_cli
 
 SECRET = "s3cr3t-Deploy-Value-42"
@@ -253,3 +254,30 @@ def test_a_python_worker_that_was_given_a_secret_serves_no_other_task(
     assert result.exit_code == 0, result.stderr
     (log,) = (ws_path / "runs").glob("*/tasks/b/attempt-1.log")
     assert log.read_text() == "seen: None\n"
+
+
+def test_masking_a_record_leaves_what_stoic_reads_back_intact() -> None:
+    """A short secret inside a digest, an attempt kind or a path of stoic's own files is left
+    there: rewriting them would break a continue or the audit. A task's text is masked, under
+    any key, outputs included."""
+    decision = Decision(
+        decision_type="execution",
+        decision_outcome="succeeded",
+        decision_reason="Task beef succeeded.",
+        decision_inputs={"attempt_kind": "beef"},
+        details={
+            "plan_sha256": "00beef00",
+            "outputs_file": {"path": "runs/r/tasks/beef/outputs.json", "sha256": "beef11"},
+            "message": "the beef is out",
+            "outputs": {"path": "beef", "sha256": "beef"},
+        },
+    )
+    masked = mask_decision(decision, {"PIN_CODE": "beef"})
+    assert masked.decision_reason == "Task [PIN_CODE masked] succeeded."
+    assert masked.decision_inputs == {"attempt_kind": "beef"}
+    assert masked.details == {
+        "plan_sha256": "00beef00",
+        "outputs_file": {"path": "runs/r/tasks/beef/outputs.json", "sha256": "beef11"},
+        "message": "the [PIN_CODE masked] is out",
+        "outputs": {"path": "[PIN_CODE masked]", "sha256": "[PIN_CODE masked]"},
+    }

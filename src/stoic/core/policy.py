@@ -226,6 +226,21 @@ def mask_json(value: Any, secrets: Mapping[str, str]) -> Any:
     return value
 
 
+_STOICS_OWN = frozenset(
+    {"plan_sha256", "plan_copy", "plan_dir", "log", "outputs_file", "attempt_kind"}
+)
+"""A record's own keys whose values stoic makes and reads back (digests, its own files' paths,
+an attempt's kind): no task's text is there, and a short secret found inside one must not
+rewrite it (a continue checks the plan's digest, the audit an outputs file's)."""
+
+
+def _masked_fields(fields: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        mask_secrets(key, secrets): value if key in _STOICS_OWN else mask_json(value, secrets)
+        for key, value in fields.items()
+    }
+
+
 def mask_decision(decision: Decision, secrets: Mapping[str, str]) -> Decision:
     """A record about to be written, with every secret masked in its free text."""
     if not secrets:
@@ -233,8 +248,8 @@ def mask_decision(decision: Decision, secrets: Mapping[str, str]) -> Decision:
     return replace(
         decision,
         decision_reason=mask_secrets(decision.decision_reason, secrets),
-        decision_inputs=mask_json(decision.decision_inputs, secrets),
-        details=mask_json(decision.details, secrets),
+        decision_inputs=_masked_fields(decision.decision_inputs, secrets),
+        details=_masked_fields(decision.details, secrets),
     )
 
 
