@@ -177,10 +177,11 @@ def test_outputs_json_cannot_carry_fail_the_task(
 
 class Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = b'{"users": ["ada", "alan"]}' if self.path == "/json" else b"plain words"
+        bodies = {"/json": b'{"users": ["ada", "alan"]}', "/big": b'{"id": 18446744073709551616}'}
+        body = bodies.get(self.path, b"plain words")
         self.send_response(200)
         self.send_header(
-            "Content-Type", "application/json" if self.path == "/json" else "text/plain"
+            "Content-Type", "application/json" if self.path in bodies else "text/plain"
         )
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -214,6 +215,21 @@ def test_an_http_body_is_the_tasks_outputs(tmp_path: Path, ws_path: Path, api_ur
         "users": {"users": ["ada", "alan"]},
         "words": "plain words",
     }
+
+
+def test_an_http_json_body_with_an_integer_past_64_bits_is_handed_on_as_its_text(
+    tmp_path: Path, ws_path: Path, api_url: str
+) -> None:
+    """Parsed, the integer would become a float: a dependent would get a changed number."""
+    code, out = run_plan(
+        ws_path,
+        tmp_path,
+        f"tasks:\n  - {{id: big, http: {{url: '{api_url}/big'}}}}\n"
+        "  - {id: takes, call: 'transform:takes', depends_on: [big]}\n",
+    )
+    assert code == 0, out
+    (took,) = end_records(ws_path, "takes")
+    assert took["details"]["outputs"] == {"big": '{"id": 18446744073709551616}'}  # type: ignore[index]
 
 
 CONSUMER = """\

@@ -8,7 +8,9 @@ bits, non-string keys) rather than changed on the way.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,10 +21,12 @@ from stoic.core.limits import MAX_INT_BITS
 __all__ = [
     "OUTPUTS_HARD_CAP",
     "OUTPUTS_INLINE_LIMIT",
+    "LongInteger",
     "OutputsInvalid",
     "canonical",
     "digest",
     "outputs_ref",
+    "refuse_long_integers",
 ]
 
 OUTPUTS_INLINE_LIMIT = 64 * 1024
@@ -93,3 +97,23 @@ def _check(value: Any, where: str, depth: int) -> None:
         f"{where} is of type {type(value).__name__}, not JSON (return dicts, lists, strings,"
         " numbers, booleans or None)"
     )
+
+
+class LongInteger(ValueError):
+    """JSON text holds an integer past 64 bits."""
+
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def refuse_long_integers(raw: bytes) -> None:
+    """Raise LongInteger when `raw` (valid JSON) holds an integer past 64 bits: orjson reads
+    one as a float without a word, and a dependent would be handed a changed number."""
+    if _LONG_NUMBER.search(raw):  # the cheap look first: no such integer has under 19 digits
+        json.loads(raw, parse_int=_bounded_int)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 18 and int(text).bit_length() > MAX_INT_BITS:
+        raise LongInteger(f"the integer {text} is past 64 bits (write it as a string)")
+    return int(text)

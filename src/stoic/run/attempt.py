@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,7 @@ import orjson
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Failure, FailureKind, Partial
-from stoic.core.limits import MAX_INT_BITS
-from stoic.core.task_outputs import OUTPUTS_HARD_CAP
+from stoic.core.task_outputs import OUTPUTS_HARD_CAP, LongInteger, refuse_long_integers
 from stoic.core.verification import VerificationOutcome
 from stoic.store.confined import LinkRefused, open_at, open_confined
 
@@ -117,11 +114,10 @@ def parse_result_file(raw: bytes) -> ResultFile:
         return ResultFile(error=f"not valid JSON ({exc})")
     if not isinstance(data, dict):
         return ResultFile(error=f"a JSON object was expected, not {type(data).__name__}")
-    if _LONG_NUMBER.search(raw):  # orjson reads an integer past 64 bits as a float: refuse it
-        try:
-            json.loads(raw, parse_int=_bounded_int)
-        except ValueError as exc:
-            return ResultFile(data=data, error=str(exc))
+    try:
+        refuse_long_integers(raw)
+    except LongInteger as exc:
+        return ResultFile(data=data, error=str(exc))
     rest = {k: v for k, v in data.items() if k != "outputs"}
     if len(raw) > RESULT_FILE_LIMIT and len(orjson.dumps(rest)) > RESULT_FILE_LIMIT:
         return ResultFile(
@@ -145,17 +141,10 @@ def parse_result_file(raw: bytes) -> ResultFile:
     return ResultFile(data=data)
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 18 and int(text).bit_length() > MAX_INT_BITS:
-        raise ValueError(f"the integer {text} is past 64 bits (write it as a string)")
-    return int(text)
-
-
 RESULT_FILE_LIMIT = 64 * 1024
 """A result file is kept in its attempt's end record, so it is small (as a Python value) —
 but for its `outputs`, which may be up to OUTPUTS_HARD_CAP and are kept on their own."""
 _RESULT_READ_LIMIT = OUTPUTS_HARD_CAP + RESULT_FILE_LIMIT
-_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def open_task_file(root: Path, path: Path, folder_fd: int | None = None) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from stoic.core.task_outputs import LongInteger, refuse_long_integers
+
 __all__ = ["BODY_OUTPUTS_CAP", "CUT_NOTE_ROOM", "perform"]
 
 _CHUNK = 64 * 1024
@@ -102,7 +104,9 @@ def _body(kept: list[bytes] | None, content_type: str) -> dict[str, Any]:
     media = content_type.split(";")[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
         try:
-            return {"body": orjson.loads(raw)}
-        except orjson.JSONDecodeError:
-            pass  # a server that says JSON and sends something else: kept as the text it is
+            parsed = orjson.loads(raw)
+            refuse_long_integers(raw)
+            return {"body": parsed}
+        except (orjson.JSONDecodeError, LongInteger):
+            pass  # not JSON that reads back exactly: kept as the text it is
     return {"body": raw.decode("utf-8", errors="replace")}
