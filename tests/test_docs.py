@@ -81,6 +81,7 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "escalations answer": [
         J("escalations answer {escalation} --decision aborted --note no --json")
     ],
+    "serve": NoJson("a server that runs until stopped; its JSON is its API under /api"),
     "plan": NoJson("a group: its commands are checked"),
     "plan check": [J("plan check {plan} --json")],
     "plan schema": [J("plan schema --json")],

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "resume": ("trust_commands",),
     "review": ("review_command",),
     "escalate": ("escalation_commands",),
+    "serve": ("serve_command",),
     # The groups, listed after the commands.
     "plan": ("plan_commands",),
     "queue": ("queue_commands",),

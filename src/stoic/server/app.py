@@ -1,0 +1,49 @@
+"""The web application of `stoic serve`: FastAPI routes over the services, pages rendered by
+Jinja2 on the server (no build step, nothing fetched from elsewhere at run time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from stoic import __version__
+from stoic.services.workspace import Workspace
+
+__all__ = ["ServerConfig", "create_app"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What one server serves, and how it is reached."""
+
+    workspace: Path
+    public_url: str | None = None
+    """The address people open (`serve.public_url`), for links in notifications."""
+    tls: bool = False
+    """Served over TLS (`--tls-cert/--tls-key`): session cookies are `Secure`."""
+    behind_proxy: bool = False
+    """A proxy in front terminates TLS (`--behind-proxy`): cookies are `Secure` too."""
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The application for one workspace; every request opens the workspace itself, so what
+    it reads is what the log holds now."""
+    app = FastAPI(
+        title="stoic",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.config = config
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        with Workspace.open(config.workspace) as workspace:
+            head = workspace.head()
+        return {"status": "ok", "version": __version__, "records": head.seq}
+
+    return app
