@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoic import __version__
+from stoic.server.sessions import Sessions
 from stoic.services.workspace import Workspace
 
 __all__ = ["ServerConfig", "create_app"]
@@ -39,6 +40,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.config = config
+    app.state.sessions = Sessions()
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""The console's access checks, as FastAPI dependencies: who is asking, whether their role may
+do this, and whether a form carries its session's CSRF token.
+
+A request without a session is refused before anything is read (401; a page redirects to the
+login page); a role that may not act, or a write without the right CSRF token, is refused
+with 403 — in every case before a service is called, so nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request
+
+from stoic.server.sessions import Person, Role, Session, Sessions
+
+__all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "check_csrf", "require", "session_of"]
+
+COOKIE = "stoic_session"
+CSRF_FIELD = "csrf"
+"""The form field that carries the CSRF token."""
+CSRF_HEADER = "X-CSRF-Token"
+"""The header that carries it for the JSON API."""
+
+
+class LoginRequired(HTTPException):
+    """No live session: 401 for the API, a redirect to the login page for a page."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=401, detail="log in first")
+
+
+def sessions_of(request: Request) -> Sessions:
+    sessions = request.app.state.sessions
+    assert isinstance(sessions, Sessions)
+    return sessions
+
+
+def session_of(request: Request) -> Session:
+    """The live session of the request's cookie; refused with 401 without one."""
+    session = sessions_of(request).get(request.cookies.get(COOKIE))
+    if session is None:
+        raise LoginRequired
+    return session
+
+
+def require(needed: Role) -> Callable[[Request], Person]:
+    """A dependency that admits a logged-in person whose role may do what `needed` may."""
+
+    def dependency(request: Request) -> Person:
+        person = session_of(request).person
+        if not person.role.may(needed):
+            raise HTTPException(
+                status_code=403, detail=f"{person.role} may not do this: it needs {needed}"
+            )
+        return person
+
+    return dependency
+
+
+async def check_csrf(request: Request) -> None:
+    """Refuse (403) a write whose form field or header does not carry its session's token."""
+    session = session_of(request)
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    if not Sessions.csrf_matches(session, given):
+        raise HTTPException(status_code=403, detail="the form's CSRF token is missing or wrong")
