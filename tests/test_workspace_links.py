@@ -343,3 +343,30 @@ def test_an_iterate_check_whose_log_cannot_be_written_fails_the_attempt(
     assert "a link is already there" in str(inputs["message"])
     _untouched(outside)
     _audit_clean(ws_path)
+
+
+def test_a_folder_made_for_a_file_is_fsynced_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file fsynced in a folder made for it survives a crash only if the folder's own entry
+    is durable too: each folder made is fsynced in its parent, one already there is not."""
+    root = tmp_path / "ws"
+    (root / "runs").mkdir(parents=True)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    fd = open_confined(
+        root, root / "runs" / "r1" / "outputs" / "x.json", os.O_WRONLY | os.O_CREAT,
+        create_parents=True,
+    )  # fmt: skip
+    os.close(fd)
+    assert synced == [str(root / "runs"), str(root / "runs" / "r1")]
+    synced.clear()
+    os.close(open_confined(root, root / "runs" / "r1" / "outputs" / "y.json",
+                           os.O_WRONLY | os.O_CREAT, create_parents=True))  # fmt: skip
+    assert synced == []

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_ENV_PASSTHROUGH",
     "DEFAULT_SECRET_NAMES",
     "MIN_SECRET_LENGTH",
+    "SECRET_NAME_PATTERN",
     "BudgetLimits",
     "Policy",
     "Spent",
@@ -47,6 +48,9 @@ DEFAULT_ENV_PASSTHROUGH = (
     "STOIC_WORKSPACE",
 )
 """What processes stoic starts see of its environment unless `env_passthrough` says more."""
+
+SECRET_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""What a name in `secrets:` (a plan's or `stoic.toml`'s) may be: an environment variable's."""
 
 DEFAULT_SECRET_NAMES = (
     "*TOKEN*",

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stoic.core.graph import TaskState
-from stoic.core.policy import check_patterns
+from stoic.core.policy import SECRET_NAME_PATTERN, check_patterns
 
 __all__ = [
     "FOREIGN_META_KEYS",
@@ -71,7 +71,7 @@ _STATE_OF_WORD = {
 }
 
 
-SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+SecretName = Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]
 """An environment variable's name."""
 
 

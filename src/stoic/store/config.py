@@ -29,6 +29,7 @@ from stoic.core.limits import MAX_INT_BITS, MAX_SETTINGS_BYTES
 from stoic.core.policy import (
     DEFAULT_ENV_PASSTHROUGH,
     DEFAULT_SECRET_NAMES,
+    SECRET_NAME_PATTERN,
     check_patterns,
 )
 from stoic.core.text import shortened
@@ -290,15 +291,15 @@ class NotifierSettings(_Section):
         return self
 
 
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN)]
+
+
 class SecretSource(_Section):
     """One `[secrets]` entry: where a secret a plan names is read from."""
 
     file: str = Field(
         min_length=1, description="A file holding the value (workspace-relative or absolute)."
     )
-
-
-SECRET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Settings(_Section):
@@ -318,7 +319,7 @@ class Settings(_Section):
             )
         ]
     )
-    secrets: dict[Annotated[str, StringConstraints(pattern=SECRET_NAME)], SecretSource] = Field(
+    secrets: dict[SecretName, SecretSource] = Field(
         default_factory=dict,
         description="Where secrets a plan names (`secrets:`) are read from, when not in the"
         " environment.",

@@ -51,15 +51,20 @@ def relative_inside(root: Path, path: Path) -> PurePath:
 @contextlib.contextmanager
 def confined_dir(root: Path, folder: PurePath, *, create: bool = False) -> Iterator[int]:
     """An open descriptor of `root/folder`, every component checked; `create` makes the
-    missing ones (as `mkdir -p` would, but never through a link)."""
+    missing ones (as `mkdir -p` would, but never through a link), each one's entry fsynced in
+    its parent, so a file made inside it and fsynced is not lost with its folder on a crash."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         walked = root
         for name in folder.parts:
             walked = walked / name
             if create:
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                else:
+                    os.fsync(fd)
             try:
                 inner = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
