@@ -671,7 +671,7 @@ def test_no_task_starts_after_a_pause_that_lands_mid_chain(tmp_path: Path, ws_pa
         f"  - {{id: t{n}, run: [sh, -c, 'sleep 0.02'], idempotent: true"
         + (f", depends_on: [t{n - 1}]" if n else "")
         + "}\n"
-        for n in range(40)
+        for n in range(400)  # far more than run while `stop` starts: the pause lands mid-chain
     )
     plan = write_plan(tmp_path, body)
     runner = subprocess.Popen(
