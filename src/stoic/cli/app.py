@@ -20,14 +20,13 @@ from stoic import __version__
 from stoic.cli import completion
 from stoic.cli.commands import LazyGroup
 from stoic.cli.context import CliState
-from stoic.cli.entry import DEFAULT_WORKSPACE as ENTRY_DEFAULT_WORKSPACE
 from stoic.cli.render import echo
 from stoic.core.text import shortened
 from stoic.exceptions import StoicError
 
 __all__ = ["CliState", "app", "main"]
 
-DEFAULT_WORKSPACE = Path(ENTRY_DEFAULT_WORKSPACE)
+DEFAULT_WORKSPACE = Path(".stoic")
 _own_process = False
 
 app = typer.Typer(

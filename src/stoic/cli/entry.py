@@ -36,8 +36,8 @@ def main() -> int:
 
 RUN_COMMANDS = frozenset({"run", "continue", "retry"})
 DEFAULT_WORKSPACE = ".stoic"
-"""Where the workspace is unless `-w` or $STOIC_WORKSPACE says: named here, where typer is not
-imported, and read by `stoic.cli.app` from here."""
+"""`stoic.cli.app.DEFAULT_WORKSPACE`, named here so that typer is not imported to learn it (a
+test checks that the two agree)."""
 
 
 def run_workspace(args: list[str]) -> Path | None:
