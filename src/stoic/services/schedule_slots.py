@@ -73,7 +73,8 @@ def next_slot(cron: str, zone: tzinfo, after: datetime) -> datetime | None:
 
 
 def _latest_slot(cron: str, zone: tzinfo, now: datetime) -> datetime | None:
-    """The last slot at or before `now`, to the second."""
+    """The last slot at or before `now`, to the second, counted backwards: only for a gap too
+    long to walk forwards."""
     probe = now.astimezone(zone).replace(microsecond=0) + timedelta(seconds=1)
     try:
         return next(CronSim(cron, probe, reverse=True)).astimezone(UTC)
@@ -91,13 +92,18 @@ def due(
     """The slot of `schedule` to claim at `now`, or None while no slot has come since the last
     one on record (or since the schedule was added: slots before it are not its own)."""
     since = parse_time(last.slot if last is not None else schedule.added_at)
-    latest = _latest_slot(schedule.cron, zone, now)
-    if latest is None or latest <= since:
-        return None
+    # Walked forwards, as `next_slot` walks: a slot that happens twice in local time (when the
+    # clocks go back) is one slot, the first, however the walk is begun.
+    latest: datetime | None = None
     counted = 0
-    moment: datetime | None = since
-    while moment is not None and moment < latest and counted < MAX_COUNTED:
+    moment = next_slot(schedule.cron, zone, since)
+    while moment is not None and moment <= now:
+        latest, counted = moment, counted + 1
+        if counted == MAX_COUNTED:
+            latest = max(moment, _latest_slot(schedule.cron, zone, now) or moment)
+            break
         moment = next_slot(schedule.cron, zone, moment)
-        counted += 1
+    if latest is None:
+        return None
     too_old = (now - latest).total_seconds() > catch_up_seconds
     return Due(schedule.name, schedule.seq, latest, counted, too_old)

@@ -12,7 +12,6 @@ crash in between leaves the slot fired with no run linked — never fired twice.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,11 +148,10 @@ def add(
         raise UsageError(problem)
     _zone(tz)
     path = Path(plan_path).absolute()
-    verdict = runs.check(path, settings_file=workspace.root / SETTINGS_FILE)
-    if verdict.errors:
-        lines = [error.format(path) for error in verdict.errors]
-        raise UsageError(f"{path} does not pass plan check:\n" + "\n".join(lines))
-    sha256 = hashlib.sha256(read_plan(path).text.encode("utf-8")).hexdigest()
+    errors = _plan_errors(workspace, str(path))
+    if errors:
+        raise UsageError(f"{path} does not pass plan check:\n" + "\n".join(errors))
+    sha256 = read_plan(path).sha256
     with workspace.transaction():
         if name in _book(workspace).schedules:
             raise UsageError(f"a schedule named {name!r} is in force already (remove it first)")
@@ -169,6 +167,16 @@ def add(
             details={"cron": cron, "tz": tz, "plan": str(path), "plan_sha256": sha256},
         )
     return _book_after(workspace, record.seq, name)
+
+
+def _plan_errors(workspace: Workspace, path: str) -> list[str]:
+    """What `stoic plan check` refuses the plan at `path` for, in this workspace, each error
+    with its line; none when it could run."""
+    try:
+        verdict = runs.check(path, settings_file=workspace.root / SETTINGS_FILE)
+    except OSError as exc:
+        return [f"{path}: cannot be read: {exc.strerror or exc}"]
+    return [error.format(path) for error in verdict.errors]
 
 
 def _book_after(workspace: Workspace, seq: int, name: str) -> Schedule:
@@ -317,18 +325,19 @@ def _verdict(
             {"why": "paused"},
         )
     try:
+        errors = _plan_errors(workspace, schedule.plan)
+        if errors:
+            return (
+                "failed",
+                f"Schedule {name}: slot {slot} not run: the plan does not pass plan check:"
+                f" {errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+                {"why": "plan_invalid", "errors": errors},
+            )
         plan = read_plan(Path(schedule.plan))
-    except PlanInvalid as exc:
-        first = exc.errors[0].format(schedule.plan) if exc.errors else str(exc)
+    except (OSError, PlanInvalid) as exc:
         return (
             "failed",
-            f"Schedule {name}: slot {slot} not run: the plan is not runnable: {first}.",
-            {"why": "plan_invalid", "errors": [e.format(schedule.plan) for e in exc.errors]},
-        )
-    except OSError as exc:
-        return (
-            "failed",
-            f"Schedule {name}: slot {slot} not run: the plan cannot be read: {exc.strerror}.",
+            f"Schedule {name}: slot {slot} not run: the plan cannot be read: {exc}.",
             {"why": "plan_unreadable"},
         )
     rule = plan.document.meta.concurrency
