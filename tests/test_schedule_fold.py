@@ -20,7 +20,7 @@ from stoic.services.schedule_slots import cron_error, due, next_slot, slot_text
 NAMES = ("a", "b", "c")
 
 
-def _record(seq: int, outcome: str, inputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _record(seq: int, outcome: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {
         "seq": seq,
         "decided_at": f"2026-01-01T00:00:{seq % 60:02d}Z",
@@ -30,7 +30,6 @@ def _record(seq: int, outcome: str, inputs: dict[str, Any], **extra: Any) -> dic
         "decision_inputs": inputs,
         "actor": "human:ann",
         "details": {"cron": "0 2 * * *", "tz": "UTC", "plan": "/p.yaml", "plan_sha256": "0" * 64},
-        "run_id": extra.get("run_id"),
     }
 
 
@@ -57,7 +56,7 @@ def _records_of(sequence: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], 
             slot = f"2027-{seq:06d}"  # any text that grows with seq: slots only move forward
             inputs = {"schedule": name, "schedule_seq": added, "slot": slot, "slots_due": 1}
             out.append(_record(seq, "fired", inputs))
-            out.append(_record(seq + 1, "started", {**inputs}, run_id=f"run-{seq}"))
+            out.append(_record(seq + 1, "started", {**inputs, "run_id": f"run-{seq}"}))
             model[name] = (added, slot)
     return out, {name: slot for name, (_, slot) in model.items()}
 

@@ -144,7 +144,13 @@ def test_a_due_slot_fires_a_real_run_that_completes(tmp_path: Path, ws_path: Pat
     (link,) = of_type(ws_path, "schedule", "started")
     start = of_type(ws_path, "run_lifecycle", "started")[0]
     assert int(str(claim["seq"])) < int(str(start["seq"])) < int(str(link["seq"]))
-    assert link["run_id"] == fired.run_id
+    assert link["decision_inputs"] == {
+        "schedule": "nightly",
+        "schedule_seq": claim["decision_inputs"]["schedule_seq"],  # type: ignore[index]
+        "slot": claim["decision_inputs"]["slot"],  # type: ignore[index]
+        "run_id": fired.run_id,
+    }
+    assert "run_id" not in link  # the run's own records are the run's: this one is the schedule's
     (row,) = orjson.loads(_cli(ws_path, "schedule", "list", "--json"))
     assert row["last_fire"]["run_id"] == fired.run_id
     assert row["last_fire"]["outcome"] == "started"
@@ -294,6 +300,7 @@ def test_two_processes_firing_at_once_fire_a_slot_once(tmp_path: Path, ws_path: 
         counts.append(int(stdout))
     assert sorted(counts) == [0, 1]
     assert out.read_text() == "nightly\n"
+    assert "fired (no run on record" in _cli(ws_path, "schedule", "list")
     assert len(of_type(ws_path, "schedule", "fired")) == 1
     assert_audit_clean(ws_path)
 
@@ -322,3 +329,38 @@ def test_the_audit_names_a_slot_fired_twice(tmp_path: Path, ws_path: Path) -> No
 def test_the_commands_explain_themselves(args: tuple[str, ...]) -> None:
     done = subprocess.run([STOIC_BIN, *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "cron" in done.stdout
+
+
+# A caller killed (-9) between the claim and the launch.
+_DIE_AT_LAUNCH = """
+import os, signal, sys
+from datetime import datetime
+import stoic
+from stoic.services import schedules
+def launch(plan, name):
+    os.kill(os.getpid(), signal.SIGKILL)
+with stoic.Workspace.open(sys.argv[1]) as workspace:
+    schedules.run_due_schedules(workspace, datetime.fromisoformat(sys.argv[2]), launch)
+"""
+
+
+def test_a_caller_killed_after_the_claim_leaves_the_slot_fired_once(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    _add(ws_path, _plan(tmp_path))
+    now = datetime.now(UTC) + LATER
+    died = subprocess.run(
+        [sys.executable, "-c", _DIE_AT_LAUNCH, str(ws_path), now.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert died.returncode == -9, died.stderr
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert schedules.run_due_schedules(workspace, now, _never) == []
+    (row,) = orjson.loads(_cli(ws_path, "schedule", "list", "--json"))
+    assert row["last_fire"]["outcome"] == "fired" and row["last_fire"]["run_id"] is None
+    assert "fired (no run on record" in _cli(ws_path, "schedule", "list")
+    assert len(of_type(ws_path, "schedule", "fired")) == 1
+    assert_audit_clean(ws_path)

@@ -77,6 +77,8 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
             shown = "never fired"
         else:
             run = f" run {last.run_id}" if last.run_id else ""
+            if last.outcome == "fired":
+                run = " (no run on record: the launch never reported back)"
             shown = f"{last.slot} {last.outcome}{run}"
         echo(
             f"{s.name}  {s.cron!r} ({s.zone})  {s.plan}  next: {row.next_fire or 'never'}"

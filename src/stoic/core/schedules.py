@@ -121,7 +121,7 @@ def fold(book: Book, records: Iterable[Mapping[str, Any]]) -> Book:
                     outcome=outcome,
                     seq=int(record["seq"]),
                     reason=str(record["decision_reason"]),
-                    run_id=record.get("run_id"),
+                    run_id=inputs.get("run_id"),
                 )
     return Book(schedules, last)
 

@@ -296,8 +296,9 @@ def fire(workspace: Workspace, due_fire: Fire, launch: Launch) -> Fired | None:
         actor=ACTOR,
         trigger="autonomous",
         causal_role="pre_run",
-        run_id=run_id,
-        inputs=link,
+        # Not the record's run_id link: a record of the run is the run's own (its fold, and
+        # what wakes its continuation); this one is the schedule's, naming the run it started.
+        inputs={**link, "run_id": run_id},
     )
     return Fired(schedule.name, slot, "started", started, run_id, due_fire.slots_due)
 
