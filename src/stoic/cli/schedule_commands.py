@@ -24,7 +24,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 schedule_app = typer.Typer(
     name="schedule",
-    help="Schedules: run a plan at the times a cron expression names (fired by stoic serve).",
+    help="Schedules: run a plan at the times a cron expression names (the server fires them).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -58,7 +58,7 @@ def add(
         echo_json(orjson.dumps(row.to_json()).decode())
         return
     echo(f"schedule {schedule.name} added: {schedule.plan} at {schedule.cron!r} ({schedule.zone})")
-    echo(f"next fire: {row.next_fire or 'never'} (while stoic serve runs)")
+    echo(f"next fire: {row.next_fire or 'never'} (while the server runs)")
 
 
 @schedule_app.command("list")

@@ -276,7 +276,7 @@ def fire(workspace: Workspace, due_fire: Fire, launch: Launch) -> Fired | None:
     link = {"schedule": schedule.name, "schedule_seq": schedule.seq, "slot": slot}
     try:
         run_id = launch(Path(schedule.plan), schedule.name)
-    except Exception as exc:  # whatever stopped the launch is recorded, then raised on
+    except Exception as exc:  # whatever stopped the launch is recorded: the slot stays claimed
         why = f"Schedule {schedule.name}: the run for slot {slot} did not start: {exc}"
         workspace.record(
             "schedule",

@@ -59,7 +59,7 @@ class SchedulesSettings(_Section):
     catch_up_seconds: float = Field(
         24 * 3600.0,
         ge=0,
-        description="A schedule's slots missed while stoic serve was down are run once, as one"
+        description="A schedule's slots missed while the server was down are run once, as one"
         " run, when the latest of them is at most this many seconds old; older, they are"
         " recorded skipped.",
     )
