@@ -85,6 +85,17 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "plan": NoJson("a group: its commands are checked"),
     "plan check": [J("plan check {plan} --json")],
     "plan schema": [J("plan schema --json")],
+    "schedule": NoJson("a group: its commands are checked"),
+    "schedule add": [J("schedule add nightly --cron '0 2 * * *' {plan} --json")],
+    "schedule list": [
+        J("schedule list --json", setup=("schedule add nightly --cron '0 2 * * *' {plan}",))
+    ],
+    "schedule remove": [
+        J(
+            "schedule remove nightly --json",
+            setup=("schedule add nightly --cron '0 2 * * *' {plan}",),
+        )
+    ],
 }
 
 

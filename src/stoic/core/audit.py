@@ -63,6 +63,7 @@ class ViolationCode(StrEnum):
     START_AFTER_DONE = "start_after_done"  # a task started after it was recorded done (skipped)
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task
+    SCHEDULE_SLOT_REFIRED = "schedule_slot_refired"  # a schedule's slot claimed a second time
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log

@@ -16,6 +16,7 @@ from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
 from stoic.core.retry import is_retry
+from stoic.core.schedules import SlotChecker
 from stoic.core.task_states import EVALUATION_MOVES, EXECUTION_MOVES, advance, event_of
 from stoic.core.timeline import customer_view, mechanics_in
 
@@ -68,6 +69,7 @@ class InvariantChecker:
         self.violations: list[Violation] = []
         self.paused: PauseInForce | None = None
         """The workspace pause in force: no task may start until a resume ends it."""
+        self.schedules = SlotChecker()
 
     def _flag(self, code: ViolationCode, record: Mapping[str, Any], message: str) -> None:
         self.violations.append(Violation(code, message, seq=record["seq"]))
@@ -78,6 +80,11 @@ class InvariantChecker:
             kind, outcome = record["decision_type"], record["decision_outcome"]
             if kind == "pause":
                 self.paused = pause_after(self.paused, record)
+                continue
+            if kind == "schedule":
+                refired = self.schedules.feed(record)
+                if refired is not None:
+                    self._flag(ViolationCode.SCHEDULE_SLOT_REFIRED, record, refired)
                 continue
             run_id = record.get("run_id")
             if run_id is None:

@@ -42,6 +42,7 @@ class DecisionType(StrEnum):
     RED_FLAG = "red_flag"
     AUDIT = "audit"
     NOTIFICATION = "notification"
+    SCHEDULE = "schedule"
 
 
 class DecisionSource(StrEnum):
@@ -104,6 +105,10 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.RED_FLAG: frozenset({"raised", "noted"}),
     DecisionType.AUDIT: frozenset({"passed", "failed", "repaired"}),
     DecisionType.NOTIFICATION: frozenset({"sent", "failed"}),
+    # A schedule is a person's decision (`added`, `removed`); each of its slots is then claimed
+    # once, before anything happens, as `fired`, `skipped` or `failed`; `started` links a fired
+    # slot to the run it started (or `failed` says why none started).
+    DecisionType.SCHEDULE: frozenset({"added", "removed", "fired", "skipped", "failed", "started"}),
 }
 
 FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(
@@ -119,6 +124,7 @@ FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(
         ("verification", "incomplete"),
         ("audit", "failed"),
         ("notification", "failed"),
+        ("schedule", "failed"),
     }
 )
 """The (type, outcome) pairs `stoic log --failures` shows: something did not go as intended."""

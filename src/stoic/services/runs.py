@@ -80,6 +80,7 @@ __all__ = [
     "check",
     "continue_",
     "list_runs",
+    "live_runs",
     "retry",
     "start",
     "status",
@@ -230,6 +231,12 @@ def _limit_reached(admission: Admission, name: str, override: NextStep | None) -
         " meta.concurrency.limit in the plan",
         tuple(run.run_id for run in live),
     )
+
+
+def live_runs(workspace: Workspace) -> list[LiveRun]:
+    """The runs a runner holds right now, each with its plan's key: what a plan's concurrency
+    rule counts (asked under the writer lock, nothing starts meanwhile)."""
+    return _live_runs(workspace, other_than=None)
 
 
 def _live_runs(workspace: Workspace, *, other_than: str | None) -> list[LiveRun]:

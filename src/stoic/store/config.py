@@ -56,6 +56,16 @@ class ReviewSettings(_Section):
     )
 
 
+class SchedulesSettings(_Section):
+    catch_up_seconds: float = Field(
+        24 * 3600.0,
+        ge=0,
+        description="A schedule's slots missed while the server was down are run once, as one"
+        " run, when the latest of them is at most this many seconds old; older, they are"
+        " recorded skipped.",
+    )
+
+
 MAX_DEFAULT_TIMEOUT_SECONDS = 7 * 24 * 3600
 """A default timeout longer than a week is a typo: a task that long gives itself `timeout:`."""
 
@@ -311,6 +321,7 @@ class Settings(_Section):
     recovery: RecoverySettings = RecoverySettings()
     policy: PolicySettings = PolicySettings()
     agents: AgentSettings = AgentSettings()
+    schedules: SchedulesSettings = SchedulesSettings()
     notifiers: list[NotifierSettings] = Field(
         default_factory=lambda: [
             NotifierSettings(
