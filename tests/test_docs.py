@@ -83,6 +83,15 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     ],
     "serve": NoJson("a server that runs until stopped; its JSON is its API under /api"),
     "plan": NoJson("a group: its commands are checked"),
+    "users": NoJson("a group: its commands are checked"),
+    "users add": [J("users add ann --role reviewer --json")],
+    "users list": [
+        J("users list --json"),
+        J("users list --json", setup=("users add bo --role admin",)),
+    ],
+    "users reset": [J("users reset cy --json", setup=("users add cy --role operator",))],
+    "users role": [J("users role di --role admin --json", setup=("users add di --role reviewer",))],
+    "users remove": [J("users remove ed --json", setup=("users add ed --role reviewer",))],
     "plan check": [J("plan check {plan} --json")],
     "plan schema": [J("plan schema --json")],
 }

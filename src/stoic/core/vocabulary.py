@@ -42,6 +42,7 @@ class DecisionType(StrEnum):
     RED_FLAG = "red_flag"
     AUDIT = "audit"
     NOTIFICATION = "notification"
+    USER = "user"
 
 
 class DecisionSource(StrEnum):
@@ -104,6 +105,9 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.RED_FLAG: frozenset({"raised", "noted"}),
     DecisionType.AUDIT: frozenset({"passed", "failed", "repaired"}),
     DecisionType.NOTIFICATION: frozenset({"sent", "failed"}),
+    # Who may use the console, and with which role; a new secret is on record too, because
+    # only the secret file naming the latest such record logs in. Never a hash or a secret.
+    DecisionType.USER: frozenset({"added", "removed", "role_changed", "secret_reset"}),
 }
 
 FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(

@@ -1,0 +1,186 @@
+"""People and access (DESIGN §14): who may use the console, with which role, and the check
+of a login's secret.
+
+Adding or removing a user, changing a role and issuing a new secret are decisions on record
+(`user` records: name, role, by whom — never a hash or a secret). Each record is durable
+before its secret file is written, both under the writer lock; the role a login gets is the
+fold of those records, so a secret file alone never lets anyone in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stoic.core.users import User, UserDirectory, name_problem, role_problem
+from stoic.exceptions import UsageError
+from stoic.store import user_files
+from stoic.store.workspace import Workspace
+
+__all__ = [
+    "Issued",
+    "UserEntry",
+    "add",
+    "authenticate",
+    "backed",
+    "directory",
+    "list_users",
+    "remove",
+    "reset",
+    "set_role",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A user given a new one-time secret: shown to the person who asked, once."""
+
+    name: str
+    role: str
+    secret: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    """A user as `stoic users list` shows them."""
+
+    name: str
+    role: str
+    added_at: str
+    can_log_in: bool
+    """False while their secret file is missing or stale (`stoic users reset` issues one)."""
+
+
+def directory(workspace: Workspace) -> UserDirectory:
+    """The users the log backs now."""
+    folded = UserDirectory()
+    folded.feed(record._asdict() for record in workspace.records(decision_type="user"))
+    return folded
+
+
+def backed(workspace: Workspace, name: str) -> User | None:
+    """The user `name` as the log has them now, or None (never added, or removed)."""
+    return directory(workspace).get(name)
+
+
+def _checked_name(name: str) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise UsageError(problem)
+    return name
+
+
+def _checked_role(role: str) -> str:
+    problem = role_problem(role)
+    if problem is not None:
+        raise UsageError(problem)
+    return role
+
+
+def _existing(workspace: Workspace, name: str) -> User:
+    user = backed(workspace, _checked_name(name))
+    if user is None:
+        raise UsageError(f"no user {name!r} (see `stoic users list`)")
+    return user
+
+
+def _issue(workspace: Workspace, name: str, seq: int) -> str:
+    secret = user_files.new_secret()
+    user_files.write_secret_file(workspace.root, name, seq, user_files.hash_secret(secret))
+    return secret
+
+
+def add(workspace: Workspace, name: str, *, role: str, actor: str) -> Issued:
+    """Put a new user on record with `role` and issue their one-time secret."""
+    _checked_name(name)
+    _checked_role(role)
+    with workspace.transaction():
+        if backed(workspace, name) is not None:
+            raise UsageError(
+                f"user {name!r} exists (hint: `stoic users role {name} --role {role}` changes"
+                f" the role, `stoic users reset {name}` issues a new secret)"
+            )
+        record = workspace.record(
+            "user",
+            "added",
+            f"{actor} added {name} as {role}.",
+            source="human",
+            actor=actor,
+            trigger="explicit",
+            inputs={"name": name, "role": role},
+        )
+        secret = _issue(workspace, name, record.seq)
+    return Issued(name, role, secret, record.seq)
+
+
+def reset(workspace: Workspace, name: str, *, actor: str) -> Issued:
+    """Issue a new one-time secret: the old one no longer logs in."""
+    with workspace.transaction():
+        user = _existing(workspace, name)
+        record = workspace.record(
+            "user",
+            "secret_reset",
+            f"{actor} issued a new secret to {name}.",
+            source="human",
+            actor=actor,
+            trigger="explicit",
+            inputs={"name": name, "role": user.role},
+        )
+        secret = _issue(workspace, name, record.seq)
+    return Issued(name, user.role, secret, record.seq)
+
+
+def set_role(workspace: Workspace, name: str, *, role: str, actor: str) -> bool:
+    """Give `name` another role; False when they hold it already (nothing recorded)."""
+    _checked_role(role)
+    with workspace.transaction():
+        user = _existing(workspace, name)
+        if user.role == role:
+            return False
+        workspace.record(
+            "user",
+            "role_changed",
+            f"{actor} made {name} {role} (was {user.role}).",
+            source="human",
+            actor=actor,
+            trigger="explicit",
+            inputs={"name": name, "role": role, "previous_role": user.role},
+        )
+    return True
+
+
+def remove(workspace: Workspace, name: str, *, actor: str) -> None:
+    """Take `name` off record; their secret file is deleted after the record is durable."""
+    with workspace.transaction():
+        user = _existing(workspace, name)
+        workspace.record(
+            "user",
+            "removed",
+            f"{actor} removed {name} ({user.role}).",
+            source="human",
+            actor=actor,
+            trigger="explicit",
+            inputs={"name": name, "role": user.role},
+        )
+        user_files.remove_secret_file(workspace.root, name)
+
+
+def list_users(workspace: Workspace) -> list[UserEntry]:
+    """The users the log backs, by name, and whether each can log in now."""
+    entries = []
+    for name, user in sorted(directory(workspace).users.items()):
+        held = user_files.read_secret_file(workspace.root, name)
+        can = held is not None and held.seq == user.issued_seq
+        entries.append(UserEntry(name, user.role, user.added_at, can))
+    return entries
+
+
+def authenticate(workspace: Workspace, name: str, secret: str) -> User | None:
+    """The user `name` when `secret` is theirs; None otherwise, in the same time whether the
+    name is known or not (one scrypt either way)."""
+    user = backed(workspace, name) if name_problem(name) is None else None
+    held = user_files.read_secret_file(workspace.root, name) if user is not None else None
+    if user is not None and held is not None and held.seq != user.issued_seq:
+        held = None  # a secret replaced since, or a file restored from before
+    matches = user_files.secret_matches(held.hashed if held is not None else None, secret)
+    return user if matches and user is not None else None
