@@ -374,6 +374,14 @@ def test_a_removed_users_session_is_refused_and_a_role_change_holds_at_once(
     assert console.records() == before
 
 
+def test_a_new_secret_ends_the_sessions_opened_with_the_old_one(
+    console: Console, people: dict[str, tuple[httpx.Client, str]]
+) -> None:
+    reviewer, _ = people["reviewer"]
+    assert run_cli("-w", str(console.workspace), "users", "reset", "reviewer").exit_code == 0
+    assert reviewer.get("/api/session").status_code == 401
+
+
 @pytest.mark.parametrize("name", ["..", "%2e%2e", ".hidden", "UPPER", "x%0ay"])
 def test_a_user_name_in_a_url_that_is_not_a_name_is_404(
     console: Console, people: dict[str, tuple[httpx.Client, str]], name: str

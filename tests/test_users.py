@@ -168,3 +168,22 @@ def test_a_link_planted_for_the_secret_file_is_never_written_through(
     _cli(workspace, "users", "add", "gina", "--role", "reviewer")
     assert outside.read_text() == "keep"
     assert not (workspace / "users" / "gina.json").is_symlink()
+
+
+def test_a_secret_file_that_cannot_be_written_leaves_a_user_who_cannot_log_in(
+    workspace: Path,
+) -> None:
+    (workspace / "users").write_text("not a folder")  # where the secret files go
+    message = _cli(workspace, "users", "add", "hank", "--role", "admin", code=1)
+    assert "hank is on record" in message and "stoic users reset hank" in message
+    (record,) = _log(workspace)  # the record came first, and stays
+    assert record["decision_outcome"] == "added"
+    listed = orjson.loads(_cli(workspace, "users", "list", "--json"))
+    assert [(e["name"], e["can_log_in"]) for e in listed] == [("hank", False)]
+    report = _audit(workspace)
+    assert [v["path"] for v in report["violations"]] == ["users"]  # type: ignore[attr-defined]
+    (workspace / "users").unlink()
+    secret = orjson.loads(_cli(workspace, "users", "reset", "hank", "--json"))["secret"]
+    with Workspace.open(workspace) as ws:
+        assert users.authenticate(ws, "hank", secret) is not None
+    assert _audit(workspace)["ok"] is True

@@ -52,22 +52,18 @@ def session_of(request: Request) -> Session:
     session = sessions.get(request.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired
-    role = _role_on_record(request, session.person.name)
-    if role is None:  # removed since the login (perhaps by `stoic users remove`)
-        sessions.close_person(session.person.name)
+    with Workspace.open(request.app.state.config.workspace) as workspace:
+        user = users.backed(workspace, session.person.name)
+    replaced = user is not None and session.issued_seq not in (0, user.issued_seq)
+    if user is None or user.role not in _ROLES or replaced:
+        # Removed, or given a new secret, since the login (perhaps by `stoic users`).
+        sessions.close(session.token)
         raise LoginRequired
+    role = Role(user.role)
     if role != session.person.role:
         session = dataclasses.replace(session, person=Person(session.person.name, role))
     request.state.stoic_session = session
     return session
-
-
-def _role_on_record(request: Request, name: str) -> Role | None:
-    with Workspace.open(request.app.state.config.workspace) as workspace:
-        user = users.backed(workspace, name)
-    if user is None or user.role not in _ROLES:
-        return None
-    return Role(user.role)
 
 
 def require(needed: Role) -> Callable[[Request], Person]:

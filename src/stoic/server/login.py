@@ -61,7 +61,8 @@ def login(
         throttle.failed(keys)
         return page(request, "login.html", {"error": WRONG, "name": name}, status_code=401)
     throttle.clear(keys[0])
-    session = sessions_of(request).open(Person(user.name, Role(user.role)))
+    person = Person(user.name, Role(user.role))
+    session = sessions_of(request).open(person, issued_seq=user.issued_seq)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,

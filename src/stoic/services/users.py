@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stoic.core.users import User, UserDirectory, name_problem, role_problem
-from stoic.exceptions import UsageError
+from stoic.exceptions import UsageError, WorkspaceNotWritable
 from stoic.store import user_files
 from stoic.store.workspace import Workspace
 
@@ -85,8 +85,15 @@ def _existing(workspace: Workspace, name: str) -> User:
 
 
 def _issue(workspace: Workspace, name: str, seq: int) -> str:
+    """Write the secret file the record at `seq` announces; the record is durable already."""
     secret = user_files.new_secret()
-    user_files.write_secret_file(workspace.root, name, seq, user_files.hash_secret(secret))
+    try:
+        user_files.write_secret_file(workspace.root, name, seq, user_files.hash_secret(secret))
+    except WorkspaceNotWritable as exc:
+        raise WorkspaceNotWritable(
+            f"{exc}; {name} is on record (seq {seq}) but has no secret and cannot log in"
+            f" (hint: once the workspace can be written, `stoic users reset {name}`)"
+        ) from exc
     return secret
 
 
