@@ -187,3 +187,27 @@ def test_a_secret_file_that_cannot_be_written_leaves_a_user_who_cannot_log_in(
     with Workspace.open(workspace) as ws:
         assert users.authenticate(ws, "hank", secret) is not None
     assert _audit(workspace)["ok"] is True
+
+
+def test_the_servers_roster_answers_what_the_log_says_at_each_look(
+    workspace: Path, tmp_path: Path
+) -> None:
+    roster = users.Roster()
+    with Workspace.open(workspace) as ws:
+        assert roster.backed(ws, "ivy") is None
+        users.add(ws, "ivy", role="reviewer", actor="human:root")
+        first = roster.backed(ws, "ivy")
+        assert first is not None and first.role == "reviewer"
+        users.set_role(ws, "ivy", role="admin", actor="human:root")
+        users.reset(ws, "ivy", actor="human:root")
+        caught_up = roster.backed(ws, "ivy")
+        assert caught_up == users.backed(ws, "ivy")
+        assert caught_up is not None and caught_up.role == "admin"
+        users.remove(ws, "ivy", actor="human:root")
+        assert roster.backed(ws, "ivy") is None
+    other = tmp_path / "other"
+    _cli(other, "init")
+    _cli(other, "users", "add", "ivy", "--role", "operator")
+    with Workspace.open(other) as ws:  # another log: folded from its start
+        found = roster.backed(ws, "ivy")
+        assert found is not None and found.role == "operator"

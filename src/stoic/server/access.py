@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from stoic.server.auth import LoginRequired
 from stoic.server.throttle import LoginThrottle
+from stoic.services import users
 
 __all__ = ["install"]
 
@@ -27,6 +28,7 @@ def install(app: FastAPI) -> None:
     from stoic.server import login, user_pages
 
     app.state.login_throttle = LoginThrottle()
+    app.state.user_roster = users.Roster()
     app.add_exception_handler(LoginRequired, _login_required)
     app.include_router(login.router)
     app.include_router(user_pages.router)

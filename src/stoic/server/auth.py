@@ -53,7 +53,9 @@ def session_of(request: Request) -> Session:
     if session is None:
         raise LoginRequired
     with Workspace.open(request.app.state.config.workspace) as workspace:
-        user = users.backed(workspace, session.person.name)
+        roster = request.app.state.user_roster
+        assert isinstance(roster, users.Roster)
+        user = roster.backed(workspace, session.person.name)
     replaced = user is not None and session.issued_seq not in (0, user.issued_seq)
     if user is None or user.role not in _ROLES or replaced:
         # Removed, or given a new secret, since the login (perhaps by `stoic users`).

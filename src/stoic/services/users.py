@@ -9,15 +9,20 @@ fold of those records, so a secret file alone never lets anyone in.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
+from stoic.core.records import GENESIS_HASH
 from stoic.core.users import User, UserDirectory, name_problem, role_problem
 from stoic.exceptions import UsageError, WorkspaceNotWritable
 from stoic.store import user_files
+from stoic.store.interface import Head
 from stoic.store.workspace import Workspace
 
 __all__ = [
     "Issued",
+    "Roster",
     "UserEntry",
     "add",
     "authenticate",
@@ -61,6 +66,36 @@ def directory(workspace: Workspace) -> UserDirectory:
 def backed(workspace: Workspace, name: str) -> User | None:
     """The user `name` as the log has them now, or None (never added, or removed)."""
     return directory(workspace).get(name)
+
+
+class Roster:
+    """The users the log backs, for a server that asks on every request: folded once, then
+    caught up from where it stopped at each look, so every answer is the log up to its end
+    at that moment — a cursor over the log, never a copy that could disagree with it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._root: Path | None = None
+        self._folded = UserDirectory()
+        self._head = Head(0, GENESIS_HASH)
+
+    def backed(self, workspace: Workspace, name: str) -> User | None:
+        """As `backed(workspace, name)`, without reading the log again from its start."""
+        with self._lock:
+            head = workspace.head()
+            seen = self._head
+            moved = head.seq < seen.seq or (head.seq == seen.seq and head.hash != seen.hash)
+            if workspace.root != self._root or moved:  # another log: fold it from the start
+                self._root, self._folded, seen = workspace.root, UserDirectory(), Head(0, "")
+            if head.seq > seen.seq:
+                since = seen.seq or None
+                self._folded.feed(
+                    record._asdict()
+                    for record in workspace.records(since_seq=since, decision_type="user")
+                    if record.seq <= head.seq  # any later one is folded at the next look
+                )
+            self._head = head
+            return self._folded.get(name)
 
 
 def _checked_name(name: str) -> str:
@@ -182,9 +217,15 @@ def list_users(workspace: Workspace) -> list[UserEntry]:
     return entries
 
 
+_LONGEST_SECRET = 1024
+"""A longer one is refused (after the same one scrypt): no issued secret is near that long."""
+
+
 def authenticate(workspace: Workspace, name: str, secret: str) -> User | None:
     """The user `name` when `secret` is theirs; None otherwise, in the same time whether the
     name is known or not (one scrypt either way)."""
+    if len(secret) > _LONGEST_SECRET:
+        name, secret = "", ""  # checked against the dummy: never a match
     user = backed(workspace, name) if name_problem(name) is None else None
     held = user_files.read_secret_file(workspace.root, name) if user is not None else None
     if user is not None and held is not None and held.seq != user.issued_seq:
