@@ -10,6 +10,7 @@ import typer
 from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo, echo_json
+from stoic.core import next_steps
 from stoic.core.users import ROLES
 from stoic.services import users
 
@@ -80,9 +81,10 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
         )
         return
     if not entries:
-        echo("no users (add one with `stoic users add NAME --role reviewer`)")
+        echo(f"no users (add one with {next_steps.users_add()})")
     for entry in entries:
-        note = "" if entry.can_log_in else "  (no secret: `stoic users reset` issues one)"
+        hint = next_steps.users_reset(entry.name)
+        note = "" if entry.can_log_in else f"  (no secret: {hint} issues one)"
         echo(f"{entry.name}  {entry.role}  since {entry.added_at}{note}")
 
 

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from stoic.core import next_steps
 from stoic.core.records import GENESIS_HASH
 from stoic.core.users import User, UserDirectory, name_problem, role_problem
 from stoic.exceptions import UsageError, WorkspaceNotWritable
@@ -115,7 +116,7 @@ def _checked_role(role: str) -> str:
 def _existing(workspace: Workspace, name: str) -> User:
     user = backed(workspace, _checked_name(name))
     if user is None:
-        raise UsageError(f"no user {name!r} (see `stoic users list`)")
+        raise UsageError(f"no user {name!r} (see {next_steps.users_list()})")
     return user
 
 
@@ -127,7 +128,7 @@ def _issue(workspace: Workspace, name: str, seq: int) -> str:
     except WorkspaceNotWritable as exc:
         raise WorkspaceNotWritable(
             f"{exc}; {name} is on record (seq {seq}) but has no secret and cannot log in"
-            f" (hint: once the workspace can be written, `stoic users reset {name}`)"
+            f" (hint: once the workspace can be written, {next_steps.users_reset(name)})"
         ) from exc
     return secret
 
@@ -139,8 +140,8 @@ def add(workspace: Workspace, name: str, *, role: str, actor: str) -> Issued:
     with workspace.transaction():
         if backed(workspace, name) is not None:
             raise UsageError(
-                f"user {name!r} exists (hint: `stoic users role {name} --role {role}` changes"
-                f" the role, `stoic users reset {name}` issues a new secret)"
+                f"user {name!r} exists (hint: {next_steps.users_role(name, role)} changes"
+                f" the role, {next_steps.users_reset(name)} issues a new secret)"
             )
         record = workspace.record(
             "user",

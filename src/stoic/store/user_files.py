@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stoic.core import next_steps
 from stoic.core.audit import Violation, ViolationCode
 from stoic.core.users import NAME_PATTERN, UserDirectory
 from stoic.exceptions import WorkspaceNotWritable
@@ -233,7 +234,8 @@ class UserFilesCheck:
             found.append(
                 Violation(
                     ViolationCode.USER_FILE_UNBACKED,
-                    f"{relative} can never log in: {why}; `stoic audit --repair` moves it aside",
+                    f"{relative} can never log in: {why}; {next_steps.audit(repair=True)} moves"
+                    " it aside",
                     expected=f"seq {user.issued_seq}" if user is not None else "no file",
                     found=f"seq {held.seq}" if held is not None else "a file",
                     path=relative,
