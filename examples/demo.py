@@ -8,7 +8,7 @@ both timeline views, the log, a clean audit, `plan check` on a plan file written
 orchestrator, and what the audit says when someone edits a record by hand (on a copy).
 Then an agent works in an iterate loop and stalls, so stoic escalates with a briefing, while
 fail-open verifiers warn without stopping the work; the demo ends with a night's maintenance
-waiting in the review queue.
+waiting in the review queue, and how to open the review console on it as a user made for it.
 """
 
 from __future__ import annotations
@@ -121,6 +121,28 @@ def main() -> int:
             f" {proposal_id} --reason '…'"
         )
     print(f"stoic --workspace {workspace} continue {ops_run}")
+
+    print("\n# Or review them in the console: a user for it, with a one-time secret.")
+    print("$ stoic --workspace … users add demo --role admin --json", flush=True)
+    added = subprocess.run(
+        [STOIC, *ws, "users", "add", "demo", "--role", "admin", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if added.returncode != 0:  # the demo ran here before: issue a new secret instead
+        added = subprocess.run(
+            [STOIC, *ws, "users", "reset", "demo", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    user = json.loads(added.stdout)
+    print(f"\nstoic -w {workspace} serve")
+    print(
+        f"# then open http://127.0.0.1:8765/login and log in as {user['name']} with the"
+        f" one-time secret {user['secret']}"
+    )
     expected = (3, 1, 0, 1, 1, 3, 3)
     outcomes = (ran, resumed, clean, checked, caught, escalated, waiting)
     return 0 if outcomes == expected else 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import stoic
+from stoic.services import users
 from tests.conftest import PROJECT_ROOT, STOIC_BIN, fill
 
 README = (PROJECT_ROOT / "README.md").read_text()
@@ -98,6 +99,16 @@ def test_the_demo_runs_and_shows_each_part(tmp_path: Path) -> None:
     assert "## What Needs Your Decision" in output  # an escalation briefing
     assert "WARNING: verifier style-review of task write-notes could not verify" in output
     assert "stoic --workspace" in output.rsplit("# To review them:", 1)[1]  # the queue waits
+    # It ends with how to open the console, as a user whose printed secret logs in.
+    workspace = tmp_path / "demo" / ".stoic"
+    ending = result.stdout.rstrip().splitlines()[-2:]
+    assert ending[0] == f"stoic -w {workspace} serve"
+    said = r"# then open (\S+/login) and log in as (\S+) with the one-time secret (\S+)"
+    login = re.fullmatch(said, ending[1])
+    assert login is not None, ending
+    with stoic.Workspace.open(workspace) as ws:  # the console's own check of a login
+        user = users.authenticate(ws, login[2], login[3])
+    assert user is not None and user.role == "admin"
 
 
 def test_the_readme_code_map_names_every_module_and_only_modules_that_exist() -> None:

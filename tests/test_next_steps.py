@@ -48,6 +48,11 @@ STEPS: list[tuple[str, NextStep]] = [
     ("retry", next_steps.retry("RUN_ID", "TASK")),
     ("approve", next_steps.approve("PROP-20260101-001")),
     ("approve", next_steps.approve("PROP-20260101-001", continue_run=True)),
+    ("users_add", next_steps.users_add()),
+    ("users_add", next_steps.users_add("ann", "admin")),
+    ("users_list", next_steps.users_list()),
+    ("users_reset", next_steps.users_reset("ann")),
+    ("users_role", next_steps.users_role("ann", "operator")),
 ]
 
 

@@ -88,7 +88,7 @@ def test_every_file_view_is_caught_up_audited_and_rebuilt_through_one_registry(
 ) -> None:
     with stoic.Workspace.open(ws_path) as ws:
         names = [view.name for view in ws.views]
-        assert names == ["workspace_status", "queue", "escalations", "runs"]
+        assert names == ["workspace_status", "queue", "escalations", "runs", "users"]
         fill(ws, 3)
     (ws_path / "manifests" / "workspace_status.json").unlink()
     with stoic.Workspace.open(ws_path, catch_up=False) as ws:

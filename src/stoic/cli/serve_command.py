@@ -32,4 +32,6 @@ def serve(
     state = cli_state(ctx)
     config = ServerConfig(workspace=state.workspace.absolute())
     echo(f"stoic: serving {config.workspace} on http://{host}:{port}", err=True)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback client as the
+    # client's address; the console reads it itself, and only with --behind-proxy.
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", proxy_headers=False)

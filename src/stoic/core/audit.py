@@ -68,6 +68,7 @@ class ViolationCode(StrEnum):
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log
     ANCHOR_MISMATCH = "anchor_mismatch"  # the log lacks a record whose hash was kept elsewhere
+    USER_FILE_UNBACKED = "user_file_unbacked"  # a secret file no `user` record stands behind
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,10 @@ __all__ = [
     "run_status",
     "runs",
     "show_proposal",
+    "users_add",
+    "users_list",
+    "users_reset",
+    "users_role",
 ]
 
 
@@ -154,6 +158,26 @@ def answer_escalation(
     if note is not None:
         arguments += ("--note", f'"{note}"')
     return NextStep(("escalations", "answer"), arguments)
+
+
+def users_add(name: str = "NAME", role: str = "reviewer") -> NextStep:
+    """Let a person use the review console."""
+    return NextStep(("users", "add"), (name, "--role", role))
+
+
+def users_list() -> NextStep:
+    """The people who may use the review console."""
+    return NextStep(("users", "list"))
+
+
+def users_reset(name: str = "NAME") -> NextStep:
+    """Issue a user a new one-time secret."""
+    return NextStep(("users", "reset"), (name,))
+
+
+def users_role(name: str, role: str) -> NextStep:
+    """Give a user another role."""
+    return NextStep(("users", "role"), (name, "--role", role))
 
 
 def _proposal_arguments(

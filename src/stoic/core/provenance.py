@@ -37,6 +37,10 @@ PERSON_ONLY = frozenset(
         ("proposal", "rolled_back"),
         ("escalation", "resolved"),
         ("pause", "resumed"),
+        ("user", "added"),
+        ("user", "removed"),
+        ("user", "role_changed"),
+        ("user", "secret_reset"),
     }
 )
 """Decisions only a person makes, whoever the record names as actor."""

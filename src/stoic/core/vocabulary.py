@@ -43,6 +43,7 @@ class DecisionType(StrEnum):
     AUDIT = "audit"
     NOTIFICATION = "notification"
     SCHEDULE = "schedule"
+    USER = "user"
 
 
 class DecisionSource(StrEnum):
@@ -109,6 +110,9 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     # once, before anything happens, as `fired`, `skipped` or `failed`; `started` links a fired
     # slot to the run it started (or `failed` says why none started).
     DecisionType.SCHEDULE: frozenset({"added", "removed", "fired", "skipped", "failed", "started"}),
+    # Who may use the console, and with which role; a new secret is on record too, because
+    # only the secret file naming the latest such record logs in. Never a hash or a secret.
+    DecisionType.USER: frozenset({"added", "removed", "role_changed", "secret_reset"}),
 }
 
 FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoic import __version__
+from stoic.server import access
 from stoic.server.sessions import Sessions
 from stoic.services.workspace import Workspace
 
@@ -41,6 +42,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.config = config
     app.state.sessions = Sessions()
+    access.install(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

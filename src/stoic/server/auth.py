@@ -8,11 +8,14 @@ with 403 — in every case before a service is called, so nothing is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
 from stoic.server.sessions import Person, Role, Session, Sessions
+from stoic.services import users
+from stoic.services.workspace import Workspace
 
 __all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "check_csrf", "require", "session_of"]
 
@@ -21,6 +24,9 @@ CSRF_FIELD = "csrf"
 """The form field that carries the CSRF token."""
 CSRF_HEADER = "X-CSRF-Token"
 """The header that carries it for the JSON API."""
+
+
+_ROLES = frozenset(role.value for role in Role)
 
 
 class LoginRequired(HTTPException):
@@ -37,10 +43,28 @@ def sessions_of(request: Request) -> Sessions:
 
 
 def session_of(request: Request) -> Session:
-    """The live session of the request's cookie; refused with 401 without one."""
-    session = sessions_of(request).get(request.cookies.get(COOKIE))
+    """The live session of the request's cookie, with the role the log gives its person now;
+    refused with 401 without one, or when the log no longer backs that person."""
+    known = getattr(request.state, "stoic_session", None)
+    if isinstance(known, Session):
+        return known
+    sessions = sessions_of(request)
+    session = sessions.get(request.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired
+    with Workspace.open(request.app.state.config.workspace) as workspace:
+        roster = request.app.state.user_roster
+        assert isinstance(roster, users.Roster)
+        user = roster.backed(workspace, session.person.name)
+    replaced = user is not None and session.issued_seq not in (0, user.issued_seq)
+    if user is None or user.role not in _ROLES or replaced:
+        # Removed, or given a new secret, since the login (perhaps by `stoic users`).
+        sessions.close(session.token)
+        raise LoginRequired
+    role = Role(user.role)
+    if role != session.person.role:
+        session = dataclasses.replace(session, person=Person(session.person.name, role))
+    request.state.stoic_session = session
     return session
 
 

@@ -55,6 +55,9 @@ class Session:
     person: Person
     expires_at: float
     """`time.monotonic()` past which the session is gone."""
+    issued_seq: int = 0
+    """The seq of the record that issued the secret this session logged in with (0: none):
+    once the log names a newer secret, the session is over."""
 
 
 class Sessions:
@@ -65,12 +68,13 @@ class Sessions:
         self._by_token: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def open(self, person: Person) -> Session:
+    def open(self, person: Person, *, issued_seq: int = 0) -> Session:
         session = Session(
             token=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),
             person=person,
             expires_at=time.monotonic() + self._lifetime,
+            issued_seq=issued_seq,
         )
         with self._lock:
             self._by_token[session.token] = session

@@ -38,8 +38,9 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write(path: Path, data: bytes, *, root: Path) -> None:
+def atomic_write(path: Path, data: bytes, *, root: Path, mode: int = 0o644) -> None:
     """Replace `path` (below `root`) with `data`: temp file, fsync, rename, fsync of the folder.
+    The new file is created with `mode`, so a private one is never readable by others.
 
     A link standing at `path` is replaced, never written through; a link on the way is refused.
     """
@@ -49,10 +50,10 @@ def atomic_write(path: Path, data: bytes, *, root: Path) -> None:
         with confined_dir(root, relative.parent) as folder:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
             try:
-                fd = open_at(folder, path.with_name(tmp), flags)
+                fd = open_at(folder, path.with_name(tmp), flags, mode)
             except FileExistsError:  # left by a dead process that had this pid and thread id
                 os.unlink(tmp, dir_fd=folder)
-                fd = open_at(folder, path.with_name(tmp), flags)
+                fd = open_at(folder, path.with_name(tmp), flags, mode)
             try:
                 try:
                     write_all(fd, data)

@@ -35,6 +35,7 @@ REPAIRABLE = frozenset(
         ViolationCode.PROJECTION_MISMATCH,
         ViolationCode.QUEUE_MISMATCH,
         ViolationCode.ESCALATION_MISMATCH,
+        ViolationCode.USER_FILE_UNBACKED,  # moved aside: it could never log in anyway
     }
 )
 """What `stoic audit --repair` mends; anything else makes it refuse and change nothing."""

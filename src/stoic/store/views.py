@@ -28,6 +28,7 @@ from stoic.store.queue import Queue
 from stoic.store.queue_audit import check_queue_files
 from stoic.store.queue_snapshot import SnapshotCheck
 from stoic.store.run_audit import RunFilesCheck, rebuild_run_files
+from stoic.store.user_files import UserFilesView
 
 if TYPE_CHECKING:
     from stoic.store.handle import ProjectionWriter, WorkspaceHandle
@@ -42,6 +43,7 @@ def file_views(workspace: WorkspaceHandle) -> tuple[ProjectionWriter, ...]:
         QueueView(workspace),
         EscalationView(workspace),
         RunFilesView(workspace),
+        UserFilesView(workspace),
     )
 
 

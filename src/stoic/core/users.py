@@ -1,0 +1,95 @@
+"""People who may use the console, folded from the log's `user` records (DESIGN §14).
+
+Who exists and with which role is what the log says: a secret file in the workspace only
+proves a person holds the secret last issued to a user the log backs. Pure: records in, a
+directory out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "NAME_PATTERN",
+    "ROLES",
+    "User",
+    "UserDirectory",
+    "name_problem",
+    "role_problem",
+]
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+"""A user's name: also the stem of their secret file, so it can never be a path."""
+
+ROLES = ("reviewer", "operator", "admin")
+"""The roles a person can hold, each allowed what the ones before it are."""
+
+RESERVED_ROLES = {"agent": "the agent role is reserved for the gate, which does not exist yet"}
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a user's name, or None."""
+    if NAME_PATTERN.fullmatch(name) is None:
+        shown = name.encode("unicode_escape").decode("ascii")[:80]
+        return (
+            f"{shown!r} is not a user name: 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a"
+            " letter or digit"
+        )
+    return None
+
+
+def role_problem(role: str) -> str | None:
+    """Why `role` cannot be given to a person, or None."""
+    if role in RESERVED_ROLES:
+        return f"not yet: {RESERVED_ROLES[role]}"
+    if role not in ROLES:
+        return f"unknown role {role!r} (allowed: {', '.join(ROLES)})"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user the log backs."""
+
+    name: str
+    role: str
+    added_at: str
+    issued_seq: int
+    """The seq of the record that issued their current secret (added or secret_reset): only
+    a secret file naming this seq logs in."""
+
+
+@dataclass
+class UserDirectory:
+    """The fold of `user` records: the users in force, by name."""
+
+    users: dict[str, User] = field(default_factory=dict)
+
+    def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            if record["decision_type"] != "user":
+                continue
+            inputs = record["decision_inputs"]
+            name, outcome = inputs.get("name"), record["decision_outcome"]
+            if not isinstance(name, str):
+                continue
+            known = self.users.get(name)
+            if outcome == "added":
+                self.users[name] = User(
+                    name, str(inputs.get("role")), record["decided_at"], record["seq"]
+                )
+            elif known is None:
+                continue
+            elif outcome == "removed":
+                del self.users[name]
+            elif outcome == "role_changed":
+                role = str(inputs.get("role"))
+                self.users[name] = User(name, role, known.added_at, known.issued_seq)
+            elif outcome == "secret_reset":
+                self.users[name] = User(name, known.role, known.added_at, record["seq"])
+
+    def get(self, name: str) -> User | None:
+        return self.users.get(name)

@@ -1,0 +1,92 @@
+"""Logging in and out of the console.
+
+A failed login says only "wrong name or secret", whichever was wrong, and costs one scrypt
+whether the name exists or not; five failures for a name or from an address within fifteen
+minutes refuse further attempts for a while (429). Logins and their failures are not
+decisions: they are never recorded in the log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from stoic.server.access_render import client_address, page
+from stoic.server.auth import COOKIE, check_csrf, session_of, sessions_of
+from stoic.server.sessions import SESSION_SECONDS, Person, Role, Session
+from stoic.server.throttle import LoginThrottle
+from stoic.services import users
+from stoic.services.workspace import Workspace
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+WRONG = "wrong name or secret"
+_LONGEST_NAME = 64
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_form(request: Request) -> HTMLResponse:
+    return page(request, "login.html", {"error": None, "name": ""})
+
+
+@router.post("/login", include_in_schema=False)
+def login(
+    request: Request,
+    name: Annotated[str, Form()] = "",
+    secret: Annotated[str, Form()] = "",
+) -> Response:
+    """Open a session for the person whose secret this is; the cookie is HttpOnly,
+    SameSite=Strict, and Secure when the console is reached over TLS."""
+    config = request.app.state.config
+    throttle = request.app.state.login_throttle
+    assert isinstance(throttle, LoginThrottle)
+    keys = (f"name:{name[:_LONGEST_NAME]}", f"address:{client_address(request)}")
+    wait = throttle.retry_after(keys)
+    if wait is not None:
+        minutes = -(-wait // 60)
+        return page(
+            request,
+            "login.html",
+            {"error": f"too many failed logins: try again in {minutes} min", "name": name},
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+    with Workspace.open(config.workspace) as workspace:
+        user = users.authenticate(workspace, name, secret)
+    if user is None:
+        throttle.failed(keys)
+        return page(request, "login.html", {"error": WRONG, "name": name}, status_code=401)
+    throttle.clear(keys[0])
+    person = Person(user.name, Role(user.role))
+    session = sessions_of(request).open(person, issued_seq=user.issued_seq)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        session.token,
+        max_age=SESSION_SECONDS,
+        path="/",
+        secure=config.tls or config.behind_proxy,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/logout", include_in_schema=False, dependencies=[Depends(check_csrf)])
+def logout(request: Request, session: Annotated[Session, Depends(session_of)]) -> Response:
+    sessions_of(request).close(session.token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/api/session")
+def who(session: Annotated[Session, Depends(session_of)]) -> dict[str, Any]:
+    """Who this session is, their role as the log has it now, and the CSRF token every write
+    sends (`X-CSRF-Token`)."""
+    person = session.person
+    return {"name": person.name, "role": person.role.value, "csrf": session.csrf}
