@@ -17,7 +17,9 @@ import httpx
 import orjson
 import pytest
 
+import stoic
 from stoic.cli.serve_command import exposed_warning
+from stoic.run import decisions as made
 from tests.conftest import STOIC_BIN, run_cli, run_stoic_process
 from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
 from tests.test_serve import _free_port
@@ -395,3 +397,40 @@ def test_a_tls_certificate_without_its_key_is_refused(ws_path: Path) -> None:
     result = run_cli("-w", str(ws_path), "serve", "--tls-cert", "cert.pem")
     assert result.exit_code != 0
     assert "--tls-cert and --tls-key go together" in result.stderr
+
+
+FLAKY = """
+tasks:
+  - id: flaky
+    run: ["sh", "-c", "if [ -f fixed ]; then echo flaky >> steps; else exit 1; fi"]
+  - id: after
+    run: ["sh", "-c", "echo after >> steps"]
+    depends_on: [flaky]
+"""
+
+
+def test_a_retry_another_interface_recorded_is_picked_up(tmp_path: Path, ws_path: Path) -> None:
+    plan = write_plan(tmp_path, FLAKY)
+    assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 1
+    run_id = only_run(ws_path)
+    (failed,) = [r for r in of_type(ws_path, "execution", "failed") if r["task_id"] == "flaky"]
+    (tmp_path / "fixed").touch()
+    with serving(ws_path):
+        # What the console records for a person's retry: the decision alone, no runner.
+        with stoic.Workspace.open(ws_path) as workspace:
+            workspace.record_many(
+                [
+                    made.retry_decision(
+                        run_id,
+                        "flaky",
+                        "human:ada",
+                        "the disk is fixed",
+                        attempt=int(str(failed["attempt"])),
+                        attempt_id=str(failed["attempt_id"]),
+                        failure_kind=None,
+                    )
+                ]
+            )
+        _until_status(ws_path, run_id, "completed")
+    assert _steps(tmp_path) == ["flaky", "after"]
+    assert_audit_clean(ws_path)
