@@ -7,6 +7,7 @@ Every wait below polls for an effect; its bound is a hang guard, not a timing th
 from __future__ import annotations
 
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import pytest
 import stoic
 from stoic.cli.serve_command import exposed_warning
 from stoic.run import decisions as made
+from stoic.server.control import ControlPlane
 from tests.conftest import STOIC_BIN, run_cli, run_stoic_process
 from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
 from tests.test_serve import _free_port
@@ -305,6 +307,11 @@ def test_sigterm_stops_the_runners_which_record_their_attempts_interrupted(
         assert server.process.wait(timeout=GUARD) == 0, server.stderr()
     assert "execution/interrupted" in _story(ws_path, "long")
     assert _status(ws_path, run_id) == "interrupted"
+    (tmp_path / "started").unlink()
+    with serving(ws_path) as again:  # a stop is a decision: a person continues the run
+        _until("the server surveyed the runs twice", lambda: _surveyed_twice(again))
+    assert _status(ws_path, run_id) == "interrupted"
+    assert not (tmp_path / "started").exists()
     assert_audit_clean(ws_path)
 
 
@@ -434,3 +441,48 @@ def test_a_retry_another_interface_recorded_is_picked_up(tmp_path: Path, ws_path
         _until_status(ws_path, run_id, "completed")
     assert _steps(tmp_path) == ["flaky", "after"]
     assert_audit_clean(ws_path)
+
+
+def test_the_loop_calls_its_periodic_duties(ws_path: Path) -> None:
+    called: list[int] = []
+    plane = ControlPlane(ws_path, duties=[lambda: called.append(1)])
+    plane.start()
+    try:
+        _until("the duty was called twice", lambda: len(called) >= 2)
+    finally:
+        plane.stop()
+    assert plane.surveys >= 1
+
+
+def test_serving_over_tls_with_a_certificate_and_its_key(tmp_path: Path, ws_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made_cert = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    assert made_cert.returncode == 0, made_cert.stderr
+    port = _free_port()
+    server = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "serve", "--port", str(port),
+         "--tls-cert", str(cert), "--tls-key", str(key)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def answers() -> bool:
+            assert server.poll() is None
+            try:
+                url = f"https://127.0.0.1:{port}/healthz"
+                trusted = ssl.create_default_context(cafile=str(cert))
+                return httpx.get(url, verify=trusted, timeout=10).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _until("the server answers over TLS", answers)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=GUARD) == 0

@@ -113,6 +113,7 @@ class ControlPlane:
             return [r.run_id for r in self.runners.values() if r.process.poll() is None]
 
     def _loop(self) -> None:
+        surveyor = control.Surveyor()
         with Workspace.open(self.workspace) as workspace:
             seen_head = -1
             surveyed_at = float("-inf")
@@ -122,7 +123,7 @@ class ControlPlane:
                 now = self.clock()
                 if head != seen_head or ended or now - surveyed_at >= self.resurvey:
                     try:
-                        self._take_up(workspace, control.survey(workspace), now)
+                        self._take_up(workspace, surveyor.survey(workspace), now)
                         self.surveys += 1
                     except Exception as exc:  # a bad turn must not end the control plane
                         _say(f"control plane: the survey failed: {exc}")

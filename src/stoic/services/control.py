@@ -24,7 +24,7 @@ from stoic.services.run_list import RunPlans
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["RUNNER_GONE", "Survey", "TakeUp", "survey", "take_up_reason"]
+__all__ = ["RUNNER_GONE", "Survey", "Surveyor", "TakeUp", "survey", "take_up_reason"]
 
 RUNNER_GONE = "its runner is gone: the log says the run is going and no runner holds its lease"
 
@@ -75,45 +75,69 @@ def take_up_reason(view: RunView, analysis: Analysis, *, held: bool, paused: boo
 
 def survey(workspace: Workspace) -> Survey:
     """Every run that can be taken up now, from one pass over the log."""
-    folders: dict[str, RunFolder] = {}
-    head = 0
-    for record in workspace.records():
-        head = record.seq
-        run_id = record.run_id
-        if run_id is None:
-            continue
-        folder = folders.get(run_id)
-        if folder is None:
-            if record.decision_type != "run_lifecycle" or record.decision_outcome != "started":
+    return Surveyor().survey(workspace)
+
+
+class Surveyor:
+    """Surveys a workspace again and again, each time folding only the records appended since
+    the last: the fold is the log's, fed in order, and begun again from the first record if the
+    log ever ends before where it had got to (a torn tail cut off by a repair)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, RunFolder] = {}
+        self.seq = 0
+        self.plans: RunPlans | None = None
+        self.quiet: dict[str, int] = {}
+        """Runs their records leave as they are (no reason, whoever holds them), by the seq
+        of their last record: a run's reason is a function of its fold, so it is asked again
+        only once the run has a new record."""
+
+    def survey(self, workspace: Workspace) -> Survey:
+        if workspace.head().seq < self.seq:
+            self.folders, self.seq, self.quiet = {}, 0, {}
+        self._feed(workspace)
+        head = self.seq
+        if workspace.status().paused is not None:
+            return Survey(head, True, ())
+        if self.plans is None or self.plans.workspace is not workspace:
+            self.plans = RunPlans(workspace)
+        found = []
+        for folder in self.folders.values():
+            if self.quiet.get(folder.run_id) == folder.last_seq:
                 continue
-            folder = folders[run_id] = RunFolder(run_id)
-        folder.feed(record._asdict())
-    paused = workspace.status().paused is not None
-    if paused:
-        return Survey(head, True, ())
-    plans = RunPlans(workspace)
-    found = []
-    for folder in folders.values():
-        plan = plans.of(folder)
-        if not isinstance(plan, Plan):
-            continue  # its plan copy cannot be read: `stoic runs` says why
-        why = _reason(workspace, folder, plan, head)
-        if why is not None:
-            found.append(TakeUp(folder.run_id, why, folder.last_seq))
-    return Survey(head, False, tuple(found))
+            plan = self.plans.of(folder)
+            if not isinstance(plan, Plan):
+                continue  # its plan copy cannot be read: `stoic runs` says why
+            view = folder.view(shared=True)
+            why = take_up_reason(view, view.analyse(plan.graph), held=False, paused=False)
+            if why is None:
+                self.quiet[folder.run_id] = folder.last_seq
+                continue
+            why = _unless_taken(workspace, folder.run_id, why, head)
+            if why is not None:
+                found.append(TakeUp(folder.run_id, why, folder.last_seq))
+        return Survey(head, False, tuple(found))
 
-
-def _reason(workspace: Workspace, folder: RunFolder, plan: Plan, head: int) -> str | None:
-    view = folder.view(shared=True)
-    why = take_up_reason(view, view.analyse(plan.graph), held=False, paused=False)
-    if why is None:
-        return None
-    if workspace.leases.held_by(folder.run_id) is not None:
-        return None
-    if why == RUNNER_GONE:
-        # Its runner may have recorded its end and let go after the log was read.
-        for record in workspace.records(since_seq=head, run_id=folder.run_id):
+    def _feed(self, workspace: Workspace) -> None:
+        for record in workspace.records(since_seq=self.seq):
+            self.seq = record.seq
+            run_id = record.run_id
+            if run_id is None:
+                continue
+            folder = self.folders.get(run_id)
+            if folder is None:
+                if record.decision_type != "run_lifecycle" or record.decision_outcome != "started":
+                    continue
+                folder = self.folders[run_id] = RunFolder(run_id)
             folder.feed(record._asdict())
-        view = folder.view(shared=True)
-        why = take_up_reason(view, view.analyse(plan.graph), held=False, paused=False)
+
+
+def _unless_taken(workspace: Workspace, run_id: str, why: str, head: int) -> str | None:
+    """`why`, unless a runner holds the run now, or its runner may just have ended it."""
+    if workspace.leases.held_by(run_id) is not None:
+        return None
+    if why == RUNNER_GONE and workspace.head().seq != head:
+        # Its runner may have recorded its end and let go after the log was read: the next
+        # survey, of the log as it is now, tells.
+        return None
     return why
