@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoic import __version__
-from stoic.server import access
+from stoic.server import access, metrics
 from stoic.server.sessions import Sessions
 from stoic.services.workspace import Workspace
 
@@ -49,5 +49,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         with Workspace.open(config.workspace) as workspace:
             head = workspace.head()
         return {"status": "ok", "version": __version__, "records": head.seq}
+
+    app.include_router(metrics.router)
 
     return app

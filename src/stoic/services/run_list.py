@@ -24,7 +24,7 @@ from stoic.run.lifecycle import run_files
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["UNKNOWN", "RunRow", "list_runs", "status_named"]
+__all__ = ["UNKNOWN", "RunPlans", "RunRow", "list_runs", "status_named"]
 
 UNKNOWN = "unknown"
 """The status of a run whose plan copy cannot be read: its graph, and so its status, is not
@@ -148,6 +148,10 @@ class _Plans:
             return f"{copy} no longer matches the plan the run started with (sha256 {sha})"
         self.by_sha[sha] = plan
         return plan
+
+
+RunPlans = _Plans
+"""Each run's plan, read once per distinct sha256, for other services folding every run."""
 
 
 def _row(
