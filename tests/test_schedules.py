@@ -364,3 +364,46 @@ def test_a_caller_killed_after_the_claim_leaves_the_slot_fired_once(
     assert "fired (no run on record" in _cli(ws_path, "schedule", "list")
     assert len(of_type(ws_path, "schedule", "fired")) == 1
     assert_audit_clean(ws_path)
+
+
+def test_the_servers_duty_starts_a_due_slots_run_as_one_of_its_runners(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """`stoic serve` fires a due slot through `stoic run --run-id`: the run id is on the slot's
+    record before the run exists, the runner is the plane's own (stopped with it), and the run
+    completes."""
+    from stoic.server.control import ControlPlane
+
+    plan = _plan(tmp_path)
+    _add(ws_path, plan)
+    plane = ControlPlane(ws_path)
+    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    (run_id,) = list(plane.runners)
+    plane.runners[run_id].process.wait(timeout=60)
+    (link,) = of_type(ws_path, "schedule", "started")
+    assert link["decision_inputs"]["run_id"] == run_id  # type: ignore[index]
+    runs = orjson.loads(run_stoic_process("-w", str(ws_path), "runs", "--json").stdout)
+    assert [(run["run_id"], run["status"]) for run in runs] == [(run_id, "completed")]
+    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()  # the slot is on record
+    assert len(of_type(ws_path, "schedule", "fired")) == 1
+    assert_audit_clean(ws_path)
+
+
+def test_run_id_is_the_callers_choice_within_its_format(tmp_path: Path, ws_path: Path) -> None:
+    plan = _plan(tmp_path)
+    chosen = "run-20261202-020000-abc123"
+    done = run_stoic_process("-w", str(ws_path), "run", str(plan), "--run-id", chosen, "--json")
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["run_id"] == chosen
+    again = run_stoic_process("-w", str(ws_path), "run", str(plan), "--run-id", chosen)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        f"stoic: error: run {chosen} exists already: a new run needs a new id"
+    )
+    for bad in ("../escape", "run-1", "RUN-20261202-020000-ABC123"):
+        refused = run_stoic_process("-w", str(ws_path), "run", str(plan), "--run-id", bad)
+        assert refused.returncode == 2, refused.stderr
+        assert "is not a run id" in refused.stderr
+    assert len(of_type(ws_path, "run_lifecycle", "started")) == 1
+    assert not (ws_path / "escape").exists()
+    assert_audit_clean(ws_path)

@@ -146,6 +146,14 @@ def run(
         ),
     ] = False,
     every_task: EveryTask = False,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="The new run's id (run-YYYYMMDD-HHMMSS-xxxxxx), for a caller that must know it"
+            " before the run starts; refused when malformed or taken.",
+        ),
+    ] = None,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
@@ -166,6 +174,7 @@ def run(
             actor=actor,
             allow_concurrent=allow_concurrent,
             fresh=fresh,
+            run_id=run_id,
         )
     _print_run(report, as_json)
 

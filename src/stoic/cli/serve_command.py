@@ -70,6 +70,7 @@ def serve(
     echo(f"stoic: serving {config.workspace} on {scheme}://{host}:{port}", err=True)
     app = create_app(config)
     plane = ControlPlane(config.workspace, grace=grace)
+    plane.duties.append(plane.scheduled_runs())
     app.state.control = plane
     # uvicorn raises the signal it stopped for again once it is done: this handler takes it,
     # so the runners are stopped below and the server exits 0.

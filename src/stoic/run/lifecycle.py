@@ -44,6 +44,7 @@ from stoic.store.workspace import Workspace
 __all__ = [
     "Admit",
     "amend_run",
+    "check_run_id",
     "continue_run",
     "escalation_target",
     "load_run",
@@ -60,8 +61,21 @@ __all__ = [
 ]
 
 
+RUN_ID_FORMAT = re.compile(r"run-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+"""What `new_run_id` makes, and all a caller-chosen run id may be (it names a folder)."""
+
+
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a caller-chosen run id that `new_run_id` could not have made."""
+    if RUN_ID_FORMAT.fullmatch(run_id) is None:
+        raise UsageError(
+            f"--run-id {run_id!r} is not a run id: it is run-YYYYMMDD-HHMMSS-xxxxxx"
+            " (six hex digits)"
+        )
 
 
 def runnable_errors(plan: Plan, agents: AgentSetup, *, fresh: bool = False) -> list[PlanError]:
@@ -148,6 +162,7 @@ def start_run(
     actor: str = "human:unknown",
     admit: Admit | None = None,
     fresh: bool = False,
+    run_id: str | None = None,
 ) -> RunReport:
     """Create a run of `plan` and run it until nothing more can happen without a person; the
     gated tasks named in `approve` are approved by `actor` before the first start.
@@ -163,7 +178,10 @@ def start_run(
         refusal = unapprovable(workspace, plan, task_id, fresh=fresh)
         if refusal is not None:
             raise UsageError(refusal)
-    run_id = new_run_id()
+    if run_id is None:
+        run_id = new_run_id()
+    else:
+        check_run_id(run_id)
     files = RunFiles(workspace.root, run_id)
     workers = workers or workspace.settings.runner.workers
     done = {} if fresh else plan.done_in_file()
@@ -452,7 +470,12 @@ def _make_run_folder(files: RunFiles) -> None:
     """A new `runs/<run_id>/results/`, never made through a link planted at `runs/`."""
     try:
         with confined_dir(files.workspace_root, PurePath("runs"), create=True) as runs:
-            os.mkdir(files.run_id, 0o755, dir_fd=runs)  # a new run: it is not there yet
+            try:
+                os.mkdir(files.run_id, 0o755, dir_fd=runs)  # a new run: it is not there yet
+            except FileExistsError:
+                raise UsageError(
+                    f"run {files.run_id} exists already: a new run needs a new id"
+                ) from None
         with confined_dir(
             files.workspace_root, PurePath(files.relative(files.results)), create=True
         ):

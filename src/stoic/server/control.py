@@ -22,12 +22,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.services import control
+from stoic.services.runs import new_run_id
+from stoic.services.schedules import run_due_schedules
 from stoic.services.workspace import Workspace
 
-__all__ = ["ControlPlane", "Duty", "runner_command"]
+__all__ = ["ControlPlane", "Duty", "runner_command", "start_command"]
 
 Duty = Callable[[], None]
 """Something the loop does on every turn (a schedule's check, say); it must return quickly."""
@@ -38,6 +41,21 @@ Clock = Callable[[], float]
 def runner_command(workspace: Path, run_id: str) -> list[str]:
     """The command a runner runs: `stoic continue`, in this Python."""
     return [sys.executable, "-m", "stoic", "-w", str(workspace), "continue", run_id]
+
+
+def start_command(workspace: Path, plan: Path, run_id: str) -> list[str]:
+    """The command a scheduled run starts with: `stoic run`, its id chosen beforehand."""
+    return [
+        sys.executable,
+        "-m",
+        "stoic",
+        "-w",
+        str(workspace),
+        "run",
+        str(plan),
+        "--run-id",
+        run_id,
+    ]
 
 
 @dataclass(slots=True)
@@ -107,6 +125,33 @@ class ControlPlane:
         with self._lock:
             self.runners.clear()
 
+    def adopt(self, run_id: str, command: Sequence[str]) -> None:
+        """Run `command` as the runner of `run_id` (a new run this server starts): stopped on
+        SIGTERM like the others, and no second runner of it is started meanwhile."""
+        with self._lock:
+            self.runners[run_id] = _Runner(run_id, _spawn(command), -1)
+
+    def scheduled_runs(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Duty:
+        """The duty that fires the workspace's due schedule slots, once a second at most: each
+        fired slot's run is started by `stoic run --run-id`, a runner of this plane."""
+        last = [float("-inf")]
+
+        def duty() -> None:
+            if self.clock() - last[0] < 1.0:
+                return
+            last[0] = self.clock()
+
+            def launch(plan: Path, schedule: str) -> str:
+                del schedule  # on the slot's records already
+                run_id = new_run_id()
+                self.adopt(run_id, start_command(self.workspace, plan, run_id))
+                return run_id
+
+            with Workspace.open(self.workspace) as workspace:
+                run_due_schedules(workspace, now(), launch)
+
+        return duty
+
     def running(self) -> list[str]:
         """The runs a runner of this plane is at now."""
         with self._lock:
@@ -162,13 +207,17 @@ class ControlPlane:
                         continue
                     del self._refused[take.run_id]
                 _say(f"control plane: continuing {take.run_id}: {take.why}")
-                process = subprocess.Popen(
-                    list(self.command(workspace.root, take.run_id)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    start_new_session=True,  # its signals are the server's to send
-                )
+                process = _spawn(self.command(workspace.root, take.run_id))
                 self.runners[take.run_id] = _Runner(take.run_id, process, survey.head)
+
+
+def _spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # its signals are the server's to send
+    )
 
 
 def _say(line: str) -> None:

@@ -41,9 +41,11 @@ from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.run.agents import AgentSetup, agents_of, default_setup
 from stoic.run.lifecycle import (
+    check_run_id,
     continue_run,
     load_run,
     load_run_folder,
+    new_run_id,
     plan_policy,
     retry_run,
     runnable_errors,
@@ -81,6 +83,7 @@ __all__ = [
     "continue_",
     "list_runs",
     "live_runs",
+    "new_run_id",
     "retry",
     "start",
     "status",
@@ -149,16 +152,19 @@ def start(
     actor: str = "human:unknown",
     allow_concurrent: bool = False,
     fresh: bool = False,
+    run_id: str | None = None,
 ) -> RunReport:
     """Start a run of the plan at `plan_path` and run it until nothing more can happen without
-    a person; an invalid plan raises `PlanInvalid` and records nothing. The gated tasks named
-    in `approve` are approved by `actor` before the first start: they run when the run
-    reaches them, with no proposal in between. Tasks the plan file marks done are recorded
-    done and not run, unless `fresh`.
+    a person; its id is `run_id` when given (refused when malformed or taken). An invalid plan
+    raises `PlanInvalid` and records nothing. The gated tasks named in `approve` are approved
+    by `actor` before the first start: they run when the run reaches them, with no proposal in
+    between. Tasks the plan file marks done are recorded done and not run, unless `fresh`.
 
     While as many runs of the plan as its `meta.concurrency` allows (one by default) are live,
     the start is refused with `RunLimitReached`, naming them; `allow_concurrent` overrides the
     limit for this run, and its start record says so."""
+    if run_id is not None:
+        check_run_id(run_id)
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     for task_id in approve:
@@ -185,6 +191,7 @@ def start(
         actor=actor,
         admit=admitted,
         fresh=fresh,
+        run_id=run_id,
     )
 
 
