@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoic import __version__
+from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
 from stoic.services.workspace import Workspace
 
@@ -48,4 +49,5 @@ def create_app(config: ServerConfig) -> FastAPI:
             head = workspace.head()
         return {"status": "ok", "version": __version__, "records": head.seq}
 
+    install_console(app)
     return app
