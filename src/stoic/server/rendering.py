@@ -8,6 +8,7 @@ shown as text.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from stoic.server.sessions import Session
 
 __all__ = ["age", "page", "source_link"]
 
+_RUN_ID = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{4,32}")
 _TEMPLATES = Path(__file__).with_name("templates")
 
 _ENV = Environment(
@@ -44,6 +46,8 @@ def source_link(source: str) -> Markup:
         )
     if is_proposal_id(source) and source.isprintable():
         return Markup('<a href="/proposals/{0}">{0}</a>').format(source)
+    if _RUN_ID.fullmatch(source):
+        return Markup('<a href="/runs/{0}">{0}</a>').format(source)
     return Markup("<code>{}</code>").format(escape(source))
 
 
