@@ -54,10 +54,20 @@ def served(ws_path: Path) -> Iterator[RunningConsole]:
         yield running
 
 
-def _page_as(browser: Any, served: RunningConsole, name: str) -> Any:
+@pytest.fixture
+def contexts(browser: Any) -> Iterator[list[Any]]:
+    """The browser contexts a test opens, closed before its server stops."""
+    opened: list[Any] = []
+    yield opened
+    for context in opened:
+        context.close()
+
+
+def _page_as(browser: Any, served: RunningConsole, contexts: list[Any], name: str) -> Any:
     """A browser page whose cookie is a live session of `name`."""
     _, session = served.login(name)
     context = browser.new_context(viewport={"width": 1200, "height": 800})
+    contexts.append(context)
     context.add_cookies([{"name": auth.COOKIE, "value": session.token, "url": served.url}])
     return context.new_page()
 
@@ -73,7 +83,7 @@ def _screenshot(page: Any, tmp_path: Path, name: str) -> None:
 
 
 def test_hostile_text_in_a_proposal_is_shown_and_never_runs(
-    browser: Any, served: RunningConsole, ws_path: Path
+    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path
 ) -> None:
     (ws_path / "javascript:window.pwned=3").write_text("")
     with stoic.Workspace.open(ws_path) as workspace:
@@ -85,7 +95,7 @@ def test_hostile_text_in_a_proposal_is_shown_and_never_runs(
             summary=HOSTILE,
             by="agent:ops",
         )
-    page = _page_as(browser, served, "ana")
+    page = _page_as(browser, served, contexts, "ana")
     page.goto(f"{served.url}/queue")
     assert page.evaluate("typeof window.pwned") == "undefined"
     page.goto(f"{served.url}/proposals/{proposal.id}")
@@ -97,7 +107,7 @@ def test_hostile_text_in_a_proposal_is_shown_and_never_runs(
 
 
 def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
-    browser: Any, served: RunningConsole, ws_path: Path, tmp_path: Path
+    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path, tmp_path: Path
 ) -> None:
     plan = tmp_path / "deploy.yaml"
     plan.write_text(WAITS)
@@ -114,7 +124,7 @@ def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
             by="agent:ops",
         )
     assert report.status == "awaiting_human"
-    page = _page_as(browser, served, "ana")
+    page = _page_as(browser, served, contexts, "ana")
     page.goto(f"{served.url}/queue")
     assert page.locator("tr.proposal").count() == 2
     _screenshot(page, tmp_path, "queue")
@@ -139,3 +149,17 @@ def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
     page.goto(f"{served.url}/runs/{report.run_id}")
     assert page.locator("#run-status").inner_text() == "completed"
     _screenshot(page, tmp_path, "run-timeline")
+
+
+def test_the_queue_shows_a_new_proposal_by_itself(
+    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path
+) -> None:
+    page = _page_as(browser, served, contexts, "ana")
+    page.goto(f"{served.url}/queue")
+    assert page.locator("tr.proposal").count() == 0
+    page.wait_for_function("document.body.dataset.live !== undefined")
+    with stoic.Workspace.open(ws_path) as workspace:
+        proposal = workspace.propose(
+            title="Arrived while the page was open", reasoning_trace=["new"], by="agent:ops"
+        )
+    page.wait_for_selector(f"tr.proposal[data-id='{proposal.id}']")

@@ -301,3 +301,20 @@ def test_runs_list_and_a_run_timeline(served: RunningConsole, ws_path: Path) -> 
     assert told["status"] == "completed"
     assert told["customer"]["tasks"][0]["task"] == "a"
     assert client.get("/runs/run-nope").status_code == 404
+
+
+def test_events_announce_a_new_record_past_the_one_a_page_was_rendered_at(
+    served: RunningConsole, ws_path: Path
+) -> None:
+    client, _ = served.login("ana")
+    page = client.get("/queue").text
+    after = int(re.search(r'data-live="(\d+)"', page).group(1))  # type: ignore[union-attr]
+    with client.stream("GET", "/events", params={"after": after}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        _propose(ws_path)
+        lines = stream.iter_lines()
+        while next(lines) != "event: record":
+            pass
+        assert int(next(lines).removeprefix("data: ")) > after
+    with httpx.Client(base_url=served.url) as anonymous:
+        assert anonymous.get("/events").status_code == 303

@@ -63,6 +63,7 @@ def queue_page(
         raise HTTPException(status_code=400, detail=str(exc)) from None
     console = console_of(request)
     with open_workspace(request) as workspace:
+        seq = workspace.head().seq  # before what is shown: a later record reloads the page
         rows = queue.list_proposals(workspace, wanted)
         paused = paused_of(workspace)
     types = sorted({p.type for p in rows})
@@ -82,7 +83,7 @@ def queue_page(
         types=types,
         decided=decided if decided.isprintable() else "",
         now=console.clock(),
-        live=True,
+        live=seq,
     )
 
 

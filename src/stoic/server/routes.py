@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stoic.server import api, pages, run_pages
+from stoic.server import api, events, pages, run_pages
 from stoic.server.auth import LoginRequired
 from stoic.server.console import Console
 
@@ -34,3 +34,4 @@ def install(app: FastAPI, clock: Callable[[], float] = time.time) -> None:
     app.include_router(pages.router)
     app.include_router(run_pages.router)
     app.include_router(api.router)
+    app.include_router(events.router)

@@ -30,12 +30,13 @@ Operator = Annotated[Person, Depends(require(Role.OPERATOR))]
 def runs_page(request: Request, session: Reading, status: str = "") -> Response:
     """Every run, newest first, with its status and task counts."""
     with open_workspace(request) as workspace:
+        seq = workspace.head().seq  # before what is shown: a later record reloads the page
         try:
             rows = run_list.list_runs(workspace, status=status or None)
         except UsageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         paused = paused_of(workspace)
-    return page(request, "runs.html", session, paused=paused, rows=rows, live=True)
+    return page(request, "runs.html", session, paused=paused, rows=rows, live=seq)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -43,6 +44,7 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
     """A run's customer view (each task's final word) and operator timeline (every record)."""
     run_id = run_id_or_404(run_id)
     with open_workspace(request) as workspace:
+        seq = workspace.head().seq  # before what is shown: a later record reloads the page
         try:
             told = runs.timeline(workspace, run_id)
         except StoicError as exc:
@@ -57,7 +59,7 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
         status=told.shown.status,
         customer=told.customer(),
         operator=told.operator(),
-        live=True,
+        live=seq,
     )
 
 

@@ -82,7 +82,8 @@
 
   function live() {
     if (!document.body.hasAttribute("data-live") || !window.EventSource) { return; }
-    var source = new EventSource("/events");
+    var after = encodeURIComponent(document.body.getAttribute("data-live"));
+    var source = new EventSource("/events?after=" + after);
     source.addEventListener("record", function () {
       source.close();
       window.location.reload();
