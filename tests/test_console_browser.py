@@ -15,6 +15,7 @@ import pytest
 
 import stoic
 from stoic.server import auth
+from stoic.services import escalations
 from tests.console_server import RunningConsole, running_console
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -104,6 +105,15 @@ def test_hostile_text_in_a_proposal_is_shown_and_never_runs(
     page.get_by_text("javascript:window.pwned=3").click()
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.locator("a[href^='javascript:']").count() == 0
+    with stoic.Workspace.open(ws_path) as workspace:
+        raised = escalations.raise_(
+            workspace,
+            escalations.request("ambiguity", f"Which one of {HOSTILE}?", HOSTILE),
+            actor="agent:ops",
+        )
+    page.goto(f"{served.url}/escalations/{raised.id}")
+    assert f"Which one of {HOSTILE}?" in page.locator("#briefing").inner_text()
+    assert page.evaluate("typeof window.pwned") == "undefined"
 
 
 def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(

@@ -12,14 +12,19 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from stoic.core.proposals import Proposal
-from stoic.exceptions import ProposalNotFound, StoicError, UsageError
+from stoic.exceptions import EscalationNotFound, ProposalNotFound, StoicError, UsageError
 from stoic.server import deciding
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import open_workspace, proposal_id_or_404, run_id_or_404
+from stoic.server.console import (
+    escalation_id_or_404,
+    open_workspace,
+    proposal_id_or_404,
+    run_id_or_404,
+)
 from stoic.server.pages import DECISIONS, paused_of
 from stoic.server.sessions import Person, Role, Session
 from stoic.server.shown import Shown
-from stoic.services import queue, run_list, runs, trust
+from stoic.services import escalations, queue, run_list, runs, trust
 
 __all__ = ["router"]
 
@@ -196,3 +201,55 @@ def resume_json(request: Request, person: Operator, body: ResumeBody) -> dict[st
         except StoicError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
     return {"resumed": True, "seq": record.seq}
+
+
+@router.get("/escalations")
+def escalations_json(request: Request, session: Reading, open: bool = True) -> list[dict[str, Any]]:
+    """The escalations, oldest first: the open ones, or all with `?open=false`."""
+    del session
+    with open_workspace(request) as workspace:
+        return [e.to_json() for e in escalations.escalations(workspace, open_only=open)]
+
+
+@router.get("/escalations/{escalation_id}")
+def escalation_json(request: Request, escalation_id: str, session: Reading) -> dict[str, Any]:
+    """One escalation, with its briefing's markdown as written (`briefing_markdown`)."""
+    del session
+    escalation_id = escalation_id_or_404(escalation_id)
+    with open_workspace(request) as workspace:
+        try:
+            shown = escalations.show(workspace, escalation_id)
+        except EscalationNotFound as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+    return {**shown.escalation.to_json(), "briefing_markdown": shown.briefing}
+
+
+class AnswerBody(BaseModel):
+    """An answer without a plan upload (an amended plan is the page's multipart form)."""
+
+    decision: str = Field(description="routed, escalated or aborted")
+    note: str = ""
+    to: str | None = None
+
+
+@router.post("/escalations/{escalation_id}/answer", dependencies=[Depends(check_csrf)])
+def answer_json(
+    request: Request, escalation_id: str, person: Operator, body: AnswerBody
+) -> dict[str, Any]:
+    """Answer an escalation as the logged-in operator."""
+    escalation_id = escalation_id_or_404(escalation_id)
+    with open_workspace(request) as workspace:
+        try:
+            answered = escalations.answer(
+                workspace,
+                escalation_id,
+                decision=body.decision,
+                actor=person.actor,
+                note=body.note.strip(),
+                to=body.to,
+            )
+        except EscalationNotFound as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except StoicError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+    return {**answered.escalation.to_json(), "continue_run": answered.continue_run}

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from stoic.server import api, events, pages, run_pages
+from stoic.server import api, escalation_pages, events, pages, run_pages
 from stoic.server.auth import LoginRequired
 from stoic.server.console import Console
 
@@ -33,5 +33,6 @@ def install(app: FastAPI, clock: Callable[[], float] = time.time) -> None:
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.include_router(pages.router)
     app.include_router(run_pages.router)
+    app.include_router(escalation_pages.router)
     app.include_router(api.router)
     app.include_router(events.router)
