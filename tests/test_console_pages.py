@@ -4,6 +4,7 @@ they show, what they record, and every refusal recording nothing."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -318,3 +319,78 @@ def test_events_announce_a_new_record_past_the_one_a_page_was_rendered_at(
         assert int(next(lines).removeprefix("data: ")) > after
     with httpx.Client(base_url=served.url) as anonymous:
         assert anonymous.get("/events").status_code == 303
+
+
+def _wait_for_status(ws_path: Path, run_id: str, wanted: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        with stoic.Workspace.open(ws_path) as workspace:
+            if workspace.run_status(run_id).status == wanted:
+                return
+        assert time.monotonic() < deadline, f"{run_id} never became {wanted}"
+        time.sleep(0.05)
+
+
+def test_an_operator_retries_a_failed_task_and_the_run_goes_on(
+    served: RunningConsole, ws_path: Path
+) -> None:
+    flag = ws_path.parent / "fixed"
+    plan = ws_path.parent / "flaky.yaml"
+    plan.write_text(
+        "meta: {name: flaky}\ntasks:\n"
+        f"  - {{id: fetch, run: ['test', '-e', '{flag}']}}\n"
+        "  - {id: after, run: ['true'], depends_on: [fetch]}\n"
+    )
+    with stoic.Workspace.open(ws_path) as workspace:
+        run_id = workspace.run(plan).run_id
+    reviewer, ana = served.login("ana")
+    refused = reviewer.post(
+        f"/runs/{run_id}/retry", data={"csrf": ana.csrf, "task": "fetch", "reason": "x"}
+    )
+    assert refused.status_code == 403
+    operator, olga = served.login("olga", Role.OPERATOR)
+    page = operator.get(f"/runs/{run_id}").text
+    assert 'id="retry"' in page and '<option value="fetch">' in page
+    not_failed = operator.post(
+        f"/runs/{run_id}/retry", data={"csrf": olga.csrf, "task": "after", "reason": "go"}
+    )
+    assert not_failed.status_code == 409  # `after` never ran: refused by the service, unrecorded
+    assert "after" in not_failed.text
+    flag.write_text("")
+    retried = operator.post(
+        f"/runs/{run_id}/retry",
+        data={"csrf": olga.csrf, "task": "fetch", "reason": "the mirror is back"},
+        follow_redirects=False,
+    )
+    assert retried.status_code == 303, retried.text
+    _wait_for_status(ws_path, run_id, "completed")
+    retry_records = [
+        r
+        for r in _records(ws_path, "proposal")
+        if r.run_id == run_id and r.decision_inputs.get("kind") == "retry"
+    ]
+    assert [(r.task_id, r.actor) for r in retry_records] == [("fetch", "human:olga")]
+    _audit_clean(ws_path)
+
+
+def test_an_approval_then_continue_finishes_the_run(
+    served: RunningConsole, ws_path: Path, clock: Clock
+) -> None:
+    plan = ws_path.parent / "waits.yaml"
+    plan.write_text(
+        "meta: {name: waits}\ntasks:\n  - {id: deploy, run: ['true'], approval: required}\n"
+    )
+    with stoic.Workspace.open(ws_path) as workspace:
+        run_id = workspace.run(plan).run_id
+    approval = next(r.proposal_id for r in _records(ws_path, "proposal"))
+    operator, olga = served.login("olga", Role.OPERATOR)
+    fields = _form(operator.get(f"/proposals/{approval}").text)
+    clock.now += 60
+    operator.post(f"/proposals/{approval}/decide", data={**fields, "decision": "approve"})
+    continued = operator.post(
+        f"/runs/{run_id}/continue", data={"csrf": olga.csrf}, follow_redirects=False
+    )
+    assert continued.status_code == 303, continued.text
+    _wait_for_status(ws_path, run_id, "completed")
+    assert "completed" in operator.get(f"/runs/{run_id}").text
+    _audit_clean(ws_path)

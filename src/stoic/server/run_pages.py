@@ -12,11 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stoic.core.pause import RESUME_PROCEDURES
 from stoic.exceptions import StoicError, UsageError
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import open_workspace, run_id_or_404
+from stoic.server.console import console_of, open_workspace, run_id_or_404
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
-from stoic.services import run_list, runs, trust
+from stoic.services import run_list, runner_process, runs, trust
 
 __all__ = ["router"]
 
@@ -57,6 +57,8 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
         paused=paused,
         run_id=run_id,
         status=told.shown.status,
+        failed=[t["task"] for t in told.customer()["tasks"] if t.get("status") == "failed"],
+        may_operate=session.person.role.may(Role.OPERATOR),
         customer=told.customer(),
         operator=told.operator(),
         live=seq,
@@ -128,3 +130,39 @@ def resume_form(
         except StoicError as exc:
             return _refused(request, session, 409, str(exc))
     return RedirectResponse("/pause", status_code=303)
+
+
+def _started(request: Request, run_id: str, started: runner_process.Started) -> Response:
+    if started.refusal is not None:
+        return _refused(request, session_of(request), 409, started.refusal)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/retry", dependencies=[Depends(check_csrf)])
+def retry_form(
+    request: Request,
+    run_id: str,
+    person: Operator,
+    task: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Run a failed task again in its run, a person's decision with its reason; the run goes
+    on in a runner process of its own."""
+    run_id = run_id_or_404(run_id)
+    if not reason.strip():
+        return _refused(request, session_of(request), 400, "a retry needs its reason")
+    root = console_of(request).workspace
+    started = runner_process.retry_in_process(
+        root, run_id, task, reason=reason.strip(), person=person.name
+    )
+    return _started(request, run_id, started)
+
+
+@router.post("/runs/{run_id}/continue", dependencies=[Depends(check_csrf)])
+def continue_form(request: Request, run_id: str, person: Operator) -> Response:
+    """Continue the run in a runner process of its own, as `stoic continue` does."""
+    run_id = run_id_or_404(run_id)
+    root = console_of(request).workspace
+    return _started(
+        request, run_id, runner_process.continue_in_process(root, run_id, person=person.name)
+    )
