@@ -173,3 +173,31 @@ def test_the_queue_shows_a_new_proposal_by_itself(
             title="Arrived while the page was open", reasoning_trace=["new"], by="agent:ops"
         )
     page.wait_for_selector(f"tr.proposal[data-id='{proposal.id}']")
+
+
+def test_the_queue_moves_with_j_and_rejects_with_r_asking_the_reason(
+    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path
+) -> None:
+    with stoic.Workspace.open(ws_path) as workspace:
+        first, second = (
+            workspace.propose(title=title, reasoning_trace=["why"], by="agent:ops")
+            for title in ("First", "Second")
+        )
+    page = _page_as(browser, served, contexts, "ana")
+    page.goto(f"{served.url}/queue")
+    page.keyboard.press("j")
+    assert page.locator("tr.proposal.current").get_attribute("data-id") == second.id
+    page.once("dialog", lambda dialog: dialog.accept("duplicate of the first"))
+    page.keyboard.press("r")
+    page.wait_for_url("**/queue?decided=*")
+    with stoic.Workspace.open(ws_path) as workspace:
+        rejected = [
+            r
+            for r in workspace.records(decision_type="proposal")
+            if r.decision_outcome == "rejected"
+        ]
+    assert [(r.proposal_id, r.actor, r.decision_reason) for r in rejected] == [
+        (second.id, "human:ana", "duplicate of the first")
+    ]
+    assert page.locator("tr.proposal").count() == 1
+    assert page.locator("tr.proposal").get_attribute("data-id") == first.id

@@ -87,6 +87,8 @@ def test_the_queue_shows_each_batch_with_its_proposals_and_filters(
     ids = [p["id"] for batch in listed["batches"] for p in batch["proposals"]]
     assert ids == [first, second]
     assert client.get("/queue", params={"status": "bogus"}).status_code == 400
+    paths = client.get("/api/openapi.json").json()["paths"]
+    assert "/api/queue" in paths and "/api/proposals/{proposal_id}/decision" in paths
 
 
 def test_a_proposal_shows_everything_and_hostile_text_only_as_text(
