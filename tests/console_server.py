@@ -79,3 +79,4 @@ def running_console(
             client.close()
         server.should_exit = True
         thread.join(timeout=30)
+        running.console.close()

@@ -396,3 +396,19 @@ def test_an_approval_then_continue_finishes_the_run(
     _wait_for_status(ws_path, run_id, "completed")
     assert "completed" in operator.get(f"/runs/{run_id}").text
     _audit_clean(ws_path)
+
+
+def test_a_change_to_stoic_toml_holds_from_the_next_request(
+    served: RunningConsole, ws_path: Path, clock: Clock
+) -> None:
+    first, second = _propose(ws_path), _propose(ws_path, "Another")
+    client, _ = served.login("ana")
+    fields = _form(client.get(f"/proposals/{first}").text)
+    clock.now += 1
+    client.post(f"/proposals/{first}/decide", data={**fields, "decision": "approve"})
+    assert len(_records(ws_path, "red_flag")) == 1  # 1 s < review.min_read_seconds (30)
+    (ws_path / "stoic.toml").write_text("[review]\nmin_read_seconds = 0.5\n")
+    fields = _form(client.get(f"/proposals/{second}").text)
+    clock.now += 1
+    client.post(f"/proposals/{second}/decide", data={**fields, "decision": "approve"})
+    assert len(_records(ws_path, "red_flag")) == 1  # 1 s is enough now

@@ -16,6 +16,7 @@ from fastapi import HTTPException, Request
 
 from stoic.core.escalations import is_escalation_id
 from stoic.core.proposals import is_proposal_id
+from stoic.exceptions import StoicError, WorkspaceError
 from stoic.server.shown import ShownSigner
 from stoic.services.workspace import Workspace
 
@@ -41,6 +42,45 @@ class Console:
         self.signer = ShownSigner()
         self._reviews: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._handle: Workspace | None = None
+        self._settings: tuple[int, int] | None = None
+        self._handle_lock = threading.Lock()
+
+    @contextmanager
+    def handle(self) -> Iterator[Workspace]:
+        """One open workspace for every request, one request at a time.
+
+        What it reads is still the log now: the store catches each read up with the log's end
+        (records other processes appended included) and decides every write under the
+        workspace's writer lock. Kept open, its fold of the queue is caught up from where it
+        stopped, as in any long-lived process, instead of refolded from the start at each
+        request. It is opened anew when `stoic.toml` changes, and after a failure other than a
+        refusal. Not reentrant: a request takes it once at a time.
+        """
+        with self._handle_lock:
+            settings = _stamp(self.workspace / "stoic.toml")
+            if self._handle is None or settings != self._settings:
+                self._close()
+                self._handle = Workspace.open(self.workspace)
+                self._settings = settings
+            try:
+                yield self._handle
+            except (HTTPException, StoicError) as exc:
+                if isinstance(exc, WorkspaceError):
+                    self._close()
+                raise
+            except BaseException:
+                self._close()
+                raise
+
+    def close(self) -> None:
+        with self._handle_lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()
 
     def review_session(self, token: str) -> str | None:
         with self._lock:
@@ -51,6 +91,14 @@ class Console:
             self._reviews[token] = review_id
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 def console_of(request: Request) -> Console:
     console = request.app.state.console
     assert isinstance(console, Console)
@@ -59,8 +107,8 @@ def console_of(request: Request) -> Console:
 
 @contextmanager
 def open_workspace(request: Request) -> Iterator[Workspace]:
-    """The request's workspace, opened for this request alone: what it reads is the log now."""
-    with Workspace.open(console_of(request).workspace) as workspace:
+    """The server's workspace handle, for this request alone while it lasts."""
+    with console_of(request).handle() as workspace:
         yield workspace
 
 

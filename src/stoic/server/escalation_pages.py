@@ -105,8 +105,8 @@ def answer_form(
             suffix = Path(plan.filename).suffix.lower()
             plan_path = Path(folder) / f"amended{suffix if suffix in _PLAN_SUFFIXES else '.yaml'}"
             plan_path.write_bytes(content)
-        with open_workspace(request) as workspace:
-            try:
+        try:
+            with open_workspace(request) as workspace:
                 escalations.answer(
                     workspace,
                     escalation_id,
@@ -116,8 +116,8 @@ def answer_form(
                     plan=plan_path,
                     to=to.strip() or None,
                 )
-            except EscalationNotFound as exc:
-                return _refused(request, session, 404, str(exc))
-            except StoicError as exc:
-                return _refused(request, session, 400, str(exc))
+        except EscalationNotFound as exc:
+            return _refused(request, session, 404, str(exc))
+        except StoicError as exc:
+            return _refused(request, session, 400, str(exc))
     return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)

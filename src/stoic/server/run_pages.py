@@ -118,8 +118,8 @@ def resume_form(
         size = int(batch_size)
     if not reason.strip():
         return _refused(request, session, 400, "a resume needs a reason")
-    with open_workspace(request) as workspace:
-        try:
+    try:
+        with open_workspace(request) as workspace:
             trust.resume(
                 workspace,
                 procedure=procedure,
@@ -127,8 +127,8 @@ def resume_form(
                 actor=person.actor,
                 batch_size=size,
             )
-        except StoicError as exc:
-            return _refused(request, session, 409, str(exc))
+    except StoicError as exc:
+        return _refused(request, session, 409, str(exc))
     return RedirectResponse("/pause", status_code=303)
 
 

@@ -90,6 +90,9 @@ def new_session_id(workspace: Workspace, by: str) -> str:
 
 
 def _session(workspace: Workspace, by: str, session_id: str | None) -> ReviewSession:
+    """The session to record in; its counts are not read back from the log (`take_up` would
+    scan it at every decision), since an interface deciding one proposal at a time needs only
+    its id on the records."""
     if session_id is None:
         return ReviewSession.start(workspace, by)
-    return ReviewSession.take_up(workspace, by, session_id)
+    return ReviewSession(workspace, by, session_id)
