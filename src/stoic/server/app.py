@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from stoic import __version__
 from stoic.server import access, metrics
+from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
 from stoic.services.workspace import Workspace
 
@@ -52,4 +53,5 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(metrics.router)
 
+    install_console(app)
     return app

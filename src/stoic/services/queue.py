@@ -100,15 +100,21 @@ def decide(
     by: str,
     reason: str | None = None,
     session: str | None = None,
+    read_seconds: float | None = None,
 ) -> Proposal:
     """Approve, reject (a reason is required), defer or undefer a proposal — allowed while
     paused, since a pause stops the queue's growth, not its review. A rejection may raise
     a red flag (the same reason a third time) or pause (too many in one batch). `session`
-    is the review session the decision is made in, kept on its record."""
+    is the review session the decision is made in and `read_seconds` how long the proposal
+    was shown before it, both kept on its record."""
     if decision not in DECISIONS:
         raise UsageError(unknown_word("decision", decision, DECISIONS))
     queue = Queue(workspace)
-    inputs = {"session": session} if session is not None else None
+    inputs: dict[str, object] | None = None
+    if session is not None or read_seconds is not None:
+        inputs = {"session": session} if session is not None else {}
+        if read_seconds is not None:
+            inputs["read_seconds"] = round(read_seconds, 3)
     if decision != "rejected":
         return queue.decide(proposal_id, decision, actor=by, reason=reason, inputs=inputs)
     with workspace.transaction():

@@ -152,6 +152,7 @@ class ReviewSession:
             by=self.actor,
             reason=reason,
             session=self.id,
+            read_seconds=seconds_spent,
         )
         self._decided += 1
         flag = None

@@ -1,0 +1,134 @@
+"""What the console's pages and its JSON API share: the workspace of a request, ids checked
+against their formats before any service sees them, what was shown and when, and the review
+session each login decides in.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+
+from stoic.core.escalations import is_escalation_id
+from stoic.core.proposals import is_proposal_id
+from stoic.exceptions import StoicError, WorkspaceError
+from stoic.server.shown import ShownSigner
+from stoic.services.workspace import Workspace
+
+__all__ = [
+    "Console",
+    "console_of",
+    "escalation_id_or_404",
+    "open_workspace",
+    "proposal_id_or_404",
+    "run_id_or_404",
+]
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+class Console:
+    """The console's state in one server: its signing key, its clock, and the review session
+    id of each login (kept in memory, like the sessions themselves)."""
+
+    def __init__(self, workspace: Path, clock: Callable[[], float] = time.time) -> None:
+        self.workspace = workspace
+        self.clock = clock
+        self.signer = ShownSigner()
+        self._reviews: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._handle: Workspace | None = None
+        self._settings: tuple[int, int] | None = None
+        self._handle_lock = threading.Lock()
+
+    @contextmanager
+    def handle(self) -> Iterator[Workspace]:
+        """One open workspace for every request, one request at a time.
+
+        What it reads is still the log now: the store catches each read up with the log's end
+        (records other processes appended included) and decides every write under the
+        workspace's writer lock. Kept open, its fold of the queue is caught up from where it
+        stopped, as in any long-lived process, instead of refolded from the start at each
+        request. It is opened anew when `stoic.toml` changes, and after a failure other than a
+        refusal. Not reentrant: a request takes it once at a time.
+        """
+        with self._handle_lock:
+            settings = _stamp(self.workspace / "stoic.toml")
+            if self._handle is None or settings != self._settings:
+                self._close()
+                self._handle = Workspace.open(self.workspace)
+                self._settings = settings
+            try:
+                yield self._handle
+            except (HTTPException, StoicError) as exc:
+                if isinstance(exc, WorkspaceError):
+                    self._close()
+                raise
+            except BaseException:
+                self._close()
+                raise
+
+    def close(self) -> None:
+        with self._handle_lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()
+
+    def review_session(self, token: str) -> str | None:
+        with self._lock:
+            return self._reviews.get(token)
+
+    def keep_review_session(self, token: str, review_id: str) -> None:
+        with self._lock:
+            self._reviews[token] = review_id
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def console_of(request: Request) -> Console:
+    console = request.app.state.console
+    assert isinstance(console, Console)
+    return console
+
+
+@contextmanager
+def open_workspace(request: Request) -> Iterator[Workspace]:
+    """The server's workspace handle, for this request alone while it lasts."""
+    with console_of(request).handle() as workspace:
+        yield workspace
+
+
+def _not_found(what: str, given: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"{given!r} is not {what}")
+
+
+def proposal_id_or_404(given: str) -> str:
+    if not is_proposal_id(given) or not given.isprintable():
+        raise _not_found("a proposal id (PROP-YYYYMMDD-NNN)", given)
+    return given
+
+
+def run_id_or_404(given: str) -> str:
+    if not _RUN_ID.fullmatch(given):
+        raise _not_found("a run id", given)
+    return given
+
+
+def escalation_id_or_404(given: str) -> str:
+    if not is_escalation_id(given) or not given.isprintable():
+        raise _not_found("an escalation id (ESC-NNN)", given)
+    return given
