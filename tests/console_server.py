@@ -15,10 +15,12 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+import stoic
 from stoic.server import auth
 from stoic.server.app import ServerConfig, create_app
 from stoic.server.console import Console
 from stoic.server.sessions import Person, Role, Session
+from stoic.services import users
 
 __all__ = ["Clock", "RunningConsole", "running_console"]
 
@@ -38,10 +40,15 @@ class RunningConsole:
     url: str
     app: object
     console: Console
+    workspace: Path
     clients: list[httpx.Client] = field(default_factory=list)
 
     def login(self, name: str, role: Role = Role.REVIEWER) -> tuple[httpx.Client, Session]:
-        """A client whose cookie is a live session of `name`."""
+        """A client whose cookie is a live session of `name`, a user on record with `role`
+        (added here when the log has no such user)."""
+        with stoic.Workspace.open(self.workspace) as workspace:
+            if users.backed(workspace, name) is None:
+                users.add(workspace, name, role=role.value, actor="human:admin")
         session: Session = self.app.state.sessions.open(Person(name, role))  # type: ignore[attr-defined]
         client = httpx.Client(base_url=self.url, cookies={auth.COOKIE: session.token}, timeout=30)
         self.clients.append(client)
@@ -71,7 +78,7 @@ def running_console(
         assert thread.is_alive(), "the server ended before it started"
         assert time.monotonic() < deadline, "the server did not start in 30 s"
         time.sleep(0.02)
-    running = RunningConsole(f"http://127.0.0.1:{port}", app, app.state.console)
+    running = RunningConsole(f"http://127.0.0.1:{port}", app, app.state.console, workspace)
     try:
         yield running
     finally:
