@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import stoic
 from stoic.server import auth
 from stoic.services import escalations
+from tests.conftest import run_stoic_process
 from tests.console_server import RunningConsole, running_console
+from tests.test_serve_control import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -116,9 +119,18 @@ def test_hostile_text_in_a_proposal_is_shown_and_never_runs(
     assert page.evaluate("typeof window.pwned") == "undefined"
 
 
-def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
-    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path, tmp_path: Path
+def test_the_whole_path_log_in_approve_with_the_keyboard_and_the_run_finishes_by_itself(
+    browser: Any, contexts: list[Any], ws_path: Path, tmp_path: Path
 ) -> None:
+    """A real `stoic serve`: log in through the login page, open the batch, open the proposal,
+    approve it with the keyboard, watch the run continue by itself and finish, read its
+    timeline."""
+    issued = orjson.loads(
+        run_stoic_process(
+            "-w", str(ws_path), "users", "add", "ana", "--role", "reviewer", "--as", "root",
+            "--json",
+        ).stdout
+    )  # fmt: skip
     plan = tmp_path / "deploy.yaml"
     plan.write_text(WAITS)
     with stoic.Workspace.open(ws_path) as workspace:
@@ -134,17 +146,34 @@ def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
             by="agent:ops",
         )
     assert report.status == "awaiting_human"
-    page = _page_as(browser, served, contexts, "ana")
-    page.goto(f"{served.url}/queue")
-    assert page.locator("tr.proposal").count() == 2
-    _screenshot(page, tmp_path, "queue")
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"**/proposals/{approval_id}")
-    assert page.locator("#sha256").inner_text()
-    _screenshot(page, tmp_path, "proposal")
-    page.keyboard.press("a")
-    page.wait_for_url("**/queue?decided=*")
-    assert page.locator("#decided").inner_text() == f"{approval_id} decided."
+    from playwright.sync_api import expect
+
+    with serving(ws_path) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{url}/queue")
+        page.wait_for_url("**/login")
+        page.fill("input[name=name]", "ana")
+        page.fill("input[name=secret]", issued["secret"])
+        page.click("button[type=submit]")
+        page.wait_for_url("**/queue")
+        assert page.locator("tr.proposal").count() == 2
+        _screenshot(page, tmp_path, "queue")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/proposals/{approval_id}")
+        assert page.locator("#sha256").inner_text()
+        _screenshot(page, tmp_path, "proposal")
+        page.keyboard.press("a")
+        page.wait_for_url("**/queue?decided=*")
+        assert page.locator("#decided").inner_text() == f"{approval_id} decided."
+        page.goto(f"{url}/runs/{report.run_id}")
+        # The page reloads itself as the run's records come (live updates from the log).
+        expect(page.locator("#run-status")).to_have_text("completed", timeout=60_000)
+        _screenshot(page, tmp_path, "run-timeline")
+        context.close()
+        contexts.remove(context)
     with stoic.Workspace.open(ws_path) as workspace:
         approved = [
             r
@@ -153,12 +182,7 @@ def test_a_reviewer_approves_with_the_keyboard_and_the_run_goes_on(
         ]
         assert [(r.proposal_id, r.actor) for r in approved] == [(approval_id, "human:ana")]
         assert "read_seconds" in approved[0].decision_inputs
-        done = workspace.continue_run(report.run_id, actor="human:ana")
-        assert done.status == "completed"
         assert workspace.audit().ok
-    page.goto(f"{served.url}/runs/{report.run_id}")
-    assert page.locator("#run-status").inner_text() == "completed"
-    _screenshot(page, tmp_path, "run-timeline")
 
 
 def test_the_queue_shows_a_new_proposal_by_itself(
