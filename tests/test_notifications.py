@@ -371,3 +371,51 @@ def test_a_store_handle_without_a_deliverer_is_refused_and_one_given_gets_every_
     with pytest.raises(UsageError, match="deliver its notices"):
         StoreWorkspace.open(where)
     assert [(n.event, n.text) for n in got] == [(Event.PAUSED, "paused by hand")]
+
+
+def test_with_a_public_url_each_notice_links_to_its_console_page(
+    tmp_path: Path, ws_path: Path, hook_url: str
+) -> None:
+    """`serve.public_url` set: a notice links to the proposal, escalation, run or pause it is
+    about — in the file's JSON, the Slack body and the console line alike."""
+    configure(
+        ws_path,
+        '[serve]\npublic_url = "https://stoic.example.org/"\n'
+        '[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n'
+        f'[[notifiers]]\nkind = "webhook"\nurl = "{hook_url}/ok"\nformat = "slack"\n'
+        'events = ["run_completed"]\n',
+    )
+    escalated = run_cli("-w", str(ws_path), "escalate", "--mode", "ambiguity", "--question", "?")
+    proposed = run_cli("-w", str(ws_path), "propose", "--title", "T", "--reasoning", "R", "--",
+                       "true")  # fmt: skip
+    assert run_cli("-w", str(ws_path), "stop", "--reason", "r").exit_code == 0
+    assert run_cli(
+        "-w", str(ws_path), "resume", "--procedure", "manual-verification", "--reason", "ok"
+    ).exit_code == 0  # fmt: skip
+    code, _, _ = run(ws_path, tmp_path, "tasks:\n  - {id: a, run: ['true']}\n")
+    assert code == 0
+    base = "https://stoic.example.org"
+    links = {str(n["event"]): n["link"] for n in notices(ws_path)}
+    run_id = next(str(n["run_id"]) for n in notices(ws_path) if n["event"] == "run_completed")
+    assert links == {
+        "escalation_raised": f"{base}/escalations/{escalated.stdout.strip()}",
+        "suggestion_created": f"{base}/proposals/{proposed.stdout.strip()}",
+        "paused": f"{base}/pause",
+        "resumed": f"{base}/pause",
+        "run_completed": f"{base}/runs/{run_id}",
+    }
+    ((_, body),) = Hook.received
+    assert f"<{base}/runs/{run_id}|Open in the console>" in str(body["blocks"])
+
+
+def test_without_a_public_url_notices_carry_no_link(tmp_path: Path, ws_path: Path) -> None:
+    configure(ws_path, '[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n')
+    assert run(ws_path, tmp_path, "tasks:\n  - {id: a, run: ['true']}\n")[0] == 0
+    assert [n["link"] for n in notices(ws_path)] == [None]
+
+
+def test_a_public_url_that_is_not_a_web_address_is_refused(ws_path: Path) -> None:
+    configure(ws_path, '[serve]\npublic_url = "javascript:alert(1)"\n')
+    result = run_cli("-w", str(ws_path), "status")
+    assert result.exit_code == 2
+    assert "public_url" in result.stderr

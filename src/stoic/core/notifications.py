@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Event", "Notice", "json_payload", "slack_payload", "wants"]
+__all__ = ["Event", "Notice", "console_link", "json_payload", "slack_payload", "wants"]
 
 
 class Event(StrEnum):
@@ -53,6 +53,30 @@ class Notice:
     """Details: the blocked list, summaries, the escalation id …"""
     lines: Sequence[str] = ()
     """Further lines (blocked tasks, summaries), shown under the text."""
+    link: str | None = None
+    """Where the console shows what it is about (with `serve.public_url` set)."""
+
+
+def console_link(
+    public_url: str, event: Event, run_id: str | None, data: Mapping[str, Any]
+) -> str | None:
+    """The console page of what a notice is about: its proposal, its escalation, its run, the
+    pause or the audit; None without a public address."""
+    if not public_url:
+        return None
+    base = public_url.rstrip("/")
+    proposal, escalation = data.get("proposal_id"), data.get("escalation_id")
+    if isinstance(proposal, str) and proposal:
+        return f"{base}/proposals/{proposal}"
+    if isinstance(escalation, str) and escalation:
+        return f"{base}/escalations/{escalation}"
+    if run_id:
+        return f"{base}/runs/{run_id}"
+    if event in (Event.PAUSED, Event.RESUMED):
+        return f"{base}/pause"
+    if event in (Event.AUDIT_FAILED, Event.AUDIT_PASSED):
+        return f"{base}/audit"
+    return f"{base}/queue"
 
 
 def wants(events: Sequence[str], event: Event) -> bool:
@@ -69,12 +93,15 @@ def json_payload(notice: Notice) -> dict[str, Any]:
         "text": notice.text,
         "lines": list(notice.lines),
         "data": dict(notice.data),
+        "link": notice.link,
     }
 
 
 def slack_payload(notice: Notice) -> dict[str, Any]:
     """A Slack-compatible incoming-webhook body: `text` for clients, blocks for the rest."""
     body = notice.text + "".join(f"\n• {line}" for line in notice.lines)
+    if notice.link is not None:
+        body += f"\n<{notice.link}|Open in the console>"
     return {
         "text": f"{_HEADLINES[notice.event]}: {notice.text}",
         "blocks": [

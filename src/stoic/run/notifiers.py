@@ -163,6 +163,8 @@ def _deliver_into(
 def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -> None:
     if notifier.kind == "console":
         extra = "".join(f"\n  {line}" for line in notice.lines)
+        if notice.link is not None:
+            extra += f"\n  {notice.link}"
         text = f"stoic: notice: {notice.event.value}: {notice.text}{extra}"
         sys.stderr.write(escape_controls(text) + "\n")  # a person reads it: nothing raw
         sys.stderr.flush()

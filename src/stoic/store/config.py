@@ -56,6 +56,15 @@ class ReviewSettings(_Section):
     )
 
 
+class ServeSettings(_Section):
+    public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s?#]+)?$",
+        description="The address people open the console at (https://stoic.example.org): each"
+        " notification then links to its proposal, escalation or run. Empty: no links.",
+    )
+
+
 class SchedulesSettings(_Section):
     catch_up_seconds: float = Field(
         24 * 3600.0,
@@ -322,6 +331,7 @@ class Settings(_Section):
     policy: PolicySettings = PolicySettings()
     agents: AgentSettings = AgentSettings()
     schedules: SchedulesSettings = SchedulesSettings()
+    serve: ServeSettings = ServeSettings()
     notifiers: list[NotifierSettings] = Field(
         default_factory=lambda: [
             NotifierSettings(

@@ -16,7 +16,7 @@ import orjson
 from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport
 from stoic.core.escalations import EscalationState
-from stoic.core.notifications import Event, Notice
+from stoic.core.notifications import Event, Notice, console_link
 from stoic.core.policy import mask_decision, mask_json, mask_secrets
 from stoic.core.projection import Projection, WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.proposals import QueueState
@@ -316,6 +316,7 @@ class Workspace:
             run_id=run_id,
             data=mask_json(dict(data or {}), secrets),
             lines=tuple(mask_secrets(line, secrets) for line in lines),
+            link=console_link(self.settings.serve.public_url, event, run_id, data or {}),
         )
         deliverer = self._deliverer
         self.log.after_unlock(lambda: deliverer(self, notice))
