@@ -382,6 +382,24 @@ def test_a_new_secret_ends_the_sessions_opened_with_the_old_one(
     assert reviewer.get("/api/session").status_code == 401
 
 
+def test_a_log_restored_from_a_backup_and_appended_past_the_old_head_ends_a_session(
+    console: Console,
+) -> None:
+    console.add("ann", "reviewer")
+    kept = [console.workspace / "logs/decision_log.ndjson"]
+    kept.append(console.workspace / "manifests/workspace_status.json")
+    backup = [path.read_bytes() for path in kept]  # the workspace before bob was added
+    bob, _ = console.login("bob", console.add("bob", "operator"))
+    assert bob.get("/api/session").status_code == 200  # the server's roster has folded bob
+    for path, data in zip(kept, backup, strict=True):
+        restored = path.with_suffix(".restored")
+        restored.write_bytes(data)
+        restored.replace(path)
+    console.add("cat", "reviewer")
+    console.add("dan", "reviewer")  # the head is now past the one the roster folded up to
+    assert bob.get("/api/session").status_code == 401  # the restored log never had bob
+
+
 @pytest.mark.parametrize("name", ["..", "%2e%2e", ".hidden", "UPPER", "x%0ay"])
 def test_a_user_name_in_a_url_that_is_not_a_name_is_404(
     console: Console, people: dict[str, tuple[httpx.Client, str]], name: str
