@@ -3,6 +3,7 @@ port, reached with httpx; the log and the secret files are the workspace's own."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -22,6 +23,7 @@ import orjson
 import pytest
 import uvicorn
 
+from stoic.core.users import User
 from stoic.server.app import ServerConfig, create_app
 from stoic.server.throttle import LoginThrottle
 from stoic.services import users
@@ -228,6 +230,26 @@ def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(serve: Serve)
     assert client.post("/login", data=data, headers=blocked).status_code == 429
     other = {"X-Forwarded-For": "203.0.113.10"}
     assert client.post("/login", data=data, headers=other).status_code == 303
+
+
+def test_a_writes_session_is_looked_up_off_the_event_loop(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, csrf = console.login("ann", console.add("ann", "reviewer"))
+    on_loop: list[bool] = []
+    real = users.Roster.backed
+
+    def watched(roster: users.Roster, workspace: Workspace, name: str) -> User | None:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(roster, workspace, name)
+
+    monkeypatch.setattr(users.Roster, "backed", watched)
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 303
+    assert on_loop == [False]  # it reads the log: a blocked loop would hold up everyone
 
 
 def test_logout_needs_the_csrf_token_and_ends_the_session(console: Console) -> None:
