@@ -368,6 +368,24 @@ def test_the_actor_on_record_is_the_logged_in_admin_never_a_form_field(
     assert audit.exit_code == 0 and orjson.loads(audit.stdout)["ok"] is True
 
 
+def test_no_answer_to_a_logged_in_request_or_the_login_page_may_be_stored(
+    console: Console, people: dict[str, tuple[httpx.Client, str]]
+) -> None:
+    client, csrf = people["admin"]
+    headers = {"X-CSRF-Token": csrf}
+    answers = [
+        console.client().get("/login"),
+        client.get("/users"),
+        client.get("/api/session"),
+        client.post("/users", data={"name": "pat", "role": "reviewer", "csrf": csrf}),
+        client.post("/users/pat/reset", data={"csrf": csrf}),
+        client.post("/api/users", json={"name": "quinn", "role": "reviewer"}, headers=headers),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+
+
 def test_an_added_user_sees_their_secret_once_and_can_log_in(
     console: Console, people: dict[str, tuple[httpx.Client, str]]
 ) -> None:
