@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,17 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from stoic.core.users import User
 from stoic.server.app import ServerConfig, create_app
-from stoic.server.throttle import LoginThrottle
+from stoic.server.throttle import LIMITS, SCRYPTS, LoginThrottle
 from stoic.services import users
 from stoic.services.workspace import Workspace
 from tests.conftest import run_cli
+
+GUARD = 60.0
+"""How long a test waits for an effect before it calls the server hung."""
 
 
 def _free_port() -> int:
@@ -52,6 +57,7 @@ class Clock:
 class Console:
     url: str
     workspace: Path
+    app: FastAPI
     clock: Clock = field(default_factory=Clock)
     clients: list[httpx.Client] = field(default_factory=list)
 
@@ -93,7 +99,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         workspace = tmp_path / f"ws{len(started)}"
         assert run_cli("init", str(workspace)).exit_code == 0
         app = create_app(ServerConfig(workspace=workspace, **config))
-        console = Console("", workspace)
+        console = Console("", workspace, app)
         app.state.login_throttle = LoginThrottle(clock=console.clock)
         port = _free_port()
         server = uvicorn.Server(
@@ -206,10 +212,97 @@ def test_failures_for_a_name_are_throttled_until_the_window_passes(console: Cons
     assert client.post("/login", data={"name": "ann", "secret": secret}).status_code == 303
 
 
+def test_failures_for_a_name_from_one_address_do_not_lock_it_out_elsewhere(
+    serve: Serve,
+) -> None:
+    console = serve(behind_proxy=True)
+    secret = console.add("ann", "admin")
+    client = console.client()
+    guesser = {"X-Forwarded-For": "203.0.113.9"}
+    for _ in range(5):
+        answer = client.post("/login", data={"name": "ann", "secret": "x"}, headers=guesser)
+        assert answer.status_code == 401
+    data = {"name": "ann", "secret": secret}
+    assert client.post("/login", data=data, headers=guesser).status_code == 429
+    owner = {"X-Forwarded-For": "198.51.100.7"}
+    assert client.post("/login", data=data, headers=owner).status_code == 303
+
+
+def test_failures_for_a_name_from_many_addresses_are_bounded(serve: Serve) -> None:
+    console = serve(behind_proxy=True)
+    secret = console.add("ann", "admin")
+    client = console.client()
+    for number in range(LIMITS["name"]):
+        headers = {"X-Forwarded-For": f"10.0.{number // 4}.{number % 4}"}
+        answer = client.post("/login", data={"name": "ann", "secret": "x"}, headers=headers)
+        assert answer.status_code == 401
+    fresh = {"X-Forwarded-For": "198.51.100.7"}
+    data = {"name": "ann", "secret": secret}
+    assert client.post("/login", data=data, headers=fresh).status_code == 429
+
+
+def _held_scrypt(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], threading.Event]:
+    """Every scrypt waits for the event; the list counts those begun."""
+    begun: list[int] = []
+    release = threading.Event()
+    real = hashlib.scrypt
+
+    def held(password: bytes, **kwargs: Any) -> bytes:
+        begun.append(1)
+        assert release.wait(GUARD)
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", held)
+    return begun, release
+
+
+def _until(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting after {GUARD:g} s: {what}"
+        time.sleep(0.01)
+
+
+def test_concurrent_attempts_take_their_slots_before_the_secret_is_checked(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console.add("ann", "admin")
+    # Room to check every attempt at once: only the slots bound them.
+    console.app.state.login_throttle = LoginThrottle(clock=console.clock, scrypts=40)
+    begun, release = _held_scrypt(monkeypatch)
+    client = console.client()
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        data = {"name": "ann", "secret": "x"}
+        answers = [pool.submit(client.post, "/login", data=data) for _ in range(12)]
+        _until("7 attempts refused", lambda: sum(a.done() for a in answers) == 7)
+        assert len(begun) == 5  # a slot each: the burst got the guesses a sequence gets
+        release.set()
+        codes = sorted(a.result().status_code for a in answers)
+    assert codes == [401] * 5 + [429] * 7
+
+
+def test_at_most_a_few_secrets_are_checked_at_once(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begun, release = _held_scrypt(monkeypatch)
+    client = console.client()
+    with ThreadPoolExecutor(max_workers=SCRYPTS) as pool:
+        held = [
+            pool.submit(client.post, "/login", data={"name": f"g{n}", "secret": "x"})
+            for n in range(SCRYPTS)
+        ]
+        _until("the checks begin", lambda: len(begun) == SCRYPTS)
+        refused = client.post("/login", data={"name": "late", "secret": "x"})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        release.set()
+        assert [answer.result().status_code for answer in held] == [401] * SCRYPTS
+    assert len(begun) == SCRYPTS
+
+
 def test_failures_from_an_address_are_throttled_whatever_the_name(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    for number in range(5):
+    for number in range(LIMITS["address"]):
         # A forwarded address counts for nothing without --behind-proxy.
         headers = {"X-Forwarded-For": f"10.0.0.{number}"}
         data = {"name": f"guess{number}", "secret": "x"}
@@ -221,7 +314,7 @@ def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(serve: Serve)
     console = serve(behind_proxy=True)
     secret = console.add("ann", "reviewer")
     client = console.client()
-    for number in range(5):
+    for number in range(LIMITS["address"]):
         headers = {"X-Forwarded-For": "203.0.113.9"}
         data = {"name": f"guess{number}", "secret": "x"}
         assert client.post("/login", data=data, headers=headers).status_code == 401
@@ -490,7 +583,7 @@ def test_stoic_serve_logs_an_admin_in(tmp_path: Path) -> None:
         assert [entry["name"] for entry in listed.json()] == ["root"]
         assert "root" in client.get("/users").text
         # Without --behind-proxy a forwarded address is not believed, even from loopback.
-        for number in range(5):
+        for number in range(LIMITS["address"]):
             forged = {"X-Forwarded-For": f"10.0.0.{number}"}
             data = {"name": f"guess{number}", "secret": "x"}
             assert client.post("/login", data=data, headers=forged).status_code == 401

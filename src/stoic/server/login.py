@@ -1,9 +1,10 @@
 """Logging in and out of the console.
 
 A failed login says only "wrong name or secret", whichever was wrong, and costs one scrypt
-whether the name exists or not; five failures for a name or from an address within fifteen
-minutes refuse further attempts for a while (429). Logins and their failures are not
-decisions: they are never recorded in the log.
+whether the name exists or not; too many attempts for a name from an address, from an
+address, or for a name refuse further ones for a while (429, see `stoic.server.throttle`),
+as does a login while as many secrets as the server checks at once are being checked.
+Logins and their failures are not decisions: they are never recorded in the log.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stoic.server.access_render import client_address, page
 from stoic.server.auth import COOKIE, check_csrf, session_of, sessions_of
 from stoic.server.sessions import SESSION_SECONDS, Person, Role, Session
-from stoic.server.throttle import LoginThrottle
+from stoic.server.throttle import LoginThrottle, keys_of
 from stoic.services import users
 from stoic.services.workspace import Workspace
 
@@ -44,23 +45,20 @@ def login(
     config = request.app.state.config
     throttle = request.app.state.login_throttle
     assert isinstance(throttle, LoginThrottle)
-    keys = (f"name:{name[:_LONGEST_NAME]}", f"address:{client_address(request)}")
-    wait = throttle.retry_after(keys)
-    if wait is not None:
-        minutes = -(-wait // 60)
-        return page(
-            request,
-            "login.html",
-            {"error": f"too many failed logins: try again in {minutes} min", "name": name},
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
-    with Workspace.open(config.workspace) as workspace:
-        user = users.authenticate(workspace, name, secret)
+    keys = keys_of(name[:_LONGEST_NAME], client_address(request))
+    with throttle.checking() as free:
+        if not free:
+            return _refused(request, name, "too many logins at once: try again", 1)
+        admission = throttle.admit(keys)
+        if admission.wait is not None:
+            minutes = -(-admission.wait // 60)
+            why = f"too many failed logins: try again in {minutes} min"
+            return _refused(request, name, why, admission.wait)
+        with Workspace.open(config.workspace) as workspace:
+            user = users.authenticate(workspace, name, secret)
     if user is None:
-        throttle.failed(keys)
         return page(request, "login.html", {"error": WRONG, "name": name}, status_code=401)
-    throttle.clear(keys[0])
+    throttle.succeeded(keys, admission)
     person = Person(user.name, Role(user.role))
     session = sessions_of(request).open(person, issued_seq=user.issued_seq)
     response = RedirectResponse("/", status_code=303)
@@ -74,6 +72,16 @@ def login(
         samesite="strict",
     )
     return response
+
+
+def _refused(request: Request, name: str, why: str, wait: int) -> Response:
+    return page(
+        request,
+        "login.html",
+        {"error": why, "name": name},
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
 
 
 @router.post("/logout", include_in_schema=False, dependencies=[Depends(check_csrf)])
