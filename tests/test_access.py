@@ -43,6 +43,20 @@ def _free_port() -> int:
         return port
 
 
+def _login(
+    client: httpx.Client, *, data: dict[str, str], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST /login as the login page's form does: with the token of its cookie (sent by hand,
+    since a client keeps a Secure cookie for https only)."""
+    token = next((c.value for c in client.cookies.jar if c.name == "stoic_login"), None)
+    if token is None:
+        form = client.get("/login")
+        assert form.status_code == 200
+        token = form.cookies["stoic_login"]
+    sent = (headers or {}) | {"Cookie": f"stoic_login={token}"}
+    return client.post("/login", data=data | {"csrf": token}, headers=sent)
+
+
 @dataclass
 class Clock:
     """A clock the test moves by hand."""
@@ -78,7 +92,7 @@ class Console:
     def login(self, name: str, secret: str) -> tuple[httpx.Client, str]:
         """A client logged in as `name`, and its session's CSRF token."""
         client = self.client()
-        answer = client.post("/login", data={"name": name, "secret": secret})
+        answer = _login(client, data={"name": name, "secret": secret})
         assert answer.status_code == 303, answer.text
         session = client.get("/api/session")
         assert session.status_code == 200
@@ -145,7 +159,7 @@ def test_the_login_page_is_a_form(console: Console) -> None:
 def test_a_login_sets_a_strict_httponly_cookie_and_the_role_on_record(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    answer = client.post("/login", data={"name": "ann", "secret": secret})
+    answer = _login(client, data={"name": "ann", "secret": secret})
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert "stoic_session=" in cookie
@@ -161,21 +175,40 @@ def test_the_cookie_is_secure_over_tls_or_behind_a_proxy(
 ) -> None:
     console = serve(**config)
     secret = console.add("ann", "reviewer")
-    answer = console.client().post("/login", data={"name": "ann", "secret": secret})
+    answer = _login(console.client(), data={"name": "ann", "secret": secret})
     assert answer.status_code == 303
     assert "Secure" in answer.headers["set-cookie"]
+
+
+def test_a_login_from_another_sites_page_or_without_the_forms_token_is_refused(
+    console: Console,
+) -> None:
+    secret = console.add("ann", "reviewer")
+    client = console.client()
+    data = {"name": "ann", "secret": secret}
+    assert client.post("/login", data=data).status_code == 403  # never saw the form
+    token = client.get("/login").cookies["stoic_login"]
+    assert client.post("/login", data=data | {"csrf": "forged"}).status_code == 403
+    own = client.get("/login").text
+    assert f'name="csrf" value="{token}"' in own
+    for cross in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = client.post("/login", data=data | {"csrf": token}, headers=cross)
+        assert answer.status_code == 403
+        assert "stoic_session" not in answer.headers.get("set-cookie", "")
+    same = {"Origin": console.url, "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/login", data=data | {"csrf": token}, headers=same).status_code == 303
 
 
 def test_a_failed_login_does_not_say_which_was_wrong(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    wrong_secret = client.post("/login", data={"name": "ann", "secret": secret + "x"})
-    unknown_name = client.post("/login", data={"name": "nobody", "secret": secret})
-    not_a_name = client.post("/login", data={"name": "../ann", "secret": secret})
+    wrong_secret = _login(client, data={"name": "ann", "secret": secret + "x"})
+    unknown_name = _login(client, data={"name": "nobody", "secret": secret})
+    not_a_name = _login(client, data={"name": "../ann", "secret": secret})
     for answer in (wrong_secret, unknown_name, not_a_name):
         assert answer.status_code == 401
         assert "wrong name or secret" in answer.text
-        assert "set-cookie" not in answer.headers
+        assert "stoic_session" not in answer.headers.get("set-cookie", "")
     assert wrong_secret.text == unknown_name.text.replace("nobody", "ann")
 
 
@@ -201,15 +234,15 @@ def test_failures_for_a_name_are_throttled_until_the_window_passes(console: Cons
     secret = console.add("ann", "reviewer")
     client = console.client()
     for _ in range(5):
-        assert client.post("/login", data={"name": "ann", "secret": "x"}).status_code == 401
-    refused = client.post("/login", data={"name": "ann", "secret": secret})
+        assert _login(client, data={"name": "ann", "secret": "x"}).status_code == 401
+    refused = _login(client, data={"name": "ann", "secret": secret})
     assert refused.status_code == 429  # even with the right secret
     assert int(refused.headers["retry-after"]) == 15 * 60
     console.clock.now += 10 * 60
-    refused = client.post("/login", data={"name": "ann", "secret": secret})
+    refused = _login(client, data={"name": "ann", "secret": secret})
     assert int(refused.headers["retry-after"]) == 5 * 60
     console.clock.now += 5 * 60
-    assert client.post("/login", data={"name": "ann", "secret": secret}).status_code == 303
+    assert _login(client, data={"name": "ann", "secret": secret}).status_code == 303
 
 
 def test_failures_for_a_name_from_one_address_do_not_lock_it_out_elsewhere(
@@ -220,12 +253,12 @@ def test_failures_for_a_name_from_one_address_do_not_lock_it_out_elsewhere(
     client = console.client()
     guesser = {"X-Forwarded-For": "203.0.113.9"}
     for _ in range(5):
-        answer = client.post("/login", data={"name": "ann", "secret": "x"}, headers=guesser)
+        answer = _login(client, data={"name": "ann", "secret": "x"}, headers=guesser)
         assert answer.status_code == 401
     data = {"name": "ann", "secret": secret}
-    assert client.post("/login", data=data, headers=guesser).status_code == 429
+    assert _login(client, data=data, headers=guesser).status_code == 429
     owner = {"X-Forwarded-For": "198.51.100.7"}
-    assert client.post("/login", data=data, headers=owner).status_code == 303
+    assert _login(client, data=data, headers=owner).status_code == 303
 
 
 def test_failures_for_a_name_from_many_addresses_are_bounded(serve: Serve) -> None:
@@ -234,11 +267,11 @@ def test_failures_for_a_name_from_many_addresses_are_bounded(serve: Serve) -> No
     client = console.client()
     for number in range(LIMITS["name"]):
         headers = {"X-Forwarded-For": f"10.0.{number // 4}.{number % 4}"}
-        answer = client.post("/login", data={"name": "ann", "secret": "x"}, headers=headers)
+        answer = _login(client, data={"name": "ann", "secret": "x"}, headers=headers)
         assert answer.status_code == 401
     fresh = {"X-Forwarded-For": "198.51.100.7"}
     data = {"name": "ann", "secret": secret}
-    assert client.post("/login", data=data, headers=fresh).status_code == 429
+    assert _login(client, data=data, headers=fresh).status_code == 429
 
 
 def _held_scrypt(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], threading.Event]:
@@ -271,9 +304,10 @@ def test_concurrent_attempts_take_their_slots_before_the_secret_is_checked(
     console.app.state.login_throttle = LoginThrottle(clock=console.clock, scrypts=40)
     begun, release = _held_scrypt(monkeypatch)
     client = console.client()
+    client.get("/login")  # the form's token, before the burst
     with ThreadPoolExecutor(max_workers=12) as pool:
         data = {"name": "ann", "secret": "x"}
-        answers = [pool.submit(client.post, "/login", data=data) for _ in range(12)]
+        answers = [pool.submit(_login, client, data=data) for _ in range(12)]
         _until("7 attempts refused", lambda: sum(a.done() for a in answers) == 7)
         assert len(begun) == 5  # a slot each: the burst got the guesses a sequence gets
         release.set()
@@ -286,13 +320,14 @@ def test_at_most_a_few_secrets_are_checked_at_once(
 ) -> None:
     begun, release = _held_scrypt(monkeypatch)
     client = console.client()
+    client.get("/login")  # the form's token, before the burst
     with ThreadPoolExecutor(max_workers=SCRYPTS) as pool:
         held = [
-            pool.submit(client.post, "/login", data={"name": f"g{n}", "secret": "x"})
+            pool.submit(_login, client, data={"name": f"g{n}", "secret": "x"})
             for n in range(SCRYPTS)
         ]
         _until("the checks begin", lambda: len(begun) == SCRYPTS)
-        refused = client.post("/login", data={"name": "late", "secret": "x"})
+        refused = _login(client, data={"name": "late", "secret": "x"})
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         release.set()
         assert [answer.result().status_code for answer in held] == [401] * SCRYPTS
@@ -306,8 +341,8 @@ def test_failures_from_an_address_are_throttled_whatever_the_name(console: Conso
         # A forwarded address counts for nothing without --behind-proxy.
         headers = {"X-Forwarded-For": f"10.0.0.{number}"}
         data = {"name": f"guess{number}", "secret": "x"}
-        assert client.post("/login", data=data, headers=headers).status_code == 401
-    assert client.post("/login", data={"name": "ann", "secret": secret}).status_code == 429
+        assert _login(client, data=data, headers=headers).status_code == 401
+    assert _login(client, data={"name": "ann", "secret": secret}).status_code == 429
 
 
 def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(serve: Serve) -> None:
@@ -317,12 +352,12 @@ def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(serve: Serve)
     for number in range(LIMITS["address"]):
         headers = {"X-Forwarded-For": "203.0.113.9"}
         data = {"name": f"guess{number}", "secret": "x"}
-        assert client.post("/login", data=data, headers=headers).status_code == 401
+        assert _login(client, data=data, headers=headers).status_code == 401
     blocked = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}  # what the client sent comes first
     data = {"name": "ann", "secret": secret}
-    assert client.post("/login", data=data, headers=blocked).status_code == 429
+    assert _login(client, data=data, headers=blocked).status_code == 429
     other = {"X-Forwarded-For": "203.0.113.10"}
-    assert client.post("/login", data=data, headers=other).status_code == 303
+    assert _login(client, data=data, headers=other).status_code == 303
 
 
 def test_a_writes_session_is_looked_up_off_the_event_loop(
@@ -577,7 +612,7 @@ def test_stoic_serve_logs_an_admin_in(tmp_path: Path) -> None:
                 time.sleep(0.05)
         client = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
         stack.callback(client.close)
-        assert client.post("/login", data={"name": "root", "secret": secret}).status_code == 303
+        assert _login(client, data={"name": "root", "secret": secret}).status_code == 303
         listed = client.get("/api/users")
         assert listed.status_code == 200
         assert [entry["name"] for entry in listed.json()] == ["root"]
@@ -586,9 +621,6 @@ def test_stoic_serve_logs_an_admin_in(tmp_path: Path) -> None:
         for number in range(LIMITS["address"]):
             forged = {"X-Forwarded-For": f"10.0.0.{number}"}
             data = {"name": f"guess{number}", "secret": "x"}
-            assert client.post("/login", data=data, headers=forged).status_code == 401
+            assert _login(client, data=data, headers=forged).status_code == 401
         data = {"name": "root", "secret": secret}
-        assert (
-            client.post("/login", data=data, headers={"X-Forwarded-For": "10.9.9.9"}).status_code
-            == 429
-        )
+        assert _login(client, data=data, headers={"X-Forwarded-For": "10.9.9.9"}).status_code == 429
