@@ -3,6 +3,7 @@ port, reached with httpx; the log and the secret files are the workspace's own."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,17 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
+from stoic.core.users import User
 from stoic.server.app import ServerConfig, create_app
-from stoic.server.throttle import LoginThrottle
+from stoic.server.throttle import LIMITS, SCRYPTS, LoginThrottle
 from stoic.services import users
 from stoic.services.workspace import Workspace
 from tests.conftest import run_cli
+
+GUARD = 60.0
+"""How long a test waits for an effect before it calls the server hung."""
 
 
 def _free_port() -> int:
@@ -34,6 +41,20 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def _login(
+    client: httpx.Client, *, data: dict[str, str], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST /login as the login page's form does: with the token of its cookie (sent by hand,
+    since a client keeps a Secure cookie for https only)."""
+    token = next((c.value for c in client.cookies.jar if c.name == "stoic_login"), None)
+    if token is None:
+        form = client.get("/login")
+        assert form.status_code == 200
+        token = form.cookies["stoic_login"]
+    sent = (headers or {}) | {"Cookie": f"stoic_login={token}"}
+    return client.post("/login", data=data | {"csrf": token}, headers=sent)
 
 
 @dataclass
@@ -50,6 +71,7 @@ class Clock:
 class Console:
     url: str
     workspace: Path
+    app: FastAPI
     clock: Clock = field(default_factory=Clock)
     clients: list[httpx.Client] = field(default_factory=list)
 
@@ -70,7 +92,7 @@ class Console:
     def login(self, name: str, secret: str) -> tuple[httpx.Client, str]:
         """A client logged in as `name`, and its session's CSRF token."""
         client = self.client()
-        answer = client.post("/login", data={"name": name, "secret": secret})
+        answer = _login(client, data={"name": name, "secret": secret})
         assert answer.status_code == 303, answer.text
         session = client.get("/api/session")
         assert session.status_code == 200
@@ -91,7 +113,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         workspace = tmp_path / f"ws{len(started)}"
         assert run_cli("init", str(workspace)).exit_code == 0
         app = create_app(ServerConfig(workspace=workspace, **config))
-        console = Console("", workspace)
+        console = Console("", workspace, app)
         app.state.login_throttle = LoginThrottle(clock=console.clock)
         port = _free_port()
         server = uvicorn.Server(
@@ -137,7 +159,7 @@ def test_the_login_page_is_a_form(console: Console) -> None:
 def test_a_login_sets_a_strict_httponly_cookie_and_the_role_on_record(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    answer = client.post("/login", data={"name": "ann", "secret": secret})
+    answer = _login(client, data={"name": "ann", "secret": secret})
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert "stoic_session=" in cookie
@@ -153,21 +175,40 @@ def test_the_cookie_is_secure_over_tls_or_behind_a_proxy(
 ) -> None:
     console = serve(**config)
     secret = console.add("ann", "reviewer")
-    answer = console.client().post("/login", data={"name": "ann", "secret": secret})
+    answer = _login(console.client(), data={"name": "ann", "secret": secret})
     assert answer.status_code == 303
     assert "Secure" in answer.headers["set-cookie"]
+
+
+def test_a_login_from_another_sites_page_or_without_the_forms_token_is_refused(
+    console: Console,
+) -> None:
+    secret = console.add("ann", "reviewer")
+    client = console.client()
+    data = {"name": "ann", "secret": secret}
+    assert client.post("/login", data=data).status_code == 403  # never saw the form
+    token = client.get("/login").cookies["stoic_login"]
+    assert client.post("/login", data=data | {"csrf": "forged"}).status_code == 403
+    own = client.get("/login").text
+    assert f'name="csrf" value="{token}"' in own
+    for cross in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = client.post("/login", data=data | {"csrf": token}, headers=cross)
+        assert answer.status_code == 403
+        assert "stoic_session" not in answer.headers.get("set-cookie", "")
+    same = {"Origin": console.url, "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/login", data=data | {"csrf": token}, headers=same).status_code == 303
 
 
 def test_a_failed_login_does_not_say_which_was_wrong(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    wrong_secret = client.post("/login", data={"name": "ann", "secret": secret + "x"})
-    unknown_name = client.post("/login", data={"name": "nobody", "secret": secret})
-    not_a_name = client.post("/login", data={"name": "../ann", "secret": secret})
+    wrong_secret = _login(client, data={"name": "ann", "secret": secret + "x"})
+    unknown_name = _login(client, data={"name": "nobody", "secret": secret})
+    not_a_name = _login(client, data={"name": "../ann", "secret": secret})
     for answer in (wrong_secret, unknown_name, not_a_name):
         assert answer.status_code == 401
         assert "wrong name or secret" in answer.text
-        assert "set-cookie" not in answer.headers
+        assert "stoic_session" not in answer.headers.get("set-cookie", "")
     assert wrong_secret.text == unknown_name.text.replace("nobody", "ann")
 
 
@@ -193,41 +234,150 @@ def test_failures_for_a_name_are_throttled_until_the_window_passes(console: Cons
     secret = console.add("ann", "reviewer")
     client = console.client()
     for _ in range(5):
-        assert client.post("/login", data={"name": "ann", "secret": "x"}).status_code == 401
-    refused = client.post("/login", data={"name": "ann", "secret": secret})
+        assert _login(client, data={"name": "ann", "secret": "x"}).status_code == 401
+    refused = _login(client, data={"name": "ann", "secret": secret})
     assert refused.status_code == 429  # even with the right secret
     assert int(refused.headers["retry-after"]) == 15 * 60
     console.clock.now += 10 * 60
-    refused = client.post("/login", data={"name": "ann", "secret": secret})
+    refused = _login(client, data={"name": "ann", "secret": secret})
     assert int(refused.headers["retry-after"]) == 5 * 60
     console.clock.now += 5 * 60
-    assert client.post("/login", data={"name": "ann", "secret": secret}).status_code == 303
+    assert _login(client, data={"name": "ann", "secret": secret}).status_code == 303
+
+
+def test_failures_for_a_name_from_one_address_do_not_lock_it_out_elsewhere(
+    serve: Serve,
+) -> None:
+    console = serve(behind_proxy=True)
+    secret = console.add("ann", "admin")
+    client = console.client()
+    guesser = {"X-Forwarded-For": "203.0.113.9"}
+    for _ in range(5):
+        answer = _login(client, data={"name": "ann", "secret": "x"}, headers=guesser)
+        assert answer.status_code == 401
+    data = {"name": "ann", "secret": secret}
+    assert _login(client, data=data, headers=guesser).status_code == 429
+    owner = {"X-Forwarded-For": "198.51.100.7"}
+    assert _login(client, data=data, headers=owner).status_code == 303
+
+
+def test_failures_for_a_name_from_many_addresses_are_bounded(serve: Serve) -> None:
+    console = serve(behind_proxy=True)
+    secret = console.add("ann", "admin")
+    client = console.client()
+    for number in range(LIMITS["name"]):
+        headers = {"X-Forwarded-For": f"10.0.{number // 4}.{number % 4}"}
+        answer = _login(client, data={"name": "ann", "secret": "x"}, headers=headers)
+        assert answer.status_code == 401
+    fresh = {"X-Forwarded-For": "198.51.100.7"}
+    data = {"name": "ann", "secret": secret}
+    assert _login(client, data=data, headers=fresh).status_code == 429
+
+
+def _held_scrypt(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], threading.Event]:
+    """Every scrypt waits for the event; the list counts those begun."""
+    begun: list[int] = []
+    release = threading.Event()
+    real = hashlib.scrypt
+
+    def held(password: bytes, **kwargs: Any) -> bytes:
+        begun.append(1)
+        assert release.wait(GUARD)
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", held)
+    return begun, release
+
+
+def _until(what: str, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting after {GUARD:g} s: {what}"
+        time.sleep(0.01)
+
+
+def test_concurrent_attempts_take_their_slots_before_the_secret_is_checked(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console.add("ann", "admin")
+    # Room to check every attempt at once: only the slots bound them.
+    console.app.state.login_throttle = LoginThrottle(clock=console.clock, scrypts=40)
+    begun, release = _held_scrypt(monkeypatch)
+    client = console.client()
+    client.get("/login")  # the form's token, before the burst
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        data = {"name": "ann", "secret": "x"}
+        answers = [pool.submit(_login, client, data=data) for _ in range(12)]
+        _until("7 attempts refused", lambda: sum(a.done() for a in answers) == 7)
+        assert len(begun) == 5  # a slot each: the burst got the guesses a sequence gets
+        release.set()
+        codes = sorted(a.result().status_code for a in answers)
+    assert codes == [401] * 5 + [429] * 7
+
+
+def test_at_most_a_few_secrets_are_checked_at_once(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begun, release = _held_scrypt(monkeypatch)
+    client = console.client()
+    client.get("/login")  # the form's token, before the burst
+    with ThreadPoolExecutor(max_workers=SCRYPTS) as pool:
+        held = [
+            pool.submit(_login, client, data={"name": f"g{n}", "secret": "x"})
+            for n in range(SCRYPTS)
+        ]
+        _until("the checks begin", lambda: len(begun) == SCRYPTS)
+        refused = _login(client, data={"name": "late", "secret": "x"})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        release.set()
+        assert [answer.result().status_code for answer in held] == [401] * SCRYPTS
+    assert len(begun) == SCRYPTS
 
 
 def test_failures_from_an_address_are_throttled_whatever_the_name(console: Console) -> None:
     secret = console.add("ann", "reviewer")
     client = console.client()
-    for number in range(5):
+    for number in range(LIMITS["address"]):
         # A forwarded address counts for nothing without --behind-proxy.
         headers = {"X-Forwarded-For": f"10.0.0.{number}"}
         data = {"name": f"guess{number}", "secret": "x"}
-        assert client.post("/login", data=data, headers=headers).status_code == 401
-    assert client.post("/login", data={"name": "ann", "secret": secret}).status_code == 429
+        assert _login(client, data=data, headers=headers).status_code == 401
+    assert _login(client, data={"name": "ann", "secret": secret}).status_code == 429
 
 
 def test_behind_a_proxy_the_forwarded_address_is_the_one_throttled(serve: Serve) -> None:
     console = serve(behind_proxy=True)
     secret = console.add("ann", "reviewer")
     client = console.client()
-    for number in range(5):
+    for number in range(LIMITS["address"]):
         headers = {"X-Forwarded-For": "203.0.113.9"}
         data = {"name": f"guess{number}", "secret": "x"}
-        assert client.post("/login", data=data, headers=headers).status_code == 401
+        assert _login(client, data=data, headers=headers).status_code == 401
     blocked = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}  # what the client sent comes first
     data = {"name": "ann", "secret": secret}
-    assert client.post("/login", data=data, headers=blocked).status_code == 429
+    assert _login(client, data=data, headers=blocked).status_code == 429
     other = {"X-Forwarded-For": "203.0.113.10"}
-    assert client.post("/login", data=data, headers=other).status_code == 303
+    assert _login(client, data=data, headers=other).status_code == 303
+
+
+def test_a_writes_session_is_looked_up_off_the_event_loop(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, csrf = console.login("ann", console.add("ann", "reviewer"))
+    on_loop: list[bool] = []
+    real = users.Roster.backed
+
+    def watched(roster: users.Roster, workspace: Workspace, name: str) -> User | None:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(roster, workspace, name)
+
+    monkeypatch.setattr(users.Roster, "backed", watched)
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 303
+    assert on_loop == [False]  # it reads the log: a blocked loop would hold up everyone
 
 
 def test_logout_needs_the_csrf_token_and_ends_the_session(console: Console) -> None:
@@ -346,6 +496,24 @@ def test_the_actor_on_record_is_the_logged_in_admin_never_a_form_field(
     assert audit.exit_code == 0 and orjson.loads(audit.stdout)["ok"] is True
 
 
+def test_no_answer_to_a_logged_in_request_or_the_login_page_may_be_stored(
+    console: Console, people: dict[str, tuple[httpx.Client, str]]
+) -> None:
+    client, csrf = people["admin"]
+    headers = {"X-CSRF-Token": csrf}
+    answers = [
+        console.client().get("/login"),
+        client.get("/users"),
+        client.get("/api/session"),
+        client.post("/users", data={"name": "pat", "role": "reviewer", "csrf": csrf}),
+        client.post("/users/pat/reset", data={"csrf": csrf}),
+        client.post("/api/users", json={"name": "quinn", "role": "reviewer"}, headers=headers),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+
+
 def test_an_added_user_sees_their_secret_once_and_can_log_in(
     console: Console, people: dict[str, tuple[httpx.Client, str]]
 ) -> None:
@@ -380,6 +548,24 @@ def test_a_new_secret_ends_the_sessions_opened_with_the_old_one(
     reviewer, _ = people["reviewer"]
     assert run_cli("-w", str(console.workspace), "users", "reset", "reviewer").exit_code == 0
     assert reviewer.get("/api/session").status_code == 401
+
+
+def test_a_log_restored_from_a_backup_and_appended_past_the_old_head_ends_a_session(
+    console: Console,
+) -> None:
+    console.add("ann", "reviewer")
+    kept = [console.workspace / "logs/decision_log.ndjson"]
+    kept.append(console.workspace / "manifests/workspace_status.json")
+    backup = [path.read_bytes() for path in kept]  # the workspace before bob was added
+    bob, _ = console.login("bob", console.add("bob", "operator"))
+    assert bob.get("/api/session").status_code == 200  # the server's roster has folded bob
+    for path, data in zip(kept, backup, strict=True):
+        restored = path.with_suffix(".restored")
+        restored.write_bytes(data)
+        restored.replace(path)
+    console.add("cat", "reviewer")
+    console.add("dan", "reviewer")  # the head is now past the one the roster folded up to
+    assert bob.get("/api/session").status_code == 401  # the restored log never had bob
 
 
 @pytest.mark.parametrize("name", ["..", "%2e%2e", ".hidden", "UPPER", "x%0ay"])
@@ -426,18 +612,15 @@ def test_stoic_serve_logs_an_admin_in(tmp_path: Path) -> None:
                 time.sleep(0.05)
         client = httpx.Client(base_url=url, follow_redirects=False, timeout=30)
         stack.callback(client.close)
-        assert client.post("/login", data={"name": "root", "secret": secret}).status_code == 303
+        assert _login(client, data={"name": "root", "secret": secret}).status_code == 303
         listed = client.get("/api/users")
         assert listed.status_code == 200
         assert [entry["name"] for entry in listed.json()] == ["root"]
         assert "root" in client.get("/users").text
         # Without --behind-proxy a forwarded address is not believed, even from loopback.
-        for number in range(5):
+        for number in range(LIMITS["address"]):
             forged = {"X-Forwarded-For": f"10.0.0.{number}"}
             data = {"name": f"guess{number}", "secret": "x"}
-            assert client.post("/login", data=data, headers=forged).status_code == 401
+            assert _login(client, data=data, headers=forged).status_code == 401
         data = {"name": "root", "secret": secret}
-        assert (
-            client.post("/login", data=data, headers={"X-Forwarded-For": "10.9.9.9"}).status_code
-            == 429
-        )
+        assert _login(client, data=data, headers={"X-Forwarded-For": "10.9.9.9"}).status_code == 429

@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -388,6 +389,23 @@ def test_metrics_are_prometheus_text_and_count_what_the_log_holds(
     assert samples["stoic_records"] == records
     if "stoic_last_audit_ok" in samples:  # an audit is on record where a notifier told it
         assert samples["stoic_last_audit_ok"] == 1
+
+
+def test_metrics_are_counted_once_per_log_head_however_many_ask(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(tmp_path, GATED)
+    assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 3
+    with serving(ws_path) as server, ThreadPoolExecutor(max_workers=20) as pool:
+        crowd = [_parse_exposition(a.text) for a in pool.map(server.get, ["/metrics"] * 40)]
+        computed = {samples["stoic_metrics_computed_total"] for samples in crowd}
+        assert computed == {1}, computed  # each answer after the one count, none before it
+        head = {samples["stoic_records"] for samples in crowd}
+        added = run_stoic_process("-w", str(ws_path), "users", "add", "ivy", "--role", "admin")
+        assert added.returncode == 0
+        moved = _parse_exposition(server.get("/metrics").text)
+    assert {moved["stoic_records"] - 1} == head  # the head moved: counted again
+    assert moved["stoic_metrics_computed_total"] == 2
 
 
 def test_serving_beyond_loopback_without_tls_warns() -> None:

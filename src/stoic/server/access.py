@@ -1,15 +1,21 @@
 """People and access in the console: the login page, sessions' cookies, the users' pages, and
 what a request without a session gets (a page: a redirect to the login; the API: 401).
 
-`install` is the one call `create_app` makes for all of it.
+`install` is the one call `create_app` makes for all of it. Every answer to a request that
+carries a session cookie, and the login page, is sent with `Cache-Control: no-store`: such a
+page may hold a one-time secret or a CSRF token, and no cache on the way or on disk should
+keep it.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stoic.server.auth import LoginRequired
+from stoic.server.auth import COOKIE, LoginRequired
 from stoic.server.throttle import LoginThrottle
 from stoic.services import users
 
@@ -22,6 +28,34 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+class NoStore:
+    """ASGI middleware: `Cache-Control: no-store` on the answers that must not be kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _private(scope):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _private(scope: Scope) -> bool:
+    if scope.get("path") == "/login":
+        return True
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie" and COOKIE in cookie_parser(value.decode("latin-1")):
+            return True
+    return False
+
+
 def install(app: FastAPI) -> None:
     """The login, logout and users' routes, and the login throttle (which a test may replace
     with one on its own clock)."""
@@ -30,5 +64,6 @@ def install(app: FastAPI) -> None:
     app.state.login_throttle = LoginThrottle()
     app.state.user_roster = users.Roster()
     app.add_exception_handler(LoginRequired, _login_required)
+    app.add_middleware(NoStore)
     app.include_router(login.router)
     app.include_router(user_pages.router)

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from stoic.server.sessions import Person, Role, Session, Sessions
 from stoic.services import users
@@ -83,8 +84,11 @@ def require(needed: Role) -> Callable[[Request], Person]:
 
 
 async def check_csrf(request: Request) -> None:
-    """Refuse (403) a write whose form field or header does not carry its session's token."""
-    session = session_of(request)
+    """Refuse (403) a write whose form field or header does not carry its session's token.
+
+    Async only to read the form; the session's look-up reads the log and waits for its lock,
+    so it runs in the threadpool: on the event loop it would hold up every connection."""
+    session = await run_in_threadpool(session_of, request)
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -1,31 +1,79 @@
 """`GET /metrics`: the workspace's counts in the Prometheus text format (version 0.0.4).
 
 Served without a login, as `/healthz` is: a scraper has none, and the counts hold no text
-from any task (see `stoic.services.metrics`).
+from any task (see `stoic.services.metrics`). Counting reads the whole log, so it is done once
+per log head: the answer is kept with the head it counts, and a request at that head gets it
+without reading anything but the head. Requests wait for a count in progress on the event
+loop, not in a worker thread, so a crowd of scrapers holds one thread at most and the rest of
+the console keeps answering.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from stoic.server.control import ControlPlane
 from stoic.services import metrics
 from stoic.services.workspace import Workspace
+from stoic.store.interface import Head
 
-__all__ = ["CONTENT_TYPE", "exposition", "router"]
+__all__ = ["CONTENT_TYPE", "CountsAtHead", "exposition", "router"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 router = APIRouter()
 
 
+class CountsAtHead:
+    """The exposition of the counts at the last head they were computed for."""
+
+    def __init__(self) -> None:
+        self.lock = anyio.Lock()
+        """Held by the one request that reads the log; the others wait on the event loop."""
+        self.computed = 0
+        """How many times the counts were computed (`stoic_metrics_computed_total`)."""
+        self._head: Head | None = None
+        self._text = ""
+
+    def text(self, root: Path) -> str:
+        """The counts as the log holds them now: computed again only if its head moved."""
+        with Workspace.open(root) as workspace:
+            head = workspace.head()
+            if head != self._head:
+                self._text = exposition(metrics.counts(workspace))
+                self._head = head
+                self.computed += 1
+        return self._text
+
+
+def _cache(request: Request) -> CountsAtHead:
+    cache = getattr(request.app.state, "metrics_cache", None)
+    if not isinstance(cache, CountsAtHead):  # no await since the look: one per app
+        cache = request.app.state.metrics_cache = CountsAtHead()
+    return cache
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics_page(request: Request) -> PlainTextResponse:
-    with Workspace.open(request.app.state.config.workspace) as workspace:
-        counts = metrics.counts(workspace)
-    text = exposition(counts) + _control_plane(getattr(request.app.state, "control", None))
+async def metrics_page(request: Request) -> PlainTextResponse:
+    cache = _cache(request)
+    async with cache.lock:
+        counted = await run_in_threadpool(cache.text, request.app.state.config.workspace)
+    text = counted + _served(cache) + _control_plane(getattr(request.app.state, "control", None))
     return PlainTextResponse(text, media_type=CONTENT_TYPE)
+
+
+def _served(cache: CountsAtHead) -> str:
+    return (
+        "# HELP stoic_metrics_computed_total Times the counts were read from the log: once"
+        " per log head.\n"
+        "# TYPE stoic_metrics_computed_total counter\n"
+        f"stoic_metrics_computed_total {cache.computed}\n"
+    )
 
 
 def _control_plane(plane: ControlPlane | None) -> str:

@@ -1,40 +1,67 @@
-"""Failed logins counted per name and per client address, in the server's memory.
+"""Login attempts counted in the server's memory, so guessing a secret stays slow.
 
-Five failures within fifteen minutes for one name, or from one address, refuse further
-attempts for either (429 with Retry-After) until the oldest failure is that old. The clock is
-a parameter: what a window is does not depend on waiting for one.
+Three counts, each over fifteen minutes: 5 failures for one name from one address (the pair:
+what locks a guesser out without locking the name's owner out everywhere), 20 from one
+address whatever the names, and 50 for one name from anywhere (a guess spread over many
+addresses is still bounded). An attempt takes its slot in all three *before* its secret is
+checked — it counts as failed until it succeeds — so a burst of concurrent attempts gets no
+more guesses than a sequence would. And at most 4 secrets are checked at once (each check is a
+16 MiB scrypt): one more is refused at once (429), not queued.
+
+The clock is a parameter: what a window is does not depend on waiting for one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
-__all__ = ["LoginThrottle"]
+__all__ = ["Admission", "LoginThrottle", "keys_of"]
 
-FAILURES = 5
+LIMITS: Mapping[str, int] = {"pair": 5, "address": 20, "name": 50}
+"""Attempts not (yet) succeeded within the window, by kind of key."""
 WINDOW_SECONDS = 15 * 60
+SCRYPTS = 4
+"""Secrets checked at once."""
 _SWEEP_AT = 10_000
 
 
+def keys_of(name: str, address: str) -> tuple[str, str, str]:
+    """The keys an attempt for `name` from `address` counts under (the pair's first)."""
+    return (f"pair:{name}\n{address}", f"address:{address}", f"name:{name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An attempt admitted (`wait` None: its slot is taken at `at`) or refused for `wait` s."""
+
+    wait: int | None
+    at: float = 0.0
+
+
 class LoginThrottle:
-    """Recent failures by key (`name:alice`, `address:10.0.0.1`); safe from any thread."""
+    """Attempts by key (`pair:alice\\n10.0.0.1`, `address:10.0.0.1`, `name:alice`); safe from
+    any thread."""
 
     def __init__(
         self,
         *,
-        failures: int = FAILURES,
+        limits: Mapping[str, int] = LIMITS,
         window_seconds: float = WINDOW_SECONDS,
+        scrypts: int = SCRYPTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._failures = failures
+        self._limits = dict(limits)
         self._window = window_seconds
         self._clock = clock
         self._recent: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(scrypts)
 
     def _live(self, key: str, now: float) -> deque[float]:
         times = self._recent.get(key)
@@ -46,28 +73,41 @@ class LoginThrottle:
             del self._recent[key]
         return times
 
-    def retry_after(self, keys: Iterable[str]) -> int | None:
-        """Seconds until an attempt for these keys is admitted again; None when it is now."""
+    def _limit(self, key: str) -> int:
+        return self._limits[key.partition(":")[0]]
+
+    def admit(self, keys: Sequence[str]) -> Admission:
+        """Take a slot for an attempt under every key, or say how long until one is free."""
         with self._lock:
             now = self._clock()
             waits = [
                 times[0] + self._window - now
-                for times in (self._live(key, now) for key in keys)
-                if len(times) >= self._failures
+                for key, times in ((key, self._live(key, now)) for key in keys)
+                if len(times) >= self._limit(key)
             ]
-        return max(1, math.ceil(max(waits))) if waits else None
-
-    def failed(self, keys: Iterable[str]) -> None:
-        with self._lock:
-            now = self._clock()
+            if waits:
+                return Admission(max(1, math.ceil(max(waits))))
             if len(self._recent) > _SWEEP_AT:  # names made up by the thousand: forget old ones
                 for old in list(self._recent):
                     self._live(old, now)
             for key in keys:
-                self._live(key, now)
                 self._recent.setdefault(key, deque()).append(now)
+            return Admission(None, now)
 
-    def clear(self, key: str) -> None:
-        """Forget the failures of `key` (a name that just logged in)."""
+    def succeeded(self, keys: Sequence[str], admission: Admission) -> None:
+        """The attempt was right: its slots are given back and the pair's failures forgotten."""
         with self._lock:
-            self._recent.pop(key, None)
+            self._recent.pop(keys[0], None)
+            for key in keys[1:]:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._recent[key].remove(admission.at)
+
+    @contextlib.contextmanager
+    def checking(self) -> Iterator[bool]:
+        """One of the few places to check a secret in: True while held, False if none is free."""
+        held = self._checks.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                self._checks.release()

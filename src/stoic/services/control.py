@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stoic.core.graph import Analysis, RunStatus
+from stoic.core.records import GENESIS_HASH
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.vocabulary import LIFECYCLE_OUTCOME
 from stoic.plan.loader import Plan
+from stoic.services.log_head import holds
 from stoic.services.run_list import RunPlans
+from stoic.store.interface import Head
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -81,11 +84,14 @@ def survey(workspace: Workspace) -> Survey:
 class Surveyor:
     """Surveys a workspace again and again, each time folding only the records appended since
     the last: the fold is the log's, fed in order, and begun again from the first record if the
-    log ever ends before where it had got to (a torn tail cut off by a repair)."""
+    log no longer holds the last record it folded (a torn tail cut off by a repair, or a log
+    restored from a backup, perhaps appended past where the fold had got to)."""
 
     def __init__(self) -> None:
         self.folders: dict[str, RunFolder] = {}
         self.seq = 0
+        self.hash = GENESIS_HASH
+        """The hash of the record at `seq`: the log must still hold it for the fold to stand."""
         self.plans: RunPlans | None = None
         self.quiet: dict[str, int] = {}
         """Runs their records leave as they are (no reason, whoever holds them), by the seq
@@ -93,8 +99,8 @@ class Surveyor:
         only once the run has a new record."""
 
     def survey(self, workspace: Workspace) -> Survey:
-        if workspace.head().seq < self.seq:
-            self.folders, self.seq, self.quiet = {}, 0, {}
+        if not holds(workspace, Head(self.seq, self.hash)):  # cut, or rewritten past it
+            self.folders, self.seq, self.hash, self.quiet = {}, 0, GENESIS_HASH, {}
         self._feed(workspace)
         head = self.seq
         if workspace.status().paused is not None:
@@ -120,7 +126,7 @@ class Surveyor:
 
     def _feed(self, workspace: Workspace) -> None:
         for record in workspace.records(since_seq=self.seq):
-            self.seq = record.seq
+            self.seq, self.hash = record.seq, record.hash
             run_id = record.run_id
             if run_id is None:
                 continue

@@ -17,6 +17,7 @@ from stoic.core import next_steps
 from stoic.core.records import GENESIS_HASH
 from stoic.core.users import User, UserDirectory, name_problem, role_problem
 from stoic.exceptions import UsageError, WorkspaceNotWritable
+from stoic.services.log_head import holds
 from stoic.store import user_files
 from stoic.store.interface import Head
 from stoic.store.workspace import Workspace
@@ -85,8 +86,9 @@ class Roster:
         with self._lock:
             head = workspace.head()
             seen = self._head
-            moved = head.seq < seen.seq or (head.seq == seen.seq and head.hash != seen.hash)
-            if workspace.root != self._root or moved:  # another log: fold it from the start
+            if workspace.root != self._root or not holds(workspace, seen):
+                # Another log, or this one rewritten (cut, or restored and appended past where
+                # the fold had got to): fold it from the start.
                 self._root, self._folded, seen = workspace.root, UserDirectory(), Head(0, "")
             if head.seq > seen.seq:
                 since = seen.seq or None
