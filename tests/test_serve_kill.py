@@ -13,6 +13,7 @@ import httpx
 import orjson
 
 from tests.conftest import run_stoic_process
+from tests.test_access import _login as login
 from tests.test_runner import assert_audit_clean, of_type
 from tests.test_serve_control import _until, _until_status, serving
 
@@ -31,7 +32,7 @@ def _gated(folder: Path, index: int) -> Path:
 
 def _login(client: httpx.Client, secret: str) -> str:
     """Log in through the login form; the CSRF token of the session."""
-    client.post("/login", data={"name": "ana", "secret": secret})
+    assert login(client, data={"name": "ana", "secret": secret}).status_code == 303
     token: str = client.get("/api/session").json()["csrf"]
     return token
 
