@@ -466,7 +466,7 @@ def test_a_scheduled_run_refused_at_its_start_is_recorded_failed_not_started(
     assert isinstance(inputs, dict) and inputs["phase"] == "launch"
     assert inputs["exit_code"] == 4
     assert inputs["stderr"].startswith("stoic: error:") and "paused" in inputs["stderr"]
-    assert "did not start: stoic run exited 4 before the run started" in str(
+    assert "did not start: its starter exited 4 before the run started" in str(
         failed["decision_reason"]
     )
     assert_audit_clean(ws_path)

@@ -184,7 +184,7 @@ class ControlPlane:
                     runner.reader.join()  # its stderr to the end: the last line is in
                 said = f": {runner.last_line[-1]}" if runner.last_line else ""
                 raise LaunchFailed(
-                    f"stoic run exited {code} before the run started{said}",
+                    f"its starter exited {code} before the run started{said}",
                     exit_code=code,
                     stderr=runner.last_line[-1] if runner.last_line else "",
                 )
