@@ -407,3 +407,66 @@ def test_run_id_is_the_callers_choice_within_its_format(tmp_path: Path, ws_path:
     assert len(of_type(ws_path, "run_lifecycle", "started")) == 1
     assert not (ws_path / "escape").exists()
     assert_audit_clean(ws_path)
+
+
+HELD = (
+    "meta: {name: held}\ntasks:\n"
+    '  - {id: wait, run: ["sh", "-c", "while [ ! -f release ]; do sleep 0.05; done"]}\n'
+)
+"""A plan (limit 1) whose run stays live until the file `release` appears in its folder."""
+
+
+def test_two_schedules_of_one_plan_due_at_once_start_one_run_and_skip_the_other(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """The second slot's concurrency check counts the run the first just started, and the
+    slot's `started` names a run whose own start is on record."""
+    from stoic.server.control import ControlPlane
+
+    plan = _plan(tmp_path, HELD)
+    _add(ws_path, plan, "first")
+    _add(ws_path, plan, "second")
+    plane = ControlPlane(ws_path)
+    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    (run_id,) = list(plane.runners)
+    (started,) = of_type(ws_path, "schedule", "started")
+    (skipped,) = of_type(ws_path, "schedule", "skipped")
+    assert started["decision_inputs"]["run_id"] == run_id  # type: ignore[index]
+    assert skipped["decision_inputs"]["live_runs"] == [run_id]  # type: ignore[index]
+    assert [r["run_id"] for r in of_type(ws_path, "run_lifecycle", "started")] == [run_id]
+    (tmp_path / "release").touch()
+    assert plane.runners[run_id].process.wait(timeout=60) == 0
+    assert of_type(ws_path, "schedule", "failed") == []
+    assert_audit_clean(ws_path)
+
+
+def test_a_scheduled_run_refused_at_its_start_is_recorded_failed_not_started(
+    tmp_path: Path, ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pause recorded after the slot's check and before its run starts: `stoic run` is
+    refused, and the slot says so with the child's exit and its last stderr line."""
+    from stoic.server import control
+
+    plan = _plan(tmp_path)
+    _add(ws_path, plan)
+    start = control.start_command
+
+    def paused_first(workspace: Path, plan: Path, run_id: str) -> list[str]:
+        pause = [STOIC_BIN, "-w", str(workspace), "stop", "--reason", "late", "--as", "ann"]
+        run = " ".join(f"'{part}'" for part in start(workspace, plan, run_id))
+        return ["sh", "-c", " ".join(f"'{part}'" for part in pause) + f" && exec {run}"]
+
+    monkeypatch.setattr(control, "start_command", paused_first)
+    plane = control.ControlPlane(ws_path)
+    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    assert of_type(ws_path, "schedule", "started") == []
+    assert of_type(ws_path, "run_lifecycle", "started") == []
+    (failed,) = of_type(ws_path, "schedule", "failed")
+    inputs = failed["decision_inputs"]
+    assert isinstance(inputs, dict) and inputs["phase"] == "launch"
+    assert inputs["exit_code"] == 4
+    assert inputs["stderr"].startswith("stoic: error:") and "paused" in inputs["stderr"]
+    assert "did not start: its starter exited 4 before the run started" in str(
+        failed["decision_reason"]
+    )
+    assert_audit_clean(ws_path)

@@ -6,9 +6,14 @@ Every wait below polls for an effect; its bound is a hang guard, not a timing th
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import ssl
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +29,7 @@ from stoic.cli.serve_command import exposed_warning
 from stoic.run import decisions as made
 from stoic.server.control import ControlPlane
 from tests.conftest import STOIC_BIN, run_cli, run_stoic_process
-from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
+from tests.test_runner import assert_audit_clean, of_type, only_run, records, write_plan
 from tests.test_serve import _free_port
 
 GUARD = 60.0
@@ -504,3 +509,114 @@ def test_serving_over_tls_with_a_certificate_and_its_key(tmp_path: Path, ws_path
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=GUARD) == 0
+
+
+def _runner_gone(tmp_path: Path, ws_path: Path) -> str:
+    """A run whose runner and task were killed with -9: the log leaves it going, no lease held."""
+    script = "echo $$ > task.pid; exec sleep 60"
+    plan = write_plan(tmp_path, f'tasks:\n  - id: t\n    run: ["sh", "-c", "{script}"]\n')
+    runner = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "run", str(plan)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = tmp_path / "task.pid"
+    _until("the task started", lambda: pid_file.is_file() and pid_file.read_text())
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=GUARD)
+    task = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(task, signal.SIGKILL)
+    _until("the task is gone", lambda: not _alive(task))
+    return only_run(ws_path)
+
+
+def test_a_run_its_runners_leave_as_it_was_is_retried_after_a_growing_wait(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """Every runner of the run exits at once recording nothing (refused, say) while the log
+    moves on every turn: the next runner waits 5, 10, 20, 40 s, then 60 at most."""
+    run_id = _runner_gone(tmp_path, ws_path)
+    clock = [0.0]
+    spawned: list[float] = []
+
+    def refused(workspace: Path, run: str) -> list[str]:
+        assert run == run_id
+        spawned.append(clock[0])
+        return [sys.executable, "-c", "raise SystemExit(2)"]
+
+    plane = ControlPlane(ws_path, clock=lambda: clock[0], command=refused)
+    plan = write_plan(tmp_path, 'tasks:\n  - {id: other, run: ["true"]}\n', name="other.yaml")
+    with stoic.Workspace.open(ws_path) as workspace:
+        for second in range(200):
+            clock[0] = float(second)
+            # Another run's records move the log's head on every turn.
+            run_cli(
+                "-w",
+                str(ws_path),
+                "schedule",
+                "add",
+                f"s{second}",
+                "--cron",
+                "0 2 * * *",
+                str(plan),
+                "--as",
+                "ann",
+            )
+            plane.turn(workspace)
+            for runner in list(plane.runners.values()):
+                runner.process.wait(timeout=GUARD)
+    assert spawned == [0.0, 6.0, 17.0, 38.0, 79.0, 140.0]
+    assert of_type(ws_path, "run_lifecycle", "continued") == []
+
+
+def test_stop_signals_the_runners_first_and_waits_no_longer_than_its_grace(ws_path: Path) -> None:
+    """A duty that never returns holds the loop: stop() still stops the runner (killed after
+    the grace, as it ignores SIGTERM) and returns."""
+    plane = ControlPlane(ws_path, grace=0.5)
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked() -> None:
+        entered.set()
+        release.wait()
+
+    plane.duties.append(blocked)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    plane.adopt("run-20261202-020000-abc123", [sys.executable, "-c", stubborn])
+    (runner,) = plane.runners.values()
+    plane.start()
+    try:
+        assert entered.wait(GUARD)
+        stopping = threading.Thread(target=plane.stop, daemon=True)
+        stopping.start()
+        stopping.join(GUARD)
+        assert not stopping.is_alive(), "stop() waited on the loop's blocked duty"
+        assert runner.process.poll() is not None
+    finally:
+        release.set()
+        if runner.process.poll() is None:
+            runner.process.kill()
+
+
+def test_a_server_on_a_busy_port_exits_in_one_line_and_records_nothing(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """Nothing is started before the port is held: no runner is started, or signalled, for
+    the run whose runner is gone."""
+    _runner_gone(tmp_path, ws_path)
+    before = len(records(ws_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [STOIC_BIN, "-w", str(ws_path), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=GUARD,
+        )
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        f"stoic: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert len(records(ws_path)) == before

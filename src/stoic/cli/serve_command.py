@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stoic.cli.context import cli_state
 from stoic.cli.render import echo
-from stoic.exceptions import UsageError
+from stoic.exceptions import StoicError, UsageError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from stoic.server.control import ControlPlane
 
 __all__ = ["exposed_warning", "register"]
 
@@ -67,30 +73,72 @@ def serve(
     if warning is not None:
         echo(warning, err=True)
     scheme = "https" if tls else "http"
-    echo(f"stoic: serving {config.workspace} on {scheme}://{host}:{port}", err=True)
     app = create_app(config)
     plane = ControlPlane(config.workspace, grace=grace)
     plane.duties.append(plane.scheduled_runs())
     app.state.control = plane
+    # Bound here, before anything is started: a port in use is one line and nothing recorded.
+    listening = _listen(host, port)
+    echo(f"stoic: serving {config.workspace} on {scheme}://{host}:{port}", err=True)
+    served = uvicorn.Config(
+        app,
+        log_level="warning",
+        # uvicorn would take X-Forwarded-For from any loopback client as the client's
+        # address; the console reads it itself, and only with --behind-proxy.
+        proxy_headers=False,
+        ssl_certfile=str(tls_cert) if tls_cert is not None else None,
+        ssl_keyfile=str(tls_key) if tls_key is not None else None,
+    )
     # uvicorn raises the signal it stopped for again once it is done: this handler takes it,
     # so the runners are stopped below and the server exits 0.
     signal.signal(signal.SIGTERM, _stopped)
-    plane.start()
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            # uvicorn would take X-Forwarded-For from any loopback client as the client's
-            # address; the console reads it itself, and only with --behind-proxy.
-            proxy_headers=False,
-            ssl_certfile=str(tls_cert) if tls_cert is not None else None,
-            ssl_keyfile=str(tls_key) if tls_key is not None else None,
-        )
+        started = _serve(served, listening, plane)
     finally:
-        plane.stop()
+        listening.close()
+    if not started:
+        raise StoicError(f"the server on {host}:{port} did not start")
     echo("stoic: stopped", err=True)
+
+
+def _serve(config: uvicorn.Config, listening: socket.socket, plane: ControlPlane) -> bool:
+    """Serve on `listening` until stopped; True when the server started. The plane starts only
+    once the server listens, and only a started plane is stopped: a server that fails to start
+    signals no runner, so no run is recorded stopped by it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                plane.start()
+
+    server = Server(config)
+    try:
+        server.run(sockets=[listening])
+    except SystemExit:  # uvicorn's startup failure: what failed is logged above
+        pass
+    finally:
+        if plane.started:
+            plane.stop()
+    return server.started
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port`, or a one-line refusal (the port in use, say)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        listening = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StoicError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError as exc:
+        listening.close()
+        raise StoicError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listening
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

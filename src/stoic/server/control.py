@@ -9,7 +9,9 @@ refuses a second runner from anywhere else (another server, a person's shell).
 
 The loop reads the log's head every `poll` seconds and surveys the runs when it moved, when a
 runner ended, and every `resurvey` seconds regardless — a runner killed with -9 writes nothing,
-so only asking again notices that its lease was let go.
+so only asking again notices that its lease was let go. A runner that ended with its run's
+records as they were (refused, say) is followed by the next only after a wait that grows with
+each such end: however busy the log, a refusal that persists is not retried in a storm.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from stoic.services import control
 from stoic.services.runs import new_run_id
-from stoic.services.schedules import run_due_schedules
+from stoic.services.schedules import LaunchFailed, run_due_schedules
 from stoic.services.workspace import Workspace
 
 __all__ = ["ControlPlane", "Duty", "runner_command", "start_command"]
@@ -62,16 +64,24 @@ def start_command(workspace: Path, plan: Path, run_id: str) -> list[str]:
 class _Runner:
     run_id: str
     process: subprocess.Popen[bytes]
-    head: int
-    """The log's head when it was started."""
+    seq: int
+    """The run's last record when it was started (-1: a new run, started by this plane)."""
+    tries: int = 0
+    """Runners before it that ended with the run's records as they were."""
+    last_line: list[str] = field(default_factory=list)
+    """Its last stderr line, when its stderr is read (a scheduled run's start)."""
+    reader: threading.Thread | None = None
+    """What reads its stderr, done once the runner's stderr is closed."""
 
 
 @dataclass(slots=True)
-class _Refused:
-    """A runner that exited with an error: tried again once the log moves, or after a while."""
+class _Ended:
+    """A runner that ended: the next is started at once if the run has a record since (the
+    runner took it further), else only after a wait that grows with each such end."""
 
-    head: int
+    seq: int
     at: float
+    tries: int
 
 
 @dataclass(slots=True)
@@ -84,7 +94,9 @@ class ControlPlane:
     grace: float = 30.0
     """How long `stop` waits for runners it sent SIGTERM before it kills them."""
     retry_after: float = 5.0
-    """How long a run whose runner exited with an error waits before another, the log unmoved."""
+    """How long a run whose runner ended with no record of it waits for the next runner; the
+    wait doubles with each such end, up to `retry_cap`, whatever else the log records."""
+    retry_cap: float = 60.0
     duties: list[Duty] = field(default_factory=list)
     """Called on every turn of the loop: the hook for periodic work such as schedules."""
     clock: Clock = time.monotonic
@@ -92,10 +104,18 @@ class ControlPlane:
     runners: dict[str, _Runner] = field(default_factory=dict)
     surveys: int = 0
     """Surveys done since the start: a scraper (and a test) can tell the loop is turning."""
-    _refused: dict[str, _Refused] = field(default_factory=dict)
+    _ended: dict[str, _Ended] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _surveyor: control.Surveyor = field(default_factory=control.Surveyor)
+    _seen_head: int = -1
+    _surveyed_at: float = float("-inf")
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` was called: only a started plane has runners to stop."""
+        return self._thread is not None
 
     def start(self) -> None:
         """Start the loop in a thread of its own."""
@@ -105,31 +125,71 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop taking runs up, send every runner SIGTERM (each records its running attempts
         interrupted and its end, as `stoic run` does), and wait for them up to `grace` seconds;
-        one still going then is killed, and its run is a dead runner's for the next server."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
+        one still going then is killed, and its run is a dead runner's for the next server.
+
+        The runners are signalled first and the loop is waited for only within the grace: a
+        turn of the loop (a duty on the writer lock, a long survey) delays no runner's stop. A
+        second Ctrl-C while waiting kills the runners at once: none is left running."""
         with self._lock:
+            self._stopping.set()  # under the lock: no runner is added after this
             runners = list(self.runners.values())
-        for runner in runners:
-            with contextlib.suppress(ProcessLookupError):
-                runner.process.send_signal(signal.SIGTERM)
-        deadline = self.clock() + self.grace
-        for runner in runners:
-            try:
-                runner.process.wait(timeout=max(0.0, deadline - self.clock()))
-            except subprocess.TimeoutExpired:
-                _say(f"runner of {runner.run_id} did not stop in {self.grace:g} s: killed")
-                runner.process.kill()
-                runner.process.wait()
+        try:
+            for runner in runners:
+                with contextlib.suppress(ProcessLookupError):
+                    runner.process.send_signal(signal.SIGTERM)
+            deadline = self.clock() + self.grace
+            if self._thread is not None:
+                self._thread.join(timeout=max(0.0, deadline - self.clock()))
+            for runner in runners:
+                try:
+                    runner.process.wait(timeout=max(0.0, deadline - self.clock()))
+                except subprocess.TimeoutExpired:
+                    _say(f"runner of {runner.run_id} did not stop in {self.grace:g} s: killed")
+                    _kill(runner)
+        except KeyboardInterrupt:
+            _say("stopping now: the runners still going are killed")
+            for runner in runners:
+                _kill(runner)
         with self._lock:
             self.runners.clear()
 
     def adopt(self, run_id: str, command: Sequence[str]) -> None:
         """Run `command` as the runner of `run_id` (a new run this server starts): stopped on
         SIGTERM like the others, and no second runner of it is started meanwhile."""
+        self._adopt(run_id, command)
+
+    def _adopt(self, run_id: str, command: Sequence[str]) -> _Runner:
         with self._lock:
-            self.runners[run_id] = _Runner(run_id, _spawn(command), -1)
+            if self._stopping.is_set():
+                raise RuntimeError("the server is stopping")
+            runner = _Runner(run_id, _spawn(command, piped=True), -1)
+            runner.reader = threading.Thread(
+                target=_pass_on, args=(runner,), name="stoic-runner-stderr", daemon=True
+            )
+            runner.reader.start()
+            self.runners[run_id] = runner
+        return runner
+
+    def _until_started(self, workspace: Workspace, runner: _Runner, since: int) -> None:
+        """Return once the run's own start record is on the log; raise when its runner ended
+        without one (refused: the plan at its limit, the workspace paused …), saying how."""
+        while True:
+            code = runner.process.poll()
+            for record in workspace.records(since_seq=since, decision_type="run_lifecycle"):
+                if record.run_id == runner.run_id and record.decision_outcome == "started":
+                    return
+                since = record.seq
+            if code is not None:
+                if runner.reader is not None:
+                    runner.reader.join()  # its stderr to the end: the last line is in
+                said = f": {runner.last_line[-1]}" if runner.last_line else ""
+                raise LaunchFailed(
+                    f"its starter exited {code} before the run started{said}",
+                    exit_code=code,
+                    stderr=runner.last_line[-1] if runner.last_line else "",
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runner.process.wait(timeout=self.poll)
 
     def scheduled_runs(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Duty:
         """The duty that fires the workspace's due schedule slots, once a second at most: each
@@ -141,13 +201,19 @@ class ControlPlane:
                 return
             last[0] = self.clock()
 
-            def launch(plan: Path, schedule: str) -> str:
-                del schedule  # on the slot's records already
-                run_id = new_run_id()
-                self.adopt(run_id, start_command(self.workspace, plan, run_id))
-                return run_id
-
             with Workspace.open(self.workspace) as workspace:
+
+                def launch(plan: Path, schedule: str) -> str:
+                    del schedule  # on the slot's records already
+                    run_id = new_run_id()
+                    since = workspace.head().seq
+                    runner = self._adopt(run_id, start_command(self.workspace, plan, run_id))
+                    # Slots fire one at a time and each waits for its run's start: the next
+                    # slot's concurrency check counts this run, and `started` is recorded
+                    # only for a run that did start.
+                    self._until_started(workspace, runner, since)
+                    return run_id
+
                 run_due_schedules(workspace, now(), launch)
 
         return duty
@@ -158,66 +224,98 @@ class ControlPlane:
             return [r.run_id for r in self.runners.values() if r.process.poll() is None]
 
     def _loop(self) -> None:
-        surveyor = control.Surveyor()
         with Workspace.open(self.workspace) as workspace:
-            seen_head = -1
-            surveyed_at = float("-inf")
             while not self._stopping.is_set():
-                ended = self._reap(seen_head)
-                head = workspace.head().seq
-                now = self.clock()
-                if head != seen_head or ended or now - surveyed_at >= self.resurvey:
-                    try:
-                        self._take_up(workspace, surveyor.survey(workspace), now)
-                        self.surveys += 1
-                    except Exception as exc:  # a bad turn must not end the control plane
-                        _say(f"control plane: the survey failed: {exc}")
-                    seen_head, surveyed_at = head, now
-                for duty in self.duties:
-                    try:
-                        duty()
-                    except Exception as exc:
-                        _say(f"control plane: a duty failed: {exc}")
+                self.turn(workspace)
                 self._stopping.wait(self.poll)
 
-    def _reap(self, head: int) -> bool:
-        """Forget runners that ended; True when one did."""
+    def turn(self, workspace: Workspace) -> None:
+        """One turn of the loop: forget ended runners, survey when due, take runs up, and do
+        the duties. The loop's thread calls it; a test may call it itself (clock injected)."""
+        ended = self._reap()
+        head = workspace.head().seq
+        now = self.clock()
+        if head != self._seen_head or ended or now - self._surveyed_at >= self.resurvey:
+            try:
+                self._take_up(workspace, self._surveyor.survey(workspace), now)
+                self.surveys += 1
+            except Exception as exc:  # a bad turn must not end the control plane
+                _say(f"control plane: the survey failed: {exc}")
+            self._seen_head, self._surveyed_at = head, now
+        for duty in self.duties:
+            if self._stopping.is_set():
+                return
+            try:
+                duty()
+            except Exception as exc:
+                _say(f"control plane: a duty failed: {exc}")
+
+    def _reap(self) -> bool:
+        """Forget runners that ended; True when one did. Whether one took its run further is
+        told by the run's records at the next survey, not by its exit code."""
         ended = False
         with self._lock:
             for run_id, runner in list(self.runners.items()):
-                code = runner.process.poll()
-                if code is None:
+                if runner.process.poll() is None:
                     continue
                 ended = True
                 del self.runners[run_id]
-                if code not in (0, 1, 3):  # completed, failed, waits for a person
-                    self._refused[run_id] = _Refused(runner.head, self.clock())
+                if runner.seq >= 0:
+                    self._ended[run_id] = _Ended(runner.seq, self.clock(), runner.tries)
         return ended
 
     def _take_up(self, workspace: Workspace, survey: control.Survey, now: float) -> None:
+        offered = {take.run_id for take in survey.take_up}
+        for run_id in [run_id for run_id in self._ended if run_id not in offered]:
+            del self._ended[run_id]  # nothing to take up now: a later runner starts afresh
         for take in survey.take_up:
-            if self._stopping.is_set():
-                return
             with self._lock:
+                if self._stopping.is_set():
+                    return
                 if take.run_id in self.runners:
                     continue
-                refused = self._refused.get(take.run_id)
-                if refused is not None:
-                    if refused.head == survey.head and now - refused.at < self.retry_after:
-                        continue
-                    del self._refused[take.run_id]
+                tries = 0
+                ended = self._ended.get(take.run_id)
+                if ended is not None:
+                    if ended.seq == take.seq:  # its last runner recorded nothing of it
+                        wait = min(self.retry_after * 2**ended.tries, self.retry_cap)
+                        if now - ended.at < wait:
+                            continue
+                        tries = ended.tries + 1
+                    del self._ended[take.run_id]
                 _say(f"control plane: continuing {take.run_id}: {take.why}")
                 process = _spawn(self.command(workspace.root, take.run_id))
-                self.runners[take.run_id] = _Runner(take.run_id, process, survey.head)
+                self.runners[take.run_id] = _Runner(take.run_id, process, take.seq, tries)
 
 
-def _spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(command: Sequence[str], *, piped: bool = False) -> subprocess.Popen[bytes]:
+    """Start a runner in a session of its own: its signals are the server's to send."""
     return subprocess.Popen(
         list(command),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        start_new_session=True,  # its signals are the server's to send
+        stderr=subprocess.PIPE if piped else None,
+        start_new_session=True,
     )
+
+
+def _pass_on(runner: _Runner) -> None:
+    """Pass the runner's stderr on to the server's, keeping its last line."""
+    stream = runner.process.stderr
+    assert stream is not None
+    with stream:
+        for raw in stream:
+            text = raw.decode("utf-8", "replace")
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            if text.strip():
+                runner.last_line[:] = [text.strip()]
+
+
+def _kill(runner: _Runner) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        runner.process.kill()
+    runner.process.wait()
 
 
 def _say(line: str) -> None:

@@ -7,7 +7,10 @@ second finds the first's claim on record. A slot is claimed before its run is la
 crash in between leaves the slot fired with no run linked — never fired twice.
 
 `run_due_schedules(workspace, now, launch)` is the one call `stoic serve`'s control loop makes;
-`launch(plan_path, schedule_name)` starts the run (a `stoic run` child) and returns its id.
+`launch(plan_path, schedule_name)` starts the run (a `stoic run` child) and returns its id once
+the run's own start record is on the log, or raises (`LaunchFailed`: the child exited first):
+`started` names only a run that started. Slots are fired one at a time, so the next slot's
+concurrency check counts the run just started.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "Fire",
     "Fired",
     "Launch",
+    "LaunchFailed",
     "ScheduleRow",
     "add",
     "due",
@@ -46,6 +50,16 @@ __all__ = [
 
 Launch = Callable[[Path, str], str]
 """Starts a run of the plan at the path for the named schedule and returns the run's id."""
+
+
+class LaunchFailed(Exception):
+    """A launch whose run did not start: its starter exited before the run's start record."""
+
+    def __init__(self, message: str, *, exit_code: int, stderr: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
 
 ACTOR = "system:scheduler"
 """Who claims slots and links runs: the system, on the schedule a person decided."""
@@ -242,8 +256,9 @@ def fire(workspace: Workspace, due_fire: Fire, launch: Launch) -> Fired | None:
     The claim is one record, made under the writer lock after the log has been read again:
     `fired` before the launch, or `skipped` (too old to catch up, the workspace paused, the
     plan at its concurrency limit: the live runs named) or `failed` (the plan file gone,
-    unreadable, changed into an invalid plan). After the launch, `started` names the run, or
-    `failed` (phase launch) says why there is none."""
+    unreadable, changed into an invalid plan). After the launch, `started` names the run (the
+    launch returns once the run's start is on record), or `failed` (phase launch) says why there
+    is none: the starter's exit code and last stderr line when it exited first."""
     with workspace.transaction():
         book = _book(workspace)
         schedule = book.schedules.get(due_fire.name)
@@ -278,6 +293,11 @@ def fire(workspace: Workspace, due_fire: Fire, launch: Launch) -> Fired | None:
         run_id = launch(Path(schedule.plan), schedule.name)
     except Exception as exc:  # whatever stopped the launch is recorded: the slot stays claimed
         why = f"Schedule {schedule.name}: the run for slot {slot} did not start: {exc}"
+        child = (
+            {"exit_code": exc.exit_code, "stderr": exc.stderr}
+            if isinstance(exc, LaunchFailed)
+            else {}
+        )
         workspace.record(
             "schedule",
             "failed",
@@ -285,7 +305,7 @@ def fire(workspace: Workspace, due_fire: Fire, launch: Launch) -> Fired | None:
             actor=ACTOR,
             trigger="reactive",
             causal_role="pre_run",
-            inputs={**link, "phase": "launch"},
+            inputs={**link, "phase": "launch", **child},
         )
         return Fired(schedule.name, slot, "failed", why, slots_due=due_fire.slots_due)
     started = f"Schedule {schedule.name}: run {run_id} started for slot {slot}."
