@@ -620,3 +620,26 @@ def test_a_server_on_a_busy_port_exits_in_one_line_and_records_nothing(
         f"stoic: error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
     assert len(records(ws_path)) == before
+
+
+def test_an_open_pages_live_updates_do_not_hold_back_sigterm(ws_path: Path) -> None:
+    """A browser tab left open streams the log's head for 25 s at a time; SIGTERM cuts the
+    stream after a short grace, so the runners' stop is not held back by it."""
+    from tests.test_access import _login
+
+    added = run_stoic_process(
+        "-w", str(ws_path), "users", "add", "ana", "--role", "reviewer", "--as", "root", "--json"
+    )
+    secret = orjson.loads(added.stdout)["secret"]
+    with serving(ws_path) as server:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
+        with client:
+            assert _login(client, data={"name": "ana", "secret": secret}).status_code == 303
+            with client.stream("GET", "/events?after=0") as stream:
+                assert stream.status_code == 200
+                began = time.monotonic()
+                server.process.send_signal(signal.SIGTERM)
+                server.process.wait(timeout=GUARD)
+                stopped = time.monotonic() - began
+    assert server.process.returncode == 0, server.stderr()
+    assert stopped < 20, f"the open stream held the stop for {stopped:.1f} s"  # it lasts 25 s

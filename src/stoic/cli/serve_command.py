@@ -86,6 +86,9 @@ def serve(
         # uvicorn would take X-Forwarded-For from any loopback client as the client's
         # address; the console reads it itself, and only with --behind-proxy.
         proxy_headers=False,
+        # An open page's live updates are a request that lasts: on SIGTERM they are cut
+        # after this long, so they do not hold the runners' stop back.
+        timeout_graceful_shutdown=2,
         ssl_certfile=str(tls_cert) if tls_cert is not None else None,
         ssl_keyfile=str(tls_key) if tls_key is not None else None,
     )
