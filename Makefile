@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_per_task.py
 	$(BIN)/python benchmarks/bench_recovery.py
 	$(BIN)/python benchmarks/bench_queue.py
+	$(BIN)/python benchmarks/bench_console.py
 
 # Prefect 3 and DBOS in their own venv, beside stoic's: not part of `make test`.
 PEERS_VENV := .venv-peers

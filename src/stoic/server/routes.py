@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from stoic.server import api, escalation_pages, events, pages, run_pages
+from stoic.server import api, audit_pages, escalation_pages, events, pages, run_pages
 from stoic.server.console import Console
 
 __all__ = ["install"]
@@ -25,5 +25,7 @@ def install(app: FastAPI, clock: Callable[[], float] = time.time) -> None:
     app.include_router(pages.router)
     app.include_router(run_pages.router)
     app.include_router(escalation_pages.router)
+    app.include_router(audit_pages.router)
     app.include_router(api.router)
+    app.include_router(audit_pages.api_router)
     app.include_router(events.router)

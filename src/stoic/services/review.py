@@ -181,8 +181,9 @@ class ReviewSession:
         return paused
 
     def paused(self) -> bool:
-        """The workspace is paused: no review goes on."""
-        return self.workspace.status().paused is not None
+        """The workspace is paused: no review goes on. Read from the log without writing the
+        status projection, since it is asked after every decision."""
+        return self.workspace.status_folded().paused is not None
 
     def summary(self) -> ReviewSummary:
         return ReviewSummary(

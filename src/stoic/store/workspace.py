@@ -80,6 +80,10 @@ _STARTER_FILES = {
 }
 
 
+_STATUS_FOLDED = "status_folded"
+"""The key of the status folded in memory past its file (`Workspace.status_folded`)."""
+
+
 class Workspace:
     """An open workspace. Use `Workspace.init` or `Workspace.open`; close it (or use `with`)."""
 
@@ -427,6 +431,26 @@ class Workspace:
     def status(self) -> WorkspaceStatus:
         """Counts by type and outcome, caught up with the log."""
         return self.sync_projections().state
+
+    def status_folded(self) -> WorkspaceStatus:
+        """The status as the log has it now, folded in memory: nothing is written, so a reader
+        on a decision's path (is the workspace paused?) pays no projection write and fsync.
+        The file views catch up at the next `status()`; the log decides either way."""
+        stamp = self.status_stamp()
+        end = self.log.tail_state().good_end
+        kept: Stamp[WorkspaceStatus] | None = self._folded.get(_STATUS_FOLDED)
+        if (
+            kept is not None
+            and stamp.log_offset < kept.log_offset <= end
+            and misalignment(_STATUS_FOLDED, kept, self.log) is None
+        ):
+            stamp = kept  # folded further by this handle than the file: go on from there
+        if stamp.log_offset == end:
+            self.status_file.check_lines_up(stamp, self.log)
+            return stamp.state
+        stamp = self.status_file.advance(stamp, self.log, end)
+        self._folded[_STATUS_FOLDED] = stamp
+        return stamp.state
 
     # -- projections and audit -----------------------------------------------------------------
 
