@@ -166,7 +166,7 @@ def test_the_whole_path_log_in_approve_with_the_keyboard_and_the_run_finishes_by
         assert page.locator("#sha256").inner_text()
         _screenshot(page, tmp_path, "proposal")
         page.keyboard.press("a")
-        page.wait_for_url("**/queue?decided=*")
+        page.wait_for_url("**/queue?decided=*", timeout=90_000)
         assert page.locator("#decided").inner_text() == f"{approval_id} decided."
         page.goto(f"{url}/runs/{report.run_id}")
         # The page reloads itself as the run's records come (live updates from the log).
@@ -213,7 +213,7 @@ def test_the_queue_moves_with_j_and_rejects_with_r_asking_the_reason(
     assert page.locator("tr.proposal.current").get_attribute("data-id") == second.id
     page.once("dialog", lambda dialog: dialog.accept("duplicate of the first"))
     page.keyboard.press("r")
-    page.wait_for_url("**/queue?decided=*")
+    page.wait_for_url("**/queue?decided=*", timeout=90_000)
     with stoic.Workspace.open(ws_path) as workspace:
         rejected = [
             r
