@@ -23,8 +23,6 @@ from tests.test_runner import assert_audit_clean, of_type
 
 HELLO = 'meta: {name: hello}\ntasks:\n  - {id: hello, run: ["true"]}\n'
 BROKEN = 'tasks:\n  - {id: a, run: ["true"], depends_on: [ghost]}\n'
-LATER = timedelta(days=1, hours=2)
-"""Past the next 02:00 UTC slot of a schedule added now, and past no other."""
 
 
 def _plan(folder: Path, text: str = HELLO, name: str = "plan.yaml") -> Path:
@@ -47,6 +45,11 @@ def _slot_after(now: datetime) -> datetime:
     """The first 02:00 UTC after `now` (the next slot of "0 2 * * *")."""
     slot = now.replace(hour=2, minute=0, second=0, microsecond=0)
     return slot if slot > now else slot + timedelta(days=1)
+
+
+def _past_next_slot() -> datetime:
+    """Half an hour past the next 02:00 UTC slot of a schedule added now, and past no other."""
+    return _slot_after(datetime.now(UTC)) + timedelta(minutes=30)
 
 
 def _real_launch(ws_path: Path) -> schedules.Launch:
@@ -132,9 +135,10 @@ def test_what_the_list_shows_from_a_plan_path_is_escaped(tmp_path: Path, ws_path
 def test_a_due_slot_fires_a_real_run_that_completes(tmp_path: Path, ws_path: Path) -> None:
     plan = _plan(tmp_path)
     _add(ws_path, plan)
-    now = datetime.now(UTC) + LATER
+    first_slot = _slot_after(datetime.now(UTC))
+    now = _past_next_slot()
     with stoic.Workspace.open(ws_path) as workspace:
-        assert schedules.run_due_schedules(workspace, now - LATER, _never) == []
+        assert schedules.run_due_schedules(workspace, datetime.now(UTC), _never) == []
         (fired,) = schedules.run_due_schedules(workspace, now, _real_launch(ws_path))
         assert fired.outcome == "started" and fired.run_id is not None
         assert schedules.run_due_schedules(workspace, now + timedelta(hours=1), _never) == []
@@ -154,7 +158,7 @@ def test_a_due_slot_fires_a_real_run_that_completes(tmp_path: Path, ws_path: Pat
     (row,) = orjson.loads(_cli(ws_path, "schedule", "list", "--json"))
     assert row["last_fire"]["run_id"] == fired.run_id
     assert row["last_fire"]["outcome"] == "started"
-    assert row["last_fire"]["slot"] == slot_text(_slot_after(now - LATER))
+    assert row["last_fire"]["slot"] == slot_text(first_slot)
     assert f"started run {fired.run_id}" in _cli(ws_path, "schedule", "list")
     assert_audit_clean(ws_path)
 
@@ -167,7 +171,7 @@ def test_slots_missed_while_down_run_once_with_their_count(tmp_path: Path, ws_pa
         launched.append(name)
         return f"run-of-{name}"
 
-    now = datetime.now(UTC) + timedelta(days=3, hours=2)  # three slots have come
+    now = _past_next_slot() + timedelta(days=2)  # three slots have come
     with stoic.Workspace.open(ws_path) as workspace:
         (fired,) = schedules.run_due_schedules(workspace, now, launch)
     assert launched == ["nightly"] and fired.slots_due == 3
@@ -203,7 +207,7 @@ def test_a_plan_gone_or_invalid_at_fire_time_is_recorded_failed(
     gone.unlink()
     broken.write_text(BROKEN)
     with stoic.Workspace.open(ws_path) as workspace:
-        fired = schedules.run_due_schedules(workspace, datetime.now(UTC) + LATER, _never)
+        fired = schedules.run_due_schedules(workspace, _past_next_slot(), _never)
     by_name = {f.name: f for f in fired}
     assert by_name["gone"].outcome == "failed" and "no such file" in by_name["gone"].reason
     assert by_name["broken"].outcome == "failed" and "ghost" in by_name["broken"].reason
@@ -219,7 +223,7 @@ def test_a_launch_that_fails_is_recorded_and_the_slot_stays_claimed(
     def broken(plan: Path, name: str) -> str:
         raise OSError("no stoic on PATH")
 
-    now = datetime.now(UTC) + LATER
+    now = _past_next_slot()
     with stoic.Workspace.open(ws_path) as workspace:
         (fired,) = schedules.run_due_schedules(workspace, now, broken)
         assert fired.outcome == "failed" and "no stoic on PATH" in fired.reason
@@ -240,7 +244,7 @@ def test_a_slot_whose_plan_is_at_its_limit_is_skipped_naming_the_live_run(
         _wait_for(lambda: _charged(tmp_path))
         (live,) = _charged(tmp_path)
         with stoic.Workspace.open(ws_path) as workspace:
-            (skipped,) = schedules.run_due_schedules(workspace, datetime.now(UTC) + LATER, _never)
+            (skipped,) = schedules.run_due_schedules(workspace, _past_next_slot(), _never)
         assert skipped.outcome == "skipped" and live in skipped.reason
         (record,) = of_type(ws_path, "schedule", "skipped")
         inputs = record["decision_inputs"]
@@ -256,7 +260,7 @@ def test_a_paused_workspace_skips_the_slot(tmp_path: Path, ws_path: Path) -> Non
     _add(ws_path, _plan(tmp_path))
     _cli(ws_path, "stop", "--reason", "maintenance", "--as", "ann")
     with stoic.Workspace.open(ws_path) as workspace:
-        (skipped,) = schedules.run_due_schedules(workspace, datetime.now(UTC) + LATER, _never)
+        (skipped,) = schedules.run_due_schedules(workspace, _past_next_slot(), _never)
     assert skipped.outcome == "skipped" and "paused (maintenance)" in skipped.reason
     assert_audit_clean(ws_path)
 
@@ -281,7 +285,7 @@ with stoic.Workspace.open(ws) as workspace:
 
 def test_two_processes_firing_at_once_fire_a_slot_once(tmp_path: Path, ws_path: Path) -> None:
     _add(ws_path, _plan(tmp_path))
-    now = (datetime.now(UTC) + LATER).isoformat()
+    now = (_past_next_slot()).isoformat()
     out = tmp_path / "launched.txt"
     at = time.time() + 3.0
     callers = [
@@ -307,7 +311,7 @@ def test_two_processes_firing_at_once_fire_a_slot_once(tmp_path: Path, ws_path: 
 def test_the_audit_names_a_slot_fired_twice(tmp_path: Path, ws_path: Path) -> None:
     _add(ws_path, _plan(tmp_path))
     with stoic.Workspace.open(ws_path) as workspace:
-        schedules.run_due_schedules(workspace, datetime.now(UTC) + LATER, lambda p, n: "run-x")
+        schedules.run_due_schedules(workspace, _past_next_slot(), lambda p, n: "run-x")
         (claim,) = [r for r in workspace.records(decision_type="schedule") if r.decision_outcome
                     == "fired"]  # fmt: skip
         workspace.record(  # what a broken scheduler would write: the same slot again
@@ -347,7 +351,7 @@ def test_a_caller_killed_after_the_claim_leaves_the_slot_fired_once(
     tmp_path: Path, ws_path: Path
 ) -> None:
     _add(ws_path, _plan(tmp_path))
-    now = datetime.now(UTC) + LATER
+    now = _past_next_slot()
     died = subprocess.run(
         [sys.executable, "-c", _DIE_AT_LAUNCH, str(ws_path), now.isoformat()],
         capture_output=True,
@@ -377,14 +381,14 @@ def test_the_servers_duty_starts_a_due_slots_run_as_one_of_its_runners(
     plan = _plan(tmp_path)
     _add(ws_path, plan)
     plane = ControlPlane(ws_path)
-    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    plane.scheduled_runs(now=lambda: _past_next_slot())()
     (run_id,) = list(plane.runners)
     plane.runners[run_id].process.wait(timeout=60)
     (link,) = of_type(ws_path, "schedule", "started")
     assert link["decision_inputs"]["run_id"] == run_id  # type: ignore[index]
     runs = orjson.loads(run_stoic_process("-w", str(ws_path), "runs", "--json").stdout)
     assert [(run["run_id"], run["status"]) for run in runs] == [(run_id, "completed")]
-    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()  # the slot is on record
+    plane.scheduled_runs(now=lambda: _past_next_slot())()  # the slot is on record
     assert len(of_type(ws_path, "schedule", "fired")) == 1
     assert_audit_clean(ws_path)
 
@@ -427,7 +431,7 @@ def test_two_schedules_of_one_plan_due_at_once_start_one_run_and_skip_the_other(
     _add(ws_path, plan, "first")
     _add(ws_path, plan, "second")
     plane = ControlPlane(ws_path)
-    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    plane.scheduled_runs(now=lambda: _past_next_slot())()
     (run_id,) = list(plane.runners)
     (started,) = of_type(ws_path, "schedule", "started")
     (skipped,) = of_type(ws_path, "schedule", "skipped")
@@ -458,7 +462,7 @@ def test_a_scheduled_run_refused_at_its_start_is_recorded_failed_not_started(
 
     monkeypatch.setattr(control, "start_command", paused_first)
     plane = control.ControlPlane(ws_path)
-    plane.scheduled_runs(now=lambda: datetime.now(UTC) + LATER)()
+    plane.scheduled_runs(now=lambda: _past_next_slot())()
     assert of_type(ws_path, "schedule", "started") == []
     assert of_type(ws_path, "run_lifecycle", "started") == []
     (failed,) = of_type(ws_path, "schedule", "failed")
