@@ -306,6 +306,26 @@ def test_runs_list_and_a_run_timeline(served: RunningConsole, ws_path: Path) -> 
     assert client.get("/runs/run-nope").status_code == 404
 
 
+def test_a_run_whose_plan_copy_was_changed_says_so_and_is_not_a_404(
+    served: RunningConsole, ws_path: Path
+) -> None:
+    plan = ws_path.parent / "passes.yaml"
+    plan.write_text("meta: {name: passes}\ntasks:\n  - {id: a, run: ['true']}\n")
+    with stoic.Workspace.open(ws_path) as workspace:
+        report = workspace.run(plan)
+    copy = ws_path / "runs" / report.run_id / "plan.yaml"
+    copy.write_text(copy.read_text() + "# edited after the run\n")
+    client, _ = served.login("ana")
+    for path in (f"/api/runs/{report.run_id}", f"/runs/{report.run_id}"):
+        answer = client.get(path)
+        assert answer.status_code == 500, path
+        detail = answer.json()["detail"]
+        assert detail.startswith(f"run {report.run_id} cannot be shown: ")
+        assert "no longer matches the plan the run started with" in detail
+    unknown = client.get("/api/runs/run-20260101-000000-abcdef")
+    assert unknown.status_code == 404 and "no run 'run-20260101-000000-abcdef'" in unknown.text
+
+
 def test_events_announce_a_new_record_past_the_one_a_page_was_rendered_at(
     served: RunningConsole, ws_path: Path
 ) -> None:

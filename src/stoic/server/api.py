@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from stoic.core.proposals import Proposal
-from stoic.exceptions import EscalationNotFound, ProposalNotFound, StoicError, UsageError
+from stoic.exceptions import EscalationNotFound, StoicError, UsageError
 from stoic.server import deciding
 from stoic.server.auth import check_csrf, require, session_of
 from stoic.server.console import (
     escalation_id_or_404,
+    looked_up,
     open_workspace,
     proposal_id_or_404,
     run_id_or_404,
@@ -71,11 +72,8 @@ def queue_json(
 def proposal_json(request: Request, proposal_id: str, session: Reading) -> dict[str, Any]:
     """One proposal, with the sha256 of its action and what was shown, signed."""
     proposal_id = proposal_id_or_404(proposal_id)
-    with open_workspace(request) as workspace:
-        try:
-            proposal = queue.get(workspace, proposal_id)
-        except ProposalNotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+    with open_workspace(request) as workspace, looked_up(f"proposal {proposal_id}"):
+        proposal = queue.get(workspace, proposal_id)
     return _proposal(request, session, proposal)
 
 
@@ -143,11 +141,8 @@ def run_json(request: Request, run_id: str, session: Reading) -> dict[str, Any]:
     """A run's status, customer view and operator timeline."""
     del session
     run_id = run_id_or_404(run_id)
-    with open_workspace(request) as workspace:
-        try:
-            told = runs.timeline(workspace, run_id)
-        except StoicError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+    with open_workspace(request) as workspace, looked_up(f"run {run_id}"):
+        told = runs.timeline(workspace, run_id)
     return {
         "run_id": run_id,
         "status": told.shown.status,
@@ -216,11 +211,8 @@ def escalation_json(request: Request, escalation_id: str, session: Reading) -> d
     """One escalation, with its briefing's markdown as written (`briefing_markdown`)."""
     del session
     escalation_id = escalation_id_or_404(escalation_id)
-    with open_workspace(request) as workspace:
-        try:
-            shown = escalations.show(workspace, escalation_id)
-        except EscalationNotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+    with open_workspace(request) as workspace, looked_up(f"escalation {escalation_id}"):
+        shown = escalations.show(workspace, escalation_id)
     return {**shown.escalation.to_json(), "briefing_markdown": shown.briefing}
 
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from stoic import __version__
 from stoic.server import access, metrics
+from stoic.server.console import console_of
 from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
-from stoic.services.workspace import Workspace
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -32,8 +32,8 @@ class ServerConfig:
 
 
 def create_app(config: ServerConfig) -> FastAPI:
-    """The application for one workspace; every request opens the workspace itself, so what
-    it reads is what the log holds now."""
+    """The application for one workspace; every request reads the log as it is now, through
+    the console's shared handles."""
     app = FastAPI(
         title="stoic",
         version=__version__,
@@ -46,8 +46,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     access.install(app)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        with Workspace.open(config.workspace) as workspace:
+    def healthz(request: Request) -> dict[str, Any]:
+        with console_of(request).look() as workspace:
             head = workspace.head()
         return {"status": "ok", "version": __version__, "records": head.seq}
 

@@ -9,14 +9,14 @@ with 403 — in every case before a service is called, so nothing is recorded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from stoic.server.console import console_of
 from stoic.server.sessions import Person, Role, Session, Sessions
 from stoic.services import users
-from stoic.services.workspace import Workspace
 
 __all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "check_csrf", "require", "session_of"]
 
@@ -53,7 +53,7 @@ def session_of(request: Request) -> Session:
     session = sessions.get(request.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired
-    with Workspace.open(request.app.state.config.workspace) as workspace:
+    with console_of(request).look() as workspace:
         roster = request.app.state.user_roster
         assert isinstance(roster, users.Roster)
         user = roster.backed(workspace, session.person.name)
@@ -69,11 +69,18 @@ def session_of(request: Request) -> Session:
     return session
 
 
-def require(needed: Role) -> Callable[[Request], Person]:
-    """A dependency that admits a logged-in person whose role may do what `needed` may."""
+def require(needed: Role) -> Callable[[Request], Awaitable[Person]]:
+    """A dependency that admits a logged-in person whose role may do what `needed` may.
 
-    def dependency(request: Request) -> Person:
-        person = session_of(request).person
+    Async so that a session already looked up for this request (by `check_csrf`) costs no
+    hop to the threadpool; a first look-up reads the log, so it goes there."""
+
+    async def dependency(request: Request) -> Person:
+        known = getattr(request.state, "stoic_session", None)
+        session = (
+            known if isinstance(known, Session) else await run_in_threadpool(session_of, request)
+        )
+        person = session.person
         if not person.role.may(needed):
             raise HTTPException(
                 status_code=403, detail=f"{person.role} may not do this: it needs {needed}"

@@ -9,21 +9,29 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from fastapi import HTTPException, Request
 
 from stoic.core.escalations import is_escalation_id
 from stoic.core.proposals import is_proposal_id
-from stoic.exceptions import StoicError, WorkspaceError
+from stoic.exceptions import (
+    EscalationNotFound,
+    ProposalNotFound,
+    StoicError,
+    UsageError,
+    WorkspaceError,
+)
 from stoic.server.shown import ShownSigner
 from stoic.services.workspace import Workspace
 
 __all__ = [
     "Console",
+    "SharedHandle",
     "console_of",
     "escalation_id_or_404",
+    "looked_up",
     "open_workspace",
     "proposal_id_or_404",
     "run_id_or_404",
@@ -32,32 +40,26 @@ __all__ = [
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
-class Console:
-    """The console's state in one server: its signing key, its clock, and the review session
-    id of each login (kept in memory, like the sessions themselves)."""
+class SharedHandle:
+    """One open workspace for the requests of one server, one request at a time.
 
-    def __init__(self, workspace: Path, clock: Callable[[], float] = time.time) -> None:
+    What it reads is still the log now: the store catches each read up with the log's end
+    (records other processes appended included) and decides every write under the
+    workspace's writer lock. Kept open, its folds are caught up from where they stopped, as in
+    any long-lived process, instead of refolded from the start — and its projection files
+    caught up and fsynced — at each request. It is opened anew when `stoic.toml` changes, and
+    after a failure other than a refusal. Not reentrant: a request takes it once at a time.
+    """
+
+    def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
-        self.clock = clock
-        self.signer = ShownSigner()
-        self._reviews: dict[str, str] = {}
-        self._lock = threading.Lock()
         self._handle: Workspace | None = None
         self._settings: tuple[int, int] | None = None
-        self._handle_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     @contextmanager
-    def handle(self) -> Iterator[Workspace]:
-        """One open workspace for every request, one request at a time.
-
-        What it reads is still the log now: the store catches each read up with the log's end
-        (records other processes appended included) and decides every write under the
-        workspace's writer lock. Kept open, its fold of the queue is caught up from where it
-        stopped, as in any long-lived process, instead of refolded from the start at each
-        request. It is opened anew when `stoic.toml` changes, and after a failure other than a
-        refusal. Not reentrant: a request takes it once at a time.
-        """
-        with self._handle_lock:
+    def use(self) -> Iterator[Workspace]:
+        with self._lock:
             settings = _stamp(self.workspace / "stoic.toml")
             if self._handle is None or settings != self._settings:
                 self._close()
@@ -74,13 +76,41 @@ class Console:
                 raise
 
     def close(self) -> None:
-        with self._handle_lock:
+        with self._lock:
             self._close()
 
     def _close(self) -> None:
         if self._handle is not None:
             handle, self._handle = self._handle, None
             handle.close()
+
+
+class Console:
+    """The console's state in one server: its signing key, its clock, its workspace handles,
+    and the review session id of each login (kept in memory, like the sessions themselves)."""
+
+    def __init__(self, workspace: Path, clock: Callable[[], float] = time.time) -> None:
+        self.workspace = workspace
+        self.clock = clock
+        self.signer = ShownSigner()
+        self._reviews: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._requests = SharedHandle(workspace)
+        self._looks = SharedHandle(workspace)
+
+    def handle(self) -> AbstractContextManager[Workspace]:
+        """The handle a request reads and decides through."""
+        return self._requests.use()
+
+    def look(self) -> AbstractContextManager[Workspace]:
+        """A second handle, for the short look-ups every request and open page makes (who is
+        logged in, the log's head): they do not wait behind a decision being recorded, and
+        a request that holds `handle()` may still take this one."""
+        return self._looks.use()
+
+    def close(self) -> None:
+        self._requests.close()
+        self._looks.close()
 
     def review_session(self, token: str) -> str | None:
         with self._lock:
@@ -110,6 +140,19 @@ def open_workspace(request: Request) -> Iterator[Workspace]:
     """The server's workspace handle, for this request alone while it lasts."""
     with console_of(request).handle() as workspace:
         yield workspace
+
+
+@contextmanager
+def looked_up(what: str) -> Iterator[None]:
+    """A look-up's refusal as the answer that says why: an id this workspace does not know is
+    404; records or files of it that cannot be read are 500 with what is wrong and how to
+    repair it — never a 404 that hides the damage, nor a bare "Internal Server Error"."""
+    try:
+        yield
+    except (UsageError, ProposalNotFound, EscalationNotFound) as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except StoicError as exc:
+        raise HTTPException(status_code=500, detail=f"{what} cannot be shown: {exc}") from None
 
 
 def _not_found(what: str, given: str) -> HTTPException:

@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stoic.core.escalations import EscalationDecision
 from stoic.exceptions import EscalationNotFound, StoicError
 from stoic.server import markdown
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import escalation_id_or_404, open_workspace
+from stoic.server.console import escalation_id_or_404, looked_up, open_workspace
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
@@ -57,10 +57,8 @@ def escalation_page(request: Request, escalation_id: str, session: Reading) -> R
     """One escalation's briefing, and the answer form while it is open."""
     escalation_id = escalation_id_or_404(escalation_id)
     with open_workspace(request) as workspace:
-        try:
+        with looked_up(f"escalation {escalation_id}"):
             shown = escalations.show(workspace, escalation_id)
-        except EscalationNotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
         paused = paused_of(workspace)
     return page(
         request,

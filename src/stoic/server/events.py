@@ -20,7 +20,6 @@ from fastapi.responses import StreamingResponse
 from stoic.server.auth import session_of
 from stoic.server.console import console_of
 from stoic.server.sessions import Session
-from stoic.services.workspace import Workspace
 
 __all__ = ["POLL_SECONDS", "STREAM_SECONDS", "router"]
 
@@ -32,7 +31,7 @@ STREAM_SECONDS = 25.0
 
 
 def _head_seq(request: Request) -> int:
-    with Workspace.open(console_of(request).workspace) as workspace:
+    with console_of(request).look() as workspace:
         return workspace.head().seq
 
 

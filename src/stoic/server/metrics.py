@@ -10,13 +10,15 @@ the console keeps answering.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from stoic.server.console import console_of
 from stoic.server.control import ControlPlane
 from stoic.services import metrics
 from stoic.services.workspace import Workspace
@@ -40,9 +42,9 @@ class CountsAtHead:
         self._head: Head | None = None
         self._text = ""
 
-    def text(self, root: Path) -> str:
+    def text(self, look: Callable[[], AbstractContextManager[Workspace]]) -> str:
         """The counts as the log holds them now: computed again only if its head moved."""
-        with Workspace.open(root) as workspace:
+        with look() as workspace:
             head = workspace.head()
             if head != self._head:
                 self._text = exposition(metrics.counts(workspace))
@@ -62,7 +64,7 @@ def _cache(request: Request) -> CountsAtHead:
 async def metrics_page(request: Request) -> PlainTextResponse:
     cache = _cache(request)
     async with cache.lock:
-        counted = await run_in_threadpool(cache.text, request.app.state.config.workspace)
+        counted = await run_in_threadpool(cache.text, console_of(request).look)
     text = counted + _served(cache) + _control_plane(getattr(request.app.state, "control", None))
     return PlainTextResponse(text, media_type=CONTENT_TYPE)
 

@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from stoic.core.pause import READER_SIGNALS
 from stoic.core.proposals import Proposal, ProposalStatus, shown_confidence
-from stoic.exceptions import ProposalNotFound, UsageError
+from stoic.exceptions import UsageError
 from stoic.server import deciding
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import console_of, open_workspace, proposal_id_or_404
+from stoic.server.console import console_of, looked_up, open_workspace, proposal_id_or_404
 from stoic.server.rendering import page
 from stoic.server.sessions import Role, Session
 from stoic.server.shown import Shown
@@ -92,10 +92,8 @@ def proposal_page(request: Request, proposal_id: str, session: Reading) -> Respo
     """Everything `stoic queue show` says of a proposal, and its decision forms."""
     proposal_id = proposal_id_or_404(proposal_id)
     with open_workspace(request) as workspace:
-        try:
+        with looked_up(f"proposal {proposal_id}"):
             proposal = queue.get(workspace, proposal_id)
-        except ProposalNotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
         paused = paused_of(workspace)
     return page(
         request,

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stoic.core.pause import RESUME_PROCEDURES
 from stoic.exceptions import StoicError, UsageError
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import console_of, open_workspace, run_id_or_404
+from stoic.server.console import console_of, looked_up, open_workspace, run_id_or_404
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
@@ -45,10 +45,8 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
     run_id = run_id_or_404(run_id)
     with open_workspace(request) as workspace:
         seq = workspace.head().seq  # before what is shown: a later record reloads the page
-        try:
+        with looked_up(f"run {run_id}"):
             told = runs.timeline(workspace, run_id)
-        except StoicError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
         paused = paused_of(workspace)
     return page(
         request,
