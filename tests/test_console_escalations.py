@@ -13,6 +13,8 @@ from stoic.server.markdown import render
 from stoic.server.sessions import Role
 from stoic.services import escalations
 from tests.console_server import RunningConsole, running_console
+from tests.test_escalations import ASK_SCRIPT, ASKS
+from tests.test_recovery_runs import run_plan
 
 HOSTILE = "<script>window.pwned = 1</script> [click](javascript:alert(1))"
 
@@ -93,3 +95,62 @@ def test_an_operator_answers_and_a_reviewer_may_not(served: RunningConsole, ws_p
     assert "routed by human:olga" in operator.get(f"/escalations/{escalation_id}").text
     with stoic.Workspace.open(ws_path) as workspace:
         assert workspace.audit().ok
+
+
+def test_an_uploaded_amended_plan_is_checked_like_any_plan_then_the_run_goes_on_with_it(
+    served: RunningConsole, ws_path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "ask.sh").write_text(ASK_SCRIPT)
+    assert run_plan(ws_path, tmp_path, ASKS) == 3  # the run waits on ESC-001
+    operator, olga = served.login("olga", Role.OPERATOR)
+
+    def answer(plan: bytes) -> str:
+        refused = operator.post(
+            "/escalations/ESC-001/answer",
+            data={"csrf": olga.csrf, "decision": "amended"},
+            files={"plan": ("fix.yaml", plan, "application/yaml")},
+        )
+        assert refused.status_code == 400
+        return refused.text
+
+    said = answer(b"tasks:\n  - id: pick\n    run: ['true']\n    timout: 5\n")
+    assert "fix.yaml:4:5: task &#39;pick&#39;: unknown key &#39;timout&#39;" in said
+    assert "stoic-amended-" not in said  # the upload's name, not where it was checked
+    assert "drops task &#39;pick&#39;" in answer(b"tasks:\n  - id: after\n    run: ['true']\n")
+    assert [r.decision_outcome for r in _escalation_records(ws_path)] == ["raised"]
+    amended = (
+        b"tasks:\n  - {id: pick, run: ['true']}\n"
+        b"  - {id: after, run: ['true'], depends_on: [pick]}\n"
+    )
+    answered = operator.post(
+        "/escalations/ESC-001/answer",
+        data={"csrf": olga.csrf, "decision": "amended"},
+        files={"plan": ("fix.yaml", amended, "application/yaml")},
+        follow_redirects=False,
+    )
+    assert answered.status_code == 303, answered.text
+    resolved = _escalation_records(ws_path)[-1]
+    assert (resolved.decision_outcome, resolved.actor) == ("resolved", "human:olga")
+    assert resolved.details["amendment"]["changed"] == ["pick"]  # type: ignore[index]
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert workspace.audit().ok
+
+
+@pytest.mark.parametrize(
+    ("decision", "outcome"), [("escalated", "raised"), ("aborted", "resolved")]
+)
+def test_an_escalation_passed_on_or_aborted_from_the_page_is_on_record_as_the_operator(
+    served: RunningConsole, ws_path: Path, tmp_path: Path, decision: str, outcome: str
+) -> None:
+    (tmp_path / "ask.sh").write_text(ASK_SCRIPT)
+    assert run_plan(ws_path, tmp_path, ASKS) == 3
+    operator, olga = served.login("olga", Role.OPERATOR)
+    answered = operator.post(
+        "/escalations/ESC-001/answer",
+        data={"csrf": olga.csrf, "decision": decision, "note": "not mine", "to": "dba"},
+        follow_redirects=False,
+    )
+    assert answered.status_code == 303, answered.text
+    last = _escalation_records(ws_path)[-1]
+    assert (last.decision_outcome, last.actor) == (outcome, "human:olga")
+    assert decision in operator.get("/escalations/ESC-001").text

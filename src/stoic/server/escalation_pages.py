@@ -117,5 +117,9 @@ def answer_form(
         except EscalationNotFound as exc:
             return _refused(request, session, 404, str(exc))
         except StoicError as exc:
-            return _refused(request, session, 400, str(exc))
+            said = str(exc)
+            if plan_path is not None and plan is not None and plan.filename:
+                # The plan's errors name the upload, not the folder it was checked in.
+                said = said.replace(str(plan_path), plan.filename)
+            return _refused(request, session, 400, said)
     return RedirectResponse(f"/escalations/{escalation_id}", status_code=303)
