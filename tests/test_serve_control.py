@@ -28,6 +28,7 @@ import stoic
 from stoic.cli.serve_command import exposed_warning
 from stoic.run import decisions as made
 from stoic.server.control import ControlPlane
+from stoic.services import audit as audits
 from tests.conftest import STOIC_BIN, run_cli, run_stoic_process
 from tests.test_runner import assert_audit_clean, of_type, only_run, records, write_plan
 from tests.test_serve import _free_port
@@ -379,7 +380,10 @@ def test_metrics_are_prometheus_text_and_count_what_the_log_holds(
 ) -> None:
     plan = write_plan(tmp_path, GATED)
     assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 3
-    assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert audits.audit(workspace, actor="human:olga", record=True).report.ok
+        last = audits.last_audit(workspace)
+    assert last is not None
     with serving(ws_path) as server:
         answer = server.get("/metrics")  # no login: counts only
         assert answer.status_code == 200
@@ -392,8 +396,8 @@ def test_metrics_are_prometheus_text_and_count_what_the_log_holds(
     assert samples["stoic_open_escalations"] == 0
     assert samples["stoic_paused"] == 0
     assert samples["stoic_records"] == records
-    if "stoic_last_audit_ok" in samples:  # an audit is on record where a notifier told it
-        assert samples["stoic_last_audit_ok"] == 1
+    assert samples["stoic_last_audit_ok"] == 1  # the one the audit page shows
+    assert samples["stoic_last_audit_seq"] == last.seq
 
 
 def test_metrics_are_counted_once_per_log_head_however_many_ask(

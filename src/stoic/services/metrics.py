@@ -12,17 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stoic.core.graph import RunStatus
-from stoic.core.notifications import Event
 from stoic.core.proposals import ProposalStatus
 from stoic.services import escalations, queue
+from stoic.services.audit import last_audit
 from stoic.services.run_list import UNKNOWN, list_runs
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
 __all__ = ["Counts", "counts"]
-
-_AUDIT_EVENTS = {Event.AUDIT_PASSED.value: True, Event.AUDIT_FAILED.value: False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +48,13 @@ def counts(workspace: Workspace) -> Counts:
     pending = len(queue.list_proposals(workspace, ProposalStatus.PENDING))
     open_escalations = len(escalations.escalations(workspace, open_only=True))
     status = workspace.status()
-    audit_ok, audit_seq = _last_audit(workspace)
+    last = last_audit(workspace)
     return Counts(
         runs=runs,
         pending_proposals=pending,
         open_escalations=open_escalations,
         paused=status.paused is not None,
         records=workspace.head().seq,
-        audit_ok=audit_ok,
-        audit_seq=audit_seq,
+        audit_ok=last.ok if last is not None else None,
+        audit_seq=last.seq if last is not None else None,
     )
-
-
-def _last_audit(workspace: Workspace) -> tuple[bool | None, int | None]:
-    """The last audit's result: an `audit` record, or the notice of an audit's outcome."""
-    found: tuple[bool | None, int | None] = (None, None)
-    for record in workspace.records():
-        if record.decision_type == "audit":
-            found = (record.decision_outcome != "failed", record.seq)
-        elif record.decision_type == "notification":
-            event = record.decision_inputs.get("event")
-            if event in _AUDIT_EVENTS:
-                found = (_AUDIT_EVENTS[str(event)], record.seq)
-    return found
