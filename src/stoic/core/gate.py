@@ -1,0 +1,205 @@
+"""The agent gate's rules (DESIGN §15): which of an agent's tool calls go through, which are
+denied and which wait for a person — decided from the call alone, with no I/O.
+
+A rule names a verdict and what it matches: tool names (globs: `Bash`, `mcp__*`), a regex over
+a Bash command, path globs over a file tool's path, and whether that path is inside or outside
+the repository. A rule matches when every condition it gives holds. Of all the rules that
+match, the strictest verdict wins (deny over propose over allow), so rules added later — a
+plan's, given as `narrowing` — can only make the answer stricter; a call no rule matches gets
+the default.
+
+An allow rule over Bash commands must match the whole command, and never matches one that
+chains, substitutes or redirects (`;`, `&&`, `|`, `$(`, a backtick, `>`, a newline): `^git
+status` allowing `git status; curl … | sh` would be an allow the rule's author never wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "FILE_PATH_KEYS",
+    "GateRule",
+    "GateVerdict",
+    "ToolCall",
+    "Verdict",
+    "Where",
+    "call_sha256",
+    "decide",
+    "file_path_of",
+    "is_inside",
+    "matches",
+    "rule_problem",
+]
+
+
+class Verdict(StrEnum):
+    """What the gate answers a tool call."""
+
+    ALLOW = "allow"
+    PROPOSE = "propose"
+    DENY = "deny"
+
+
+_STRICTNESS = {Verdict.ALLOW: 0, Verdict.PROPOSE: 1, Verdict.DENY: 2}
+
+
+class Where(StrEnum):
+    """Where a file tool's path lies, against the repository (the session's `cwd`)."""
+
+    INSIDE = "inside"
+    OUTSIDE = "outside"
+
+
+FILE_PATH_KEYS = ("file_path", "notebook_path", "path")
+"""The keys of a tool's input that name the file it reads or writes, in the order asked."""
+
+_CHAINING = re.compile(r"[;&|`<>\n\r]|\$\(")
+"""What makes one Bash command line run more than one command, or write where it points."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateRule:
+    """One rule: its verdict and the conditions a call must all meet for it to apply."""
+
+    verdict: Verdict
+    name: str
+    """Where the rule comes from (`stoic.toml gate.rules[2]`), for the reasoning on record."""
+    tools: tuple[str, ...] = ("*",)
+    command: str | None = None
+    """A regex over a Bash command (searched; an allow rule must match all of it)."""
+    paths: tuple[str, ...] = ()
+    """Globs over a file tool's path, relative to the repository where inside it."""
+    where: Where | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """What an agent asks to do: the tool, its input, and the repository it works in."""
+
+    tool_name: str
+    tool_input: Mapping[str, Any]
+    cwd: str
+    resolved_path: str | None = None
+    """The file path with every link resolved (the service reads the file system for it);
+    None for a tool with no path, or where it could not be resolved (then taken as given)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """The gate's answer by the rules, and why."""
+
+    verdict: Verdict
+    rules: tuple[str, ...]
+    """The names of the rules that gave it; empty when it is the default's."""
+    reason: str
+
+
+def rule_problem(rule: GateRule) -> str | None:
+    """What is wrong with a rule, in one line; None when it can be applied."""
+    if not rule.tools or any(not tool for tool in rule.tools):
+        return f"{rule.name}: `tool` names no tool"
+    if rule.command is not None:
+        try:
+            re.compile(rule.command)
+        except re.error as exc:
+            return f"{rule.name}: `command` is not a regex ({exc})"
+    if (rule.paths or rule.where is not None) and rule.command is not None:
+        return f"{rule.name}: a rule matches a Bash command or a file path, not both"
+    return None
+
+
+def call_sha256(tool_name: str, tool_input: Mapping[str, Any]) -> str:
+    """The sha256 of a call as canonical JSON: an approval allows exactly the input it hashes."""
+    canonical = orjson.dumps([tool_name, tool_input], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def file_path_of(tool_input: Mapping[str, Any]) -> str | None:
+    """The path a file tool names, if its input names one."""
+    for key in FILE_PATH_KEYS:
+        value = tool_input.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _absolute(path: str, cwd: str) -> str:
+    return posixpath.normpath(posixpath.join(cwd, path))
+
+
+def is_inside(path: str, root: str) -> bool:
+    """True when `path` (absolute, normalised) lies in `root` or is it."""
+    root = posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _command_matches(rule: GateRule, command: str | None) -> bool:
+    if rule.command is None:
+        return True
+    if command is None:
+        return False
+    pattern = re.compile(rule.command)
+    if rule.verdict is Verdict.ALLOW:
+        return _CHAINING.search(command) is None and pattern.fullmatch(command) is not None
+    return pattern.search(command) is not None
+
+
+def _path_matches(rule: GateRule, call: ToolCall) -> bool:
+    if not rule.paths and rule.where is None:
+        return True
+    given = file_path_of(call.tool_input)
+    if given is None:
+        return False
+    path = call.resolved_path or _absolute(given, call.cwd)
+    inside = is_inside(path, call.cwd)
+    if rule.where is Where.INSIDE and not inside:
+        return False
+    if rule.where is Where.OUTSIDE and inside:
+        return False
+    if not rule.paths:
+        return True
+    shown = posixpath.relpath(path, call.cwd) if inside else path
+    return any(fnmatchcase(shown, glob) or fnmatchcase(path, glob) for glob in rule.paths)
+
+
+def matches(rule: GateRule, call: ToolCall) -> bool:
+    """True when the call meets every condition the rule gives."""
+    if not any(fnmatchcase(call.tool_name, tool) for tool in rule.tools):
+        return False
+    command = call.tool_input.get("command")
+    return _command_matches(rule, command if isinstance(command, str) else None) and (
+        _path_matches(rule, call)
+    )
+
+
+def decide(
+    rules: Sequence[GateRule],
+    call: ToolCall,
+    default: Verdict,
+    narrowing: Sequence[GateRule] = (),
+) -> GateVerdict:
+    """The strictest verdict of the `rules` that match the call, or `default` when none does;
+    then made stricter by any `narrowing` rule (a plan's) that matches — never looser."""
+    matched = [rule for rule in rules if matches(rule, call)]
+    verdict = max((rule.verdict for rule in matched), key=_STRICTNESS.__getitem__, default=default)
+    narrowed = [rule for rule in narrowing if matches(rule, call)]
+    if narrowed:
+        strictest = max((rule.verdict for rule in narrowed), key=_STRICTNESS.__getitem__)
+        if _STRICTNESS[strictest] > _STRICTNESS[verdict]:
+            verdict, matched = strictest, narrowed
+    giving = tuple(rule.name for rule in matched if rule.verdict is verdict)
+    if not giving:
+        return GateVerdict(
+            verdict, (), f"no rule matches {call.tool_name}: the default is {verdict}"
+        )
+    return GateVerdict(verdict, giving, f"{call.tool_name}: {verdict} by {', '.join(giving)}")
