@@ -4,7 +4,9 @@ plan's rules can only narrow what the workspace allows."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +20,9 @@ from stoic.core.gate import (
     matches,
     rule_problem,
 )
+from stoic.exceptions import ConfigError
+from stoic.store.config import load_settings
+from stoic.store.gate_settings import GateSettings
 
 REPO = "/work/repo"
 
@@ -148,3 +153,35 @@ def test_the_verdict_is_a_matching_rules_or_the_default(
             answer.rules
         )
         assert all(_ORDER[rule.verdict] <= _ORDER[answer.verdict] for rule in matching)
+
+
+def test_a_rule_that_cannot_apply_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    settings = tmp_path / "stoic.toml"
+    settings.write_text(
+        '[gate]\ndefault = "deny"\n\n[[gate.rules]]\nverdict = "deny"\ntool = "Bash"\n'
+        'command = "(unclosed"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(settings)
+    said = str(caught.value)
+    assert said.startswith(f"{settings}:") and "`command` is not a regex" in said
+    settings.write_text('[[gate.rules]]\nverdict = "maybe"\n')
+    with pytest.raises(ConfigError, match=r"gate\.rules\.verdict"):
+        load_settings(settings)
+    settings.write_text("[gate]\nwait_seconds = 3600\n")
+    with pytest.raises(ConfigError, match="wait_seconds"):
+        load_settings(settings)
+
+
+def test_the_default_rules_allow_reading_and_propose_a_push() -> None:
+    rules, default = GateSettings().gate_rules(), Verdict.PROPOSE
+    assert (
+        decide(rules, ToolCall("Read", {"file_path": f"{REPO}/a.py"}, REPO), default).verdict
+        == "allow"
+    )
+    assert decide(rules, _bash("git status"), default).verdict == "allow"
+    assert decide(rules, _bash("git push --force"), default).verdict == "propose"
+    assert decide(rules, _bash("rm -rf build"), default).verdict == "propose"
+    assert decide(rules, _write(f"{REPO}/.env"), default).verdict == "deny"
+    assert decide(rules, _write(f"{REPO}/.git/config"), default).verdict == "deny"
+    assert decide(rules, _write("/etc/cron.d/x"), default).verdict == "propose"

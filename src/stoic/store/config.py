@@ -36,6 +36,7 @@ from stoic.core.text import shortened
 from stoic.core.vocabulary import closest
 from stoic.exceptions import ConfigError
 from stoic.plan.reading import NotARegularFile, TooLarge, read_bounded
+from stoic.store.gate_settings import GateSettings, gate_rules_example
 
 __all__ = ["PolicySettings", "Settings", "default_settings_text", "load_settings"]
 
@@ -332,6 +333,7 @@ class Settings(_Section):
     agents: AgentSettings = AgentSettings()
     schedules: SchedulesSettings = SchedulesSettings()
     serve: ServeSettings = ServeSettings()
+    gate: GateSettings = GateSettings()
     notifiers: list[NotifierSettings] = Field(
         default_factory=lambda: [
             NotifierSettings(
@@ -383,6 +385,9 @@ def default_settings_text() -> str:
             continue
         lines += ["", f"[{section_name}]"]
         for name, setting in type(section).model_fields.items():
+            if isinstance(section, GateSettings) and name == "rules":
+                lines += gate_rules_example()
+                continue
             lines.append(f"# {setting.description}")
             lines.append(f"# {name} = {_toml_value(getattr(section, name))}")
         del section_field
