@@ -95,6 +95,8 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "plan check": [J("plan check {plan} --json")],
     "plan schema": [J("plan schema --json")],
     "schedule": NoJson("a group: its commands are checked"),
+    "gate": NoJson("a group: its commands are checked"),
+    "gate claude-code": NoJson("a hook: its answer is always the hook's JSON, on stdin's call"),
     "schedule add": [J("schedule add nightly --cron '0 2 * * *' {plan} --json")],
     "schedule list": [
         J("schedule list --json", setup=("schedule add nightly --cron '0 2 * * *' {plan}",))

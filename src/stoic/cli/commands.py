@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "escalations": ("escalation_commands",),
     "schedule": ("schedule_commands",),
     "users": ("users_commands",),
+    "gate": ("gate_commands",),
 }
 """Each top-level command, in the order `stoic --help` lists them, and the modules of
 `stoic.cli` whose `register(app)` defines it (more than one when one adds to another's group)."""

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # not `typing`'s: `stoic --version` imports nothing it do
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DEFAULT_WORKSPACE", "RUN_COMMANDS", "main", "run_workspace"]
+__all__ = ["DEFAULT_WORKSPACE", "RUN_COMMANDS", "gate_command", "main", "run_workspace"]
 
 
 def main() -> int:
@@ -23,6 +23,11 @@ def main() -> int:
     if sys.argv[1:] == ["--version"]:
         print(f"stoic {__version__}")
         return 0
+    gate = gate_command(sys.argv[1:])
+    if gate is not None:
+        from stoic.cli.gate_hook import main as gate_hook
+
+        return gate_hook(*gate)
     workspace = run_workspace(sys.argv[1:])
     if workspace is not None:
         from stoic.run.environment import HELD_FD_VARIABLE, confine_by_settings
@@ -32,6 +37,29 @@ def main() -> int:
     from stoic.cli.app import main as command_line
 
     return command_line()
+
+
+def gate_command(args: list[str]) -> tuple[Path, list[str]] | None:
+    """The workspace and options of `stoic gate claude-code …` when only `-w`/`--workspace`
+    and `--debug` come before it: answered without typer, at every tool call of an agent."""
+    from pathlib import Path
+
+    workspace = Path(os.environ.get("STOIC_WORKSPACE") or DEFAULT_WORKSPACE)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if args[index : index + 2] == ["gate", "claude-code"]:
+            rest = args[index + 2 :]
+            return None if "--help" in rest or "-h" in rest else (workspace, rest)
+        if arg in ("-w", "--workspace") and index + 1 < len(args):
+            workspace, index = Path(args[index + 1]), index + 2
+        elif arg.startswith("--workspace="):
+            workspace, index = Path(arg.partition("=")[2]), index + 1
+        elif arg == "--debug":
+            index += 1
+        else:
+            return None
+    return None
 
 
 RUN_COMMANDS = frozenset({"run", "continue", "retry"})

@@ -28,6 +28,7 @@ import orjson
 
 __all__ = [
     "FILE_PATH_KEYS",
+    "TOOL_CALL_TYPE",
     "GateRule",
     "GateVerdict",
     "ToolCall",
@@ -59,6 +60,10 @@ class Where(StrEnum):
     INSIDE = "inside"
     OUTSIDE = "outside"
 
+
+TOOL_CALL_TYPE = "tool_call"
+"""The type of a proposal that is an agent's tool call: approving it lets that agent make the
+call; stoic itself runs nothing (`stoic execute` refuses it)."""
 
 FILE_PATH_KEYS = ("file_path", "notebook_path", "path")
 """The keys of a tool's input that name the file it reads or writes, in the order asked."""

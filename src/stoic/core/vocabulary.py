@@ -44,6 +44,7 @@ class DecisionType(StrEnum):
     NOTIFICATION = "notification"
     SCHEDULE = "schedule"
     USER = "user"
+    GATE = "gate"
 
 
 class DecisionSource(StrEnum):
@@ -113,6 +114,9 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     # Who may use the console, and with which role; a new secret is on record too, because
     # only the secret file naming the latest such record logs in. Never a hash or a secret.
     DecisionType.USER: frozenset({"added", "removed", "role_changed", "secret_reset"}),
+    # The agent gate's answer to one tool call (DESIGN §15): `proposed` is on record before the
+    # wait for a person, and the answer the agent was given follows it.
+    DecisionType.GATE: frozenset({"allowed", "denied", "proposed", "deferred"}),
 }
 
 FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from stoic.core.gate import TOOL_CALL_TYPE
 from stoic.core.pause import (
     execution_failure_pause,
     growth_flag,
@@ -153,6 +154,11 @@ def execute(
     died); `confirmed` is the explicit confirmation a manual-verification resume asks for.
     """
     queue = Queue(workspace)
+    if queue.get(proposal_id).type == TOOL_CALL_TYPE:
+        raise UsageError(
+            f"{proposal_id} is an agent's tool call: approving it lets that agent make the call,"
+            " and stoic runs nothing"
+        )
     claim = queue.begin_execution(
         proposal_id, actor=by, rollback=rollback, confirmed=confirmed, again=again
     )

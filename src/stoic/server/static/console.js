@@ -2,6 +2,21 @@
 "use strict";
 
 (function () {
+  // Set once the page sends a form: a live update must not reload it then, since the reload
+  // would cancel the navigation to the answer (and hide a decision the person just made).
+  var leaving = false;
+  var liveSource = null;
+
+  function leave() {
+    leaving = true;
+    if (liveSource) { liveSource.close(); }
+  }
+
+  function send(form) {
+    leave();
+    form.submit();
+  }
+
   function typing(event) {
     var t = event.target;
     return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT");
@@ -12,7 +27,7 @@
       var field = form.querySelector('[name="' + name + '"]');
       if (field) { field.value = values[name]; }
     });
-    form.submit();
+    send(form);
   }
 
   function proposalKeys(form) {
@@ -26,17 +41,17 @@
         form.appendChild(decision);
       }
       if (event.key === "a") {
-        decision.value = "approve"; form.submit();
+        decision.value = "approve"; send(form);
       } else if (event.key === "d") {
-        decision.value = "defer"; form.submit();
+        decision.value = "defer"; send(form);
       } else if (event.key === "r") {
         var reason = window.prompt("Why reject it?");
         if (reason && reason.trim()) {
-          form.querySelector('[name="reason"]').value = reason; decision.value = "reject"; form.submit();
+          form.querySelector('[name="reason"]').value = reason; decision.value = "reject"; send(form);
         }
       } else if (event.key === "f") {
         var flag = document.getElementById("flag");
-        if (flag) { flag.submit(); }
+        if (flag) { send(flag); }
       }
     });
   }
@@ -83,12 +98,15 @@
   function live() {
     if (!document.body.hasAttribute("data-live") || !window.EventSource) { return; }
     var after = encodeURIComponent(document.body.getAttribute("data-live"));
-    var source = new EventSource("/events?after=" + after);
-    source.addEventListener("record", function () {
-      source.close();
-      window.location.reload();
+    liveSource = new EventSource("/events?after=" + after);
+    liveSource.addEventListener("record", function () {
+      liveSource.close();
+      if (!leaving) { window.location.reload(); }
     });
   }
+
+  document.addEventListener("submit", leave, true);  // a form sent with its own button
+  window.addEventListener("beforeunload", leave);
 
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("decision");

@@ -1,0 +1,138 @@
+"""`stoic gate claude-code`: a Claude Code `PreToolUse` command hook (DESIGN §15).
+
+It reads the hook's JSON on stdin and writes the hook's JSON answer on stdout, always with exit
+code 0 and always a decision: Claude Code lets a call through when a hook crashes, prints
+nothing it can read, or exits with another code, so every failure here — a payload that is not
+JSON, a workspace that cannot be opened, an error inside the gate — is answered `deny`, saying
+why. Only if even that answer cannot be written does it exit 2, which Claude Code reads as a
+block. Answered before typer and the command line are imported: it runs at every tool call.
+
+The hook's formats: https://code.claude.com/docs/en/hooks (PreToolUse input and decision
+control).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+__all__ = ["answer_hook", "hook_output", "main"]
+
+USAGE = "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--defer] [--wait SECONDS]"
+
+
+def hook_output(decision: str, reason: str) -> bytes:
+    """The hook's answer as Claude Code reads it."""
+    return orjson.dumps(
+        {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": decision,
+                "permissionDecisionReason": reason,
+            }
+        }
+    )
+
+
+def _agent(given: str | None) -> str:
+    name = given or os.environ.get("STOIC_AGENT_ROLE") or "claude-code"
+    return f"agent:{name}"
+
+
+def answer_hook(
+    workspace_path: Path,
+    raw: bytes,
+    *,
+    agent: str | None = None,
+    defer: bool = False,
+    wait_seconds: float | None = None,
+) -> tuple[str, str]:
+    """The decision and its reason for one payload; every failure is a denial."""
+    from stoic.services import gate
+    from stoic.services.workspace import Workspace
+
+    who = _agent(agent)
+    call = gate.read_hook_call(raw)
+    try:
+        with Workspace.open(workspace_path) as workspace:
+            if isinstance(call, str):
+                workspace.record(
+                    "gate",
+                    "denied",
+                    f"denied unread: {call}",
+                    actor="system:gate",
+                    trigger="reactive",
+                    inputs={"agent": who, "problem": call, "bytes": len(raw)},
+                )
+                return "deny", f"stoic gate: {call}"
+            answered = gate.check_call(
+                workspace,
+                call,
+                agent=who,
+                run_id=os.environ.get("STOIC_RUN_ID"),
+                task_id=os.environ.get("STOIC_TASK_ID"),
+                defer=defer,
+                wait_seconds=wait_seconds,
+            )
+            return answered.answer.value, f"stoic gate: {answered.reason}"
+    except Exception as exc:  # a confused gate denies: never an allow by accident
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return "deny", f"stoic gate could not decide, so it denies: {first}"
+
+
+def _options(args: list[str]) -> tuple[str | None, bool, float | None] | str:
+    agent, defer, wait = None, False, None
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--defer":
+            defer, index = True, index + 1
+        elif arg in ("--agent", "--wait") and index + 1 < len(args):
+            value = args[index + 1]
+            if arg == "--agent":
+                agent = value
+            else:
+                try:
+                    wait = float(value)
+                except ValueError:
+                    return f"--wait takes seconds, not {value!r}"
+                if not 0 <= wait <= 600:
+                    return "--wait takes 0 to 600 seconds"
+            index += 2
+        else:
+            return f"unknown option {arg!r}"
+    return agent, defer, wait
+
+
+def main(workspace_path: Path, args: list[str], stdin: BinaryIO | None = None) -> int:
+    """Answer one hook call; the exit code is 0 whatever the decision (2 only when no answer
+    could be written, or for a command line that is not the gate's)."""
+    if args in (["--help"], ["-h"]):
+        print(USAGE)
+        return 0
+    options = _options(args)
+    if isinstance(options, str):
+        print(f"Error: {options}\n{USAGE}", file=sys.stderr)
+        return 2
+    agent, defer, wait = options
+    try:
+        source = stdin if stdin is not None else sys.stdin.buffer
+        from stoic.services.gate import MAX_HOOK_BYTES
+
+        raw = source.read(MAX_HOOK_BYTES + 1)
+        decision, reason = answer_hook(
+            workspace_path, raw, agent=agent, defer=defer, wait_seconds=wait
+        )
+    except Exception as exc:
+        decision, reason = "deny", f"stoic gate could not decide, so it denies: {exc}"
+    try:
+        sys.stdout.buffer.write(hook_output(decision, reason) + b"\n")
+        sys.stdout.buffer.flush()
+    except Exception:
+        print("stoic gate: no answer could be written; blocking the call", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,274 @@
+"""`stoic gate claude-code` as Claude Code runs it (DESIGN §15): a real process reading the
+hook's JSON on stdin and answering on stdout — every call on record, every failure a denial
+with exit code 0 and valid hook JSON, an approval good for exactly the input it was given."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import stoic
+from stoic.core.proposals import ProposalStatus
+from stoic.services import queue, trust
+from tests.conftest import STOIC_BIN, run_stoic_process
+
+# The PreToolUse input of https://code.claude.com/docs/en/hooks (its Bash example), with the
+# cwd made the test's repository.
+DOCUMENTED = {
+    "session_id": "abc123",
+    "transcript_path": "/home/user/.claude/projects/x/00893aaf.jsonl",
+    "cwd": "/home/user/my-project",
+    "permission_mode": "default",
+    "hook_event_name": "PreToolUse",
+    "tool_name": "Bash",
+    "tool_input": {
+        "command": "npm test",
+        "description": "Run test suite",
+        "timeout": 120000,
+        "run_in_background": False,
+    },
+    "tool_use_id": "toolu_01ABC123...",
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+def _payload(repo: Path, tool: str = "Bash", **tool_input: Any) -> bytes:
+    return orjson.dumps(
+        DOCUMENTED | {"cwd": str(repo), "tool_name": tool, "tool_input": tool_input}
+    )
+
+
+def _hook(
+    ws_path: Path, stdin: bytes, *options: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "gate", "claude-code", *options],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = orjson.loads(done.stdout)["hookSpecificOutput"]
+    assert answer["hookEventName"] == "PreToolUse"
+    assert answer["permissionDecision"] in ("allow", "deny", "defer")
+    return dict(answer)
+
+
+def _pending(workspace: stoic.Workspace) -> list[Any]:
+    return queue.list_proposals(workspace, ProposalStatus.PENDING)
+
+
+def _gate_records(ws_path: Path) -> list[stoic.Record]:
+    with stoic.Workspace.open(ws_path) as workspace:
+        return list(workspace.records(decision_type="gate"))
+
+
+def _audit_clean(ws_path: Path) -> None:
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert workspace.audit().ok
+
+
+def test_an_allowed_call_goes_through_on_record_with_its_session_and_id(
+    ws_path: Path, repo: Path
+) -> None:
+    answer = _hook(ws_path, _payload(repo, command="git status"))
+    assert answer["permissionDecision"] == "allow"
+    assert "gate.rules[" in answer["permissionDecisionReason"]
+    (record,) = _gate_records(ws_path)
+    assert (record.decision_outcome, record.actor) == ("allowed", "system:gate")
+    inputs = record.decision_inputs
+    assert inputs["tool_use_id"] == "toolu_01ABC123..." and inputs["session_id"] == "abc123"
+    assert inputs["agent"] == "agent:claude-code" and len(str(inputs["sha256"])) == 64
+    _audit_clean(ws_path)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "said"),
+    [
+        (b"not json", "is not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (orjson.dumps({"hook_event_name": "PreToolUse"}), "lacks session_id, tool_name"),
+        (orjson.dumps(DOCUMENTED | {"tool_input": "rm -rf /"}), "tool_input is not what"),
+        (orjson.dumps(DOCUMENTED | {"hook_event_name": "Stop"}), "answers PreToolUse hooks"),
+        (orjson.dumps(DOCUMENTED | {"cwd": "relative"}), "cwd is not an absolute path"),
+        (
+            orjson.dumps(DOCUMENTED | {"tool_input": {"command": "x" * 10_000_000}}),
+            "is over 1024 KiB",
+        ),
+    ],
+)
+def test_a_payload_it_cannot_read_is_denied_on_record_never_allowed(
+    ws_path: Path, stdin: bytes, said: str
+) -> None:
+    answer = _hook(ws_path, stdin)
+    assert answer["permissionDecision"] == "deny" and said in answer["permissionDecisionReason"]
+    (record,) = _gate_records(ws_path)
+    assert record.decision_outcome == "denied" and said in record.decision_reason
+
+
+def test_no_workspace_is_a_denial_too(tmp_path: Path, repo: Path) -> None:
+    answer = _hook(tmp_path / "nowhere", _payload(repo, command="git status"))
+    assert answer["permissionDecision"] == "deny"
+    assert (
+        "could not decide, so it denies: no stoic workspace" in answer["permissionDecisionReason"]
+    )
+
+
+def test_a_risky_call_waits_for_a_person_and_is_allowed_for_exactly_that_input(
+    ws_path: Path, repo: Path
+) -> None:
+    push = _payload(repo, command="git push origin main")
+    first = _hook(ws_path, push, "--wait", "0")
+    assert first["permissionDecision"] == "deny"
+    assert first["permissionDecisionReason"].endswith(
+        "waits for a person: try again once it is decided"
+    )
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        assert proposal.type == "tool_call" and proposal.origin == "gate"
+        assert proposal.action == (
+            "claude-code",
+            "Bash",
+            orjson.dumps(orjson.loads(push)["tool_input"], option=orjson.OPT_SORT_KEYS).decode(),
+        )
+        workspace.approve(proposal.id, by="human:ann")
+    again = _hook(ws_path, push, "--wait", "0")
+    assert (
+        again["permissionDecision"] == "allow" and proposal.id in again["permissionDecisionReason"]
+    )
+    other = _hook(ws_path, _payload(repo, command="git push origin main --force"), "--wait", "0")
+    assert other["permissionDecision"] == "deny"  # an approval for one input never allows another
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert len(_pending(workspace)) == 1  # the other input is a proposal of its own
+    outcomes = [r.decision_outcome for r in _gate_records(ws_path)]
+    assert outcomes == ["proposed", "denied", "allowed", "proposed", "denied"]
+    refused = run_stoic_process("-w", str(ws_path), "execute", proposal.id, "--as", "ann")
+    assert refused.returncode != 0 and "stoic runs nothing" in refused.stderr
+    _audit_clean(ws_path)
+
+
+def test_an_approval_during_the_wait_allows_the_call_then(ws_path: Path, repo: Path) -> None:
+    waiting = subprocess.Popen(
+        [STOIC_BIN, "-w", str(ws_path), "gate", "claude-code", "--wait", "60"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert waiting.stdin is not None
+    waiting.stdin.write(_payload(repo, command="rm -rf build"))
+    waiting.stdin.close()
+    deadline = time.monotonic() + 30
+    proposals: list[Any] = []
+    while not proposals and time.monotonic() < deadline:
+        time.sleep(0.1)
+        with stoic.Workspace.open(ws_path) as workspace:
+            proposals = _pending(workspace)
+    with stoic.Workspace.open(ws_path) as workspace:
+        workspace.approve(proposals[0].id, by="human:ann")
+    assert waiting.stdout is not None
+    with waiting.stdout:
+        out = waiting.stdout.read()
+    assert waiting.wait(timeout=30) == 0
+    answer = orjson.loads(out)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "allow"
+
+
+def test_a_rejected_call_is_denied_at_once_with_the_reason_and_no_new_proposal(
+    ws_path: Path, repo: Path
+) -> None:
+    push = _payload(repo, command="git push --force")
+    assert _hook(ws_path, push, "--wait", "0", "--defer")["permissionDecision"] == "defer"
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        workspace.reject(proposal.id, by="human:ann", reason="never force-push main")
+    again = _hook(ws_path, push, "--wait", "0")
+    assert again["permissionDecision"] == "deny"
+    assert f"{proposal.id} was rejected: never force-push main" in again["permissionDecisionReason"]
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert len(list(workspace.records(decision_type="proposal"))) == 2  # created, rejected
+    changed = _hook(ws_path, _payload(repo, command="git push"), "--wait", "0")
+    assert (
+        changed["permissionDecision"] == "deny"
+        and "waits for a person" in changed["permissionDecisionReason"]
+    )
+
+
+def test_while_paused_what_would_wait_is_denied_and_the_queue_does_not_grow(
+    ws_path: Path, repo: Path
+) -> None:
+    with stoic.Workspace.open(ws_path) as workspace:
+        trust.pause(workspace, reason="deploy freeze", actor="human:ann")
+    answer = _hook(ws_path, _payload(repo, command="git push"), "--wait", "0")
+    assert answer["permissionDecision"] == "deny"
+    assert "paused: deploy freeze" in answer["permissionDecisionReason"]
+    assert _hook(ws_path, _payload(repo, command="git status"))["permissionDecision"] == "allow"
+    with stoic.Workspace.open(ws_path) as workspace:
+        assert _pending(workspace) == []
+
+
+def test_file_tools_by_where_the_path_lies_links_resolved(
+    ws_path: Path, repo: Path, tmp_path: Path
+) -> None:
+    inside = _hook(ws_path, _payload(repo, "Write", file_path=str(repo / "a.py"), content="x"))
+    assert inside["permissionDecision"] == "allow"
+    secret = _hook(
+        ws_path,
+        _payload(repo, "Edit", file_path=str(repo / ".env"), old_string="a", new_string="b"),
+    )
+    assert secret["permissionDecision"] == "deny"
+    (repo / "out").symlink_to(tmp_path)
+    linked = _hook(
+        ws_path,
+        _payload(repo, "Write", file_path=str(repo / "out" / "x"), content="x"),
+        "--wait",
+        "0",
+    )
+    assert (
+        linked["permissionDecision"] == "deny"
+        and "waits for a person" in linked["permissionDecisionReason"]
+    )
+
+
+def test_an_agent_inside_a_task_is_on_record_by_its_role_linked_to_its_run(
+    ws_path: Path, repo: Path
+) -> None:
+    plan = repo / "plan.yaml"
+    plan.write_text("tasks:\n  - {id: build, run: ['true']}\n")
+    with stoic.Workspace.open(ws_path) as workspace:
+        run_id = workspace.run(plan).run_id
+    env = {"STOIC_AGENT_ROLE": "builder", "STOIC_RUN_ID": run_id, "STOIC_TASK_ID": "build"}
+    _hook(ws_path, _payload(repo, command="git push"), "--wait", "0", env=env)
+    proposed = _gate_records(ws_path)[0]
+    assert proposed.decision_inputs["agent"] == "agent:builder"
+    assert (proposed.decision_inputs["run_id"], proposed.decision_inputs["task_id"]) == (
+        run_id,
+        "build",
+    )
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+    assert proposal.sources == (run_id, "build")
+    created = [r for r in _proposal_records(ws_path) if r.decision_outcome == "created"]
+    assert created[0].actor == "agent:builder"
+
+
+def _proposal_records(ws_path: Path) -> list[stoic.Record]:
+    with stoic.Workspace.open(ws_path) as workspace:
+        return list(workspace.records(decision_type="proposal"))
+
+
+def test_a_command_line_that_is_not_the_gates_is_a_usage_error(ws_path: Path) -> None:
+    done = run_stoic_process("-w", str(ws_path), "gate", "claude-code", "--bogus")
+    assert done.returncode == 2 and "unknown option '--bogus'" in done.stderr
