@@ -182,6 +182,8 @@ def test_the_default_rules_allow_reading_and_propose_a_push() -> None:
     assert decide(rules, _bash("git status"), default).verdict == "allow"
     assert decide(rules, _bash("git push --force"), default).verdict == "propose"
     assert decide(rules, _bash("rm -rf build"), default).verdict == "propose"
+    approving = _bash("stoic -w .stoic approve PROP-20261203-001 --as ann")
+    assert decide(rules, approving, default).verdict == "deny"
     assert decide(rules, _write(f"{REPO}/.env"), default).verdict == "deny"
     assert decide(rules, _write(f"{REPO}/.git/config"), default).verdict == "deny"
     assert decide(rules, _write("/etc/cron.d/x"), default).verdict == "propose"

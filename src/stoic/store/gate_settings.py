@@ -57,6 +57,12 @@ DEFAULT_RULES = [
         verdict="allow", tool="Bash", command=r"(git (status|diff|log)|ls|pwd)( [^-][^ ]*)*"
     ),
     GateRuleSettings(verdict="propose", tool="Bash", command=r"\bgit\s+push\b"),
+    # A person's decisions are a person's: an agent asking to make one is denied outright.
+    GateRuleSettings(
+        verdict="deny",
+        tool="Bash",
+        command=r"\bstoic\b.*\b(approve|reject|defer|execute|rollback|resume|retry|users|review)\b",
+    ),
     GateRuleSettings(verdict="propose", tool="Bash", command=r"\brm\s+-[a-zA-Z]*[rf]"),
 ]
 
