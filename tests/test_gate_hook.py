@@ -272,3 +272,17 @@ def _proposal_records(ws_path: Path) -> list[stoic.Record]:
 def test_a_command_line_that_is_not_the_gates_is_a_usage_error(ws_path: Path) -> None:
     done = run_stoic_process("-w", str(ws_path), "gate", "claude-code", "--bogus")
     assert done.returncode == 2 and "unknown option '--bogus'" in done.stderr
+
+
+def test_the_console_script_finds_the_gate_before_typer_reads_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stoic.cli.entry import gate_command
+
+    monkeypatch.delenv("STOIC_WORKSPACE", raising=False)
+    assert gate_command(["-w", "ws", "gate", "claude-code", "--defer"]) == (Path("ws"), ["--defer"])
+    assert gate_command(["--debug", "gate", "claude-code"]) == (Path(".stoic"), [])
+    for other in (["gate", "claude-code", "--help"], ["gate"], ["status"], ["-x", "gate"]):
+        assert gate_command(other) is None  # typer answers these
+    monkeypatch.setenv("STOIC_WORKSPACE", "elsewhere")
+    assert gate_command(["gate", "claude-code"]) == (Path("elsewhere"), [])

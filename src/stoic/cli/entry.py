@@ -44,21 +44,31 @@ def gate_command(args: list[str]) -> tuple[Path, list[str]] | None:
     and `--debug` come before it: answered without typer, at every tool call of an agent."""
     from pathlib import Path
 
-    workspace = Path(os.environ.get("STOIC_WORKSPACE") or DEFAULT_WORKSPACE)
+    found = _command_at(args, Path(os.environ.get("STOIC_WORKSPACE") or DEFAULT_WORKSPACE))
+    if found is None or args[found[1] : found[1] + 2] != ["gate", "claude-code"]:
+        return None
+    rest = args[found[1] + 2 :]
+    return None if "--help" in rest or "-h" in rest else (found[0], rest)
+
+
+def _command_at(args: list[str], workspace: Path) -> tuple[Path, int] | None:
+    """The workspace the options before the command name, and the command's index, when those
+    options are only `-w`/`--workspace` and `--debug`; None otherwise."""
+    from pathlib import Path
+
     index = 0
     while index < len(args):
         arg = args[index]
-        if args[index : index + 2] == ["gate", "claude-code"]:
-            rest = args[index + 2 :]
-            return None if "--help" in rest or "-h" in rest else (workspace, rest)
         if arg in ("-w", "--workspace") and index + 1 < len(args):
             workspace, index = Path(args[index + 1]), index + 2
         elif arg.startswith("--workspace="):
             workspace, index = Path(arg.partition("=")[2]), index + 1
         elif arg == "--debug":
             index += 1
-        else:
+        elif arg.startswith("-"):
             return None
+        else:
+            return workspace, index
     return None
 
 
@@ -76,18 +86,5 @@ def run_workspace(args: list[str]) -> Path | None:
 
     if "STOIC_WORKSPACE" in os.environ:
         return None
-    workspace = Path(DEFAULT_WORKSPACE)
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg in RUN_COMMANDS:
-            return workspace
-        if arg in ("-w", "--workspace") and index + 1 < len(args):
-            workspace, index = Path(args[index + 1]), index + 2
-        elif arg.startswith("--workspace="):
-            workspace, index = Path(arg.partition("=")[2]), index + 1
-        elif arg == "--debug":
-            index += 1
-        else:
-            return None
-    return None
+    found = _command_at(args, Path(DEFAULT_WORKSPACE))
+    return found[0] if found is not None and args[found[1]] in RUN_COMMANDS else None
