@@ -4,6 +4,7 @@ with exit code 0 and valid hook JSON, an approval good for exactly the input it 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -12,8 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import stoic
+from stoic.cli.gate_hook import answer_hook
 from stoic.core.proposals import ProposalStatus
 from stoic.services import queue, trust
 from tests.conftest import STOIC_BIN, run_stoic_process
@@ -286,3 +290,44 @@ def test_the_console_script_finds_the_gate_before_typer_reads_the_command_line(
         assert gate_command(other) is None  # typer answers these
     monkeypatch.setenv("STOIC_WORKSPACE", "elsewhere")
     assert gate_command(["gate", "claude-code"]) == (Path("elsewhere"), [])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELD_VALUES = st.fixed_dictionaries(
+    {},
+    optional={
+        "session_id": _JSON,
+        "hook_event_name": st.sampled_from(["PreToolUse", "Stop"]) | _JSON,
+        "tool_name": st.sampled_from(["Bash", "Write", "mcp__x__y"]) | _JSON,
+        "tool_input": st.fixed_dictionaries(
+            {}, optional={"command": _JSON, "file_path": _JSON, "path": _JSON}
+        )
+        | _JSON,
+        "cwd": st.sampled_from(["/", "/tmp", "relative"]) | _JSON,
+        "tool_use_id": _JSON,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=200), _FIELD_VALUES.map(lambda value: json.dumps(value).encode())
+    )
+)
+def test_whatever_arrives_the_answer_is_a_decision_never_an_error(
+    ws_path: Path, payload: bytes
+) -> None:
+    """Any bytes, any shape of JSON: a decision of the three, with a reason — the hook never
+    raises (a raise would be a crash, and Claude Code lets a crashed hook's call through)."""
+    decision, reason = answer_hook(ws_path, payload, wait_seconds=0)
+    assert decision in ("allow", "deny", "defer") and reason.startswith("stoic gate")
+    assert "could not decide" not in reason, reason  # each bad input has its own reason
