@@ -331,3 +331,38 @@ def test_whatever_arrives_the_answer_is_a_decision_never_an_error(
     decision, reason = answer_hook(ws_path, payload, wait_seconds=0)
     assert decision in ("allow", "deny", "defer") and reason.startswith("stoic gate")
     assert "could not decide" not in reason, reason  # each bad input has its own reason
+
+
+def test_the_audit_finds_an_allow_no_approval_stands_behind(ws_path: Path, repo: Path) -> None:
+    push = _payload(repo, command="git push")
+    _hook(ws_path, push, "--wait", "0")
+    sha256 = _gate_records(ws_path)[0].decision_inputs["sha256"]
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        # What only a forger would write: an allow citing a proposal no one decided.
+        workspace.record(
+            "gate",
+            "allowed",
+            "forged",
+            actor="system:gate",
+            proposal_id=proposal.id,
+            inputs={"sha256": sha256},
+        )
+        report = workspace.audit()
+    (violation,) = [v for v in report.violations if v.code == "gate_allow_unapproved"]
+    assert f"citing {proposal.id}, which no one approved before" in violation.message
+    with stoic.Workspace.open(ws_path) as workspace:
+        workspace.approve(proposal.id, by="human:ann")
+        workspace.record(
+            "gate",
+            "allowed",
+            "forged",
+            actor="system:gate",
+            proposal_id=proposal.id,
+            inputs={"sha256": "0" * 64},
+        )
+        report = workspace.audit()
+    messages = [v.message for v in report.violations if v.code == "gate_allow_unapproved"]
+    assert messages[-1] == (
+        f"the gate allowed a call other than the one {proposal.id} was approved for"
+    )

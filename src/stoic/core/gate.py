@@ -29,6 +29,7 @@ import orjson
 __all__ = [
     "FILE_PATH_KEYS",
     "TOOL_CALL_TYPE",
+    "GateChecker",
     "GateRule",
     "GateVerdict",
     "ToolCall",
@@ -208,3 +209,45 @@ def decide(
             verdict, (), f"no rule matches {call.tool_name}: the default is {verdict}"
         )
     return GateVerdict(verdict, giving, f"{call.tool_name}: {verdict} by {', '.join(giving)}")
+
+
+class GateChecker:
+    """The audit's check of the gate's allows (DESIGN §12, §15): an allow that cites a proposal
+    follows an approval of that proposal, and the proposal's action is the very call allowed
+    (the sha256 on the allow's record is the one of the action's tool and input)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, str | None] = {}
+        """Each tool-call proposal's call sha256 (None where its action cannot be read)."""
+        self._approved: set[str] = set()
+
+    def feed(self, record: Mapping[str, Any]) -> str | None:
+        """What is wrong with this record, if anything."""
+        kind, outcome = record["decision_type"], record["decision_outcome"]
+        proposal_id = record.get("proposal_id")
+        if kind == "proposal" and isinstance(proposal_id, str):
+            if outcome == "created":
+                action = (record.get("details") or {}).get("action")
+                if isinstance(action, list) and action[:1] == ["claude-code"]:
+                    self._calls[proposal_id] = _action_sha256(action)
+            elif outcome == "approved":
+                self._approved.add(proposal_id)
+            return None
+        if kind != "gate" or outcome != "allowed" or not isinstance(proposal_id, str):
+            return None
+        if proposal_id not in self._approved:
+            return f"the gate allowed a call citing {proposal_id}, which no one approved before"
+        sha256 = (record.get("decision_inputs") or {}).get("sha256")
+        if proposal_id not in self._calls or self._calls[proposal_id] != sha256:
+            return f"the gate allowed a call other than the one {proposal_id} was approved for"
+        return None
+
+
+def _action_sha256(action: list[Any]) -> str | None:
+    if len(action) != 3 or not all(isinstance(part, str) for part in action):
+        return None
+    try:
+        tool_input = orjson.loads(action[2])
+    except orjson.JSONDecodeError:
+        return None
+    return call_sha256(action[1], tool_input) if isinstance(tool_input, dict) else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stoic.core.audit import Violation, ViolationCode
+from stoic.core.gate import GateChecker
 from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.provenance import decided_by_person
@@ -70,6 +71,7 @@ class InvariantChecker:
         self.paused: PauseInForce | None = None
         """The workspace pause in force: no task may start until a resume ends it."""
         self.schedules = SlotChecker()
+        self.gate = GateChecker()
 
     def _flag(self, code: ViolationCode, record: Mapping[str, Any], message: str) -> None:
         self.violations.append(Violation(code, message, seq=record["seq"]))
@@ -81,6 +83,12 @@ class InvariantChecker:
             if kind == "pause":
                 self.paused = pause_after(self.paused, record)
                 continue
+            if kind in ("gate", "proposal"):
+                unbacked = self.gate.feed(record)
+                if unbacked is not None:
+                    self._flag(ViolationCode.GATE_ALLOW_UNAPPROVED, record, unbacked)
+                if kind == "gate":
+                    continue
             if kind == "schedule":
                 refired = self.schedules.feed(record)
                 if refired is not None:
