@@ -161,7 +161,7 @@ def test_a_risky_call_waits_for_a_person_and_is_allowed_for_exactly_that_input(
     outcomes = [r.decision_outcome for r in _gate_records(ws_path)]
     assert outcomes == ["proposed", "denied", "allowed", "proposed", "denied"]
     refused = run_stoic_process("-w", str(ws_path), "execute", proposal.id, "--as", "ann")
-    assert refused.returncode != 0 and "stoic runs nothing" in refused.stderr
+    assert refused.returncode != 0 and "stoic itself runs nothing" in refused.stderr
     _audit_clean(ws_path)
 
 
@@ -329,7 +329,7 @@ def test_whatever_arrives_the_answer_is_a_decision_never_an_error(
     """Any bytes, any shape of JSON: a decision of the three, with a reason — the hook never
     raises (a raise would be a crash, and Claude Code lets a crashed hook's call through)."""
     decision, reason = answer_hook(ws_path, payload, wait_seconds=0)
-    assert decision in ("allow", "deny", "defer") and reason.startswith("stoic gate")
+    assert decision in ("allow", "deny", "defer") and reason.startswith("stoic's gate")
     assert "could not decide" not in reason, reason  # each bad input has its own reason
 
 

@@ -68,7 +68,7 @@ def answer_hook(
                     trigger="reactive",
                     inputs={"agent": who, "problem": call, "bytes": len(raw)},
                 )
-                return "deny", f"stoic gate: {call}"
+                return "deny", f"stoic's gate: {call}"
             answered = gate.check_call(
                 workspace,
                 call,
@@ -78,10 +78,10 @@ def answer_hook(
                 defer=defer,
                 wait_seconds=wait_seconds,
             )
-            return answered.answer.value, f"stoic gate: {answered.reason}"
+            return answered.answer.value, f"stoic's gate: {answered.reason}"
     except Exception as exc:  # a confused gate denies: never an allow by accident
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return "deny", f"stoic gate could not decide, so it denies: {first}"
+        return "deny", f"stoic's gate could not decide, so it denies: {first}"
 
 
 def _options(args: list[str]) -> tuple[str | None, bool, float | None] | str:
@@ -128,11 +128,11 @@ def main(workspace_path: Path, args: list[str], stdin: BinaryIO | None = None) -
             workspace_path, raw, agent=agent, defer=defer, wait_seconds=wait
         )
     except Exception as exc:
-        decision, reason = "deny", f"stoic gate could not decide, so it denies: {exc}"
+        decision, reason = "deny", f"stoic's gate could not decide, so it denies: {exc}"
     try:
         sys.stdout.buffer.write(hook_output(decision, reason) + b"\n")
         sys.stdout.buffer.flush()
     except Exception:
-        print("stoic gate: no answer could be written; blocking the call", file=sys.stderr)
+        print("stoic's gate: no answer could be written; blocking the call", file=sys.stderr)
         return 2
     return 0

@@ -114,6 +114,11 @@ def init(path: str) -> NextStep:
     return NextStep(("init",), (path,))
 
 
+def gate_hook() -> NextStep:
+    """The agent gate's Claude Code hook."""
+    return NextStep(("gate", "claude-code"))
+
+
 def propose() -> NextStep:
     """Put a proposal in the review queue."""
     return NextStep(("propose",))

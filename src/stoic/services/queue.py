@@ -157,7 +157,7 @@ def execute(
     if queue.get(proposal_id).type == TOOL_CALL_TYPE:
         raise UsageError(
             f"{proposal_id} is an agent's tool call: approving it lets that agent make the call,"
-            " and stoic runs nothing"
+            " and stoic itself runs nothing"
         )
     claim = queue.begin_execution(
         proposal_id, actor=by, rollback=rollback, confirmed=confirmed, again=again

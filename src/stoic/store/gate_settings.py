@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stoic.core import next_steps
 from stoic.core.gate import GateRule, Verdict, Where, rule_problem
 
 __all__ = ["MAX_GATE_WAIT_SECONDS", "GateRuleSettings", "GateSettings", "gate_rules_example"]
@@ -90,7 +91,7 @@ class GateSettings(_Section):
 def gate_rules_example() -> list[str]:
     """The commented `[[gate.rules]]` entries `stoic init` writes: the defaults, spelled out."""
     lines = [
-        "# Rules of the agent gate (`stoic gate claude-code`): each matches tools (globs:",
+        f"# Rules of the agent gate ({next_steps.gate_hook()}): each matches tools (globs:",
         '# "Bash", "mcp__*"), a regex over a Bash command, or path globs and whether the path',
         "# is inside or outside the repository; the strictest verdict of those that match",
         "# wins (deny over propose over allow). An allow over commands must match the whole",
