@@ -366,3 +366,10 @@ def test_the_audit_finds_an_allow_no_approval_stands_behind(ws_path: Path, repo:
     assert messages[-1] == (
         f"the gate allowed a call other than the one {proposal.id} was approved for"
     )
+
+
+def test_the_wait_bound_the_command_line_reads_is_the_settings_one() -> None:
+    from stoic.cli import gate_hook
+    from stoic.store import gate_settings
+
+    assert gate_hook.MAX_GATE_WAIT_SECONDS == gate_settings.MAX_GATE_WAIT_SECONDS

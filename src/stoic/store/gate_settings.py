@@ -14,9 +14,9 @@ from stoic.core.gate import GateRule, Verdict, Where, rule_problem
 
 __all__ = ["MAX_GATE_WAIT_SECONDS", "GateRuleSettings", "GateSettings", "gate_rules_example"]
 
-MAX_GATE_WAIT_SECONDS = 600.0
-"""Claude Code stops a hook after its own timeout (600 s by default): waiting longer than that
-would end in a hook killed, not in an answer."""
+MAX_GATE_WAIT_SECONDS = 540.0
+"""Claude Code stops a hook after its own timeout (600 s by default) and then lets the call
+through to its normal permission flow: the gate must answer well before that."""
 
 
 class _Section(BaseModel):
