@@ -62,7 +62,8 @@ def main() -> None:
                 "tool_use_id": "toolu_bench",
             }
         ).encode()
-        env = {**os.environ, "PYTHONPYCACHEPREFIX": str(root / "pycache")}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         gate = [str(STOIC), "-w", str(root / "ws"), "gate", "claude-code"]
         answer = subprocess.run(gate, input=payload, capture_output=True, env=env, check=True)
         decision = json.loads(answer.stdout)["hookSpecificOutput"]["permissionDecision"]
