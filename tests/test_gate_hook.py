@@ -148,6 +148,7 @@ def test_a_risky_call_waits_for_a_person_and_is_allowed_for_exactly_that_input(
             "claude-code",
             "Bash",
             orjson.dumps(orjson.loads(push)["tool_input"], option=orjson.OPT_SORT_KEYS).decode(),
+            str(repo.resolve()),
         )
         workspace.approve(proposal.id, by="human:ann")
     again = _hook(ws_path, push, "--wait", "0")
@@ -373,3 +374,39 @@ def test_the_wait_bound_the_command_line_reads_is_the_settings_one() -> None:
     from stoic.store import gate_settings
 
     assert gate_hook.MAX_GATE_WAIT_SECONDS == gate_settings.MAX_GATE_WAIT_SECONDS
+
+
+def test_what_no_rule_can_allow_a_path_into_the_workspace_and_a_huge_command(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    """The workspace lies inside the session's cwd here: its settings are still no agent's."""
+    settings_file = ws_path / "stoic.toml"
+    edit = _hook(ws_path, _payload(tmp_path, "Write", file_path=str(settings_file), content="x"))
+    assert edit["permissionDecision"] == "deny"
+    assert "the workspace is stoic's record" in edit["permissionDecisionReason"]
+    started = time.monotonic()
+    huge = _hook(ws_path, _payload(tmp_path, command="stoic " * 170_000))
+    assert (
+        huge["permissionDecision"] == "deny" and "over 16 KiB" in huge["permissionDecisionReason"]
+    )
+    assert time.monotonic() - started < 30  # no regex read it
+
+
+def test_an_approval_holds_in_the_repository_it_was_given_for_and_not_while_paused(
+    ws_path: Path, repo: Path, tmp_path: Path
+) -> None:
+    clean = _payload(repo, command="rm -rf build")
+    _hook(ws_path, clean, "--wait", "0")
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        workspace.approve(proposal.id, by="human:ann")
+    assert _hook(ws_path, clean, "--wait", "0")["permissionDecision"] == "allow"
+    elsewhere = _hook(ws_path, _payload(tmp_path, command="rm -rf build"), "--wait", "0")
+    assert elsewhere["permissionDecision"] == "deny"  # the same input in another repository
+    with stoic.Workspace.open(ws_path) as workspace:
+        trust.pause(workspace, reason="incident", actor="human:ann")
+    paused = _hook(ws_path, clean, "--wait", "0")
+    assert (
+        paused["permissionDecision"] == "deny"
+        and "paused: incident" in paused["permissionDecisionReason"]
+    )

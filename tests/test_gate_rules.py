@@ -187,3 +187,40 @@ def test_the_default_rules_allow_reading_and_propose_a_push() -> None:
     assert decide(rules, _write(f"{REPO}/.env"), default).verdict == "deny"
     assert decide(rules, _write(f"{REPO}/.git/config"), default).verdict == "deny"
     assert decide(rules, _write("/etc/cron.d/x"), default).verdict == "propose"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        'git log "--output=.git/config"',
+        "git log \\--output=x",
+        "git log ${IFS}--output=x",
+        "git log {--output=x,-1}",
+        "git log\t--output=x",
+        "git log --output=x",
+        "git diff /dev/null .env",
+        "git diff ../elsewhere",
+        "ls ~",
+        "ls *",
+        "git status\u00a0--porcelain",
+    ],
+)
+def test_the_default_allow_over_commands_takes_no_option_quote_or_expansion(command: str) -> None:
+    """What the shell turns into an option or another file, an allow never sees as words."""
+    answer = decide(GateSettings().gate_rules(), _bash(command), Verdict.PROPOSE)
+    assert answer.verdict is not Verdict.ALLOW, command
+
+
+def test_the_defaults_guard_secrets_nested_repositories_and_reads_outside() -> None:
+    rules, default = GateSettings().gate_rules(), Verdict.PROPOSE
+    for path in (f"{REPO}/sub/.env", f"{REPO}/.env.local", f"{REPO}/keys/server.pem"):
+        read = ToolCall("Read", {"file_path": path}, REPO)
+        assert decide(rules, read, default).verdict is Verdict.DENY, path
+    nested = _write(f"{REPO}/vendor/lib/.git/config")
+    assert decide(rules, nested, default).verdict is Verdict.DENY
+    outside = ToolCall("Read", {"file_path": "/root/.ssh/id_rsa"}, REPO)
+    assert decide(rules, outside, default).verdict is Verdict.PROPOSE
+    settings_file = _write(f"{REPO}/.claude/settings.json")
+    assert decide(rules, settings_file, default).verdict is Verdict.PROPOSE
+    split = _bash("stoic \\\napprove PROP-20261203-001")
+    assert decide(rules, split, default).verdict is Verdict.DENY

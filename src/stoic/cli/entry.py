@@ -27,7 +27,7 @@ def main() -> int:
     if gate is not None:
         from stoic.cli.gate_hook import main as gate_hook
 
-        return gate_hook(*gate)
+        return gate_hook(*gate, watchdog=True)
     workspace = run_workspace(sys.argv[1:])
     if workspace is not None:
         from stoic.run.environment import HELD_FD_VARIABLE, confine_by_settings

@@ -14,6 +14,7 @@ control).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -113,7 +114,24 @@ def _options(args: list[str]) -> tuple[str | None, bool, float | None] | str:
     return agent, defer, wait
 
 
-def main(workspace_path: Path, args: list[str], stdin: BinaryIO | None = None) -> int:
+WATCHDOG_SECONDS = 570
+"""After this long the hook answers `deny` whatever it is doing: past Claude Code's own timeout
+(600 s) an unanswered hook lets the call through. Above the longest wait for a person."""
+
+
+def _watchdog() -> None:
+    def expired(signum: int, frame: object) -> None:
+        said = "stoic's gate took too long to decide, so it denies"
+        os.write(1, hook_output("deny", said) + b"\n")
+        os._exit(0)
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(WATCHDOG_SECONDS)
+
+
+def main(
+    workspace_path: Path, args: list[str], stdin: BinaryIO | None = None, *, watchdog: bool = False
+) -> int:
     """Answer one hook call; the exit code is 0 whatever the decision (2 only when no answer
     could be written, or for a command line that is not the gate's)."""
     if args in (["--help"], ["-h"]):
@@ -124,6 +142,8 @@ def main(workspace_path: Path, args: list[str], stdin: BinaryIO | None = None) -
         print(f"Error: {options}\n{USAGE}", file=sys.stderr)
         return 2
     agent, defer, wait = options
+    if watchdog:  # the console script's own process, never a caller's
+        _watchdog()
     try:
         source = stdin if stdin is not None else sys.stdin.buffer
         from stoic.services.gate import MAX_HOOK_BYTES

@@ -8,9 +8,10 @@ match, the strictest verdict wins (deny over propose over allow), so rules added
 plan's, given as `narrowing` — can only make the answer stricter; a call no rule matches gets
 the default.
 
-An allow rule over Bash commands must match the whole command, and never matches one that
-chains, substitutes or redirects (`;`, `&&`, `|`, `$(`, a backtick, `>`, a newline): `^git
-status` allowing `git status; curl … | sh` would be an allow the rule's author never wrote.
+An allow rule over Bash commands must match the whole command, and never matches one with a
+character past plain words and spaces (see `_PLAIN_COMMAND`): `git status` allowing `git
+status; curl … | sh`, or `git log "--output=.git/config"`, would be an allow the rule's author
+never wrote.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import orjson
 
 __all__ = [
     "FILE_PATH_KEYS",
+    "MAX_COMMAND_CHARS",
     "TOOL_CALL_TYPE",
     "GateChecker",
     "GateRule",
@@ -69,8 +71,16 @@ call; stoic itself runs nothing (`stoic execute` refuses it)."""
 FILE_PATH_KEYS = ("file_path", "notebook_path", "path")
 """The keys of a tool's input that name the file it reads or writes, in the order asked."""
 
-_CHAINING = re.compile(r"[;&|`<>\n\r]|\$\(")
-"""What makes one Bash command line run more than one command, or write where it points."""
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9 ._/:=@%+,-]*")
+"""A command line an allow rule may match: words of plain characters separated by spaces.
+Anything else — chaining (`;`, `&&`, `|`), substitution (`$(`, a backtick, `${IFS}`),
+redirection, quotes and backslashes (which the shell removes, so `"--output=x"` reaches the
+program as an option), braces, globs, `~`, a tab or a newline — is for a person to read."""
+
+MAX_COMMAND_CHARS = 16 * 1024
+"""A Bash command longer than this is denied before any rule's regex reads it: a regex over a
+megabyte-long command could run for minutes, and a hook that has not answered when Claude
+Code's timeout comes lets the call through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,9 @@ def _command_matches(rule: GateRule, command: str | None) -> bool:
         return False
     pattern = re.compile(rule.command)
     if rule.verdict is Verdict.ALLOW:
-        return _CHAINING.search(command) is None and pattern.fullmatch(command) is not None
+        return _PLAIN_COMMAND.fullmatch(command) is not None and (
+            pattern.fullmatch(command) is not None
+        )
     return pattern.search(command) is not None
 
 
@@ -244,7 +256,7 @@ class GateChecker:
 
 
 def _action_sha256(action: list[Any]) -> str | None:
-    if len(action) != 3 or not all(isinstance(part, str) for part in action):
+    if len(action) not in (3, 4) or not all(isinstance(part, str) for part in action):
         return None
     try:
         tool_input = orjson.loads(action[2])

@@ -22,7 +22,16 @@ from typing import Any
 
 import orjson
 
-from stoic.core.gate import TOOL_CALL_TYPE, ToolCall, Verdict, call_sha256, decide, file_path_of
+from stoic.core.gate import (
+    MAX_COMMAND_CHARS,
+    TOOL_CALL_TYPE,
+    ToolCall,
+    Verdict,
+    call_sha256,
+    decide,
+    file_path_of,
+    is_inside,
+)
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import UsageError
 from stoic.services import queue
@@ -125,12 +134,28 @@ def _tool_call(call: HookCall) -> ToolCall:
     return ToolCall(call.tool_name, call.tool_input, str(cwd.resolve()), resolved)
 
 
-def _action(call: HookCall) -> list[str]:
+def _action(call: HookCall, cwd: str) -> list[str]:
+    """The call a person approves: its tool, its input as canonical JSON, and the repository
+    (links resolved) it runs in — the same input elsewhere is another call."""
     return [
         "claude-code",
         call.tool_name,
         orjson.dumps(call.tool_input, option=orjson.OPT_SORT_KEYS).decode(),
+        cwd,
     ]
+
+
+def _refusal(workspace: Workspace, call: ToolCall) -> str | None:
+    """What no rule can allow: a command too long to read, and a file tool's path inside the
+    workspace — its settings, log and queue are stoic's record, not an agent's to edit."""
+    command = call.tool_input.get("command")
+    if isinstance(command, str) and len(command) > MAX_COMMAND_CHARS:
+        return f"a command over {MAX_COMMAND_CHARS // 1024} KiB is not read"
+    if call.resolved_path is not None and is_inside(
+        call.resolved_path, str(workspace.root.resolve())
+    ):
+        return f"{call.tool_name} on {call.resolved_path}: the workspace is stoic's record"
+    return None
 
 
 def _earlier(workspace: Workspace, action: list[str]) -> Proposal | None:
@@ -156,7 +181,11 @@ def check_call(
 ) -> GateAnswer:
     """Decide `call` for the agent `agent` (`agent:<name>`), on record."""
     settings = workspace.settings.gate
-    verdict = decide(settings.gate_rules(), _tool_call(call), Verdict(settings.default))
+    tool_call = _tool_call(call)
+    refusal = _refusal(workspace, tool_call)  # before any rule's regex reads the call
+    verdict = (
+        None if refusal else decide(settings.gate_rules(), tool_call, Verdict(settings.default))
+    )
     sha256 = call_sha256(call.tool_name, call.tool_input)
     inputs: dict[str, Any] = {
         "tool_name": call.tool_name,
@@ -164,7 +193,7 @@ def check_call(
         "tool_use_id": call.tool_use_id,
         "session_id": call.session_id,
         "cwd": call.cwd,
-        "rules": list(verdict.rules),
+        "rules": list(verdict.rules) if verdict is not None else [],
         "run_id": run_id,
         "task_id": task_id,
     }
@@ -186,11 +215,16 @@ def check_call(
         )
         return GateAnswer(said, reason, proposal, record.seq)
 
+    if verdict is None:
+        return answer(Answer.DENY, str(refusal))
     if verdict.verdict is Verdict.ALLOW:
         return answer(Answer.ALLOW, verdict.reason)
     if verdict.verdict is Verdict.DENY:
         return answer(Answer.DENY, verdict.reason)
-    action = _action(call)
+    paused = workspace.status_folded().paused
+    if paused is not None:
+        return answer(Answer.DENY, f"paused: {paused.get('reason')}")
+    action = _action(call, tool_call.cwd)
     earlier = _earlier(workspace, action)
     if earlier is not None and earlier.status is ProposalStatus.REJECTED:
         said = (earlier.decision or {}).get("reason") or "no reason given"
@@ -199,9 +233,6 @@ def check_call(
         )
     if earlier is not None and earlier.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
         return answer(Answer.ALLOW, f"{earlier.id} was approved for exactly this input", earlier.id)
-    paused = workspace.status_folded().paused
-    if paused is not None:
-        return answer(Answer.DENY, f"paused: {paused.get('reason')}")
     if earlier is None:
         proposal = queue.propose(
             workspace,

@@ -49,20 +49,28 @@ _READ_ONLY = ["Read", "Grep", "Glob", "LS", "NotebookRead", "TodoWrite"]
 _FILE_TOOLS = ["Edit", "MultiEdit", "Write", "NotebookEdit"]
 
 DEFAULT_RULES = [
-    GateRuleSettings(verdict="allow", tool=_READ_ONLY),
+    GateRuleSettings(verdict="allow", tool=_READ_ONLY, where="inside"),
     GateRuleSettings(verdict="allow", tool=_FILE_TOOLS, where="inside"),
     GateRuleSettings(verdict="propose", tool=_FILE_TOOLS, where="outside"),
-    GateRuleSettings(verdict="deny", tool=[*_READ_ONLY, *_FILE_TOOLS], paths=[".env", "*.pem"]),
-    GateRuleSettings(verdict="deny", tool=_FILE_TOOLS, paths=[".git/*"]),
     GateRuleSettings(
-        verdict="allow", tool="Bash", command=r"(git (status|diff|log)|ls|pwd)( [^-][^ ]*)*"
+        verdict="propose", tool=_FILE_TOOLS, paths=[".claude/*", "*/.claude/*", ".mcp.json"]
+    ),
+    GateRuleSettings(
+        verdict="deny", tool=[*_READ_ONLY, *_FILE_TOOLS], paths=[".env*", "*/.env*", "*.pem"]
+    ),
+    GateRuleSettings(verdict="deny", tool=_FILE_TOOLS, paths=[".git/*", "*/.git/*"]),
+    # Arguments that are relative paths or words, never an option, `..` or a `.env` file.
+    GateRuleSettings(
+        verdict="allow",
+        tool="Bash",
+        command=r"(?!.*(\.\.|\.env))(git (status|diff|log)|ls|pwd)( [A-Za-z0-9_][A-Za-z0-9_./]*)*",
     ),
     GateRuleSettings(verdict="propose", tool="Bash", command=r"\bgit\s+push\b"),
     # A person's decisions are a person's: an agent asking to make one is denied outright.
     GateRuleSettings(
         verdict="deny",
         tool="Bash",
-        command=r"\bstoic\b.*\b(approve|reject|defer|execute|rollback|resume|retry|users|review)\b",
+        command=r"(?s)\bstoic\b.*\b(approve|reject|defer|execute|rollback|resume|retry|users|review)\b",
     ),
     GateRuleSettings(verdict="propose", tool="Bash", command=r"\brm\s+-[a-zA-Z]*[rf]"),
 ]
@@ -95,8 +103,9 @@ def gate_rules_example() -> list[str]:
         '# "Bash", "mcp__*"), a regex over a Bash command, or path globs and whether the path',
         "# is inside or outside the repository; the strictest verdict of those that match",
         "# wins (deny over propose over allow). An allow over commands must match the whole",
-        "# command and never matches a chained one (; && | $( ` > newline). Any [[gate.rules]]",
-        "# replace all of these defaults:",
+        "# command and never matches one with more than plain words and spaces (no ; && | $(",
+        "# quotes, backslashes, braces, globs, ~, tabs, newlines). Any [[gate.rules]] replace",
+        "# all of these defaults:",
     ]
     for rule in DEFAULT_RULES:
         lines.append("# [[gate.rules]]")
