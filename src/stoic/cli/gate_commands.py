@@ -5,6 +5,7 @@ same command for `stoic --help`, completion and a caller's `main([...])`."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,11 +43,20 @@ def claude_code(
         float | None,
         typer.Option("--wait", help="Seconds to wait for a person (default: gate.wait_seconds)."),
     ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo",
+            help='The repository "inside" means (default: the session\'s cwd, which the agent'
+            " can move).",
+        ),
+    ] = None,
 ) -> None:
     """A Claude Code PreToolUse hook: reads the hook's JSON on stdin, answers with the hook's
     JSON on stdout (allow, deny or defer), exit code 0; every answer is on record."""
     options = [*(["--agent", agent] if agent else []), *(["--defer"] if defer else [])]
     options += ["--wait", str(wait)] if wait is not None else []
+    options += ["--repo", str(repo)] if repo is not None else []
     raise typer.Exit(answer(cli_state(ctx).workspace, options, sys.stdin.buffer))
 
 

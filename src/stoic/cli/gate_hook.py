@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,6 +52,7 @@ def answer_hook(
     agent: str | None = None,
     defer: bool = False,
     wait_seconds: float | None = None,
+    repository: Path | None = None,
 ) -> tuple[str, str]:
     """The decision and its reason for one payload; every failure is a denial."""
     from stoic.services import gate
@@ -78,6 +80,7 @@ def answer_hook(
                 task_id=os.environ.get("STOIC_TASK_ID"),
                 defer=defer,
                 wait_seconds=wait_seconds,
+                repository=repository,
             )
             return answered.answer.value, f"stoic's gate: {answered.reason}"
     except Exception as exc:  # a confused gate denies: never an allow by accident
@@ -90,17 +93,27 @@ MAX_GATE_WAIT_SECONDS = 540.0
 are not imported to read the command line (a test checks that the two agree)."""
 
 
-def _options(args: list[str]) -> tuple[str | None, bool, float | None] | str:
-    agent, defer, wait = None, False, None
+@dataclass(frozen=True, slots=True)
+class _Options:
+    agent: str | None = None
+    defer: bool = False
+    wait: float | None = None
+    repository: Path | None = None
+
+
+def _options(args: list[str]) -> _Options | str:
+    found = _Options()
     index = 0
     while index < len(args):
         arg = args[index]
         if arg == "--defer":
-            defer, index = True, index + 1
-        elif arg in ("--agent", "--wait") and index + 1 < len(args):
+            found, index = replace(found, defer=True), index + 1
+        elif arg in ("--agent", "--wait", "--repo") and index + 1 < len(args):
             value = args[index + 1]
             if arg == "--agent":
-                agent = value
+                found = replace(found, agent=value)
+            elif arg == "--repo":
+                found = replace(found, repository=Path(value))
             else:
                 try:
                     wait = float(value)
@@ -108,10 +121,11 @@ def _options(args: list[str]) -> tuple[str | None, bool, float | None] | str:
                     return f"--wait takes seconds, not {value!r}"
                 if not 0 <= wait <= MAX_GATE_WAIT_SECONDS:
                     return f"--wait takes 0 to {MAX_GATE_WAIT_SECONDS:g} seconds"
+                found = replace(found, wait=wait)
             index += 2
         else:
             return f"unknown option {arg!r}"
-    return agent, defer, wait
+    return found
 
 
 WATCHDOG_SECONDS = 570
@@ -141,7 +155,6 @@ def main(
     if isinstance(options, str):
         print(f"Error: {options}\n{USAGE}", file=sys.stderr)
         return 2
-    agent, defer, wait = options
     if watchdog:  # the console script's own process, never a caller's
         _watchdog()
     try:
@@ -150,7 +163,12 @@ def main(
 
         raw = source.read(MAX_HOOK_BYTES + 1)
         decision, reason = answer_hook(
-            workspace_path, raw, agent=agent, defer=defer, wait_seconds=wait
+            workspace_path,
+            raw,
+            agent=options.agent,
+            defer=options.defer,
+            wait_seconds=options.wait,
+            repository=options.repository,
         )
     except Exception as exc:
         decision, reason = "deny", f"stoic's gate could not decide, so it denies: {exc}"

@@ -125,13 +125,15 @@ def read_hook_call(raw: bytes) -> HookCall | str:
     )
 
 
-def _tool_call(call: HookCall) -> ToolCall:
-    """The call as the rules see it: the repository and the file path with links resolved,
-    so a link inside the repository to a file outside it is outside."""
+def _tool_call(call: HookCall, repository: Path | None) -> ToolCall:
+    """The call as the rules see it: the repository — the one the hook was given, else the
+    session's `cwd` — and the file path (relative to the `cwd`, as the agent means it) with
+    links resolved, so a link inside the repository to a file outside it is outside."""
     cwd = Path(call.cwd)
     given = file_path_of(call.tool_input)
     resolved = str((cwd / given).resolve()) if given else None
-    return ToolCall(call.tool_name, call.tool_input, str(cwd.resolve()), resolved)
+    root = (repository or cwd).resolve()
+    return ToolCall(call.tool_name, call.tool_input, str(root), resolved)
 
 
 def _action(call: HookCall, cwd: str) -> list[str]:
@@ -176,12 +178,14 @@ def check_call(
     task_id: str | None = None,
     defer: bool = False,
     wait_seconds: float | None = None,
+    repository: Path | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> GateAnswer:
-    """Decide `call` for the agent `agent` (`agent:<name>`), on record."""
+    """Decide `call` for the agent `agent` (`agent:<name>`), on record. `repository` pins
+    what "inside" means; without it, the session's `cwd` — which the agent can move — does."""
     settings = workspace.settings.gate
-    tool_call = _tool_call(call)
+    tool_call = _tool_call(call, repository)
     refusal = _refusal(workspace, tool_call)  # before any rule's regex reads the call
     verdict = (
         None if refusal else decide(settings.gate_rules(), tool_call, Verdict(settings.default))
