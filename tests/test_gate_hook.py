@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import stoic
 from stoic.cli.gate_hook import answer_hook
 from stoic.core.proposals import ProposalStatus
+from stoic.exceptions import ActingAsPerson
 from stoic.services import queue, trust
 from tests.conftest import STOIC_BIN, run_stoic_process
 
@@ -422,3 +423,22 @@ def test_a_pinned_repository_is_inside_wherever_the_agent_moves_its_cwd(
     assert "waits for a person" in pinned["permissionDecisionReason"]
     inside = _payload(Path("/"), "Write", file_path=str(repo / "a.py"), content="x")
     assert _hook(ws_path, inside, "--repo", str(repo))["permissionDecision"] == "allow"
+
+
+@pytest.mark.parametrize("actor", ["agent:claude-code", "system:gate", "agent:builder"])
+def test_no_agent_or_system_decides_a_proposal_its_own_or_another(
+    ws_path: Path, repo: Path, actor: str
+) -> None:
+    _hook(ws_path, _payload(repo, command="git push"), "--wait", "0")
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        before = workspace.head().seq
+        for decide in (
+            lambda: workspace.approve(proposal.id, by=actor),
+            lambda: workspace.reject(proposal.id, by=actor, reason="mine to refuse"),
+            lambda: workspace.defer(proposal.id, by=actor),
+        ):
+            with pytest.raises(ActingAsPerson, match="only a person decides a proposal"):
+                decide()
+        assert workspace.head().seq == before  # nothing recorded
+        assert _pending(workspace)[0].id == proposal.id

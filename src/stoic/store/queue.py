@@ -30,6 +30,7 @@ from stoic.core.proposals import (
 from stoic.core.records import Record
 from stoic.core.run_document import proposal_entry
 from stoic.exceptions import (
+    ActingAsPerson,
     ProposalNotFound,
     TransitionRefused,
     UsageError,
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Proposed", "Queue"]
+
+_PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
+"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
+its own proposal or another's."""
 
 _PAST = {
     "execution_started": "started",
@@ -287,6 +292,10 @@ class Queue:
         claim: ExecutionClaim | None = None,
     ) -> tuple[Proposal, Record]:
         _check_id(proposal_id)
+        if outcome in _PERSONS_DECISIONS and not actor.startswith("human:"):
+            raise ActingAsPerson(
+                f"only a person decides a proposal: {actor!r} is not one (human:<name>)"
+            )
         if outcome == "rejected" and not (reason and reason.strip()):
             raise UsageError("a rejection needs a reason: --reason …")
         with self.workspace.transaction():
