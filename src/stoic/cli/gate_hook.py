@@ -24,7 +24,10 @@ import orjson
 
 __all__ = ["answer_hook", "hook_output", "main"]
 
-USAGE = "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--defer] [--wait SECONDS]"
+USAGE = (
+    "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--repo DIR] [--defer]"
+    " [--wait SECONDS]"
+)
 
 
 def hook_output(decision: str, reason: str) -> bytes:

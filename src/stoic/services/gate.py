@@ -179,11 +179,11 @@ def check_call(
     defer: bool = False,
     wait_seconds: float | None = None,
     repository: Path | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> GateAnswer:
     """Decide `call` for the agent `agent` (`agent:<name>`), on record. `repository` pins
     what "inside" means; without it, the session's `cwd` — which the agent can move — does."""
+    if not agent.startswith("agent:"):
+        raise UsageError(f"the gate answers agents (agent:<name>), not {agent!r}")
     settings = workspace.settings.gate
     tool_call = _tool_call(call, repository)
     refusal = _refusal(workspace, tool_call)  # before any rule's regex reads the call
@@ -201,9 +201,6 @@ def check_call(
         "run_id": run_id,
         "task_id": task_id,
     }
-
-    if not agent.startswith("agent:"):
-        raise UsageError(f"the gate answers agents (agent:<name>), not {agent!r}")
 
     def answer(
         said: Answer, reason: str, proposal: str | None = None, outcome: str | None = None
@@ -229,14 +226,7 @@ def check_call(
     if paused is not None:
         return answer(Answer.DENY, f"paused: {paused.get('reason')}")
     action = _action(call, tool_call.cwd)
-    earlier = _earlier(workspace, action)
-    if earlier is not None and earlier.status is ProposalStatus.REJECTED:
-        said = (earlier.decision or {}).get("reason") or "no reason given"
-        return answer(
-            Answer.DENY, f"{earlier.id} was rejected: {said} — the same call again", earlier.id
-        )
-    if earlier is not None and earlier.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
-        return answer(Answer.ALLOW, f"{earlier.id} was approved for exactly this input", earlier.id)
+    earlier = _earlier(workspace, action)  # decided already: the wait's first look answers
     if earlier is None:
         proposal = queue.propose(
             workspace,
@@ -253,7 +243,7 @@ def check_call(
         answer(Answer.DEFER, reason, proposal.id, outcome="proposed")
     else:
         proposal = earlier
-    return _wait(workspace, proposal.id, answer, defer, wait_seconds, clock, sleep)
+    return _wait(workspace, proposal.id, answer, defer, wait_seconds)
 
 
 def _summary(call: HookCall, sha256: str) -> str:
@@ -271,21 +261,21 @@ def _wait(
     answer: Callable[[Answer, str, str | None], GateAnswer],
     defer: bool,
     wait_seconds: float | None,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
 ) -> GateAnswer:
     budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
-    ends = clock() + budget
+    ends = time.monotonic() + budget
     while True:
         proposal = queue.get(workspace, proposal_id)
         if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
-            return answer(Answer.ALLOW, f"{proposal_id} was approved", proposal_id)
+            said = f"{proposal_id} was approved for exactly this input"
+            return answer(Answer.ALLOW, said, proposal_id)
         if proposal.status is ProposalStatus.REJECTED:
             said = (proposal.decision or {}).get("reason") or "no reason given"
             return answer(Answer.DENY, f"{proposal_id} was rejected: {said}", proposal_id)
-        if clock() >= ends:
+        left = ends - time.monotonic()
+        if left <= 0:
             break
-        sleep(min(_POLL_SECONDS, max(0.0, ends - clock())))
+        time.sleep(min(_POLL_SECONDS, left))
     waiting = f"{proposal_id} waits for a person"
     if defer:
         return answer(
