@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,28 @@ def test_the_queue_moves_with_j_and_rejects_with_r_asking_the_reason(
     ]
     assert page.locator("tr.proposal").count() == 1
     assert page.locator("tr.proposal").get_attribute("data-id") == first.id
+
+
+def test_a_live_update_during_a_decision_does_not_cancel_its_answer(
+    browser: Any, served: RunningConsole, contexts: list[Any], ws_path: Path
+) -> None:
+    """A record lands while the page's decision is on its way (the route holds the request):
+    the live update must not reload the page, which would cancel the answer's navigation."""
+    with stoic.Workspace.open(ws_path) as workspace:
+        first = workspace.propose(title="First", reasoning_trace=["why"], by="agent:ops")
+    page = _page_as(browser, served, contexts, "ana")
+    page.goto(f"{served.url}/queue")
+    page.wait_for_selector(f"tr.proposal.current[data-id='{first.id}']")
+    # The live stream is open and has seen the log's head: a later record is announced.
+    page.wait_for_function("() => document.body.hasAttribute('data-live')")
+
+    def held(route: Any) -> None:
+        with stoic.Workspace.open(ws_path) as workspace:
+            workspace.propose(title="Arrived meanwhile", reasoning_trace=["new"], by="agent:ops")
+        time.sleep(1.5)  # the stream polls every 0.2 s: its event comes meanwhile
+        route.continue_()
+
+    page.route("**/proposals/*/decide", held)
+    page.keyboard.press("a")
+    page.wait_for_url("**/queue?decided=*", timeout=30_000)
+    assert first.id in page.url

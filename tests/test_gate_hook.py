@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -442,3 +443,33 @@ def test_no_agent_or_system_decides_a_proposal_its_own_or_another(
                 decide()
         assert workspace.head().seq == before  # nothing recorded
         assert _pending(workspace)[0].id == proposal.id
+
+
+def test_a_hook_still_deciding_at_the_watchdog_answers_deny_and_exit_0() -> None:
+    """The watchdog's own answer, its time made short: a hook that would hang past Claude
+    Code's timeout answers `deny` instead (an unanswered hook lets the call through)."""
+    hangs = (
+        "import time\nfrom stoic.cli import gate_hook\n"
+        "gate_hook.WATCHDOG_SECONDS = 1\ngate_hook._watchdog()\ntime.sleep(60)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hangs], capture_output=True, timeout=30, check=False
+    )
+    assert done.returncode == 0
+    answer = orjson.loads(done.stdout)["hookSpecificOutput"]
+    assert answer["permissionDecision"] == "deny"
+    assert "took too long to decide" in answer["permissionDecisionReason"]
+
+
+def test_the_console_script_answers_the_gate_with_its_watchdog_set(
+    monkeypatch: pytest.MonkeyPatch, ws_path: Path
+) -> None:
+    from stoic.cli import entry, gate_hook
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        gate_hook, "main", lambda *a, watchdog=False, **k: seen.append(watchdog) or 0
+    )
+    monkeypatch.setattr(sys, "argv", ["stoic", "-w", str(ws_path), "gate", "claude-code"])
+    assert entry.main() == 0
+    assert seen == [True]
