@@ -375,7 +375,7 @@ def test_the_wait_bound_the_command_line_reads_is_the_settings_one() -> None:
     from stoic.cli import gate_hook
     from stoic.store import gate_settings
 
-    assert gate_hook.MAX_GATE_WAIT_SECONDS == gate_settings.MAX_GATE_WAIT_SECONDS
+    assert gate_hook.MAX_GATE_WAIT_SECONDS == gate_settings.MAX_GATE_WAIT_SECONDS  # one constant
 
 
 def test_what_no_rule_can_allow_a_path_into_the_workspace_and_a_huge_command(

@@ -22,7 +22,10 @@ from typing import BinaryIO
 
 import orjson
 
-__all__ = ["answer_hook", "hook_output", "main"]
+from stoic.core.gate import GateRule
+from stoic.core.gate_table import MAX_GATE_WAIT_SECONDS, gate_rule
+
+__all__ = ["NARROWING_VARIABLE", "answer_hook", "hook_output", "main", "narrowing_rules"]
 
 USAGE = (
     "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--repo DIR] [--defer]"
@@ -57,33 +60,54 @@ def answer_hook(
     wait_seconds: float | None = None,
     repository: Path | None = None,
 ) -> tuple[str, str]:
-    """The decision and its reason for one payload; every failure is a denial."""
-    from stoic.services import gate
-    from stoic.services.workspace import Workspace
+    """The decision and its reason for one payload; every failure is a denial. An allow or a
+    deny by the rules alone takes the quick path; the rest opens the workspace."""
+    from stoic.services.gate_call import read_hook_call
+    from stoic.services.gate_quick import quick_answer
 
     who = _agent(agent)
-    call = gate.read_hook_call(raw)
+    call = read_hook_call(raw)
+    run_id, task_id = os.environ.get("STOIC_RUN_ID"), os.environ.get("STOIC_TASK_ID")
     try:
+        narrowing = narrowing_rules(os.environ.get(NARROWING_VARIABLE))
+        if not isinstance(call, str) and not isinstance(narrowing, str):
+            quick = quick_answer(
+                workspace_path,
+                call,
+                agent=who,
+                repository=repository,
+                narrowing=narrowing,
+                run_id=run_id,
+                task_id=task_id,
+            )
+            if quick is not None:
+                return quick.answer.value, f"stoic's gate: {quick.reason}"
+        from stoic.services import gate
+        from stoic.services.workspace import Workspace
+
         with Workspace.open(workspace_path) as workspace:
-            if isinstance(call, str):
+            problem = call if isinstance(call, str) else narrowing
+            if isinstance(problem, str):
                 workspace.record(
                     "gate",
                     "denied",
-                    f"denied unread: {call}",
+                    f"denied unread: {problem}",
                     actor="system:gate",
                     trigger="reactive",
-                    inputs={"agent": who, "problem": call, "bytes": len(raw)},
+                    inputs={"agent": who, "problem": problem, "bytes": len(raw)},
                 )
-                return "deny", f"stoic's gate: {call}"
+                return "deny", f"stoic's gate: {problem}"
+            assert not isinstance(call, str) and not isinstance(narrowing, str)
             answered = gate.check_call(
                 workspace,
                 call,
                 agent=who,
-                run_id=os.environ.get("STOIC_RUN_ID"),
-                task_id=os.environ.get("STOIC_TASK_ID"),
+                run_id=run_id,
+                task_id=task_id,
                 defer=defer,
                 wait_seconds=wait_seconds,
                 repository=repository,
+                narrowing=narrowing,
             )
             return answered.answer.value, f"stoic's gate: {answered.reason}"
     except Exception as exc:  # a confused gate denies: never an allow by accident
@@ -91,9 +115,24 @@ def answer_hook(
         return "deny", f"stoic's gate could not decide, so it denies: {first}"
 
 
-MAX_GATE_WAIT_SECONDS = 540.0
-"""`stoic.store.gate_settings.MAX_GATE_WAIT_SECONDS`, named here so that the settings' models
-are not imported to read the command line (a test checks that the two agree)."""
+NARROWING_VARIABLE = "STOIC_GATE_RULES"
+"""The plan's `meta.gate` rules, as JSON, in the environment stoic starts a gated agent with:
+the agent's own tools cannot change its parent's environment, as they could a file."""
+
+
+def narrowing_rules(text: str | None) -> tuple[GateRule, ...] | str:
+    """A plan's rules from the environment (none when unset), or what is wrong with them."""
+    if not text:
+        return ()
+    try:
+        entries = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return f"{NARROWING_VARIABLE} is not JSON"
+    if not isinstance(entries, list):
+        return f"{NARROWING_VARIABLE} is not a list of rules"
+    rules = [gate_rule(entry, f"the plan's meta.gate[{n}]") for n, entry in enumerate(entries)]
+    problem = next((rule for rule in rules if isinstance(rule, str)), None)
+    return problem if problem is not None else tuple(r for r in rules if not isinstance(r, str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +201,7 @@ def main(
         _watchdog()
     try:
         source = stdin if stdin is not None else sys.stdin.buffer
-        from stoic.services.gate import MAX_HOOK_BYTES
+        from stoic.services.gate_call import MAX_HOOK_BYTES
 
         raw = source.read(MAX_HOOK_BYTES + 1)
         decision, reason = answer_hook(

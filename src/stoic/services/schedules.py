@@ -31,7 +31,8 @@ from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.services import runs
 from stoic.services.schedule_slots import Due, cron_error, next_slot, slot_text
 from stoic.services.schedule_slots import due as due_slot
-from stoic.store.workspace import SETTINGS_FILE, Workspace
+from stoic.store.layout import SETTINGS_FILE
+from stoic.store.workspace import Workspace
 
 __all__ = [
     "ACTOR",

@@ -11,16 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stoic.core import next_steps
 from stoic.core.gate import GateRule, Verdict, Where, rule_problem
+from stoic.core.gate_table import (
+    DEFAULT_GATE_RULES,
+    DEFAULT_VERDICT,
+    DEFAULT_WAIT_SECONDS,
+    MAX_GATE_WAIT_SECONDS,
+    GateTable,
+    settings_rule_name,
+)
 
 __all__ = ["MAX_GATE_WAIT_SECONDS", "GateRuleSettings", "GateSettings", "gate_rules_example"]
 
-MAX_GATE_WAIT_SECONDS = 540.0
-"""Claude Code stops a hook after its own timeout (600 s by default) and then lets the call
-through to its normal permission flow: the gate must answer well before that."""
-
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    """Strict, as `stoic.core.gate_table` is: the hook's quick path reads the same table
+    without pydantic, and the two must accept the same tables."""
 
 
 class GateRuleSettings(_Section):
@@ -45,43 +51,15 @@ class GateRuleSettings(_Section):
         return self
 
 
-_READ_ONLY = ["Read", "Grep", "Glob", "LS", "NotebookRead", "TodoWrite"]
-_FILE_TOOLS = ["Edit", "MultiEdit", "Write", "NotebookEdit"]
-
-DEFAULT_RULES = [
-    GateRuleSettings(verdict="allow", tool=_READ_ONLY, where="inside"),
-    GateRuleSettings(verdict="allow", tool=_FILE_TOOLS, where="inside"),
-    GateRuleSettings(verdict="propose", tool=_FILE_TOOLS, where="outside"),
-    GateRuleSettings(
-        verdict="propose", tool=_FILE_TOOLS, paths=[".claude/*", "*/.claude/*", ".mcp.json"]
-    ),
-    GateRuleSettings(
-        verdict="deny", tool=[*_READ_ONLY, *_FILE_TOOLS], paths=[".env*", "*/.env*", "*.pem"]
-    ),
-    GateRuleSettings(verdict="deny", tool=_FILE_TOOLS, paths=[".git/*", "*/.git/*"]),
-    # Arguments that are relative paths or words, never an option, `..` or a `.env` file.
-    GateRuleSettings(
-        verdict="allow",
-        tool="Bash",
-        command=r"(?!.*(\.\.|\.env))(git (status|diff|log)|ls|pwd)( [A-Za-z0-9_][A-Za-z0-9_./]*)*",
-    ),
-    GateRuleSettings(verdict="propose", tool="Bash", command=r"\bgit\s+push\b"),
-    # A person's decisions are a person's: an agent asking to make one is denied outright.
-    GateRuleSettings(
-        verdict="deny",
-        tool="Bash",
-        command=r"(?s)\bstoic\b.*\b(approve|reject|defer|execute|rollback|resume|retry|users|review)\b",
-    ),
-    GateRuleSettings(verdict="propose", tool="Bash", command=r"\brm\s+-[a-zA-Z]*[rf]"),
-]
+DEFAULT_RULES = [GateRuleSettings.model_validate(entry) for entry in DEFAULT_GATE_RULES]
 
 
 class GateSettings(_Section):
     default: Literal["allow", "propose", "deny"] = Field(
-        "propose", description="The verdict for a tool call no rule matches."
+        DEFAULT_VERDICT.value, description="The verdict for a tool call no rule matches."
     )
     wait_seconds: float = Field(
-        20.0,
+        DEFAULT_WAIT_SECONDS,
         ge=0,
         le=MAX_GATE_WAIT_SECONDS,
         description="Seconds the gate waits for a person to decide a proposed call; then it"
@@ -93,7 +71,10 @@ class GateSettings(_Section):
     )
 
     def gate_rules(self) -> tuple[GateRule, ...]:
-        return tuple(rule.rule(f"stoic.toml gate.rules[{n}]") for n, rule in enumerate(self.rules))
+        return tuple(rule.rule(settings_rule_name(n)) for n, rule in enumerate(self.rules))
+
+    def table(self) -> GateTable:
+        return GateTable(Verdict(self.default), self.wait_seconds, self.gate_rules())
 
 
 def gate_rules_example() -> list[str]:

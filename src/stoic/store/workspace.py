@@ -35,6 +35,7 @@ from stoic.store.atomic import fsync_dir
 from stoic.store.config import Settings, default_settings_text, load_settings
 from stoic.store.handle import ProjectionWriter
 from stoic.store.interface import Head, Stamped, Store
+from stoic.store.layout import DECISION_LOG, LOCK_FILE, SETTINGS_FILE, STATUS_PROJECTION
 from stoic.store.leases import FileLeases
 from stoic.store.log import FileDecisionLog, TornTail, utc_timestamp
 from stoic.store.outputs import FileOutputs
@@ -56,10 +57,6 @@ S = TypeVar("S")
 Deliverer = Callable[["Workspace", Notice], object]
 """Hands a notice to the notifiers; the runtime provides it (`stoic.run.notifiers.deliver`)."""
 
-DECISION_LOG = Path("logs/decision_log.ndjson")
-LOCK_FILE = Path("logs/decision_log.lock")
-SETTINGS_FILE = Path("stoic.toml")
-STATUS_PROJECTION = Path("manifests/workspace_status.json")
 
 _FOLDERS = (
     "logs",
