@@ -138,8 +138,21 @@ def test_an_automatic_retry_is_never_r1(failure: Failure, idempotent: bool) -> N
 
 @given(failures, st.booleans())
 def test_a_failed_approved_recovery_is_always_r3(failure: Failure, idempotent: bool) -> None:
+    """Unless its agent's session stopped on a deferred call: that waits for a person."""
     context = RecoveryContext(idempotent, AttemptKind.APPROVED_RECOVERY)
-    assert classify(failure, context).recovery_class is RecoveryClass.R3
+    expected = RecoveryClass.NONE if failure.kind is K.DEFERRED else RecoveryClass.R3
+    assert classify(failure, context).recovery_class is expected
+
+
+@given(failures, contexts)
+def test_a_deferred_session_is_never_retried_or_suggested_in_any_attempt(
+    failure: Failure, context: RecoveryContext
+) -> None:
+    deferred = Failure(K.DEFERRED, failure.message, partial=failure.partial)
+    decision = classify(deferred, context)
+    assert decision.recovery_class is RecoveryClass.NONE
+    assert decision.outcome == "recovery_skipped"
+    assert decision.rule.startswith("deferred: a person decides the tool call")
 
 
 @given(failures, contexts)

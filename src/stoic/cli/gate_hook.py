@@ -109,6 +109,9 @@ def answer_hook(
                 repository=repository,
                 narrowing=narrowing,
             )
+            result_file = os.environ.get("STOIC_RESULT")
+            if answered.answer is gate.Answer.DEFER and answered.proposal_id and result_file:
+                gate.note_deferral(Path(result_file), answered.proposal_id, call.session_id)
             return answered.answer.value, f"stoic's gate: {answered.reason}"
     except Exception as exc:  # a confused gate denies: never an allow by accident
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

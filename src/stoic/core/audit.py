@@ -65,6 +65,7 @@ class ViolationCode(StrEnum):
     PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task
     SCHEDULE_SLOT_REFIRED = "schedule_slot_refired"  # a schedule's slot claimed a second time
     GATE_ALLOW_UNAPPROVED = "gate_allow_unapproved"  # an allow citing no approval of that call
+    GATE_RESUME_UNDECIDED = "gate_resume_undecided"  # a session resumed before its call was decided
     QUEUE_MISMATCH = "queue_mismatch"  # queue folders or manifest disagree with the log
     SOURCE_MISSING = "source_missing"  # a proposal cites a source that no longer exists
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log

@@ -35,6 +35,7 @@ class FailureKind(StrEnum):
     CRASH = "crash"  # the process running the task died without reporting
     INTERRUPTED = "interrupted"  # the runner stopped or died while the task ran
     ESCALATED = "escalated"  # the task (or its iterate loop) handed the decision to a person
+    DEFERRED = "deferred"  # a gated agent stopped: one of its tool calls waits for a person
     ERROR = "error"  # anything not recognised
 
 
@@ -51,6 +52,15 @@ class Partial(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Deferral:
+    """A gated agent's session that stopped on a call its gate deferred (DESIGN §15): the call's
+    proposal, and the session to resume once a person has decided it."""
+
+    proposal_id: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     """A failed attempt, normalised: the classifier sees only this."""
 
@@ -63,6 +73,8 @@ class Failure:
     in_recovery: bool = False
     escalation: EscalationRequest | None = None
     """What a person is asked, when the kind is `escalated`."""
+    deferral: Deferral | None = None
+    """The tool call that waits, when the kind is `deferred`."""
 
     def to_json(self) -> dict[str, Any]:
         """The failure as a record stores it (in `decision_inputs`)."""
@@ -78,6 +90,11 @@ class Failure:
                 data[name] = value
         if self.escalation is not None:
             data["escalation"] = self.escalation.to_json()
+        if self.deferral is not None:
+            data["deferral"] = {
+                "proposal_id": self.deferral.proposal_id,
+                "session_id": self.deferral.session_id,
+            }
         return data
 
     @classmethod
@@ -95,7 +112,17 @@ class Failure:
                 if isinstance(data.get("escalation"), dict)
                 else None
             ),
+            deferral=_deferral(data.get("deferral")),
         )
+
+
+def _deferral(data: Any) -> Deferral | None:
+    if not isinstance(data, dict):
+        return None
+    proposal_id, session_id = data.get("proposal_id"), data.get("session_id")
+    if isinstance(proposal_id, str) and isinstance(session_id, str):
+        return Deferral(proposal_id, session_id)
+    return None
 
 
 OutputPatterns = tuple[tuple["FailureKind", tuple[re.Pattern[str], ...]], ...]

@@ -232,6 +232,11 @@ class GateChecker:
         self._calls: dict[str, str | None] = {}
         """Each tool-call proposal's call sha256 (None where its action cannot be read)."""
         self._approved: set[str] = set()
+        self._rejected: set[str] = set()
+
+    def decided(self, proposal_id: str) -> bool:
+        """Whether a person approved or rejected the proposal before the records fed so far."""
+        return proposal_id in self._approved or proposal_id in self._rejected
 
     def feed(self, record: Mapping[str, Any]) -> str | None:
         """What is wrong with this record, if anything."""
@@ -244,6 +249,8 @@ class GateChecker:
                     self._calls[proposal_id] = _action_sha256(action)
             elif outcome == "approved":
                 self._approved.add(proposal_id)
+            elif outcome == "rejected":
+                self._rejected.add(proposal_id)
             return None
         if kind != "gate" or outcome != "allowed" or not isinstance(proposal_id, str):
             return None

@@ -24,7 +24,7 @@ from stoic.core.timeline import customer_view, mechanics_in
 __all__ = ["InvariantChecker"]
 
 _FAILED = frozenset({"failed", "halted", "interrupted"})
-_TASK_TYPES = frozenset({"execution", "recovery_evaluation", "proposal", "escalation"})
+_TASK_TYPES = frozenset({"execution", "recovery_evaluation", "proposal", "escalation", "gate"})
 _RUN_ENDS = frozenset({"completed", "failed", "awaiting_approval", "stuck"})
 _ENDS = frozenset({"succeeded", *_FAILED})
 
@@ -87,8 +87,8 @@ class InvariantChecker:
                 unbacked = self.gate.feed(record)
                 if unbacked is not None:
                     self._flag(ViolationCode.GATE_ALLOW_UNAPPROVED, record, unbacked)
-                if kind == "gate":
-                    continue
+                if kind == "gate" and record.get("task_id") is None:
+                    continue  # a call's answer; a task's suspension and resumption go on
             if kind == "schedule":
                 refired = self.schedules.feed(record)
                 if refired is not None:
@@ -127,9 +127,11 @@ class InvariantChecker:
             else:
                 if kind == "escalation":
                     self._escalation(task, record, outcome)
+                elif kind == "gate":
+                    self._gate_resumed(task, record, outcome)
                 elif is_retry(record):
                     self._retry(task, record)
-                elif outcome == "approved":
+                elif outcome == "approved" and record["decision_inputs"].get("kind") != "tool_call":
                     task.approved = True
                 _move(task, record)
 
@@ -172,6 +174,20 @@ class InvariantChecker:
             ViolationCode.RETRY_UNFOUNDED,
             record,
             f"the retry of task {record['task_id']} lets nothing run: {problem}",
+        )
+
+    def _gate_resumed(self, task: _Task, record: Mapping[str, Any], outcome: str) -> None:
+        """A gated agent's session resumes only once a person decided the call it waits on."""
+        if outcome != "resumed":
+            return
+        proposal_id = record.get("proposal_id")
+        if isinstance(proposal_id, str) and self.gate.decided(proposal_id):
+            task.approved = True
+            return
+        self._flag(
+            ViolationCode.GATE_RESUME_UNDECIDED,
+            record,
+            f"task {record['task_id']} was resumed on {proposal_id}, which no one decided before",
         )
 
     @staticmethod

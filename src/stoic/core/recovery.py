@@ -57,6 +57,7 @@ class AttemptKind(StrEnum):
     FIRST = "first"
     AUTOMATIC_RETRY = "automatic_retry"  # after R1
     APPROVED_RECOVERY = "approved_recovery"  # after R2, approved by a person
+    RESUMED = "resumed"  # a gated agent's session, once its deferred call is decided
 
 
 OUTCOME_OF_CLASS = {
@@ -148,6 +149,11 @@ Check = Callable[[Failure, RecoveryContext], bool]
 Rule = tuple[RecoveryClass, Check, Callable[[Failure, RecoveryContext], str]]
 
 RULES: tuple[Rule, ...] = (
+    (  # first: a session waiting on a person's decision has not failed a recovery
+        RecoveryClass.NONE,
+        lambda f, c: f.kind is FailureKind.DEFERRED,
+        lambda f, c: "deferred: a person decides the tool call; the session resumes after",
+    ),
     (
         RecoveryClass.R3,
         lambda f, c: f.kind in _FORBIDDEN_KINDS,

@@ -22,7 +22,15 @@ __all__ = ["OpenAttempt", "RunFolder", "RunView", "TaskView", "reconciliation"]
 
 _FAILED_ENDS = frozenset({"failed", "halted", "interrupted"})
 _TASK_TYPES = frozenset(
-    {"execution", "recovery_evaluation", "proposal", "policy_check", "escalation", "verification"}
+    {
+        "execution",
+        "recovery_evaluation",
+        "proposal",
+        "policy_check",
+        "escalation",
+        "verification",
+        "gate",
+    }
 )
 
 
@@ -75,6 +83,8 @@ class TaskView:
     """The open escalation the task waits on."""
     proposal_id: str | None = None
     """The proposal in the review queue the task waits on (its recovery or its start)."""
+    resume_session: str | None = None
+    """The gated agent session its next attempt resumes (`gate/suspended`)."""
     escalated_attempt: int = -1
     """The attempt count when the task's last escalation was raised."""
     guidance: str | None = None
@@ -216,6 +226,8 @@ class RunFolder:
             task.suggestion = details.get("suggestion")
         elif kind == "escalation":
             self._escalation(task, record, event)
+        elif kind == "gate":
+            _gate(task, record, event)
         elif kind == "verification":
             entry = state_entry(details, outcome)
             if entry is not None:  # copied on write: views handed out keep what they saw
@@ -287,6 +299,8 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.guidance = None
         task.verifications = {}
         task.rejected_by = task.rejected_reason = None
+        if attempt_kind is not AttemptKind.RESUMED:
+            task.resume_session = None
         return
     if outcome == "skipped":  # done in the plan file: not run, no attempt
         task.outcome = outcome
@@ -319,6 +333,18 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         task.original_failure = task.original_failure or inputs
         if task.recovery_applied:
             task.recovery_succeeded = False
+
+
+def _gate(task: TaskView, record: Mapping[str, Any], event: TaskEvent | None) -> None:
+    """A gated agent's session: suspended on its call's proposal, resumed once it is decided."""
+    if event is TaskEvent.DEFERRED:
+        task.proposal_id = record.get("proposal_id")
+        session = record["details"].get("session_id")
+        task.resume_session = session if isinstance(session, str) else None
+    elif event is TaskEvent.RESUMED:
+        task.proposal_id = None
+        task.next_attempt_kind = AttemptKind.RESUMED
+        task.approved_by = record["details"].get("decided_by")
 
 
 def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:

@@ -47,6 +47,8 @@ class TaskEvent(StrEnum):
     ANSWERED = "answered"  # escalation/resolved with an answer: it may run again
     ABORTED = "aborted"  # escalation/resolved as aborted
     SKIPPED = "skipped"  # execution/skipped: done in the plan file, recorded at the start
+    DEFERRED = "deferred"  # gate/suspended: a gated agent's call waits for a person
+    RESUMED = "resumed"  # gate/resumed: that call is decided; the session may go on
 
 
 _P, _R, _S, _F, _W = (
@@ -82,6 +84,8 @@ TRANSITIONS: Mapping[TaskEvent, Transition] = {
     TaskEvent.ANSWERED: Transition(_P, frozenset({_W})),
     TaskEvent.ABORTED: Transition(_F, frozenset({_W})),
     TaskEvent.SKIPPED: Transition(TaskState.SKIPPED, frozenset({_P})),
+    TaskEvent.DEFERRED: Transition(_W, frozenset({_F})),
+    TaskEvent.RESUMED: Transition(_P, frozenset({_W})),
 }
 _TO: Mapping[TaskEvent, TaskState] = {event: t.to for event, t in TRANSITIONS.items()}
 
@@ -98,6 +102,10 @@ _EVALUATION = {
     "recovery_suggested": TaskEvent.SUGGESTED,
     "recovery_skipped": TaskEvent.NOT_RECOVERED,
 }
+
+TOOL_CALL_KIND = "tool_call"
+"""A proposal decision's `kind` when the proposal is a gated agent's tool call."""
+_GATE = {"suspended": TaskEvent.DEFERRED, "resumed": TaskEvent.RESUMED}
 
 
 EXECUTION_MOVES: Mapping[str, TaskState] = {
@@ -139,6 +147,8 @@ def event_of(
     if decision_type == "recovery_evaluation":
         return _EVALUATION.get(outcome)
     if decision_type == "proposal":
+        if inputs.get("kind") == TOOL_CALL_KIND:
+            return None  # the agent's call: its task moves by gate/suspended and gate/resumed
         if outcome == "approved":
             return TaskEvent.APPROVED_ESCALATED if escalation_open else TaskEvent.APPROVED
         return TaskEvent.REJECTED if outcome == "rejected" else None
@@ -147,6 +157,8 @@ def event_of(
         if outcome == "raised":
             return None if decision == "escalated" else TaskEvent.ESCALATED
         return TaskEvent.ABORTED if decision == "aborted" else TaskEvent.ANSWERED
+    if decision_type == "gate":
+        return _GATE.get(outcome)
     if decision_type == "policy_check" and inputs.get("requires") == "approval":
         return TaskEvent.GATED
     return None

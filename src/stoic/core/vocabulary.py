@@ -116,7 +116,9 @@ OUTCOMES: Mapping[DecisionType, frozenset[str]] = {
     DecisionType.USER: frozenset({"added", "removed", "role_changed", "secret_reset"}),
     # The agent gate's answer to one tool call (DESIGN §15): `proposed` is on record before the
     # wait for a person, and the answer the agent was given follows it.
-    DecisionType.GATE: frozenset({"allowed", "denied", "proposed", "deferred"}),
+    DecisionType.GATE: frozenset(
+        {"allowed", "denied", "proposed", "deferred", "suspended", "resumed"}
+    ),
 }
 
 FAILURE_OUTCOMES: frozenset[tuple[str, str]] = frozenset(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stoic.core.gate_table import gate_rule
 from stoic.core.graph import TaskState
 from stoic.core.policy import SECRET_NAME_PATTERN, check_patterns
 
@@ -231,6 +232,12 @@ class TaskSpec(_Strict):
     http: HttpRequest | None = None
     agent: str | None = Field(None, description="An agent role (DESIGN §11).")
     prompt: str | None = None
+    gate: bool | None = Field(
+        None,
+        description="Gate the agent's tool calls (DESIGN §15): each is allowed, denied or"
+        " proposed by the workspace's [gate] rules (narrowed by meta.gate); a call that waits"
+        " for a person suspends the task, and its session resumes once it is decided.",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     secrets: list[SecretName] | None = Field(
         None,
@@ -350,6 +357,21 @@ class Meta(_Strict):
     secrets: list[SecretName] | None = Field(
         None, description="Secrets every task is given (see a task's `secrets:`)."
     )
+    gate: list[dict[str, Any]] | None = Field(
+        None,
+        description="Gate rules for this plan's gated agents, as [[gate.rules]] in stoic.toml:"
+        " they only narrow the workspace's (a stricter verdict wins, a looser one is ignored).",
+    )
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_rules(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, entry in enumerate(value or ()):
+            rule = gate_rule(entry, f"meta.gate[{index}]")
+            if isinstance(rule, str):
+                raise ValueError(rule)
+        return value
+
     validation: Validation | None = Field(
         None, description="Another orchestrator's validation block, run as verifiers."
     )

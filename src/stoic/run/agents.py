@@ -9,7 +9,8 @@ configured output patterns that recognise "rate limit" text.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from stoic.core.agents import (
     BUILTIN_PROFILES,
@@ -21,6 +22,7 @@ from stoic.core.agents import (
 )
 from stoic.plan.loader import Plan, PlanError
 from stoic.plan.models import TaskSpec, Verifier
+from stoic.run.agent_gate import RESUME_VARIABLE, gate_arguments, resume_prompt
 from stoic.run.attempt import Attempt
 from stoic.store.config import AgentSettings
 
@@ -48,6 +50,7 @@ class AgentSetup:
         for name, profile in settings.profiles.items():
             self.profiles[name] = Profile(name, tuple(profile.tools), Approval(profile.approval))
         self.roles: dict[str, str] = {**BUILTIN_ROLES, **settings.roles}
+        self.gated_profiles = {name for name, p in settings.profiles.items() if p.gate}
 
     # -- resolving ---------------------------------------------------------------------------
 
@@ -84,11 +87,27 @@ class AgentSetup:
         }
         return [part.format_map(values) for part in self.settings.agent_cli]
 
-    def command_for(self, spec: TaskSpec, attempt: Attempt) -> tuple[list[str], dict[str, str]]:
-        """The agent CLI's command line for an attempt, and what its environment adds."""
+    def gated(self, spec: TaskSpec) -> bool:
+        """Whether the task's agent has its tool calls gated: as the task says, else as its
+        profile does."""
+        if spec.agent is None or spec.gate is not None:
+            return bool(spec.gate)
+        try:
+            return self.choose(spec.agent, agent_text(spec)).profile.name in self.gated_profiles
+        except ValueError:
+            return False  # an unknown role is refused before the run
+
+    def command_for(
+        self, spec: TaskSpec, attempt: Attempt, narrowing: Sequence[Mapping[str, Any]] = ()
+    ) -> tuple[list[str], dict[str, str]]:
+        """The agent CLI's command line for an attempt, and what its environment adds; for a
+        gated agent, its hook's settings, and the session a resumed attempt goes on with."""
         assert spec.agent is not None
         choice = self.choose(spec.agent, agent_text(spec))
         prompt = spec.prompt or spec.description or spec.name or spec.id
+        resumed = attempt.env.get(RESUME_VARIABLE)
+        if resumed:
+            prompt = resume_prompt(resumed)
         extra = []
         if attempt.env.get("STOIC_GUIDANCE"):
             extra.append(f"Guidance from a person: {attempt.env['STOIC_GUIDANCE']}")
@@ -107,7 +126,14 @@ class AgentSetup:
             "STOIC_AGENT_APPROVAL": choice.profile.approval.value,
             "STOIC_AGENT_TOOLS": ",".join(choice.profile.tools),
         }
-        return self.argv(choice, prompt, spec.id), env
+        argv = self.argv(choice, prompt, spec.id)
+        if self.gated(spec):
+            added, gate_env = gate_arguments(attempt, narrowing)
+            argv += added
+            env |= gate_env
+        if resumed:
+            argv += ["--resume", resumed]
+        return argv, env
 
     def verifier_command(
         self, verifier: Verifier, task_id: str
@@ -139,6 +165,15 @@ class AgentSetup:
         for spec in plan.tasks:
             line, column = plan.task_positions.get(spec.id, (1, 1))
             checks: list[tuple[str, str]] = []
+            if spec.gate and spec.agent is None:
+                errors.append(
+                    PlanError(
+                        line,
+                        column,
+                        f"task {spec.id!r} has gate: true but runs no agent",
+                        "gate: is for agent: tasks (their tool calls are gated)",
+                    )
+                )
             if spec.agent is not None:
                 if spec.id not in done:
                     first_agent = first_agent or (line, column)

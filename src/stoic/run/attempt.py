@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.failure import Deferral, Failure, FailureKind, Partial
 from stoic.core.task_outputs import OUTPUTS_HARD_CAP, LongInteger, refuse_long_integers
 from stoic.core.verification import VerificationOutcome
 from stoic.store.confined import LinkRefused, open_at, open_confined
@@ -80,6 +80,8 @@ class ResultFile:
     """The decision the task handed to a person (`{"escalate": {…}}`)."""
     escalation_error: str | None = None
     """Why the task's escalation request cannot be raised (two questions, an unknown mode …)."""
+    deferral: Deferral | None = None
+    """The call its gated agent's session stopped on (`{"deferred": {…}}`, the gate's)."""
 
     @property
     def failure(self) -> Failure | None:
@@ -132,6 +134,12 @@ def parse_result_file(raw: bytes) -> ResultFile:
     steps = data.get("steps_completed")
     if steps is not None and (not isinstance(steps, int) or steps < 0):
         return ResultFile(data=data, error="`steps_completed` must be a whole number ≥ 0")
+    if "deferred" in data:
+        deferred = data["deferred"]
+        ids = [deferred.get(k) if isinstance(deferred, dict) else None for k in _DEFERRAL_KEYS]
+        if not all(isinstance(value, str) and value for value in ids):
+            return ResultFile(data=data, error="`deferred` must name proposal_id and session_id")
+        return ResultFile(data=data, deferral=Deferral(str(ids[0]), str(ids[1])))
     if "escalate" in data:
         try:
             request = EscalationRequest.from_json(data["escalate"])
@@ -140,6 +148,8 @@ def parse_result_file(raw: bytes) -> ResultFile:
         return ResultFile(data=data, escalation=request)
     return ResultFile(data=data)
 
+
+_DEFERRAL_KEYS = ("proposal_id", "session_id")
 
 RESULT_FILE_LIMIT = 64 * 1024
 """A result file is kept in its attempt's end record, so it is small (as a Python value) —
@@ -283,6 +293,14 @@ def combine(failure: Failure | None, result: ResultFile | None) -> Failure | Non
     recorded but the exit status decides. A request to escalate turns the attempt into an
     `escalated` failure (the task waits for a person); one that cannot be raised fails it.
     """
+    if result is not None and result.deferral is not None:
+        deferral = result.deferral
+        return Failure(
+            FailureKind.DEFERRED,
+            f"the agent's session stopped: its call {deferral.proposal_id} waits for a person",
+            exit_code=failure.exit_code if failure is not None else None,
+            deferral=deferral,
+        )
     if result is not None and (result.escalation or result.escalation_error):
         return _escalation_failure(failure, result)
     reported = result.failure if result is not None and result.error is None else None

@@ -56,6 +56,7 @@ def start_decision(
         AttemptKind.FIRST: "started" + (f" (approved by {approved_by})" if approved_by else ""),
         AttemptKind.AUTOMATIC_RETRY: "started (automatic retry after R1)",
         AttemptKind.APPROVED_RECOVERY: f"started (recovery approved by {approved_by})",
+        AttemptKind.RESUMED: f"resumed (its agent's call was decided by {approved_by})",
     }[kind]
     return Decision(
         decision_type="execution",

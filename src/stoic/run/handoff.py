@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from stoic.core import next_steps
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind
+from stoic.core.failure import Deferral, Failure, FailureKind
+from stoic.core.gate import TOOL_CALL_TYPE
 from stoic.core.graph import RunStatus, TaskState
 from stoic.core.notifications import Event
 from stoic.core.pause import growth_flag
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from stoic.run.run_end import RunReport
 
 __all__ = ["Handoff"]
+
+_DECIDED = frozenset({"approved", "rejected", "executed"})
 
 
 class Handoff:
@@ -148,6 +151,85 @@ class Handoff:
                 if failure.escalation is not None:
                     with contextlib.suppress(UsageError):
                         self.escalate(task_id, failure.escalation)
+
+    # -- a gated agent's session (DESIGN §15) ------------------------------------------------
+
+    def suspend(self, task_id: str, deferral: Deferral) -> None:
+        """The task waits, suspended, on the tool-call proposal its session stopped on — only
+        a proposal the gate made for this run's task: a result file naming another leaves the
+        failure standing."""
+        with self.workspace.transaction():
+            proposal = Queue(self.workspace).state().proposals.get(deferral.proposal_id)
+            if proposal is None or proposal.type != TOOL_CALL_TYPE:
+                return
+            if self.run_id not in proposal.sources or task_id not in proposal.sources:
+                return
+            self.workspace.record(
+                "gate",
+                "suspended",
+                f"task {task_id} waits for a person to decide {proposal.id}; its agent's"
+                f" session {deferral.session_id} resumes once it is decided",
+                actor=made.ACTOR,
+                trigger="reactive",
+                run_id=self.run_id,
+                task_id=task_id,
+                proposal_id=proposal.id,
+                details={"session_id": deferral.session_id},
+            )
+        self._catch_up()
+
+    def suspend_owed(self) -> None:
+        """Suspensions a dead runner owed: its session deferred, the failure was evaluated,
+        and it died before the suspension was recorded."""
+        for task_id, task in list(self.folder.tasks.items()):
+            if (
+                task.state is TaskState.FAILED
+                and not task.awaiting_evaluation
+                and task.outcome == "failed"
+                and task.failure is not None
+                and task.failure.get("failure_kind") == FailureKind.DEFERRED.value
+            ):
+                deferral = Failure.from_json(dict(task.failure)).deferral
+                if deferral is not None:
+                    self.suspend(task_id, deferral)
+
+    def resume_decided(self) -> None:
+        """Each suspended session whose call a person has decided may go on: approved, the
+        gate allows that call when the session makes it again; rejected, it denies it with
+        the reviewer's reason, and the agent takes another way."""
+        resumed = False
+        with self.workspace.transaction():
+            proposals = Queue(self.workspace).state().proposals
+            for task_id, task in list(self.folder.tasks.items()):
+                if task.state is not TaskState.SUSPENDED or not task.resume_session:
+                    continue
+                proposal = proposals.get(task.proposal_id or "")
+                if proposal is None or proposal.status.value not in _DECIDED:
+                    continue
+                decided_by = (proposal.decision or {}).get("by")
+                self.workspace.record(
+                    "gate",
+                    "resumed",
+                    f"{proposal.id} was {proposal.status.value}: task {task_id}'s session"
+                    f" {task.resume_session} goes on",
+                    actor=made.ACTOR,
+                    trigger="reactive",
+                    run_id=self.run_id,
+                    task_id=task_id,
+                    proposal_id=proposal.id,
+                    details={
+                        "session_id": task.resume_session,
+                        "decision": proposal.status.value,
+                        "decided_by": decided_by,
+                    },
+                )
+                resumed = True
+        if resumed:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        for record in self.workspace.records(run_id=self.run_id, since_seq=self.folder.last_seq):
+            self.folder.feed(record._asdict())
 
     def run_ended(self, report: RunReport, reason: str) -> None:
         """Run completed, failed (with the blocked list) or waiting: notifiers hear of it."""

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from stoic.core.failure import Failure, FailureKind, OutputPatterns, kind_from_output
 from stoic.core.policy import mask_secrets
@@ -45,7 +46,11 @@ class Launcher:
         agents: AgentSetup,
         user: TaskUser | None = None,
         check_timeout: float | None = None,
+        gate_rules: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        self.gate_rules = list(gate_rules)
+        """The plan's `meta.gate` rules: what its gated agents' hooks narrow the workspace's
+        rules with."""
         self.base_env = base_env
         self.user = user
         """Who every process of a task runs as (runner.task_user), or stoic's own user."""
@@ -94,7 +99,7 @@ class Launcher:
         if spec.http is not None:
             return HttpAttempt(spec.http, attempt, self.pool)
         if spec.agent is not None:
-            argv, env = self.agents.command_for(spec, attempt)
+            argv, env = self.agents.command_for(spec, attempt, self.gate_rules)
             return self._command(argv, attempt.with_env(env), False, alone=alone)
         raise AssertionError(f"task {spec.id} has nothing to run")  # refused before the run
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Failure, FailureKind, Partial, compile_patterns
+from stoic.core.failure import Deferral, Failure, FailureKind, Partial, compile_patterns
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent
 from stoic.core.records import Decision, Record
@@ -30,6 +30,7 @@ from stoic.core.scheduling import Admission, Finish, Scheduler, Start
 from stoic.plan.loader import Plan, PlanInvalid
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
+from stoic.run.agent_gate import RESUME_VARIABLE
 from stoic.run.agents import AgentSetup
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
@@ -98,6 +99,7 @@ class _Evaluated:
     index: int
     decision: RecoveryDecision
     escalation: EscalationRequest | None = None
+    deferral: Deferral | None = None
 
 
 class Runner:
@@ -181,6 +183,7 @@ class Runner:
             agents=agents,
             user=self.task_user,
             check_timeout=settings.runner.default_timeout_seconds,
+            gate_rules=meta.gate or (),
         )
         self.output_patterns = compile_patterns(settings.recovery.output_patterns.items())
         self.handoff = Handoff(workspace, files.run_id, folder, self.specs)
@@ -253,6 +256,8 @@ class Runner:
             for later in self.workspace.records(run_id=run_id, since_seq=self.folder.last_seq):
                 self.folder.feed(later._asdict())
         self.handoff.escalate_owed()
+        self.handoff.suspend_owed()
+        self.handoff.resume_decided()
 
     def already_ended(self, since_seq: int) -> RunReport | None:
         """The run's end, reported again, if the log already holds it (see `recorded_end`)."""
@@ -432,7 +437,8 @@ class Runner:
         ids = self.plan.graph.ids
         for verdict in step.evaluated:
             index = verdict.index
-            core.decided(index, verdict.decision, verdict.escalation is not None, time.monotonic())
+            waits = verdict.escalation is not None or verdict.deferral is not None
+            core.decided(index, verdict.decision, waits, time.monotonic())
             if verdict.decision.recovery_class is RecoveryClass.R2:
                 self.handoff.propose(ids[index], "recovery")
         for item, result, outcome in ended:
@@ -448,6 +454,8 @@ class Runner:
         for verdict in step.evaluated:  # after the attempt's end is reported
             if verdict.escalation is not None:
                 self.handoff.escalate(ids[verdict.index], verdict.escalation)
+            if verdict.deferral is not None:
+                self.handoff.suspend(ids[verdict.index], verdict.deferral)
         for index in step.waiting:
             self.reporter.attempt_halted(ids[index], "waiting for approval")
             self.handoff.propose(ids[index], "approval")
@@ -520,7 +528,7 @@ class Runner:
             unrecorded,
             run_cost_unrecorded,
         )
-        return record, _Evaluated(item.index, decision, failure.escalation)
+        return record, _Evaluated(item.index, decision, failure.escalation, failure.deferral)
 
     # -- attempts ----------------------------------------------------------------------------
 
@@ -534,6 +542,8 @@ class Runner:
             env["STOIC_HINT"] = task.hint
         if task is not None and task.guidance:
             env["STOIC_GUIDANCE"] = task.guidance
+        if task is not None and kind is AttemptKind.RESUMED and task.resume_session:
+            env[RESUME_VARIABLE] = task.resume_session
         timeout, timeout_default = self.default_timeouts.of(spec)
         attempt = Attempt(
             run_id=self.files.run_id,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stoic.core.graph import Analysis, RunStatus
+from stoic.core.graph import Analysis, RunStatus, TaskState
 from stoic.core.records import GENESIS_HASH
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.vocabulary import LIFECYCLE_OUTCOME
@@ -97,10 +97,14 @@ class Surveyor:
         """Runs their records leave as they are (no reason, whoever holds them), by the seq
         of their last record: a run's reason is a function of its fold, so it is asked again
         only once the run has a new record."""
+        self.decided_calls: set[str] = set()
+        """Tool-call proposals a person decided: a gated agent's session suspended on one goes
+        on, though the decision is no record of its run."""
 
     def survey(self, workspace: Workspace) -> Survey:
         if not holds(workspace, Head(self.seq, self.hash)):  # cut, or rewritten past it
             self.folders, self.seq, self.hash, self.quiet = {}, 0, GENESIS_HASH, {}
+            self.decided_calls = set()
         self._feed(workspace)
         head = self.seq
         if workspace.status().paused is not None:
@@ -109,6 +113,26 @@ class Surveyor:
             self.plans = RunPlans(workspace)
         found = []
         for folder in self.folders.values():
+            decided_call = next(
+                (
+                    task.proposal_id
+                    for task in folder.tasks.values()
+                    if task.state is TaskState.SUSPENDED
+                    and task.resume_session
+                    and task.proposal_id in self.decided_calls
+                ),
+                None,
+            )
+            if decided_call is not None:
+                why = _unless_taken(
+                    workspace,
+                    folder.run_id,
+                    f"{decided_call}, the tool call a gated agent's session waits on, is decided",
+                    head,
+                )
+                if why is not None:
+                    found.append(TakeUp(folder.run_id, why, folder.last_seq))
+                continue
             if self.quiet.get(folder.run_id) == folder.last_seq:
                 continue
             plan = self.plans.of(folder)
@@ -128,6 +152,12 @@ class Surveyor:
         for record in workspace.records(since_seq=self.seq):
             self.seq, self.hash = record.seq, record.hash
             run_id = record.run_id
+            if (
+                record.decision_type == "proposal"
+                and record.decision_outcome in ("approved", "rejected")
+                and record.decision_inputs.get("kind") == "tool_call"
+            ):
+                self.decided_calls.add(str(record.proposal_id))
             if run_id is None:
                 continue
             folder = self.folders.get(run_id)

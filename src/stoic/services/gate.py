@@ -33,6 +33,7 @@ from stoic.services.gate_call import (
     judge,
     read_hook_call,
 )
+from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "GateAnswer",
     "HookCall",
     "check_call",
+    "note_deferral",
     "read_hook_call",
 ]
 
@@ -129,6 +131,22 @@ def check_call(
     else:
         proposal = earlier
     return _wait(workspace, proposal.id, answer, defer, wait_seconds)
+
+
+def note_deferral(result_file: Path, proposal_id: str, session_id: str) -> None:
+    """From inside a gated agent's task, before the call is deferred: tell its runner, in the
+    task's result file, which proposal the session stops on, so the task is suspended on it
+    (not taken as done) and the session resumed once it is decided."""
+    data: dict[str, object] = {}
+    if result_file.exists():
+        try:
+            loaded = orjson.loads(result_file.read_bytes())
+        except orjson.JSONDecodeError:
+            loaded = None  # the agent's own bytes: the deferral must still be told
+        if isinstance(loaded, dict):
+            data = loaded
+    data["deferred"] = {"proposal_id": proposal_id, "session_id": session_id}
+    atomic_write(result_file, orjson.dumps(data), root=result_file.parent)
 
 
 def _summary(call: HookCall, sha256: str) -> str:

@@ -165,6 +165,9 @@ class ProfileSettings(_Section):
     approval: Literal["interactive", "accept-edits", "plan-only", "bypass"] = Field(
         ..., description="How each tool call is approved."
     )
+    gate: bool = Field(
+        False, description="Gate each tool call of agents of this profile (a task's gate:)."
+    )
 
 
 class AgentSettings(_Section):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core import next_steps
+from stoic.core.gate import TOOL_CALL_TYPE
 from stoic.core.notifications import Event
 from stoic.core.proposals import (
     Proposal,
@@ -147,6 +148,12 @@ def _caught_up(workspace: Workspace, state: QueueState) -> None:
     workspace.queue_cache = (state, tail.good_end)
     if state.unsaved >= snapshot.WRITE_AFTER:  # a long-lived process saves it now and then
         snapshot.write_snapshot(workspace, state, tail.good_end, tail.last_seq)
+
+
+_TASK_KINDS = {"recovery": "recovery", TOOL_CALL_TYPE: TOOL_CALL_TYPE}
+"""What deciding a task's proposal does to its task: a recovery or a start lets it run; a
+tool call (the gate's, made from inside the task) is its agent's, and moves the task only
+through the gate's own records (DESIGN §15)."""
 
 
 class Queue:
@@ -320,7 +327,7 @@ class Queue:
                 inputs={
                     "from": current.status.value,
                     **(
-                        {"kind": "recovery" if current.type == "recovery" else "start"}
+                        {"kind": _TASK_KINDS.get(current.type, "start")}
                         if current.task_id is not None
                         else {}
                     ),
