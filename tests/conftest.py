@@ -69,6 +69,14 @@ def run_stoic_process(
 
 
 @pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository folder an agent works in (the gate's tests)."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def ws_path(tmp_path: Path) -> Path:
     path = tmp_path / "ws"
     stoic.Workspace.init(path).close()

@@ -43,13 +43,6 @@ DOCUMENTED = {
 }
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    return path
-
-
 def _payload(repo: Path, tool: str = "Bash", **tool_input: Any) -> bytes:
     return orjson.dumps(
         DOCUMENTED | {"cwd": str(repo), "tool_name": tool, "tool_input": tool_input}

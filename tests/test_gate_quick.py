@@ -27,13 +27,6 @@ from tests.conftest import STOIC_BIN
 from tests.test_gate_hook import DOCUMENTED
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    return path
-
-
 def _call(repo: Path, tool: str = "Bash", **tool_input: Any) -> Any:
     payload = DOCUMENTED | {"cwd": str(repo), "tool_name": tool, "tool_input": tool_input}
     call = read_hook_call(orjson.dumps(payload))
