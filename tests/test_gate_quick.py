@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import stoic
-from stoic.cli.gate_hook import NARROWING_VARIABLE, answer_hook, narrowing_rules
+from stoic.cli.gate_hook import answer_hook
 from stoic.core.gate_table import DEFAULT_GATE_RULES, GateTable, gate_table
+from stoic.core.gate_wire import NARROWING_VARIABLE, narrowing_rules
 from stoic.services import queue
 from stoic.services.gate_call import read_hook_call
 from stoic.services.gate_quick import quick_answer

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 
 import stoic
-from stoic.cli import gate_hook
-from stoic.run import agent_gate
 from stoic.services import queue
 from tests.conftest import run_stoic_process
 
@@ -225,7 +223,3 @@ def test_gate_on_a_task_without_an_agent_is_refused(agent: dict[str, Any]) -> No
     )
     refused = _stoic(agent, "run", str(agent["repo"] / "plan.yaml"))
     assert refused.returncode == 2 and "runs no agent" in refused.stderr
-
-
-def test_the_environment_variable_the_runner_sets_is_the_one_the_hook_reads() -> None:
-    assert agent_gate.NARROWING_VARIABLE == gate_hook.NARROWING_VARIABLE

@@ -97,10 +97,11 @@ def test_a_name_that_could_be_a_path_or_hide_text_is_refused(workspace: Path, na
     assert not (workspace / "users").exists()
 
 
-def test_the_agent_role_is_not_yet_and_unknown_roles_are_refused(workspace: Path) -> None:
-    assert "not yet" in _cli(workspace, "users", "add", "gate", "--role", "agent", code=2)
+def test_unknown_roles_are_refused_and_an_agent_gets_a_token(workspace: Path) -> None:
     assert "unknown role" in _cli(workspace, "users", "add", "x", "--role", "root", code=2)
     assert _log(workspace) == []
+    printed = _cli(workspace, "users", "add", "gate", "--role", "agent")
+    assert "token for the gate's HTTP hook" in printed and "gate:" in printed
 
 
 def test_a_second_add_of_one_name_is_refused(workspace: Path) -> None:

@@ -20,30 +20,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
+from stoic.core.gate_table import MAX_GATE_WAIT_SECONDS
+from stoic.core.gate_wire import NARROWING_VARIABLE, hook_output, narrowing_rules
 
-from stoic.core.gate import GateRule
-from stoic.core.gate_table import MAX_GATE_WAIT_SECONDS, gate_rule
-
-__all__ = ["NARROWING_VARIABLE", "answer_hook", "hook_output", "main", "narrowing_rules"]
+__all__ = ["answer_hook", "main"]
 
 USAGE = (
     "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--repo DIR] [--defer]"
     " [--wait SECONDS]"
 )
-
-
-def hook_output(decision: str, reason: str) -> bytes:
-    """The hook's answer as Claude Code reads it."""
-    return orjson.dumps(
-        {
-            "hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": decision,
-                "permissionDecisionReason": reason,
-            }
-        }
-    )
 
 
 def _agent(given: str | None) -> str:
@@ -88,14 +73,7 @@ def answer_hook(
         with Workspace.open(workspace_path) as workspace:
             problem = call if isinstance(call, str) else narrowing
             if isinstance(problem, str):
-                workspace.record(
-                    "gate",
-                    "denied",
-                    f"denied unread: {problem}",
-                    actor="system:gate",
-                    trigger="reactive",
-                    inputs={"agent": who, "problem": problem, "bytes": len(raw)},
-                )
+                gate.deny_unread(workspace, problem, agent=who, size=len(raw))
                 return "deny", f"stoic's gate: {problem}"
             assert not isinstance(call, str) and not isinstance(narrowing, str)
             answered = gate.check_call(
@@ -116,26 +94,6 @@ def answer_hook(
     except Exception as exc:  # a confused gate denies: never an allow by accident
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return "deny", f"stoic's gate could not decide, so it denies: {first}"
-
-
-NARROWING_VARIABLE = "STOIC_GATE_RULES"
-"""The plan's `meta.gate` rules, as JSON, in the environment stoic starts a gated agent with:
-the agent's own tools cannot change its parent's environment, as they could a file."""
-
-
-def narrowing_rules(text: str | None) -> tuple[GateRule, ...] | str:
-    """A plan's rules from the environment (none when unset), or what is wrong with them."""
-    if not text:
-        return ()
-    try:
-        entries = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return f"{NARROWING_VARIABLE} is not JSON"
-    if not isinstance(entries, list):
-        return f"{NARROWING_VARIABLE} is not a list of rules"
-    rules = [gate_rule(entry, f"the plan's meta.gate[{n}]") for n, entry in enumerate(entries)]
-    problem = next((rule for rule in rules if isinstance(rule, str)), None)
-    return problem if problem is not None else tuple(r for r in rules if not isinstance(r, str))
 
 
 @dataclass(frozen=True, slots=True)

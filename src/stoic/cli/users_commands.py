@@ -11,7 +11,7 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo, echo_json
 from stoic.core import next_steps
-from stoic.core.users import ROLES
+from stoic.core.users import AGENT_ROLE, ROLES
 from stoic.services import users
 
 __all__ = ["register", "users_app"]
@@ -24,7 +24,15 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON."
 Name = Annotated[
     str, typer.Argument(help="The user's name: a-z, 0-9, '.', '_', '-'.", show_default=False)
 ]
-RoleOption = Annotated[str, typer.Option("--role", help="One of: " + ", ".join(ROLES) + ".")]
+RoleOption = Annotated[
+    str,
+    typer.Option(
+        "--role",
+        help="One of: "
+        + ", ".join(ROLES)
+        + f"; or {AGENT_ROLE}: a token for the gate's HTTP hook, never a console login.",
+    ),
+]
 
 users_app = typer.Typer(
     name="users",
@@ -39,9 +47,18 @@ def _print_json(document: dict[str, Any] | list[dict[str, Any]]) -> None:
 
 def _issued(issued: users.Issued, as_json: bool, what: str) -> None:
     if as_json:
-        _print_json(
-            {"name": issued.name, "role": issued.role, "secret": issued.secret, "seq": issued.seq}
-        )
+        document: dict[str, Any] = {
+            "name": issued.name,
+            "role": issued.role,
+            "secret": issued.secret,
+            "seq": issued.seq,
+        }
+        _print_json(document | ({"token": issued.token} if issued.token else {}))
+        return
+    if issued.token is not None:
+        echo(f"{what} {issued.name} (agent). Its one-time token for the gate's HTTP hook, shown")
+        echo("only now (the hook sends it as `Authorization: Bearer TOKEN`):")
+        echo(issued.token)
         return
     echo(f"{what} {issued.name} ({issued.role}). Their one-time secret, shown only now:")
     echo(issued.secret)

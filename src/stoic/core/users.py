@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AGENT_ROLE",
     "NAME_PATTERN",
     "ROLES",
     "User",
     "UserDirectory",
     "name_problem",
+    "role_change_problem",
     "role_problem",
 ]
 
@@ -27,7 +29,9 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ROLES = ("reviewer", "operator", "admin")
 """The roles a person can hold, each allowed what the ones before it are."""
 
-RESERVED_ROLES = {"agent": "the agent role is reserved for the gate, which does not exist yet"}
+AGENT_ROLE = "agent"
+"""Not a person: an agent whose secret is a token for the gate's HTTP hook. It never logs in
+to the console and never decides; it is on record as `agent:<name>`."""
 
 
 def name_problem(name: str) -> str | None:
@@ -42,11 +46,21 @@ def name_problem(name: str) -> str | None:
 
 
 def role_problem(role: str) -> str | None:
-    """Why `role` cannot be given to a person, or None."""
-    if role in RESERVED_ROLES:
-        return f"not yet: {RESERVED_ROLES[role]}"
-    if role not in ROLES:
-        return f"unknown role {role!r} (allowed: {', '.join(ROLES)})"
+    """Why `role` cannot be given to a user, or None."""
+    if role not in ROLES and role != AGENT_ROLE:
+        return f"unknown role {role!r} (allowed: {', '.join((*ROLES, AGENT_ROLE))})"
+    return None
+
+
+def role_change_problem(name: str, role: str, new_role: str) -> str | None:
+    """Why `name` cannot go from `role` to `new_role`, or None: an agent's token must never
+    become a person's login, nor a person's secret an agent's token."""
+    if (role == AGENT_ROLE) != (new_role == AGENT_ROLE):
+        was, becomes = ("an agent", "a person") if role == AGENT_ROLE else ("a person", "an agent")
+        return (
+            f"{name} is {was} and cannot become {becomes}: remove them and add the other"
+            " (a new secret is issued)"
+        )
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core.gate_wire import NARROWING_VARIABLE
 from stoic.run.attempt import Attempt
 from stoic.store.atomic import atomic_write
 
@@ -31,8 +32,6 @@ __all__ = [
     "resume_prompt",
 ]
 
-NARROWING_VARIABLE = "STOIC_GATE_RULES"
-"""Named again in `stoic.cli.gate_hook`, which reads it (a test checks the two agree)."""
 RESUME_VARIABLE = "STOIC_RESUME_SESSION"
 HOOK_TIMEOUT_SECONDS = 600
 """Claude Code's own bound on a command hook; the gate answers well before it (570 s)."""

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from stoic import __version__
-from stoic.server import access, metrics
+from stoic.server import access, gate_hook, metrics
 from stoic.server.console import console_of
 from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
@@ -52,6 +52,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {"status": "ok", "version": __version__, "records": head.seq}
 
     app.include_router(metrics.router)
+    app.state.agent_tokens = gate_hook.AgentTokens()
+    app.include_router(gate_hook.router)
 
     install_console(app)
     return app

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stoic.core.users import AGENT_ROLE
 from stoic.server.access_render import client_address, page
 from stoic.server.auth import COOKIE, check_csrf, session_of, sessions_of
 from stoic.server.sessions import SESSION_SECONDS, Person, Role, Session
@@ -108,6 +109,9 @@ def login(
     if user is None:
         return _login_page(request, {"error": WRONG, "name": name}, status_code=401)
     throttle.succeeded(keys, admission)
+    if user.role == AGENT_ROLE:  # its secret is right, and it is not a person's
+        why = f"{user.name} is an agent: its token is for the gate, not the console"
+        return _login_page(request, {"error": why, "name": name}, status_code=403)
     person = Person(user.name, Role(user.role))
     session = sessions_of(request).open(person, issued_seq=user.issued_seq)
     response = RedirectResponse("/", status_code=303)

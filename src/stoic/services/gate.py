@@ -14,8 +14,10 @@ person is denied: a pause stops the queue's growth.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -41,12 +43,18 @@ __all__ = [
     "Answer",
     "GateAnswer",
     "HookCall",
+    "Waiting",
+    "begin_call",
     "check_call",
+    "deny_unread",
+    "give_up",
+    "look",
     "note_deferral",
     "read_hook_call",
 ]
 
-_POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2
+"""How often a waiting call looks for its decision."""
 
 
 def _action(call: HookCall, cwd: str) -> list[str]:
@@ -69,20 +77,43 @@ def _earlier(workspace: Workspace, action: list[str]) -> Proposal | None:
     return found
 
 
-def check_call(
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A call sent to a person: its proposal, the inputs of the record its answer will be, and
+    when the wait for a decision ends (`time.monotonic()`)."""
+
+    proposal_id: str
+    inputs: Mapping[str, Any]
+    ends_at: float
+
+
+def _answer(
+    workspace: Workspace,
+    inputs: Mapping[str, Any],
+    said: Answer,
+    reason: str,
+    proposal: str | None = None,
+    outcome: str | None = None,
+) -> GateAnswer:
+    decision = gate_decision(outcome or OUTCOME[said], reason, inputs, proposal)
+    record = workspace.record_many([decision])[0]
+    return GateAnswer(said, reason, proposal, record.seq)
+
+
+def begin_call(
     workspace: Workspace,
     call: HookCall,
     *,
     agent: str,
     run_id: str | None = None,
     task_id: str | None = None,
-    defer: bool = False,
     wait_seconds: float | None = None,
     repository: Path | None = None,
     narrowing: Sequence[GateRule] = (),
-) -> GateAnswer:
-    """Decide `call` for the agent `agent` (`agent:<name>`), on record. `repository` pins
-    what "inside" means; without it, the session's `cwd` — which the agent can move — does."""
+) -> GateAnswer | Waiting:
+    """The rules' answer to `call`, on record — or, for a call they send to a person, its
+    proposal (made now, or found: the same call again) to wait on with `look` and `give_up`,
+    so that a server can wait without holding the workspace."""
     if not agent.startswith("agent:"):
         raise UsageError(f"the gate answers agents (agent:<name>), not {agent!r}")
     judged = judge(
@@ -95,26 +126,18 @@ def check_call(
         task_id=task_id,
     )
     verdict, inputs = judged.verdict, judged.inputs | {"agent": agent}
-
-    def answer(
-        said: Answer, reason: str, proposal: str | None = None, outcome: str | None = None
-    ) -> GateAnswer:
-        decision = gate_decision(outcome or OUTCOME[said], reason, inputs, proposal)
-        record = workspace.record_many([decision])[0]
-        return GateAnswer(said, reason, proposal, record.seq)
-
     if verdict is None:
-        return answer(Answer.DENY, str(judged.refusal))
+        return _answer(workspace, inputs, Answer.DENY, str(judged.refusal))
     if verdict.verdict is Verdict.ALLOW:
-        return answer(Answer.ALLOW, verdict.reason)
+        return _answer(workspace, inputs, Answer.ALLOW, verdict.reason)
     if verdict.verdict is Verdict.DENY:
-        return answer(Answer.DENY, verdict.reason)
+        return _answer(workspace, inputs, Answer.DENY, verdict.reason)
     paused = workspace.status_folded().paused
     if paused is not None:
-        return answer(Answer.DENY, f"paused: {paused.get('reason')}")
+        return _answer(workspace, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
     action = _action(call, judged.call.cwd)
-    earlier = _earlier(workspace, action)  # decided already: the wait's first look answers
-    if earlier is None:
+    proposal = _earlier(workspace, action)  # decided already: the wait's first look answers
+    if proposal is None:
         proposal = queue.propose(
             workspace,
             title=f"{agent} asks to run {call.tool_name}"[:200],
@@ -127,10 +150,83 @@ def check_call(
             origin="gate",
         )
         reason = f"{proposal.id} waits for a person: {verdict.reason}"
-        answer(Answer.DEFER, reason, proposal.id, outcome="proposed")
+        _answer(workspace, inputs, Answer.DEFER, reason, proposal.id, outcome="proposed")
+    budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
+    return Waiting(proposal.id, inputs, time.monotonic() + budget)
+
+
+def look(workspace: Workspace, waiting: Waiting) -> GateAnswer | None:
+    """The answer, on record, once a person has decided the call's proposal; else None."""
+    proposal = queue.get(workspace, waiting.proposal_id)
+    if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
+        said = f"{proposal.id} was approved for exactly this input"
+        return _answer(workspace, waiting.inputs, Answer.ALLOW, said, proposal.id)
+    if proposal.status is ProposalStatus.REJECTED:
+        why = (proposal.decision or {}).get("reason") or "no reason given"
+        said = f"{proposal.id} was rejected: {why}"
+        return _answer(workspace, waiting.inputs, Answer.DENY, said, proposal.id)
+    return None
+
+
+def give_up(workspace: Workspace, waiting: Waiting, *, defer: bool) -> GateAnswer:
+    """The answer, on record, when no one decided in time: deferred, or denied naming the
+    proposal that waits."""
+    said = f"{waiting.proposal_id} waits for a person"
+    if defer:
+        said, answer = f"{said}: the call is deferred until it is decided", Answer.DEFER
     else:
-        proposal = earlier
-    return _wait(workspace, proposal.id, answer, defer, wait_seconds)
+        said, answer = f"{said}: try again once it is decided", Answer.DENY
+    return _answer(workspace, waiting.inputs, answer, said, waiting.proposal_id)
+
+
+def check_call(
+    workspace: Workspace,
+    call: HookCall,
+    *,
+    agent: str,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    defer: bool = False,
+    wait_seconds: float | None = None,
+    repository: Path | None = None,
+    narrowing: Sequence[GateRule] = (),
+) -> GateAnswer:
+    """Decide `call` for the agent `agent` (`agent:<name>`), on record, waiting here for a
+    person where the rules say so. `repository` pins what "inside" means; without it, the
+    session's `cwd` — which the agent can move — does."""
+    begun = begin_call(
+        workspace,
+        call,
+        agent=agent,
+        run_id=run_id,
+        task_id=task_id,
+        wait_seconds=wait_seconds,
+        repository=repository,
+        narrowing=narrowing,
+    )
+    if isinstance(begun, GateAnswer):
+        return begun
+    while True:
+        decided = look(workspace, begun)
+        if decided is not None:
+            return decided
+        left = begun.ends_at - time.monotonic()
+        if left <= 0:
+            return give_up(workspace, begun, defer=defer)
+        time.sleep(min(POLL_SECONDS, left))
+
+
+def deny_unread(workspace: Workspace, problem: str, *, agent: str, size: int) -> GateAnswer:
+    """A payload the gate could not read (or rules it could not use), denied on record."""
+    record = workspace.record(
+        "gate",
+        "denied",
+        f"denied unread: {problem}",
+        actor="system:gate",
+        trigger="reactive",
+        inputs={"agent": agent, "problem": problem, "bytes": size},
+    )
+    return GateAnswer(Answer.DENY, problem, None, record.seq)
 
 
 def note_deferral(result_file: Path, proposal_id: str, session_id: str) -> None:
@@ -156,32 +252,3 @@ def _summary(call: HookCall, sha256: str) -> str:
         f" {call.session_id} (cwd {call.cwd}); input sha256 {sha256}:\n\n```json\n"
         f"{shown.decode()[:8000]}\n```"
     )
-
-
-def _wait(
-    workspace: Workspace,
-    proposal_id: str,
-    answer: Callable[[Answer, str, str | None], GateAnswer],
-    defer: bool,
-    wait_seconds: float | None,
-) -> GateAnswer:
-    budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
-    ends = time.monotonic() + budget
-    while True:
-        proposal = queue.get(workspace, proposal_id)
-        if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
-            said = f"{proposal_id} was approved for exactly this input"
-            return answer(Answer.ALLOW, said, proposal_id)
-        if proposal.status is ProposalStatus.REJECTED:
-            said = (proposal.decision or {}).get("reason") or "no reason given"
-            return answer(Answer.DENY, f"{proposal_id} was rejected: {said}", proposal_id)
-        left = ends - time.monotonic()
-        if left <= 0:
-            break
-        time.sleep(min(_POLL_SECONDS, left))
-    waiting = f"{proposal_id} waits for a person"
-    if defer:
-        return answer(
-            Answer.DEFER, f"{waiting}: the call is deferred until it is decided", proposal_id
-        )
-    return answer(Answer.DENY, f"{waiting}: try again once it is decided", proposal_id)

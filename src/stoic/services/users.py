@@ -15,7 +15,14 @@ from pathlib import Path
 
 from stoic.core import next_steps
 from stoic.core.records import GENESIS_HASH
-from stoic.core.users import User, UserDirectory, name_problem, role_problem
+from stoic.core.users import (
+    AGENT_ROLE,
+    User,
+    UserDirectory,
+    name_problem,
+    role_change_problem,
+    role_problem,
+)
 from stoic.exceptions import UsageError, WorkspaceNotWritable
 from stoic.services.log_head import holds
 from stoic.store import user_files
@@ -33,6 +40,7 @@ __all__ = [
     "list_users",
     "remove",
     "reset",
+    "secret_is_current",
     "set_role",
 ]
 
@@ -45,6 +53,11 @@ class Issued:
     role: str
     secret: str
     seq: int
+
+    @property
+    def token(self) -> str | None:
+        """An agent's token for the gate's HTTP hook (`NAME:SECRET`); None for a person."""
+        return f"{self.name}:{self.secret}" if self.role == AGENT_ROLE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +195,9 @@ def set_role(workspace: Workspace, name: str, *, role: str, actor: str) -> bool:
         user = _existing(workspace, name)
         if user.role == role:
             return False
+        problem = role_change_problem(name, user.role, role)
+        if problem is not None:
+            raise UsageError(problem)
         workspace.record(
             "user",
             "role_changed",
@@ -230,8 +246,16 @@ def authenticate(workspace: Workspace, name: str, secret: str) -> User | None:
     if len(secret) > _LONGEST_SECRET:
         name, secret = "", ""  # checked against the dummy: never a match
     user = backed(workspace, name) if name_problem(name) is None else None
-    held = user_files.read_secret_file(workspace.root, name) if user is not None else None
+    return user if secret_is_current(workspace.root, user, secret) else None
+
+
+def secret_is_current(root: Path, user: User | None, secret: str) -> bool:
+    """Whether `secret` is the one last issued to `user` (as the log has them now): one
+    scrypt, against a dummy when there is no such user or no current secret file."""
+    if len(secret) > _LONGEST_SECRET:
+        user, secret = None, ""
+    held = user_files.read_secret_file(root, user.name) if user is not None else None
     if user is not None and held is not None and held.seq != user.issued_seq:
         held = None  # a secret replaced since, or a file restored from before
     matches = user_files.secret_matches(held.hashed if held is not None else None, secret)
-    return user if matches and user is not None else None
+    return matches and user is not None
