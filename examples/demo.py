@@ -8,7 +8,9 @@ both timeline views, the log, a clean audit, `plan check` on a plan file written
 orchestrator, and what the audit says when someone edits a record by hand (on a copy).
 Then an agent works in an iterate loop and stalls, so stoic escalates with a briefing, while
 fail-open verifiers warn without stopping the work; the demo ends with a night's maintenance
-waiting in the review queue, and how to open the review console on it as a user made for it.
+waiting in the review queue, and an agent whose risky tool call (`rm -rf build`) becomes a
+proposal, is approved, and the agent goes on; then how to open the review console as a user
+made for it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,44 @@ EXAMPLES = Path(__file__).resolve().parent
 def show(*args: str) -> int:
     print(f"\n$ stoic {' '.join(args)}", flush=True)
     return subprocess.run([STOIC, *args], check=False).returncode
+
+
+GATED_SETTINGS = """[agents]
+# A stand-in for Claude Code that speaks its hook protocol (examples/gated/stand_in_claude.py)
+agent_cli = ["{python}", "stand_in_claude.py", "-p", "{{prompt}}"]
+
+[gate]
+wait_seconds = 0    # no one is watching the queue: the call is deferred at once
+"""
+
+
+def gated_agent(root: Path) -> tuple[int, int, int]:
+    """An agent's tool calls gated: `ls` goes through, `rm -rf build` waits for a person and
+    suspends the task; approved, the session resumes, the call is made and the agent goes on."""
+    print("\n# An agent whose every tool call is asked of stoic's gate first (gate: true).")
+    workspace = root / ".stoic-gated"
+    folder = root / "gated"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(EXAMPLES / "gated", folder)
+    (folder / "build").mkdir()
+    (folder / "build" / "stale.o").write_text("old output\n")
+    ws = ["--workspace", str(workspace)]
+    show("init", str(workspace))
+    (workspace / "stoic.toml").write_text(GATED_SETTINGS.format(python=sys.executable))
+    print(f"\n$ cat {folder / 'calls.json'}\n{(folder / 'calls.json').read_text()}", flush=True)
+    suspended = show(*ws, "run", str(folder / "plan.yaml"))
+    print(f"\n# exit code {suspended}: `rm -rf build` is a proposal; the task is suspended on it")
+    show(*ws, "queue", "--status", "pending")
+    (proposal,) = [p.stem for p in sorted((workspace / "queue" / "pending").glob("PROP-*.json"))]
+    (run_id,) = [path.name for path in (workspace / "runs").iterdir()]
+    approved = show(*ws, "approve", proposal, "--reason", "stale output", "--as", "demo")
+    print("\n# Approved: continue resumes the agent's session, the call is made, it goes on.")
+    went_on = show(*ws, "continue", run_id)
+    print(f"\n$ cat {folder / 'agent-state' / 'actions.log'}", flush=True)
+    print((folder / "agent-state" / "actions.log").read_text(), end="")
+    print(f"# build/ is {'gone' if not (folder / 'build').exists() else 'still there'}")
+    show(*ws, "log", "--type", "gate")
+    return suspended, approved, went_on
 
 
 def main() -> int:
@@ -122,6 +162,8 @@ def main() -> int:
         )
     print(f"stoic --workspace {workspace} continue {ops_run}")
 
+    gated = gated_agent(root)
+
     print("\n# Or review them in the console: a user for it, with a one-time secret.")
     print("$ stoic --workspace … users add demo --role admin --json", flush=True)
     added = subprocess.run(
@@ -143,8 +185,8 @@ def main() -> int:
         f"# then open http://127.0.0.1:8765/login and log in as {user['name']} with the"
         f" one-time secret {user['secret']}"
     )
-    expected = (3, 1, 0, 1, 1, 3, 3)
-    outcomes = (ran, resumed, clean, checked, caught, escalated, waiting)
+    expected = (3, 1, 0, 1, 1, 3, 3, (3, 0, 0))
+    outcomes = (ran, resumed, clean, checked, caught, escalated, waiting, gated)
     return 0 if outcomes == expected else 1
 
 

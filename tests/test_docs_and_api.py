@@ -99,6 +99,11 @@ def test_the_demo_runs_and_shows_each_part(tmp_path: Path) -> None:
     assert "## What Needs Your Decision" in output  # an escalation briefing
     assert "WARNING: verifier style-review of task write-notes could not verify" in output
     assert "stoic --workspace" in output.rsplit("# To review them:", 1)[1]  # the queue waits
+    # A gated agent: its risky call becomes a proposal, is approved, and the agent goes on.
+    gated = output.split("asked of stoic's gate first", 1)[1]
+    assert "`rm -rf build` is a proposal; the task is suspended on it" in gated
+    assert "was approved for exactly this input\nran rm -rf build -> 0" in gated
+    assert "ran pwd -> 0\n# build/ is gone" in gated
     # It ends with how to open the console, as a user whose printed secret logs in.
     workspace = tmp_path / "demo" / ".stoic"
     ending = result.stdout.rstrip().splitlines()[-2:]

@@ -1,5 +1,5 @@
 """A gated agent task in a real run (DESIGN §15), its agent a stand-in for Claude Code that
-speaks the hook protocol (tests/fixtures/fake_claude.py): safe calls go through, a risky one
+speaks the hook protocol (examples/gated/stand_in_claude.py): safe calls go through, a risky one
 becomes a proposal and suspends the task (the run waits, exit 3), and once a person decides
 it the session resumes where it stopped — approved, the call is made; rejected, the agent is
 told why and goes on another way. Everything on record; the audit holds."""
@@ -18,11 +18,11 @@ import stoic
 from stoic.services import queue
 from tests.conftest import run_stoic_process
 
-FAKE_CLAUDE = Path(__file__).parent / "fixtures" / "fake_claude.py"
+STAND_IN_CLAUDE = Path(__file__).parent.parent / "examples" / "gated" / "stand_in_claude.py"
 
 GATED_TOML = """
 [policy]
-env_passthrough = ["PATH", "HOME", "FAKE_CLAUDE_SCRIPT", "FAKE_CLAUDE_STATE"]
+env_passthrough = ["PATH", "HOME", "STAND_IN_CLAUDE_SCRIPT", "STAND_IN_CLAUDE_STATE"]
 [gate]
 wait_seconds = 0
 """
@@ -44,15 +44,15 @@ def agent(tmp_path: Path, ws_path: Path) -> dict[str, Any]:
     for folder in (bin_dir, state, repo):
         folder.mkdir()
     claude = bin_dir / "claude"
-    claude.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_CLAUDE} "$@"\n')
+    claude.write_text(f'#!/bin/sh\nexec {sys.executable} {STAND_IN_CLAUDE} "$@"\n')
     claude.chmod(0o755)
     (ws_path / "stoic.toml").write_text(GATED_TOML)
     script = tmp_path / "calls.json"
     (repo / "plan.yaml").write_text(PLAN)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "FAKE_CLAUDE_SCRIPT": str(script),
-        "FAKE_CLAUDE_STATE": str(state),
+        "STAND_IN_CLAUDE_SCRIPT": str(script),
+        "STAND_IN_CLAUDE_STATE": str(state),
     }
     return {"env": env, "script": script, "state": state, "repo": repo, "ws": ws_path}
 
@@ -120,7 +120,9 @@ def test_a_risky_call_suspends_the_task_and_after_approval_the_session_goes_on(
     ].startswith("ran git push origin main")
     assert actions[-1] == "ran ls -> 0"
     with stoic.Workspace.open(agent["ws"]) as workspace:
-        outcomes = [r.decision_outcome for r in workspace.records(decision_type="gate")]
+        gated = list(workspace.records(decision_type="gate"))
+        assert {(r.run_id, r.task_id) for r in gated} == {(run_id, "ship")}  # all in the task
+        outcomes = [r.decision_outcome for r in gated]
         assert outcomes == [
             "allowed",
             "proposed",

@@ -181,7 +181,8 @@ def judge(
 def gate_decision(
     outcome: str, reason: str, inputs: Mapping[str, Any], proposal_id: str | None = None
 ) -> Decision:
-    """The `gate` record of one answer."""
+    """The `gate` record of one answer — in its run and task when the agent runs in one."""
+    run_id, task_id = inputs.get("run_id"), inputs.get("task_id")
     return Decision(
         decision_type="gate",
         decision_outcome=outcome,
@@ -191,4 +192,6 @@ def gate_decision(
         decision_trigger="reactive",
         decision_inputs=dict(inputs),
         proposal_id=proposal_id,
+        run_id=run_id if isinstance(run_id, str) and run_id else None,
+        task_id=task_id if isinstance(task_id, str) and task_id else None,
     )
