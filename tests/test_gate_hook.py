@@ -466,3 +466,24 @@ def test_the_console_script_answers_the_gate_with_its_watchdog_set(
     monkeypatch.setattr(sys, "argv", ["stoic", "-w", str(ws_path), "gate", "claude-code"])
     assert entry.main() == 0
     assert seen == [True]
+
+
+def test_a_grep_is_judged_by_the_files_it_would_read(ws_path: Path, repo: Path) -> None:
+    (repo / "src").mkdir()
+    (repo / "src" / "app.py").write_text("KEY = 1\n")
+    (repo / ".env").write_text("KEY=secret\n")
+
+    def grep(**tool_input: str) -> dict[str, Any]:
+        return _hook(ws_path, _payload(repo, "Grep", pattern="KEY", **tool_input), "--wait", "0")
+
+    over_repo = grep()  # no path: the session's cwd, which holds .env
+    assert over_repo["permissionDecision"] == "deny"
+    assert "Grep over . would read .env" in over_repo["permissionDecisionReason"]
+    assert grep(path=str(repo / "src"))["permissionDecision"] == "allow"
+    assert grep(glob="*.py")["permissionDecision"] == "allow"  # a filter it reads as rg does
+    assert grep(glob="*.{py,env}")["permissionDecision"] == "deny"  # one it does not: all files
+    (repo / "src" / "key.pem").symlink_to(repo.parent / "elsewhere.pem")
+    (repo.parent / "elsewhere.pem").write_text("-----BEGIN")
+    assert grep(path=str(repo / "src"))["permissionDecision"] == "deny"  # a link, resolved
+    listed = _hook(ws_path, _payload(repo, "Glob", pattern="**/*"))
+    assert listed["permissionDecision"] == "allow"  # names only: no contents read

@@ -224,3 +224,77 @@ def test_the_defaults_guard_secrets_nested_repositories_and_reads_outside() -> N
     assert decide(rules, settings_file, default).verdict is Verdict.PROPOSE
     split = _bash("stoic \\\napprove PROP-20261203-001")
     assert decide(rules, split, default).verdict is Verdict.DENY
+
+
+# -- a content search is judged by what it would read -------------------------------------------
+
+SECRET_RULES = (
+    GateRule(Verdict.ALLOW, "read", tools=("Grep", "Glob"), where=Where.INSIDE),
+    GateRule(Verdict.DENY, "secrets", tools=("Grep", "Glob"), paths=(".env*", "*/.env*")),
+)
+
+
+def _grep(files: tuple[str, ...] | None, **tool_input: str) -> ToolCall:
+    return ToolCall("Grep", {"pattern": "KEY", **tool_input}, REPO, REPO, files)
+
+
+def test_a_search_over_a_folder_holding_a_denied_file_is_denied_naming_it() -> None:
+    files = (f"{REPO}/src/app.py", f"{REPO}/config/.env.local")
+    verdict = decide(SECRET_RULES, _grep(files), Verdict.PROPOSE)
+    assert verdict.verdict is Verdict.DENY and verdict.rules == ("secrets",)
+    assert "would read config/.env.local" in verdict.reason
+    assert decide(SECRET_RULES, _grep(files[:1]), Verdict.PROPOSE).verdict is Verdict.ALLOW
+    # A listing of names reads no contents: Glob is judged by its folder alone.
+    names = ToolCall("Glob", {"pattern": "**/*"}, REPO, REPO, files)
+    assert decide(SECRET_RULES, names, Verdict.PROPOSE).verdict is Verdict.ALLOW
+
+
+def test_a_search_too_large_to_list_is_never_allowed_by_the_rules_alone() -> None:
+    verdict = decide(SECRET_RULES, _grep(None), Verdict.PROPOSE)
+    assert verdict.verdict is Verdict.PROPOSE and "more than 5000 files" in verdict.reason
+
+
+@given(
+    st.lists(st.sampled_from(["a.py", "b.txt", ".env", "sub/.env.prod", "sub/c.py"]), max_size=6),
+    st.sampled_from([None, "*.py", "*.txt", ".env*", "*.{py,env}", "sub/*", "[.]env", "!x"]),
+)
+def test_a_search_filter_never_hides_a_file_the_search_reads(
+    names: list[str], glob: str | None
+) -> None:
+    """A file the search would read is always among those judged: a plain filter over file
+    names is applied as the search applies it; any other (a folder, braces, a class, a
+    negation) is not applied at all — the gate may judge more files than are read, never
+    fewer."""
+    from fnmatch import fnmatchcase
+
+    from stoic.core.gate import searched_by
+
+    files = tuple(f"{REPO}/{name}" for name in names)
+    kept = searched_by({} if glob is None else {"glob": glob}, files)
+    plain = glob is not None and all(c.isalnum() or c in "*?._-" for c in glob)
+    if not plain:
+        assert kept == files
+    else:
+        assert glob is not None
+        read = tuple(path for path in files if fnmatchcase(path.rsplit("/", 1)[1], glob))
+        assert kept == read
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "stoic app''rove PROP-1",
+        'st"o"ic approve PROP-1',
+        "stoic appr\\ove PROP-1",
+        "stoic 'reject' X",
+    ],
+)
+def test_a_deny_rule_reads_a_command_as_the_shell_runs_it_without_its_quotes(
+    command: str,
+) -> None:
+    from stoic.core.gate_table import gate_table
+
+    table = gate_table({})
+    assert not isinstance(table, str)
+    verdict = decide(table.rules, _bash(command), table.default)
+    assert verdict.verdict is Verdict.DENY, verdict

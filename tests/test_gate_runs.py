@@ -16,7 +16,7 @@ import pytest
 
 import stoic
 from stoic.services import queue
-from tests.conftest import run_stoic_process
+from tests.conftest import kill_during, run_stoic_process
 
 STAND_IN_CLAUDE = Path(__file__).parent.parent / "examples" / "gated" / "stand_in_claude.py"
 
@@ -225,3 +225,37 @@ def test_gate_on_a_task_without_an_agent_is_refused(agent: dict[str, Any]) -> No
     )
     refused = _stoic(agent, "run", str(agent["repo"] / "plan.yaml"))
     assert refused.returncode == 2 and "runs no agent" in refused.stderr
+
+
+def test_a_runner_killed_between_the_deferral_and_the_suspension_owes_it_at_continue(
+    agent: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _calls(agent, RISKY, SAFE)
+    for name, value in agent["env"].items():
+        monkeypatch.setenv(name, value)
+    plan = str(agent["repo"] / "plan.yaml")
+    # Killed (-9) as it goes to record the suspension: the deferred end is on record.
+    run_it = f"from stoic.cli.app import main; main(['-w', root, 'run', {plan!r}])"
+    kill_during(agent["ws"], run_it, "suspend")
+    run_id = _run_id(agent)
+    with stoic.Workspace.open(agent["ws"]) as workspace:
+        outcomes = [r.decision_outcome for r in workspace.records(decision_type="gate")]
+        assert outcomes == ["proposed", "deferred"]  # no suspension yet
+        failed = [
+            r
+            for r in workspace.records(run_id=run_id, decision_type="execution")
+            if r.decision_outcome == "failed"
+        ]
+        assert failed[-1].decision_inputs["failure_kind"] == "deferred"
+        (proposal,) = queue.list_proposals(workspace)
+    waiting = _stoic(agent, "continue", run_id)
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr  # owed, then waits
+    assert "ran git push" not in " ".join(_actions(agent))
+    assert _stoic(agent, "approve", proposal.id, "--reason", "ok").returncode == 0
+    done = _stoic(agent, "continue", run_id)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _actions(agent)[-1] == "ran pwd -> 0"
+    with stoic.Workspace.open(agent["ws"]) as workspace:
+        outcomes = [r.decision_outcome for r in workspace.records(decision_type="gate")]
+        assert outcomes == ["proposed", "deferred", "suspended", "resumed", "allowed", "allowed"]
+        assert workspace.audit().ok, workspace.audit().violations

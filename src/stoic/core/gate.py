@@ -28,8 +28,11 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "CONTENT_SEARCH_TOOLS",
     "FILE_PATH_KEYS",
     "MAX_COMMAND_CHARS",
+    "MAX_SEARCHED_FILES",
+    "SEARCH_TOOLS",
     "TOOL_CALL_TYPE",
     "GateChecker",
     "GateRule",
@@ -43,6 +46,7 @@ __all__ = [
     "is_inside",
     "matches",
     "rule_problem",
+    "searched_by",
 ]
 
 
@@ -70,6 +74,21 @@ call; stoic itself runs nothing (`stoic execute` refuses it)."""
 
 FILE_PATH_KEYS = ("file_path", "notebook_path", "path")
 """The keys of a tool's input that name the file it reads or writes, in the order asked."""
+
+SEARCH_TOOLS = frozenset({"Grep", "Glob"})
+"""Tools whose `path` is a folder to search, the session's `cwd` when they name none."""
+CONTENT_SEARCH_TOOLS = frozenset({"Grep"})
+"""Tools that read the contents of the files under their `path`: a rule over paths judges each
+file such a search would read, not only the folder it names — else a search of the repository
+would read the `.env` a read of it is denied."""
+MAX_SEARCHED_FILES = 5000
+"""A content search over a larger tree is not listed file by file: it is never allowed by the
+rules alone (a person decides)."""
+
+_PLAIN_GLOB = re.compile(r"[A-Za-z0-9*?._-]+")
+"""A search's file filter the gate reads as the search does: a glob over file names, with no
+folder, brace, class or negation. Any other filter is not applied when judging what the
+search reads (it may read more than the filter lets through, never less)."""
 
 _PLAIN_COMMAND = re.compile(r"[A-Za-z0-9 ._/:=@%+,-]*")
 """A command line an allow rule may match: words of plain characters separated by spaces.
@@ -108,6 +127,9 @@ class ToolCall:
     resolved_path: str | None = None
     """The file path with every link resolved (the service reads the file system for it);
     None for a tool with no path, or where it could not be resolved (then taken as given)."""
+    searched: tuple[str, ...] | None = ()
+    """For a content search: the files (absolute, links resolved) under its path, listed by
+    the service; None when there were more than `MAX_SEARCHED_FILES`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +162,23 @@ def call_sha256(tool_name: str, tool_input: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def file_path_of(tool_input: Mapping[str, Any]) -> str | None:
-    """The path a file tool names, if its input names one."""
+def file_path_of(tool_input: Mapping[str, Any], tool_name: str = "") -> str | None:
+    """The path a file tool names, if its input names one; a search's folder is the `cwd`
+    (".") when it names none."""
     for key in FILE_PATH_KEYS:
         value = tool_input.get(key)
         if isinstance(value, str) and value:
             return value
-    return None
+    return "." if tool_name in SEARCH_TOOLS else None
+
+
+def searched_by(tool_input: Mapping[str, Any], files: Sequence[str]) -> tuple[str, ...]:
+    """Of the `files` under a search's folder, those it may read: the ones its `glob` filter
+    lets through, where the gate can read that filter as the search does; else all."""
+    glob = tool_input.get("glob")
+    if not isinstance(glob, str) or _PLAIN_GLOB.fullmatch(glob) is None:
+        return tuple(files)
+    return tuple(path for path in files if fnmatchcase(posixpath.basename(path), glob))
 
 
 def _absolute(path: str, cwd: str) -> str:
@@ -169,13 +201,22 @@ def _command_matches(rule: GateRule, command: str | None) -> bool:
         return _PLAIN_COMMAND.fullmatch(command) is not None and (
             pattern.fullmatch(command) is not None
         )
-    return pattern.search(command) is not None
+    # What the shell runs once it removes quotes and backslashes: `stoic app''rove` is
+    # `stoic approve` to a deny or a propose rule too.
+    return pattern.search(command) is not None or pattern.search(_unquoted(command)) is not None
+
+
+def _unquoted(command: str) -> str:
+    return command.translate(_QUOTING)
+
+
+_QUOTING = str.maketrans("", "", "'\"\\")
 
 
 def _path_matches(rule: GateRule, call: ToolCall) -> bool:
     if not rule.paths and rule.where is None:
         return True
-    given = file_path_of(call.tool_input)
+    given = file_path_of(call.tool_input, call.tool_name)
     if given is None:
         return False
     path = call.resolved_path or _absolute(given, call.cwd)
@@ -216,11 +257,55 @@ def decide(
         if _STRICTNESS[strictest] > _STRICTNESS[verdict]:
             verdict, matched = strictest, narrowed
     giving = tuple(rule.name for rule in matched if rule.verdict is verdict)
+    if call.tool_name in CONTENT_SEARCH_TOOLS and verdict is not Verdict.DENY:
+        stricter = _search_verdict([*rules, *narrowing], call, verdict)
+        if stricter is not None:
+            return stricter
     if not giving:
         return GateVerdict(
             verdict, (), f"no rule matches {call.tool_name}: the default is {verdict}"
         )
     return GateVerdict(verdict, giving, f"{call.tool_name}: {verdict} by {', '.join(giving)}")
+
+
+def _search_verdict(
+    rules: Sequence[GateRule], call: ToolCall, verdict: Verdict
+) -> GateVerdict | None:
+    """A stricter verdict than `verdict` for a content search, by what it would read: the
+    strictest rule over paths that any file under its folder meets."""
+    folder = file_path_of(call.tool_input, call.tool_name)
+    if call.searched is None:
+        if verdict is not Verdict.ALLOW:
+            return None
+        said = f"{call.tool_name} over {folder}: more than {MAX_SEARCHED_FILES} files to search"
+        return GateVerdict(Verdict.PROPOSE, (), f"{said}, for a person to read")
+    stricter = [
+        rule
+        for rule in rules
+        if rule.paths
+        and _STRICTNESS[rule.verdict] > _STRICTNESS[verdict]
+        and any(fnmatchcase(call.tool_name, tool) for tool in rule.tools)
+    ]
+    found: tuple[GateRule, str] | None = None
+    for path in call.searched:
+        probe = ToolCall(call.tool_name, {"path": path}, call.cwd, path)
+        for rule in stricter:
+            if (found is None or _STRICTNESS[rule.verdict] > _STRICTNESS[found[0].verdict]) and (
+                _path_matches(rule, probe)
+            ):
+                found = (rule, path)
+        if found is not None and found[0].verdict is Verdict.DENY:
+            break
+    if found is None:
+        return None
+    rule, path = found
+    shown = posixpath.relpath(path, call.cwd) if is_inside(path, call.cwd) else path
+    return GateVerdict(
+        rule.verdict,
+        (rule.name,),
+        f"{call.tool_name} over {folder} would read {shown}: {rule.verdict} by {rule.name}"
+        " (search a path or a glob that leaves it out)",
+    )
 
 
 class GateChecker:

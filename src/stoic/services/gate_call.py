@@ -4,6 +4,7 @@ what no rule may allow, and the `gate` record of an answer — shared by the gat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -13,7 +14,9 @@ from typing import Any
 import orjson
 
 from stoic.core.gate import (
+    CONTENT_SEARCH_TOOLS,
     MAX_COMMAND_CHARS,
+    MAX_SEARCHED_FILES,
     GateRule,
     GateVerdict,
     ToolCall,
@@ -21,6 +24,7 @@ from stoic.core.gate import (
     decide,
     file_path_of,
     is_inside,
+    searched_by,
 )
 from stoic.core.gate_table import GateTable
 from stoic.core.records import Decision
@@ -118,12 +122,40 @@ def read_hook_call(raw: bytes) -> HookCall | str:
 def _tool_call(call: HookCall, repository: Path | None) -> ToolCall:
     """The call as the rules see it: the repository — the one the hook was given, else the
     session's `cwd` — and the file path (relative to the `cwd`, as the agent means it) with
-    links resolved, so a link inside the repository to a file outside it is outside."""
+    links resolved, so a link inside the repository to a file outside it is outside; for a
+    content search, the files under its folder, links resolved likewise."""
     cwd = Path(call.cwd)
-    given = file_path_of(call.tool_input)
-    resolved = str((cwd / given).resolve()) if given else None
+    given = file_path_of(call.tool_input, call.tool_name)
+    resolved = (cwd / given).resolve() if given else None
     root = (repository or cwd).resolve()
-    return ToolCall(call.tool_name, call.tool_input, str(root), resolved)
+    searched: tuple[str, ...] | None = ()
+    if call.tool_name in CONTENT_SEARCH_TOOLS and resolved is not None:
+        listed = _files_under(resolved)
+        searched = None if listed is None else searched_by(call.tool_input, listed)
+    return ToolCall(
+        call.tool_name,
+        call.tool_input,
+        str(root),
+        str(resolved) if resolved is not None else None,
+        searched,
+    )
+
+
+def _files_under(folder: Path) -> list[str] | None:
+    """The files a search of `folder` could read (a file: itself), each link resolved; None
+    past `MAX_SEARCHED_FILES`. A folder it cannot list is listed as far as it can be: what
+    the search cannot read either."""
+    if not folder.is_dir():
+        return [str(folder)]
+    found: list[str] = []
+    for top, folders, files in os.walk(folder):
+        base = Path(top)
+        for name in files + [f for f in folders if (base / f).is_symlink()]:
+            path = base / name
+            found.append(str(path.resolve() if path.is_symlink() else path))
+            if len(found) > MAX_SEARCHED_FILES:
+                return None
+    return found
 
 
 def _refusal(workspace_root: Path, call: ToolCall) -> str | None:
