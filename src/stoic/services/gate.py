@@ -13,7 +13,6 @@ person is denied: a pause stops the queue's growth.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,8 +44,6 @@ __all__ = [
     "note_deferral",
     "read_hook_call",
 ]
-
-_POLL_SECONDS = 0.2
 
 
 def _action(call: HookCall, cwd: str) -> list[str]:
@@ -166,19 +163,13 @@ def _wait(
     wait_seconds: float | None,
 ) -> GateAnswer:
     budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
-    ends = time.monotonic() + budget
-    while True:
-        proposal = queue.get(workspace, proposal_id)
-        if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
-            said = f"{proposal_id} was approved for exactly this input"
-            return answer(Answer.ALLOW, said, proposal_id)
-        if proposal.status is ProposalStatus.REJECTED:
-            said = (proposal.decision or {}).get("reason") or "no reason given"
-            return answer(Answer.DENY, f"{proposal_id} was rejected: {said}", proposal_id)
-        left = ends - time.monotonic()
-        if left <= 0:
-            break
-        time.sleep(min(_POLL_SECONDS, left))
+    proposal = queue.wait_for_decision(workspace, proposal_id, budget)
+    if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
+        said = f"{proposal_id} was approved for exactly this input"
+        return answer(Answer.ALLOW, said, proposal_id)
+    if proposal.status is ProposalStatus.REJECTED:
+        said = (proposal.decision or {}).get("reason") or "no reason given"
+        return answer(Answer.DENY, f"{proposal_id} was rejected: {said}", proposal_id)
     waiting = f"{proposal_id} waits for a person"
     if defer:
         return answer(
