@@ -313,6 +313,11 @@ def test_request_permission_denies_what_it_cannot_read(
         assert answer["behavior"] == "deny" and "\n" not in answer["message"]
 
     _session(ws_path, repo, scenario)
+    with stoic.Workspace.open(ws_path) as workspace:  # denied unread, and on record as such
+        (record,) = workspace.records(decision_type="gate")
+        assert record.decision_outcome == "denied"
+        assert record.decision_reason.startswith("denied unread: request_permission: ")
+        assert record.decision_inputs["agent"] == AGENT
 
 
 def test_request_permission_denies_when_the_workspace_is_gone(tmp_path: Path, repo: Path) -> None:
@@ -350,7 +355,7 @@ def test_stoic_mcp_over_real_stdio(ws_path: Path, repo: Path) -> None:
 
     async def main() -> None:
         with anyio.fail_after(120):
-            async with Client(server) as client:
+            async with Client(server, mode="legacy") as client:  # Claude Code's handshake
                 names = {tool.name for tool in (await client.list_tools()).tools}
                 assert "propose_action" in names and "approve" not in names
                 made = _json(await client.call_tool("propose_action", PROPOSAL))

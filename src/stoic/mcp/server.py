@@ -295,4 +295,7 @@ def serve_stdio(workspace: Path, *, agent: str | None, repository: Path | None) 
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
 
-    anyio.run(serve)
+    try:
+        anyio.run(serve)
+    except KeyboardInterrupt:  # a person stopping it by hand: nothing left to say
+        return
