@@ -82,6 +82,7 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
         J("escalations answer {escalation} --decision aborted --note no --json")
     ],
     "serve": NoJson("a server that runs until stopped; its JSON is its API under /api"),
+    "mcp": NoJson("a stdio MCP server: stdout is the protocol's, every answer JSON already"),
     "plan": NoJson("a group: its commands are checked"),
     "users": NoJson("a group: its commands are checked"),
     "users add": [J("users add ann --role reviewer --json")],

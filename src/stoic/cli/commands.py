@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "review": ("review_command",),
     "escalate": ("escalation_commands",),
     "serve": ("serve_command",),
+    "mcp": ("mcp_command",),
     # The groups, listed after the commands.
     "plan": ("plan_commands",),
     "queue": ("queue_commands",),

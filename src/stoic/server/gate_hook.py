@@ -32,7 +32,7 @@ from stoic.core.users import AGENT_ROLE, name_problem
 from stoic.server.access_render import client_address
 from stoic.server.console import console_of
 from stoic.server.throttle import LoginThrottle, keys_of
-from stoic.services import gate, users
+from stoic.services import gate, queue, users
 from stoic.services.gate_call import MAX_HOOK_BYTES, GateAnswer, read_hook_call
 
 __all__ = ["AgentTokens", "router"]
@@ -209,7 +209,7 @@ async def claude_code_hook(
         )
         while isinstance(begun, gate.Waiting):
             left = begun.ends_at - time.monotonic()
-            await asyncio.sleep(max(0.0, min(gate.POLL_SECONDS, left)))
+            await asyncio.sleep(max(0.0, min(queue.POLL_SECONDS, left)))
             decided = await run_in_threadpool(_look, request, begun, deferring)
             begun = begun if decided is None else decided
         return _answer(begun.answer.value, begun.reason)

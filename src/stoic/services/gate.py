@@ -53,9 +53,6 @@ __all__ = [
     "read_hook_call",
 ]
 
-POLL_SECONDS = 0.2
-"""How often a waiting call looks for its decision."""
-
 
 def _action(call: HookCall, cwd: str) -> list[str]:
     """The call a person approves: its tool, its input as canonical JSON, and the repository
@@ -206,14 +203,8 @@ def check_call(
     )
     if isinstance(begun, GateAnswer):
         return begun
-    while True:
-        decided = look(workspace, begun)
-        if decided is not None:
-            return decided
-        left = begun.ends_at - time.monotonic()
-        if left <= 0:
-            return give_up(workspace, begun, defer=defer)
-        time.sleep(min(POLL_SECONDS, left))
+    queue.wait_for_decision(workspace, begun.proposal_id, begun.ends_at - time.monotonic())
+    return look(workspace, begun) or give_up(workspace, begun, defer=defer)
 
 
 def deny_unread(workspace: Workspace, problem: str, *, agent: str, size: int) -> GateAnswer:

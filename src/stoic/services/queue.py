@@ -14,6 +14,7 @@ action that failed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -37,6 +38,8 @@ from stoic.store.workspace import Workspace
 
 __all__ = [
     "DECISIONS",
+    "POLL_SECONDS",
+    "SETTLED",
     "ExecutionResult",
     "decide",
     "execute",
@@ -46,6 +49,7 @@ __all__ = [
     "propose",
     "rollback",
     "status_named",
+    "wait_for_decision",
 ]
 
 DECISIONS = ("approved", "rejected", "deferred", "undeferred")
@@ -182,6 +186,26 @@ def rollback(
 def get(workspace: Workspace, proposal_id: str) -> Proposal:
     """One proposal as the log tells it."""
     return Queue(workspace).get(proposal_id)
+
+
+SETTLED = frozenset({ProposalStatus.APPROVED, ProposalStatus.REJECTED, ProposalStatus.EXECUTED})
+"""The statuses a person's decision leaves a proposal in for good; a deferral is not one (a
+deferred proposal comes back to pending)."""
+
+POLL_SECONDS = 0.2
+"""How often a wait for a decision looks at the log."""
+
+
+def wait_for_decision(workspace: Workspace, proposal_id: str, seconds: float) -> Proposal:
+    """The proposal once a person has settled it (approved, rejected, executed), or as it
+    stands after `seconds`: the caller bounds the wait, the log says how it ended."""
+    ends = time.monotonic() + max(seconds, 0.0)
+    while True:
+        proposal = get(workspace, proposal_id)
+        left = ends - time.monotonic()
+        if proposal.status in SETTLED or left <= 0:
+            return proposal
+        time.sleep(min(POLL_SECONDS, left))
 
 
 def status_named(name: str | None) -> ProposalStatus | None:
