@@ -259,3 +259,28 @@ def test_a_runner_killed_between_the_deferral_and_the_suspension_owes_it_at_cont
         outcomes = [r.decision_outcome for r in workspace.records(decision_type="gate")]
         assert outcomes == ["proposed", "deferred", "suspended", "resumed", "allowed", "allowed"]
         assert workspace.audit().ok, workspace.audit().violations
+
+
+@pytest.mark.optional_component("Claude Code's CLI, installed by its own installer")
+def test_the_flags_stoic_passes_claude_exist_in_its_help() -> None:
+    """The flags a gated task's command line relies on (`--permission-prompt-tool`, for
+    `stoic mcp`, is in the CLI reference but not in every version's `--help`)."""
+    import shutil
+    import subprocess
+
+    claude = shutil.which("claude")
+    if claude is None:
+        pytest.skip("no `claude` on PATH: Claude Code's own CLI is not installed here")
+    shown = subprocess.run(
+        [claude, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    for flag in (
+        "--print",
+        "--settings",
+        "--resume",
+        "--allowedTools",
+        "--permission-mode",
+        "--output-format",
+    ):
+        assert flag in shown.stdout, flag
