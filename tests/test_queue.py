@@ -97,6 +97,13 @@ def test_proposals_need_reasoning_and_existing_sources(ws_path: Path) -> None:
     assert folder_ids(ws_path, "pending") == []
 
 
+def test_a_source_outside_the_workspace_is_refused_unprobed(ws_path: Path) -> None:
+    outside = "../" * 12 + "etc"  # a folder that exists: its existence is not the workspace's
+    with stoic.Workspace.open(ws_path) as ws, pytest.raises(UsageError, match="does not exist"):
+        ws.propose(title="x", reasoning_trace=["r"], sources=[outside], by="agent:coder")
+    assert folder_ids(ws_path, "pending") == []
+
+
 def test_python_api_and_transitions(ws_path: Path) -> None:
     with stoic.Workspace.open(ws_path) as ws:
         a = ws.propose(title="a", reasoning_trace=["r"], action=["true"], by="agent:coder")

@@ -201,13 +201,17 @@ def _command_matches(rule: GateRule, command: str | None) -> bool:
         return _PLAIN_COMMAND.fullmatch(command) is not None and (
             pattern.fullmatch(command) is not None
         )
-    # What the shell runs once it removes quotes and backslashes: `stoic app''rove` is
-    # `stoic approve` to a deny or a propose rule too.
+    # What the shell runs once it removes quotes, backslashes and `${…}`: `stoic app''rove`
+    # is `stoic approve` to a deny or a propose rule too.
     return pattern.search(command) is not None or pattern.search(_unquoted(command)) is not None
 
 
 def _unquoted(command: str) -> str:
-    return command.translate(_QUOTING)
+    return _EXPANSION.sub("", command).translate(_QUOTING)
+
+
+_EXPANSION = re.compile(r"\$\{[^}]*\}")
+"""`${IFS:0:0}` and its kind, which expand to nothing the rule could see."""
 
 
 _QUOTING = str.maketrans("", "", "'\"\\")
@@ -228,6 +232,12 @@ def _path_matches(rule: GateRule, call: ToolCall) -> bool:
     if not rule.paths:
         return True
     shown = posixpath.relpath(path, call.cwd) if inside else path
+    if rule.verdict is not Verdict.ALLOW:  # `.ENV` is `.env` where the disk ignores case
+        shown, path = shown.casefold(), path.casefold()
+        return any(
+            fnmatchcase(shown, glob.casefold()) or fnmatchcase(path, glob.casefold())
+            for glob in rule.paths
+        )
     return any(fnmatchcase(shown, glob) or fnmatchcase(path, glob) for glob in rule.paths)
 
 

@@ -47,12 +47,14 @@ DEFAULT_GATE_RULES: tuple[Mapping[str, Any], ...] = (
         "tool": [*_READ_ONLY, *_FILE_TOOLS],
         "paths": [".env*", "*/.env*", "*.pem"],
     },
-    {"verdict": "deny", "tool": _FILE_TOOLS, "paths": [".git/*", "*/.git/*"]},
-    # Arguments that are relative paths or words, never an option, `..` or a `.env` file.
+    # A `.git` file names the folder git reads its config (and so its hooks) from.
+    {"verdict": "deny", "tool": _FILE_TOOLS, "paths": [".git", "*/.git", ".git/*", "*/.git/*"]},
+    # Arguments that are relative paths or words, never an option, `..` or a `.env` file; a
+    # `git diff` with none: given a revision or two paths it prints any file's contents.
     {
         "verdict": "allow",
         "tool": "Bash",
-        "command": r"(?!.*(\.\.|\.env))(git (status|diff|log)|ls|pwd)( [A-Za-z0-9_][A-Za-z0-9_./]*)*",  # noqa: E501
+        "command": r"(?!.*(\.\.|\.env))(git (status|log)|ls|pwd)( [A-Za-z0-9_][A-Za-z0-9_./]*)*|git diff",  # noqa: E501
     },
     {"verdict": "propose", "tool": "Bash", "command": r"\bgit\s+push\b"},
     # A person's decisions are a person's: an agent asking to make one is denied outright.

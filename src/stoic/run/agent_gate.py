@@ -42,6 +42,7 @@ def hook_command(workspace_root: Path, repository: Path) -> str:
     return shlex.join(
         [
             sys.executable,
+            "-P",  # Claude Code runs it in the agent's folder: never a `stoic` package there
             "-m",
             "stoic",
             "-w",

@@ -41,14 +41,16 @@ Clock = Callable[[], float]
 
 
 def runner_command(workspace: Path, run_id: str) -> list[str]:
-    """The command a runner runs: `stoic continue`, in this Python."""
-    return [sys.executable, "-m", "stoic", "-w", str(workspace), "continue", run_id]
+    """The command a runner runs: `stoic continue`, in this Python (`-P`: never a `stoic`
+    package in the folder it starts in)."""
+    return [sys.executable, "-P", "-m", "stoic", "-w", str(workspace), "continue", run_id]
 
 
 def start_command(workspace: Path, plan: Path, run_id: str) -> list[str]:
     """The command a scheduled run starts with: `stoic run`, its id chosen beforehand."""
     return [
         sys.executable,
+        "-P",
         "-m",
         "stoic",
         "-w",

@@ -15,6 +15,7 @@ import orjson
 
 from stoic.core.gate import (
     CONTENT_SEARCH_TOOLS,
+    FILE_PATH_KEYS,
     MAX_COMMAND_CHARS,
     MAX_SEARCHED_FILES,
     GateRule,
@@ -161,6 +162,10 @@ def _files_under(folder: Path) -> list[str] | None:
 def _refusal(workspace_root: Path, call: ToolCall) -> str | None:
     """What no rule can allow: a command too long to read, and a file tool's path inside the
     workspace — its settings, log and queue are stoic's record, not an agent's to edit."""
+    named = {repr(call.tool_input[key]) for key in FILE_PATH_KEYS if key in call.tool_input}
+    if len(named) > 1:
+        keys = ", ".join(key for key in FILE_PATH_KEYS if key in call.tool_input)
+        return f"{call.tool_name} names more than one path ({keys}): which one it uses is unclear"
     command = call.tool_input.get("command")
     if isinstance(command, str) and len(command) > MAX_COMMAND_CHARS:
         return f"a command over {MAX_COMMAND_CHARS // 1024} KiB is not read"

@@ -68,7 +68,7 @@ def _start(
 ) -> Started:
     before = _last_seq(root, run_id)
     process = subprocess.Popen(
-        [sys.executable, "-m", "stoic", "-w", str(root), *command],
+        [sys.executable, "-P", "-m", "stoic", "-w", str(root), *command],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

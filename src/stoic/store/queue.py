@@ -470,11 +470,13 @@ class Queue:
     def _source_exists(self, source: str, state: QueueState) -> bool:
         if source in state.proposals:
             return True
-        if (self.root / "runs" / source).is_dir():
-            return True
         relative = Path(source)
         inside = not relative.is_absolute() and ".." not in relative.parts
-        if inside and (self.root / relative).exists():
+        if not inside:  # nothing outside the workspace is a source, nor probed for one
+            return False
+        if (self.root / "runs" / source).is_dir():
+            return True
+        if (self.root / relative).exists():
             return True
         needle = orjson.dumps(source)
         return any(
