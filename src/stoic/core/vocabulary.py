@@ -6,7 +6,6 @@ Adding a type or an outcome is a design change: each one needs a reason.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
@@ -173,6 +172,8 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     if len(word) > _LONGEST_GUESSED:
         return None  # no misspelling is that long, and comparing it would take long
     options = sorted(choices)
+    import difflib  # only when a word is wrong: the gate's hook imports this module
+
     matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if matches:
         return matches[0]
