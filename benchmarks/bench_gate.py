@@ -27,6 +27,22 @@ import stoic
 STOIC = Path(sys.executable).with_name("stoic")
 
 
+def allow_payload(root: Path) -> bytes:
+    """A `PreToolUse` payload the default rules allow (`git status`), its cwd `root`."""
+    return json.dumps(
+        {
+            "session_id": "bench",
+            "transcript_path": str(root / "t.jsonl"),
+            "cwd": str(root),
+            "permission_mode": "default",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": {"command": "git status"},
+            "tool_use_id": "toolu_bench",
+        }
+    ).encode()
+
+
 def _timed(command: list[str], stdin: bytes, env: dict[str, str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, input=stdin, capture_output=True, env=env, check=False)
@@ -50,18 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stoic-bench-gate-") as folder:
         root = Path(folder)
         stoic.Workspace.init(root / "ws").close()
-        payload = json.dumps(
-            {
-                "session_id": "bench",
-                "transcript_path": str(root / "t.jsonl"),
-                "cwd": str(root),
-                "permission_mode": "default",
-                "hook_event_name": "PreToolUse",
-                "tool_name": "Bash",
-                "tool_input": {"command": "git status"},
-                "tool_use_id": "toolu_bench",
-            }
-        ).encode()
+        payload = allow_payload(root)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         gate = [str(STOIC), "-w", str(root / "ws"), "gate", "claude-code"]

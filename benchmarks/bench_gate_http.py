@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 import stoic
+from bench_gate import allow_payload
 from stoic.services import users
 
 STOIC = Path(sys.executable).with_name("stoic")
@@ -66,18 +67,7 @@ def main() -> None:
             env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
         )
         url = f"http://127.0.0.1:{port}"
-        payload = json.dumps(
-            {
-                "session_id": "bench",
-                "transcript_path": str(root / "t.jsonl"),
-                "cwd": str(root),
-                "permission_mode": "default",
-                "hook_event_name": "PreToolUse",
-                "tool_name": "Bash",
-                "tool_input": {"command": "git status"},
-                "tool_use_id": "toolu_bench",
-            }
-        ).encode()
+        payload = allow_payload(root)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         try:
             with httpx.Client(base_url=url, timeout=30) as client:

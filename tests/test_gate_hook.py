@@ -365,10 +365,14 @@ def test_the_audit_finds_an_allow_no_approval_stands_behind(ws_path: Path, repo:
 
 
 def test_the_wait_bound_the_command_line_reads_is_the_settings_one() -> None:
-    from stoic.cli import gate_hook
+    from stoic.core.gate_wire import wait_seconds_of
     from stoic.store import gate_settings
 
-    assert gate_hook.MAX_GATE_WAIT_SECONDS == gate_settings.MAX_GATE_WAIT_SECONDS  # one constant
+    bound = gate_settings.MAX_GATE_WAIT_SECONDS
+    assert wait_seconds_of(f"{bound:g}", "--wait") == bound
+    assert "takes 0 to" in str(wait_seconds_of(f"{bound + 1:g}", "--wait"))
+    for wrong in ("nan", "inf", "-1", "soon"):
+        assert isinstance(wait_seconds_of(wrong, "--wait"), str)
 
 
 def test_what_no_rule_can_allow_a_path_into_the_workspace_and_a_huge_command(

@@ -20,17 +20,21 @@ gate_app = typer.Typer(
 )
 
 
+AgentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        help="The agent's name on record (agent:NAME; default: $STOIC_AGENT_ROLE, else"
+        " claude-code).",
+    ),
+]
+"""Who an agent interface speaks for: `stoic gate claude-code` and `stoic mcp`."""
+
+
 @gate_app.command("claude-code")
 def claude_code(
     ctx: typer.Context,
-    agent: Annotated[
-        str | None,
-        typer.Option(
-            "--agent",
-            help="The agent's name on record (agent:NAME; default: $STOIC_AGENT_ROLE, else"
-            " claude-code).",
-        ),
-    ] = None,
+    agent: AgentOption = None,
     defer: Annotated[
         bool,
         typer.Option(

@@ -20,8 +20,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from stoic.core.gate_table import MAX_GATE_WAIT_SECONDS
-from stoic.core.gate_wire import NARROWING_VARIABLE, hook_output, narrowing_rules
+from stoic.core.gate_wire import (
+    AGENT_VARIABLE,
+    DEFAULT_AGENT,
+    NARROWING_VARIABLE,
+    agent_name_problem,
+    hook_output,
+    narrowing_rules,
+    wait_seconds_of,
+)
 
 __all__ = ["answer_hook", "main"]
 
@@ -29,11 +36,6 @@ USAGE = (
     "usage: stoic [-w WORKSPACE] gate claude-code [--agent NAME] [--repo DIR] [--defer]"
     " [--wait SECONDS]"
 )
-
-
-def _agent(given: str | None) -> str:
-    name = given or os.environ.get("STOIC_AGENT_ROLE") or "claude-code"
-    return f"agent:{name}"
 
 
 def answer_hook(
@@ -50,7 +52,11 @@ def answer_hook(
     from stoic.services.gate_call import read_hook_call
     from stoic.services.gate_quick import quick_answer
 
-    who = _agent(agent)
+    name = agent or os.environ.get(AGENT_VARIABLE) or DEFAULT_AGENT
+    unnamed = agent_name_problem(name)
+    if unnamed is not None:
+        return "deny", f"stoic's gate: {unnamed}"
+    who = f"agent:{name}"
     call = read_hook_call(raw)
     run_id, task_id = os.environ.get("STOIC_RUN_ID"), os.environ.get("STOIC_TASK_ID")
     try:
@@ -118,12 +124,9 @@ def _options(args: list[str]) -> _Options | str:
             elif arg == "--repo":
                 found = replace(found, repository=Path(value))
             else:
-                try:
-                    wait = float(value)
-                except ValueError:
-                    return f"--wait takes seconds, not {value!r}"
-                if not 0 <= wait <= MAX_GATE_WAIT_SECONDS:
-                    return f"--wait takes 0 to {MAX_GATE_WAIT_SECONDS:g} seconds"
+                wait = wait_seconds_of(value, "--wait")
+                if isinstance(wait, str):
+                    return wait
                 found = replace(found, wait=wait)
             index += 2
         else:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from stoic.cli.context import cli_state
+from stoic.cli.gate_commands import AgentOption
 
 __all__ = ["register"]
 
@@ -19,14 +20,7 @@ def register(app: typer.Typer) -> None:
 
 def mcp(
     ctx: typer.Context,
-    agent: Annotated[
-        str | None,
-        typer.Option(
-            "--agent",
-            help="The agent's name on record (agent:NAME; default: $STOIC_AGENT_ROLE, else"
-            " claude-code).",
-        ),
-    ] = None,
+    agent: AgentOption = None,
     repo: Annotated[
         Path | None,
         typer.Option(

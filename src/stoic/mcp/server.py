@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,13 @@ from mcp_types import (
 
 from stoic import __version__
 from stoic.core.gate import GateRule
-from stoic.core.gate_wire import NARROWING_VARIABLE, narrowing_rules
+from stoic.core.gate_wire import (
+    AGENT_VARIABLE,
+    DEFAULT_AGENT,
+    NARROWING_VARIABLE,
+    agent_name_problem,
+    narrowing_rules,
+)
 from stoic.core.text import shortened
 from stoic.exceptions import StoicError, UsageError
 from stoic.mcp.tools import (
@@ -52,16 +57,13 @@ from stoic.mcp.tools import (
 from stoic.services import escalations, gate, queue
 from stoic.services.workspace import Workspace
 
-__all__ = ["AGENT_VARIABLE", "Agent", "agent_actor", "build_server", "serve_stdio"]
+__all__ = ["Agent", "agent_actor", "build_server", "serve_stdio"]
 
-AGENT_VARIABLE = "STOIC_AGENT_ROLE"
-"""The agent's name when `--agent` is not given (the role stoic starts an agent task with)."""
 
 SESSION_ID = "stoic-mcp"
 """The session a permission prompt's call is recorded in: the prompt does not name Claude
 Code's own session."""
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _INSTRUCTIONS = (
     "stoic's review queue, escalations and gate. Propose an action instead of taking it"
@@ -90,12 +92,10 @@ class Agent:
 def agent_actor(given: str | None) -> str:
     """`agent:<name>`: `--agent`, else $STOIC_AGENT_ROLE, else claude-code; a name that is not
     a plain word (letters, digits, `.`, `_`, `-`) is refused, so none reads as another actor."""
-    name = given or os.environ.get(AGENT_VARIABLE) or "claude-code"
-    if not _NAME.fullmatch(name):
-        raise UsageError(
-            f"the agent's name {shortened(name, 40)!r} is not a plain name (letters, digits,"
-            " '.', '_', '-'; at most 64)"
-        )
+    name = given or os.environ.get(AGENT_VARIABLE) or DEFAULT_AGENT
+    problem = agent_name_problem(name)
+    if problem is not None:
+        raise UsageError(problem)
     return f"agent:{name}"
 
 

@@ -20,6 +20,7 @@ from stoic.core.agents import (
     RoleChoice,
     choose_role,
 )
+from stoic.core.gate_wire import AGENT_VARIABLE
 from stoic.plan.loader import Plan, PlanError
 from stoic.plan.models import TaskSpec, Verifier
 from stoic.run.agent_gate import RESUME_VARIABLE, gate_arguments, resume_prompt
@@ -121,7 +122,7 @@ class AgentSetup:
         if extra:
             prompt = "\n\n".join([prompt, *extra])
         env = {
-            "STOIC_AGENT_ROLE": choice.role,
+            AGENT_VARIABLE: choice.role,
             "STOIC_AGENT_PROFILE": choice.profile.name,
             "STOIC_AGENT_APPROVAL": choice.profile.approval.value,
             "STOIC_AGENT_TOOLS": ",".join(choice.profile.tools),

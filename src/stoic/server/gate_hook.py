@@ -26,8 +26,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from stoic.core.gate_table import MAX_GATE_WAIT_SECONDS
-from stoic.core.gate_wire import hook_output
+from stoic.core.gate_wire import hook_output, wait_seconds_of
 from stoic.core.users import AGENT_ROLE, name_problem
 from stoic.server.access_render import client_address
 from stoic.server.console import console_of
@@ -173,14 +172,9 @@ def _options(
         return "repo= is not an absolute path"
     if defer not in (None, "", "0", "1", "true", "false"):
         return f"defer= takes 1 or 0, not {defer[:20]!r}"
-    seconds = None
-    if wait:
-        try:
-            seconds = float(wait)
-        except ValueError:
-            return f"wait= takes seconds, not {wait[:20]!r}"
-        if not 0 <= seconds <= MAX_GATE_WAIT_SECONDS:
-            return f"wait= takes 0 to {MAX_GATE_WAIT_SECONDS:g} seconds"
+    seconds = wait_seconds_of(wait, "wait=") if wait else None
+    if isinstance(seconds, str):
+        return seconds
     return repository, defer in ("1", "true"), seconds
 
 
