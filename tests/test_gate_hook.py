@@ -550,3 +550,15 @@ def test_the_hook_a_gated_task_runs_never_imports_a_stoic_package_of_the_reposit
     answer = orjson.loads(done.stdout)["hookSpecificOutput"]
     assert answer["permissionDecision"] == "defer" and "planted" not in done.stdout.decode()
     assert not (repo / "pwned").exists()
+
+
+@pytest.mark.parametrize("name", ["human:alice", "a b", "x" * 65, "esc\x1b]0;x"])
+def test_an_agent_name_that_could_read_as_another_actor_is_a_denial(
+    ws_path: Path, repo: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decision, reason = answer_hook(ws_path, _payload(repo, command="git status"), agent=name)
+    assert decision == "deny" and "not a plain name" in reason
+    monkeypatch.setenv("STOIC_AGENT_ROLE", name)
+    decision, reason = answer_hook(ws_path, _payload(repo, command="git status"))
+    assert decision == "deny" and "not a plain name" in reason
+    assert _gate_records(ws_path) == []
