@@ -284,3 +284,16 @@ def test_a_pinned_repository_decides_what_inside_means(
 def test_the_endpoint_is_in_the_servers_openapi_document(served: RunningConsole) -> None:
     document = httpx.get(f"{served.url}/api/openapi.json", timeout=10).json()
     assert "/gate/claude-code" in document["paths"]
+
+
+def test_a_trailing_slash_is_answered_too_never_redirected(
+    repo: Path, served: RunningConsole, token: str
+) -> None:
+    answer = httpx.post(
+        f"{served.url}/gate/claude-code/",
+        content=_payload(repo, command="git status"),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200  # a 3xx is not 2xx: Claude Code would let the call through
+    assert answer.json()["hookSpecificOutput"]["permissionDecision"] == "allow"

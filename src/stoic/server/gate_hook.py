@@ -179,6 +179,7 @@ def _options(
 
 
 @router.post("/gate/claude-code")
+@router.post("/gate/claude-code/", include_in_schema=False)  # a redirect would let it through
 async def claude_code_hook(
     request: Request,
     repo: Annotated[str | None, Query(description="The repository 'inside' means.")] = None,
