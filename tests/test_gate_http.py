@@ -297,3 +297,27 @@ def test_a_trailing_slash_is_answered_too_never_redirected(
     )
     assert answer.status_code == 200  # a 3xx is not 2xx: Claude Code would let the call through
     assert answer.json()["hookSpecificOutput"]["permissionDecision"] == "allow"
+
+
+def test_wrong_tokens_are_throttled_apart_from_logins(
+    ws_path: Path, repo: Path, served: RunningConsole, token: str
+) -> None:
+    call = _payload(repo, command="git status")
+    assert _ask(served, call, token)["permissionDecision"] == "allow"
+    for _ in range(6):  # past the five a name may fail from one address
+        said = _ask(served, call, "bot:wrong")
+    assert said["permissionDecision"] == "deny"
+    assert "too many wrong tokens" in said["permissionDecisionReason"]
+    assert _ask(served, call, token)["permissionDecision"] == "allow"  # checked before: no guess
+    for n in range(21):  # past the twenty any names may fail from one address
+        _ask(served, call, f"guess{n}:wrong")
+    with stoic.Workspace.open(ws_path) as workspace:
+        person = users.add(workspace, "ann", role="reviewer", actor="human:admin")
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        held = client.get("/login").cookies["stoic_login"]
+        login = client.post(
+            "/login",
+            data={"name": "ann", "secret": person.secret, "csrf": held},
+            headers={"Cookie": f"stoic_login={held}"},
+        )
+    assert login.status_code == 303  # a person from the same address still logs in

@@ -14,6 +14,7 @@ from stoic.server import access, gate_hook, metrics
 from stoic.server.console import console_of
 from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
+from stoic.server.throttle import LoginThrottle
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -53,6 +54,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app.include_router(metrics.router)
     app.state.agent_tokens = gate_hook.AgentTokens()
+    # Counted apart from logins: an agent with a wrong token locks no person out.
+    app.state.token_throttle = LoginThrottle()
     app.include_router(gate_hook.router)
 
     install_console(app)

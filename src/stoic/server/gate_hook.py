@@ -104,7 +104,7 @@ def _agent_of(request: Request) -> str | _Refused:
     tokens = _tokens_of(request)
     if user is not None and tokens.known(name, user.issued_seq, secret):
         return name
-    throttle = request.app.state.login_throttle
+    throttle = request.app.state.token_throttle
     assert isinstance(throttle, LoginThrottle)
     keys = keys_of(name, client_address(request))
     with throttle.checking() as free:
