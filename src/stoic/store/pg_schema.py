@@ -5,7 +5,9 @@ an advisory lock so two `stoic init` at once apply it once. A database that reco
 this stoic does not know was made by a newer stoic: it is refused, never written by older rules.
 
 The log is append-only in the database itself: a trigger refuses UPDATE, DELETE and TRUNCATE
-on `decision_log`, and PUBLIC is granted no more than reading and inserting.
+on `decision_log`, and the role `stoic_writer` (granted to the login stoic runs as) may read and
+insert records, move the head, and nothing else: it cannot change or remove a record, nor the
+schema.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ CREATE TRIGGER decision_log_append_only BEFORE UPDATE OR DELETE ON decision_log
 CREATE TRIGGER decision_log_never_truncated BEFORE TRUNCATE ON decision_log
     FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
 REVOKE ALL ON decision_log FROM PUBLIC;
-GRANT SELECT, INSERT ON decision_log TO PUBLIC;
 """
 
 _LEASES = """
@@ -91,10 +92,26 @@ COMMENT ON COLUMN attempt_outputs.chunk_no IS
     'Chunk 0 is empty and marks the output opened: a second writer of the attempt is refused.';
 """
 
+_WRITER_ROLE = """
+DO $$
+BEGIN
+    CREATE ROLE stoic_writer NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- made for another database of the same server
+END
+$$;
+GRANT SELECT ON stoic_migrations TO stoic_writer;
+GRANT SELECT, INSERT ON decision_log TO stoic_writer;
+GRANT SELECT, UPDATE ON log_head TO stoic_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON run_leases TO stoic_writer;
+GRANT SELECT, INSERT ON attempt_outputs TO stoic_writer;
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
     ("0003_attempt_outputs", _OUTPUTS),
+    ("0004_writer_role", _WRITER_ROLE),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 
