@@ -16,6 +16,9 @@ from hypothesis import settings
 
 import stoic
 from stoic.cli.app import main
+from tests.postgres import EmbeddedPostgres
+from tests.postgres import started as postgres_started
+from tests.postgres import stopped as postgres_stopped
 
 # No timing thresholds in the suite, Hypothesis's per-example deadline included: CI machines
 # are noisy, and a slow example is not a failing one.
@@ -165,3 +168,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must have every component: {reason}"
     return report
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL server for the session, started the first time a test asks for it."""
+    server = postgres_started()
+    try:
+        yield server
+    finally:
+        postgres_stopped(server)

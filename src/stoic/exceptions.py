@@ -21,7 +21,8 @@ uses for it, so the command line can turn any of them into one clear line::
         ├── WorkspaceNotWritable    read-only folder, full disk, failed fsync
         ├── LogTornTail             the last line of the log was cut off; appends are refused
         ├── LogCorrupt              a bad line before the last; never repaired automatically
-        └── ProjectionMismatch      a projection file does not line up with the log
+        ├── ProjectionMismatch      a projection file does not line up with the log
+        └── SchemaTooNew            a newer stoic made this database; this one refuses it
 
 The failures a *task* raises to tell stoic what went wrong are another tree: `stoic.failures`
 (also importable as `stoic.errors`).
@@ -40,6 +41,7 @@ __all__ = [
     "ProjectionMismatch",
     "ProposalNotFound",
     "RunLimitReached",
+    "SchemaTooNew",
     "StoicError",
     "TransitionRefused",
     "UsageError",
@@ -113,6 +115,11 @@ class LogCorrupt(WorkspaceError):
 
 class ProjectionMismatch(WorkspaceError):
     """A projection file does not line up with the decision log."""
+
+
+class SchemaTooNew(WorkspaceError):
+    """The database holds a migration this stoic does not know: a newer stoic made it, and an
+    older one must not write records by rules it does not know."""
 
 
 class ProposalNotFound(StoicError):

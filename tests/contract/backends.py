@@ -1,7 +1,7 @@
 """The backends the contract suite runs against, and the second processes its tests start.
 
-A test names a backend by name and an opaque locator (a folder for files, later a database
-URL): it never builds a path itself. Run as a program, this module opens a store in a second,
+A test names a backend by name and an opaque locator (a folder for files, a database URL for
+PostgreSQL): it never builds a path itself. Run as a program, this module opens a store in a second,
 real process: `python -m tests.contract.backends ACTION BACKEND LOCATOR ARG`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,6 +18,7 @@ import orjson
 from stoic.core.notifications import Notice
 from stoic.core.records import Decision
 from stoic.store.interface import Store
+from stoic.store.pg_store import PostgresStore
 from stoic.store.workspace import Workspace
 
 
@@ -25,18 +27,27 @@ def no_notices(workspace: Workspace, notice: Notice) -> None:
     raise AssertionError(f"the store announced {notice.event.value}: {notice.text}")
 
 
-BACKENDS = ["files"]
-"""Every backend the suite runs against; PostgreSQL joins in a later issue."""
+BACKENDS = ["files", "postgres"]
+"""Every backend the suite runs against."""
+
+FILES_ONLY = ["files"]
+"""For tests that need a `Workspace`, the file backend's wider handle."""
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def create(name: str, scratch: Path) -> str:
-    """A fresh, empty store of backend `name`; returns its locator."""
+def create(name: str, scratch: Path, *, new_database: Callable[[], str] | None = None) -> str:
+    """A fresh, empty store of backend `name`; returns its locator. PostgreSQL's is made in
+    a fresh database `new_database` returns the URL of."""
     if name == "files":
         where = scratch / "store"
         Workspace.init(where, deliverer=no_notices).close()
         return str(where)
+    if name == "postgres":
+        assert new_database is not None, "a PostgreSQL store needs a server"
+        url = new_database()
+        PostgresStore.init(url).close()
+        return url
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -44,6 +55,8 @@ def open_store(name: str, locator: str) -> Store:
     """A new handle on an existing store."""
     if name == "files":
         return Workspace.open(locator, deliverer=no_notices)
+    if name == "postgres":
+        return PostgresStore.open(locator)
     raise ValueError(f"unknown backend {name!r}")
 
 

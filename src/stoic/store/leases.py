@@ -23,7 +23,7 @@ from stoic.store.confined import confined_dir, open_at, open_confined
 from stoic.store.interface import Lease
 from stoic.store.log import utc_timestamp
 
-__all__ = ["FileLeases", "lease_path", "run_folder"]
+__all__ = ["FileLeases", "check_run_id", "holder_here", "lease_path", "refused", "run_folder"]
 
 _TRIES = 20
 """A reader asking who holds a run holds the lock for an instant: try again a few times before
@@ -33,19 +33,33 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _HOLDER_LIMIT = 4096
 
 
-def run_folder(root: Path, run_id: str) -> Path:
-    """A run's folder; an id that is not a plain name (`../x`) is refused, never followed."""
+def check_run_id(run_id: str) -> str:
+    """`run_id`, if it is a plain name; one that is not (`../x`) is refused in every backend."""
     if not _RUN_ID.fullmatch(run_id):
         raise UsageError(f"{run_id!r} is not a run id (they look like run-20261123-101500-3fa2c1)")
-    return root / "runs" / run_id
+    return run_id
+
+
+def run_folder(root: Path, run_id: str) -> Path:
+    """A run's folder; an id that is not a plain name (`../x`) is refused, never followed."""
+    return root / "runs" / check_run_id(run_id)
 
 
 def lease_path(root: Path, run_id: str) -> Path:
     return run_folder(root, run_id) / "run.lock"
 
 
-def _holder_here() -> str:
+def holder_here() -> str:
+    """This process, as a lease names its holder in every backend."""
     return f"pid {os.getpid()} on {os.uname().nodename}"
+
+
+def refused(run_id: str, holder: Lease | None) -> UsageError:
+    """The refusal of a run someone else holds, worded alike in every backend."""
+    by = ""
+    if holder is not None and holder.since is not None:
+        by = f" ({holder.holder} since {holder.since})"
+    return UsageError(f"run {run_id} is being run by another stoic process right now{by}")
 
 
 class FileLeases:
@@ -69,15 +83,9 @@ class FileLeases:
                     break
                 except BlockingIOError:
                     if tried == _TRIES:
-                        holder = self.held_by(run_id)
-                        by = ""
-                        if holder is not None and holder.since is not None:
-                            by = f" ({holder.holder} since {holder.since})"
-                        raise UsageError(
-                            f"run {run_id} is being run by another stoic process right now{by}"
-                        ) from None
+                        raise refused(run_id, self.held_by(run_id)) from None
                     time.sleep(0.01)
-            lease = Lease(run_id, _holder_here(), utc_timestamp())
+            lease = Lease(run_id, holder_here(), utc_timestamp())
             _write_holder(fd, lease)
         except BaseException:
             os.close(fd)

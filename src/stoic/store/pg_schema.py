@@ -1,0 +1,173 @@
+"""The PostgreSQL backend's schema, as named migrations applied in order (DESIGN §13).
+
+Each migration runs once, in the transaction that records its name in `stoic_migrations`, under
+an advisory lock so two `stoic init` at once apply it once. A database that records a migration
+this stoic does not know was made by a newer stoic: it is refused, never written by older rules.
+
+The log is append-only in the database itself: a trigger refuses UPDATE, DELETE and TRUNCATE
+on `decision_log`, and the role `stoic_writer` (granted to the login stoic runs as) may read and
+insert records, move the head, and nothing else: it cannot change or remove a record, nor the
+schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from stoic.core.records import GENESIS_HASH
+from stoic.exceptions import SchemaTooNew, WorkspaceNotFound
+
+__all__ = ["MIGRATIONS", "Migration", "applied", "check_current", "migrate"]
+
+Migration = tuple[str, str]
+"""(name, SQL): the name is recorded once the SQL has run; it never changes once released."""
+
+_MIGRATIONS_LOCK = 0x570_1C_0001
+"""The advisory lock key that serialises migrations (any fixed key no other lock uses)."""
+
+_LOG = f"""
+CREATE TABLE decision_log (
+    seq bigint PRIMARY KEY CHECK (seq > 0),
+    hash text NOT NULL UNIQUE,
+    prev_hash text NOT NULL,
+    decision_id text NOT NULL UNIQUE,
+    decided_at text NOT NULL,
+    decision_type text NOT NULL,
+    decision_outcome text NOT NULL,
+    run_id text,
+    task_id text,
+    is_failure boolean NOT NULL,
+    line bytea NOT NULL
+);
+COMMENT ON COLUMN decision_log.line IS
+    'The record as the files backend stores it: canonical JSON and a newline, hashed as is.';
+CREATE INDEX decision_log_by_run ON decision_log (run_id, seq) WHERE run_id IS NOT NULL;
+CREATE INDEX decision_log_by_type ON decision_log (decision_type, seq);
+CREATE INDEX decision_log_failures ON decision_log (seq) WHERE is_failure;
+
+CREATE TABLE log_head (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    seq bigint NOT NULL,
+    hash text NOT NULL
+);
+INSERT INTO log_head (seq, hash) VALUES (0, '{GENESIS_HASH}');
+
+CREATE FUNCTION stoic_refuse_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the decision log is append-only: % on decision_log is refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER decision_log_append_only BEFORE UPDATE OR DELETE ON decision_log
+    FOR EACH ROW EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER decision_log_never_truncated BEFORE TRUNCATE ON decision_log
+    FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
+REVOKE ALL ON decision_log FROM PUBLIC;
+"""
+
+_LEASES = """
+CREATE TABLE run_leases (
+    run_id text PRIMARY KEY,
+    holder text NOT NULL,
+    since text NOT NULL,
+    lock_key bigint NOT NULL,
+    backend_pid integer NOT NULL
+);
+COMMENT ON TABLE run_leases IS
+    'Who took each run last; the advisory lock on lock_key, held by backend_pid, is the lease.';
+"""
+
+_OUTPUTS = """
+CREATE TABLE attempt_outputs (
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    attempt integer NOT NULL,
+    chunk_no integer NOT NULL CHECK (chunk_no >= 0),
+    bytes bytea NOT NULL,
+    PRIMARY KEY (run_id, task_id, attempt, chunk_no)
+);
+COMMENT ON COLUMN attempt_outputs.chunk_no IS
+    'Chunk 0 is empty and marks the output opened: a second writer of the attempt is refused.';
+"""
+
+_WRITER_ROLE = """
+DO $$
+BEGIN
+    CREATE ROLE stoic_writer NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- made for another database of the same server
+END
+$$;
+GRANT SELECT ON stoic_migrations TO stoic_writer;
+GRANT SELECT, INSERT ON decision_log TO stoic_writer;
+GRANT SELECT, UPDATE ON log_head TO stoic_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON run_leases TO stoic_writer;
+GRANT SELECT, INSERT ON attempt_outputs TO stoic_writer;
+"""
+
+MIGRATIONS: Sequence[Migration] = (
+    ("0001_decision_log", _LOG),
+    ("0002_run_leases", _LEASES),
+    ("0003_attempt_outputs", _OUTPUTS),
+    ("0004_writer_role", _WRITER_ROLE),
+)
+"""Every migration this stoic knows, in the order they apply; new ones go at the end."""
+
+_LEDGER = """
+CREATE TABLE IF NOT EXISTS stoic_migrations (
+    name text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def applied(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """The migrations the database records, in the order they were applied ([] when none)."""
+    exists = conn.execute("SELECT to_regclass('stoic_migrations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute("SELECT name FROM stoic_migrations ORDER BY applied_at, name").fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def _refuse_newer(names: Sequence[str], known: Sequence[Migration]) -> None:
+    ours = {name for name, _sql in known}
+    unknown = [name for name in names if name not in ours]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database records migration {unknown[0]}, which this stoic does not know:"
+            " a newer stoic made this database; use that stoic (or a newer one)"
+        )
+
+
+def migrate(
+    conn: psycopg.Connection[tuple[object, ...]], known: Sequence[Migration] = MIGRATIONS
+) -> list[str]:
+    """Apply the migrations the database lacks, in one transaction; returns their names."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS_LOCK,))
+        conn.execute(_LEDGER)
+        done = applied(conn)
+        _refuse_newer(done, known)
+        new = [(name, sql) for name, sql in known if name not in done]
+        for name, sql in new:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO stoic_migrations (name) VALUES (%s)", (name,))
+        return [name for name, _sql in new]
+
+
+def check_current(
+    conn: psycopg.Connection[tuple[object, ...]], known: Sequence[Migration] = MIGRATIONS
+) -> None:
+    """Refuse a database this stoic cannot work on: made by a newer stoic, or not made (or
+    upgraded) yet. The message never repeats the URL: it may hold a password."""
+    done = applied(conn)
+    _refuse_newer(done, known)
+    missing = [name for name, _sql in known if name not in done]
+    if missing:
+        state = "has no stoic schema" if not done else f"lacks migration {missing[0]}"
+        raise WorkspaceNotFound(
+            f"the database {state}; create or upgrade it with PostgresStore.init first"
+        )

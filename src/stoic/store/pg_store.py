@@ -1,0 +1,340 @@
+"""The store on PostgreSQL (DESIGN §13): the decision log as a table, one head row as its lock.
+
+An append locks the single `log_head` row `FOR UPDATE`, inserts its records after it and moves
+it, in one transaction: seqs are gapless in commit order (a sequence's are not), and a reader
+that sees the head sees every record up to it. The lines are sealed by `core.records.seal`,
+byte for byte what the files backend writes, so a record hashes the same in both.
+
+`transaction()` is a session advisory lock on this handle's own connection, which its appends
+then use; every other append takes the same key for its own transaction first. Appends inside
+it commit one by one, as the protocol asks.
+
+Nothing runs on this backend yet: it is the first step, held to the store contract suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Self, TypeVar
+
+import orjson
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from stoic.core.pause import PauseInForce, pause_after
+from stoic.core.projection import Projection
+from stoic.core.records import GENESIS_HASH, Decision, Record, seal
+from stoic.core.vocabulary import is_failure
+from stoic.store.interface import Head, Stamped
+from stoic.store.log import utc_timestamp
+from stoic.store.pg_driver import Conn, lock_key, translated
+from stoic.store.pg_leases import PostgresLeases
+from stoic.store.pg_outputs import PostgresOutputs
+from stoic.store.pg_schema import check_current, migrate
+from stoic.store.provenance import vet
+
+__all__ = ["PostgresPauseWatch", "PostgresStore"]
+
+S = TypeVar("S")
+
+_WRITER = lock_key("writer", "decision_log")
+"""The advisory key every writer of the log takes: a transaction's session, an append's
+transaction."""
+_PAGE = 1000
+"""Records read per query: a read streams without holding a connection between pages."""
+
+_INSERT = """
+INSERT INTO decision_log (seq, hash, prev_hash, decision_id, decided_at, decision_type,
+    decision_outcome, run_id, task_id, is_failure, line)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+def _connect(url: str) -> Conn:
+    return psycopg.connect(url, autocommit=True)
+
+
+class PostgresStore:
+    """A handle on a stoic database: the `Store` protocol (`stoic.store.interface`)."""
+
+    def __init__(self, url: str, writer: Conn) -> None:
+        """Use `open` or `init`; `writer` is this handle's own connection, schema checked."""
+        self._url = url
+        self._writer: Conn | None = writer
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            url, min_size=1, max_size=8, kwargs={"autocommit": True}, open=True, name="stoic"
+        )
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._owner: int | None = None
+        self._folded: dict[str, Stamped[Any]] = {}
+        self._leases = PostgresLeases(lambda: _connect(url), self._lend)
+        self._outputs = PostgresOutputs(self._lend)
+
+    @classmethod
+    def init(cls, url: str) -> Self:
+        """Create the schema, or bring it up to date, and open the store."""
+        with translated("create the stoic schema"), _connect(url) as conn:
+            migrate(conn)
+        return cls.open(url)
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Open a database `init` made; a newer stoic's, or one not made yet, is refused."""
+        with translated("open the stoic database"):
+            writer = _connect(url)
+        try:
+            with translated("read the stoic schema"):
+                check_current(writer)
+        except BaseException:
+            writer.close()
+            raise
+        return cls(url, writer)
+
+    def close(self) -> None:
+        self._leases.close()
+        self._pool.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _own(self) -> Conn:
+        """This handle's own connection (opened again if it broke)."""
+        if self._writer is None or self._writer.closed or self._writer.broken:
+            self._writer = _connect(self._url)
+        return self._writer
+
+    @contextlib.contextmanager
+    def _lend(self) -> Iterator[Conn]:
+        """A connection for one statement or transaction: the handle's own while this thread
+        holds the transaction (it sees what it holds), else one from the pool."""
+        if self.held_here():
+            yield self._own()
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def held_here(self) -> bool:
+        """Whether this thread holds the writer (is inside `transaction()`)."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._mutex:
+            if self._depth:  # already held by this thread: one transaction
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            conn = self._own()
+            with translated("take the writer lock of the decision log"):
+                conn.execute("SELECT pg_advisory_lock(%s)", (_WRITER,))
+            self._depth, self._owner = 1, threading.get_ident()
+            try:
+                yield
+            finally:
+                self._depth, self._owner = 0, None
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_WRITER,))
+                except psycopg.Error:
+                    conn.close()  # the lock goes with the session
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Exclusive writing across processes; nested use in one thread is one."""
+        return self._transaction()
+
+    def append(self, decisions: Sequence[Decision]) -> list[Record]:
+        """Seal and append in one database transaction, under the head row's lock."""
+        if not decisions:
+            return []
+        batch = vet(decisions)
+        held = self.held_here()
+        with (
+            translated("append to the decision log"),
+            self._lend() as conn,
+            conn.transaction(),
+        ):
+            if not held:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
+            head = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
+            assert head is not None, "the log_head row is created with the schema"
+            records, rows = _sealed(batch, int(head[0]), str(head[1]))
+            with conn.cursor() as cursor:
+                cursor.executemany(_INSERT, rows)
+            conn.execute(
+                "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
+            )
+        return records
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        with translated("read the head of the decision log"), self._lend() as conn:
+            row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
+        assert row is not None, "the log_head row is created with the schema"
+        return Head(int(row[0]), str(row[1]))
+
+    def read(self, after_seq: int = 0) -> Iterator[Record]:
+        for page in self._pages(after_seq):
+            for data in page:
+                yield Record(**data)
+
+    def _pages(
+        self, after_seq: int, upto: int | None = None, *, decision_type: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records after `after_seq` up to the head as it is when reading begins (or
+        `upto`), a page at a time: every record up to a head seen is committed."""
+        end = self.head().seq if upto is None else upto
+        cursor = after_seq
+        typed = "" if decision_type is None else " AND decision_type = %s"
+        while cursor < end:
+            with translated("read the decision log"), self._lend() as conn:
+                rows = conn.execute(
+                    "SELECT seq, line FROM decision_log WHERE seq > %s AND seq <= %s"
+                    + typed
+                    + " ORDER BY seq LIMIT %s",
+                    (cursor, end, *(() if decision_type is None else (decision_type,)), _PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            yield [orjson.loads(line) for _seq, line in rows]
+            cursor = int(rows[-1][0])
+
+    def tail(
+        self,
+        count: int,
+        *,
+        run_id: str | None = None,
+        decision_type: str | None = None,
+        failures: bool = False,
+    ) -> list[Record]:
+        """The last `count` matching records, oldest first, each filter an indexed column."""
+        if count <= 0:
+            return []
+        where, params = ["true"], list[object]()
+        if run_id is not None:
+            where.append("run_id = %s")
+            params.append(run_id)
+        if decision_type is not None:
+            where.append("decision_type = %s")
+            params.append(decision_type)
+        if failures:
+            where.append("is_failure")
+        with translated("read the decision log"), self._lend() as conn:
+            rows = conn.execute(
+                "SELECT line FROM decision_log WHERE "
+                + " AND ".join(where)
+                + " ORDER BY seq DESC LIMIT %s",
+                (*params, count),
+            ).fetchall()
+        return [Record(**orjson.loads(line)) for (line,) in reversed(rows)]
+
+    def projected(self, projection: Projection[S]) -> Stamped[S]:
+        """`projection` folded over the log, kept with this handle and caught up from where it
+        stopped. Projection tables, written in the appending transaction, come later; the answer
+        will be the same."""
+        key = f"{projection.name}@{projection.version}"
+        head = self.head()
+        kept: Stamped[S] | None = self._folded.get(key)
+        if kept is None or kept.seq > head.seq or self._hash_at(kept.seq) != kept.hash:
+            kept = Stamped(0, GENESIS_HASH, projection.initial())
+        seq, digest, state = kept.seq, kept.hash, kept.state
+        for page in self._pages(seq, head.seq):
+            state = projection.fold(state, page)
+            seq, digest = int(page[-1]["seq"]), str(page[-1]["hash"])
+        stamped = Stamped(seq, digest, state)
+        self._folded[key] = stamped
+        return stamped
+
+    def _hash_at(self, seq: int) -> str:
+        if seq == 0:
+            return GENESIS_HASH
+        with translated("read the decision log"), self._lend() as conn:
+            row = conn.execute("SELECT hash FROM decision_log WHERE seq = %s", (seq,)).fetchone()
+        return "" if row is None else str(row[0])
+
+    def pause_records(self, after_seq: int, upto: int) -> Iterator[Mapping[str, Any]]:
+        """The pause records in (`after_seq`, `upto`], in order: what the pause watch folds."""
+        for page in self._pages(after_seq, upto, decision_type="pause"):
+            yield from page
+
+    def pause_watch(self) -> PostgresPauseWatch:
+        return PostgresPauseWatch(self)
+
+    @property
+    def leases(self) -> PostgresLeases:
+        """Run leases: a session advisory lock per run (see `stoic.store.pg_leases`)."""
+        return self._leases
+
+    @property
+    def outputs(self) -> PostgresOutputs:
+        """Attempt outputs: chunked rows (see `stoic.store.pg_outputs`)."""
+        return self._outputs
+
+
+class PostgresPauseWatch:
+    """Follows the log for pauses and resumes, reading only pause records it has not seen."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self.seq = store.head().seq
+        self.in_force: PauseInForce | None = None
+        for record in store.pause_records(0, self.seq):
+            self.in_force = pause_after(self.in_force, record)
+
+    def check(self) -> PauseInForce | None:
+        """The pause in force now; the caller holds the store's transaction, so it stays true
+        until the caller lets go."""
+        assert self._store.held_here(), "check the pause in the transaction that appends"
+        head = self._store.head().seq
+        for record in self._store.pause_records(self.seq, head):
+            self.in_force = pause_after(self.in_force, record)
+        self.seq = head
+        return self.in_force
+
+
+def _sealed(
+    batch: Sequence[Decision], seq: int, prev_hash: str
+) -> tuple[list[Record], list[tuple[object, ...]]]:
+    """The batch sealed after (`seq`, `prev_hash`), and the rows that store it; a decision that
+    cannot be sealed raises before any row is written."""
+    decided_at = utc_timestamp()
+    records: list[Record] = []
+    rows: list[tuple[object, ...]] = []
+    for decision in batch:
+        seq += 1
+        record, line = seal(
+            decision,
+            seq=seq,
+            prev_hash=prev_hash,
+            decision_id=os.urandom(16).hex(),
+            decided_at=decided_at,
+        )
+        records.append(record)
+        rows.append(
+            (
+                record.seq,
+                record.hash,
+                record.prev_hash,
+                record.decision_id,
+                record.decided_at,
+                record.decision_type,
+                record.decision_outcome,
+                record.run_id,
+                record.task_id,
+                is_failure(record.decision_type, record.decision_outcome),
+                line,
+            )
+        )
+        prev_hash = record.hash
+    return records, rows

@@ -1,0 +1,222 @@
+"""The PostgreSQL backend beyond the contract suite: the same canonical line as the files
+backend, a log the database itself keeps append-only, migrations, and concurrent writers."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from stoic.core.records import GENESIS_HASH, Decision, hash_of_line
+from stoic.exceptions import SchemaTooNew, StoicError, WorkspaceNotFound
+from stoic.store.layout import DECISION_LOG, LOCK_FILE
+from stoic.store.log import FileDecisionLog
+from stoic.store.pg_schema import MIGRATIONS
+from stoic.store.pg_store import PostgresStore
+from tests.conftest import PROJECT_ROOT
+from tests.contract import backends
+from tests.postgres import EmbeddedPostgres
+
+
+@pytest.fixture
+def url(postgres: EmbeddedPostgres) -> str:
+    """A fresh database with the stoic schema."""
+    where = postgres.new_database()
+    PostgresStore.init(where).close()
+    return where
+
+
+@pytest.fixture
+def pg(url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore.open(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _decision(reason: str = "A check passed.") -> Decision:
+    return Decision.from_mapping(
+        {
+            "type": "execution",
+            "outcome": "failed",
+            "reason": reason,
+            "run_id": "run-1",
+            "task_id": "build",
+            "inputs": {"exit_code": 2, "note": "naïve – ünïcode"},
+        }
+    )
+
+
+def test_a_record_is_the_same_canonical_line_and_hash_in_both_backends(
+    pg: PostgresStore, url: str, tmp_path: Path
+) -> None:
+    (record,) = pg.append([_decision()])
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT line, hash, is_failure FROM decision_log").fetchone()
+    assert row is not None
+    line, stored_hash, failure = bytes(row[0]), row[1], row[2]
+    assert stored_hash == record.hash and failure is True
+
+    root = Path(backends.create("files", tmp_path))
+    files = FileDecisionLog(
+        root / DECISION_LOG,
+        root / LOCK_FILE,
+        root=root,
+        clock=lambda: record.decided_at,
+        new_id=lambda: record.decision_id,
+    )
+    try:
+        (same,) = files.append([_decision()])
+    finally:
+        files.close()
+    assert same == record
+    assert (root / DECISION_LOG).read_bytes() == line
+    assert hash_of_line(line, record.to_dict()) == record.hash
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE decision_log SET decision_type = 'audit'",
+        "UPDATE decision_log SET line = 'x'::bytea",
+        "DELETE FROM decision_log",
+        "TRUNCATE decision_log",
+    ],
+)
+def test_the_database_refuses_to_change_or_remove_a_record(
+    pg: PostgresStore, url: str, statement: str
+) -> None:
+    pg.append([_decision()])
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as no:
+        conn.execute(statement)  # even as the owner: the trigger refuses
+    assert "the decision log is append-only" in str(no.value)
+    assert [r.decision_reason for r in pg.read()] == ["A check passed."]
+
+
+def test_the_writer_role_appends_but_cannot_change_a_record(
+    postgres: EmbeddedPostgres, url: str
+) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS stoic_runner")
+        conn.execute("CREATE ROLE stoic_runner LOGIN IN ROLE stoic_writer")
+    as_runner = url.replace("postgres:@", "stoic_runner:@", 1)
+    assert as_runner != url
+    store = PostgresStore.open(as_runner)
+    try:
+        store.append([_decision()])
+        with store.transaction():
+            store.append([_decision("Inside a transaction.")])
+        lease = store.leases.acquire("run-1")
+        assert store.leases.held_by("run-1") == lease
+        writer = store.outputs.open_writer("run-1", "build", 1)
+        writer.write(b"ok\n")
+        writer.close()
+        assert [r.seq for r in store.read()] == [1, 2]
+    finally:
+        store.close()
+    refused = (
+        "UPDATE decision_log SET decision_type = 'audit'",
+        "DELETE FROM decision_log",
+        "DROP TABLE decision_log",
+        "ALTER TABLE decision_log DISABLE TRIGGER decision_log_append_only",
+    )
+    with psycopg.connect(as_runner, autocommit=True) as conn:
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_migrations_are_named_recorded_and_applied_once(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        names = [row[0] for row in conn.execute("SELECT name FROM stoic_migrations ORDER BY name")]
+    assert names == [name for name, _sql in MIGRATIONS]
+    PostgresStore.init(url).close()  # nothing left to apply
+    with psycopg.connect(url) as conn:
+        again = conn.execute("SELECT count(*) FROM stoic_migrations").fetchone()
+    assert again == (len(MIGRATIONS),)
+
+
+def test_a_database_a_newer_stoic_made_is_refused(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO stoic_migrations (name) VALUES ('9001_from_a_newer_stoic')")
+    for opening in (PostgresStore.open, PostgresStore.init):
+        with pytest.raises(SchemaTooNew) as refused:
+            opening(url)
+        message = str(refused.value)
+        assert "9001_from_a_newer_stoic" in message
+        assert "a newer stoic made this database" in message
+        assert "\n" not in message
+
+
+def test_a_database_without_the_schema_is_refused_and_a_bad_url_is_a_stoic_error(
+    postgres: EmbeddedPostgres,
+) -> None:
+    empty = postgres.new_database()
+    with pytest.raises(WorkspaceNotFound, match="has no stoic schema"):
+        PostgresStore.open(empty)
+    missing = postgres.url("no_such_database")
+    with pytest.raises(StoicError, match="cannot open the stoic database"):
+        PostgresStore.open(missing)
+
+
+_WRITER = """
+import sys
+from stoic.core.records import Decision
+from stoic.store.pg_store import PostgresStore
+store = PostgresStore.open(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+for n in range(int(sys.argv[3])):
+    batch = [
+        Decision.from_mapping(
+            {"type": "policy_check", "outcome": "passed", "reason": f"{sys.argv[2]} {n}.{i}"}
+        )
+        for i in range(1 + n % 3)
+    ]
+    if n % 4 == 0:
+        with store.transaction():
+            store.append(batch)
+    else:
+        store.append(batch)
+store.close()
+"""
+
+
+def test_processes_appending_at_once_leave_one_gapless_chain(pg: PostgresStore, url: str) -> None:
+    rounds = 40
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url, f"writer-{w}", str(rounds)],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(3)
+    ]
+    for writer in writers:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    for writer in writers:
+        assert writer.stdin is not None
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    for writer in writers:
+        _out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+    records = list(pg.read())
+    per_writer = sum(1 + n % 3 for n in range(rounds))
+    assert [r.seq for r in records] == list(range(1, 3 * per_writer + 1))
+    assert records[0].prev_hash == GENESIS_HASH
+    for before, after in itertools.pairwise(records):
+        assert after.prev_hash == before.hash
+    assert pg.head().hash == records[-1].hash
+    for w in range(3):
+        mine = [r.decision_reason for r in records if r.decision_reason.startswith(f"writer-{w} ")]
+        assert len(mine) == per_writer
