@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, hash_of_line
 from stoic.exceptions import SchemaTooNew, StoicError, WorkspaceNotFound
 from stoic.store.layout import DECISION_LOG, LOCK_FILE
@@ -220,3 +222,86 @@ def test_processes_appending_at_once_leave_one_gapless_chain(pg: PostgresStore, 
     for w in range(3):
         mine = [r.decision_reason for r in records if r.decision_reason.startswith(f"writer-{w} ")]
         assert len(mine) == per_writer
+
+
+# -- projection tables -------------------------------------------------------------------------
+
+
+class _Counted:
+    """A projection of the test's own: how many records, and a fold that can be made to fail."""
+
+    name = "counted"
+    version = 1
+    fail_on: str | None = None
+
+    def initial(self) -> int:
+        return 0
+
+    def fold(self, state: int, records: Iterable[Mapping[str, Any]]) -> int:
+        for record in records:
+            if record["decision_reason"] == self.fail_on:
+                raise RuntimeError("this fold cannot go on")
+            state += 1
+        return state
+
+    def to_json(self, state: int) -> dict[str, Any]:
+        return {"count": state}
+
+    def from_json(self, data: Mapping[str, Any]) -> int:
+        return int(data["count"])
+
+
+def _row(url: str, name: str) -> tuple[Any, ...] | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT seq, hash, state FROM projections WHERE name = %s", (name,)
+        ).fetchone()
+
+
+def test_the_status_projection_is_a_table_written_with_the_records_it_reflects(
+    pg: PostgresStore, url: str
+) -> None:
+    records = pg.append([_decision(f"Check {n}.") for n in range(3)])
+    row = _row(url, "workspace_status")
+    assert row is not None and (row[0], row[1]) == (3, records[-1].hash)
+    replayed = WorkspaceStatusProjection().fold(
+        WorkspaceStatusProjection().initial(), (r._asdict() for r in pg.read())
+    )
+    assert row[2] == WorkspaceStatusProjection().to_json(replayed)
+    stamped = pg.projected(WorkspaceStatusProjection())
+    assert (stamped.seq, stamped.state) == (3, replayed)
+
+
+def test_a_projection_that_cannot_be_kept_appends_nothing(pg: PostgresStore, url: str) -> None:
+    counted = _Counted()
+    pg.append([_decision("First.")])
+    assert pg.projected(counted).state == 1
+    pg.append([_decision("Second.")])
+    assert _row(url, "counted") is not None and _row(url, "counted")[0] == 2  # type: ignore[index]
+    counted.fail_on = "Breaks the fold."
+    with pytest.raises(RuntimeError):
+        pg.append([_decision("Fine."), _decision("Breaks the fold.")])
+    assert pg.head().seq == 2  # one transaction: the records and their projections, or none
+    assert _row(url, "workspace_status")[0] == 2  # type: ignore[index]
+
+
+def test_a_row_behind_or_not_backed_by_the_log_is_caught_up_or_refolded(
+    pg: PostgresStore, url: str
+) -> None:
+    counted = _Counted()
+    assert pg.projected(counted).state == 0  # asked for once: kept from this handle's appends
+    pg.append([_decision("One.")])
+    assert _row(url, "counted")[0] == 1  # type: ignore[index]
+    other = PostgresStore.open(url)  # a writer that does not keep `counted`
+    try:
+        other.append([_decision("Two."), _decision("Three.")])
+    finally:
+        other.close()
+    assert _row(url, "counted")[0] == 1  # type: ignore[index]
+    assert pg.projected(counted).state == 3  # the log decides: the row is caught up on read
+    pg.append([_decision("Four.")])
+    assert _row(url, "counted")[0] == 4  # type: ignore[index]
+    with psycopg.connect(url) as conn:  # a row whose stamp no record backs
+        conn.execute("UPDATE projections SET hash = 'forged', state = '{\"count\": 99}'")
+    assert pg.projected(counted).state == 4
+    assert pg.projected(WorkspaceStatusProjection()).state.records == 4

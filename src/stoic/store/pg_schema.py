@@ -107,11 +107,26 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON run_leases TO stoic_writer;
 GRANT SELECT, INSERT ON attempt_outputs TO stoic_writer;
 """
 
+_PROJECTIONS = """
+CREATE TABLE projections (
+    name text PRIMARY KEY,
+    version integer NOT NULL,
+    seq bigint NOT NULL CHECK (seq >= 0),
+    hash text NOT NULL,
+    state jsonb NOT NULL
+);
+COMMENT ON TABLE projections IS
+    'Folds of the log, each written in the transaction of the records it reflects: seq and hash
+     say which record it ends at. The log decides: a reader checks the stamp against it.';
+GRANT SELECT, INSERT, UPDATE ON projections TO stoic_writer;
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
     ("0003_attempt_outputs", _OUTPUTS),
     ("0004_writer_role", _WRITER_ROLE),
+    ("0005_projections", _PROJECTIONS),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 

@@ -23,10 +23,11 @@ from typing import Any, Self, TypeVar
 
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from stoic.core.pause import PauseInForce, pause_after
-from stoic.core.projection import Projection
+from stoic.core.projection import Projection, WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.core.vocabulary import is_failure
 from stoic.store.interface import Head, Stamped
@@ -37,7 +38,7 @@ from stoic.store.pg_outputs import PostgresOutputs
 from stoic.store.pg_schema import check_current, migrate
 from stoic.store.provenance import vet
 
-__all__ = ["PostgresPauseWatch", "PostgresStore"]
+__all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore"]
 
 S = TypeVar("S")
 
@@ -71,7 +72,9 @@ class PostgresStore:
         self._mutex = threading.RLock()
         self._depth = 0
         self._owner: int | None = None
-        self._folded: dict[str, Stamped[Any]] = {}
+        self._kept: dict[str, Projection[Any]] = {
+            projection.name: projection for projection in KEPT_PROJECTIONS
+        }
         self._leases = PostgresLeases(lambda: _connect(url), self._lend)
         self._outputs = PostgresOutputs(self._lend)
 
@@ -174,6 +177,8 @@ class PostgresStore:
             conn.execute(
                 "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
             )
+            for projection in list(self._kept.values()):
+                _keep(conn, projection, records)
         return records
 
     # -- reading -------------------------------------------------------------------------------
@@ -240,28 +245,27 @@ class PostgresStore:
         return [Record(**orjson.loads(line)) for (line,) in reversed(rows)]
 
     def projected(self, projection: Projection[S]) -> Stamped[S]:
-        """`projection` folded over the log, kept with this handle and caught up from where it
-        stopped. Projection tables, written in the appending transaction, come later; the answer
-        will be the same."""
-        key = f"{projection.name}@{projection.version}"
-        head = self.head()
-        kept: Stamped[S] | None = self._folded.get(key)
-        if kept is None or kept.seq > head.seq or self._hash_at(kept.seq) != kept.hash:
-            kept = Stamped(0, GENESIS_HASH, projection.initial())
-        seq, digest, state = kept.seq, kept.hash, kept.state
-        for page in self._pages(seq, head.seq):
+        """`projection` as its table row holds it, checked against the log (the row's seq and
+        hash must be a record's) and caught up from there; kept from now on in the
+        transaction of every append this handle makes. A row the log does not back, or of
+        another version, is refolded from the start."""
+        self._kept.setdefault(projection.name, projection)
+        with translated(f"read the {projection.name} projection"), self._lend() as conn:
+            stored = _stored(conn, projection)  # before the head: the head is never behind it
+            head = conn.execute("SELECT seq, hash FROM log_head").fetchone()
+            assert head is not None, "the log_head row is created with the schema"
+        start = Stamped(0, GENESIS_HASH, projection.initial()) if stored is None else stored
+        if start.seq > int(head[0]) or self._hash_at(start.seq) != start.hash:
+            start = Stamped(0, GENESIS_HASH, projection.initial())
+        seq, digest, state = start.seq, start.hash, start.state
+        for page in self._pages(seq, int(head[0])):
             state = projection.fold(state, page)
             seq, digest = int(page[-1]["seq"]), str(page[-1]["hash"])
-        stamped = Stamped(seq, digest, state)
-        self._folded[key] = stamped
-        return stamped
+        return Stamped(seq, digest, state)
 
     def _hash_at(self, seq: int) -> str:
-        if seq == 0:
-            return GENESIS_HASH
         with translated("read the decision log"), self._lend() as conn:
-            row = conn.execute("SELECT hash FROM decision_log WHERE seq = %s", (seq,)).fetchone()
-        return "" if row is None else str(row[0])
+            return _hash_at(conn, seq)
 
     def pause_records(self, after_seq: int, upto: int) -> Iterator[Mapping[str, Any]]:
         """The pause records in (`after_seq`, `upto`], in order: what the pause watch folds."""
@@ -301,6 +305,66 @@ class PostgresPauseWatch:
             self.in_force = pause_after(self.in_force, record)
         self.seq = head
         return self.in_force
+
+
+KEPT_PROJECTIONS: tuple[Projection[Any], ...] = (WorkspaceStatusProjection(),)
+"""Projections every handle keeps in the `projections` table from its first append; any other
+joins once a handle is asked for it."""
+
+
+def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
+    """The projection's row, or None when there is none of this version (or it cannot be
+    read as one)."""
+    row = conn.execute(
+        "SELECT version, seq, hash, state FROM projections WHERE name = %s", (projection.name,)
+    ).fetchone()
+    if row is None or int(row[0]) != projection.version:
+        return None
+    try:
+        state = projection.from_json(row[3])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # a row no fold wrote: refolded from the log, which decides
+    return Stamped(int(row[1]), str(row[2]), state)
+
+
+def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> None:
+    """Bring the projection's row to the last of `records`, inside the appending transaction
+    (which holds the head row): from its row, caught up from the log where other writers
+    appended past it, or from the start where the log does not back it."""
+    conn.execute("SELECT 1 FROM projections WHERE name = %s FOR UPDATE", (projection.name,))
+    before = records[0].seq - 1
+    start = _stored(conn, projection)
+    if start is None or start.seq > before or _hash_at(conn, start.seq) != start.hash:
+        start = Stamped(0, GENESIS_HASH, projection.initial())
+    state, cursor = start.state, start.seq
+    while cursor < before:
+        rows = conn.execute(
+            "SELECT seq, line FROM decision_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+            (cursor, before, _PAGE),
+        ).fetchall()
+        state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
+        cursor = int(rows[-1][0])
+    state = projection.fold(state, [record._asdict() for record in records])
+    conn.execute(
+        "INSERT INTO projections (name, version, seq, hash, state) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
+        " hash = excluded.hash, state = excluded.state",
+        (
+            projection.name,
+            projection.version,
+            records[-1].seq,
+            records[-1].hash,
+            Jsonb(projection.to_json(state)),
+        ),
+    )
+
+
+def _hash_at(conn: Conn, seq: int) -> str:
+    """The hash of the record at `seq` ("" when there is none; the genesis hash at 0)."""
+    if seq == 0:
+        return GENESIS_HASH
+    row = conn.execute("SELECT hash FROM decision_log WHERE seq = %s", (seq,)).fetchone()
+    return "" if row is None else str(row[0])
 
 
 def _sealed(
