@@ -3,6 +3,7 @@ backend, a log the database itself keeps append-only, migrations, and concurrent
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -305,3 +306,76 @@ def test_a_row_behind_or_not_backed_by_the_log_is_caught_up_or_refolded(
         conn.execute("UPDATE projections SET hash = 'forged', state = '{\"count\": 99}'")
     assert pg.projected(counted).state == 4
     assert pg.projected(WorkspaceStatusProjection()).state.records == 4
+
+
+# -- what a review got through -----------------------------------------------------------------
+
+
+def test_a_transaction_whose_connection_broke_writes_nothing_more(
+    pg: PostgresStore, url: str
+) -> None:
+    pg.append([_decision("Before.")])
+    other = PostgresStore.open(url)
+    try:
+        lost = pytest.raises(StoicError, match="writer lock of the decision log was lost")
+        with lost, pg.transaction():
+            assert pg.head().seq == 1
+            with psycopg.connect(url, autocommit=True) as admin:  # the session is cut
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                )
+            other.append([_decision("Another writer, now the lock is gone.")])
+            for _ in range(2):  # neither the first append nor a later one
+                with contextlib.suppress(StoicError):
+                    pg.append([_decision("Decided on a stale head.")])
+            pg.append([_decision("Decided on a stale head.")])
+    finally:
+        other.close()
+    assert [r.decision_reason for r in pg.read()][-1] == "Another writer, now the lock is gone."
+    assert pg.append([_decision("After the block.")])[0].seq == 3  # a new block, a new session
+
+
+def test_the_database_keeps_the_chain_and_the_head_itself(pg: PostgresStore, url: str) -> None:
+    (first,) = pg.append([_decision()])
+    writer = pg.outputs.open_writer("run-1", "build", 1)
+    writer.write(b"evidence\n")
+    writer.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in (
+            f"UPDATE log_head SET seq = 0, hash = '{GENESIS_HASH}'",  # rewinding hides the log
+            "UPDATE log_head SET seq = 5",
+            "DELETE FROM log_head",
+        ):
+            with pytest.raises(psycopg.Error):
+                conn.execute(statement)
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="is a chain"):
+            conn.execute(
+                "INSERT INTO decision_log (seq, hash, prev_hash, decision_id, decided_at,"
+                " decision_type, decision_outcome, is_failure, line)"
+                " VALUES (3, 'x', 'y', 'z', 'now', 'audit', 'passed', false, 'x')"
+            )
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM attempt_outputs")
+    assert pg.head().seq == first.seq and pg.append([_decision()])[0].seq == 2
+
+
+def test_a_projection_row_no_fold_wrote_is_refolded_not_an_error(
+    pg: PostgresStore, url: str
+) -> None:
+    pg.append([_decision()])
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE projections SET state = jsonb_set(state, '{by_type}', '5')")
+    assert pg.append([_decision()])[0].seq == 2  # it cannot be folded on: refolded, no error
+    status = pg.projected(WorkspaceStatusProjection()).state
+    assert status.records == 2 and status.count("execution") == 2
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    ["postgres//stoic:Sup3rSecret@db.example/stoic", "postgresql://stoic:Sup3r Secret@db/x"],
+)
+def test_a_url_it_cannot_use_is_never_repeated_with_its_password(wrong: str) -> None:
+    with pytest.raises(StoicError) as refused:
+        PostgresStore.open(wrong)
+    assert "Sup3r" not in str(refused.value) and "\n" not in str(refused.value)

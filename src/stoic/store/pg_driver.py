@@ -10,16 +10,56 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import TupleRow
 
 from stoic.exceptions import WorkspaceError, WorkspaceNotWritable
 
-__all__ = ["Conn", "lock_key", "lock_parts", "translated"]
+__all__ = ["CONNECTION", "Conn", "connect", "lock_key", "lock_parts", "translated"]
 
 Conn = psycopg.Connection[TupleRow]
 """A connection as the backend uses them: autocommit, rows as tuples."""
+
+
+CONNECTION: dict[str, object] = {
+    "autocommit": True,
+    "connect_timeout": 10,
+    # A peer that vanishes without a word (a cut link) is noticed in about half a minute, so a
+    # renewal or an append answers "lost" instead of hanging.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+"""How every connection of the backend is made."""
+
+
+def connect(url: str) -> Conn:
+    """A connection to the stoic database at `url`. Its errors never repeat the URL (it may hold
+    a password): a URL libpq cannot parse is refused in fixed words."""
+    try:
+        return psycopg.connect(url, **CONNECTION)  # type: ignore[arg-type]
+    except psycopg.ProgrammingError as exc:
+        raise WorkspaceError(
+            "cannot open the stoic database: its URL cannot be read (postgresql://USER@HOST/DB;"
+            " the URL is not repeated here: it may hold a password)"
+        ) from exc
+    except psycopg.Error as exc:
+        raise WorkspaceNotWritable(
+            f"cannot open the stoic database: {_scrubbed(_first_line(exc), url)}"
+        ) from exc
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """`text` without the URL's password, wherever libpq repeated it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 def lock_key(kind: str, name: str) -> int:

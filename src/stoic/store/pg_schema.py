@@ -96,8 +96,8 @@ _WRITER_ROLE = """
 DO $$
 BEGIN
     CREATE ROLE stoic_writer NOLOGIN;
-EXCEPTION WHEN duplicate_object THEN
-    NULL;  -- made for another database of the same server
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- made for another database of the same server, perhaps at this very moment
 END
 $$;
 GRANT SELECT ON stoic_migrations TO stoic_writer;
@@ -121,12 +121,64 @@ COMMENT ON TABLE projections IS
 GRANT SELECT, INSERT, UPDATE ON projections TO stoic_writer;
 """
 
+_CHAIN = f"""
+CREATE FUNCTION stoic_last_record(OUT last_seq bigint, OUT last_hash text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    SELECT seq, hash INTO last_seq, last_hash FROM decision_log ORDER BY seq DESC LIMIT 1;
+    IF last_seq IS NULL THEN
+        last_seq := 0;
+        last_hash := '{GENESIS_HASH}';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION stoic_chain_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last record;
+BEGIN
+    last := stoic_last_record();
+    IF NEW.seq <> last.last_seq + 1 OR NEW.prev_hash <> last.last_hash THEN
+        RAISE EXCEPTION 'the decision log is a chain: record % does not follow record %',
+            NEW.seq, last.last_seq USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER decision_log_chained BEFORE INSERT ON decision_log
+    FOR EACH ROW EXECUTE FUNCTION stoic_chain_insert();
+
+CREATE FUNCTION stoic_head_moves() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last record;
+BEGIN
+    last := stoic_last_record();
+    IF NEW.seq <> last.last_seq OR NEW.hash <> last.last_hash THEN
+        RAISE EXCEPTION 'the head of the decision log is its last record (%), not %',
+            last.last_seq, NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER log_head_is_the_last_record BEFORE UPDATE ON log_head
+    FOR EACH ROW EXECUTE FUNCTION stoic_head_moves();
+CREATE TRIGGER log_head_stays BEFORE DELETE ON log_head
+    FOR EACH ROW EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER log_head_never_truncated BEFORE TRUNCATE ON log_head
+    FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER attempt_outputs_append_only BEFORE UPDATE OR DELETE ON attempt_outputs
+    FOR EACH ROW EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER attempt_outputs_never_truncated BEFORE TRUNCATE ON attempt_outputs
+    FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
     ("0003_attempt_outputs", _OUTPUTS),
     ("0004_writer_role", _WRITER_ROLE),
     ("0005_projections", _PROJECTIONS),
+    ("0006_chain_in_the_database", _CHAIN),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 

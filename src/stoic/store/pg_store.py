@@ -30,9 +30,10 @@ from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.projection import Projection, WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.core.vocabulary import is_failure
+from stoic.exceptions import WorkspaceNotWritable
 from stoic.store.interface import Head, Stamped
 from stoic.store.log import utc_timestamp
-from stoic.store.pg_driver import Conn, lock_key, translated
+from stoic.store.pg_driver import CONNECTION, Conn, connect, lock_key, translated
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
 from stoic.store.pg_schema import check_current, migrate
@@ -55,10 +56,6 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 
-def _connect(url: str) -> Conn:
-    return psycopg.connect(url, autocommit=True)
-
-
 class PostgresStore:
     """A handle on a stoic database: the `Store` protocol (`stoic.store.interface`)."""
 
@@ -67,7 +64,7 @@ class PostgresStore:
         self._url = url
         self._writer: Conn | None = writer
         self._pool: ConnectionPool[Conn] = ConnectionPool(
-            url, min_size=1, max_size=8, kwargs={"autocommit": True}, open=True, name="stoic"
+            url, min_size=1, max_size=8, kwargs=CONNECTION, open=True, name="stoic"
         )
         self._mutex = threading.RLock()
         self._depth = 0
@@ -75,13 +72,13 @@ class PostgresStore:
         self._kept: dict[str, Projection[Any]] = {
             projection.name: projection for projection in KEPT_PROJECTIONS
         }
-        self._leases = PostgresLeases(lambda: _connect(url), self._lend)
+        self._leases = PostgresLeases(lambda: connect(url), self._lend)
         self._outputs = PostgresOutputs(self._lend)
 
     @classmethod
     def init(cls, url: str) -> Self:
         """Create the schema, or bring it up to date, and open the store."""
-        with translated("create the stoic schema"), _connect(url) as conn:
+        with translated("create the stoic schema"), connect(url) as conn:
             migrate(conn)
         return cls.open(url)
 
@@ -89,7 +86,7 @@ class PostgresStore:
     def open(cls, url: str) -> Self:
         """Open a database `init` made; a newer stoic's, or one not made yet, is refused."""
         with translated("open the stoic database"):
-            writer = _connect(url)
+            writer = connect(url)
         try:
             with translated("read the stoic schema"):
                 check_current(writer)
@@ -108,9 +105,16 @@ class PostgresStore:
     # -- connections ---------------------------------------------------------------------------
 
     def _own(self) -> Conn:
-        """This handle's own connection (opened again if it broke)."""
+        """This handle's own connection: opened again if it broke — except inside a
+        transaction, whose writer lock went with the old session: a new one would append
+        without it, on what another writer may have changed since."""
         if self._writer is None or self._writer.closed or self._writer.broken:
-            self._writer = _connect(self._url)
+            if self._depth:
+                raise WorkspaceNotWritable(
+                    "the writer lock of the decision log was lost with its connection: what"
+                    " this transaction read may be stale; nothing more is written in it"
+                )
+            self._writer = connect(self._url)
         return self._writer
 
     @contextlib.contextmanager
@@ -139,8 +143,8 @@ class PostgresStore:
                 finally:
                     self._depth -= 1
                 return
-            conn = self._own()
             with translated("take the writer lock of the decision log"):
+                conn = self._own()
                 conn.execute("SELECT pg_advisory_lock(%s)", (_WRITER,))
             self._depth, self._owner = 1, threading.get_ident()
             try:
@@ -257,8 +261,17 @@ class PostgresStore:
         start = Stamped(0, GENESIS_HASH, projection.initial()) if stored is None else stored
         if start.seq > int(head[0]) or self._hash_at(start.seq) != start.hash:
             start = Stamped(0, GENESIS_HASH, projection.initial())
+        try:
+            return self._folded_on(projection, start, int(head[0]))
+        except Exception:  # a row no fold wrote cannot be folded on: the log decides
+            if start.seq == 0:
+                raise
+            fresh = Stamped(0, GENESIS_HASH, projection.initial())
+            return self._folded_on(projection, fresh, int(head[0]))
+
+    def _folded_on(self, projection: Projection[S], start: Stamped[S], upto: int) -> Stamped[S]:
         seq, digest, state = start.seq, start.hash, start.state
-        for page in self._pages(seq, int(head[0])):
+        for page in self._pages(seq, upto):
             state = projection.fold(state, page)
             seq, digest = int(page[-1]["seq"]), str(page[-1]["hash"])
         return Stamped(seq, digest, state)
@@ -336,15 +349,13 @@ def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> N
     start = _stored(conn, projection)
     if start is None or start.seq > before or _hash_at(conn, start.seq) != start.hash:
         start = Stamped(0, GENESIS_HASH, projection.initial())
-    state, cursor = start.state, start.seq
-    while cursor < before:
-        rows = conn.execute(
-            "SELECT seq, line FROM decision_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
-            (cursor, before, _PAGE),
-        ).fetchall()
-        state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
-        cursor = int(rows[-1][0])
-    state = projection.fold(state, [record._asdict() for record in records])
+    try:
+        document = projection.to_json(_folded_on(conn, projection, start, before, records))
+    except Exception:  # a row no fold wrote cannot be folded on: the log decides
+        if start.seq == 0:
+            raise  # the fold itself fails: the append fails with it
+        fresh = Stamped(0, GENESIS_HASH, projection.initial())
+        document = projection.to_json(_folded_on(conn, projection, fresh, before, records))
     conn.execute(
         "INSERT INTO projections (name, version, seq, hash, state) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
@@ -354,9 +365,24 @@ def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> N
             projection.version,
             records[-1].seq,
             records[-1].hash,
-            Jsonb(projection.to_json(state)),
+            Jsonb(document),
         ),
     )
+
+
+def _folded_on(
+    conn: Conn, projection: Projection[S], start: Stamped[S], before: int, records: Sequence[Record]
+) -> S:
+    """`start` folded on over the log to `before`, then over `records`."""
+    state, cursor = start.state, start.seq
+    while cursor < before:
+        rows = conn.execute(
+            "SELECT seq, line FROM decision_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+            (cursor, before, _PAGE),
+        ).fetchall()
+        state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
+        cursor = int(rows[-1][0])
+    return projection.fold(state, [record._asdict() for record in records])
 
 
 def _hash_at(conn: Conn, seq: int) -> str:
