@@ -199,6 +199,18 @@ def test_audit_names_a_row_whose_line_was_edited(tmp_path: Path, db: str) -> Non
 
 
 @pytest.mark.usefixtures("small_pages")
+def test_audit_names_the_row_whose_line_is_no_record_by_its_seq(tmp_path: Path, db: str) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    _tampered(
+        db, "UPDATE decision_log SET line = convert_to('not json' || chr(10), 'UTF8') WHERE seq = 4"
+    )
+    violations = _audit(db)["violations"]
+    assert isinstance(violations, list)
+    assert ("bad_line", 4) in [(v["code"], v["seq"]) for v in violations]
+    assert all(v["seq"] is not None and v["line"] is None for v in violations)
+
+
+@pytest.mark.usefixtures("small_pages")
 def test_audit_names_the_gap_a_deleted_row_leaves(tmp_path: Path, db: str) -> None:
     _ok("import", str(_workspace(tmp_path)), "--db", db)
     _tampered(db, "DELETE FROM decision_log WHERE seq = 4")

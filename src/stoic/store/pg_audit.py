@@ -34,11 +34,16 @@ def audit_database(store: PostgresStore) -> AuditReport:
     dropped = 0
     replay_broken = False
 
-    def note(found: Sequence[Violation]) -> None:
+    def note(found: Sequence[Violation], rows: Mapping[int, int] | None = None) -> None:
+        """List `found`, placed by seq alone: rows have no line numbers. A line the checker
+        could not read is placed by its row's seq (`rows`: each position's seq)."""
         nonlocal dropped
         room = max(0, _MAX_LISTED - len(violations))
-        # Rows have no line numbers: a violation is placed by its seq alone.
-        violations.extend(dataclasses.replace(v, line=None) for v in found[:room])
+        for v in found[:room]:
+            seq = v.seq
+            if seq is None and rows is not None and v.line is not None:
+                seq = rows.get(v.line)
+            violations.append(dataclasses.replace(v, seq=seq, line=None))
         dropped += len(found) - len(found[:room])
 
     with store.snapshot() as (head, pages):
@@ -47,8 +52,8 @@ def audit_database(store: PostgresStore) -> AuditReport:
             note([problem for row in page if (problem := _not_one_line(row)) is not None])
             lines = [row[3][:-1] if row[3].endswith(b"\n") else row[3] for row in page]
             records, found = checker.feed_chunk(position + 1, lines, ends_log=False)
+            note(found, {position + 1 + index: row[0] for index, row in enumerate(page)})
             position += len(page)
-            note(found)
             note(_columns_differ(page, records))
             if not replay_broken:
                 try:
