@@ -27,8 +27,9 @@ from tests.conftest import PROJECT_ROOT, run_cli
 @dataclass(frozen=True)
 class J:
     """One invocation to check: `args` (placeholders `{plan}`, `{run}`, `{proposal}`,
-    `{escalation}`, `{new}`), run after the `setup` commands, must exit `code` and print one
-    JSON document (`ndjson`: one per line)."""
+    `{escalation}`, `{new}`, `{ws}` the prepared workspace, `{db}` a fresh database), run
+    after the `setup` commands, must exit `code` and print one JSON document (`ndjson`: one
+    per line)."""
 
     args: str
     setup: tuple[str, ...] = ()
@@ -47,7 +48,11 @@ class NoJson:
 JSON_CASES: dict[str, list[J] | NoJson] = {
     "init": [J("init {new} --json")],
     "log": [J("log --json", ndjson=True), J("log --tail 2 --json", ndjson=True)],
-    "audit": [J("audit --json")],
+    "audit": [J("audit --json"), J("audit --db {db} --json", setup=("import {ws} --db {db}",))],
+    # A database holds no run folders yet: the export's audit names the prepared proposal's
+    # source run as missing (tests/test_pg_transfer.py exports one that audits clean).
+    "export": [J("export {new} --db {db} --json", setup=("import {ws} --db {db}",), code=1)],
+    "import": [J("import {ws} --db {db} --json")],
     "status": [J("status --json"), J("status {run} --json", code=0)],
     "run": [J("run {plan} --json", code=3)],
     "continue": [J("continue {run} --json", code=3)],
@@ -216,6 +221,7 @@ def prepared(tmp_path: Path) -> Prepared:
         "proposal": proposal,
         "escalation": escalation,
         "new": str(tmp_path / "new"),
+        "ws": str(workspace),
     }
     return Prepared(workspace, values)
 
@@ -225,7 +231,9 @@ def _argv(text: str, values: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("path", sorted(COMMANDS))
-def test_every_command_that_prints_prints_valid_json(path: str, prepared: Prepared) -> None:
+def test_every_command_that_prints_prints_valid_json(
+    path: str, prepared: Prepared, request: pytest.FixtureRequest
+) -> None:
     assert path in JSON_CASES, (
         f"`stoic {path}` is not in JSON_CASES of tests/test_docs.py: add one line for it — how"
         " to check its --json output, or NoJson(why) if it has none"
@@ -236,6 +244,8 @@ def test_every_command_that_prints_prints_valid_json(path: str, prepared: Prepar
         assert "--json" not in _options(command), f"`stoic {path}` has --json: give it cases"
         return
     assert "--json" in _options(command), f"`stoic {path}` prints but takes no --json"
+    if any("{db}" in text for check in case for text in (check.args, *check.setup)):
+        prepared.values["db"] = request.getfixturevalue("postgres").new_database()
     for check in case:
         for setup in check.setup:
             _ok(prepared.workspace, *_argv(setup, prepared.values))

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "log": ("log_commands",),
     "audit": ("log_commands",),
     "status": ("log_commands",),
+    "export": ("db_commands",),
+    "import": ("db_commands",),
     "run": ("run_commands",),
     "continue": ("run_commands",),
     "retry": ("run_commands",),

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import orjson
 import typer
@@ -147,11 +147,22 @@ def audit(
             " repeatable.",
         ),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Audit the log of this PostgreSQL database instead: chain, sequence, head row"
+            " and the behavioural invariants (a check only: nothing is recorded).",
+        ),
+    ] = None,
 ) -> None:
     """Verify the decision log: hash chain, sequence, torn tail, projections against a replay.
 
     Exit 0 when clean, 1 with every violation listed.
     """
+    if db is not None:
+        _audit_database(db, repair=repair, expect=expect, as_json=as_json, head=head)
     anchors: list[Anchor] = []
     for text in expect or ():
         try:
@@ -185,6 +196,26 @@ def audit(
             echo("stoic: the log is empty: there is no head to anchor yet", err=True)
         else:
             echo(str(audited.head))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _audit_database(
+    url: str, *, repair: bool, expect: list[str] | None, as_json: bool, head: bool
+) -> NoReturn:
+    if repair or expect:
+        raise UsageError("--db audits only: --repair and --expect are for a files workspace")
+    from stoic.services.db_transfer import audit_database  # psycopg only when asked for
+
+    report = audit_database(url)
+    if as_json:
+        echo_json(orjson.dumps(report.to_dict()).decode(), err=head)
+    else:
+        _print_report(report, repair=False, err=head)
+    if head:
+        if report.head is None:
+            echo("stoic: the log is empty: there is no head to anchor yet", err=True)
+        else:
+            echo(str(report.head))
     raise typer.Exit(0 if report.ok else 1)
 
 

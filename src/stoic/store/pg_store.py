@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Self, TypeVar
 
@@ -29,14 +29,14 @@ from psycopg_pool import ConnectionPool
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.projection import Projection, WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
-from stoic.core.vocabulary import is_failure
-from stoic.exceptions import WorkspaceNotWritable
+from stoic.exceptions import WorkspaceExists, WorkspaceNotWritable
 from stoic.store.interface import Head, Stamped
 from stoic.store.log import utc_timestamp
 from stoic.store.pg_driver import CONNECTION, Conn, connect, lock_key, translated
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
 from stoic.store.pg_schema import check_current, migrate
+from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
 
 __all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore"]
@@ -185,6 +185,38 @@ class PostgresStore:
                 _keep(conn, projection, records)
         return records
 
+    def import_lines(self, batches: Iterable[Sequence[bytes]]) -> Head:
+        """Store another log's lines in this empty one, byte for byte, and move the head to its
+        last record: one database transaction under the head row's lock, so the log is whole
+        or untouched. Each line is checked before it is written (`LineChecker`: its hash covers
+        its canonical bytes, it links to the one before, seqs run from 1 without a gap); a log
+        that is not empty is refused, naming its head."""
+        held = self.held_here()
+        with (
+            translated("import into the decision log"),
+            self._lend() as conn,
+            conn.transaction(),
+        ):
+            if not held:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
+            head = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
+            assert head is not None, "the log_head row is created with the schema"
+            if int(head[0]) != 0:
+                raise WorkspaceExists(
+                    f"the database's decision log is not empty (head {head[0]}:{head[1]});"
+                    " import only into an empty one"
+                )
+            checker = LineChecker()
+            for batch in batches:
+                rows = [checker.row(line) for line in batch]
+                if rows:
+                    with conn.cursor() as cursor:
+                        cursor.executemany(_INSERT, rows)
+            conn.execute(
+                "UPDATE log_head SET seq = %s, hash = %s", (checker.seq, checker.prev_hash)
+            )
+        return Head(checker.seq, checker.prev_hash)
+
     # -- reading -------------------------------------------------------------------------------
 
     def head(self) -> Head:
@@ -218,6 +250,27 @@ class PostgresStore:
                 return
             yield [orjson.loads(line) for _seq, line in rows]
             cursor = int(rows[-1][0])
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[tuple[Head, Iterator[list[LogRow]]]]:
+        """The head row and every stored row in seq order, as one moment holds them.
+
+        One read-only REPEATABLE READ transaction and a server-side cursor: a reader of the
+        whole log (an export, an audit) sees no append that commits meanwhile, and holds one
+        page in memory at a time. The rows are read by `seq`, not up to the head, so a head
+        row that lags the log shows as such.
+        """
+        with (
+            translated("read the decision log"),
+            self._pool.connection() as conn,
+            conn.transaction(),
+        ):
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
+            assert row is not None, "the log_head row is created with the schema"
+            with conn.cursor(name="stoic_log_snapshot") as cursor:
+                cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
+                yield Head(int(row[0]), str(row[1])), _fetched(cursor)
 
     def tail(
         self,
@@ -393,6 +446,15 @@ def _hash_at(conn: Conn, seq: int) -> str:
     return "" if row is None else str(row[0])
 
 
+def _fetched(cursor: psycopg.ServerCursor[Any]) -> Iterator[list[LogRow]]:
+    while True:
+        with translated("read the decision log"):
+            rows = cursor.fetchmany(_PAGE)
+        if not rows:
+            return
+        yield [(int(seq), str(digest), str(prev), bytes(line)) for seq, digest, prev, line in rows]
+
+
 def _sealed(
     batch: Sequence[Decision], seq: int, prev_hash: str
 ) -> tuple[list[Record], list[tuple[object, ...]]]:
@@ -411,20 +473,6 @@ def _sealed(
             decided_at=decided_at,
         )
         records.append(record)
-        rows.append(
-            (
-                record.seq,
-                record.hash,
-                record.prev_hash,
-                record.decision_id,
-                record.decided_at,
-                record.decision_type,
-                record.decision_outcome,
-                record.run_id,
-                record.task_id,
-                is_failure(record.decision_type, record.decision_outcome),
-                line,
-            )
-        )
+        rows.append(stored_row(record, line))
         prev_hash = record.hash
     return records, rows

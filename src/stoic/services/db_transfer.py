@@ -1,0 +1,127 @@
+"""A decision log moved between a files workspace and a PostgreSQL database, and the audit of
+one kept in a database (DESIGN §12, §13).
+
+`export_database` writes the files layout from a database, so `ls`, `jq`, `grep` and
+`stoic audit` work on it; `import_workspace` moves a clean files workspace into an empty
+database, chain intact; `audit_database` checks a database's log where it lies. None of them
+records anything: an export is a copy to read, an import starts the database's log with the
+workspace's records exactly, and an audit of a database is the check alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stoic.core.audit import AuditReport
+from stoic.core.text import counted
+from stoic.exceptions import StoicError, WorkspaceError
+from stoic.services.workspace import Workspace
+from stoic.store.interface import Head
+from stoic.store.pg_audit import audit_database as audit_records
+from stoic.store.pg_store import PostgresStore
+from stoic.store.pg_transfer import export_log
+
+__all__ = ["Exported", "Imported", "audit_database", "export_database", "import_workspace"]
+
+_BATCH = 1000
+"""Lines per insert of an import: the lines in memory at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """A database's log written as a files workspace."""
+
+    workspace: Path
+    head: Head
+    """The last record written (seq 0 for an empty log)."""
+    report: AuditReport
+    """The files audit of the new workspace: clean unless the database's log is damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """A files workspace's log stored in a database."""
+
+    workspace: Path
+    head: Head
+    runs_not_carried: int
+    """Run folders whose files (plan copies, attempt outputs) stay in the workspace: the
+    database holds no run files yet."""
+
+
+def export_database(url: str, target: str | os.PathLike[str]) -> Exported:
+    """Write the database's log at `target` (new, or an empty folder) as a files workspace
+    with the default settings, its views built from that log, then audit it."""
+    with _opened(url) as store, store.snapshot() as (_head, pages):
+        written = export_log(Path(target), pages, workspace=Workspace)
+    root = Path(target).absolute()
+    with contextlib.closing(Workspace.open(root, catch_up=False)) as workspace:
+        report = workspace.verify()
+    return Exported(root, written, report)
+
+
+def import_workspace(source: str | os.PathLike[str], url: str) -> Imported:
+    """Store a files workspace's log in a database whose log is empty (its schema is made
+    or brought up to date first), line for line.
+
+    The workspace is audited first under its lock, which holds off its writers until the last
+    line is stored: a workspace that is not clean is refused, never carried half-broken.
+    """
+    workspace = Workspace.open(source, catch_up=False)
+    try:
+        with workspace.log.locked(shared=True):
+            report = workspace.verify()
+            if not report.ok:
+                first = report.violations[0]
+                raise WorkspaceError(
+                    f"{workspace.root} does not audit clean"
+                    f" ({counted(len(report.violations), 'violation')}; first: {first.describe()});"
+                    " nothing was imported"
+                )
+            end = workspace.log.size()
+            with _opened(url, create=True) as store:
+                head = store.import_lines(_batches(workspace, end))
+        runs = _run_folders(workspace.root)
+    finally:
+        with contextlib.suppress(StoicError):
+            workspace.close()
+    return Imported(workspace.root, head, runs)
+
+
+def audit_database(url: str) -> AuditReport:
+    """The chain, sequence, head row and behavioural invariants of the database's log."""
+    with _opened(url) as store:
+        return audit_records(store)
+
+
+@contextlib.contextmanager
+def _opened(url: str, *, create: bool = False) -> Iterator[PostgresStore]:
+    store = PostgresStore.init(url) if create else PostgresStore.open(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _batches(workspace: Workspace, end: int) -> Iterator[list[bytes]]:
+    """The log's lines up to `end`, newline kept, `_BATCH` at a time."""
+    batch: list[bytes] = []
+    for _line_no, _offset, raw, complete in workspace.log.lines(0, end):
+        batch.append(raw + b"\n" if complete else raw)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _run_folders(root: Path) -> int:
+    try:
+        with os.scandir(root / "runs") as entries:
+            return sum(1 for entry in entries if entry.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,242 @@
+"""`stoic export`, `stoic import` and `stoic audit --db`: a decision log carried between the
+files backend and PostgreSQL byte for byte, and audited where it lies, against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from stoic.core.records import GENESIS_HASH
+from stoic.exceptions import LogCorrupt, WorkspaceExists
+from stoic.store.layout import DECISION_LOG
+from stoic.store.pg_store import PostgresStore
+from tests.conftest import run_cli
+from tests.postgres import EmbeddedPostgres
+
+
+@pytest.fixture
+def db(postgres: EmbeddedPostgres) -> str:
+    """A fresh database without the stoic schema (import makes it)."""
+    return postgres.new_database()
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages and batches of two: every read and insert spans many of them."""
+    monkeypatch.setattr("stoic.store.pg_store._PAGE", 2)
+    monkeypatch.setattr("stoic.services.db_transfer._BATCH", 2)
+
+
+def _ok(*args: str, code: int = 0) -> str:
+    result = run_cli(*args)
+    assert result.exit_code == code, f"stoic {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def _workspace(tmp_path: Path) -> Path:
+    """A files workspace whose log feeds the queue, the escalations and the pause views."""
+    ws = tmp_path / "ws"
+    _ok("init", str(ws))
+    first = _ok("-w", str(ws), "propose", "--title", "t", "--reasoning", "r", "--", "true").strip()
+    _ok("-w", str(ws), "propose", "--title", "u", "--reasoning", "s", "--", "true")
+    _ok("-w", str(ws), "approve", first, "--reason", "fine")
+    _ok("-w", str(ws), "escalate", "--mode", "ambiguity", "--question", "Which one?")
+    _ok("-w", str(ws), "stop", "--reason", "a look first")
+    _ok("-w", str(ws), "resume", "--procedure", "manual-verification", "--reason", "ok")
+    _ok("-w", str(ws), "calibrate", "batches of ten are fine")
+    return ws
+
+
+def _log(root: Path) -> bytes:
+    return (root / DECISION_LOG).read_bytes()
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_workspace_goes_in_and_comes_out_byte_for_byte_and_audits_clean(
+    tmp_path: Path, db: str
+) -> None:
+    ws = _workspace(tmp_path)
+    original = _log(ws)
+    count = original.count(b"\n")
+    assert count >= 7
+
+    imported = orjson.loads(_ok("import", str(ws), "--db", db, "--json"))
+    last = orjson.loads(original.splitlines()[-1])
+    assert imported["records"] == count
+    assert imported["head"] == f"{last['seq']}:{last['hash']}"
+    assert _log(ws) == original  # the source is read, never written
+
+    audited = orjson.loads(_ok("audit", "--db", db, "--json"))
+    assert audited["ok"] is True and audited["records"] == count
+    assert audited["head"] == imported["head"]
+
+    out = tmp_path / "out"
+    exported = orjson.loads(_ok("export", str(out), "--db", db, "--json"))
+    assert exported["records"] == count and exported["audit"]["ok"] is True
+    assert _log(out) == original
+    assert (out / "stoic.toml").read_text() == (ws / "stoic.toml").read_text()  # the default
+    assert sorted(p.name for p in (out / "queue" / "approved").iterdir()) == sorted(
+        p.name for p in (ws / "queue" / "approved").iterdir()
+    )
+    assert (out / "manifests" / "queue_manifest.json").is_file()
+    assert "Audit clean" in _ok("-w", str(out), "audit")
+    assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
+
+
+def test_an_empty_database_exports_an_empty_workspace(tmp_path: Path, db: str) -> None:
+    PostgresStore.init(db).close()
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder is fine
+    text = _ok("export", str(out), "--db", db)
+    assert "Exported 0 records" in text and "Audit clean" in text
+    assert _log(out) == b""
+
+
+def test_export_refuses_a_folder_that_is_not_empty(tmp_path: Path, db: str) -> None:
+    PostgresStore.init(db).close()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("export", str(out), "--db", db)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "not an empty folder" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_import_refuses_a_database_whose_log_is_not_empty(tmp_path: Path, db: str) -> None:
+    ws = _workspace(tmp_path)
+    _ok("import", str(ws), "--db", db)
+    head = orjson.loads(_ok("audit", "--db", db, "--json"))["head"]
+    result = run_cli("import", str(ws), "--db", db)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert f"not empty (head {head})" in result.stderr
+    assert db not in result.stderr  # a URL may hold a password
+
+
+def test_import_refuses_a_workspace_that_does_not_audit_clean(tmp_path: Path, db: str) -> None:
+    ws = _workspace(tmp_path)
+    lines = _log(ws).splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"decision_reason":"', b'"decision_reason":"X', 1)
+    (ws / DECISION_LOG).write_bytes(b"".join(lines))
+    result = run_cli("import", str(ws), "--db", db)
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "does not audit clean" in result.stderr and "seq 3" in result.stderr
+    store = PostgresStore.init(db)
+    try:
+        assert store.head().seq == 0
+    finally:
+        store.close()
+
+
+def _lines(tmp_path: Path) -> list[bytes]:
+    return _log(_workspace(tmp_path)).splitlines(keepends=True)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda ls: ls[:3] + ls[4:], "holds seq 5, not 4"),
+        (lambda ls: [*ls[:3], ls[3].replace(b'reason":"', b'reason":"X', 1), *ls[4:]], "its hash"),
+        (lambda ls: [*ls[:3], ls[3][:-1], *ls[4:]], "line 4 of the log is not one whole line"),
+        (lambda ls: [*ls[:3], ls[3].replace(b",", b", ", 1), *ls[4:]], "seq 4"),
+    ],
+    ids=["gap", "edited", "no-newline", "not-canonical"],
+)
+def test_import_lines_refuses_a_broken_chain_and_stores_nothing(
+    tmp_path: Path, db: str, damage: object, said: str
+) -> None:
+    lines = _lines(tmp_path)
+    assert callable(damage)
+    store = PostgresStore.init(db)
+    try:
+        with pytest.raises(LogCorrupt) as refused:
+            store.import_lines([damage(lines)])
+        assert said in str(refused.value) and "nothing was imported" in str(refused.value)
+        assert store.head().seq == 0 and list(store.read()) == []
+        assert store.import_lines([lines[:2], lines[2:]]).seq == len(lines)
+        with pytest.raises(WorkspaceExists):
+            store.import_lines([lines])
+    finally:
+        store.close()
+
+
+def _tampered(db: str, *statements: str) -> None:
+    """What a superuser can do by switching the append-only trigger off."""
+    with psycopg.connect(db, autocommit=True) as conn, conn.transaction():
+        conn.execute("ALTER TABLE decision_log DISABLE TRIGGER decision_log_append_only")
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("ALTER TABLE decision_log ENABLE TRIGGER decision_log_append_only")
+
+
+def _audit(db: str) -> dict[str, object]:
+    result = run_cli("audit", "--db", db, "--json")
+    assert result.exit_code == 1, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["ok"] is False
+    return dict(report)
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_audit_names_a_row_whose_line_was_edited(tmp_path: Path, db: str) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    _tampered(
+        db,
+        "UPDATE decision_log SET line = convert_to(replace(convert_from(line, 'UTF8'),"
+        " '\"decision_reason\":\"', '\"decision_reason\":\"Edited: '), 'UTF8') WHERE seq = 3",
+    )
+    report = _audit(db)
+    violations = report["violations"]
+    assert isinstance(violations, list)
+    assert [(v["code"], v["seq"]) for v in violations] == [("hash_mismatch", 3)]
+    text = run_cli("audit", "--db", db).stdout
+    assert "Audit FAILED" in text and "seq 3: hash_mismatch" in text
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_audit_names_the_row_whose_line_is_no_record_by_its_seq(tmp_path: Path, db: str) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    _tampered(
+        db, "UPDATE decision_log SET line = convert_to('not json' || chr(10), 'UTF8') WHERE seq = 4"
+    )
+    violations = _audit(db)["violations"]
+    assert isinstance(violations, list)
+    assert ("bad_line", 4) in [(v["code"], v["seq"]) for v in violations]
+    assert all(v["seq"] is not None and v["line"] is None for v in violations)
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_audit_names_the_gap_a_deleted_row_leaves(tmp_path: Path, db: str) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    _tampered(db, "DELETE FROM decision_log WHERE seq = 4")
+    violations = _audit(db)["violations"]
+    assert isinstance(violations, list)
+    gaps = [v for v in violations if v["code"] == "seq_gap"]
+    assert [(v["seq"], v["expected"]) for v in gaps] == [(5, "seq 4")]
+
+
+def test_audit_names_a_head_row_that_is_not_the_last_record(tmp_path: Path, db: str) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    last = orjson.loads(_ok("audit", "--db", db, "--json"))["last_seq"]
+    with psycopg.connect(db, autocommit=True) as conn:  # a superuser, past the database's guard
+        conn.execute("ALTER TABLE log_head DISABLE TRIGGER log_head_is_the_last_record")
+        conn.execute("UPDATE log_head SET seq = seq + 5")
+    (ahead,) = _audit(db)["violations"]  # type: ignore[misc]
+    assert ahead["code"] == "records_lost" and f"ends at seq {last}" in ahead["message"]
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE log_head SET seq = seq - 5, hash = %s", (GENESIS_HASH,))
+    (wrong,) = _audit(db)["violations"]  # type: ignore[misc]
+    assert wrong["code"] == "chain_break" and wrong["seq"] == last
+
+
+def test_audit_of_a_database_prints_its_head_and_refuses_repair(db: str) -> None:
+    PostgresStore.init(db).close()
+    result = run_cli("audit", "--db", db, "--head")
+    assert result.exit_code == 0 and "no head to anchor" in result.stderr
+    refused = run_cli("audit", "--db", db, "--repair")
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
