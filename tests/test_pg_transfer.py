@@ -9,7 +9,7 @@ import orjson
 import psycopg
 import pytest
 
-from stoic.core.records import GENESIS_HASH
+from stoic.core.records import GENESIS_HASH, Decision
 from stoic.exceptions import LogCorrupt, WorkspaceExists
 from stoic.store.layout import DECISION_LOG
 from stoic.store.pg_store import PostgresStore
@@ -240,3 +240,24 @@ def test_audit_of_a_database_prints_its_head_and_refuses_repair(db: str) -> None
     assert result.exit_code == 0 and "no head to anchor" in result.stderr
     refused = run_cli("audit", "--db", db, "--repair")
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+
+
+def test_audit_names_a_projection_row_whose_state_the_log_does_not_give(
+    tmp_path: Path, db: str
+) -> None:
+    _ok("import", str(_workspace(tmp_path)), "--db", db)
+    store = PostgresStore.open(db)
+    try:
+        store.append(
+            [Decision.from_mapping({"type": "audit", "outcome": "passed", "reason": "Ok."})]
+        )
+    finally:
+        store.close()
+    _ok("audit", "--db", db)  # the row the append wrote is what the log gives
+    with psycopg.connect(db, autocommit=True) as conn:  # its stamp is real, its state is not
+        conn.execute(
+            "UPDATE projections SET state = jsonb_set(state, '{paused}',"
+            ' \'{"reason": "forged", "criterion": "human_stop", "seq": 1}\')'
+        )
+    (forged,) = _audit(db)["violations"]  # type: ignore[misc]
+    assert forged["code"] == "projection_mismatch" and "workspace_status" in forged["message"]

@@ -4,7 +4,9 @@ The same pure checks the files audit feeds — the chain checker over each store
 behavioural invariants over each record — fed from one consistent snapshot of the table, a page
 at a time, so memory stays flat on any log. The database adds its own: each row's `seq`, `hash`
 and `prev_hash` columns say what its line says, and the `log_head` row names the last record.
-Projection tables come in a later step; until then the records are the only thing to check.
+Each projection row stoic keeps is held against a replay of the log up to the record it names:
+a row whose state the log does not give is named (`projection_mismatch`), so a state changed by
+hand in the table is found even where its stamp is a real record's.
 A row the trigger was bypassed to change or remove is named by seq, never raised.
 """
 
@@ -14,10 +16,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from stoic.core.audit import Anchor, AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
+from stoic.core.projection import Projection
 from stoic.store.interface import Head
-from stoic.store.pg_store import PostgresStore
+from stoic.store.pg_store import KEPT_PROJECTIONS, PostgresStore, StoredProjection
 from stoic.store.pg_transfer import LogRow
 
 __all__ = ["audit_database"]
@@ -46,7 +51,8 @@ def audit_database(store: PostgresStore) -> AuditReport:
             violations.append(dataclasses.replace(v, seq=seq, line=None))
         dropped += len(found) - len(found[:room])
 
-    with store.snapshot() as (head, pages):
+    with store.snapshot_with_projections() as (head, pages, stored):
+        replays = _Replays(stored)
         position = 0
         for page in pages:
             note([problem for row in page if (problem := _not_one_line(row)) is not None])
@@ -55,6 +61,10 @@ def audit_database(store: PostgresStore) -> AuditReport:
             note(found, {position + 1 + index: row[0] for index, row in enumerate(page)})
             position += len(page)
             note(_columns_differ(page, records))
+            try:
+                replays.feed(records)
+            except Exception as exc:  # any input: listed, never an internal error
+                replays.broken(str(exc))
             if not replay_broken:
                 try:
                     invariants.feed(records)
@@ -65,6 +75,7 @@ def audit_database(store: PostgresStore) -> AuditReport:
         if not replay_broken:
             note(invariants.finish())
         note(_head_problems(head, checker))
+        note(replays.finish())
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")
@@ -147,3 +158,67 @@ def _head_problems(head: Head, checker: ChainChecker) -> list[Violation]:
             found=f"{head.seq}:{head.hash}",
         )
     ]
+
+
+class _Replays:
+    """The kept projections folded along the stream, each compared with its stored row once the
+    replay reaches the record the row names: constant memory, one state per projection."""
+
+    def __init__(self, stored: Sequence[StoredProjection]) -> None:
+        known = {projection.name: projection for projection in KEPT_PROJECTIONS}
+        self._rows = {row.name: row for row in stored if row.name in known}
+        self._folds: dict[str, tuple[Projection[Any], Any]] = {
+            name: (known[name], known[name].initial()) for name in self._rows
+        }
+        self._found: list[Violation] = []
+        self._done: set[str] = set()
+        for name, row in self._rows.items():
+            if row.seq == 0:
+                self._compare(name, known[name].initial())
+
+    def feed(self, records: Sequence[Mapping[str, Any]]) -> None:
+        for name, (projection, state) in list(self._folds.items()):
+            if name in self._done:
+                continue
+            row = self._rows[name]
+            for record in records:
+                if int(record["seq"]) > row.seq:
+                    break
+                state = projection.fold(state, [record])
+                if int(record["seq"]) == row.seq:
+                    if record.get("hash") != row.hash:
+                        self._mismatch(name, f"its stamp names seq {row.seq} with another hash")
+                    else:
+                        self._compare(name, state)
+            self._folds[name] = (projection, state)
+
+    def _compare(self, name: str, state: Any) -> None:
+        projection, _ = self._folds[name]
+        self._done.add(name)
+        replayed = orjson.loads(orjson.dumps(projection.to_json(state)))  # as JSON reads back
+        if replayed != self._rows[name].state:
+            self._mismatch(name, "its state is not what the log gives")
+
+    def _mismatch(self, name: str, why: str) -> None:
+        self._done.add(name)
+        row = self._rows[name]
+        self._found.append(
+            Violation(
+                ViolationCode.PROJECTION_MISMATCH,
+                f"the {name} projection row (seq {row.seq}) disagrees with a replay of the"
+                f" log: {why}",
+                seq=row.seq,
+            )
+        )
+
+    def broken(self, why: str) -> None:
+        """The log could not be replayed: no row can be checked against it."""
+        for name in self._rows:
+            if name not in self._done:
+                self._mismatch(name, f"the log cannot be replayed ({why[:200]})")
+
+    def finish(self) -> list[Violation]:
+        for name, row in self._rows.items():
+            if name not in self._done:
+                self._mismatch(name, f"no record at seq {row.seq}")
+        return self._found

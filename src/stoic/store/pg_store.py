@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import orjson
@@ -39,7 +40,7 @@ from stoic.store.pg_schema import check_current, migrate
 from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
 
-__all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore"]
+__all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore", "StoredProjection"]
 
 S = TypeVar("S")
 
@@ -253,7 +254,17 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[tuple[Head, Iterator[list[LogRow]]]]:
-        """The head row and every stored row in seq order, as one moment holds them.
+        """The head row and every stored row in seq order, as one moment holds them (see
+        `snapshot_with_projections`)."""
+        with self.snapshot_with_projections() as (head, pages, _rows):
+            yield head, pages
+
+    @contextlib.contextmanager
+    def snapshot_with_projections(
+        self,
+    ) -> Iterator[tuple[Head, Iterator[list[LogRow]], list[StoredProjection]]]:
+        """The head row, every stored row in seq order and the projection rows, as one moment
+        holds them.
 
         One read-only REPEATABLE READ transaction and a server-side cursor: a reader of the
         whole log (an export, an audit) sees no append that commits meanwhile, and holds one
@@ -268,9 +279,15 @@ class PostgresStore:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
             assert row is not None, "the log_head row is created with the schema"
+            stored = [
+                StoredProjection(str(name), int(version), int(seq), str(digest), state)
+                for name, version, seq, digest, state in conn.execute(
+                    "SELECT name, version, seq, hash, state FROM projections ORDER BY name"
+                )
+            ]
             with conn.cursor(name="stoic_log_snapshot") as cursor:
                 cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
-                yield Head(int(row[0]), str(row[1])), _fetched(cursor)
+                yield Head(int(row[0]), str(row[1])), _fetched(cursor), stored
 
     def tail(
         self,
@@ -371,6 +388,17 @@ class PostgresPauseWatch:
             self.in_force = pause_after(self.in_force, record)
         self.seq = head
         return self.in_force
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProjection:
+    """A row of the `projections` table, as stored (its state not yet read)."""
+
+    name: str
+    version: int
+    seq: int
+    hash: str
+    state: Any
 
 
 KEPT_PROJECTIONS: tuple[Projection[Any], ...] = (WorkspaceStatusProjection(),)
