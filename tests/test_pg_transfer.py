@@ -261,3 +261,22 @@ def test_audit_names_a_projection_row_whose_state_the_log_does_not_give(
         )
     (forged,) = _audit(db)["violations"]  # type: ignore[misc]
     assert forged["code"] == "projection_mismatch" and "workspace_status" in forged["message"]
+
+
+def test_init_db_gives_a_database_the_schema_once_and_refuses_a_newer_one(
+    postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.new_database()
+    first = orjson.loads(_ok("init", "--db", url, "--json"))
+    assert first["applied"] == first["migrations"] and first["applied"][0] == "0001_decision_log"
+    monkeypatch.setenv("STOIC_DB", url)  # the same database, named by the environment
+    again = run_cli("init")
+    assert again.exit_code == 0 and "has stoic's schema already" in again.stdout
+    assert url not in again.stdout + again.stderr
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO stoic_migrations (name) VALUES ('9999_from_the_future')")
+    refused = run_cli("init", "--db", url)
+    assert refused.exit_code != 0 and "a newer stoic made this database" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    both = run_cli("init", "somewhere", "--db", url)
+    assert both.exit_code == 2 and "not both" in both.stderr

@@ -20,6 +20,8 @@ DbOption = Annotated[
     typer.Option(
         "--db",
         metavar="URL",
+        envvar="STOIC_DB",
+        show_envvar=True,
         help="The PostgreSQL database (postgresql://USER@HOST/NAME); never printed back.",
     ),
 ]

@@ -40,8 +40,25 @@ def init(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the workspace and settings paths as JSON.")
     ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            envvar="STOIC_DB",
+            show_envvar=True,
+            help="Give a PostgreSQL database stoic's schema instead (named migrations, each"
+            " recorded); the URL is never printed back.",
+        ),
+    ] = None,
 ) -> None:
-    """Create a workspace: folders, an empty decision log, and a commented stoic.toml."""
+    """Create a workspace: folders, an empty decision log, and a commented stoic.toml — or,
+    with --db, the schema of a PostgreSQL database."""
+    if db is not None:
+        if directory is not None:
+            raise UsageError("init takes a folder or --db, not both")
+        _init_database(db, as_json=as_json)
+        return
     target = directory if directory is not None else cli_state(ctx).workspace
     workspace = Workspace.init(target)
     workspace.close()
@@ -55,6 +72,20 @@ def init(
         return
     echo(f"Created a stoic workspace at {workspace.root}")
     echo(f"Settings: {workspace.root / 'stoic.toml'} (every setting shows its default)")
+
+
+def _init_database(url: str, *, as_json: bool) -> None:
+    from stoic.services.db_transfer import create_database_schema  # psycopg only when asked
+
+    created = create_database_schema(url)
+    if as_json:
+        document = {"applied": list(created.applied), "migrations": list(created.migrations)}
+        echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        return
+    if created.applied:
+        echo(f"Gave the database stoic's schema: {', '.join(created.applied)}")
+    else:
+        echo(f"The database has stoic's schema already ({created.migrations[-1]})")
 
 
 def log(

@@ -22,10 +22,19 @@ from stoic.exceptions import StoicError, WorkspaceError
 from stoic.services.workspace import Workspace
 from stoic.store.interface import Head
 from stoic.store.pg_audit import audit_database as audit_records
+from stoic.store.pg_schema import MIGRATIONS
 from stoic.store.pg_store import PostgresStore
 from stoic.store.pg_transfer import export_log
 
-__all__ = ["Exported", "Imported", "audit_database", "export_database", "import_workspace"]
+__all__ = [
+    "Created",
+    "Exported",
+    "Imported",
+    "audit_database",
+    "create_database_schema",
+    "export_database",
+    "import_workspace",
+]
 
 _BATCH = 1000
 """Lines per insert of an import: the lines in memory at a time."""
@@ -51,6 +60,24 @@ class Imported:
     runs_not_carried: int
     """Run folders whose files (plan copies, attempt outputs) stay in the workspace: the
     database holds no run files yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A database given stoic's schema (or found up to date)."""
+
+    applied: tuple[str, ...]
+    """The migrations applied now, in order; empty when none was missing."""
+    migrations: tuple[str, ...]
+    """Every migration the database now records."""
+
+
+def create_database_schema(url: str) -> Created:
+    """Give the database at `url` stoic's schema through its named migrations, each recorded
+    in the database; one a newer stoic made is refused, nothing changed."""
+    applied = PostgresStore.migrate(url)
+    PostgresStore.open(url).close()  # the schema this stoic works on, checked
+    return Created(tuple(applied), tuple(name for name, _sql in MIGRATIONS))
 
 
 def export_database(url: str, target: str | os.PathLike[str]) -> Exported:

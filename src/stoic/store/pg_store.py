@@ -79,9 +79,15 @@ class PostgresStore:
     @classmethod
     def init(cls, url: str) -> Self:
         """Create the schema, or bring it up to date, and open the store."""
-        with translated("create the stoic schema"), connect(url) as conn:
-            migrate(conn)
+        cls.migrate(url)
         return cls.open(url)
+
+    @staticmethod
+    def migrate(url: str) -> list[str]:
+        """Apply the named migrations the database lacks (each recorded in
+        `stoic_migrations`); returns their names, [] when it is up to date."""
+        with translated("create the stoic schema"), connect(url) as conn:
+            return migrate(conn)
 
     @classmethod
     def open(cls, url: str) -> Self:
