@@ -167,22 +167,25 @@ class PostgresStore:
         """Exclusive writing across processes; nested use in one thread is one."""
         return self._transaction()
 
+    @contextlib.contextmanager
+    def _at_head(self, what: str) -> Iterator[tuple[Conn, Head]]:
+        """One database transaction holding the writer key and the head row: what is written
+        in it follows the head it yields, and commits with it or not at all."""
+        held = self.held_here()
+        with translated(what), self._lend() as conn, conn.transaction():
+            if not held:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
+            row = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
+            assert row is not None, "the log_head row is created with the schema"
+            yield conn, Head(int(row[0]), str(row[1]))
+
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal and append in one database transaction, under the head row's lock."""
         if not decisions:
             return []
         batch = vet(decisions)
-        held = self.held_here()
-        with (
-            translated("append to the decision log"),
-            self._lend() as conn,
-            conn.transaction(),
-        ):
-            if not held:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
-            head = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
-            assert head is not None, "the log_head row is created with the schema"
-            records, rows = _sealed(batch, int(head[0]), str(head[1]))
+        with self._at_head("append to the decision log") as (conn, head):
+            records, rows = _sealed(batch, head.seq, head.hash)
             with conn.cursor() as cursor:
                 cursor.executemany(_INSERT, rows)
             conn.execute(
@@ -198,19 +201,10 @@ class PostgresStore:
         or untouched. Each line is checked before it is written (`LineChecker`: its hash covers
         its canonical bytes, it links to the one before, seqs run from 1 without a gap); a log
         that is not empty is refused, naming its head."""
-        held = self.held_here()
-        with (
-            translated("import into the decision log"),
-            self._lend() as conn,
-            conn.transaction(),
-        ):
-            if not held:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
-            head = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
-            assert head is not None, "the log_head row is created with the schema"
-            if int(head[0]) != 0:
+        with self._at_head("import into the decision log") as (conn, head):
+            if head.seq != 0:
                 raise WorkspaceExists(
-                    f"the database's decision log is not empty (head {head[0]}:{head[1]});"
+                    f"the database's decision log is not empty (head {head.seq}:{head.hash});"
                     " import only into an empty one"
                 )
             checker = LineChecker()
