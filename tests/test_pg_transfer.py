@@ -280,3 +280,17 @@ def test_init_db_gives_a_database_the_schema_once_and_refuses_a_newer_one(
     assert refused.stderr.count("\n") == 1
     both = run_cli("init", "somewhere", "--db", url)
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_log_db_shows_a_databases_records_as_the_workspace_shows_its_own(
+    tmp_path: Path, db: str
+) -> None:
+    workspace = _workspace(tmp_path)
+    _ok("import", str(workspace), "--db", db)
+    for options in ([], ["--tail", "2"], ["--type", "proposal"], ["--failures"]):
+        from_files = _ok("-w", str(workspace), "log", "--json", *options)
+        assert _ok("log", "--db", db, "--json", *options) == from_files
+    table = _ok("log", "--db", db, "--type", "proposal")
+    assert "proposal/created" in table and db not in table
+    wrong = run_cli("log", "--db", db, "--type", "proposl")
+    assert wrong.exit_code == 2 and "did you mean 'proposal'" in wrong.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -25,6 +26,7 @@ from stoic.services import log as log_service
 from stoic.services.audit import audit as audit_workspace
 from stoic.services.trust import standing
 from stoic.services.workspace import Workspace
+from stoic.store.interface import Store
 
 __all__ = ["register"]
 
@@ -105,10 +107,21 @@ def log(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the stored records as NDJSON, byte for byte.")
     ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Read a PostgreSQL database's log instead (the URL is never printed back).",
+        ),
+    ] = None,
 ) -> None:
     """Show the decision log, oldest first (streamed; --tail reads backwards from the end)."""
     log_service.check_decision_type(decision_type)
-    with open_workspace(ctx, catch_up=False) as workspace:
+    opened: AbstractContextManager[Store] = (
+        open_workspace(ctx, catch_up=False) if db is None else log_service.database(db)
+    )
+    with opened as workspace:
         records = log_service.records(
             workspace, tail=tail, decision_type=decision_type, run_id=run, failures=failures
         )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from stoic.core.records import Record
 from stoic.core.vocabulary import DecisionType, is_failure, unknown_word
 from stoic.exceptions import UsageError
+from stoic.store.interface import Store
 from stoic.store.workspace import Workspace
 
-__all__ = ["check_decision_type", "records"]
+__all__ = ["check_decision_type", "database", "records"]
 
 
 def check_decision_type(decision_type: str | None) -> None:
@@ -21,7 +23,7 @@ def check_decision_type(decision_type: str | None) -> None:
 
 
 def records(
-    workspace: Workspace,
+    workspace: Store,
     *,
     tail: int | None = None,
     decision_type: str | None = None,
@@ -33,8 +35,30 @@ def records(
     check_decision_type(decision_type)
     if tail is not None:
         return workspace.tail(tail, run_id=run_id, decision_type=decision_type, failures=failures)
+    streamed = (
+        workspace.records(run_id=run_id, decision_type=decision_type)
+        if isinstance(workspace, Workspace)
+        else (
+            record
+            for record in workspace.read()
+            if (run_id is None or record.run_id == run_id)
+            and (decision_type is None or record.decision_type == decision_type)
+        )
+    )
     return (
         record
-        for record in workspace.records(run_id=run_id, decision_type=decision_type)
+        for record in streamed
         if not failures or is_failure(record.decision_type, record.decision_outcome)
     )
+
+
+@contextlib.contextmanager
+def database(url: str) -> Iterator[Store]:
+    """The store of the PostgreSQL database at `url`, for reading, closed after."""
+    from stoic.store.pg_store import PostgresStore  # psycopg only when a database is named
+
+    store = PostgresStore.open(url)
+    try:
+        yield store
+    finally:
+        store.close()
