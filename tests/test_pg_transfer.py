@@ -294,3 +294,25 @@ def test_log_db_shows_a_databases_records_as_the_workspace_shows_its_own(
     assert "proposal/created" in table and db not in table
     wrong = run_cli("log", "--db", db, "--type", "proposl")
     assert wrong.exit_code == 2 and "did you mean 'proposal'" in wrong.stderr
+
+
+def test_status_db_counts_a_databases_records_from_its_projection_row(
+    tmp_path: Path, db: str
+) -> None:
+    workspace = _workspace(tmp_path)
+    _ok("import", str(workspace), "--db", db)
+    store = PostgresStore.open(db)
+    try:
+        store.append(
+            [Decision.from_mapping({"type": "audit", "outcome": "passed", "reason": "Ok."})]
+        )
+    finally:
+        store.close()
+    mine = orjson.loads(_ok("status", "--db", db, "--json"))
+    theirs = orjson.loads(_ok("-w", str(workspace), "status", "--json"))
+    assert mine["records"] == theirs["records"] + 1 and mine["workspace"] is None
+    assert mine["by_type"]["audit"] == {"passed": 1}
+    shown = _ok("status", "--db", db)
+    assert "The database (--db)" in shown and db not in shown
+    refused = run_cli("status", "run-1", "--db", db)
+    assert refused.exit_code == 2 and "not yet with --db" in refused.stderr

@@ -24,7 +24,7 @@ from stoic.core.vocabulary import is_failure
 from stoic.exceptions import StoicError, UsageError
 from stoic.services import log as log_service
 from stoic.services.audit import audit as audit_workspace
-from stoic.services.trust import standing
+from stoic.services.trust import database_standing, standing
 from stoic.services.workspace import Workspace
 from stoic.store.interface import Store
 
@@ -315,10 +315,20 @@ def status(
             "--tasks", help="With RUN_ID: every task's row, not only those that need a look."
         ),
     ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="A PostgreSQL database's log instead (the URL is never printed back).",
+        ),
+    ] = None,
 ) -> None:
     """Show the workspace (records, counts by type and outcome), or with RUN_ID one run:
     its tasks counted by status, the failed, blocked and waiting ones with what blocks them
     (--tasks: every task's status, attempts and duration)."""
+    if run_id is not None and db is not None:
+        raise UsageError("a run's tasks are shown for a workspace only, not yet with --db")
     if run_id is not None:
         from stoic.cli.run_commands import show_run_status
 
@@ -327,13 +337,16 @@ def status(
     if every_task:
         shown = next_steps.run_status("RUN_ID", tasks=True)
         raise UsageError(f"--tasks shows one run's tasks: name the run ({shown})")
-    with open_workspace(ctx) as workspace:
-        stands = standing(workspace)
-        root = workspace.root
+    if db is not None:
+        stands, where = database_standing(db), "the database (--db)"
+    else:
+        with open_workspace(ctx) as workspace:
+            stands = standing(workspace)
+            where = str(workspace.root)
     state, batch_size = stands.status, stands.batch_size
     if as_json:
         document = {
-            "workspace": str(root),
+            "workspace": None if db is not None else where,
             "records": state.records,
             "last_seq": state.last_seq,
             "last_decided_at": state.last_decided_at,
@@ -348,7 +361,12 @@ def status(
         echo_json(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
     console = console_for_output()
-    console.print(f"Workspace {root}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"Workspace {where}" if db is None else "The database (--db)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"{counted(state.records, 'record')}, last seq {state.last_seq}")
     smaller = " (named by the last resume)" if stands.batch_size_from_resume else ""
     console.print(f"review batches of {batch_size}{smaller}")

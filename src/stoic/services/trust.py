@@ -28,7 +28,7 @@ from stoic.core.pause import (
     PauseDue,
     incident_pause,
 )
-from stoic.core.projection import WorkspaceStatus
+from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.records import Record
 from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError
@@ -98,6 +98,19 @@ def standing(workspace: Workspace) -> Standing:
     status = workspace.status()
     named = status.batch_size
     return Standing(status, named or workspace.settings.queue.batch_size, bool(named))
+
+
+def database_standing(url: str) -> Standing:
+    """Where a PostgreSQL database's log stands, from its status projection row checked
+    against the log; a database keeps no settings, so the batch size is the default's unless
+    the last resume named one."""
+    from stoic.services.log import database  # psycopg only when a database is named
+    from stoic.store.config import QueueSettings
+
+    with database(url) as store:
+        status = store.projected(WorkspaceStatusProjection()).state
+    named = status.batch_size
+    return Standing(status, named or QueueSettings().batch_size, bool(named))
 
 
 def refuse_if_paused(workspace: Workspace, refused: NextStep) -> None:
