@@ -21,7 +21,7 @@ from stoic.store.layout import DECISION_LOG, LOCK_FILE
 from stoic.store.log import FileDecisionLog
 from stoic.store.pg_schema import MIGRATIONS
 from stoic.store.pg_store import PostgresStore
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_cli
 from tests.contract import backends
 from tests.postgres import EmbeddedPostgres
 
@@ -379,3 +379,74 @@ def test_a_url_it_cannot_use_is_never_repeated_with_its_password(wrong: str) -> 
     with pytest.raises(StoicError) as refused:
         PostgresStore.open(wrong)
     assert "Sup3r" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+_WRITER_LOOP = """
+import sys, time
+from stoic.core.records import Decision
+from stoic.exceptions import StoicError
+from stoic.store.pg_store import PostgresStore
+
+url, batches = sys.argv[1], int(sys.argv[2])
+store = PostgresStore.open(url)
+
+def landed(tag):
+    return any(r.decision_reason.startswith(tag) for r in store.tail(50))
+
+for n in range(batches):
+    tag = f"batch {n}:"
+    batch = [
+        Decision.from_mapping({"type": "policy_check", "outcome": "passed", "reason": f"{tag} {k}"})
+        for k in range(1 + n % 3)
+    ]
+    while True:
+        try:
+            records = store.append(batch)
+            print(" ".join(r.hash for r in records), flush=True)
+            break
+        except StoicError:
+            print("away", flush=True)
+            time.sleep(0.05)  # the server is away; once back, ask whether the batch landed
+            try:
+                if landed(tag):
+                    print("landed-unacknowledged", flush=True)
+                    break
+            except StoicError:
+                pass
+store.close()
+print("done", flush=True)
+"""
+
+
+def test_a_restarted_server_loses_nothing_an_append_acknowledged(
+    postgres: EmbeddedPostgres, url: str
+) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER_LOOP, url, "150"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    said: list[str] = []
+    for restart in range(2):
+        while sum(len(h) == 64 for h in said) < 20 * (restart + 1):  # restart while it writes
+            said += writer.stdout.readline().split()
+        postgres.restart()
+    out, err = writer.communicate(timeout=300)
+    assert writer.returncode == 0, err
+    said += out.split()
+    assert said[-1] == "done" and "away" in said  # it did lose the server, and went on
+    acknowledged = [h for h in said if len(h) == 64]
+    store = PostgresStore.open(url)
+    try:
+        records = list(store.read())
+    finally:
+        store.close()
+    assert set(acknowledged) <= {r.hash for r in records}  # nothing acknowledged is lost
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
+    tags = [r.decision_reason.split(":")[0] for r in records]
+    assert sorted(set(tags), key=lambda t: int(t.split()[1])) == [f"batch {n}" for n in range(150)]
+    assert len(records) == sum(1 + n % 3 for n in range(150))  # every batch once, whole
+    assert run_cli("audit", "--db", url).exit_code == 0
