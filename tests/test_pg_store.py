@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,7 @@ def test_a_database_without_the_schema_is_refused_and_a_bad_url_is_a_stoic_error
 
 _WRITER = """
 import sys
+import time
 from stoic.core.records import Decision
 from stoic.store.pg_store import PostgresStore
 store = PostgresStore.open(sys.argv[1])
@@ -449,4 +451,60 @@ def test_a_restarted_server_loses_nothing_an_append_acknowledged(
     tags = [r.decision_reason.split(":")[0] for r in records]
     assert sorted(set(tags), key=lambda t: int(t.split()[1])) == [f"batch {n}" for n in range(150)]
     assert len(records) == sum(1 + n % 3 for n in range(150))  # every batch once, whole
+    assert run_cli("audit", "--db", url).exit_code == 0
+
+
+_BIG_BATCHES = """
+import sys
+import time
+from stoic.core.records import Decision
+from stoic.store.pg_store import PostgresStore
+
+store = PostgresStore.open(sys.argv[1])
+print("ready", flush=True)
+n = 0
+while True:
+    tag = f"{sys.argv[2]}-{n}"
+    with store.transaction():
+        store.append([
+            Decision.from_mapping(
+                {"type": "policy_check", "outcome": "passed", "reason": f"{tag} {k}"}
+            )
+            for k in range(50)
+        ])
+    n += 1
+"""
+
+
+def test_a_writer_killed_at_any_moment_leaves_whole_batches_and_the_lock_free(
+    pg: PostgresStore, url: str
+) -> None:
+    for kill in range(12):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _BIG_BATCHES, url, f"w{kill}"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(0.05 + 0.037 * kill)  # a different moment each time
+        writer.kill()  # -9, mid-transaction or between
+        writer.wait(timeout=30)
+        writer.stdout.close()
+        with pg.transaction():  # the writer lock is free again at once
+            pg.append(
+                [
+                    Decision.from_mapping(
+                        {"type": "audit", "outcome": "passed", "reason": f"After kill {kill}."}
+                    )
+                ]
+            )
+    records = list(pg.read())
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
+    batches: dict[str, int] = {}
+    for record in records:
+        if record.decision_type == "policy_check":
+            tag = record.decision_reason.split()[0]
+            batches[tag] = batches.get(tag, 0) + 1
+    assert batches and set(batches.values()) == {50}  # every batch whole, or not at all
     assert run_cli("audit", "--db", url).exit_code == 0
