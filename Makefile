@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_console.py
 	$(BIN)/python benchmarks/bench_gate.py
 	$(BIN)/python benchmarks/bench_gate_http.py
+	$(BIN)/python benchmarks/bench_postgres.py
 
 # Prefect 3 and DBOS in their own venv, beside stoic's: not part of `make test`.
 PEERS_VENV := .venv-peers
