@@ -408,13 +408,16 @@ for n in range(batches):
             break
         except StoicError:
             print("away", flush=True)
-            time.sleep(0.05)  # the server is away; once back, ask whether the batch landed
-            try:
-                if landed(tag):
-                    print("landed-unacknowledged", flush=True)
+            while True:  # the server is away; once back, ask whether the batch landed
+                time.sleep(0.05)
+                try:
+                    there = landed(tag)
                     break
-            except StoicError:
-                pass
+                except StoicError:
+                    continue
+            if there:  # committed, its answer lost with the connection
+                print("landed-unacknowledged", flush=True)
+                break
 store.close()
 print("done", flush=True)
 """

@@ -172,10 +172,17 @@ class PostgresStore:
         """One database transaction holding the writer key and the head row: what is written
         in it follows the head it yields, and commits with it or not at all."""
         held = self.held_here()
-        with translated(what), self._lend() as conn, conn.transaction():
-            if not held:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER,))
-            row = conn.execute("SELECT seq, hash FROM log_head FOR UPDATE").fetchone()
+        # Pipelined: statements whose answers are not read travel with the next that is, so an
+        # append costs three round trips (the head, the projections' rows, the commit).
+        with translated(what), self._lend() as conn, conn.pipeline(), conn.transaction():
+            row = (
+                conn.execute("SELECT seq, hash FROM log_head FOR UPDATE")
+                if held  # this session holds the writer key already
+                else conn.execute(
+                    "SELECT seq, hash, pg_advisory_xact_lock(%s) FROM log_head FOR UPDATE",
+                    (_WRITER,),
+                )
+            ).fetchone()
             assert row is not None, "the log_head row is created with the schema"
             yield conn, Head(int(row[0]), str(row[1]))
 
@@ -329,7 +336,7 @@ class PostgresStore:
             head = conn.execute("SELECT seq, hash FROM log_head").fetchone()
             assert head is not None, "the log_head row is created with the schema"
         start = Stamped(0, GENESIS_HASH, projection.initial()) if stored is None else stored
-        if start.seq > int(head[0]) or self._hash_at(start.seq) != start.hash:
+        if start.seq > int(head[0]):
             start = Stamped(0, GENESIS_HASH, projection.initial())
         try:
             return self._folded_on(projection, start, int(head[0]))
@@ -345,10 +352,6 @@ class PostgresStore:
             state = projection.fold(state, page)
             seq, digest = int(page[-1]["seq"]), str(page[-1]["hash"])
         return Stamped(seq, digest, state)
-
-    def _hash_at(self, seq: int) -> str:
-        with translated("read the decision log"), self._lend() as conn:
-            return _hash_at(conn, seq)
 
     def pause_records(self, after_seq: int, upto: int) -> Iterator[Mapping[str, Any]]:
         """The pause records in (`after_seq`, `upto`], in order: what the pause watch folds."""
@@ -407,12 +410,17 @@ joins once a handle is asked for it."""
 
 
 def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
-    """The projection's row, or None when there is none of this version (or it cannot be
-    read as one)."""
+    """The projection's row where the log backs it — its stamp a record's seq and hash — and
+    it can be read as this version's; else None (refolded from the log, which decides)."""
     row = conn.execute(
-        "SELECT version, seq, hash, state FROM projections WHERE name = %s", (projection.name,)
+        "SELECT p.version, p.seq, p.hash, p.state, d.hash FROM projections p"
+        " LEFT JOIN decision_log d ON d.seq = p.seq WHERE p.name = %s",
+        (projection.name,),
     ).fetchone()
     if row is None or int(row[0]) != projection.version:
+        return None
+    backed = row[4] if int(row[1]) > 0 else GENESIS_HASH
+    if backed != row[2]:
         return None
     try:
         state = projection.from_json(row[3])
@@ -425,10 +433,9 @@ def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> N
     """Bring the projection's row to the last of `records`, inside the appending transaction
     (which holds the head row): from its row, caught up from the log where other writers
     appended past it, or from the start where the log does not back it."""
-    conn.execute("SELECT 1 FROM projections WHERE name = %s FOR UPDATE", (projection.name,))
-    before = records[0].seq - 1
+    before = records[0].seq - 1  # the head row this transaction holds: no other writer
     start = _stored(conn, projection)
-    if start is None or start.seq > before or _hash_at(conn, start.seq) != start.hash:
+    if start is None or start.seq > before:
         start = Stamped(0, GENESIS_HASH, projection.initial())
     try:
         document = projection.to_json(_folded_on(conn, projection, start, before, records))
@@ -464,14 +471,6 @@ def _folded_on(
         state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
         cursor = int(rows[-1][0])
     return projection.fold(state, [record._asdict() for record in records])
-
-
-def _hash_at(conn: Conn, seq: int) -> str:
-    """The hash of the record at `seq` ("" when there is none; the genesis hash at 0)."""
-    if seq == 0:
-        return GENESIS_HASH
-    row = conn.execute("SELECT hash FROM decision_log WHERE seq = %s", (seq,)).fetchone()
-    return "" if row is None else str(row[0])
 
 
 def _fetched(cursor: psycopg.ServerCursor[Any]) -> Iterator[list[LogRow]]:
