@@ -3,6 +3,8 @@ files backend and PostgreSQL byte for byte, and audited where it lies, against a
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import orjson
@@ -13,7 +15,8 @@ from stoic.core.records import GENESIS_HASH, Decision
 from stoic.exceptions import LogCorrupt, WorkspaceExists
 from stoic.store.layout import DECISION_LOG
 from stoic.store.pg_store import PostgresStore
-from tests.conftest import run_cli
+from stoic.store.run_evidence import check_evidence_path
+from tests.conftest import run_cli, run_stoic_process
 from tests.postgres import EmbeddedPostgres
 
 
@@ -316,3 +319,155 @@ def test_status_db_counts_a_databases_records_from_its_projection_row(
     assert "The database (--db)" in shown and db not in shown
     refused = run_cli("status", "run-1", "--db", db)
     assert refused.exit_code == 2 and "not yet with --db" in refused.stderr
+
+
+_PLAN = """\
+meta: {name: carried}
+tasks:
+  - id: build
+    shell: true
+    run: |
+      echo "building"; echo "to stderr" >&2
+      python3 -c 'import json, sys; json.dump({"outputs": {"blob": "x" * 70000}}, sys.stdout)' \\
+        > "$STOIC_RESULT"
+  - id: check
+    run: ["sh", "-c", "test -s \\"$STOIC_INPUTS\\" && echo checked"]
+    depends_on: [build]
+"""
+
+
+def _ran(tmp_path: Path) -> tuple[Path, str]:
+    """A workspace with one real run of a shell plan: attempt logs, a result file, an outputs
+    file (the result is over the inline limit) and a dependent that reads it back."""
+    ws = _workspace(tmp_path)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_PLAN, encoding="utf-8")
+    ran = run_stoic_process("-w", str(ws), "run", str(plan), "--json")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = str(orjson.loads(ran.stdout)["run_id"])
+    return ws, run_id
+
+
+def _evidence(root: Path, run_id: str) -> dict[str, bytes]:
+    folder = root / "runs" / run_id
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.name.endswith(".inputs-1.json")
+        and path.name not in ("state.json", "run.lock", ".inputs.spare")
+    }  # fmt: skip
+
+
+def test_a_runs_evidence_travels_byte_for_byte_and_the_export_audits_clean(
+    tmp_path: Path, db: str
+) -> None:
+    ws, run_id = _ran(tmp_path)
+    kept = _evidence(ws, run_id)
+    assert {"plan.yaml", "tasks/build/attempt-1.log", "tasks/build/outputs-1.json"} <= set(kept)
+    assert "results/build.attempt-1.json" in kept and "tasks/check/attempt-1.log" in kept
+
+    imported = orjson.loads(_ok("import", str(ws), "--db", db, "--json"))
+    assert imported["runs"] == 1 and imported["run_files"] == len(kept)
+    assert imported["not_carried"] == [] and "runs_not_carried" not in imported
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT path, size, sha256 FROM run_files ORDER BY path").fetchall()
+    assert [row[0] for row in rows] == sorted(kept)
+
+    out = tmp_path / "out"
+    exported = orjson.loads(_ok("export", str(out), "--db", db, "--json"))
+    assert exported["audit"]["ok"] is True, exported["audit"]["violations"]
+    assert _evidence(out, run_id) == kept
+    assert (out / "runs" / run_id / "state.json").is_file()
+    assert not (out / "runs" / run_id / "run.lock").exists()  # a lease, never carried
+    entries = (out / "logs" / "execution_log.md").read_text()
+    assert entries.count("build") >= 1 and entries.count("check") >= 1
+    assert "Audit clean" in _ok("-w", str(out), "audit")
+    status = orjson.loads(_ok("-w", str(out), "status", run_id, "--json"))
+    assert status == orjson.loads(_ok("-w", str(ws), "status", run_id, "--json")) | {
+        key: status[key] for key in ("workspace",) if key in status
+    }
+
+
+def test_a_link_in_a_run_folder_refuses_the_import_and_stores_nothing(
+    tmp_path: Path, db: str
+) -> None:
+    ws, run_id = _ran(tmp_path)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the workspace's")
+    (ws / "runs" / run_id / "tasks" / "build" / "attempt-2.log").symlink_to(outside)
+    result = run_cli("import", str(ws), "--db", db)
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1, result.stderr
+    assert "is a link" in result.stderr and "nothing was imported" in result.stderr
+    store = PostgresStore.open(db)
+    try:
+        assert store.head().seq == 0
+    finally:
+        store.close()
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM run_files").fetchone() == (0,)
+
+
+def test_a_fifo_in_a_run_folder_refuses_the_import(tmp_path: Path, db: str) -> None:
+    ws, run_id = _ran(tmp_path)
+    os.mkfifo(ws / "runs" / run_id / "results" / "build.attempt-9.json")
+    result = run_cli("import", str(ws), "--db", db)
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1
+    assert "not a plain file" in result.stderr
+
+
+def test_a_file_stoic_does_not_keep_stays_behind_with_a_warning(tmp_path: Path, db: str) -> None:
+    ws, run_id = _ran(tmp_path)
+    (ws / "runs" / run_id / "notes.txt").write_text("mine")
+    result = run_cli("import", str(ws), "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert f"runs/{run_id}/notes.txt" in result.stderr and "stay in the workspace" in result.stderr
+    assert orjson.loads(result.stdout)["not_carried"] == [f"runs/{run_id}/notes.txt"]
+    out = tmp_path / "out"
+    assert orjson.loads(_ok("export", str(out), "--db", db, "--json"))["audit"]["ok"] is True
+    assert not (out / "runs" / run_id / "notes.txt").exists()
+
+
+def test_run_files_are_append_only_and_hold_only_a_run_folders_evidence(db: str) -> None:
+    PostgresStore.init(db).close()
+    insert = "INSERT INTO run_files (run_id, path, bytes, sha256, size) VALUES (%s, %s, %s, %s, %s)"
+    data = b"plan\n"
+    good = ("run-1", "plan.yaml", data, hashlib.sha256(data).hexdigest(), len(data))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(insert, good)
+        for statement in (
+            "UPDATE run_files SET size = 1",
+            "DELETE FROM run_files",
+            "TRUNCATE run_files",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+        for bad in (
+            ("run-1", "../plan.yaml", *good[2:]),
+            ("run-1", "/etc/passwd", *good[2:]),
+            ("run-1", "state.json", *good[2:]),
+            ("run-1", "tasks/../x/attempt-1.log", *good[2:]),
+            ("../run", "plan.yaml", *good[2:]),
+            ("run-1", "plan.amended-1.yaml", data, "0" * 64, len(data)),
+            ("run-1", "plan.amended-2.yaml", data, good[3], 99),
+        ):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(insert, bad)
+        grants = conn.execute(
+            "SELECT privilege_type FROM information_schema.role_table_grants"
+            " WHERE table_name = 'run_files' AND grantee = 'stoic_writer' ORDER BY 1"
+        ).fetchall()
+    assert grants == [("INSERT",), ("SELECT",)]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../plan.yaml", "/plan.yaml", "plan.yaml\0", "state.json", "run.lock",
+     "tasks/a/b/attempt-1.log", "results/x.inputs-1.json", "tasks/../attempt-1.log",
+     "plan.amended-x.yaml"],
+)  # fmt: skip
+def test_only_the_layouts_evidence_names_are_stored(path: str) -> None:
+    with pytest.raises(ValueError, match="not a file a run folder keeps"):
+        check_evidence_path("run-1", path)
+    for fine in ("plan.yaml", "plan.amended-2.yaml", "tasks/a.b/attempt-1.log",
+                 "tasks/a/outputs-3.json", "results/a.attempt-1.attempt-2.json"):  # fmt: skip
+        check_evidence_path("run-1", fine)

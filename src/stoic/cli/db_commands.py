@@ -36,8 +36,9 @@ def export(
         bool, typer.Option("--json", help="Print the workspace, head and audit report as JSON.")
     ] = False,
 ) -> None:
-    """Write a database's decision log as a files workspace (default stoic.toml), its views
-    built from that log, then audit it: ls, jq, grep and stoic audit work on it.
+    """Write a database's decision log as a files workspace (default stoic.toml), its runs'
+    evidence files in their folders and its views built from that log, then audit it: ls, jq,
+    grep and stoic audit work on it.
 
     Exit 0 when the export audits clean, 1 with every violation listed.
     """
@@ -74,15 +75,15 @@ def import_(
     ] = False,
 ) -> None:
     """Store a files workspace's decision log in a database whose log is empty, byte for byte
-    (seq, hashes, canonical lines). The workspace must audit clean; a non-empty log is refused.
+    (seq, hashes, canonical lines), with its runs' evidence files (plan copies, attempt logs,
+    outputs and result files). The workspace must audit clean; a non-empty log is refused.
     """
     imported = import_workspace(directory, db)
     head = imported.head
-    if imported.runs_not_carried:
+    if imported.not_carried:
         echo(
-            f"stoic: warning: the files of {counted(imported.runs_not_carried, 'run')}"
-            " (plan copies, attempt outputs) stay in the workspace: the database holds records"
-            " only",
+            f"stoic: warning: {counted(len(imported.not_carried), 'file')} in runs/ that stoic"
+            f" does not keep (first: {imported.not_carried[0]}) stay in the workspace",
             err=True,
         )
     if as_json:
@@ -90,13 +91,20 @@ def import_(
             "workspace": str(imported.workspace),
             "records": head.seq,
             "head": f"{head.seq}:{head.hash}" if head.seq else None,
-            "runs_not_carried": imported.runs_not_carried,
+            "runs": imported.runs,
+            "run_files": imported.run_files,
+            "not_carried": list(imported.not_carried),
         }
         echo_json(orjson.dumps(document).decode())
         return
     echo(
         f"Imported {counted(head.seq, 'record')} from {imported.workspace}"
         + (f"; head {head.seq}:{head.hash}" if head.seq else "")
+        + (
+            f"; {counted(imported.run_files, 'run file')} of {counted(imported.runs, 'run')}"
+            if imported.runs
+            else ""
+        )
     )
 
 

@@ -3,9 +3,10 @@ one kept in a database (DESIGN §12, §13).
 
 `export_database` writes the files layout from a database, so `ls`, `jq`, `grep` and
 `stoic audit` work on it; `import_workspace` moves a clean files workspace into an empty
-database, chain intact; `audit_database` checks a database's log where it lies. None of them
-records anything: an export is a copy to read, an import starts the database's log with the
-workspace's records exactly, and an audit of a database is the check alone.
+database, chain intact, its runs' evidence files with it; `audit_database` checks a
+database's log where it lies. None of them records anything: an export is a copy to read,
+an import starts the database's log with the workspace's records exactly, and an audit of a
+database is the check alone.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from stoic.core.audit import AuditReport
 from stoic.core.text import counted
 from stoic.exceptions import StoicError, WorkspaceError
 from stoic.services.workspace import Workspace
+from stoic.store.confined import LinkRefused
 from stoic.store.interface import Head
 from stoic.store.pg_audit import audit_database as audit_records
 from stoic.store.pg_schema import MIGRATIONS
 from stoic.store.pg_store import PostgresStore
 from stoic.store.pg_transfer import export_log
+from stoic.store.run_evidence import RunFolders, read_run_folders
 
 __all__ = [
     "Created",
@@ -57,9 +60,13 @@ class Imported:
 
     workspace: Path
     head: Head
-    runs_not_carried: int
-    """Run folders whose files (plan copies, attempt outputs) stay in the workspace: the
-    database holds no run files yet."""
+    runs: int
+    """The run folders whose evidence was stored with the log."""
+    run_files: int
+    """Their evidence files stored (plan copies, attempt logs, outputs and result files)."""
+    not_carried: tuple[str, ...]
+    """Plain files in `runs/` that are neither a run's evidence nor a view of the log (put
+    there by hand, or by a task): they stay in the workspace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +90,8 @@ def create_database_schema(url: str) -> Created:
 def export_database(url: str, target: str | os.PathLike[str]) -> Exported:
     """Write the database's log at `target` (new, or an empty folder) as a files workspace
     with the default settings, its views built from that log, then audit it."""
-    with _opened(url) as store, store.snapshot() as (_head, pages):
-        written = export_log(Path(target), pages, workspace=Workspace)
+    with _opened(url) as store, store.snapshot() as (_head, pages, run_files):
+        written = export_log(Path(target), pages, run_files, workspace=Workspace)
     root = Path(target).absolute()
     with contextlib.closing(Workspace.open(root, catch_up=False)) as workspace:
         report = workspace.verify()
@@ -110,13 +117,14 @@ def import_workspace(source: str | os.PathLike[str], url: str) -> Imported:
                     " nothing was imported"
                 )
             end = workspace.log.size()
-            with _opened(url, create=True) as store:
-                head = store.import_lines(_batches(workspace, end))
-        runs = _run_folders(workspace.root)
+            found = RunFolders()
+            files = read_run_folders(workspace.root, found)
+            with _opened(url, create=True) as store, _refused_links():
+                head = store.import_lines(_batches(workspace, end), files)
     finally:
         with contextlib.suppress(StoicError):
             workspace.close()
-    return Imported(workspace.root, head, runs)
+    return Imported(workspace.root, head, len(found.runs), found.files, tuple(found.left))
 
 
 def audit_database(url: str) -> AuditReport:
@@ -146,9 +154,16 @@ def _batches(workspace: Workspace, end: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _run_folders(root: Path) -> int:
+@contextlib.contextmanager
+def _refused_links() -> Iterator[None]:
+    """A run folder that cannot be read as it is (a link, a special file, a hard link in it)
+    refuses the import in one line; the database's transaction has rolled back by then."""
     try:
-        with os.scandir(root / "runs") as entries:
-            return sum(1 for entry in entries if entry.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return 0
+        yield
+    except LinkRefused as exc:
+        raise WorkspaceError(f"{exc.strerror}; nothing was imported") from exc
+    except OSError as exc:
+        raise WorkspaceError(
+            f"cannot read {exc.filename or 'a run folder'}: {exc.strerror or exc};"
+            " nothing was imported"
+        ) from exc

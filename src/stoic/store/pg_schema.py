@@ -7,7 +7,7 @@ this stoic does not know was made by a newer stoic: it is refused, never written
 The log is append-only in the database itself: a trigger refuses UPDATE, DELETE and TRUNCATE
 on `decision_log`, and the role `stoic_writer` (granted to the login stoic runs as) may read and
 insert records, move the head, and nothing else: it cannot change or remove a record, nor the
-schema.
+schema. Runs' evidence files (`run_files`) and attempt outputs are append-only the same way.
 """
 
 from __future__ import annotations
@@ -172,6 +172,33 @@ CREATE TRIGGER attempt_outputs_never_truncated BEFORE TRUNCATE ON attempt_output
     FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
 """
 
+_RUN_FILES = r"""
+CREATE TABLE run_files (
+    run_id text NOT NULL CHECK (run_id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$'),
+    path text NOT NULL CHECK (
+        path ~ ('^(plan\.yaml|plan\.amended-[0-9]{1,9}\.yaml'
+            || '|tasks/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}/attempt-[0-9]{1,9}\.log'
+            || '|tasks/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}/outputs-[0-9]{1,9}\.json'
+            || '|results/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\.attempt-[0-9]{1,9}\.json)$')
+        AND left(path, 1) <> '/'
+        AND strpos('/' || path || '/', '/../') = 0
+    ),
+    bytes bytea NOT NULL,
+    sha256 text NOT NULL CHECK (sha256 = encode(sha256(bytes), 'hex')),
+    size bigint NOT NULL CHECK (size = octet_length(bytes)),
+    PRIMARY KEY (run_id, path)
+);
+COMMENT ON TABLE run_files IS
+    'The evidence of each run folder (plan copies, attempt logs, outputs and result files),
+     byte for byte; the views of a run (state.json, execution_log.md) are rebuilt from the log.';
+CREATE TRIGGER run_files_append_only BEFORE UPDATE OR DELETE ON run_files
+    FOR EACH ROW EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER run_files_never_truncated BEFORE TRUNCATE ON run_files
+    FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
+REVOKE ALL ON run_files FROM PUBLIC;
+GRANT SELECT, INSERT ON run_files TO stoic_writer;
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
@@ -179,6 +206,7 @@ MIGRATIONS: Sequence[Migration] = (
     ("0004_writer_role", _WRITER_ROLE),
     ("0005_projections", _PROJECTIONS),
     ("0006_chain_in_the_database", _CHAIN),
+    ("0007_run_files", _RUN_FILES),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 

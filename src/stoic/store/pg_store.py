@@ -36,9 +36,11 @@ from stoic.store.log import utc_timestamp
 from stoic.store.pg_driver import CONNECTION, Conn, connect, lock_key, translated
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
+from stoic.store.pg_run_files import read_run_files, store_run_files
 from stoic.store.pg_schema import check_current, migrate
 from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
+from stoic.store.run_evidence import RunFile
 
 __all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore", "StoredProjection"]
 
@@ -202,12 +204,15 @@ class PostgresStore:
                 _keep(conn, projection, records)
         return records
 
-    def import_lines(self, batches: Iterable[Sequence[bytes]]) -> Head:
-        """Store another log's lines in this empty one, byte for byte, and move the head to its
-        last record: one database transaction under the head row's lock, so the log is whole
-        or untouched. Each line is checked before it is written (`LineChecker`: its hash covers
-        its canonical bytes, it links to the one before, seqs run from 1 without a gap); a log
-        that is not empty is refused, naming its head."""
+    def import_lines(
+        self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
+    ) -> Head:
+        """Store another log's lines in this empty one, byte for byte, then its runs' evidence
+        files, and move the head to its last record: one database transaction under the head
+        row's lock, so the log and the files are whole or untouched. Each line is checked
+        before it is written (`LineChecker`: its hash covers its canonical bytes, it links to
+        the one before, seqs run from 1 without a gap); a log that is not empty is refused,
+        naming its head."""
         with self._at_head("import into the decision log") as (conn, head):
             if head.seq != 0:
                 raise WorkspaceExists(
@@ -220,6 +225,7 @@ class PostgresStore:
                 if rows:
                     with conn.cursor() as cursor:
                         cursor.executemany(_INSERT, rows)
+            store_run_files(conn, run_files)
             conn.execute(
                 "UPDATE log_head SET seq = %s, hash = %s", (checker.seq, checker.prev_hash)
             )
@@ -260,11 +266,14 @@ class PostgresStore:
             cursor = int(rows[-1][0])
 
     @contextlib.contextmanager
-    def snapshot(self) -> Iterator[tuple[Head, Iterator[list[LogRow]]]]:
-        """The head row and every stored row in seq order, as one moment holds them (see
-        `snapshot_with_projections`)."""
-        with self.snapshot_with_projections() as (head, pages, _rows):
-            yield head, pages
+    def snapshot(self) -> Iterator[tuple[Head, Iterator[list[LogRow]], Iterator[RunFile]]]:
+        """The head row, every stored row in seq order and the runs' evidence files, as one
+        moment holds them (see `snapshot_with_projections`); read the pages first."""
+        with self._moment() as conn:
+            head = _head_row(conn)
+            with conn.cursor(name="stoic_log_snapshot") as cursor:
+                cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
+                yield head, _fetched(cursor), read_run_files(conn)
 
     @contextlib.contextmanager
     def snapshot_with_projections(
@@ -278,14 +287,8 @@ class PostgresStore:
         page in memory at a time. The rows are read by `seq`, not up to the head, so a head
         row that lags the log shows as such.
         """
-        with (
-            translated("read the decision log"),
-            self._pool.connection() as conn,
-            conn.transaction(),
-        ):
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
-            assert row is not None, "the log_head row is created with the schema"
+        with self._moment() as conn:
+            head = _head_row(conn)
             stored = [
                 StoredProjection(str(name), int(version), int(seq), str(digest), state)
                 for name, version, seq, digest, state in conn.execute(
@@ -294,7 +297,18 @@ class PostgresStore:
             ]
             with conn.cursor(name="stoic_log_snapshot") as cursor:
                 cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
-                yield Head(int(row[0]), str(row[1])), _fetched(cursor), stored
+                yield head, _fetched(cursor), stored
+
+    @contextlib.contextmanager
+    def _moment(self) -> Iterator[Conn]:
+        """A connection in one read-only REPEATABLE READ transaction."""
+        with (
+            translated("read the decision log"),
+            self._pool.connection() as conn,
+            conn.transaction(),
+        ):
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
 
     def tail(
         self,
@@ -471,6 +485,12 @@ def _folded_on(
         state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
         cursor = int(rows[-1][0])
     return projection.fold(state, [record._asdict() for record in records])
+
+
+def _head_row(conn: Conn) -> Head:
+    row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
+    assert row is not None, "the log_head row is created with the schema"
+    return Head(int(row[0]), str(row[1]))
 
 
 def _fetched(cursor: psycopg.ServerCursor[Any]) -> Iterator[list[LogRow]]:

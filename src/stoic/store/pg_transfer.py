@@ -3,8 +3,9 @@
 Both ways carry the stored canonical lines as they are: a record keeps its seq, its hashes and
 its bytes, so the chain — and every anchor kept elsewhere — holds across backends. An import
 checks each line before it is stored and refuses the whole log at the first that fails; an
-export writes the lines as the database holds them (evidence is never mended on the way) and
-lets the files backend build its views from that log, as it would after a crash.
+export writes the lines as the database holds them (evidence is never mended on the way), puts
+each run's evidence files back in its folder, and lets the files backend build its views from
+that log, as it would after a crash.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from stoic.exceptions import LogCorrupt, WorkspaceExists, WorkspaceNotWritable
 from stoic.store.atomic import fsync_dir, write_all
 from stoic.store.confined import open_confined
 from stoic.store.interface import Head
+from stoic.store.run_audit import build_run_views
+from stoic.store.run_evidence import RunFile, write_run_file
 
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
@@ -97,9 +100,15 @@ class LineChecker:
 
 
 def export_log(
-    target: Path, pages: Iterable[Sequence[LogRow]], *, workspace: type[Workspace]
+    target: Path,
+    pages: Iterable[Sequence[LogRow]],
+    run_files: Iterable[RunFile] = (),
+    *,
+    workspace: type[Workspace],
 ) -> Head:
-    """Make a workspace at `target` (new, or an empty folder) whose log is `pages`' lines.
+    """Make a workspace at `target` (new, or an empty folder) whose log is `pages`' lines and
+    whose run folders hold `run_files`, each written back at its place before the views are
+    built from the log (the runs' views read their plan copies).
 
     Built beside its place and renamed in once its log is fsynced and its views are written,
     so a failure never leaves half an export where the workspace was asked for.
@@ -115,7 +124,10 @@ def export_log(
         made = workspace.init(staging)
         try:
             head = _write_lines(made, pages)
+            for file in run_files:
+                write_run_file(made.root, file)
             made.sync_projections()  # every view, folded from the log just written
+            build_run_views(made)  # each run's state.json and the execution log
         finally:
             made.close()
         try:

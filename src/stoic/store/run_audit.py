@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle
     from stoic.store.quarantine import Quarantine
 
-__all__ = ["EXECUTION_LOG", "RunFilesCheck", "rebuild_run_files"]
+__all__ = ["EXECUTION_LOG", "RunFilesCheck", "build_run_views", "rebuild_run_files"]
 
 EXECUTION_LOG = "logs/execution_log.md"
 _SHOWN = 20
@@ -56,6 +56,8 @@ class _Entries:
     """What the log renders for the seqs the execution log's entries name."""
 
     wanted: set[int] = field(default_factory=set)
+    every: bool = False
+    """Render every record that ran a command, not only the `wanted` ones (an export)."""
     rendered: dict[int, str] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
 
@@ -68,12 +70,12 @@ class _Entries:
                     self.commands[attempt_id] = str(record["decision_inputs"].get("command", ""))
                 return
             command = self.commands.pop(attempt_id, None) if attempt_id else None
-            if record["seq"] in self.wanted and command is not None:
+            if command is not None and (self.every or record["seq"] in self.wanted):
                 self.rendered[record["seq"]] = attempt_entry(record, command)
         elif (
             kind == "proposal"
             and outcome in ("executed", "rolled_back")
-            and record["seq"] in self.wanted
+            and (self.every or record["seq"] in self.wanted)
             and "command" in record["details"]
         ):
             self.rendered[record["seq"]] = proposal_entry(record)
@@ -295,6 +297,33 @@ def rebuild_run_files(workspace: WorkspaceHandle, quarantine: Quarantine) -> Non
             folder.feed(data)
         if record.decision_type in ("execution", "proposal"):
             check.entries.feed(data)
+    _write_states(root, folders)
+    # Only when the repair moved it aside (or it is gone): a live runner appends to it through
+    # a descriptor it keeps, and a file replaced under it would lose what it writes next.
+    if source != root / EXECUTION_LOG or not (root / EXECUTION_LOG).exists():
+        atomic_write(root / EXECUTION_LOG, check.kept_entries().encode(), root=root)
+
+
+def build_run_views(workspace: WorkspaceHandle) -> None:
+    """For an export, once the runs' evidence is in place: every run's state.json from a full
+    replay, and the execution log with an entry for each record that ran a command, in the
+    log's order — what the runners and the queue wrote as they went, written at once."""
+    root = workspace.root
+    entries = _Entries(every=True)
+    folders = {run_id: RunFolder(run_id) for run_id in _run_ids(root)}
+    for record in workspace.records():
+        data = record._asdict()
+        folder = folders.get(record.run_id) if record.run_id else None
+        if folder is not None:
+            folder.feed(data)
+        if record.decision_type in ("execution", "proposal"):
+            entries.feed(data)
+    _write_states(root, folders)
+    text = EXECUTION_LOG_HEADER + "".join(entries.rendered.values())
+    atomic_write(root / EXECUTION_LOG, text.encode(), root=root)
+
+
+def _write_states(root: Path, folders: Mapping[str, RunFolder]) -> None:
     for run_id, folder in folders.items():
         if folder.started is None:
             continue
@@ -305,10 +334,6 @@ def rebuild_run_files(workspace: WorkspaceHandle, quarantine: Quarantine) -> Non
                 orjson.dumps(document, option=orjson.OPT_INDENT_2),
                 root=root,
             )
-    # Only when the repair moved it aside (or it is gone): a live runner appends to it through
-    # a descriptor it keeps, and a file replaced under it would lose what it writes next.
-    if source != root / EXECUTION_LOG or not (root / EXECUTION_LOG).exists():
-        atomic_write(root / EXECUTION_LOG, check.kept_entries().encode(), root=root)
 
 
 def _document(root: Path, folder: RunFolder, violations: list[Violation]) -> dict[str, Any] | None:
