@@ -136,10 +136,13 @@ class PostgresLeases:
 
 
 def _let_go(conn: Conn, run_id: str) -> None:
-    """Ending the session ends the lease; the row goes first, so no reader sees it stale."""
+    """The row goes first, so no reader sees it stale; then the lock, at once — a closed
+    session lets its locks go only once its backend has ended, which a reader could see
+    before it does."""
     with contextlib.suppress(psycopg.Error):
         conn.execute(
             "DELETE FROM run_leases WHERE run_id = %s AND backend_pid = pg_backend_pid()",
             (run_id,),
         )
+        conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key("run", run_id),))
     conn.close()
