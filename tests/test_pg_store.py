@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, hash_of_line
@@ -511,3 +514,66 @@ def test_a_writer_killed_at_any_moment_leaves_whole_batches_and_the_lock_free(
             batches[tag] = batches.get(tag, 0) + 1
     assert batches and set(batches.values()) == {50}  # every batch whole, or not at all
     assert run_cli("audit", "--db", url).exit_code == 0
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "plan",
+                ".yaml",
+                ".amended-",
+                "7",
+                "123456789",
+                "1234567890",
+                "tasks/",
+                "results/",
+                "build",
+                "b.x-y_z",
+                "/attempt-",
+                "/outputs-",
+                ".attempt-",
+                ".log",
+                ".json",
+                "/",
+                "..",
+                ".",
+                "-",
+                "",
+                "é",
+                "a" * 201,
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_database_takes_exactly_the_run_files_stoic_reads_as_evidence(
+    pg: PostgresStore, url: str, parts: list[str]
+) -> None:
+    """The check of migration 0007 and `run_evidence.EVIDENCE_PATTERN` agree on every path."""
+    from stoic.store.run_evidence import EVIDENCE_PATTERN
+
+    path = "".join(parts)
+    stoic_says = re.fullmatch(EVIDENCE_PATTERN, path) is not None and ".." not in path.split("/")
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO run_files (run_id, path, bytes, sha256, size)"
+                    " VALUES ('run-1', %s, '', encode(sha256(''), 'hex'), 0)",
+                    (path,),
+                )
+                raise _RolledBack
+        except _RolledBack:
+            database_says = True
+        except psycopg.errors.CheckViolation:
+            database_says = False
+    assert database_says == stoic_says, path
+
+
+class _RolledBack(Exception):
+    """Undoes a probe's insert."""
