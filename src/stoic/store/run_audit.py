@@ -289,15 +289,7 @@ def rebuild_run_files(workspace: WorkspaceHandle, quarantine: Quarantine) -> Non
             body = text[len(EXECUTION_LOG_HEADER) :]
             check.logged = list(logged_entries(body, EXECUTION_LOG_HEADER.count("\n") + 1))
             check.entries.wanted = {e.seq for e in check.logged if e.seq is not None}
-    folders = {run_id: RunFolder(run_id) for run_id in _run_ids(root)}
-    for record in workspace.records():
-        data = record._asdict()
-        folder = folders.get(record.run_id) if record.run_id else None
-        if folder is not None:
-            folder.feed(data)
-        if record.decision_type in ("execution", "proposal"):
-            check.entries.feed(data)
-    _write_states(root, folders)
+    _write_states(root, _replayed(workspace, check.entries))
     # Only when the repair moved it aside (or it is gone): a live runner appends to it through
     # a descriptor it keeps, and a file replaced under it would lose what it writes next.
     if source != root / EXECUTION_LOG or not (root / EXECUTION_LOG).exists():
@@ -310,7 +302,14 @@ def build_run_views(workspace: WorkspaceHandle) -> None:
     log's order — what the runners and the queue wrote as they went, written at once."""
     root = workspace.root
     entries = _Entries(every=True)
-    folders = {run_id: RunFolder(run_id) for run_id in _run_ids(root)}
+    _write_states(root, _replayed(workspace, entries))
+    text = EXECUTION_LOG_HEADER + "".join(entries.rendered.values())
+    atomic_write(root / EXECUTION_LOG, text.encode(), root=root)
+
+
+def _replayed(workspace: WorkspaceHandle, entries: _Entries) -> dict[str, RunFolder]:
+    """Every run folder's fold from a full replay of the log, `entries` fed on the way."""
+    folders = {run_id: RunFolder(run_id) for run_id in _run_ids(workspace.root)}
     for record in workspace.records():
         data = record._asdict()
         folder = folders.get(record.run_id) if record.run_id else None
@@ -318,9 +317,7 @@ def build_run_views(workspace: WorkspaceHandle) -> None:
             folder.feed(data)
         if record.decision_type in ("execution", "proposal"):
             entries.feed(data)
-    _write_states(root, folders)
-    text = EXECUTION_LOG_HEADER + "".join(entries.rendered.values())
-    atomic_write(root / EXECUTION_LOG, text.encode(), root=root)
+    return folders
 
 
 def _write_states(root: Path, folders: Mapping[str, RunFolder]) -> None:
