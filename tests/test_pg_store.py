@@ -404,6 +404,7 @@ for n in range(batches):
         Decision.from_mapping({"type": "policy_check", "outcome": "passed", "reason": f"{tag} {k}"})
         for k in range(1 + n % 3)
     ]
+    time.sleep(0.01)  # a writer that spans the restarts, not one done before the first
     while True:
         try:
             records = store.append(batch)
@@ -430,7 +431,7 @@ def test_a_restarted_server_loses_nothing_an_append_acknowledged(
     postgres: EmbeddedPostgres, url: str
 ) -> None:
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER_LOOP, url, "150"],
+        [sys.executable, "-c", _WRITER_LOOP, url, "400"],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -455,8 +456,8 @@ def test_a_restarted_server_loses_nothing_an_append_acknowledged(
     assert set(acknowledged) <= {r.hash for r in records}  # nothing acknowledged is lost
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
     tags = [r.decision_reason.split(":")[0] for r in records]
-    assert sorted(set(tags), key=lambda t: int(t.split()[1])) == [f"batch {n}" for n in range(150)]
-    assert len(records) == sum(1 + n % 3 for n in range(150))  # every batch once, whole
+    assert sorted(set(tags), key=lambda t: int(t.split()[1])) == [f"batch {n}" for n in range(400)]
+    assert len(records) == sum(1 + n % 3 for n in range(400))  # every batch once, whole
     assert run_cli("audit", "--db", url).exit_code == 0
 
 
