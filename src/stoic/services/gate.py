@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from stoic.core.gate import TOOL_CALL_TYPE, GateRule, Verdict
+from stoic.core.gate import TOOL_CALL_TYPE, GateRule
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.exceptions import UsageError
 from stoic.services import queue
@@ -34,6 +34,7 @@ from stoic.services.gate_call import (
     gate_decision,
     judge,
     read_hook_call,
+    rules_answer,
 )
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
@@ -122,13 +123,12 @@ def begin_call(
         run_id=run_id,
         task_id=task_id,
     )
-    verdict, inputs = judged.verdict, judged.inputs | {"agent": agent}
-    if verdict is None:
-        return _answer(workspace, inputs, Answer.DENY, str(judged.refusal))
-    if verdict.verdict is Verdict.ALLOW:
-        return _answer(workspace, inputs, Answer.ALLOW, verdict.reason)
-    if verdict.verdict is Verdict.DENY:
-        return _answer(workspace, inputs, Answer.DENY, verdict.reason)
+    inputs = judged.inputs | {"agent": agent}
+    by_rules = rules_answer(judged)
+    if by_rules is not None:
+        return _answer(workspace, inputs, *by_rules)
+    assert judged.verdict is not None  # sent to a person
+    verdict = judged.verdict
     paused = workspace.status_folded().paused
     if paused is not None:
         return _answer(workspace, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
@@ -154,7 +154,10 @@ def begin_call(
 
 def look(workspace: Workspace, waiting: Waiting) -> GateAnswer | None:
     """The answer, on record, once a person has decided the call's proposal; else None."""
-    proposal = queue.get(workspace, waiting.proposal_id)
+    return _decided(workspace, waiting, queue.get(workspace, waiting.proposal_id))
+
+
+def _decided(workspace: Workspace, waiting: Waiting, proposal: Proposal) -> GateAnswer | None:
     if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
         said = f"{proposal.id} was approved for exactly this input"
         return _answer(workspace, waiting.inputs, Answer.ALLOW, said, proposal.id)
@@ -203,8 +206,8 @@ def check_call(
     )
     if isinstance(begun, GateAnswer):
         return begun
-    queue.wait_for_decision(workspace, begun.proposal_id, begun.ends_at - time.monotonic())
-    return look(workspace, begun) or give_up(workspace, begun, defer=defer)
+    seen = queue.wait_for_decision(workspace, begun.proposal_id, begun.ends_at - time.monotonic())
+    return _decided(workspace, begun, seen) or give_up(workspace, begun, defer=defer)
 
 
 def deny_unread(workspace: Workspace, problem: str, *, agent: str, size: int) -> GateAnswer:

@@ -21,6 +21,7 @@ from stoic.core.gate import (
     GateRule,
     GateVerdict,
     ToolCall,
+    Verdict,
     call_sha256,
     decide,
     file_path_of,
@@ -40,6 +41,7 @@ __all__ = [
     "gate_decision",
     "judge",
     "read_hook_call",
+    "rules_answer",
 ]
 
 MAX_HOOK_BYTES = 1024 * 1024
@@ -213,6 +215,17 @@ def judge(
         "task_id": task_id,
     }
     return Judged(tool_call, verdict, refusal, inputs)
+
+
+def rules_answer(judged: Judged) -> tuple[Answer, str] | None:
+    """What the rules alone answer a judged call — a refusal or a deny is a denial, an allow an
+    allowance — or None where they send it to a person."""
+    if judged.verdict is None:
+        return Answer.DENY, str(judged.refusal)
+    if judged.verdict.verdict is Verdict.PROPOSE:
+        return None
+    allowed = judged.verdict.verdict is Verdict.ALLOW
+    return (Answer.ALLOW if allowed else Answer.DENY), judged.verdict.reason
 
 
 def gate_decision(

@@ -17,11 +17,18 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from stoic.core.gate import GateRule, Verdict
+from stoic.core.gate import GateRule
 from stoic.core.gate_table import gate_table
 from stoic.core.limits import MAX_SETTINGS_BYTES
 from stoic.plan.reading import read_bounded
-from stoic.services.gate_call import OUTCOME, Answer, GateAnswer, HookCall, gate_decision, judge
+from stoic.services.gate_call import (
+    OUTCOME,
+    GateAnswer,
+    HookCall,
+    gate_decision,
+    judge,
+    rules_answer,
+)
 from stoic.store.layout import DECISION_LOG, LOCK_FILE, SETTINGS_FILE
 from stoic.store.log import FileDecisionLog
 
@@ -58,13 +65,10 @@ def quick_answer(
         run_id=run_id,
         task_id=task_id,
     )
-    if judged.verdict is None:
-        said, reason = Answer.DENY, str(judged.refusal)
-    elif judged.verdict.verdict is Verdict.PROPOSE:
+    answered = rules_answer(judged)
+    if answered is None:
         return None
-    else:
-        allowed = judged.verdict.verdict is Verdict.ALLOW
-        said, reason = (Answer.ALLOW if allowed else Answer.DENY), judged.verdict.reason
+    said, reason = answered
     log = FileDecisionLog(root / DECISION_LOG, root / LOCK_FILE, root=root)
     try:
         decision = gate_decision(OUTCOME[said], reason, judged.inputs | {"agent": agent})
