@@ -115,9 +115,7 @@ def test_a_risky_call_suspends_the_task_and_after_approval_the_session_goes_on(
     actions = _actions(agent)
     resumed = actions.index(next(a for a in actions if a.endswith("resumed")))
     assert actions[resumed + 1].startswith("allow Bash") and "approved" in actions[resumed + 1]
-    assert actions[resumed + 2] == "ran git push origin main -> 128" or actions[
-        resumed + 2
-    ].startswith("ran git push origin main")
+    assert actions[resumed + 2].startswith("ran git push origin main")
     assert actions[-1] == "ran ls -> 0"
     with stoic.Workspace.open(agent["ws"]) as workspace:
         gated = list(workspace.records(decision_type="gate"))

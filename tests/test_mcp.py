@@ -100,8 +100,14 @@ def test_the_tools_and_their_honest_annotations(ws_path: Path, repo: Path) -> No
 
 
 def test_no_tool_decides_and_an_agent_cannot_decide_a_proposal(ws_path: Path, repo: Path) -> None:
-    words = ("approve", "reject", "decide", "defer", "execute", "resume", "answer")
-    assert not [tool.name for tool in TOOLS if any(word in tool.name for word in words)]
+    # Exactly these: a tool added later is a decision to make here, by name.
+    assert {tool.name for tool in TOOLS} == {
+        "propose_action",
+        "get_proposal",
+        "wait_for_decision",
+        "escalate",
+        "request_permission",
+    }
 
     async def scenario(client: Client) -> None:
         made = _json(await client.call_tool("propose_action", PROPOSAL))

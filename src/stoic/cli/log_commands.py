@@ -338,7 +338,7 @@ def status(
         shown = next_steps.run_status("RUN_ID", tasks=True)
         raise UsageError(f"--tasks shows one run's tasks: name the run ({shown})")
     if db is not None:
-        stands, where = database_standing(db), "the database (--db)"
+        stands, where = database_standing(db), "The database (--db)"
     else:
         with open_workspace(ctx) as workspace:
             stands = standing(workspace)
@@ -362,7 +362,7 @@ def status(
         return
     console = console_for_output()
     console.print(
-        f"Workspace {where}" if db is None else "The database (--db)",
+        where if db is not None else f"Workspace {where}",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "AGENT_ROLE",
+    "LONGEST_NAME",
     "NAME_PATTERN",
     "ROLES",
     "User",
@@ -23,7 +24,8 @@ __all__ = [
     "role_problem",
 ]
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+LONGEST_NAME = 64
+NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{LONGEST_NAME - 1}}}")
 """A user's name: also the stem of their secret file, so it can never be a path."""
 
 ROLES = ("reviewer", "operator", "admin")

@@ -88,15 +88,16 @@ class AgentSetup:
         }
         return [part.format_map(values) for part in self.settings.agent_cli]
 
-    def gated(self, spec: TaskSpec) -> bool:
+    def gated(self, spec: TaskSpec, choice: RoleChoice | None = None) -> bool:
         """Whether the task's agent has its tool calls gated: as the task says, else as its
-        profile does."""
+        profile (`choice`, where the caller has made it) does."""
         if spec.agent is None or spec.gate is not None:
             return bool(spec.gate)
         try:
-            return self.choose(spec.agent, agent_text(spec)).profile.name in self.gated_profiles
+            choice = choice or self.choose(spec.agent, agent_text(spec))
         except ValueError:
             return False  # an unknown role is refused before the run
+        return choice.profile.name in self.gated_profiles
 
     def command_for(
         self, spec: TaskSpec, attempt: Attempt, narrowing: Sequence[Mapping[str, Any]] = ()
@@ -128,7 +129,7 @@ class AgentSetup:
             "STOIC_AGENT_TOOLS": ",".join(choice.profile.tools),
         }
         argv = self.argv(choice, prompt, spec.id)
-        if self.gated(spec):
+        if self.gated(spec, choice):
             added, gate_env = gate_arguments(attempt, narrowing)
             argv += added
             env |= gate_env

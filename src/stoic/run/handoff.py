@@ -132,8 +132,7 @@ class Handoff:
                 status=status,
             )
             store.raise_process_issue(request.mode)
-        for record in self.workspace.records(run_id=self.run_id, since_seq=self.folder.last_seq):
-            self.folder.feed(record._asdict())
+        self._catch_up()
         return escalation.id
 
     def escalate_owed(self) -> None:
@@ -197,6 +196,11 @@ class Handoff:
         """Each suspended session whose call a person has decided may go on: approved, the
         gate allows that call when the session makes it again; rejected, it denies it with
         the reviewer's reason, and the agent takes another way."""
+        if not any(
+            task.state is TaskState.SUSPENDED and task.resume_session
+            for task in self.folder.tasks.values()
+        ):
+            return  # every ordinary settle: no queue to load
         resumed = False
         with self.workspace.transaction():
             proposals = Queue(self.workspace).state().proposals

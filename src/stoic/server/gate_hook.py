@@ -27,7 +27,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from stoic.core.gate_wire import hook_output, wait_seconds_of
-from stoic.core.users import AGENT_ROLE, name_problem
+from stoic.core.users import AGENT_ROLE, LONGEST_NAME, name_problem
 from stoic.server.access_render import client_address
 from stoic.server.console import console_of
 from stoic.server.throttle import LoginThrottle, keys_of
@@ -39,7 +39,7 @@ __all__ = ["AgentTokens", "router"]
 router = APIRouter(tags=["gate"])
 
 _BEARER = "bearer "
-_LONGEST_TOKEN = 64 + 1 + 1024
+_LONGEST_TOKEN = LONGEST_NAME + 1 + users.LONGEST_SECRET
 """A name, a colon and the longest secret a check reads."""
 
 

@@ -82,15 +82,14 @@ class Created:
 def create_database_schema(url: str) -> Created:
     """Give the database at `url` stoic's schema through its named migrations, each recorded
     in the database; one a newer stoic made is refused, nothing changed."""
-    applied = PostgresStore.migrate(url)
-    PostgresStore.open(url).close()  # the schema this stoic works on, checked
+    applied = PostgresStore.migrate(url)  # refuses a newer schema; leaves none missing
     return Created(tuple(applied), tuple(name for name, _sql in MIGRATIONS))
 
 
 def export_database(url: str, target: str | os.PathLike[str]) -> Exported:
     """Write the database's log at `target` (new, or an empty folder) as a files workspace
     with the default settings, its views built from that log, then audit it."""
-    with _opened(url) as store, store.snapshot() as (_head, pages, run_files):
+    with PostgresStore.open(url) as store, store.snapshot() as (_head, pages, run_files):
         written = export_log(Path(target), pages, run_files, workspace=Workspace)
     root = Path(target).absolute()
     with contextlib.closing(Workspace.open(root, catch_up=False)) as workspace:
@@ -119,7 +118,7 @@ def import_workspace(source: str | os.PathLike[str], url: str) -> Imported:
             end = workspace.log.size()
             found = RunFolders()
             files = read_run_folders(workspace.root, found)
-            with _opened(url, create=True) as store, _refused_links():
+            with PostgresStore.init(url) as store, _refused_links():
                 head = store.import_lines(_batches(workspace, end), files)
     finally:
         with contextlib.suppress(StoicError):
@@ -129,17 +128,8 @@ def import_workspace(source: str | os.PathLike[str], url: str) -> Imported:
 
 def audit_database(url: str) -> AuditReport:
     """The chain, sequence, head row and behavioural invariants of the database's log."""
-    with _opened(url) as store:
+    with PostgresStore.open(url) as store:
         return audit_records(store)
-
-
-@contextlib.contextmanager
-def _opened(url: str, *, create: bool = False) -> Iterator[PostgresStore]:
-    store = PostgresStore.init(url) if create else PostgresStore.open(url)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _batches(workspace: Workspace, end: int) -> Iterator[list[bytes]]:

@@ -57,8 +57,5 @@ def database(url: str) -> Iterator[Store]:
     """The store of the PostgreSQL database at `url`, for reading, closed after."""
     from stoic.store.pg_store import PostgresStore  # psycopg only when a database is named
 
-    store = PostgresStore.open(url)
-    try:
+    with PostgresStore.open(url) as store:
         yield store
-    finally:
-        store.close()

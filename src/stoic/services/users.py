@@ -236,14 +236,14 @@ def list_users(workspace: Workspace) -> list[UserEntry]:
     return entries
 
 
-_LONGEST_SECRET = 1024
+LONGEST_SECRET = 1024
 """A longer one is refused (after the same one scrypt): no issued secret is near that long."""
 
 
 def authenticate(workspace: Workspace, name: str, secret: str) -> User | None:
     """The user `name` when `secret` is theirs; None otherwise, in the same time whether the
     name is known or not (one scrypt either way)."""
-    if len(secret) > _LONGEST_SECRET:
+    if len(secret) > LONGEST_SECRET:
         name, secret = "", ""  # checked against the dummy: never a match
     user = backed(workspace, name) if name_problem(name) is None else None
     return user if secret_is_current(workspace.root, user, secret) else None
@@ -252,7 +252,7 @@ def authenticate(workspace: Workspace, name: str, secret: str) -> User | None:
 def secret_is_current(root: Path, user: User | None, secret: str) -> bool:
     """Whether `secret` is the one last issued to `user` (as the log has them now): one
     scrypt, against a dummy when there is no such user or no current secret file."""
-    if len(secret) > _LONGEST_SECRET:
+    if len(secret) > LONGEST_SECRET:
         user, secret = None, ""
     held = user_files.read_secret_file(root, user.name) if user is not None else None
     if user is not None and held is not None and held.seq != user.issued_seq:

@@ -166,7 +166,11 @@ class _Replays:
 
     def __init__(self, stored: Sequence[StoredProjection]) -> None:
         known = {projection.name: projection for projection in KEPT_PROJECTIONS}
-        self._rows = {row.name: row for row in stored if row.name in known}
+        self._rows = {
+            row.name: row
+            for row in stored
+            if row.name in known and row.version == known[row.name].version
+        }
         self._folds: dict[str, tuple[Projection[Any], Any]] = {
             name: (known[name], known[name].initial()) for name in self._rows
         }

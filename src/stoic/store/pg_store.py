@@ -104,6 +104,12 @@ class PostgresStore:
             raise
         return cls(url, writer)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._leases.close()
         self._pool.close()
@@ -235,9 +241,7 @@ class PostgresStore:
 
     def head(self) -> Head:
         with translated("read the head of the decision log"), self._lend() as conn:
-            row = conn.execute("SELECT seq, hash FROM log_head").fetchone()
-        assert row is not None, "the log_head row is created with the schema"
-        return Head(int(row[0]), str(row[1]))
+            return _head_row(conn)
 
     def read(self, after_seq: int = 0) -> Iterator[Record]:
         for page in self._pages(after_seq):
@@ -347,18 +351,17 @@ class PostgresStore:
         self._kept.setdefault(projection.name, projection)
         with translated(f"read the {projection.name} projection"), self._lend() as conn:
             stored = _stored(conn, projection)  # before the head: the head is never behind it
-            head = conn.execute("SELECT seq, hash FROM log_head").fetchone()
-            assert head is not None, "the log_head row is created with the schema"
+            head = _head_row(conn)
         start = Stamped(0, GENESIS_HASH, projection.initial()) if stored is None else stored
-        if start.seq > int(head[0]):
+        if start.seq > head.seq:
             start = Stamped(0, GENESIS_HASH, projection.initial())
         try:
-            return self._folded_on(projection, start, int(head[0]))
+            return self._folded_on(projection, start, head.seq)
         except Exception:  # a row no fold wrote cannot be folded on: the log decides
             if start.seq == 0:
                 raise
             fresh = Stamped(0, GENESIS_HASH, projection.initial())
-            return self._folded_on(projection, fresh, int(head[0]))
+            return self._folded_on(projection, fresh, head.seq)
 
     def _folded_on(self, projection: Projection[S], start: Stamped[S], upto: int) -> Stamped[S]:
         seq, digest, state = start.seq, start.hash, start.state
