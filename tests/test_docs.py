@@ -55,6 +55,7 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "import": [J("import {ws} --db {db} --json")],
     "status": [J("status --json"), J("status {run} --json", code=0)],
     "run": [J("run {plan} --json", code=3)],
+    "worker": [J("worker --db {db} --exit-when-idle --json", setup=("init --db {db}",))],
     "continue": [J("continue {run} --json", code=3)],
     "retry": [J("retry {failed_run} flaky --reason 'try once more' --json", code=1)],
     "runs": [J("runs --json"), J("runs --status awaiting_human --plan docs --json")],

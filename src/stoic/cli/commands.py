@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "escalate": ("escalation_commands",),
     "serve": ("serve_command",),
     "mcp": ("mcp_command",),
+    "worker": ("worker_command",),
     # The groups, listed after the commands.
     "plan": ("plan_commands",),
     "queue": ("queue_commands",),

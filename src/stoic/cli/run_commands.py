@@ -12,6 +12,7 @@ from stoic.cli.context import open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
+from stoic.exceptions import UsageError
 
 if TYPE_CHECKING:
     from stoic.cli.render import SafeConsole
@@ -154,11 +155,44 @@ def run(
             " before the run starts; refused when malformed or taken.",
         ),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            envvar="STOIC_DB",
+            show_envvar=True,
+            help="Record the run in this PostgreSQL database for `stoic worker`s to carry out,"
+            " print its id and return (never printed back: it may hold a password).",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="With --db: follow the run to its end; exit as a run does."),
+    ] = False,
 ) -> None:
     """Run a plan. Exit 0 completed, 1 failed (the blocked tasks and their root causes are
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
     the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
-    recorded done and not run (unless --fresh)."""
+    recorded done and not run (unless --fresh). With --db the run is recorded for workers."""
+    if db is not None:
+        _run_on_database(
+            db,
+            plan,
+            run_id,
+            wait,
+            as_json,
+            refused={
+                "--workers": workers is not None,
+                "--approve": bool(approve),
+                "--allow-concurrent": allow_concurrent,
+                "--fresh": fresh,
+                "--as": as_name is not None,
+            },
+        )
+        return
+    if wait:
+        raise UsageError("--wait follows a run on a database: give --db too")
     actor = human_actor(as_name) if approve else "human:unknown"
     confine_early(ctx)
     from stoic.services import runs
@@ -177,6 +211,32 @@ def run(
             run_id=run_id,
         )
     _print_run(report, as_json)
+
+
+def _run_on_database(
+    db: str, plan: Path, run_id: str | None, wait: bool, as_json: bool, refused: dict[str, bool]
+) -> None:
+    from stoic.services.db_runs import start_database_run, wait_for_database_run
+
+    given = [option for option, used in refused.items() if used]
+    if given:
+        raise UsageError(
+            f"{given[0]} is not taken with --db: a database run has no such option yet"
+        )
+    state = start_database_run(db, plan, run_id=run_id)
+    if not as_json:
+        echo(f"Run {state.run_id} recorded in the database; workers carry it out.")
+    if wait:
+        state = wait_for_database_run(db, state.run_id)
+    if as_json:
+        echo_json(orjson.dumps(state.document(), option=orjson.OPT_INDENT_2).decode())
+    elif wait:
+        echo(f"Run {state.run_id}: {state.status.value}.")
+        for task in state.analysis.failed:
+            echo(f"  failed: {task}")
+        for task in state.analysis.awaiting_human:
+            echo(f"  waiting for a person: {task}")
+    raise typer.Exit(state.exit_code if wait else 0)
 
 
 def continue_(

@@ -14,7 +14,7 @@ costs O(log n) however big the plan; the run's end status is the graph analysis 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,6 +32,7 @@ __all__ = [
     "Start",
     "StopRunning",
     "Wait",
+    "newly_ready",
 ]
 
 
@@ -245,3 +246,19 @@ class Scheduler:
     def status(self) -> RunStatus:
         """The run's status by the graph analysis of the states the scheduler holds."""
         return analyse_states(self.graph, self.states).status
+
+
+def newly_ready(
+    succeeded: str,
+    dependents: Mapping[str, Sequence[str]],
+    dependencies: Mapping[str, Sequence[str]],
+    done: Set[str],
+) -> list[str]:
+    """The tasks that may start once `succeeded` is done: its dependents whose every
+    dependency is in `done` (which holds `succeeded`), in plan order — the readiness rule of
+    `Scheduler.ended`, for a caller that holds no scheduler (a worker of a database run)."""
+    return [
+        task
+        for task in dependents.get(succeeded, ())
+        if all(dep in done for dep in dependencies.get(task, ()))
+    ]

@@ -54,6 +54,7 @@ __all__ = [
     "plan_secrets",
     "retry_run",
     "run_files",
+    "run_started_decision",
     "runnable_errors",
     "runner_working",
     "start_run",
@@ -152,6 +153,43 @@ or a run is taken up again (with its id): raises to refuse; what it returns goes
 record's inputs. Nobody else can start or continue a run between its answer and the lease."""
 
 
+def run_started_decision(
+    run_id: str,
+    plan: Plan,
+    inputs: Mapping[str, object],
+    plan_copy: str,
+    done: int,
+    fresh: bool,
+) -> Decision:
+    """The record that starts a run of `plan`, naming its copy (workspace-relative)."""
+    return Decision(
+        decision_type="run_lifecycle",
+        decision_outcome="started",
+        decision_reason=f"Run {run_id} of plan {plan.name} started with"
+        f" {counted(len(plan.tasks), 'task')}{_done_note(done, fresh)}.",
+        actor=made.ACTOR,
+        decision_trigger="explicit",
+        causal_role="pre_run",
+        run_id=run_id,
+        decision_inputs=dict(inputs),
+        details={
+            "plan": str(plan.path),
+            "plan_name": plan.name,
+            "plan_sha256": plan.sha256,
+            "plan_copy": plan_copy,
+            "plan_dir": str(plan.path.absolute().parent),
+        },
+    )
+
+
+def _done_note(done: int, fresh: bool) -> str:
+    if fresh:
+        return "; the plan file's statuses are ignored (--fresh)"
+    if done:
+        return f", {done} of them done in the plan file"
+    return ""
+
+
 def start_run(
     workspace: Workspace,
     plan: Plan,
@@ -196,23 +234,8 @@ def start_run(
             _make_run_folder(files)
             atomic_write(files.plan_copy, plan.text.encode("utf-8"), root=files.workspace_root)
             held.enter_context(_run_lock(files))
-            started = Decision(
-                decision_type="run_lifecycle",
-                decision_outcome="started",
-                decision_reason=f"Run {run_id} of plan {plan.name} started with"
-                f" {counted(len(plan.tasks), 'task')}{_done_note(len(done), fresh)}.",
-                actor=made.ACTOR,
-                decision_trigger="explicit",
-                causal_role="pre_run",
-                run_id=run_id,
-                decision_inputs=inputs,
-                details={
-                    "plan": str(plan.path),
-                    "plan_name": plan.name,
-                    "plan_sha256": plan.sha256,
-                    "plan_copy": files.relative(files.plan_copy),
-                    "plan_dir": str(plan.path.absolute().parent),
-                },
+            started = run_started_decision(
+                run_id, plan, inputs, files.relative(files.plan_copy), len(done), fresh
             )
             skipped = [made.done_in_file_decision(run_id, t, word) for t, word in done.items()]
             approvals = [
@@ -226,14 +249,6 @@ def start_run(
         for stored in stored_records:
             folder.feed(stored._asdict())
         return Runner(workspace, plan, files, folder, workers, reporter).execute()
-
-
-def _done_note(done: int, fresh: bool) -> str:
-    if fresh:
-        return "; the plan file's statuses are ignored (--fresh)"
-    if done:
-        return f", {done} of them done in the plan file"
-    return ""
 
 
 def load_run(workspace: Workspace, run_id: str) -> tuple[Plan, RunView, RunFiles]:

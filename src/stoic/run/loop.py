@@ -64,6 +64,11 @@ class EventLoop:
         """Also wake up when `fd` is readable (a signal wake-up pipe)."""
         self._selector.register(fd, selectors.EVENT_READ, None)
 
+    def unwatch_extra(self, fd: int) -> None:
+        """Stop waking up for `fd` (before it is closed)."""
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(fd)
+
     def _sync(self, handles: Iterable[Handle]) -> None:
         """Register what the handles wait on now.
 

@@ -13,6 +13,7 @@ from typing import Any
 from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.pause import PauseInForce
+from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.vocabulary import LIFECYCLE_OUTCOME
 from stoic.exceptions import WorkspacePaused
@@ -21,7 +22,14 @@ from stoic.run import decisions as made
 from stoic.run.run_files import RunFiles
 from stoic.store.workspace import Workspace
 
-__all__ = ["EXIT_CODES", "RunReport", "lifecycle_reason", "record_end", "recorded_end"]
+__all__ = [
+    "EXIT_CODES",
+    "RunReport",
+    "lifecycle_reason",
+    "record_end",
+    "recorded_end",
+    "run_end_decision",
+]
 
 EXIT_CODES = {
     RunStatus.COMPLETED: 0,
@@ -137,25 +145,30 @@ def record_end(
         status = analysis.status
         code = EXIT_CODES.get(status, 1)  # running: stuck, which is not done
         reason = lifecycle_reason(run_id, analysis)
-    record = workspace.record(
-        "run_lifecycle",
-        LIFECYCLE_OUTCOME[status],
-        reason,
+    (record,) = workspace.append([run_end_decision(run_id, status, reason, analysis)])
+    folder.feed(record._asdict())
+    view = folder.view()
+    with workspace.projecting(files.relative(files.state_file)):
+        files.write_state(view, plan.graph, analysis)
+    return RunReport(run_id, status, code, view, analysis, plan)
+
+
+def run_end_decision(run_id: str, status: RunStatus, reason: str, analysis: Analysis) -> Decision:
+    """The one lifecycle record that ends a stretch of a run, with how its graph stands."""
+    return Decision(
+        decision_type="run_lifecycle",
+        decision_outcome=LIFECYCLE_OUTCOME[status],
+        decision_reason=reason,
         actor=made.ACTOR,
         causal_role="post_run",
         run_id=run_id,
-        inputs={
+        decision_inputs={
             "status": status.value,
             "failed": list(analysis.failed),
             "blocked": {task: list(roots) for task, roots in analysis.blocked.items()},
             "awaiting_human": list(analysis.awaiting_human),
         },
     )
-    folder.feed(record._asdict())
-    view = folder.view()
-    with workspace.projecting(files.relative(files.state_file)):
-        files.write_state(view, plan.graph, analysis)
-    return RunReport(run_id, status, code, view, analysis, plan)
 
 
 def lifecycle_reason(run_id: str, analysis: Analysis) -> str:

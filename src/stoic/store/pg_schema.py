@@ -199,6 +199,35 @@ REVOKE ALL ON run_files FROM PUBLIC;
 GRANT SELECT, INSERT ON run_files TO stoic_writer;
 """
 
+_WORK = """
+CREATE TABLE work_items (
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    attempt integer NOT NULL CHECK (attempt >= 1),
+    attempt_kind text NOT NULL,
+    not_before timestamptz NOT NULL DEFAULT now(),
+    worker text,
+    fence bigint,
+    attempt_id text,
+    lease_expires_at timestamptz,
+    PRIMARY KEY (run_id, task_id),
+    CHECK ((worker IS NULL) = (fence IS NULL) AND (fence IS NULL) = (lease_expires_at IS NULL))
+);
+COMMENT ON TABLE work_items IS
+    'The tasks of database runs that may start (worker NULL) or are running on a worker under a
+     lease: a projection of the log, written in the transaction of the records it reflects.';
+COMMENT ON COLUMN work_items.fence IS
+    'The fencing token of the claim, named by its execution/started record: a write by any other
+     holder is refused.';
+CREATE INDEX work_items_ready ON work_items (not_before) WHERE worker IS NULL;
+CREATE INDEX work_items_leased ON work_items (lease_expires_at) WHERE worker IS NOT NULL;
+CREATE SEQUENCE work_fences;
+CREATE INDEX decision_log_by_task ON decision_log (run_id, task_id, seq)
+    WHERE task_id IS NOT NULL;
+GRANT SELECT, INSERT, UPDATE, DELETE ON work_items TO stoic_writer;
+GRANT USAGE ON SEQUENCE work_fences TO stoic_writer;
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
@@ -207,6 +236,7 @@ MIGRATIONS: Sequence[Migration] = (
     ("0005_projections", _PROJECTIONS),
     ("0006_chain_in_the_database", _CHAIN),
     ("0007_run_files", _RUN_FILES),
+    ("0008_work_items", _WORK),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 

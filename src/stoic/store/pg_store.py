@@ -9,7 +9,8 @@ byte for byte what the files backend writes, so a record hashes the same in both
 then use; every other append takes the same key for its own transaction first. Appends inside
 it commit one by one, as the protocol asks.
 
-Nothing runs on this backend yet: it is the first step, held to the store contract suite.
+Runs on this backend are carried out by workers (`stoic.run.fleet`): their claims and work
+items are rows written in the transactions of the records that announce them (`writing`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
 from stoic.store.run_evidence import RunFile
 
-__all__ = ["KEPT_PROJECTIONS", "PostgresPauseWatch", "PostgresStore", "StoredProjection"]
+__all__ = ["KEPT_PROJECTIONS", "AtHead", "PostgresPauseWatch", "PostgresStore", "StoredProjection"]
 
 S = TypeVar("S")
 
@@ -142,6 +143,10 @@ class PostgresStore:
         with self._pool.connection() as conn:
             yield conn
 
+    def connection(self) -> AbstractContextManager[Conn]:
+        """A connection of the pool for statements outside the log (a worker's heartbeat)."""
+        return self._lend()
+
     # -- writing -------------------------------------------------------------------------------
 
     def held_here(self) -> bool:
@@ -199,16 +204,24 @@ class PostgresStore:
         if not decisions:
             return []
         batch = vet(decisions)
-        with self._at_head("append to the decision log") as (conn, head):
-            records, rows = _sealed(batch, head.seq, head.hash)
-            with conn.cursor() as cursor:
-                cursor.executemany(_INSERT, rows)
-            conn.execute(
-                "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
-            )
-            for projection in list(self._kept.values()):
-                _keep(conn, projection, records)
-        return records
+        with self.writing("append to the decision log") as writing:
+            return writing.append(batch)
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[AtHead]:
+        """One database transaction at the head of the log: the records appended in it and the
+        rows written beside them (a worker's claim, a run's work items) commit together or not
+        at all. `what` names it in an error."""
+        with self._at_head(what) as (conn, head):
+            writing = AtHead(conn, head)
+            yield writing
+            records = writing.records
+            if records:
+                conn.execute(
+                    "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
+                )
+                for projection in list(self._kept.values()):
+                    _keep(conn, projection, records)
 
     def import_lines(
         self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
@@ -387,6 +400,29 @@ class PostgresStore:
     def outputs(self) -> PostgresOutputs:
         """Attempt outputs: chunked rows (see `stoic.store.pg_outputs`)."""
         return self._outputs
+
+
+class AtHead:
+    """A transaction holding the head of the log (`PostgresStore.writing`)."""
+
+    def __init__(self, conn: Conn, head: Head) -> None:
+        self.conn = conn
+        """The transaction's connection, for the rows written beside the records."""
+        self.head = head
+        """The head as it stands in this transaction, with what it appended."""
+        self.records: list[Record] = []
+        """What this transaction appended, in order."""
+
+    def append(self, decisions: Sequence[Decision]) -> list[Record]:
+        """Seal `decisions` after the head and insert them; they commit with the transaction."""
+        if not decisions:
+            return []
+        records, rows = _sealed(vet(decisions), self.head.seq, self.head.hash)
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_INSERT, rows)
+        self.records.extend(records)
+        self.head = Head(records[-1].seq, records[-1].hash)
+        return records
 
 
 class PostgresPauseWatch:

@@ -1,0 +1,81 @@
+"""`stoic worker`: carry out the runs of a database on this host (DESIGN §13). It parses, calls
+`stoic.services.db_runs` and prints what the worker does, one line at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from stoic.cli.db_commands import DbOption
+from stoic.cli.render import echo, echo_json
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def worker(
+    db: DbOption,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Tasks run at the same time.")
+    ] = 4,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=1.0,
+            max=3600.0,
+            help="How long a claimed task stays this worker's without a heartbeat (renewed"
+            " every third of it); past it, another worker takes the task over.",
+        ),
+    ] = 30.0,
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            "--poll-seconds",
+            min=0.05,
+            max=600.0,
+            help="The longest it waits, whatever it hears, before looking for work and for"
+            " leases that ran out.",
+        ),
+    ] = 2.0,
+    scratch: Annotated[
+        Path,
+        typer.Option(
+            "--scratch",
+            help="Where attempts write their logs and result files on this host before the"
+            " database keeps them.",
+        ),
+    ] = Path(".stoic-worker"),
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle", help="Exit once nothing runs here and nothing is left to claim."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what it did, on exit, as one JSON document.")
+    ] = False,
+) -> None:
+    """Claim the ready tasks of the database's runs, run them and record their ends, until
+    SIGTERM or Ctrl-C (the running tasks are stopped and recorded interrupted: the recovery
+    matrix decides). Start as many as you like, on as many hosts."""
+    from stoic.run.fleet import WorkerOptions
+    from stoic.services.db_runs import run_worker
+
+    options = WorkerOptions(
+        concurrency=concurrency,
+        lease_s=lease_seconds,
+        poll_s=poll_seconds,
+        scratch=scratch.absolute(),
+        exit_when_idle=exit_when_idle,
+    )
+    say = (lambda line: None) if as_json else (lambda line: echo(line, err=True))
+    stats = run_worker(db, options, say)
+    if as_json:
+        echo_json(orjson.dumps(stats).decode())

@@ -1,0 +1,545 @@
+"""A worker of database runs (DESIGN §13): claims ready tasks, runs them, records their ends.
+
+Any number of workers on any number of hosts share one database. Each turn of a worker's loop:
+
+- **claims** ready tasks with `SELECT … FOR UPDATE SKIP LOCKED` in a transaction at the head
+  of the log that also appends their `execution/started` records (durable before the task
+  starts), each with a lease and a fencing token the record names;
+- **runs** them with the local runner's executors, all watched by one event loop;
+- **renews** its leases by heartbeat; a lease it no longer holds stops that task, and its end is
+  never written;
+- **records each end** only after checking its fencing token under the row's lock, then the
+  failure's one recovery evaluation (the matrix decides: an automatic retry becomes ready again
+  after its delay), the dependents the end makes ready (`core.scheduling.newly_ready`) and, when
+  the run has nothing left ready or running, the run's end from its whole graph;
+- **takes over** the tasks of leases that ran out (their worker died, hung or lost the network):
+  each attempt is recorded `interrupted` and the matrix decides — one retry for an idempotent
+  task; a person, for any other.
+
+It wakes on `LISTEN stoic_work` and looks again every `poll_s` whatever it heard, so it works
+behind a pooler that drops notifications.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.pause import PauseInForce, pause_after
+from stoic.core.records import Decision
+from stoic.core.recovery import AttemptKind, RecoveryClass
+from stoic.core.run_state import RunFolder
+from stoic.core.scheduling import newly_ready
+from stoic.exceptions import WorkspaceError
+from stoic.run import decisions as made
+from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.evaluation import Evaluator
+from stoic.run.fleet_plans import RunPlan
+from stoic.run.guard import describe_command, executor_of
+from stoic.run.launch import kind_by_output
+from stoic.run.loop import EventLoop, Handle, SignalWake
+from stoic.run.run_end import lifecycle_reason, run_end_decision
+from stoic.run.run_files import RunFiles
+from stoic.run.timeouts import default_timeout_view
+from stoic.store import pg_work as work
+from stoic.store.config import Settings
+from stoic.store.pg_driver import Conn, connect, translated
+from stoic.store.pg_store import AtHead, PostgresStore
+
+__all__ = ["FleetWorker", "WorkerOptions", "worker_name"]
+
+_TAKE_OVER_AT_ONCE = 50
+
+
+def worker_name() -> str:
+    """How a worker names itself in its claims and records: host, pid and a nonce."""
+    return f"{socket.gethostname()} pid {os.getpid()} {os.urandom(3).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 4
+    lease_s: float = 30.0
+    """How long a claim holds without a heartbeat; renewed every third of it."""
+    poll_s: float = 2.0
+    """The longest a worker waits before it looks for work and for leases that ran out."""
+    scratch: Path = Path(".stoic-worker")
+    """Where attempts write their logs and result files on this host before the database
+    keeps them."""
+    exit_when_idle: bool = False
+    """Return once nothing is running and there is nothing to claim (a batch worker)."""
+
+
+@dataclass(slots=True)
+class _Running:
+    claim: work.Claim
+    plan: RunPlan
+    attempt: Attempt
+    kind: AttemptKind
+    handle: Handle
+    timeout_default: str | None
+    lost: bool = False
+    output_kept: bool = False
+
+
+class FleetWorker:
+    """One worker process's loop (`stoic worker`)."""
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        url: str,
+        options: WorkerOptions,
+        *,
+        name: str | None = None,
+        settings: Settings | None = None,
+        say: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self.options = options
+        self.name = name or worker_name()
+        self.settings = settings or Settings()
+        self.say = say
+        """Where the worker tells what it does, one line at a time (the CLI prints it)."""
+        self.plans: dict[str, RunPlan] = {}
+        self.running: dict[str, _Running] = {}
+        """By fence."""
+        self.stop_signal: int | None = None
+        self._pause_seq = 0
+        self._pause: PauseInForce | None = None
+        self._files: dict[str, RunFiles] = {}
+        self._stdin_fd = -1
+        self._listener: Conn | None = None
+        self.stats = {"claimed": 0, "ended": 0, "lost": 0, "taken_over": 0}
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Work until a signal (or, with `exit_when_idle`, until nothing is left to do).
+
+        A database that cannot be reached (restarted, a cut link) stops nothing: each turn
+        that fails is said and tried again a poll later; an end not recorded yet stays in hand
+        until it is, or until its lease is found lost."""
+        loop = EventLoop()
+        wake = SignalWake(loop, self._on_signal)
+        options = self.options
+        next_look = next_beat = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if self._listener is None and now >= next_look:
+                    self._listen(loop)
+                if self.stop_signal is not None:
+                    for item in self.running.values():
+                        item.handle.stop()
+                    if not self.running:
+                        return
+                elif now >= next_look:
+                    next_look = now + options.poll_s
+                    claimed = self._turn(self._look)
+                    if options.exit_when_idle and not claimed and not self.running:
+                        return
+                if now >= next_beat and self.running:
+                    self._heartbeat()
+                    next_beat = now + options.lease_s / 3
+                wait = max(0.0, min(next_look, next_beat if self.running else next_look) - now)
+                extras = loop.step([item.handle for item in self.running.values()], wait)
+                if self._heard(loop, extras) and len(self.running) < options.concurrency:
+                    next_look = 0.0
+                wake.drain()
+                ended = [item for item in self.running.values() if item.handle.result is not None]
+                if ended and self._turn(functools.partial(self._record_ends, ended)):
+                    next_look = 0.0 if self.stop_signal is None else next_look
+        finally:
+            wake.restore()
+            loop.close()
+            if self._listener is not None:
+                self._listener.close()
+            for plan in self.plans.values():
+                plan.close()
+            for files in self._files.values():
+                files.close()
+            if self._stdin_fd >= 0:
+                os.close(self._stdin_fd)
+
+    def _turn(self, work_of_turn: Callable[[], int]) -> int:
+        """Run one turn's database work; a database error is said and the turn given up."""
+        try:
+            return work_of_turn()
+        except WorkspaceError as exc:
+            self.say(f"the database failed this turn ({exc}); trying again")
+            return 0
+
+    def _listen(self, loop: EventLoop) -> None:
+        """A connection that hears `NOTIFY stoic_work`; without one, polling alone."""
+        try:
+            conn = connect(self.url)
+            conn.execute(f"LISTEN {work.CHANNEL}")
+        except (WorkspaceError, psycopg.Error, OSError) as exc:
+            self.say(f"no LISTEN connection ({exc}); looking every {self.options.poll_s}s")
+            return
+        self._listener = conn
+        loop.watch_extra(conn.fileno())
+
+    def _heard(self, loop: EventLoop, extras: list[int]) -> bool:
+        """Whether a notification came (a listener that broke counts: look now, and listen
+        again at the next poll)."""
+        listener = self._listener
+        if listener is None or listener.fileno() not in extras:
+            return False
+        try:
+            return bool(list(listener.notifies(timeout=0, stop_after=1000)))
+        except psycopg.Error:
+            loop.unwatch_extra(listener.fileno())
+            listener.close()
+            self._listener = None
+            return True
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.say(f"{signal.Signals(signum).name}: stopping the running tasks")
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def _look(self) -> int:
+        """Take over what ran out, then claim what is ready; returns how many were claimed."""
+        self._take_over()
+        return self._claim()
+
+    def _claim(self) -> int:
+        free = self.options.concurrency - len(self.running)
+        if free <= 0:
+            return 0
+        started: list[_Running] = []
+        with self.store.writing("claim work from the database") as writing:
+            if self._paused(writing) is not None:
+                return 0
+            ids = [os.urandom(8).hex() for _ in range(free)]
+            claims = work.claim_ready(writing.conn, self.name, free, self.options.lease_s, ids)
+            for claim in claims:
+                item = self._admit(writing, claim)
+                if item is not None:
+                    started.append(item)
+        for item in started:  # each start record is durable: now the task may start
+            item.handle = item.plan.launcher.launch(
+                item.plan.specs[item.claim.task_id], item.attempt
+            )
+            self.running[str(item.claim.fence)] = item
+            self.say(
+                f"started {item.claim.run_id} {item.claim.task_id} attempt {item.claim.attempt}"
+            )
+        self.stats["claimed"] += len(claims)
+        return len(claims)
+
+    def _paused(self, writing: AtHead) -> PauseInForce | None:
+        """The pause in force, read in the claiming transaction (no pause can land meanwhile)."""
+        rows = writing.conn.execute(
+            "SELECT seq, line FROM decision_log WHERE decision_type = 'pause' AND seq > %s"
+            " ORDER BY seq",
+            (self._pause_seq,),
+        ).fetchall()
+        for seq, line in rows:
+            self._pause = pause_after(self._pause, orjson.loads(line))
+            self._pause_seq = int(seq)
+        return self._pause
+
+    def _plan(self, conn: Conn, run_id: str) -> RunPlan:
+        plan = self.plans.get(run_id)
+        if plan is None:
+            started, text = work.run_start(conn, run_id)
+            plan = RunPlan.load(
+                run_id, text, started, self.settings, self.options.concurrency, self._stdin()
+            )
+            self.plans[run_id] = plan
+        return plan
+
+    def _stdin(self) -> int:
+        if self._stdin_fd < 0:
+            self._stdin_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._stdin_fd
+
+    def _run_files(self, run_id: str) -> RunFiles:
+        files = self._files.get(run_id)
+        if files is None:
+            files = self._files[run_id] = RunFiles(self.options.scratch, run_id)
+            (files.results).mkdir(parents=True, exist_ok=True)
+        return files
+
+    def _admit(self, writing: AtHead, claim: work.Claim) -> _Running | None:
+        """The claim's start record (fence and worker named), or the policy's refusal and its
+        evaluation; returns what to launch."""
+        plan = self._plan(writing.conn, claim.run_id)
+        spec = plan.specs[claim.task_id]
+        files = self._run_files(claim.run_id)
+        timeout, timeout_default = plan.timeouts.of(spec)
+        attempt = Attempt(
+            run_id=claim.run_id,
+            request_id=made.request_id(claim.run_id, claim.task_id),
+            task_id=claim.task_id,
+            attempt=claim.attempt,
+            attempt_id=claim.attempt_id,
+            log_path=files.attempt_log(claim.task_id, claim.attempt),
+            result_path=files.attempt_result(claim.task_id, claim.attempt),
+            workspace_root=self.options.scratch,
+            plan_dir=plan.plan_dir,
+            timeout=timeout,
+            output_cap_bytes=plan.settings.runner.output_cap_bytes,
+            kill_grace_seconds=plan.settings.runner.kill_grace_seconds,
+            env=dict(spec.env),
+        )
+        kind = AttemptKind(claim.attempt_kind)
+        admission = plan.guard.admit(spec, attempt)
+        if admission.refusal is not None:
+            records, failure = admission.refusal
+            writing.append(records)
+            self._evaluate(writing, plan, claim, failure, kind)
+            self._maybe_end(writing, plan)
+            return None
+        limit = None
+        if timeout_default is not None:
+            limit = {"timeout_s": timeout, "timeout_from": timeout_default}
+        start = made.start_decision(
+            attempt,
+            executor=executor_of(spec),
+            command=describe_command(spec),
+            kind=kind,
+            approved_by=None,
+            log=files.relative_log(claim.task_id, claim.attempt),
+            limit=limit,
+        )
+        writing.append([_fenced(start, claim)])
+        return _Running(claim, plan, attempt, kind, _NOT_LAUNCHED, timeout_default)
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        try:
+            with translated("renew the worker's leases"), self.store.connection() as conn:
+                held = work.renew(conn, self.name, self.options.lease_s)
+        except Exception as exc:  # an unreachable database: the leases run on
+            self.say(f"could not renew leases: {exc}")
+            return
+        for fence, item in self.running.items():
+            if int(fence) not in held and not item.lost:
+                item.lost = True
+                item.handle.stop()
+                self.stats["lost"] += 1
+                self.say(
+                    f"lost the lease of {item.claim.run_id} {item.claim.task_id}"
+                    f" attempt {item.claim.attempt}: stopping it; its end is not ours to record"
+                )
+
+    # -- ends --------------------------------------------------------------------------------
+
+    def _record_ends(self, ended: list[_Running]) -> int:
+        """Record the ended attempts in one transaction (their outputs kept first); raises,
+        keeping them in hand, when the database fails."""
+        results = {id(item): self._result_of(item) for item in ended}
+        for item in ended:
+            if not item.output_kept:
+                self._keep_output(item)
+                item.output_kept = True
+        with self.store.writing("record the ends of attempts") as writing:
+            touched: dict[str, RunPlan] = {}
+            for item in ended:
+                if not work.held(writing.conn, item.claim):
+                    item.lost = True
+                    continue
+                self._record_end(writing, item, results[id(item)])
+                touched[item.claim.run_id] = item.plan
+            for plan in touched.values():
+                self._maybe_end(writing, plan)
+        for item in ended:
+            self.running.pop(str(item.claim.fence), None)
+            claim = item.claim
+            if item.lost:
+                self.say(
+                    f"refused: the end of {claim.run_id} {claim.task_id} attempt {claim.attempt}"
+                    f" (fence {claim.fence}) — its lease was lost; another worker took it over"
+                )
+            else:
+                self.stats["ended"] += 1
+                outcome = _outcome_of(results[id(item)])
+                self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
+        return len(ended)
+
+    def _result_of(self, item: _Running) -> AttemptResult:
+        finished = item.handle.result
+        assert finished is not None
+        if item.timeout_default is not None:
+            finished = default_timeout_view(finished, item.timeout_default)
+        spec = item.plan.specs[item.claim.task_id]
+        return kind_by_output(spec, item.attempt, finished, item.plan.output_patterns)
+
+    def _keep_output(self, item: _Running) -> None:
+        """The attempt's log, into the database (before its end is recorded)."""
+        try:
+            data = item.attempt.log_path.read_bytes()
+        except FileNotFoundError:
+            return
+        claim = item.claim
+        try:
+            writer = self.store.outputs.open_writer(claim.run_id, claim.task_id, claim.attempt)
+        except Exception as exc:  # kept once already, or the database is gone
+            self.say(f"the output of {claim.task_id} attempt {claim.attempt} was not kept: {exc}")
+            return
+        try:
+            writer.write(data)
+        finally:
+            writer.close()
+
+    def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
+        claim, plan = item.claim, item.plan
+        outcome = _outcome_of(result)
+        writing.append([_fenced(made.end_decision(item.attempt, result, outcome), claim)])
+        if result.failure is None:
+            work.finish(writing.conn, claim, None)
+            candidates = plan.dependents.get(claim.task_id, ())
+            needed = {dep for task in candidates for dep in plan.specs[task].dependency_ids}
+            done = work.done_tasks(writing.conn, claim.run_id, sorted(needed))
+            dependencies = {task: plan.specs[task].dependency_ids for task in candidates}
+            ready = newly_ready(claim.task_id, plan.dependents, dependencies, done)
+            work.make_ready(
+                writing.conn,
+                [work.Ready(claim.run_id, task, 1, AttemptKind.FIRST.value) for task in ready],
+            )
+            return
+        self._evaluate(writing, plan, claim, result.failure, item.kind)
+
+    def _evaluate(
+        self,
+        writing: AtHead,
+        plan: RunPlan,
+        claim: work.Claim,
+        failure: Failure,
+        kind: AttemptKind,
+    ) -> None:
+        """The failure's one recovery evaluation; an automatic retry is ready after its delay."""
+        evaluator = Evaluator(claim.run_id, plan.specs, plan.guard, plan.retry_delays)
+        record, decision = evaluator.evaluate(
+            claim.task_id, failure, kind, claim.attempt, claim.attempt_id
+        )
+        writing.append([record])
+        again = None
+        if decision.recovery_class is RecoveryClass.R1:
+            again = work.Ready(
+                claim.run_id,
+                claim.task_id,
+                claim.attempt + 1,
+                AttemptKind.AUTOMATIC_RETRY.value,
+                decision.delay_s or 0.0,
+            )
+        work.finish(writing.conn, claim, again)
+
+    def _maybe_end(self, writing: AtHead, plan: RunPlan) -> None:
+        """The run's end, from its whole graph, once nothing of it is ready or running."""
+        run_id = plan.run_id
+        if work.items_left(writing.conn, run_id):
+            return
+        folder = RunFolder(run_id)
+        for record in work.run_records(writing.conn, run_id):  # this transaction's too
+            folder.feed(record)
+        analysis = folder.view().analyse(plan.plan.graph)
+        writing.append(
+            [
+                run_end_decision(
+                    run_id, analysis.status, lifecycle_reason(run_id, analysis), analysis
+                )
+            ]
+        )
+        self.say(f"run {run_id} ended: {analysis.status.value}")
+
+    # -- taking over -------------------------------------------------------------------------
+
+    def _take_over(self) -> None:
+        with self.store.writing("take over tasks whose lease ran out") as writing:
+            expired = work.expired_claims(writing.conn, _TAKE_OVER_AT_ONCE)
+            touched: dict[str, RunPlan] = {}
+            for claim in expired:
+                plan = self._plan(writing.conn, claim.run_id)
+                record, failure = _lease_ran_out(claim)
+                writing.append([record])
+                self._evaluate(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
+                touched[claim.run_id] = plan
+            for plan in touched.values():
+                self._maybe_end(writing, plan)
+        for claim in expired:
+            self.stats["taken_over"] += 1
+            self.say(
+                f"took over {claim.run_id} {claim.task_id} attempt {claim.attempt}: the lease of"
+                f" {claim.worker} ran out; recorded interrupted"
+            )
+
+
+class _NotLaunched:
+    """Stands for a claimed attempt's handle between its start record and its launch."""
+
+    result: AttemptResult | None = None
+
+    def fds(self) -> list[int]:
+        return []
+
+    def deadline(self) -> float | None:
+        return None
+
+    def on_ready(self, fd: int) -> None:
+        del fd
+
+    def tick(self, now: float) -> None:
+        del now
+
+    def stop(self) -> None:
+        pass
+
+
+_NOT_LAUNCHED = _NotLaunched()
+
+
+def _fenced(decision: Decision, claim: work.Claim) -> Decision:
+    """`decision` naming the claim it is written under: its worker and fencing token."""
+    return replace(
+        decision,
+        decision_inputs={**decision.decision_inputs, "worker": claim.worker, "fence": claim.fence},
+    )
+
+
+def _lease_ran_out(claim: work.Claim) -> tuple[Decision, Failure]:
+    """The end of an attempt whose worker's lease ran out: interrupted, partial unknown."""
+    failure = Failure(
+        FailureKind.INTERRUPTED,
+        f"the lease of its worker ({claim.worker}) ran out before it recorded an end",
+        partial=Partial.UNKNOWN,
+    )
+    record, _ = made.interrupted_decision(
+        claim.run_id, claim.task_id, claim.attempt, claim.attempt_id, killed=False
+    )
+    return replace(
+        record,
+        decision_reason=(
+            f"Task {claim.task_id} attempt {claim.attempt} was interrupted: the lease of its"
+            f" worker ({claim.worker}, fence {claim.fence}) ran out before it recorded an end;"
+            " partial: unknown."
+        ),
+        decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
+        details={"duration_s": 0.0, "lease_expired": True},
+    ), failure
+
+
+def _outcome_of(result: AttemptResult) -> str:
+    if result.failure is None:
+        return "succeeded"
+    if result.failure.kind is FailureKind.INTERRUPTED:
+        return "interrupted"
+    return "failed"

@@ -1,0 +1,164 @@
+"""Runs on a database (DESIGN §13): recorded here, carried out by `stoic worker`s anywhere.
+
+`start_database_run` records a run's start, its plan copy and the tasks that may start at once
+in one transaction, and returns: the workers take it from there. `database_run_state` reads a
+run's state from its records (the log decides); `wait_for_database_run` follows it to its end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stoic.core.graph import Analysis, RunStatus
+from stoic.core.recovery import AttemptKind
+from stoic.core.run_state import RunFolder, RunView
+from stoic.exceptions import UsageError
+from stoic.plan.loader import Plan, parse_plan, read_plan
+from stoic.run import decisions as made
+from stoic.run.fleet import FleetWorker, WorkerOptions
+from stoic.run.fleet_plans import database_run_refusal
+from stoic.run.lifecycle import check_run_id, new_run_id, run_started_decision
+from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
+from stoic.store import pg_work as work
+from stoic.store.config import Settings
+from stoic.store.pg_run_files import store_run_files
+from stoic.store.pg_store import PostgresStore
+from stoic.store.run_evidence import RunFile
+
+__all__ = [
+    "DatabaseRun",
+    "database_run_state",
+    "run_worker",
+    "start_database_run",
+    "wait_for_database_run",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseRun:
+    """A run of a database as its records tell it."""
+
+    run_id: str
+    plan: Plan
+    view: RunView
+    analysis: Analysis
+    ended: bool
+    """Whether its last lifecycle record ends it (else workers are on it)."""
+
+    @property
+    def status(self) -> RunStatus:
+        return self.analysis.status if self.ended else RunStatus.RUNNING
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1) if self.ended else 0
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "plan": self.plan.name,
+            "status": self.status.value,
+            "ended": self.ended,
+            "tasks": {
+                task: state.value
+                for task, state in zip(
+                    self.plan.graph.ids, self.view.states(self.plan.graph), strict=True
+                )
+            },
+            "failed": list(self.analysis.failed),
+            "awaiting_human": list(self.analysis.awaiting_human),
+        }
+
+
+def start_database_run(
+    url: str, plan_path: str | Path, *, run_id: str | None = None
+) -> DatabaseRun:
+    """Record a run of the plan in the database, ready for workers; returns it as started.
+
+    What database runs cannot do yet (agents, approvals, budgets, verifiers, secrets) is
+    refused here, in one sentence, before anything is recorded."""
+    plan = read_plan(plan_path)
+    settings = Settings()
+    refusal = database_run_refusal(plan, settings)
+    if refusal is not None:
+        raise UsageError(refusal)
+    if run_id is None:
+        run_id = new_run_id()
+    else:
+        check_run_id(run_id)
+    done = plan.done_in_file()
+    copy = RunFile(run_id, "plan.yaml", plan.text.encode("utf-8"))
+    started = run_started_decision(
+        run_id, plan, {"tasks": len(plan.tasks), "on": "workers"}, copy.relative, len(done), False
+    )
+    skipped = [made.done_in_file_decision(run_id, task, word) for task, word in done.items()]
+    ready = [
+        work.Ready(run_id, spec.id, 1, AttemptKind.FIRST.value)
+        for spec in plan.tasks
+        if spec.id not in done and all(dep in done for dep in spec.dependency_ids)
+    ]
+    with PostgresStore.open(url) as store:
+        with store.writing("record the start of a run") as writing:
+            if work.run_exists(writing.conn, run_id):
+                raise UsageError(f"run {run_id} exists already: a new run needs a new id")
+            store_run_files(writing.conn, [copy])
+            records = writing.append([started, *skipped])
+            work.make_ready(writing.conn, ready)
+            if not ready:  # every task done in the plan file: the run ends as it starts
+                folder = RunFolder(run_id)
+                for record in records:
+                    folder.feed(record._asdict())
+                analysis = folder.view().analyse(plan.graph)
+                reason = lifecycle_reason(run_id, analysis)
+                writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
+        return _state(store, run_id, plan)
+
+
+def database_run_state(url: str, run_id: str) -> DatabaseRun:
+    """The run as its records tell it."""
+    check_run_id(run_id)
+    with PostgresStore.open(url) as store:
+        with store.connection() as conn:
+            try:
+                started, text = work.run_start(conn, run_id)
+            except LookupError:
+                raise UsageError(f"no run {run_id} in the database") from None
+        details = started.get("details") or {}
+        plan = parse_plan(text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
+        return _state(store, run_id, plan)
+
+
+def _state(store: PostgresStore, run_id: str, plan: Plan) -> DatabaseRun:
+    folder = RunFolder(run_id)
+    with store.connection() as conn:
+        for record in work.run_records(conn, run_id):
+            folder.feed(record)
+    view = folder.view()
+    ended = view.lifecycle not in (None, "started")
+    return DatabaseRun(run_id, plan, view, view.analyse(plan.graph), ended)
+
+
+def wait_for_database_run(
+    url: str, run_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None
+) -> DatabaseRun:
+    """The run once a lifecycle record ends it (or as it stands when `timeout_s` is over)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        state = database_run_state(url, run_id)
+        if state.ended or (deadline is not None and time.monotonic() >= deadline):
+            return state
+        time.sleep(poll_s)
+
+
+def run_worker(url: str, options: WorkerOptions, say: Callable[[str], None]) -> dict[str, int]:
+    """Work on the database's runs until a signal (or, idle, when `exit_when_idle`); returns
+    what this worker did."""
+    with PostgresStore.open(url) as store:
+        worker = FleetWorker(store, url, options, say=say)
+        say(f"worker {worker.name}: up to {options.concurrency} tasks at once")
+        worker.serve()
+        return dict(worker.stats)

@@ -1,0 +1,218 @@
+"""The work of database runs: which tasks may start, and who runs which (DESIGN §13).
+
+`work_items` is a projection of the log written in the transaction of the records it reflects
+(`PostgresStore.writing`): a row appears with the record that makes its task runnable (a run's
+start, a dependency's success, an automatic retry's decision), is claimed with the task's
+`execution/started` record, and goes with the record that ends its attempt for good. A claim
+names its worker, a fencing token and when its lease ends; every later write of that worker
+first checks the token under the row's lock, so one whose lease ran out writes nothing more.
+
+Every statement here runs inside a transaction at the head of the log, which every writer
+takes first: claims and ends are serialised with the appends they go with, and the only other
+lockers of a row — heartbeats, which never wait for the head — are skipped, not waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stoic.store.pg_driver import Conn
+
+__all__ = [
+    "CHANNEL",
+    "Claim",
+    "Ready",
+    "claim_ready",
+    "done_tasks",
+    "expired_claims",
+    "finish",
+    "held",
+    "items_left",
+    "make_ready",
+    "renew",
+    "run_exists",
+    "run_records",
+    "run_start",
+]
+
+CHANNEL = "stoic_work"
+"""Where a transaction that makes work ready says so (NOTIFY, delivered at its commit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A task that may start: its next attempt, of which kind, not before `delay_s` from now."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    attempt_kind: str
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A task a worker runs under a lease: the token its writes are checked against."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    attempt_kind: str
+    attempt_id: str
+    worker: str
+    fence: int
+
+
+def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
+    """Make `items` claimable (a task already there is left as it is) and wake the workers."""
+    if not items:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO work_items (run_id, task_id, attempt, attempt_kind, not_before)"
+            " VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+            " ON CONFLICT (run_id, task_id) DO NOTHING",
+            [(i.run_id, i.task_id, i.attempt, i.attempt_kind, i.delay_s) for i in items],
+        )
+    conn.execute(f"NOTIFY {CHANNEL}")
+
+
+def claim_ready(
+    conn: Conn, worker: str, limit: int, lease_s: float, attempt_ids: Iterable[str]
+) -> list[Claim]:
+    """Claim up to `limit` items whose time has come, oldest first, skipping rows another
+    transaction holds; each gets a new fencing token and a lease of `lease_s`."""
+    rows = conn.execute(
+        "SELECT run_id, task_id FROM work_items WHERE worker IS NULL AND not_before <= now()"
+        " ORDER BY not_before, run_id, task_id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    ).fetchall()
+    claims: list[Claim] = []
+    for (run_id, task_id), attempt_id in zip(rows, attempt_ids, strict=False):
+        row = conn.execute(
+            "UPDATE work_items SET worker = %s, fence = nextval('work_fences'), attempt_id = %s,"
+            " lease_expires_at = now() + make_interval(secs => %s)"
+            " WHERE run_id = %s AND task_id = %s RETURNING attempt, attempt_kind, fence",
+            (worker, attempt_id, lease_s, run_id, task_id),
+        ).fetchone()
+        assert row is not None, "the row is locked by this transaction"
+        attempt, kind, fence = row
+        claims.append(
+            Claim(
+                str(run_id), str(task_id), int(attempt), str(kind), attempt_id, worker, int(fence)
+            )
+        )
+    return claims
+
+
+def renew(conn: Conn, worker: str, lease_s: float) -> set[int]:
+    """Extend every lease of `worker` that has not run out; returns the fences still held. A
+    lease that ran out is never revived: another worker may be taking its task over."""
+    rows = conn.execute(
+        "UPDATE work_items SET lease_expires_at = now() + make_interval(secs => %s)"
+        " WHERE worker = %s AND lease_expires_at > now() RETURNING fence",
+        (lease_s, worker),
+    ).fetchall()
+    return {int(fence) for (fence,) in rows}
+
+
+def held(conn: Conn, claim: Claim) -> bool:
+    """Whether `claim` still holds its task, its row locked until the transaction ends: the
+    fencing check every write of a claim's worker makes first."""
+    row = conn.execute(
+        "SELECT 1 FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s"
+        " AND lease_expires_at > now() FOR UPDATE",
+        (claim.run_id, claim.task_id, claim.fence),
+    ).fetchone()
+    return row is not None
+
+
+def finish(conn: Conn, claim: Claim, again: Ready | None) -> None:
+    """The claim's attempt ended: its row goes, or becomes `again` (an automatic retry)."""
+    if again is None:
+        conn.execute(
+            "DELETE FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s",
+            (claim.run_id, claim.task_id, claim.fence),
+        )
+        return
+    conn.execute(
+        "UPDATE work_items SET worker = NULL, fence = NULL, attempt_id = NULL,"
+        " lease_expires_at = NULL, attempt = %s, attempt_kind = %s,"
+        " not_before = now() + make_interval(secs => %s)"
+        " WHERE run_id = %s AND task_id = %s AND fence = %s",
+        (
+            again.attempt,
+            again.attempt_kind,
+            again.delay_s,
+            claim.run_id,
+            claim.task_id,
+            claim.fence,
+        ),
+    )
+    conn.execute(f"NOTIFY {CHANNEL}")
+
+
+def expired_claims(conn: Conn, limit: int) -> list[Claim]:
+    """Claims whose lease ran out, locked for taking over (rows a heartbeat holds are
+    skipped: their lease is being looked at)."""
+    rows = conn.execute(
+        "SELECT run_id, task_id, attempt, attempt_kind, attempt_id, worker, fence"
+        " FROM work_items WHERE worker IS NOT NULL AND lease_expires_at <= now()"
+        " ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (limit,),
+    ).fetchall()
+    return [
+        Claim(str(r), str(t), int(a), str(k), str(i), str(w), int(f))
+        for r, t, a, k, i, w, f in rows
+    ]
+
+
+def items_left(conn: Conn, run_id: str) -> int:
+    """The run's items still ready or running."""
+    row = conn.execute("SELECT count(*) FROM work_items WHERE run_id = %s", (run_id,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def done_tasks(conn: Conn, run_id: str, task_ids: Sequence[str]) -> set[str]:
+    """Which of `task_ids` the log says are done in the run (succeeded or skipped)."""
+    if not task_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT DISTINCT task_id FROM decision_log WHERE run_id = %s AND task_id = ANY(%s)"
+        " AND decision_type = 'execution' AND decision_outcome IN ('succeeded', 'skipped')",
+        (run_id, list(task_ids)),
+    ).fetchall()
+    return {str(task_id) for (task_id,) in rows}
+
+
+def run_records(conn: Conn, run_id: str) -> list[Mapping[str, Any]]:
+    """Every record of the run, in order, as this transaction sees the log."""
+    rows = conn.execute(
+        "SELECT line FROM decision_log WHERE run_id = %s ORDER BY seq", (run_id,)
+    ).fetchall()
+    return [orjson.loads(line) for (line,) in rows]
+
+
+def run_start(conn: Conn, run_id: str) -> tuple[Mapping[str, Any], bytes]:
+    """The run's start record and the plan copy it names, as the database keeps them."""
+    row = conn.execute(
+        "SELECT line FROM decision_log WHERE run_id = %s AND decision_type = 'run_lifecycle'"
+        " AND decision_outcome = 'started' ORDER BY seq LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    plan = conn.execute(
+        "SELECT bytes FROM run_files WHERE run_id = %s AND path = 'plan.yaml'", (run_id,)
+    ).fetchone()
+    if row is None or plan is None:
+        raise LookupError(f"run {run_id} has no start record and plan copy in the database")
+    return orjson.loads(row[0]), bytes(plan[0])
+
+
+def run_exists(conn: Conn, run_id: str) -> bool:
+    """Whether the log has any record of the run."""
+    row = conn.execute("SELECT 1 FROM decision_log WHERE run_id = %s LIMIT 1", (run_id,))
+    return row.fetchone() is not None
