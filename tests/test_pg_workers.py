@@ -3,6 +3,7 @@ fencing tokens, leases that run out, kill -9 at random moments (DESIGN §13)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -41,6 +42,7 @@ class Workers:
         proc = subprocess.Popen(
             [
                 STOIC_BIN,
+                "--debug",
                 "worker",
                 "--db",
                 self.url,
@@ -78,10 +80,8 @@ class Workers:
 
 
 def with_signal(proc: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture
@@ -96,9 +96,7 @@ def workers(db: str, tmp_path: Path) -> Iterator[Workers]:
 def _records(url: str, run_id: str | None = None) -> list[dict[str, object]]:
     with PostgresStore.open(url) as store:
         return [
-            record._asdict()
-            for record in store.read()
-            if run_id is None or record.run_id == run_id
+            record._asdict() for record in store.read() if run_id is None or record.run_id == run_id
         ]
 
 
@@ -112,7 +110,10 @@ def _ended(url: str, run_id: str, timeout: float = 90.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for record in reversed(_records(url, run_id)):
-            if record["decision_type"] == "run_lifecycle" and record["decision_outcome"] != "started":
+            if (
+                record["decision_type"] == "run_lifecycle"
+                and record["decision_outcome"] != "started"
+            ):
                 return record
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not end in {timeout}s")
@@ -147,7 +148,7 @@ def _each_attempt_once(records: list[dict[str, object]]) -> None:
         if r["decision_type"] == "execution" and r["decision_outcome"] not in ("started", "skipped")
     )
     assert all(count == 1 for count in starts.values()), starts.most_common(3)
-    assert ends == starts, (set(starts) ^ set(ends))
+    assert ends == starts, set(starts) ^ set(ends)
 
 
 def test_workers_carry_out_a_run_in_dependency_order(
@@ -193,7 +194,7 @@ def test_a_plan_a_database_run_cannot_carry_is_refused_before_anything_is_record
 ) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(
-        "meta: {name: gated}\ntasks:\n  - {id: deploy, run: [\"true\"], approval: required}\n"
+        'meta: {name: gated}\ntasks:\n  - {id: deploy, run: ["true"], approval: required}\n'
     )
     result = run_cli("run", str(plan), "--db", db)
     assert result.exit_code == 2
@@ -248,7 +249,7 @@ def test_a_killed_workers_non_idempotent_task_is_not_run_again(
     plan.write_text(
         "meta: {name: charge}\ntasks:\n"
         f"  - {{id: charge, run: [sh, -c, 'echo charged >> {side}; sleep 2']}}\n"
-        "  - {id: receipt, run: [\"true\"], depends_on: [charge]}\n"
+        '  - {id: receipt, run: ["true"], depends_on: [charge]}\n'
     )
     run_id = _start(db, plan)
     first = workers.start(lease=1.0, poll=0.2)
@@ -318,10 +319,38 @@ def test_workers_killed_at_random_lose_and_duplicate_nothing(
     failures = Counter(
         (r["task_id"], r["attempt"])
         for r in records
-        if r["decision_type"] == "execution"
-        and r["decision_outcome"] in ("failed", "interrupted")
+        if r["decision_type"] == "execution" and r["decision_outcome"] in ("failed", "interrupted")
     )
     assert evaluations == failures, "every failure has exactly one recovery evaluation"
     failed = set(end["decision_inputs"]["failed"])  # type: ignore[index]
     assert all(int(task[1:]) % 3 == 0 for task in failed), "only non-idempotent ones fail"
+    _audit_clean(db)
+
+
+def test_workers_ride_out_a_restart_of_the_database(
+    postgres: EmbeddedPostgres, db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """The server restarted twice under two workers: they reconnect; nothing is lost."""
+    lines = ["meta: {name: restarted}", "tasks:"]
+    lines += [
+        f"  - {{id: t{n:02d}, idempotent: true, run: [sh, -c, 'sleep 0.1']}}" for n in range(60)
+    ]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    run_id = _start(db, plan)
+    for _ in range(2):
+        workers.start(lease=5.0, poll=0.2)
+    for _ in range(2):
+        _wait_for(db, "execution/succeeded", run_id)
+        time.sleep(0.5)
+        postgres.restart()
+    end = _ended(db, run_id)
+    assert end["decision_outcome"] == "completed"
+    records = _records(db, run_id)
+    _each_attempt_once(records)
+    assert {r["task_id"] for r in records if r["decision_outcome"] == "succeeded"} == {
+        f"t{n:02d}" for n in range(60)
+    }
+    said = workers.said(0) + workers.said(1)
+    assert "the database failed this turn" in said or "could not renew" in said
     _audit_clean(db)

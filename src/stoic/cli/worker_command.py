@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +77,9 @@ def worker(
         exit_when_idle=exit_when_idle,
     )
     say = (lambda line: None) if as_json else (lambda line: echo(line, err=True))
+    # The driver's own warnings (a connection discarded, a pipeline cut) repeat what the worker
+    # says in one line when a turn fails: they stay out of its output.
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)
     stats = run_worker(db, options, say)
     if as_json:
         echo_json(orjson.dumps(stats).decode())

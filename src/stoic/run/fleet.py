@@ -121,6 +121,7 @@ class FleetWorker:
         self._files: dict[str, RunFiles] = {}
         self._stdin_fd = -1
         self._listener: Conn | None = None
+        self._listener_fd = -1
         self.stats = {"claimed": 0, "ended": 0, "lost": 0, "taken_over": 0}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -189,21 +190,21 @@ class FleetWorker:
         except (WorkspaceError, psycopg.Error, OSError) as exc:
             self.say(f"no LISTEN connection ({exc}); looking every {self.options.poll_s}s")
             return
-        self._listener = conn
-        loop.watch_extra(conn.fileno())
+        self._listener, self._listener_fd = conn, conn.fileno()
+        loop.watch_extra(self._listener_fd)
 
     def _heard(self, loop: EventLoop, extras: list[int]) -> bool:
         """Whether a notification came (a listener that broke counts: look now, and listen
         again at the next poll)."""
         listener = self._listener
-        if listener is None or listener.fileno() not in extras:
+        if listener is None or self._listener_fd not in extras:
             return False
         try:
             return bool(list(listener.notifies(timeout=0, stop_after=1000)))
         except psycopg.Error:
-            loop.unwatch_extra(listener.fileno())
+            loop.unwatch_extra(self._listener_fd)  # before its descriptor goes with it
             listener.close()
-            self._listener = None
+            self._listener, self._listener_fd = None, -1
             return True
 
     def _on_signal(self, signum: int) -> None:
