@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from stoic.store.pg_store import PostgresStore
@@ -303,6 +304,8 @@ def test_workers_killed_at_random_lose_and_duplicate_nothing(
             workers.procs[live[victim]].wait()
             kills += 1
             live[victim] = workers.start(lease=1.0, poll=0.1, concurrency=4)
+            if kills == 20:
+                _audit_clean(db)  # mid-run: the claims and ready items are what the log says
     end = _ended(db, run_id, timeout=120)
     assert kills >= 50
     assert end["decision_outcome"] in ("completed", "awaiting_human", "failed")
@@ -354,3 +357,28 @@ def test_workers_ride_out_a_restart_of_the_database(
     said = workers.said(0) + workers.said(1)
     assert "the database failed this turn" in said or "could not renew" in said
     _audit_clean(db)
+
+
+def test_the_audit_holds_work_items_to_the_log(db: str, workers: Workers, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: audited}\ntasks:\n"
+        "  - {id: long, run: [sh, -c, 'sleep 3']}\n"
+        "  - {id: queued, run: [sh, -c, 'sleep 3']}\n"
+    )
+    run_id = _start(db, plan)
+    workers.start(lease=10.0, poll=0.2, concurrency=1)
+    _wait_for(db, "execution/started", run_id)
+    _audit_clean(db)  # one item claimed (the open attempt), one ready: both as the log says
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE work_items SET attempt = 5 WHERE worker IS NULL")
+        conn.execute("DELETE FROM work_items WHERE worker IS NOT NULL")
+    result = run_cli("audit", "--db", db, "--json")
+    assert result.exit_code == 1
+    found = [
+        v["message"]
+        for v in orjson.loads(result.stdout)["violations"]
+        if v["code"] == "work_item_mismatch"
+    ]
+    assert any("ready for attempt 5" in message for message in found), found
+    assert any("no work item holds it" in message for message in found), found

@@ -71,6 +71,7 @@ class ViolationCode(StrEnum):
     ESCALATION_MISMATCH = "escalation_mismatch"  # a briefing or the escalation log ≠ the log
     ANCHOR_MISMATCH = "anchor_mismatch"  # the log lacks a record whose hash was kept elsewhere
     USER_FILE_UNBACKED = "user_file_unbacked"  # a secret file no `user` record stands behind
+    WORK_ITEM_MISMATCH = "work_item_mismatch"  # a database run's work item ≠ what the log says
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ at a time, so memory stays flat on any log. The database adds its own: each row'
 and `prev_hash` columns say what its line says, and the `log_head` row names the last record.
 Each projection row stoic keeps is held against a replay of the log up to the record it names:
 a row whose state the log does not give is named (`projection_mismatch`), so a state changed by
-hand in the table is found even where its stamp is a real record's.
+hand in the table is found even where its stamp is a real record's. So are the work items of
+database runs, against the attempts the log has open (`work_item_mismatch`).
 A row the trigger was bypassed to change or remove is named by seq, never raised.
 """
 
@@ -21,6 +22,7 @@ import orjson
 from stoic.core.audit import Anchor, AuditReport, ChainChecker, Violation, ViolationCode
 from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import Projection
+from stoic.core.work_audit import WorkItemsChecker
 from stoic.store.interface import Head
 from stoic.store.pg_store import KEPT_PROJECTIONS, PostgresStore, StoredProjection
 from stoic.store.pg_transfer import LogRow
@@ -51,8 +53,9 @@ def audit_database(store: PostgresStore) -> AuditReport:
             violations.append(dataclasses.replace(v, seq=seq, line=None))
         dropped += len(found) - len(found[:room])
 
-    with store.snapshot_with_projections() as (head, pages, stored):
+    with store.snapshot_with_projections() as (head, pages, stored, items):
         replays = _Replays(stored)
+        work = WorkItemsChecker(items)
         position = 0
         for page in pages:
             note([problem for row in page if (problem := _not_one_line(row)) is not None])
@@ -62,6 +65,7 @@ def audit_database(store: PostgresStore) -> AuditReport:
             position += len(page)
             note(_columns_differ(page, records))
             try:
+                work.feed(records)
                 replays.feed(records)
             except Exception as exc:  # any input: listed, never an internal error
                 replays.broken(str(exc))
@@ -76,6 +80,7 @@ def audit_database(store: PostgresStore) -> AuditReport:
             note(invariants.finish())
         note(_head_problems(head, checker))
         note(replays.finish())
+        note(work.finish())
     if dropped:
         violations.append(
             Violation(ViolationCode.BAD_LINE, f"{dropped} further violations are not listed")

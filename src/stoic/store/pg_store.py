@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.projection import Projection, WorkspaceStatusProjection
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
+from stoic.core.work_audit import WorkItem
 from stoic.exceptions import WorkspaceExists, WorkspaceNotWritable
 from stoic.store.interface import Head, Stamped
 from stoic.store.log import utc_timestamp
@@ -295,9 +296,9 @@ class PostgresStore:
     @contextlib.contextmanager
     def snapshot_with_projections(
         self,
-    ) -> Iterator[tuple[Head, Iterator[list[LogRow]], list[StoredProjection]]]:
-        """The head row, every stored row in seq order and the projection rows, as one moment
-        holds them.
+    ) -> Iterator[tuple[Head, Iterator[list[LogRow]], list[StoredProjection], list[WorkItem]]]:
+        """The head row, every stored row in seq order, the projection rows and the work
+        items, as one moment holds them.
 
         One read-only REPEATABLE READ transaction and a server-side cursor: a reader of the
         whole log (an export, an audit) sees no append that commits meanwhile, and holds one
@@ -312,9 +313,16 @@ class PostgresStore:
                     "SELECT name, version, seq, hash, state FROM projections ORDER BY name"
                 )
             ]
+            items = [
+                WorkItem(str(run_id), str(task_id), int(attempt), fence)
+                for run_id, task_id, attempt, fence in conn.execute(
+                    "SELECT run_id, task_id, attempt, fence FROM work_items"
+                    " ORDER BY run_id, task_id"
+                )
+            ]
             with conn.cursor(name="stoic_log_snapshot") as cursor:
                 cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
-                yield head, _fetched(cursor), stored
+                yield head, _fetched(cursor), stored, items
 
     @contextlib.contextmanager
     def _moment(self) -> Iterator[Conn]:
