@@ -382,3 +382,36 @@ def test_the_audit_holds_work_items_to_the_log(db: str, workers: Workers, tmp_pa
     ]
     assert any("ready for attempt 5" in message for message in found), found
     assert any("no work item holds it" in message for message in found), found
+
+
+def test_status_shows_a_database_runs_tasks_and_what_failed_said(db: str, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: shown}\ntasks:\n"
+        "  - {id: ok, run: [sh, -c, 'echo fine']}\n"
+        "  - {id: bad, run: [sh, -c, 'printf \"boom\\033[2J\\n\"; exit 1'], depends_on: [ok]}\n"
+        "  - {id: after, run: [sh, -c, 'true'], depends_on: [bad]}\n"
+    )
+    run_id = _start(db, plan)
+    worker = run_cli(
+        "worker",
+        "--db",
+        db,
+        "--exit-when-idle",
+        "--poll-seconds",
+        "0.1",
+        "--scratch",
+        str(tmp_path / "scratch"),
+        "--json",
+    )
+    assert worker.exit_code == 0, worker.stderr
+    assert orjson.loads(worker.stdout)["ended"] == 2
+    shown = run_cli("status", run_id, "--db", db)
+    assert shown.exit_code == 0, shown.stderr
+    assert f"Run {run_id} (shown, database): failed" in shown.stdout
+    assert "failed: bad" in shown.stdout and "blocked: after (by bad)" in shown.stdout
+    assert "boom" in shown.stdout and "\x1b" not in shown.stdout  # a task's bytes, escaped
+    document = orjson.loads(run_cli("status", run_id, "--db", db, "--tasks", "--json").stdout)
+    assert document["status"] == "failed"
+    assert document["outputs"]["ok"] == "fine\n"
+    assert document["tasks"] == {"ok": "succeeded", "bad": "failed", "after": "pending"}

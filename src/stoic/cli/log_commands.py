@@ -303,6 +303,35 @@ def _print_report(report: AuditReport, *, repair: bool, err: bool = False) -> No
         say(f"  {violation.describe()}")
 
 
+def _show_database_run(db: str, run_id: str, as_json: bool, every_task: bool) -> None:
+    """A run of a database: its status, tasks by state, and the last output of what failed or
+    waits (of every task with --tasks), kept in the database by the workers that ran them."""
+    from stoic.services.db_runs import database_run_outputs, database_run_state
+
+    state = database_run_state(db, run_id)
+    outputs = database_run_outputs(db, state, every_task=every_task)
+    if as_json:
+        document = {**state.document(), "outputs": outputs}
+        echo_json(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
+        return
+    counts: dict[str, int] = {}
+    for task_state in state.document()["tasks"].values():
+        counts[task_state] = counts.get(task_state, 0) + 1
+    echo(
+        f"Run {run_id} ({state.plan.name}, database): {state.status.value}; "
+        + ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))
+    )
+    for task_id in state.analysis.failed:
+        echo(f"  failed: {task_id}")
+    for task_id, roots in state.analysis.blocked.items():
+        echo(f"  blocked: {task_id} (by {', '.join(roots)})")
+    for task_id in state.analysis.awaiting_human:
+        echo(f"  waiting for a person: {task_id}")
+    for task_id, text in outputs.items():
+        echo(f"--- {task_id}, attempt {state.view.task(task_id).attempts}: the end of its output")
+        echo(text.rstrip("\n"))
+
+
 def status(
     ctx: typer.Context,
     run_id: Annotated[
@@ -326,9 +355,11 @@ def status(
 ) -> None:
     """Show the workspace (records, counts by type and outcome), or with RUN_ID one run:
     its tasks counted by status, the failed, blocked and waiting ones with what blocks them
-    (--tasks: every task's status, attempts and duration)."""
+    (--tasks: every task's status, attempts and duration). With --db and RUN_ID, a database
+    run, with the end of the output of what failed or waits (--tasks: of every task)."""
     if run_id is not None and db is not None:
-        raise UsageError("a run's tasks are shown for a workspace only, not yet with --db")
+        _show_database_run(db, run_id, as_json, every_task)
+        return
     if run_id is not None:
         from stoic.cli.run_commands import show_run_status
 

@@ -31,6 +31,7 @@ from stoic.store.run_evidence import RunFile
 
 __all__ = [
     "DatabaseRun",
+    "database_run_outputs",
     "database_run_state",
     "run_worker",
     "start_database_run",
@@ -140,6 +141,27 @@ def _state(store: PostgresStore, run_id: str, plan: Plan) -> DatabaseRun:
     view = folder.view()
     ended = view.lifecycle not in (None, "started")
     return DatabaseRun(run_id, plan, view, view.analyse(plan.graph), ended)
+
+
+def database_run_outputs(
+    url: str, state: DatabaseRun, *, limit: int = 4096, every_task: bool = False
+) -> dict[str, str]:
+    """The end of the last attempt's output of each failed or waiting task (every task with
+    `every_task`), as the database keeps it, by task: what a person looks at first."""
+    tasks = (
+        list(state.plan.graph.ids)
+        if every_task
+        else [*state.analysis.failed, *state.analysis.awaiting_human]
+    )
+    shown: dict[str, str] = {}
+    with PostgresStore.open(url) as store:
+        for task_id in tasks:
+            attempts = state.view.task(task_id).attempts
+            if not attempts:
+                continue
+            data = b"".join(store.outputs.read(state.run_id, task_id, attempts))
+            shown[task_id] = data[-limit:].decode("utf-8", "replace")
+    return shown
 
 
 def wait_for_database_run(
