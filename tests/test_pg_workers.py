@@ -188,6 +188,13 @@ def test_workers_carry_out_a_run_in_dependency_order(
     exported = run_cli("export", str(tmp_path / "exported"), "--db", db)
     assert exported.exit_code == 0, exported.stdout
     assert "Audit clean" in exported.stdout
+    log = (
+        tmp_path / "exported" / "runs" / str(state["run_id"]) / "tasks" / "fetch" / "attempt-1.log"
+    )
+    assert log.read_bytes() == b"fetched\n", "the worker's output is the exported attempt log"
+    shown = run_cli("-w", str(tmp_path / "exported"), "status", str(state["run_id"]), "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["status"] == "completed"
 
 
 def test_a_plan_a_database_run_cannot_carry_is_refused_before_anything_is_recorded(

@@ -13,7 +13,7 @@ from stoic.exceptions import LogCorrupt
 from stoic.store.pg_driver import Conn
 from stoic.store.run_evidence import RunFile, check_evidence_path
 
-__all__ = ["read_run_files", "store_run_files"]
+__all__ = ["read_attempt_outputs", "read_run_files", "store_run_files"]
 
 _INSERT = "INSERT INTO run_files (run_id, path, bytes, sha256, size) VALUES (%s, %s, %s, %s, %s)"
 _ROWS = 16
@@ -56,3 +56,38 @@ def read_run_files(conn: Conn) -> Iterator[RunFile]:
                     " nothing was exported"
                 )
             yield file
+
+
+def read_attempt_outputs(conn: Conn) -> Iterator[RunFile]:
+    """Each attempt output the workers kept (`attempt_outputs`) as the attempt log a files
+    workspace holds at `tasks/<task>/attempt-<n>.log`, one attempt in memory at a time; an
+    attempt whose log is a stored run file already is that file's."""
+    with conn.cursor(name="stoic_attempt_outputs") as cursor:
+        cursor.itersize = _ROWS
+        cursor.execute(
+            "SELECT o.run_id, o.task_id, o.attempt, o.bytes FROM attempt_outputs o"
+            " WHERE NOT EXISTS (SELECT 1 FROM run_files f WHERE f.run_id = o.run_id"
+            " AND f.path = 'tasks/' || o.task_id || '/attempt-' || o.attempt || '.log')"
+            " ORDER BY o.run_id, o.task_id, o.attempt, o.chunk_no"
+        )
+        current: tuple[str, str, int] | None = None
+        chunks: list[bytes] = []
+        for run_id, task_id, attempt, data in cursor:
+            key = (str(run_id), str(task_id), int(attempt))
+            if key != current:
+                if current is not None:
+                    yield _attempt_log(current, chunks)
+                current, chunks = key, []
+            chunks.append(bytes(data))
+        if current is not None:
+            yield _attempt_log(current, chunks)
+
+
+def _attempt_log(key: tuple[str, str, int], chunks: list[bytes]) -> RunFile:
+    run_id, task_id, attempt = key
+    file = RunFile(run_id, f"tasks/{task_id}/attempt-{attempt}.log", b"".join(chunks))
+    try:
+        check_evidence_path(file.run_id, file.path)
+    except ValueError as exc:
+        raise LogCorrupt(f"attempt_outputs: {exc}; nothing was exported") from exc
+    return file

@@ -38,7 +38,7 @@ from stoic.store.log import utc_timestamp
 from stoic.store.pg_driver import CONNECTION, Conn, connect, lock_key, translated
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
-from stoic.store.pg_run_files import read_run_files, store_run_files
+from stoic.store.pg_run_files import read_attempt_outputs, read_run_files, store_run_files
 from stoic.store.pg_schema import check_current, migrate
 from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
@@ -291,7 +291,7 @@ class PostgresStore:
             head = _head_row(conn)
             with conn.cursor(name="stoic_log_snapshot") as cursor:
                 cursor.execute("SELECT seq, hash, prev_hash, line FROM decision_log ORDER BY seq")
-                yield head, _fetched(cursor), read_run_files(conn)
+                yield head, _fetched(cursor), _evidence(conn)
 
     @contextlib.contextmanager
     def snapshot_with_projections(
@@ -532,6 +532,12 @@ def _folded_on(
         state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
         cursor = int(rows[-1][0])
     return projection.fold(state, [record._asdict() for record in records])
+
+
+def _evidence(conn: Conn) -> Iterator[RunFile]:
+    """The runs' stored evidence files, then the attempt logs only the workers' outputs hold."""
+    yield from read_run_files(conn)
+    yield from read_attempt_outputs(conn)
 
 
 def _head_row(conn: Conn) -> Head:
