@@ -318,7 +318,7 @@ def test_status_db_counts_a_databases_records_from_its_projection_row(
     shown = _ok("status", "--db", db)
     assert "The database (--db)" in shown and db not in shown
     refused = run_cli("status", "run-1", "--db", db)
-    assert refused.exit_code == 2 and "not yet with --db" in refused.stderr
+    assert refused.exit_code == 2 and "no run run-1 in the database" in refused.stderr
 
 
 _PLAN = """\
