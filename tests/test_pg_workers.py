@@ -422,3 +422,40 @@ def test_status_shows_a_database_runs_tasks_and_what_failed_said(db: str, tmp_pa
     assert document["status"] == "failed"
     assert document["outputs"]["ok"] == "fine\n"
     assert document["tasks"] == {"ok": "succeeded", "bad": "failed", "after": "pending"}
+
+
+def test_store_url_in_stoic_toml_sends_runs_and_workers_to_the_database(
+    db: str, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    nowhere = run_cli("-w", str(workspace), "worker", "--exit-when-idle", env={"STOIC_DB": ""})
+    assert nowhere.exit_code == 2 and "[store] url" in nowhere.stderr
+    settings = workspace / "stoic.toml"
+    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n'))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: configured}\ntasks:\n  - {id: only, run: [sh, -c, 'true']}\n")
+    started = run_cli("-w", str(workspace), "run", str(plan), "--json")
+    assert started.exit_code == 0, started.stderr
+    run_id = orjson.loads(started.stdout)["run_id"]
+    assert not (workspace / "runs" / run_id).exists(), "recorded in the database, not here"
+    ran = run_cli(
+        "-w",
+        str(workspace),
+        "worker",
+        "--exit-when-idle",
+        "--poll-seconds",
+        "0.1",
+        "--scratch",
+        str(tmp_path / "scratch"),
+        "--json",
+    )
+    assert ran.exit_code == 0 and orjson.loads(ran.stdout)["ended"] == 1
+    shown = run_cli("-w", str(workspace), "status", run_id, "--json")
+    assert orjson.loads(shown.stdout)["status"] == "completed"
+    settings.write_text(settings.read_text().replace(db, "mysql://elsewhere"))
+    refused = run_cli("-w", str(workspace), "run", str(plan))
+    assert (
+        refused.exit_code == 2 and "stoic.toml:" in refused.stderr and "store.url" in refused.stderr
+    )
+    assert "elsewhere" not in refused.stderr  # a URL may hold a password: never echoed

@@ -16,7 +16,7 @@ from stoic.exceptions import StoicError
 if TYPE_CHECKING:
     from stoic.services.workspace import Workspace
 
-__all__ = ["CliState", "cli_state", "open_workspace"]
+__all__ = ["CliState", "cli_state", "database_url", "open_workspace"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,20 @@ def cli_state(ctx: typer.Context) -> CliState:
     state = ctx.obj
     assert isinstance(state, CliState)
     return state
+
+
+def database_url(ctx: typer.Context, given: str | None) -> str | None:
+    """The database a command works on: `--db` (or `STOIC_DB`, which typer reads), else
+    `[store] url` in the workspace's `stoic.toml` when there is one; None: the workspace."""
+    if given:
+        return given
+    from stoic.store.config import load_settings
+    from stoic.store.layout import SETTINGS_FILE
+
+    settings_file = cli_state(ctx).workspace / SETTINGS_FILE
+    if not settings_file.is_file():
+        return None
+    return load_settings(settings_file).store.url or None
 
 
 def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:

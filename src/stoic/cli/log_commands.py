@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from stoic.cli.context import cli_state, open_workspace
+from stoic.cli.context import cli_state, database_url, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
@@ -355,10 +355,11 @@ def status(
 ) -> None:
     """Show the workspace (records, counts by type and outcome), or with RUN_ID one run:
     its tasks counted by status, the failed, blocked and waiting ones with what blocks them
-    (--tasks: every task's status, attempts and duration). With --db and RUN_ID, a database
-    run, with the end of the output of what failed or waits (--tasks: of every task)."""
-    if run_id is not None and db is not None:
-        _show_database_run(db, run_id, as_json, every_task)
+    (--tasks: every task's status, attempts and duration). With RUN_ID and --db (or [store]
+    url in stoic.toml), a database run, with the end of the output of what failed or waits
+    (--tasks: of every task)."""
+    if run_id is not None and (url := database_url(ctx, db)) is not None:
+        _show_database_run(url, run_id, as_json, every_task)
         return
     if run_id is not None:
         from stoic.cli.run_commands import show_run_status

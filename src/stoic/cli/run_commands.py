@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from stoic.cli.context import open_workspace
+from stoic.cli.context import database_url, open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
@@ -163,7 +163,8 @@ def run(
             envvar="STOIC_DB",
             show_envvar=True,
             help="Record the run in this PostgreSQL database for `stoic worker`s to carry out,"
-            " print its id and return (never printed back: it may hold a password).",
+            " print its id and return (never printed back: it may hold a password); default:"
+            " [store] url in stoic.toml, if set.",
         ),
     ] = None,
     wait: Annotated[
@@ -175,6 +176,7 @@ def run(
     listed), 3 waiting for a person, 130 stopped by Ctrl-C, 2 invalid plan, or a live run of
     the plan already (it is named). Tasks the plan file marks completed, verified or skipped are
     recorded done and not run (unless --fresh). With --db the run is recorded for workers."""
+    db = database_url(ctx, db)
     if db is not None:
         _run_on_database(
             db,

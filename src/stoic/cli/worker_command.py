@@ -10,8 +10,9 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.db_commands import DbOption
+from stoic.cli.context import database_url
 from stoic.cli.render import echo, echo_json
+from stoic.exceptions import UsageError
 
 __all__ = ["register"]
 
@@ -21,7 +22,18 @@ def register(app: typer.Typer) -> None:
 
 
 def worker(
-    db: DbOption,
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            envvar="STOIC_DB",
+            show_envvar=True,
+            help="The PostgreSQL database whose runs to carry out (never printed back);"
+            " default: [store] url in the workspace's stoic.toml.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=256, help="Tasks run at the same time.")
     ] = 4,
@@ -69,6 +81,11 @@ def worker(
     from stoic.run.fleet import WorkerOptions
     from stoic.services.db_runs import run_worker
 
+    url = database_url(ctx, db)
+    if url is None:
+        raise UsageError(
+            "a worker needs a database: --db URL, STOIC_DB, or [store] url in stoic.toml"
+        )
     options = WorkerOptions(
         concurrency=concurrency,
         lease_s=lease_seconds,
@@ -80,6 +97,6 @@ def worker(
     # The driver's own warnings (a connection discarded, a pipeline cut) repeat what the worker
     # says in one line when a turn fails: they stay out of its output.
     logging.getLogger("psycopg").setLevel(logging.CRITICAL)
-    stats = run_worker(db, options, say)
+    stats = run_worker(url, options, say)
     if as_json:
         echo_json(orjson.dumps(stats).decode())

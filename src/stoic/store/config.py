@@ -66,6 +66,16 @@ class ServeSettings(_Section):
     )
 
 
+class StoreSettings(_Section):
+    url: str = Field(
+        "",
+        pattern=r"^(postgres(ql)?://\S*)?$",
+        description="The PostgreSQL database runs are recorded in for `stoic worker`s"
+        " (postgresql://USER@HOST/DB); --db and STOIC_DB come first. Empty: this workspace."
+        " Keep a password in ~/.pgpass, not here.",
+    )
+
+
 class SchedulesSettings(_Section):
     catch_up_seconds: float = Field(
         24 * 3600.0,
@@ -337,6 +347,7 @@ class Settings(_Section):
     schedules: SchedulesSettings = SchedulesSettings()
     serve: ServeSettings = ServeSettings()
     gate: GateSettings = GateSettings()
+    store: StoreSettings = StoreSettings()
     notifiers: list[NotifierSettings] = Field(
         default_factory=lambda: [
             NotifierSettings(
