@@ -315,7 +315,7 @@ def test_workers_killed_at_random_lose_and_duplicate_nothing(
                 _audit_clean(db)  # mid-run: the claims and ready items are what the log says
     end = _ended(db, run_id, timeout=120)
     assert kills >= 50
-    assert end["decision_outcome"] in ("completed", "awaiting_human", "failed")
+    assert end["decision_outcome"] in ("completed", "awaiting_approval", "failed")
     records = _records(db, run_id)
     _each_attempt_once(records)
     time.sleep(1.0)  # orphaned task processes of killed workers finish
@@ -459,3 +459,67 @@ def test_store_url_in_stoic_toml_sends_runs_and_workers_to_the_database(
         refused.exit_code == 2 and "stoic.toml:" in refused.stderr and "store.url" in refused.stderr
     )
     assert "elsewhere" not in refused.stderr  # a URL may hold a password: never echoed
+
+
+@pytest.mark.parametrize("idle_seconds", [0.0, 3600.0])
+def test_a_worker_lets_go_of_runs_it_has_nothing_running_of(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle_seconds: float
+) -> None:
+    """A long-lived worker holds only the runs it works on: their Python processes go."""
+    from stoic.run.fleet import FleetWorker, WorkerOptions
+
+    (tmp_path / "quiet.py").write_text("def noop():\n    return None\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: idle}\ntasks:\n  - {id: one, call: 'quiet:noop'}\n")
+    run_id = _start(db, plan)
+    monkeypatch.setattr("stoic.run.fleet._IDLE_RUN_SECONDS", idle_seconds)
+    options = WorkerOptions(poll_s=0.05, scratch=tmp_path / "scratch", exit_when_idle=True)
+    with PostgresStore.open(db) as store:
+        worker = FleetWorker(store, db, options)
+        worker.serve()
+    assert _ended(db, run_id)["decision_outcome"] == "completed"
+    assert (run_id in worker.plans) is (idle_seconds > 0)
+
+
+def test_an_automatic_retry_waits_its_delay_and_an_idle_worker_waits_for_it(
+    db: str, tmp_path: Path
+) -> None:
+    """A timeout is retried once (R1) after the settings' delay; the second one waits for a
+    person (R2). A worker told to exit when idle waits for the delayed retry first."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: slowpoke}\ntasks:\n"
+        "  - {id: slow, idempotent: true, timeout: 0.3, run: [sh, -c, 'sleep 5']}\n"
+    )
+    run_id = _start(db, plan)
+    ran = run_cli(
+        "worker",
+        "--db",
+        db,
+        "--exit-when-idle",
+        "--poll-seconds",
+        "0.1",
+        "--scratch",
+        str(tmp_path / "scratch"),
+        "--json",
+    )
+    assert ran.exit_code == 0, ran.stderr
+    assert orjson.loads(ran.stdout)["ended"] == 2
+    records = _records(db, run_id)
+    evaluations = [r for r in records if r["decision_type"] == "recovery_evaluation"]
+    assert [r["decision_outcome"] for r in evaluations] == [
+        "recovery_applied",
+        "recovery_suggested",
+    ]
+    starts = [r for r in records if r["decision_outcome"] == "started" and r["task_id"]]
+    assert [r["decision_inputs"]["attempt_kind"] for r in starts] == ["first", "automatic_retry"]
+    waited = _seconds(str(starts[1]["decided_at"])) - _seconds(str(evaluations[0]["decided_at"]))
+    assert waited >= 4.5, "the retry started after its delay (5 s by default)"
+    assert records[-1]["decision_outcome"] == "awaiting_approval"
+    _audit_clean(db)
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

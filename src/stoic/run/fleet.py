@@ -59,6 +59,8 @@ from stoic.store.pg_store import AtHead, PostgresStore
 __all__ = ["FleetWorker", "WorkerOptions", "worker_name"]
 
 _TAKE_OVER_AT_ONCE = 50
+_IDLE_RUN_SECONDS = 30.0
+"""How long a worker keeps a run's plan and processes once it has nothing of it running."""
 
 
 def worker_name() -> str:
@@ -119,6 +121,8 @@ class FleetWorker:
         self._pause_seq = 0
         self._pause: PauseInForce | None = None
         self._files: dict[str, RunFiles] = {}
+        self._used: dict[str, float] = {}
+        """When each run this worker holds a plan of was last used (`time.monotonic()`)."""
         self._stdin_fd = -1
         self._listener: Conn | None = None
         self._listener_fd = -1
@@ -149,7 +153,12 @@ class FleetWorker:
                 elif now >= next_look:
                     next_look = now + options.poll_s
                     claimed = self._turn(self._look)
-                    if options.exit_when_idle and not claimed and not self.running:
+                    if (
+                        options.exit_when_idle
+                        and not claimed
+                        and not self.running
+                        and self._nothing_left()
+                    ):
                         return
                 if now >= next_beat and self.running:
                     self._heartbeat()
@@ -217,7 +226,35 @@ class FleetWorker:
     def _look(self) -> int:
         """Take over what ran out, then claim what is ready; returns how many were claimed."""
         self._take_over()
-        return self._claim()
+        claimed = self._claim()
+        self._let_idle_runs_go()
+        return claimed
+
+    def _nothing_left(self) -> bool:
+        """No item nobody holds, ready now or after a retry's delay (unknown: not idle)."""
+        try:
+            with translated("count the work left"), self.store.connection() as conn:
+                return work.unclaimed(conn) == 0
+        except WorkspaceError as exc:
+            self.say(f"the database failed this turn ({exc}); trying again")
+            return False
+
+    def _let_idle_runs_go(self) -> None:
+        """Close what this worker holds for runs it has nothing running of and has not used for
+        a while (their Python worker processes, their scratch folder's descriptors): a
+        long-lived worker holds only the runs it works on."""
+        now = time.monotonic()
+        busy = {item.claim.run_id for item in self.running.values()}
+        for run_id in [r for r, used in self._used.items() if r not in busy]:
+            if now - self._used[run_id] < _IDLE_RUN_SECONDS:
+                continue
+            del self._used[run_id]
+            plan = self.plans.pop(run_id, None)
+            if plan is not None:
+                plan.close()
+            files = self._files.pop(run_id, None)
+            if files is not None:
+                files.close()
 
     def _claim(self) -> int:
         free = self.options.concurrency - len(self.running)
@@ -257,6 +294,7 @@ class FleetWorker:
         return self._pause
 
     def _plan(self, conn: Conn, run_id: str) -> RunPlan:
+        self._used[run_id] = time.monotonic()
         plan = self.plans.get(run_id)
         if plan is None:
             started, text = work.run_start(conn, run_id)

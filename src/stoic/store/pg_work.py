@@ -37,6 +37,7 @@ __all__ = [
     "run_exists",
     "run_records",
     "run_start",
+    "unclaimed",
 ]
 
 CHANNEL = "stoic_work"
@@ -169,6 +170,12 @@ def expired_claims(conn: Conn, limit: int) -> list[Claim]:
         Claim(str(r), str(t), int(a), str(k), str(i), str(w), int(f))
         for r, t, a, k, i, w, f in rows
     ]
+
+
+def unclaimed(conn: Conn) -> int:
+    """The items nobody holds: ready now, or once a retry's delay is over."""
+    row = conn.execute("SELECT count(*) FROM work_items WHERE worker IS NULL").fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def items_left(conn: Conn, run_id: str) -> int:
