@@ -162,7 +162,7 @@ def run(
             metavar="URL",
             envvar="STOIC_DB",
             show_envvar=True,
-            help="Record the run in this PostgreSQL database for `stoic worker`s to carry out,"
+            help="Record the run in this PostgreSQL database for workers to carry out,"
             " print its id and return (never printed back: it may hold a password); default:"
             " [store] url in stoic.toml, if set.",
         ),

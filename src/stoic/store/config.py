@@ -70,7 +70,7 @@ class StoreSettings(_Section):
     url: str = Field(
         "",
         pattern=r"^(postgres(ql)?://\S*)?$",
-        description="The PostgreSQL database runs are recorded in for `stoic worker`s"
+        description="The PostgreSQL database runs are recorded in for workers"
         " (postgresql://USER@HOST/DB); --db and STOIC_DB come first. Empty: this workspace."
         " Keep a password in ~/.pgpass, not here.",
     )
