@@ -523,3 +523,35 @@ def _seconds(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_run_whose_plan_copy_changed_is_refused_and_the_others_go_on(
+    db: str, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: tampered}\ntasks:\n  - {id: one, run: [sh, -c, 'true']}\n")
+    tampered, fine = _start(db, plan), _start(db, plan)
+    forged = plan.read_bytes().replace(b"'true'", b"'echo owned'")
+    with psycopg.connect(db, autocommit=True) as conn:  # a superuser, triggers switched off
+        conn.execute("ALTER TABLE run_files DISABLE TRIGGER USER")
+        conn.execute(
+            "UPDATE run_files SET bytes = %s, sha256 = encode(sha256(%s), 'hex'), size = %s"
+            " WHERE run_id = %s",
+            (forged, forged, len(forged), tampered),
+        )
+        conn.execute("ALTER TABLE run_files ENABLE TRIGGER USER")
+    ran = run_cli(
+        "worker",
+        "--db",
+        db,
+        "--exit-when-idle",
+        "--poll-seconds",
+        "0.1",
+        "--scratch",
+        str(tmp_path / "scratch"),
+    )
+    assert ran.exit_code == 0, ran.stderr
+    assert f"run {tampered} cannot be carried out here" in ran.stderr
+    assert "sha256" in ran.stderr
+    assert _ended(db, fine)["decision_outcome"] == "completed"
+    assert not any(r["decision_type"] == "execution" for r in _records(db, tampered))

@@ -40,7 +40,7 @@ from stoic.core.records import Decision
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
 from stoic.core.scheduling import newly_ready
-from stoic.exceptions import WorkspaceError
+from stoic.exceptions import StoicError, WorkspaceError
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
@@ -121,6 +121,8 @@ class FleetWorker:
         self._pause_seq = 0
         self._pause: PauseInForce | None = None
         self._files: dict[str, RunFiles] = {}
+        self._refused: set[str] = set()
+        """Runs this worker found it cannot carry out: their items are left to others."""
         self._used: dict[str, float] = {}
         """When each run this worker holds a plan of was last used (`time.monotonic()`)."""
         self._stdin_fd = -1
@@ -190,6 +192,10 @@ class FleetWorker:
         except WorkspaceError as exc:
             self.say(f"the database failed this turn ({exc}); trying again")
             return 0
+        except _RunRefused as refused:  # what the turn wrote is undone with its transaction
+            self._refused.add(refused.run_id)
+            self.say(f"run {refused.run_id} cannot be carried out here: {refused.why}")
+            return 0
 
     def _listen(self, loop: EventLoop) -> None:
         """A connection that hears `NOTIFY stoic_work`; without one, polling alone."""
@@ -234,7 +240,7 @@ class FleetWorker:
         """No item nobody holds, ready now or after a retry's delay (unknown: not idle)."""
         try:
             with translated("count the work left"), self.store.connection() as conn:
-                return work.unclaimed(conn) == 0
+                return work.unclaimed(conn, self._refused) == 0
         except WorkspaceError as exc:
             self.say(f"the database failed this turn ({exc}); trying again")
             return False
@@ -265,11 +271,14 @@ class FleetWorker:
             if self._paused(writing) is not None:
                 return 0
             ids = [os.urandom(8).hex() for _ in range(free)]
-            claims = work.claim_ready(writing.conn, self.name, free, self.options.lease_s, ids)
+            claims = work.claim_ready(
+                writing.conn, self.name, free, self.options.lease_s, ids, self._refused
+            )
             for claim in claims:
                 item = self._admit(writing, claim)
                 if item is not None:
                     started.append(item)
+
         for item in started:  # each start record is durable: now the task may start
             item.handle = item.plan.launcher.launch(
                 item.plan.specs[item.claim.task_id], item.attempt
@@ -294,13 +303,18 @@ class FleetWorker:
         return self._pause
 
     def _plan(self, conn: Conn, run_id: str) -> RunPlan:
+        """The run's plan as the database keeps it; a run whose plan copy is missing or not
+        the plan it started with is refused (`_RunRefused`): never run from a guess."""
         self._used[run_id] = time.monotonic()
         plan = self.plans.get(run_id)
         if plan is None:
-            started, text = work.run_start(conn, run_id)
-            plan = RunPlan.load(
-                run_id, text, started, self.settings, self.options.concurrency, self._stdin()
-            )
+            try:
+                started, text = work.run_start(conn, run_id)
+                plan = RunPlan.load(
+                    run_id, text, started, self.settings, self.options.concurrency, self._stdin()
+                )
+            except (LookupError, ValueError, StoicError) as exc:
+                raise _RunRefused(run_id, str(exc)) from exc
             self.plans[run_id] = plan
         return plan
 
@@ -504,7 +518,7 @@ class FleetWorker:
 
     def _take_over(self) -> None:
         with self.store.writing("take over tasks whose lease ran out") as writing:
-            expired = work.expired_claims(writing.conn, _TAKE_OVER_AT_ONCE)
+            expired = work.expired_claims(writing.conn, _TAKE_OVER_AT_ONCE, self._refused)
             touched: dict[str, RunPlan] = {}
             for claim in expired:
                 plan = self._plan(writing.conn, claim.run_id)
@@ -520,6 +534,14 @@ class FleetWorker:
                 f"took over {claim.run_id} {claim.task_id} attempt {claim.attempt}: the lease of"
                 f" {claim.worker} ran out; recorded interrupted"
             )
+
+
+class _RunRefused(Exception):
+    """A run this worker cannot carry out (its plan copy is missing or changed)."""
+
+    def __init__(self, run_id: str, why: str) -> None:
+        super().__init__(why)
+        self.run_id, self.why = run_id, why
 
 
 class _NotLaunched:

@@ -83,14 +83,21 @@ def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
 
 
 def claim_ready(
-    conn: Conn, worker: str, limit: int, lease_s: float, attempt_ids: Iterable[str]
+    conn: Conn,
+    worker: str,
+    limit: int,
+    lease_s: float,
+    attempt_ids: Iterable[str],
+    refused: Iterable[str] = (),
 ) -> list[Claim]:
     """Claim up to `limit` items whose time has come, oldest first, skipping rows another
-    transaction holds; each gets a new fencing token and a lease of `lease_s`."""
+    transaction holds and the runs in `refused`; each gets a new fencing token and a lease of
+    `lease_s`."""
     rows = conn.execute(
         "SELECT run_id, task_id FROM work_items WHERE worker IS NULL AND not_before <= now()"
+        " AND NOT (run_id = ANY(%s))"
         " ORDER BY not_before, run_id, task_id LIMIT %s FOR UPDATE SKIP LOCKED",
-        (limit,),
+        (sorted(refused), limit),
     ).fetchall()
     claims: list[Claim] = []
     for (run_id, task_id), attempt_id in zip(rows, attempt_ids, strict=False):
@@ -157,14 +164,15 @@ def finish(conn: Conn, claim: Claim, again: Ready | None) -> None:
     conn.execute(f"NOTIFY {CHANNEL}")
 
 
-def expired_claims(conn: Conn, limit: int) -> list[Claim]:
+def expired_claims(conn: Conn, limit: int, refused: Iterable[str] = ()) -> list[Claim]:
     """Claims whose lease ran out, locked for taking over (rows a heartbeat holds are
-    skipped: their lease is being looked at)."""
+    skipped: their lease is being looked at), but for the runs in `refused`."""
     rows = conn.execute(
         "SELECT run_id, task_id, attempt, attempt_kind, attempt_id, worker, fence"
         " FROM work_items WHERE worker IS NOT NULL AND lease_expires_at <= now()"
+        " AND NOT (run_id = ANY(%s))"
         " ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (limit,),
+        (sorted(refused), limit),
     ).fetchall()
     return [
         Claim(str(r), str(t), int(a), str(k), str(i), str(w), int(f))
@@ -172,9 +180,13 @@ def expired_claims(conn: Conn, limit: int) -> list[Claim]:
     ]
 
 
-def unclaimed(conn: Conn) -> int:
-    """The items nobody holds: ready now, or once a retry's delay is over."""
-    row = conn.execute("SELECT count(*) FROM work_items WHERE worker IS NULL").fetchone()
+def unclaimed(conn: Conn, refused: Iterable[str] = ()) -> int:
+    """The items nobody holds, ready now or once a retry's delay is over, of runs not in
+    `refused`."""
+    row = conn.execute(
+        "SELECT count(*) FROM work_items WHERE worker IS NULL AND NOT (run_id = ANY(%s))",
+        (sorted(refused),),
+    ).fetchone()
     return int(row[0]) if row is not None else 0
 
 
