@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -16,7 +16,7 @@ from stoic.exceptions import StoicError
 if TYPE_CHECKING:
     from stoic.services.workspace import Workspace
 
-__all__ = ["CliState", "cli_state", "database_url", "open_workspace"]
+__all__ = ["CliState", "cli_state", "database_url", "db_option", "open_workspace"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,11 @@ def cli_state(ctx: typer.Context) -> CliState:
     state = ctx.obj
     assert isinstance(state, CliState)
     return state
+
+
+def db_option(help: str) -> Any:
+    """`--db URL` (or `STOIC_DB`): a PostgreSQL database, never printed back."""
+    return typer.Option("--db", metavar="URL", envvar="STOIC_DB", show_envvar=True, help=help)
 
 
 def database_url(ctx: typer.Context, given: str | None) -> str | None:

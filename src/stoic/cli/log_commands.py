@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from stoic.cli.context import cli_state, database_url, open_workspace
+from stoic.cli.context import cli_state, database_url, db_option, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
 from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
@@ -44,13 +44,9 @@ def init(
     ] = False,
     db: Annotated[
         str | None,
-        typer.Option(
-            "--db",
-            metavar="URL",
-            envvar="STOIC_DB",
-            show_envvar=True,
-            help="Give a PostgreSQL database stoic's schema instead (named migrations, each"
-            " recorded); the URL is never printed back.",
+        db_option(
+            "Give a PostgreSQL database stoic's schema instead (named migrations, each"
+            " recorded); the URL is never printed back."
         ),
     ] = None,
 ) -> None:

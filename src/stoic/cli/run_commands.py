@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url, open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
@@ -157,14 +157,10 @@ def run(
     ] = None,
     db: Annotated[
         str | None,
-        typer.Option(
-            "--db",
-            metavar="URL",
-            envvar="STOIC_DB",
-            show_envvar=True,
-            help="Record the run in this PostgreSQL database for workers to carry out,"
-            " print its id and return (never printed back: it may hold a password); default:"
-            " [store] url in stoic.toml, if set.",
+        db_option(
+            "Record the run in this PostgreSQL database for workers to carry out, print its"
+            " id and return (never printed back: it may hold a password); default: [store]"
+            " url in stoic.toml, if set."
         ),
     ] = None,
     wait: Annotated[

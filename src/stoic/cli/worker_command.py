@@ -10,7 +10,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url
+from stoic.cli.context import database_url, db_option
 from stoic.cli.render import echo, echo_json
 from stoic.exceptions import UsageError
 
@@ -25,13 +25,9 @@ def worker(
     ctx: typer.Context,
     db: Annotated[
         str | None,
-        typer.Option(
-            "--db",
-            metavar="URL",
-            envvar="STOIC_DB",
-            show_envvar=True,
-            help="The PostgreSQL database whose runs to carry out (never printed back);"
-            " default: [store] url in the workspace's stoic.toml.",
+        db_option(
+            "The PostgreSQL database whose runs to carry out (never printed back); default:"
+            " [store] url in the workspace's stoic.toml."
         ),
     ] = None,
     concurrency: Annotated[

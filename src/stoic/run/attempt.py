@@ -254,6 +254,15 @@ class AttemptResult:
     def succeeded(self) -> bool:
         return self.failure is None
 
+    @property
+    def outcome(self) -> str:
+        """The outcome its end record names: succeeded, failed or interrupted."""
+        if self.failure is None:
+            return "succeeded"
+        if self.failure.kind is FailureKind.INTERRUPTED:
+            return "interrupted"
+        return "failed"
+
     def details(self) -> dict[str, Any]:
         """What the end record keeps about the attempt, beyond the failure."""
         data: dict[str, Any] = {

@@ -82,6 +82,17 @@ class WorkerOptions:
     """Return once nothing is running and there is nothing to claim (a batch worker)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A claimed attempt whose start is being recorded: launched once that commits."""
+
+    claim: work.Claim
+    plan: RunPlan
+    attempt: Attempt
+    kind: AttemptKind
+    timeout_default: str | None
+
+
 @dataclass(slots=True)
 class _Running:
     claim: work.Claim
@@ -266,7 +277,7 @@ class FleetWorker:
         free = self.options.concurrency - len(self.running)
         if free <= 0:
             return 0
-        started: list[_Running] = []
+        started: list[_Prepared] = []
         with self.store.writing("claim work from the database") as writing:
             if self._paused(writing) is not None:
                 return 0
@@ -275,13 +286,15 @@ class FleetWorker:
                 writing.conn, self.name, free, self.options.lease_s, ids, self._refused
             )
             for claim in claims:
-                item = self._admit(writing, claim)
-                if item is not None:
-                    started.append(item)
-
-        for item in started:  # each start record is durable: now the task may start
-            item.handle = item.plan.launcher.launch(
-                item.plan.specs[item.claim.task_id], item.attempt
+                prepared = self._admit(writing, claim)
+                if prepared is not None:
+                    started.append(prepared)
+        for ready in started:  # each start record is durable: now the task may start
+            handle = ready.plan.launcher.launch(
+                ready.plan.specs[ready.claim.task_id], ready.attempt
+            )
+            item = _Running(
+                ready.claim, ready.plan, ready.attempt, ready.kind, handle, ready.timeout_default
             )
             self.running[str(item.claim.fence)] = item
             self.say(
@@ -330,7 +343,7 @@ class FleetWorker:
             (files.results).mkdir(parents=True, exist_ok=True)
         return files
 
-    def _admit(self, writing: AtHead, claim: work.Claim) -> _Running | None:
+    def _admit(self, writing: AtHead, claim: work.Claim) -> _Prepared | None:
         """The claim's start record (fence and worker named), or the policy's refusal and its
         evaluation; returns what to launch."""
         plan = self._plan(writing.conn, claim.run_id)
@@ -373,7 +386,7 @@ class FleetWorker:
             limit=limit,
         )
         writing.append([_fenced(start, claim)])
-        return _Running(claim, plan, attempt, kind, _NOT_LAUNCHED, timeout_default)
+        return _Prepared(claim, plan, attempt, kind, timeout_default)
 
     # -- heartbeats --------------------------------------------------------------------------
 
@@ -424,7 +437,7 @@ class FleetWorker:
                 )
             else:
                 self.stats["ended"] += 1
-                outcome = _outcome_of(results[id(item)])
+                outcome = results[id(item)].outcome
                 self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
         return len(ended)
 
@@ -455,7 +468,7 @@ class FleetWorker:
 
     def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
         claim, plan = item.claim, item.plan
-        outcome = _outcome_of(result)
+        outcome = result.outcome
         writing.append([_fenced(made.end_decision(item.attempt, result, outcome), claim)])
         if result.failure is None:
             work.finish(writing.conn, claim, None)
@@ -544,30 +557,6 @@ class _RunRefused(Exception):
         self.run_id, self.why = run_id, why
 
 
-class _NotLaunched:
-    """Stands for a claimed attempt's handle between its start record and its launch."""
-
-    result: AttemptResult | None = None
-
-    def fds(self) -> list[int]:
-        return []
-
-    def deadline(self) -> float | None:
-        return None
-
-    def on_ready(self, fd: int) -> None:
-        del fd
-
-    def tick(self, now: float) -> None:
-        del now
-
-    def stop(self) -> None:
-        pass
-
-
-_NOT_LAUNCHED = _NotLaunched()
-
-
 def _fenced(decision: Decision, claim: work.Claim) -> Decision:
     """`decision` naming the claim it is written under: its worker and fencing token."""
     return replace(
@@ -596,11 +585,3 @@ def _lease_ran_out(claim: work.Claim) -> tuple[Decision, Failure]:
         decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
         details={"duration_s": 0.0, "lease_expired": True},
     ), failure
-
-
-def _outcome_of(result: AttemptResult) -> str:
-    if result.failure is None:
-        return "succeeded"
-    if result.failure.kind is FailureKind.INTERRUPTED:
-        return "interrupted"
-    return "failed"

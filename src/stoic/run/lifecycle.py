@@ -45,6 +45,7 @@ __all__ = [
     "Admit",
     "amend_run",
     "check_run_id",
+    "chosen_run_id",
     "continue_run",
     "escalation_target",
     "load_run",
@@ -68,6 +69,14 @@ RUN_ID_FORMAT = re.compile(r"run-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
+
+
+def chosen_run_id(run_id: str | None) -> str:
+    """The id a caller chose, checked, or a new one."""
+    if run_id is None:
+        return new_run_id()
+    check_run_id(run_id)
+    return run_id
 
 
 def check_run_id(run_id: str) -> None:
@@ -216,10 +225,7 @@ def start_run(
         refusal = unapprovable(workspace, plan, task_id, fresh=fresh)
         if refusal is not None:
             raise UsageError(refusal)
-    if run_id is None:
-        run_id = new_run_id()
-    else:
-        check_run_id(run_id)
+    run_id = chosen_run_id(run_id)
     files = RunFiles(workspace.root, run_id)
     workers = workers or workspace.settings.runner.workers
     done = {} if fresh else plan.done_in_file()

@@ -330,7 +330,7 @@ class Runner:
                 for index in _finished(running):
                     item, handle = running.pop(index)
                     finished = self._result_of(item, handle)
-                    outcome = _outcome_of(finished)
+                    outcome = finished.outcome
                     core.ended(index, outcome == "succeeded")  # a failure: evaluated next step
                     ended.append((item, finished, outcome))
         finally:
@@ -612,11 +612,3 @@ class Runner:
 
 def _finished(running: dict[int, tuple[_Running, Handle]]) -> list[int]:
     return [index for index, (_, handle) in running.items() if handle.result is not None]
-
-
-def _outcome_of(result: AttemptResult) -> str:
-    if result.failure is None:
-        return "succeeded"
-    if result.failure.kind is FailureKind.INTERRUPTED:
-        return "interrupted"
-    return "failed"

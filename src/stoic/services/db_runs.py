@@ -21,7 +21,7 @@ from stoic.plan.loader import Plan, parse_plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
 from stoic.run.fleet_plans import database_run_refusal
-from stoic.run.lifecycle import check_run_id, new_run_id, run_started_decision
+from stoic.run.lifecycle import chosen_run_id, run_started_decision
 from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
@@ -87,10 +87,7 @@ def start_database_run(
     refusal = database_run_refusal(plan, settings)
     if refusal is not None:
         raise UsageError(refusal)
-    if run_id is None:
-        run_id = new_run_id()
-    else:
-        check_run_id(run_id)
+    run_id = chosen_run_id(run_id)
     done = plan.done_in_file()
     copy = RunFile(run_id, "plan.yaml", plan.text.encode("utf-8"))
     started = run_started_decision(
