@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from stoic.store.pg_store import PostgresStore
-from tests.conftest import STOIC_BIN, run_cli
+from tests.conftest import STOIC_BIN, CliResult, run_cli
 from tests.postgres import EmbeddedPostgres
 
 
@@ -128,6 +128,16 @@ def _wait_for(url: str, what: str, run_id: str, timeout: float = 30.0) -> dict[s
                 return record
         time.sleep(0.05)
     raise AssertionError(f"no {what} in {timeout}s")
+
+
+def _idle_worker(
+    tmp_path: Path, *, db: str | None, workspace: Path | None = None, as_json: bool = False
+) -> CliResult:
+    """`stoic worker --exit-when-idle` in this process: it works until nothing is left."""
+    where = ("-w", str(workspace)) if workspace is not None else ()
+    given = ("--db", db) if db is not None else ()
+    options = ("--exit-when-idle", "--poll-seconds", "0.1", "--scratch", str(tmp_path / "scratch"))
+    return run_cli(*where, "worker", *given, *options, *(("--json",) if as_json else ()))
 
 
 def _audit_clean(url: str) -> None:
@@ -400,17 +410,7 @@ def test_status_shows_a_database_runs_tasks_and_what_failed_said(db: str, tmp_pa
         "  - {id: after, run: [sh, -c, 'true'], depends_on: [bad]}\n"
     )
     run_id = _start(db, plan)
-    worker = run_cli(
-        "worker",
-        "--db",
-        db,
-        "--exit-when-idle",
-        "--poll-seconds",
-        "0.1",
-        "--scratch",
-        str(tmp_path / "scratch"),
-        "--json",
-    )
+    worker = _idle_worker(tmp_path, db=db, workspace=None, as_json=True)
     assert worker.exit_code == 0, worker.stderr
     assert orjson.loads(worker.stdout)["ended"] == 2
     shown = run_cli("status", run_id, "--db", db)
@@ -439,17 +439,7 @@ def test_store_url_in_stoic_toml_sends_runs_and_workers_to_the_database(
     assert started.exit_code == 0, started.stderr
     run_id = orjson.loads(started.stdout)["run_id"]
     assert not (workspace / "runs" / run_id).exists(), "recorded in the database, not here"
-    ran = run_cli(
-        "-w",
-        str(workspace),
-        "worker",
-        "--exit-when-idle",
-        "--poll-seconds",
-        "0.1",
-        "--scratch",
-        str(tmp_path / "scratch"),
-        "--json",
-    )
+    ran = _idle_worker(tmp_path, db=None, workspace=workspace, as_json=True)
     assert ran.exit_code == 0 and orjson.loads(ran.stdout)["ended"] == 1
     shown = run_cli("-w", str(workspace), "status", run_id, "--json")
     assert orjson.loads(shown.stdout)["status"] == "completed"
@@ -492,17 +482,7 @@ def test_an_automatic_retry_waits_its_delay_and_an_idle_worker_waits_for_it(
         "  - {id: slow, idempotent: true, timeout: 0.3, run: [sh, -c, 'sleep 5']}\n"
     )
     run_id = _start(db, plan)
-    ran = run_cli(
-        "worker",
-        "--db",
-        db,
-        "--exit-when-idle",
-        "--poll-seconds",
-        "0.1",
-        "--scratch",
-        str(tmp_path / "scratch"),
-        "--json",
-    )
+    ran = _idle_worker(tmp_path, db=db, workspace=None, as_json=True)
     assert ran.exit_code == 0, ran.stderr
     assert orjson.loads(ran.stdout)["ended"] == 2
     records = _records(db, run_id)
@@ -540,16 +520,7 @@ def test_a_run_whose_plan_copy_changed_is_refused_and_the_others_go_on(
             (forged, forged, len(forged), tampered),
         )
         conn.execute("ALTER TABLE run_files ENABLE TRIGGER USER")
-    ran = run_cli(
-        "worker",
-        "--db",
-        db,
-        "--exit-when-idle",
-        "--poll-seconds",
-        "0.1",
-        "--scratch",
-        str(tmp_path / "scratch"),
-    )
+    ran = _idle_worker(tmp_path, db=db, workspace=None, as_json=False)
     assert ran.exit_code == 0, ran.stderr
     assert f"run {tampered} cannot be carried out here" in ran.stderr
     assert "sha256" in ran.stderr
