@@ -101,3 +101,20 @@ def test_a_ready_item_for_a_done_task_or_the_wrong_attempt_is_named() -> None:
     found = _check([WorkItem("r", "a", 2, None), WorkItem("r", "b", 3, None)], log)
     assert any("r a is ready, but it is done" in message for message in found)
     assert any("ready for attempt 3, but the log's next attempt is 2" in m for m in found)
+
+
+def test_a_claim_is_lost_when_a_later_renewal_did_not_keep_it_or_its_lease_ran_out() -> None:
+    """The worker's own fencing (`Heartbeat.lost`), by this host's clock: no thread started."""
+    from stoic.run.fleet_heartbeat import Claimed, Heartbeat
+
+    beat = Heartbeat("postgresql://unused", "w", lease_s=3.0, say=lambda line: None)
+    claims = {1: Claimed(asked=10.0, committed=10.1), 2: Claimed(asked=10.0, committed=10.1)}
+    assert beat.lost(claims, now=12.9) == set()
+    assert beat.lost(claims, now=13.0) == {1, 2}  # no renewal: the lease ran out here
+    beat._renewed = (11.0, frozenset({1}))  # began after both claims; kept only 1
+    assert beat.lost(claims, now=11.5) == {2}
+    assert beat.lost(claims, now=13.9) == {2}  # 1 holds until 11.0 + 3
+    assert beat.lost(claims, now=14.0) == {1, 2}
+    beat._renewed = (10.05, frozenset())  # began before the claims committed: says nothing
+    assert beat.lost(claims, now=12.0) == set()
+    assert beat.next_deadline(claims) == 13.0

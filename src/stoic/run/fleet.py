@@ -6,7 +6,8 @@ Any number of workers on any number of hosts share one database. Each turn of a 
   of the log that also appends their `execution/started` records (durable before the task
   starts), each with a lease and a fencing token the record names;
 - **runs** them with the local runner's executors, all watched by one event loop;
-- **renews** its leases by heartbeat; a lease it no longer holds stops that task, and its end is
+- **renews** its leases by heartbeat, from a thread of its own (`fleet_heartbeat`); a lease it
+  no longer holds — taken over, or run out with no renewal — stops that task, and its end is
   never written;
 - **records each end** only after checking its fencing token under the row's lock, then the
   failure's one recovery evaluation (the matrix decides: an automatic retry becomes ready again
@@ -44,6 +45,7 @@ from stoic.exceptions import StoicError, WorkspaceError
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
+from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
@@ -101,6 +103,7 @@ class _Running:
     kind: AttemptKind
     handle: Handle
     timeout_default: str | None
+    claimed: Claimed
     lost: bool = False
     output_kept: bool = False
 
@@ -139,6 +142,7 @@ class FleetWorker:
         self._stdin_fd = -1
         self._listener: Conn | None = None
         self._listener_fd = -1
+        self._beat = Heartbeat(url, self.name, options.lease_s, say)
         self.stats = {"claimed": 0, "ended": 0, "lost": 0, "taken_over": 0}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -152,7 +156,8 @@ class FleetWorker:
         loop = EventLoop()
         wake = SignalWake(loop, self._on_signal)
         options = self.options
-        next_look = next_beat = 0.0
+        next_look = 0.0
+        self._beat.start()
         try:
             while True:
                 now = time.monotonic()
@@ -173,10 +178,10 @@ class FleetWorker:
                         and self._nothing_left()
                     ):
                         return
-                if now >= next_beat and self.running:
-                    self._heartbeat()
-                    next_beat = now + options.lease_s / 3
-                wait = max(0.0, min(next_look, next_beat if self.running else next_look) - now)
+                self._fence(now)
+                claims = self._claims()
+                due = self._beat.next_deadline(claims) if claims else None
+                wait = max(0.0, min(next_look, next_look if due is None else due) - now)
                 extras = loop.step([item.handle for item in self.running.values()], wait)
                 if self._heard(loop, extras) and len(self.running) < options.concurrency:
                     next_look = 0.0
@@ -185,6 +190,7 @@ class FleetWorker:
                 if ended and self._turn(functools.partial(self._record_ends, ended)):
                     next_look = 0.0 if self.stop_signal is None else next_look
         finally:
+            self._beat.close()
             wake.restore()
             loop.close()
             if self._listener is not None:
@@ -278,6 +284,7 @@ class FleetWorker:
         if free <= 0:
             return 0
         started: list[_Prepared] = []
+        asked = time.monotonic()
         with self.store.writing("claim work from the database") as writing:
             if self._paused(writing) is not None:
                 return 0
@@ -289,12 +296,19 @@ class FleetWorker:
                 prepared = self._admit(writing, claim)
                 if prepared is not None:
                     started.append(prepared)
+        claimed = Claimed(asked, time.monotonic())
         for ready in started:  # each start record is durable: now the task may start
             handle = ready.plan.launcher.launch(
                 ready.plan.specs[ready.claim.task_id], ready.attempt
             )
             item = _Running(
-                ready.claim, ready.plan, ready.attempt, ready.kind, handle, ready.timeout_default
+                ready.claim,
+                ready.plan,
+                ready.attempt,
+                ready.kind,
+                handle,
+                ready.timeout_default,
+                claimed,
             )
             self.running[str(item.claim.fence)] = item
             self.say(
@@ -390,15 +404,15 @@ class FleetWorker:
 
     # -- heartbeats --------------------------------------------------------------------------
 
-    def _heartbeat(self) -> None:
-        try:
-            with translated("renew the worker's leases"), self.store.connection() as conn:
-                held = work.renew(conn, self.name, self.options.lease_s)
-        except Exception as exc:  # an unreachable database: the leases run on
-            self.say(f"could not renew leases: {exc}")
-            return
-        for fence, item in self.running.items():
-            if int(fence) not in held and not item.lost:
+    def _claims(self) -> dict[int, Claimed]:
+        return {item.claim.fence: item.claimed for item in self.running.values() if not item.lost}
+
+    def _fence(self, now: float) -> None:
+        """Stop every task whose lease this worker no longer holds (`Heartbeat.lost`): its end
+        is another worker's to record now."""
+        lost = self._beat.lost(self._claims(), now)
+        for item in self.running.values():
+            if item.claim.fence in lost and not item.lost:
                 item.lost = True
                 item.handle.stop()
                 self.stats["lost"] += 1
