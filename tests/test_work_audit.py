@@ -111,10 +111,12 @@ def test_a_claim_is_lost_when_a_later_renewal_did_not_keep_it_or_its_lease_ran_o
     claims = {1: Claimed(asked=10.0, committed=10.1), 2: Claimed(asked=10.0, committed=10.1)}
     assert beat.lost(claims, now=12.9) == set()
     assert beat.lost(claims, now=13.0) == {1, 2}  # no renewal: the lease ran out here
-    beat._renewed = (11.0, frozenset({1}))  # began after both claims; kept only 1
+    beat._renewed = (11.0, frozenset({1, 2}), frozenset({1}))  # after both; kept only 1
     assert beat.lost(claims, now=11.5) == {2}
     assert beat.lost(claims, now=13.9) == {2}  # 1 holds until 11.0 + 3
     assert beat.lost(claims, now=14.0) == {1, 2}
-    beat._renewed = (10.05, frozenset())  # began before the claims committed: says nothing
+    beat._renewed = (10.05, frozenset({1, 2}), frozenset())  # began before they committed
+    assert beat.lost(claims, now=12.0) == set()
+    beat._renewed = (11.0, frozenset(), frozenset())  # did not ask for them: says nothing
     assert beat.lost(claims, now=12.0) == set()
     assert beat.next_deadline(claims) == 13.0

@@ -105,7 +105,6 @@ class _Running:
     timeout_default: str | None
     claimed: Claimed
     lost: bool = False
-    output_kept: bool = False
 
 
 class FleetWorker:
@@ -180,6 +179,7 @@ class FleetWorker:
                         return
                 self._fence(now)
                 claims = self._claims()
+                self._beat.hold(claims)
                 due = self._beat.next_deadline(claims) if claims else None
                 wait = max(0.0, min(next_look, next_look if due is None else due) - now)
                 extras = loop.step([item.handle for item in self.running.values()], wait)
@@ -257,7 +257,7 @@ class FleetWorker:
         """No item nobody holds, ready now or after a retry's delay (unknown: not idle)."""
         try:
             with translated("count the work left"), self.store.connection() as conn:
-                return work.unclaimed(conn, self._refused) == 0
+                return work.items_of_others(conn, self._refused) == 0
         except WorkspaceError as exc:
             self.say(f"the database failed this turn ({exc}); trying again")
             return False
@@ -424,19 +424,16 @@ class FleetWorker:
     # -- ends --------------------------------------------------------------------------------
 
     def _record_ends(self, ended: list[_Running]) -> int:
-        """Record the ended attempts in one transaction (their outputs kept first); raises,
-        keeping them in hand, when the database fails."""
+        """Record the ended attempts in one transaction, each after its fencing check, with its
+        output; raises, keeping them in hand, when the database fails."""
         results = {id(item): self._result_of(item) for item in ended}
-        for item in ended:
-            if not item.output_kept:
-                self._keep_output(item)
-                item.output_kept = True
         with self.store.writing("record the ends of attempts") as writing:
             touched: dict[str, RunPlan] = {}
             for item in ended:
                 if not work.held(writing.conn, item.claim):
                     item.lost = True
                     continue
+                self._keep_output(writing, item)
                 self._record_end(writing, item, results[id(item)])
                 touched[item.claim.run_id] = item.plan
             for plan in touched.values():
@@ -447,7 +444,8 @@ class FleetWorker:
             if item.lost:
                 self.say(
                     f"refused: the end of {claim.run_id} {claim.task_id} attempt {claim.attempt}"
-                    f" (fence {claim.fence}) — its lease was lost; another worker took it over"
+                    f" (fence {claim.fence}) — its claim is no longer this worker's: another"
+                    " worker took it over"
                 )
             else:
                 self.stats["ended"] += 1
@@ -463,22 +461,16 @@ class FleetWorker:
         spec = item.plan.specs[item.claim.task_id]
         return kind_by_output(spec, item.attempt, finished, item.plan.output_patterns)
 
-    def _keep_output(self, item: _Running) -> None:
-        """The attempt's log, into the database (before its end is recorded)."""
+    def _keep_output(self, writing: AtHead, item: _Running) -> None:
+        """The attempt's log, kept in the transaction of its end, under its fencing check."""
         try:
             data = item.attempt.log_path.read_bytes()
         except FileNotFoundError:
             return
-        claim = item.claim
-        try:
-            writer = self.store.outputs.open_writer(claim.run_id, claim.task_id, claim.attempt)
-        except Exception as exc:  # kept once already, or the database is gone
-            self.say(f"the output of {claim.task_id} attempt {claim.attempt} was not kept: {exc}")
+        except OSError as exc:  # the end says the attempt ran; its log is said to be lost
+            self.say(f"the output of {item.claim.task_id} could not be read: {exc}")
             return
-        try:
-            writer.write(data)
-        finally:
-            writer.close()
+        work.store_output(writing.conn, item.claim, data)
 
     def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
         claim, plan = item.claim, item.plan
@@ -545,11 +537,17 @@ class FleetWorker:
 
     def _take_over(self) -> None:
         with self.store.writing("take over tasks whose lease ran out") as writing:
-            expired = work.expired_claims(writing.conn, _TAKE_OVER_AT_ONCE, self._refused)
+            expired = work.expired_claims(
+                writing.conn,
+                _TAKE_OVER_AT_ONCE,
+                self._refused,
+                worker=self.name,
+                running=self._claims(),
+            )
             touched: dict[str, RunPlan] = {}
             for claim in expired:
                 plan = self._plan(writing.conn, claim.run_id)
-                record, failure = _lease_ran_out(claim)
+                record, failure = _lease_ran_out(claim, never_launched=claim.worker == self.name)
                 writing.append([record])
                 self._evaluate(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
                 touched[claim.run_id] = plan
@@ -557,9 +555,14 @@ class FleetWorker:
                 self._maybe_end(writing, plan)
         for claim in expired:
             self.stats["taken_over"] += 1
+            whose = (
+                "this worker's claim was never launched (its commit was not heard)"
+                if claim.worker == self.name
+                else f"the lease of {claim.worker} ran out"
+            )
             self.say(
-                f"took over {claim.run_id} {claim.task_id} attempt {claim.attempt}: the lease of"
-                f" {claim.worker} ran out; recorded interrupted"
+                f"took over {claim.run_id} {claim.task_id} attempt {claim.attempt}: {whose};"
+                " recorded interrupted"
             )
 
 
@@ -579,23 +582,25 @@ def _fenced(decision: Decision, claim: work.Claim) -> Decision:
     )
 
 
-def _lease_ran_out(claim: work.Claim) -> tuple[Decision, Failure]:
-    """The end of an attempt whose worker's lease ran out: interrupted, partial unknown."""
-    failure = Failure(
-        FailureKind.INTERRUPTED,
-        f"the lease of its worker ({claim.worker}) ran out before it recorded an end",
-        partial=Partial.UNKNOWN,
-    )
+def _lease_ran_out(claim: work.Claim, *, never_launched: bool) -> tuple[Decision, Failure]:
+    """The end of an attempt whose worker's lease ran out (interrupted, partial unknown), or of
+    a claim this worker holds but never launched (interrupted, nothing done: partial false)."""
+    if never_launched:
+        why = "its worker never launched it (the claim's commit went unheard)"
+        partial = Partial.FALSE
+    else:
+        why = f"the lease of its worker ({claim.worker}) ran out before it recorded an end"
+        partial = Partial.UNKNOWN
+    failure = Failure(FailureKind.INTERRUPTED, why, partial=partial)
     record, _ = made.interrupted_decision(
         claim.run_id, claim.task_id, claim.attempt, claim.attempt_id, killed=False
     )
     return replace(
         record,
         decision_reason=(
-            f"Task {claim.task_id} attempt {claim.attempt} was interrupted: the lease of its"
-            f" worker ({claim.worker}, fence {claim.fence}) ran out before it recorded an end;"
-            " partial: unknown."
+            f"Task {claim.task_id} attempt {claim.attempt} was interrupted: {why}"
+            f" (worker {claim.worker}, fence {claim.fence}); partial: {partial.value}."
         ),
         decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
-        details={"duration_s": 0.0, "lease_expired": True},
+        details={"duration_s": 0.0, "lease_expired": not never_launched},
     ), failure

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -40,8 +40,11 @@ class Heartbeat:
     def __init__(self, url: str, worker: str, lease_s: float, say: Callable[[str], None]) -> None:
         self.url, self.worker, self.lease_s, self.say = url, worker, lease_s, say
         self._lock = threading.Lock()
-        self._renewed: tuple[float, frozenset[int]] | None = None
-        """The last renewal that answered: when it began (monotonic) and the fences it kept."""
+        self._held: frozenset[int] = frozenset()
+        """The fences the worker runs now: those renewed, and no other claim of its."""
+        self._renewed: tuple[float, frozenset[int], frozenset[int]] | None = None
+        """The last renewal that answered: when it began (monotonic), the fences it asked for
+        and those it kept."""
         self._stop = threading.Event()
         self._conn: Conn | None = None
         self._thread = threading.Thread(target=self._beat, name="stoic-heartbeat", daemon=True)
@@ -57,6 +60,12 @@ class Heartbeat:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
 
+    def hold(self, fences: Iterable[int]) -> None:
+        """The claims the worker runs now (set at every turn of its loop)."""
+        held = frozenset(fences)
+        with self._lock:
+            self._held = held
+
     def lost(self, claims: Mapping[int, Claimed], now: float) -> set[int]:
         """The fences of `claims` this worker no longer holds."""
         with self._lock:
@@ -65,10 +74,10 @@ class Heartbeat:
         for fence, claimed in claims.items():
             held_until = claimed.asked + self.lease_s
             if renewed is not None:
-                began, kept = renewed
+                began, asked, kept = renewed
                 if fence in kept:
                     held_until = max(held_until, began + self.lease_s)
-                elif began > claimed.committed:
+                elif fence in asked and began > claimed.committed:
                     lost.add(fence)  # a renewal that saw the claim did not keep it
                     continue
             if now >= held_until:
@@ -82,7 +91,7 @@ class Heartbeat:
         soonest: float | None = None
         for fence, claimed in claims.items():
             until = claimed.asked + self.lease_s
-            if renewed is not None and fence in renewed[1]:
+            if renewed is not None and fence in renewed[2]:
                 until = max(until, renewed[0] + self.lease_s)
             soonest = until if soonest is None else min(soonest, until)
         return soonest
@@ -90,11 +99,15 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_s / 3):
             began = time.monotonic()
+            with self._lock:
+                held = self._held
+            if not held:
+                continue
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._conn = connect(self.url)
                 with translated("renew the worker's leases"):
-                    kept = work.renew(self._conn, self.worker, self.lease_s)
+                    kept = work.renew(self._conn, held, self.lease_s)
             except WorkspaceError as exc:
                 if not self._failing:
                     self.say(f"could not renew leases ({exc}); trying again")
@@ -106,4 +119,4 @@ class Heartbeat:
                 continue
             self._failing = False
             with self._lock:
-                self._renewed = (began, frozenset(kept))
+                self._renewed = (began, held, frozenset(kept))

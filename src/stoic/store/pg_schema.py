@@ -219,7 +219,7 @@ COMMENT ON TABLE work_items IS
 COMMENT ON COLUMN work_items.fence IS
     'The fencing token of the claim, named by its execution/started record: a write by any other
      holder is refused.';
-CREATE INDEX work_items_ready ON work_items (not_before) WHERE worker IS NULL;
+CREATE INDEX work_items_ready ON work_items (not_before, run_id, task_id) WHERE worker IS NULL;
 CREATE INDEX work_items_leased ON work_items (lease_expires_at) WHERE worker IS NOT NULL;
 CREATE SEQUENCE work_fences;
 CREATE INDEX decision_log_by_task ON decision_log (run_id, task_id, seq)

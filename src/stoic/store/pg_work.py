@@ -32,12 +32,13 @@ __all__ = [
     "finish",
     "held",
     "items_left",
+    "items_of_others",
     "make_ready",
     "renew",
     "run_exists",
     "run_records",
     "run_start",
-    "unclaimed",
+    "store_output",
 ]
 
 CHANNEL = "stoic_work"
@@ -117,23 +118,28 @@ def claim_ready(
     return claims
 
 
-def renew(conn: Conn, worker: str, lease_s: float) -> set[int]:
-    """Extend every lease of `worker` that has not run out; returns the fences still held. A
-    lease that ran out is never revived: another worker may be taking its task over."""
+def renew(conn: Conn, fences: Iterable[int], lease_s: float) -> set[int]:
+    """Extend the leases of `fences` (the claims a worker runs, and no other of its claims);
+    returns those still held. A take-over changes a claim's fence under its row's lock, so a
+    lease that ran out but was not taken over is kept, and one taken over is never revived."""
+    wanted = sorted(fences)
+    if not wanted:
+        return set()
     rows = conn.execute(
         "UPDATE work_items SET lease_expires_at = now() + make_interval(secs => %s)"
-        " WHERE worker = %s AND lease_expires_at > now() RETURNING fence",
-        (lease_s, worker),
+        " WHERE fence = ANY(%s) RETURNING fence",
+        (lease_s, wanted),
     ).fetchall()
     return {int(fence) for (fence,) in rows}
 
 
 def held(conn: Conn, claim: Claim) -> bool:
     """Whether `claim` still holds its task, its row locked until the transaction ends: the
-    fencing check every write of a claim's worker makes first."""
+    fencing check every write of a claim's worker makes first. The token alone decides: a
+    lease that ran out with nobody taking it over is still this claim's (a take-over gives the
+    row a new fence, or removes it, under the same lock)."""
     row = conn.execute(
-        "SELECT 1 FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s"
-        " AND lease_expires_at > now() FOR UPDATE",
+        "SELECT 1 FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s FOR UPDATE",
         (claim.run_id, claim.task_id, claim.fence),
     ).fetchone()
     return row is not None
@@ -164,15 +170,24 @@ def finish(conn: Conn, claim: Claim, again: Ready | None) -> None:
     conn.execute(f"NOTIFY {CHANNEL}")
 
 
-def expired_claims(conn: Conn, limit: int, refused: Iterable[str] = ()) -> list[Claim]:
+def expired_claims(
+    conn: Conn,
+    limit: int,
+    refused: Iterable[str] = (),
+    *,
+    worker: str | None = None,
+    running: Iterable[int] = (),
+) -> list[Claim]:
     """Claims whose lease ran out, locked for taking over (rows a heartbeat holds are
-    skipped: their lease is being looked at), but for the runs in `refused`."""
+    skipped: their lease is being looked at), but for the runs in `refused`; and, of
+    `worker`'s own claims, those it does not run (`running`): a claim whose commit it never
+    heard of, never launched."""
     rows = conn.execute(
         "SELECT run_id, task_id, attempt, attempt_kind, attempt_id, worker, fence"
-        " FROM work_items WHERE worker IS NOT NULL AND lease_expires_at <= now()"
-        " AND NOT (run_id = ANY(%s))"
+        " FROM work_items WHERE worker IS NOT NULL AND NOT (run_id = ANY(%s))"
+        " AND (lease_expires_at <= now() OR (worker = %s AND NOT (fence = ANY(%s))))"
         " ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (sorted(refused), limit),
+        (sorted(refused), worker, sorted(running), limit),
     ).fetchall()
     return [
         Claim(str(r), str(t), int(a), str(k), str(i), str(w), int(f))
@@ -180,12 +195,11 @@ def expired_claims(conn: Conn, limit: int, refused: Iterable[str] = ()) -> list[
     ]
 
 
-def unclaimed(conn: Conn, refused: Iterable[str] = ()) -> int:
-    """The items nobody holds, ready now or once a retry's delay is over, of runs not in
-    `refused`."""
+def items_of_others(conn: Conn, refused: Iterable[str] = ()) -> int:
+    """The items of runs not in `refused` — ready now, after a retry's delay, or claimed by
+    a worker whose lease may run out: work that may still come to any worker."""
     row = conn.execute(
-        "SELECT count(*) FROM work_items WHERE worker IS NULL AND NOT (run_id = ANY(%s))",
-        (sorted(refused),),
+        "SELECT count(*) FROM work_items WHERE NOT (run_id = ANY(%s))", (sorted(refused),)
     ).fetchone()
     return int(row[0]) if row is not None else 0
 
@@ -235,3 +249,28 @@ def run_exists(conn: Conn, run_id: str) -> bool:
     """Whether the log has any record of the run."""
     row = conn.execute("SELECT 1 FROM decision_log WHERE run_id = %s LIMIT 1", (run_id,))
     return row.fetchone() is not None
+
+
+_OUTPUT_CHUNK = 1 << 20
+
+
+def store_output(conn: Conn, claim: Claim, data: bytes) -> bool:
+    """Keep an attempt's output in the transaction that records its end (after its fencing
+    check), as `PostgresOutputs` lays it out: an empty chunk 0, then chunks of at most 1 MiB.
+    Returns False, keeping nothing, when the attempt has an output already."""
+    where = (claim.run_id, claim.task_id, claim.attempt)
+    opened = conn.execute(
+        "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING chunk_no",
+        where,
+    ).fetchone()
+    if opened is None:
+        return False
+    chunks = [data[at : at + _OUTPUT_CHUNK] for at in range(0, len(data), _OUTPUT_CHUNK)]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            [(*where, number, chunk) for number, chunk in enumerate(chunks, start=1)],
+        )
+    return True
