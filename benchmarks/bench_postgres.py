@@ -12,9 +12,10 @@ defaults: `fsync` and `synchronous_commit` on), in the same run:
   from the run's `run_lifecycle/started` record (written by `stoic run --db`; the workers are
   up and listening before it) to its `run_lifecycle` end record, by the records' `decided_at`;
   beside DBOS's fan-out and the 4-writer appends/s;
-- durable chain: N no-ops each depending on the one before, on 1 worker, for two lengths: the
-  marginal ms per task (the difference over the difference in length), beside the single
-  durable append and DBOS's marginal ms per step;
+- durable chain: N no-ops each depending on the one before, on 1 worker, for two lengths, each
+  length REPEATS times, interleaved: the marginal ms per task (the difference of the median
+  times over the difference in length), beside the single durable append and DBOS's marginal
+  ms per step, timed the same way;
 - DBOS (`.venv-peers`, `--peers-python`) with its system database in its own database on the
   same server: a workflow of N steps for the same two lengths, and a queue of TASKS no-op
   steps with `worker_concurrency=DBOS_WORKERS`. Without the peers venv its figures are null
@@ -31,7 +32,8 @@ worker under `python -m cProfile -o DIR/NAME-1-worker.prof`; the JSON gives how 
 worker's loop steps and psycopg's waits ran per task, and the top functions.
 
 Usage: python benchmarks/bench_postgres.py [--appends N] [--seconds S] [--tasks N]
-       [--chain N,M] [--concurrency C] [--dbos-workers N] [--peers-python PATH] [--profile DIR]
+       [--chain N,M] [--chain-repeats REPEATS] [--concurrency C] [--dbos-workers N]
+       [--peers-python PATH] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -206,14 +208,14 @@ def _workers_part(
         fanout[str(workers)] = fleet_run(
             _fresh(server), root / f"fanout-{workers}", plan, workers, args.concurrency
         )
-    chain: dict[str, Any] = {}
-    for length in args.chain:
-        plan = write_plan(root / f"chain-{length}", "chain", length, chained=True)
-        chain[str(length)] = fleet_run(
-            _fresh(server), root / f"chain-{length}", plan, 1, args.concurrency
-        )
+    chain: dict[str, list[dict[str, Any]]] = {str(n): [] for n in args.chain}
+    for repeat in range(args.chain_repeats):  # interleaved, so a busy moment slows both alike
+        for length in args.chain:
+            folder = root / f"chain-{length}-{repeat}"
+            plan = write_plan(folder, "chain", length, chained=True)
+            chain[str(length)].append(fleet_run(_fresh(server), folder, plan, 1, args.concurrency))
     python = args.peers_python.absolute() if args.peers_python else None
-    lengths = ",".join(str(n) for n in args.chain)
+    lengths = ",".join(str(n) for n in args.chain * args.chain_repeats)
     dbos = {
         "version": dbos_version(python),
         "chain": dbos_run(
@@ -261,8 +263,8 @@ def _figures(
     short, long = (str(n) for n in args.chain)
     dbos_marginal = None
     if "error" not in dbos_chain:
-        lengths = dbos_chain["chain_seconds"]
-        dbos_marginal = round((lengths[long] - lengths[short]) * 1000 / (int(long) - int(short)), 3)
+        times = {n: statistics.median(t) for n, t in dbos_chain["chain_seconds"].items()}
+        dbos_marginal = round((times[long] - times[short]) * 1000 / (int(long) - int(short)), 3)
     appends_4 = rates["4_writers"]["appends_per_s"]
     fanout: dict[str, Any] = {
         "tasks": args.tasks,
@@ -294,12 +296,17 @@ def _figures(
             "task_ends": run["task_ends"],
             "claimed_by_worker": [w.get("claimed") for w in run["workers"]],
         }
-    seconds = {n: run["seconds"] for n, run in raw["chain"].items()}
+    runs = raw["chain"]
+    seconds = {n: statistics.median(run["seconds"] for run in each) for n, each in runs.items()}
     marginal = round((seconds[long] - seconds[short]) * 1000 / (int(long) - int(short)), 3)
     chain = {
         "lengths": [int(short), int(long)],
         "workers": 1,
+        "timed": f"each length {args.chain_repeats} times, interleaved, on a fresh database;"
+        " seconds: their median; marginal: the difference of the medians over the difference"
+        " in length",
         "seconds": {n: round(s, 3) for n, s in seconds.items()},
+        "seconds_each": {n: [round(run["seconds"], 3) for run in each] for n, each in runs.items()},
         "ms_per_task": {n: round(s * 1000 / int(n), 3) for n, s in seconds.items()},
         "marginal_ms_per_task": marginal,
         "baseline_single_append_median_ms": single_ms["median_ms"],
@@ -307,9 +314,10 @@ def _figures(
         "baseline_dbos_marginal_ms_per_step": dbos_marginal,
         "dbos_over_stoic": _ratio(dbos_marginal, marginal),
         "write_transactions_per_task": {
-            n: round(run["write_transactions"] / int(n), 2) for n, run in raw["chain"].items()
+            n: round(statistics.median(run["write_transactions"] for run in each) / int(n), 2)
+            for n, each in runs.items()
         },
-        "outcomes": {n: run["outcome"] for n, run in raw["chain"].items()},
+        "outcomes": sorted({run["outcome"] for each in runs.values() for run in each}),
     }
     fan_ratios = {k: v["ratio_vs_dbos"] for k, v in fanout.items() if k.endswith("_workers")}
     goals = {
@@ -320,8 +328,9 @@ def _figures(
     shown_dbos: dict[str, Any] = {
         "version": dbos["version"],
         "system_database": "its own database on the same embedded PostgreSQL server",
-        "timed": "chain: workflows of each length in one process (marginal: the difference"
-        " over the difference in length); fan-out: tasks_per_s from the first queued"
+        "timed": "chain: workflows of each length, as often as stoic's and interleaved, in one"
+        " process (marginal: the difference of the medians over the difference in length);"
+        " fan-out: tasks_per_s from the first queued"
         " workflow's created_at to the last one's updated_at (the database's stamps),"
         " tasks_per_s_client from the first enqueue to the last get_result",
     }
@@ -353,6 +362,7 @@ def main() -> None:
     parser.add_argument(
         "--chain", type=lambda text: [int(n) for n in text.split(",")], default=[200, 400]
     )
+    parser.add_argument("--chain-repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="Per stoic worker.")
     parser.add_argument("--dbos-workers", type=int, default=2)
     parser.add_argument(
