@@ -247,9 +247,14 @@ class FleetWorker:
     # -- claims ------------------------------------------------------------------------------
 
     def _look(self) -> int:
-        """Take over what ran out, then claim what is ready; returns how many were claimed."""
-        self._take_over()
-        claimed = self._claim()
+        """Take over what ran out, then claim what is ready; returns how many were claimed.
+        One read first, outside the log's lock, says whether either has anything to do: a look
+        that finds nothing costs no durable commit."""
+        with translated("look for work"), self.store.connection() as conn:
+            peek = work.peek(conn, self.name, self._claims(), self._refused)
+        if peek.to_take_over:
+            self._take_over()
+        claimed = self._claim() if peek.ready else 0
         self._let_idle_runs_go()
         return claimed
 
@@ -283,20 +288,26 @@ class FleetWorker:
         free = self.options.concurrency - len(self.running)
         if free <= 0:
             return 0
-        started: list[_Prepared] = []
         asked = time.monotonic()
         with self.store.writing("claim work from the database") as writing:
-            if self._paused(writing) is not None:
-                return 0
-            ids = [os.urandom(8).hex() for _ in range(free)]
-            claims = work.claim_ready(
-                writing.conn, self.name, free, self.options.lease_s, ids, self._refused
-            )
-            for claim in claims:
-                prepared = self._admit(writing, claim)
-                if prepared is not None:
-                    started.append(prepared)
-        claimed = Claimed(asked, time.monotonic())
+            started, count = self._claim_in(writing, free)
+        self._launch(started, Claimed(asked, time.monotonic()))
+        return count
+
+    def _claim_in(self, writing: AtHead, free: int) -> tuple[list[_Prepared], int]:
+        """Claim up to `free` ready items in `writing` (nothing while paused or stopping):
+        their start records, and what to launch once the transaction commits."""
+        if free <= 0 or self.stop_signal is not None or self._paused(writing) is not None:
+            return [], 0
+        ids = [os.urandom(8).hex() for _ in range(free)]
+        claims = work.claim_ready(
+            writing.conn, self.name, free, self.options.lease_s, ids, self._refused
+        )
+        started = [p for claim in claims if (p := self._admit(writing, claim)) is not None]
+        self.stats["claimed"] += len(claims)
+        return started, len(claims)
+
+    def _launch(self, started: list[_Prepared], claimed: Claimed) -> None:
         for ready in started:  # each start record is durable: now the task may start
             handle = ready.plan.launcher.launch(
                 ready.plan.specs[ready.claim.task_id], ready.attempt
@@ -314,8 +325,6 @@ class FleetWorker:
             self.say(
                 f"started {item.claim.run_id} {item.claim.task_id} attempt {item.claim.attempt}"
             )
-        self.stats["claimed"] += len(claims)
-        return len(claims)
 
     def _paused(self, writing: AtHead) -> PauseInForce | None:
         """The pause in force, read in the claiming transaction (no pause can land meanwhile)."""
@@ -427,6 +436,7 @@ class FleetWorker:
         """Record the ended attempts in one transaction, each after its fencing check, with its
         output; raises, keeping them in hand, when the database fails."""
         results = {id(item): self._result_of(item) for item in ended}
+        asked = time.monotonic()
         with self.store.writing("record the ends of attempts") as writing:
             touched: dict[str, RunPlan] = {}
             for item in ended:
@@ -438,6 +448,10 @@ class FleetWorker:
                 touched[item.claim.run_id] = item.plan
             for plan in touched.values():
                 self._maybe_end(writing, plan)
+            # What the ends made ready (a chain's next task) is claimed in the same commit.
+            started, _ = self._claim_in(
+                writing, self.options.concurrency - len(self.running) + len(ended)
+            )
         for item in ended:
             self.running.pop(str(item.claim.fence), None)
             claim = item.claim
@@ -451,6 +465,7 @@ class FleetWorker:
                 self.stats["ended"] += 1
                 outcome = results[id(item)].outcome
                 self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
+        self._launch(started, Claimed(asked, time.monotonic()))
         return len(ended)
 
     def _result_of(self, item: _Running) -> AttemptResult:

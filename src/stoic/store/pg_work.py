@@ -25,6 +25,7 @@ from stoic.store.pg_driver import Conn
 __all__ = [
     "CHANNEL",
     "Claim",
+    "Peek",
     "Ready",
     "claim_ready",
     "done_tasks",
@@ -34,6 +35,7 @@ __all__ = [
     "items_left",
     "items_of_others",
     "make_ready",
+    "peek",
     "renew",
     "run_exists",
     "run_records",
@@ -67,6 +69,30 @@ class Claim:
     attempt_id: str
     worker: str
     fence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What a look for work would find, read without the log's lock."""
+
+    ready: bool
+    """An item nobody holds is ready now."""
+    to_take_over: bool
+    """A lease ran out, or the worker holds a claim it does not run."""
+
+
+def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]) -> Peek:
+    """Whether a claim or a take-over has anything to do: one read, no lock, no commit (the
+    transaction that acts reads again under the lock)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM work_items WHERE worker IS NULL AND not_before <= now()"
+        "   AND NOT (run_id = ANY(%(refused)s))),"
+        " EXISTS (SELECT 1 FROM work_items WHERE worker IS NOT NULL"
+        "   AND NOT (run_id = ANY(%(refused)s)) AND (lease_expires_at <= now()"
+        "   OR (worker = %(worker)s AND NOT (fence = ANY(%(running)s)))))",
+        {"refused": sorted(refused), "worker": worker, "running": sorted(running)},
+    ).fetchone()
+    return Peek(bool(row and row[0]), bool(row and row[1]))
 
 
 def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
