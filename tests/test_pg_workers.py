@@ -45,8 +45,7 @@ class Workers:
                 STOIC_BIN,
                 "--debug",
                 "worker",
-                "--db",
-                self.url,
+                *(("--db", self.url) if self.url else ()),
                 "--lease-seconds",
                 str(lease),
                 "--poll-seconds",
@@ -526,3 +525,68 @@ def test_a_run_whose_plan_copy_changed_is_refused_and_the_others_go_on(
     assert "sha256" in ran.stderr
     assert _ended(db, fine)["decision_outcome"] == "completed"
     assert not any(r["decision_type"] == "execution" for r in _records(db, tampered))
+
+
+def test_a_task_cannot_read_the_database_url_from_its_workers_environment(
+    db: str, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker re-executes itself with an environment block of only what its tasks may
+    see: /proc/<worker>/environ never holds STOIC_DB (a task could write the log with it)."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: peek}\ntasks:\n"
+        "  - {id: peek, run: [sh, -c, 'cat /proc/$PPID/environ > seen; env > env']}\n"
+    )
+    run_id = _start(db, plan)
+    monkeypatch.setenv("STOIC_DB", db)
+    workers.url = ""  # given by the environment only
+    workers.start()
+    assert _ended(db, run_id)["decision_outcome"] == "completed"
+    assert b"STOIC_DB" not in (tmp_path / "seen").read_bytes()
+    assert "STOIC_DB" not in (tmp_path / "env").read_text()
+
+
+def test_the_workspaces_policy_applies_to_a_database_run(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """The policy and runner settings of the workspace a run starts from are recorded in its
+    start, and every worker runs it by them, whatever its own host has."""
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text().replace("# forbidden_commands = []", 'forbidden_commands = ["rm "]')
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: policed}\ntasks:\n"
+        "  - {id: wipe, run: [sh, -c, 'touch x; rm x; echo wiped > wiped']}\n"
+    )
+    result = run_cli("-w", str(workspace), "run", str(plan), "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    run_id = str(orjson.loads(result.stdout)["run_id"])
+    start = _records(db, run_id)[0]
+    assert start["details"]["settings"]["policy"]["forbidden_commands"] == ["rm "]  # type: ignore[index]
+    workers.start()  # no workspace of its own: the run's recorded settings decide
+    end = _ended(db, run_id)
+    assert end["decision_outcome"] == "failed"
+    assert not (tmp_path / "wiped").exists(), "a command the workspace forbids ran"
+    blocked = [r for r in _records(db, run_id) if r["decision_type"] == "policy_check"]
+    assert blocked and blocked[0]["decision_outcome"] == "blocked"
+    _audit_clean(db)
+
+
+def test_a_password_on_the_command_line_is_warned_of_and_never_printed(tmp_path: Path) -> None:
+    url = f"postgresql://stoic:hunter2@/stoic?host={tmp_path}/nowhere"
+    result = subprocess.run(
+        [STOIC_BIN, "worker", "--db", url, "--exit-when-idle"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "holds a password" in result.stderr and "STOIC_DB" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 2, result.stderr  # the warning, the error

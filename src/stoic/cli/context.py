@@ -15,8 +15,16 @@ from stoic.exceptions import StoicError
 
 if TYPE_CHECKING:
     from stoic.services.workspace import Workspace
+    from stoic.store.config import Settings
 
-__all__ = ["CliState", "cli_state", "database_url", "db_option", "open_workspace"]
+__all__ = [
+    "CliState",
+    "cli_state",
+    "database_url",
+    "db_option",
+    "open_workspace",
+    "workspace_settings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +54,39 @@ def database_url(ctx: typer.Context, given: str | None) -> str | None:
     """The database a command works on: `--db` (or `STOIC_DB`, which typer reads), else
     `[store] url` in the workspace's `stoic.toml` when there is one; None: the workspace."""
     if given:
+        if cli_state(ctx).own_process and _password_on_command_line(given):
+            echo(
+                "stoic: warning: the --db URL holds a password, which every user of this host"
+                " can read in the process list; give it in STOIC_DB or ~/.pgpass instead",
+                err=True,
+            )
         return given
+    settings = workspace_settings(ctx)
+    return settings.store.url or None if settings is not None else None
+
+
+def _password_on_command_line(url: str) -> bool:
+    """Whether `url`, given on this process's command line, holds a password."""
+    import sys
+    from urllib.parse import urlsplit
+
+    on_line = any(arg == url or arg == f"--db={url}" for arg in sys.argv[1:])
+    try:
+        return on_line and bool(urlsplit(url).password)
+    except ValueError:
+        return False
+
+
+def workspace_settings(ctx: typer.Context) -> Settings | None:
+    """The settings of the workspace the global options name, when it has a `stoic.toml`;
+    one that cannot be read is an error naming its file and line."""
     from stoic.store.config import load_settings
     from stoic.store.layout import SETTINGS_FILE
 
     settings_file = cli_state(ctx).workspace / SETTINGS_FILE
     if not settings_file.is_file():
         return None
-    return load_settings(settings_file).store.url or None
+    return load_settings(settings_file)
 
 
 def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url, db_option, open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace, workspace_settings
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
@@ -175,6 +175,7 @@ def run(
     db = database_url(ctx, db)
     if db is not None:
         _run_on_database(
+            ctx,
             db,
             plan,
             run_id,
@@ -212,7 +213,13 @@ def run(
 
 
 def _run_on_database(
-    db: str, plan: Path, run_id: str | None, wait: bool, as_json: bool, refused: dict[str, bool]
+    ctx: typer.Context,
+    db: str,
+    plan: Path,
+    run_id: str | None,
+    wait: bool,
+    as_json: bool,
+    refused: dict[str, bool],
 ) -> None:
     from stoic.services.db_runs import start_database_run, wait_for_database_run
 
@@ -221,7 +228,7 @@ def _run_on_database(
         raise UsageError(
             f"{given[0]} is not taken with --db: a database run has no such option yet"
         )
-    state = start_database_run(db, plan, run_id=run_id)
+    state = start_database_run(db, plan, run_id=run_id, settings=workspace_settings(ctx))
     if not as_json:
         echo(f"Run {state.run_id} recorded in the database; workers carry it out.")
     if wait:

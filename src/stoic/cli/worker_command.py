@@ -10,7 +10,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url, db_option
+from stoic.cli.context import database_url, db_option, workspace_settings
 from stoic.cli.render import echo, echo_json
 from stoic.exceptions import UsageError
 
@@ -74,9 +74,16 @@ def worker(
     """Claim the ready tasks of the database's runs, run them and record their ends, until
     SIGTERM or Ctrl-C (the running tasks are stopped and recorded interrupted: the recovery
     matrix decides). Start as many as you like, on as many hosts."""
+    # Before anything else: the worker starts tasks, so its environment block (which any
+    # process of the same user reads in /proc) holds only what they may see — never the URL.
+    from stoic.cli.run_commands import confine
     from stoic.run.fleet import WorkerOptions
     from stoic.services.db_runs import run_worker
+    from stoic.store.config import Settings
+    from stoic.store.processes import workspace_policy
 
+    settings = workspace_settings(ctx)
+    confine(ctx, workspace_policy(settings or Settings()))
     url = database_url(ctx, db)
     if url is None:
         raise UsageError(

@@ -54,7 +54,6 @@ from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.run.run_files import RunFiles
 from stoic.run.timeouts import default_timeout_view
 from stoic.store import pg_work as work
-from stoic.store.config import Settings
 from stoic.store.pg_driver import Conn, connect, translated
 from stoic.store.pg_store import AtHead, PostgresStore
 
@@ -117,14 +116,12 @@ class FleetWorker:
         options: WorkerOptions,
         *,
         name: str | None = None,
-        settings: Settings | None = None,
         say: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.store = store
         self.url = url
         self.options = options
         self.name = name or worker_name()
-        self.settings = settings or Settings()
         self.say = say
         """Where the worker tells what it does, one line at a time (the CLI prints it)."""
         self.plans: dict[str, RunPlan] = {}
@@ -346,9 +343,7 @@ class FleetWorker:
         if plan is None:
             try:
                 started, text = work.run_start(conn, run_id)
-                plan = RunPlan.load(
-                    run_id, text, started, self.settings, self.options.concurrency, self._stdin()
-                )
+                plan = RunPlan.load(run_id, text, started, self.options.concurrency, self._stdin())
             except (LookupError, ValueError, StoicError) as exc:
                 raise _RunRefused(run_id, str(exc)) from exc
             self.plans[run_id] = plan

@@ -23,11 +23,12 @@ from stoic.run.agents import AgentSetup
 from stoic.run.guard import Guard, limits_of
 from stoic.run.launch import Launcher
 from stoic.run.python_pool import WorkerPool
+from stoic.run.task_user import resolve_task_user
 from stoic.run.timeouts import DefaultTimeouts
 from stoic.store.config import Settings
 from stoic.store.processes import allowed_environment, run_policy, workspace_policy
 
-__all__ = ["RunPlan", "database_run_refusal"]
+__all__ = ["RunPlan", "database_run_refusal", "run_settings"]
 
 _UNSUPPORTED_TASK_KEYS = (
     ("agent", "an agent"),
@@ -75,6 +76,17 @@ def database_run_refusal(plan: Plan, settings: Settings) -> str | None:
     return None
 
 
+_RECORDED_SETTINGS = {"policy", "runner", "recovery"}
+
+
+def run_settings(settings: Settings) -> dict[str, Any]:
+    """What of the workspace's settings a database run keeps in its start record, for every
+    worker to run it by: its policy, the runner's limits and who tasks run as, the recovery
+    delays and output patterns. None of them is secret (a policy names secrets, never holds
+    them)."""
+    return settings.model_dump(mode="json", include=_RECORDED_SETTINGS)
+
+
 @dataclass(slots=True)
 class RunPlan:
     """One database run as a worker runs its tasks."""
@@ -99,12 +111,14 @@ class RunPlan:
         run_id: str,
         plan_text: bytes,
         started: Mapping[str, Any],
-        settings: Settings,
         concurrency: int,
         stdin_fd: int,
     ) -> RunPlan:
-        """`stdin_fd`: /dev/null, held open by the worker, every task's standard input."""
+        """The run as its start recorded it: its plan copy (checked against the start's
+        sha256) and the settings it runs by (`run_settings`), whatever the worker's host has.
+        `stdin_fd`: /dev/null, held open by the worker, every task's standard input."""
         details = started.get("details") or {}
+        settings = Settings.model_validate(details.get("settings") or {})
         plan = parse_plan(plan_text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
         if plan.sha256 != details.get("plan_sha256"):
             raise ValueError(
@@ -121,8 +135,9 @@ class RunPlan:
             policy, limits_of(None), RunFolder(run_id), role_of=agents.role_of, plan_dir=plan_dir
         )
         base_env = allowed_environment(policy)
+        user = resolve_task_user(settings.runner.task_user)
         pool = WorkerPool(
-            concurrency, env=base_env, allowed_modules=policy.allowed_modules or (), user=None
+            concurrency, env=base_env, allowed_modules=policy.allowed_modules or (), user=user
         )
         launcher = Launcher(
             base_env=base_env,
@@ -130,6 +145,7 @@ class RunPlan:
             plan_verifiers=(),
             max_iterations_default=None,
             agents=agents,
+            user=user,
             check_timeout=settings.runner.default_timeout_seconds,
         )
         launcher.stdin_fd = stdin_fd

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from stoic.exceptions import UsageError
 from stoic.plan.loader import Plan, parse_plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
-from stoic.run.fleet_plans import database_run_refusal
+from stoic.run.fleet_plans import database_run_refusal, run_settings
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
 from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
+from stoic.run.task_user import resolve_task_user
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
 from stoic.store.pg_run_files import store_run_files
@@ -76,14 +77,21 @@ class DatabaseRun:
 
 
 def start_database_run(
-    url: str, plan_path: str | Path, *, run_id: str | None = None
+    url: str,
+    plan_path: str | Path,
+    *,
+    run_id: str | None = None,
+    settings: Settings | None = None,
 ) -> DatabaseRun:
     """Record a run of the plan in the database, ready for workers; returns it as started.
 
-    What database runs cannot do yet (agents, approvals, budgets, verifiers, secrets) is
-    refused here, in one sentence, before anything is recorded."""
+    `settings`: the workspace's it is started from (the defaults without one); its policy,
+    runner limits and recovery settings are recorded in the start, and every worker runs the
+    run by them. What database runs cannot do yet (agents, approvals, budgets, verifiers,
+    secrets) is refused here, in one sentence, before anything is recorded."""
     plan = read_plan(plan_path)
-    settings = Settings()
+    settings = settings or Settings()
+    resolve_task_user(settings.runner.task_user)  # refused before anything is recorded
     refusal = database_run_refusal(plan, settings)
     if refusal is not None:
         raise UsageError(refusal)
@@ -93,6 +101,7 @@ def start_database_run(
     started = run_started_decision(
         run_id, plan, {"tasks": len(plan.tasks), "on": "workers"}, copy.relative, len(done), False
     )
+    started = replace(started, details={**started.details, "settings": run_settings(settings)})
     skipped = [made.done_in_file_decision(run_id, task, word) for task, word in done.items()]
     ready = [
         work.Ready(run_id, spec.id, 1, AttemptKind.FIRST.value)
