@@ -590,3 +590,27 @@ def test_a_password_on_the_command_line_is_warned_of_and_never_printed(tmp_path:
     assert "holds a password" in result.stderr and "STOIC_DB" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 2, result.stderr  # the warning, the error
+
+
+def test_a_killed_workers_task_does_not_run_on_after_it_is_recorded_interrupted(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """A task starts in its own session and outlives a kill -9 of its worker: a worker of the
+    same host that takes it over kills what is left of it before it records it interrupted,
+    so a failure that stands (R3) is not done after all, unrecorded."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: orphan}\ntasks:\n"
+        "  - {id: charge, run: [sh, -c, 'sleep 5; echo charged > charged']}\n"
+    )
+    run_id = _start(db, plan)
+    first = workers.start(lease=1.5)
+    _wait_for(db, "execution/started", run_id)
+    time.sleep(0.3)  # the task's processes are up
+    workers.procs[first].kill()
+    workers.start(lease=1.5)
+    assert _ended(db, run_id)["decision_outcome"] == "failed"
+    time.sleep(5.5)
+    assert not (tmp_path / "charged").exists(), "the task went on after it was recorded"
+    interrupted = next(r for r in _records(db, run_id) if r["decision_outcome"] == "interrupted")
+    assert "its leftover processes were killed" in str(interrupted["decision_reason"])

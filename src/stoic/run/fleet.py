@@ -29,15 +29,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psycopg
 
-from stoic.core.failure import Failure, FailureKind, Partial
+from stoic.core.failure import Failure
 from stoic.core.pause import PauseInForce, pause_after
-from stoic.core.records import Decision
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
 from stoic.core.scheduling import newly_ready
@@ -47,6 +46,7 @@ from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_plans import RunPlan
+from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
 from stoic.run.loop import EventLoop, Handle, SignalWake
@@ -403,7 +403,7 @@ class FleetWorker:
             log=files.relative_log(claim.task_id, claim.attempt),
             limit=limit,
         )
-        writing.append([_fenced(start, claim)])
+        writing.append([fenced(start, claim)])
         return _Prepared(claim, plan, attempt, kind, timeout_default)
 
     # -- heartbeats --------------------------------------------------------------------------
@@ -485,7 +485,7 @@ class FleetWorker:
     def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
         claim, plan = item.claim, item.plan
         outcome = result.outcome
-        writing.append([_fenced(made.end_decision(item.attempt, result, outcome), claim)])
+        writing.append([fenced(made.end_decision(item.attempt, result, outcome), claim)])
         if result.failure is None:
             work.finish(writing.conn, claim, None)
             candidates = plan.dependents.get(claim.task_id, ())
@@ -557,7 +557,9 @@ class FleetWorker:
             touched: dict[str, RunPlan] = {}
             for claim in expired:
                 plan = self._plan(writing.conn, claim.run_id)
-                record, failure = _lease_ran_out(claim, never_launched=claim.worker == self.name)
+                record, failure = lease_ran_out(
+                    claim, never_launched=claim.worker == self.name, leftovers=leftovers(claim)
+                )
                 writing.append([record])
                 self._evaluate(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
                 touched[claim.run_id] = plan
@@ -582,35 +584,3 @@ class _RunRefused(Exception):
     def __init__(self, run_id: str, why: str) -> None:
         super().__init__(why)
         self.run_id, self.why = run_id, why
-
-
-def _fenced(decision: Decision, claim: work.Claim) -> Decision:
-    """`decision` naming the claim it is written under: its worker and fencing token."""
-    return replace(
-        decision,
-        decision_inputs={**decision.decision_inputs, "worker": claim.worker, "fence": claim.fence},
-    )
-
-
-def _lease_ran_out(claim: work.Claim, *, never_launched: bool) -> tuple[Decision, Failure]:
-    """The end of an attempt whose worker's lease ran out (interrupted, partial unknown), or of
-    a claim this worker holds but never launched (interrupted, nothing done: partial false)."""
-    if never_launched:
-        why = "its worker never launched it (the claim's commit went unheard)"
-        partial = Partial.FALSE
-    else:
-        why = f"the lease of its worker ({claim.worker}) ran out before it recorded an end"
-        partial = Partial.UNKNOWN
-    failure = Failure(FailureKind.INTERRUPTED, why, partial=partial)
-    record, _ = made.interrupted_decision(
-        claim.run_id, claim.task_id, claim.attempt, claim.attempt_id, killed=False
-    )
-    return replace(
-        record,
-        decision_reason=(
-            f"Task {claim.task_id} attempt {claim.attempt} was interrupted: {why}"
-            f" (worker {claim.worker}, fence {claim.fence}); partial: {partial.value}."
-        ),
-        decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
-        details={"duration_s": 0.0, "lease_expired": not never_launched},
-    ), failure
