@@ -614,3 +614,75 @@ def test_a_killed_workers_task_does_not_run_on_after_it_is_recorded_interrupted(
     assert not (tmp_path / "charged").exists(), "the task went on after it was recorded"
     interrupted = next(r for r in _records(db, run_id) if r["decision_outcome"] == "interrupted")
     assert "its leftover processes were killed" in str(interrupted["decision_reason"])
+
+
+def test_a_tasks_outputs_reach_its_dependents_on_other_workers(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """Outputs travel through the database: small ones in the end record, a big one (over
+    64 KiB) as the run's evidence file, fetched into the dependent's worker and checked."""
+    (tmp_path / "steps.py").write_text(
+        "def make():\n    return {'version': '1.4'}\n"
+        "def big():\n    return {'blob': 'x' * 100_000}\n"
+        "def use(inputs=None):\n"
+        "    assert inputs['make'] == {'version': '1.4'}, inputs\n"
+        "    assert len(inputs['big']['blob']) == 100_000\n"
+        "    return {'used': True}\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: io}\ntasks:\n"
+        "  - {id: make, call: 'steps:make'}\n"
+        "  - {id: big, call: 'steps:big'}\n"
+        "  - {id: use, call: 'steps:use', depends_on: [make, big]}\n"
+        "  - {id: sh_use, run: [sh, -c, 'cat \"$STOIC_INPUTS\" > seen'], depends_on: [make]}\n"
+    )
+    workers.start(concurrency=1)
+    workers.start(concurrency=1)
+    run_id = _start(db, plan)
+    assert _ended(db, run_id)["decision_outcome"] == "completed"
+    assert orjson.loads((tmp_path / "seen").read_bytes()) == {"make": {"version": "1.4"}}
+    records = _records(db, run_id)
+    ends = {r["task_id"]: r for r in records if r["decision_outcome"] == "succeeded"}
+    assert ends["make"]["details"]["outputs"] == {"version": "1.4"}  # type: ignore[index]
+    big_file = ends["big"]["details"]["outputs_file"]  # type: ignore[index]
+    assert big_file["path"] == f"runs/{run_id}/tasks/big/outputs-1.json"
+    with psycopg.connect(db) as conn:
+        stored = conn.execute(
+            "SELECT sha256 FROM run_files WHERE run_id = %s AND path = %s",
+            (run_id, "tasks/big/outputs-1.json"),
+        ).fetchone()
+    assert stored is not None and stored[0] == big_file["sha256"]
+    _audit_clean(db)
+    exported = run_cli("export", str(tmp_path / "copy"), "--db", db)
+    assert exported.exit_code == 0 and "Audit clean" in exported.stdout, exported.stdout
+
+
+def test_a_big_output_is_fetched_by_the_worker_of_its_dependent(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """The dependent runs on a worker that never saw its dependency run: the big output's file
+    comes from the database, checked against its sha256."""
+    (tmp_path / "steps.py").write_text(
+        "def big():\n    return {'blob': 'y' * 100_000}\n"
+        "def use(inputs=None):\n    assert len(inputs['big']['blob']) == 100_000, inputs\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: fetched}\ntasks:\n"
+        "  - {id: big, call: 'steps:big'}\n"
+        "  - {id: hold, idempotent: true,"
+        " run: [sh, -c, 'while [ ! -e go ]; do sleep 0.05; done']}\n"
+        "  - {id: use, call: 'steps:use', depends_on: [big, hold]}\n"
+    )
+    run_id = _start(db, plan)
+    first = workers.start(lease=1.0, concurrency=2)
+    _wait_for(db, "execution/succeeded", run_id)  # big, on the first worker
+    workers.procs[first].kill()
+    (tmp_path / "go").touch()
+    second = workers.start(lease=1.0, concurrency=2)
+    assert _ended(db, run_id)["decision_outcome"] == "completed"
+    use = next(r for r in _records(db, run_id) if r["task_id"] == "use")
+    assert workers.said(second).count("started") >= 1
+    assert use["decision_inputs"]["worker"] in workers.said(second)  # type: ignore[index]
+    assert (tmp_path / f"scratch-{second}" / "runs" / run_id / "tasks/big/outputs-1.json").exists()

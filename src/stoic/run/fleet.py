@@ -35,7 +35,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from stoic.core.failure import Failure
+from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
@@ -45,13 +45,15 @@ from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
+from stoic.run.fleet_inputs import inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
-from stoic.run.loop import EventLoop, Handle, SignalWake
+from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.run.run_files import RunFiles
+from stoic.run.task_outputs import InputsUnreadable, sealed_result
 from stoic.run.timeouts import default_timeout_view
 from stoic.store import pg_work as work
 from stoic.store.pg_driver import Conn, connect, translated
@@ -92,6 +94,8 @@ class _Prepared:
     attempt: Attempt
     kind: AttemptKind
     timeout_default: str | None
+    blind: Failure | None = None
+    """Why it fails at once (its dependencies' outputs cannot be handed over), if it does."""
 
 
 @dataclass(slots=True)
@@ -306,8 +310,15 @@ class FleetWorker:
 
     def _launch(self, started: list[_Prepared], claimed: Claimed) -> None:
         for ready in started:  # each start record is durable: now the task may start
-            handle = ready.plan.launcher.launch(
-                ready.plan.specs[ready.claim.task_id], ready.attempt
+            spec = ready.plan.specs[ready.claim.task_id]
+            handle: Handle = (
+                ready.plan.launcher.launch(spec, ready.attempt)
+                if ready.blind is None
+                else Ended(
+                    AttemptResult(
+                        failure=ready.blind, duration_s=0.0, command=describe_command(spec)
+                    )
+                )
             )
             item = _Running(
                 ready.claim,
@@ -384,6 +395,11 @@ class FleetWorker:
             env=dict(spec.env),
         )
         kind = AttemptKind(claim.attempt_kind)
+        blind: Failure | None = None
+        try:
+            attempt = inputs_of(writing, plan.run_id, spec, attempt, self.options.scratch)
+        except InputsUnreadable as exc:  # the dependent fails, never runs blind
+            blind = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
         admission = plan.guard.admit(spec, attempt)
         if admission.refusal is not None:
             records, failure = admission.refusal
@@ -404,7 +420,7 @@ class FleetWorker:
             limit=limit,
         )
         writing.append([fenced(start, claim)])
-        return _Prepared(claim, plan, attempt, kind, timeout_default)
+        return _Prepared(claim, plan, attempt, kind, timeout_default, blind)
 
     # -- heartbeats --------------------------------------------------------------------------
 
@@ -469,7 +485,8 @@ class FleetWorker:
         if item.timeout_default is not None:
             finished = default_timeout_view(finished, item.timeout_default)
         spec = item.plan.specs[item.claim.task_id]
-        return kind_by_output(spec, item.attempt, finished, item.plan.output_patterns)
+        finished = kind_by_output(spec, item.attempt, finished, item.plan.output_patterns)
+        return sealed_result(self.options.scratch, item.attempt, finished, {})
 
     def _keep_output(self, writing: AtHead, item: _Running) -> None:
         """The attempt's log, kept in the transaction of its end, under its fencing check."""
@@ -485,6 +502,7 @@ class FleetWorker:
     def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
         claim, plan = item.claim, item.plan
         outcome = result.outcome
+        keep_outputs_file(writing, claim.run_id, result, self.options.scratch)
         writing.append([fenced(made.end_decision(item.attempt, result, outcome), claim)])
         if result.failure is None:
             work.finish(writing.conn, claim, None)

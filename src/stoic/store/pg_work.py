@@ -38,9 +38,11 @@ __all__ = [
     "peek",
     "renew",
     "run_exists",
+    "run_file",
     "run_records",
     "run_start",
     "store_output",
+    "task_records",
 ]
 
 CHANNEL = "stoic_work"
@@ -300,3 +302,22 @@ def store_output(conn: Conn, claim: Claim, data: bytes) -> bool:
             [(*where, number, chunk) for number, chunk in enumerate(chunks, start=1)],
         )
     return True
+
+
+def task_records(conn: Conn, run_id: str, task_ids: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Every record of the run's `task_ids`, in order (their end records name their outputs)."""
+    if not task_ids:
+        return []
+    rows = conn.execute(
+        "SELECT line FROM decision_log WHERE run_id = %s AND task_id = ANY(%s) ORDER BY seq",
+        (run_id, list(task_ids)),
+    ).fetchall()
+    return [orjson.loads(line) for (line,) in rows]
+
+
+def run_file(conn: Conn, run_id: str, path: str) -> bytes | None:
+    """A stored evidence file of the run (its path inside the run's folder), or None."""
+    row = conn.execute(
+        "SELECT bytes FROM run_files WHERE run_id = %s AND path = %s", (run_id, path)
+    ).fetchone()
+    return bytes(row[0]) if row is not None else None
