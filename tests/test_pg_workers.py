@@ -686,3 +686,38 @@ def test_a_big_output_is_fetched_by_the_worker_of_its_dependent(
     assert workers.said(second).count("started") >= 1
     assert use["decision_inputs"]["worker"] in workers.said(second)  # type: ignore[index]
     assert (tmp_path / f"scratch-{second}" / "runs" / run_id / "tasks/big/outputs-1.json").exists()
+
+
+def test_a_stop_signal_drains_and_a_second_one_stops(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """SIGTERM: nothing more is claimed and the running task ends by itself (a rolling
+    restart fails nothing); a second SIGTERM stops what still runs, recorded interrupted."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: drained}\ntasks:\n"
+        "  - {id: short, run: [sh, -c, 'sleep 1; echo done > done']}\n"
+        "  - {id: later, run: [sh, -c, 'true'], depends_on: [short]}\n"
+    )
+    run_id = _start(db, plan)
+    first = workers.start()
+    _wait_for(db, "execution/started", run_id)
+    workers.procs[first].send_signal(signal.SIGTERM)
+    assert workers.procs[first].wait(timeout=30) == 0
+    assert (tmp_path / "done").exists()
+    records = _records(db, run_id)
+    assert [r["task_id"] for r in records if r["decision_outcome"] == "succeeded"] == ["short"]
+    assert not any(r["task_id"] == "later" and r["decision_outcome"] == "started" for r in records)
+    assert "claiming nothing more" in workers.said(first)
+
+    long_plan = tmp_path / "long.yaml"
+    long_plan.write_text("meta: {name: long}\ntasks:\n  - {id: long, run: [sh, -c, 'sleep 60']}\n")
+    long_run = _start(db, long_plan)
+    second = workers.start()
+    _wait_for(db, "execution/started", long_run)
+    workers.procs[second].send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    workers.procs[second].send_signal(signal.SIGTERM)
+    assert workers.procs[second].wait(timeout=30) == 0
+    ends = [r for r in _records(db, long_run) if r["decision_outcome"] == "interrupted"]
+    assert len(ends) == 1

@@ -61,6 +61,17 @@ def worker(
             " database keeps them.",
         ),
     ] = Path(".stoic-worker"),
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            "--drain-seconds",
+            min=0.0,
+            max=86400.0,
+            help="After the first SIGTERM or Ctrl-C, how long running tasks may go on (nothing"
+            " more is claimed); then, or at a second signal, they are stopped and recorded"
+            " interrupted. 0: at once.",
+        ),
+    ] = 30.0,
     exit_when_idle: Annotated[
         bool,
         typer.Option(
@@ -72,8 +83,9 @@ def worker(
     ] = False,
 ) -> None:
     """Claim the ready tasks of the database's runs, run them and record their ends, until
-    SIGTERM or Ctrl-C (the running tasks are stopped and recorded interrupted: the recovery
-    matrix decides). Start as many as you like, on as many hosts."""
+    SIGTERM or Ctrl-C: nothing more is claimed, the running tasks have --drain-seconds to end,
+    then (or at a second signal) they are stopped and recorded interrupted — the recovery
+    matrix decides. Start as many as you like, on as many hosts."""
     # Before anything else: the worker starts tasks, so its environment block (which any
     # process of the same user reads in /proc) holds only what they may see — never the URL.
     from stoic.cli.run_commands import confine
@@ -94,6 +106,7 @@ def worker(
         lease_s=lease_seconds,
         poll_s=poll_seconds,
         scratch=scratch.absolute(),
+        drain_s=drain_seconds,
         exit_when_idle=exit_when_idle,
     )
     say = (lambda line: None) if as_json else (lambda line: echo(line, err=True))

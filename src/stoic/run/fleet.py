@@ -81,6 +81,9 @@ class WorkerOptions:
     scratch: Path = Path(".stoic-worker")
     """Where attempts write their logs and result files on this host before the database
     keeps them."""
+    drain_s: float = 30.0
+    """After the first SIGTERM or SIGINT, how long running tasks may go on before they are
+    stopped (nothing more is claimed meanwhile); 0: stopped at once."""
     exit_when_idle: bool = False
     """Return once nothing is running and there is nothing to claim (a batch worker)."""
 
@@ -132,6 +135,8 @@ class FleetWorker:
         self.running: dict[str, _Running] = {}
         """By fence."""
         self.stop_signal: int | None = None
+        self._stop_by = 0.0
+        """After a stop signal: when the running tasks are stopped (`time.monotonic()`)."""
         self._pause_seq = 0
         self._pause: PauseInForce | None = None
         self._files: dict[str, RunFiles] = {}
@@ -164,8 +169,9 @@ class FleetWorker:
                 if self._listener is None and now >= next_look:
                     self._listen(loop)
                 if self.stop_signal is not None:
-                    for item in self.running.values():
-                        item.handle.stop()
+                    if now >= self._stop_by:
+                        for item in self.running.values():
+                            item.handle.stop()
                     if not self.running:
                         return
                 elif now >= next_look:
@@ -182,7 +188,9 @@ class FleetWorker:
                 claims = self._claims()
                 self._beat.hold(claims)
                 due = self._beat.next_deadline(claims) if claims else None
-                wait = max(0.0, min(next_look, next_look if due is None else due) - now)
+                until = next_look if self.stop_signal is None else max(self._stop_by, now)
+                wait = max(0.0, min(until, until if due is None else due) - now)
+                wait = min(wait, options.poll_s)
                 extras = loop.step([item.handle for item in self.running.values()], wait)
                 if self._heard(loop, extras) and len(self.running) < options.concurrency:
                     next_look = 0.0
@@ -241,9 +249,21 @@ class FleetWorker:
             return True
 
     def _on_signal(self, signum: int) -> None:
-        if self.stop_signal is None:
+        """The first SIGTERM or SIGINT drains: nothing more is claimed, and the running tasks
+        have `drain_s` to end; the second (or the drain's end) stops them, recorded
+        interrupted (the matrix decides)."""
+        name = signal.Signals(signum).name
+        if self.stop_signal is None and self.options.drain_s > 0:
             self.stop_signal = signum
-            self.say(f"{signal.Signals(signum).name}: stopping the running tasks")
+            self._stop_by = time.monotonic() + self.options.drain_s
+            self.say(
+                f"{name}: claiming nothing more; the running tasks have"
+                f" {self.options.drain_s:g}s to end (again: stop them now)"
+            )
+            return
+        self.stop_signal = signum
+        self._stop_by = 0.0
+        self.say(f"{name}: stopping the running tasks")
 
     # -- claims ------------------------------------------------------------------------------
 
