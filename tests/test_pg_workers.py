@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -721,3 +722,45 @@ def test_a_stop_signal_drains_and_a_second_one_stops(
     assert workers.procs[second].wait(timeout=30) == 0
     ends = [r for r in _records(db, long_run) if r["decision_outcome"] == "interrupted"]
     assert len(ends) == 1
+
+
+def test_a_claim_whose_commit_went_unheard_is_taken_back_and_retried(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim committed but its worker never heard so (a lost acknowledgement): it never
+    launched the task, and takes the claim back as a failure that ran nothing (unavailable,
+    partial false), which the matrix retries once — even for a non-idempotent task."""
+    from stoic.run import fleet
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: unheard}\ntasks:\n  - {id: once, run: [sh, -c, 'echo ran']}\n")
+    run_id = _start(db, plan)
+    real_launch, dropped = fleet.FleetWorker._launch, []
+
+    def launch_after_the_first(self: Any, started: list[Any], claimed: Any) -> None:
+        if not dropped and started:
+            dropped.append(started)  # as if the commit's answer never came back
+            return
+        real_launch(self, started, claimed)
+
+    monkeypatch.setattr(fleet.FleetWorker, "_launch", launch_after_the_first)
+    monkeypatch.setattr("stoic.run.fleet_plans.Settings.model_validate", _quick_retries)
+    options = fleet.WorkerOptions(poll_s=0.05, scratch=tmp_path / "scratch", exit_when_idle=True)
+    with PostgresStore.open(db) as store:
+        fleet.FleetWorker(store, db, options).serve()
+    records = _records(db, run_id)
+    first_end = next(r for r in records if r["attempt"] == 1 and r["decision_outcome"] == "failed")
+    assert "never launched" in str(first_end["decision_reason"])
+    evaluation = next(r for r in records if r["decision_type"] == "recovery_evaluation")
+    assert evaluation["decision_outcome"] == "recovery_applied"
+    assert records[-1]["decision_outcome"] == "completed"
+    _each_attempt_once(records)
+    _audit_clean(db)
+
+
+def _quick_retries(data: Any) -> Any:
+    from stoic.store.config import Settings
+
+    settings = dict(data)
+    settings["recovery"] = {**settings.get("recovery", {}), "unavailable_retry_delay_seconds": 0}
+    return Settings(**settings)

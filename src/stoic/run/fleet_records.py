@@ -36,24 +36,29 @@ def leftovers(claim: work.Claim) -> str:
 def lease_ran_out(
     claim: work.Claim, *, never_launched: bool, leftovers: str
 ) -> tuple[Decision, Failure]:
-    """The end of an attempt whose worker's lease ran out (interrupted, partial unknown), or of
-    a claim this worker holds but never launched (interrupted, nothing done: partial false)."""
+    """The end of an attempt whose worker's lease ran out (interrupted, partial unknown: the
+    matrix decides as for any interruption), or of a claim its own worker holds but never
+    launched — its commit went unheard — which ran nothing: failed, the worker unavailable,
+    partial false (the matrix retries it once)."""
     if never_launched:
         why = "its worker never launched it (the claim's commit went unheard)"
-        partial = Partial.FALSE
+        failure = Failure(FailureKind.UNAVAILABLE, why, partial=Partial.FALSE)
+        outcome = "failed"
     else:
         why = f"the lease of its worker ({claim.worker}) ran out before it recorded an end"
-        partial = Partial.UNKNOWN
-    failure = Failure(FailureKind.INTERRUPTED, f"{why}; {leftovers}", partial=partial)
+        failure = Failure(FailureKind.INTERRUPTED, f"{why}; {leftovers}", partial=Partial.UNKNOWN)
+        outcome = "interrupted"
     record, _ = made.interrupted_decision(
         claim.run_id, claim.task_id, claim.attempt, claim.attempt_id, killed=False
     )
+    what = "failed before it started" if never_launched else "was interrupted"
     return replace(
         record,
+        decision_outcome=outcome,
         decision_reason=(
-            f"Task {claim.task_id} attempt {claim.attempt} was interrupted: {why}"
+            f"Task {claim.task_id} attempt {claim.attempt} {what}: {why}"
             f" (worker {claim.worker}, fence {claim.fence}); {leftovers}; partial:"
-            f" {partial.value}."
+            f" {failure.partial.value}."
         ),
         decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
         details={"duration_s": 0.0, "lease_expired": not never_launched, "leftovers": leftovers},
