@@ -273,6 +273,9 @@ class FleetWorker:
         that finds nothing costs no durable commit."""
         with translated("look for work"), self.store.connection() as conn:
             peek = work.peek(conn, self.name, self._claims(), self._refused)
+            for run_id in peek.runs:  # a big plan is read now, not under the log's lock
+                if run_id not in self.plans:
+                    self._plan(conn, run_id)
         if peek.to_take_over:
             self._take_over()
         claimed = self._claim() if peek.ready else 0

@@ -81,6 +81,8 @@ class Peek:
     """An item nobody holds is ready now."""
     to_take_over: bool
     """A lease ran out, or the worker holds a claim it does not run."""
+    runs: tuple[str, ...] = ()
+    """The runs of the oldest ready items (a few): the plans a claim would read."""
 
 
 def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]) -> Peek:
@@ -94,7 +96,17 @@ def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]
         "   OR (worker = %(worker)s AND NOT (fence = ANY(%(running)s)))))",
         {"refused": sorted(refused), "worker": worker, "running": sorted(running)},
     ).fetchone()
-    return Peek(bool(row and row[0]), bool(row and row[1]))
+    ready, to_take_over = bool(row and row[0]), bool(row and row[1])
+    runs: tuple[str, ...] = ()
+    if ready:
+        found = conn.execute(
+            "SELECT DISTINCT run_id FROM (SELECT run_id FROM work_items WHERE worker IS NULL"
+            " AND not_before <= now() AND NOT (run_id = ANY(%s))"
+            " ORDER BY not_before, run_id, task_id LIMIT 16) AS oldest",
+            (sorted(refused),),
+        ).fetchall()
+        runs = tuple(str(run_id) for (run_id,) in found)
+    return Peek(ready, to_take_over, runs)
 
 
 def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
