@@ -3,6 +3,7 @@ fencing tokens, leases that run out, kill -9 at random moments (DESIGN §13)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -78,10 +79,8 @@ class Workers:
 
 
 def with_signal(proc: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture
@@ -96,9 +95,7 @@ def workers(db: str, tmp_path: Path) -> Iterator[Workers]:
 def _records(url: str, run_id: str | None = None) -> list[dict[str, object]]:
     with PostgresStore.open(url) as store:
         return [
-            record._asdict()
-            for record in store.read()
-            if run_id is None or record.run_id == run_id
+            record._asdict() for record in store.read() if run_id is None or record.run_id == run_id
         ]
 
 
@@ -112,7 +109,10 @@ def _ended(url: str, run_id: str, timeout: float = 90.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for record in reversed(_records(url, run_id)):
-            if record["decision_type"] == "run_lifecycle" and record["decision_outcome"] != "started":
+            if (
+                record["decision_type"] == "run_lifecycle"
+                and record["decision_outcome"] != "started"
+            ):
                 return record
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not end in {timeout}s")
@@ -147,7 +147,7 @@ def _each_attempt_once(records: list[dict[str, object]]) -> None:
         if r["decision_type"] == "execution" and r["decision_outcome"] not in ("started", "skipped")
     )
     assert all(count == 1 for count in starts.values()), starts.most_common(3)
-    assert ends == starts, (set(starts) ^ set(ends))
+    assert ends == starts, set(starts) ^ set(ends)
 
 
 def test_workers_carry_out_a_run_in_dependency_order(
@@ -193,7 +193,7 @@ def test_a_plan_a_database_run_cannot_carry_is_refused_before_anything_is_record
 ) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(
-        "meta: {name: gated}\ntasks:\n  - {id: deploy, run: [\"true\"], approval: required}\n"
+        'meta: {name: gated}\ntasks:\n  - {id: deploy, run: ["true"], approval: required}\n'
     )
     result = run_cli("run", str(plan), "--db", db)
     assert result.exit_code == 2
@@ -248,7 +248,7 @@ def test_a_killed_workers_non_idempotent_task_is_not_run_again(
     plan.write_text(
         "meta: {name: charge}\ntasks:\n"
         f"  - {{id: charge, run: [sh, -c, 'echo charged >> {side}; sleep 2']}}\n"
-        "  - {id: receipt, run: [\"true\"], depends_on: [charge]}\n"
+        '  - {id: receipt, run: ["true"], depends_on: [charge]}\n'
     )
     run_id = _start(db, plan)
     first = workers.start(lease=1.0, poll=0.2)
@@ -318,8 +318,7 @@ def test_workers_killed_at_random_lose_and_duplicate_nothing(
     failures = Counter(
         (r["task_id"], r["attempt"])
         for r in records
-        if r["decision_type"] == "execution"
-        and r["decision_outcome"] in ("failed", "interrupted")
+        if r["decision_type"] == "execution" and r["decision_outcome"] in ("failed", "interrupted")
     )
     assert evaluations == failures, "every failure has exactly one recovery evaluation"
     failed = set(end["decision_inputs"]["failed"])  # type: ignore[index]
