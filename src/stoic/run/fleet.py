@@ -29,14 +29,11 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import orjson
-import psycopg
-
 from stoic.core.failure import Failure, FailureKind, Partial
-from stoic.core.pause import PauseInForce, pause_after
+from stoic.core.pause import PauseInForce
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
 from stoic.core.scheduling import newly_ready
@@ -48,15 +45,17 @@ from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
+from stoic.run.fleet_wake import Wake
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
+from stoic.run.process import kill_leftovers
 from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.run.run_files import RunFiles
 from stoic.run.task_outputs import InputsUnreadable, sealed_result
 from stoic.run.timeouts import default_timeout_view
 from stoic.store import pg_work as work
-from stoic.store.pg_driver import Conn, connect, translated
+from stoic.store.pg_driver import Conn, translated
 from stoic.store.pg_store import AtHead, PostgresStore
 
 __all__ = ["FleetWorker", "WorkerOptions", "worker_name"]
@@ -137,17 +136,17 @@ class FleetWorker:
         self.stop_signal: int | None = None
         self._stop_by = 0.0
         """After a stop signal: when the running tasks are stopped (`time.monotonic()`)."""
-        self._pause_seq = 0
-        self._pause: PauseInForce | None = None
+        self._pauses = work.PauseFollower()
         self._files: dict[str, RunFiles] = {}
         self._refused: set[str] = set()
         """Runs this worker found it cannot carry out: their items are left to others."""
         self._used: dict[str, float] = {}
         """When each run this worker holds a plan of was last used (`time.monotonic()`)."""
         self._stdin_fd = -1
-        self._listener: Conn | None = None
-        self._listener_fd = -1
-        self._beat = Heartbeat(url, self.name, options.lease_s, say)
+        self._wake = Wake(url, say, options.poll_s)
+        self._where: dict[int, tuple[str, str, int]] = {}
+        """Each running claim's run, task and attempt, by fence, for the watchdog's thread."""
+        self._beat = Heartbeat(url, self.name, options.lease_s, say, self._kill_lost)
         self.stats = {"claimed": 0, "ended": 0, "lost": 0, "taken_over": 0}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -166,8 +165,8 @@ class FleetWorker:
         try:
             while True:
                 now = time.monotonic()
-                if self._listener is None and now >= next_look:
-                    self._listen(loop)
+                if now >= next_look:
+                    self._wake.listen(loop)
                 if self.stop_signal is not None:
                     if now >= self._stop_by:
                         for item in self.running.values():
@@ -186,13 +185,17 @@ class FleetWorker:
                         return
                 self._fence(now)
                 claims = self._claims()
+                self._where = {
+                    item.claim.fence: (item.claim.run_id, item.claim.task_id, item.claim.attempt)
+                    for item in self.running.values()
+                }
                 self._beat.hold(claims)
                 due = self._beat.next_deadline(claims) if claims else None
                 until = next_look if self.stop_signal is None else max(self._stop_by, now)
                 wait = max(0.0, min(until, until if due is None else due) - now)
                 wait = min(wait, options.poll_s)
                 extras = loop.step([item.handle for item in self.running.values()], wait)
-                if self._heard(loop, extras) and len(self.running) < options.concurrency:
+                if self._wake.heard(loop, extras) and len(self.running) < options.concurrency:
                     next_look = 0.0
                 wake.drain()
                 ended = [item for item in self.running.values() if item.handle.result is not None]
@@ -202,8 +205,7 @@ class FleetWorker:
             self._beat.close()
             wake.restore()
             loop.close()
-            if self._listener is not None:
-                self._listener.close()
+            self._wake.close()
             for plan in self.plans.values():
                 plan.close()
             for files in self._files.values():
@@ -222,31 +224,6 @@ class FleetWorker:
             self._refused.add(refused.run_id)
             self.say(f"run {refused.run_id} cannot be carried out here: {refused.why}")
             return 0
-
-    def _listen(self, loop: EventLoop) -> None:
-        """A connection that hears `NOTIFY stoic_work`; without one, polling alone."""
-        try:
-            conn = connect(self.url)
-            conn.execute(f"LISTEN {work.CHANNEL}")
-        except (WorkspaceError, psycopg.Error, OSError) as exc:
-            self.say(f"no LISTEN connection ({exc}); looking every {self.options.poll_s}s")
-            return
-        self._listener, self._listener_fd = conn, conn.fileno()
-        loop.watch_extra(self._listener_fd)
-
-    def _heard(self, loop: EventLoop, extras: list[int]) -> bool:
-        """Whether a notification came (a listener that broke counts: look now, and listen
-        again at the next poll)."""
-        listener = self._listener
-        if listener is None or self._listener_fd not in extras:
-            return False
-        try:
-            return bool(list(listener.notifies(timeout=0, stop_after=1000)))
-        except psycopg.Error:
-            loop.unwatch_extra(self._listener_fd)  # before its descriptor goes with it
-            listener.close()
-            self._listener, self._listener_fd = None, -1
-            return True
 
     def _on_signal(self, signum: int) -> None:
         """The first SIGTERM or SIGINT drains: nothing more is claimed, and the running tasks
@@ -359,15 +336,7 @@ class FleetWorker:
 
     def _paused(self, writing: AtHead) -> PauseInForce | None:
         """The pause in force, read in the claiming transaction (no pause can land meanwhile)."""
-        rows = writing.conn.execute(
-            "SELECT seq, line FROM decision_log WHERE decision_type = 'pause' AND seq > %s"
-            " ORDER BY seq",
-            (self._pause_seq,),
-        ).fetchall()
-        for seq, line in rows:
-            self._pause = pause_after(self._pause, orjson.loads(line))
-            self._pause_seq = int(seq)
-        return self._pause
+        return self._pauses.check(writing.conn)
 
     def _plan(self, conn: Conn, run_id: str) -> RunPlan:
         """The run's plan as the database keeps it; a run whose plan copy is missing or not
@@ -401,21 +370,8 @@ class FleetWorker:
         plan = self._plan(writing.conn, claim.run_id)
         spec = plan.specs[claim.task_id]
         files = self._run_files(claim.run_id)
-        timeout, timeout_default = plan.timeouts.of(spec)
-        attempt = Attempt(
-            run_id=claim.run_id,
-            request_id=made.request_id(claim.run_id, claim.task_id),
-            task_id=claim.task_id,
-            attempt=claim.attempt,
-            attempt_id=claim.attempt_id,
-            log_path=files.attempt_log(claim.task_id, claim.attempt),
-            result_path=files.attempt_result(claim.task_id, claim.attempt),
-            workspace_root=self.options.scratch,
-            plan_dir=plan.plan_dir,
-            timeout=timeout,
-            output_cap_bytes=plan.settings.runner.output_cap_bytes,
-            kill_grace_seconds=plan.settings.runner.kill_grace_seconds,
-            env=dict(spec.env),
+        attempt, timeout_default = plan.attempt(
+            claim.task_id, claim.attempt, claim.attempt_id, files, self.options.scratch
         )
         kind = AttemptKind(claim.attempt_kind)
         blind: Failure | None = None
@@ -432,7 +388,7 @@ class FleetWorker:
             return None
         limit = None
         if timeout_default is not None:
-            limit = {"timeout_s": timeout, "timeout_from": timeout_default}
+            limit = {"timeout_s": attempt.timeout, "timeout_from": timeout_default}
         start = made.start_decision(
             attempt,
             executor=executor_of(spec),
@@ -449,6 +405,19 @@ class FleetWorker:
 
     def _claims(self) -> dict[int, Claimed]:
         return {item.claim.fence: item.claimed for item in self.running.values() if not item.lost}
+
+    def _kill_lost(self, fence: int) -> None:
+        """From the watchdog's thread: the processes of a claim whose lease ran out are
+        killed at once, though the loop may be stuck on a cut link (it marks the claim lost,
+        and records nothing of it, when it comes round)."""
+        where = self._where.get(fence)  # a snapshot the loop replaces whole: safe to read
+        if where is not None:
+            run_id, task_id, attempt = where
+            killed = kill_leftovers(run_id, task_id, attempt)
+            self.say(
+                f"lost the lease of {run_id} {task_id} attempt {attempt} by this host's clock:"
+                f" {'stopped it' if killed else 'nothing of it was left'}"
+            )
 
     def _fence(self, now: float) -> None:
         """Stop every task whose lease this worker no longer holds (`Heartbeat.lost`): its end
@@ -505,6 +474,10 @@ class FleetWorker:
     def _result_of(self, item: _Running) -> AttemptResult:
         finished = item.handle.result
         assert finished is not None
+        if item.lost:  # stopped because its lease ran out, however it ended
+            why = "its worker stopped it: the lease ran out with no renewal getting through"
+            failure = Failure(FailureKind.INTERRUPTED, why, partial=Partial.UNKNOWN)
+            return replace(finished, failure=failure)
         if item.timeout_default is not None:
             finished = default_timeout_view(finished, item.timeout_default)
         spec = item.plan.specs[item.claim.task_id]

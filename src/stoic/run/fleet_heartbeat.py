@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -37,7 +37,16 @@ class Claimed:
 class Heartbeat:
     """Renews `worker`'s leases every `lease_s / 3` seconds until closed."""
 
-    def __init__(self, url: str, worker: str, lease_s: float, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        worker: str,
+        lease_s: float,
+        say: Callable[[str], None],
+        on_lost: Callable[[int], None] = lambda fence: None,
+    ) -> None:
+        """`on_lost(fence)`: called once per claim found lost by the watchdog, from its own
+        thread — while the worker's loop may be stuck in a call on a cut link."""
         self.url, self.worker, self.lease_s, self.say = url, worker, lease_s, say
         self._lock = threading.Lock()
         self._held: frozenset[int] = frozenset()
@@ -48,23 +57,30 @@ class Heartbeat:
         self._stop = threading.Event()
         self._conn: Conn | None = None
         self._thread = threading.Thread(target=self._beat, name="stoic-heartbeat", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="stoic-watchdog", daemon=True)
+        self._on_lost = on_lost
+        self._claims: dict[int, Claimed] = {}
+        self._told: set[int] = set()
         self._failing = False
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self.lease_s)
+        self._watchdog.join(timeout=self.lease_s)
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
 
-    def hold(self, fences: Iterable[int]) -> None:
+    def hold(self, claims: Mapping[int, Claimed]) -> None:
         """The claims the worker runs now (set at every turn of its loop)."""
-        held = frozenset(fences)
+        held = frozenset(claims)
         with self._lock:
             self._held = held
+            self._claims = dict(claims)
 
     def lost(self, claims: Mapping[int, Claimed], now: float) -> set[int]:
         """The fences of `claims` this worker no longer holds."""
@@ -95,6 +111,16 @@ class Heartbeat:
                 until = max(until, renewed[0] + self.lease_s)
             soonest = until if soonest is None else min(soonest, until)
         return soonest
+
+    def _watch(self) -> None:
+        """Every so often, by this host's clock alone (no call that a cut link could hold):
+        each claim found lost is told to `on_lost`, once."""
+        while not self._stop.wait(min(0.25, self.lease_s / 8)):
+            with self._lock:
+                claims = dict(self._claims)
+            for fence in self.lost(claims, time.monotonic()) - self._told:
+                self._told.add(fence)
+                self._on_lost(fence)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_s / 3):

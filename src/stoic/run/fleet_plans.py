@@ -19,10 +19,13 @@ from stoic.core.policy import Policy, approval_rule
 from stoic.core.run_state import RunFolder
 from stoic.plan.loader import Plan, parse_plan
 from stoic.plan.models import TaskSpec
+from stoic.run import decisions as made
 from stoic.run.agents import AgentSetup
+from stoic.run.attempt import Attempt
 from stoic.run.guard import Guard, limits_of
 from stoic.run.launch import Launcher
 from stoic.run.python_pool import WorkerPool
+from stoic.run.run_files import RunFiles
 from stoic.run.task_user import resolve_task_user
 from stoic.run.timeouts import DefaultTimeouts
 from stoic.store.config import Settings
@@ -169,6 +172,30 @@ class RunPlan:
             },
             settings=settings,
         )
+
+    def attempt(
+        self, task_id: str, number: int, attempt_id: str, files: RunFiles, scratch: Path
+    ) -> tuple[Attempt, str | None]:
+        """The attempt of a claim, its files in this host's `scratch`, and the setting whose
+        default timeout bounds it (None: the plan gave one, or none applies)."""
+        spec = self.specs[task_id]
+        timeout, timeout_default = self.timeouts.of(spec)
+        runner = self.settings.runner
+        return Attempt(
+            run_id=self.run_id,
+            request_id=made.request_id(self.run_id, task_id),
+            task_id=task_id,
+            attempt=number,
+            attempt_id=attempt_id,
+            log_path=files.attempt_log(task_id, number),
+            result_path=files.attempt_result(task_id, number),
+            workspace_root=scratch,
+            plan_dir=self.plan_dir,
+            timeout=timeout,
+            output_cap_bytes=runner.output_cap_bytes,
+            kill_grace_seconds=runner.kill_grace_seconds,
+            env=dict(spec.env),
+        ), timeout_default
 
     def close(self) -> None:
         self.pool.close()

@@ -20,11 +20,13 @@ from typing import Any
 
 import orjson
 
+from stoic.core.pause import PauseInForce, pause_after
 from stoic.store.pg_driver import Conn
 
 __all__ = [
     "CHANNEL",
     "Claim",
+    "PauseFollower",
     "Peek",
     "Ready",
     "claim_ready",
@@ -333,3 +335,24 @@ def run_file(conn: Conn, run_id: str, path: str) -> bytes | None:
         "SELECT bytes FROM run_files WHERE run_id = %s AND path = %s", (run_id, path)
     ).fetchone()
     return bytes(row[0]) if row is not None else None
+
+
+class PauseFollower:
+    """Follows the log's pause records from one worker's claims, reading only new ones."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.in_force: PauseInForce | None = None
+
+    def check(self, conn: Conn) -> PauseInForce | None:
+        """The pause in force, as the transaction of `conn` (which holds the log's head) sees
+        it: no pause can be recorded before that transaction ends."""
+        rows = conn.execute(
+            "SELECT seq, line FROM decision_log WHERE decision_type = 'pause' AND seq > %s"
+            " ORDER BY seq",
+            (self.seq,),
+        ).fetchall()
+        for seq, line in rows:
+            self.in_force = pause_after(self.in_force, orjson.loads(line))
+            self.seq = int(seq)
+        return self.in_force
