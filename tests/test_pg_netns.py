@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,15 +23,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from stoic.store.pg_store import PostgresStore
-from tests.conftest import STOIC_BIN
 from tests.postgres import EmbeddedPostgres, started, stopped
 from tests.test_pg_workers import (
+    Workers,
     _audit_clean,
     _each_attempt_once,
     _ended,
     _records,
     _start,
-    with_signal,
 )
 
 LEASE_S = 2.0
@@ -149,45 +147,21 @@ def db(server: EmbeddedPostgres) -> str:
     return url
 
 
-class HostWorkers:
-    """`stoic worker` processes, each in its host's namespace, each logging to its own file."""
+class HostWorkers(Workers):
+    """`stoic worker` processes, each in its host's namespace, reaching the server over TCP."""
 
     def __init__(self, server: EmbeddedPostgres, url: str, folder: Path) -> None:
+        super().__init__(url, folder)
         self.server = server
         self.database = urlsplit(url).path.lstrip("/")
-        self.folder = folder
-        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, host: Host) -> int:
-        index = len(self.procs)
-        log = (self.folder / f"worker-{index}.log").open("wb")
+    def start_on(self, host: Host) -> int:
         url = self.server.tcp_url(host.server_address, self.database)
-        in_host = ["ip", "netns", "exec", host.netns, STOIC_BIN, "--debug"]
-        options = ["--lease-seconds", str(LEASE_S), "--poll-seconds", "0.2", "--concurrency", "2"]
-        scratch = str(self.folder / f"scratch-{index}")
-        proc = subprocess.Popen(
-            [*in_host, "worker", "--db", url, *options, "--scratch", scratch],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.folder,
-        )
-        log.close()
-        self.procs.append(proc)
-        return index
+        prefix = ("ip", "netns", "exec", host.netns)
+        return self.start(lease=LEASE_S, poll=0.2, concurrency=2, url=url, prefix=prefix)
 
-    def said(self, index: int) -> str:
-        return (self.folder / f"worker-{index}.log").read_text(encoding="utf-8")
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with_signal(proc, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=45)  # one blocked on a dead link answers when TCP gives up
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def stop_all(self, wait_s: float = 45.0) -> None:
+        super().stop_all(wait_s)  # one blocked on a dead link answers when TCP gives up
 
 
 @pytest.fixture
@@ -259,13 +233,13 @@ def test_a_worker_cut_off_past_its_lease_is_taken_over_and_its_late_end_refused(
         f"    run: [sh, -c, 'echo $STOIC_ATTEMPT >> {side}; sleep 8; echo done >> {side}']\n"
     )
     run_id = _start(db, plan)
-    first = workers.start(hosts[0])
+    first = workers.start_on(hosts[0])
     started = _record_where(db, run_id, _started(1), workers)
     assert f" pid {workers.procs[first].pid} " in _worker_of(started)
     hosts[0].cut()  # the worker is left as it is: its task runs on, its calls hang
     cut_at = time.monotonic()
     try:
-        second = workers.start(hosts[1])
+        second = workers.start_on(hosts[1])
         retried = _record_where(db, run_id, _started(2), workers)
         assert f" pid {workers.procs[second].pid} " in _worker_of(retried)
         time.sleep(max(0.0, cut_at + cut_s - time.monotonic()))

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,29 @@ class Workers:
         self.folder = folder
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, lease: float = 2.0, poll: float = 0.2, concurrency: int = 2) -> int:
+    def start(
+        self,
+        *,
+        lease: float = 2.0,
+        poll: float = 0.2,
+        concurrency: int = 2,
+        url: str | None = None,
+        prefix: Sequence[str] = (),
+    ) -> int:
+        """Start a worker (`url`: its database URL if not the group's; `prefix`: what it is
+        run under, as `ip netns exec NS`)."""
         index = len(self.procs)
         log = (self.folder / f"worker-{index}.log").open("wb")
+        given = url if url is not None else self.url
+        options = ["--lease-seconds", str(lease), "--poll-seconds", str(poll)]
         proc = subprocess.Popen(
             [
+                *prefix,
                 STOIC_BIN,
                 "--debug",
                 "worker",
-                *(("--db", self.url) if self.url else ()),
-                "--lease-seconds",
-                str(lease),
-                "--poll-seconds",
-                str(poll),
+                *(("--db", given) if given else ()),
+                *options,
                 "--concurrency",
                 str(concurrency),
                 "--scratch",
@@ -67,14 +77,14 @@ class Workers:
     def said(self, index: int) -> str:
         return (self.folder / f"worker-{index}.log").read_text(encoding="utf-8")
 
-    def stop_all(self) -> None:
+    def stop_all(self, wait_s: float = 20.0) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 with_signal(proc, signal.SIGCONT)
                 with_signal(proc, signal.SIGTERM)
         for proc in self.procs:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=wait_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
