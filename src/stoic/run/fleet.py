@@ -442,15 +442,18 @@ class FleetWorker:
         asked = time.monotonic()
         with self.store.writing("record the ends of attempts") as writing:
             touched: dict[str, RunPlan] = {}
+            continued: set[str] = set()  # runs an end made work ready in: not ending now
             for item in ended:
                 if not work.held(writing.conn, item.claim):
                     item.lost = True
                     continue
                 self._keep_output(writing, item)
-                self._record_end(writing, item, results[id(item)])
+                if self._record_end(writing, item, results[id(item)]):
+                    continued.add(item.claim.run_id)
                 touched[item.claim.run_id] = item.plan
-            for plan in touched.values():
-                self._maybe_end(writing, plan)
+            for run_id, plan in touched.items():
+                if run_id not in continued:
+                    self._maybe_end(writing, plan)
             # What the ends made ready (a chain's next task) is claimed in the same commit.
             started, _ = self._claim_in(
                 writing, self.options.concurrency - len(self.running) + len(ended)
@@ -495,7 +498,9 @@ class FleetWorker:
             return
         work.store_output(writing.conn, item.claim, data)
 
-    def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> None:
+    def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> bool:
+        """Its end, its evaluation or the dependents it makes ready; returns whether it made
+        any ready (its run then has work left: no need to ask)."""
         claim, plan = item.claim, item.plan
         outcome = result.outcome
         keep_outputs_file(writing, claim.run_id, result, self.options.scratch)
@@ -504,15 +509,17 @@ class FleetWorker:
             work.finish(writing.conn, claim, None)
             candidates = plan.dependents.get(claim.task_id, ())
             needed = {dep for task in candidates for dep in plan.specs[task].dependency_ids}
-            done = work.done_tasks(writing.conn, claim.run_id, sorted(needed))
+            needed.discard(claim.task_id)  # done: its end is in this transaction
+            done = work.done_tasks(writing.conn, claim.run_id, sorted(needed)) | {claim.task_id}
             dependencies = {task: plan.specs[task].dependency_ids for task in candidates}
             ready = newly_ready(claim.task_id, plan.dependents, dependencies, done)
             work.make_ready(
                 writing.conn,
                 [work.Ready(claim.run_id, task, 1, AttemptKind.FIRST.value) for task in ready],
             )
-            return
+            return bool(ready)
         self._evaluate(writing, plan, claim, result.failure, item.kind)
+        return False
 
     def _evaluate(
         self,
