@@ -58,7 +58,11 @@ JSON_CASES: dict[str, list[J] | NoJson] = {
     "worker": [J("worker --db {db} --exit-when-idle --json", setup=("init --db {db}",))],
     "continue": [J("continue {run} --json", code=3)],
     "retry": [J("retry {failed_run} flaky --reason 'try once more' --json", code=1)],
-    "runs": [J("runs --json"), J("runs --status awaiting_human --plan docs --json")],
+    "runs": [
+        J("runs --json"),
+        J("runs --status awaiting_human --plan docs --json"),
+        J("runs --db {db} --json", setup=("init --db {db}",)),
+    ],
     "timeline": [J("timeline {run} --json"), J("timeline {run} --customer --json")],
     "propose": [J("propose --title t --reasoning r --json -- true")],
     "queue": [J("queue --json"), J("queue --status pending --json")],

@@ -432,6 +432,16 @@ def test_status_shows_a_database_runs_tasks_and_what_failed_said(db: str, tmp_pa
     assert document["status"] == "failed"
     assert document["outputs"]["ok"] == "fine\n"
     assert document["tasks"] == {"ok": "succeeded", "bad": "failed", "after": "pending"}
+    second = _start(db, plan)  # not carried out: no worker is up
+    listed = orjson.loads(run_cli("runs", "--db", db, "--json").stdout)
+    assert [(row["run_id"], row["status"]) for row in listed] == [
+        (second, "running"),
+        (run_id, "failed"),
+    ]
+    assert listed[1]["tasks"] == {"succeeded": 1, "failed": 1, "blocked": 1}
+    assert listed[1]["duration_s"] is not None and listed[0]["runner"] is None
+    failed_only = run_cli("runs", "--db", db, "--status", "failed")
+    assert run_id in failed_only.stdout and second not in failed_only.stdout
 
 
 def test_store_url_in_stoic_toml_sends_runs_and_workers_to_the_database(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from stoic.cli.context import open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace
 from stoic.cli.render import echo, echo_json
 
 if TYPE_CHECKING:
@@ -32,15 +32,29 @@ def runs(
         str | None, typer.Option("--plan", help="Only runs of the plan with this name.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON array.")] = False,
+    db: Annotated[
+        str | None,
+        db_option(
+            "The runs of this PostgreSQL database instead (never printed back); default:"
+            " [store] url in stoic.toml, if set."
+        ),
+    ] = None,
 ) -> None:
     """List the runs of the workspace, newest first: run id, plan, status (from the log),
-    when it started, how long it took, its tasks by state, and the runner holding it now."""
+    when it started, how long it took, its tasks by state, and the runner holding it now.
+    With --db, the runs of a database, and how many workers run their tasks now."""
     from stoic.services import runs as runs_service
     from stoic.services.run_list import status_named
 
     status_named(status)  # a misspelt status is refused before anything is read
-    with open_workspace(ctx) as workspace:
-        rows = runs_service.list_runs(workspace, status=status, plan=plan)
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services.db_runs import list_database_runs
+
+        rows = list_database_runs(url, status=status, plan=plan)
+    else:
+        with open_workspace(ctx) as workspace:
+            rows = runs_service.list_runs(workspace, status=status, plan=plan)
     if as_json:
         document = [row.document() for row in rows]
         echo_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())

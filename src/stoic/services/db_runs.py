@@ -16,7 +16,7 @@ from typing import Any
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.recovery import AttemptKind
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import UsageError
+from stoic.exceptions import StoicError, UsageError
 from stoic.plan.loader import Plan, parse_plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
@@ -24,8 +24,17 @@ from stoic.run.fleet_plans import database_run_refusal, run_settings
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
 from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
 from stoic.run.task_user import resolve_task_user
+from stoic.services.run_list import (
+    UNKNOWN,
+    RunRow,
+    fold_runs,
+    plan_name,
+    status_named,
+    task_counts,
+)
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
+from stoic.store.pg_driver import Conn
 from stoic.store.pg_run_files import store_run_files
 from stoic.store.pg_store import PostgresStore
 from stoic.store.run_evidence import RunFile
@@ -34,6 +43,7 @@ __all__ = [
     "DatabaseRun",
     "database_run_outputs",
     "database_run_state",
+    "list_database_runs",
     "run_worker",
     "start_database_run",
     "wait_for_database_run",
@@ -146,6 +156,60 @@ def _state(store: PostgresStore, run_id: str, plan: Plan) -> DatabaseRun:
     view = folder.view()
     ended = view.lifecycle not in (None, "started")
     return DatabaseRun(run_id, plan, view, view.analyse(plan.graph), ended)
+
+
+def list_database_runs(
+    url: str, *, status: str | None = None, plan: str | None = None
+) -> list[RunRow]:
+    """Every run of the database, newest start first, as `stoic runs` lists a workspace's:
+    the status from the log (a run with no end on record is running: its workers, if they
+    died, leave leases that another worker takes over), and who runs its tasks now."""
+    wanted = status_named(status)
+    with PostgresStore.open(url) as store:
+        folders, ended_at, _last = fold_runs(store.read())
+        with store.connection() as conn:
+            holders = work.claim_holders(conn)
+            plans: dict[str, Plan | str] = {}
+            rows: list[RunRow] = []
+            for run_id, folder in folders.items():
+                name = plan_name(folder)
+                if plan is not None and name != plan:
+                    continue
+                sha = str((folder.started or {}).get("plan_sha256", ""))
+                if sha not in plans:
+                    plans[sha] = _plan_of(conn, run_id)
+                rows.append(_row(folder, plans[sha], ended_at.get(run_id), holders.get(run_id)))
+    rows.reverse()  # folders are in the order the runs started
+    return [row for row in rows if wanted is None or row.status == wanted.value]
+
+
+def _plan_of(conn: Conn, run_id: str) -> Plan | str:
+    try:
+        started, text = work.run_start(conn, run_id)
+        details = started.get("details") or {}
+        return parse_plan(text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
+    except (LookupError, UnicodeDecodeError, StoicError) as exc:
+        return f"its plan copy cannot be read: {exc}"
+
+
+def _row(folder: RunFolder, plan: Plan | str, ended: str | None, holders: int | None) -> RunRow:
+    name, view = plan_name(folder), folder.view()
+    runner = f"{holders} worker{'s' if holders != 1 else ''}" if holders else None
+    if not isinstance(plan, Plan):
+        return RunRow(folder.run_id, name, UNKNOWN, view.started_at, None, {}, runner, plan)
+    analysis = view.analyse(plan.graph)
+    is_over = view.lifecycle not in (None, "started")
+    shown = analysis.status if is_over else RunStatus.RUNNING
+    counts = task_counts(view, plan, analysis, stopped=False)
+    return RunRow(
+        folder.run_id,
+        name,
+        shown.value,
+        view.started_at,
+        ended if is_over else None,
+        counts,
+        runner,
+    )
 
 
 def database_run_outputs(

@@ -7,13 +7,14 @@ sha256), and a run the log says is going is asked whether a runner holds its lea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoic.core.graph import Analysis, RunStatus, TaskState
+from stoic.core.records import Record
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.timeline import shown_status
 from stoic.core.vocabulary import closest
@@ -24,7 +25,16 @@ from stoic.run.lifecycle import run_files
 if TYPE_CHECKING:
     from stoic.store.workspace import Workspace
 
-__all__ = ["UNKNOWN", "RunPlans", "RunRow", "list_runs", "status_named"]
+__all__ = [
+    "UNKNOWN",
+    "RunPlans",
+    "RunRow",
+    "fold_runs",
+    "list_runs",
+    "plan_name",
+    "status_named",
+    "task_counts",
+]
 
 UNKNOWN = "unknown"
 """The status of a run whose plan copy cannot be read: its graph, and so its status, is not
@@ -90,24 +100,9 @@ def list_runs(
     """Every run of the workspace, newest start first; only those with `status` (a run
     status, checked) or of the plan named `plan`, when given."""
     wanted = status_named(status)
-    folders: dict[str, RunFolder] = {}
-    ended_at: dict[str, str] = {}
-    last_seq = 0
-    for record in workspace.records():
-        last_seq = record.seq
-        run_id = record.run_id
-        if run_id is None:
-            continue
-        folder = folders.get(run_id)
-        if folder is None:
-            if record.decision_type != "run_lifecycle" or record.decision_outcome != "started":
-                continue  # records that name no run this workspace started
-            folder = folders[run_id] = RunFolder(run_id)
-        folder.feed(record._asdict())
-        if record.decision_type == "run_lifecycle" and record.decision_outcome != "started":
-            ended_at[run_id] = record.decided_at
+    folders, ended_at, last_seq = fold_runs(workspace.records())
     if plan is not None:
-        folders = {r: f for r, f in folders.items() if _plan_name(f) == plan}
+        folders = {r: f for r, f in folders.items() if plan_name(f) == plan}
     plans = _Plans(workspace)
     rows = [
         _row(workspace, folder, plans, ended_at.get(r), last_seq) for r, folder in folders.items()
@@ -116,7 +111,30 @@ def list_runs(
     return [row for row in rows if wanted is None or row.status == wanted.value]
 
 
-def _plan_name(folder: RunFolder) -> str:
+def fold_runs(records: Iterable[Record]) -> tuple[dict[str, RunFolder], dict[str, str], int]:
+    """Every run the records start, folded in one pass, in the order they started; when
+    each last ended a stretch (by run); the last seq read."""
+    folders: dict[str, RunFolder] = {}
+    ended_at: dict[str, str] = {}
+    last_seq = 0
+    for record in records:
+        last_seq = record.seq
+        run_id = record.run_id
+        if run_id is None:
+            continue
+        folder = folders.get(run_id)
+        if folder is None:
+            if record.decision_type != "run_lifecycle" or record.decision_outcome != "started":
+                continue  # records that name no run these records start
+            folder = folders[run_id] = RunFolder(run_id)
+        folder.feed(record._asdict())
+        if record.decision_type == "run_lifecycle" and record.decision_outcome != "started":
+            ended_at[run_id] = record.decided_at
+    return folders, ended_at, last_seq
+
+
+def plan_name(folder: RunFolder) -> str:
+    """The run's plan name, as its start record has it."""
     return str((folder.started or {}).get("plan_name", ""))
 
 
@@ -158,7 +176,7 @@ def _row(
     workspace: Workspace, folder: RunFolder, plans: _Plans, ended: str | None, last_seq: int
 ) -> RunRow:
     plan = plans.of(folder)
-    name = _plan_name(folder)
+    name = plan_name(folder)
     if not isinstance(plan, Plan):
         lease = workspace.leases.held_by(folder.run_id)
         runner = lease.holder if lease is not None else None
@@ -176,7 +194,7 @@ def _row(
     shown = shown_status(view, analysis, runner_working=lease is not None)
     if shown is RunStatus.RUNNING or view.stopped is None:
         ended = None  # going on, or its runner died before it recorded an end
-    counts = _task_counts(view, plan, analysis, stopped=shown in _STOPPED)
+    counts = task_counts(view, plan, analysis, stopped=shown in _STOPPED)
     runner = lease.holder if lease is not None else None
     return RunRow(folder.run_id, name, shown.value, view.started_at, ended, counts, runner)
 
@@ -184,7 +202,7 @@ def _row(
 _STOPPED = frozenset({RunStatus.INTERRUPTED, RunStatus.PAUSED})
 
 
-def _task_counts(view: RunView, plan: Plan, analysis: Analysis, *, stopped: bool) -> dict[str, int]:
+def task_counts(view: RunView, plan: Plan, analysis: Analysis, *, stopped: bool) -> dict[str, int]:
     """Tasks by state, in the order a run goes through them; a pending task that can never
     run is `blocked`, and one nobody runs now in a stopped run is `interrupted`."""
     counts: dict[str, int] = {}

@@ -29,6 +29,7 @@ __all__ = [
     "PauseFollower",
     "Peek",
     "Ready",
+    "claim_holders",
     "claim_ready",
     "done_tasks",
     "expired_claims",
@@ -356,3 +357,12 @@ class PauseFollower:
             self.in_force = pause_after(self.in_force, orjson.loads(line))
             self.seq = int(seq)
         return self.in_force
+
+
+def claim_holders(conn: Conn) -> dict[str, int]:
+    """How many workers hold claims of each run now (runs nobody runs are absent)."""
+    rows = conn.execute(
+        "SELECT run_id, count(DISTINCT worker) FROM work_items WHERE worker IS NOT NULL"
+        " GROUP BY run_id"
+    ).fetchall()
+    return {str(run_id): int(count) for run_id, count in rows}
