@@ -14,7 +14,7 @@ from stoic.exceptions import WorkspaceError
 from stoic.store.leases import check_run_id
 from stoic.store.pg_driver import Conn, translated
 
-__all__ = ["PostgresOutputWriter", "PostgresOutputs"]
+__all__ = ["PostgresOutputWriter", "PostgresOutputs", "keep_output", "open_output"]
 
 _CHUNK = 1 << 20
 """The most one row keeps; a longer write is kept in part (a short write, as the protocol
@@ -25,6 +25,35 @@ _PAGE = 16
 
 def _named(run_id: str, task_id: str, attempt: int) -> str:
     return f"attempt {attempt} of task {task_id} in run {run_id}"
+
+
+_INSERT = (
+    "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+
+
+def open_output(conn: Conn, attempt: tuple[str, str, int]) -> bool:
+    """Write the attempt's empty chunk 0; False when it has an output already."""
+    opened = conn.execute(
+        "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING chunk_no",
+        attempt,
+    ).fetchone()
+    return opened is not None
+
+
+def keep_output(conn: Conn, attempt: tuple[str, str, int], data: bytes) -> bool:
+    """An attempt's whole output in the caller's transaction, as a writer lays it out (chunk
+    0, then chunks of at most 1 MiB); False, keeping nothing, when it has one already."""
+    if not open_output(conn, attempt):
+        return False
+    chunks = [data[at : at + _CHUNK] for at in range(0, len(data), _CHUNK)]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            _INSERT, [(*attempt, number, chunk) for number, chunk in enumerate(chunks, start=1)]
+        )
+    return True
 
 
 class PostgresOutputWriter:
@@ -47,11 +76,7 @@ class PostgresOutputWriter:
         if not kept:
             return 0
         with translated(f"write the output of {_named(*self._attempt)}"), self._lend() as conn:
-            conn.execute(
-                "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (*self._attempt, self._next, kept),
-            )
+            conn.execute(_INSERT, (*self._attempt, self._next, kept))
         self._next += 1
         return len(kept)
 
@@ -68,12 +93,8 @@ class PostgresOutputs:
     def open_writer(self, run_id: str, task_id: str, attempt: int) -> PostgresOutputWriter:
         where = (check_run_id(run_id), task_id, attempt)
         with translated(f"open the output of {_named(*where)}"), self._lend() as conn:
-            opened = conn.execute(
-                "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
-                " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING chunk_no",
-                where,
-            ).fetchone()
-        if opened is None:
+            opened = open_output(conn, where)
+        if not opened:
             raise WorkspaceError(
                 f"cannot write the output of {_named(*where)}: it already has one"
                 " (stoic never writes over an attempt's output)"

@@ -22,6 +22,7 @@ import orjson
 
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.store.pg_driver import Conn
+from stoic.store.pg_outputs import keep_output
 
 __all__ = [
     "CHANNEL",
@@ -294,29 +295,10 @@ def run_exists(conn: Conn, run_id: str) -> bool:
     return row.fetchone() is not None
 
 
-_OUTPUT_CHUNK = 1 << 20
-
-
 def store_output(conn: Conn, claim: Claim, data: bytes) -> bool:
     """Keep an attempt's output in the transaction that records its end (after its fencing
-    check), as `PostgresOutputs` lays it out: an empty chunk 0, then chunks of at most 1 MiB.
-    Returns False, keeping nothing, when the attempt has an output already."""
-    where = (claim.run_id, claim.task_id, claim.attempt)
-    opened = conn.execute(
-        "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
-        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING chunk_no",
-        where,
-    ).fetchone()
-    if opened is None:
-        return False
-    chunks = [data[at : at + _OUTPUT_CHUNK] for at in range(0, len(data), _OUTPUT_CHUNK)]
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [(*where, number, chunk) for number, chunk in enumerate(chunks, start=1)],
-        )
-    return True
+    check); False, keeping nothing, when the attempt has an output already."""
+    return keep_output(conn, (claim.run_id, claim.task_id, claim.attempt), data)
 
 
 def task_records(conn: Conn, run_id: str, task_ids: Sequence[str]) -> list[Mapping[str, Any]]:
