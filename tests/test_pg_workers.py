@@ -784,3 +784,38 @@ def _quick_retries(data: Any) -> Any:
     settings = dict(data)
     settings["recovery"] = {**settings.get("recovery", {}), "unavailable_retry_delay_seconds": 0}
     return Settings(**settings)
+
+
+def test_a_worker_whose_renewals_fail_never_retries_its_own_running_task(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No renewal gets through: the worker's own claim runs out in the database while its
+    task runs. The worker stops the task by its own clock and records it interrupted; it never
+    takes its own running claim for one it never launched (which would run it again)."""
+    from stoic.run import fleet, fleet_heartbeat
+
+    side = tmp_path / "charges"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: unrenewed}\ntasks:\n"
+        f"  - {{id: charge, run: [sh, -c, 'trap \"\" TERM; echo charged >> {side}; sleep 3']}}\n"
+    )
+    run_id = _start(db, plan)  # it shrugs off SIGTERM: lost, it ends only at the kill grace
+    monkeypatch.setattr(fleet_heartbeat.Heartbeat, "_beat", lambda self: None)
+    monkeypatch.setattr(fleet_heartbeat.Heartbeat, "_watch", lambda self: None)  # the loop's
+    options = fleet.WorkerOptions(
+        lease_s=1.0, poll_s=0.05, scratch=tmp_path / "scratch", exit_when_idle=True
+    )
+    with PostgresStore.open(db) as store:
+        fleet.FleetWorker(store, db, options).serve()
+    records = _records(db, run_id)
+    ends = [
+        r
+        for r in records
+        if r["decision_type"] == "execution" and r["decision_outcome"] != "started"
+    ]
+    assert [r["decision_outcome"] for r in ends] == ["interrupted"]
+    assert "never launched" not in str(ends[0]["decision_reason"])
+    assert records[-1]["decision_outcome"] == "failed"
+    assert side.read_text().count("charged") == 1
+    _audit_clean(db)

@@ -249,7 +249,7 @@ class FleetWorker:
         One read first, outside the log's lock, says whether either has anything to do: a look
         that finds nothing costs no durable commit."""
         with translated("look for work"), self.store.connection() as conn:
-            peek = work.peek(conn, self.name, self._claims(), self._refused)
+            peek = work.peek(conn, self.name, self._held(), self._refused)
             for run_id in peek.runs:  # a big plan is read now, not under the log's lock
                 if run_id not in self.plans:
                     self._plan(conn, run_id)
@@ -403,6 +403,11 @@ class FleetWorker:
 
     # -- heartbeats --------------------------------------------------------------------------
 
+    def _held(self) -> set[int]:
+        """The fences of every claim in hand, lost ones too (ending, or their end not yet
+        recorded): never taken over by this worker as if never launched."""
+        return {item.claim.fence for item in self.running.values()}
+
     def _claims(self) -> dict[int, Claimed]:
         return {item.claim.fence: item.claimed for item in self.running.values() if not item.lost}
 
@@ -421,7 +426,8 @@ class FleetWorker:
 
     def _fence(self, now: float) -> None:
         """Stop every task whose lease this worker no longer holds (`Heartbeat.lost`): its end
-        is another worker's to record now."""
+        is recorded interrupted — by this worker if its fence is still the row's, else by
+        the worker that took it over."""
         lost = self._beat.lost(self._claims(), now)
         for item in self.running.values():
             if item.claim.fence in lost and not item.lost:
@@ -430,7 +436,8 @@ class FleetWorker:
                 self.stats["lost"] += 1
                 self.say(
                     f"lost the lease of {item.claim.run_id} {item.claim.task_id}"
-                    f" attempt {item.claim.attempt}: stopping it; its end is not ours to record"
+                    f" attempt {item.claim.attempt}: stopping it (recorded interrupted, unless"
+                    " another worker has taken it over)"
                 )
 
     # -- ends --------------------------------------------------------------------------------
@@ -573,7 +580,7 @@ class FleetWorker:
                 _TAKE_OVER_AT_ONCE,
                 self._refused,
                 worker=self.name,
-                running=self._claims(),
+                running=self._held(),
             )
             touched: dict[str, RunPlan] = {}
             for claim in expired:

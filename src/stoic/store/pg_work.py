@@ -96,8 +96,8 @@ def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]
         "SELECT EXISTS (SELECT 1 FROM work_items WHERE worker IS NULL AND not_before <= now()"
         "   AND NOT (run_id = ANY(%(refused)s))),"
         " EXISTS (SELECT 1 FROM work_items WHERE worker IS NOT NULL"
-        "   AND NOT (run_id = ANY(%(refused)s)) AND (lease_expires_at <= now()"
-        "   OR (worker = %(worker)s AND NOT (fence = ANY(%(running)s)))))",
+        "   AND NOT (run_id = ANY(%(refused)s)) AND NOT (fence = ANY(%(running)s))"
+        "   AND (lease_expires_at <= now() OR worker = %(worker)s))",
         {"refused": sorted(refused), "worker": worker, "running": sorted(running)},
     ).fetchone()
     ready, to_take_over = bool(row and row[0]), bool(row and row[1])
@@ -222,16 +222,16 @@ def expired_claims(
     worker: str | None = None,
     running: Iterable[int] = (),
 ) -> list[Claim]:
-    """Claims whose lease ran out, locked for taking over (rows a heartbeat holds are
-    skipped: their lease is being looked at), but for the runs in `refused`; and, of
-    `worker`'s own claims, those it does not run (`running`): a claim whose commit it never
-    heard of, never launched."""
+    """Claims to take over, locked (rows a heartbeat holds are skipped: their lease is being
+    looked at), but for the runs in `refused` and the claims `worker` runs (`running`: its
+    own watchdog decides those): those whose lease ran out, and `worker`'s own claims it does
+    not run — a claim whose commit it never heard of, never launched."""
     rows = conn.execute(
         "SELECT run_id, task_id, attempt, attempt_kind, attempt_id, worker, fence"
         " FROM work_items WHERE worker IS NOT NULL AND NOT (run_id = ANY(%s))"
-        " AND (lease_expires_at <= now() OR (worker = %s AND NOT (fence = ANY(%s))))"
+        " AND NOT (fence = ANY(%s)) AND (lease_expires_at <= now() OR worker = %s)"
         " ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (sorted(refused), worker, sorted(running), limit),
+        (sorted(refused), sorted(running), worker, limit),
     ).fetchall()
     return [
         Claim(str(r), str(t), int(a), str(k), str(i), str(w), int(f))
