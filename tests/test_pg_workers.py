@@ -546,6 +546,10 @@ def test_a_run_whose_plan_copy_changed_is_refused_and_the_others_go_on(
     assert "sha256" in ran.stderr
     assert _ended(db, fine)["decision_outcome"] == "completed"
     assert not any(r["decision_type"] == "execution" for r in _records(db, tampered))
+    shown = run_cli("status", tampered, "--db", db)  # nor shown from a copy the log disowns
+    assert shown.exit_code != 0 and "does not match its start record's sha256" in shown.stderr
+    listed = orjson.loads(run_cli("runs", "--db", db, "--json").stdout)
+    assert {row["run_id"]: row["status"] for row in listed}[tampered] == "unknown"
 
 
 def test_a_task_cannot_read_the_database_url_from_its_workers_environment(

@@ -31,7 +31,7 @@ from stoic.run.timeouts import DefaultTimeouts
 from stoic.store.config import Settings
 from stoic.store.processes import allowed_environment, run_policy, workspace_policy
 
-__all__ = ["RunPlan", "database_run_refusal", "run_settings"]
+__all__ = ["RunPlan", "database_run_refusal", "recorded_plan", "run_settings"]
 
 _UNSUPPORTED_TASK_KEYS = (
     ("agent", "an agent"),
@@ -79,6 +79,16 @@ def database_run_refusal(plan: Plan, settings: Settings) -> str | None:
     return None
 
 
+def recorded_plan(run_id: str, plan_text: bytes, started: Mapping[str, Any]) -> Plan:
+    """A database run's plan copy as its start names it, checked against the sha256 the start
+    records (a `ValueError` when it does not match; `PlanInvalid` when it cannot be read)."""
+    details = started.get("details") or {}
+    plan = parse_plan(plan_text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
+    if plan.sha256 != details.get("plan_sha256"):
+        raise ValueError(f"the plan copy of run {run_id} does not match its start record's sha256")
+    return plan
+
+
 _RECORDED_SETTINGS = {"policy", "runner", "recovery"}
 
 
@@ -122,11 +132,7 @@ class RunPlan:
         `stdin_fd`: /dev/null, held open by the worker, every task's standard input."""
         details = started.get("details") or {}
         settings = Settings.model_validate(details.get("settings") or {})
-        plan = parse_plan(plan_text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
-        if plan.sha256 != details.get("plan_sha256"):
-            raise ValueError(
-                f"the plan copy of run {run_id} does not match its start record's sha256"
-            )
+        plan = recorded_plan(run_id, plan_text, started)
         plan_dir = Path(str(details.get("plan_dir", ".")))
         policy = run_policy(workspace_policy(settings), plan.document.meta.policy)
         dependents: dict[str, list[str]] = {spec.id: [] for spec in plan.tasks}

@@ -16,11 +16,11 @@ from typing import Any
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.recovery import AttemptKind
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import StoicError, UsageError
-from stoic.plan.loader import Plan, parse_plan, read_plan
+from stoic.exceptions import StoicError, UsageError, WorkspaceError
+from stoic.plan.loader import Plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
-from stoic.run.fleet_plans import database_run_refusal, run_settings
+from stoic.run.fleet_plans import database_run_refusal, recorded_plan, run_settings
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
 from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
 from stoic.run.task_user import resolve_task_user
@@ -143,8 +143,10 @@ def database_run_state(url: str, run_id: str) -> DatabaseRun:
                 started, text = work.run_start(conn, run_id)
             except LookupError:
                 raise UsageError(f"no run {run_id} in the database") from None
-        details = started.get("details") or {}
-        plan = parse_plan(text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
+        try:
+            plan = recorded_plan(run_id, text, started)
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise WorkspaceError(f"run {run_id} cannot be shown: {exc}") from None
         return _state(store, run_id, plan)
 
 
@@ -186,9 +188,8 @@ def list_database_runs(
 def _plan_of(conn: Conn, run_id: str) -> Plan | str:
     try:
         started, text = work.run_start(conn, run_id)
-        details = started.get("details") or {}
-        return parse_plan(text.decode("utf-8"), str(details.get("plan", "plan.yaml")))
-    except (LookupError, UnicodeDecodeError, StoicError) as exc:
+        return recorded_plan(run_id, text, started)
+    except (LookupError, ValueError, StoicError) as exc:
         return f"its plan copy cannot be read: {exc}"
 
 

@@ -204,9 +204,8 @@ class PostgresStore:
         """Seal and append in one database transaction, under the head row's lock."""
         if not decisions:
             return []
-        batch = vet(decisions)
         with self.writing("append to the decision log") as writing:
-            return writing.append(batch)
+            return writing.append(decisions)  # vetted there, once
 
     @contextlib.contextmanager
     def writing(self, what: str) -> Iterator[AtHead]:
