@@ -9,11 +9,12 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.context import open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.proposals import Proposal, shown_confidence
+from stoic.exceptions import UsageError
 from stoic.services import queue as queue_service
 
 __all__ = ["register"]
@@ -23,6 +24,7 @@ As = Annotated[
     typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Database = Annotated[str | None, db_option("The review queue of a PostgreSQL database.")]
 Again = Annotated[
     bool,
     typer.Option(
@@ -62,15 +64,19 @@ def propose(
         str | None, typer.Option("--rollback-cmd", help="A command that undoes the action.")
     ] = None,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Put a proposal in the review queue and print its id: stoic propose --title T
     --reasoning R [--source S …] -- CMD ARGS…  (no command: an informational proposal)."""
     import shlex
 
-    with open_workspace(ctx) as workspace:
-        proposal = queue_service.propose(
-            workspace,
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_queue
+
+        proposal = db_queue.propose(
+            url,
             title=title,
             reasoning_trace=reasoning,
             sources=source or [],
@@ -82,12 +88,57 @@ def propose(
             trade_off=trade_off,
             by=proposer_actor(as_name),
         )
+    else:
+        proposal = _propose_in_workspace(
+            ctx,
+            title,
+            reasoning,
+            command,
+            source,
+            kind,
+            summary,
+            confidence,
+            trade_off,
+            rollback_cmd,
+            proposer_actor(as_name),
+        )
     if as_json:
         _print(proposal, True)
         return
     echo(proposal.id)
     if proposal.action is not None and proposal.rollback is None:
         echo(f"note: {proposal.id} has no rollback action: it cannot be rolled back", err=True)
+
+
+def _propose_in_workspace(
+    ctx: typer.Context,
+    title: str,
+    reasoning: list[str],
+    command: list[str] | None,
+    source: list[str] | None,
+    kind: str,
+    summary: str,
+    confidence: float | None,
+    trade_off: str | None,
+    rollback_cmd: str | None,
+    actor: str,
+) -> Proposal:
+    import shlex
+
+    with open_workspace(ctx) as workspace:
+        return queue_service.propose(
+            workspace,
+            title=title,
+            reasoning_trace=reasoning,
+            sources=source or [],
+            action=command or None,
+            rollback=shlex.split(rollback_cmd) if rollback_cmd else None,
+            type=kind,
+            summary=summary,
+            confidence=confidence,
+            trade_off=trade_off,
+            by=actor,
+        )
 
 
 queue_app = typer.Typer(
@@ -104,17 +155,32 @@ def queue(
     status: Annotated[
         str | None, typer.Option("--status", help="Only proposals with this status.")
     ] = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """List proposals, oldest first (all, or those with --status)."""
     if ctx.invoked_subcommand is not None:
         return
     wanted = queue_service.status_named(status)
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_queue
+
+        listed = db_queue.database_proposals(url, wanted)
+        if as_json:
+            sys.stdout.buffer.write(orjson.dumps([p.to_json() for p in listed]) + b"\n")
+            return
+        _list(listed)
+        return
     with open_workspace(ctx) as workspace:
         if as_json:
             sys.stdout.buffer.write(queue_service.list_json(workspace, wanted) + b"\n")
             return
         rows = queue_service.list_proposals(workspace, wanted)
+    _list(rows)
+
+
+def _list(rows: list[Proposal]) -> None:
     console = console_for_output()
     if not rows:
         console.print("No proposals.", markup=False)
@@ -133,11 +199,18 @@ def queue(
 def show(
     ctx: typer.Context,
     proposal_id: Annotated[str, typer.Argument(help="PROP-YYYYMMDD-NNN", show_default=False)],
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Show one proposal: title, summary, action, reasoning, sources, confidence, trade-off."""
-    with open_workspace(ctx) as workspace:
-        proposal = queue_service.get(workspace, proposal_id)
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_queue
+
+        proposal = db_queue.database_proposal(url, proposal_id)
+    else:
+        with open_workspace(ctx) as workspace:
+            proposal = queue_service.get(workspace, proposal_id)
     if as_json:
         _print(proposal, True)
         return
@@ -190,8 +263,21 @@ def _decide(
     outcome: str,
     actor: str,
     reason: str | None,
+    db: str | None,
     as_json: bool = False,
 ) -> None:
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_queue
+
+        decided = db_queue.decide(url, proposal_id, outcome, by=actor, reason=reason)
+        if as_json:
+            _recorded(decided.proposal, run=decided.run_taken_up)
+            return
+        echo(f"{decided.proposal.id} is {decided.proposal.status.value}.")
+        if decided.run_taken_up is not None:
+            echo(decided.run_taken_up)
+        return
     with open_workspace(ctx) as workspace:
         proposal = queue_service.decide(workspace, proposal_id, outcome, by=actor, reason=reason)
     if as_json:
@@ -216,15 +302,21 @@ def approve(
         int | None,
         typer.Option("--workers", "-j", min=1, help="With --continue: tasks run at once."),
     ] = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Approve a pending proposal; with --continue, then continue the run whose task made it
     (exit codes as `stoic run`). A proposal no run made is refused with --continue, before
     anything is recorded."""
     if and_continue:
+        if database_url(ctx, db) is not None:
+            raise UsageError(
+                "--continue is for a workspace's run: in a database, approving a run's task"
+                " makes it ready for the run's workers by itself"
+            )
         _approve_and_continue(ctx, proposal_id, reason, human_actor(as_name), workers, as_json)
         return
-    _decide(ctx, proposal_id, "approved", human_actor(as_name), reason, as_json)
+    _decide(ctx, proposal_id, "approved", human_actor(as_name), reason, db, as_json)
 
 
 def _approve_and_continue(
@@ -267,24 +359,33 @@ def reject(
     proposal_id: ProposalId,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (required).")] = None,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Reject a pending proposal; the reason is required."""
-    _decide(ctx, proposal_id, "rejected", human_actor(as_name), reason, as_json)
+    _decide(ctx, proposal_id, "rejected", human_actor(as_name), reason, db, as_json)
 
 
 def defer(
-    ctx: typer.Context, proposal_id: ProposalId, as_name: As = None, as_json: AsJson = False
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    as_name: As = None,
+    db: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """Set a pending proposal aside; `stoic undefer` brings it back."""
-    _decide(ctx, proposal_id, "deferred", human_actor(as_name), None, as_json)
+    _decide(ctx, proposal_id, "deferred", human_actor(as_name), None, db, as_json)
 
 
 def undefer(
-    ctx: typer.Context, proposal_id: ProposalId, as_name: As = None, as_json: AsJson = False
+    ctx: typer.Context,
+    proposal_id: ProposalId,
+    as_name: As = None,
+    db: Database = None,
+    as_json: AsJson = False,
 ) -> None:
     """Bring a deferred proposal back to pending."""
-    _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None, as_json)
+    _decide(ctx, proposal_id, "undeferred", human_actor(as_name), None, db, as_json)
 
 
 def execute(

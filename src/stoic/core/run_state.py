@@ -182,6 +182,8 @@ class RunFolder:
         if kind == "run_lifecycle":
             if outcome == "started" and self.started is None:
                 self.started, self.started_at = record["details"], record["decided_at"]
+            elif outcome == "started":  # taken up again after its end (a database run)
+                self.lifecycle = outcome
             else:
                 self.lifecycle = outcome
                 self.ended_seq = record["seq"]

@@ -45,6 +45,7 @@ from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
+from stoic.run.fleet_review import propose_recovery
 from stoic.run.fleet_wake import Wake
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
@@ -542,6 +543,9 @@ class FleetWorker:
             claim.task_id, failure, kind, claim.attempt, claim.attempt_id
         )
         writing.append([record])
+        if decision.recovery_class is RecoveryClass.R2:
+            suggestion = record.details.get("suggestion") or {}
+            propose_recovery(writing, claim.run_id, plan.specs[claim.task_id], suggestion)
         again = None
         if decision.recovery_class is RecoveryClass.R1:
             again = work.Ready(

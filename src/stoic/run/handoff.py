@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stoic.core import next_steps
 from stoic.core.escalations import EscalationRequest
@@ -31,6 +31,7 @@ from stoic.run.guard import describe_command as describe
 from stoic.run.reporting import summary_lines
 from stoic.store.escalations import Escalations
 from stoic.store.queue import Queue
+from stoic.store.queue_decisions import ProposalRequest
 from stoic.store.trust import flag
 from stoic.store.workspace import Workspace
 
@@ -40,6 +41,42 @@ if TYPE_CHECKING:
 __all__ = ["Handoff"]
 
 _DECIDED = frozenset({"approved", "rejected", "executed"})
+
+
+def suspended_task_request(
+    run_id: str, spec: TaskSpec, suggestion: Mapping[str, Any], kind: str, *, goes_on: str
+) -> ProposalRequest:
+    """The proposal a suspended task becomes: its suggested recovery (`kind` recovery), or
+    its start; the same whoever runs the run, a runner or a database's workers (`goes_on`:
+    who takes the run up once it is approved)."""
+    task_id = spec.id
+    if kind == "recovery":
+        title = f"Recover task {task_id} of run {run_id}"
+        trace = [
+            f"what failed: {suggestion.get('what_failed', 'the task failed')}",
+            f"rule: {suggestion.get('rule', 'R2')}",
+            f"suggested: {suggestion.get('suggested', 'run it once more')}",
+            f"approving lets {goes_on} run it once more (a failure then stands)",
+        ]
+    else:
+        title = f"Approve task {task_id} of run {run_id}"
+        trace = [
+            f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
+            f"it would run: {describe(spec)}",
+            f"approving lets {goes_on} start it; rejecting fails it",
+        ]
+    return ProposalRequest.checked(
+        title=title,
+        reasoning_trace=trace,
+        sources=[run_id],
+        type=kind,
+        summary=spec.description or spec.name or "",
+        trade_off=suggestion.get("trade_off"),
+        origin=f"runner:{kind}",
+        actor=made.ACTOR,
+        run_id=run_id,
+        task_id=task_id,
+    )
 
 
 class Handoff:
@@ -65,35 +102,25 @@ class Handoff:
         """
         task = self.folder.tasks.get(task_id)
         suggestion = dict(task.suggestion or {}) if task is not None else {}
-        spec = self.specs[task_id]
-        if kind == "recovery":
-            title = f"Recover task {task_id} of run {self.run_id}"
-            trace = [
-                f"what failed: {suggestion.get('what_failed', 'the task failed')}",
-                f"rule: {suggestion.get('rule', 'R2')}",
-                f"suggested: {suggestion.get('suggested', 'run it once more')}",
-                f"approving lets {next_steps.continue_run()} run it once more"
-                " (a failure then stands)",
-            ]
-        else:
-            title = f"Approve task {task_id} of run {self.run_id}"
-            trace = [
-                f"policy: {suggestion.get('trade_off', 'the task needs approval')}",
-                f"it would run: {describe(spec)}",
-                f"approving lets {next_steps.continue_run()} start it; rejecting fails it",
-            ]
+        request = suspended_task_request(
+            self.run_id,
+            self.specs[task_id],
+            suggestion,
+            kind,
+            goes_on=str(next_steps.continue_run()),
+        )
         with contextlib.suppress(WorkspacePaused), self.workspace.transaction():
             proposed = Queue(self.workspace).propose(
-                title=title,
-                reasoning_trace=trace,
-                sources=[self.run_id],
-                type=kind,
-                summary=spec.description or spec.name or "",
-                trade_off=suggestion.get("trade_off"),
-                origin=f"runner:{kind}",
-                actor=made.ACTOR,
-                run_id=self.run_id,
-                task_id=task_id,
+                title=request.title,
+                reasoning_trace=request.reasoning_trace,
+                sources=request.sources,
+                type=request.type,
+                summary=request.summary,
+                trade_off=request.trade_off,
+                origin=request.origin,
+                actor=request.actor,
+                run_id=request.run_id,
+                task_id=request.task_id,
             )
             due = growth_flag(proposed.pending, proposed.batch_size)
             if due is not None:

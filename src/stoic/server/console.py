@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
 
@@ -25,6 +26,9 @@ from stoic.exceptions import (
 )
 from stoic.server.shown import ShownSigner
 from stoic.services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from stoic.store.pg_store import PostgresStore
 
 __all__ = [
     "Console",
@@ -97,6 +101,7 @@ class Console:
         self._lock = threading.Lock()
         self._requests = SharedHandle(workspace)
         self._looks = SharedHandle(workspace)
+        self._database: tuple[str, PostgresStore] | None = None
 
     def handle(self) -> AbstractContextManager[Workspace]:
         """The handle a request reads and decides through."""
@@ -108,9 +113,48 @@ class Console:
         a request that holds `handle()` may still take this one."""
         return self._looks.use()
 
+    def database(self) -> str | None:
+        """The database the workspace's `stoic.toml` names (`[store] url`), whose runs and
+        proposals the console shows beside the workspace's own."""
+        with self.look() as workspace:
+            return workspace.settings.store.url or None
+
+    def live_seq(self) -> int:
+        """Where the logs a page shows stand: the workspace log's head; with a database beside
+        it, the sum of both heads (each only grows, so a record in either moves it past what
+        a page was rendered at, and its live update reloads it)."""
+        with self.look() as workspace:
+            seq = workspace.head().seq
+        url = self.database()
+        return seq if url is None else seq + self._database_head(url)
+
+    def _database_head(self, url: str) -> int:
+        """The seq of the database log's head, through a handle kept for these looks."""
+        with self._lock:
+            if self._database is None or self._database[0] != url:
+                from stoic.store.pg_store import PostgresStore  # psycopg only when it is used
+
+                self._close_database()
+                self._database = (url, PostgresStore.open(url))
+            store = self._database[1]
+        try:
+            return store.head().seq
+        except StoicError:
+            with self._lock:
+                self._close_database()
+            raise
+
+    def _close_database(self) -> None:
+        if self._database is not None:
+            _url, store = self._database
+            self._database = None
+            store.close()
+
     def close(self) -> None:
         self._requests.close()
         self._looks.close()
+        with self._lock:
+            self._close_database()
 
     def review_session(self, token: str) -> str | None:
         with self._lock:

@@ -19,7 +19,7 @@ from stoic.exceptions import ProposalNotFound, TransitionRefused, UsageError
 from stoic.server.console import console_of, open_workspace
 from stoic.server.sessions import Session
 from stoic.server.shown import Shown
-from stoic.services import queue
+from stoic.services import db_queue, queue
 from stoic.services.review import ReviewStep
 from stoic.services.shown_review import (
     ProposalChanged,
@@ -60,6 +60,9 @@ def decide(
             " again",
         )
     read_seconds = max(0.0, console.clock() - shown.shown_at)
+    url = console.database()
+    if url is not None:
+        return _decide_in_database(url, session, shown, decision, reason, read_seconds)
     wanted = ShownDecision(shown.proposal_id, decision, shown.sha256, read_seconds, reason)
     with open_workspace(request) as workspace:
         try:
@@ -81,8 +84,48 @@ def decide(
             raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
+def _decide_in_database(
+    url: str,
+    session: Session,
+    shown: Shown,
+    decision: str,
+    reason: str | None,
+    read_seconds: float,
+) -> ReviewStep:
+    """The decision on a proposal of the database the workspace names (its queue is the
+    database's): the same refusals, as the same answers."""
+    try:
+        decided = db_queue.decide(
+            url,
+            shown.proposal_id,
+            decision,
+            by=session.person.actor,
+            reason=reason,
+            shown_sha256=shown.sha256,
+            read_seconds=read_seconds,
+        )
+    except ProposalNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except ProposalChanged as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except TransitionRefused as exc:
+        decided_before = db_queue.database_proposal(url, shown.proposal_id).decision
+        raise HTTPException(
+            status_code=409, detail=_who(shown.proposal_id, decided_before, exc)
+        ) from None
+    except UsageError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    return ReviewStep(decided.proposal, None, False)
+
+
 def flag(request: Request, session: Session, proposal_id: str, signal: str, note: str) -> bool:
     """A red flag the person raised reading `proposal_id`; True when it paused."""
+    if console_of(request).database() is not None:
+        raise HTTPException(
+            status_code=400,
+            detail="a red flag on a proposal of the database is raised from the command line"
+            " for now: the console's review sessions are the workspace's",
+        )
     with open_workspace(request) as workspace:
         try:
             return flag_shown(
@@ -100,7 +143,10 @@ def flag(request: Request, session: Session, proposal_id: str, signal: str, note
 
 
 def _who_decided(workspace: Any, proposal_id: str, refused: TransitionRefused) -> str:
-    decided = queue.get(workspace, proposal_id).decision
+    return _who(proposal_id, queue.get(workspace, proposal_id).decision, refused)
+
+
+def _who(proposal_id: str, decided: Any, refused: TransitionRefused) -> str:
     if not decided:
         return str(refused)
     return (

@@ -31,8 +31,7 @@ STREAM_SECONDS = 25.0
 
 
 def _head_seq(request: Request) -> int:
-    with console_of(request).look() as workspace:
-        return workspace.head().seq
+    return console_of(request).live_seq()
 
 
 async def _stream(request: Request, after: int) -> AsyncIterator[bytes]:

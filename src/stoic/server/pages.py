@@ -23,7 +23,7 @@ from stoic.server.console import console_of, looked_up, open_workspace, proposal
 from stoic.server.rendering import page
 from stoic.server.sessions import Role, Session
 from stoic.server.shown import Shown
-from stoic.services import queue
+from stoic.services import db_queue, queue
 
 __all__ = ["paused_of", "router"]
 
@@ -62,9 +62,14 @@ def queue_page(
     except UsageError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     console = console_of(request)
+    seq = console.live_seq()  # before what is shown: a later record reloads the page
+    url = console.database()
     with open_workspace(request) as workspace:
-        seq = workspace.head().seq  # before what is shown: a later record reloads the page
-        rows = queue.list_proposals(workspace, wanted)
+        rows = (
+            queue.list_proposals(workspace, wanted)
+            if url is None
+            else db_queue.database_proposals(url, wanted)
+        )
         paused = paused_of(workspace)
     types = sorted({p.type for p in rows})
     if type:
@@ -91,9 +96,14 @@ def queue_page(
 def proposal_page(request: Request, proposal_id: str, session: Reading) -> Response:
     """Everything `stoic queue show` says of a proposal, and its decision forms."""
     proposal_id = proposal_id_or_404(proposal_id)
+    url = console_of(request).database()
     with open_workspace(request) as workspace:
         with looked_up(f"proposal {proposal_id}"):
-            proposal = queue.get(workspace, proposal_id)
+            proposal = (
+                queue.get(workspace, proposal_id)
+                if url is None
+                else db_queue.database_proposal(url, proposal_id)
+            )
         paused = paused_of(workspace)
     return page(
         request,

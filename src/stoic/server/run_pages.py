@@ -16,7 +16,7 @@ from stoic.server.console import console_of, looked_up, open_workspace, run_id_o
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
-from stoic.services import run_list, runner_process, runs, trust
+from stoic.services import db_runs, run_list, runner_process, runs, trust
 
 __all__ = ["router"]
 
@@ -29,10 +29,15 @@ Operator = Annotated[Person, Depends(require(Role.OPERATOR))]
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(request: Request, session: Reading, status: str = "") -> Response:
     """Every run, newest first, with its status and task counts."""
+    console = console_of(request)
+    seq = console.live_seq()  # before what is shown: a later record reloads the page
+    url = console.database()
     with open_workspace(request) as workspace:
-        seq = workspace.head().seq  # before what is shown: a later record reloads the page
         try:
             rows = run_list.list_runs(workspace, status=status or None)
+            if url is not None:  # the database's runs too, newest first among them all
+                rows += db_runs.list_database_runs(url, status=status or None)
+                rows.sort(key=lambda row: row.started_at or "", reverse=True)
         except UsageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         paused = paused_of(workspace)
@@ -43,10 +48,16 @@ def runs_page(request: Request, session: Reading, status: str = "") -> Response:
 def run_page(request: Request, run_id: str, session: Reading) -> Response:
     """A run's customer view (each task's final word) and operator timeline (every record)."""
     run_id = run_id_or_404(run_id)
+    console = console_of(request)
+    seq = console.live_seq()  # before what is shown: a later record reloads the page
+    url = console.database()
+    on_workers = False
     with open_workspace(request) as workspace:
-        seq = workspace.head().seq  # before what is shown: a later record reloads the page
         with looked_up(f"run {run_id}"):
-            told = runs.timeline(workspace, run_id)
+            if url is not None and not runs.has_run(workspace, run_id):
+                told, on_workers = db_runs.database_run_timeline(url, run_id), True
+            else:
+                told = runs.timeline(workspace, run_id)
         paused = paused_of(workspace)
     return page(
         request,
@@ -56,7 +67,8 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
         run_id=run_id,
         status=told.shown.status,
         failed=[t["task"] for t in told.customer()["tasks"] if t.get("status") == "failed"],
-        may_operate=session.person.role.may(Role.OPERATOR),
+        may_operate=session.person.role.may(Role.OPERATOR) and not on_workers,
+        on_workers=on_workers,
         customer=told.customer(),
         operator=told.operator(),
         live=seq,

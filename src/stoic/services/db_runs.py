@@ -8,7 +8,7 @@ run's state from its records (the log decides); `wait_for_database_run` follows 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
 from stoic.run.fleet_plans import database_run_refusal, recorded_plan, run_settings
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
-from stoic.run.run_end import EXIT_CODES, lifecycle_reason, run_end_decision
+from stoic.run.run_end import EXIT_CODES, RunReport, lifecycle_reason, run_end_decision
 from stoic.run.task_user import resolve_task_user
 from stoic.services.run_list import (
     UNKNOWN,
@@ -32,6 +32,7 @@ from stoic.services.run_list import (
     status_named,
     task_counts,
 )
+from stoic.services.runs import RunStatusReport, RunTimeline
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
 from stoic.store.pg_driver import Conn
@@ -43,6 +44,7 @@ __all__ = [
     "DatabaseRun",
     "database_run_outputs",
     "database_run_state",
+    "database_run_timeline",
     "list_database_runs",
     "run_worker",
     "start_database_run",
@@ -138,23 +140,43 @@ def start_database_run(
 def database_run_state(url: str, run_id: str) -> DatabaseRun:
     """The run as its records tell it."""
     with PostgresStore.open(url) as store:
-        with store.connection() as conn:
-            try:
-                started, text = work.run_start(conn, run_id)
-            except LookupError:
-                raise UsageError(f"no run {run_id} in the database") from None
+        return _read(store, run_id)[0]
+
+
+def database_run_timeline(url: str, run_id: str) -> RunTimeline:
+    """The run's status and its records, for the console's operator and customer views: its
+    workers are at it until a lifecycle record ends it."""
+    with PostgresStore.open(url) as store:
+        state, records = _read(store, run_id)
+    report = RunReport(
+        run_id, state.status, state.exit_code, state.view, state.analysis, state.plan
+    )
+    return RunTimeline(RunStatusReport(report, runner_working=not state.ended), records)
+
+
+def _read(store: PostgresStore, run_id: str) -> tuple[DatabaseRun, tuple[dict[str, Any], ...]]:
+    with store.connection() as conn:
         try:
-            plan = recorded_plan(run_id, text, started)
-        except ValueError as exc:  # UnicodeDecodeError too
-            raise WorkspaceError(f"run {run_id} cannot be shown: {exc}") from None
-        return _state(store, run_id, plan)
+            started, text = work.run_start(conn, run_id)
+        except LookupError:
+            raise UsageError(f"no run {run_id} in the database") from None
+        records = tuple(dict(record) for record in work.run_records(conn, run_id))
+    try:
+        plan = recorded_plan(run_id, text, started)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise WorkspaceError(f"run {run_id} cannot be shown: {exc}") from None
+    return _folded(run_id, plan, records), records
 
 
 def _state(store: PostgresStore, run_id: str, plan: Plan) -> DatabaseRun:
-    folder = RunFolder(run_id)
     with store.connection() as conn:
-        for record in work.run_records(conn, run_id):
-            folder.feed(record)
+        return _folded(run_id, plan, work.run_records(conn, run_id))
+
+
+def _folded(run_id: str, plan: Plan, records: Iterable[Mapping[str, Any]]) -> DatabaseRun:
+    folder = RunFolder(run_id)
+    for record in records:
+        folder.feed(record)
     view = folder.view()
     ended = view.lifecycle not in (None, "started")
     return DatabaseRun(run_id, plan, view, view.analyse(plan.graph), ended)

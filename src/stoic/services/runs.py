@@ -81,6 +81,7 @@ __all__ = [
     "approve_and_continue",
     "check",
     "continue_",
+    "has_run",
     "list_runs",
     "live_runs",
     "new_run_id",
@@ -506,6 +507,14 @@ class RunTimeline:
     def reconciliation(self) -> dict[str, Any]:
         """Per task and for the run: what failed, what was evaluated and applied, the end."""
         return run_reconciliation(self.shown.report.view, self.shown.report.plan.graph.ids)
+
+
+def has_run(workspace: Workspace, run_id: str) -> bool:
+    """Whether the workspace's log has the run's start (else it may be a database's)."""
+    return any(
+        record.decision_outcome == "started"
+        for record in workspace.records(run_id=run_id, decision_type="run_lifecycle")
+    )
 
 
 def timeline(workspace: Workspace, run_id: str) -> RunTimeline:

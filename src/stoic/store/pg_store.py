@@ -431,6 +431,14 @@ class AtHead:
         self.head = Head(records[-1].seq, records[-1].hash)
         return records
 
+    def projected(self, projection: Projection[S]) -> S:
+        """`projection` as of this transaction's head: its row where the log backs it, caught
+        up from the log (this transaction's records too)."""
+        start = _stored(self.conn, projection)
+        if start is None or start.seq > self.head.seq:
+            start = Stamped(0, GENESIS_HASH, projection.initial())
+        return _folded_on(self.conn, projection, start, self.head.seq, [])
+
 
 class PostgresPauseWatch:
     """Follows the log for pauses and resumes, reading only pause records it has not seen."""

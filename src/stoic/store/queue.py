@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +18,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stoic.core import next_steps
-from stoic.core.gate import TOOL_CALL_TYPE
 from stoic.core.notifications import Event
 from stoic.core.proposals import (
     Proposal,
     ProposalStatus,
     QueueState,
-    allowed_from,
-    is_proposal_id,
     next_status,
 )
 from stoic.core.records import Record
 from stoic.core.run_document import proposal_entry
 from stoic.exceptions import (
-    ActingAsPerson,
     ProposalNotFound,
     TransitionRefused,
     UsageError,
@@ -43,6 +39,15 @@ from stoic.store.confined import open_confined
 from stoic.store.manifest import MANIFEST, reflected_seq
 from stoic.store.processes import ProcessPolicy, run_plan_policy
 from stoic.store.quarantine import Quarantine
+from stoic.store.queue_decisions import (
+    PAST,
+    ExecutionClaim,
+    ProposalRequest,
+    check_id,
+    created_decision,
+    decided_decision,
+    refusal,
+)
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 from stoic.store.trust import refuse_if_paused
 
@@ -50,36 +55,6 @@ if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
 
 __all__ = ["MANIFEST", "ActionRan", "ExecutionClaim", "ExecutionResult", "Proposed", "Queue"]
-
-_PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
-"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
-its own proposal or another's."""
-
-_PAST = {
-    "execution_started": "started",
-    "approved": "approved",
-    "rejected": "rejected",
-    "deferred": "deferred",
-    "undeferred": "taken out of deferral",
-    "executed": "executed",
-    "rolled_back": "rolled back",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionClaim:
-    """An execution on record as started, whose command has not run yet."""
-
-    proposal_id: str
-    actor: str
-    rollback: bool
-    """The executed proposal's rollback, not an approved one's action."""
-    process: ProcessPolicy
-    """The command with the environment it may see and the secrets to mask in its output."""
-    started_seq: int
-    """The seq of its execution_started record: its result is recorded only while the
-    proposal shows this start running."""
-    started_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +125,6 @@ def _caught_up(workspace: Workspace, state: QueueState) -> None:
         snapshot.write_snapshot(workspace, state, tail.good_end, tail.last_seq)
 
 
-_TASK_KINDS = {"recovery": "recovery", TOOL_CALL_TYPE: TOOL_CALL_TYPE}
-"""What deciding a task's proposal does to its task: a recovery or a start lets it run; a
-tool call (the gate's, made from inside the task) is its agent's, and moves the task only
-through the gate's own records (DESIGN §15)."""
-
-
 class Queue:
     """The review queue of one workspace."""
 
@@ -173,7 +142,7 @@ class Queue:
         return self.workspace.status().batch_size or self.workspace.settings.queue.batch_size
 
     def get(self, proposal_id: str) -> Proposal:
-        _check_id(proposal_id)
+        check_id(proposal_id)
         proposal = self.state().proposals.get(proposal_id)
         if proposal is None:
             raise ProposalNotFound(f"no proposal {proposal_id}")
@@ -203,15 +172,21 @@ class Queue:
         What a growing queue brings about is the queue service's to decide (`Proposed` holds
         what it needs)."""
         refuse_if_paused(self.workspace, next_steps.propose())
-        if not title.strip():
-            raise UsageError("a proposal needs a title")
-        trace = [step for step in reasoning_trace if step.strip()]
-        if not trace:
-            raise UsageError("a proposal needs its reasoning: at least one --reasoning step")
-        if confidence is not None and not 0 <= confidence <= 1:
-            raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
-        if action is not None and not action:
-            action = None
+        request = ProposalRequest.checked(
+            title=title,
+            reasoning_trace=reasoning_trace,
+            sources=sources,
+            action=action,
+            rollback=rollback,
+            type=type,
+            summary=summary,
+            confidence=confidence,
+            trade_off=trade_off,
+            origin=origin,
+            actor=actor,
+            run_id=run_id,
+            task_id=task_id,
+        )
         with self.workspace.transaction():
             state = self.state()
             missing = [source for source in sources if not self._source_exists(source, state)]
@@ -220,41 +195,11 @@ class Queue:
                     f"proposal refused: source {missing[0]!r} does not exist (a run, task or"
                     " decision id, a proposal, or a file in the workspace)"
                 )
-            proposal_id = state.next_id(time.strftime("%Y%m%d", time.gmtime()))
             batch_size = self.batch_size()
-            batch_id = state.next_batch(batch_size)
-            details: dict[str, Any] = {
-                "type": type,
-                "title": title,
-                "summary": summary,
-                "action": list(action) if action is not None else None,
-                "rollback": list(rollback) if rollback else None,
-                "reasoning_trace": trace,
-                "sources": list(sources),
-                "confidence": confidence,
-                "trade_off": trade_off,
-                "batch_id": batch_id,
-                "origin": origin or ("human" if actor.startswith("human:") else actor),
-            }
-            no_rollback = (
-                " It has no rollback action: it cannot be rolled back."
-                if (action is not None and not rollback)
-                else ""
+            proposal_id, decision = created_decision(
+                request, state, day=time.strftime("%Y%m%d", time.gmtime()), batch_size=batch_size
             )
-            record = self.workspace.record(
-                "proposal",
-                "created",
-                f"Proposed: {title}.{no_rollback}",
-                source="human" if actor.startswith("human:") else "system",
-                actor=actor,
-                trigger="explicit" if actor.startswith("human:") else "autonomous",
-                inputs={"reasoning_steps": len(trace), "sources": len(sources)},
-                causal_role="pre_run",
-                proposal_id=proposal_id,
-                run_id=run_id,
-                task_id=task_id,
-                details=details,
-            )
+            record = self.workspace.record_many([decision])[0]
             reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
@@ -298,47 +243,19 @@ class Queue:
         details: dict[str, Any] | None,
         claim: ExecutionClaim | None = None,
     ) -> tuple[Proposal, Record]:
-        _check_id(proposal_id)
-        if outcome in _PERSONS_DECISIONS and not actor.startswith("human:"):
-            raise ActingAsPerson(
-                f"only a person decides a proposal: {actor!r} is not one (human:<name>)"
-            )
-        if outcome == "rejected" and not (reason and reason.strip()):
-            raise UsageError("a rejection needs a reason: --reason …")
         with self.workspace.transaction():
             state = self.state()
-            current = state.proposals.get(proposal_id)
-            if current is None:
-                raise ProposalNotFound(f"no proposal {proposal_id}")
-            if next_status(current.status, outcome) is None:
-                raise TransitionRefused(_refusal(current, outcome))
-            if outcome == "execution_started":
-                _check_claim(current, inputs or {})
-            if claim is not None:
-                _check_result(current, claim)
-            words = _PAST[outcome]
-            record = self.workspace.record(
-                "proposal",
+            decision = decided_decision(
+                state,
+                proposal_id,
                 outcome,
-                reason.strip() if reason and reason.strip() else f"{proposal_id} {words}.",
-                source="human" if actor.startswith("human:") else "system",
                 actor=actor,
-                trigger="explicit",
-                inputs={
-                    "from": current.status.value,
-                    **(
-                        {"kind": _TASK_KINDS.get(current.type, "start")}
-                        if current.task_id is not None
-                        else {}
-                    ),
-                    **(inputs or {}),
-                },
-                causal_role="pre_run",
-                proposal_id=proposal_id,
-                run_id=current.run_id,
-                task_id=current.task_id,
-                details=details or {},
+                reason=reason,
+                inputs=inputs,
+                details=details,
+                claim=claim,
             )
+            record = self.workspace.record_many([decision])[0]
             reflected = state.queue_seq
             state.feed([record._asdict()])
             _caught_up(self.workspace, state)
@@ -374,7 +291,7 @@ class Queue:
             )
         outcome = "rolled_back" if rollback else "executed"
         if next_status(proposal.status, outcome) is None:
-            raise TransitionRefused(_refusal(proposal, outcome))
+            raise TransitionRefused(refusal(proposal, outcome))
         argv = proposal.rollback if rollback else proposal.action
         if rollback and argv is None:
             raise TransitionRefused(
@@ -419,7 +336,7 @@ class Queue:
             proposal_id,
             outcome,
             claim.actor,
-            f"{proposal_id} {_PAST[outcome]}: `{shown}` exited {code}.",
+            f"{proposal_id} {PAST[outcome]}: `{shown}` exited {code}.",
             {"result": result, "exit_code": code},
             {
                 "command": shown,
@@ -503,72 +420,3 @@ class Queue:
                 os.close(fd)
         except OSError as exc:
             raise WorkspaceNotWritable(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def _check_id(proposal_id: str) -> None:
-    if not is_proposal_id(proposal_id):
-        raise UsageError(f"{proposal_id!r} is not a proposal id (they look like PROP-20261123-001)")
-
-
-def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
-    """An execution may start when its result is allowed and no other run of it is open."""
-    rollback = bool(inputs.get("rollback"))
-    final = "rolled_back" if rollback else "executed"
-    if next_status(current.status, final) is None:
-        raise TransitionRefused(_refusal(current, final))
-    running = current.running
-    if running is not None and not inputs.get("again"):
-        what = "rollback" if running.get("rollback") else "action"
-        once_more = (next_steps.rollback if rollback else next_steps.execute)(
-            current.id, again=True
-        )
-        raise TransitionRefused(
-            f"{current.id}'s {what} started at {running['at']} by {running['by']} and has no"
-            " result on record: it is running now, or the process running it died. Check what"
-            f" it did; {once_more} runs it once more"
-        )
-
-
-def _check_result(current: Proposal, claim: ExecutionClaim) -> None:
-    """A result is recorded for the execution the proposal shows running, and only for the
-    claim that started it with the proposal's own command."""
-    what = "rollback" if claim.rollback else "action"
-    running = current.running
-    if running is None or bool(running.get("rollback")) is not claim.rollback:
-        raise TransitionRefused(
-            f"{current.id} has no {what} running on record: a result is recorded only for an"
-            " execution on record as started"
-        )
-    started = next(
-        (step for step in reversed(current.history) if step["decision"] == "execution_started"),
-        None,
-    )
-    if (
-        started is None
-        or started["seq"] != claim.started_seq
-        or (running["at"], running["by"]) != (claim.started_at, claim.actor)
-    ):
-        raise TransitionRefused(
-            f"{current.id}'s {what} running on record started at {running['at']} by"
-            f" {running['by']}, not at {claim.started_at} by {claim.actor} (seq"
-            f" {claim.started_seq}): this claim's result is not recorded"
-        )
-    argv = current.rollback if claim.rollback else current.action
-    if argv is None or tuple(argv) != claim.process.argv:
-        raise TransitionRefused(
-            f"{current.id}'s {what} is not `{claim.process.command}`: this claim's result is"
-            " not recorded"
-        )
-
-
-def _refusal(proposal: Proposal, outcome: str) -> str:
-    if proposal.decision is not None and proposal.status is not ProposalStatus.PENDING:
-        decided = proposal.decision
-        who = f" by {decided['by']} at {decided['at']}"
-    else:
-        who = ""
-    allowed = ", ".join(allowed_from(proposal.status)) or "none"
-    return (
-        f"{proposal.id} is {proposal.status.value}{who}: it cannot be {_PAST[outcome]}"
-        f" (allowed now: {allowed})"
-    )

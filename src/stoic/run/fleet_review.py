@@ -1,0 +1,102 @@
+"""Suspended tasks of database runs, in front of people and taken up again (DESIGN §7, §13).
+
+A worker whose recovery evaluation says R2 (a person decides) puts the task's proposal in the
+database's review queue in the transaction of the evaluation, as a runner does in a workspace.
+A person's decision on it takes the run up again in the transaction of the decision: approved,
+the task's next attempt is ready for any worker; rejected, the task's failure stands and a run
+that had ended ends again from its whole graph. Nobody has to continue a database run by hand,
+and no decision waits for a process that may never come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stoic.core.projection import WorkspaceStatusProjection
+from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.records import Decision
+from stoic.core.recovery import AttemptKind
+from stoic.core.run_state import RunFolder
+from stoic.plan.models import TaskSpec
+from stoic.run import decisions as made
+from stoic.run.fleet_plans import recorded_plan
+from stoic.run.handoff import suspended_task_request
+from stoic.run.run_end import lifecycle_reason, run_end_decision
+from stoic.store import pg_work as work
+from stoic.store.config import QueueSettings
+from stoic.store.pg_queue import propose_at
+from stoic.store.pg_store import AtHead
+
+__all__ = ["WORKERS_GO_ON", "propose_recovery", "take_up_after"]
+
+WORKERS_GO_ON = "the run's workers"
+"""Who takes a database run up once its task's proposal is approved."""
+
+_TASK_PROPOSALS = frozenset({"recovery", "approval"})
+
+
+def propose_recovery(
+    writing: AtHead, run_id: str, spec: TaskSpec, suggestion: Mapping[str, Any]
+) -> Proposal | None:
+    """The R2 task's proposal, in the evaluation's transaction; None while the database is
+    paused (a pause stops the queue's growth: the suggestion stays on record with the task)."""
+    if work.PauseFollower().check(writing.conn) is not None:
+        return None
+    request = suspended_task_request(run_id, spec, suggestion, "recovery", goes_on=WORKERS_GO_ON)
+    batch = writing.projected(WorkspaceStatusProjection()).batch_size
+    return propose_at(writing, request, batch_size=batch or QueueSettings().batch_size)
+
+
+def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None:
+    """What a person's decision on `proposal` does to its database run, in the decision's
+    transaction (which has appended it); a line saying so, or None when the proposal is no
+    suspended task of a run its workers carry."""
+    run_id, task_id = proposal.run_id, proposal.task_id
+    if run_id is None or task_id is None or proposal.type not in _TASK_PROPOSALS:
+        return None
+    try:
+        started, text = work.run_start(writing.conn, run_id)
+    except LookupError:
+        return None
+    if (started.get("decision_inputs") or {}).get("on") != "workers":
+        return None  # a workspace's run, imported: `continue` takes it up where it runs
+    plan = recorded_plan(run_id, text, started)
+    folder = RunFolder(run_id)
+    for record in work.run_records(writing.conn, run_id):
+        folder.feed(record)
+    view = folder.view()
+    ended = view.lifecycle not in (None, "started")
+    task = view.task(task_id)
+    if proposal.status is not ProposalStatus.APPROVED:  # rejected: its failure stands
+        if not ended:
+            return None  # the run's workers end it once nothing of it is left
+        writing.append([_taken_up(run_id, proposal, actor)])
+        folder.feed(writing.records[-1]._asdict())
+        analysis = folder.view().analyse(plan.graph)
+        reason = lifecycle_reason(run_id, analysis)
+        writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
+        return f"run {run_id} ended again: {analysis.status.value}"
+    if ended:
+        writing.append([_taken_up(run_id, proposal, actor)])
+    kind = task.next_attempt_kind if task.attempts else AttemptKind.FIRST
+    work.make_ready(writing.conn, [work.Ready(run_id, task_id, task.attempts + 1, kind.value)])
+    return f"task {task_id} of run {run_id} is ready for its workers (attempt {task.attempts + 1})"
+
+
+def _taken_up(run_id: str, proposal: Proposal, actor: str) -> Decision:
+    """The record that takes an ended run up again, naming the decision that did."""
+    return Decision(
+        decision_type="run_lifecycle",
+        decision_outcome="started",
+        decision_reason=(
+            f"Run {run_id} goes on: {actor} decided {proposal.id} on task {proposal.task_id}."
+        ),
+        actor=made.ACTOR,
+        decision_source="system",
+        decision_trigger="explicit",
+        decision_inputs={"on": "workers", "taken_up_by": actor, "proposal_id": proposal.id},
+        causal_role="pre_run",
+        run_id=run_id,
+        details={},
+    )

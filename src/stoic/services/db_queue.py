@@ -1,0 +1,119 @@
+"""The review queue of a database (DESIGN §8, §13): propose, decide, get, list.
+
+Each decision is checked and appended in one transaction at the head of the log, with the same
+checks and records as a workspace's queue; a decision on a suspended task of a database run
+takes that run up in the same transaction (`stoic.run.fleet_review`), so what a person approves
+is ready for the run's workers the moment the approval commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stoic.core.projection import WorkspaceStatusProjection
+from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.vocabulary import unknown_word
+from stoic.exceptions import UsageError
+from stoic.run.fleet_review import take_up_after
+from stoic.services.shown_review import ProposalChanged, action_sha256
+from stoic.store.config import Settings
+from stoic.store.pg_queue import decide_at, propose_at, queue_state, stored_proposal
+from stoic.store.pg_store import PostgresStore
+from stoic.store.queue_decisions import ProposalRequest
+
+__all__ = ["DECISIONS", "Decided", "database_proposal", "database_proposals", "decide", "propose"]
+
+DECISIONS = ("approved", "rejected", "deferred", "undeferred")
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision as recorded, and what it did to the proposal's run (None: nothing)."""
+
+    proposal: Proposal
+    run_taken_up: str | None
+
+
+def propose(
+    url: str,
+    *,
+    title: str,
+    reasoning_trace: Sequence[str],
+    by: str,
+    sources: Sequence[str] = (),
+    action: Sequence[str] | None = None,
+    rollback: Sequence[str] | None = None,
+    type: str = "action",
+    summary: str = "",
+    confidence: float | None = None,
+    trade_off: str | None = None,
+    settings: Settings | None = None,
+) -> Proposal:
+    """A new pending proposal in the database's queue; refused while it is paused, without
+    reasoning, or with a source its log does not know."""
+    request = ProposalRequest.checked(
+        title=title,
+        reasoning_trace=reasoning_trace,
+        sources=sources,
+        action=action,
+        rollback=rollback,
+        type=type,
+        summary=summary,
+        confidence=confidence,
+        trade_off=trade_off,
+        actor=by,
+    )
+    default = (settings or Settings()).queue.batch_size
+    with PostgresStore.open(url) as store, store.writing("record a proposal") as writing:
+        batch = writing.projected(WorkspaceStatusProjection()).batch_size or default
+        return propose_at(writing, request, batch_size=batch)
+
+
+def decide(
+    url: str,
+    proposal_id: str,
+    decision: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    shown_sha256: str | None = None,
+    read_seconds: float | None = None,
+) -> Decided:
+    """Approve, reject (a reason is required), defer or undefer a proposal of the database;
+    two people deciding one proposal at once: the first wins, the second is told who decided
+    and when. From a page, `shown_sha256` is the action shown (one changed since is refused
+    with `ProposalChanged`) and `read_seconds` how long it was shown, kept on the record."""
+    if decision not in DECISIONS:
+        raise UsageError(unknown_word("decision", decision, DECISIONS))
+    inputs: dict[str, object] | None = None
+    if read_seconds is not None:
+        inputs = {"read_seconds": round(read_seconds, 3)}
+    with PostgresStore.open(url) as store, store.writing("record a decision") as writing:
+        if shown_sha256 is not None:
+            current = stored_proposal(writing.conn, proposal_id)
+            if action_sha256(current) != shown_sha256:
+                raise ProposalChanged(
+                    f"{proposal_id} changed since it was shown: its action is not the one"
+                    " read; open it again"
+                )
+        proposal, _record = decide_at(
+            writing, proposal_id, decision, actor=by, reason=reason, inputs=inputs
+        )
+        taken_up = None
+        if decision in ("approved", "rejected"):
+            taken_up = take_up_after(writing, proposal, by)
+        return Decided(proposal, taken_up)
+
+
+def database_proposal(url: str, proposal_id: str) -> Proposal:
+    """One proposal as the database's log tells it."""
+    with PostgresStore.open(url) as store, store.connection() as conn:
+        return stored_proposal(conn, proposal_id)
+
+
+def database_proposals(url: str, status: ProposalStatus | None = None) -> list[Proposal]:
+    """The database's proposals, oldest first (those with `status`, or all)."""
+    with PostgresStore.open(url) as store, store.connection() as conn:
+        proposals = list(queue_state(conn).proposals.values())
+    return [p for p in proposals if status is None or p.status is status]

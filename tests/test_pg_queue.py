@@ -1,0 +1,205 @@
+"""The review queue of a database, against a real PostgreSQL (DESIGN §8, §13): two people
+deciding one proposal from two processes, a worker's R2 task put in front of people, and the
+decision taking the run up for its workers."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stoic.store.pg_store import PostgresStore
+from tests.conftest import STOIC_BIN, run_cli
+from tests.postgres import EmbeddedPostgres
+
+
+@pytest.fixture
+def db(postgres: EmbeddedPostgres) -> str:
+    url = postgres.new_database()
+    PostgresStore.migrate(url)
+    return url
+
+
+def _records(url: str, run_id: str | None = None) -> list[dict[str, object]]:
+    with PostgresStore.open(url) as store:
+        return [
+            record._asdict() for record in store.read() if run_id is None or record.run_id == run_id
+        ]
+
+
+def _propose(db: str) -> str:
+    result = run_cli(
+        "propose", "--db", db, "--title", "rotate the key", "--reasoning", "it leaked", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    return str(orjson.loads(result.stdout)["id"])
+
+
+def _audit_clean(url: str) -> None:
+    result = run_cli("audit", "--db", url, "--json")
+    assert result.exit_code == 0, result.stdout
+    assert orjson.loads(result.stdout)["ok"] is True
+
+
+def test_two_approvals_of_one_proposal_from_two_processes_one_wins(db: str) -> None:
+    """Both `stoic approve` processes start at once, on one proposal: the log has exactly one
+    approval, and the other process is told who decided, and exits non-zero."""
+    for _round in range(5):
+        proposal_id = _propose(db)
+        procs = [
+            subprocess.Popen(
+                [STOIC_BIN, "approve", proposal_id, "--db", db, "--as", name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for name in ("ana", "ben")
+        ]
+        results = [(proc.wait(timeout=60), *proc.communicate()) for proc in procs]
+        codes = sorted(code for code, _out, _err in results)
+        assert codes[0] == 0 and codes[1] != 0, results
+        lost = next(err.decode() for code, _out, err in results if code != 0)
+        assert f"{proposal_id} is approved by human:" in lost, lost
+        assert "Traceback" not in lost
+        approvals = [
+            r
+            for r in _records(db)
+            if r["proposal_id"] == proposal_id and r["decision_outcome"] == "approved"
+        ]
+        assert len(approvals) == 1
+    shown = run_cli("queue", "--db", db, "--status", "approved", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert len(orjson.loads(shown.stdout)) == 5
+    _audit_clean(db)
+
+
+def test_a_task_of_a_database_run_cannot_decide_a_proposal(db: str, tmp_path: Path) -> None:
+    """A task a worker runs tries `stoic approve --as ana`: refused, nothing recorded but
+    the task's own failure; a rejection without a reason is refused too."""
+    proposal_id = _propose(db)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: sneaky}\ntasks:\n"
+        f"  - {{id: sneak, run: [{STOIC_BIN}, approve, {proposal_id}, --db, '{db}', --as, ana]}}\n"
+    )
+    started = run_cli("run", str(plan), "--db", db, "--json")
+    assert started.exit_code == 0, started.stderr
+    run_id = str(orjson.loads(started.stdout)["run_id"])
+    _work(db, tmp_path / "scratch")
+    assert _records(db, run_id)[-1]["decision_outcome"] == "failed"
+    output = run_cli("status", run_id, "--db", db)
+    assert "a task cannot decide as a person" in output.stdout, output.stdout
+    refused = run_cli("reject", proposal_id, "--db", db, "--as", "ana")
+    assert refused.exit_code == 2
+    assert "a rejection needs a reason" in refused.stderr
+    ours = [r for r in _records(db) if r["proposal_id"] == proposal_id]
+    assert [r["decision_outcome"] for r in ours] == ["created"]
+
+
+def test_a_source_the_database_does_not_know_is_refused(db: str) -> None:
+    result = run_cli(
+        "propose", "--db", db, "--title", "t", "--reasoning", "r", "--source", "run-nope"
+    )
+    assert result.exit_code == 2
+    assert "source 'run-nope' does not exist" in result.stderr
+    assert _records(db) == []
+
+
+def _slow_run(db: str, tmp_path: Path) -> tuple[str, Path]:
+    """A run whose one task times out twice (an R1 retry, then R2: a person decides); the
+    workspace it starts from retries at once, and a third attempt succeeds."""
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text().replace(
+            "# timeout_retry_delay_seconds = 5.0", "timeout_retry_delay_seconds = 0"
+        )
+    )
+    tries = tmp_path / "tries"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: flaky}\ntasks:\n"
+        "  - id: slow\n    idempotent: true\n    timeout: 0.5\n"
+        f"    run: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) -ge 3 ] || sleep 5']\n"
+        '  - {id: after, run: ["true"], depends_on: [slow]}\n'
+    )
+    result = run_cli("-w", str(workspace), "run", str(plan), "--db", db, "--json")
+    assert result.exit_code == 0, result.stderr
+    return str(orjson.loads(result.stdout)["run_id"]), tmp_path / "scratch"
+
+
+def _work(db: str, scratch: Path) -> None:
+    ran = run_cli(
+        "worker", "--db", db, "--exit-when-idle", "--poll-seconds", "0.1", "--scratch", str(scratch)
+    )
+    assert ran.exit_code == 0, ran.stderr
+
+
+def test_an_r2_task_of_a_database_run_waits_as_a_proposal_and_its_approval_takes_the_run_up(
+    db: str, tmp_path: Path
+) -> None:
+    run_id, scratch = _slow_run(db, tmp_path)
+    _work(db, scratch)
+    records = _records(db, run_id)
+    assert records[-1]["decision_outcome"] == "awaiting_approval"
+    created = [r for r in records if r["decision_type"] == "proposal"]
+    assert [r["decision_outcome"] for r in created] == ["created"]
+    proposal = created[0]
+    assert proposal["task_id"] == "slow" and proposal["details"]["type"] == "recovery"  # type: ignore[index]
+    proposal_id = str(proposal["proposal_id"])
+    pending = run_cli("queue", "--db", db, "--status", "pending", "--json")
+    assert [p["id"] for p in orjson.loads(pending.stdout)] == [proposal_id]
+
+    approved = run_cli("approve", proposal_id, "--db", db, "--as", "ana", "--json")
+    assert approved.exit_code == 0, approved.stderr
+    said = orjson.loads(approved.stdout)
+    assert said["status"] == "approved"
+    assert said["run"] == f"task slow of run {run_id} is ready for its workers (attempt 3)"
+    _work(db, scratch)
+    records = _records(db, run_id)
+    assert records[-1]["decision_outcome"] == "completed", records[-1]
+    starts = [
+        r["decision_inputs"]["attempt_kind"]  # type: ignore[index]
+        for r in records
+        if r["decision_type"] == "execution" and r["decision_outcome"] == "started"
+    ]
+    assert starts == ["first", "automatic_retry", "approved_recovery", "first"]
+    taken_up = [
+        r
+        for r in records
+        if r["decision_type"] == "run_lifecycle" and r["decision_outcome"] == "started"
+    ]
+    assert taken_up[-1]["decision_inputs"] == {  # who took it up, by which decision
+        "on": "workers",
+        "taken_up_by": "human:ana",
+        "proposal_id": proposal_id,
+    }
+    status = run_cli("status", run_id, "--db", db, "--json")
+    assert orjson.loads(status.stdout)["status"] == "completed"
+    _audit_clean(db)
+
+
+def test_a_rejected_r2_task_ends_its_database_run_failed(db: str, tmp_path: Path) -> None:
+    run_id, scratch = _slow_run(db, tmp_path)
+    _work(db, scratch)
+    proposal_id = next(
+        str(r["proposal_id"]) for r in _records(db, run_id) if r["decision_type"] == "proposal"
+    )
+    rejected = run_cli("reject", proposal_id, "--db", db, "--as", "ana", "--reason", "too slow")
+    assert rejected.exit_code == 0, rejected.stderr
+    assert f"run {run_id} ended again: failed" in rejected.stdout
+    records = _records(db, run_id)
+    assert records[-1]["decision_outcome"] == "failed"
+    assert not any(r["task_id"] == "after" for r in records)
+    again = run_cli("approve", proposal_id, "--db", db, "--as", "ben")
+    assert again.exit_code != 0 and "is rejected by human:ana" in again.stderr
+    _audit_clean(db)
+
+
+def test_approve_continue_is_refused_for_a_database(db: str) -> None:
+    proposal_id = _propose(db)
+    result = run_cli("approve", proposal_id, "--db", db, "--as", "ana", "--continue")
+    assert result.exit_code == 2
+    assert "--continue is for a workspace's run" in result.stderr
