@@ -20,12 +20,16 @@ from stoic.server.console import (
     looked_up,
     open_workspace,
     proposal_id_or_404,
+    proposal_of,
+    proposals_of,
     run_id_or_404,
+    runs_of,
+    timeline_of,
 )
 from stoic.server.pages import DECISIONS, paused_of
 from stoic.server.sessions import Person, Role, Session
 from stoic.server.shown import Shown
-from stoic.services import escalations, queue, run_list, runs, trust
+from stoic.services import escalations, queue, trust
 
 __all__ = ["router"]
 
@@ -55,7 +59,7 @@ def queue_json(
     except UsageError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     with open_workspace(request) as workspace:
-        rows = queue.list_proposals(workspace, wanted)
+        rows = proposals_of(request, workspace, wanted)
         paused = paused_of(workspace)
     batches: dict[str, list[dict[str, Any]]] = {}
     for proposal in rows:
@@ -73,7 +77,7 @@ def proposal_json(request: Request, proposal_id: str, session: Reading) -> dict[
     """One proposal, with the sha256 of its action and what was shown, signed."""
     proposal_id = proposal_id_or_404(proposal_id)
     with open_workspace(request) as workspace, looked_up(f"proposal {proposal_id}"):
-        proposal = queue.get(workspace, proposal_id)
+        proposal = proposal_of(request, workspace, proposal_id)
     return _proposal(request, session, proposal)
 
 
@@ -131,7 +135,7 @@ def runs_json(request: Request, session: Reading, status: str = "") -> list[dict
     del session
     with open_workspace(request) as workspace:
         try:
-            return [row.document() for row in run_list.list_runs(workspace, status=status or None)]
+            return [row.document() for row in runs_of(request, workspace, status or None)]
         except UsageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
 
@@ -142,7 +146,7 @@ def run_json(request: Request, run_id: str, session: Reading) -> dict[str, Any]:
     del session
     run_id = run_id_or_404(run_id)
     with open_workspace(request) as workspace, looked_up(f"run {run_id}"):
-        told = runs.timeline(workspace, run_id)
+        told, _on_workers = timeline_of(request, workspace, run_id)
     return {
         "run_id": run_id,
         "status": told.shown.status,

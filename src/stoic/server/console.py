@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi import HTTPException, Request
 
 from stoic.core.escalations import is_escalation_id
-from stoic.core.proposals import is_proposal_id
+from stoic.core.proposals import Proposal, ProposalStatus, is_proposal_id
 from stoic.exceptions import (
     EscalationNotFound,
     ProposalNotFound,
@@ -25,6 +25,9 @@ from stoic.exceptions import (
     WorkspaceError,
 )
 from stoic.server.shown import ShownSigner
+from stoic.services import db_queue, db_runs, queue, run_list, runs
+from stoic.services.run_list import RunRow
+from stoic.services.runs import RunTimeline
 from stoic.services.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -38,7 +41,11 @@ __all__ = [
     "looked_up",
     "open_workspace",
     "proposal_id_or_404",
+    "proposal_of",
+    "proposals_of",
     "run_id_or_404",
+    "runs_of",
+    "timeline_of",
 ]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -184,6 +191,42 @@ def open_workspace(request: Request) -> Iterator[Workspace]:
     """The server's workspace handle, for this request alone while it lasts."""
     with console_of(request).handle() as workspace:
         yield workspace
+
+
+def proposals_of(
+    request: Request, workspace: Workspace, status: ProposalStatus | None
+) -> list[Proposal]:
+    """The console's queue: the database's when the workspace names one (its commands send
+    proposals there too), else the workspace's."""
+    url = console_of(request).database()
+    if url is None:
+        return queue.list_proposals(workspace, status)
+    return db_queue.database_proposals(url, status)
+
+
+def proposal_of(request: Request, workspace: Workspace, proposal_id: str) -> Proposal:
+    url = console_of(request).database()
+    if url is None:
+        return queue.get(workspace, proposal_id)
+    return db_queue.database_proposal(url, proposal_id)
+
+
+def runs_of(request: Request, workspace: Workspace, status: str | None) -> list[RunRow]:
+    """The workspace's runs, and the database's beside them, newest first among them all."""
+    rows = run_list.list_runs(workspace, status=status)
+    url = console_of(request).database()
+    if url is not None:
+        rows += db_runs.list_database_runs(url, status=status)
+        rows.sort(key=lambda row: row.started_at or "", reverse=True)
+    return rows
+
+
+def timeline_of(request: Request, workspace: Workspace, run_id: str) -> tuple[RunTimeline, bool]:
+    """A run's timeline, and whether it is the database's (carried out by its workers)."""
+    url = console_of(request).database()
+    if url is not None and not runs.has_run(workspace, run_id):
+        return db_runs.database_run_timeline(url, run_id), True
+    return runs.timeline(workspace, run_id), False
 
 
 @contextmanager

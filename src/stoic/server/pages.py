@@ -19,11 +19,18 @@ from stoic.core.proposals import Proposal, ProposalStatus, shown_confidence
 from stoic.exceptions import UsageError
 from stoic.server import deciding
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import console_of, looked_up, open_workspace, proposal_id_or_404
+from stoic.server.console import (
+    console_of,
+    looked_up,
+    open_workspace,
+    proposal_id_or_404,
+    proposal_of,
+    proposals_of,
+)
 from stoic.server.rendering import page
 from stoic.server.sessions import Role, Session
 from stoic.server.shown import Shown
-from stoic.services import db_queue, queue
+from stoic.services import queue
 
 __all__ = ["paused_of", "router"]
 
@@ -63,13 +70,8 @@ def queue_page(
         raise HTTPException(status_code=400, detail=str(exc)) from None
     console = console_of(request)
     seq = console.live_seq()  # before what is shown: a later record reloads the page
-    url = console.database()
     with open_workspace(request) as workspace:
-        rows = (
-            queue.list_proposals(workspace, wanted)
-            if url is None
-            else db_queue.database_proposals(url, wanted)
-        )
+        rows = proposals_of(request, workspace, wanted)
         paused = paused_of(workspace)
     types = sorted({p.type for p in rows})
     if type:
@@ -96,14 +98,9 @@ def queue_page(
 def proposal_page(request: Request, proposal_id: str, session: Reading) -> Response:
     """Everything `stoic queue show` says of a proposal, and its decision forms."""
     proposal_id = proposal_id_or_404(proposal_id)
-    url = console_of(request).database()
     with open_workspace(request) as workspace:
         with looked_up(f"proposal {proposal_id}"):
-            proposal = (
-                queue.get(workspace, proposal_id)
-                if url is None
-                else db_queue.database_proposal(url, proposal_id)
-            )
+            proposal = proposal_of(request, workspace, proposal_id)
         paused = paused_of(workspace)
     return page(
         request,

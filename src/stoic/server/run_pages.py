@@ -12,11 +12,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from stoic.core.pause import RESUME_PROCEDURES
 from stoic.exceptions import StoicError, UsageError
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import console_of, looked_up, open_workspace, run_id_or_404
+from stoic.server.console import (
+    console_of,
+    looked_up,
+    open_workspace,
+    run_id_or_404,
+    runs_of,
+    timeline_of,
+)
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
-from stoic.services import db_runs, run_list, runner_process, runs, trust
+from stoic.services import runner_process, trust
 
 __all__ = ["router"]
 
@@ -29,15 +36,10 @@ Operator = Annotated[Person, Depends(require(Role.OPERATOR))]
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(request: Request, session: Reading, status: str = "") -> Response:
     """Every run, newest first, with its status and task counts."""
-    console = console_of(request)
-    seq = console.live_seq()  # before what is shown: a later record reloads the page
-    url = console.database()
+    seq = console_of(request).live_seq()  # before what is shown: a later record reloads it
     with open_workspace(request) as workspace:
         try:
-            rows = run_list.list_runs(workspace, status=status or None)
-            if url is not None:  # the database's runs too, newest first among them all
-                rows += db_runs.list_database_runs(url, status=status or None)
-                rows.sort(key=lambda row: row.started_at or "", reverse=True)
+            rows = runs_of(request, workspace, status or None)
         except UsageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         paused = paused_of(workspace)
@@ -48,16 +50,10 @@ def runs_page(request: Request, session: Reading, status: str = "") -> Response:
 def run_page(request: Request, run_id: str, session: Reading) -> Response:
     """A run's customer view (each task's final word) and operator timeline (every record)."""
     run_id = run_id_or_404(run_id)
-    console = console_of(request)
-    seq = console.live_seq()  # before what is shown: a later record reloads the page
-    url = console.database()
-    on_workers = False
+    seq = console_of(request).live_seq()  # before what is shown: a later record reloads it
     with open_workspace(request) as workspace:
         with looked_up(f"run {run_id}"):
-            if url is not None and not runs.has_run(workspace, run_id):
-                told, on_workers = db_runs.database_run_timeline(url, run_id), True
-            else:
-                told = runs.timeline(workspace, run_id)
+            told, on_workers = timeline_of(request, workspace, run_id)
         paused = paused_of(workspace)
     return page(
         request,
