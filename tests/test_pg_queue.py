@@ -5,6 +5,7 @@ decision taking the run up for its workers."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import orjson
@@ -203,3 +204,62 @@ def test_approve_continue_is_refused_for_a_database(db: str) -> None:
     result = run_cli("approve", proposal_id, "--db", db, "--as", "ana", "--continue")
     assert result.exit_code == 2
     assert "--continue is for a workspace's run" in result.stderr
+
+
+def test_a_paused_database_starts_nothing_and_takes_no_proposal_until_resumed(
+    db: str, tmp_path: Path
+) -> None:
+    """`stoic stop --db`: a worker claims nothing, a new run and a proposal are refused; a
+    resume whose procedure needs a clean audit checks it; the run then goes on."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: held}\ntasks:\n  - {id: only, run: ['true']}\n")
+    started = run_cli("run", str(plan), "--db", db, "--json")
+    run_id = str(orjson.loads(started.stdout)["run_id"])
+    stopped = run_cli("stop", "--db", db, "--reason", "the deploy looks wrong", "--as", "ana")
+    assert stopped.exit_code == 0, stopped.stderr
+    again = run_cli("stop", "--db", db, "--reason", "twice", "--as", "ana", "--json")
+    assert orjson.loads(again.stdout)["recorded"] is False  # one pause in force
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [STOIC_BIN, "worker", "--db", db, "--poll-seconds", "0.1", "--scratch", str(tmp_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(2.0)
+        assert not any(r["decision_type"] == "execution" for r in _records(db, run_id))
+        refused = run_cli("run", str(plan), "--db", db)
+        assert refused.exit_code != 0 and "the database is paused" in refused.stderr
+        no_proposal = run_cli("propose", "--db", db, "--title", "t", "--reasoning", "r")
+        assert no_proposal.exit_code != 0 and "the database is paused" in no_proposal.stderr
+        wrong = run_cli("resume", "--db", db, "--procedure", "smaller-batch", "--reason", "x")
+        assert wrong.exit_code == 2 and "--batch-size" in wrong.stderr
+        resumed = run_cli(
+            "resume",
+            "--db",
+            db,
+            "--procedure",
+            "verification-batch",
+            "--reason",
+            "checked the deploy",
+            "--as",
+            "ana",
+            "--json",
+        )
+        assert resumed.exit_code == 0, resumed.stderr
+        deadline = time.monotonic() + 30
+        while _records(db, run_id)[-1]["decision_outcome"] != "completed":
+            assert time.monotonic() < deadline, "the run did not go on after the resume"
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
+    pauses = [r for r in _records(db) if r["decision_type"] == "pause"]
+    assert [(r["decision_outcome"], r["actor"]) for r in pauses] == [
+        ("paused", "human:ana"),
+        ("resumed", "human:ana"),
+    ]
+    not_paused = run_cli("resume", "--db", db, "--procedure", "verification-batch", "--reason", "x")
+    assert not_paused.exit_code == 2 and "not paused" in not_paused.stderr
+    _audit_clean(db)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from stoic.cli.context import open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo, echo_json
 from stoic.core.pause import READER_SIGNALS
@@ -20,6 +20,9 @@ As = Annotated[
     typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
+Database = Annotated[
+    str | None, db_option("A PostgreSQL database's pause: its workers and its queue.")
+]
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -30,12 +33,20 @@ def stop(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option("--reason", help="Why the workspace is paused.")],
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`."""
-    with open_workspace(ctx) as workspace:
-        recorded = trust.pause(workspace, reason=reason, actor=human_actor(as_name))
-        paused = trust.standing(workspace).status.paused
+    """Pause the workspace by hand: new proposals and runs are refused until `stoic resume`.
+    With a database (--db, or [store] url in stoic.toml): its workers start no task and its
+    queue takes no proposal until it is resumed."""
+    url = database_url(ctx, db)
+    if url is not None:
+        recorded = trust.pause_database(url, reason=reason, actor=human_actor(as_name))
+        paused = trust.database_standing(url).status.paused
+    else:
+        with open_workspace(ctx) as workspace:
+            recorded = trust.pause(workspace, reason=reason, actor=human_actor(as_name))
+            paused = trust.standing(workspace).status.paused
     if as_json:  # the pause in force: this one, or the one it found
         _print_json({"recorded": recorded, "paused": dict(paused) if paused else None})
         return
@@ -55,17 +66,29 @@ def resume_(
         int | None, typer.Option("--batch-size", min=1, help="The smaller batch size.")
     ] = None,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Resume a paused workspace, naming the recovery procedure that was followed."""
-    with open_workspace(ctx) as workspace:
-        record = trust.resume(
-            workspace,
+    """Resume a paused workspace (or database: --db, or [store] url in stoic.toml), naming
+    the recovery procedure that was followed."""
+    url = database_url(ctx, db)
+    if url is not None:
+        record = trust.resume_database(
+            url,
             procedure=procedure,
             reason=reason,
             actor=human_actor(as_name),
             batch_size=batch_size,
         )
+    else:
+        with open_workspace(ctx) as workspace:
+            record = trust.resume(
+                workspace,
+                procedure=procedure,
+                reason=reason,
+                actor=human_actor(as_name),
+                batch_size=batch_size,
+            )
     if as_json:
         _print_json(
             {

@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.recovery import AttemptKind
 from stoic.core.run_state import RunFolder, RunView
-from stoic.exceptions import StoicError, UsageError, WorkspaceError
+from stoic.exceptions import StoicError, UsageError, WorkspaceError, WorkspacePaused
 from stoic.plan.loader import Plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
@@ -124,6 +125,12 @@ def start_database_run(
         with store.writing("record the start of a run") as writing:
             if work.run_exists(writing.conn, run_id):
                 raise UsageError(f"run {run_id} exists already: a new run needs a new id")
+            paused = work.PauseFollower().check(writing.conn)
+            if paused is not None:  # no new task execution while paused
+                raise WorkspacePaused(
+                    f"the database is paused ({paused.reason}, record #{paused.seq}):"
+                    f" {next_steps.run()} is refused until it is resumed"
+                )
             store_run_files(writing.conn, [copy])
             records = writing.append([started, *skipped])
             work.make_ready(writing.conn, ready)

@@ -27,6 +27,7 @@ from stoic.core.pause import (
     IncidentSeverity,
     PauseDue,
     incident_pause,
+    resume_needs_clean_audit,
 )
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.records import Record
@@ -47,11 +48,13 @@ __all__ = [
     "flag_detected",
     "new_incident",
     "pause",
+    "pause_database",
     "pause_for",
     "raise_flag",
     "refuse_if_paused",
     "report_incident",
     "resume",
+    "resume_database",
     "standing",
 ]
 
@@ -111,6 +114,54 @@ def database_standing(url: str) -> Standing:
         status = store.projected(WorkspaceStatusProjection()).state
     named = status.batch_size
     return Standing(status, named or QueueSettings().batch_size, bool(named))
+
+
+def pause_database(
+    url: str, *, reason: str, actor: str, criterion: Criterion = Criterion.HUMAN_STOP
+) -> bool:
+    """Pause a database (a person's stop unless another criterion is named): its workers start
+    nothing more and its queue takes no proposal until it is resumed; False when it was paused
+    already. Read and recorded in one transaction at the head of its log."""
+    from stoic.store.pg_store import PostgresStore  # psycopg only when a database is named
+
+    decision = trust.pause_decision(reason=reason, criterion=criterion, actor=actor)
+    with PostgresStore.open(url) as store, store.writing("record a pause") as writing:
+        if writing.projected(WorkspaceStatusProjection()).paused is not None:
+            return False
+        writing.append([decision])
+        return True
+
+
+def resume_database(
+    url: str, *, procedure: str, reason: str, actor: str, batch_size: int | None = None
+) -> Record:
+    """Resume a paused database, naming the recovery procedure followed, by the rules of a
+    workspace's resume; a verification batch needs its audit (`stoic audit --db`) clean."""
+    from stoic.services.db_transfer import audit_database
+    from stoic.store.config import QueueSettings
+    from stoic.store.pg_store import PostgresStore
+
+    if procedure not in RESUME_PROCEDURES:
+        raise UsageError(
+            f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
+        )
+    status = database_standing(url).status
+    if status.paused is not None and resume_needs_clean_audit(
+        procedure, status.paused.get("criterion")
+    ):
+        report = audit_database(url)
+        if not report.ok:
+            raise trust.unclean_audit(len(report.violations))
+    with PostgresStore.open(url) as store, store.writing("record a resume") as writing:
+        decision = trust.resume_decision(  # the pause as it stands under the head's lock
+            writing.projected(WorkspaceStatusProjection()),
+            procedure=procedure,
+            reason=reason,
+            actor=actor,
+            batch_size=batch_size,
+            default_batch_size=QueueSettings().batch_size,
+        )
+        return writing.append([decision])[0]
 
 
 def refuse_if_paused(workspace: Workspace, refused: NextStep) -> None:

@@ -18,6 +18,8 @@ from stoic.core.pause import (
     flags_pause_due,
     resume_needs_clean_audit,
 )
+from stoic.core.projection import WorkspaceStatus
+from stoic.core.records import Decision
 from stoic.core.text import counted
 from stoic.exceptions import UsageError, WorkspaceNotWritable, WorkspacePaused
 from stoic.store.atomic import append_durably, atomic_write
@@ -37,12 +39,31 @@ __all__ = [
     "next_incident_id",
     "note_calibration",
     "pause",
+    "pause_decision",
     "pause_for",
     "record_flag",
     "refuse_if_paused",
     "resume",
+    "resume_decision",
+    "unclean_audit",
     "write_incident_file",
 ]
+
+
+def pause_decision(
+    *, reason: str, criterion: Criterion, actor: str, inputs: dict[str, Any] | None = None
+) -> Decision:
+    """The record of a pause, whichever backend keeps it."""
+    human = actor.startswith("human:")
+    return Decision(
+        decision_type="pause",
+        decision_outcome="paused",
+        decision_reason=reason,
+        decision_source="human" if human else "system",
+        actor=actor,
+        decision_trigger="explicit" if human else "reactive",
+        decision_inputs={"criterion": criterion, **(inputs or {})},
+    )
 
 
 def pause(
@@ -54,18 +75,11 @@ def pause(
     inputs: dict[str, Any] | None = None,
 ) -> bool:
     """Record a pause (the queue is left as it is); False when already paused."""
-    human = actor.startswith("human:")
     with workspace.transaction():
         if workspace.status().paused is not None:
             return False
-        workspace.record(
-            "pause",
-            "paused",
-            reason,
-            source="human" if human else "system",
-            actor=actor,
-            trigger="explicit" if human else "reactive",
-            inputs={"criterion": criterion, **(inputs or {})},
+        workspace.record_many(
+            [pause_decision(reason=reason, criterion=criterion, actor=actor, inputs=inputs)]
         )
         workspace.sync_projections()
     workspace.announce(
@@ -104,39 +118,19 @@ def resume(
 
     Returns the resume record."""
     status = workspace.status()
-    paused = status.paused
-    if paused is None:
-        raise UsageError("the workspace is not paused")
-    if procedure == "smaller-batch" and batch_size is None:
-        raise UsageError("--procedure smaller-batch needs --batch-size N")
-    if procedure != "smaller-batch" and batch_size is not None:
-        raise UsageError("--batch-size goes with --procedure smaller-batch")
-    current = status.batch_size or workspace.settings.queue.batch_size
-    if batch_size is not None and batch_size >= current:
-        raise UsageError(
-            f"a smaller batch: --batch-size must be below the current {current}, not {batch_size}"
-        )
-    if resume_needs_clean_audit(procedure, paused.get("criterion")):
+    decision = resume_decision(
+        status,
+        procedure=procedure,
+        reason=reason,
+        actor=actor,
+        batch_size=batch_size,
+        default_batch_size=workspace.settings.queue.batch_size,
+    )
+    if resume_needs_clean_audit(procedure, (status.paused or {}).get("criterion")):
         report = workspace.verify()
         if not report.ok:
-            count = len(report.violations)
-            raise UsageError(
-                f"the audit is not clean ({counted(count, 'violation')}): run"
-                f" {next_steps.audit()}, repair what it names, then resume"
-            )
-    record = workspace.record(
-        "pause",
-        "resumed",
-        reason,
-        source="human",
-        actor=actor,
-        trigger="explicit",
-        inputs={
-            "procedure": procedure,
-            "paused_by": paused.get("criterion"),
-            **({"batch_size": batch_size} if batch_size is not None else {}),
-        },
-    )
+            raise unclean_audit(len(report.violations))
+    record = workspace.record_many([decision])[0]
     workspace.sync_projections()
     workspace.announce(
         Event.RESUMED,
@@ -144,6 +138,53 @@ def resume(
         data={"procedure": procedure},
     )
     return record
+
+
+def resume_decision(
+    status: WorkspaceStatus,
+    *,
+    procedure: str,
+    reason: str,
+    actor: str,
+    batch_size: int | None,
+    default_batch_size: int,
+) -> Decision:
+    """The record of a resume from the pause `status` shows, whichever backend keeps it;
+    refused when nothing is paused or the batch size does not go with the procedure (the
+    clean audit a verification batch needs is the caller's to check)."""
+    paused = status.paused
+    if paused is None:
+        raise UsageError("the workspace is not paused")
+    if procedure == "smaller-batch" and batch_size is None:
+        raise UsageError("--procedure smaller-batch needs --batch-size N")
+    if procedure != "smaller-batch" and batch_size is not None:
+        raise UsageError("--batch-size goes with --procedure smaller-batch")
+    current = status.batch_size or default_batch_size
+    if batch_size is not None and batch_size >= current:
+        raise UsageError(
+            f"a smaller batch: --batch-size must be below the current {current}, not {batch_size}"
+        )
+    return Decision(
+        decision_type="pause",
+        decision_outcome="resumed",
+        decision_reason=reason,
+        decision_source="human",
+        actor=actor,
+        decision_trigger="explicit",
+        decision_inputs={
+            "procedure": procedure,
+            "paused_by": paused.get("criterion"),
+            **({"batch_size": batch_size} if batch_size is not None else {}),
+        },
+    )
+
+
+def unclean_audit(violations: int) -> UsageError:
+    """The refusal of a resume that needs a clean audit, when it is not clean."""
+    return UsageError(
+        f"the audit is not clean ({counted(violations, 'violation')}): run"
+        f" {next_steps.audit()}, repair what it names, then resume"
+    )
 
 
 def record_flag(
