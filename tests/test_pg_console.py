@@ -123,9 +123,7 @@ def test_a_database_run_is_watched_and_taken_up_from_the_console(
     assert approval["decision_inputs"]["read_seconds"] == 12.0  # type: ignore[index]
     assert served.console.live_seq() > rendered_at  # an open page reloads
 
-    again = client.post(
-        f"/proposals/{proposal_id}/decide", data={**fields, "decision": "approve"}
-    )
+    again = client.post(f"/proposals/{proposal_id}/decide", data={**fields, "decision": "approve"})
     assert again.status_code == 409 and "approved by human:ana" in again.text
 
     _work(workspace, tmp_path)
@@ -172,3 +170,42 @@ def test_the_api_lists_the_databases_runs_and_queue(
     assert [p["task_id"] for p in proposals] == ["slow"]
     missing = client.get("/api/runs/run-nope")
     assert missing.status_code == 404
+
+
+def test_an_operator_stops_and_resumes_the_databases_work_from_the_console(
+    served: RunningConsole, workspace: Path, db: str
+) -> None:
+    from stoic.server.sessions import Role
+
+    client, session = served.login("olga", Role.OPERATOR)
+    stopped = client.post(
+        "/pause/stop",
+        data={"csrf": session.csrf, "reason": f"checking {HOSTILE}"},
+        follow_redirects=False,
+    )
+    assert stopped.status_code == 303
+    for path in ("/queue", "/runs", "/pause"):
+        page = client.get(path).text
+        assert 'id="paused"' in page and "checking &lt;script&gt;" in page, path
+    refused = run_cli("-w", str(workspace), "propose", "--title", "t", "--reasoning", "r")
+    assert refused.exit_code != 0 and "the database is paused" in refused.stderr
+    resumed = client.post(
+        "/pause/resume",
+        data={
+            "csrf": session.csrf,
+            "procedure": "smaller-batch",
+            "batch_size": "5",
+            "reason": "checked",
+        },
+        follow_redirects=False,
+    )
+    assert resumed.status_code == 303, resumed.text
+    assert client.get("/api/pause").json() == {"paused": None, "batch_size": 5}
+    with PostgresStore.open(db) as store:
+        pauses = [r for r in store.read() if r.decision_type == "pause"]
+    assert [(p.decision_outcome, p.actor) for p in pauses] == [
+        ("paused", "human:olga"),
+        ("resumed", "human:olga"),
+    ]
+    own = run_cli("-w", str(workspace), "status", "--json")
+    assert orjson.loads(own.stdout)["paused"] is None  # the workspace's own log: untouched

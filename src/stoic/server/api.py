@@ -160,7 +160,7 @@ def pause_json(request: Request, session: Reading) -> dict[str, Any]:
     """The pause in force (null when none) and the batch size in force."""
     del session
     with open_workspace(request) as workspace:
-        standing = trust.standing(workspace)
+        standing = trust.work_standing(workspace)
     paused = standing.status.paused
     return {"paused": dict(paused) if paused else None, "batch_size": standing.batch_size}
 
@@ -173,7 +173,7 @@ class StopBody(BaseModel):
 def stop_json(request: Request, person: Operator, body: StopBody) -> dict[str, Any]:
     """Pause the workspace by hand; `stopped` is false when it was paused already."""
     with open_workspace(request) as workspace:
-        stopped = trust.pause(workspace, reason=body.reason.strip(), actor=person.actor)
+        stopped = trust.stop_work(workspace, reason=body.reason.strip(), actor=person.actor)
     return {"stopped": stopped}
 
 
@@ -188,7 +188,7 @@ def resume_json(request: Request, person: Operator, body: ResumeBody) -> dict[st
     """Resume, naming the recovery procedure followed."""
     with open_workspace(request) as workspace:
         try:
-            record = trust.resume(
+            record = trust.resume_work(
                 workspace,
                 procedure=body.procedure,
                 reason=body.reason.strip(),

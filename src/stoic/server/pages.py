@@ -30,7 +30,7 @@ from stoic.server.console import (
 from stoic.server.rendering import page
 from stoic.server.sessions import Role, Session
 from stoic.server.shown import Shown
-from stoic.services import queue
+from stoic.services import queue, trust
 
 __all__ = ["paused_of", "router"]
 
@@ -41,7 +41,9 @@ DECISIONS = {"approve": "approved", "reject": "rejected", "defer": "deferred"}
 
 
 def paused_of(workspace: Any) -> dict[str, Any] | None:
-    paused = workspace.status().paused
+    """The pause over the workspace's work, for every page's banner (its database's when it
+    names one)."""
+    paused = trust.work_standing(workspace).status.paused
     return dict(paused) if paused is not None else None
 
 

@@ -75,7 +75,7 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
 def pause_page(request: Request, session: Reading) -> Response:
     """The pause in force, if any, with the stop form or the resume form."""
     with open_workspace(request) as workspace:
-        standing = trust.standing(workspace)
+        standing = trust.work_standing(workspace)
     paused = dict(standing.status.paused) if standing.status.paused is not None else None
     return page(
         request,
@@ -103,7 +103,7 @@ def stop_form(request: Request, person: Operator, reason: Annotated[str, Form()]
     if not reason.strip():
         return _refused(request, session, 400, "a stop needs a reason")
     with open_workspace(request) as workspace:
-        trust.pause(workspace, reason=reason.strip(), actor=person.actor)
+        trust.stop_work(workspace, reason=reason.strip(), actor=person.actor)
     return RedirectResponse("/pause", status_code=303)
 
 
@@ -126,7 +126,7 @@ def resume_form(
         return _refused(request, session, 400, "a resume needs a reason")
     try:
         with open_workspace(request) as workspace:
-            trust.resume(
+            trust.resume_work(
                 workspace,
                 procedure=procedure,
                 reason=reason.strip(),

@@ -55,7 +55,10 @@ __all__ = [
     "report_incident",
     "resume",
     "resume_database",
+    "resume_work",
     "standing",
+    "stop_work",
+    "work_standing",
 ]
 
 SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
@@ -162,6 +165,38 @@ def resume_database(
             default_batch_size=QueueSettings().batch_size,
         )
         return writing.append([decision])[0]
+
+
+def work_standing(workspace: Workspace) -> Standing:
+    """Where the pause over this workspace's work stands, for the console: its database's
+    when its `stoic.toml` names one (its runs and queue are there), else its own."""
+    url = workspace.settings.store.url
+    return database_standing(url) if url else standing(workspace)
+
+
+def stop_work(workspace: Workspace, *, reason: str, actor: str) -> bool:
+    """A person's stop of this workspace's work: its database's pause when it names one."""
+    url = workspace.settings.store.url
+    if url:
+        return pause_database(url, reason=reason, actor=actor)
+    return pause(workspace, reason=reason, actor=actor)
+
+
+def resume_work(
+    workspace: Workspace,
+    *,
+    procedure: str,
+    reason: str,
+    actor: str,
+    batch_size: int | None = None,
+) -> Record:
+    """Resume this workspace's work: its database when it names one."""
+    url = workspace.settings.store.url
+    if url:
+        return resume_database(
+            url, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size
+        )
+    return resume(workspace, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size)
 
 
 def refuse_if_paused(workspace: Workspace, refused: NextStep) -> None:
