@@ -55,6 +55,7 @@ from stoic.mcp.tools import (
     tool_named,
 )
 from stoic.services import escalations, gate, queue
+from stoic.services.queue_book import queue_book
 from stoic.services.workspace import Workspace
 
 __all__ = ["Agent", "agent_actor", "build_server", "serve_stdio"]
@@ -108,17 +109,17 @@ def _propose(agent: Agent, args: Arguments) -> dict[str, Any]:
     action, trade_off = args.texts("action"), args.optional_text("trade_off")
     confidence = args.number("confidence", low=0, high=1)
     with Workspace.open(agent.workspace) as workspace:
-        proposal = queue.propose(
-            workspace,
+        proposal = queue_book(workspace).propose(
             title=title,
             reasoning_trace=reasoning,
             by=agent.actor,
             sources=sources,
             action=action,
             summary=summary,
+            type="action",
+            origin="mcp",
             confidence=confidence,
             trade_off=trade_off,
-            origin="mcp",
         )
     return {
         "proposal_id": proposal.id,
@@ -131,15 +132,15 @@ def _propose(agent: Agent, args: Arguments) -> dict[str, Any]:
 def _get(agent: Agent, args: Arguments) -> dict[str, Any]:
     proposal_id = args.proposal_id()
     with Workspace.open(agent.workspace) as workspace:
-        return queue.get(workspace, proposal_id).to_json()
+        return queue_book(workspace).get(proposal_id).to_json()
 
 
 def _wait(agent: Agent, args: Arguments) -> dict[str, Any]:
     proposal_id = args.proposal_id()
     seconds = args.number("seconds", low=0, high=MAX_WAIT_SECONDS)
     with Workspace.open(agent.workspace) as workspace:
-        proposal = queue.wait_for_decision(
-            workspace, proposal_id, DEFAULT_WAIT_SECONDS if seconds is None else seconds
+        proposal = queue_book(workspace).wait_for_decision(
+            proposal_id, DEFAULT_WAIT_SECONDS if seconds is None else seconds
         )
     decision = dict(proposal.decision) if proposal.decision is not None else None
     return {

@@ -48,6 +48,7 @@ def propose(
     summary: str = "",
     confidence: float | None = None,
     trade_off: str | None = None,
+    origin: str | None = None,
     settings: Settings | None = None,
 ) -> Proposal:
     """A new pending proposal in the database's queue; refused while it is paused, without
@@ -62,6 +63,7 @@ def propose(
         summary=summary,
         confidence=confidence,
         trade_off=trade_off,
+        origin=origin,
         actor=by,
     )
     default = (settings or Settings()).queue.batch_size

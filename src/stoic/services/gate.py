@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from stoic.core.gate import TOOL_CALL_TYPE, GateRule
+from stoic.core.gate import GateRule
 from stoic.core.proposals import Proposal, ProposalStatus
+from stoic.core.records import Decision
 from stoic.exceptions import UsageError
-from stoic.services import queue
 from stoic.services.gate_call import (
     MAX_HOOK_BYTES,
     OUTCOME,
@@ -36,6 +36,7 @@ from stoic.services.gate_call import (
     read_hook_call,
     rules_answer,
 )
+from stoic.services.queue_book import QueueBook, queue_book
 from stoic.store.atomic import atomic_write
 from stoic.store.workspace import Workspace
 
@@ -66,15 +67,6 @@ def _action(call: HookCall, cwd: str) -> list[str]:
     ]
 
 
-def _earlier(workspace: Workspace, action: list[str]) -> Proposal | None:
-    """The latest proposal of this exact call, if one was made."""
-    found = None
-    for proposal in queue.list_proposals(workspace):
-        if proposal.type == TOOL_CALL_TYPE and proposal.action == tuple(action):
-            found = proposal
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """A call sent to a person: its proposal, the inputs of the record its answer will be, and
@@ -86,7 +78,7 @@ class Waiting:
 
 
 def _answer(
-    workspace: Workspace,
+    book: QueueBook,
     inputs: Mapping[str, Any],
     said: Answer,
     reason: str,
@@ -94,7 +86,7 @@ def _answer(
     outcome: str | None = None,
 ) -> GateAnswer:
     decision = gate_decision(outcome or OUTCOME[said], reason, inputs, proposal)
-    record = workspace.record_many([decision])[0]
+    record = book.append(decision)
     return GateAnswer(said, reason, proposal, record.seq)
 
 
@@ -124,47 +116,46 @@ def begin_call(
         task_id=task_id,
     )
     inputs = judged.inputs | {"agent": agent}
+    book = queue_book(workspace)
     by_rules = rules_answer(judged)
     if by_rules is not None:
-        return _answer(workspace, inputs, *by_rules)
+        return _answer(book, inputs, *by_rules)
     assert judged.verdict is not None  # sent to a person
     verdict = judged.verdict
-    paused = workspace.status_folded().paused
+    paused = book.paused()
     if paused is not None:
-        return _answer(workspace, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
+        return _answer(book, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
     action = _action(call, judged.call.cwd)
-    proposal = _earlier(workspace, action)  # decided already: the wait's first look answers
+    proposal = book.earlier(action)  # decided already: the wait's first look answers
     if proposal is None:
-        proposal = queue.propose(
-            workspace,
+        proposal = book.propose(
             title=f"{agent} asks to run {call.tool_name}"[:200],
             reasoning_trace=[verdict.reason],
             by=agent,
             sources=[s for s in (run_id, task_id) if s],
             action=action,
-            type=TOOL_CALL_TYPE,
             summary=_summary(call, inputs["sha256"]),
-            origin="gate",
         )
         reason = f"{proposal.id} waits for a person: {verdict.reason}"
-        _answer(workspace, inputs, Answer.DEFER, reason, proposal.id, outcome="proposed")
+        _answer(book, inputs, Answer.DEFER, reason, proposal.id, outcome="proposed")
     budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
     return Waiting(proposal.id, inputs, time.monotonic() + budget)
 
 
 def look(workspace: Workspace, waiting: Waiting) -> GateAnswer | None:
     """The answer, on record, once a person has decided the call's proposal; else None."""
-    return _decided(workspace, waiting, queue.get(workspace, waiting.proposal_id))
+    book = queue_book(workspace)
+    return _decided(book, waiting, book.get(waiting.proposal_id))
 
 
-def _decided(workspace: Workspace, waiting: Waiting, proposal: Proposal) -> GateAnswer | None:
+def _decided(book: QueueBook, waiting: Waiting, proposal: Proposal) -> GateAnswer | None:
     if proposal.status in (ProposalStatus.APPROVED, ProposalStatus.EXECUTED):
         said = f"{proposal.id} was approved for exactly this input"
-        return _answer(workspace, waiting.inputs, Answer.ALLOW, said, proposal.id)
+        return _answer(book, waiting.inputs, Answer.ALLOW, said, proposal.id)
     if proposal.status is ProposalStatus.REJECTED:
         why = (proposal.decision or {}).get("reason") or "no reason given"
         said = f"{proposal.id} was rejected: {why}"
-        return _answer(workspace, waiting.inputs, Answer.DENY, said, proposal.id)
+        return _answer(book, waiting.inputs, Answer.DENY, said, proposal.id)
     return None
 
 
@@ -176,7 +167,7 @@ def give_up(workspace: Workspace, waiting: Waiting, *, defer: bool) -> GateAnswe
         said, answer = f"{said}: the call is deferred until it is decided", Answer.DEFER
     else:
         said, answer = f"{said}: try again once it is decided", Answer.DENY
-    return _answer(workspace, waiting.inputs, answer, said, waiting.proposal_id)
+    return _answer(queue_book(workspace), waiting.inputs, answer, said, waiting.proposal_id)
 
 
 def check_call(
@@ -206,19 +197,22 @@ def check_call(
     )
     if isinstance(begun, GateAnswer):
         return begun
-    seen = queue.wait_for_decision(workspace, begun.proposal_id, begun.ends_at - time.monotonic())
-    return _decided(workspace, begun, seen) or give_up(workspace, begun, defer=defer)
+    book = queue_book(workspace)
+    seen = book.wait_for_decision(begun.proposal_id, begun.ends_at - time.monotonic())
+    return _decided(book, begun, seen) or give_up(workspace, begun, defer=defer)
 
 
 def deny_unread(workspace: Workspace, problem: str, *, agent: str, size: int) -> GateAnswer:
     """A payload the gate could not read (or rules it could not use), denied on record."""
-    record = workspace.record(
-        "gate",
-        "denied",
-        f"denied unread: {problem}",
-        actor="system:gate",
-        trigger="reactive",
-        inputs={"agent": agent, "problem": problem, "bytes": size},
+    record = queue_book(workspace).append(
+        Decision(
+            decision_type="gate",
+            decision_outcome="denied",
+            decision_reason=f"denied unread: {problem}",
+            actor="system:gate",
+            decision_trigger="reactive",
+            decision_inputs={"agent": agent, "problem": problem, "bytes": size},
+        )
     )
     return GateAnswer(Answer.DENY, problem, None, record.seq)
 

@@ -8,7 +8,8 @@ gate, and appends its `gate` record to the log directly, leaving the projections
 the next open (as after any crash). Anything else — a verdict that sends the call to a person,
 a settings file that cannot be read or checked — is the whole gate's (`stoic.services.gate`),
 which reads everything again and denies saying what is wrong. Only `[gate]` decides here: the
-other tables of `stoic.toml` are not the gate's input, and are not read on this path.
+other tables of `stoic.toml` are not the gate's input, and are not read on this path — but a
+`[store] url` sends every call to the whole gate, which records in that database.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def quick_answer(
         data = tomllib.loads(read_bounded(root / SETTINGS_FILE, MAX_SETTINGS_BYTES).decode())
     except Exception:  # the whole gate reads it again, and says what is wrong
         return None
+    store = data.get("store")
+    if isinstance(store, dict) and store.get("url"):
+        return None  # the gate's records and proposals are the database's: the whole gate's
     table = gate_table(data.get("gate", {}))
     if isinstance(table, str):
         return None
