@@ -263,3 +263,45 @@ def test_a_paused_database_starts_nothing_and_takes_no_proposal_until_resumed(
     not_paused = run_cli("resume", "--db", db, "--procedure", "verification-batch", "--reason", "x")
     assert not_paused.exit_code == 2 and "not paused" in not_paused.stderr
     _audit_clean(db)
+
+
+def test_a_failed_task_of_a_database_run_is_retried_in_its_run_by_a_person(
+    db: str, tmp_path: Path
+) -> None:
+    """`stoic retry RUN TASK --db --reason …`: the retry is on record, linked to the failed
+    attempt; the run is taken up, the task runs again on a worker, and what it blocked after."""
+    tries = tmp_path / "tries"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: once-more}\ntasks:\n"
+        f"  - {{id: charge, run: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) -ge 2 ]']}}\n"
+        '  - {id: receipt, run: ["true"], depends_on: [charge]}\n'
+    )
+    started = run_cli("run", str(plan), "--db", db, "--json")
+    run_id = str(orjson.loads(started.stdout)["run_id"])
+    _work(db, tmp_path / "scratch")
+    assert _records(db, run_id)[-1]["decision_outcome"] == "failed"
+    no_reason = run_cli("retry", run_id, "charge", "--db", db, "--as", "ana")
+    assert no_reason.exit_code == 2 and "needs its reason" in no_reason.stderr
+    not_failed = run_cli("retry", run_id, "receipt", "--db", db, "--reason", "x")
+    assert not_failed.exit_code == 2 and "blocked by charge" in not_failed.stderr
+    retried = run_cli(
+        "retry", run_id, "charge", "--db", db, "--as", "ana", "--reason", "fixed", "--json"
+    )
+    assert retried.exit_code == 0, retried.stderr
+    (entry,) = orjson.loads(retried.stdout)["retried"]
+    assert entry["task_id"] == "charge"
+    _work(db, tmp_path / "scratch")
+    records = _records(db, run_id)
+    assert records[-1]["decision_outcome"] == "completed", records[-1]
+    starts = [
+        (r["task_id"], r["decision_inputs"]["attempt_kind"])  # type: ignore[index]
+        for r in records
+        if r["decision_type"] == "execution" and r["decision_outcome"] == "started"
+    ]
+    assert starts == [("charge", "first"), ("charge", "approved_recovery"), ("receipt", "first")]
+    decision = next(r for r in records if r["decision_inputs"].get("kind") == "retry")  # type: ignore[union-attr]
+    assert decision["actor"] == "human:ana" and decision["attempt"] == 1
+    twice = run_cli("retry", run_id, "charge", "--db", db, "--reason", "again")
+    assert twice.exit_code == 2 and "succeeded" in twice.stderr
+    _audit_clean(db)

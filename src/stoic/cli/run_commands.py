@@ -296,6 +296,9 @@ def retry(
         typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
     ] = None,
     workers: Workers = None,
+    db: Annotated[
+        str | None, db_option("A run of a PostgreSQL database: its workers run the tasks again.")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print what was recorded and how the run ended.")
     ] = False,
@@ -303,8 +306,13 @@ def retry(
     """Run failed tasks again in their run: a person's decision (with its reason) linked to
     each failed attempt; then the run goes on, and what they blocked runs after them. A retried
     attempt is a human-approved recovery: if it fails, the failure stands. Exit codes as
-    `stoic run`."""
+    `stoic run`. With --db (or [store] url), the retries are recorded and the run's workers
+    take them up: it returns at once (exit 0)."""
     actor = human_actor(as_name)
+    url = database_url(ctx, db)
+    if url is not None:
+        _retry_in_database(url, run_id, tasks, reason, actor, as_json)
+        return
     confine_early(ctx)
     from stoic.services import runs
 
@@ -337,6 +345,30 @@ def retry(
         for entry in recorded:
             echo(f"retry of task {entry['task_id']} by {actor} recorded (#{entry['seq']})")
     raise typer.Exit(report.exit_code)
+
+
+def _retry_in_database(
+    url: str, run_id: str, tasks: list[str], reason: str | None, actor: str, as_json: bool
+) -> None:
+    from stoic.services.db_runs import retry_database_run
+
+    records = retry_database_run(url, run_id, tasks, reason=reason, actor=actor)
+    recorded = [
+        {
+            "task_id": record.task_id,
+            "decision_id": record.decision_id,
+            "seq": record.seq,
+            "attempt_id": record.attempt_id,
+            "attempt": record.attempt,
+        }
+        for record in records
+    ]
+    if as_json:
+        echo_json(orjson.dumps({"run_id": run_id, "retried": recorded}).decode())
+        return
+    for entry in recorded:
+        echo(f"retry of task {entry['task_id']} by {actor} recorded (#{entry['seq']})")
+    echo(f"run {run_id}: its workers run them again")
 
 
 def show_run_status(

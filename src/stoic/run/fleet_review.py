@@ -10,14 +10,16 @@ and no decision waits for a process that may never come.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
-from stoic.core.records import Decision
+from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind
+from stoic.core.retry import retry_refusal
 from stoic.core.run_state import RunFolder
+from stoic.exceptions import UsageError
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.fleet_plans import recorded_plan
@@ -28,7 +30,7 @@ from stoic.store.config import QueueSettings
 from stoic.store.pg_queue import propose_at
 from stoic.store.pg_store import AtHead
 
-__all__ = ["WORKERS_GO_ON", "propose_recovery", "take_up_after"]
+__all__ = ["WORKERS_GO_ON", "propose_recovery", "retry_at", "take_up_after"]
 
 WORKERS_GO_ON = "the run's workers"
 """Who takes a database run up once its task's proposal is approved."""
@@ -71,31 +73,94 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
     if proposal.status is not ProposalStatus.APPROVED:  # rejected: its failure stands
         if not ended:
             return None  # the run's workers end it once nothing of it is left
-        writing.append([_taken_up(run_id, proposal, actor)])
+        writing.append([_taken_up(run_id, actor, {"proposal_id": proposal.id})])
         folder.feed(writing.records[-1]._asdict())
         analysis = folder.view().analyse(plan.graph)
         reason = lifecycle_reason(run_id, analysis)
         writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
         return f"run {run_id} ended again: {analysis.status.value}"
     if ended:
-        writing.append([_taken_up(run_id, proposal, actor)])
+        writing.append([_taken_up(run_id, actor, {"proposal_id": proposal.id})])
     kind = task.next_attempt_kind if task.attempts else AttemptKind.FIRST
     work.make_ready(writing.conn, [work.Ready(run_id, task_id, task.attempts + 1, kind.value)])
     return f"task {task_id} of run {run_id} is ready for its workers (attempt {task.attempts + 1})"
 
 
-def _taken_up(run_id: str, proposal: Proposal, actor: str) -> Decision:
+def retry_at(
+    writing: AtHead, run_id: str, task_ids: Sequence[str], *, actor: str, reason: str
+) -> list[Record]:
+    """A person's retry of failed tasks of a database run, in one transaction: each checked
+    against the log as it is now (one that cannot be retried refuses them all, nothing
+    recorded), each recorded linked to its failed attempt, its next attempt — a human-approved
+    recovery: if it fails, the failure stands — ready for the run's workers."""
+    if not reason.strip():
+        raise UsageError("a retry needs its reason: --reason …")
+    try:
+        started, text = work.run_start(writing.conn, run_id)
+    except LookupError:
+        raise UsageError(f"no run {run_id} in the database") from None
+    if (started.get("decision_inputs") or {}).get("on") != "workers":
+        raise UsageError(f"run {run_id} is a workspace's run: it is retried where it runs")
+    plan = recorded_plan(run_id, text, started)
+    folder = RunFolder(run_id)
+    for record in work.run_records(writing.conn, run_id):
+        folder.feed(record)
+    view = folder.view(shared=True)
+    analysis = view.analyse(plan.graph)
+    claimed = bool(work.claim_holders(writing.conn).get(run_id))
+    proposals = {
+        t: str(view.task(t).proposal_id) for t in plan.graph.ids if view.task(t).proposal_id
+    }
+    for task_id in task_ids:
+        refusal = retry_refusal(
+            run_id,
+            task_id,
+            plan.graph.ids,
+            view,
+            analysis,
+            runner_working=claimed,
+            proposals=proposals,
+        )
+        if refusal is not None:
+            raise UsageError(refusal)
+    retries, ready = [], []
+    for task_id in dict.fromkeys(task_ids):
+        task = view.task(task_id)
+        retries.append(
+            made.retry_decision(
+                run_id,
+                task_id,
+                actor,
+                reason.strip(),
+                attempt=task.attempts,
+                attempt_id=task.last_attempt_id if task.attempts > 0 else None,
+                failure_kind=(task.failure or {}).get("failure_kind"),
+            )
+        )
+        kind = AttemptKind.APPROVED_RECOVERY if task.attempts else AttemptKind.FIRST
+        ready.append(work.Ready(run_id, task_id, task.attempts + 1, kind.value))
+    if view.lifecycle not in (None, "started"):
+        writing.append([_taken_up(run_id, actor, {"retried": list(dict.fromkeys(task_ids))})])
+    recorded = writing.append(retries)
+    work.make_ready(writing.conn, ready)
+    return recorded
+
+
+def _taken_up(run_id: str, actor: str, why: Mapping[str, Any]) -> Decision:
     """The record that takes an ended run up again, naming the decision that did."""
+    what = (
+        f"decided {why['proposal_id']}"
+        if "proposal_id" in why
+        else f"retried {', '.join(why.get('retried', ()))}"
+    )
     return Decision(
         decision_type="run_lifecycle",
         decision_outcome="started",
-        decision_reason=(
-            f"Run {run_id} goes on: {actor} decided {proposal.id} on task {proposal.task_id}."
-        ),
+        decision_reason=f"Run {run_id} goes on: {actor} {what}.",
         actor=made.ACTOR,
         decision_source="system",
         decision_trigger="explicit",
-        decision_inputs={"on": "workers", "taken_up_by": actor, "proposal_id": proposal.id},
+        decision_inputs={"on": "workers", "taken_up_by": actor, **why},
         causal_role="pre_run",
         run_id=run_id,
         details={},

@@ -8,13 +8,14 @@ run's state from its records (the log decides); `wait_for_database_run` follows 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
+from stoic.core.records import Record
 from stoic.core.recovery import AttemptKind
 from stoic.core.run_state import RunFolder, RunView
 from stoic.exceptions import StoicError, UsageError, WorkspaceError, WorkspacePaused
@@ -22,6 +23,7 @@ from stoic.plan.loader import Plan, read_plan
 from stoic.run import decisions as made
 from stoic.run.fleet import FleetWorker, WorkerOptions
 from stoic.run.fleet_plans import database_run_refusal, recorded_plan, run_settings
+from stoic.run.fleet_review import retry_at
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
 from stoic.run.run_end import EXIT_CODES, RunReport, lifecycle_reason, run_end_decision
 from stoic.run.task_user import resolve_task_user
@@ -47,6 +49,7 @@ __all__ = [
     "database_run_state",
     "database_run_timeline",
     "list_database_runs",
+    "retry_database_run",
     "run_worker",
     "start_database_run",
     "wait_for_database_run",
@@ -187,6 +190,18 @@ def _folded(run_id: str, plan: Plan, records: Iterable[Mapping[str, Any]]) -> Da
     view = folder.view()
     ended = view.lifecycle not in (None, "started")
     return DatabaseRun(run_id, plan, view, view.analyse(plan.graph), ended)
+
+
+def retry_database_run(
+    url: str, run_id: str, tasks: Sequence[str], *, reason: str | None, actor: str
+) -> list[Record]:
+    """A person runs failed tasks of a database run again, in their run: each retry recorded
+    (with its reason, linked to the failed attempt) and the task ready for the run's workers,
+    in one transaction; what it blocked runs after it."""
+    if not tasks:
+        raise UsageError("name the failed tasks to run again")
+    with PostgresStore.open(url) as store, store.writing("record a retry") as writing:
+        return retry_at(writing, run_id, tasks, actor=actor, reason=reason or "")
 
 
 def list_database_runs(

@@ -140,8 +140,8 @@ def resume_database(
 ) -> Record:
     """Resume a paused database, naming the recovery procedure followed, by the rules of a
     workspace's resume; a verification batch needs its audit (`stoic audit --db`) clean."""
-    from stoic.services.db_transfer import audit_database
     from stoic.store.config import QueueSettings
+    from stoic.store.pg_audit import audit_database as audit_records
     from stoic.store.pg_store import PostgresStore
 
     if procedure not in RESUME_PROCEDURES:
@@ -152,7 +152,8 @@ def resume_database(
     if status.paused is not None and resume_needs_clean_audit(
         procedure, status.paused.get("criterion")
     ):
-        report = audit_database(url)
+        with PostgresStore.open(url) as store:
+            report = audit_records(store)
         if not report.ok:
             raise trust.unclean_audit(len(report.violations))
     with PostgresStore.open(url) as store, store.writing("record a resume") as writing:
