@@ -132,8 +132,8 @@ def test_a_database_run_is_watched_and_taken_up_from_the_console(
     assert _records(db, run_id)[-1]["decision_outcome"] == "completed"
 
 
-def test_a_changed_action_and_a_flag_on_a_database_proposal_are_refused(
-    served: RunningConsole, workspace: Path, db: str
+def test_a_changed_action_is_refused_and_a_flag_and_a_hasty_approval_are_on_record(
+    served: RunningConsole, workspace: Path, db: str, clock: Clock
 ) -> None:
     made = run_cli(
         "-w", str(workspace), "propose", "--title", "t", "--reasoning", "r", "--json", "--", "ls"
@@ -149,11 +149,28 @@ def test_a_changed_action_and_a_flag_on_a_database_proposal_are_refused(
     assert forged.status_code in (403, 409)
     flagged = client.post(
         f"/proposals/{proposal_id}/flag",
-        data={"csrf": _form(client.get(f"/proposals/{proposal_id}").text)["csrf"], "signal": "x"},
+        data={"csrf": fields["csrf"], "signal": "dont-understand", "note": HOSTILE},
+        follow_redirects=False,
     )
-    assert flagged.status_code == 400
-    shown = run_cli("-w", str(workspace), "queue", "--json")
-    assert [p["status"] for p in orjson.loads(shown.stdout)] == ["pending"]
+    assert flagged.status_code == 303, flagged.text
+    unknown = client.post(
+        f"/proposals/{proposal_id}/flag", data={"csrf": fields["csrf"], "signal": "nope"}
+    )
+    assert unknown.status_code == 400
+    clock.now += 1.0  # sooner than review.min_read_seconds (3)
+    hasty = client.post(
+        f"/proposals/{proposal_id}/decide",
+        data={**fields, "decision": "approve"},
+        follow_redirects=False,
+    )
+    assert hasty.status_code == 303, hasty.text
+    with PostgresStore.open(db) as store:
+        flags = [r for r in store.read() if r.decision_type == "red_flag"]
+    assert [(f.actor, f.decision_inputs["signal"]) for f in flags] == [
+        ("human:ana", "dont-understand"),
+        ("system:review", "rubber-stamping"),
+    ]
+    assert b"red_flag" not in (workspace / "logs" / "decision_log.ndjson").read_bytes()
 
 
 def test_the_api_lists_the_databases_runs_and_queue(

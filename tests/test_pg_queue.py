@@ -305,3 +305,39 @@ def test_a_failed_task_of_a_database_run_is_retried_in_its_run_by_a_person(
     twice = run_cli("retry", run_id, "charge", "--db", db, "--reason", "again")
     assert twice.exit_code == 2 and "succeeded" in twice.stderr
     _audit_clean(db)
+
+
+def test_the_database_queues_trust_signals_flag_and_pause_as_a_workspaces_do(db: str) -> None:
+    """A reason given a third time raises its red flag; a third rejection in a batch of ten
+    pauses the database; a queue past three batches raises its flag: each in the transaction
+    of the record that brought it."""
+    from stoic.services import db_queue
+
+    made = [
+        db_queue.propose(db, title=f"p{n}", reasoning_trace=["r"], by="agent:ops").id
+        for n in range(3)
+    ]
+    for proposal_id in made:
+        db_queue.decide(db, proposal_id, "rejected", by="human:ana", reason="Not tonight.")
+    records = _records(db)
+    flags = [r for r in records if r["decision_type"] == "red_flag"]
+    assert [f["decision_inputs"]["signal"] for f in flags] == ["repeated-rejection-reason"]  # type: ignore[index]
+    pauses = [r for r in records if r["decision_type"] == "pause"]
+    assert [(p["decision_outcome"], p["decision_inputs"]["criterion"]) for p in pauses] == [  # type: ignore[index]
+        ("paused", "rejection_rate")
+    ]
+    refused = run_cli("propose", "--db", db, "--title", "t", "--reasoning", "r")
+    assert refused.exit_code != 0 and "paused" in refused.stderr
+    resumed = run_cli(
+        "resume", "--db", db, "--procedure", "verification-batch", "--reason", "looked"
+    )
+    assert resumed.exit_code == 0, resumed.stderr
+    for n in range(31):  # the batch size is 10: more than three batches pending
+        db_queue.propose(db, title=f"q{n}", reasoning_trace=["r"], by="agent:ops")
+    growing = [
+        r["decision_inputs"]["signal"]  # type: ignore[index]
+        for r in _records(db)
+        if r["decision_type"] == "red_flag"
+    ]
+    assert growing[-1] == "queue-growing"
+    _audit_clean(db)

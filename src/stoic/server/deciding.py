@@ -29,6 +29,7 @@ from stoic.services.shown_review import (
     flag_shown,
     new_session_id,
 )
+from stoic.store.config import Settings
 
 __all__ = ["decide", "flag", "show"]
 
@@ -62,7 +63,9 @@ def decide(
     read_seconds = max(0.0, console.clock() - shown.shown_at)
     url = console.database()
     if url is not None:
-        return _decide_in_database(url, session, shown, decision, reason, read_seconds)
+        with console.look() as workspace:
+            settings = workspace.settings
+        return _decide_in_database(url, session, shown, decision, reason, read_seconds, settings)
     wanted = ShownDecision(shown.proposal_id, decision, shown.sha256, read_seconds, reason)
     with open_workspace(request) as workspace:
         try:
@@ -91,6 +94,7 @@ def _decide_in_database(
     decision: str,
     reason: str | None,
     read_seconds: float,
+    settings: Settings,
 ) -> ReviewStep:
     """The decision on a proposal of the database the workspace names (its queue is the
     database's): the same refusals, as the same answers."""
@@ -103,6 +107,7 @@ def _decide_in_database(
             reason=reason,
             shown_sha256=shown.sha256,
             read_seconds=read_seconds,
+            settings=settings,
         )
     except ProposalNotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
@@ -115,17 +120,21 @@ def _decide_in_database(
         ) from None
     except UsageError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    return ReviewStep(decided.proposal, None, False)
+    return ReviewStep(decided.proposal, decided.flag, decided.paused)
 
 
 def flag(request: Request, session: Session, proposal_id: str, signal: str, note: str) -> bool:
     """A red flag the person raised reading `proposal_id`; True when it paused."""
-    if console_of(request).database() is not None:
-        raise HTTPException(
-            status_code=400,
-            detail="a red flag on a proposal of the database is raised from the command line"
-            " for now: the console's review sessions are the workspace's",
-        )
+    url = console_of(request).database()
+    if url is not None:
+        try:
+            return db_queue.raise_flag(
+                url, proposal_id, signal, by=session.person.actor, note=note or None
+            )
+        except ProposalNotFound as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except UsageError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
     with open_workspace(request) as workspace:
         try:
             return flag_shown(

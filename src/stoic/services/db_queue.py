@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stoic.core.pause import READER_SIGNALS, DetectedSignal, too_fast_to_read
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import unknown_word
@@ -18,11 +19,19 @@ from stoic.exceptions import UsageError
 from stoic.run.fleet_review import take_up_after
 from stoic.services.shown_review import ProposalChanged, action_sha256
 from stoic.store.config import Settings
-from stoic.store.pg_queue import decide_at, propose_at, queue_state, stored_proposal
+from stoic.store.pg_queue import decide_at, flag_at, propose_at, queue_state, stored_proposal
 from stoic.store.pg_store import PostgresStore
 from stoic.store.queue_decisions import ProposalRequest
 
-__all__ = ["DECISIONS", "Decided", "database_proposal", "database_proposals", "decide", "propose"]
+__all__ = [
+    "DECISIONS",
+    "Decided",
+    "database_proposal",
+    "database_proposals",
+    "decide",
+    "propose",
+    "raise_flag",
+]
 
 DECISIONS = ("approved", "rejected", "deferred", "undeferred")
 
@@ -33,6 +42,10 @@ class Decided:
 
     proposal: Proposal
     run_taken_up: str | None
+    flag: DetectedSignal | None = None
+    """The red flag the decision raised itself (an approval too fast to have been read)."""
+    paused: bool = False
+    """The database is paused now (by this decision or before it)."""
 
 
 def propose(
@@ -81,11 +94,16 @@ def decide(
     reason: str | None = None,
     shown_sha256: str | None = None,
     read_seconds: float | None = None,
+    settings: Settings | None = None,
 ) -> Decided:
     """Approve, reject (a reason is required), defer or undefer a proposal of the database;
     two people deciding one proposal at once: the first wins, the second is told who decided
     and when. From a page, `shown_sha256` is the action shown (one changed since is refused
-    with `ProposalChanged`) and `read_seconds` how long it was shown, kept on the record."""
+    with `ProposalChanged`) and `read_seconds` how long it was shown, kept on the record: an
+    approval sooner than `review.min_read_seconds` raises the rubber-stamping red flag.
+    `settings`: the workspace's (its queue's batch size and review minimum), else the
+    defaults."""
+    settings = settings or Settings()
     if decision not in DECISIONS:
         raise UsageError(unknown_word("decision", decision, DECISIONS))
     inputs: dict[str, object] | None = None
@@ -99,13 +117,46 @@ def decide(
                     f"{proposal_id} changed since it was shown: its action is not the one"
                     " read; open it again"
                 )
+        batch = writing.projected(WorkspaceStatusProjection()).batch_size
         proposal, _record = decide_at(
-            writing, proposal_id, decision, actor=by, reason=reason, inputs=inputs
+            writing,
+            proposal_id,
+            decision,
+            actor=by,
+            reason=reason,
+            inputs=inputs,
+            batch_size=batch or settings.queue.batch_size,
         )
+        minimum, flag = settings.review.min_read_seconds, None
+        if (
+            decision == "approved"
+            and read_seconds is not None
+            and too_fast_to_read(read_seconds, minimum)
+        ):
+            note = (
+                f"{proposal_id} approved {read_seconds:.1f}s after it was shown"
+                f" (minimum {minimum:g}s)"
+            )
+            flag = DetectedSignal.RUBBER_STAMPING
+            flag_at(writing, flag, note, actor="system:review")
         taken_up = None
         if decision in ("approved", "rejected"):
             taken_up = take_up_after(writing, proposal, by)
-        return Decided(proposal, taken_up)
+        paused = writing.projected(WorkspaceStatusProjection()).paused is not None
+        return Decided(proposal, taken_up, flag, paused)
+
+
+def raise_flag(
+    url: str, proposal_id: str, signal: str, *, by: str, note: str | None = None
+) -> bool:
+    """A reviewer's red flag on a proposal of the database; True when it paused the database
+    (the third since the last resume)."""
+    if signal not in READER_SIGNALS:
+        raise UsageError(unknown_word("signal", signal, READER_SIGNALS, listed="signals"))
+    said = f"{proposal_id}: {note}" if note else proposal_id
+    with PostgresStore.open(url) as store, store.writing("record a red flag") as writing:
+        stored_proposal(writing.conn, proposal_id)
+        return flag_at(writing, signal, said, actor=by, detected=False)
 
 
 def database_proposal(url: str, proposal_id: str) -> Proposal:

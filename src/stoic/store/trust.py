@@ -35,6 +35,7 @@ __all__ = [
     "add_to_next_cycle",
     "calibrate",
     "flag",
+    "flag_decision",
     "incident_file",
     "next_incident_id",
     "note_calibration",
@@ -187,6 +188,32 @@ def unclean_audit(violations: int) -> UsageError:
     )
 
 
+def flag_decision(
+    *,
+    signal: str,
+    actor: str,
+    note: str | None = None,
+    session: str | None = None,
+    detected: bool = False,
+) -> Decision:
+    """The record of a red flag, whichever backend keeps it."""
+    what = READER_SIGNALS.get(signal, signal)
+    return Decision(
+        decision_type="red_flag",
+        decision_outcome="raised",
+        decision_reason=f"Red flag: {what}" + (f" — {note}" if note else "") + ".",
+        decision_source="system" if detected else "human",
+        actor=actor,
+        decision_trigger="reactive" if detected else "explicit",
+        decision_inputs={
+            "signal": signal,
+            "detected": detected,
+            **({"session": session} if session else {}),
+            **({"note": note} if note else {}),
+        },
+    )
+
+
 def record_flag(
     workspace: Workspace,
     *,
@@ -198,22 +225,11 @@ def record_flag(
 ) -> int:
     """Record a red flag; returns the flags since the last resume, this one included, read
     in the same transaction as the append (what they bring is the trust service's to say)."""
-    what = READER_SIGNALS.get(signal, signal)
+    decision = flag_decision(
+        signal=signal, actor=actor, note=note, session=session, detected=detected
+    )
     with workspace.transaction():
-        workspace.record(
-            "red_flag",
-            "raised",
-            f"Red flag: {what}" + (f" — {note}" if note else "") + ".",
-            source="system" if detected else "human",
-            actor=actor,
-            trigger="reactive" if detected else "explicit",
-            inputs={
-                "signal": signal,
-                "detected": detected,
-                **({"session": session} if session else {}),
-                **({"note": note} if note else {}),
-            },
-        )
+        workspace.record_many([decision])
         return workspace.status().flags_since_resume
 
 
