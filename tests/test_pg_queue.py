@@ -341,3 +341,95 @@ def test_the_database_queues_trust_signals_flag_and_pause_as_a_workspaces_do(db:
     ]
     assert growing[-1] == "queue-growing"
     _audit_clean(db)
+
+
+def test_an_approved_database_proposal_runs_once_here_and_a_failure_pauses(
+    db: str, tmp_path: Path
+) -> None:
+    """`stoic execute --db`: its claim on record before the command runs, its result after;
+    a second execution is refused; a rollback runs its command; an action that fails pauses
+    the database; a forbidden command is refused on record and runs nothing."""
+    marker = tmp_path / "made"
+    made = run_cli(
+        "propose",
+        "--db",
+        db,
+        "--title",
+        "make it",
+        "--reasoning",
+        "needed",
+        "--rollback-cmd",
+        f"rm {marker}",
+        "--json",
+        "--",
+        "touch",
+        str(marker),
+    )
+    proposal_id = str(orjson.loads(made.stdout)["id"])
+    early = run_cli("execute", proposal_id, "--db", db, "--as", "ana")
+    assert early.exit_code != 0 and "it cannot be executed" in early.stderr
+    assert run_cli("approve", proposal_id, "--db", db, "--as", "ana").exit_code == 0
+    ran = run_cli("execute", proposal_id, "--db", db, "--as", "ana", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert orjson.loads(ran.stdout)["status"] == "executed" and marker.exists()
+    twice = run_cli("execute", proposal_id, "--db", db, "--as", "ana")
+    assert twice.exit_code != 0 and not twice.stderr.startswith("Traceback")
+    undone = run_cli("rollback", proposal_id, "--db", db, "--as", "ana")
+    assert undone.exit_code == 0, undone.stderr
+    assert not marker.exists()
+    ours = [r["decision_outcome"] for r in _records(db) if r["proposal_id"] == proposal_id]
+    assert ours == [
+        "created",
+        "approved",
+        "execution_started",
+        "executed",
+        "execution_started",
+        "rolled_back",
+    ]
+    failing = run_cli(
+        "propose", "--db", db, "--title", "fail", "--reasoning", "r", "--json", "--", "false"
+    )
+    failing_id = str(orjson.loads(failing.stdout)["id"])
+    assert run_cli("approve", failing_id, "--db", db, "--as", "ana").exit_code == 0
+    failed = run_cli("execute", failing_id, "--db", db, "--as", "ana")
+    assert failed.exit_code == 1
+    pauses = [r for r in _records(db) if r["decision_type"] == "pause"]
+    assert [p["decision_outcome"] for p in pauses] == ["paused"]
+    _audit_clean(db)
+
+
+def test_a_database_proposal_the_workspace_policy_forbids_is_refused_on_record(
+    db: str, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text()
+        .replace("# forbidden_commands = []", 'forbidden_commands = ["rm "]')
+        .replace("[store]\n", f'[store]\nurl = "{db}"\n')
+    )
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    made = run_cli(
+        "-w",
+        str(workspace),
+        "propose",
+        "--title",
+        "wipe",
+        "--reasoning",
+        "r",
+        "--json",
+        "--",
+        "rm",
+        str(victim),
+    )
+    proposal_id = str(orjson.loads(made.stdout)["id"])
+    assert run_cli("-w", str(workspace), "approve", proposal_id, "--as", "ana").exit_code == 0
+    refused = run_cli("-w", str(workspace), "execute", proposal_id, "--as", "ana")
+    assert refused.exit_code != 0 and "refused by policy" in refused.stderr
+    assert victim.exists()
+    blocked = [r for r in _records(db) if r["decision_type"] == "policy_check"]
+    assert [(b["decision_outcome"], b["proposal_id"]) for b in blocked] == [
+        ("blocked", proposal_id)
+    ]

@@ -9,7 +9,13 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url, db_option, open_workspace
+from stoic.cli.context import (
+    cli_state,
+    database_url,
+    db_option,
+    open_workspace,
+    workspace_settings,
+)
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
@@ -397,12 +403,19 @@ def execute(
     ] = None,
     again: Again = False,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Run an approved proposal's command; the result lands in the proposal, the log and
-    execution_log.md. Exit 1 when the command fails (and the workspace pauses)."""
+    execution_log.md. Exit 1 when the command fails (and the workspace pauses). With --db
+    (or [store] url): a database's proposal, run on this host, its result in the database."""
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
+    url = database_url(ctx, db)
+    if url is not None:
+        done = _execute_in_database(ctx, url, proposal_id, actor, again, False, confirm)
+        _print_execution(done, "executed", as_json)
+        return
     with open_workspace(ctx) as workspace:
         result = queue_service.execute(
             workspace, proposal_id, by=actor, confirmed=confirm == proposal_id, again=again
@@ -415,14 +428,49 @@ def rollback(
     proposal_id: ProposalId,
     again: Again = False,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Run an executed proposal's rollback command."""
+    """Run an executed proposal's rollback command (--db: a database's proposal)."""
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
+    url = database_url(ctx, db)
+    if url is not None:
+        done = _execute_in_database(ctx, url, proposal_id, actor, again, True, None)
+        _print_execution(done, "rolled back", as_json)
+        return
     with open_workspace(ctx) as workspace:
         result = queue_service.rollback(workspace, proposal_id, by=actor, again=again)
     _print_execution(result, "rolled back", as_json)
+
+
+def _execute_in_database(
+    ctx: typer.Context,
+    url: str,
+    proposal_id: str,
+    actor: str,
+    again: bool,
+    rollback: bool,
+    confirm: str | None,
+) -> queue_service.ExecutionResult:
+    """A database's proposal, run here: by the workspace's policy and in its folder when there
+    is one, else by the defaults and in the current folder."""
+    from pathlib import Path
+
+    from stoic.services import db_queue
+
+    settings = workspace_settings(ctx)
+    workspace = cli_state(ctx).workspace
+    return db_queue.execute(
+        url,
+        proposal_id,
+        by=actor,
+        cwd=workspace if settings is not None else Path.cwd(),
+        settings=settings,
+        again=again,
+        rollback=rollback,
+        confirmed=confirm == proposal_id,
+    )
 
 
 def _print_execution(result: queue_service.ExecutionResult, done: str, as_json: bool) -> None:

@@ -10,18 +10,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from stoic.core.pause import READER_SIGNALS, DetectedSignal, too_fast_to_read
+from stoic.core import next_steps
+from stoic.core.gate import TOOL_CALL_TYPE
+from stoic.core.pause import (
+    READER_SIGNALS,
+    DetectedSignal,
+    execution_failure_pause,
+    too_fast_to_read,
+)
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.vocabulary import unknown_word
-from stoic.exceptions import UsageError
+from stoic.exceptions import PolicyRefused, StoicError, UsageError, WorkspacePaused
+from stoic.plan.models import PolicySpec
+from stoic.run.actions import run_action
+from stoic.run.fleet_plans import recorded_plan
 from stoic.run.fleet_review import take_up_after
 from stoic.services.shown_review import ProposalChanged, action_sha256
+from stoic.store import pg_work as work
 from stoic.store.config import Settings
-from stoic.store.pg_queue import decide_at, flag_at, propose_at, queue_state, stored_proposal
-from stoic.store.pg_store import PostgresStore
-from stoic.store.queue_decisions import ProposalRequest
+from stoic.store.pg_queue import (
+    decide_at,
+    flag_at,
+    pause_at,
+    propose_at,
+    queue_state,
+    stored_proposal,
+)
+from stoic.store.pg_store import AtHead, PostgresStore
+from stoic.store.processes import ProcessPolicy
+from stoic.store.queue import ExecutionResult
+from stoic.store.queue_decisions import (
+    PAST,
+    ExecutionClaim,
+    ProposalRequest,
+    decided_decision,
+    execution_argv,
+)
 
 __all__ = [
     "DECISIONS",
@@ -29,6 +56,7 @@ __all__ = [
     "database_proposal",
     "database_proposals",
     "decide",
+    "execute",
     "propose",
     "raise_flag",
 ]
@@ -170,3 +198,111 @@ def database_proposals(url: str, status: ProposalStatus | None = None) -> list[P
     with PostgresStore.open(url) as store, store.connection() as conn:
         proposals = list(queue_state(conn).proposals.values())
     return [p for p in proposals if status is None or p.status is status]
+
+
+def execute(
+    url: str,
+    proposal_id: str,
+    *,
+    by: str,
+    cwd: Path,
+    settings: Settings | None = None,
+    again: bool = False,
+    rollback: bool = False,
+    confirmed: bool = False,
+) -> ExecutionResult:
+    """Run an approved proposal's action of the database (or, with `rollback`, an executed
+    one's rollback) on this host, in `cwd`, and record its result there; an action that fails
+    pauses the database. The claim is committed before the command starts, so a second
+    execution is refused while this one works, and one whose process died stays claimed until
+    it is run `again` on purpose. The policy is the workspace's (`settings`), narrowed by the
+    plan of the database run the proposal names; a refusal is on record."""
+    settings = settings or Settings()
+    what = "rollback" if rollback else "action"
+    with PostgresStore.open(url) as store:
+        with store.writing("claim a proposal's execution") as writing:
+            proposal = stored_proposal(writing.conn, proposal_id)
+            if proposal.type == TOOL_CALL_TYPE:
+                raise UsageError(
+                    f"{proposal_id} is an agent's tool call: approving it lets that agent make"
+                    " the call, and stoic itself runs nothing"
+                )
+            status = writing.projected(WorkspaceStatusProjection())
+            argv = execution_argv(
+                proposal,
+                rollback=rollback,
+                confirmed=confirmed,
+                confirmations_due=status.confirmations_due,
+            )
+            if not rollback and status.paused is not None:
+                raise WorkspacePaused(
+                    f"the database is paused ({status.paused['reason']}):"
+                    f" {next_steps.execute()} is refused until it is resumed"
+                )
+            narrowed = _run_policy(writing, proposal.run_id) if proposal.run_id else None
+            process = ProcessPolicy.for_command(settings, argv, narrowed_by=narrowed)
+            refused = process.refused(proposal_id=proposal_id, what=what)
+            if refused is not None:
+                writing.append([refused[0]])  # kept: the error is raised once it commits
+            else:
+                _claimed, start = decide_at(
+                    writing,
+                    proposal_id,
+                    "execution_started",
+                    actor=by,
+                    reason=f"{proposal_id}: its {what} `{process.command}` starts"
+                    + (" again." if again else "."),
+                    inputs={"rollback": rollback, **({"again": True} if again else {})},
+                    batch_size=settings.queue.batch_size,
+                )
+                claim = ExecutionClaim(
+                    proposal_id, by, rollback, process, start.seq, start.decided_at
+                )
+        if refused is not None:
+            raise refused[1]
+        ran = run_action(process, cwd)
+        outcome = "rolled_back" if rollback else "executed"
+        code = ran.exit_code
+        result = (
+            ("rolled_back" if code == 0 else "failure")
+            if rollback
+            else ("success" if code == 0 else "failure")
+        )
+        with store.writing("record a proposal's execution") as writing:
+            state = queue_state(writing.conn)
+            decision = decided_decision(
+                state,
+                proposal_id,
+                outcome,
+                actor=by,
+                reason=f"{proposal_id} {PAST[outcome]}: `{process.command}` exited {code}.",
+                inputs={"result": result, "exit_code": code},
+                details={
+                    "command": process.command,
+                    "exit_code": code,
+                    "duration_s": round(ran.duration_s, 6),
+                    "output": ran.output[-4000:],
+                },
+                claim=claim,
+            )
+            record = writing.append([decision])[0]
+            state.feed([record._asdict()])
+            due = execution_failure_pause(proposal_id, process.command, code, rollback=rollback)
+            if due is not None:
+                pause_at(writing, due)
+        return ExecutionResult(state.proposals[proposal_id], code, ran.output)
+
+
+def _run_policy(writing: AtHead, run_id: str) -> PolicySpec | None:
+    """The `meta.policy` of the database run's plan, its copy checked against its start; a
+    proposal naming no run of the database is narrowed by nothing."""
+    try:
+        started, text = work.run_start(writing.conn, run_id)
+    except LookupError:
+        return None
+    try:
+        return recorded_plan(run_id, text, started).document.meta.policy
+    except (ValueError, StoicError) as exc:
+        raise PolicyRefused(
+            f"the policy of run {run_id} cannot be read from its plan copy in the database: {exc}"
+        ) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stoic.core.policy import Policy, mask_secrets, policy_violation, secret_values
+from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder
 from stoic.exceptions import PolicyRefused
 
@@ -153,19 +154,28 @@ class ProcessPolicy:
 
     def refuse_on_record(self, workspace: WorkspaceHandle, *, proposal_id: str, what: str) -> None:
         """Refused by policy: the refusal goes on record, then PolicyRefused is raised."""
+        refused = self.refused(proposal_id=proposal_id, what=what)
+        if refused is None:
+            return
+        workspace.record_many([refused[0]])
+        raise refused[1]
+
+    def refused(self, *, proposal_id: str, what: str) -> tuple[Decision, PolicyRefused] | None:
+        """The policy's refusal of starting it, as the record to keep and the error to raise
+        after it is kept; None when the policy allows it."""
         rule = self.refusal
         if rule is None:
-            return
-        workspace.record(
-            "policy_check",
-            "blocked",
-            f"The {what} of {proposal_id} may not start: {rule}.",
+            return None
+        record = Decision(
+            decision_type="policy_check",
+            decision_outcome="blocked",
+            decision_reason=f"The {what} of {proposal_id} may not start: {rule}.",
             actor="system:policy",
-            trigger="autonomous",
+            decision_trigger="autonomous",
             proposal_id=proposal_id,
-            inputs={"rule": rule, "executor": self.executor, "command": self.command},
+            decision_inputs={"rule": rule, "executor": self.executor, "command": self.command},
         )
-        raise PolicyRefused(
+        return record, PolicyRefused(
             f"{proposal_id}: its {what} `{self.command}` is refused by policy: {rule}"
             " (hint: change [policy] in stoic.toml, or propose another action)"
         )

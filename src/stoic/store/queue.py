@@ -23,13 +23,11 @@ from stoic.core.proposals import (
     Proposal,
     ProposalStatus,
     QueueState,
-    next_status,
 )
 from stoic.core.records import Record
 from stoic.core.run_document import proposal_entry
 from stoic.exceptions import (
     ProposalNotFound,
-    TransitionRefused,
     UsageError,
     WorkspaceNotWritable,
 )
@@ -46,7 +44,7 @@ from stoic.store.queue_decisions import (
     check_id,
     created_decision,
     decided_decision,
-    refusal,
+    execution_argv,
 )
 from stoic.store.queue_files import rebuild_files, write_lagging, write_proposal
 from stoic.store.trust import refuse_if_paused
@@ -282,27 +280,12 @@ class Queue:
         executions need `confirmed`.
         """
         proposal = self.get(proposal_id)
-        due = self.workspace.status().confirmations_due
-        if not rollback and due and not confirmed:
-            raise UsageError(
-                f"{proposal_id} needs explicit confirmation ({due} more executions do, after a"
-                f" manual-verification resume): run"
-                f" {next_steps.execute(proposal_id, confirm=proposal_id)}"
-            )
-        outcome = "rolled_back" if rollback else "executed"
-        if next_status(proposal.status, outcome) is None:
-            raise TransitionRefused(refusal(proposal, outcome))
-        argv = proposal.rollback if rollback else proposal.action
-        if rollback and argv is None:
-            raise TransitionRefused(
-                f"{proposal_id} has no rollback action: it cannot be rolled back"
-            )
-        if argv is None:
-            # Recording `executed` for a command that never ran would be a false record.
-            raise TransitionRefused(
-                f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
-                f" recovery proposal takes effect through {next_steps.continue_run('RUN_ID')})"
-            )
+        argv = execution_argv(
+            proposal,
+            rollback=rollback,
+            confirmed=confirmed,
+            confirmations_due=self.workspace.status().confirmations_due,
+        )
         if not rollback:
             refuse_if_paused(self.workspace, next_steps.execute())
         what = "rollback" if rollback else "action"

@@ -33,6 +33,7 @@ __all__ = [
     "check_id",
     "created_decision",
     "decided_decision",
+    "execution_argv",
     "refusal",
 ]
 
@@ -227,6 +228,34 @@ def decided_decision(
         task_id=current.task_id,
         details=dict(details or {}),
     )
+
+
+def execution_argv(
+    proposal: Proposal, *, rollback: bool, confirmed: bool, confirmations_due: int
+) -> tuple[str, ...]:
+    """The command an execution of `proposal` would run (its rollback's with `rollback`), once
+    every check of the proposal itself holds: confirmation after a manual-verification resume,
+    the transition, a command there is to run."""
+    proposal_id = proposal.id
+    if not rollback and confirmations_due and not confirmed:
+        raise UsageError(
+            f"{proposal_id} needs explicit confirmation ({confirmations_due} more executions do,"
+            f" after a manual-verification resume): run"
+            f" {next_steps.execute(proposal_id, confirm=proposal_id)}"
+        )
+    outcome = "rolled_back" if rollback else "executed"
+    if next_status(proposal.status, outcome) is None:
+        raise TransitionRefused(refusal(proposal, outcome))
+    argv = proposal.rollback if rollback else proposal.action
+    if rollback and argv is None:
+        raise TransitionRefused(f"{proposal_id} has no rollback action: it cannot be rolled back")
+    if argv is None:
+        # Recording `executed` for a command that never ran would be a false record.
+        raise TransitionRefused(
+            f"{proposal_id} has no action: there is nothing to execute (a run's approval or"
+            f" recovery proposal takes effect through {next_steps.continue_run('RUN_ID')})"
+        )
+    return tuple(argv)
 
 
 def check_id(proposal_id: str) -> None:
