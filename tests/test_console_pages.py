@@ -304,6 +304,23 @@ def test_runs_list_and_a_run_timeline(served: RunningConsole, ws_path: Path) -> 
     assert told["status"] == "completed"
     assert told["customer"]["tasks"][0]["task"] == "a"
     assert client.get("/runs/run-nope").status_code == 404
+    assert 'class="output"' not in page  # nothing failed: no output shown
+
+
+def test_a_failed_tasks_output_ends_its_run_page_escaped(
+    served: RunningConsole, ws_path: Path
+) -> None:
+    plan = ws_path.parent / "fails.yaml"
+    plan.write_text(
+        "meta: {name: fails}\ntasks:\n"
+        "  - {id: a, run: [sh, -c, 'echo \"<em>broke</em>\"; exit 3']}\n"
+    )
+    with stoic.Workspace.open(ws_path) as workspace:
+        report = workspace.run(plan)
+    client, _ = served.login("ana")
+    page = client.get(f"/runs/{report.run_id}").text
+    assert 'id="output-a"' in page and "a, attempt 1: the end of its output" in page
+    assert "&lt;em&gt;broke&lt;/em&gt;" in page and "<em>broke" not in page
 
 
 def test_a_run_whose_plan_copy_was_changed_says_so_and_is_not_a_404(

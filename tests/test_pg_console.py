@@ -80,7 +80,8 @@ def _waiting_run(workspace: Path, tmp_path: Path) -> str:
     plan.write_text(
         "meta: {name: flaky}\ntasks:\n"
         f"  - id: slow\n    name: '{HOSTILE}'\n    idempotent: true\n    timeout: 0.5\n"
-        f"    run: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) -ge 3 ] || sleep 5']\n"
+        f'    run: [sh, -c, \'echo "<em>tick</em>"; echo x >> {tries};'
+        f" [ $(wc -l < {tries}) -ge 3 ] || sleep 5']\n"
     )
     started = run_cli("-w", str(workspace), "run", str(plan), "--json")
     assert started.exit_code == 0, started.stderr
@@ -102,6 +103,8 @@ def test_a_database_run_is_watched_and_taken_up_from_the_console(
     assert 'id="on-workers"' in page.text and "awaiting_human" in page.text
     assert HOSTILE not in page.text and "&lt;script&gt;" in page.text
     assert 'action="/runs/' not in page.text  # retry and continue are a workspace runner's
+    assert 'id="output-slow"' in page.text and "slow, attempt 2" in page.text
+    assert "&lt;em&gt;tick&lt;/em&gt;" in page.text and "<em>tick" not in page.text
     rendered_at = int(re.findall(r'data-live="(\d+)"', page.text)[0])
 
     queue = client.get("/queue")

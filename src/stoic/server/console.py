@@ -40,6 +40,7 @@ __all__ = [
     "escalation_id_or_404",
     "looked_up",
     "open_workspace",
+    "outputs_of",
     "proposal_id_or_404",
     "proposal_of",
     "proposals_of",
@@ -227,6 +228,17 @@ def timeline_of(request: Request, workspace: Workspace, run_id: str) -> tuple[Ru
     if url is not None and not runs.has_run(workspace, run_id):
         return db_runs.database_run_timeline(url, run_id), True
     return runs.timeline(workspace, run_id), False
+
+
+def outputs_of(
+    request: Request, workspace: Workspace, told: RunTimeline, on_workers: bool
+) -> dict[str, str]:
+    """The end of the output of what failed or waits in the run, from the store that keeps it."""
+    url = console_of(request).database()
+    if on_workers and url is not None:
+        return db_runs.database_timeline_outputs(url, told)
+    report = told.shown.report
+    return runs.output_tails(workspace.outputs, report.run_id, report.view, runs.looked_at(told))
 
 
 @contextmanager

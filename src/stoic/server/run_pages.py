@@ -16,6 +16,7 @@ from stoic.server.console import (
     console_of,
     looked_up,
     open_workspace,
+    outputs_of,
     run_id_or_404,
     runs_of,
     timeline_of,
@@ -54,6 +55,7 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
     with open_workspace(request) as workspace:
         with looked_up(f"run {run_id}"):
             told, on_workers = timeline_of(request, workspace, run_id)
+            outputs = outputs_of(request, workspace, told, on_workers)
         paused = paused_of(workspace)
     return page(
         request,
@@ -65,6 +67,8 @@ def run_page(request: Request, run_id: str, session: Reading) -> Response:
         failed=[t["task"] for t in told.customer()["tasks"] if t.get("status") == "failed"],
         may_operate=session.person.role.may(Role.OPERATOR) and not on_workers,
         on_workers=on_workers,
+        outputs=outputs,
+        attempts={task: told.shown.report.view.task(task).attempts for task in outputs},
         customer=told.customer(),
         operator=told.operator(),
         live=seq,

@@ -35,7 +35,7 @@ from stoic.services.run_list import (
     status_named,
     task_counts,
 )
-from stoic.services.runs import RunStatusReport, RunTimeline
+from stoic.services.runs import RunStatusReport, RunTimeline, looked_at, output_tails
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
 from stoic.store.pg_driver import Conn
@@ -48,6 +48,7 @@ __all__ = [
     "database_run_outputs",
     "database_run_state",
     "database_run_timeline",
+    "database_timeline_outputs",
     "list_database_runs",
     "retry_database_run",
     "run_worker",
@@ -267,15 +268,15 @@ def database_run_outputs(
         if every_task
         else [*state.analysis.failed, *state.analysis.awaiting_human]
     )
-    shown: dict[str, str] = {}
     with PostgresStore.open(url) as store:
-        for task_id in tasks:
-            attempts = state.view.task(task_id).attempts
-            if not attempts:
-                continue
-            data = b"".join(store.outputs.read(state.run_id, task_id, attempts))
-            shown[task_id] = data[-limit:].decode("utf-8", "replace")
-    return shown
+        return output_tails(store.outputs, state.run_id, state.view, tasks, limit=limit)
+
+
+def database_timeline_outputs(url: str, timeline: RunTimeline) -> dict[str, str]:
+    """The end of the output of what failed or waits in a database run, for its page."""
+    with PostgresStore.open(url) as store:
+        report = timeline.shown.report
+        return output_tails(store.outputs, report.run_id, report.view, looked_at(timeline))
 
 
 def wait_for_database_run(

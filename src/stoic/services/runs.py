@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
 from stoic.services.trust import refuse_if_paused
 from stoic.store.config import SecretSource, load_settings
+from stoic.store.interface import AttemptOutputs
 from stoic.store.provenance import current_task
 from stoic.store.secrets import secrets_of_plan
 
@@ -84,7 +85,9 @@ __all__ = [
     "has_run",
     "list_runs",
     "live_runs",
+    "looked_at",
     "new_run_id",
+    "output_tails",
     "retry",
     "start",
     "status",
@@ -507,6 +510,27 @@ class RunTimeline:
     def reconciliation(self) -> dict[str, Any]:
         """Per task and for the run: what failed, what was evaluated and applied, the end."""
         return run_reconciliation(self.shown.report.view, self.shown.report.plan.graph.ids)
+
+
+def output_tails(
+    outputs: AttemptOutputs, run_id: str, view: RunView, tasks: Iterable[str], *, limit: int = 4096
+) -> dict[str, str]:
+    """The end of the last attempt's output of each of `tasks` that ran, by task, as the store
+    keeps it (a workspace's attempt logs, a database's chunked rows): what a person looks at
+    first when a task failed or waits."""
+    shown: dict[str, str] = {}
+    for task_id in tasks:
+        attempts = view.task(task_id).attempts
+        if attempts:
+            data = b"".join(outputs.read(run_id, task_id, attempts))
+            shown[task_id] = data[-limit:].decode("utf-8", "replace")
+    return shown
+
+
+def looked_at(timeline: RunTimeline) -> list[str]:
+    """The tasks of a run a person looks at first: the failed and the waiting ones."""
+    analysis = timeline.shown.report.analysis
+    return [*analysis.failed, *analysis.awaiting_human]
 
 
 def has_run(workspace: Workspace, run_id: str) -> bool:
