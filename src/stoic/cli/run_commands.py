@@ -181,10 +181,10 @@ def run(
             run_id,
             wait,
             as_json,
+            allow_concurrent,
             refused={
                 "--workers": workers is not None,
                 "--approve": bool(approve),
-                "--allow-concurrent": allow_concurrent,
                 "--fresh": fresh,
                 "--as": as_name is not None,
             },
@@ -219,6 +219,7 @@ def _run_on_database(
     run_id: str | None,
     wait: bool,
     as_json: bool,
+    allow_concurrent: bool,
     refused: dict[str, bool],
 ) -> None:
     from stoic.services.db_runs import start_database_run, wait_for_database_run
@@ -228,7 +229,13 @@ def _run_on_database(
         raise UsageError(
             f"{given[0]} is not taken with --db: a database run has no such option yet"
         )
-    state = start_database_run(db, plan, run_id=run_id, settings=workspace_settings(ctx))
+    state = start_database_run(
+        db,
+        plan,
+        run_id=run_id,
+        settings=workspace_settings(ctx),
+        allow_concurrent=allow_concurrent,
+    )
     if not as_json:
         echo(f"Run {state.run_id} recorded in the database; workers carry it out.")
     if wait:

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stoic.services import control
+from stoic.exceptions import StoicError
+from stoic.services import control, db_runs
 from stoic.services.runs import new_run_id
 from stoic.services.schedules import LaunchFailed, run_due_schedules
 from stoic.services.workspace import Workspace
+from stoic.store.config import Settings
 
 __all__ = ["ControlPlane", "Duty", "runner_command", "start_command"]
 
@@ -60,6 +62,17 @@ def start_command(workspace: Path, plan: Path, run_id: str) -> list[str]:
         "--run-id",
         run_id,
     ]
+
+
+def _start_in_database(url: str, plan: Path, settings: Settings) -> str:
+    """A scheduled run of a workspace that names a database, recorded there for its workers;
+    a refusal (the plan at its limit, the database paused …) is the launch's failure."""
+    try:
+        return db_runs.start_database_run(url, plan, settings=settings).run_id
+    except StoicError as exc:
+        raise LaunchFailed(
+            f"the run was not recorded in the database: {exc}", exit_code=2, stderr=str(exc)
+        ) from None
 
 
 @dataclass(slots=True)
@@ -207,6 +220,9 @@ class ControlPlane:
 
                 def launch(plan: Path, schedule: str) -> str:
                     del schedule  # on the slot's records already
+                    url = workspace.settings.store.url
+                    if url:  # the workspace's runs are its database's: its workers run it
+                        return _start_in_database(url, plan, workspace.settings)
                     run_id = new_run_id()
                     since = workspace.head().seq
                     runner = self._adopt(run_id, start_command(self.workspace, plan, run_id))

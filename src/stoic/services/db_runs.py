@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stoic.core import next_steps
+from stoic.core.concurrency import DEFAULT_LIMIT, LiveRun, admit, plan_key, recorded_rule
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.records import Record
 from stoic.core.recovery import AttemptKind
@@ -35,7 +36,13 @@ from stoic.services.run_list import (
     status_named,
     task_counts,
 )
-from stoic.services.runs import RunStatusReport, RunTimeline, looked_at, output_tails
+from stoic.services.runs import (
+    RunStatusReport,
+    RunTimeline,
+    limit_reached,
+    looked_at,
+    output_tails,
+)
 from stoic.store import pg_work as work
 from stoic.store.config import Settings
 from stoic.store.pg_driver import Conn
@@ -99,13 +106,16 @@ def start_database_run(
     *,
     run_id: str | None = None,
     settings: Settings | None = None,
+    allow_concurrent: bool = False,
 ) -> DatabaseRun:
     """Record a run of the plan in the database, ready for workers; returns it as started.
 
     `settings`: the workspace's it is started from (the defaults without one); its policy,
     runner limits and recovery settings are recorded in the start, and every worker runs the
     run by them. What database runs cannot do yet (agents, approvals, budgets, verifiers,
-    secrets) is refused here, in one sentence, before anything is recorded."""
+    secrets) is refused here, in one sentence, before anything is recorded. While as many runs
+    of the plan as its `meta.concurrency` allows (one by default) are live in the database,
+    the start is refused naming them; `allow_concurrent` overrides it, and the start says so."""
     plan = read_plan(plan_path)
     settings = settings or Settings()
     resolve_task_user(settings.runner.task_user)  # refused before anything is recorded
@@ -119,6 +129,9 @@ def start_database_run(
         run_id, plan, {"tasks": len(plan.tasks), "on": "workers"}, copy.relative, len(done), False
     )
     started = replace(started, details={**started.details, "settings": run_settings(settings)})
+    rule = plan.document.meta.concurrency
+    key = plan_key(plan.document.meta.name, str(plan.path.absolute()))
+    limit = rule.limit if rule is not None else DEFAULT_LIMIT
     skipped = [made.done_in_file_decision(run_id, task, word) for task, word in done.items()]
     ready = [
         work.Ready(run_id, spec.id, 1, AttemptKind.FIRST.value)
@@ -135,6 +148,15 @@ def start_database_run(
                     f"the database is paused ({paused.reason}, record #{paused.seq}):"
                     f" {next_steps.run()} is refused until it is resumed"
                 )
+            admission = admit(  # under the head's lock: no run starts or ends meanwhile
+                key, limit, allow_concurrent=allow_concurrent, live=_live_runs(writing.conn)
+            )
+            if not admission.admitted:
+                raise limit_reached(admission, plan.name, next_steps.run_alongside(str(plan_path)))
+            started = replace(
+                started,
+                decision_inputs={**started.decision_inputs, "concurrency": admission.inputs()},
+            )
             store_run_files(writing.conn, [copy])
             records = writing.append([started, *skipped])
             work.make_ready(writing.conn, ready)
@@ -163,6 +185,27 @@ def database_run_timeline(url: str, run_id: str) -> RunTimeline:
         run_id, state.status, state.exit_code, state.view, state.analysis, state.plan
     )
     return RunTimeline(RunStatusReport(report, runner_working=not state.ended), records)
+
+
+def _live_runs(conn: Conn) -> list[LiveRun]:
+    """The database's runs no lifecycle record has ended, each with its plan's key from its
+    start record: what a plan's concurrency rule counts."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (run_id) run_id, decision_outcome FROM decision_log"
+        " WHERE decision_type = 'run_lifecycle' AND run_id IS NOT NULL ORDER BY run_id, seq DESC"
+    ).fetchall()
+    live = []
+    for run_id, outcome in rows:
+        if outcome != "started":
+            continue
+        try:
+            started, _text = work.run_start(conn, str(run_id))
+        except LookupError:
+            continue  # a start with no plan copy runs nothing
+        inputs, details = started.get("decision_inputs") or {}, started.get("details") or {}
+        key = recorded_rule(inputs, details)[0]
+        live.append(LiveRun(str(run_id), key, "its workers", started.get("decided_at")))
+    return live
 
 
 def _read(store: PostgresStore, run_id: str) -> tuple[DatabaseRun, tuple[dict[str, Any], ...]]:

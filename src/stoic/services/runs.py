@@ -83,6 +83,7 @@ __all__ = [
     "check",
     "continue_",
     "has_run",
+    "limit_reached",
     "list_runs",
     "live_runs",
     "looked_at",
@@ -207,7 +208,7 @@ def _refuse_past_limit(
         key, limit, allow_concurrent=allow_concurrent, live=_live_runs(workspace, other_than=None)
     )
     if not admission.admitted:
-        raise _limit_reached(admission, plan.name, next_steps.run_alongside(str(plan.path)))
+        raise limit_reached(admission, plan.name, next_steps.run_alongside(str(plan.path)))
     return admission
 
 
@@ -224,11 +225,11 @@ def _continue_admitted(workspace: Workspace, run_id: str | None) -> dict[str, An
     admission = admit(key, limit, allow_concurrent=allow, live=live)
     if not admission.admitted:
         name = str(started.details.get("plan_name", key))
-        raise _limit_reached(admission, name, None)
+        raise limit_reached(admission, name, None)
     return {}
 
 
-def _limit_reached(admission: Admission, name: str, override: NextStep | None) -> RunLimitReached:
+def limit_reached(admission: Admission, name: str, override: NextStep | None) -> RunLimitReached:
     live = admission.live
     runs = "; ".join(run.shown() for run in live)
     allowed = "one live run" if admission.limit == 1 else f"{admission.limit} live runs"

@@ -1,0 +1,113 @@
+"""Database runs started as a workspace starts its own, against a real PostgreSQL: one live run
+of a plan at a time unless it allows more, and a schedule of a workspace that names a database
+firing its run there (DESIGN §6, §13)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stoic.store.pg_store import PostgresStore
+from tests.conftest import run_cli
+from tests.postgres import EmbeddedPostgres
+from tests.test_schedules import _past_next_slot
+
+
+@pytest.fixture
+def db(postgres: EmbeddedPostgres) -> str:
+    url = postgres.new_database()
+    PostgresStore.migrate(url)
+    return url
+
+
+def _records(url: str) -> list[dict[str, object]]:
+    with PostgresStore.open(url) as store:
+        return [record._asdict() for record in store.read()]
+
+
+def _work(db: str, tmp_path: Path) -> None:
+    ran = run_cli(
+        "worker",
+        "--db",
+        db,
+        "--exit-when-idle",
+        "--poll-seconds",
+        "0.1",
+        "--scratch",
+        str(tmp_path / "scratch"),
+    )
+    assert ran.exit_code == 0, ran.stderr
+
+
+def test_a_second_live_run_of_a_plan_is_refused_unless_it_allows_more(
+    db: str, tmp_path: Path
+) -> None:
+    plan = tmp_path / "charge.yaml"
+    plan.write_text("meta: {name: charge}\ntasks:\n  - {id: card, run: ['true']}\n")
+    first = run_cli("run", str(plan), "--db", db, "--json")
+    assert first.exit_code == 0, first.stderr
+    first_id = orjson.loads(first.stdout)["run_id"]
+    second = run_cli("run", str(plan), "--db", db)
+    assert second.exit_code != 0
+    assert "allows one live run at a time" in second.stderr and first_id in second.stderr
+    anyway = run_cli("run", str(plan), "--db", db, "--allow-concurrent", "--json")
+    assert anyway.exit_code == 0, anyway.stderr
+    anyway_id = orjson.loads(anyway.stdout)["run_id"]
+    starts = {
+        r["run_id"]: r["decision_inputs"]["concurrency"]  # type: ignore[index]
+        for r in _records(db)
+        if r["decision_type"] == "run_lifecycle" and r["decision_outcome"] == "started"
+    }
+    assert starts[anyway_id]["allow_concurrent"] is True
+    assert starts[anyway_id]["live_runs"] == [first_id]
+    _work(db, tmp_path)  # both end: the plan has no live run
+    third = run_cli("run", str(plan), "--db", db)
+    assert third.exit_code == 0, third.stderr
+    two = tmp_path / "two.yaml"
+    two.write_text(
+        "meta: {name: two, concurrency: {limit: 2}}\ntasks:\n  - {id: a, run: ['true']}\n"
+    )
+    assert run_cli("run", str(two), "--db", db).exit_code == 0
+    assert run_cli("run", str(two), "--db", db).exit_code == 0
+    assert run_cli("run", str(two), "--db", db).exit_code != 0
+
+
+def test_a_schedule_of_a_database_workspace_fires_its_run_in_the_database(
+    db: str, tmp_path: Path
+) -> None:
+    from stoic.server.control import ControlPlane
+
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n'))
+    plan = tmp_path / "nightly.yaml"
+    plan.write_text("meta: {name: nightly}\ntasks:\n  - {id: a, run: ['true']}\n")
+    added = run_cli(
+        "-w",
+        str(workspace),
+        "schedule",
+        "add",
+        "nightly",
+        str(plan),
+        "--cron",
+        "0 2 * * *",
+        "--as",
+        "ana",
+    )
+    assert added.exit_code == 0, added.stderr
+    plane = ControlPlane(workspace)
+    plane.scheduled_runs(now=_past_next_slot)()
+    assert not plane.runners  # no runner of the plane's own: the database's workers run it
+    (started,) = [
+        r
+        for r in _records(db)
+        if r["decision_type"] == "run_lifecycle" and r["decision_outcome"] == "started"
+    ]
+    own = (workspace / "logs" / "decision_log.ndjson").read_bytes().decode()
+    assert f'"run_id":"{started["run_id"]}"' in own  # the slot's record names it
+    _work(db, tmp_path)
+    status = run_cli("status", str(started["run_id"]), "--db", db, "--json")
+    assert orjson.loads(status.stdout)["status"] == "completed"
