@@ -229,3 +229,21 @@ def test_an_operator_stops_and_resumes_the_databases_work_from_the_console(
     ]
     own = run_cli("-w", str(workspace), "status", "--json")
     assert orjson.loads(own.stdout)["paused"] is None  # the workspace's own log: untouched
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_503(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    assert run_cli("init", str(root)).exit_code == 0
+    settings = root / "stoic.toml"
+    nowhere = "postgresql://stoic@127.0.0.1:1/stoic?connect_timeout=2"
+    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{nowhere}"\n'))
+    with running_console(root) as served:
+        client, _ = served.login("ana")
+        for path in ("/queue", "/runs", "/pause"):
+            page = client.get(path)
+            assert page.status_code == 503, (path, page.text)
+            assert "Traceback" not in page.text and "cannot" in page.text
+        api = client.get("/api/queue")
+        assert api.status_code == 503 and "detail" in api.json()
+        health = client.get("/healthz")
+        assert health.status_code == 503 and health.json()["status"] == "database unreachable"

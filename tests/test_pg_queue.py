@@ -433,3 +433,64 @@ def test_a_database_proposal_the_workspace_policy_forbids_is_refused_on_record(
     assert [(b["decision_outcome"], b["proposal_id"]) for b in blocked] == [
         ("blocked", proposal_id)
     ]
+
+
+TOOL_ERROR = 'printf \'{"failure": {"kind": "tool_error"}}\' > "$STOIC_RESULT"; exit 1'
+
+
+def test_an_r2_task_that_failed_while_the_database_was_paused_is_retried_by_a_person(
+    db: str, tmp_path: Path
+) -> None:
+    """A pause stops the queue's growth, so the task's R2 proposal is not made and the run
+    waits with nothing in the queue: a person's retry takes it up, by name, once resumed."""
+    tries, go = tmp_path / "tries", tmp_path / "go"
+    script = tmp_path / "t.sh"
+    script.write_text(
+        f"echo x >> {tries}; [ $(wc -l < {tries}) -ge 2 ] && exit 0;"
+        f" while [ ! -e {go} ]; do sleep 0.05; done; {TOOL_ERROR}\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"meta: {{name: paused-r2}}\ntasks:\n  - {{id: t, run: [sh, '{script}']}}\n")
+    run_id = str(orjson.loads(run_cli("run", str(plan), "--db", db, "--json").stdout)["run_id"])
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [STOIC_BIN, "worker", "--db", db, "--poll-seconds", "0.1", "--scratch", str(tmp_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not tries.exists():
+            assert time.monotonic() < deadline, "the task did not start"
+            time.sleep(0.05)
+        assert run_cli("stop", "--db", db, "--reason", "look", "--as", "ana").exit_code == 0
+        go.touch()
+        while _records(db, run_id)[-1]["decision_type"] != "run_lifecycle":
+            assert time.monotonic() < deadline, "the run did not end"
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
+    records = _records(db, run_id)
+    assert records[-1]["decision_outcome"] == "awaiting_approval"
+    assert not any(r["decision_type"] == "proposal" for r in records)  # paused: none made
+    resumed = run_cli("resume", "--db", db, "--procedure", "verification-batch", "--reason", "ok")
+    assert resumed.exit_code == 0, resumed.stderr
+    retried = run_cli("retry", run_id, "t", "--db", db, "--as", "ana", "--reason", "looked")
+    assert retried.exit_code == 0, retried.stderr
+    _work(db, tmp_path / "scratch")
+    assert _records(db, run_id)[-1]["decision_outcome"] == "completed"
+    _audit_clean(db)
+
+
+def test_a_retry_of_a_task_waiting_on_its_proposal_names_it(db: str, tmp_path: Path) -> None:
+    run_id, scratch = _slow_run(db, tmp_path)
+    _work(db, scratch)
+    proposal_id = next(
+        str(r["proposal_id"]) for r in _records(db, run_id) if r["decision_type"] == "proposal"
+    )
+    refused = run_cli("retry", run_id, "slow", "--db", db, "--reason", "x")
+    assert refused.exit_code == 2
+    assert f"it waits for {proposal_id} to be decided" in refused.stderr
+    assert "--continue" not in refused.stderr

@@ -530,7 +530,9 @@ def test_a_run_whose_plan_copy_changed_is_refused_and_the_others_go_on(
 ) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("meta: {name: tampered}\ntasks:\n  - {id: one, run: [sh, -c, 'true']}\n")
-    tampered, fine = _start(db, plan), _start(db, plan)
+    other = tmp_path / "other.yaml"
+    other.write_text(plan.read_text().replace("tampered", "fine"))
+    tampered, fine = _start(db, plan), _start(db, other)
     forged = plan.read_bytes().replace(b"'true'", b"'echo owned'")
     with psycopg.connect(db, autocommit=True) as conn:  # a superuser, triggers switched off
         conn.execute("ALTER TABLE run_files DISABLE TRIGGER USER")

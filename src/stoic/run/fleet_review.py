@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stoic.core import next_steps
+from stoic.core.graph import TaskState
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind
 from stoic.core.retry import retry_refusal
-from stoic.core.run_state import RunFolder
-from stoic.exceptions import UsageError
+from stoic.core.run_state import RunFolder, TaskView
+from stoic.exceptions import UsageError, WorkspaceError
+from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.fleet_plans import recorded_plan
@@ -63,7 +66,7 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
         return None
     if (started.get("decision_inputs") or {}).get("on") != "workers":
         return None  # a workspace's run, imported: `continue` takes it up where it runs
-    plan = recorded_plan(run_id, text, started)
+    plan = _plan_of(run_id, text, started)
     folder = RunFolder(run_id)
     for record in work.run_records(writing.conn, run_id):
         folder.feed(record)
@@ -92,7 +95,9 @@ def retry_at(
     """A person's retry of failed tasks of a database run, in one transaction: each checked
     against the log as it is now (one that cannot be retried refuses them all, nothing
     recorded), each recorded linked to its failed attempt, its next attempt — a human-approved
-    recovery: if it fails, the failure stands — ready for the run's workers."""
+    recovery: if it fails, the failure stands — ready for the run's workers. A task suspended
+    for a person while the database was paused (so with no proposal) has its suggested
+    recovery approved instead, the record a workspace's `continue --approve-suggestion` makes."""
     if not reason.strip():
         raise UsageError("a retry needs its reason: --reason …")
     try:
@@ -101,7 +106,7 @@ def retry_at(
         raise UsageError(f"no run {run_id} in the database") from None
     if (started.get("decision_inputs") or {}).get("on") != "workers":
         raise UsageError(f"run {run_id} is a workspace's run: it is retried where it runs")
-    plan = recorded_plan(run_id, text, started)
+    plan = _plan_of(run_id, text, started)
     folder = RunFolder(run_id)
     for record in work.run_records(writing.conn, run_id):
         folder.feed(record)
@@ -112,6 +117,14 @@ def retry_at(
         t: str(view.task(t).proposal_id) for t in plan.graph.ids if view.task(t).proposal_id
     }
     for task_id in task_ids:
+        if task_id in plan.graph.ids and _unproposed(view.task(task_id)):
+            continue  # suspended while paused, so no proposal: a person's retry decides it
+        if task_id in proposals and view.task(task_id).state is TaskState.SUSPENDED:
+            raise UsageError(
+                f"task {task_id} of run {run_id} did not fail: it waits for"
+                f" {proposals[task_id]} to be decided ({next_steps.approve(proposals[task_id])}"
+                " --db …, or reject it)"
+            )
         refusal = retry_refusal(
             run_id,
             task_id,
@@ -126,6 +139,16 @@ def retry_at(
     retries, ready = [], []
     for task_id in dict.fromkeys(task_ids):
         task = view.task(task_id)
+        if _unproposed(task):  # its suggested recovery, approved: what the matrix asked for
+            retries.append(
+                made.approval_decision(
+                    run_id, task_id, actor, dict(task.suggestion or {}) or None, recovery=True
+                )
+            )
+            ready.append(
+                work.Ready(run_id, task_id, task.attempts + 1, AttemptKind.APPROVED_RECOVERY.value)
+            )
+            continue
         retries.append(
             made.retry_decision(
                 run_id,
@@ -144,6 +167,26 @@ def retry_at(
     recorded = writing.append(retries)
     work.make_ready(writing.conn, ready)
     return recorded
+
+
+def _unproposed(task: TaskView) -> bool:
+    """A task suspended by its recovery's evaluation with nothing in front of people: its
+    proposal was not made because the database was paused when it failed."""
+    return (
+        task.state is TaskState.SUSPENDED
+        and task.proposal_id is None
+        and task.escalation_id is None
+        and task.attempts > 0
+        and task.open_attempt is None
+    )
+
+
+def _plan_of(run_id: str, text: bytes, started: Mapping[str, Any]) -> Plan:
+    """The run's plan copy, held to its start; a copy that is not is one clear error."""
+    try:
+        return recorded_plan(run_id, text, started)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise WorkspaceError(f"run {run_id} cannot be taken up: {exc}") from None
 
 
 def _taken_up(run_id: str, actor: str, why: Mapping[str, Any]) -> Decision:

@@ -4,17 +4,20 @@ what a request without a session gets (a page: a redirect to the login; the API:
 `install` is the one call `create_app` makes for all of it. Every answer to a request that
 carries a session cookie, and the login page, is sent with `Cache-Control: no-store`: such a
 page may hold a one-time secret or a CSRF token, and no cache on the way or on disk should
-keep it.
+keep it. A store that fails under a request is one line, 503.
 """
 
 from __future__ import annotations
 
+import html
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stoic.exceptions import WorkspaceError
 from stoic.server.auth import COOKIE, LoginRequired
 from stoic.server.throttle import LoginThrottle
 from stoic.services import users
@@ -56,6 +59,17 @@ def _private(scope: Scope) -> bool:
     return False
 
 
+async def _store_failed(request: Request, exc: Exception) -> Response:
+    """A store that cannot be read now (a database down, a log that cannot be opened) is one
+    line saying so, 503 — never a traceback, and never a page shown from half the records."""
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": said}, status_code=503)
+    return HTMLResponse(
+        f"<!doctype html><title>unavailable</title><p>{html.escape(said)}</p>", status_code=503
+    )
+
+
 def install(app: FastAPI) -> None:
     """The login, logout and users' routes, and the login throttle (which a test may replace
     with one on its own clock)."""
@@ -64,6 +78,7 @@ def install(app: FastAPI) -> None:
     app.state.login_throttle = LoginThrottle()
     app.state.user_roster = users.Roster()
     app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(WorkspaceError, _store_failed)
     app.add_middleware(NoStore)
     app.include_router(login.router)
     app.include_router(user_pages.router)

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from stoic import __version__
+from stoic.exceptions import StoicError
 from stoic.server import access, gate_hook, metrics
 from stoic.server.console import console_of
 from stoic.server.routes import install as install_console
@@ -47,10 +49,21 @@ def create_app(config: ServerConfig) -> FastAPI:
     access.install(app)
 
     @app.get("/healthz")
-    def healthz(request: Request) -> dict[str, Any]:
-        with console_of(request).look() as workspace:
+    def healthz(request: Request) -> Response:
+        """The workspace's log head, and the database's when the workspace names one: a
+        database that cannot be reached is 503, saying so (the console cannot work without)."""
+        console = console_of(request)
+        with console.look() as workspace:
             head = workspace.head()
-        return {"status": "ok", "version": __version__, "records": head.seq}
+        said: dict[str, Any] = {"status": "ok", "version": __version__, "records": head.seq}
+        url = console.database()
+        if url is not None:
+            try:
+                said["database_records"] = console.database_seq(url)
+            except StoicError as exc:
+                said |= {"status": "database unreachable", "detail": " ".join(str(exc).split())}
+                return JSONResponse(said, status_code=503)
+        return JSONResponse(said)
 
     app.include_router(metrics.router)
     app.state.agent_tokens = gate_hook.AgentTokens()

@@ -134,9 +134,9 @@ class Console:
         with self.look() as workspace:
             seq = workspace.head().seq
         url = self.database()
-        return seq if url is None else seq + self._database_head(url)
+        return seq if url is None else seq + self.database_seq(url)
 
-    def _database_head(self, url: str) -> int:
+    def database_seq(self, url: str) -> int:
         """The seq of the database log's head, through a handle kept for these looks."""
         with self._lock:
             if self._database is None or self._database[0] != url:

@@ -46,6 +46,7 @@ from stoic.store.queue_decisions import (
     PAST,
     ExecutionClaim,
     ProposalRequest,
+    check_id,
     decided_decision,
     execution_argv,
 )
@@ -134,6 +135,7 @@ def decide(
     settings = settings or Settings()
     if decision not in DECISIONS:
         raise UsageError(unknown_word("decision", decision, DECISIONS))
+    check_id(proposal_id)  # before any connection: a malformed id says so
     inputs: dict[str, object] | None = None
     if read_seconds is not None:
         inputs = {"read_seconds": round(read_seconds, 3)}
@@ -234,9 +236,10 @@ def execute(
                 confirmed=confirmed,
                 confirmations_due=status.confirmations_due,
             )
-            if not rollback and status.paused is not None:
+            paused = work.PauseFollower().check(writing.conn)
+            if not rollback and paused is not None:
                 raise WorkspacePaused(
-                    f"the database is paused ({status.paused['reason']}):"
+                    f"the database is paused ({paused.reason}):"
                     f" {next_steps.execute()} is refused until it is resumed"
                 )
             narrowed = _run_policy(writing, proposal.run_id) if proposal.run_id else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
 from stoic.core.next_steps import NextStep
 from stoic.core.pause import (
@@ -32,7 +33,7 @@ from stoic.core.pause import (
 from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
 from stoic.core.records import Record
 from stoic.core.vocabulary import unknown_word
-from stoic.exceptions import UsageError
+from stoic.exceptions import UsageError, WorkspaceError
 from stoic.services import escalations
 from stoic.services.escalations import TRACKS
 from stoic.store import trust
@@ -126,10 +127,11 @@ def pause_database(
     nothing more and its queue takes no proposal until it is resumed; False when it was paused
     already. Read and recorded in one transaction at the head of its log."""
     from stoic.store.pg_store import PostgresStore  # psycopg only when a database is named
+    from stoic.store.pg_work import PauseFollower
 
     decision = trust.pause_decision(reason=reason, criterion=criterion, actor=actor)
     with PostgresStore.open(url) as store, store.writing("record a pause") as writing:
-        if writing.projected(WorkspaceStatusProjection()).paused is not None:
+        if PauseFollower().check(writing.conn) is not None:  # the log's pause records decide
             return False
         writing.append([decision])
         return True
@@ -139,33 +141,49 @@ def resume_database(
     url: str, *, procedure: str, reason: str, actor: str, batch_size: int | None = None
 ) -> Record:
     """Resume a paused database, naming the recovery procedure followed, by the rules of a
-    workspace's resume; a verification batch needs its audit (`stoic audit --db`) clean."""
+    workspace's resume; a verification batch needs its audit (`stoic audit --db`) clean — of
+    the log with the very pause it resumes, checked again under the head's lock."""
     from stoic.store.config import QueueSettings
     from stoic.store.pg_audit import audit_database as audit_records
     from stoic.store.pg_store import PostgresStore
+    from stoic.store.pg_work import PauseFollower
 
     if procedure not in RESUME_PROCEDURES:
         raise UsageError(
             f"unknown procedure {procedure!r} (allowed: {', '.join(RESUME_PROCEDURES)})"
         )
-    status = database_standing(url).status
-    if status.paused is not None and resume_needs_clean_audit(
-        procedure, status.paused.get("criterion")
-    ):
-        with PostgresStore.open(url) as store:
+    with PostgresStore.open(url) as store:
+        with store.connection() as conn:
+            before = PauseFollower().check(conn)
+        audited = None
+        if before is not None and resume_needs_clean_audit(procedure, before.criterion):
             report = audit_records(store)
-        if not report.ok:
-            raise trust.unclean_audit(len(report.violations))
-    with PostgresStore.open(url) as store, store.writing("record a resume") as writing:
-        decision = trust.resume_decision(  # the pause as it stands under the head's lock
-            writing.projected(WorkspaceStatusProjection()),
-            procedure=procedure,
-            reason=reason,
-            actor=actor,
-            batch_size=batch_size,
-            default_batch_size=QueueSettings().batch_size,
-        )
-        return writing.append([decision])[0]
+            if not report.ok:
+                raise trust.unclean_audit(len(report.violations))
+            audited = before.seq
+        with store.writing("record a resume") as writing:
+            in_force = PauseFollower().check(writing.conn)
+            status = writing.projected(WorkspaceStatusProjection())
+            if in_force is not None and (status.paused or {}).get("seq") != in_force.seq:
+                raise WorkspaceError(
+                    "the database's status row does not show the pause its log has in force:"
+                    f" run {next_steps.audit()} --db"
+                )
+            if (
+                in_force is not None
+                and resume_needs_clean_audit(procedure, in_force.criterion)
+                and audited != in_force.seq
+            ):
+                raise UsageError("the pause changed while it was audited: resume again")
+            decision = trust.resume_decision(
+                status,
+                procedure=procedure,
+                reason=reason,
+                actor=actor,
+                batch_size=batch_size,
+                default_batch_size=QueueSettings().batch_size,
+            )
+            return writing.append([decision])[0]
 
 
 def work_standing(workspace: Workspace) -> Standing:

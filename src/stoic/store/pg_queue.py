@@ -140,7 +140,7 @@ def flag_at(
 
 def pause_at(writing: AtHead, due: PauseDue) -> bool:
     """The pause a rule called for, in `writing`; False when the database is paused already."""
-    if writing.projected(WorkspaceStatusProjection()).paused is not None:
+    if PauseFollower().check(writing.conn) is not None:  # the log's pause records decide
         return False
     writing.append(
         [
