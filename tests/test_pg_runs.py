@@ -111,3 +111,17 @@ def test_a_schedule_of_a_database_workspace_fires_its_run_in_the_database(
     _work(db, tmp_path)
     status = run_cli("status", str(started["run_id"]), "--db", db, "--json")
     assert orjson.loads(status.stdout)["status"] == "completed"
+
+
+def test_a_database_run_may_not_take_the_id_of_a_workspace_run(db: str, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    plan = tmp_path / "p.yaml"
+    plan.write_text("meta: {name: p}\ntasks:\n  - {id: a, run: ['true']}\n")
+    local = run_cli("-w", str(workspace), "run", str(plan), "--json")
+    run_id = orjson.loads(local.stdout)["run_id"]
+    taken = run_cli("-w", str(workspace), "run", str(plan), "--db", db, "--run-id", run_id)
+    assert taken.exit_code == 2 and "exists already in this workspace" in taken.stderr
+    bad = run_cli("-w", str(workspace), "run", str(plan), "--db", db, "--run-id", "../../etc")
+    assert bad.exit_code == 2 and "is not a run id" in bad.stderr
+    assert _records(db) == []

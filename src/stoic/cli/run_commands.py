@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import orjson
 import typer
 
-from stoic.cli.context import database_url, db_option, open_workspace, workspace_settings
+from stoic.cli.context import (
+    cli_state,
+    database_url,
+    db_option,
+    open_workspace,
+    workspace_settings,
+)
 from stoic.cli.identity import human_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.core import next_steps
@@ -228,6 +234,15 @@ def _run_on_database(
     if given:
         raise UsageError(
             f"{given[0]} is not taken with --db: a database run has no such option yet"
+        )
+    if run_id is not None:
+        from stoic.services.runs import check_run_id
+
+        check_run_id(run_id)  # a plain name before it is looked for
+    if run_id is not None and (cli_state(ctx).workspace / "runs" / run_id).exists():
+        raise UsageError(
+            f"run {run_id} exists already in this workspace: a database run needs an id of its"
+            " own (the console shows both)"
         )
     state = start_database_run(
         db,

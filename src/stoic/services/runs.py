@@ -81,6 +81,7 @@ __all__ = [
     "Silent",
     "approve_and_continue",
     "check",
+    "check_run_id",
     "continue_",
     "has_run",
     "limit_reached",
