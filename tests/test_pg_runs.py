@@ -125,3 +125,31 @@ def test_a_database_run_may_not_take_the_id_of_a_workspace_run(db: str, tmp_path
     bad = run_cli("-w", str(workspace), "run", str(plan), "--db", db, "--run-id", "../../etc")
     assert bad.exit_code == 2 and "is not a run id" in bad.stderr
     assert _records(db) == []
+
+
+def test_a_database_pause_and_resume_are_told_to_the_workspaces_notifiers(
+    db: str, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n')
+        + '\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n'
+    )
+    stopped = run_cli("-w", str(workspace), "stop", "--reason", "deploy freeze", "--as", "ana")
+    assert stopped.exit_code == 0, stopped.stderr
+    resumed = run_cli(
+        "-w", str(workspace), "resume", "--procedure", "verification-batch", "--reason", "ok"
+    )
+    assert resumed.exit_code == 0, resumed.stderr
+    notices = [
+        orjson.loads(line)
+        for line in (workspace / "notices.ndjson").read_text().splitlines()
+        if line
+    ]
+    assert [(n["event"], n["data"]["database"]) for n in notices] == [
+        ("paused", True),
+        ("resumed", True),
+    ]
+    assert "deploy freeze" in notices[0]["text"]

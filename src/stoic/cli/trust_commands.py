@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 
-from stoic.cli.context import database_url, db_option, open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace, workspace_settings
 from stoic.cli.identity import human_actor
 from stoic.cli.render import echo, echo_json
 from stoic.core.pause import READER_SIGNALS
 from stoic.services import trust
+
+if TYPE_CHECKING:
+    from stoic.services.workspace import Workspace
 
 __all__ = ["incident_app", "register"]
 
@@ -23,6 +28,17 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print what was recorded as
 Database = Annotated[
     str | None, db_option("A PostgreSQL database's pause: its workers and its queue.")
 ]
+
+
+@contextlib.contextmanager
+def _told(ctx: typer.Context) -> Iterator[Workspace | None]:
+    """The workspace the command runs from, whose notifiers hear of a database's pause and
+    resume; None when there is none (nothing to tell)."""
+    if workspace_settings(ctx) is None:
+        yield None
+        return
+    with open_workspace(ctx) as workspace:
+        yield workspace
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -41,7 +57,10 @@ def stop(
     queue takes no proposal until it is resumed."""
     url = database_url(ctx, db)
     if url is not None:
-        recorded = trust.pause_database(url, reason=reason, actor=human_actor(as_name))
+        with _told(ctx) as workspace:
+            recorded = trust.pause_database(
+                url, reason=reason, actor=human_actor(as_name), workspace=workspace
+            )
         paused = trust.database_standing(url).status.paused
     else:
         with open_workspace(ctx) as workspace:
@@ -73,13 +92,15 @@ def resume_(
     the recovery procedure that was followed."""
     url = database_url(ctx, db)
     if url is not None:
-        record = trust.resume_database(
-            url,
-            procedure=procedure,
-            reason=reason,
-            actor=human_actor(as_name),
-            batch_size=batch_size,
-        )
+        with _told(ctx) as workspace:
+            record = trust.resume_database(
+                url,
+                procedure=procedure,
+                reason=reason,
+                actor=human_actor(as_name),
+                batch_size=batch_size,
+                workspace=workspace,
+            )
     else:
         with open_workspace(ctx) as workspace:
             record = trust.resume(

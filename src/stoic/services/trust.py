@@ -20,6 +20,7 @@ from typing import Any
 from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
 from stoic.core.next_steps import NextStep
+from stoic.core.notifications import Event
 from stoic.core.pause import (
     READER_SIGNALS,
     RESUME_PROCEDURES,
@@ -121,11 +122,32 @@ def database_standing(url: str) -> Standing:
 
 
 def pause_database(
-    url: str, *, reason: str, actor: str, criterion: Criterion = Criterion.HUMAN_STOP
+    url: str,
+    *,
+    reason: str,
+    actor: str,
+    criterion: Criterion = Criterion.HUMAN_STOP,
+    workspace: Workspace | None = None,
 ) -> bool:
     """Pause a database (a person's stop unless another criterion is named): its workers start
     nothing more and its queue takes no proposal until it is resumed; False when it was paused
-    already. Read and recorded in one transaction at the head of its log."""
+    already. Read and recorded in one transaction at the head of its log; the notifiers of
+    `workspace` (the one the person works from, if any) are told."""
+    if _record_database_pause(url, reason=reason, actor=actor, criterion=criterion):
+        if workspace is not None:
+            workspace.announce(
+                Event.PAUSED,
+                f"The database is paused ({criterion}): {reason}",
+                data={"criterion": criterion, "database": True},
+                lines=[
+                    f"{next_steps.resume(procedure='…', reason='…')} --db once it is dealt with"
+                ],
+            )
+        return True
+    return False
+
+
+def _record_database_pause(url: str, *, reason: str, actor: str, criterion: Criterion) -> bool:
     from stoic.store.pg_store import PostgresStore  # psycopg only when a database is named
     from stoic.store.pg_work import PauseFollower
 
@@ -138,6 +160,29 @@ def pause_database(
 
 
 def resume_database(
+    url: str,
+    *,
+    procedure: str,
+    reason: str,
+    actor: str,
+    batch_size: int | None = None,
+    workspace: Workspace | None = None,
+) -> Record:
+    """Resume a paused database (see `_record_database_resume`); the notifiers of `workspace`,
+    if any, are told."""
+    record = _record_database_resume(
+        url, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size
+    )
+    if workspace is not None:
+        workspace.announce(
+            Event.RESUMED,
+            f"The database was resumed by {actor} ({procedure}): {reason}",
+            data={"procedure": procedure, "database": True},
+        )
+    return record
+
+
+def _record_database_resume(
     url: str, *, procedure: str, reason: str, actor: str, batch_size: int | None = None
 ) -> Record:
     """Resume a paused database, naming the recovery procedure followed, by the rules of a
@@ -197,7 +242,7 @@ def stop_work(workspace: Workspace, *, reason: str, actor: str) -> bool:
     """A person's stop of this workspace's work: its database's pause when it names one."""
     url = workspace.settings.store.url
     if url:
-        return pause_database(url, reason=reason, actor=actor)
+        return pause_database(url, reason=reason, actor=actor, workspace=workspace)
     return pause(workspace, reason=reason, actor=actor)
 
 
@@ -213,7 +258,12 @@ def resume_work(
     url = workspace.settings.store.url
     if url:
         return resume_database(
-            url, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size
+            url,
+            procedure=procedure,
+            reason=reason,
+            actor=actor,
+            batch_size=batch_size,
+            workspace=workspace,
         )
     return resume(workspace, procedure=procedure, reason=reason, actor=actor, batch_size=batch_size)
 
