@@ -153,3 +153,64 @@ def test_a_database_pause_and_resume_are_told_to_the_workspaces_notifiers(
         ("resumed", True),
     ]
     assert "deploy freeze" in notices[0]["text"]
+
+
+def test_a_run_taken_up_again_by_a_person_keeps_within_its_plans_limit(
+    db: str, tmp_path: Path
+) -> None:
+    """A retry of an ended run's task, while another run of its plan is live, is refused
+    naming it (as a workspace's continue is); so is a retry while the database is paused."""
+    tries = tmp_path / "tries"
+    plan = tmp_path / "lim.yaml"
+    plan.write_text(
+        "meta: {name: lim}\ntasks:\n"
+        f"  - {{id: charge, run: [sh, -c, 'echo x >> {tries}; [ $(wc -l < {tries}) -ge 2 ]']}}\n"
+    )
+    first = str(orjson.loads(run_cli("run", str(plan), "--db", db, "--json").stdout)["run_id"])
+    _work(db, tmp_path)
+    assert _records(db)[-1]["decision_outcome"] == "failed"
+    second = str(orjson.loads(run_cli("run", str(plan), "--db", db, "--json").stdout)["run_id"])
+    refused = run_cli("retry", first, "charge", "--db", db, "--reason", "x", "--as", "ana")
+    assert refused.exit_code != 0 and second in refused.stderr, refused.stderr
+    assert "allows one live run" in refused.stderr
+    _work(db, tmp_path)  # the second run ends: nothing of the plan is live
+    assert run_cli("stop", "--db", db, "--reason", "hold", "--as", "ana").exit_code == 0
+    paused = run_cli("retry", first, "charge", "--db", db, "--reason", "x", "--as", "ana")
+    assert paused.exit_code != 0 and "the database is paused" in paused.stderr
+    assert (
+        run_cli(
+            "resume", "--db", db, "--procedure", "verification-batch", "--reason", "ok"
+        ).exit_code
+        == 0
+    )
+    bad = run_cli("retry", "../etc", "charge", "--db", db, "--reason", "x")
+    assert bad.exit_code == 2 and "is not a run id" in bad.stderr
+    retried = run_cli("retry", first, "charge", "--db", db, "--reason", "x", "--as", "ana")
+    assert retried.exit_code == 0, retried.stderr
+
+
+def test_a_database_schedule_skips_a_slot_whose_plan_is_at_its_limit_there(
+    db: str, tmp_path: Path
+) -> None:
+    from stoic.server.control import ControlPlane
+
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n'))
+    plan = tmp_path / "nightly.yaml"
+    plan.write_text("meta: {name: nightly}\ntasks:\n  - {id: a, run: ['true']}\n")
+    live = str(orjson.loads(run_cli("run", str(plan), "--db", db, "--json").stdout)["run_id"])
+    added = run_cli(
+        "-w", str(workspace), "schedule", "add", "nightly", str(plan), "--cron", "0 2 * * *"
+    )
+    assert added.exit_code == 0, added.stderr
+    ControlPlane(workspace).scheduled_runs(now=_past_next_slot)()
+    own = [
+        orjson.loads(line)
+        for line in (workspace / "logs" / "decision_log.ndjson").read_bytes().splitlines()
+    ]
+    (skipped,) = [
+        r for r in own if r["decision_type"] == "schedule" and r["decision_outcome"] == "skipped"
+    ]
+    assert skipped["decision_inputs"]["live_runs"] == [live]

@@ -373,6 +373,9 @@ def _retry_in_database(
     url: str, run_id: str, tasks: list[str], reason: str | None, actor: str, as_json: bool
 ) -> None:
     from stoic.services.db_runs import retry_database_run
+    from stoic.services.runs import check_run_id
+
+    check_run_id(run_id)
 
     records = retry_database_run(url, run_id, tasks, reason=reason, actor=actor)
     recorded = [

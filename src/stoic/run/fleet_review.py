@@ -11,9 +11,11 @@ and no decision waits for a process that may never come.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from stoic.core import next_steps
+from stoic.core.concurrency import admit, recorded_rule
 from stoic.core.graph import TaskState
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
@@ -21,10 +23,11 @@ from stoic.core.records import Decision, Record
 from stoic.core.recovery import AttemptKind
 from stoic.core.retry import retry_refusal
 from stoic.core.run_state import RunFolder, TaskView
-from stoic.exceptions import UsageError, WorkspaceError
+from stoic.exceptions import UsageError, WorkspaceError, WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
+from stoic.run.admission import limit_reached
 from stoic.run.fleet_plans import recorded_plan
 from stoic.run.handoff import suspended_task_request
 from stoic.run.run_end import lifecycle_reason, run_end_decision
@@ -83,6 +86,7 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
         writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
         return f"run {run_id} ended again: {analysis.status.value}"
     if ended:
+        _admit_again(writing, run_id, started)
         writing.append([_taken_up(run_id, actor, {"proposal_id": proposal.id})])
     kind = task.next_attempt_kind if task.attempts else AttemptKind.FIRST
     work.make_ready(writing.conn, [work.Ready(run_id, task_id, task.attempts + 1, kind.value)])
@@ -100,6 +104,12 @@ def retry_at(
     recovery approved instead, the record a workspace's `continue --approve-suggestion` makes."""
     if not reason.strip():
         raise UsageError("a retry needs its reason: --reason …")
+    paused = work.PauseFollower().check(writing.conn)
+    if paused is not None:  # no new task execution while paused
+        raise WorkspacePaused(
+            f"the database is paused ({paused.reason}, record #{paused.seq}): a retry is"
+            " refused until it is resumed"
+        )
     try:
         started, text = work.run_start(writing.conn, run_id)
     except LookupError:
@@ -140,11 +150,11 @@ def retry_at(
     for task_id in dict.fromkeys(task_ids):
         task = view.task(task_id)
         if _unproposed(task):  # its suggested recovery, approved: what the matrix asked for
-            retries.append(
-                made.approval_decision(
-                    run_id, task_id, actor, dict(task.suggestion or {}) or None, recovery=True
-                )
+            approval = made.approval_decision(
+                run_id, task_id, actor, dict(task.suggestion or {}) or None, recovery=True
             )
+            inputs = {**approval.decision_inputs, "reason": reason.strip()}
+            retries.append(replace(approval, decision_inputs=inputs))
             ready.append(
                 work.Ready(run_id, task_id, task.attempts + 1, AttemptKind.APPROVED_RECOVERY.value)
             )
@@ -163,10 +173,25 @@ def retry_at(
         kind = AttemptKind.APPROVED_RECOVERY if task.attempts else AttemptKind.FIRST
         ready.append(work.Ready(run_id, task_id, task.attempts + 1, kind.value))
     if view.lifecycle not in (None, "started"):
+        _admit_again(writing, run_id, started)
         writing.append([_taken_up(run_id, actor, {"retried": list(dict.fromkeys(task_ids))})])
     recorded = writing.append(retries)
     work.make_ready(writing.conn, ready)
     return recorded
+
+
+def _admit_again(writing: AtHead, run_id: str, started: Mapping[str, Any]) -> None:
+    """An ended run is taken up again only within its plan's limit, as its start records the
+    rule (a run started with the override keeps it), against the runs live now."""
+    key, limit, allow = recorded_rule(
+        started.get("decision_inputs") or {}, started.get("details") or {}
+    )
+    admission = admit(
+        key, limit, allow_concurrent=allow, live=work.live_runs(writing.conn, other_than=run_id)
+    )
+    if not admission.admitted:
+        name = str((started.get("details") or {}).get("plan_name", key))
+        raise limit_reached(admission, name, None)
 
 
 def _unproposed(task: TaskView) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stoic.core import next_steps
-from stoic.core.concurrency import DEFAULT_LIMIT, LiveRun, admit, plan_key, recorded_rule
+from stoic.core.concurrency import DEFAULT_LIMIT, LiveRun, admit, plan_key
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.records import Record
 from stoic.core.recovery import AttemptKind
@@ -57,6 +57,7 @@ __all__ = [
     "database_run_timeline",
     "database_timeline_outputs",
     "list_database_runs",
+    "live_database_runs",
     "retry_database_run",
     "run_worker",
     "start_database_run",
@@ -149,7 +150,7 @@ def start_database_run(
                     f" {next_steps.run()} is refused until it is resumed"
                 )
             admission = admit(  # under the head's lock: no run starts or ends meanwhile
-                key, limit, allow_concurrent=allow_concurrent, live=_live_runs(writing.conn)
+                key, limit, allow_concurrent=allow_concurrent, live=work.live_runs(writing.conn)
             )
             if not admission.admitted:
                 raise limit_reached(admission, plan.name, next_steps.run_alongside(str(plan_path)))
@@ -187,25 +188,10 @@ def database_run_timeline(url: str, run_id: str) -> RunTimeline:
     return RunTimeline(RunStatusReport(report, runner_working=not state.ended), records)
 
 
-def _live_runs(conn: Conn) -> list[LiveRun]:
-    """The database's runs no lifecycle record has ended, each with its plan's key from its
-    start record: what a plan's concurrency rule counts."""
-    rows = conn.execute(
-        "SELECT DISTINCT ON (run_id) run_id, decision_outcome FROM decision_log"
-        " WHERE decision_type = 'run_lifecycle' AND run_id IS NOT NULL ORDER BY run_id, seq DESC"
-    ).fetchall()
-    live = []
-    for run_id, outcome in rows:
-        if outcome != "started":
-            continue
-        try:
-            started, _text = work.run_start(conn, str(run_id))
-        except LookupError:
-            continue  # a start with no plan copy runs nothing
-        inputs, details = started.get("decision_inputs") or {}, started.get("details") or {}
-        key = recorded_rule(inputs, details)[0]
-        live.append(LiveRun(str(run_id), key, "its workers", started.get("decided_at")))
-    return live
+def live_database_runs(url: str) -> list[LiveRun]:
+    """The database's live runs (no lifecycle record ended them), each with its plan's key."""
+    with PostgresStore.open(url) as store, store.connection() as conn:
+        return work.live_runs(conn)
 
 
 def _read(store: PostgresStore, run_id: str) -> tuple[DatabaseRun, tuple[dict[str, Any], ...]]:

@@ -26,7 +26,6 @@ from stoic.core.concurrency import (
     recorded_rule,
 )
 from stoic.core.graph import RunStatus
-from stoic.core.next_steps import NextStep
 from stoic.core.proposals import ProposalStatus
 from stoic.core.retry import retry_refusal
 from stoic.core.run_document import state_document
@@ -36,9 +35,10 @@ from stoic.core.timeline import (
     run_reconciliation,
     shown_status,
 )
-from stoic.exceptions import ActingAsPerson, RunLimitReached, UsageError, WaitTimedOut
+from stoic.exceptions import ActingAsPerson, UsageError, WaitTimedOut
 from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
+from stoic.run.admission import limit_reached
 from stoic.run.agents import AgentSetup, agents_of, default_setup
 from stoic.run.lifecycle import (
     check_run_id,
@@ -228,22 +228,6 @@ def _continue_admitted(workspace: Workspace, run_id: str | None) -> dict[str, An
         name = str(started.details.get("plan_name", key))
         raise limit_reached(admission, name, None)
     return {}
-
-
-def limit_reached(admission: Admission, name: str, override: NextStep | None) -> RunLimitReached:
-    live = admission.live
-    runs = "; ".join(run.shown() for run in live)
-    allowed = "one live run" if admission.limit == 1 else f"{admission.limit} live runs"
-    see = next_steps.run_status(live[0].run_id) if len(live) == 1 else next_steps.runs(plan=name)
-    anyway = (
-        f", or start this one as well with {override} (recorded)" if override is not None else ""
-    )
-    return RunLimitReached(
-        f"plan {name!r} allows {allowed} at a time and has {len(live)} already: {runs};"
-        f" wait for {'it' if len(live) == 1 else 'one'} to end (see {see}){anyway}, or raise"
-        " meta.concurrency.limit in the plan",
-        tuple(run.run_id for run in live),
-    )
 
 
 def live_runs(workspace: Workspace) -> list[LiveRun]:

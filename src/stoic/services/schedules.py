@@ -28,7 +28,7 @@ from stoic.core.schedules import Book, LastFire, Schedule, ScheduleProjection
 from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError
 from stoic.plan.loader import PlanInvalid, read_plan
-from stoic.services import runs
+from stoic.services import db_runs, runs, trust
 from stoic.services.schedule_slots import Due, cron_error, next_slot, slot_text
 from stoic.services.schedule_slots import due as due_slot
 from stoic.store.layout import SETTINGS_FILE
@@ -339,11 +339,13 @@ def _verdict(
             f" ({bound:g} s){missed_note if missed else ''}.",
             {"why": "too_old", "catch_up_seconds": bound},
         )
-    paused = workspace.status().paused
+    url = workspace.settings.store.url  # its runs are its database's: so are the pause, the live
+    paused = trust.database_standing(url).status.paused if url else workspace.status().paused
     if paused is not None:
+        whose = "database" if url else "workspace"
         return (
             "skipped",
-            f"Schedule {name}: slot {slot} not run: the workspace is paused ({paused['reason']}).",
+            f"Schedule {name}: slot {slot} not run: the {whose} is paused ({paused['reason']}).",
             {"why": "paused"},
         )
     try:
@@ -365,7 +367,8 @@ def _verdict(
     rule = plan.document.meta.concurrency
     key = plan_key(plan.document.meta.name, str(plan.path.absolute()))
     limit = rule.limit if rule is not None else DEFAULT_LIMIT
-    admission = admit(key, limit, allow_concurrent=False, live=runs.live_runs(workspace))
+    others = db_runs.live_database_runs(url) if url else runs.live_runs(workspace)
+    admission = admit(key, limit, allow_concurrent=False, live=others)
     facts: dict[str, Any] = {"plan_sha256": plan.sha256}
     if plan.sha256 != schedule.plan_sha256:
         facts["plan_changed"] = True

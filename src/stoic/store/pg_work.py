@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core.concurrency import LiveRun, recorded_rule
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.store.pg_driver import Conn
 from stoic.store.pg_outputs import keep_output
@@ -38,6 +39,7 @@ __all__ = [
     "held",
     "items_left",
     "items_of_others",
+    "live_runs",
     "make_ready",
     "peek",
     "renew",
@@ -348,3 +350,25 @@ def claim_holders(conn: Conn) -> dict[str, int]:
         " GROUP BY run_id"
     ).fetchall()
     return {str(run_id): int(count) for run_id, count in rows}
+
+
+def live_runs(conn: Conn, *, other_than: str | None = None) -> list[LiveRun]:
+    """The database's runs no lifecycle record has ended, each with its plan's key from its
+    start record (but `other_than`): what a plan's concurrency rule counts. Asked in a
+    transaction holding the log's head, no run starts or ends meanwhile."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (run_id) run_id, decision_outcome FROM decision_log"
+        " WHERE decision_type = 'run_lifecycle' AND run_id IS NOT NULL ORDER BY run_id, seq DESC"
+    ).fetchall()
+    live = []
+    for run_id, outcome in rows:
+        if outcome != "started" or run_id == other_than:
+            continue
+        try:
+            started, _text = run_start(conn, str(run_id))
+        except LookupError:
+            continue  # a start with no plan copy runs nothing
+        inputs, details = started.get("decision_inputs") or {}, started.get("details") or {}
+        key = recorded_rule(inputs, details)[0]
+        live.append(LiveRun(str(run_id), key, "its workers", started.get("decided_at")))
+    return live
