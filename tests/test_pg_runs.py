@@ -27,6 +27,16 @@ def _records(url: str) -> list[dict[str, object]]:
         return [record._asdict() for record in store.read()]
 
 
+def _database_workspace(tmp_path: Path, db: str, extra: str = "") -> Path:
+    """A workspace whose stoic.toml names the database (`[store] url`), and `extra` after."""
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    settings = workspace / "stoic.toml"
+    text = settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n')
+    settings.write_text(text + extra)
+    return workspace
+
+
 def _work(db: str, tmp_path: Path) -> None:
     ran = run_cli(
         "worker",
@@ -79,10 +89,7 @@ def test_a_schedule_of_a_database_workspace_fires_its_run_in_the_database(
 ) -> None:
     from stoic.server.control import ControlPlane
 
-    workspace = tmp_path / "ws"
-    assert run_cli("init", str(workspace)).exit_code == 0
-    settings = workspace / "stoic.toml"
-    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n'))
+    workspace = _database_workspace(tmp_path, db)
     plan = tmp_path / "nightly.yaml"
     plan.write_text("meta: {name: nightly}\ntasks:\n  - {id: a, run: ['true']}\n")
     added = run_cli(
@@ -130,12 +137,8 @@ def test_a_database_run_may_not_take_the_id_of_a_workspace_run(db: str, tmp_path
 def test_a_database_pause_and_resume_are_told_to_the_workspaces_notifiers(
     db: str, tmp_path: Path
 ) -> None:
-    workspace = tmp_path / "ws"
-    assert run_cli("init", str(workspace)).exit_code == 0
-    settings = workspace / "stoic.toml"
-    settings.write_text(
-        settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n')
-        + '\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n'
+    workspace = _database_workspace(
+        tmp_path, db, '\n[[notifiers]]\nkind = "file"\npath = "notices.ndjson"\n'
     )
     stopped = run_cli("-w", str(workspace), "stop", "--reason", "deploy freeze", "--as", "ana")
     assert stopped.exit_code == 0, stopped.stderr
@@ -194,10 +197,7 @@ def test_a_database_schedule_skips_a_slot_whose_plan_is_at_its_limit_there(
 ) -> None:
     from stoic.server.control import ControlPlane
 
-    workspace = tmp_path / "ws"
-    assert run_cli("init", str(workspace)).exit_code == 0
-    settings = workspace / "stoic.toml"
-    settings.write_text(settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n'))
+    workspace = _database_workspace(tmp_path, db)
     plan = tmp_path / "nightly.yaml"
     plan.write_text("meta: {name: nightly}\ntasks:\n  - {id: a, run: ['true']}\n")
     live = str(orjson.loads(run_cli("run", str(plan), "--db", db, "--json").stdout)["run_id"])
