@@ -123,9 +123,7 @@ def test_a_database_run_is_watched_and_taken_up_from_the_console(
     assert approval["decision_inputs"]["read_seconds"] == 12.0  # type: ignore[index]
     assert served.console.live_seq() > rendered_at  # an open page reloads
 
-    again = client.post(
-        f"/proposals/{proposal_id}/decide", data={**fields, "decision": "approve"}
-    )
+    again = client.post(f"/proposals/{proposal_id}/decide", data={**fields, "decision": "approve"})
     assert again.status_code == 409 and "approved by human:ana" in again.text
 
     _work(workspace, tmp_path)
