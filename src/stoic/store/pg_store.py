@@ -77,6 +77,10 @@ class PostgresStore:
         self._kept: dict[str, Projection[Any]] = {
             projection.name: projection for projection in KEPT_PROJECTIONS
         }
+        self._folds: dict[str, Stamped[Any]] = {}
+        """The state each kept projection was last brought to by this handle, stamped with the
+        record it folds to: the next append that finds the head at that stamp folds on from it,
+        without reading the row back (the stamp's hash names the whole log before it)."""
         self._leases = PostgresLeases(lambda: connect(url), self._lend)
         self._outputs = PostgresOutputs(self._lend)
 
@@ -187,7 +191,7 @@ class PostgresStore:
         in it follows the head it yields, and commits with it or not at all."""
         held = self.held_here()
         # Pipelined: statements whose answers are not read travel with the next that is, so an
-        # append costs three round trips (the head, the projections' rows, the commit).
+        # append costs two round trips (the head, the commit).
         with translated(what), self._lend() as conn, conn.pipeline(), conn.transaction():
             row = (
                 conn.execute("SELECT seq, hash FROM log_head FOR UPDATE")
@@ -221,7 +225,8 @@ class PostgresStore:
                     "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
                 )
                 for projection in list(self._kept.values()):
-                    _keep(conn, projection, records)
+                    last = self._folds.get(projection.name)
+                    self._folds[projection.name] = _keep(conn, projection, records, last)
 
     def import_lines(
         self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
@@ -497,21 +502,26 @@ def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
     return Stamped(int(row[1]), str(row[2]), state)
 
 
-def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> None:
+def _keep(
+    conn: Conn, projection: Projection[S], records: Sequence[Record], last: Stamped[S] | None
+) -> Stamped[S]:
     """Bring the projection's row to the last of `records`, inside the appending transaction
-    (which holds the head row): from its row, caught up from the log where other writers
-    appended past it, or from the start where the log does not back it."""
+    (which holds the head row): from `last` when it stands at the head this transaction found,
+    else from its row, caught up from the log where other writers appended past it, or from
+    the start where the log does not back it. Returns the state it wrote."""
     before = records[0].seq - 1  # the head row this transaction holds: no other writer
-    start = _stored(conn, projection)
+    at_head = last is not None and (last.seq, last.hash) == (before, records[0].prev_hash)
+    start = last if last is not None and at_head else _stored(conn, projection)
     if start is None or start.seq > before:
         start = Stamped(0, GENESIS_HASH, projection.initial())
     try:
-        document = projection.to_json(_folded_on(conn, projection, start, before, records))
+        state = _folded_on(conn, projection, start, before, records)
     except Exception:  # a row no fold wrote cannot be folded on: the log decides
         if start.seq == 0:
             raise  # the fold itself fails: the append fails with it
         fresh = Stamped(0, GENESIS_HASH, projection.initial())
-        document = projection.to_json(_folded_on(conn, projection, fresh, before, records))
+        state = _folded_on(conn, projection, fresh, before, records)
+    document = projection.to_json(state)
     conn.execute(
         "INSERT INTO projections (name, version, seq, hash, state) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
@@ -524,6 +534,7 @@ def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> N
             Jsonb(document),
         ),
     )
+    return Stamped(records[-1].seq, records[-1].hash, state)
 
 
 def _folded_on(
