@@ -22,17 +22,23 @@ from stoic.store.pg_run_files import store_run_files
 from stoic.store.pg_store import AtHead
 from stoic.store.run_evidence import RunFile
 
-__all__ = ["inputs_of", "keep_outputs_file"]
+__all__ = ["ask_inputs", "inputs_of", "keep_outputs_file"]
 
 
 def inputs_of(
-    writing: AtHead, run_id: str, spec: TaskSpec, attempt: Attempt, scratch: Path
+    writing: AtHead,
+    run_id: str,
+    spec: TaskSpec,
+    attempt: Attempt,
+    scratch: Path,
+    asked: work.Asked | None = None,
 ) -> Attempt:
-    """The attempt with its dependencies' outputs (raises `InputsUnreadable`, with why)."""
+    """The attempt with its dependencies' outputs (raises `InputsUnreadable`, with why);
+    `asked`: their records, asked for earlier in the transaction (`ask_inputs`)."""
     if not spec.dependency_ids and spec.call is None:
         return attempt
     folder = RunFolder(run_id)
-    for record in work.task_records(writing.conn, run_id, spec.dependency_ids):
+    for record in work.task_records(writing.conn, run_id, spec.dependency_ids, asked):
         folder.feed(record)
     for task_id in spec.dependency_ids:
         ref = folder.tasks[task_id].outputs if task_id in folder.tasks else None
@@ -40,6 +46,14 @@ def inputs_of(
         if isinstance(file, Mapping):
             _fetch(writing, run_id, str(file.get("path", "")), scratch)
     return given_inputs(scratch, folder, spec, attempt)
+
+
+def ask_inputs(writing: AtHead, run_id: str, spec: TaskSpec) -> work.Asked | None:
+    """Send the read `inputs_of` makes for `spec` now (a task this transaction made ready and
+    may claim): its answer comes with the claim's."""
+    if not spec.dependency_ids:
+        return None
+    return work.ask_task_records(writing.conn, run_id, spec.dependency_ids)
 
 
 def keep_outputs_file(writing: AtHead, run_id: str, result: AttemptResult, scratch: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -186,23 +186,31 @@ class PostgresStore:
         return self._transaction()
 
     @contextlib.contextmanager
-    def _at_head(self, what: str) -> Iterator[tuple[Conn, Head]]:
+    def _at_head(self, what: str) -> Iterator[tuple[Conn, Callable[[], Head]]]:
         """One database transaction holding the writer key and the head row: what is written
-        in it follows the head it yields, and commits with it or not at all."""
+        in it follows the head it yields, and commits with it or not at all.
+
+        The head is read when first asked for: the server takes the locks first whatever comes
+        after, and the reads sent before it is asked for travel in the same round trip."""
         held = self.held_here()
         # Pipelined: statements whose answers are not read travel with the next that is, so an
         # append costs two round trips (the head, the commit).
         with translated(what), self._lend() as conn, conn.pipeline(), conn.transaction():
-            row = (
+            cursor = (
                 conn.execute("SELECT seq, hash FROM log_head FOR UPDATE")
                 if held  # this session holds the writer key already
                 else conn.execute(
                     "SELECT seq, hash, pg_advisory_xact_lock(%s) FROM log_head FOR UPDATE",
                     (_WRITER,),
                 )
-            ).fetchone()
-            assert row is not None, "the log_head row is created with the schema"
-            yield conn, Head(int(row[0]), str(row[1]))
+            )
+
+            def head() -> Head:
+                row = cursor.fetchone()
+                assert row is not None, "the log_head row is created with the schema"
+                return Head(int(row[0]), str(row[1]))
+
+            yield conn, head
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal and append in one database transaction, under the head row's lock."""
@@ -237,7 +245,8 @@ class PostgresStore:
         before it is written (`LineChecker`: its hash covers its canonical bytes, it links to
         the one before, seqs run from 1 without a gap); a log that is not empty is refused,
         naming its head."""
-        with self._at_head("import into the decision log") as (conn, head):
+        with self._at_head("import into the decision log") as (conn, read_head):
+            head = read_head()
             if head.seq != 0:
                 raise WorkspaceExists(
                     f"the database's decision log is not empty (head {head.seq}:{head.hash});"
@@ -417,13 +426,20 @@ class PostgresStore:
 class AtHead:
     """A transaction holding the head of the log (`PostgresStore.writing`)."""
 
-    def __init__(self, conn: Conn, head: Head) -> None:
+    def __init__(self, conn: Conn, head: Callable[[], Head]) -> None:
         self.conn = conn
         """The transaction's connection, for the rows written beside the records."""
-        self.head = head
-        """The head as it stands in this transaction, with what it appended."""
+        self._read_head = head
+        self._head: Head | None = None
         self.records: list[Record] = []
         """What this transaction appended, in order."""
+
+    @property
+    def head(self) -> Head:
+        """The head as it stands in this transaction, with what it appended."""
+        if self._head is None:
+            self._head = self._read_head()
+        return self._head
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal `decisions` after the head and insert them; they commit with the transaction."""
@@ -433,7 +449,7 @@ class AtHead:
         with self.conn.cursor() as cursor:
             cursor.executemany(_INSERT, rows)
         self.records.extend(records)
-        self.head = Head(records[-1].seq, records[-1].hash)
+        self._head = Head(records[-1].seq, records[-1].hash)
         return records
 
     def projected(self, projection: Projection[S]) -> S:
