@@ -3,10 +3,13 @@ output keeping is one statement, and does what the several it replaced did."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stoic.store import pg_work as work
 from stoic.store.pg_driver import connect
 from stoic.store.pg_outputs import keep_output
 from stoic.store.pg_store import PostgresStore
+from tests.conftest import run_cli
 from tests.postgres import EmbeddedPostgres
 
 
@@ -94,3 +97,33 @@ def test_an_output_is_kept_once_in_one_statement(postgres: EmbeddedPostgres) -> 
         assert b"".join(store.outputs.read("run-a", "t1", 1)) == big
     finally:
         store.close()
+
+
+def test_a_chain_on_one_worker_wakes_nobody_after_its_start(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """Each end claims its successor in its own transaction: no other worker could take it,
+    so none is woken (nor the worker itself, which would look for nothing)."""
+    url = _db(postgres)
+    (tmp_path / "steps.py").write_text("def step():\n    return None\n")
+    lines = ["meta: {name: chain}", "tasks:"]
+    lines += [
+        f"  - {{id: t{n}, call: 'steps:step'{f', depends_on: [t{n - 1}]' if n else ''}}}"
+        for n in range(4)
+    ]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    with connect(url) as listener:
+        listener.execute(f"LISTEN {work.CHANNEL}")
+        started = run_cli("run", str(plan), "--db", url, "--json")
+        assert started.exit_code == 0, started.stderr
+        scratch = str(tmp_path / "scratch")
+        done = run_cli("worker", "--db", url, "--exit-when-idle", "--scratch", scratch)
+        assert done.exit_code == 0, done.stderr
+        heard = list(listener.notifies(timeout=0.5))
+    assert len(heard) == 1  # the run's start, which made t0 ready
+    with connect(url) as conn:
+        ends = conn.execute(
+            "SELECT count(*) FROM decision_log WHERE decision_outcome = 'succeeded'"
+        ).fetchone()
+    assert ends == (4,)

@@ -210,8 +210,15 @@ class FleetWorker:
                     next_look = 0.0
                 wake.drain()
                 ended = [item for item in self.running.values() if item.handle.result is not None]
-                if ended and self._turn(functools.partial(self._record_ends, ended)):
-                    next_look = 0.0 if self.stop_signal is None else next_look
+                # What the ends made ready was claimed with them; with nothing left running,
+                # look now (for leftovers, or to find the worker idle).
+                if (
+                    ended
+                    and self._turn(functools.partial(self._record_ends, ended))
+                    and self.stop_signal is None
+                    and not self.running
+                ):
+                    next_look = 0.0
         finally:
             self._beat.close()
             wake.restore()
@@ -473,19 +480,24 @@ class FleetWorker:
             held = work.held_of(writing.conn, [item.claim for item in ended])
             touched: dict[str, RunPlan] = {}
             continued: set[str] = set()  # runs an end made work ready in: not ending now
+            made = 0
             for item in ended:
                 if item.claim.fence not in held:
                     item.lost = True
                     continue
                 self._keep_output(writing, item)
-                if self._record_end(writing, item, results[id(item)], asked):
+                if ready := self._record_end(writing, item, results[id(item)], asked):
                     continued.add(item.claim.run_id)
+                    made += ready
                 touched[item.claim.run_id] = item.plan
             for run_id, plan in touched.items():
                 if run_id not in continued:
                     self._maybe_end(writing, plan)
-            # What the ends made ready (a chain's next task) is claimed in the same commit.
-            started, _, _ = self._claim_in(writing, free, asked)
+            # What the ends made ready (a chain's next task) is claimed in the same commit; the
+            # other workers are woken only for what this one leaves.
+            started, _, claimed_all = self._claim_in(writing, free, asked)
+            if made and (not claimed_all or self._refused):
+                work.wake_workers(writing.conn)
         for item in ended:
             self.running.pop(str(item.claim.fence), None)
             claim = item.claim
@@ -547,6 +559,7 @@ class FleetWorker:
             work.make_ready(
                 writing.conn,
                 [work.Ready(claim.run_id, task, 1, AttemptKind.FIRST.value) for task in ready],
+                wake=False,
             )
             for task in ready[: max(0, asked.free - len(asked.inputs))]:
                 if (sent := ask_inputs(writing, claim.run_id, plan.specs[task])) is not None:

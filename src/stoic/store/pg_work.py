@@ -52,6 +52,7 @@ __all__ = [
     "run_start",
     "store_output",
     "task_records",
+    "wake_workers",
 ]
 
 Asked = psycopg.Cursor[TupleRow]
@@ -59,7 +60,8 @@ Asked = psycopg.Cursor[TupleRow]
 reads sent before one whose answer is awaited travel in its round trip."""
 
 CHANNEL = "stoic_work"
-"""Where a transaction that makes work ready says so (NOTIFY, delivered at its commit)."""
+"""Where a transaction that makes work ready says so (NOTIFY, delivered at its commit) — but
+a worker's end that claims all it made ready itself: nobody else could take it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +124,9 @@ def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]
     return Peek(ready, to_take_over, runs)
 
 
-def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
-    """Make `items` claimable (a task already there is left as it is) and wake the workers."""
+def make_ready(conn: Conn, items: Sequence[Ready], *, wake: bool = True) -> None:
+    """Make `items` claimable (a task already there is left as it is) and, unless not to
+    `wake` (the caller claims them itself, or calls `wake_workers`), wake the workers."""
     if not items:
         return
     with conn.cursor() as cursor:
@@ -133,6 +136,12 @@ def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
             " ON CONFLICT (run_id, task_id) DO NOTHING",
             [(i.run_id, i.task_id, i.attempt, i.attempt_kind, i.delay_s) for i in items],
         )
+    if wake:
+        wake_workers(conn)
+
+
+def wake_workers(conn: Conn) -> None:
+    """Tell the listening workers, at the commit, that work is ready."""
     conn.execute(f"NOTIFY {CHANNEL}")
 
 
