@@ -127,3 +127,36 @@ def test_a_chain_on_one_worker_wakes_nobody_after_its_start(
             "SELECT count(*) FROM decision_log WHERE decision_outcome = 'succeeded'"
         ).fetchone()
     assert ends == (4,)
+
+
+def test_a_chains_outputs_reach_the_next_task_claimed_with_the_end_that_made_them(
+    postgres: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """A dependent claimed in its dependency's end transaction gets its outputs from that end
+    record (a big one's file too); one ended before, from the log."""
+    url = _db(postgres)
+    (tmp_path / "steps.py").write_text(
+        "def a():\n    return {'n': 1}\n"
+        "def b(inputs=None):\n    return {'n': inputs['a']['n'] + 1, 'blob': 'x' * 100_000}\n"
+        "def c(inputs=None):\n"
+        "    assert inputs['a'] == {'n': 1} and inputs['b']['n'] == 2, inputs\n"
+        "    assert len(inputs['b']['blob']) == 100_000\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: passed-on}\ntasks:\n"
+        "  - {id: a, call: 'steps:a'}\n"
+        "  - {id: b, call: 'steps:b', depends_on: [a]}\n"
+        "  - {id: c, call: 'steps:c', depends_on: [a, b]}\n"
+    )
+    started = run_cli("run", str(plan), "--db", url, "--json")
+    assert started.exit_code == 0, started.stderr
+    scratch = str(tmp_path / "scratch")
+    done = run_cli("worker", "--db", url, "--exit-when-idle", "--scratch", scratch)
+    assert done.exit_code == 0, done.stderr
+    with connect(url) as conn:
+        ends = conn.execute(
+            "SELECT task_id, decision_outcome FROM decision_log"
+            " WHERE decision_type = 'execution' AND decision_outcome <> 'started' ORDER BY seq"
+        ).fetchall()
+    assert ends == [("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]

@@ -41,7 +41,7 @@ from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
-from stoic.run.fleet_inputs import ask_inputs, inputs_of, keep_outputs_file
+from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
 from stoic.run.fleet_review import propose_recovery
@@ -108,7 +108,7 @@ class _Asked:
     pause: work.Asked | None = None
     free: int = 0
     """How many it may claim."""
-    inputs: dict[tuple[str, str], work.Asked] = field(default_factory=dict)
+    inputs: dict[tuple[str, str], AskedInputs] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
