@@ -229,12 +229,12 @@ class PostgresStore:
             yield writing
             records = writing.records
             if records:
-                conn.execute(
-                    "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
-                )
+                kept = []
                 for projection in list(self._kept.values()):
                     last = self._folds.get(projection.name)
-                    self._folds[projection.name] = _keep(conn, projection, records, last)
+                    self._folds[projection.name] = state = _kept(conn, projection, records, last)
+                    kept.append((projection, state))
+                _move_head(conn, records[-1], kept)
 
     def import_lines(
         self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
@@ -518,13 +518,13 @@ def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
     return Stamped(int(row[1]), str(row[2]), state)
 
 
-def _keep(
+def _kept(
     conn: Conn, projection: Projection[S], records: Sequence[Record], last: Stamped[S] | None
 ) -> Stamped[S]:
-    """Bring the projection's row to the last of `records`, inside the appending transaction
-    (which holds the head row): from `last` when it stands at the head this transaction found,
-    else from its row, caught up from the log where other writers appended past it, or from
-    the start where the log does not back it. Returns the state it wrote."""
+    """The projection at the last of `records`, inside the appending transaction (which holds
+    the head row): from `last` when it stands at the head this transaction found, else from
+    its row, caught up from the log where other writers appended past it, or from the start
+    where the log does not back it."""
     before = records[0].seq - 1  # the head row this transaction holds: no other writer
     at_head = last is not None and (last.seq, last.hash) == (before, records[0].prev_hash)
     start = last if last is not None and at_head else _stored(conn, projection)
@@ -537,20 +537,40 @@ def _keep(
             raise  # the fold itself fails: the append fails with it
         fresh = Stamped(0, GENESIS_HASH, projection.initial())
         state = _folded_on(conn, projection, fresh, before, records)
-    document = projection.to_json(state)
+    return Stamped(records[-1].seq, records[-1].hash, state)
+
+
+def _move_head(
+    conn: Conn, last: Record, kept: Sequence[tuple[Projection[Any], Stamped[Any]]]
+) -> None:
+    """The head row moved to `last` and the kept projections' rows written at it: one
+    statement (the head row's trigger sees the records the statements before it inserted)."""
+    head = "UPDATE log_head SET seq = %s, hash = %s"
+    if not kept:
+        conn.execute(head, (last.seq, last.hash))
+        return
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(kept))
     conn.execute(
-        "INSERT INTO projections (name, version, seq, hash, state) VALUES (%s, %s, %s, %s, %s)"
+        f"WITH head AS ({head} RETURNING seq)"
+        f" INSERT INTO projections (name, version, seq, hash, state) VALUES {values}"
         " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
         " hash = excluded.hash, state = excluded.state",
         (
-            projection.name,
-            projection.version,
-            records[-1].seq,
-            records[-1].hash,
-            Jsonb(document),
+            last.seq,
+            last.hash,
+            *(
+                field
+                for projection, stamped in kept
+                for field in (
+                    projection.name,
+                    projection.version,
+                    stamped.seq,
+                    stamped.hash,
+                    Jsonb(projection.to_json(stamped.state)),
+                )
+            ),
         ),
     )
-    return Stamped(records[-1].seq, records[-1].hash, state)
 
 
 def _folded_on(
