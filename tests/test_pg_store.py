@@ -312,6 +312,37 @@ def test_a_row_behind_or_not_backed_by_the_log_is_caught_up_or_refolded(
     assert pg.projected(WorkspaceStatusProjection()).state.records == 4
 
 
+def test_a_handle_folds_on_from_what_it_kept_only_while_it_stands_at_the_head(
+    pg: PostgresStore, url: str
+) -> None:
+    """A handle that wrote the head last folds on from its own state; one another writer
+    appended past, or whose transaction rolled back after the fold, reads the row and the log
+    again."""
+    status, counted = WorkspaceStatusProjection(), _Counted()
+    counted.fail_on = "Rolled back."
+
+    def replayed() -> Any:
+        return status.to_json(status.fold(status.initial(), (r._asdict() for r in pg.read())))
+
+    pg.projected(counted)  # kept after the status: it fails once the status is folded
+    rolled_back = {"type": "policy_check", "outcome": "passed", "reason": "Rolled back."}
+    other = PostgresStore.open(url)
+    try:
+        for writer in (pg, pg, other, pg, other, other, pg):
+            writer.append([_decision(f"By {id(writer)}.")])
+            assert _row(url, "workspace_status")[2] == replayed()  # type: ignore[index]
+        for after in (other, None):  # the same seq another wrote, or none
+            with pytest.raises(RuntimeError, match="cannot go on"):
+                pg.append([Decision.from_mapping(rolled_back)])
+            if after is not None:
+                after.append([_decision("In its place.")])
+            pg.append([_decision("After the rollback.")])
+            assert _row(url, "workspace_status")[2] == replayed()  # type: ignore[index]
+    finally:
+        other.close()
+    assert _row(url, "workspace_status")[0] == 10  # type: ignore[index]
+
+
 # -- what a review got through -----------------------------------------------------------------
 
 

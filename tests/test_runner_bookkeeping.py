@@ -97,3 +97,25 @@ def test_a_pooled_workers_pipe_stays_registered_from_one_attempt_to_the_next() -
         loop.close()
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_descriptor_number_closed_while_watched_can_be_watched_again() -> None:
+    """An attempt's pipe closed before the loop next looks (its handle ended) leaves its number
+    registered; a connection that gets the number (a LISTEN made anew) is watched all the same."""
+    read_end, write_end = os.pipe()
+    loop = EventLoop()
+    try:
+        os.write(write_end, b"x")
+        loop.step([_Pooled(object(), read_end)], 1.0)
+        os.close(read_end)
+        os.close(write_end)
+        again, other = os.pipe()
+        assert again == read_end  # the lowest free number: the one just closed
+        loop.watch_extra(again)
+        os.write(other, b"y")
+        assert loop.step([], 1.0) == [again]
+        loop.unwatch_extra(again)
+        os.close(again)
+        os.close(other)
+    finally:
+        loop.close()

@@ -29,11 +29,10 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, Partial
-from stoic.core.pause import PauseInForce
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
 from stoic.core.scheduling import newly_ready
@@ -42,7 +41,7 @@ from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
-from stoic.run.fleet_inputs import inputs_of, keep_outputs_file
+from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
 from stoic.run.fleet_review import propose_recovery
@@ -99,6 +98,17 @@ class _Prepared:
     timeout_default: str | None
     blind: Failure | None = None
     """Why it fails at once (its dependencies' outputs cannot be handed over), if it does."""
+
+
+@dataclass(slots=True)
+class _Asked:
+    """Reads sent ahead in one transaction, their answers taken when needed: the pause records
+    (`PauseFollower.ask`) and the inputs of tasks it may claim, by run and task."""
+
+    pause: work.Asked | None = None
+    free: int = 0
+    """How many it may claim."""
+    inputs: dict[tuple[str, str], AskedInputs] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -200,8 +210,15 @@ class FleetWorker:
                     next_look = 0.0
                 wake.drain()
                 ended = [item for item in self.running.values() if item.handle.result is not None]
-                if ended and self._turn(functools.partial(self._record_ends, ended)):
-                    next_look = 0.0 if self.stop_signal is None else next_look
+                # What the ends made ready was claimed with them; with nothing left running,
+                # look now (for leftovers, or to find the worker idle).
+                if (
+                    ended
+                    and self._turn(functools.partial(self._record_ends, ended))
+                    and self.stop_signal is None
+                    and not self.running
+                ):
+                    next_look = 0.0
         finally:
             self._beat.close()
             wake.restore()
@@ -292,22 +309,27 @@ class FleetWorker:
             return 0
         asked = time.monotonic()
         with self.store.writing("claim work from the database") as writing:
-            started, count = self._claim_in(writing, free)
+            started, count, _ = self._claim_in(writing, free, _Asked())
         self._launch(started, Claimed(asked, time.monotonic()))
         return count
 
-    def _claim_in(self, writing: AtHead, free: int) -> tuple[list[_Prepared], int]:
+    def _claim_in(
+        self, writing: AtHead, free: int, asked: _Asked
+    ) -> tuple[list[_Prepared], int, bool]:
         """Claim up to `free` ready items in `writing` (nothing while paused or stopping):
-        their start records, and what to launch once the transaction commits."""
-        if free <= 0 or self.stop_signal is not None or self._paused(writing) is not None:
-            return [], 0
+        their start records, what to launch once the transaction commits, how many it
+        claimed, and whether it claimed every item ready (none is left for other workers)."""
+        if free <= 0 or self.stop_signal is not None:
+            return [], 0, False
+        if self._pauses.check(writing.conn, asked.pause) is not None:
+            return [], 0, False
         ids = [os.urandom(8).hex() for _ in range(free)]
         claims = work.claim_ready(
             writing.conn, self.name, free, self.options.lease_s, ids, self._refused
         )
-        started = [p for claim in claims if (p := self._admit(writing, claim)) is not None]
+        started = [p for claim in claims if (p := self._admit(writing, claim, asked)) is not None]
         self.stats["claimed"] += len(claims)
-        return started, len(claims)
+        return started, len(claims), len(claims) < free
 
     def _launch(self, started: list[_Prepared], claimed: Claimed) -> None:
         for ready in started:  # each start record is durable: now the task may start
@@ -335,10 +357,6 @@ class FleetWorker:
                 f"started {item.claim.run_id} {item.claim.task_id} attempt {item.claim.attempt}"
             )
 
-    def _paused(self, writing: AtHead) -> PauseInForce | None:
-        """The pause in force, read in the claiming transaction (no pause can land meanwhile)."""
-        return self._pauses.check(writing.conn)
-
     def _plan(self, conn: Conn, run_id: str) -> RunPlan:
         """The run's plan as the database keeps it; a run whose plan copy is missing or not
         the plan it started with is refused (`_RunRefused`): never run from a guess."""
@@ -365,7 +383,7 @@ class FleetWorker:
             (files.results).mkdir(parents=True, exist_ok=True)
         return files
 
-    def _admit(self, writing: AtHead, claim: work.Claim) -> _Prepared | None:
+    def _admit(self, writing: AtHead, claim: work.Claim, asked: _Asked) -> _Prepared | None:
         """The claim's start record (fence and worker named), or the policy's refusal and its
         evaluation; returns what to launch."""
         plan = self._plan(writing.conn, claim.run_id)
@@ -377,7 +395,14 @@ class FleetWorker:
         kind = AttemptKind(claim.attempt_kind)
         blind: Failure | None = None
         try:
-            attempt = inputs_of(writing, plan.run_id, spec, attempt, self.options.scratch)
+            attempt = inputs_of(
+                writing,
+                plan.run_id,
+                spec,
+                attempt,
+                self.options.scratch,
+                asked.inputs.pop((claim.run_id, claim.task_id), None),
+            )
         except InputsUnreadable as exc:  # the dependent fails, never runs blind
             blind = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
         admission = plan.guard.admit(spec, attempt)
@@ -447,25 +472,32 @@ class FleetWorker:
         """Record the ended attempts in one transaction, each after its fencing check, with its
         output; raises, keeping them in hand, when the database fails."""
         results = {id(item): self._result_of(item) for item in ended}
-        asked = time.monotonic()
+        asked_at = time.monotonic()
+        free = self.options.concurrency - len(self.running) + len(ended)
         with self.store.writing("record the ends of attempts") as writing:
+            # The head, the pause records and the fencing checks come in one round trip.
+            asked = _Asked(self._pauses.ask(writing.conn), free=free)
+            held = work.held_of(writing.conn, [item.claim for item in ended])
             touched: dict[str, RunPlan] = {}
             continued: set[str] = set()  # runs an end made work ready in: not ending now
+            made = 0
             for item in ended:
-                if not work.held(writing.conn, item.claim):
+                if item.claim.fence not in held:
                     item.lost = True
                     continue
                 self._keep_output(writing, item)
-                if self._record_end(writing, item, results[id(item)]):
+                if ready := self._record_end(writing, item, results[id(item)], asked):
                     continued.add(item.claim.run_id)
+                    made += ready
                 touched[item.claim.run_id] = item.plan
             for run_id, plan in touched.items():
                 if run_id not in continued:
                     self._maybe_end(writing, plan)
-            # What the ends made ready (a chain's next task) is claimed in the same commit.
-            started, _ = self._claim_in(
-                writing, self.options.concurrency - len(self.running) + len(ended)
-            )
+            # What the ends made ready (a chain's next task) is claimed in the same commit; the
+            # other workers are woken only for what this one leaves.
+            started, _, claimed_all = self._claim_in(writing, free, asked)
+            if made and (not claimed_all or self._refused):
+                work.wake_workers(writing.conn)
         for item in ended:
             self.running.pop(str(item.claim.fence), None)
             claim = item.claim
@@ -479,7 +511,7 @@ class FleetWorker:
                 self.stats["ended"] += 1
                 outcome = results[id(item)].outcome
                 self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
-        self._launch(started, Claimed(asked, time.monotonic()))
+        self._launch(started, Claimed(asked_at, time.monotonic()))
         return len(ended)
 
     def _result_of(self, item: _Running) -> AttemptResult:
@@ -506,9 +538,12 @@ class FleetWorker:
             return
         work.store_output(writing.conn, item.claim, data)
 
-    def _record_end(self, writing: AtHead, item: _Running, result: AttemptResult) -> bool:
-        """Its end, its evaluation or the dependents it makes ready; returns whether it made
-        any ready (its run then has work left: no need to ask)."""
+    def _record_end(
+        self, writing: AtHead, item: _Running, result: AttemptResult, asked: _Asked
+    ) -> int:
+        """Its end, its evaluation or the dependents it makes ready; returns how many it made
+        ready (its run then has work left: no need to ask). The inputs of those it may claim
+        are asked for now, to come with the claim."""
         claim, plan = item.claim, item.plan
         outcome = result.outcome
         keep_outputs_file(writing, claim.run_id, result, self.options.scratch)
@@ -524,10 +559,14 @@ class FleetWorker:
             work.make_ready(
                 writing.conn,
                 [work.Ready(claim.run_id, task, 1, AttemptKind.FIRST.value) for task in ready],
+                wake=False,
             )
-            return bool(ready)
+            for task in ready[: max(0, asked.free - len(asked.inputs))]:
+                if (sent := ask_inputs(writing, claim.run_id, plan.specs[task])) is not None:
+                    asked.inputs[(claim.run_id, task)] = sent
+            return len(ready)
         self._evaluate(writing, plan, claim, result.failure, item.kind)
-        return False
+        return 0
 
     def _evaluate(
         self,

@@ -61,7 +61,10 @@ class EventLoop:
         self._selector.close()
 
     def watch_extra(self, fd: int) -> None:
-        """Also wake up when `fd` is readable (a signal wake-up pipe)."""
+        """Also wake up when `fd` is readable (a signal wake-up pipe). A registration the
+        number still has is of a descriptor closed since (an attempt's pipe, unregistered at
+        the next step): it goes first."""
+        self._unregister(fd)
         self._selector.register(fd, selectors.EVENT_READ, None)
 
     def unwatch_extra(self, fd: int) -> None:

@@ -43,17 +43,20 @@ def open_output(conn: Conn, attempt: tuple[str, str, int]) -> bool:
     return opened is not None
 
 
-def keep_output(conn: Conn, attempt: tuple[str, str, int], data: bytes) -> bool:
+def keep_output(conn: Conn, attempt: tuple[str, str, int], data: bytes) -> None:
     """An attempt's whole output in the caller's transaction, as a writer lays it out (chunk
-    0, then chunks of at most 1 MiB); False, keeping nothing, when it has one already."""
-    if not open_output(conn, attempt):
-        return False
+    0, then chunks of at most 1 MiB); nothing when it has one already. One statement, whose
+    answer nobody waits for (it travels with the transaction's next read)."""
     chunks = [data[at : at + _CHUNK] for at in range(0, len(data), _CHUNK)]
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            _INSERT, [(*attempt, number, chunk) for number, chunk in enumerate(chunks, start=1)]
-        )
-    return True
+    conn.execute(
+        "WITH opened AS (INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+        "   VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING chunk_no)"
+        " INSERT INTO attempt_outputs (run_id, task_id, attempt, chunk_no, bytes)"
+        " SELECT %s, %s, %s, c.chunk_no, c.bytes"
+        " FROM unnest(%s::bytea[]) WITH ORDINALITY AS c (bytes, chunk_no)"
+        " WHERE EXISTS (SELECT FROM opened)",
+        (*attempt, *attempt, chunks),
+    )
 
 
 class PostgresOutputWriter:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -77,6 +77,10 @@ class PostgresStore:
         self._kept: dict[str, Projection[Any]] = {
             projection.name: projection for projection in KEPT_PROJECTIONS
         }
+        self._folds: dict[str, Stamped[Any]] = {}
+        """The state each kept projection was last brought to by this handle, stamped with the
+        record it folds to: the next append that finds the head at that stamp folds on from it,
+        without reading the row back (the stamp's hash names the whole log before it)."""
         self._leases = PostgresLeases(lambda: connect(url), self._lend)
         self._outputs = PostgresOutputs(self._lend)
 
@@ -182,23 +186,31 @@ class PostgresStore:
         return self._transaction()
 
     @contextlib.contextmanager
-    def _at_head(self, what: str) -> Iterator[tuple[Conn, Head]]:
+    def _at_head(self, what: str) -> Iterator[tuple[Conn, Callable[[], Head]]]:
         """One database transaction holding the writer key and the head row: what is written
-        in it follows the head it yields, and commits with it or not at all."""
+        in it follows the head it yields, and commits with it or not at all.
+
+        The head is read when first asked for: the server takes the locks first whatever comes
+        after, and the reads sent before it is asked for travel in the same round trip."""
         held = self.held_here()
         # Pipelined: statements whose answers are not read travel with the next that is, so an
-        # append costs three round trips (the head, the projections' rows, the commit).
+        # append costs two round trips (the head, the commit).
         with translated(what), self._lend() as conn, conn.pipeline(), conn.transaction():
-            row = (
+            cursor = (
                 conn.execute("SELECT seq, hash FROM log_head FOR UPDATE")
                 if held  # this session holds the writer key already
                 else conn.execute(
                     "SELECT seq, hash, pg_advisory_xact_lock(%s) FROM log_head FOR UPDATE",
                     (_WRITER,),
                 )
-            ).fetchone()
-            assert row is not None, "the log_head row is created with the schema"
-            yield conn, Head(int(row[0]), str(row[1]))
+            )
+
+            def head() -> Head:
+                row = cursor.fetchone()
+                assert row is not None, "the log_head row is created with the schema"
+                return Head(int(row[0]), str(row[1]))
+
+            yield conn, head
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal and append in one database transaction, under the head row's lock."""
@@ -217,11 +229,12 @@ class PostgresStore:
             yield writing
             records = writing.records
             if records:
-                conn.execute(
-                    "UPDATE log_head SET seq = %s, hash = %s", (records[-1].seq, records[-1].hash)
-                )
+                kept = []
                 for projection in list(self._kept.values()):
-                    _keep(conn, projection, records)
+                    last = self._folds.get(projection.name)
+                    self._folds[projection.name] = state = _kept(conn, projection, records, last)
+                    kept.append((projection, state))
+                _move_head(conn, records[-1], kept)
 
     def import_lines(
         self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
@@ -232,7 +245,8 @@ class PostgresStore:
         before it is written (`LineChecker`: its hash covers its canonical bytes, it links to
         the one before, seqs run from 1 without a gap); a log that is not empty is refused,
         naming its head."""
-        with self._at_head("import into the decision log") as (conn, head):
+        with self._at_head("import into the decision log") as (conn, read_head):
+            head = read_head()
             if head.seq != 0:
                 raise WorkspaceExists(
                     f"the database's decision log is not empty (head {head.seq}:{head.hash});"
@@ -412,13 +426,20 @@ class PostgresStore:
 class AtHead:
     """A transaction holding the head of the log (`PostgresStore.writing`)."""
 
-    def __init__(self, conn: Conn, head: Head) -> None:
+    def __init__(self, conn: Conn, head: Callable[[], Head]) -> None:
         self.conn = conn
         """The transaction's connection, for the rows written beside the records."""
-        self.head = head
-        """The head as it stands in this transaction, with what it appended."""
+        self._read_head = head
+        self._head: Head | None = None
         self.records: list[Record] = []
         """What this transaction appended, in order."""
+
+    @property
+    def head(self) -> Head:
+        """The head as it stands in this transaction, with what it appended."""
+        if self._head is None:
+            self._head = self._read_head()
+        return self._head
 
     def append(self, decisions: Sequence[Decision]) -> list[Record]:
         """Seal `decisions` after the head and insert them; they commit with the transaction."""
@@ -428,7 +449,7 @@ class AtHead:
         with self.conn.cursor() as cursor:
             cursor.executemany(_INSERT, rows)
         self.records.extend(records)
-        self.head = Head(records[-1].seq, records[-1].hash)
+        self._head = Head(records[-1].seq, records[-1].hash)
         return records
 
     def projected(self, projection: Projection[S]) -> S:
@@ -497,31 +518,57 @@ def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
     return Stamped(int(row[1]), str(row[2]), state)
 
 
-def _keep(conn: Conn, projection: Projection[S], records: Sequence[Record]) -> None:
-    """Bring the projection's row to the last of `records`, inside the appending transaction
-    (which holds the head row): from its row, caught up from the log where other writers
-    appended past it, or from the start where the log does not back it."""
+def _kept(
+    conn: Conn, projection: Projection[S], records: Sequence[Record], last: Stamped[S] | None
+) -> Stamped[S]:
+    """The projection at the last of `records`, inside the appending transaction (which holds
+    the head row): from `last` when it stands at the head this transaction found, else from
+    its row, caught up from the log where other writers appended past it, or from the start
+    where the log does not back it."""
     before = records[0].seq - 1  # the head row this transaction holds: no other writer
-    start = _stored(conn, projection)
+    at_head = last is not None and (last.seq, last.hash) == (before, records[0].prev_hash)
+    start = last if last is not None and at_head else _stored(conn, projection)
     if start is None or start.seq > before:
         start = Stamped(0, GENESIS_HASH, projection.initial())
     try:
-        document = projection.to_json(_folded_on(conn, projection, start, before, records))
+        state = _folded_on(conn, projection, start, before, records)
     except Exception:  # a row no fold wrote cannot be folded on: the log decides
         if start.seq == 0:
             raise  # the fold itself fails: the append fails with it
         fresh = Stamped(0, GENESIS_HASH, projection.initial())
-        document = projection.to_json(_folded_on(conn, projection, fresh, before, records))
+        state = _folded_on(conn, projection, fresh, before, records)
+    return Stamped(records[-1].seq, records[-1].hash, state)
+
+
+def _move_head(
+    conn: Conn, last: Record, kept: Sequence[tuple[Projection[Any], Stamped[Any]]]
+) -> None:
+    """The head row moved to `last` and the kept projections' rows written at it: one
+    statement (the head row's trigger sees the records the statements before it inserted)."""
+    head = "UPDATE log_head SET seq = %s, hash = %s"
+    if not kept:
+        conn.execute(head, (last.seq, last.hash))
+        return
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(kept))
     conn.execute(
-        "INSERT INTO projections (name, version, seq, hash, state) VALUES (%s, %s, %s, %s, %s)"
+        f"WITH head AS ({head} RETURNING seq)"
+        f" INSERT INTO projections (name, version, seq, hash, state) VALUES {values}"
         " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
         " hash = excluded.hash, state = excluded.state",
         (
-            projection.name,
-            projection.version,
-            records[-1].seq,
-            records[-1].hash,
-            Jsonb(document),
+            last.seq,
+            last.hash,
+            *(
+                field
+                for projection, stamped in kept
+                for field in (
+                    projection.name,
+                    projection.version,
+                    stamped.seq,
+                    stamped.hash,
+                    Jsonb(projection.to_json(stamped.state)),
+                )
+            ),
         ),
     )
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg.rows import TupleRow
 
 from stoic.core.concurrency import LiveRun, recorded_rule
 from stoic.core.pause import PauseInForce, pause_after
@@ -27,16 +29,19 @@ from stoic.store.pg_outputs import keep_output
 
 __all__ = [
     "CHANNEL",
+    "Asked",
     "Claim",
     "PauseFollower",
     "Peek",
     "Ready",
+    "ask_task_records",
     "claim_holders",
     "claim_ready",
     "done_tasks",
     "expired_claims",
     "finish",
     "held",
+    "held_of",
     "items_left",
     "items_of_others",
     "live_runs",
@@ -49,10 +54,16 @@ __all__ = [
     "run_start",
     "store_output",
     "task_records",
+    "wake_workers",
 ]
 
+Asked = psycopg.Cursor[TupleRow]
+"""A read sent and not yet answered: in a pipelined transaction (`PostgresStore.writing`),
+reads sent before one whose answer is awaited travel in its round trip."""
+
 CHANNEL = "stoic_work"
-"""Where a transaction that makes work ready says so (NOTIFY, delivered at its commit)."""
+"""Where a transaction that makes work ready says so (NOTIFY, delivered at its commit) — but
+a worker's end that claims all it made ready itself: nobody else could take it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +126,9 @@ def peek(conn: Conn, worker: str, running: Iterable[int], refused: Iterable[str]
     return Peek(ready, to_take_over, runs)
 
 
-def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
-    """Make `items` claimable (a task already there is left as it is) and wake the workers."""
+def make_ready(conn: Conn, items: Sequence[Ready], *, wake: bool = True) -> None:
+    """Make `items` claimable (a task already there is left as it is) and, unless not to
+    `wake` (the caller claims them itself, or calls `wake_workers`), wake the workers."""
     if not items:
         return
     with conn.cursor() as cursor:
@@ -126,6 +138,12 @@ def make_ready(conn: Conn, items: Sequence[Ready]) -> None:
             " ON CONFLICT (run_id, task_id) DO NOTHING",
             [(i.run_id, i.task_id, i.attempt, i.attempt_kind, i.delay_s) for i in items],
         )
+    if wake:
+        wake_workers(conn)
+
+
+def wake_workers(conn: Conn) -> None:
+    """Tell the listening workers, at the commit, that work is ready."""
     conn.execute(f"NOTIFY {CHANNEL}")
 
 
@@ -139,29 +157,31 @@ def claim_ready(
 ) -> list[Claim]:
     """Claim up to `limit` items whose time has come, oldest first, skipping rows another
     transaction holds and the runs in `refused`; each gets a new fencing token and a lease of
-    `lease_s`."""
-    rows = conn.execute(
-        "SELECT run_id, task_id FROM work_items WHERE worker IS NULL AND not_before <= now()"
-        " AND NOT (run_id = ANY(%s))"
-        " ORDER BY not_before, run_id, task_id LIMIT %s FOR UPDATE SKIP LOCKED",
-        (sorted(refused), limit),
-    ).fetchall()
-    claims: list[Claim] = []
-    for (run_id, task_id), attempt_id in zip(rows, attempt_ids, strict=False):
-        row = conn.execute(
-            "UPDATE work_items SET worker = %s, fence = nextval('work_fences'), attempt_id = %s,"
-            " lease_expires_at = now() + make_interval(secs => %s)"
-            " WHERE run_id = %s AND task_id = %s RETURNING attempt, attempt_kind, fence",
-            (worker, attempt_id, lease_s, run_id, task_id),
-        ).fetchone()
-        assert row is not None, "the row is locked by this transaction"
-        attempt, kind, fence = row
-        claims.append(
-            Claim(
-                str(run_id), str(task_id), int(attempt), str(kind), attempt_id, worker, int(fence)
-            )
-        )
-    return claims
+    `lease_s`, and the next of `attempt_ids` (one statement: one round trip)."""
+    ids = list(attempt_ids)[:limit]
+    rows = conn.execute(_CLAIM, (sorted(refused), len(ids), worker, ids, lease_s)).fetchall()
+    return [
+        Claim(str(r), str(t), int(a), str(k), str(i), worker, int(f))
+        for _n, r, t, a, k, i, f in sorted(rows)
+    ]
+
+
+_CLAIM = """
+WITH picked AS MATERIALIZED (
+    SELECT run_id, task_id, not_before FROM work_items
+    WHERE worker IS NULL AND not_before <= now() AND NOT (run_id = ANY(%s))
+    ORDER BY not_before, run_id, task_id LIMIT %s FOR UPDATE SKIP LOCKED
+), numbered AS (
+    SELECT run_id, task_id, row_number() OVER (ORDER BY not_before, run_id, task_id) AS n
+    FROM picked
+)
+UPDATE work_items AS w SET worker = %s, fence = nextval('work_fences'),
+    attempt_id = (%s::text[])[numbered.n], lease_expires_at = now() + make_interval(secs => %s)
+FROM numbered WHERE w.run_id = numbered.run_id AND w.task_id = numbered.task_id
+RETURNING numbered.n, w.run_id, w.task_id, w.attempt, w.attempt_kind, w.attempt_id, w.fence
+"""
+"""The oldest ready items, locked (those another transaction holds are skipped), each given
+a fencing token and the attempt id of its place in that order."""
 
 
 def renew(conn: Conn, fences: Iterable[int], lease_s: float) -> set[int]:
@@ -184,11 +204,26 @@ def held(conn: Conn, claim: Claim) -> bool:
     fencing check every write of a claim's worker makes first. The token alone decides: a
     lease that ran out with nobody taking it over is still this claim's (a take-over gives the
     row a new fence, or removes it, under the same lock)."""
-    row = conn.execute(
-        "SELECT 1 FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s FOR UPDATE",
-        (claim.run_id, claim.task_id, claim.fence),
-    ).fetchone()
-    return row is not None
+    return claim.fence in held_of(conn, [claim])
+
+
+def held_of(conn: Conn, claims: Sequence[Claim]) -> set[int]:
+    """The fences of `claims` that still hold their tasks (`held`), their rows locked, in one
+    statement."""
+    if not claims:
+        return set()
+    rows = conn.execute(
+        "SELECT w.fence FROM work_items AS w"
+        " JOIN unnest(%s::text[], %s::text[], %s::bigint[]) AS c (run_id, task_id, fence)"
+        " ON w.run_id = c.run_id AND w.task_id = c.task_id AND w.fence = c.fence"
+        " ORDER BY w.run_id, w.task_id FOR UPDATE OF w",
+        (
+            [c.run_id for c in claims],
+            [c.task_id for c in claims],
+            [c.fence for c in claims],
+        ),
+    ).fetchall()
+    return {int(fence) for (fence,) in rows}
 
 
 def finish(conn: Conn, claim: Claim, again: Ready | None) -> None:
@@ -297,21 +332,29 @@ def run_exists(conn: Conn, run_id: str) -> bool:
     return row.fetchone() is not None
 
 
-def store_output(conn: Conn, claim: Claim, data: bytes) -> bool:
+def store_output(conn: Conn, claim: Claim, data: bytes) -> None:
     """Keep an attempt's output in the transaction that records its end (after its fencing
-    check); False, keeping nothing, when the attempt has an output already."""
-    return keep_output(conn, (claim.run_id, claim.task_id, claim.attempt), data)
+    check); nothing when the attempt has an output already."""
+    keep_output(conn, (claim.run_id, claim.task_id, claim.attempt), data)
 
 
-def task_records(conn: Conn, run_id: str, task_ids: Sequence[str]) -> list[Mapping[str, Any]]:
-    """Every record of the run's `task_ids`, in order (their end records name their outputs)."""
+def task_records(
+    conn: Conn, run_id: str, task_ids: Sequence[str], asked: Asked | None = None
+) -> list[Mapping[str, Any]]:
+    """Every record of the run's `task_ids`, in order (their end records name their outputs);
+    `asked`: the answer of `ask_task_records` for the same, sent earlier in the transaction."""
     if not task_ids:
         return []
-    rows = conn.execute(
+    rows = (asked if asked is not None else ask_task_records(conn, run_id, task_ids)).fetchall()
+    return [orjson.loads(line) for (line,) in rows]
+
+
+def ask_task_records(conn: Conn, run_id: str, task_ids: Sequence[str]) -> Asked:
+    """Send the read of `task_records` now, its answer taken later in the same transaction."""
+    return conn.execute(
         "SELECT line FROM decision_log WHERE run_id = %s AND task_id = ANY(%s) ORDER BY seq",
         (run_id, list(task_ids)),
-    ).fetchall()
-    return [orjson.loads(line) for (line,) in rows]
+    )
 
 
 def run_file(conn: Conn, run_id: str, path: str) -> bytes | None:
@@ -329,14 +372,20 @@ class PauseFollower:
         self.seq = 0
         self.in_force: PauseInForce | None = None
 
-    def check(self, conn: Conn) -> PauseInForce | None:
-        """The pause in force, as the transaction of `conn` (which holds the log's head) sees
-        it: no pause can be recorded before that transaction ends."""
-        rows = conn.execute(
+    def ask(self, conn: Conn) -> Asked:
+        """Send the read of the pause records not seen yet, its answer taken by `check` later
+        in the same transaction (which holds the log's head: no pause can land meanwhile)."""
+        return conn.execute(
             "SELECT seq, line FROM decision_log WHERE decision_type = 'pause' AND seq > %s"
             " ORDER BY seq",
             (self.seq,),
-        ).fetchall()
+        )
+
+    def check(self, conn: Conn, asked: Asked | None = None) -> PauseInForce | None:
+        """The pause in force, as the transaction of `conn` (which holds the log's head) sees
+        it: no pause can be recorded before that transaction ends. `asked`: what `ask` sent in
+        this transaction."""
+        rows = (asked if asked is not None else self.ask(conn)).fetchall()
         for seq, line in rows:
             self.in_force = pause_after(self.in_force, orjson.loads(line))
             self.seq = int(seq)
