@@ -27,13 +27,17 @@ transaction that wrote or locked a row: claims, ends, take-over looks, heartbeat
 (the log's writer lock: every claim, end and take-over look takes it), sampled every 50 ms by
 pg_stat_activity; `busy_backends_avg`, those not idle.
 
+`--only chain` (or `--only fanout`) measures that part alone, with DBOS's same part and the
+single durable append: for iterating on one figure (the other parts are null). Not for the
+README's figures, which come from a whole run.
+
 With `--profile DIR`, two more runs, untimed, follow: the fan-out and the long chain on one
 worker under `python -m cProfile -o DIR/NAME-1-worker.prof`; the JSON gives how often the
 worker's loop steps and psycopg's waits ran per task, and the top functions.
 
 Usage: python benchmarks/bench_postgres.py [--appends N] [--seconds S] [--tasks N]
        [--chain N,M] [--chain-repeats REPEATS] [--concurrency C] [--dbos-workers N]
-       [--peers-python PATH] [--profile DIR]
+       [--peers-python PATH] [--profile DIR] [--only chain|fanout]
 """
 
 from __future__ import annotations
@@ -186,6 +190,8 @@ def _profiled(server: EmbeddedPostgres, args: argparse.Namespace, root: Path) ->
         ("fanout", args.tasks, False),
         ("chain", args.chain[1], True),
     ):
+        if args.only not in (None, name):
+            continue
         folder = root / f"profiled-{name}"
         path = args.profile.absolute() / f"{name}-1-worker.prof"
         plan = write_plan(folder, name, count, chained)
@@ -203,22 +209,26 @@ def _workers_part(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """stoic's fan-out and chain runs, then DBOS's: the raw figures of each."""
     fanout: dict[str, Any] = {}
-    for workers in (1, 2, 4):
+    for workers in (1, 2, 4) if args.only in (None, "fanout") else ():
         plan = write_plan(root / f"fanout-{workers}", "fanout", args.tasks, chained=False)
         fanout[str(workers)] = fleet_run(
             _fresh(server), root / f"fanout-{workers}", plan, workers, args.concurrency
         )
     chain: dict[str, list[dict[str, Any]]] = {str(n): [] for n in args.chain}
-    for repeat in range(args.chain_repeats):  # interleaved, so a busy moment slows both alike
+    repeats = args.chain_repeats if args.only in (None, "chain") else 0
+    for repeat in range(repeats):  # interleaved, so a busy moment slows both alike
         for length in args.chain:
             folder = root / f"chain-{length}-{repeat}"
             plan = write_plan(folder, "chain", length, chained=True)
             chain[str(length)].append(fleet_run(_fresh(server), folder, plan, 1, args.concurrency))
     python = args.peers_python.absolute() if args.peers_python else None
     lengths = ",".join(str(n) for n in args.chain * args.chain_repeats)
+    skipped = {"error": f"not measured (--only {args.only})"}
     dbos = {
         "version": dbos_version(python),
-        "chain": dbos_run(
+        "chain": skipped
+        if not repeats
+        else dbos_run(
             python,
             server.new_database(),
             root / "dbos-chain",
@@ -227,7 +237,9 @@ def _workers_part(
             args.dbos_workers,
             lengths,
         ),
-        "fanout": dbos_run(
+        "fanout": skipped
+        if not fanout
+        else dbos_run(
             python,
             server.new_database(),
             root / "dbos-fanout",
@@ -297,6 +309,8 @@ def _figures(
             "claimed_by_worker": [w.get("claimed") for w in run["workers"]],
         }
     runs = raw["chain"]
+    if not runs[short]:  # --only fanout
+        return _shown(fanout, None, dbos, dbos_tps, dbos_marginal, args, raw)
     seconds = {n: statistics.median(run["seconds"] for run in each) for n, each in runs.items()}
     marginal = round((seconds[long] - seconds[short]) * 1000 / (int(long) - int(short)), 3)
     chain = {
@@ -319,10 +333,27 @@ def _figures(
         },
         "outcomes": sorted({run["outcome"] for each in runs.values() for run in each}),
     }
+    return _shown(fanout, chain, dbos, dbos_tps, dbos_marginal, args, raw)
+
+
+def _shown(
+    fanout: dict[str, Any],
+    chain: dict[str, Any] | None,
+    dbos: dict[str, Any],
+    dbos_tps: float | None,
+    dbos_marginal: float | None,
+    args: argparse.Namespace,
+    raw: dict[str, Any],
+) -> dict[str, Any]:
+    """The worker parts beside DBOS's, and the goals."""
+    dbos_fanout, dbos_chain = dbos["fanout"], dbos["chain"]
     fan_ratios = {k: v["ratio_vs_dbos"] for k, v in fanout.items() if k.endswith("_workers")}
     goals = {
         "fanout_vs_dbos": {"goal": 3.0, "ratios": fan_ratios},
-        "chain_dbos_over_stoic": {"goal": 2.0, "ratio": chain["dbos_over_stoic"]},
+        "chain_dbos_over_stoic": {
+            "goal": 2.0,
+            "ratio": chain["dbos_over_stoic"] if chain is not None else None,
+        },
         "above_1_means": "stoic is faster",
     }
     shown_dbos: dict[str, Any] = {
@@ -337,7 +368,8 @@ def _figures(
     for mode in ("chain", "fanout"):
         part = dbos[mode]
         if "error" in part:
-            shown_dbos[mode], shown_dbos["error"] = None, part["error"]
+            shown_dbos[mode] = None
+            shown_dbos.setdefault("error", part["error"])
             continue
         shown_dbos[mode] = {k: round(v, 3) if isinstance(v, float) else v for k, v in part.items()}
     if shown_dbos["chain"] is not None:
@@ -371,6 +403,7 @@ def main() -> None:
         default=Path(__file__).resolve().parent.parent / ".venv-peers" / "bin" / "python",
     )
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--only", choices=("chain", "fanout"), default=None)
     args = parser.parse_args()
     if len(args.chain) != 2 or args.chain[0] >= args.chain[1]:
         parser.error("--chain takes two lengths, the shorter first")
@@ -384,15 +417,17 @@ def main() -> None:
         for _ in range(5):  # interleaved, so a busy moment slows both alike
             single += _single_appends(url, args.appends // 5)
             floor += _bare_inserts(url, args.appends // 5)
-        rates = {
+        rates: dict[str, Any] = {
             f"{writers}_writers": {
                 "appends_per_s": _throughput(url, writers, False, args.seconds),
                 "bare_inserts_per_s": _throughput(url, writers, True, args.seconds),
             }
+            if args.only is None
+            else {"appends_per_s": None, "bare_inserts_per_s": None}
             for writers in (1, 4)
         }
         for figures in rates.values():
-            figures["ratio"] = round(figures["appends_per_s"] / figures["bare_inserts_per_s"], 2)
+            figures["ratio"] = _ratio(figures["appends_per_s"], figures["bare_inserts_per_s"])
         store = PostgresStore.open(url)
         try:
             records = store.head().seq

@@ -482,13 +482,13 @@ def test_a_worker_lets_go_of_runs_it_has_nothing_running_of(
     plan = tmp_path / "plan.yaml"
     plan.write_text("meta: {name: idle}\ntasks:\n  - {id: one, call: 'quiet:noop'}\n")
     run_id = _start(db, plan)
-    monkeypatch.setattr("stoic.run.fleet._IDLE_RUN_SECONDS", idle_seconds)
+    monkeypatch.setattr("stoic.run.fleet_runs.IDLE_RUN_SECONDS", idle_seconds)
     options = WorkerOptions(poll_s=0.05, scratch=tmp_path / "scratch", exit_when_idle=True)
     with PostgresStore.open(db) as store:
         worker = FleetWorker(store, db, options)
         worker.serve()
     assert _ended(db, run_id)["decision_outcome"] == "completed"
-    assert (run_id in worker.plans) is (idle_seconds > 0)
+    assert (run_id in worker.runs.plans) is (idle_seconds > 0)
 
 
 def test_an_automatic_retry_waits_its_delay_and_an_idle_worker_waits_for_it(

@@ -36,33 +36,32 @@ from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder
 from stoic.core.scheduling import newly_ready
-from stoic.exceptions import StoicError, WorkspaceError
+from stoic.exceptions import WorkspaceError
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
 from stoic.run.evaluation import Evaluator
+from stoic.run.fleet_chain import Known, next_tasks
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
 from stoic.run.fleet_review import propose_recovery
+from stoic.run.fleet_runs import RunRefused, Runs
 from stoic.run.fleet_wake import Wake
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.run_end import lifecycle_reason, run_end_decision
-from stoic.run.run_files import RunFiles
 from stoic.run.task_outputs import InputsUnreadable, sealed_result
 from stoic.run.timeouts import default_timeout_view
 from stoic.store import pg_work as work
-from stoic.store.pg_driver import Conn, translated
+from stoic.store.pg_driver import translated
 from stoic.store.pg_store import AtHead, PostgresStore
 
 __all__ = ["FleetWorker", "WorkerOptions", "worker_name"]
 
 _TAKE_OVER_AT_ONCE = 50
-_IDLE_RUN_SECONDS = 30.0
-"""How long a worker keeps a run's plan and processes once it has nothing of it running."""
 
 
 def worker_name() -> str:
@@ -141,23 +140,18 @@ class FleetWorker:
         self.name = name or worker_name()
         self.say = say
         """Where the worker tells what it does, one line at a time (the CLI prints it)."""
-        self.plans: dict[str, RunPlan] = {}
+        self.runs = Runs(options.scratch, options.concurrency)
         self.running: dict[str, _Running] = {}
         """By fence."""
         self.stop_signal: int | None = None
         self._stop_by = 0.0
         """After a stop signal: when the running tasks are stopped (`time.monotonic()`)."""
         self._pauses = work.PauseFollower()
-        self._files: dict[str, RunFiles] = {}
-        self._refused: set[str] = set()
-        """Runs this worker found it cannot carry out: their items are left to others."""
-        self._used: dict[str, float] = {}
-        """When each run this worker holds a plan of was last used (`time.monotonic()`)."""
-        self._stdin_fd = -1
         self._wake = Wake(url, say, options.poll_s)
         self._where: dict[int, tuple[str, str, int]] = {}
         """Each running claim's run, task and attempt, by fence, for the watchdog's thread."""
         self._beat = Heartbeat(url, self.name, options.lease_s, say, self._kill_lost)
+        self._known = Known()
         self.stats = {"claimed": 0, "ended": 0, "lost": 0, "taken_over": 0}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -224,12 +218,7 @@ class FleetWorker:
             wake.restore()
             loop.close()
             self._wake.close()
-            for plan in self.plans.values():
-                plan.close()
-            for files in self._files.values():
-                files.close()
-            if self._stdin_fd >= 0:
-                os.close(self._stdin_fd)
+            self.runs.close()
 
     def _turn(self, work_of_turn: Callable[[], int]) -> int:
         """Run one turn's database work; a database error is said and the turn given up."""
@@ -238,8 +227,8 @@ class FleetWorker:
         except WorkspaceError as exc:
             self.say(f"the database failed this turn ({exc}); trying again")
             return 0
-        except _RunRefused as refused:  # what the turn wrote is undone with its transaction
-            self._refused.add(refused.run_id)
+        except RunRefused as refused:  # what the turn wrote is undone with its transaction
+            self.runs.refused.add(refused.run_id)
             self.say(f"run {refused.run_id} cannot be carried out here: {refused.why}")
             return 0
 
@@ -267,49 +256,35 @@ class FleetWorker:
         One read first, outside the log's lock, says whether either has anything to do: a look
         that finds nothing costs no durable commit."""
         with translated("look for work"), self.store.connection() as conn:
-            peek = work.peek(conn, self.name, self._held(), self._refused)
+            peek = work.peek(conn, self.name, self._held(), self.runs.refused)
             for run_id in peek.runs:  # a big plan is read now, not under the log's lock
-                if run_id not in self.plans:
-                    self._plan(conn, run_id)
+                if run_id not in self.runs.plans:
+                    self.runs.plan(conn, run_id)
         if peek.to_take_over:
             self._take_over()
         claimed = self._claim() if peek.ready else 0
-        self._let_idle_runs_go()
+        self.runs.let_idle_go({item.claim.run_id for item in self.running.values()})
         return claimed
 
     def _nothing_left(self) -> bool:
         """No item nobody holds, ready now or after a retry's delay (unknown: not idle)."""
         try:
             with translated("count the work left"), self.store.connection() as conn:
-                return work.items_of_others(conn, self._refused) == 0
+                return work.items_of_others(conn, self.runs.refused) == 0
         except WorkspaceError as exc:
             self.say(f"the database failed this turn ({exc}); trying again")
             return False
-
-    def _let_idle_runs_go(self) -> None:
-        """Close what this worker holds for runs it has nothing running of and has not used for
-        a while (their Python worker processes, their scratch folder's descriptors): a
-        long-lived worker holds only the runs it works on."""
-        now = time.monotonic()
-        busy = {item.claim.run_id for item in self.running.values()}
-        for run_id in [r for r, used in self._used.items() if r not in busy]:
-            if now - self._used[run_id] < _IDLE_RUN_SECONDS:
-                continue
-            del self._used[run_id]
-            plan = self.plans.pop(run_id, None)
-            if plan is not None:
-                plan.close()
-            files = self._files.pop(run_id, None)
-            if files is not None:
-                files.close()
 
     def _claim(self) -> int:
         free = self.options.concurrency - len(self.running)
         if free <= 0:
             return 0
         asked = time.monotonic()
+        self._known.head = None
         with self.store.writing("claim work from the database") as writing:
-            started, count, _ = self._claim_in(writing, free, _Asked())
+            started, count, claimed_all = self._claim_in(writing, free, _Asked())
+            fences = self._ask_fences(writing)
+        self._took(fences, writing, settled=claimed_all)
         self._launch(started, Claimed(asked, time.monotonic()))
         return count
 
@@ -325,7 +300,7 @@ class FleetWorker:
             return [], 0, False
         ids = [os.urandom(8).hex() for _ in range(free)]
         claims = work.claim_ready(
-            writing.conn, self.name, free, self.options.lease_s, ids, self._refused
+            writing.conn, self.name, free, self.options.lease_s, ids, self.runs.refused
         )
         started = [p for claim in claims if (p := self._admit(writing, claim, asked)) is not None]
         self.stats["claimed"] += len(claims)
@@ -357,38 +332,15 @@ class FleetWorker:
                 f"started {item.claim.run_id} {item.claim.task_id} attempt {item.claim.attempt}"
             )
 
-    def _plan(self, conn: Conn, run_id: str) -> RunPlan:
-        """The run's plan as the database keeps it; a run whose plan copy is missing or not
-        the plan it started with is refused (`_RunRefused`): never run from a guess."""
-        self._used[run_id] = time.monotonic()
-        plan = self.plans.get(run_id)
-        if plan is None:
-            try:
-                started, text = work.run_start(conn, run_id)
-                plan = RunPlan.load(run_id, text, started, self.options.concurrency, self._stdin())
-            except (LookupError, ValueError, StoicError) as exc:
-                raise _RunRefused(run_id, str(exc)) from exc
-            self.plans[run_id] = plan
-        return plan
-
-    def _stdin(self) -> int:
-        if self._stdin_fd < 0:
-            self._stdin_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        return self._stdin_fd
-
-    def _run_files(self, run_id: str) -> RunFiles:
-        files = self._files.get(run_id)
-        if files is None:
-            files = self._files[run_id] = RunFiles(self.options.scratch, run_id)
-            (files.results).mkdir(parents=True, exist_ok=True)
-        return files
-
-    def _admit(self, writing: AtHead, claim: work.Claim, asked: _Asked) -> _Prepared | None:
+    def _admit(
+        self, writing: AtHead, claim: work.Claim, asked: _Asked, *, known: bool = False
+    ) -> _Prepared | None:
         """The claim's start record (fence and worker named), or the policy's refusal and its
-        evaluation; returns what to launch."""
-        plan = self._plan(writing.conn, claim.run_id)
+        evaluation; returns what to launch. `known`: written from what the worker knows, which
+        a refusal is not (`_Unknown`: the long way)."""
+        plan = self.runs.plan(writing.conn, claim.run_id)
         spec = plan.specs[claim.task_id]
-        files = self._run_files(claim.run_id)
+        files = self.runs.files(claim.run_id)
         attempt, timeout_default = plan.attempt(
             claim.task_id, claim.attempt, claim.attempt_id, files, self.options.scratch
         )
@@ -407,6 +359,8 @@ class FleetWorker:
             blind = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
         admission = plan.guard.admit(spec, attempt)
         if admission.refusal is not None:
+            if known:
+                raise _Unknown
             records, failure = admission.refusal
             writing.append(records)
             self._evaluate(writing, plan, claim, failure, kind)
@@ -424,7 +378,12 @@ class FleetWorker:
             log=files.relative_log(claim.task_id, claim.attempt),
             limit=limit,
         )
-        writing.append([fenced(start, claim)])
+        if known:  # its item inserted claimed, with its start record
+            writing.append_if(
+                fenced(start, claim), *work.claimed_check(claim, self.options.lease_s)
+            )
+        else:
+            writing.append([fenced(start, claim)])
         return _Prepared(claim, plan, attempt, kind, timeout_default, blind)
 
     # -- heartbeats --------------------------------------------------------------------------
@@ -470,17 +429,67 @@ class FleetWorker:
 
     def _record_ends(self, ended: list[_Running]) -> int:
         """Record the ended attempts in one transaction, each after its fencing check, with its
-        output; raises, keeping them in hand, when the database fails."""
+        output, and claim what they make ready; raises, keeping them in hand, when the
+        database fails. A chain's step goes in one round trip where it can (`fleet_chain`)."""
         results = {id(item): self._result_of(item) for item in ended}
-        asked_at = time.monotonic()
         free = self.options.concurrency - len(self.running) + len(ended)
+        tasks = None
+        if self.stop_signal is None and self._pauses.in_force is None:
+            each = [(item.claim, item.plan, results[id(item)]) for item in ended]
+            tasks = next_tasks(each, free, self._known, self.runs.refused)
+        if tasks is not None:
+            try:
+                return self._record_known(ended, results, tasks[:free], tasks[free:])
+            except (WorkspaceError, _Unknown):
+                pass  # the log moved on, a claim was lost, a task is there: the long way
+        return self._record_checked(ended, results, free)
+
+    def _record_known(
+        self,
+        ended: list[_Running],
+        results: dict[int, AttemptResult],
+        take: list[tuple[str, str]],
+        leave: list[tuple[str, str]],
+    ) -> int:
+        """The ends, the claims of the tasks in `take` and the readiness of those in `leave`,
+        written from what the worker knows, nothing read (`fleet_chain`)."""
+        asked_at = time.monotonic()
+        known, self._known.head = self._known.head, None
+        first = AttemptKind.FIRST.value
+        claims = [
+            work.Claim(
+                run, task, 1, first, os.urandom(8).hex(), self.name, self._known.fences.pop()
+            )
+            for run, task in take
+        ]
+        with self.store.writing("record the ends of attempts", known) as writing:
+            for item in ended:
+                result = results[id(item)]
+                self._keep_output(writing, item)
+                keep_outputs_file(writing, item.claim.run_id, result, self.options.scratch)
+                end = fenced(made.end_decision(item.attempt, result, result.outcome), item.claim)
+                writing.append_if(end, *work.finished_check(item.claim))
+            work.make_ready(writing.conn, [work.Ready(run, task, 1, first) for run, task in leave])
+            started = [self._admit(writing, claim, _Asked(), known=True) for claim in claims]
+            fences = self._ask_fences(writing)
+        self._took(fences, writing, settled=not leave)
+        self.stats["claimed"] += len(claims)
+        self._ended(ended, results, [p for p in started if p is not None], asked_at)
+        return len(ended)
+
+    def _record_checked(
+        self, ended: list[_Running], results: dict[int, AttemptResult], free: int
+    ) -> int:
+        """The ends written the long way: the head, the pauses and the fencing checks read
+        first (one round trip), then what they make ready claimed oldest first."""
+        asked_at = time.monotonic()
+        self._known.head = None
         with self.store.writing("record the ends of attempts") as writing:
-            # The head, the pause records and the fencing checks come in one round trip.
             asked = _Asked(self._pauses.ask(writing.conn), free=free)
             held = work.held_of(writing.conn, [item.claim for item in ended])
             touched: dict[str, RunPlan] = {}
             continued: set[str] = set()  # runs an end made work ready in: not ending now
-            made = 0
+            count = 0
             for item in ended:
                 if item.claim.fence not in held:
                     item.lost = True
@@ -488,7 +497,7 @@ class FleetWorker:
                 self._keep_output(writing, item)
                 if ready := self._record_end(writing, item, results[id(item)], asked):
                     continued.add(item.claim.run_id)
-                    made += ready
+                    count += ready
                 touched[item.claim.run_id] = item.plan
             for run_id, plan in touched.items():
                 if run_id not in continued:
@@ -496,8 +505,33 @@ class FleetWorker:
             # What the ends made ready (a chain's next task) is claimed in the same commit; the
             # other workers are woken only for what this one leaves.
             started, _, claimed_all = self._claim_in(writing, free, asked)
-            if made and (not claimed_all or self._refused):
+            if count and (not claimed_all or self.runs.refused):
                 work.wake_workers(writing.conn)
+            fences = self._ask_fences(writing)
+        self._took(fences, writing, settled=claimed_all)
+        self._ended(ended, results, started, asked_at)
+        return len(ended)
+
+    def _ask_fences(self, writing: AtHead) -> work.Asked | None:
+        wanted = self._known.wanted(self.options.concurrency)
+        return work.ask_fences(writing.conn, wanted) if wanted else None
+
+    def _took(self, fences: work.Asked | None, writing: AtHead, *, settled: bool) -> None:
+        """After a commit: the fencing tokens it took, and its head, known while nothing it
+        saw is left ready unclaimed (`settled`) and no pause is in force."""
+        if fences is not None:
+            self._known.fences += [int(fence) for (fence,) in fences.fetchall()]
+        if settled and writing.records and self._pauses.in_force is None:
+            self._known.head = writing.head
+
+    def _ended(
+        self,
+        ended: list[_Running],
+        results: dict[int, AttemptResult],
+        started: list[_Prepared],
+        asked_at: float,
+    ) -> None:
+        """After the ends' commit: they leave the worker's hands, and what it claimed starts."""
         for item in ended:
             self.running.pop(str(item.claim.fence), None)
             claim = item.claim
@@ -512,7 +546,6 @@ class FleetWorker:
                 outcome = results[id(item)].outcome
                 self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
         self._launch(started, Claimed(asked_at, time.monotonic()))
-        return len(ended)
 
     def _result_of(self, item: _Running) -> AttemptResult:
         finished = item.handle.result
@@ -617,17 +650,18 @@ class FleetWorker:
     # -- taking over -------------------------------------------------------------------------
 
     def _take_over(self) -> None:
+        self._known.head = None
         with self.store.writing("take over tasks whose lease ran out") as writing:
             expired = work.expired_claims(
                 writing.conn,
                 _TAKE_OVER_AT_ONCE,
-                self._refused,
+                self.runs.refused,
                 worker=self.name,
                 running=self._held(),
             )
             touched: dict[str, RunPlan] = {}
             for claim in expired:
-                plan = self._plan(writing.conn, claim.run_id)
+                plan = self.runs.plan(writing.conn, claim.run_id)
                 record, failure = lease_ran_out(
                     claim, never_launched=claim.worker == self.name, leftovers=leftovers(claim)
                 )
@@ -649,9 +683,5 @@ class FleetWorker:
             )
 
 
-class _RunRefused(Exception):
-    """A run this worker cannot carry out (its plan copy is missing or changed)."""
-
-    def __init__(self, run_id: str, why: str) -> None:
-        super().__init__(why)
-        self.run_id, self.why = run_id, why
+class _Unknown(Exception):
+    """What the worker knows does not settle a step (a claim's admission refused it)."""

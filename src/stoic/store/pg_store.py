@@ -61,6 +61,15 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 
+_INSERT_SELECTED = """
+INSERT INTO decision_log (seq, hash, prev_hash, decision_id, decided_at, decision_type,
+    decision_outcome, run_id, task_id, is_failure, line)
+SELECT %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text,
+    %s::text, %s::boolean, %s::bytea
+"""
+"""`_INSERT` as a SELECT, whose FROM decides whether the row is inserted."""
+
+
 class PostgresStore:
     """A handle on a stoic database: the `Store` protocol (`stoic.store.interface`)."""
 
@@ -186,7 +195,9 @@ class PostgresStore:
         return self._transaction()
 
     @contextlib.contextmanager
-    def _at_head(self, what: str) -> Iterator[tuple[Conn, Callable[[], Head]]]:
+    def _at_head(
+        self, what: str, expected: Head | None = None
+    ) -> Iterator[tuple[Conn, Callable[[], Head]]]:
         """One database transaction holding the writer key and the head row: what is written
         in it follows the head it yields, and commits with it or not at all.
 
@@ -206,6 +217,8 @@ class PostgresStore:
             )
 
             def head() -> Head:
+                if expected is not None:
+                    return expected
                 row = cursor.fetchone()
                 assert row is not None, "the log_head row is created with the schema"
                 return Head(int(row[0]), str(row[1]))
@@ -220,11 +233,15 @@ class PostgresStore:
             return writing.append(decisions)  # vetted there, once
 
     @contextlib.contextmanager
-    def writing(self, what: str) -> Iterator[AtHead]:
+    def writing(self, what: str, expected: Head | None = None) -> Iterator[AtHead]:
         """One database transaction at the head of the log: the records appended in it and the
         rows written beside them (a worker's claim, a run's work items) commit together or not
-        at all. `what` names it in an error."""
-        with self._at_head(what) as (conn, head):
+        at all. `what` names it in an error.
+
+        `expected`: the head the caller knows (its own last commit), its records sealed after
+        it without a read; where the log has moved on, the log's triggers refuse the first of
+        them, and the transaction with it (the caller then writes it the long way)."""
+        with self._at_head(what, expected) as (conn, head):
             writing = AtHead(conn, head)
             yield writing
             records = writing.records
@@ -446,11 +463,28 @@ class AtHead:
         if not decisions:
             return []
         records, rows = _sealed(vet(decisions), self.head.seq, self.head.hash)
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_INSERT, rows)
+        if len(rows) == 1:
+            self.conn.execute(_INSERT, rows[0])
+        else:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(_INSERT, rows)
         self.records.extend(records)
         self._head = Head(records[-1].seq, records[-1].hash)
         return records
+
+    def append_if(self, decision: Decision, check: str, params: Sequence[object]) -> Record:
+        """Seal `decision` after the head and insert it only if `check` (a statement that may
+        change rows, `RETURNING` what it did) yields a row, in one statement with it (nothing
+        to wait for). Without that row the record is missing: the next record appended, or
+        the head's move, does not follow the log's last record, and the log's triggers fail
+        the transaction."""
+        (record,), (row,) = _sealed(vet([decision]), self.head.seq, self.head.hash)
+        self.conn.execute(
+            f"WITH checked AS ({check}) {_INSERT_SELECTED} FROM checked LIMIT 1", (*params, *row)
+        )
+        self.records.append(record)
+        self._head = Head(record.seq, record.hash)
+        return record
 
     def projected(self, projection: Projection[S]) -> S:
         """`projection` as of this transaction's head: its row where the log backs it, caught

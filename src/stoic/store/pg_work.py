@@ -34,12 +34,15 @@ __all__ = [
     "PauseFollower",
     "Peek",
     "Ready",
+    "ask_fences",
     "ask_task_records",
     "claim_holders",
     "claim_ready",
+    "claimed_check",
     "done_tasks",
     "expired_claims",
     "finish",
+    "finished_check",
     "held",
     "held_of",
     "items_left",
@@ -184,6 +187,34 @@ RETURNING numbered.n, w.run_id, w.task_id, w.attempt, w.attempt_kind, w.attempt_
 a fencing token and the attempt id of its place in that order."""
 
 
+def claimed_check(claim: Claim, lease_s: float) -> tuple[str, tuple[object, ...]]:
+    """The insert of `claim`'s item, ready and claimed at once (a task this transaction makes
+    ready and claims itself), as a statement another embeds, `RETURNING` a row. A plain
+    insert: a task already there fails the transaction (the caller then writes it the long
+    way: `make_ready`, `claim_ready`)."""
+    return (
+        "INSERT INTO work_items (run_id, task_id, attempt, attempt_kind, not_before, worker,"
+        " fence, attempt_id, lease_expires_at) VALUES (%s, %s, %s, %s, now(), %s, %s, %s,"
+        " now() + make_interval(secs => %s)) RETURNING 1",
+        (
+            claim.run_id,
+            claim.task_id,
+            claim.attempt,
+            claim.attempt_kind,
+            claim.worker,
+            claim.fence,
+            claim.attempt_id,
+            lease_s,
+        ),
+    )
+
+
+def ask_fences(conn: Conn, count: int) -> Asked:
+    """Send the taking of `count` fencing tokens for claims to come (a token is taken once,
+    whether the transaction commits or not: one never used is a gap, never a repeat)."""
+    return conn.execute("SELECT nextval('work_fences') FROM generate_series(1, %s)", (count,))
+
+
 def renew(conn: Conn, fences: Iterable[int], lease_s: float) -> set[int]:
     """Extend the leases of `fences` (the claims a worker runs, and no other of its claims);
     returns those still held. A take-over changes a claim's fence under its row's lock, so a
@@ -205,6 +236,16 @@ def held(conn: Conn, claim: Claim) -> bool:
     lease that ran out with nobody taking it over is still this claim's (a take-over gives the
     row a new fence, or removes it, under the same lock)."""
     return claim.fence in held_of(conn, [claim])
+
+
+def finished_check(claim: Claim) -> tuple[str, tuple[object, ...]]:
+    """`finish` of a claim whose attempt succeeded, as a statement another embeds: the row
+    goes only while it has the claim's fence (the fencing check of `held`), `RETURNING` a row
+    then, none when the claim is no longer this worker's."""
+    return (
+        "DELETE FROM work_items WHERE run_id = %s AND task_id = %s AND fence = %s RETURNING 1",
+        (claim.run_id, claim.task_id, claim.fence),
+    )
 
 
 def held_of(conn: Conn, claims: Sequence[Claim]) -> set[int]:
