@@ -35,6 +35,9 @@ STEPS: list[tuple[str, NextStep]] = [
     ("run_status", next_steps.run_status("RUN_ID")),
     ("run_status", next_steps.run_status("RUN_ID", tasks=True)),
     ("propose", next_steps.propose()),
+    ("queue", next_steps.queue()),
+    ("queue", next_steps.queue(local=True)),
+    ("resume", next_steps.resume(procedure="…", reason="…", local=True)),
     ("show_proposal", next_steps.show_proposal("PROP-20260101-001")),
     ("execute", next_steps.execute()),
     ("execute", next_steps.execute("PROP-20260101-001", again=True)),
@@ -62,9 +65,11 @@ def test_every_next_step_is_listed_here() -> None:
 
 @pytest.mark.parametrize(("name", "step"), STEPS, ids=[step.text for _, step in STEPS])
 def test_a_next_step_names_a_command_and_options_the_cli_has(name: str, step: NextStep) -> None:
-    assert main([*step.command, "--help"]) == 0, f"{name}: `stoic {' '.join(step.command)}`"
+    assert main([*step.global_options, *step.command, "--help"]) == 0, f"{name}: {step}"
     command = typer.main.get_command(app)
     context = typer.Context(command)
+    root_options = {option for param in command.params for option in param.opts}
+    assert set(step.global_options) <= root_options, f"{name}: not options of stoic itself"
     for word in step.command:
         assert isinstance(command, typer.core.TyperGroup)
         found = command.get_command(context, word)

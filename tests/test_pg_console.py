@@ -247,3 +247,19 @@ def test_a_database_that_cannot_be_reached_is_one_line_503(tmp_path: Path) -> No
         assert api.status_code == 503 and "detail" in api.json()
         health = client.get("/healthz")
         assert health.status_code == 503 and health.json()["status"] == "database unreachable"
+
+
+def test_the_queue_page_names_what_waits_in_the_workspace_own_queue(
+    served: RunningConsole, workspace: Path
+) -> None:
+    client, _ = served.login("ana")
+    assert 'id="left-behind"' not in client.get("/queue").text
+    made = run_cli(
+        "-w", str(workspace), "--local", "propose", "--title", "old", "--reasoning", "r", "--json"
+    )
+    assert made.exit_code == 0, made.stderr
+    own = orjson.loads(made.stdout)["id"]
+    html = client.get("/queue").text
+    notice = html.split('id="left-behind"', 1)[1].split("</p>", 1)[0]
+    assert own in notice and "stoic --local queue" in notice
+    assert f'data-id="{own}"' not in html  # named, not offered for a decision here

@@ -60,6 +60,14 @@ def root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Work on the workspace's own runs, queue and pause, not on the database its"
+            " stoic.toml names ([store] url): for what it held before it named one.",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -98,6 +106,7 @@ def root(
         workspace_given=workspace is not None,
         debug=debug,
         own_process=_own_process,
+        local=local,
     )
 
 

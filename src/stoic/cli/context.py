@@ -11,7 +11,7 @@ import typer
 
 from stoic.cli.render import echo
 from stoic.core import next_steps
-from stoic.exceptions import StoicError
+from stoic.exceptions import StoicError, UsageError
 
 if TYPE_CHECKING:
     from stoic.services.workspace import Workspace
@@ -36,6 +36,8 @@ class CliState:
     debug: bool
     own_process: bool = False
     """`stoic` is this process (not a caller's `main([...])`): it may re-execute itself."""
+    local: bool = False
+    """`--local`: the workspace's own files, whatever database its `stoic.toml` names."""
 
 
 def cli_state(ctx: typer.Context) -> CliState:
@@ -50,9 +52,18 @@ def db_option(help: str) -> Any:
     return typer.Option("--db", metavar="URL", envvar="STOIC_DB", show_envvar=True, help=help)
 
 
-def database_url(ctx: typer.Context, given: str | None) -> str | None:
+def database_url(
+    ctx: typer.Context, given: str | None, *, warn_left_behind: bool = True
+) -> str | None:
     """The database a command works on: `--db` (or `STOIC_DB`, which typer reads), else
-    `[store] url` in the workspace's `stoic.toml` when there is one; None: the workspace."""
+    `[store] url` in the workspace's `stoic.toml` when there is one; None: the workspace
+    (and always with `--local`). A database taken from `stoic.toml` leaves behind what the
+    workspace's own files hold undecided: a warning names it."""
+    if cli_state(ctx).local:
+        source = ctx.get_parameter_source("db")  # typer's own click: compared by name
+        if given and source is not None and source.name == "COMMANDLINE":
+            raise UsageError("--local and --db name two different stores: give one of them")
+        return None
     if given:
         if cli_state(ctx).own_process and _password_on_command_line(given):
             echo(
@@ -62,7 +73,37 @@ def database_url(ctx: typer.Context, given: str | None) -> str | None:
             )
         return given
     settings = workspace_settings(ctx)
-    return settings.store.url or None if settings is not None else None
+    url = settings.store.url or None if settings is not None else None
+    if url is not None and warn_left_behind:
+        _warn_left_behind(ctx)
+    return url
+
+
+def _warn_left_behind(ctx: typer.Context) -> None:
+    """Say what waits in the workspace's own queue and pause, which a command sent to its
+    database does not see (a workspace that named a database after it had used its own)."""
+    from stoic.services.queue import left_behind
+
+    try:
+        with open_workspace(ctx, announce_pause=False) as workspace:
+            waiting, paused = left_behind(workspace)
+    except StoicError as exc:
+        echo(f"stoic: warning: the workspace's own files cannot be read: {exc}", err=True)
+        return
+    if waiting:
+        shown = ", ".join(waiting[:3]) + (", …" if len(waiting) > 3 else "")
+        echo(
+            f"stoic: warning: {len(waiting)} proposal(s) wait in the workspace's own queue"
+            f" ({shown}), not in the database its stoic.toml names;"
+            f" {next_steps.queue(local=True)} lists them",
+            err=True,
+        )
+    if paused:
+        echo(
+            "stoic: warning: the workspace's own log is paused, apart from its database;"
+            f" {next_steps.resume(procedure='…', reason='…', local=True)} resumes it",
+            err=True,
+        )
 
 
 def _password_on_command_line(url: str) -> bool:
@@ -89,18 +130,26 @@ def workspace_settings(ctx: typer.Context) -> Settings | None:
     return load_settings(settings_file)
 
 
-def open_workspace(ctx: typer.Context, *, catch_up: bool = True) -> Workspace:
-    """Open the workspace the global options name, warning on stderr about a torn tail."""
+def open_workspace(
+    ctx: typer.Context, *, catch_up: bool = True, announce_pause: bool = True
+) -> Workspace:
+    """Open the workspace the global options name, warning on stderr about a torn tail (and
+    a pause). With `--local` its settings name no database, for every service it reaches."""
     from stoic.services.workspace import Workspace  # not for `stoic --help` or `plan check`
 
-    workspace = Workspace.open(cli_state(ctx).workspace, catch_up=catch_up)
+    state = cli_state(ctx)
+    workspace = Workspace.open(state.workspace, catch_up=catch_up)
     ctx.call_on_close(lambda: _warn_lagging(workspace))
+    named_database = bool(workspace.settings.store.url)
+    if state.local and named_database:
+        workspace.settings = workspace.settings.without_database()
     with contextlib.suppress(StoicError):
-        paused = workspace.status().paused
+        paused = workspace.status().paused if announce_pause else None
         if paused is not None:
+            local = named_database and not state.local  # a bare `resume` goes to the database
             echo(
                 f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
-                f" ({next_steps.resume()} after dealing with it)",
+                f" ({next_steps.resume(local=local)} after dealing with it)",
                 err=True,
             )
     torn = workspace.torn_tail

@@ -96,7 +96,7 @@ def worker(
 
     settings = workspace_settings(ctx)
     confine(ctx, workspace_policy(settings or Settings()))
-    url = database_url(ctx, db)
+    url = database_url(ctx, db, warn_left_behind=False)
     if url is None:
         raise UsageError(
             "a worker needs a database: --db URL, STOIC_DB, or [store] url in stoic.toml"

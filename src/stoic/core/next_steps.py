@@ -20,6 +20,7 @@ __all__ = [
     "init",
     "plan_schema",
     "propose",
+    "queue",
     "resume",
     "retry",
     "rollback",
@@ -43,11 +44,13 @@ class NextStep:
     """The command's words after `stoic`, as the CLI names them: `("queue", "show")`."""
     arguments: tuple[str, ...] = ()
     """What follows them, as the message shows it: ids, options and placeholders."""
+    global_options: tuple[str, ...] = ()
+    """Options of `stoic` itself, before the command: `("--local",)`."""
 
     @property
     def text(self) -> str:
         """The command as typed: stoic audit --repair."""
-        return " ".join(("stoic", *self.command, *self.arguments))
+        return " ".join(("stoic", *self.global_options, *self.command, *self.arguments))
 
     def __str__(self) -> str:
         return f"`{self.text}`"
@@ -58,14 +61,26 @@ def audit(*, repair: bool = False) -> NextStep:
     return NextStep(("audit",), ("--repair",) if repair else ())
 
 
-def resume(*, procedure: str | None = None, reason: str | None = None) -> NextStep:
-    """Resume a paused workspace (a message may show its options with placeholders)."""
+def resume(
+    *, procedure: str | None = None, reason: str | None = None, local: bool = False
+) -> NextStep:
+    """Resume a paused workspace (a message may show its options with placeholders); `local`:
+    the workspace's own pause, not its database's."""
     arguments: tuple[str, ...] = ()
     if procedure is not None:
         arguments += ("--procedure", procedure)
     if reason is not None:
         arguments += ("--reason", reason)
-    return NextStep(("resume",), arguments)
+    return NextStep(("resume",), arguments, _local(local))
+
+
+def queue(*, local: bool = False) -> NextStep:
+    """List the review queue; `local`: the workspace's own, not its database's."""
+    return NextStep(("queue",), (), _local(local))
+
+
+def _local(local: bool) -> tuple[str, ...]:
+    return ("--local",) if local else ()
 
 
 def run(plan_file: str | None = None) -> NextStep:

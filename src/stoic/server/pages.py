@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stoic.core import next_steps
 from stoic.core.pause import READER_SIGNALS
 from stoic.core.proposals import Proposal, ProposalStatus, shown_confidence
 from stoic.exceptions import UsageError
@@ -75,6 +76,7 @@ def queue_page(
     with open_workspace(request) as workspace:
         rows = proposals_of(request, workspace, wanted)
         paused = paused_of(workspace)
+        behind = _left_behind(workspace) if console.database() is not None else None
     types = sorted({p.type for p in rows})
     if type:
         rows = [p for p in rows if p.type == type]
@@ -93,7 +95,22 @@ def queue_page(
         decided=decided if decided.isprintable() else "",
         now=console.clock(),
         live=seq,
+        left_behind=behind,
     )
+
+
+def _left_behind(workspace: Any) -> dict[str, Any] | None:
+    """What the workspace's own queue and pause hold, which this console (showing its
+    database's) cannot decide: named, with the command that reaches it."""
+    waiting, own_pause = queue.left_behind(workspace)
+    if not waiting and not own_pause:
+        return None
+    return {
+        "waiting": waiting,
+        "paused": own_pause,
+        "queue": next_steps.queue(local=True).text,
+        "resume": next_steps.resume(procedure="…", reason="…", local=True).text,
+    }
 
 
 @router.get("/proposals/{proposal_id}", response_class=HTMLResponse)

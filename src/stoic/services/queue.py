@@ -44,6 +44,7 @@ __all__ = [
     "decide",
     "execute",
     "get",
+    "left_behind",
     "list_json",
     "list_proposals",
     "propose",
@@ -221,6 +222,18 @@ def list_proposals(workspace: Workspace, status: ProposalStatus | None = None) -
     """Proposals oldest first, all or those with `status`."""
     rows = sorted(Queue(workspace).state().proposals.values(), key=lambda p: p.created_seq)
     return rows if status is None else [p for p in rows if p.status is status]
+
+
+def left_behind(workspace: Workspace) -> tuple[list[str], bool]:
+    """What the workspace's own log holds undecided — its pending and deferred proposals, and
+    whether it is paused — which a command sent to the database its `stoic.toml` names
+    would not see."""
+    waiting = [
+        proposal.id
+        for proposal in list_proposals(workspace)
+        if proposal.status in (ProposalStatus.PENDING, ProposalStatus.DEFERRED)
+    ]
+    return waiting, workspace.status_folded().paused is not None
 
 
 def list_json(workspace: Workspace, status: ProposalStatus | None = None) -> bytes:

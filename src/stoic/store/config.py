@@ -362,6 +362,10 @@ class Settings(_Section):
         " environment.",
     )
 
+    def without_database(self) -> Settings:
+        """These settings naming no database: the workspace's own files (`stoic --local`)."""
+        return self.model_copy(update={"store": StoreSettings()})
+
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, BaseModel):
