@@ -188,6 +188,9 @@ def test_a_rejected_r2_task_ends_its_database_run_failed(db: str, tmp_path: Path
     proposal_id = next(
         str(r["proposal_id"]) for r in _records(db, run_id) if r["decision_type"] == "proposal"
     )
+    waiting = run_cli("status", run_id, "--db", db, "--json")
+    assert orjson.loads(waiting.stdout)["waiting"][0]["proposal_id"] == proposal_id
+    assert f"({proposal_id})" in run_cli("status", run_id, "--db", db).stdout
     rejected = run_cli("reject", proposal_id, "--db", db, "--as", "ana", "--reason", "too slow")
     assert rejected.exit_code == 0, rejected.stderr
     assert f"run {run_id} ended again: failed" in rejected.stdout

@@ -9,7 +9,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from stoic.cli.context import open_workspace
+from stoic.cli.context import database_url, db_option, open_workspace
 from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import echo, echo_json
 from stoic.cli.trust_commands import incident_app
@@ -26,6 +26,7 @@ As = Annotated[
     typer.Option("--as", help="Who decides (default: $STOIC_ACTOR, else the OS user)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Database = Annotated[str | None, db_option("The escalations of a PostgreSQL database.")]
 _MODES = ", ".join(mode.value for mode in EscalationMode)
 
 
@@ -90,13 +91,21 @@ escalations_app = typer.Typer(
 def escalations(
     ctx: typer.Context,
     open_only: Annotated[bool, typer.Option("--open", help="Only open escalations.")] = False,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """List escalations, oldest first (all, or only the open ones)."""
+    """List escalations, oldest first (all, or only the open ones); with --db (or [store]
+    url), a database's: those its runs' tasks raised."""
     if ctx.invoked_subcommand is not None:
         return
-    with open_workspace(ctx) as workspace:
-        rows = escalations_service.escalations(workspace, open_only=open_only)
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_escalations
+
+        rows = db_escalations.escalations(url, open_only=open_only)
+    else:
+        with open_workspace(ctx) as workspace:
+            rows = escalations_service.escalations(workspace, open_only=open_only)
     if as_json:
         echo_json(orjson.dumps([row.to_json() for row in rows]).decode())
         return
@@ -110,9 +119,17 @@ def escalations(
 def show(
     ctx: typer.Context,
     escalation_id: Annotated[str, typer.Argument(help="ESC-NNN")],
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Print an escalation's briefing (or its record as JSON)."""
+    """Print an escalation's briefing (or its record as JSON); with --db, a database's
+    escalation as its record tells it (its briefing is written by `stoic export`)."""
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_escalations
+
+        _show_recorded(db_escalations.escalation(url, escalation_id), as_json)
+        return
     with open_workspace(ctx) as workspace:
         if as_json:
             _print(escalations_service.get(workspace, escalation_id), True)
@@ -141,10 +158,17 @@ def answer(
         str | None, typer.Option("--track", help="An incident's track: next-cycle or hotfix.")
     ] = None,
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Answer an escalation. routed: the task runs again with the note in $STOIC_GUIDANCE;
-    amended: go on with --plan FILE; escalated: pass it on (stays open); aborted: the task fails."""
+    amended: go on with --plan FILE; escalated: pass it on (stays open); aborted: the task fails.
+    With --db, a database's: the answer takes its run up for the run's workers (amended is
+    refused: a database run keeps its recorded plan)."""
+    url = database_url(ctx, db)
+    if url is not None:
+        _answer_in_database(url, escalation_id, decision, note, plan, to, track, as_name, as_json)
+        return
     with open_workspace(ctx) as workspace:
         answered = escalations_service.answer(
             workspace,
@@ -163,6 +187,54 @@ def answer(
     echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
     if answered.continue_run is not None:
         echo(f"next: {next_steps.continue_run(answered.continue_run).text}")
+
+
+def _answer_in_database(
+    url: str,
+    escalation_id: str,
+    decision: str,
+    note: str,
+    plan: Path | None,
+    to: str | None,
+    track: str | None,
+    as_name: str | None,
+    as_json: bool,
+) -> None:
+    from stoic.services import db_escalations
+
+    if plan is not None or track is not None:
+        given = "--plan" if plan is not None else "--track"
+        raise UsageError(f"{given} is for a workspace's escalation: not taken with --db")
+    answered = db_escalations.answer(
+        url, escalation_id, decision=decision, actor=human_actor(as_name), note=note, to=to
+    )
+    escalation = answered.escalation
+    if as_json:
+        document = {**escalation.to_json(), "run_taken_up": answered.run_taken_up}
+        echo_json(orjson.dumps(document).decode())
+        return
+    echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
+    if answered.run_taken_up is not None:
+        echo(answered.run_taken_up)
+
+
+def _show_recorded(escalation: Escalation, as_json: bool) -> None:
+    """A database's escalation, from its record: what a briefing would say of it."""
+    if as_json:
+        _print(escalation, True)
+        return
+    where = f"task {escalation.task_id} of run {escalation.run_id}" if escalation.task_id else ""
+    echo(f"# {escalation.id}: {escalation.title}")
+    echo(f"mode: {escalation.mode.value}" + (f"; {where}" if where else ""))
+    echo(f"raised: {escalation.raised_at} by {escalation.raised_by}")
+    echo(f"question: {escalation.question}")
+    if escalation.context:
+        echo(f"context: {escalation.context}")
+    if escalation.open:
+        echo("open: " + next_steps.answer_escalation(escalation.id, "routed", note="…").text)
+    else:
+        echo(f"decision: {escalation.decision} by {escalation.decided_by}")
+        echo(f"outcome: {escalation.outcome or escalation.note}")
 
 
 @incident_app.command("report")

@@ -322,7 +322,7 @@ def _show_database_run(db: str, run_id: str, as_json: bool, every_task: bool) ->
     for task_id, roots in state.analysis.blocked.items():
         echo(f"  blocked: {task_id} (by {', '.join(roots)})")
     for task_id in state.analysis.awaiting_human:
-        echo(f"  waiting for a person: {task_id}")
+        echo(f"  waiting for a person: {task_id} ({state.waits_on(task_id)})")
     for task_id, text in outputs.items():
         echo(f"--- {task_id}, attempt {state.view.task(task_id).attempts}: the end of its output")
         echo(text.rstrip("\n"))

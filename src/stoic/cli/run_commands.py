@@ -262,7 +262,7 @@ def _run_on_database(
         for task in state.analysis.failed:
             echo(f"  failed: {task}")
         for task in state.analysis.awaiting_human:
-            echo(f"  waiting for a person: {task}")
+            echo(f"  waiting for a person: {task} ({state.waits_on(task)})")
     raise typer.Exit(state.exit_code if wait else 0)
 
 

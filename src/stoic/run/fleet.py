@@ -33,26 +33,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from stoic.core.failure import Failure, FailureKind, Partial
-from stoic.core.recovery import AttemptKind, RecoveryClass
-from stoic.core.run_state import RunFolder
+from stoic.core.recovery import AttemptKind
 from stoic.core.scheduling import newly_ready
 from stoic.exceptions import WorkspaceError
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
-from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_chain import Known, next_tasks
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
-from stoic.run.fleet_records import fenced, lease_ran_out, leftovers
-from stoic.run.fleet_review import propose_recovery
+from stoic.run.fleet_records import end_if_done, evaluate_failure, fenced, lease_ran_out, leftovers
+from stoic.run.fleet_review import guided
 from stoic.run.fleet_runs import RunRefused, Runs
 from stoic.run.fleet_wake import Wake
 from stoic.run.guard import describe_command, executor_of
 from stoic.run.launch import kind_by_output
 from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
-from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.run.task_outputs import InputsUnreadable, sealed_result
 from stoic.run.timeouts import default_timeout_view
 from stoic.store import pg_work as work
@@ -357,14 +354,15 @@ class FleetWorker:
             )
         except InputsUnreadable as exc:  # the dependent fails, never runs blind
             blind = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
+        attempt = guided(writing, attempt, kind)
         admission = plan.guard.admit(spec, attempt)
         if admission.refusal is not None:
             if known:
                 raise _Unknown
             records, failure = admission.refusal
             writing.append(records)
-            self._evaluate(writing, plan, claim, failure, kind)
-            self._maybe_end(writing, plan)
+            evaluate_failure(writing, plan, claim, failure, kind)
+            self._end_if_done(writing, plan)
             return None
         limit = None
         if timeout_default is not None:
@@ -501,7 +499,7 @@ class FleetWorker:
                 touched[item.claim.run_id] = item.plan
             for run_id, plan in touched.items():
                 if run_id not in continued:
-                    self._maybe_end(writing, plan)
+                    self._end_if_done(writing, plan)
             # What the ends made ready (a chain's next task) is claimed in the same commit; the
             # other workers are woken only for what this one leaves.
             started, _, claimed_all = self._claim_in(writing, free, asked)
@@ -598,54 +596,12 @@ class FleetWorker:
                 if (sent := ask_inputs(writing, claim.run_id, plan.specs[task])) is not None:
                     asked.inputs[(claim.run_id, task)] = sent
             return len(ready)
-        self._evaluate(writing, plan, claim, result.failure, item.kind)
+        evaluate_failure(writing, plan, claim, result.failure, item.kind)
         return 0
 
-    def _evaluate(
-        self,
-        writing: AtHead,
-        plan: RunPlan,
-        claim: work.Claim,
-        failure: Failure,
-        kind: AttemptKind,
-    ) -> None:
-        """The failure's one recovery evaluation; an automatic retry is ready after its delay."""
-        evaluator = Evaluator(claim.run_id, plan.specs, plan.guard, plan.retry_delays)
-        record, decision = evaluator.evaluate(
-            claim.task_id, failure, kind, claim.attempt, claim.attempt_id
-        )
-        writing.append([record])
-        if decision.recovery_class is RecoveryClass.R2:
-            suggestion = record.details.get("suggestion") or {}
-            propose_recovery(writing, claim.run_id, plan.specs[claim.task_id], suggestion)
-        again = None
-        if decision.recovery_class is RecoveryClass.R1:
-            again = work.Ready(
-                claim.run_id,
-                claim.task_id,
-                claim.attempt + 1,
-                AttemptKind.AUTOMATIC_RETRY.value,
-                decision.delay_s or 0.0,
-            )
-        work.finish(writing.conn, claim, again)
-
-    def _maybe_end(self, writing: AtHead, plan: RunPlan) -> None:
-        """The run's end, from its whole graph, once nothing of it is ready or running."""
-        run_id = plan.run_id
-        if work.items_left(writing.conn, run_id):
-            return
-        folder = RunFolder(run_id)
-        for record in work.run_records(writing.conn, run_id):  # this transaction's too
-            folder.feed(record)
-        analysis = folder.view().analyse(plan.plan.graph)
-        writing.append(
-            [
-                run_end_decision(
-                    run_id, analysis.status, lifecycle_reason(run_id, analysis), analysis
-                )
-            ]
-        )
-        self.say(f"run {run_id} ended: {analysis.status.value}")
+    def _end_if_done(self, writing: AtHead, plan: RunPlan) -> None:
+        if (status := end_if_done(writing, plan)) is not None:
+            self.say(f"run {plan.run_id} ended: {status}")
 
     # -- taking over -------------------------------------------------------------------------
 
@@ -666,10 +622,10 @@ class FleetWorker:
                     claim, never_launched=claim.worker == self.name, leftovers=leftovers(claim)
                 )
                 writing.append([record])
-                self._evaluate(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
+                evaluate_failure(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
                 touched[claim.run_id] = plan
             for plan in touched.values():
-                self._maybe_end(writing, plan)
+                self._end_if_done(writing, plan)
         for claim in expired:
             self.stats["taken_over"] += 1
             whose = (

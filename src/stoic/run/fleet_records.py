@@ -1,5 +1,6 @@
 """The records a worker of database runs writes beyond the runner's (`stoic.run.decisions`):
-each names the claim it is written under, and a take-over says what became of the attempt."""
+each names the claim it is written under, a take-over says what became of the attempt, a
+failure gets its one recovery evaluation, and a run with nothing left its end."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from dataclasses import replace
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.records import Decision
+from stoic.core.recovery import AttemptKind, RecoveryClass
+from stoic.core.run_state import RunFolder
 from stoic.run import decisions as made
+from stoic.run.evaluation import Evaluator
+from stoic.run.fleet_plans import RunPlan
+from stoic.run.fleet_review import escalate_task, propose_recovery
 from stoic.run.process import kill_leftovers
+from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.store import pg_work as work
+from stoic.store.pg_store import AtHead
 
-__all__ = ["fenced", "lease_ran_out", "leftovers"]
+__all__ = ["end_if_done", "evaluate_failure", "fenced", "lease_ran_out", "leftovers"]
 
 
 def fenced(decision: Decision, claim: work.Claim) -> Decision:
@@ -63,3 +71,44 @@ def lease_ran_out(
         decision_inputs={**failure.to_json(), "worker": claim.worker, "fence": claim.fence},
         details={"duration_s": 0.0, "lease_expired": not never_launched, "leftovers": leftovers},
     ), failure
+
+
+def evaluate_failure(
+    writing: AtHead, plan: RunPlan, claim: work.Claim, failure: Failure, kind: AttemptKind
+) -> None:
+    """The failure's one recovery evaluation, in the transaction of the end it follows: an
+    automatic retry is ready after its delay; a person's part is proposed or escalated."""
+    evaluator = Evaluator(claim.run_id, plan.specs, plan.guard, plan.retry_delays)
+    record, decision = evaluator.evaluate(
+        claim.task_id, failure, kind, claim.attempt, claim.attempt_id
+    )
+    writing.append([record])
+    escalate_task(writing, plan.plan, claim.run_id, claim.task_id, failure)
+    if decision.recovery_class is RecoveryClass.R2:
+        suggestion = record.details.get("suggestion") or {}
+        propose_recovery(writing, claim.run_id, plan.specs[claim.task_id], suggestion)
+    again = None
+    if decision.recovery_class is RecoveryClass.R1:
+        again = work.Ready(
+            claim.run_id,
+            claim.task_id,
+            claim.attempt + 1,
+            AttemptKind.AUTOMATIC_RETRY.value,
+            decision.delay_s or 0.0,
+        )
+    work.finish(writing.conn, claim, again)
+
+
+def end_if_done(writing: AtHead, plan: RunPlan) -> str | None:
+    """The run's end, from its whole graph, once nothing of it is ready or running; the
+    status it ended with, or None while work is left."""
+    run_id = plan.run_id
+    if work.items_left(writing.conn, run_id):
+        return None
+    folder = RunFolder(run_id)
+    for record in work.run_records(writing.conn, run_id):  # this transaction's too
+        folder.feed(record)
+    analysis = folder.view().analyse(plan.plan.graph)
+    reason = lifecycle_reason(run_id, analysis)
+    writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
+    return analysis.status.value

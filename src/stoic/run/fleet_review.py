@@ -1,21 +1,27 @@
-"""Suspended tasks of database runs, in front of people and taken up again (DESIGN §7, §13).
+"""Suspended tasks of database runs, in front of people and taken up again (DESIGN §7, §9, §13).
 
 A worker whose recovery evaluation says R2 (a person decides) puts the task's proposal in the
-database's review queue in the transaction of the evaluation, as a runner does in a workspace.
-A person's decision on it takes the run up again in the transaction of the decision: approved,
-the task's next attempt is ready for any worker; rejected, the task's failure stands and a run
-that had ended ends again from its whole graph. Nobody has to continue a database run by hand,
+database's review queue in the transaction of the evaluation, as a runner does in a workspace;
+a task that escalates has its escalation raised there. A person's decision on either takes the
+run up again in the transaction of the decision: approved (routed), the task's next attempt is
+ready for any worker; rejected (aborted), the task's failure stands and a run that had ended
+ends again from its whole graph. Nobody has to continue a database run by hand,
 and no decision waits for a process that may never come.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from stoic.core import next_steps
 from stoic.core.concurrency import admit, recorded_rule
+from stoic.core.escalations import Escalation, EscalationDecision
+from stoic.core.failure import Failure, FailureKind
 from stoic.core.graph import TaskState
 from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.proposals import Proposal, ProposalStatus
@@ -28,15 +34,25 @@ from stoic.plan.loader import Plan
 from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.admission import limit_reached
+from stoic.run.attempt import Attempt
 from stoic.run.fleet_plans import recorded_plan
 from stoic.run.handoff import suspended_task_request
 from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.store import pg_work as work
 from stoic.store.config import QueueSettings
+from stoic.store.pg_escalations import raise_at
 from stoic.store.pg_queue import propose_at
 from stoic.store.pg_store import AtHead
 
-__all__ = ["WORKERS_GO_ON", "propose_recovery", "retry_at", "take_up_after"]
+__all__ = [
+    "WORKERS_GO_ON",
+    "escalate_task",
+    "guided",
+    "propose_recovery",
+    "retry_at",
+    "take_up_after",
+    "take_up_answered",
+]
 
 WORKERS_GO_ON = "the run's workers"
 """Who takes a database run up once its task's proposal is approved."""
@@ -56,6 +72,65 @@ def propose_recovery(
     return propose_at(writing, request, batch_size=batch or QueueSettings().batch_size)
 
 
+def escalate_task(writing: AtHead, plan: Plan, run_id: str, task_id: str, failure: Failure) -> None:
+    """A task that handed its decision to a person (`stoic.escalate`): its escalation, in
+    the transaction of its evaluation, as a runner raises it in a workspace; the run waits on
+    it. A request that is not one question leaves the failure standing, as in a workspace."""
+    if failure.kind is not FailureKind.ESCALATED or failure.escalation is None:
+        return
+    with contextlib.suppress(UsageError):
+        raise_at(
+            writing,
+            failure.escalation,
+            actor=made.ACTOR,
+            run_id=run_id,
+            task_id=task_id,
+            project=plan.name,
+        )
+
+
+def take_up_answered(writing: AtHead, escalation: Escalation, actor: str) -> str | None:
+    """What a person's answer to a task's escalation does to its database run, in the
+    answer's transaction (which has appended it): routed, the task's next attempt (a
+    human-approved recovery, the note its guidance) is ready for any worker; aborted, its
+    failure stands and a run that had ended ends again; passed on, nothing yet."""
+    if escalation.open or escalation.run_id is None or escalation.task_id is None:
+        return None
+    return _take_up(
+        writing,
+        escalation.run_id,
+        escalation.task_id,
+        go_on=escalation.decision is EscalationDecision.ROUTED,
+        actor=actor,
+        why={"escalation_id": escalation.id},
+    )
+
+
+def guided(writing: AtHead, attempt: Attempt, kind: AttemptKind) -> Attempt:
+    """The attempt a routed answer lets run, with the answer's note as its guidance
+    (`$STOIC_GUIDANCE`), as a runner gives it: only when the task's last record before this
+    attempt is that answer. Only a human-approved recovery looks (a chain's steps never do)."""
+    if kind is not AttemptKind.APPROVED_RECOVERY:
+        return attempt
+    row = writing.conn.execute(
+        "SELECT line FROM decision_log WHERE run_id = %s AND task_id = %s"
+        " AND decision_type IN ('escalation', 'execution') ORDER BY seq DESC LIMIT 1",
+        (attempt.run_id, attempt.task_id),
+    ).fetchone()
+    if row is None:
+        return attempt
+    last = orjson.loads(row[0])
+    details = last.get("details") or {}
+    if (
+        last.get("decision_type") != "escalation"
+        or last.get("decision_outcome") != "resolved"
+        or details.get("decision") != EscalationDecision.ROUTED.value
+        or not str(details.get("note") or "")
+    ):
+        return attempt
+    return attempt.with_env({"STOIC_GUIDANCE": str(details["note"])})
+
+
 def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None:
     """What a person's decision on `proposal` does to its database run, in the decision's
     transaction (which has appended it); a line saying so, or None when the proposal is no
@@ -63,6 +138,21 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
     run_id, task_id = proposal.run_id, proposal.task_id
     if run_id is None or task_id is None or proposal.type not in _TASK_PROPOSALS:
         return None
+    return _take_up(
+        writing,
+        run_id,
+        task_id,
+        go_on=proposal.status is ProposalStatus.APPROVED,
+        actor=actor,
+        why={"proposal_id": proposal.id},
+    )
+
+
+def _take_up(
+    writing: AtHead, run_id: str, task_id: str, *, go_on: bool, actor: str, why: dict[str, str]
+) -> str | None:
+    """The task's next attempt made ready (`go_on`), or its failure left standing; a run
+    that had ended is taken up again, naming the decision (`why`) that did."""
     try:
         started, text = work.run_start(writing.conn, run_id)
     except LookupError:
@@ -76,10 +166,10 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
     view = folder.view()
     ended = view.lifecycle not in (None, "started")
     task = view.task(task_id)
-    if proposal.status is not ProposalStatus.APPROVED:  # rejected: its failure stands
+    if not go_on:  # rejected or aborted: its failure stands
         if not ended:
             return None  # the run's workers end it once nothing of it is left
-        writing.append([_taken_up(run_id, actor, {"proposal_id": proposal.id})])
+        writing.append([_taken_up(run_id, actor, why)])
         folder.feed(writing.records[-1]._asdict())
         analysis = folder.view().analyse(plan.graph)
         reason = lifecycle_reason(run_id, analysis)
@@ -87,7 +177,7 @@ def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None
         return f"run {run_id} ended again: {analysis.status.value}"
     if ended:
         _admit_again(writing, run_id, started)
-        writing.append([_taken_up(run_id, actor, {"proposal_id": proposal.id})])
+        writing.append([_taken_up(run_id, actor, why)])
     kind = task.next_attempt_kind if task.attempts else AttemptKind.FIRST
     work.make_ready(writing.conn, [work.Ready(run_id, task_id, task.attempts + 1, kind.value)])
     return f"task {task_id} of run {run_id} is ready for its workers (attempt {task.attempts + 1})"
@@ -216,11 +306,12 @@ def _plan_of(run_id: str, text: bytes, started: Mapping[str, Any]) -> Plan:
 
 def _taken_up(run_id: str, actor: str, why: Mapping[str, Any]) -> Decision:
     """The record that takes an ended run up again, naming the decision that did."""
-    what = (
-        f"decided {why['proposal_id']}"
-        if "proposal_id" in why
-        else f"retried {', '.join(why.get('retried', ()))}"
-    )
+    if "proposal_id" in why:
+        what = f"decided {why['proposal_id']}"
+    elif "escalation_id" in why:
+        what = f"answered {why['escalation_id']}"
+    else:
+        what = f"retried {', '.join(why.get('retried', ()))}"
     return Decision(
         decision_type="run_lifecycle",
         decision_outcome="started",

@@ -98,7 +98,20 @@ class DatabaseRun:
             },
             "failed": list(self.analysis.failed),
             "awaiting_human": list(self.analysis.awaiting_human),
+            "waiting": [
+                {
+                    "task_id": task_id,
+                    "proposal_id": self.view.task(task_id).proposal_id,
+                    "escalation_id": self.view.task(task_id).escalation_id,
+                }
+                for task_id in self.analysis.awaiting_human
+            ],
         }
+
+    def waits_on(self, task_id: str) -> str:
+        """What a task waiting for a person waits on: its proposal or escalation, by id."""
+        task = self.view.task(task_id)
+        return task.escalation_id or task.proposal_id or "a person's decision"
 
 
 def start_database_run(

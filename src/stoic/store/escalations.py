@@ -29,6 +29,7 @@ from stoic.core.escalations import (
     render_escalation_log,
 )
 from stoic.core.notifications import Event
+from stoic.core.records import Decision
 from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import (
     EscalationNotFound,
@@ -42,7 +43,15 @@ from stoic.store.confined import LinkRefused, read_confined
 if TYPE_CHECKING:
     from stoic.store.handle import WorkspaceHandle as Workspace
 
-__all__ = ["Escalations", "answer_lines"]
+__all__ = [
+    "Escalations",
+    "answer_decision",
+    "answer_lines",
+    "check_answer",
+    "escalation_in",
+    "raised_decision",
+    "title_of",
+]
 
 _NEEDLE = b'"decision_type":"escalation"'
 _RISKS = {
@@ -102,12 +111,7 @@ class Escalations:
         return state
 
     def get(self, escalation_id: str) -> Escalation:
-        if not is_escalation_id(escalation_id):
-            raise UsageError(f"{escalation_id!r} is not an escalation id (they look like ESC-001)")
-        escalation = self.state().escalations.get(escalation_id)
-        if escalation is None:
-            raise EscalationNotFound(f"no escalation {escalation_id}")
-        return escalation
+        return escalation_in(self.state(), escalation_id)
 
     def briefing_path(self, escalation_id: str) -> Path:
         return self.folder / f"{escalation_id}.md"
@@ -180,32 +184,21 @@ class Escalations:
         details: Mapping[str, Any] | None,
     ) -> Escalation:
         escalation_id = state.next_id()
-        title = request.title or _title_of(request, task_id)
+        title = request.title or title_of(request, task_id)
         facts = self._history(run_id, task_id, before_seq=None)
-        where = f"task {task_id} of run {run_id}" if task_id else "the work"
-        record = self.workspace.record(
-            "escalation",
-            "raised",
-            f"{escalation_id} ({request.mode.value}) raised for {where}: {request.question}",
-            source="human" if actor.startswith("human:") else "system",
+        decision = raised_decision(
+            escalation_id,
+            request,
             actor=actor,
-            trigger="explicit" if actor.startswith(("human:", "agent:")) else "reactive",
-            causal_role="in_run" if run_id else None,
             run_id=run_id,
             task_id=task_id,
-            escalation_id=escalation_id,
-            inputs={"mode": request.mode.value},
-            details={
-                **request.to_json(),
-                "title": title,
-                "briefing": f"escalations/{escalation_id}.md",
-                # What the briefing says beyond the request, so it can be rebuilt and audited.
-                "project": facts[0],
-                **({"risks": list(risks)} if risks else {}),
-                **({"status": status} if status else {}),
-                **(details or {}),
-            },
+            title=title,
+            project=facts[0],
+            risks=risks,
+            status=status,
+            details=details,
         )
+        record = self.workspace.record_many([decision])[0]
         text = self._briefing(
             escalation_id,
             replace(request, title=title),
@@ -332,27 +325,8 @@ class Escalations:
     def check_answer(
         self, escalation_id: str, decision: str, *, noted: bool, amending: bool
     ) -> tuple[Escalation, EscalationDecision]:
-        """The escalation an answer settles and its decision, or the one-line reason it is
-        refused (an unknown decision, a missing note or plan, an unknown or closed escalation).
-        Call it under the transaction that records the answer, so what it read still holds."""
-        try:
-            chosen = EscalationDecision(decision)
-        except ValueError:
-            allowed = [item.value for item in EscalationDecision]
-            raise UsageError(unknown_word("decision", decision, allowed)) from None
-        if chosen is EscalationDecision.AMENDED and not amending:
-            raise UsageError("--decision amended needs --plan FILE: the amended plan")
-        if chosen is not EscalationDecision.ROUTED and not noted and not amending:
-            raise UsageError(f"--decision {chosen.value} needs a --note saying why")
-        current = self.get(escalation_id)
-        if not current.open:
-            raise TransitionRefused(
-                f"{escalation_id} is closed: it was {current.decision} by"
-                f" {current.decided_by} at {current.decided_at}"
-            )
-        if chosen is EscalationDecision.AMENDED and current.task_id is None:
-            raise UsageError(f"{escalation_id} is not about a run's task: nothing to amend")
-        return current, chosen
+        """See `check_answer`; call it under the transaction that records the answer."""
+        return check_answer(self.state(), escalation_id, decision, noted=noted, amending=amending)
 
     def answer(
         self,
@@ -369,27 +343,12 @@ class Escalations:
             current, chosen = self.check_answer(
                 escalation_id, decision, noted=bool(note.strip()), amending=amendment is not None
             )
-            outcome = _outcome(current, chosen, note, to)
-            details: dict[str, Any] = {"decision": chosen.value, "note": note.strip()}
-            if chosen is EscalationDecision.ESCALATED:
-                details["to"] = to or "someone else"
-            else:
-                details["outcome"] = outcome
-            if amendment is not None:
-                details["amendment"] = dict(amendment)
-            self.workspace.record(
-                "escalation",
-                "raised" if chosen is EscalationDecision.ESCALATED else "resolved",
-                f"{escalation_id} {chosen.value} by {actor}: {outcome}",
-                source="human" if actor.startswith("human:") else "system",
-                actor=actor,
-                trigger="explicit",
-                causal_role="in_run" if current.run_id else None,
-                run_id=current.run_id,
-                task_id=current.task_id,
-                escalation_id=escalation_id,
-                inputs={"decision": chosen.value, "mode": current.mode.value},
-                details=details,
+            self.workspace.record_many(
+                [
+                    answer_decision(
+                        current, chosen, note=note, actor=actor, to=to, amendment=amendment
+                    )
+                ]
             )
             state = self.state()
             with self.workspace.projecting("escalations/escalation-log.md"):
@@ -401,6 +360,116 @@ class Escalations:
         atomic_write(self.folder / "escalation-log.md", text.encode(), root=self.workspace.root)
 
 
+def escalation_in(state: EscalationState, escalation_id: str) -> Escalation:
+    """One escalation of `state`; an id that is none, or unknown, is one clear error."""
+    if not is_escalation_id(escalation_id):
+        raise UsageError(f"{escalation_id!r} is not an escalation id (they look like ESC-001)")
+    escalation = state.escalations.get(escalation_id)
+    if escalation is None:
+        raise EscalationNotFound(f"no escalation {escalation_id}")
+    return escalation
+
+
+def raised_decision(
+    escalation_id: str,
+    request: EscalationRequest,
+    *,
+    actor: str,
+    run_id: str | None,
+    task_id: str | None,
+    title: str,
+    project: str,
+    risks: Sequence[str] = (),
+    status: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Decision:
+    """The record that opens an escalation, in either backend: what its briefing says beyond
+    the request is on it, so the briefing can be rebuilt (and audited) from the log."""
+    where = f"task {task_id} of run {run_id}" if task_id else "the work"
+    return Decision(
+        decision_type="escalation",
+        decision_outcome="raised",
+        decision_reason=f"{escalation_id} ({request.mode.value}) raised for {where}:"
+        f" {request.question}",
+        decision_source="human" if actor.startswith("human:") else "system",
+        actor=actor,
+        decision_trigger="explicit" if actor.startswith(("human:", "agent:")) else "reactive",
+        decision_inputs={"mode": request.mode.value},
+        causal_role="in_run" if run_id else None,
+        run_id=run_id,
+        task_id=task_id,
+        escalation_id=escalation_id,
+        details={
+            **request.to_json(),
+            "title": title,
+            "briefing": f"escalations/{escalation_id}.md",
+            "project": project,
+            **({"risks": list(risks)} if risks else {}),
+            **({"status": status} if status else {}),
+            **(details or {}),
+        },
+    )
+
+
+def check_answer(
+    state: EscalationState, escalation_id: str, decision: str, *, noted: bool, amending: bool
+) -> tuple[Escalation, EscalationDecision]:
+    """The escalation an answer settles and its decision, or the one-line reason it is
+    refused (an unknown decision, a missing note or plan, an unknown or closed escalation)."""
+    try:
+        chosen = EscalationDecision(decision)
+    except ValueError:
+        allowed = [item.value for item in EscalationDecision]
+        raise UsageError(unknown_word("decision", decision, allowed)) from None
+    if chosen is EscalationDecision.AMENDED and not amending:
+        raise UsageError("--decision amended needs --plan FILE: the amended plan")
+    if chosen is not EscalationDecision.ROUTED and not noted and not amending:
+        raise UsageError(f"--decision {chosen.value} needs a --note saying why")
+    current = escalation_in(state, escalation_id)
+    if not current.open:
+        raise TransitionRefused(
+            f"{escalation_id} is closed: it was {current.decision} by"
+            f" {current.decided_by} at {current.decided_at}"
+        )
+    if chosen is EscalationDecision.AMENDED and current.task_id is None:
+        raise UsageError(f"{escalation_id} is not about a run's task: nothing to amend")
+    return current, chosen
+
+
+def answer_decision(
+    current: Escalation,
+    chosen: EscalationDecision,
+    *,
+    note: str,
+    actor: str,
+    to: str | None = None,
+    amendment: Mapping[str, Any] | None = None,
+) -> Decision:
+    """The record of a person's answer (checked by `check_answer`), in either backend."""
+    outcome = _outcome(current, chosen, note, to)
+    details: dict[str, Any] = {"decision": chosen.value, "note": note.strip()}
+    if chosen is EscalationDecision.ESCALATED:
+        details["to"] = to or "someone else"
+    else:
+        details["outcome"] = outcome
+    if amendment is not None:
+        details["amendment"] = dict(amendment)
+    return Decision(
+        decision_type="escalation",
+        decision_outcome="raised" if chosen is EscalationDecision.ESCALATED else "resolved",
+        decision_reason=f"{current.id} {chosen.value} by {actor}: {outcome}",
+        decision_source="human" if actor.startswith("human:") else "system",
+        actor=actor,
+        decision_trigger="explicit",
+        decision_inputs={"decision": chosen.value, "mode": current.mode.value},
+        causal_role="in_run" if current.run_id else None,
+        run_id=current.run_id,
+        task_id=current.task_id,
+        escalation_id=current.id,
+        details=details,
+    )
+
+
 def _risks_of(request: EscalationRequest, context: Sequence[str]) -> tuple[str, ...]:
     """A gate's findings are its risks; other modes get the standing risk of their kind."""
     found = [line for line in context if line.startswith("Finding ")]
@@ -408,7 +477,8 @@ def _risks_of(request: EscalationRequest, context: Sequence[str]) -> tuple[str, 
     return (*found, *general)
 
 
-def _title_of(request: EscalationRequest, task_id: str | None) -> str:
+def title_of(request: EscalationRequest, task_id: str | None) -> str:
+    """The escalation's one-line title, the same in every backend that raises it."""
     what = {
         EscalationMode.CONVERGENCE: "did not converge",
         EscalationMode.SECURITY_ALERT: "security alert on a gate",
