@@ -613,3 +613,33 @@ def test_the_database_takes_exactly_the_run_files_stoic_reads_as_evidence(
 
 class _RolledBack(Exception):
     """Undoes a probe's insert."""
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["pooled", "held-writer"])
+def test_a_writing_block_that_fails_rolls_back_and_its_connection_goes_on(
+    pg: PostgresStore, url: str, held: bool
+) -> None:
+    """The transaction's BEGIN and COMMIT travel with its statements: a block that raises, a
+    statement the server refuses half-way and a read on the way all keep it one transaction."""
+    pg.append([_decision("Before.")])
+    with pg.transaction() if held else contextlib.nullcontext():
+        with pytest.raises(RuntimeError), pg.writing("a block that raises") as writing:
+            writing.append([_decision("Never kept: the block raised.")])
+            raise RuntimeError("the block")
+        with pytest.raises(StoicError), pg.writing("a refused statement") as writing:
+            writing.append([_decision("Never kept: a later statement failed.")])
+            writing.conn.execute("SELECT 1 / 0")
+            writing.conn.execute("SELECT 1")
+        with pg.writing("a read on the way") as writing:
+            writing.append([_decision("Kept, with what follows the read.")])
+            row = writing.conn.execute("SELECT count(*) FROM decision_log").fetchone()
+            assert row is not None and row[0] == 2  # it sees its own insert: one transaction
+            writing.append([_decision("Kept too.")])
+    reasons = [record.decision_reason for record in pg.read()]
+    assert reasons == ["Before.", "Kept, with what follows the read.", "Kept too."]
+    with psycopg.connect(url, autocommit=True) as conn:
+        idle = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%%'"
+        ).fetchone()
+    assert idle == (0,)  # no session left holding a transaction open

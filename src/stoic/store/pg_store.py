@@ -35,7 +35,14 @@ from stoic.core.work_audit import WorkItem
 from stoic.exceptions import WorkspaceExists, WorkspaceNotWritable
 from stoic.store.interface import Head, Stamped
 from stoic.store.log import utc_timestamp
-from stoic.store.pg_driver import CONNECTION, Conn, connect, lock_key, translated
+from stoic.store.pg_driver import (
+    CONNECTION,
+    Conn,
+    connect,
+    lock_key,
+    pipelined_transaction,
+    translated,
+)
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
 from stoic.store.pg_run_files import read_attempt_outputs, read_run_files, store_run_files
@@ -204,9 +211,7 @@ class PostgresStore:
         The head is read when first asked for: the server takes the locks first whatever comes
         after, and the reads sent before it is asked for travel in the same round trip."""
         held = self.held_here()
-        # Pipelined: statements whose answers are not read travel with the next that is, so an
-        # append costs two round trips (the head, the commit).
-        with translated(what), self._lend() as conn, conn.pipeline(), conn.transaction():
+        with translated(what), self._lend() as conn, pipelined_transaction(conn):
             cursor = (
                 conn.execute("SELECT seq, hash FROM log_head FOR UPDATE")
                 if held  # this session holds the writer key already
