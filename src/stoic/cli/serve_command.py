@@ -76,6 +76,7 @@ def serve(
     app = create_app(config)
     plane = ControlPlane(config.workspace, grace=grace)
     plane.duties.append(plane.scheduled_runs())
+    plane.duties.append(plane.database_notices())
     app.state.control = plane
     # Bound here, before anything is started: a port in use is one line and nothing recorded.
     listening = _listen(host, port)

@@ -33,6 +33,10 @@ __all__ = ["deliver"]
 _GRACE = 1.0
 """Beyond a notifier's own timeout, how long its thread is waited for."""
 
+_ANNOUNCED = ("database_seq", "database_hash")
+"""A database record's place, on the notice of it: recorded, so a server that follows the
+database goes on after it (`stoic.services.db_notices`)."""
+
 
 def deliver(workspace: Workspace, notice: Notice) -> list[tuple[str, str | None]]:
     """Tell every notifier that wants the notice's event; returns (notifier, error or None) per
@@ -140,7 +144,11 @@ def _record(
             actor="system:notify",
             trigger="autonomous",
             run_id=notice.run_id,
-            inputs={"event": notice.event.value, "notifier": notifier.kind},
+            inputs={
+                "event": notice.event.value,
+                "notifier": notifier.kind,
+                **{key: notice.data[key] for key in _ANNOUNCED if key in notice.data},
+            },
             details={"notifier": name, **({"error": error} if error else {})},
         )
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from stoic.exceptions import StoicError
 from stoic.services import control, db_runs
+from stoic.services.db_notices import DatabaseAnnouncer
 from stoic.services.runs import new_run_id
 from stoic.services.schedules import LaunchFailed, run_due_schedules
 from stoic.services.workspace import Workspace
@@ -233,6 +234,24 @@ class ControlPlane:
                     return run_id
 
                 run_due_schedules(workspace, now(), launch)
+
+        return duty
+
+    def database_notices(self) -> Duty:
+        """The duty that tells the workspace's notifiers what the database it names records
+        (`stoic.services.db_notices`), once a second at most; nothing without a database."""
+        last = [float("-inf")]
+        announcers: dict[str, DatabaseAnnouncer] = {}
+
+        def duty() -> None:
+            if self.clock() - last[0] < 1.0:
+                return
+            last[0] = self.clock()
+            with Workspace.open(self.workspace) as workspace:
+                url = workspace.settings.store.url
+                if url:
+                    announcer = announcers.setdefault(url, DatabaseAnnouncer(url))
+                    announcer.turn(workspace)
 
         return duty
 

@@ -1,0 +1,73 @@
+"""The notices of a database's records, told by `stoic serve` (DESIGN §11, §13).
+
+Workers write the records that call for a person — a run that ended or waits, a suggestion,
+an escalation, a pause the system made — and have no notifiers. The server of a workspace
+that names the database follows its log, a second at a time, and tells the workspace's
+notifiers of each such record (`stoic.core.database_notices`); each delivery is recorded in
+the workspace's log, as every notification is, naming the database record it announced
+(`database_seq`, `database_hash`). A server started again goes on after the last record so
+named — when the database still holds that very record; a database it has never announced
+(or another one) is followed from its head at the start: what it recorded before anyone
+served it is not announced.
+"""
+
+from __future__ import annotations
+
+from stoic.core.database_notices import database_notice
+from stoic.services.workspace import Workspace
+from stoic.store.pg_store import PostgresStore
+
+__all__ = ["DatabaseAnnouncer"]
+
+
+class DatabaseAnnouncer:
+    """Follows one database's log and tells the notifiers of a workspace what it records."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seq: int | None = None
+        """The last database record looked at; None until the first turn."""
+        self._store: PostgresStore | None = None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def turn(self, workspace: Workspace) -> int:
+        """Announce what the database recorded since the last turn; returns how many notices."""
+        store = self._store = self._store or PostgresStore.open(self.url)
+        if self.seq is None:
+            self.seq = _announced_upto(workspace, store)
+        if store.head().seq <= self.seq:
+            return 0
+        told = 0
+        for record in store.read(self.seq):
+            notice = database_notice(record._asdict())
+            if notice is not None:
+                workspace.announce(
+                    notice.event,
+                    notice.text,
+                    run_id=notice.run_id,
+                    data={**notice.data, "database_hash": record.hash},
+                    lines=notice.lines,
+                )
+                told += 1
+            self.seq = record.seq
+        return told
+
+
+def _announced_upto(workspace: Workspace, store: PostgresStore) -> int:
+    """Where to go on from: the last database record this workspace's log says was
+    announced, if the database holds that record; else the database's head."""
+    last: tuple[int, str] | None = None
+    for record in workspace.records(decision_type="notification"):
+        inputs = record.decision_inputs
+        if isinstance(inputs.get("database_seq"), int) and inputs.get("database_hash"):
+            last = (int(inputs["database_seq"]), str(inputs["database_hash"]))
+    if last is not None:
+        seq, hash_ = last
+        held = next(store.read(seq - 1), None)
+        if held is not None and held.seq == seq and held.hash == hash_:
+            return seq
+    return store.head().seq

@@ -1,0 +1,142 @@
+"""Notices of a database's records (DESIGN §11, §13), against a real PostgreSQL and a real
+`stoic serve`: what workers record that calls for a person reaches the notifiers of the
+workspace that names the database, once, across a restart of the server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stoic.core.database_notices import database_notice
+from stoic.core.notifications import Event, console_link
+from stoic.store.pg_store import PostgresStore
+from tests.conftest import run_cli
+from tests.postgres import EmbeddedPostgres
+from tests.test_serve_control import serving
+
+TASK = """\
+import os
+import stoic
+
+def ask():
+    if os.environ.get("STOIC_GUIDANCE") is None:
+        stoic.escalate("Which region gets the deploy?")
+    return {"region": os.environ["STOIC_GUIDANCE"]}
+"""
+
+
+@pytest.fixture
+def db(postgres: EmbeddedPostgres) -> str:
+    url = postgres.new_database()
+    PostgresStore.migrate(url)
+    return url
+
+
+@pytest.fixture
+def workspace(db: str, tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    assert run_cli("init", str(root)).exit_code == 0
+    settings = root / "stoic.toml"
+    text = settings.read_text().replace("[store]\n", f'[store]\nurl = "{db}"\n')
+    text += '\n[[notifiers]]\nkind = "file"\npath = "notifications.ndjson"\n'
+    settings.write_text(text)
+    return root
+
+
+def _notices(workspace: Path) -> list[dict[str, object]]:
+    path = workspace / "notifications.ndjson"
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _until_events(workspace: Path, *wanted: str) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 30
+    while True:
+        notices = _notices(workspace)
+        if [n["event"] for n in notices] == list(wanted):
+            return notices
+        assert time.monotonic() < deadline, f"notices so far: {notices}"
+        time.sleep(0.1)
+
+
+def _work(workspace: Path, tmp_path: Path) -> None:
+    ran = run_cli(
+        "-w", str(workspace), "worker", "--exit-when-idle", "--poll-seconds", "0.1",
+        "--scratch", str(tmp_path / "scratch"),
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.stderr
+
+
+def test_what_workers_record_reaches_the_notifiers_once_across_a_restart(
+    workspace: Path, db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "region.py").write_text(TASK)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: deploy}\ntasks:\n  - {id: ask, call: 'region:ask'}\n")
+    with serving(workspace):
+        time.sleep(1.5)  # the server follows the database from its head at its start
+        started = run_cli("-w", str(workspace), "run", str(plan), "--json")
+        assert started.exit_code == 0, started.stderr
+        run_id = orjson.loads(started.stdout)["run_id"]
+        _work(workspace, tmp_path)
+        raised, waiting = _until_events(workspace, "escalation_raised", "run_awaiting_human")
+    assert raised["run_id"] == waiting["run_id"] == run_id
+    assert raised["data"]["escalation_id"] == "ESC-001"  # type: ignore[index]
+    assert "Which region" in str(raised["text"])
+
+    answered = run_cli(
+        "-w", str(workspace), "escalations", "answer", "ESC-001", "--decision", "routed",
+        "--note", "eu-west", "--as", "ana",
+    )  # fmt: skip
+    assert answered.exit_code == 0, answered.stderr
+    _work(workspace, tmp_path)  # the run completes while no server follows the database
+    with serving(workspace):  # started again: it goes on after what it announced, no more
+        notices = _until_events(
+            workspace, "escalation_raised", "run_awaiting_human", "run_completed"
+        )
+        time.sleep(1.5)
+        assert len(_notices(workspace)) == 3  # nothing announced twice
+    assert notices[-1]["run_id"] == run_id
+    sent = [
+        record
+        for record in _workspace_records(workspace)
+        if record["decision_type"] == "notification"
+    ]
+    assert [r["decision_outcome"] for r in sent] == ["sent"] * 3
+    assert all(isinstance(r["decision_inputs"]["database_seq"], int) for r in sent)
+
+
+def _workspace_records(workspace: Path) -> list[dict[str, object]]:
+    log = workspace / "logs" / "decision_log.ndjson"
+    return [orjson.loads(line) for line in log.read_bytes().splitlines()]
+
+
+def test_which_database_records_call_for_a_notice() -> None:
+    """A person's own stop is told by the command that made it; a system's pause is not."""
+    base = {"seq": 7, "run_id": "run-1", "decision_reason": "Why."}
+    assert database_notice({**base, "decision_type": "execution", "decision_outcome": "ok"}) is None
+    human = {"decision_type": "pause", "decision_outcome": "paused", "actor": "human:ana"}
+    assert database_notice({**base, **human}) is None
+    system = {**human, "actor": "system:stoic", "decision_inputs": {"criterion": "red_flags"}}
+    notice = database_notice({**base, **system})
+    assert notice is not None and notice.event is Event.PAUSED
+    assert notice.data["database_seq"] == 7
+    ended = database_notice(
+        {**base, "decision_type": "run_lifecycle", "decision_outcome": "failed"}
+    )
+    assert ended is not None and ended.event is Event.RUN_FAILED and ended.run_id == "run-1"
+    raised = database_notice(
+        {
+            **base,
+            "decision_type": "escalation",
+            "decision_outcome": "raised",
+            "escalation_id": "ESC-002",
+        }
+    )
+    assert raised is not None and raised.text == "ESC-002: Why."
+    link = console_link("https://stoic.example.org", raised.event, raised.run_id, raised.data)
+    assert link == "https://stoic.example.org/runs/run-1"  # the console shows it on its run
