@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from stoic.store.pg_store import PostgresStore
-from tests.conftest import STOIC_BIN, run_cli
+from tests.conftest import STOIC_BIN, CliResult, run_cli
 from tests.postgres import EmbeddedPostgres
 
 HOSTILE = "\x1b]0;pwned\x07"
@@ -85,6 +85,12 @@ def _escalating_run(db: str, tmp_path: Path) -> tuple[str, Path]:
     return str(orjson.loads(started.stdout)["run_id"]), seen
 
 
+def _answer(db: str, escalation_id: str, decision: str, *extra: str) -> CliResult:
+    return run_cli(
+        "escalations", "answer", escalation_id, "--db", db, "--decision", decision, *extra
+    )
+
+
 def _audit_clean(db: str, tmp_path: Path) -> None:
     audited = run_cli("audit", "--db", db, "--json")
     assert audited.exit_code == 0, audited.stdout
@@ -116,37 +122,12 @@ def test_a_task_escalates_on_a_worker_and_a_routed_answer_takes_the_run_up(
     assert "Which region gets the deploy?" in shown.stdout
     assert "\x1b" not in shown.stdout and "\\x1b" in shown.stdout  # escaped for the terminal
 
-    answered = run_cli(
-        "escalations",
-        "answer",
-        "ESC-001",
-        "--db",
-        db,
-        "--decision",
-        "routed",
-        "--note",
-        "eu-west",
-        "--as",
-        "ana",
-        "--json",
-    )
+    answered = _answer(db, "ESC-001", "routed", "--note", "eu-west", "--as", "ana", "--json")
     assert answered.exit_code == 0, answered.stderr
     document = orjson.loads(answered.stdout)
     assert document["status"] == "resolved"
     assert "ready for its workers" in document["run_taken_up"]
-    again = run_cli(
-        "escalations",
-        "answer",
-        "ESC-001",
-        "--db",
-        db,
-        "--decision",
-        "aborted",
-        "--note",
-        "no",
-        "--as",
-        "ben",
-    )
+    again = _answer(db, "ESC-001", "aborted", "--note", "no", "--as", "ben")
     assert again.exit_code != 0
     assert "ESC-001 is closed: it was routed by human:ana" in again.stderr
 
@@ -165,19 +146,7 @@ def test_a_task_escalates_on_a_worker_and_a_routed_answer_takes_the_run_up(
 
 def test_an_aborted_escalation_ends_the_run_failed(db: str, tmp_path: Path) -> None:
     run_id, seen = _escalating_run(db, tmp_path)
-    answered = run_cli(
-        "escalations",
-        "answer",
-        "ESC-001",
-        "--db",
-        db,
-        "--decision",
-        "aborted",
-        "--note",
-        "not today",
-        "--as",
-        "ana",
-    )
+    answered = _answer(db, "ESC-001", "aborted", "--note", "not today", "--as", "ana")
     assert answered.exit_code == 0, answered.stderr
     assert f"run {run_id} ended again: failed" in answered.stdout
     _work(db, tmp_path, seen)
@@ -189,47 +158,20 @@ def test_an_aborted_escalation_ends_the_run_failed(db: str, tmp_path: Path) -> N
 
 def test_answers_a_database_cannot_take_are_refused_in_one_line(db: str, tmp_path: Path) -> None:
     _escalating_run(db, tmp_path)
-    amended = run_cli(
-        "escalations",
-        "answer",
-        "ESC-001",
-        "--db",
-        db,
-        "--decision",
-        "amended",
-        "--plan",
-        str(tmp_path / "plan.yaml"),
-        "--as",
-        "ana",
+    amended = _answer(
+        db, "ESC-001", "amended", "--plan", str(tmp_path / "plan.yaml"), "--as", "ana"
     )
     assert amended.exit_code == 2
     assert amended.stderr.count("\n") == 1 and "--plan" in amended.stderr
-    amended = run_cli(
-        "escalations", "answer", "ESC-001", "--db", db, "--decision", "amended", "--as", "ana"
-    )
+    amended = _answer(db, "ESC-001", "amended", "--as", "ana")
     assert amended.exit_code == 2
     assert "start a new run of the amended plan" in amended.stderr
-    unknown = run_cli(
-        "escalations", "answer", "ESC-009", "--db", db, "--decision", "routed", "--as", "ana"
-    )
+    unknown = _answer(db, "ESC-009", "routed", "--as", "ana")
     assert unknown.exit_code != 0 and "no escalation ESC-009" in unknown.stderr
     malformed = run_cli("escalations", "show", "ESC-../x", "--db", db)
     assert malformed.exit_code == 2
-    passed_on = run_cli(
-        "escalations",
-        "answer",
-        "ESC-001",
-        "--db",
-        db,
-        "--decision",
-        "escalated",
-        "--to",
-        "lead",
-        "--note",
-        "yours",
-        "--as",
-        "ana",
-        "--json",
+    passed_on = _answer(
+        db, "ESC-001", "escalated", "--to", "lead", "--note", "yours", "--as", "ana", "--json"
     )
     assert passed_on.exit_code == 0, passed_on.stderr
     document = orjson.loads(passed_on.stdout)

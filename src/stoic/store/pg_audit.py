@@ -24,7 +24,8 @@ from stoic.core.invariants import InvariantChecker
 from stoic.core.projection import Projection
 from stoic.core.work_audit import WorkItemsChecker
 from stoic.store.interface import Head
-from stoic.store.pg_store import KEPT_PROJECTIONS, PostgresStore, StoredProjection
+from stoic.store.pg_projections import KEPT_PROJECTIONS, StoredProjection
+from stoic.store.pg_store import PostgresStore
 from stoic.store.pg_transfer import LogRow
 
 __all__ = ["audit_database"]

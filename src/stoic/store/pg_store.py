@@ -20,19 +20,18 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from stoic.core.pause import PauseInForce, pause_after
-from stoic.core.projection import Projection, WorkspaceStatusProjection
+from stoic.core.projection import Projection
 from stoic.core.records import GENESIS_HASH, Decision, Record, seal
 from stoic.core.work_audit import WorkItem
 from stoic.exceptions import WorkspaceExists, WorkspaceNotWritable
+from stoic.store import pg_projections
 from stoic.store.interface import Head, Stamped
 from stoic.store.log import utc_timestamp
 from stoic.store.pg_driver import (
@@ -45,13 +44,14 @@ from stoic.store.pg_driver import (
 )
 from stoic.store.pg_leases import PostgresLeases
 from stoic.store.pg_outputs import PostgresOutputs
+from stoic.store.pg_projections import KEPT_PROJECTIONS, StoredProjection
 from stoic.store.pg_run_files import read_attempt_outputs, read_run_files, store_run_files
 from stoic.store.pg_schema import check_current, migrate
 from stoic.store.pg_transfer import LineChecker, LogRow, stored_row
 from stoic.store.provenance import vet
 from stoic.store.run_evidence import RunFile
 
-__all__ = ["KEPT_PROJECTIONS", "AtHead", "PostgresPauseWatch", "PostgresStore", "StoredProjection"]
+__all__ = ["AtHead", "PostgresPauseWatch", "PostgresStore"]
 
 S = TypeVar("S")
 
@@ -254,9 +254,11 @@ class PostgresStore:
                 kept = []
                 for projection in list(self._kept.values()):
                     last = self._folds.get(projection.name)
-                    self._folds[projection.name] = state = _kept(conn, projection, records, last)
+                    self._folds[projection.name] = state = pg_projections.kept(
+                        conn, projection, records, last
+                    )
                     kept.append((projection, state))
-                _move_head(conn, records[-1], kept)
+                pg_projections.move_head(conn, records[-1], kept)
 
     def import_lines(
         self, batches: Iterable[Sequence[bytes]], run_files: Iterable[RunFile] = ()
@@ -406,7 +408,8 @@ class PostgresStore:
         another version, is refolded from the start."""
         self._kept.setdefault(projection.name, projection)
         with translated(f"read the {projection.name} projection"), self._lend() as conn:
-            stored = _stored(conn, projection)  # before the head: the head is never behind it
+            # Before the head: the head is never behind it.
+            stored = pg_projections.stored(conn, projection)
             head = _head_row(conn)
         start = Stamped(0, GENESIS_HASH, projection.initial()) if stored is None else stored
         if start.seq > head.seq:
@@ -494,10 +497,10 @@ class AtHead:
     def projected(self, projection: Projection[S]) -> S:
         """`projection` as of this transaction's head: its row where the log backs it, caught
         up from the log (this transaction's records too)."""
-        start = _stored(self.conn, projection)
+        start = pg_projections.stored(self.conn, projection)
         if start is None or start.seq > self.head.seq:
             start = Stamped(0, GENESIS_HASH, projection.initial())
-        return _folded_on(self.conn, projection, start, self.head.seq, [])
+        return pg_projections.folded_on(self.conn, projection, start, self.head.seq, [])
 
 
 class PostgresPauseWatch:
@@ -519,112 +522,6 @@ class PostgresPauseWatch:
             self.in_force = pause_after(self.in_force, record)
         self.seq = head
         return self.in_force
-
-
-@dataclass(frozen=True, slots=True)
-class StoredProjection:
-    """A row of the `projections` table, as stored (its state not yet read)."""
-
-    name: str
-    version: int
-    seq: int
-    hash: str
-    state: Any
-
-
-KEPT_PROJECTIONS: tuple[Projection[Any], ...] = (WorkspaceStatusProjection(),)
-"""Projections every handle keeps in the `projections` table from its first append; any other
-joins once a handle is asked for it."""
-
-
-def _stored(conn: Conn, projection: Projection[S]) -> Stamped[S] | None:
-    """The projection's row where the log backs it — its stamp a record's seq and hash — and
-    it can be read as this version's; else None (refolded from the log, which decides)."""
-    row = conn.execute(
-        "SELECT p.version, p.seq, p.hash, p.state, d.hash FROM projections p"
-        " LEFT JOIN decision_log d ON d.seq = p.seq WHERE p.name = %s",
-        (projection.name,),
-    ).fetchone()
-    if row is None or int(row[0]) != projection.version:
-        return None
-    backed = row[4] if int(row[1]) > 0 else GENESIS_HASH
-    if backed != row[2]:
-        return None
-    try:
-        state = projection.from_json(row[3])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None  # a row no fold wrote: refolded from the log, which decides
-    return Stamped(int(row[1]), str(row[2]), state)
-
-
-def _kept(
-    conn: Conn, projection: Projection[S], records: Sequence[Record], last: Stamped[S] | None
-) -> Stamped[S]:
-    """The projection at the last of `records`, inside the appending transaction (which holds
-    the head row): from `last` when it stands at the head this transaction found, else from
-    its row, caught up from the log where other writers appended past it, or from the start
-    where the log does not back it."""
-    before = records[0].seq - 1  # the head row this transaction holds: no other writer
-    at_head = last is not None and (last.seq, last.hash) == (before, records[0].prev_hash)
-    start = last if last is not None and at_head else _stored(conn, projection)
-    if start is None or start.seq > before:
-        start = Stamped(0, GENESIS_HASH, projection.initial())
-    try:
-        state = _folded_on(conn, projection, start, before, records)
-    except Exception:  # a row no fold wrote cannot be folded on: the log decides
-        if start.seq == 0:
-            raise  # the fold itself fails: the append fails with it
-        fresh = Stamped(0, GENESIS_HASH, projection.initial())
-        state = _folded_on(conn, projection, fresh, before, records)
-    return Stamped(records[-1].seq, records[-1].hash, state)
-
-
-def _move_head(
-    conn: Conn, last: Record, kept: Sequence[tuple[Projection[Any], Stamped[Any]]]
-) -> None:
-    """The head row moved to `last` and the kept projections' rows written at it: one
-    statement (the head row's trigger sees the records the statements before it inserted)."""
-    head = "UPDATE log_head SET seq = %s, hash = %s"
-    if not kept:
-        conn.execute(head, (last.seq, last.hash))
-        return
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(kept))
-    conn.execute(
-        f"WITH head AS ({head} RETURNING seq)"
-        f" INSERT INTO projections (name, version, seq, hash, state) VALUES {values}"
-        " ON CONFLICT (name) DO UPDATE SET version = excluded.version, seq = excluded.seq,"
-        " hash = excluded.hash, state = excluded.state",
-        (
-            last.seq,
-            last.hash,
-            *(
-                field
-                for projection, stamped in kept
-                for field in (
-                    projection.name,
-                    projection.version,
-                    stamped.seq,
-                    stamped.hash,
-                    Jsonb(projection.to_json(stamped.state)),
-                )
-            ),
-        ),
-    )
-
-
-def _folded_on(
-    conn: Conn, projection: Projection[S], start: Stamped[S], before: int, records: Sequence[Record]
-) -> S:
-    """`start` folded on over the log to `before`, then over `records`."""
-    state, cursor = start.state, start.seq
-    while cursor < before:
-        rows = conn.execute(
-            "SELECT seq, line FROM decision_log WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
-            (cursor, before, _PAGE),
-        ).fetchall()
-        state = projection.fold(state, [orjson.loads(line) for _seq, line in rows])
-        cursor = int(rows[-1][0])
-    return projection.fold(state, [record._asdict() for record in records])
 
 
 def _evidence(conn: Conn) -> Iterator[RunFile]:
