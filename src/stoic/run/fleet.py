@@ -42,7 +42,7 @@ from stoic.run.fleet_chain import Known, next_tasks
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
-from stoic.run.fleet_records import end_if_done, evaluate_failure, fenced, lease_ran_out, leftovers
+from stoic.run.fleet_records import end_if_done, evaluate_failure, fenced, take_over_expired
 from stoic.run.fleet_review import guided
 from stoic.run.fleet_runs import RunRefused, Runs
 from stoic.run.fleet_wake import Wake
@@ -608,24 +608,9 @@ class FleetWorker:
     def _take_over(self) -> None:
         self._known.head = None
         with self.store.writing("take over tasks whose lease ran out") as writing:
-            expired = work.expired_claims(
-                writing.conn,
-                _TAKE_OVER_AT_ONCE,
-                self.runs.refused,
-                worker=self.name,
-                running=self._held(),
+            expired, ended = take_over_expired(
+                writing, self.runs, self.name, self._held(), _TAKE_OVER_AT_ONCE
             )
-            touched: dict[str, RunPlan] = {}
-            for claim in expired:
-                plan = self.runs.plan(writing.conn, claim.run_id)
-                record, failure = lease_ran_out(
-                    claim, never_launched=claim.worker == self.name, leftovers=leftovers(claim)
-                )
-                writing.append([record])
-                evaluate_failure(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
-                touched[claim.run_id] = plan
-            for plan in touched.values():
-                self._end_if_done(writing, plan)
         for claim in expired:
             self.stats["taken_over"] += 1
             whose = (
@@ -637,6 +622,8 @@ class FleetWorker:
                 f"took over {claim.run_id} {claim.task_id} attempt {claim.attempt}: {whose};"
                 " recorded interrupted"
             )
+        for run_id, status in ended:
+            self.say(f"run {run_id} ended: {status}")
 
 
 class _Unknown(Exception):

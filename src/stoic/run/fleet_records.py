@@ -15,12 +15,20 @@ from stoic.run import decisions as made
 from stoic.run.evaluation import Evaluator
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_review import escalate_task, propose_recovery
+from stoic.run.fleet_runs import Runs
 from stoic.run.process import kill_leftovers
 from stoic.run.run_end import lifecycle_reason, run_end_decision
 from stoic.store import pg_work as work
 from stoic.store.pg_store import AtHead
 
-__all__ = ["end_if_done", "evaluate_failure", "fenced", "lease_ran_out", "leftovers"]
+__all__ = [
+    "end_if_done",
+    "evaluate_failure",
+    "fenced",
+    "lease_ran_out",
+    "leftovers",
+    "take_over_expired",
+]
 
 
 def fenced(decision: Decision, claim: work.Claim) -> Decision:
@@ -112,3 +120,27 @@ def end_if_done(writing: AtHead, plan: RunPlan) -> str | None:
     reason = lifecycle_reason(run_id, analysis)
     writing.append([run_end_decision(run_id, analysis.status, reason, analysis)])
     return analysis.status.value
+
+
+def take_over_expired(
+    writing: AtHead, runs: Runs, worker: str, running: set[int], limit: int
+) -> tuple[list[work.Claim], list[tuple[str, str]]]:
+    """Up to `limit` claims whose lease ran out (none this worker runs), each attempt
+    recorded interrupted and its failure evaluated, and the runs that left with nothing
+    ready or running ended; returns the claims and each ended run with its status."""
+    expired = work.expired_claims(writing.conn, limit, runs.refused, worker=worker, running=running)
+    touched: dict[str, RunPlan] = {}
+    for claim in expired:
+        plan = runs.plan(writing.conn, claim.run_id)
+        record, failure = lease_ran_out(
+            claim, never_launched=claim.worker == worker, leftovers=leftovers(claim)
+        )
+        writing.append([record])
+        evaluate_failure(writing, plan, claim, failure, AttemptKind(claim.attempt_kind))
+        touched[claim.run_id] = plan
+    ended = [
+        (run_id, status)
+        for run_id, plan in touched.items()
+        if (status := end_if_done(writing, plan)) is not None
+    ]
+    return expired, ended
