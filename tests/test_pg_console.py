@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stoic.server.sessions import Role
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
 from tests.console_server import Clock, RunningConsole, running_console
@@ -263,3 +264,59 @@ def test_the_queue_page_names_what_waits_in_the_workspace_own_queue(
     notice = html.split('id="left-behind"', 1)[1].split("</p>", 1)[0]
     assert own in notice and "stoic --local queue" in notice
     assert f'data-id="{own}"' not in html  # named, not offered for a decision here
+
+
+ESCALATING = """\
+import os
+import stoic
+
+def ask():
+    if os.environ.get("STOIC_GUIDANCE") is None:
+        stoic.escalate("Which region gets the deploy?", context="two are up <b>now</b>")
+    return {"region": os.environ["STOIC_GUIDANCE"]}
+"""
+
+
+def test_a_database_runs_escalation_is_shown_and_answered_from_the_console(
+    served: RunningConsole, workspace: Path, db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "region.py").write_text(ESCALATING)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("meta: {name: deploy}\ntasks:\n  - {id: ask, call: 'region:ask'}\n")
+    started = run_cli("-w", str(workspace), "run", str(plan), "--json")
+    assert started.exit_code == 0, started.stderr
+    run_id = str(orjson.loads(started.stdout)["run_id"])
+    _work(workspace, tmp_path)
+    asked = run_cli("-w", str(workspace), "escalate", "--mode", "ambiguity", "--question",
+                    "Is the freeze on?", "--as", "ben")  # fmt: skip
+    assert asked.exit_code == 0 and asked.stdout.strip() == "ESC-002", asked.stderr
+
+    operator, olga = served.login("olga", Role.OPERATOR)
+    listed = operator.get("/escalations")
+    assert listed.status_code == 200
+    assert "ESC-001" in listed.text and "ESC-002" in listed.text
+    api = operator.get("/api/escalations").json()
+    assert [(e["id"], e["raised_by"]) for e in api] == [
+        ("ESC-001", "system:runner"),
+        ("ESC-002", "human:ben"),
+    ]
+    assert run_id in operator.get("/api/escalations/ESC-001").json()["briefing_markdown"]
+    shown = operator.get("/escalations/ESC-001")
+    assert shown.status_code == 200, shown.text
+    assert "Which region gets the deploy?" in shown.text and run_id in shown.text
+    assert "<b>now</b>" not in shown.text and "&lt;b&gt;now&lt;/b&gt;" in shown.text
+    assert 'value="amended"' not in shown.text and 'name="plan"' not in shown.text
+    amended = operator.post(
+        "/escalations/ESC-001/answer", data={"csrf": olga.csrf, "decision": "amended"}
+    )
+    assert amended.status_code == 400 and "start a new run" in amended.text
+    answered = operator.post(
+        "/escalations/ESC-001/answer",
+        data={"csrf": olga.csrf, "decision": "routed", "note": "eu-west"},
+        follow_redirects=False,
+    )
+    assert answered.status_code == 303, answered.text
+    assert "routed by human:olga" in operator.get("/escalations/ESC-001").text
+    _work(workspace, tmp_path)
+    assert _records(db, run_id)[-1]["decision_outcome"] == "completed"
+    assert operator.get("/escalations/ESC-404").status_code == 404

@@ -98,7 +98,7 @@ def test_the_gate_of_a_database_workspace_records_and_waits_in_the_database(
     assert audited.exit_code == 0 and orjson.loads(audited.stdout)["ok"] is True
 
 
-def test_an_mcp_agent_of_a_database_workspace_proposes_and_waits_in_the_database(
+def test_an_mcp_agent_of_a_database_workspace_proposes_waits_and_escalates_in_the_database(
     workspace: Path, db: str, tmp_path: Path
 ) -> None:
     import anyio
@@ -135,5 +135,10 @@ def test_an_mcp_agent_of_a_database_workspace_proposes_and_waits_in_the_database
                 )
             )
             assert (waited["status"], waited["decided"]) == ("approved", True)
+            asked = said(await client.call_tool("escalate", {"question": "Which key ring is it?"}))
+            assert asked["escalation_id"] == "ESC-001"
+            listed = run_cli("escalations", "--db", db, "--json")
+            [row] = orjson.loads(listed.stdout)  # in the database, raised by the agent
+            assert (row["id"], row["raised_by"]) == ("ESC-001", "agent:tester")
 
     anyio.run(main)

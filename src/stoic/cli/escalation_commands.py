@@ -38,12 +38,15 @@ def escalate(
     task: Annotated[str | None, typer.Option("--task", help="The task it is about.")] = None,
     context: Annotated[str, typer.Option("--context", help="What the person should know.")] = "",
     as_name: As = None,
+    db: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Hand one decision to a person: writes escalations/ESC-NNN.md and prints its id.
 
     Inside a running task ($STOIC_RESULT set, no --run/--task) the request goes into the task's
-    result file: the task is suspended when it ends and the run waits for the answer.
+    result file: the task is suspended when it ends and the run waits for the answer. With
+    --db (or [store] url), in a database, about the work (a database run's task escalates
+    itself, from the task).
     """
     request = escalations_service.request(mode, question, context)
     if (task is None) != (run is None):
@@ -59,6 +62,21 @@ def escalate(
         echo(f"escalation requested for task {task_id or '?'}")
         return
     actor = proposer_actor(as_name)
+    url = database_url(ctx, db)
+    if url is not None:
+        from stoic.services import db_escalations
+
+        if run is not None:
+            raise UsageError(
+                "--run and --task are for a workspace's run: a database run's task escalates"
+                " itself (stoic.escalate in the task); ask about the work without them"
+            )
+        raised = db_escalations.raise_(url, request, actor=actor, project=Path.cwd().name)
+        if as_json:
+            _print(raised, True)
+        else:
+            echo(raised.id)
+        return
     with open_workspace(ctx) as workspace:
         escalation = escalations_service.raise_(
             workspace, request, actor=actor, run_id=run, task_id=task
@@ -223,18 +241,9 @@ def _show_recorded(escalation: Escalation, as_json: bool) -> None:
     if as_json:
         _print(escalation, True)
         return
-    where = f"task {escalation.task_id} of run {escalation.run_id}" if escalation.task_id else ""
-    echo(f"# {escalation.id}: {escalation.title}")
-    echo(f"mode: {escalation.mode.value}" + (f"; {where}" if where else ""))
-    echo(f"raised: {escalation.raised_at} by {escalation.raised_by}")
-    echo(f"question: {escalation.question}")
-    if escalation.context:
-        echo(f"context: {escalation.context}")
-    if escalation.open:
-        echo("open: " + next_steps.answer_escalation(escalation.id, "routed", note="…").text)
-    else:
-        echo(f"decision: {escalation.decision} by {escalation.decided_by}")
-        echo(f"outcome: {escalation.outcome or escalation.note}")
+    from stoic.services import db_escalations
+
+    echo(db_escalations.recorded_briefing(escalation), nl=False)
 
 
 @incident_app.command("report")

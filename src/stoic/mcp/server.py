@@ -161,7 +161,14 @@ def _escalate(agent: Agent, args: Arguments) -> dict[str, Any]:
         )
     request = escalations.request(mode, question, context)  # exactly one question, or refused
     with Workspace.open(agent.workspace) as workspace:
-        escalation = escalations.raise_(workspace, request, actor=agent.actor)
+        url = workspace.settings.store.url
+        if url:  # the workspace's escalations are its database's, as its commands' are
+            from stoic.services import db_escalations
+
+            project = workspace.root.absolute().parent.name
+            escalation = db_escalations.raise_(url, request, actor=agent.actor, project=project)
+        else:
+            escalation = escalations.raise_(workspace, request, actor=agent.actor)
     return {
         "escalation_id": escalation.id,
         "mode": escalation.mode.value,

@@ -16,7 +16,10 @@ from stoic.exceptions import EscalationNotFound, StoicError, UsageError
 from stoic.server import deciding
 from stoic.server.auth import check_csrf, require, session_of
 from stoic.server.console import (
+    answer_of,
     escalation_id_or_404,
+    escalation_of,
+    escalations_of,
     looked_up,
     open_workspace,
     proposal_id_or_404,
@@ -29,7 +32,7 @@ from stoic.server.console import (
 from stoic.server.pages import DECISIONS, paused_of
 from stoic.server.sessions import Person, Role, Session
 from stoic.server.shown import Shown
-from stoic.services import escalations, queue, trust
+from stoic.services import queue, trust
 
 __all__ = ["router"]
 
@@ -206,8 +209,8 @@ def resume_json(request: Request, person: Operator, body: ResumeBody) -> dict[st
 def escalations_json(request: Request, session: Reading, open: bool = True) -> list[dict[str, Any]]:
     """The escalations, oldest first: the open ones, or all with `?open=false`."""
     del session
-    with open_workspace(request) as workspace:
-        return [e.to_json() for e in escalations.escalations(workspace, open_only=open)]
+    with open_workspace(request) as workspace, looked_up("the escalations"):
+        return [e.to_json() for e in escalations_of(request, workspace, open_only=open)]
 
 
 @router.get("/escalations/{escalation_id}")
@@ -216,8 +219,8 @@ def escalation_json(request: Request, escalation_id: str, session: Reading) -> d
     del session
     escalation_id = escalation_id_or_404(escalation_id)
     with open_workspace(request) as workspace, looked_up(f"escalation {escalation_id}"):
-        shown = escalations.show(workspace, escalation_id)
-    return {**shown.escalation.to_json(), "briefing_markdown": shown.briefing}
+        escalation, briefing, _ = escalation_of(request, workspace, escalation_id)
+    return {**escalation.to_json(), "briefing_markdown": briefing}
 
 
 class AnswerBody(BaseModel):
@@ -236,7 +239,8 @@ def answer_json(
     escalation_id = escalation_id_or_404(escalation_id)
     with open_workspace(request) as workspace:
         try:
-            answered = escalations.answer(
+            answered, continue_run = answer_of(
+                request,
                 workspace,
                 escalation_id,
                 decision=body.decision,
@@ -248,4 +252,4 @@ def answer_json(
             raise HTTPException(status_code=404, detail=str(exc)) from None
         except StoicError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-    return {**answered.escalation.to_json(), "continue_run": answered.continue_run}
+    return {**answered.to_json(), "continue_run": continue_run}

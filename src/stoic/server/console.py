@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
 
-from stoic.core.escalations import is_escalation_id
+from stoic.core.escalations import Escalation, is_escalation_id
 from stoic.core.proposals import Proposal, ProposalStatus, is_proposal_id
 from stoic.exceptions import (
     EscalationNotFound,
@@ -25,7 +25,7 @@ from stoic.exceptions import (
     WorkspaceError,
 )
 from stoic.server.shown import ShownSigner
-from stoic.services import db_queue, db_runs, queue, run_list, runs
+from stoic.services import db_escalations, db_queue, db_runs, escalations, queue, run_list, runs
 from stoic.services.run_list import RunRow
 from stoic.services.runs import RunTimeline
 from stoic.services.workspace import Workspace
@@ -210,6 +210,53 @@ def proposal_of(request: Request, workspace: Workspace, proposal_id: str) -> Pro
     if url is None:
         return queue.get(workspace, proposal_id)
     return db_queue.database_proposal(url, proposal_id)
+
+
+def escalations_of(request: Request, workspace: Workspace, *, open_only: bool) -> list[Escalation]:
+    """The console's escalations: the database's when the workspace names one (its commands
+    raise and answer them there), else the workspace's."""
+    url = console_of(request).database()
+    if url is None:
+        return escalations.escalations(workspace, open_only=open_only)
+    return db_escalations.escalations(url, open_only=open_only)
+
+
+def escalation_of(
+    request: Request, workspace: Workspace, escalation_id: str
+) -> tuple[Escalation, str, bool]:
+    """One escalation, its briefing's markdown (a database's: as its record tells it), and
+    whether it is a database's."""
+    url = console_of(request).database()
+    if url is None:
+        shown = escalations.show(workspace, escalation_id)
+        return shown.escalation, shown.briefing, False
+    escalation = db_escalations.escalation(url, escalation_id)
+    return escalation, db_escalations.recorded_briefing(escalation), True
+
+
+def answer_of(
+    request: Request,
+    workspace: Workspace,
+    escalation_id: str,
+    *,
+    decision: str,
+    actor: str,
+    note: str,
+    to: str | None,
+    plan: Path | None = None,
+) -> tuple[Escalation, str | None]:
+    """Answer an escalation where the console keeps them; the escalation as answered, and the
+    run a person continues next (a workspace's), if any."""
+    url = console_of(request).database()
+    if url is None:
+        answered = escalations.answer(
+            workspace, escalation_id, decision=decision, actor=actor, note=note, plan=plan, to=to
+        )
+        return answered.escalation, answered.continue_run
+    in_database = db_escalations.answer(
+        url, escalation_id, decision=decision, actor=actor, note=note, to=to
+    )
+    return in_database.escalation, None
 
 
 def runs_of(request: Request, workspace: Workspace, status: str | None) -> list[RunRow]:

@@ -1,6 +1,10 @@
 """The console's escalation pages: the list, one escalation's briefing rendered from its
 markdown (every text escaped), and the answer form for operators — routed with a note,
 amended with a plan upload (validated like any plan), escalated to someone, or aborted.
+
+A workspace that names a database shows the database's escalations, as its commands do: the
+briefing as the record tells it, and an answer that takes the run up for its workers (a
+database run keeps its recorded plan: no amended answer).
 """
 
 from __future__ import annotations
@@ -16,11 +20,18 @@ from stoic.core.escalations import EscalationDecision
 from stoic.exceptions import EscalationNotFound, StoicError
 from stoic.server import markdown
 from stoic.server.auth import check_csrf, require, session_of
-from stoic.server.console import escalation_id_or_404, looked_up, open_workspace
+from stoic.server.console import (
+    answer_of,
+    console_of,
+    escalation_id_or_404,
+    escalation_of,
+    escalations_of,
+    looked_up,
+    open_workspace,
+)
 from stoic.server.pages import paused_of
 from stoic.server.rendering import page
 from stoic.server.sessions import Person, Role, Session
-from stoic.services import escalations
 
 __all__ = ["PLAN_UPLOAD_LIMIT", "router"]
 
@@ -37,9 +48,10 @@ _PLAN_SUFFIXES = {".yaml", ".yml", ".json"}
 @router.get("/escalations", response_class=HTMLResponse)
 def escalations_page(request: Request, session: Reading, open: str = "1") -> Response:
     """The escalations, oldest first: the open ones, or all with `?open=0`."""
+    seq = console_of(request).live_seq()  # before what is shown: a later record reloads it
     with open_workspace(request) as workspace:
-        seq = workspace.head().seq  # before what is shown: a later record reloads the page
-        rows = escalations.escalations(workspace, open_only=open != "0")
+        with looked_up("the escalations"):
+            rows = escalations_of(request, workspace, open_only=open != "0")
         paused = paused_of(workspace)
     return page(
         request,
@@ -56,18 +68,21 @@ def escalations_page(request: Request, session: Reading, open: str = "1") -> Res
 def escalation_page(request: Request, escalation_id: str, session: Reading) -> Response:
     """One escalation's briefing, and the answer form while it is open."""
     escalation_id = escalation_id_or_404(escalation_id)
+    decisions = [d.value for d in EscalationDecision]
     with open_workspace(request) as workspace:
         with looked_up(f"escalation {escalation_id}"):
-            shown = escalations.show(workspace, escalation_id)
+            escalation, briefing, in_database = escalation_of(request, workspace, escalation_id)
         paused = paused_of(workspace)
+    if in_database:  # a database run keeps its recorded plan
+        decisions.remove(EscalationDecision.AMENDED.value)
     return page(
         request,
         "escalation.html",
         session,
         paused=paused,
-        e=shown.escalation,
-        briefing=markdown.render(shown.briefing),
-        decisions=[d.value for d in EscalationDecision],
+        e=escalation,
+        briefing=markdown.render(briefing),
+        decisions=decisions,
         may_answer=session.person.role.may(Role.OPERATOR),
     )
 
@@ -105,7 +120,8 @@ def answer_form(
             plan_path.write_bytes(content)
         try:
             with open_workspace(request) as workspace:
-                escalations.answer(
+                answer_of(
+                    request,
                     workspace,
                     escalation_id,
                     decision=decision,

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stoic.core.escalations import Escalation, is_escalation_id
+from stoic.core import next_steps
+from stoic.core.escalations import Escalation, EscalationRequest, is_escalation_id
 from stoic.exceptions import UsageError
 from stoic.run.fleet_review import take_up_answered
-from stoic.store.pg_escalations import answer_at, escalation_state, stored_escalation
+from stoic.store.pg_escalations import answer_at, escalation_state, raise_at, stored_escalation
 from stoic.store.pg_store import PostgresStore
 
-__all__ = ["AnsweredInDatabase", "answer", "escalation", "escalations"]
+__all__ = [
+    "AnsweredInDatabase",
+    "answer",
+    "escalation",
+    "escalations",
+    "raise_",
+    "recorded_briefing",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,49 @@ def answer(
     with PostgresStore.open(url) as store, store.writing("record an answer") as writing:
         answered = answer_at(writing, escalation_id, decision, note=note, actor=actor, to=to)
         return AnsweredInDatabase(answered, take_up_answered(writing, answered, actor))
+
+
+def raise_(url: str, request: EscalationRequest, *, actor: str, project: str) -> Escalation:
+    """A person's (or an agent's) escalation about the work, in the database: one question,
+    about no task (a database run's task escalates itself, from the task)."""
+    with PostgresStore.open(url) as store, store.writing("raise an escalation") as writing:
+        return raise_at(writing, request, actor=actor, run_id=None, task_id=None, project=project)
+
+
+def recorded_briefing(escalation: Escalation) -> str:
+    """A database's escalation as its record tells it, in the briefing's markdown (the
+    briefing file itself is written by `stoic export`): every text as the record holds it,
+    for the caller to escape where it shows it."""
+    where = (
+        f"task {escalation.task_id} of run {escalation.run_id}"
+        if escalation.task_id
+        else "the work"
+    )
+    lines = [
+        f"# {escalation.id}: {escalation.title}",
+        "",
+        f"- Mode: {escalation.mode.value}",
+        f"- About: {where}",
+        f"- Raised: {escalation.raised_at} by {escalation.raised_by}",
+        "",
+        "## Question",
+        "",
+        escalation.question,
+    ]
+    if escalation.context:
+        lines += ["", "## Context", "", escalation.context]
+    if escalation.open:
+        answer = next_steps.answer_escalation(escalation.id, "routed", note="…").text
+        lines += ["", "## Status", "", f"Open: `{answer}`"]
+    else:
+        lines += [
+            "",
+            "## Decision",
+            "",
+            f"{escalation.decision} by {escalation.decided_by}: "
+            f"{escalation.outcome or escalation.note}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def _check_id(escalation_id: str) -> None:

@@ -51,12 +51,13 @@ def raise_at(
     request: EscalationRequest,
     *,
     actor: str,
-    run_id: str,
-    task_id: str,
+    run_id: str | None,
+    task_id: str | None,
     project: str,
 ) -> Escalation:
-    """Open an escalation for a run's task, in the transaction at hand (a worker's end of the
-    task that asked); a request without exactly one question is refused."""
+    """Open an escalation, in the transaction at hand: for a run's task (a worker's end of the
+    task that asked), or a person's about the work; a request without exactly one question is
+    refused."""
     problem = question_error(request.question)
     if problem is not None:
         raise UsageError(f"escalation refused: {problem}")
