@@ -151,3 +151,26 @@ def test_unreadable_own_files_are_said_not_skipped(db: str, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert "the workspace's own files cannot be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_workspace_own_open_escalations_are_named_and_answered_with_local(
+    db: str, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    asked = run_cli("-w", str(workspace), "escalate", "--mode", "ambiguity", "--question",
+                    "Is the freeze on?", "--as", "ben")  # fmt: skip
+    assert asked.exit_code == 0 and asked.stdout.strip() == "ESC-001", asked.stderr
+    _name_database(workspace, db)
+
+    listed = run_cli("-w", str(workspace), "escalations", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert orjson.loads(listed.stdout) == []  # the database's escalations
+    assert "1 escalation(s) are open in the workspace's own files (ESC-001)" in listed.stderr
+    assert "`stoic --local escalations --open`" in listed.stderr
+
+    answered = run_cli("-w", str(workspace), "--local", "escalations", "answer", "ESC-001",
+                       "--decision", "routed", "--note", "no freeze", "--as", "ana")  # fmt: skip
+    assert answered.exit_code == 0, answered.stderr
+    after = run_cli("-w", str(workspace), "escalations")
+    assert after.exit_code == 0 and "own files" not in after.stderr

@@ -80,13 +80,16 @@ def database_url(
 
 
 def _warn_left_behind(ctx: typer.Context) -> None:
-    """Say what waits in the workspace's own queue and pause, which a command sent to its
-    database does not see (a workspace that named a database after it had used its own)."""
+    """Say what waits in the workspace's own queue, escalations and pause, which a command
+    sent to its database does not see (a workspace that named a database after it had used
+    its own)."""
+    from stoic.services.escalations import escalations
     from stoic.services.queue import left_behind
 
     try:
         with open_workspace(ctx, announce_pause=False) as workspace:
             waiting, paused = left_behind(workspace)
+            asking = [item.id for item in escalations(workspace, open_only=True)]
     except StoicError as exc:
         echo(f"stoic: warning: the workspace's own files cannot be read: {exc}", err=True)
         return
@@ -96,6 +99,14 @@ def _warn_left_behind(ctx: typer.Context) -> None:
             f"stoic: warning: {len(waiting)} proposal(s) wait in the workspace's own queue"
             f" ({shown}), not in the database its stoic.toml names;"
             f" {next_steps.queue(local=True)} lists them",
+            err=True,
+        )
+    if asking:
+        shown = ", ".join(asking[:3]) + (", …" if len(asking) > 3 else "")
+        echo(
+            f"stoic: warning: {len(asking)} escalation(s) are open in the workspace's own files"
+            f" ({shown}), not in the database its stoic.toml names;"
+            f" {next_steps.open_escalations(local=True)} lists them",
             err=True,
         )
     if paused:

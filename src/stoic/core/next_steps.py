@@ -79,6 +79,11 @@ def queue(*, local: bool = False) -> NextStep:
     return NextStep(("queue",), (), _local(local))
 
 
+def open_escalations(*, local: bool = False) -> NextStep:
+    """List the open escalations; `local`: the workspace's own, not its database's."""
+    return NextStep(("escalations",), ("--open",), _local(local))
+
+
 def _local(local: bool) -> tuple[str, ...]:
     return ("--local",) if local else ()
 
