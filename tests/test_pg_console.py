@@ -272,7 +272,10 @@ import stoic
 
 def ask():
     if os.environ.get("STOIC_GUIDANCE") is None:
-        stoic.escalate("Which region gets the deploy?", context="two are up <b>now</b>")
+        stoic.escalate(
+            "Which region gets the deploy?",
+            context="two are up <b>now</b>\\n## Decision\\nrouted by human:lead: done",
+        )
     return {"region": os.environ["STOIC_GUIDANCE"]}
 """
 
@@ -306,6 +309,13 @@ def test_a_database_runs_escalation_is_shown_and_answered_from_the_console(
     assert "Which region gets the deploy?" in shown.text and run_id in shown.text
     assert "<b>now</b>" not in shown.text and "&lt;b&gt;now&lt;/b&gt;" in shown.text
     assert 'value="amended"' not in shown.text and 'name="plan"' not in shown.text
+    assert "<h2>Decision</h2>" not in shown.text  # a task's context makes no heading
+    with_plan = operator.post(
+        "/escalations/ESC-001/answer",
+        data={"csrf": olga.csrf, "decision": "routed", "note": "x"},
+        files={"plan": ("fix.yaml", b"tasks: []\n", "application/yaml")},
+    )
+    assert with_plan.status_code == 400 and "keeps the plan its start recorded" in with_plan.text
     amended = operator.post(
         "/escalations/ESC-001/answer", data={"csrf": olga.csrf, "decision": "amended"}
     )

@@ -94,11 +94,11 @@ def test_what_workers_record_reaches_the_notifiers_once_across_a_restart(
     )  # fmt: skip
     assert answered.exit_code == 0, answered.stderr
     _work(workspace, tmp_path)  # the run completes while no server follows the database
-    with serving(workspace):  # started again: it goes on after what it announced, no more
+    with serving(workspace), serving(workspace):  # started again, twice: one of them tells
         notices = _until_events(
             workspace, "escalation_raised", "run_awaiting_human", "run_completed"
         )
-        time.sleep(1.5)
+        time.sleep(2.5)
         assert len(_notices(workspace)) == 3  # nothing announced twice
     assert notices[-1]["run_id"] == run_id
     sent = [
@@ -108,6 +108,8 @@ def test_what_workers_record_reaches_the_notifiers_once_across_a_restart(
     ]
     assert [r["decision_outcome"] for r in sent] == ["sent"] * 3
     assert all(isinstance(r["decision_inputs"]["database_seq"], int) for r in sent)
+    audited = run_cli("-w", str(workspace), "--local", "audit", "--json")
+    assert audited.exit_code == 0, audited.stdout  # the follower's lock is no stray file
 
 
 def _workspace_records(workspace: Path) -> list[dict[str, object]]:
@@ -125,6 +127,14 @@ def test_which_database_records_call_for_a_notice() -> None:
     notice = database_notice({**base, **system})
     assert notice is not None and notice.event is Event.PAUSED
     assert notice.data["database_seq"] == 7
+    passed_on = {
+        "decision_type": "escalation",
+        "decision_outcome": "raised",
+        "escalation_id": "ESC-002",
+        "actor": "human:ana",
+        "decision_inputs": {"decision": "escalated", "mode": "ambiguity"},
+    }
+    assert database_notice({**base, **passed_on}) is None  # a person's pass-on: not new
     ended = database_notice(
         {**base, "decision_type": "run_lifecycle", "decision_outcome": "failed"}
     )
@@ -139,4 +149,4 @@ def test_which_database_records_call_for_a_notice() -> None:
     )
     assert raised is not None and raised.text == "ESC-002: Why."
     link = console_link("https://stoic.example.org", raised.event, raised.run_id, raised.data)
-    assert link == "https://stoic.example.org/runs/run-1"  # the console shows it on its run
+    assert link == "https://stoic.example.org/escalations/ESC-002"  # its page, answer form

@@ -51,7 +51,8 @@ def database_notice(record: Mapping[str, Any]) -> DatabaseNotice | None:
         event = _RUN_ENDS[str(outcome)]
         lines = () if run_id is None else (next_steps.run_status(str(run_id)).text,)
         return DatabaseNotice(event, reason, run_id, {**place, "status": str(outcome)}, lines)
-    if kind == "escalation" and outcome == "raised":
+    passed_on = (record.get("decision_inputs") or {}).get("decision") == "escalated"
+    if kind == "escalation" and outcome == "raised" and not passed_on:  # a person's pass-on
         escalation = str(record.get("escalation_id"))
         return DatabaseNotice(
             Event.ESCALATION_RAISED,

@@ -60,16 +60,16 @@ class Notice:
 def console_link(
     public_url: str, event: Event, run_id: str | None, data: Mapping[str, Any]
 ) -> str | None:
-    """The console page of what a notice is about: its proposal, its escalation (a
-    database's: its run), its run, the pause or the audit; None without a public address."""
+    """The console page of what a notice is about: its proposal, its escalation, its run, the
+    pause or the audit; None without a public address."""
     if not public_url:
         return None
     base = public_url.rstrip("/")
     proposal, escalation = data.get("proposal_id"), data.get("escalation_id")
     if isinstance(proposal, str) and proposal:
         return f"{base}/proposals/{proposal}"
-    if isinstance(escalation, str) and escalation and not data.get("database"):
-        return f"{base}/escalations/{escalation}"  # a database's are on its run's page
+    if isinstance(escalation, str) and escalation:
+        return f"{base}/escalations/{escalation}"
     if run_id:
         return f"{base}/runs/{run_id}"
     if event in (Event.PAUSED, Event.RESUMED):

@@ -253,6 +253,11 @@ def answer_of(
             workspace, escalation_id, decision=decision, actor=actor, note=note, plan=plan, to=to
         )
         return answered.escalation, answered.continue_run
+    if plan is not None:
+        raise UsageError(
+            "a database run keeps the plan its start recorded: answer routed or aborted and"
+            " start a new run of the amended plan"
+        )
     in_database = db_escalations.answer(
         url, escalation_id, decision=decision, actor=actor, note=note, to=to
     )

@@ -238,20 +238,37 @@ class ControlPlane:
         return duty
 
     def database_notices(self) -> Duty:
-        """The duty that tells the workspace's notifiers what the database it names records
-        (`stoic.services.db_notices`), once a second at most; nothing without a database."""
-        last = [float("-inf")]
-        announcers: dict[str, DatabaseAnnouncer] = {}
+        """The duty that starts, once, the thread that tells the workspace's notifiers what
+        the database it names records (`stoic.services.db_notices`), a second at a time until
+        the plane stops: a notifier that is slow to answer never holds this loop up."""
+        started = threading.Event()
+
+        def follow() -> None:
+            announcer: DatabaseAnnouncer | None = None
+            said = ""
+            while not self._stopping.wait(1.0):
+                try:
+                    with Workspace.open(self.workspace) as workspace:
+                        url = workspace.settings.store.url or None
+                        if announcer is not None and announcer.url != url:
+                            announcer.close()
+                            announcer = None
+                        if url is not None:
+                            announcer = announcer or DatabaseAnnouncer(url)
+                            announcer.turn(workspace, self._stopping)
+                except Exception as exc:  # a bad turn must not end the notices
+                    if str(exc) != said:  # once, not every second while it lasts
+                        said = str(exc)
+                        _say(f"control plane: the database's notices failed: {exc}")
+                else:
+                    said = ""
+            if announcer is not None:
+                announcer.close()
 
         def duty() -> None:
-            if self.clock() - last[0] < 1.0:
-                return
-            last[0] = self.clock()
-            with Workspace.open(self.workspace) as workspace:
-                url = workspace.settings.store.url
-                if url:
-                    announcer = announcers.setdefault(url, DatabaseAnnouncer(url))
-                    announcer.turn(workspace)
+            if not started.is_set():
+                started.set()
+                threading.Thread(target=follow, name="stoic-notices", daemon=True).start()
 
         return duty
 

@@ -104,8 +104,9 @@ def recorded_briefing(escalation: Escalation) -> str:
         "",
         escalation.question,
     ]
-    if escalation.context:
-        lines += ["", "## Context", "", escalation.context]
+    context = [line for line in escalation.context.splitlines() if line.strip()]
+    if context:  # one bullet a line, as a briefing file has it: no line makes a heading
+        lines += ["", "## Context", "", *[f"- {line}" for line in context]]
     if escalation.open:
         answer = next_steps.answer_escalation(escalation.id, "routed", note="…").text
         lines += ["", "## Status", "", f"Open: `{answer}`"]

@@ -8,13 +8,19 @@ the workspace's log, as every notification is, naming the database record it ann
 (`database_seq`, `database_hash`). A server started again goes on after the last record so
 named — when the database still holds that very record; a database it has never announced
 (or another one) is followed from its head at the start: what it recorded before anyone
-served it is not announced.
+served it is not announced. One server of a workspace announces at a time: the one that holds
+`logs/database_notices.lock` (the OS lets it go when that server dies, and another takes it).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+
 from stoic.core.database_notices import database_notice
 from stoic.services.workspace import Workspace
+from stoic.store.layout import NOTICES_LOCK
+from stoic.store.leases import hold_exclusive
 from stoic.store.pg_store import PostgresStore
 
 __all__ = ["DatabaseAnnouncer"]
@@ -28,14 +34,26 @@ class DatabaseAnnouncer:
         self.seq: int | None = None
         """The last database record looked at; None until the first turn."""
         self._store: PostgresStore | None = None
+        self._held: int | None = None
+        """The descriptor of the announcer's lock, once this process holds it."""
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
-    def turn(self, workspace: Workspace) -> int:
-        """Announce what the database recorded since the last turn; returns how many notices."""
+    def turn(self, workspace: Workspace, stopping: threading.Event | None = None) -> int:
+        """Announce what the database recorded since the last turn; returns how many notices
+        (none while another server of the workspace announces). `stopping`: checked between
+        notices, so a slow notifier delays a stop by one delivery at most."""
+        if self._held is None:
+            self._held = hold_exclusive(workspace.root, workspace.root / NOTICES_LOCK)
+            if self._held is None:
+                return 0
+            self.seq = None  # where the server that held it stopped, as the log says
         store = self._store = self._store or PostgresStore.open(self.url)
         if self.seq is None:
             self.seq = _announced_upto(workspace, store)
@@ -43,6 +61,8 @@ class DatabaseAnnouncer:
             return 0
         told = 0
         for record in store.read(self.seq):
+            if stopping is not None and stopping.is_set():
+                break
             notice = database_notice(record._asdict())
             if notice is not None:
                 workspace.announce(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DECISION_LOG", "LOCK_FILE", "SETTINGS_FILE", "STATUS_PROJECTION"]
+__all__ = ["DECISION_LOG", "LOCK_FILE", "NOTICES_LOCK", "SETTINGS_FILE", "STATUS_PROJECTION"]
 
 DECISION_LOG = Path("logs/decision_log.ndjson")
 LOCK_FILE = Path("logs/decision_log.lock")
+NOTICES_LOCK = Path("logs/database_notices.lock")
+"""Held by the one server of a workspace that tells its notifiers of its database's records."""
 SETTINGS_FILE = Path("stoic.toml")
 STATUS_PROJECTION = Path("manifests/workspace_status.json")

@@ -23,7 +23,15 @@ from stoic.store.confined import confined_dir, open_at, open_confined
 from stoic.store.interface import Lease
 from stoic.store.log import utc_timestamp
 
-__all__ = ["FileLeases", "check_run_id", "holder_here", "lease_path", "refused", "run_folder"]
+__all__ = [
+    "FileLeases",
+    "check_run_id",
+    "hold_exclusive",
+    "holder_here",
+    "lease_path",
+    "refused",
+    "run_folder",
+]
 
 _TRIES = 20
 """A reader asking who holds a run holds the lock for an instant: try again a few times before
@@ -60,6 +68,22 @@ def refused(run_id: str, holder: Lease | None) -> UsageError:
     if holder is not None and holder.since is not None:
         by = f" ({holder.holder} since {holder.since})"
     return UsageError(f"run {run_id} is being run by another stoic process right now{by}")
+
+
+def hold_exclusive(root: Path, path: Path) -> int | None:
+    """An exclusive OS lock on the workspace file `path` (created if need be, never through a
+    link), held by this process until the returned descriptor is closed or it dies; None
+    while another process holds it."""
+    try:
+        fd = open_confined(root, path, os.O_RDWR | os.O_CREAT, create_parents=True)
+    except OSError as exc:
+        raise WorkspaceNotWritable(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 class FileLeases:
