@@ -825,3 +825,37 @@ def test_a_worker_whose_renewals_fail_never_retries_its_own_running_task(
     assert records[-1]["decision_outcome"] == "failed"
     assert side.read_text().count("charged") == 1
     _audit_clean(db)
+
+
+def test_a_worker_whose_database_is_gone_stops_soon_on_sigterm(tmp_path: Path) -> None:
+    """A turn waits for a connection as long as one takes to make (10 s), not the pool's
+    30 s: with the server gone, a drained worker exits once that turn gives up."""
+    from tests.postgres import started, stopped
+
+    server = started()
+    try:
+        url = server.new_database()
+        PostgresStore.migrate(url)
+        err = tmp_path / "worker.err"
+        with err.open("wb") as sink:
+            worker = subprocess.Popen(
+                [STOIC_BIN, "worker", "--db", url, "--poll-seconds", "0.5",
+                 "--scratch", str(tmp_path / "scratch")],
+                stdout=subprocess.DEVNULL, stderr=sink,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while "up to 4 tasks at once" not in err.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+    finally:
+        stopped(server)
+    time.sleep(1.0)  # its turns fail now
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    try:
+        assert worker.wait(timeout=20) == 0  # the pool's own wait was 30 s
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert time.monotonic() - asked < 20
+    assert "SIGTERM: claiming nothing more" in err.read_text()

@@ -84,8 +84,17 @@ class PostgresStore:
         """Use `open` or `init`; `writer` is this handle's own connection, schema checked."""
         self._url = url
         self._writer: Conn | None = writer
+        # A connection is waited for as long as one takes to make (`connect_timeout`), not
+        # psycopg_pool's 30 s: with the server gone, a worker's turn fails (and a stop signal
+        # is acted on) that much sooner.
         self._pool: ConnectionPool[Conn] = ConnectionPool(
-            url, min_size=1, max_size=8, kwargs=CONNECTION, open=True, name="stoic"
+            url,
+            min_size=1,
+            max_size=8,
+            kwargs=CONNECTION,
+            open=True,
+            name="stoic",
+            timeout=float(str(CONNECTION["connect_timeout"])),
         )
         self._mutex = threading.RLock()
         self._depth = 0
