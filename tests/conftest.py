@@ -178,3 +178,13 @@ def postgres() -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         postgres_stopped(server)
+
+
+@pytest.fixture
+def db(postgres: EmbeddedPostgres) -> str:
+    """A fresh database of the session's server, with stoic's schema."""
+    from stoic.store.pg_store import PostgresStore  # psycopg only for the tests that use it
+
+    url = postgres.new_database()
+    PostgresStore.migrate(url)
+    return url

@@ -20,7 +20,6 @@ from stoic.core.records import Decision
 from stoic.run import fleet
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
-from tests.postgres import EmbeddedPostgres
 
 _STEP = """
 import time
@@ -33,13 +32,6 @@ def step(name):
             time.sleep(0.01)
     return {"name": name}
 """
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 @pytest.fixture

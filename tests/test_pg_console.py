@@ -16,16 +16,8 @@ from stoic.server.sessions import Role
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
 from tests.console_server import Clock, RunningConsole, running_console
-from tests.postgres import EmbeddedPostgres
 
 HOSTILE = "<script>window.pwned = 1</script>"
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 @pytest.fixture

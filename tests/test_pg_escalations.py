@@ -8,11 +8,9 @@ import subprocess
 from pathlib import Path
 
 import orjson
-import pytest
 
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import STOIC_BIN, CliResult, run_cli
-from tests.postgres import EmbeddedPostgres
 
 HOSTILE = "\x1b]0;pwned\x07"
 
@@ -32,13 +30,6 @@ def after(inputs):
     with open(os.environ["SEEN"], "a") as seen:
         seen.write("after " + inputs["ask"]["region"] + "\\n")
 """
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 def _records(url: str) -> list[dict[str, object]]:

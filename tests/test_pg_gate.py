@@ -15,7 +15,6 @@ import pytest
 
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import STOIC_BIN, run_cli
-from tests.postgres import EmbeddedPostgres
 
 HOOK = {
     "session_id": "abc123",
@@ -25,13 +24,6 @@ HOOK = {
     "tool_name": "Bash",
     "tool_use_id": "toolu_01ABC123",
 }
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 @pytest.fixture

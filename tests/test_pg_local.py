@@ -6,18 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pytest
 
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
-from tests.postgres import EmbeddedPostgres
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 def _name_database(workspace: Path, url: str) -> None:

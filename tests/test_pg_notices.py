@@ -12,9 +12,7 @@ import pytest
 
 from stoic.core.database_notices import database_notice
 from stoic.core.notifications import Event, console_link
-from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
-from tests.postgres import EmbeddedPostgres
 from tests.test_serve_control import serving
 
 TASK = """\
@@ -26,13 +24,6 @@ def ask():
         stoic.escalate("Which region gets the deploy?")
     return {"region": os.environ["STOIC_GUIDANCE"]}
 """
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 @pytest.fixture

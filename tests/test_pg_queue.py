@@ -9,18 +9,9 @@ import time
 from pathlib import Path
 
 import orjson
-import pytest
 
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import STOIC_BIN, run_cli
-from tests.postgres import EmbeddedPostgres
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 def _records(url: str, run_id: str | None = None) -> list[dict[str, object]]:

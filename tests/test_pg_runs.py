@@ -7,19 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pytest
 
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
-from tests.postgres import EmbeddedPostgres
 from tests.test_schedules import _past_next_slot
-
-
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
 
 
 def _records(url: str) -> list[dict[str, object]]:

@@ -23,13 +23,6 @@ from tests.conftest import STOIC_BIN, CliResult, run_cli
 from tests.postgres import EmbeddedPostgres
 
 
-@pytest.fixture
-def db(postgres: EmbeddedPostgres) -> str:
-    url = postgres.new_database()
-    PostgresStore.migrate(url)
-    return url
-
-
 class Workers:
     """`stoic worker` processes started for a test, each logging to its own file."""
 
