@@ -30,6 +30,7 @@ def db(postgres: EmbeddedPostgres) -> str:
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages and batches of two: every read and insert spans many of them."""
     monkeypatch.setattr("stoic.store.pg_store._PAGE", 2)
+    monkeypatch.setattr("stoic.store.pg_projections._PAGE", 2)  # a fold caught up in pages
     monkeypatch.setattr("stoic.services.db_transfer._BATCH", 2)
 
 
