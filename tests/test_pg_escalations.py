@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from stoic.services import db_escalations
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import STOIC_BIN, CliResult, run_cli
 
@@ -89,6 +90,8 @@ def _audit_clean(db: str, tmp_path: Path) -> None:
     assert exported.exit_code == 0, exported.stderr  # its briefings written and audited too
     briefing = tmp_path / "exported" / "escalations" / "ESC-001.md"
     assert "Which region gets the deploy?" in briefing.read_text()
+    _, shown = db_escalations.briefing(db, "ESC-001")
+    assert shown == briefing.read_text()  # what `show --db` and the console show: the same
 
 
 def test_a_task_escalates_on_a_worker_and_a_routed_answer_takes_the_run_up(

@@ -140,24 +140,30 @@ def show(
     db: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Print an escalation's briefing (or its record as JSON); with --db, a database's
-    escalation as its record tells it (its briefing is written by `stoic export`)."""
+    """Print an escalation's briefing (or its record as JSON); with --db, a database's."""
     url = database_url(ctx, db)
     if url is not None:
         from stoic.services import db_escalations
 
-        _show_recorded(db_escalations.escalation(url, escalation_id), as_json)
+        if as_json:
+            _print(db_escalations.escalation(url, escalation_id), True)
+            return
+        _show(*db_escalations.briefing(url, escalation_id))
         return
     with open_workspace(ctx) as workspace:
         if as_json:
             _print(escalations_service.get(workspace, escalation_id), True)
             return
         shown = escalations_service.show(workspace, escalation_id)
-        escalation = shown.escalation
-        echo(shown.briefing, nl=False)
-        if not escalation.open:
-            echo(f"\n**Decision:** {escalation.decision} by {escalation.decided_by}")
-            echo(f"**Outcome:** {escalation.outcome or escalation.note}")
+    _show(shown.escalation, shown.briefing)
+
+
+def _show(escalation: Escalation, briefing: str) -> None:
+    """The briefing, and how the escalation was closed, once it was."""
+    echo(briefing, nl=False)
+    if not escalation.open:
+        echo(f"\n**Decision:** {escalation.decision} by {escalation.decided_by}")
+        echo(f"**Outcome:** {escalation.outcome or escalation.note}")
 
 
 @escalations_app.command("answer")
@@ -234,16 +240,6 @@ def _answer_in_database(
     echo(f"{escalation.id} {escalation.decision}: {escalation.outcome or escalation.note}")
     if answered.run_taken_up is not None:
         echo(answered.run_taken_up)
-
-
-def _show_recorded(escalation: Escalation, as_json: bool) -> None:
-    """A database's escalation, from its record: what a briefing would say of it."""
-    if as_json:
-        _print(escalation, True)
-        return
-    from stoic.services import db_escalations
-
-    echo(db_escalations.recorded_briefing(escalation), nl=False)
 
 
 @incident_app.command("report")

@@ -224,14 +224,13 @@ def escalations_of(request: Request, workspace: Workspace, *, open_only: bool) -
 def escalation_of(
     request: Request, workspace: Workspace, escalation_id: str
 ) -> tuple[Escalation, str, bool]:
-    """One escalation, its briefing's markdown (a database's: as its record tells it), and
-    whether it is a database's."""
+    """One escalation, its briefing's markdown, and whether it is a database's."""
     url = console_of(request).database()
     if url is None:
         shown = escalations.show(workspace, escalation_id)
         return shown.escalation, shown.briefing, False
-    escalation = db_escalations.escalation(url, escalation_id)
-    return escalation, db_escalations.recorded_briefing(escalation), True
+    escalation, briefing = db_escalations.briefing(url, escalation_id)
+    return escalation, briefing, True
 
 
 def answer_of(

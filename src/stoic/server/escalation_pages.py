@@ -3,7 +3,7 @@ markdown (every text escaped), and the answer form for operators — routed with
 amended with a plan upload (validated like any plan), escalated to someone, or aborted.
 
 A workspace that names a database shows the database's escalations, as its commands do: the
-briefing as the record tells it, and an answer that takes the run up for its workers (a
+briefing built from its log, and an answer that takes the run up for its workers (a
 database run keeps its recorded plan: no amended answer).
 """
 

@@ -1,4 +1,4 @@
-"""Escalations of a database (DESIGN §9, §13): list, get, answer.
+"""Escalations of a database (DESIGN §9, §13): list, get with its briefing, raise, answer.
 
 A task of a database run that hands its decision to a person has its escalation raised by the
 worker that ran it, in the transaction of its evaluation (`stoic.run.fleet_review`). A person's
@@ -12,20 +12,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationRequest, is_escalation_id
 from stoic.exceptions import UsageError
 from stoic.run.fleet_review import take_up_answered
-from stoic.store.pg_escalations import answer_at, escalation_state, raise_at, stored_escalation
+from stoic.store.pg_escalations import (
+    answer_at,
+    briefing_at,
+    escalation_state,
+    raise_at,
+    stored_escalation,
+)
 from stoic.store.pg_store import PostgresStore
 
 __all__ = [
     "AnsweredInDatabase",
     "answer",
+    "briefing",
     "escalation",
     "escalations",
     "raise_",
-    "recorded_briefing",
 ]
 
 
@@ -84,41 +89,12 @@ def raise_(url: str, request: EscalationRequest, *, actor: str, project: str) ->
         return raise_at(writing, request, actor=actor, run_id=None, task_id=None, project=project)
 
 
-def recorded_briefing(escalation: Escalation) -> str:
-    """A database's escalation as its record tells it, in the briefing's markdown (the
-    briefing file itself is written by `stoic export`): every text as the record holds it,
-    for the caller to escape where it shows it."""
-    where = (
-        f"task {escalation.task_id} of run {escalation.run_id}"
-        if escalation.task_id
-        else "the work"
-    )
-    lines = [
-        f"# {escalation.id}: {escalation.title}",
-        "",
-        f"- Mode: {escalation.mode.value}",
-        f"- About: {where}",
-        f"- Raised: {escalation.raised_at} by {escalation.raised_by}",
-        "",
-        "## Question",
-        "",
-        escalation.question,
-    ]
-    context = [line for line in escalation.context.splitlines() if line.strip()]
-    if context:  # one bullet a line, as a briefing file has it: no line makes a heading
-        lines += ["", "## Context", "", *[f"- {line}" for line in context]]
-    if escalation.open:
-        answer = next_steps.answer_escalation(escalation.id, "routed", note="…").text
-        lines += ["", "## Status", "", f"Open: `{answer}`"]
-    else:
-        lines += [
-            "",
-            "## Decision",
-            "",
-            f"{escalation.decision} by {escalation.decided_by}: "
-            f"{escalation.outcome or escalation.note}",
-        ]
-    return "\n".join(lines) + "\n"
+def briefing(url: str, escalation_id: str) -> tuple[Escalation, str]:
+    """One escalation of the database and its briefing, the one `stoic export` writes."""
+    _check_id(escalation_id)
+    with PostgresStore.open(url) as store, store.connection() as conn:
+        item = stored_escalation(conn, escalation_id)
+        return item, briefing_at(conn, item)
 
 
 def _check_id(escalation_id: str) -> None:

@@ -8,7 +8,6 @@ projections of them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,7 @@ __all__ = [
     "Escalations",
     "answer_decision",
     "answer_lines",
+    "briefing_text",
     "check_answer",
     "escalation_in",
     "raised_decision",
@@ -199,17 +199,8 @@ class Escalations:
             details=details,
         )
         record = self.workspace.record_many([decision])[0]
-        text = self._briefing(
-            escalation_id,
-            replace(request, title=title),
-            run_id,
-            task_id,
-            facts,
-            record.decided_at[:10],
-            risks,
-            status,
-        )
         state.feed([record._asdict()])
+        text = briefing_text(state.escalations[escalation_id], facts[1])
         # Under the lock, just appended: the fold is current to the log's end.
         self.workspace.escalation_cache = (state, self.workspace.log.tail_state().good_end)
         with self.workspace.projecting(f"escalations/{escalation_id}.md and the escalation log"):
@@ -234,37 +225,6 @@ class Escalations:
             if task_id is not None and record.task_id == task_id:
                 history.append(record._asdict())
         return project, history
-
-    def _briefing(
-        self,
-        escalation_id: str,
-        request: EscalationRequest,
-        run_id: str | None,
-        task_id: str | None,
-        facts: tuple[str, Sequence[Mapping[str, Any]]],
-        date: str,
-        risks: Sequence[str] = (),
-        status: str | None = None,
-    ) -> str:
-        project, history = facts
-        where = f"task {task_id} of run {run_id}" if task_id else "the work"
-        context = [line for line in request.context.splitlines() if line.strip()]
-        return render_briefing(
-            Briefing(
-                escalation_id=escalation_id,
-                title=request.title,
-                project=project,
-                date=date,
-                run_id=run_id,
-                task_id=task_id,
-                status=status
-                or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
-                what_happened=(*history_lines(history), *context),
-                question=request.question,
-                risks=tuple(risks) or _risks_of(request, context),
-                to_proceed=tuple(answer_lines(escalation_id, run_id if task_id else None)),
-            )
-        )
 
     def catch_up(self, since_offset: int, since_seq: int) -> list[str]:
         """Write what a writer killed between an escalation record and its files left
@@ -308,17 +268,7 @@ class Escalations:
     def briefing_of(self, item: Escalation) -> str:
         """The briefing as it was written when the escalation was raised, from the log."""
         project, history = self._history(item.run_id, item.task_id, before_seq=item.seq)
-        facts = (item.project or project, history)
-        return self._briefing(
-            item.id,
-            item.request(),
-            item.run_id,
-            item.task_id,
-            facts,
-            item.raised_at[:10],
-            item.risks,
-            item.status_line,
-        )
+        return briefing_text(item, history, project)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -467,6 +417,30 @@ def answer_decision(
         task_id=current.task_id,
         escalation_id=current.id,
         details=details,
+    )
+
+
+def briefing_text(item: Escalation, history: Sequence[Mapping[str, Any]], project: str = "") -> str:
+    """The briefing `item`'s record wrote, in either backend: from the record and the task's
+    records before it (`history`); `project`, where the record names none (an older one)."""
+    where = f"task {item.task_id} of run {item.run_id}" if item.task_id else "the work"
+    request = item.request()
+    context = [line for line in request.context.splitlines() if line.strip()]
+    return render_briefing(
+        Briefing(
+            escalation_id=item.id,
+            title=item.title,
+            project=item.project or project,
+            date=item.raised_at[:10],
+            run_id=item.run_id,
+            task_id=item.task_id,
+            status=item.status_line
+            or f"{where.capitalize()} is waiting for a person: {request.mode.value}.",
+            what_happened=(*history_lines(history), *context),
+            question=request.question,
+            risks=item.risks or _risks_of(request, context),
+            to_proceed=tuple(answer_lines(item.id, item.run_id if item.task_id else None)),
+        )
     )
 
 

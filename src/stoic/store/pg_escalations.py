@@ -20,6 +20,7 @@ from stoic.core.escalations import (
 from stoic.exceptions import UsageError
 from stoic.store.escalations import (
     answer_decision,
+    briefing_text,
     check_answer,
     escalation_in,
     raised_decision,
@@ -28,7 +29,7 @@ from stoic.store.escalations import (
 from stoic.store.pg_driver import Conn
 from stoic.store.pg_store import AtHead
 
-__all__ = ["answer_at", "escalation_state", "raise_at", "stored_escalation"]
+__all__ = ["answer_at", "briefing_at", "escalation_state", "raise_at", "stored_escalation"]
 
 
 def escalation_state(conn: Conn) -> EscalationState:
@@ -44,6 +45,20 @@ def escalation_state(conn: Conn) -> EscalationState:
 def stored_escalation(conn: Conn, escalation_id: str) -> Escalation:
     """One escalation as the log tells it."""
     return escalation_in(escalation_state(conn), escalation_id)
+
+
+def briefing_at(conn: Conn, item: Escalation) -> str:
+    """The briefing `item`'s record wrote, as a workspace writes it (`briefing_text`), from
+    the task's records before it."""
+    history = []
+    if item.run_id is not None and item.task_id is not None:
+        rows = conn.execute(
+            "SELECT line FROM decision_log WHERE run_id = %s AND task_id = %s AND seq < %s"
+            " ORDER BY seq",
+            (item.run_id, item.task_id, item.seq),
+        ).fetchall()
+        history = [orjson.loads(line) for (line,) in rows]
+    return briefing_text(item, history)
 
 
 def raise_at(
