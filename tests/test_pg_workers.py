@@ -852,3 +852,25 @@ def test_a_worker_whose_database_is_gone_stops_soon_on_sigterm(tmp_path: Path) -
             worker.kill()
     assert time.monotonic() - asked < 20
     assert "SIGTERM: claiming nothing more" in err.read_text()
+
+
+def test_an_automatic_retry_gets_its_hint_as_a_workspace_run_gives_it(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    """What the task's records hand its next attempt comes from the run fold on a worker too:
+    a context overflow's retry sees `$STOIC_HINT=reduce_input`."""
+    (tmp_path / "task.sh").write_text(
+        'if [ "$STOIC_HINT" = reduce_input ]; then exit 0; fi\n'
+        'echo \'{"failure": {"kind": "context_overflow"}}\' > "$STOIC_RESULT"\n'
+        "exit 1\n"
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "meta: {name: hinted}\ntasks:\n"
+        f"  - {{id: t, idempotent: true, run: [sh, '{tmp_path / 'task.sh'}']}}\n"
+    )
+    run_id = _start(db, plan)
+    workers.start(poll=0.1)
+    assert _ended(db, run_id)["decision_outcome"] == "completed"
+    applied = [r for r in _records(db, run_id) if r["decision_outcome"] == "recovery_applied"]
+    assert [r["decision_inputs"]["hint"] for r in applied] == ["reduce_input"]  # type: ignore[index]

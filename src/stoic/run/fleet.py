@@ -43,7 +43,7 @@ from stoic.run.fleet_heartbeat import Claimed, Heartbeat
 from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import end_if_done, evaluate_failure, fenced, take_over_expired
-from stoic.run.fleet_review import guided
+from stoic.run.fleet_review import carried
 from stoic.run.fleet_runs import RunRefused, Runs
 from stoic.run.fleet_wake import Wake
 from stoic.run.guard import describe_command, executor_of
@@ -354,7 +354,7 @@ class FleetWorker:
             )
         except InputsUnreadable as exc:  # the dependent fails, never runs blind
             blind = Failure(FailureKind.ERROR, str(exc), partial=Partial.FALSE)
-        attempt = guided(writing, attempt, kind)
+        attempt = carried(writing, attempt, kind)
         admission = plan.guard.admit(spec, attempt)
         if admission.refusal is not None:
             if known:

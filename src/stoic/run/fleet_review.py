@@ -46,8 +46,8 @@ from stoic.store.pg_store import AtHead
 
 __all__ = [
     "WORKERS_GO_ON",
+    "carried",
     "escalate_task",
-    "guided",
     "propose_recovery",
     "retry_at",
     "take_up_after",
@@ -106,29 +106,23 @@ def take_up_answered(writing: AtHead, escalation: Escalation, actor: str) -> str
     )
 
 
-def guided(writing: AtHead, attempt: Attempt, kind: AttemptKind) -> Attempt:
-    """The attempt a routed answer lets run, with the answer's note as its guidance
-    (`$STOIC_GUIDANCE`), as a runner gives it: only when the task's last record before this
-    attempt is that answer. Only a human-approved recovery looks (a chain's steps never do)."""
-    if kind is not AttemptKind.APPROVED_RECOVERY:
+def carried(writing: AtHead, attempt: Attempt, kind: AttemptKind) -> Attempt:
+    """The attempt with what the task's records hand its next attempt, as a runner gives it
+    (`RunFolder`): an automatic retry's hint (`$STOIC_HINT`), a routed answer's note
+    (`$STOIC_GUIDANCE`). A first attempt has none: nothing is read for it."""
+    if kind is AttemptKind.FIRST:
         return attempt
-    row = writing.conn.execute(
-        "SELECT line FROM decision_log WHERE run_id = %s AND task_id = %s"
-        " AND decision_type IN ('escalation', 'execution') ORDER BY seq DESC LIMIT 1",
+    rows = writing.conn.execute(
+        "SELECT line FROM decision_log WHERE run_id = %s AND task_id = %s ORDER BY seq",
         (attempt.run_id, attempt.task_id),
-    ).fetchone()
-    if row is None:
-        return attempt
-    last = orjson.loads(row[0])
-    details = last.get("details") or {}
-    if (
-        last.get("decision_type") != "escalation"
-        or last.get("decision_outcome") != "resolved"
-        or details.get("decision") != EscalationDecision.ROUTED.value
-        or not str(details.get("note") or "")
-    ):
-        return attempt
-    return attempt.with_env({"STOIC_GUIDANCE": str(details["note"])})
+    ).fetchall()
+    folder = RunFolder(attempt.run_id)
+    for (line,) in rows:
+        folder.feed(orjson.loads(line))
+    task = folder.view(shared=True).task(attempt.task_id)
+    env = {"STOIC_HINT": task.hint, "STOIC_GUIDANCE": task.guidance}
+    given = {name: value for name, value in env.items() if value is not None}
+    return attempt.with_env(given) if given else attempt
 
 
 def take_up_after(writing: AtHead, proposal: Proposal, actor: str) -> str | None:
