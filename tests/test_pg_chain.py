@@ -18,6 +18,7 @@ import pytest
 
 from stoic.core.records import Decision
 from stoic.run import fleet
+from stoic.store import pg_work as work
 from stoic.store.pg_store import PostgresStore
 from tests.conftest import run_cli
 
@@ -66,14 +67,20 @@ def _chain(db: str, folder: Path, length: int = 4) -> str:
     return str(orjson.loads(started.stdout)["run_id"])
 
 
-def _serve(db: str, folder: Path, said: list[str], lease_s: float = 30.0) -> threading.Thread:
+def _serve(
+    db: str,
+    folder: Path,
+    said: list[str],
+    lease_s: float = 30.0,
+    say: Callable[[str], None] | None = None,
+) -> threading.Thread:
     options = fleet.WorkerOptions(
         poll_s=0.05, lease_s=lease_s, scratch=folder / "scratch", exit_when_idle=True
     )
 
     def serve() -> None:
         with PostgresStore.open(db) as store:
-            fleet.FleetWorker(store, db, options, say=said.append).serve()
+            fleet.FleetWorker(store, db, options, say=say or said.append).serve()
 
     thread = threading.Thread(target=serve)
     thread.start()
@@ -166,14 +173,26 @@ def test_a_fence_taken_meanwhile_leaves_the_end_unrecorded(
     run_id = _chain(db, tmp_path)
     (tmp_path / "wait-t1").touch()
     said: list[str] = []
-    worker = _serve(db, tmp_path, said, lease_s=1.0)
+
+    # A renewal between the theft and t1's end would find the claim lost first and send the
+    # end the long way at once: from the theft until the refusal, renewals wait (a delay, as
+    # a slow link makes), and the theft waits for the one under way, if any.
+    renew, held = work.renew, _Held()
+    monkeypatch.setattr(work, "renew", held.wrap(renew))
 
     def take_fence() -> None:
+        held.hold()
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute(
                 "UPDATE work_items SET fence = nextval('work_fences') WHERE task_id = 't1'"
             )
 
+    def say(line: str) -> None:
+        said.append(line)
+        if "refused: the end of" in line:
+            held.release()
+
+    worker = _serve(db, tmp_path, said, lease_s=1.0, say=say)
     _while_running(tmp_path, "t1", take_fence)
     worker.join(timeout=60)
     assert any("refused: the end of" in line and " t1 attempt 1" in line for line in said)
@@ -182,6 +201,39 @@ def test_a_fence_taken_meanwhile_leaves_the_end_unrecorded(
     assert first == [("execution", "started"), ("execution", "failed")]  # taken back
     _completed_once_each(db, run_id)
     assert ways["_record_known failed"] == 1
+
+
+class _Held:
+    """Holds a call back while held, once the calls under way have returned."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._under_way = 0
+
+    def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def held_back(*args: Any) -> Any:
+            with self._changed:
+                self._changed.wait_for(lambda: not self._held, timeout=30)
+                self._under_way += 1
+            try:
+                return call(*args)
+            finally:
+                with self._changed:
+                    self._under_way -= 1
+                    self._changed.notify_all()
+
+        return held_back
+
+    def hold(self) -> None:
+        with self._changed:
+            self._held = True
+            self._changed.wait_for(lambda: self._under_way == 0, timeout=30)
+
+    def release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
 
 
 def _quick_retries(data: Any) -> Any:
