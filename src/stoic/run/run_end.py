@@ -29,6 +29,7 @@ __all__ = [
     "record_end",
     "recorded_end",
     "run_end_decision",
+    "waiting_of",
 ]
 
 EXIT_CODES = {
@@ -66,14 +67,7 @@ class RunReport:
                 "status": "interrupted" if gone else task.state.value,
                 "attempts": task.attempts,
             }
-        waiting = [
-            {
-                "task_id": task_id,
-                "proposal_id": self.view.task(task_id).proposal_id,
-                "escalation_id": self.view.task(task_id).escalation_id,
-            }
-            for task_id in self.analysis.awaiting_human
-        ]
+        waiting = waiting_of(self.view, self.analysis)
         document: dict[str, Any] = {
             "run_id": self.run_id,
             "plan": self.plan.name,
@@ -89,6 +83,18 @@ class RunReport:
         if self.status in (RunStatus.INTERRUPTED, RunStatus.PAUSED):
             document["continue_with"] = next_steps.continue_run(self.run_id).text
         return document
+
+
+def waiting_of(view: RunView, analysis: Analysis) -> list[dict[str, Any]]:
+    """Each task waiting for a person, with the proposal or escalation it waits on."""
+    return [
+        {
+            "task_id": task_id,
+            "proposal_id": view.task(task_id).proposal_id,
+            "escalation_id": view.task(task_id).escalation_id,
+        }
+        for task_id in analysis.awaiting_human
+    ]
 
 
 def recorded_end(run_id: str, plan: Plan, folder: RunFolder, since_seq: int) -> RunReport | None:

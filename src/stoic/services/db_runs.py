@@ -26,7 +26,13 @@ from stoic.run.fleet import FleetWorker, WorkerOptions
 from stoic.run.fleet_plans import database_run_refusal, recorded_plan, run_settings
 from stoic.run.fleet_review import retry_at
 from stoic.run.lifecycle import chosen_run_id, run_started_decision
-from stoic.run.run_end import EXIT_CODES, RunReport, lifecycle_reason, run_end_decision
+from stoic.run.run_end import (
+    EXIT_CODES,
+    RunReport,
+    lifecycle_reason,
+    run_end_decision,
+    waiting_of,
+)
 from stoic.run.task_user import resolve_task_user
 from stoic.services.run_list import (
     UNKNOWN,
@@ -98,14 +104,7 @@ class DatabaseRun:
             },
             "failed": list(self.analysis.failed),
             "awaiting_human": list(self.analysis.awaiting_human),
-            "waiting": [
-                {
-                    "task_id": task_id,
-                    "proposal_id": self.view.task(task_id).proposal_id,
-                    "escalation_id": self.view.task(task_id).escalation_id,
-                }
-                for task_id in self.analysis.awaiting_human
-            ],
+            "waiting": waiting_of(self.view, self.analysis),
         }
 
     def waits_on(self, task_id: str) -> str:
