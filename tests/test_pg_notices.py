@@ -141,3 +141,47 @@ def test_which_database_records_call_for_a_notice() -> None:
     assert raised is not None and raised.text == "ESC-002: Why."
     link = console_link("https://stoic.example.org", raised.event, raised.run_id, raised.data)
     assert link == "https://stoic.example.org/escalations/ESC-002"  # its page, answer form
+
+
+def test_a_slow_notifier_holds_up_no_turn_of_the_control_plane(
+    workspace: Path, db: str, tmp_path: Path
+) -> None:
+    """The notices are told from a thread of their own: while a notifier takes its time, the
+    plane's loop (surveys, schedules) turns on."""
+    from stoic.core.records import Decision
+    from stoic.server.control import ControlPlane
+    from stoic.services.workspace import Workspace
+    from stoic.store.pg_store import PostgresStore
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    waits = f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done"
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text()
+        + f'\n[[notifiers]]\nkind = "command"\ncommand = ["sh", "-c", "{waits}"]\ntimeout = 60\n'
+    )
+    plane = ControlPlane(workspace)
+    plane.duties.append(plane.database_notices())
+    with Workspace.open(workspace) as handle:
+        plane.turn(handle)  # the notices' thread starts, and follows the database from its head
+        time.sleep(1.5)
+        with PostgresStore.open(db) as store:
+            store.append(
+                [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
+                                        "reason": "Run run-x failed.", "run_id": "run-x"})]
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not started.exists():  # its delivery is under way, and waits
+            assert time.monotonic() < deadline, "the notifier was never called"
+            time.sleep(0.05)
+        plane.turn(handle)  # would wait out the notifier, were the notices told on this thread
+        told = [
+            r
+            for r in _workspace_records(workspace)
+            if r["decision_type"] == "notification"
+            and r["decision_inputs"]["notifier"] == "command"  # type: ignore[index]
+        ]
+        assert told == []  # the turn came back while the command's delivery still waits
+        go.touch()
+        _until_events(workspace, "run_failed")
+    plane.stop()
