@@ -5,7 +5,9 @@ Every figure stands beside its baseline, measured in the same run on the same di
   as a subprocess, next to the floor a durable runner cannot go below: one write of the bytes a
   task appends to the log, plus one fsync, in the same folder;
 - shell chain of `true`: the same marginal next to a bare loop of `subprocess.run(["true"])`,
-  also a process of its own timed the same way;
+  also a process of its own timed the same way, and the same write+fsync floor: a durable
+  chain appends and fsyncs once per task (the end of one and the start of the next) before the
+  next spawn, so (bare + floor) / bare is the lowest ratio a durable runner can reach there;
 - fan-out: 2,000 independent python no-ops on 2 workers, tasks/s of the whole process;
 - the end-of-run summary: its short form and every task's row (`--tasks`), per task.
 Each chain is also timed inside the run (the runner alone), as bench_run.py does.
@@ -165,7 +167,9 @@ def _bare_loop(count: int) -> float:
 
 def bench_shell_chain(folders: _Folders, small: int, big: int, rounds: int) -> dict[str, Any]:
     task = 'run: ["true"]'
-    in_run, _ = _in_run(folders, _chain(big, task), 1)
+    in_run, ws = _in_run(folders, _chain(big, task), 1)
+    size = _bytes_per_task(ws, big)
+    floor_before = floor_per_task(folders.root, size, big)
     bare_in_loop = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -174,11 +178,15 @@ def bench_shell_chain(folders: _Folders, small: int, big: int, rounds: int) -> d
         bare_in_loop.append((time.perf_counter() - start) / big)
     marginal = _marginal(lambda n: _whole_process(folders, _chain(n, task), 1), small, big, rounds)
     bare = _marginal(_bare_loop, small, big, rounds)
+    floor = statistics.median([floor_before, floor_per_task(folders.root, size, big)])
     return {
         "tasks": [small, big],
         "whole_process_marginal_ms_per_task": round(marginal * 1000, 3),
         "baseline_bare_subprocess_loop_marginal_ms": round(bare * 1000, 3),
         "ratio_whole_process": round(marginal / bare, 3),
+        "floor_write_fsync_ms": round(floor * 1000, 3),
+        "lowest_ratio_one_fsync_per_task_allows": round((bare + floor) / bare, 3),
+        "overhead_beyond_spawn_and_fsync_ms": round((marginal - bare - floor) * 1000, 3),
         "in_run_ms_per_task": round(in_run / big * 1000, 3),
         "baseline_bare_loop_in_process_ms": round(statistics.median(bare_in_loop) * 1000, 3),
         "ratio_in_run": round(in_run / big / statistics.median(bare_in_loop), 3),
