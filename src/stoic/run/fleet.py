@@ -26,21 +26,20 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
 from stoic.core.failure import Failure, FailureKind, Partial
 from stoic.core.recovery import AttemptKind
 from stoic.core.scheduling import newly_ready
 from stoic.exceptions import WorkspaceError
 from stoic.run import decisions as made
-from stoic.run.attempt import Attempt, AttemptResult
+from stoic.run.attempt import AttemptResult
 from stoic.run.fleet_chain import Known, next_tasks
 from stoic.run.fleet_heartbeat import Claimed, Heartbeat
-from stoic.run.fleet_inputs import AskedInputs, ask_inputs, inputs_of, keep_outputs_file
+from stoic.run.fleet_inputs import ask_inputs, inputs_of, keep_outputs_file
+from stoic.run.fleet_items import Asked, Prepared, Running, WorkerOptions, worker_name
 from stoic.run.fleet_plans import RunPlan
 from stoic.run.fleet_records import end_if_done, evaluate_failure, fenced, take_over_expired
 from stoic.run.fleet_review import carried
@@ -59,64 +58,6 @@ from stoic.store.pg_store import AtHead, PostgresStore
 __all__ = ["FleetWorker", "WorkerOptions", "worker_name"]
 
 _TAKE_OVER_AT_ONCE = 50
-
-
-def worker_name() -> str:
-    """How a worker names itself in its claims and records: host, pid and a nonce."""
-    return f"{socket.gethostname()} pid {os.getpid()} {os.urandom(3).hex()}"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    concurrency: int = 4
-    lease_s: float = 30.0
-    """How long a claim holds without a heartbeat; renewed every third of it."""
-    poll_s: float = 2.0
-    """The longest a worker waits before it looks for work and for leases that ran out."""
-    scratch: Path = Path(".stoic-worker")
-    """Where attempts write their logs and result files on this host before the database
-    keeps them."""
-    drain_s: float = 30.0
-    """After the first SIGTERM or SIGINT, how long running tasks may go on before they are
-    stopped (nothing more is claimed meanwhile); 0: stopped at once."""
-    exit_when_idle: bool = False
-    """Return once nothing is running and there is nothing to claim (a batch worker)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A claimed attempt whose start is being recorded: launched once that commits."""
-
-    claim: work.Claim
-    plan: RunPlan
-    attempt: Attempt
-    kind: AttemptKind
-    timeout_default: str | None
-    blind: Failure | None = None
-    """Why it fails at once (its dependencies' outputs cannot be handed over), if it does."""
-
-
-@dataclass(slots=True)
-class _Asked:
-    """Reads sent ahead in one transaction, their answers taken when needed: the pause records
-    (`PauseFollower.ask`) and the inputs of tasks it may claim, by run and task."""
-
-    pause: work.Asked | None = None
-    free: int = 0
-    """How many it may claim."""
-    inputs: dict[tuple[str, str], AskedInputs] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Running:
-    claim: work.Claim
-    plan: RunPlan
-    attempt: Attempt
-    kind: AttemptKind
-    handle: Handle
-    timeout_default: str | None
-    claimed: Claimed
-    lost: bool = False
 
 
 class FleetWorker:
@@ -138,7 +79,7 @@ class FleetWorker:
         self.say = say
         """Where the worker tells what it does, one line at a time (the CLI prints it)."""
         self.runs = Runs(options.scratch, options.concurrency)
-        self.running: dict[str, _Running] = {}
+        self.running: dict[str, Running] = {}
         """By fence."""
         self.stop_signal: int | None = None
         self._stop_by = 0.0
@@ -279,15 +220,15 @@ class FleetWorker:
         asked = time.monotonic()
         self._known.head = None
         with self.store.writing("claim work from the database") as writing:
-            started, count, claimed_all = self._claim_in(writing, free, _Asked())
+            started, count, claimed_all = self._claim_in(writing, free, Asked())
             fences = self._ask_fences(writing)
         self._took(fences, writing, settled=claimed_all)
         self._launch(started, Claimed(asked, time.monotonic()))
         return count
 
     def _claim_in(
-        self, writing: AtHead, free: int, asked: _Asked
-    ) -> tuple[list[_Prepared], int, bool]:
+        self, writing: AtHead, free: int, asked: Asked
+    ) -> tuple[list[Prepared], int, bool]:
         """Claim up to `free` ready items in `writing` (nothing while paused or stopping):
         their start records, what to launch once the transaction commits, how many it
         claimed, and whether it claimed every item ready (none is left for other workers)."""
@@ -303,7 +244,7 @@ class FleetWorker:
         self.stats["claimed"] += len(claims)
         return started, len(claims), len(claims) < free
 
-    def _launch(self, started: list[_Prepared], claimed: Claimed) -> None:
+    def _launch(self, started: list[Prepared], claimed: Claimed) -> None:
         for ready in started:  # each start record is durable: now the task may start
             spec = ready.plan.specs[ready.claim.task_id]
             handle: Handle = (
@@ -315,7 +256,7 @@ class FleetWorker:
                     )
                 )
             )
-            item = _Running(
+            item = Running(
                 ready.claim,
                 ready.plan,
                 ready.attempt,
@@ -330,8 +271,8 @@ class FleetWorker:
             )
 
     def _admit(
-        self, writing: AtHead, claim: work.Claim, asked: _Asked, *, known: bool = False
-    ) -> _Prepared | None:
+        self, writing: AtHead, claim: work.Claim, asked: Asked, *, known: bool = False
+    ) -> Prepared | None:
         """The claim's start record (fence and worker named), or the policy's refusal and its
         evaluation; returns what to launch. `known`: written from what the worker knows, which
         a refusal is not (`_Unknown`: the long way)."""
@@ -382,7 +323,7 @@ class FleetWorker:
             )
         else:
             writing.append([fenced(start, claim)])
-        return _Prepared(claim, plan, attempt, kind, timeout_default, blind)
+        return Prepared(claim, plan, attempt, kind, timeout_default, blind)
 
     # -- heartbeats --------------------------------------------------------------------------
 
@@ -425,7 +366,7 @@ class FleetWorker:
 
     # -- ends --------------------------------------------------------------------------------
 
-    def _record_ends(self, ended: list[_Running]) -> int:
+    def _record_ends(self, ended: list[Running]) -> int:
         """Record the ended attempts in one transaction, each after its fencing check, with its
         output, and claim what they make ready; raises, keeping them in hand, when the
         database fails. A chain's step goes in one round trip where it can (`fleet_chain`)."""
@@ -444,7 +385,7 @@ class FleetWorker:
 
     def _record_known(
         self,
-        ended: list[_Running],
+        ended: list[Running],
         results: dict[int, AttemptResult],
         take: list[tuple[str, str]],
         leave: list[tuple[str, str]],
@@ -468,7 +409,7 @@ class FleetWorker:
                 end = fenced(made.end_decision(item.attempt, result, result.outcome), item.claim)
                 writing.append_if(end, *work.finished_check(item.claim))
             work.make_ready(writing.conn, [work.Ready(run, task, 1, first) for run, task in leave])
-            started = [self._admit(writing, claim, _Asked(), known=True) for claim in claims]
+            started = [self._admit(writing, claim, Asked(), known=True) for claim in claims]
             fences = self._ask_fences(writing)
         self._took(fences, writing, settled=not leave)
         self.stats["claimed"] += len(claims)
@@ -476,14 +417,14 @@ class FleetWorker:
         return len(ended)
 
     def _record_checked(
-        self, ended: list[_Running], results: dict[int, AttemptResult], free: int
+        self, ended: list[Running], results: dict[int, AttemptResult], free: int
     ) -> int:
         """The ends written the long way: the head, the pauses and the fencing checks read
         first (one round trip), then what they make ready claimed oldest first."""
         asked_at = time.monotonic()
         self._known.head = None
         with self.store.writing("record the ends of attempts") as writing:
-            asked = _Asked(self._pauses.ask(writing.conn), free=free)
+            asked = Asked(self._pauses.ask(writing.conn), free=free)
             held = work.held_of(writing.conn, [item.claim for item in ended])
             touched: dict[str, RunPlan] = {}
             continued: set[str] = set()  # runs an end made work ready in: not ending now
@@ -524,9 +465,9 @@ class FleetWorker:
 
     def _ended(
         self,
-        ended: list[_Running],
+        ended: list[Running],
         results: dict[int, AttemptResult],
-        started: list[_Prepared],
+        started: list[Prepared],
         asked_at: float,
     ) -> None:
         """After the ends' commit: they leave the worker's hands, and what it claimed starts."""
@@ -545,7 +486,7 @@ class FleetWorker:
                 self.say(f"{outcome} {claim.run_id} {claim.task_id} attempt {claim.attempt}")
         self._launch(started, Claimed(asked_at, time.monotonic()))
 
-    def _result_of(self, item: _Running) -> AttemptResult:
+    def _result_of(self, item: Running) -> AttemptResult:
         finished = item.handle.result
         assert finished is not None
         if item.lost:  # stopped because its lease ran out, however it ended
@@ -558,7 +499,7 @@ class FleetWorker:
         finished = kind_by_output(spec, item.attempt, finished, item.plan.output_patterns)
         return sealed_result(self.options.scratch, item.attempt, finished, {})
 
-    def _keep_output(self, writing: AtHead, item: _Running) -> None:
+    def _keep_output(self, writing: AtHead, item: Running) -> None:
         """The attempt's log, kept in the transaction of its end, under its fencing check."""
         try:
             data = item.attempt.log_path.read_bytes()
@@ -570,7 +511,7 @@ class FleetWorker:
         work.store_output(writing.conn, item.claim, data)
 
     def _record_end(
-        self, writing: AtHead, item: _Running, result: AttemptResult, asked: _Asked
+        self, writing: AtHead, item: Running, result: AttemptResult, asked: Asked
     ) -> int:
         """Its end, its evaluation or the dependents it makes ready; returns how many it made
         ready (its run then has work left: no need to ask). The inputs of those it may claim
