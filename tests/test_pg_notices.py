@@ -185,3 +185,46 @@ def test_a_slow_notifier_holds_up_no_turn_of_the_control_plane(
         go.touch()
         _until_events(workspace, "run_failed")
     plane.stop()
+
+
+def test_a_history_imported_into_a_followed_database_is_no_news(
+    workspace: Path, db: str, tmp_path: Path
+) -> None:
+    """`stoic import` fills an empty database with a workspace's past (a run that ended, a
+    suggestion): a server following that database tells nobody of it; what is recorded
+    after the import is told."""
+    from stoic.core.records import Decision
+    from stoic.services.db_notices import DatabaseAnnouncer
+    from stoic.services.workspace import Workspace
+    from stoic.store.pg_store import PostgresStore
+
+    source = tmp_path / "old"
+    assert run_cli("init", str(source)).exit_code == 0
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("tasks:\n  - {id: a, run: ['true']}\n")
+    assert run_cli("-w", str(source), "run", str(plan)).exit_code == 0
+    proposed = run_cli(
+        "-w", str(source), "propose", "--title", "t", "--reasoning", "r", "--", "true"
+    )
+    assert proposed.exit_code == 0, proposed.stderr
+    announcer = DatabaseAnnouncer(db)
+    try:
+        with Workspace.open(workspace) as handle:
+            assert announcer.turn(handle) == 0  # an empty database, followed from its head: 0
+            imported = run_cli("import", str(source), "--db", db)
+            assert imported.exit_code == 0, imported.stderr
+            assert announcer.turn(handle) == 0
+            assert _notices(workspace) == []
+            with PostgresStore.open(db) as store:
+                past = store.head().seq
+                assert store.imported_upto() == past > 0
+                store.append(
+                    [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
+                                            "reason": "Run run-x failed.", "run_id": "run-x"})]
+                )  # fmt: skip
+            assert announcer.turn(handle) == 1
+    finally:
+        announcer.close()
+    (told,) = _notices(workspace)
+    assert told["event"] == "run_failed" and told["run_id"] == "run-x"
+    assert told["data"]["database_seq"] == past + 1  # type: ignore[index]

@@ -8,7 +8,8 @@ the workspace's log, as every notification is, naming the database record it ann
 (`database_seq`, `database_hash`). A server started again goes on after the last record so
 named — when the database still holds that very record; a database it has never announced
 (or another one) is followed from its head at the start: what it recorded before anyone
-served it is not announced. One server of a workspace announces at a time: the one that holds
+served it is not announced, nor what `stoic import` stored in it (the history of a workspace,
+not news). One server of a workspace announces at a time: the one that holds
 `logs/database_notices.lock` (the OS lets it go when that server dies, and another takes it).
 """
 
@@ -59,6 +60,8 @@ class DatabaseAnnouncer:
             self.seq = _announced_upto(workspace, store)
         if store.head().seq <= self.seq:
             return 0
+        if self.seq == 0:  # an empty log, the only kind an import fills: its history is no news
+            self.seq = store.imported_upto()
         told = 0
         for record in store.read(self.seq):
             if stopping is not None and stopping.is_set():

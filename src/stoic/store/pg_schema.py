@@ -228,6 +228,24 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON work_items TO stoic_writer;
 GRANT USAGE ON SEQUENCE work_fences TO stoic_writer;
 """
 
+_IMPORT = """
+CREATE TABLE log_import (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    upto_seq bigint NOT NULL CHECK (upto_seq > 0),
+    imported_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE log_import IS
+    'The records up to upto_seq came by `stoic import` from a files workspace, in the one
+     transaction that stored them: what they say happened before this database held them, so
+     nobody is told of it as news. A log is imported once, into an empty database.';
+CREATE TRIGGER log_import_append_only BEFORE UPDATE OR DELETE ON log_import
+    FOR EACH ROW EXECUTE FUNCTION stoic_refuse_log_change();
+CREATE TRIGGER log_import_never_truncated BEFORE TRUNCATE ON log_import
+    FOR EACH STATEMENT EXECUTE FUNCTION stoic_refuse_log_change();
+REVOKE ALL ON log_import FROM PUBLIC;
+GRANT SELECT, INSERT ON log_import TO stoic_writer;
+"""
+
 MIGRATIONS: Sequence[Migration] = (
     ("0001_decision_log", _LOG),
     ("0002_run_leases", _LEASES),
@@ -237,6 +255,7 @@ MIGRATIONS: Sequence[Migration] = (
     ("0006_chain_in_the_database", _CHAIN),
     ("0007_run_files", _RUN_FILES),
     ("0008_work_items", _WORK),
+    ("0009_log_import", _IMPORT),
 )
 """Every migration this stoic knows, in the order they apply; new ones go at the end."""
 

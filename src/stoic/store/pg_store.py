@@ -295,7 +295,16 @@ class PostgresStore:
             conn.execute(
                 "UPDATE log_head SET seq = %s, hash = %s", (checker.seq, checker.prev_hash)
             )
+            if checker.seq > 0:
+                conn.execute("INSERT INTO log_import (upto_seq) VALUES (%s)", (checker.seq,))
         return Head(checker.seq, checker.prev_hash)
+
+    def imported_upto(self) -> int:
+        """The last record that came by `import_lines` (0: none did): the log's history
+        before this database held it."""
+        with translated("read what the decision log imported"), self._lend() as conn:
+            row = conn.execute("SELECT upto_seq FROM log_import").fetchone()
+        return 0 if row is None else int(row[0])
 
     # -- reading -------------------------------------------------------------------------------
 
