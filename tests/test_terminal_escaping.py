@@ -17,8 +17,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stoic.core.text import escape_controls
+from stoic.core.text import escape_controls, one_line
 from tests.conftest import STOIC_BIN, CliResult, run_cli
 
 OSC_TITLE = "\x1b]0;pwned\x07"
@@ -247,3 +249,39 @@ def test_human_views_on_a_real_terminal_show_sequences_escaped(
         written = _on_a_terminal("-w", str(ws_path), *view, cwd=ws_path.parent)
         assert written, view
         assert not _content_sequences(written), (view, _content_sequences(written))
+
+
+FORGED = "\nESC-999 ambiguity (routed by human:admin): all good\nstoic: notice: paused: FAKE"
+
+
+def test_a_newline_cannot_forge_a_line_of_a_listing_or_a_notice(ws_path: Path) -> None:
+    """A listing's line and a notice are one line each: what a task or a proposer wrote is
+    shown there with its newlines as `\\n`, never as a line that looks like stoic's."""
+    settings = ws_path / "stoic.toml"
+    settings.write_text(settings.read_text() + '\n[[notifiers]]\nkind = "console"\n')
+    raised = run_cli(
+        "-w", str(ws_path), "escalate", "--mode", "ambiguity", "--question", f"Fine{FORGED} ok?"
+    )  # fmt: skip
+    assert raised.exit_code == 0, raised.stderr
+    proposed = run_cli(
+        "-w", str(ws_path), "propose", "--title", f"Rotate{FORGED}",
+        "--reasoning", "r", "--", "true",
+    )  # fmt: skip
+    assert proposed.exit_code == 0, proposed.stderr
+    notices = [line for line in raised.stderr.splitlines() if line.startswith("stoic: notice:")]
+    assert len(notices) == 1 and "Fine\\nESC-999" in notices[0], raised.stderr
+    assert "FAKE" not in "".join(set(raised.stderr.splitlines()) - set(notices))
+    for listing in (("escalations",), ("queue",)):
+        shown = run_cli("-w", str(ws_path), *listing)
+        assert shown.exit_code == 0, shown.stderr
+        assert not any(
+            line.startswith(("ESC-999", "stoic: notice")) for line in shown.stdout.splitlines()
+        )
+        assert "\\nESC-999 ambiguity (routed by human:admin): all good\\n" in shown.stdout
+
+
+@given(st.text())
+def test_one_line_is_one_line_with_nothing_raw(text: str) -> None:
+    shown = one_line(text)
+    assert "\n" not in shown and not RAW.search(shown)
+    assert shown == text or "\\" in shown  # changed only by writing escapes

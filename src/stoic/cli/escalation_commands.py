@@ -15,6 +15,7 @@ from stoic.cli.render import echo, echo_json
 from stoic.cli.trust_commands import incident_app
 from stoic.core import next_steps
 from stoic.core.escalations import Escalation, EscalationMode
+from stoic.core.text import one_line
 from stoic.exceptions import UsageError
 from stoic.services import escalations as escalations_service
 from stoic.services import trust
@@ -94,7 +95,9 @@ def _print(escalation: Escalation, as_json: bool, *, created: bool = False) -> N
         return
     state = "open" if escalation.open else f"{escalation.decision} by {escalation.decided_by}"
     where = f" [{escalation.run_id}/{escalation.task_id}]" if escalation.task_id else ""
-    echo(f"{escalation.id} {escalation.mode.value} ({state}){where}: {escalation.question}")
+    echo(
+        f"{escalation.id} {escalation.mode.value} ({state}){where}: {one_line(escalation.question)}"
+    )
 
 
 escalations_app = typer.Typer(

@@ -20,6 +20,7 @@ from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.proposals import Proposal, shown_confidence
+from stoic.core.text import one_line
 from stoic.exceptions import UsageError
 from stoic.services import queue as queue_service
 
@@ -44,7 +45,7 @@ def _print(proposal: Proposal, as_json: bool) -> None:
     if as_json:
         echo_json(orjson.dumps(proposal.to_json()).decode())
         return
-    echo(f"{proposal.id} {proposal.status.value}: {proposal.title}")
+    echo(f"{proposal.id} {proposal.status.value}: {one_line(proposal.title)}")
 
 
 def propose(
@@ -194,7 +195,7 @@ def _list(rows: list[Proposal]) -> None:
         console.print(
             f"{proposal.id}  {proposal.status.value:<9}"
             f" {proposal.confidence_band if proposal.confidence is not None else '-':<7}"
-            f" {proposal.batch_id}  {proposal.title}",
+            f" {proposal.batch_id}  {one_line(proposal.title)}",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -223,7 +224,7 @@ def show(
     import shlex
 
     lines = [
-        f"{proposal.id} — {proposal.title}",
+        f"{proposal.id} — {one_line(proposal.title)}",
         f"status: {proposal.status.value}   type: {proposal.type}   batch: {proposal.batch_id}",
         f"confidence: {shown_confidence(proposal.confidence)}",
     ]

@@ -13,7 +13,7 @@ from stoic.cli.identity import human_actor
 from stoic.cli.render import echo
 from stoic.core.pause import READER_SIGNALS
 from stoic.core.proposals import Proposal, shown_confidence
-from stoic.core.text import counted
+from stoic.core.text import counted, one_line
 from stoic.exceptions import StoicError
 from stoic.services.review import ReviewDecision, ReviewSession
 
@@ -26,7 +26,7 @@ def _describe(proposal: Proposal, position: int, total: int) -> list[str]:
     lines = [
         "",
         f"── {position}/{total}  {proposal.id}  ({proposal.batch_id}) ──",
-        f"{proposal.title}",
+        one_line(proposal.title),
     ]
     if proposal.summary:
         lines.append(f"  {proposal.summary}")
