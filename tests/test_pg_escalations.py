@@ -91,7 +91,11 @@ def _audit_clean(db: str, tmp_path: Path) -> None:
     briefing = tmp_path / "exported" / "escalations" / "ESC-001.md"
     assert "Which region gets the deploy?" in briefing.read_text()
     _, shown = db_escalations.briefing(db, "ESC-001")
-    assert shown == briefing.read_text()  # what `show --db` and the console show: the same
+    # what `show --db` and the console show: the same, but for how to answer it
+    facts, proceed = shown.split("## To Proceed")
+    assert facts == briefing.read_text().split("## To Proceed")[0]
+    assert 'stoic escalations answer ESC-001 --decision routed --note "…" --db URL' in proceed
+    assert "amended" not in proceed and "stoic continue" not in proceed  # neither works there
 
 
 def test_a_task_escalates_on_a_worker_and_a_routed_answer_takes_the_run_up(

@@ -118,6 +118,9 @@ def test_which_database_records_call_for_a_notice() -> None:
     notice = database_notice({**base, **system})
     assert notice is not None and notice.event is Event.PAUSED
     assert notice.data["database_seq"] == 7
+    assert notice.lines == (
+        "`stoic resume --procedure … --reason … --db URL` once it is dealt with",
+    )
     passed_on = {
         "decision_type": "escalation",
         "decision_outcome": "raised",
@@ -228,3 +231,15 @@ def test_a_history_imported_into_a_followed_database_is_no_news(
     (told,) = _notices(workspace)
     assert told["event"] == "run_failed" and told["run_id"] == "run-x"
     assert told["data"]["database_seq"] == past + 1  # type: ignore[index]
+
+
+def test_a_persons_stop_of_a_database_tells_how_to_resume_it(workspace: Path) -> None:
+    """The command that paused the database tells the workspace's notifiers, with the one
+    command (in backticks whole) that resumes it from anywhere."""
+    stopped = run_cli("-w", str(workspace), "stop", "--reason", "a look first", "--as", "ana")
+    assert stopped.exit_code == 0, stopped.stderr
+    (told,) = _notices(workspace)
+    assert told["event"] == "paused" and "a look first" in str(told["text"])
+    assert told["lines"] == [
+        "`stoic resume --procedure … --reason … --db URL` once it is dealt with"
+    ]

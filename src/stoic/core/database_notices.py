@@ -17,7 +17,10 @@ from typing import Any
 from stoic.core import next_steps
 from stoic.core.notifications import Event
 
-__all__ = ["DatabaseNotice", "database_notice"]
+__all__ = ["RESUME_LINE", "DatabaseNotice", "database_notice"]
+
+RESUME_LINE = f"{next_steps.resume(procedure='…', reason='…', database=True)} once it is dealt with"
+"""What a person does next about a database's pause, whoever paused it."""
 
 _RUN_ENDS = {
     "completed": Event.RUN_COMPLETED,
@@ -77,6 +80,7 @@ def database_notice(record: Mapping[str, Any]) -> DatabaseNotice | None:
             f"The database is paused ({criterion}): {reason}",
             None,
             {**place, "criterion": criterion},
+            (RESUME_LINE,),
         )
     return None
 

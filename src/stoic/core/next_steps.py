@@ -62,16 +62,20 @@ def audit(*, repair: bool = False) -> NextStep:
 
 
 def resume(
-    *, procedure: str | None = None, reason: str | None = None, local: bool = False
+    *,
+    procedure: str | None = None,
+    reason: str | None = None,
+    local: bool = False,
+    database: bool = False,
 ) -> NextStep:
     """Resume a paused workspace (a message may show its options with placeholders); `local`:
-    the workspace's own pause, not its database's."""
+    the workspace's own pause, not its database's; `database`: a database's, named."""
     arguments: tuple[str, ...] = ()
     if procedure is not None:
         arguments += ("--procedure", procedure)
     if reason is not None:
         arguments += ("--reason", reason)
-    return NextStep(("resume",), arguments, _local(local))
+    return NextStep(("resume",), arguments + _database(database), _local(local))
 
 
 def queue(*, local: bool = False) -> NextStep:
@@ -86,6 +90,12 @@ def open_escalations(*, local: bool = False) -> NextStep:
 
 def _local(local: bool) -> tuple[str, ...]:
     return ("--local",) if local else ()
+
+
+def _database(database: bool) -> tuple[str, ...]:
+    """A database's command, from anywhere: its URL is a placeholder, never the URL itself (it
+    may hold a password)."""
+    return ("--db", "URL") if database else ()
 
 
 def run(plan_file: str | None = None) -> NextStep:
@@ -173,8 +183,10 @@ def answer_escalation(
     plan: str | None = None,
     to: str | None = None,
     note: str | None = None,
+    database: bool = False,
 ) -> NextStep:
-    """Answer an escalation; the note is shown in double quotes, as a shell needs it."""
+    """Answer an escalation (`database`: a database's); the note is shown in double quotes,
+    as a shell needs it."""
     arguments: tuple[str, ...] = (escalation_id, "--decision", decision)
     if plan is not None:
         arguments += ("--plan", plan)
@@ -182,7 +194,7 @@ def answer_escalation(
         arguments += ("--to", to)
     if note is not None:
         arguments += ("--note", f'"{note}"')
-    return NextStep(("escalations", "answer"), arguments)
+    return NextStep(("escalations", "answer"), arguments + _database(database))
 
 
 def users_add(name: str = "NAME", role: str = "reviewer") -> NextStep:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stoic.core import next_steps
+from stoic.core.database_notices import RESUME_LINE
 from stoic.core.escalations import Escalation, EscalationMode, EscalationRequest
 from stoic.core.next_steps import NextStep
 from stoic.core.notifications import Event
@@ -139,9 +140,7 @@ def pause_database(
                 Event.PAUSED,
                 f"The database is paused ({criterion}): {reason}",
                 data={"criterion": criterion, "database": True},
-                lines=[
-                    f"{next_steps.resume(procedure='…', reason='…')} --db once it is dealt with"
-                ],
+                lines=[RESUME_LINE],
             )
         return True
     return False

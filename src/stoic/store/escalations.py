@@ -65,23 +65,27 @@ _RISKS = {
 }
 
 
-def answer_lines(escalation_id: str, run_id: str | None) -> list[str]:
-    """The exact commands that answer an escalation ("To Proceed")."""
-    answer = next_steps.answer_escalation
+def answer_lines(escalation_id: str, run_id: str | None, *, database: bool = False) -> list[str]:
+    """The exact commands that answer an escalation ("To Proceed"). A database's are named
+    with `--db`; its runs take no amended plan, and a worker takes an answered task up."""
+
+    def answer(decision: str, **options: str) -> next_steps.NextStep:
+        return next_steps.answer_escalation(escalation_id, decision, database=database, **options)
+
+    runs_again = " (the task runs again with it in $STOIC_GUIDANCE)"
+    if database:
+        runs_again = " (a worker runs the task again with it in $STOIC_GUIDANCE)"
     lines = [
-        f"{answer(escalation_id, 'routed', note='…')} — go on as the note says"
-        + (" (the task runs again with it in $STOIC_GUIDANCE)" if run_id else ""),
+        f"{answer('routed', note='…')} — go on as the note says" + (runs_again if run_id else "")
     ]
-    if run_id:
-        lines.append(
-            f"{answer(escalation_id, 'amended', plan='FILE')} — go on with an amended plan"
-        )
+    if run_id and not database:
+        lines.append(f"{answer('amended', plan='FILE')} — go on with an amended plan")
+    stops = ": the task fails and what depends on it is blocked"
     lines += [
-        f"{answer(escalation_id, 'escalated', to='NAME', note='…')} — pass it on; it stays open",
-        f"{answer(escalation_id, 'aborted', note='…')} — stop"
-        + (": the task fails and what depends on it is blocked" if run_id else ""),
+        f"{answer('escalated', to='NAME', note='…')} — pass it on; it stays open",
+        f"{answer('aborted', note='…')} — stop" + (stops if run_id else ""),
     ]
-    if run_id:
+    if run_id and not database:
         lines.append(f"then {next_steps.continue_run(run_id)}")
     return lines
 
@@ -420,9 +424,16 @@ def answer_decision(
     )
 
 
-def briefing_text(item: Escalation, history: Sequence[Mapping[str, Any]], project: str = "") -> str:
+def briefing_text(
+    item: Escalation,
+    history: Sequence[Mapping[str, Any]],
+    project: str = "",
+    *,
+    database: bool = False,
+) -> str:
     """The briefing `item`'s record wrote, in either backend: from the record and the task's
-    records before it (`history`); `project`, where the record names none (an older one)."""
+    records before it (`history`); `project`, where the record names none (an older one);
+    `database`: answered in a database, as its To Proceed says."""
     where = f"task {item.task_id} of run {item.run_id}" if item.task_id else "the work"
     request = item.request()
     context = [line for line in request.context.splitlines() if line.strip()]
@@ -439,7 +450,9 @@ def briefing_text(item: Escalation, history: Sequence[Mapping[str, Any]], projec
             what_happened=(*history_lines(history), *context),
             question=request.question,
             risks=item.risks or _risks_of(request, context),
-            to_proceed=tuple(answer_lines(item.id, item.run_id if item.task_id else None)),
+            to_proceed=tuple(
+                answer_lines(item.id, item.run_id if item.task_id else None, database=database)
+            ),
         )
     )
 

@@ -49,7 +49,7 @@ def stored_escalation(conn: Conn, escalation_id: str) -> Escalation:
 
 def briefing_at(conn: Conn, item: Escalation) -> str:
     """The briefing `item`'s record wrote, as a workspace writes it (`briefing_text`), from
-    the task's records before it."""
+    the task's records before it; its To Proceed answers in the database."""
     history = []
     if item.run_id is not None and item.task_id is not None:
         rows = conn.execute(
@@ -58,7 +58,7 @@ def briefing_at(conn: Conn, item: Escalation) -> str:
             (item.run_id, item.task_id, item.seq),
         ).fetchall()
         history = [orjson.loads(line) for (line,) in rows]
-    return briefing_text(item, history)
+    return briefing_text(item, history, database=True)
 
 
 def raise_at(

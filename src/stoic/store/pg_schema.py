@@ -235,7 +235,7 @@ CREATE TABLE log_import (
     imported_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE log_import IS
-    'The records up to upto_seq came by `stoic import` from a files workspace, in the one
+    'The records up to upto_seq were imported from the log of a files workspace, in the one
      transaction that stored them: what they say happened before this database held them, so
      nobody is told of it as news. A log is imported once, into an empty database.';
 CREATE TRIGGER log_import_append_only BEFORE UPDATE OR DELETE ON log_import
