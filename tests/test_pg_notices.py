@@ -243,3 +243,44 @@ def test_a_persons_stop_of_a_database_tells_how_to_resume_it(workspace: Path) ->
     assert told["lines"] == [
         "`stoic resume --procedure … --reason … --db URL` once it is dealt with"
     ]
+
+
+def test_a_stop_during_a_delivery_records_it_and_a_restart_does_not_tell_it_again(
+    workspace: Path, db: str, tmp_path: Path
+) -> None:
+    """SIGTERM while a slow notifier delivers: the server waits for that delivery, records it
+    (beside the file notifier's), and the next server goes on after it."""
+    from stoic.core.records import Decision
+    from stoic.store.pg_store import PostgresStore
+
+    started, heard = tmp_path / "started", tmp_path / "heard"
+    slow = f"touch {started}; sleep 2; cat >> {heard}; echo >> {heard}"
+    settings = workspace / "stoic.toml"
+    settings.write_text(
+        settings.read_text()
+        + f'\n[[notifiers]]\nkind = "command"\ncommand = ["sh", "-c", "{slow}"]\ntimeout = 30\n'
+    )
+    with serving(workspace):
+        time.sleep(1.5)  # the server follows the database from its head at its start
+        with PostgresStore.open(db) as store:
+            store.append(
+                [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
+                                        "reason": "Run run-x failed.", "run_id": "run-x"})]
+            )  # fmt: skip
+            seq = store.head().seq
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "the slow notifier was never called"
+            time.sleep(0.05)
+    sent = [
+        r
+        for r in _workspace_records(workspace)
+        if r["decision_type"] == "notification" and r["decision_inputs"]["database_seq"] == seq  # type: ignore[index]
+    ]
+    assert [r["decision_outcome"] for r in sent] == ["sent", "sent"]  # the file's, the command's
+    started.unlink()
+    with serving(workspace):
+        time.sleep(2.5)  # a turn or two: it would tell the record again here
+    assert not started.exists()
+    assert [n["event"] for n in _notices(workspace)] == ["run_failed"]
+    assert heard.read_text().count("run_failed") == 1

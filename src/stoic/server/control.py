@@ -123,6 +123,10 @@ class ControlPlane:
     _ended: dict[str, _Ended] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _notices: threading.Thread | None = None
+    _notices_bound: float = 0.0
+    """The longest the delivery under way may take (the slowest notifier's timeout, and a
+    second): how long `stop` waits for the notices' thread to record it."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _surveyor: control.Surveyor = field(default_factory=control.Surveyor)
     _seen_head: int = -1
@@ -145,7 +149,9 @@ class ControlPlane:
 
         The runners are signalled first and the loop is waited for only within the grace: a
         turn of the loop (a duty on the writer lock, a long survey) delays no runner's stop. A
-        second Ctrl-C while waiting kills the runners at once: none is left running."""
+        second Ctrl-C while waiting kills the runners at once: none is left running. The
+        notices' thread ends after the delivery under way, which is recorded: a server started
+        again does not tell it twice."""
         with self._lock:
             self._stopping.set()  # under the lock: no runner is added after this
             runners = list(self.runners.values())
@@ -162,6 +168,8 @@ class ControlPlane:
                 except subprocess.TimeoutExpired:
                     _say(f"runner of {runner.run_id} did not stop in {self.grace:g} s: killed")
                     _kill(runner)
+            if self._notices is not None:  # the delivery under way is made and recorded
+                self._notices.join(timeout=self._notices_bound)
         except KeyboardInterrupt:
             _say("stopping now: the runners still going are killed")
             for runner in runners:
@@ -254,6 +262,8 @@ class ControlPlane:
                             announcer.close()
                             announcer = None
                         if url is not None:
+                            timeouts = [n.timeout for n in workspace.settings.notifiers]
+                            self._notices_bound = max(timeouts, default=0.0) + 1.0
                             announcer = announcer or DatabaseAnnouncer(url)
                             announcer.turn(workspace, self._stopping)
                 except Exception as exc:  # a bad turn must not end the notices
@@ -268,7 +278,8 @@ class ControlPlane:
         def duty() -> None:
             if not started.is_set():
                 started.set()
-                threading.Thread(target=follow, name="stoic-notices", daemon=True).start()
+                self._notices = threading.Thread(target=follow, name="stoic-notices", daemon=True)
+                self._notices.start()
 
         return duty
 
