@@ -103,6 +103,24 @@ def test_what_workers_record_reaches_the_notifiers_once_across_a_restart(
     assert audited.exit_code == 0, audited.stdout  # the follower's lock is no stray file
 
 
+def _a_run_failed(db: str) -> int:
+    """A run's end recorded in the database, as a worker records it; returns its seq."""
+    from stoic.core.records import Decision
+    from stoic.store.pg_store import PostgresStore
+
+    ended = {"type": "run_lifecycle", "outcome": "failed", "reason": "Run run-x failed."}
+    with PostgresStore.open(db) as store:
+        store.append([Decision.from_mapping({**ended, "run_id": "run-x"})])
+        return store.head().seq
+
+
+def _notify_by_command(workspace: Path, script: str) -> None:
+    """A command notifier after the file one: `sh -c script`, given its time."""
+    settings = workspace / "stoic.toml"
+    notifier = f'kind = "command"\ncommand = ["sh", "-c", "{script}"]\ntimeout = 60\n'
+    settings.write_text(settings.read_text() + f"\n[[notifiers]]\n{notifier}")
+
+
 def _workspace_records(workspace: Path) -> list[dict[str, object]]:
     log = workspace / "logs" / "decision_log.ndjson"
     return [orjson.loads(line) for line in log.read_bytes().splitlines()]
@@ -151,28 +169,18 @@ def test_a_slow_notifier_holds_up_no_turn_of_the_control_plane(
 ) -> None:
     """The notices are told from a thread of their own: while a notifier takes its time, the
     plane's loop (surveys, schedules) turns on."""
-    from stoic.core.records import Decision
     from stoic.server.control import ControlPlane
     from stoic.services.workspace import Workspace
-    from stoic.store.pg_store import PostgresStore
 
     started, go = tmp_path / "started", tmp_path / "go"
     waits = f"touch {started}; while [ ! -e {go} ]; do sleep 0.05; done"
-    settings = workspace / "stoic.toml"
-    settings.write_text(
-        settings.read_text()
-        + f'\n[[notifiers]]\nkind = "command"\ncommand = ["sh", "-c", "{waits}"]\ntimeout = 60\n'
-    )
+    _notify_by_command(workspace, waits)
     plane = ControlPlane(workspace)
     plane.duties.append(plane.database_notices())
     with Workspace.open(workspace) as handle:
         plane.turn(handle)  # the notices' thread starts, and follows the database from its head
         time.sleep(1.5)
-        with PostgresStore.open(db) as store:
-            store.append(
-                [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
-                                        "reason": "Run run-x failed.", "run_id": "run-x"})]
-            )  # fmt: skip
+        _a_run_failed(db)
         deadline = time.monotonic() + 30
         while not started.exists():  # its delivery is under way, and waits
             assert time.monotonic() < deadline, "the notifier was never called"
@@ -196,7 +204,6 @@ def test_a_history_imported_into_a_followed_database_is_no_news(
     """`stoic import` fills an empty database with a workspace's past (a run that ended, a
     suggestion): a server following that database tells nobody of it; what is recorded
     after the import is told."""
-    from stoic.core.records import Decision
     from stoic.services.db_notices import DatabaseAnnouncer
     from stoic.services.workspace import Workspace
     from stoic.store.pg_store import PostgresStore
@@ -221,10 +228,7 @@ def test_a_history_imported_into_a_followed_database_is_no_news(
             with PostgresStore.open(db) as store:
                 past = store.head().seq
                 assert store.imported_upto() == past > 0
-                store.append(
-                    [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
-                                            "reason": "Run run-x failed.", "run_id": "run-x"})]
-                )  # fmt: skip
+            _a_run_failed(db)
             assert announcer.turn(handle) == 1
     finally:
         announcer.close()
@@ -250,24 +254,13 @@ def test_a_stop_during_a_delivery_records_it_and_a_restart_does_not_tell_it_agai
 ) -> None:
     """SIGTERM while a slow notifier delivers: the server waits for that delivery, records it
     (beside the file notifier's), and the next server goes on after it."""
-    from stoic.core.records import Decision
-    from stoic.store.pg_store import PostgresStore
 
     started, heard = tmp_path / "started", tmp_path / "heard"
     slow = f"touch {started}; sleep 2; cat >> {heard}; echo >> {heard}"
-    settings = workspace / "stoic.toml"
-    settings.write_text(
-        settings.read_text()
-        + f'\n[[notifiers]]\nkind = "command"\ncommand = ["sh", "-c", "{slow}"]\ntimeout = 30\n'
-    )
+    _notify_by_command(workspace, slow)
     with serving(workspace):
         time.sleep(1.5)  # the server follows the database from its head at its start
-        with PostgresStore.open(db) as store:
-            store.append(
-                [Decision.from_mapping({"type": "run_lifecycle", "outcome": "failed",
-                                        "reason": "Run run-x failed.", "run_id": "run-x"})]
-            )  # fmt: skip
-            seq = store.head().seq
+        seq = _a_run_failed(db)
         deadline = time.monotonic() + 30
         while not started.exists():
             assert time.monotonic() < deadline, "the slow notifier was never called"
