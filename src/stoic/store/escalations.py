@@ -269,10 +269,11 @@ class Escalations:
             self._write_log(state)
         return rebuilt
 
-    def briefing_of(self, item: Escalation) -> str:
-        """The briefing as it was written when the escalation was raised, from the log."""
+    def briefing_of(self, item: Escalation, *, contained: bool = True) -> str:
+        """The briefing as it was written when the escalation was raised, from the log
+        (`contained=False`: as a stoic that did not yet contain what tasks wrote wrote it)."""
         project, history = self._history(item.run_id, item.task_id, before_seq=item.seq)
-        return briefing_text(item, history, project)
+        return briefing_text(item, history, project, contained=contained)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -430,10 +431,12 @@ def briefing_text(
     project: str = "",
     *,
     database: bool = False,
+    contained: bool = True,
 ) -> str:
     """The briefing `item`'s record wrote, in either backend: from the record and the task's
     records before it (`history`); `project`, where the record names none (an older one);
-    `database`: answered in a database, as its To Proceed says."""
+    `database`: answered in a database, as its To Proceed says; `contained`: see
+    `render_briefing`."""
     where = f"task {item.task_id} of run {item.run_id}" if item.task_id else "the work"
     request = item.request()
     context = [line for line in request.context.splitlines() if line.strip()]
@@ -453,7 +456,8 @@ def briefing_text(
             to_proceed=tuple(
                 answer_lines(item.id, item.run_id if item.task_id else None, database=database)
             ),
-        )
+        ),
+        contained=contained,
     )
 
 
