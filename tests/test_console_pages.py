@@ -69,6 +69,22 @@ def test_a_page_without_a_session_goes_to_login_and_the_api_says_401(
             assert answer.headers["location"] == "/login"
         assert anonymous.get("/api/queue").status_code == 401
         assert anonymous.post("/api/pause/stop", json={"reason": "x"}).status_code == 401
+        for path in ("/api/docs", "/docs/oauth2-redirect"):  # a page that loads a CDN's script
+            assert anonymous.get(path).status_code == 404, path
+
+
+def test_every_answer_keeps_the_console_to_its_own_script_and_out_of_frames(
+    served: RunningConsole,
+) -> None:
+    from stoic.server.access import SECURITY_HEADERS
+
+    with httpx.Client(base_url=served.url) as anonymous:
+        for path in ("/login", "/queue", "/api/queue", "/healthz", "/static/console.js", "/nope"):
+            headers = anonymous.get(path, follow_redirects=False).headers
+            for name, value in SECURITY_HEADERS.items():
+                assert headers.get(name) == value, (path, name)
+    assert "script-src" not in SECURITY_HEADERS["Content-Security-Policy"]  # 'self' by default
+    assert "frame-ancestors 'none'" in SECURITY_HEADERS["Content-Security-Policy"]
 
 
 def test_the_queue_shows_each_batch_with_its_proposals_and_filters(

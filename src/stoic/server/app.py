@@ -40,7 +40,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app = FastAPI(
         title="stoic",
         version=__version__,
-        docs_url="/api/docs",
+        docs_url=None,  # its page loads script from a CDN: nothing is fetched from elsewhere
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
