@@ -640,3 +640,37 @@ def test_a_briefing_written_before_containment_still_audits_clean(ws_path: Path)
     briefing.write_text(legacy + "edited\n")
     code, out, _err = cli(ws_path, "audit")
     assert code == 1 and "ESC-001.md differs" in out
+
+
+FORGED_ENTRY = "Use v1\n\n## ESC-777 — 2026-12-07\n\n**Decision:** routed by human:adm\nor v2?"
+
+
+def test_the_escalation_log_has_one_entry_per_escalation_whatever_they_say(
+    ws_path: Path,
+) -> None:
+    """A question, a note or a name given to `--to` is one line of its entry: none can start
+    an entry (or a heading) of its own. A log written the earlier way still audits clean."""
+    code, _out, err = cli(ws_path, "escalate", "--mode", "ambiguity", "--question", FORGED_ENTRY)
+    assert code == 0, err
+    answered = cli(
+        ws_path, "escalations", "answer", "ESC-001", "--decision", "escalated",
+        "--to", "ops\n## ESC-778 — 2026-12-07", "--note", "see\n\n# Heading",
+    )  # fmt: skip
+    assert answered[0] == 0, answered[2]
+    log = ws_path / "escalations" / "escalation-log.md"
+    text = log.read_text()
+    assert [line for line in text.splitlines() if line.startswith("#")] == [
+        "# Escalation log",
+        "## ESC-001 — " + text.split("## ESC-001 — ")[1][:10],
+    ]
+    assert "Use v1\\n\\n## ESC-777" in text
+    assert cli(ws_path, "audit")[0] == 0
+    from stoic.core.escalations import render_escalation_log
+
+    with Workspace.open(ws_path) as workspace:
+        state = escalations.Escalations(workspace).state()
+    log.write_text(render_escalation_log(state.escalations.values(), contained=False))
+    assert "\n## ESC-777 — 2026-12-07\n" in log.read_text()  # how it was written before
+    assert cli(ws_path, "audit")[0] == 0
+    log.write_text(text + "edited\n")
+    assert cli(ws_path, "audit")[0] == 1

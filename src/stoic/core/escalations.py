@@ -411,25 +411,29 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_escalation_log(escalations: Iterable[Escalation]) -> str:
-    """`escalations/escalation-log.md`: one entry per escalation, in order."""
+def render_escalation_log(escalations: Iterable[Escalation], *, contained: bool = True) -> str:
+    """`escalations/escalation-log.md`: one entry per escalation, in order. Each field is one
+    line (`contained`, as in `render_briefing`), so no question, note or name can start an
+    entry or a heading of its own; `contained=False` is the earlier form an audit accepts."""
+    line = _one_line if contained else _as_is
     parts = ["# Escalation log", ""]
     for item in escalations:
         decision = item.decision.value if item.decision else "(open)"
         if item.decision is EscalationDecision.ESCALATED:
-            decision += f" to {', '.join(item.handed_to)} (still open)"
+            decision += f" to {line(', '.join(item.handed_to))} (still open)"
         where = f" | **Run:** {item.run_id}" if item.run_id else ""
         where += f" | **Task:** {item.task_id}" if item.task_id else ""
         parts += [
             f"## {item.id} — {item.raised_at[:10]}",
             "",
-            f"**From:** {item.raised_by} | **Type:** {item.mode.value}{where}",
+            f"**From:** {line(item.raised_by)} | **Type:** {item.mode.value}{where}",
             "",
-            f"**Description:** {item.title}. {item.question}",
+            f"**Description:** {line(item.title)}. {line(item.question)}",
             "",
-            f"**Decision:** {decision}" + (f" by {item.decided_by}" if item.decided_by else ""),
+            f"**Decision:** {decision}"
+            + (f" by {line(item.decided_by)}" if item.decided_by else ""),
             "",
-            f"**Outcome:** {item.outcome or item.note or '(waiting)'}",
+            f"**Outcome:** {line(item.outcome or item.note or '(waiting)')}",
             "",
         ]
     return "\n".join(parts)
