@@ -674,3 +674,8 @@ def test_the_escalation_log_has_one_entry_per_escalation_whatever_they_say(
     assert cli(ws_path, "audit")[0] == 0
     log.write_text(text + "edited\n")
     assert cli(ws_path, "audit")[0] == 1
+
+
+def test_a_question_that_goes_on_after_its_mark_is_told_so() -> None:
+    problem = question_error("Use v1? It is older")
+    assert problem is not None and "goes on after it" in problem and "asks 1" not in problem

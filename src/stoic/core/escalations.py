@@ -90,6 +90,11 @@ def question_error(question: str | Sequence[str]) -> str | None:
             f"a briefing needs exactly one question; {question.strip()!r} asks none"
             " (end the question with '?')"
         )
+    if found == 1:
+        return (
+            f"a briefing's question ends the request; {question.strip()!r} goes on after it"
+            " (put what follows the '?' in the context)"
+        )
     return (
         f"a briefing needs exactly one question; {question.strip()!r} asks {found}"
         " (split it: escalate the first, ask the rest once it is answered)"
