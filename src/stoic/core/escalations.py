@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from stoic.core.text import flattened
 from stoic.core.vocabulary import unknown_word
 
 __all__ = [
@@ -339,7 +340,7 @@ def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
     problem = question_error(briefing.question)
     if problem is not None:
         raise ValueError(problem)
-    item = _one_line if contained else _as_is
+    item = flattened if contained else _as_is
     happened = [item(line) for line in briefing.what_happened] or [
         "Nothing is on record for it yet."
     ]
@@ -376,10 +377,6 @@ def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
             "",
         ]
     )
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r\n", "\\n").replace("\n", "\\n")
 
 
 def _as_is(text: str) -> str:
@@ -420,7 +417,7 @@ def render_escalation_log(escalations: Iterable[Escalation], *, contained: bool 
     """`escalations/escalation-log.md`: one entry per escalation, in order. Each field is one
     line (`contained`, as in `render_briefing`), so no question, note or name can start an
     entry or a heading of its own; `contained=False` is the earlier form an audit accepts."""
-    line = _one_line if contained else _as_is
+    line = flattened if contained else _as_is
     parts = ["# Escalation log", ""]
     for item in escalations:
         decision = item.decision.value if item.decision else "(open)"

@@ -13,7 +13,15 @@ import re
 import reprlib
 from typing import Any
 
-__all__ = ["brief_repr", "counted", "escape_controls", "has_controls", "one_line", "shortened"]
+__all__ = [
+    "brief_repr",
+    "counted",
+    "escape_controls",
+    "flattened",
+    "has_controls",
+    "one_line",
+    "shortened",
+]
 
 _CONTROLS = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f"  # C0 except tab and newline, DEL, C1 (0x9b is a CSI)
@@ -43,11 +51,16 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(_escaped, text) if _CONTROLS.search(text) else text
 
 
+def flattened(text: str) -> str:
+    """`text` on one line, its newlines written `\\n`: what a task or a proposer wrote cannot
+    start a line of its own that looks like stoic's (a listing's line, a heading)."""
+    return text.replace("\r\n", "\\n").replace("\n", "\\n")
+
+
 def one_line(text: str) -> str:
     """`text` for a place that is one line of a listing (an escalation's question, a
-    proposal's title, a notice): its newlines written `\\n` and its controls escaped, so
-    what a task or a proposer wrote cannot start a line of its own that looks like stoic's."""
-    return escape_controls(text.replace("\r\n", "\\n").replace("\n", "\\n"))
+    proposal's title): `flattened`, and its controls escaped."""
+    return escape_controls(flattened(text))
 
 
 def shortened(text: str, keep: int = 60) -> str:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from stoic.core.notifications import Notice, json_payload, slack_payload, wants
-from stoic.core.text import escape_controls, one_line
+from stoic.core.text import escape_controls, flattened
 from stoic.store.atomic import append_durably
 from stoic.store.processes import ProcessPolicy
 
@@ -173,7 +173,7 @@ def _deliver(workspace: Workspace, notifier: NotifierSettings, notice: Notice) -
         extra = "".join(f"\n  {line}" for line in notice.lines)
         if notice.link is not None:
             extra += f"\n  {notice.link}"
-        text = f"stoic: notice: {notice.event.value}: {one_line(notice.text)}{extra}"
+        text = f"stoic: notice: {notice.event.value}: {flattened(notice.text)}{extra}"
         sys.stderr.write(escape_controls(text) + "\n")  # a person reads it: nothing raw
         sys.stderr.flush()
     elif notifier.kind == "file":
