@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stoic.cli.context import cli_state
+from stoic.cli.context import cli_state, workspace_settings
 from stoic.cli.render import echo
 from stoic.exceptions import StoicError, UsageError
 
@@ -65,10 +65,18 @@ def serve(
 
     from stoic.server.app import ServerConfig, create_app
     from stoic.server.control import ControlPlane
+    from stoic.server.hosts import answered_names
+    from stoic.store.config import Settings
 
     state = cli_state(ctx)
+    serve_settings = (workspace_settings(ctx) or Settings()).serve
     tls = tls_cert is not None
-    config = ServerConfig(workspace=state.workspace.absolute(), tls=tls, behind_proxy=behind_proxy)
+    config = ServerConfig(
+        workspace=state.workspace.absolute(),
+        tls=tls,
+        behind_proxy=behind_proxy,
+        host_names=answered_names(host, serve_settings.public_url, serve_settings.allowed_hosts),
+    )
     warning = exposed_warning(host, tls=tls, behind_proxy=behind_proxy)
     if warning is not None:
         echo(warning, err=True)

@@ -14,6 +14,7 @@ from stoic import __version__
 from stoic.exceptions import StoicError
 from stoic.server import access, gate_hook, metrics
 from stoic.server.console import console_of
+from stoic.server.hosts import KnownHosts
 from stoic.server.routes import install as install_console
 from stoic.server.sessions import Sessions
 from stoic.server.throttle import LoginThrottle
@@ -32,6 +33,8 @@ class ServerConfig:
     """Served over TLS (`--tls-cert/--tls-key`): session cookies are `Secure`."""
     behind_proxy: bool = False
     """A proxy in front terminates TLS (`--behind-proxy`): cookies are `Secure` too."""
+    host_names: frozenset[str] = frozenset()
+    """The names it answers to besides IP addresses and `localhost` (`hosts.answered_names`)."""
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -46,6 +49,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.config = config
     app.state.sessions = Sessions()
+    app.add_middleware(KnownHosts, names=config.host_names)
     access.install(app)
 
     @app.get("/healthz")

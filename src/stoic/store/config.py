@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,12 +58,35 @@ class ReviewSettings(_Section):
     )
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_name(value: str) -> str:
+    if len(value) > 253 or not _HOST_NAME.fullmatch(value):
+        raise ValueError(
+            f"{shortened(value)!r} is not a host name (labels of letters, digits and '-',"
+            " joined by '.', as in console.example.org)"
+        )
+    return value
+
+
+_HostName = Annotated[str, AfterValidator(_host_name)]
+
+
 class ServeSettings(_Section):
     public_url: str = Field(
         "",
         pattern=r"^(https?://[^\s?#]+)?$",
         description="The address people open the console at (https://stoic.example.org): each"
         " notification then links to its proposal, escalation or run. Empty: no links.",
+    )
+    allowed_hosts: list[_HostName] = Field(
+        default_factory=list,
+        description="Host names the review console answers to besides IP addresses, localhost,"
+        " its --host and public_url's host (read when it starts). A request naming any other"
+        " is refused: a web page cannot reach the console through a name of its own pointed"
+        " at this machine.",
     )
 
 
