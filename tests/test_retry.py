@@ -14,7 +14,14 @@ import stoic
 from stoic.core.audit import ViolationCode as V
 from tests.conftest import STOIC_BIN, log_path, run_cli, run_stoic_process
 from tests.test_invariants import RUN, audit_codes, ev, ex
-from tests.test_runner import _wait_for, assert_audit_clean, of_type, only_run, write_plan
+from tests.test_runner import (
+    _wait_for,
+    assert_audit_clean,
+    of_type,
+    only_run,
+    records,
+    write_plan,
+)
 
 # Not idempotent: each attempt leaves a line in `ran`; it finishes only once `go` exists.
 CUT = """
@@ -180,6 +187,34 @@ def test_a_retried_attempt_that_fails_stands_and_the_run_fails(
     assert again.exit_code == 1
     assert (tmp_path / "tried").read_text().count("tried") == 3
     assert_audit_clean(ws_path)
+
+
+BUDGETED = """
+meta: {name: budgeted}
+tasks:
+  - id: build
+    run: ["sh", "-c", "echo tried >> tried; exit 1"]
+    budget: {max_attempts: 1}
+"""
+
+
+def test_a_retry_after_a_retry_its_budget_halted_names_the_halted_attempt(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(tmp_path, BUDGETED)
+    assert run_cli("-w", str(ws_path), "run", str(plan)).exit_code == 1
+    run_id = only_run(ws_path)
+    for reason in ("one", "two", "three"):
+        failures = [r for r in records(ws_path) if r["decision_outcome"] in ("failed", "halted")]
+        failed = [r for r in failures if r["decision_type"] == "execution"][-1]
+        retried = run_cli("-w", str(ws_path), "retry", run_id, "build", "--reason", reason)
+        assert retried.exit_code == 1, retried.stdout + retried.stderr
+        # A retry lifts no budget: the attempt is halted before it starts, and on record.
+        assert (tmp_path / "tried").read_text().count("tried") == 1
+        retry = [r for r in records(ws_path) if r["decision_inputs"].get("kind") == "retry"][-1]
+        assert retry["attempt_id"] == failed["attempt_id"] is not None  # the failure it lifts
+        assert_audit_clean(ws_path)
+    assert len(of_type(ws_path, "execution", "halted")) == 3
 
 
 TWO = """

@@ -330,6 +330,8 @@ def _execution(task: TaskView, record: Mapping[str, Any], outcome: str) -> None:
         else:
             task.last_attempt_kind = task.next_attempt_kind
         task.open_attempt = None
+        # A halted attempt never started, yet it is the failure a retry or evaluation names.
+        task.last_attempt_id = record.get("attempt_id") or task.last_attempt_id
         task.failure = inputs
         task.awaiting_evaluation = True
         task.original_failure = task.original_failure or inputs
