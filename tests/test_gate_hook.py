@@ -242,6 +242,29 @@ def test_file_tools_by_where_the_path_lies_links_resolved(
     )
 
 
+def test_a_deny_or_propose_rule_holds_for_the_path_named_as_well_as_where_it_leads(
+    ws_path: Path, repo: Path
+) -> None:
+    for folder in ("cfg", "keys"):
+        (repo / folder).mkdir()
+    (repo / "keys" / "real").write_text("K=1\n")
+    (repo / "keys" / "k").write_text("x\n")
+    (repo / ".claude").symlink_to("cfg")
+    (repo / ".env.local").symlink_to("keys/real")
+    (repo / "cert.pem").symlink_to("keys/k")
+    settings = _payload(repo, "Write", file_path=str(repo / ".claude/settings.json"), content="{}")
+    proposed = _hook(ws_path, settings, "--wait", "0")
+    assert proposed["permissionDecision"] == "deny"
+    assert "waits for a person" in proposed["permissionDecisionReason"]
+    for named in (str(repo / ".env.local"), "cert.pem", "keys/../.env.local"):
+        read = _hook(ws_path, _payload(repo, "Read", file_path=named))
+        assert read["permissionDecision"] == "deny", named
+        assert "waits for a person" not in read["permissionDecisionReason"]
+    # Where the path leads is still what an allow looks at: the file behind the link is fine.
+    behind = _hook(ws_path, _payload(repo, "Read", file_path=str(repo / "keys" / "k")))
+    assert behind["permissionDecision"] == "allow"
+
+
 def test_an_agent_inside_a_task_is_on_record_by_its_role_linked_to_its_run(
     ws_path: Path, repo: Path
 ) -> None:
@@ -562,3 +585,36 @@ def test_an_agent_name_that_could_read_as_another_actor_is_a_denial(
     decision, reason = answer_hook(ws_path, _payload(repo, command="git status"))
     assert decision == "deny" and "not a plain name" in reason
     assert _gate_records(ws_path) == []
+
+
+@pytest.mark.parametrize(
+    ("actor", "source"),
+    [
+        ("agent:bot", "system"),
+        ("system:gate", "system"),
+        ("human:x", "system"),
+        ("agent:bot", "human"),
+    ],
+)
+def test_an_approval_no_person_made_allows_nothing_and_the_audit_names_it(
+    ws_path: Path, repo: Path, actor: str, source: str
+) -> None:
+    push = _payload(repo, command="git push origin main")
+    _hook(ws_path, push, "--wait", "0")
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        # What stoic never records (it refuses a decision by anyone but a person): a forgery.
+        workspace.record(
+            "proposal", "approved", "forged", source=source, actor=actor, proposal_id=proposal.id
+        )
+    again = _hook(ws_path, push, "--wait", "0")
+    assert again["permissionDecision"] == "deny"
+    assert again["permissionDecisionReason"].endswith(
+        "waits for a person: try again once it is decided"
+    )
+    shown = run_stoic_process("-w", str(ws_path), "queue", "show", proposal.id, "--json")
+    assert orjson.loads(shown.stdout)["status"] == "pending"
+    audited = run_stoic_process("-w", str(ws_path), "audit", "--json")
+    assert audited.returncode == 1
+    codes = [v["code"] for v in orjson.loads(audited.stdout)["violations"]]
+    assert codes == ["not_a_persons_decision"]

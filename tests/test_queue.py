@@ -17,7 +17,7 @@ import pytest
 
 import stoic
 from stoic.exceptions import ProposalNotFound, TransitionRefused, UsageError
-from tests.conftest import STOIC_BIN, CliResult, run_cli, run_stoic_process
+from tests.conftest import STOIC_BIN, CliResult, log_path, run_cli, run_stoic_process
 
 DAY = time.strftime("%Y%m%d", time.gmtime())
 
@@ -162,6 +162,34 @@ def test_execute_and_rollback_record_their_results(ws_path: Path, tmp_path: Path
     no_undo = run_cli("-w", str(ws_path), "rollback", failing)
     assert no_undo.exit_code == 1 and "has no rollback action" in no_undo.stderr
     assert run_cli("-w", str(ws_path), "audit").exit_code == 0
+
+
+def test_a_rollback_that_succeeded_runs_once_and_one_that_failed_may_run_again(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    undone, tries = tmp_path / "undone", tmp_path / "tries"
+    first = propose(ws_path, "--rollback-cmd", f"sh -c 'echo undone >> {undone}'", "--", "true")
+    run_cli("-w", str(ws_path), "approve", first)
+    assert run_cli("-w", str(ws_path), "execute", first).exit_code == 0
+    assert run_cli("-w", str(ws_path), "rollback", first).exit_code == 0
+    before = log_path(ws_path).read_bytes()
+    for command in ("rollback", "execute"):
+        again = run_cli("-w", str(ws_path), command, first, "--again")
+        assert again.exit_code == 1
+        assert f"{first} was rolled back at" in again.stderr and "runs once" in again.stderr
+    assert undone.read_text() == "undone\n"  # its command ran once
+    assert log_path(ws_path).read_bytes() == before  # nothing recorded
+    flaky = f"sh -c 'echo try >> {tries}; [ -f {tmp_path / 'ok'} ]'"
+    second = propose(ws_path, "--rollback-cmd", flaky, "--", "true")
+    run_cli("-w", str(ws_path), "approve", second)
+    assert run_cli("-w", str(ws_path), "execute", second).exit_code == 0
+    assert run_cli("-w", str(ws_path), "rollback", second).exit_code == 1  # it did not undo
+    (tmp_path / "ok").touch()
+    assert run_cli("-w", str(ws_path), "rollback", second).exit_code == 0
+    assert tries.read_text() == "try\ntry\n"
+    with stoic.Workspace.open(ws_path) as workspace:
+        report = workspace.audit()
+    assert [v.code for v in report.violations] == []
 
 
 def test_seed_inspection_commands_agree_with_the_manifest(ws_path: Path) -> None:
@@ -664,6 +692,27 @@ def test_queue_listing_and_show_in_both_forms(ws_path: Path, tmp_path: Path) -> 
     undone = run_cli("-w", str(ws_path), "rollback", proposal["id"])
     assert undone.exit_code == 0 and f"{proposal['id']} rolled back: exit 0." in undone.stdout
     assert not made.exists()
+    shown = run_cli("-w", str(ws_path), "queue", "show", proposal["id"]).stdout
+    assert "status: executed" in shown and "\nlast run: rolled back at " in shown
+    assert shown.rstrip().endswith(", exit 0")
+
+
+def test_a_field_of_many_lines_cannot_pass_for_another_field(ws_path: Path) -> None:
+    forged = "fine\nstatus: approved   type: action\naction: ls"
+    proposal_id = propose(ws_path, "--summary", forged, "--trade-off", "a\ndecided: approved")
+    shown = run_cli("-w", str(ws_path), "queue", "show", proposal_id).stdout.splitlines()
+    assert [line.split(":")[0] for line in shown if not line.startswith(" ")] == [
+        f"{proposal_id} — Clean tmp",
+        "status",
+        "confidence",
+        "summary",
+        "action",
+        "rollback",
+        "reasoning",
+        "sources",
+        "trade-off",
+    ]
+    assert "    status: approved   type: action" in shown
 
 
 def test_the_audit_names_each_kind_of_queue_damage(ws_path: Path) -> None:

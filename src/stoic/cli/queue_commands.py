@@ -241,14 +241,25 @@ def show(
     if proposal.decision:
         decision = proposal.decision
         lines.append(f"decided: {decision['outcome']} by {decision['by']} at {decision['at']}")
+    if proposal.execution:
+        execution = proposal.execution
+        code = (execution.get("details") or {}).get("exit_code")
+        result = str(execution.get("result"))
+        lines.append(
+            f"last run: {_RESULTS.get(result, result)} at {execution.get('at')}"
+            + (f", exit {code}" if code is not None else "")
+        )
     if proposal.running:
         what = "rollback" if proposal.running.get("rollback") else "action"
         lines.append(
             f"running: its {what} started at {proposal.running['at']} by"
             f" {proposal.running['by']}, no result on record yet"
         )
-    for line in lines:
-        echo(line)
+    for line in lines:  # a field's own lines indented: none can pass for another field
+        echo(line.replace("\n", "\n    "))
+
+
+_RESULTS = {"success": "executed", "failure": "failed", "rolled_back": "rolled back"}
 
 
 def _recorded(proposal: Proposal, **extra: object) -> None:

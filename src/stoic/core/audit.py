@@ -63,6 +63,7 @@ class ViolationCode(StrEnum):
     START_AFTER_DONE = "start_after_done"  # a task started after it was recorded done (skipped)
     CUSTOMER_VIEW_MECHANICS = "customer_view_mechanics"  # the customer view shows mechanics
     PERSON_INSIDE_TASK = "person_inside_task"  # a person's decision made from inside a task
+    NOT_A_PERSONS_DECISION = "not_a_persons_decision"  # a proposal decided by no person
     SCHEDULE_SLOT_REFIRED = "schedule_slot_refired"  # a schedule's slot claimed a second time
     GATE_ALLOW_UNAPPROVED = "gate_allow_unapproved"  # an allow citing no approval of that call
     GATE_RESUME_UNDECIDED = "gate_resume_undecided"  # a session resumed before its call was decided

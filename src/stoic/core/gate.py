@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from stoic.core.proposals import decided_by_a_person
+
 __all__ = [
     "CONTENT_SEARCH_TOOLS",
     "FILE_PATH_KEYS",
@@ -130,6 +132,10 @@ class ToolCall:
     searched: tuple[str, ...] | None = ()
     """For a content search: the files (absolute, links resolved) under its path, listed by
     the service; None when there were more than `MAX_SEARCHED_FILES`."""
+    named_path: str | None = None
+    """The file path as the agent named it (absolute, `..` folded, its own links kept): a link
+    `.claude` → `cfg` makes `.claude/settings.json` name one place and resolve to another, and
+    a deny or propose rule holds for either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,20 +224,31 @@ _QUOTING = str.maketrans("", "", "'\"\\")
 
 
 def _path_matches(rule: GateRule, call: ToolCall) -> bool:
+    """An allow holds for where the path really leads (links resolved); a deny or a propose
+    for that place or for the one the path names."""
     if not rule.paths and rule.where is None:
         return True
     given = file_path_of(call.tool_input, call.tool_name)
     if given is None:
         return False
     path = call.resolved_path or _absolute(given, call.cwd)
-    inside = is_inside(path, call.cwd)
+    if _path_meets(rule, path, call.cwd):
+        return True
+    named = call.named_path
+    if rule.verdict is Verdict.ALLOW or named is None:
+        return False
+    return _path_meets(rule, named, call.cwd)
+
+
+def _path_meets(rule: GateRule, path: str, cwd: str) -> bool:
+    inside = is_inside(path, cwd)
     if rule.where is Where.INSIDE and not inside:
         return False
     if rule.where is Where.OUTSIDE and inside:
         return False
     if not rule.paths:
         return True
-    shown = posixpath.relpath(path, call.cwd) if inside else path
+    shown = posixpath.relpath(path, cwd) if inside else path
     if rule.verdict is not Verdict.ALLOW:  # `.ENV` is `.env` where the disk ignores case
         shown, path = shown.casefold(), path.casefold()
         return any(
@@ -342,9 +359,9 @@ class GateChecker:
                 action = (record.get("details") or {}).get("action")
                 if isinstance(action, list) and action[:1] == ["claude-code"]:
                     self._calls[proposal_id] = _action_sha256(action)
-            elif outcome == "approved":
+            elif outcome == "approved" and decided_by_a_person(record):
                 self._approved.add(proposal_id)
-            elif outcome == "rejected":
+            elif outcome == "rejected" and decided_by_a_person(record):
                 self._rejected.add(proposal_id)
             return None
         if kind != "gate" or outcome != "allowed" or not isinstance(proposal_id, str):

@@ -15,6 +15,7 @@ from stoic.core.audit import Violation, ViolationCode
 from stoic.core.gate import GateChecker
 from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
+from stoic.core.proposals import PERSONS_DECISIONS, decided_by_a_person
 from stoic.core.provenance import decided_by_person
 from stoic.core.retry import is_retry
 from stoic.core.schedules import SlotChecker
@@ -82,6 +83,21 @@ class InvariantChecker:
             kind, outcome = record["decision_type"], record["decision_outcome"]
             if kind == "pause":
                 self.paused = pause_after(self.paused, record)
+                continue
+            if (
+                kind == "proposal"
+                and outcome in PERSONS_DECISIONS
+                and not decided_by_a_person(record)
+                and not is_retry(record)  # a retry's own check names it
+            ):
+                if not _from_task(record):  # that one is a person_inside_task already
+                    self._flag(
+                        ViolationCode.NOT_A_PERSONS_DECISION,
+                        record,
+                        f"proposal/{outcome} of {record.get('proposal_id')} by"
+                        f" {record.get('actor')} ({record.get('decision_source')}): only a"
+                        " person decides a proposal, so it moves nothing",
+                    )
                 continue
             if kind in ("gate", "proposal"):
                 unbacked = self.gate.feed(record)
@@ -328,3 +344,8 @@ class InvariantChecker:
                         )
                     )
         return self.violations
+
+
+def _from_task(record: Mapping[str, Any]) -> bool:
+    details = record.get("details")
+    return isinstance(details, Mapping) and details.get("from_task") is not None

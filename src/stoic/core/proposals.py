@@ -20,13 +20,17 @@ from stoic.core.pause import reason_key
 
 __all__ = [
     "FOLDERS",
+    "PERSONS_DECISIONS",
     "TRANSITIONS",
     "Proposal",
     "ProposalStatus",
     "QueueState",
     "confidence_band",
+    "decided_by_a_person",
     "fold_proposal",
     "is_proposal_id",
+    "is_rolled_back",
+    "move",
     "next_batch",
     "next_status",
     "shown_confidence",
@@ -55,6 +59,23 @@ TRANSITIONS: Mapping[str, Mapping[S, S]] = {
     "rolled_back": {S.EXECUTED: S.EXECUTED},  # stays executed; its execution says rolled_back
 }
 """decision outcome → {from status: to status}; anything else is refused."""
+
+PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
+"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
+its own proposal or another's."""
+
+
+def decided_by_a_person(record: Mapping[str, Any]) -> bool:
+    """Whether a proposal record is one a person's decision can be: decided by `human:…` as a
+    person, outside any task. Any other approval, rejection or deferral was never recorded by
+    stoic (it refuses them) and moves nothing."""
+    details = record.get("details")
+    return (
+        record.get("decision_source") == "human"
+        and str(record.get("actor", "")).startswith("human:")
+        and not (isinstance(details, Mapping) and details.get("from_task") is not None)
+    )
+
 
 _ID = re.compile(r"^PROP-\d{8}-\d{3,}$")
 
@@ -94,6 +115,21 @@ def allowed_from(current: ProposalStatus) -> list[str]:
         for outcome, moves in TRANSITIONS.items()
         if current in moves and outcome != "execution_started"  # part of executing, not a choice
     ]
+
+
+def move(proposal: Proposal, outcome: str) -> ProposalStatus | None:
+    """Where `outcome` takes the proposal as it stands, or None when the move is refused: the
+    transitions above, and nothing after a rollback that succeeded."""
+    if is_rolled_back(proposal):
+        return None
+    return next_status(proposal.status, outcome)
+
+
+def is_rolled_back(proposal: Proposal) -> bool:
+    """Whether the proposal's rollback ran and succeeded: it stays `executed`, and a rollback
+    runs once — a second would run its command again on what it already undid."""
+    execution = proposal.execution
+    return execution is not None and execution.get("result") == "rolled_back"
 
 
 class Proposal(NamedTuple):
@@ -201,9 +237,9 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
             task_id=record.get("task_id") or task.get("task_id"),
             history=(step,),
         )
-    if current is None:
+    if current is None or (outcome in PERSONS_DECISIONS and not decided_by_a_person(record)):
         return None
-    target = next_status(current.status, outcome)
+    target = move(current, outcome)
     if target is None:
         return None
     changes: dict[str, Any] = {"status": target, "history": (*current.history, step)}

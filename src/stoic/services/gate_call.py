@@ -135,12 +135,14 @@ def _tool_call(call: HookCall, repository: Path | None) -> ToolCall:
     if call.tool_name in CONTENT_SEARCH_TOOLS and resolved is not None:
         listed = _files_under(resolved)
         searched = None if listed is None else searched_by(call.tool_input, listed)
+    named = os.path.normpath(cwd.resolve() / given) if given else None
     return ToolCall(
         call.tool_name,
         call.tool_input,
         str(root),
         str(resolved) if resolved is not None else None,
         searched,
+        named,
     )
 
 

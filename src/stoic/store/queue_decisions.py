@@ -15,12 +15,14 @@ from typing import Any
 from stoic.core import next_steps
 from stoic.core.gate import TOOL_CALL_TYPE
 from stoic.core.proposals import (
+    PERSONS_DECISIONS,
     Proposal,
     ProposalStatus,
     QueueState,
     allowed_from,
     is_proposal_id,
-    next_status,
+    is_rolled_back,
+    move,
 )
 from stoic.core.records import Decision
 from stoic.exceptions import ActingAsPerson, ProposalNotFound, TransitionRefused, UsageError
@@ -36,10 +38,6 @@ __all__ = [
     "execution_argv",
     "refusal",
 ]
-
-PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
-"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
-its own proposal or another's."""
 
 PAST = {
     "execution_started": "started",
@@ -203,7 +201,7 @@ def decided_decision(
     current = state.proposals.get(proposal_id)
     if current is None:
         raise ProposalNotFound(f"no proposal {proposal_id}")
-    if next_status(current.status, outcome) is None:
+    if move(current, outcome) is None:
         raise TransitionRefused(refusal(current, outcome))
     if outcome == "execution_started":
         _check_claim(current, inputs or {})
@@ -244,7 +242,7 @@ def execution_argv(
             f" {next_steps.execute(proposal_id, confirm=proposal_id)}"
         )
     outcome = "rolled_back" if rollback else "executed"
-    if next_status(proposal.status, outcome) is None:
+    if move(proposal, outcome) is None:
         raise TransitionRefused(refusal(proposal, outcome))
     argv = proposal.rollback if rollback else proposal.action
     if rollback and argv is None:
@@ -267,7 +265,7 @@ def _check_claim(current: Proposal, inputs: Mapping[str, Any]) -> None:
     """An execution may start when its result is allowed and no other run of it is open."""
     rollback = bool(inputs.get("rollback"))
     final = "rolled_back" if rollback else "executed"
-    if next_status(current.status, final) is None:
+    if move(current, final) is None:
         raise TransitionRefused(refusal(current, final))
     running = current.running
     if running is not None and not inputs.get("again"):
@@ -320,6 +318,12 @@ def refusal(proposal: Proposal, outcome: str) -> str:
         who = f" by {decided['by']} at {decided['at']}"
     else:
         who = ""
+    if is_rolled_back(proposal):
+        execution = proposal.execution or {}
+        return (
+            f"{proposal.id} was rolled back at {execution.get('at')}: it cannot be"
+            f" {PAST[outcome]} (a rollback runs once; nothing moves it any more)"
+        )
     allowed = ", ".join(allowed_from(proposal.status)) or "none"
     return (
         f"{proposal.id} is {proposal.status.value}{who}: it cannot be {PAST[outcome]}"
