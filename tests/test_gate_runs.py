@@ -282,3 +282,35 @@ def test_the_flags_stoic_passes_claude_exist_in_its_help() -> None:
         "--output-format",
     ):
         assert flag in shown.stdout, flag
+
+
+SECRET_VALUE = "dc-4f9a1b7e5c0d"
+
+
+def test_a_secret_the_agent_puts_in_a_call_is_masked_in_its_proposal_and_the_call_matches(
+    agent: dict[str, Any],
+) -> None:
+    # DEPLOY_CODE matches no `policy.secret_names` pattern: only the plan's `secrets:` names it.
+    agent["repo"].joinpath("plan.yaml").write_text(PLAN + "    secrets: [DEPLOY_CODE]\n")
+    agent["env"]["DEPLOY_CODE"] = SECRET_VALUE
+    call = ("Bash", {"command": f"echo {SECRET_VALUE} > /dev/null"})
+    _calls(agent, call)
+    first = _stoic(agent, "run", str(agent["repo"] / "plan.yaml"))
+    assert first.returncode == 3, first.stdout + first.stderr
+    run_id = _run_id(agent)
+    with stoic.Workspace.open(agent["ws"]) as workspace:
+        (proposal,) = queue.list_proposals(workspace)
+    assert proposal.action is not None
+    assert json.loads(proposal.action[2]) == {"command": "echo [DEPLOY_CODE masked] > /dev/null"}
+    approved = _stoic(agent, "approve", proposal.id, "--reason", "fine")
+    assert approved.returncode == 0, approved.stderr
+    done = _stoic(agent, "continue", run_id)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The agent made the very call it asked for, secret and all: approved as it was shown.
+    assert f"ran echo {SECRET_VALUE} > /dev/null -> 0" in _actions(agent)
+    for path in agent["ws"].rglob("*"):
+        if path.is_file():
+            assert SECRET_VALUE.encode() not in path.read_bytes(), path
+    assert SECRET_VALUE not in first.stdout + done.stdout + approved.stdout
+    with stoic.Workspace.open(agent["ws"]) as workspace:
+        assert workspace.audit().ok, workspace.audit().violations

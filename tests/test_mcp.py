@@ -384,3 +384,41 @@ def test_stoic_mcp_over_real_stdio(ws_path: Path, repo: Path) -> None:
         (proposal,) = queue.list_proposals(workspace)
         created = next(iter(workspace.records(decision_type="proposal")))
         assert created.actor == "agent:stdio-agent" and proposal.origin == "mcp"
+
+
+def test_a_secret_of_the_agents_environment_is_masked_in_what_it_sends(
+    ws_path: Path, repo: Path
+) -> None:
+    value, token = "dc-77e1a9b3f0", "ghp_0123456789abcdef"
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "stoic", "-w", str(ws_path), "mcp", "--agent", "stdio-agent"],
+        cwd=str(repo),
+        # As stoic starts an agent in a task that declared DEPLOY_CODE; GITHUB_TOKEN is one
+        # `policy.secret_names` matches.
+        env={
+            **os.environ,
+            "STOIC_MASKED": "DEPLOY_CODE",
+            "DEPLOY_CODE": value,
+            "GITHUB_TOKEN": token,
+        },
+    )
+    leaky = PROPOSAL | {"summary": f"use {value}", "action": ["sh", "-c", f"echo {token}"]}
+
+    async def main() -> None:
+        with anyio.fail_after(120):
+            async with Client(server, mode="legacy") as client:
+                made = _json(await client.call_tool("propose_action", leaky))
+                shown = _json(
+                    await client.call_tool("get_proposal", {"proposal_id": made["proposal_id"]})
+                )
+                assert shown["summary"] == "use [DEPLOY_CODE masked]"
+                assert shown["action"] == ["sh", "-c", "echo [GITHUB_TOKEN masked]"]
+                asked = {"question": f"May I use {value}?", "context": token}
+                _json(await client.call_tool("escalate", asked))
+
+    anyio.run(main)
+    for path in ws_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert value.encode() not in data and token.encode() not in data, path

@@ -18,6 +18,7 @@ from stoic.core.records import Decision
 __all__ = [
     "DEFAULT_ENV_PASSTHROUGH",
     "DEFAULT_SECRET_NAMES",
+    "MASKED_VARIABLE",
     "MIN_SECRET_LENGTH",
     "SECRET_NAME_PATTERN",
     "BudgetLimits",
@@ -27,6 +28,7 @@ __all__ = [
     "approval_rule",
     "budget_violation",
     "check_patterns",
+    "environment_secrets",
     "mask_decision",
     "mask_json",
     "mask_secrets",
@@ -205,6 +207,23 @@ def secret_values(policy: Policy, env: Mapping[str, str]) -> dict[str, str]:
         for name, value in env.items()
         if len(value) >= MIN_SECRET_LENGTH and policy.is_secret(name)
     }
+    return dict(sorted(found.items(), key=lambda item: -len(item[1])))
+
+
+MASKED_VARIABLE = "STOIC_MASKED"
+"""The names (comma-separated) of the secrets a task declared: set in its environment so that
+stoic's own commands it runs — the gate's hook, `stoic mcp` — mask their values too."""
+
+
+def environment_secrets(policy: Policy, env: Mapping[str, str]) -> dict[str, str]:
+    """The secret values of a process's environment, by variable name, longest first: the
+    variables `MASKED_VARIABLE` names and those the policy's `secret_names` match."""
+    declared = {
+        name: value
+        for name in env.get(MASKED_VARIABLE, "").split(",")
+        if len(value := env.get(name, "")) >= MIN_SECRET_LENGTH
+    }
+    found = {**secret_values(policy, env), **declared}
     return dict(sorted(found.items(), key=lambda item: -len(item[1])))
 
 

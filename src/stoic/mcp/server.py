@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from stoic.core.gate_wire import (
     agent_name_problem,
     narrowing_rules,
 )
+from stoic.core.policy import mask_json
 from stoic.core.text import shortened
 from stoic.exceptions import StoicError, UsageError
 from stoic.mcp.tools import (
@@ -88,6 +89,8 @@ class Agent:
     """The stoic task the agent runs in, when it runs in one: the gate's records name it."""
     narrowing: tuple[GateRule, ...] = ()
     """The plan's `meta.gate` rules, from the environment stoic started the agent with."""
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """The secret values of the agent's environment: masked in whatever it sends."""
 
 
 def agent_actor(given: str | None) -> str:
@@ -261,8 +264,8 @@ def _answer(agent: Agent, name: str, given: object) -> CallToolResult:
     if tool is None or handler is None:
         known = ", ".join(tool.name for tool in TOOLS)
         return _refusal(f"stoic has no tool {shortened(name, 40)!r} (its tools: {known})")
-    try:
-        return _text(handler(agent, Arguments.of(tool, given)))
+    try:  # what it proposes or asks is recorded: no secret value of its own reaches the log
+        return _text(handler(agent, Arguments.of(tool, mask_json(given, agent.secrets))))
     except StoicError as exc:
         return _refusal(_first_line(exc))
     except Exception as exc:
@@ -305,7 +308,8 @@ def serve_stdio(workspace: Path, *, agent: str | None, repository: Path | None) 
     narrowing = narrowing_rules(os.environ.get(NARROWING_VARIABLE))
     if isinstance(narrowing, str):
         raise UsageError(f"the plan's gate rules cannot be read: {narrowing}")
-    Workspace.open(workspace).close()
+    with Workspace.open(workspace) as opened:
+        secrets = gate.agent_secrets(opened)
     served = Agent(
         workspace,
         actor,
@@ -313,6 +317,7 @@ def serve_stdio(workspace: Path, *, agent: str | None, repository: Path | None) 
         run_id=os.environ.get("STOIC_RUN_ID") or None,
         task_id=os.environ.get("STOIC_TASK_ID") or None,
         narrowing=narrowing,
+        secrets=secrets,
     )
     server = build_server(served)
 

@@ -12,6 +12,7 @@ import orjson
 
 from stoic.core.escalations import EscalationRequest
 from stoic.core.failure import Deferral, Failure, FailureKind, Partial
+from stoic.core.policy import MASKED_VARIABLE
 from stoic.core.task_outputs import OUTPUTS_HARD_CAP, LongInteger, refuse_long_integers
 from stoic.core.verification import VerificationOutcome
 from stoic.store.confined import LinkRefused, open_at, open_confined
@@ -67,6 +68,7 @@ class Attempt:
             "STOIC_TASK_ID": self.task_id,
             "STOIC_ATTEMPT": str(self.attempt),
             "STOIC_RESULT": str(self.result_path),
+            **({MASKED_VARIABLE: ",".join(sorted(self.secrets))} if self.secrets else {}),
         }
 
 

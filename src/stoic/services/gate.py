@@ -13,15 +13,17 @@ person is denied: a pause stops the queue's growth.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from stoic.core.gate import GateRule
+from stoic.core.policy import environment_secrets, mask_json, mask_secrets
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.records import Decision
 from stoic.exceptions import UsageError
@@ -38,6 +40,7 @@ from stoic.services.gate_call import (
 )
 from stoic.services.queue_book import QueueBook, queue_book
 from stoic.store.atomic import atomic_write
+from stoic.store.processes import workspace_policy
 from stoic.store.workspace import Workspace
 
 __all__ = [
@@ -46,11 +49,13 @@ __all__ = [
     "GateAnswer",
     "HookCall",
     "Waiting",
+    "agent_secrets",
     "begin_call",
     "check_call",
     "deny_unread",
     "give_up",
     "look",
+    "masked_call",
     "note_deferral",
     "read_hook_call",
 ]
@@ -65,6 +70,24 @@ def _action(call: HookCall, cwd: str) -> list[str]:
         orjson.dumps(call.tool_input, option=orjson.OPT_SORT_KEYS).decode(),
         cwd,
     ]
+
+
+def agent_secrets(workspace: Workspace) -> dict[str, str]:
+    """The secret values of this process's environment — an agent's, when its hook or `stoic
+    mcp` runs inside a task: the task's declared secrets and what `policy.secret_names` match."""
+    return environment_secrets(workspace_policy(workspace.settings), os.environ)
+
+
+def masked_call(call: HookCall, secrets: Mapping[str, str]) -> HookCall:
+    """The call as the gate weighs, shows and records it: every secret value masked, so the
+    proposal a person approves (and its sha256) never holds one."""
+    if not secrets:
+        return call
+    return replace(
+        call,
+        tool_name=mask_secrets(call.tool_name, secrets),
+        tool_input=mask_json(dict(call.tool_input), secrets),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,7 @@ def begin_call(
     so that a server can wait without holding the workspace."""
     if not agent.startswith("agent:"):
         raise UsageError(f"the gate answers agents (agent:<name>), not {agent!r}")
+    call = masked_call(call, agent_secrets(workspace))
     judged = judge(
         workspace.root,
         workspace.settings.gate.table(),
