@@ -434,6 +434,30 @@ def test_an_approval_holds_in_the_repository_it_was_given_for_and_not_while_paus
     )
 
 
+def test_an_approval_allows_the_call_for_its_agent_in_its_folder_and_no_other(
+    ws_path: Path, repo: Path
+) -> None:
+    (repo / "sub1").mkdir()
+    (repo / "sub2").mkdir()
+    call = _payload(repo / "sub1", command="rm -rf build")
+    pinned = ("--repo", str(repo), "--wait", "0")
+    _hook(ws_path, call, *pinned, "--agent", "bot")
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        workspace.approve(proposal.id, by="human:ann")
+    assert _hook(ws_path, call, *pinned, "--agent", "bot")["permissionDecision"] == "allow"
+    other_agent = _hook(ws_path, call, *pinned, "--agent", "bot2")
+    assert other_agent["permissionDecision"] == "deny"
+    other_folder = _payload(repo / "sub2", command="rm -rf build")
+    assert _hook(ws_path, other_folder, *pinned, "--agent", "bot")["permissionDecision"] == "deny"
+    with stoic.Workspace.open(ws_path) as workspace:
+        waiting = _pending(workspace)
+    assert len(waiting) == 2  # each its own proposal, for a person to decide
+    assert {p.action[3] for p in waiting} == {str(repo / "sub1"), str(repo / "sub2")}
+    assert {p.history[0]["by"] for p in waiting} == {"agent:bot2", "agent:bot"}
+    _audit_clean(ws_path)
+
+
 def test_a_pinned_repository_is_inside_wherever_the_agent_moves_its_cwd(
     ws_path: Path, repo: Path
 ) -> None:

@@ -61,14 +61,15 @@ __all__ = [
 ]
 
 
-def _action(call: HookCall, cwd: str) -> list[str]:
-    """The call a person approves: its tool, its input as canonical JSON, and the repository
-    (links resolved) it runs in — the same input elsewhere is another call."""
+def _action(call: HookCall) -> list[str]:
+    """The call a person approves: its tool, its input as canonical JSON, and the folder (links
+    resolved) it runs in — the same input in another folder is another call, even inside one
+    pinned repository (`rm -rf build` there is another `build`)."""
     return [
         "claude-code",
         call.tool_name,
         orjson.dumps(call.tool_input, option=orjson.OPT_SORT_KEYS).decode(),
-        cwd,
+        str(Path(call.cwd).resolve()),
     ]
 
 
@@ -149,8 +150,8 @@ def begin_call(
     paused = book.paused()
     if paused is not None:
         return _answer(book, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
-    action = _action(call, judged.call.cwd)
-    proposal = book.earlier(action)  # decided already: the wait's first look answers
+    action = _action(call)
+    proposal = book.earlier(action, by=agent)  # decided already: the wait's first look answers
     if proposal is None:
         proposal = book.propose(
             title=f"{agent} asks to run {call.tool_name}"[:200],

@@ -29,8 +29,9 @@ class QueueBook(Protocol):
         """The pause in force (a pause stops the queue's growth), else None."""
         ...
 
-    def earlier(self, action: Sequence[str]) -> Proposal | None:
-        """The latest proposal of this exact call, if one was made."""
+    def earlier(self, action: Sequence[str], *, by: str) -> Proposal | None:
+        """The latest proposal of this exact call by this agent, if one was made: what a
+        person approved for one agent allows no other."""
         ...
 
     def propose(
@@ -71,8 +72,8 @@ class _WorkspaceBook:
     def paused(self) -> Mapping[str, Any] | None:
         return self.workspace.status_folded().paused
 
-    def earlier(self, action: Sequence[str]) -> Proposal | None:
-        return _latest(queue.list_proposals(self.workspace), action)
+    def earlier(self, action: Sequence[str], *, by: str) -> Proposal | None:
+        return _latest(queue.list_proposals(self.workspace), action, by)
 
     def propose(
         self,
@@ -122,8 +123,8 @@ class _DatabaseBook:
     def paused(self) -> Mapping[str, Any] | None:
         return trust.database_standing(self.url).status.paused
 
-    def earlier(self, action: Sequence[str]) -> Proposal | None:
-        return _latest(db_queue.database_proposals(self.url), action)
+    def earlier(self, action: Sequence[str], *, by: str) -> Proposal | None:
+        return _latest(db_queue.database_proposals(self.url), action, by)
 
     def propose(
         self,
@@ -166,9 +167,14 @@ class _DatabaseBook:
             time.sleep(min(queue.POLL_SECONDS, left))
 
 
-def _latest(proposals: Sequence[Proposal], action: Sequence[str]) -> Proposal | None:
+def _latest(proposals: Sequence[Proposal], action: Sequence[str], by: str) -> Proposal | None:
     found = None
     for proposal in proposals:
-        if proposal.type == TOOL_CALL_TYPE and proposal.action == tuple(action):
+        if (
+            proposal.type == TOOL_CALL_TYPE
+            and proposal.action == tuple(action)
+            and proposal.history[:1]
+            and proposal.history[0].get("by") == by
+        ):
             found = proposal
     return found
