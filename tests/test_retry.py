@@ -48,7 +48,11 @@ def _interrupted_run(tmp_path: Path, ws_path: Path) -> str:
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=30)
     assert runner.returncode == 130, out + err
-    return only_run(ws_path)
+    run_id = only_run(ws_path)
+    # Cut and not idempotent: a continue alone never runs it again, and the summary says so.
+    assert "charge failed: it runs again only when a person says so" in out
+    assert f'`stoic retry {run_id} charge --reason "WHY"`' in out
+    return run_id
 
 
 def test_a_non_idempotent_task_cut_by_ctrl_c_runs_again_in_its_run_after_a_retry(

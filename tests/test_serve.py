@@ -50,3 +50,13 @@ def test_serve_answers_healthz_on_loopback(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_a_port_no_socket_can_have_is_a_usage_error(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("init", str(workspace)).exit_code == 0
+    for port in ("99999", "0", "-1"):
+        result = run_cli("-w", str(workspace), "serve", "--port", port)
+        assert result.exit_code == 2, result.stderr  # not a bind to 99999 - 65536
+        (line,) = result.stderr.strip().splitlines()
+        assert "--port" in line

@@ -32,7 +32,9 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", help="The address to listen on (default: 127.0.0.1).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8765,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="The port to listen on (1 to 65535).")
+    ] = 8765,
     tls_cert: Annotated[
         Path | None,
         typer.Option(

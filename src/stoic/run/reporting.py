@@ -302,10 +302,16 @@ def _verdict(report: RunReport) -> str:
             f" (killed?); {next_steps.continue_run(report.run_id)} picks it up."
         )
     if report.status is RunStatus.INTERRUPTED:
-        return (
+        lines = [
             f"Run {report.run_id} was interrupted;"
-            f" {next_steps.continue_run(report.run_id)} picks it up."
-        )
+            f" {next_steps.continue_run(report.run_id)} goes on with what can still run."
+        ]
+        for task_id in analysis.failed:  # cut, and not safe to run again by itself
+            lines.append(f"  {task_id} failed: it runs again only when a person says so")
+        if analysis.failed:
+            again = next_steps.retry(report.run_id, analysis.failed[0])
+            lines.append(f"A person can run a failed task again in this run: {again}")
+        return "\n".join(lines)
     if report.status is RunStatus.PAUSED:
         return (
             f"Run {report.run_id} is paused with the workspace: nothing more was started;"
