@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+import stoic
 from tests.conftest import run_cli
 
 NOTHING_TO_RUN = "tasks:\n  - id: a\n    run: ['true']\n  - id: b\n    description: later\n"
@@ -99,6 +100,39 @@ def test_a_verifier_not_found_is_a_warning_in_plan_check(tmp_path: Path, ws_path
         "task 'a': verifier 'lint': command not found: shellchek",
     ]
     assert "verification incomplete" in verdict["warnings"][0]["hint"]
+
+
+def test_what_the_policy_halts_is_said_by_plan_check_in_the_runs_words(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    settings = ws_path / "stoic.toml"
+    text = settings.read_text()
+    assert "# forbidden_commands = []" in text
+    forbidding = 'forbidden_commands = ["^curl "]'
+    settings.write_text(text.replace("# forbidden_commands = []", forbidding))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "tasks:\n  - {id: fetch, run: [curl, https://example.org]}\n"
+        "  - {id: spawn, call: 'os:popen'}\n  - {id: fine, run: ['true']}\n"
+    )
+    checked = run_cli("-w", str(ws_path), "plan", "check", str(plan), "--json")
+    assert checked.exit_code == 0  # the rest of the plan runs
+    warned = {w["line"]: w["message"] for w in orjson.loads(checked.stdout)["warnings"]}
+    assert set(warned) == {2, 3}
+    assert warned[2].startswith("task 'fetch': a run halts it before it starts: command matches")
+    assert warned[3].startswith("task 'spawn': a run halts it before it starts: module 'os'")
+    ran = run_cli("-w", str(ws_path), "run", str(plan))
+    assert ran.exit_code == 1
+    with stoic.Workspace.open(ws_path) as workspace:
+        halted = {
+            r.task_id: r.decision_reason
+            for r in workspace.records(decision_type="execution")
+            if r.decision_outcome == "halted"
+        }
+    assert set(halted) == {"fetch", "spawn"}
+    for line, task in ((2, "fetch"), (3, "spawn")):
+        rule = warned[line].split("before it starts: ", 1)[1]
+        assert rule in str(halted[task])  # the same words
 
 
 def _references(node: Any, key: str) -> list[str]:

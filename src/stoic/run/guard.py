@@ -27,6 +27,7 @@ from stoic.core.policy import (
 )
 from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder
+from stoic.plan.loader import Plan, PlanError
 from stoic.plan.models import Budget, TaskSpec, Verifier
 from stoic.run import decisions as made
 from stoic.run.attempt import Attempt, AttemptResult
@@ -39,6 +40,8 @@ __all__ = [
     "executor_of",
     "in_plan_folder",
     "limits_of",
+    "policy_rule",
+    "policy_warnings",
     "run_policy",
 ]
 
@@ -150,33 +153,12 @@ class Guard:
         ) or budget_violation(self.run_budget, run_spent + run_unrecorded, "run")
 
     def _policy_rule(self, spec: TaskSpec) -> tuple[str | None, str, str]:
-        """The policy rule an attempt of the task breaks, if any, with the executor and command
-        line of the process that breaks it (the task's own when none does)."""
-        for stage_executor, stage_command in self._processes(spec):
-            rule = policy_violation(self.policy, stage_executor, stage_command)
-            if rule is not None:
-                return rule, stage_executor, stage_command
-        rule = None
-        if spec.call is not None and self.plan_dir is not None:
-            here = self._in_plan_folder.get(spec.call)
-            if here is None:  # asked once per call per run; the worker checks again itself
-                here = self._in_plan_folder[spec.call] = in_plan_folder(self.plan_dir, spec.call)
-            rule = module_violation(self.policy, spec.call, in_plan_folder=here)
-        return rule, executor_of(spec), describe_command(spec)
+        def here(call: str) -> bool:  # asked once per call per run; the worker checks again
+            if call not in self._in_plan_folder and self.plan_dir is not None:
+                self._in_plan_folder[call] = in_plan_folder(self.plan_dir, call)
+            return self._in_plan_folder.get(call, True)
 
-    def _processes(self, spec: TaskSpec) -> Iterator[tuple[str, str]]:
-        """Every process an attempt of the task would start, as (executor, command line):
-        the task, its iterate check, its verifiers — policy covers each of them."""
-        yield executor_of(spec), describe_command(spec)
-        if spec.iterate is not None:
-            yield "shell", shlex.join(spec.iterate.check)
-        for verifier in [*self.plan_verifiers, *(spec.verify or ())]:
-            if verifier.agent is not None:
-                yield "agent", f"agent {verifier.agent}"
-            elif isinstance(verifier.run, str):
-                yield "shell", verifier.run
-            elif verifier.run is not None:
-                yield "shell", shlex.join(verifier.run)
+        return policy_rule(self.policy, spec, self.plan_verifiers, here)
 
     def _spent(self, task_id: str) -> tuple[Spent, Spent]:
         folder = self.folder
@@ -187,6 +169,62 @@ class Guard:
             run_seconds = (datetime.now(UTC) - started).total_seconds()
         task_spent = Spent(task.duration_s, task.attempts, task.cost) if task else Spent()
         return task_spent, Spent(run_seconds, folder.attempts_made, folder.cost_spent)
+
+
+def policy_rule(
+    policy: Policy,
+    spec: TaskSpec,
+    plan_verifiers: Sequence[Verifier],
+    in_folder: Callable[[str], bool],
+) -> tuple[str | None, str, str]:
+    """The policy rule an attempt of the task breaks, if any, with the executor and command
+    line of the process that breaks it (the task's own when none does): what the runner halts
+    before the start, and what `stoic plan check` says it would."""
+    for stage_executor, stage_command in _processes(spec, plan_verifiers):
+        rule = policy_violation(policy, stage_executor, stage_command)
+        if rule is not None:
+            return rule, stage_executor, stage_command
+    rule = None
+    if spec.call is not None:
+        rule = module_violation(policy, spec.call, in_plan_folder=in_folder(spec.call))
+    return rule, executor_of(spec), describe_command(spec)
+
+
+def policy_warnings(plan: Plan, policy: Policy) -> list[PlanError]:
+    """Each task a run would halt before it starts because the policy forbids what it would
+    run (R3, its dependents blocked): `stoic plan check` says so, at the task's line."""
+    plan_dir = plan.path.absolute().parent
+    verifiers = plan.document.meta.verify or ()
+    found = []
+    for spec in plan.tasks:
+        rule = policy_rule(policy, spec, verifiers, lambda call: in_plan_folder(plan_dir, call))[0]
+        if rule is not None:
+            line, column = plan.task_positions.get(spec.id, (1, 1))
+            found.append(
+                PlanError(
+                    line,
+                    column,
+                    f"task {spec.id!r}: a run halts it before it starts: {rule}",
+                    "the policy (stoic.toml's [policy], the plan's meta.policy) forbids it: the"
+                    " run records it halted and blocks what depends on it",
+                )
+            )
+    return found
+
+
+def _processes(spec: TaskSpec, plan_verifiers: Sequence[Verifier]) -> Iterator[tuple[str, str]]:
+    """Every process an attempt of the task would start, as (executor, command line): the
+    task, its iterate check, its verifiers — policy covers each of them."""
+    yield executor_of(spec), describe_command(spec)
+    if spec.iterate is not None:
+        yield "shell", shlex.join(spec.iterate.check)
+    for verifier in [*plan_verifiers, *(spec.verify or ())]:
+        if verifier.agent is not None:
+            yield "agent", f"agent {verifier.agent}"
+        elif isinstance(verifier.run, str):
+            yield "shell", verifier.run
+        elif verifier.run is not None:
+            yield "shell", shlex.join(verifier.run)
 
 
 def describe_command(spec: TaskSpec) -> str:

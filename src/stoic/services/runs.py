@@ -40,6 +40,7 @@ from stoic.plan.check import PlanCheck, check_plan, invalid_plan_check
 from stoic.plan.loader import PlanInvalid, read_plan
 from stoic.run.admission import limit_reached
 from stoic.run.agents import AgentSetup, agents_of, default_setup
+from stoic.run.guard import policy_warnings, run_policy
 from stoic.run.lifecycle import (
     check_run_id,
     continue_run,
@@ -58,8 +59,9 @@ from stoic.run.stages import verifier_warnings
 from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
 from stoic.services.trust import refuse_if_paused
-from stoic.store.config import SecretSource, load_settings
+from stoic.store.config import SecretSource, Settings, load_settings
 from stoic.store.interface import AttemptOutputs
+from stoic.store.processes import workspace_policy
 from stoic.store.provenance import current_task
 from stoic.store.secrets import secrets_of_plan
 
@@ -125,12 +127,12 @@ def check(
     `stoic.toml`), else the built-in ones, and the agent CLI against this PATH. A verifier whose
     program is not found is a warning: verifiers fail open."""
     path = os.environ.get("PATH")
+    settings = Settings() if settings_file is None else load_settings(settings_file)
     if settings_file is None:
         agents = default_setup().settings
         sources: dict[str, SecretSource] = {}
         root = Path.cwd()
     else:
-        settings = load_settings(settings_file)
         agents, sources, root = settings.agents, settings.secrets, settings_file.parent
     setup = AgentSetup(agents, path)
     try:
@@ -139,7 +141,8 @@ def check(
         errors += secrets_of_plan(plan, sources, root, os.environ).errors
         if errors:
             raise PlanInvalid(plan.path, sorted(errors, key=lambda e: (e.line, e.column)))
-        warnings = verifier_warnings(plan, path)
+        policy = run_policy(workspace_policy(settings), plan.document.meta.policy)
+        warnings = [*policy_warnings(plan, policy), *verifier_warnings(plan, path)]
         return check_plan(
             plan, str(plan_path), agents_of(plan, setup), fresh=fresh, warnings=warnings
         )
