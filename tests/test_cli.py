@@ -125,6 +125,11 @@ def test_every_setting_is_in_the_generated_toml_with_its_default() -> None:
         ('[[notifiers]]\nkind = "file"\n', "a file notifier needs `path`"),
         ('[agents]\nagent_cli = ["run", "{model"]\n', "'{model' is not a valid template part"),
         ("[queue]\nbatch_size = 4\n# caf\xe9\n", "stoic.toml: not UTF-8 text"),
+        (
+            "[runner]\n# workers = 4\n\n[runner]\nworkers = 3\n",
+            "stoic.toml:4: invalid TOML: Cannot declare ('runner',) twice (hint: [runner] is at"
+            " line 1 already: put the settings under it, where they are listed commented)",
+        ),
     ],
 )
 def test_invalid_settings_name_file_and_line(ws_path: Path, text: str, message: str) -> None:

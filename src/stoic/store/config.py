@@ -488,7 +488,7 @@ def load_settings(path: Path) -> Settings:
         located = _TOML_LINE.search(message)
         where = f"{path}:{located.group(1)}" if located else str(path)
         message = _TOML_LINE.sub("", message).strip()
-        raise ConfigError(f"{where}: invalid TOML: {message}") from exc
+        raise ConfigError(f"{where}: invalid TOML: {message}{_twice_hint(text, message)}") from exc
     except ValueError as exc:  # tomllib reads integers with int(): thousands of digits fail
         line = _first_line(text, _LONG_NUMBER)
         where = f"{path}:{line}" if line else str(path)
@@ -531,6 +531,26 @@ def load_settings(path: Path) -> Settings:
 
 
 _LONG_NUMBER = re.compile(r"[0-9][0-9_]{200,}")
+
+
+_DECLARED_TWICE = re.compile(r"Cannot declare \('([A-Za-z0-9_-]+)',\) twice")
+
+
+def _twice_hint(text: str, message: str) -> str:
+    """Where the table declared twice was first declared: `stoic init` writes every table,
+    so a snippet pasted at the end repeats one; its settings go under the first."""
+    named = _DECLARED_TWICE.search(message)
+    if named is None:
+        return ""
+    table = re.compile(rf"^\s*\[\s*{re.escape(named.group(1))}\s*\]\s*(#.*)?$", re.MULTILINE)
+    first = table.search(text)
+    if first is None:
+        return ""
+    line = text.count("\n", 0, first.start()) + 1
+    return (
+        f" (hint: [{named.group(1)}] is at line {line} already: put the settings under it,"
+        " where they are listed commented)"
+    )
 
 
 def _first_line(text: str, pattern: re.Pattern[str]) -> int | None:
