@@ -179,8 +179,9 @@ def test_rate_limit_text_without_retry_after_is_suggested(
     tmp_path: Path, ws_path: Path, agent_env: dict[str, str]
 ) -> None:
     plan = "tasks:\n  - id: a\n    agent: coder\n    prompt: 'Fix it [rate-limited]'\n"
-    code, _, _ = run_agents(ws_path, tmp_path, plan, agent_env)
+    code, out, _ = run_agents(ws_path, tmp_path, plan, agent_env)
     assert code == 3
+    assert "waiting for a person (a suggested recovery)" in out
     (failed,) = records_of(ws_path, "a", "execution", "failed")
     assert failed["decision_inputs"]["failure_kind"] == "rate_limited"
     assert "its output says rate_limited" in str(failed["decision_reason"])

@@ -72,6 +72,7 @@ def test_a_rejected_task_says_who_rejected_it_and_why(tmp_path: Path, ws_path: P
     waiting = run_cli("-w", str(ws_path), "run", str(plan))
     assert waiting.exit_code == 3, waiting.stdout + waiting.stderr
     assert re.search(r"^deploy\s+waiting\s", waiting.stdout, re.M)
+    assert "waiting for a person (approval)" in waiting.stdout  # a gate, not a recovery
     queue = orjson.loads(run_cli("-w", str(ws_path), "queue", "--json").stdout)
     (proposal,) = [p["id"] for p in (queue if isinstance(queue, list) else queue["proposals"])]
     rejected = run_cli(

@@ -239,12 +239,13 @@ def test_a_hanging_verifier_is_given_up_at_its_timeout(tmp_path: Path, ws_path: 
 
 def test_a_valid_report_is_stored_with_counts(tmp_path: Path, ws_path: Path) -> None:
     (tmp_path / "report.json").write_bytes(orjson.dumps(REPORT))
-    code, _, err = run(
+    code, out, err = run(
         ws_path,
         tmp_path,
         verifier_plan("      - id: review\n        run: ['cat', 'report.json']\n"),
     )
     assert code == 0 and "WARNING" not in err
+    assert "verifier review of build reported WARN (1 high, 1 info)" in out  # never silent
     entry = task_state(ws_path, "build")["verifications"]["review"]  # type: ignore[index]
     assert entry["status"] == "WARN"
     assert entry["counts"] == {"critical": 0, "high": 1, "warning": 0, "info": 1}

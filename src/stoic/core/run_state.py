@@ -74,7 +74,9 @@ class TaskView:
     hint: str | None = None
     """STOIC_HINT for the next attempt (`reduce_input` after a context overflow)."""
     suggestion: Mapping[str, Any] | None = None
-    """An R2 suggestion waiting for a person."""
+    """An R2 suggestion waiting for a person, or what an approval gate asks approved."""
+    gated: bool = False
+    """The suggestion is an approval gate's (`approval: required`), not a recovery's."""
     approved_by: str | None = None
     rejected_by: str | None = None
     """Who rejected the task's approval or suggested recovery (the task failed for it)."""
@@ -226,6 +228,7 @@ class RunFolder:
             _evaluation(task, record, outcome)
         elif kind == "policy_check":
             task.suggestion = details.get("suggestion")
+            task.gated = record["decision_inputs"].get("requires") == "approval"
         elif kind == "escalation":
             self._escalation(task, record, event)
         elif kind == "gate":
@@ -364,6 +367,7 @@ def _evaluation(task: TaskView, record: Mapping[str, Any], outcome: str) -> None
         task.recovery_applied = True
     elif outcome == "recovery_suggested":
         task.suggestion = record["details"].get("suggestion")
+        task.gated = False
 
 
 def reconciliation(task: TaskView) -> dict[str, Any]:

@@ -189,8 +189,9 @@ def _rows(report: RunReport) -> list[_Row]:
             status, note = "blocked", f"blocked by {', '.join(roots)}"
         elif status == "suspended":
             status = "waiting"
-            waits_on = task.escalation_id or ("approval" if task.suggestion is None else "")
-            note = f"waiting for a person ({waits_on or 'a suggested recovery'})"
+            recovery = task.suggestion is not None and not task.gated
+            waits_on = task.escalation_id or ("a suggested recovery" if recovery else "approval")
+            note = f"waiting for a person ({waits_on})"
         duration = f"{task.duration_s:.2f}s" if task.attempts else "-"
         rows.append(_Row(task_id, status, task.attempts, duration, note))
     return rows
@@ -278,14 +279,23 @@ def summary_lines(report: RunReport) -> list[str]:
 
 
 def _warnings(report: RunReport) -> list[str]:
-    """Verifiers that could not verify: visible in the summary, never silent."""
+    """Verifiers that could not verify, and those whose report found something: visible in
+    the summary, never silent."""
     lines = []
     for task_id in report.plan.graph.ids:
         for verifier, entry in report.view.task(task_id).verifications.items():
-            if entry.get("status") == "skipped":
+            status = entry.get("status")
+            if status == "skipped":
                 lines.append(
                     f"WARNING: verification incomplete for {task_id}: {verifier} was skipped"
                     f" ({entry.get('reason')})"
+                )
+            elif status in ("WARN", "FAIL"):
+                counts = entry.get("counts") or {}
+                found = ", ".join(f"{n} {severity}" for severity, n in counts.items() if n)
+                lines.append(
+                    f"verifier {verifier} of {task_id} reported {status} ({found}): its findings"
+                    " are in its verification record"
                 )
     return lines
 
