@@ -50,6 +50,9 @@ def test_markdown_is_rendered_with_every_text_escaped() -> None:
     assert "<ol>\n<li>first</li>\n</ol>" in html
     assert "<pre><code>&lt;script&gt;</code></pre>" in html
     assert "<script" not in html and "href" not in render("[a](javascript:alert(1))")
+    shown = render("# Ask \x1b[2J\n\n- cur\u202eved\n")
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert "Ask \\x1b[2J" in shown and "cur\\u202eved" in shown
 
 
 def test_a_briefing_shows_task_text_only_as_text(served: RunningConsole, ws_path: Path) -> None:

@@ -134,6 +134,27 @@ def test_a_proposal_shows_everything_and_hostile_text_only_as_text(
     assert shown["action_sha256"] in page
 
 
+def test_control_characters_a_page_shows_are_visible_not_obeyed(
+    served: RunningConsole, ws_path: Path
+) -> None:
+    override, terminal = "\u202e", "\x1b]0;OWNED\x07"
+    with stoic.Workspace.open(ws_path) as workspace:
+        proposal_id = workspace.propose(
+            title=f"Rotate {terminal}the logs",
+            reasoning_trace=[f"because {override}"],
+            action=["sh", "-c", f"echo {override}fr- mr"],
+            by="agent:ops",
+            summary=f"summary {override}fdsa",
+        ).id
+    client, _ = served.login("ana")
+    for path in (f"/proposals/{proposal_id}", "/queue"):
+        page = client.get(path).text
+        assert override not in page and "\x1b" not in page and "\x07" not in page, path
+    page = client.get(f"/proposals/{proposal_id}").text
+    assert "Rotate \\x1b]0;OWNED\\x07the logs" in page
+    assert "echo \\u202efr- mr" in page and "summary \\u202efdsa" in page
+
+
 def test_an_approval_is_on_record_as_the_person_with_its_read_seconds(
     served: RunningConsole, ws_path: Path, clock: Clock
 ) -> None:

@@ -9,6 +9,8 @@ import re
 
 from markupsafe import Markup, escape
 
+from stoic.core.text import escape_controls
+
 __all__ = ["render"]
 
 _HEADING = re.compile(r"(#{1,6})\s+(.*)")
@@ -31,7 +33,9 @@ def _inline(text: str) -> str:
 
 
 def render(source: str) -> Markup:
-    """The HTML of `source`: each block in its tag, each text escaped."""
+    """The HTML of `source`: each block in its tag, each text escaped (its control
+    characters too, made visible)."""
+    source = escape_controls(source)
     html: list[str] = []
     paragraph: list[str] = []
     listed: str | None = None

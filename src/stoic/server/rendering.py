@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 
 from stoic.core.proposals import is_proposal_id
+from stoic.core.text import escape_controls
 from stoic.server.sessions import Session
 
 __all__ = ["age", "page", "source_link"]
@@ -28,17 +29,29 @@ __all__ = ["age", "page", "source_link"]
 _RUN_ID = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{4,32}")
 _TEMPLATES = Path(__file__).with_name("templates")
 
+
+def _shown(value: object) -> object:
+    """Every text a page shows with its control characters visible (`\u202e`, `\x1b`): a
+    right-to-left override in an agent's call would otherwise show a reviewer its command
+    reversed. Markup was built here, from text escaped the same way."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return escape_controls(value)
+    return value
+
+
 _ENV = Environment(
     loader=FileSystemLoader(_TEMPLATES),
     autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_shown,
 )
 
 
 def source_link(source: str) -> Markup:
     """An http(s) source as a link that opens elsewhere, a proposal as a link to its page;
     any other source (a run, a task, a file, `javascript:…`) as text."""
+    source = escape_controls(source)
     parts = urlsplit(source.strip())
     if parts.scheme in {"http", "https"} and parts.netloc:
         return Markup('<a href="{0}" rel="noopener noreferrer" target="_blank">{0}</a>').format(
