@@ -104,6 +104,11 @@ def test_an_allowed_call_goes_through_on_record_with_its_session_and_id(
         (orjson.dumps(DOCUMENTED | {"tool_input": "rm -rf /"}), "tool_input is not what"),
         (orjson.dumps(DOCUMENTED | {"hook_event_name": "Stop"}), "answers PreToolUse hooks"),
         (orjson.dumps(DOCUMENTED | {"cwd": "relative"}), "cwd is not an absolute path"),
+        (orjson.dumps(DOCUMENTED | {"cwd": "/tmp/a\0b"}), "a path with a NUL character"),
+        (
+            orjson.dumps(DOCUMENTED | {"tool_name": "Read", "tool_input": {"file_path": "a\0"}}),
+            "a path with a NUL character",
+        ),
         (
             orjson.dumps(DOCUMENTED | {"tool_input": {"command": "x" * 10_000_000}}),
             "is over 1024 KiB",
@@ -538,6 +543,21 @@ def test_a_grep_is_judged_by_the_files_it_would_read(ws_path: Path, repo: Path) 
     assert grep(path=str(repo / "src"))["permissionDecision"] == "deny"  # a link, resolved
     listed = _hook(ws_path, _payload(repo, "Glob", pattern="**/*"))
     assert listed["permissionDecision"] == "allow"  # names only: no contents read
+
+
+def test_a_search_that_would_read_the_workspace_is_denied(repo: Path) -> None:
+    workspace = repo / "ws"  # a workspace inside the repository, not hidden
+    assert run_stoic_process("init", str(workspace)).returncode == 0
+    (repo / "src").mkdir()
+    (repo / "src" / "app.py").write_text("x = 1\n")
+
+    def grep(**tool_input: str) -> dict[str, Any]:
+        return _hook(workspace, _payload(repo, "Grep", pattern="scrypt", **tool_input))
+
+    over_repo = grep()
+    assert over_repo["permissionDecision"] == "deny"
+    assert "would read the workspace" in over_repo["permissionDecisionReason"]
+    assert grep(path=str(repo / "src"))["permissionDecision"] == "allow"
 
 
 @pytest.mark.parametrize(

@@ -195,13 +195,17 @@ def test_a_payload_it_cannot_read_is_denied_on_record(
         ({"wait": "9999"}, "wait= takes 0 to 540"),
         ({"defer": "maybe"}, "defer= takes 1 or 0"),
         ({"repo": "relative/dir"}, "repo= is not an absolute path"),
+        ({"repo": "/tmp/a\0b"}, "repo= holds a NUL character"),
     ],
 )
-def test_options_it_cannot_use_are_a_denial_not_an_http_error(
-    repo: Path, served: RunningConsole, token: str, params: dict[str, str], said: str
+def test_options_it_cannot_use_are_a_denial_on_record_not_an_http_error(
+    ws_path: Path, repo: Path, served: RunningConsole, token: str, params: dict[str, str], said: str
 ) -> None:
     answer = _ask(served, _payload(repo, command="git status"), token, params)
     assert answer["permissionDecision"] == "deny" and said in answer["permissionDecisionReason"]
+    (record,) = _gate_records(ws_path)
+    assert record.decision_outcome == "denied" and said in record.decision_reason
+    assert record.decision_inputs["agent"] == "agent:bot"
 
 
 def test_a_wait_for_a_person_holds_up_no_other_call_and_an_approval_allows_it(

@@ -167,6 +167,8 @@ def _options(
 ) -> tuple[Path | None, bool, float | None] | str:
     """The query's options, or what is wrong with them (read here, not by FastAPI, whose
     refusal would be a 422 — and a non-2xx answer lets the call through)."""
+    if repo is not None and "\0" in repo:
+        return "repo= holds a NUL character: no folder has such a name"
     repository = Path(repo) if repo else None
     if repository is not None and not repository.is_absolute():
         return "repo= is not an absolute path"
@@ -191,13 +193,14 @@ async def claude_code_hook(
     """A Claude Code `PreToolUse` HTTP hook: the payload in, the hook's answer out — always
     200, every problem a `deny`."""
     try:
+        agent = await run_in_threadpool(_agent_of, request)
+        if isinstance(agent, _Refused):  # not an agent's call: nothing of it is recorded
+            return _answer("deny", agent.reason)
         options = _options(repo, defer, wait)
         if isinstance(options, str):
-            return _answer("deny", options)
+            answered = await run_in_threadpool(_unread, request, options, f"agent:{agent}")
+            return _answer(answered.answer.value, answered.reason)
         repository, deferring, wait_seconds = options
-        agent = await run_in_threadpool(_agent_of, request)
-        if isinstance(agent, _Refused):
-            return _answer("deny", agent.reason)
         raw = await _payload(request)
         begun = await run_in_threadpool(
             _begin, request, raw, f"agent:{agent}", wait_seconds, repository
@@ -211,3 +214,8 @@ async def claude_code_hook(
     except Exception as exc:  # a confused gate denies: never an allow by accident
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _answer("deny", f"it could not decide, so it denies: {first}")
+
+
+def _unread(request: Request, problem: str, agent: str) -> GateAnswer:
+    with console_of(request).handle() as workspace:
+        return gate.deny_unread(workspace, problem, agent=agent, size=0)

@@ -106,6 +106,9 @@ def read_hook_call(raw: bytes) -> HookCall | str:
         return f"the hook payload's {(wrong or ['tool_input'])[0]} is not what Claude Code sends"
     if not Path(data["cwd"]).is_absolute():
         return "the hook payload's cwd is not an absolute path"
+    paths = [data["tool_input"].get(key) for key in FILE_PATH_KEYS]
+    if any(isinstance(path, str) and "\0" in path for path in [data["cwd"], *paths]):
+        return "the hook payload names a path with a NUL character: no file has such a name"
 
     def optional(name: str) -> str | None:
         value = data.get(name)
@@ -173,10 +176,14 @@ def _refusal(workspace_root: Path, call: ToolCall) -> str | None:
     command = call.tool_input.get("command")
     if isinstance(command, str) and len(command) > MAX_COMMAND_CHARS:
         return f"a command over {MAX_COMMAND_CHARS // 1024} KiB is not read"
-    if call.resolved_path is not None and is_inside(
-        call.resolved_path, str(workspace_root.resolve())
-    ):
+    workspace = str(workspace_root.resolve())
+    if call.resolved_path is not None and is_inside(call.resolved_path, workspace):
         return f"{call.tool_name} on {call.resolved_path}: the workspace is stoic's record"
+    if call.searched and any(is_inside(path, workspace) for path in call.searched):
+        return (
+            f"{call.tool_name} over {call.resolved_path} would read the workspace {workspace},"
+            " stoic's record (search a path or a glob that leaves it out)"
+        )
     return None
 
 
