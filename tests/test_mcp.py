@@ -422,3 +422,57 @@ def test_a_secret_of_the_agents_environment_is_masked_in_what_it_sends(
         if path.is_file():
             data = path.read_bytes()
             assert value.encode() not in data and token.encode() not in data, path
+
+
+def test_a_message_it_cannot_read_is_answered_never_left_waiting(ws_path: Path, repo: Path) -> None:
+    import select
+    import subprocess
+
+    from mcp_types import LATEST_PROTOCOL_VERSION
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stoic", "-w", str(ws_path), "mcp", "--agent", "raw"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=repo,
+    )
+    assert server.stdin is not None and server.stdout is not None
+
+    def send(line: bytes) -> None:
+        assert server.stdin is not None
+        server.stdin.write(line + b"\n")
+        server.stdin.flush()
+
+    def answer() -> dict[str, Any]:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        assert ready, "no answer in 60 s: the caller would wait forever"
+        message: dict[str, Any] = orjson.loads(server.stdout.readline())
+        return message
+
+    try:
+        hello = {"protocolVersion": LATEST_PROTOCOL_VERSION, "capabilities": {},
+                 "clientInfo": {"name": "raw", "version": "1"}}  # fmt: skip
+        send(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}))
+        assert answer()["id"] == 1
+        send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        call = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"request_permission","arguments":{"tool_name":"Read","input":{"file_path":%s}}}}'  # noqa: E501
+        send(b"{not json}")
+        unread = answer()
+        assert (unread["id"], unread["error"]["code"]) == (None, -32700)
+        send(call % (901, b'"\\ud800"'))
+        surrogate = answer()
+        assert surrogate["id"] == 901 and "error" in surrogate
+        send(call % (902, b"9" * 5000))
+        huge = answer()
+        assert huge["id"] == 902 and "error" in huge
+        send(call % (903, b'"a.txt", "n": 1e999'))
+        infinite = answer()
+        assert infinite["id"] == 903
+        text = infinite["result"]["content"][0]["text"]
+        assert '"deny"' in text and "not finite" in text  # never allowed as {"n": null}
+        send(orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+        assert answer()["id"] == 7  # and it goes on serving
+    finally:
+        server.communicate(timeout=60)  # closes stdin: the server ends

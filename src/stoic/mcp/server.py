@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +28,19 @@ import anyio.to_thread
 import orjson
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 from mcp_types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
     CallToolRequestParams,
     CallToolResult,
+    ErrorData,
+    JSONRPCError,
     ListToolsResult,
     PaginatedRequestParams,
     TextContent,
 )
+from pydantic import ValidationError
 
 from stoic import __version__
 from stoic.core.gate import GateRule
@@ -301,6 +308,67 @@ def _read_only(name: str) -> bool:
     return bool(hints is not None and hints.read_only_hint)
 
 
+_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,18})')
+
+
+def _refusal_of(problem: Exception) -> SessionMessage:
+    """The JSON-RPC error for a line the SDK could not read: a request that cannot be read is
+    answered, never left for its caller to wait on. Its id is taken from the raw line where
+    one can be seen (else null, as JSON-RPC says for a parse error)."""
+    raw = ""
+    if isinstance(problem, ValidationError):
+        found = [e.get("input") for e in problem.errors() if isinstance(e.get("input"), str)]
+        raw = found[0] if found else ""
+        code = PARSE_ERROR if problem.errors()[0]["type"] == "json_invalid" else INVALID_REQUEST
+    else:
+        code = INVALID_REQUEST
+    seen = _ID.search(raw)
+    request_id: str | int | None = None
+    if seen is not None:
+        text = seen.group(1)
+        request_id = orjson.loads(text) if text.startswith('"') else int(text)
+    said = _first_line(problem)
+    error = ErrorData(code=code, message=f"stoic could not read this message: {said}")
+    return SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
+
+
+class _Answering:
+    """The SDK's read stream, with every line it could not read answered with its error (the
+    SDK passes the error on and the server only logs it)."""
+
+    def __init__(self, inner: Any, write: Any) -> None:
+        self.inner, self.write = inner, write
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self.inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self.inner.receive()
+            if not isinstance(item, Exception):
+                return item
+            await self.write.send(_refusal_of(item))
+
+    def __aiter__(self) -> _Answering:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _Answering:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 def serve_stdio(workspace: Path, *, agent: str | None, repository: Path | None) -> None:
     """Serve one agent over stdin and stdout until its client closes them. The workspace must
     open first: a server that cannot reach its record does not start."""
@@ -323,7 +391,8 @@ def serve_stdio(workspace: Path, *, agent: str | None, repository: Path | None) 
 
     async def serve() -> None:
         async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+            answering = _Answering(read, write)
+            await server.run(answering, write, server.create_initialization_options())
 
     try:
         anyio.run(serve)

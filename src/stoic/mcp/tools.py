@@ -215,6 +215,8 @@ class Arguments:
             raise UsageError(
                 f"{tool.name}: the arguments are over {MAX_ARGUMENT_BYTES // 1024} KiB"
             )
+        if _not_finite(given):  # JSON would write it null: the call would not be the one sent
+            raise UsageError(f"{tool.name}: the arguments hold a number that is not finite")
         known = tool.input_schema["properties"]
         unknown = sorted(str(name) for name in given if name not in known)
         if unknown:
@@ -292,6 +294,16 @@ class Arguments:
         if not isinstance(value, dict):
             raise self._refuse(name, f"must be a JSON object, not {_json_type(value)}")
         return value
+
+
+def _not_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_not_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_not_finite(item) for item in value)
+    return False
 
 
 def _json_type(value: object) -> str:
