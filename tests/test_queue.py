@@ -242,6 +242,28 @@ def test_a_verification_batch_needs_a_clean_audit_first(ws_path: Path) -> None:
     assert run_cli(*args).exit_code == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (("--as", "agent:bot"), {}, "--as is 'agent:bot'"),
+        (("--as", "system:runner"), {}, "--as is 'system:runner'"),
+        (("--as", "bad name!"), {}, "--as is 'bad name!'"),
+        (("--as", ""), {}, "--as is ''"),
+        ((), {"STOIC_ACTOR": "human:eve"}, "$STOIC_ACTOR is 'human:eve'"),
+    ],
+)
+def test_a_name_that_reads_as_another_actor_is_refused(
+    ws_path: Path, args: tuple[str, ...], env: dict[str, str], said: str
+) -> None:
+    proposal_id = propose(ws_path)
+    before = log_path(ws_path).read_bytes()
+    refused = run_cli("-w", str(ws_path), "approve", proposal_id, *args, env=env)
+    assert refused.exit_code == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert said in line and "a person's name is 1 to 64" in line
+    assert log_path(ws_path).read_bytes() == before
+
+
 def test_who_decides_is_as_then_stoic_actor_then_the_os_user(ws_path: Path) -> None:
     ids = [propose(ws_path, title=f"p{n}") for n in range(3)]
     run_cli("-w", str(ws_path), "approve", ids[0], "--as", "ada", env={"STOIC_ACTOR": "bob"})

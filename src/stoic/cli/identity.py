@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 
-from stoic.exceptions import ActingAsPerson
+from stoic.core.text import shortened
+from stoic.exceptions import ActingAsPerson, UsageError
 from stoic.store.provenance import current_task
 
 __all__ = ["human_actor", "proposer_actor"]
@@ -21,8 +23,22 @@ def human_actor(as_name: str | None) -> str:
             f"refused: this command runs {task.describe()}, and a task cannot decide as a"
             " person (hint: a person runs it from their own shell)"
         )
-    name = as_name or os.environ.get("STOIC_ACTOR") or getpass.getuser()
+    if as_name is not None:
+        name, where = as_name, "--as"
+    elif os.environ.get("STOIC_ACTOR"):
+        name, where = os.environ["STOIC_ACTOR"], "$STOIC_ACTOR"
+    else:
+        name, where = getpass.getuser(), "the OS user"
+    if not _PLAIN_NAME.fullmatch(name):
+        raise UsageError(
+            f"{where} is {shortened(name, 40)!r}: a person's name is 1 to 64 letters, digits"
+            " and . _ - @ (starting with a letter or digit), so it reads as no other actor"
+            " (agent:…, system:…)"
+        )
     return f"human:{name}"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 def proposer_actor(as_name: str | None) -> str:
