@@ -348,6 +348,13 @@ def test_stop_pauses_new_work_but_not_decisions(ws_path: Path, tmp_path: Path) -
     status = orjson.loads(run_cli("-w", str(ws_path), "status", "--json").stdout)
     assert status["paused"]["reason"] == "odd proposals"
     assert status["paused"]["criterion"] == "human_stop"
+    before = log_path(ws_path).read_bytes()
+    again = run_cli("-w", str(ws_path), "stop", "--reason", "another reason")
+    assert again.exit_code == 0 and "Paused:" not in again.stdout  # it says what holds
+    assert "Paused already, since " in again.stdout and ": odd proposals; nothing recorded" in (
+        again.stdout
+    )
+    assert log_path(ws_path).read_bytes() == before
     bad = run_cli("-w", str(ws_path), "resume", "--procedure", "smaller-batch", "--reason", "x")
     assert bad.exit_code == 2 and "--batch-size" in bad.stderr
     assert resume_smaller(ws_path).exit_code == 0

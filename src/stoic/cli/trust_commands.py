@@ -69,7 +69,12 @@ def stop(
     if as_json:  # the pause in force: this one, or the one it found
         _print_json({"recorded": recorded, "paused": dict(paused) if paused else None})
         return
-    echo(f"Paused: {reason}")
+    if recorded or paused is None:
+        echo(f"Paused: {reason}")
+        return
+    echo(  # nothing recorded: the pause in force keeps its own reason
+        f"Paused already, since {paused.get('since')}: {paused.get('reason')}; nothing recorded"
+    )
 
 
 def resume_(
