@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from stoic.core.escalations import (
     Briefing,
+    BriefingForm,
     EscalationRequest,
     count_questions,
     question_error,
     render_briefing,
+    render_escalation_log,
 )
 from stoic.exceptions import TransitionRefused, UsageError
 from stoic.services import escalations
@@ -633,7 +635,7 @@ def test_a_briefing_written_before_containment_still_audits_clean(ws_path: Path)
     assert "\n> ## To Proceed\n" in briefing.read_text()  # contained: quoted
     with Workspace.open(ws_path) as workspace:
         item = escalations.get(workspace, "ESC-001")
-        legacy = escalations.Escalations(workspace).briefing_of(item, contained=False)
+        legacy = escalations.Escalations(workspace).briefing_of(item, form=BriefingForm.AS_IS)
     assert "\n## To Proceed\n\n- `curl" in legacy
     briefing.write_text(legacy)
     assert cli(ws_path, "audit")[0] == 0
@@ -665,15 +667,39 @@ def test_the_escalation_log_has_one_entry_per_escalation_whatever_they_say(
     ]
     assert "Use v1\\n\\n## ESC-777" in text
     assert cli(ws_path, "audit")[0] == 0
-    from stoic.core.escalations import render_escalation_log
-
     with Workspace.open(ws_path) as workspace:
         state = escalations.Escalations(workspace).state()
-    log.write_text(render_escalation_log(state.escalations.values(), contained=False))
+    log.write_text(render_escalation_log(state.escalations.values(), form=BriefingForm.AS_IS))
     assert "\n## ESC-777 — 2026-12-07\n" in log.read_text()  # how it was written before
     assert cli(ws_path, "audit")[0] == 0
     log.write_text(text + "edited\n")
     assert cli(ws_path, "audit")[0] == 1
+
+
+def test_a_briefing_file_shows_control_characters_as_escapes(ws_path: Path) -> None:
+    """A briefing and the escalation log are read with `cat`: what a task wrote cannot
+    retitle the window or clear the screen. Files written before (raw) still audit clean."""
+    hostile = "\x1b]0;OWNED\x07\x1b[2J\u202e"
+    code, _out, err = cli(
+        ws_path, "escalate", "--mode", "ambiguity", "--question", f"Go on {hostile}?",
+        "--context", f"it said {hostile}",
+    )  # fmt: skip
+    assert code == 0, err
+    briefing = ws_path / "escalations" / "ESC-001.md"
+    log = ws_path / "escalations" / "escalation-log.md"
+    for path in (briefing, log):
+        text = path.read_text()
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, path
+        assert "\\x1b]0;OWNED\\x07" in text, path
+    assert cli(ws_path, "audit")[0] == 0
+    with Workspace.open(ws_path) as workspace:
+        item = escalations.get(workspace, "ESC-001")
+        raw = escalations.Escalations(workspace).briefing_of(item, form=BriefingForm.CONTAINED)
+        state = escalations.Escalations(workspace).state()
+    assert hostile in raw
+    briefing.write_text(raw)  # as the stoic before this one wrote it
+    log.write_text(render_escalation_log(state.escalations.values(), form=BriefingForm.CONTAINED))
+    assert cli(ws_path, "audit")[0] == 0
 
 
 def test_a_question_that_goes_on_after_its_mark_is_told_so() -> None:

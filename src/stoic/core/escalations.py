@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 
-from stoic.core.text import flattened
+from stoic.core.text import escape_controls, flattened
 from stoic.core.vocabulary import unknown_word
 
 __all__ = [
     "PROCESS_ISSUE_AFTER",
     "Briefing",
+    "BriefingForm",
     "Escalation",
     "EscalationDecision",
     "EscalationMode",
@@ -329,17 +330,30 @@ class Briefing:
     to_proceed: tuple[str, ...]
 
 
-def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
+class BriefingForm(StrEnum):
+    """How a briefing or the escalation log is written. `SHOWN` is how stoic writes them now;
+    an audit also accepts the two earlier forms for a file written then."""
+
+    SHOWN = "shown"
+    """`CONTAINED`, and every control character written as its escape (`\\x1b`): the file
+    is read with `cat` too, and must not instruct the terminal."""
+    CONTAINED = "contained"
+    """What a task, an agent or a proposer wrote stays inside its place: an item of a list is
+    one line (its newlines written `\\n`), a question of several lines is quoted (`> `)."""
+    AS_IS = "as_is"
+    """Each text as it came."""
+
+
+def render_briefing(briefing: Briefing, *, form: BriefingForm = BriefingForm.SHOWN) -> str:
     """The briefing's markdown; refused (ValueError) unless it holds exactly one question.
 
-    What a task, an agent or a proposer wrote stays inside its place (`contained`): an item of
-    a list is one line (its newlines written `\\n`), a question of several lines is quoted
-    (`> `), so none of it can be a heading or a step of To Proceed. `contained=False` is how
-    briefings were written before, which an audit still accepts for a briefing written then.
+    Written `SHOWN`, nothing a task wrote can be a heading or a step of To Proceed, nor an
+    instruction to the terminal of whoever reads the file (see `BriefingForm`).
     """
     problem = question_error(briefing.question)
     if problem is not None:
         raise ValueError(problem)
+    contained = form is not BriefingForm.AS_IS
     item = flattened if contained else _as_is
     happened = [item(line) for line in briefing.what_happened] or [
         "Nothing is on record for it yet."
@@ -348,7 +362,7 @@ def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
     question = briefing.question.strip()
     if contained and "\n" in question:
         question = "\n".join(f"> {line}".rstrip() for line in question.splitlines())
-    return "\n".join(
+    text = "\n".join(
         [
             f"# Briefing — {briefing.escalation_id}: {briefing.title}",
             "",
@@ -377,6 +391,7 @@ def render_briefing(briefing: Briefing, *, contained: bool = True) -> str:
             "",
         ]
     )
+    return escape_controls(text) if form is BriefingForm.SHOWN else text
 
 
 def _as_is(text: str) -> str:
@@ -413,11 +428,13 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_escalation_log(escalations: Iterable[Escalation], *, contained: bool = True) -> str:
+def render_escalation_log(
+    escalations: Iterable[Escalation], *, form: BriefingForm = BriefingForm.SHOWN
+) -> str:
     """`escalations/escalation-log.md`: one entry per escalation, in order. Each field is one
-    line (`contained`, as in `render_briefing`), so no question, note or name can start an
-    entry or a heading of its own; `contained=False` is the earlier form an audit accepts."""
-    line = flattened if contained else _as_is
+    line (as in `render_briefing`), so no question, note or name can start an entry or a
+    heading of its own, nor instruct a terminal (`form`: see `BriefingForm`)."""
+    line = _as_is if form is BriefingForm.AS_IS else flattened
     parts = ["# Escalation log", ""]
     for item in escalations:
         decision = item.decision.value if item.decision else "(open)"
@@ -438,4 +455,5 @@ def render_escalation_log(escalations: Iterable[Escalation], *, contained: bool 
             f"**Outcome:** {line(item.outcome or item.note or '(waiting)')}",
             "",
         ]
-    return "\n".join(parts)
+    text = "\n".join(parts)
+    return escape_controls(text) if form is BriefingForm.SHOWN else text

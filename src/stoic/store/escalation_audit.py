@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stoic.core.audit import Violation, ViolationCode
-from stoic.core.escalations import EscalationState, is_escalation_id, render_escalation_log
+from stoic.core.escalations import (
+    BriefingForm,
+    EscalationState,
+    is_escalation_id,
+    render_escalation_log,
+)
 from stoic.store.escalations import Escalations
 
 if TYPE_CHECKING:
@@ -54,9 +59,9 @@ def check_escalation_files(
                     seq=item.seq,
                 )
             )
-        elif text != escalations.briefing_of(item) and text != escalations.briefing_of(
-            item, contained=False
-        ):  # the second: a briefing written before what tasks write was contained
+        elif all(  # any form a stoic wrote it in, its current one or an earlier
+            text != escalations.briefing_of(item, form=form) for form in BriefingForm
+        ):
             found.append(
                 Violation(
                     ViolationCode.ESCALATION_MISMATCH,
@@ -84,9 +89,10 @@ def check_escalation_files(
                 )
             )
     expected = render_escalation_log(state.escalations.values())
-    if actual is not None and actual != expected:  # written before fields were one line each?
-        earlier = render_escalation_log(state.escalations.values(), contained=False)
-        expected = earlier if actual == earlier else expected
+    for form in BriefingForm:  # written by an earlier stoic, in an earlier form?
+        if actual is not None and actual != expected:
+            earlier = render_escalation_log(state.escalations.values(), form=form)
+            expected = earlier if actual == earlier else expected
     if actual is not None and actual != expected:
         unknown = sorted(
             {match for match in _ENTRY.findall(actual) if match not in state.escalations}

@@ -16,6 +16,7 @@ import orjson
 from stoic.core import next_steps
 from stoic.core.escalations import (
     Briefing,
+    BriefingForm,
     Escalation,
     EscalationDecision,
     EscalationMode,
@@ -269,11 +270,11 @@ class Escalations:
             self._write_log(state)
         return rebuilt
 
-    def briefing_of(self, item: Escalation, *, contained: bool = True) -> str:
-        """The briefing as it was written when the escalation was raised, from the log
-        (`contained=False`: as a stoic that did not yet contain what tasks wrote wrote it)."""
+    def briefing_of(self, item: Escalation, *, form: BriefingForm = BriefingForm.SHOWN) -> str:
+        """The briefing as it was written when the escalation was raised, from the log (in an
+        earlier `form`: as an earlier stoic wrote it)."""
         project, history = self._history(item.run_id, item.task_id, before_seq=item.seq)
-        return briefing_text(item, history, project, contained=contained)
+        return briefing_text(item, history, project, form=form)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -431,12 +432,12 @@ def briefing_text(
     project: str = "",
     *,
     database: bool = False,
-    contained: bool = True,
+    form: BriefingForm = BriefingForm.SHOWN,
 ) -> str:
     """The briefing `item`'s record wrote, in either backend: from the record and the task's
     records before it (`history`); `project`, where the record names none (an older one);
-    `database`: answered in a database, as its To Proceed says; `contained`: see
-    `render_briefing`."""
+    `database`: answered in a database, as its To Proceed says; `form`: see
+    `BriefingForm`."""
     where = f"task {item.task_id} of run {item.run_id}" if item.task_id else "the work"
     request = item.request()
     context = [line for line in request.context.splitlines() if line.strip()]
@@ -457,7 +458,7 @@ def briefing_text(
                 answer_lines(item.id, item.run_id if item.task_id else None, database=database)
             ),
         ),
-        contained=contained,
+        form=form,
     )
 
 
