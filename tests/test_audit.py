@@ -274,6 +274,9 @@ def test_a_middle_line_edited_to_another_length_is_listed_never_an_error(
         assert "hash_mismatch" in result.stdout
         assert "workspace_status.json does not line up with the log" in result.stdout
         assert "run `stoic audit`" not in result.stdout
+        assert "run `stoic audit`" not in result.stderr  # not a hint to run itself again
+        assert "could not record its pause" in result.stderr
+        assert "until the log is restored from a backup" in result.stderr
 
 
 def test_a_record_with_fields_of_the_wrong_type_is_listed_never_an_error(ten: Path) -> None:

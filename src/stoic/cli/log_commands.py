@@ -222,9 +222,12 @@ def audit(
         echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
     if audited.paused:
         echo("stoic: the workspace is now paused: the audit failed", err=True)
-    if audited.unrecorded is not None:
+    if audited.unrecorded is not None:  # its hint would be this very command
+        why = audited.unrecorded.removesuffix(f"; run {next_steps.audit()}")
         echo(
-            f"stoic: the failed audit could not pause the workspace: {audited.unrecorded}", err=True
+            f"stoic: the failed audit could not record its pause ({why}): that damage refuses"
+            " every writer too, so nothing runs until the log is restored from a backup",
+            err=True,
         )
     report = audited.report
     if as_json:
