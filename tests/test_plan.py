@@ -285,6 +285,24 @@ def test_plan_check_invalid_plan_exit_2_with_errors(tmp_path: Path) -> None:
     assert "Traceback" not in plain.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('tasks:\n  - id: a\n    run: "echo hi\n  - id: b\n', "3:10"),
+        ("tasks:\n  - {id: a, run: [echo, hi\n\n\n", "2:18"),
+        ("tasks:\n  - id: a\n    run: 'echo hi\n  - id: b\n", "3:10"),
+    ],
+)
+def test_a_quote_or_bracket_never_closed_is_named_where_it_opened(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    path = _plan_file(tmp_path, text)
+    result = run_cli("plan", "check", path)
+    assert result.exit_code == 2
+    assert f"{path}:{where}: " in result.stderr  # not the end of the file, past every line
+    assert "opened here is never closed" in result.stderr
+
+
 def test_plan_check_text_output_lists_blocked_tree(tmp_path: Path) -> None:
     path = _plan_file(
         tmp_path,

@@ -197,5 +197,6 @@ def test_next_slot_is_strictly_after() -> None:
 def test_a_cron_expression_is_checked_in_one_line() -> None:
     assert cron_error("0 2 * * *") is None
     assert "has 3 fields, not 5" in str(cron_error("0 2 *"))
+    assert "has 1 field, not 5" in str(cron_error("@daily"))
     bad = cron_error("61 2 * * *")
     assert bad is not None and "'61 2 * * *'" in bad and "\n" not in bad

@@ -169,10 +169,17 @@ def load_located(text: str) -> tuple[Any, list[YamlProblem]]:
         with _collector_paused():
             return _build(parser)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark, hint = exc.problem_mark or exc.context_mark, ""
+        stopped = exc.problem_mark
+        if exc.context_mark is not None and (
+            "end of stream" in (exc.problem or "")
+            or (stopped is not None and not text[stopped.index :].strip())
+        ):
+            # Reading stopped at the end: the mistake is where the unclosed thing opened.
+            mark, hint = exc.context_mark, "a quote or bracket opened here is never closed"
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         message = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise YamlSyntaxError(line, column, message or "not valid YAML") from None
+        raise YamlSyntaxError(line, column, message or "not valid YAML", hint) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ESC …)
         start = text.rfind("\n", 0, exc.position) + 1
         raise YamlSyntaxError(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from cronsim import CronSim, CronSimError
 
 from stoic.core.schedules import LastFire, Schedule
+from stoic.core.text import counted
 
 __all__ = ["MAX_COUNTED", "Due", "cron_error", "due", "next_slot", "parse_time", "slot_text"]
 
@@ -54,7 +55,8 @@ def cron_error(expression: str) -> str | None:
     fields = expression.split()
     if len(fields) != _FIELDS:
         return (
-            f"invalid cron expression {expression!r}: it has {len(fields)} fields, not 5"
+            f"invalid cron expression {expression!r}: it has {counted(len(fields), 'field')},"
+            " not 5"
             " (minute hour day-of-month month day-of-week, such as '0 2 * * *')"
         )
     try:
