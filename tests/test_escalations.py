@@ -223,6 +223,14 @@ def test_an_amended_plan_that_drops_a_task_on_record_is_refused(
 
 def test_escalated_passes_it_on_and_keeps_it_open(tmp_path: Path, ws_path: Path) -> None:
     assert run_plan(ws_path, tmp_path, ASKS) == 3
+    before = (ws_path / "logs" / "decision_log.ndjson").read_bytes()
+    for to in ((), ("--to", "  ")):  # passed on to nobody: refused, nothing recorded
+        code, _, err = cli(
+            ws_path, "escalations", "answer", "ESC-001", "--decision", "escalated", *to,
+            "--note", "not mine",
+        )  # fmt: skip
+        assert code == 2 and "--decision escalated needs --to NAME" in err
+    assert (ws_path / "logs" / "decision_log.ndjson").read_bytes() == before
     code, _, _ = cli(
         ws_path,
         "escalations",

@@ -183,6 +183,7 @@ def answer(
             decision,
             noted=bool(note.strip()) or track is not None,
             amending=plan is not None,
+            to=to,
         )
         if track is not None:
             _check_track(current, chosen, track)

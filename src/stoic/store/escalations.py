@@ -279,10 +279,12 @@ class Escalations:
     # -- answering ---------------------------------------------------------------------------
 
     def check_answer(
-        self, escalation_id: str, decision: str, *, noted: bool, amending: bool
+        self, escalation_id: str, decision: str, *, noted: bool, amending: bool, to: str | None
     ) -> tuple[Escalation, EscalationDecision]:
         """See `check_answer`; call it under the transaction that records the answer."""
-        return check_answer(self.state(), escalation_id, decision, noted=noted, amending=amending)
+        return check_answer(
+            self.state(), escalation_id, decision, noted=noted, amending=amending, to=to
+        )
 
     def answer(
         self,
@@ -297,7 +299,11 @@ class Escalations:
         """Record a person's decision; an unknown or closed escalation is refused."""
         with self.workspace.transaction():
             current, chosen = self.check_answer(
-                escalation_id, decision, noted=bool(note.strip()), amending=amendment is not None
+                escalation_id,
+                decision,
+                noted=bool(note.strip()),
+                amending=amendment is not None,
+                to=to,
             )
             self.workspace.record_many(
                 [
@@ -368,10 +374,17 @@ def raised_decision(
 
 
 def check_answer(
-    state: EscalationState, escalation_id: str, decision: str, *, noted: bool, amending: bool
+    state: EscalationState,
+    escalation_id: str,
+    decision: str,
+    *,
+    noted: bool,
+    amending: bool,
+    to: str | None,
 ) -> tuple[Escalation, EscalationDecision]:
     """The escalation an answer settles and its decision, or the one-line reason it is
-    refused (an unknown decision, a missing note or plan, an unknown or closed escalation)."""
+    refused (an unknown decision, a missing note, plan or `--to`, an unknown or closed
+    escalation)."""
     try:
         chosen = EscalationDecision(decision)
     except ValueError:
@@ -381,6 +394,8 @@ def check_answer(
         raise UsageError("--decision amended needs --plan FILE: the amended plan")
     if chosen is not EscalationDecision.ROUTED and not noted and not amending:
         raise UsageError(f"--decision {chosen.value} needs a --note saying why")
+    if chosen is EscalationDecision.ESCALATED and not (to or "").strip():
+        raise UsageError("--decision escalated needs --to NAME: who it is handed to")
     current = escalation_in(state, escalation_id)
     if not current.open:
         raise TransitionRefused(

@@ -104,7 +104,7 @@ def answer_at(
     closed escalation, or one answered meanwhile, is refused with who answered it."""
     state = escalation_state(writing.conn)
     current, chosen = check_answer(
-        state, escalation_id, decision, noted=bool(note.strip()), amending=False
+        state, escalation_id, decision, noted=bool(note.strip()), amending=False, to=to
     )
     answer = answer_decision(current, chosen, note=note, actor=actor, to=to)
     state.feed([record._asdict() for record in writing.append([answer])])
