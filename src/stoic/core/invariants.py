@@ -117,13 +117,13 @@ class InvariantChecker:
                 if outcome in _RUN_ENDS and run_id in self.runs:
                     ended = self.runs.pop(run_id)
                     self._check_customer_view(record, ended)
-                    for task_id, task in ended.items():  # a run ends once every one is made
-                        if task.unevaluated is not None:
+                    for held, state in ended.items():  # a run ends once every one is made
+                        if state.unevaluated is not None:
                             self._flag(
                                 ViolationCode.MISSING_EVALUATION,
                                 record,
                                 f"run {run_id} ended {outcome} while the failure of task"
-                                f" {task_id} at seq {task.unevaluated} had no recovery"
+                                f" {held} at seq {state.unevaluated} had no recovery"
                                 " evaluation",
                             )
                     # A run's end is not final: a person may retry or approve what did not
