@@ -78,6 +78,7 @@ def test_commands_without_a_workspace_say_how_to_create_one(
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "no stoic workspace" in result.stderr and "stoic init" in result.stderr
+    assert "or name the one you mean with -w PATH" in result.stderr
 
 
 def test_every_setting_is_in_the_generated_toml_with_its_default() -> None:

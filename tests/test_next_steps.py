@@ -58,6 +58,7 @@ STEPS: list[tuple[str, NextStep]] = [
     ("users_list", next_steps.users_list()),
     ("users_reset", next_steps.users_reset("ann")),
     ("users_role", next_steps.users_role("ann", "operator")),
+    ("schedule_remove", next_steps.schedule_remove("nightly")),
 ]
 
 

@@ -117,6 +117,7 @@ def test_bad_input_is_refused_in_one_line_and_records_nothing(
     _add(ws_path, plan)
     err = _cli(ws_path, "schedule", "add", "nightly", "--cron", "0 3 * * *", str(plan), code=2)
     assert "a schedule named 'nightly' is in force already" in err
+    assert "(`stoic schedule remove nightly` first)" in err
     err = _cli(ws_path, "schedule", "remove", "nightyl", code=2)
     assert "unknown schedule 'nightyl'; did you mean 'nightly'?" in err
     err = _cli(ws_path, "schedule", "add", "../x", "--cron", "0 2 * * *", str(plan), code=2)

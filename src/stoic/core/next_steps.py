@@ -28,6 +28,7 @@ __all__ = [
     "run_alongside",
     "run_status",
     "runs",
+    "schedule_remove",
     "show_proposal",
     "users_add",
     "users_list",
@@ -142,6 +143,11 @@ def run_status(run_id: str, *, tasks: bool = False) -> NextStep:
 def init(path: str) -> NextStep:
     """Create a workspace at `path`."""
     return NextStep(("init",), (path,))
+
+
+def schedule_remove(name: str) -> NextStep:
+    """Remove a schedule, so that one of its name can be added."""
+    return NextStep(("schedule", "remove"), (name,))
 
 
 def gate_hook() -> NextStep:

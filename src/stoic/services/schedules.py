@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stoic.core import next_steps
 from stoic.core.concurrency import DEFAULT_LIMIT, admit, plan_key
 from stoic.core.schedules import Book, LastFire, Schedule, ScheduleProjection
 from stoic.core.vocabulary import unknown_word
@@ -169,7 +170,10 @@ def add(
     sha256 = read_plan(path).sha256
     with workspace.transaction():
         if name in _book(workspace).schedules:
-            raise UsageError(f"a schedule named {name!r} is in force already (remove it first)")
+            raise UsageError(
+                f"a schedule named {name!r} is in force already"
+                f" ({next_steps.schedule_remove(name)} first)"
+            )
         record = workspace.record(
             "schedule",
             "added",

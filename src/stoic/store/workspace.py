@@ -172,7 +172,8 @@ class Workspace:
         root = Path(path).absolute()
         if not (root / SETTINGS_FILE).is_file():
             raise WorkspaceNotFound(
-                f"no stoic workspace at {root}: create one with {next_steps.init(str(path))}"
+                f"no stoic workspace at {root}: create one with {next_steps.init(str(path))},"
+                " or name the one you mean with -w PATH (or STOIC_WORKSPACE)"
             )
         if not (root / DECISION_LOG).is_file():
             raise WorkspaceError(
