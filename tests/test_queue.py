@@ -611,6 +611,9 @@ def test_a_failed_approved_action_pauses_and_manual_verification_confirms(ws_pat
     run_cli("-w", str(ws_path), "approve", nxt)
     refused = run_cli("-w", str(ws_path), "execute", nxt)
     assert refused.exit_code == 2 and f"--confirm {nxt}" in refused.stderr
+    mistyped = run_cli("-w", str(ws_path), "execute", nxt, "--confirm", failing)
+    assert mistyped.exit_code == 2  # says it did not match, not only that one is needed
+    assert f"--confirm takes the proposal's id again: '{failing}' is not {nxt}" in mistyped.stderr
     assert run_cli("-w", str(ws_path), "execute", nxt, "--confirm", nxt).exit_code == 0
 
 

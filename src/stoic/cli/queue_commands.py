@@ -20,7 +20,7 @@ from stoic.cli.identity import human_actor, proposer_actor
 from stoic.cli.render import console_for_output, echo, echo_json
 from stoic.cli.run_commands import confine_to_workspace_policy
 from stoic.core.proposals import Proposal, shown_confidence
-from stoic.core.text import one_line
+from stoic.core.text import one_line, shortened
 from stoic.exceptions import UsageError
 from stoic.services import queue as queue_service
 
@@ -421,6 +421,11 @@ def execute(
     """Run an approved proposal's command; the result lands in the proposal, the log and
     execution_log.md. Exit 1 when the command fails (and the workspace pauses). With --db
     (or [store] url): a database's proposal, run on this host, its result in the database."""
+    if confirm is not None and confirm != proposal_id:
+        raise UsageError(
+            f"--confirm takes the proposal's id again: {shortened(confirm, 40)!r} is not"
+            f" {proposal_id}"
+        )
     actor = human_actor(as_name)
     confine_to_workspace_policy(ctx)
     url = database_url(ctx, db)
