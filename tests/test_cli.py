@@ -13,7 +13,8 @@ import typer.main
 
 import stoic
 from stoic.cli.app import app
-from stoic.store.config import Settings, default_settings_text
+from stoic.store.config import Settings
+from stoic.store.settings_text import default_settings_text
 from tests.conftest import PROJECT_ROOT, fill, log_path, run_cli, run_stoic_process
 
 

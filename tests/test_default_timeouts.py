@@ -13,7 +13,7 @@ import pytest
 
 from stoic.plan.loader import parse_plan
 from stoic.run.timeouts import AGENTS_SETTING, TASKS_SETTING, DefaultTimeouts
-from stoic.store.config import default_settings_text
+from stoic.store.settings_text import default_settings_text
 from tests.conftest import run_cli, run_stoic_process
 from tests.test_runner import of_type
 

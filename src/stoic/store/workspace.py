@@ -32,7 +32,7 @@ from stoic.exceptions import (
     WorkspaceNotWritable,
 )
 from stoic.store.atomic import fsync_dir
-from stoic.store.config import Settings, default_settings_text, load_settings
+from stoic.store.config import Settings, load_settings
 from stoic.store.handle import ProjectionWriter
 from stoic.store.interface import Head, Stamped, Store
 from stoic.store.layout import DECISION_LOG, LOCK_FILE, SETTINGS_FILE, STATUS_PROJECTION
@@ -48,6 +48,7 @@ from stoic.store.projections import (
     misalignment,
 )
 from stoic.store.quarantine import Quarantine
+from stoic.store.settings_text import default_settings_text
 from stoic.store.views import file_views
 
 __all__ = ["Deliverer", "Workspace", "open_store"]
