@@ -463,6 +463,22 @@ def test_an_approval_allows_the_call_for_its_agent_in_its_folder_and_no_other(
     _audit_clean(ws_path)
 
 
+def test_a_secret_that_is_a_path_is_weighed_as_the_path_it_is(
+    ws_path: Path, repo: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside" / "key.json"
+    outside.parent.mkdir()
+    outside.write_text("{}")
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(outside)}  # matches *CREDENTIAL*
+    read = _hook(ws_path, _payload(repo, "Read", file_path=str(outside)), "--wait", "0", env=env)
+    # Outside the repository: a person decides — never allowed as the name its mask reads as.
+    assert read["permissionDecision"] == "deny"
+    assert "waits for a person" in read["permissionDecisionReason"]
+    log = (ws_path / "logs" / "decision_log.ndjson").read_bytes()
+    assert str(outside).encode() not in log  # shown and recorded masked
+    assert b"[GOOGLE_APPLICATION_CREDENTIALS masked]" in log
+
+
 def test_a_pinned_repository_is_inside_wherever_the_agent_moves_its_cwd(
     ws_path: Path, repo: Path
 ) -> None:

@@ -55,6 +55,10 @@ def test_the_names_answered_come_from_host_public_url_and_the_setting() -> None:
     assert names == {"console.example.org", "stoic.example.net", "a.b"}
     assert answered_names("0.0.0.0", "", []) == frozenset()  # an address: every IP answers
     assert answered_names("::", "", []) == frozenset()
+    # Listening everywhere, the machine's own names answer too; on one address, they do not.
+    assert answered_names("0.0.0.0", "", [], own=("Box", "box.lan")) == {"box", "box.lan"}
+    assert answered_names("::", "", [], own=("box",)) == {"box"}
+    assert answered_names("127.0.0.1", "", [], own=("box",)) == frozenset()
 
 
 def _settings(workspace: Path, lines: str) -> None:
@@ -78,7 +82,11 @@ def test_a_request_naming_another_host_is_refused_before_anything(ws_path: Path)
             headers={"Host": "evil.example", "Authorization": "Bearer x:y"},
             content=b"{}",
         )
-        assert (posted.status_code, posted.content) == (400, REFUSAL)
+        # The hook's caller lets a call through on anything but a 2xx: the gate denies it.
+        assert posted.status_code == 200
+        answer = posted.json()["hookSpecificOutput"]
+        assert answer["permissionDecision"] == "deny"
+        assert "does not answer to that host name" in answer["permissionDecisionReason"]
         for host in (f"127.0.0.1:{server.port}", "localhost", "console.example.org."):
             assert httpx.get(base + "/healthz", headers={"Host": host}).status_code == 200
         with Workspace.open(ws_path) as workspace:

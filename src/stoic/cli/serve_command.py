@@ -77,7 +77,12 @@ def serve(
         workspace=state.workspace.absolute(),
         tls=tls,
         behind_proxy=behind_proxy,
-        host_names=answered_names(host, serve_settings.public_url, serve_settings.allowed_hosts),
+        host_names=answered_names(
+            host,
+            serve_settings.public_url,
+            serve_settings.allowed_hosts,
+            own=(socket.gethostname(), socket.getfqdn()),
+        ),
     )
     warning = exposed_warning(host, tls=tls, behind_proxy=behind_proxy)
     if warning is not None:

@@ -16,8 +16,12 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stoic.core.gate_wire import hook_output
+
 __all__ = ["KnownHosts", "answered_names", "host_answered"]
 
+GATE_PATHS = ("/gate/",)
+"""The agent gate's hooks: refused as the gate answers, a deny, never an HTTP error."""
 REFUSAL = (
     b"stoic: this server does not answer to that host name;"
     b" add it to serve.allowed_hosts in stoic.toml\n"
@@ -28,10 +32,16 @@ def _name(text: str) -> str:
     return text.lower().removesuffix(".")
 
 
-def answered_names(listen_on: str, public_url: str, allowed: Iterable[str]) -> frozenset[str]:
+def answered_names(
+    listen_on: str, public_url: str, allowed: Iterable[str], own: Iterable[str] = ()
+) -> frozenset[str]:
     """The names besides IP addresses and `localhost`: the one `--host` gives (unless it is
-    an address), the host of `serve.public_url`, and `serve.allowed_hosts`."""
+    an address), the host of `serve.public_url`, `serve.allowed_hosts`, and — listening on
+    every address (`0.0.0.0`, `::`) — the machine's `own` names, which no other site's page
+    can be served from."""
     names = {_name(name) for name in allowed}
+    if _is_address(listen_on) and ipaddress.ip_address(listen_on).is_unspecified:
+        names |= {_name(name) for name in own if name}
     if public_url and (public := urlsplit(public_url).hostname):
         names.add(_name(public))
     if not _is_address(listen_on):
@@ -90,14 +100,20 @@ class KnownHosts:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
+        status, kind, body = 400, b"text/plain; charset=utf-8", REFUSAL
+        if str(scope.get("path", "")).startswith(GATE_PATHS):
+            # Claude Code lets a call through on any answer but a 2xx: the gate denies.
+            said = "stoic's gate: " + REFUSAL.decode().strip().removeprefix("stoic: ")
+            status, kind, body = 200, b"application/json", hook_output("deny", said)
         await send(
             {
                 "type": "http.response.start",
-                "status": 400,
+                "status": status,
                 "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(REFUSAL)).encode()),
+                    (b"content-type", kind),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": REFUSAL})
+        await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from stoic.core.gate import GateRule
+from stoic.core.gate import GateRule, call_sha256
 from stoic.core.policy import environment_secrets, mask_json, mask_secrets
 from stoic.core.proposals import Proposal, ProposalStatus
 from stoic.core.records import Decision
@@ -80,8 +80,8 @@ def agent_secrets(workspace: Workspace) -> dict[str, str]:
 
 
 def masked_call(call: HookCall, secrets: Mapping[str, str]) -> HookCall:
-    """The call as the gate weighs, shows and records it: every secret value masked, so the
-    proposal a person approves (and its sha256) never holds one."""
+    """The call as the gate shows and records it: every secret value masked, so the proposal
+    a person approves (and its sha256) never holds one. The rules weigh the call itself."""
     if not secrets:
         return call
     return replace(
@@ -130,8 +130,7 @@ def begin_call(
     so that a server can wait without holding the workspace."""
     if not agent.startswith("agent:"):
         raise UsageError(f"the gate answers agents (agent:<name>), not {agent!r}")
-    call = masked_call(call, agent_secrets(workspace))
-    judged = judge(
+    judged = judge(  # the call as it is: the rules weigh where it really reads and writes
         workspace.root,
         workspace.settings.gate.table(),
         call,
@@ -140,13 +139,19 @@ def begin_call(
         run_id=run_id,
         task_id=task_id,
     )
-    inputs = judged.inputs | {"agent": agent}
+    secrets = agent_secrets(workspace)
+    call = masked_call(call, secrets)  # and as it is shown, recorded and approved
+    inputs = mask_json(judged.inputs, secrets) | {
+        "agent": agent,
+        "sha256": call_sha256(call.tool_name, call.tool_input),
+    }
     book = queue_book(workspace)
     by_rules = rules_answer(judged)
     if by_rules is not None:
-        return _answer(book, inputs, *by_rules)
+        said, why = by_rules
+        return _answer(book, inputs, said, mask_secrets(why, secrets))
     assert judged.verdict is not None  # sent to a person
-    verdict = judged.verdict
+    verdict = replace(judged.verdict, reason=mask_secrets(judged.verdict.reason, secrets))
     paused = book.paused()
     if paused is not None:
         return _answer(book, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
