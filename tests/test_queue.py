@@ -192,6 +192,28 @@ def test_a_rollback_that_succeeded_runs_once_and_one_that_failed_may_run_again(
     assert [v.code for v in report.violations] == []
 
 
+def test_a_second_rollback_an_earlier_stoic_recorded_still_audits_clean(
+    ws_path: Path, tmp_path: Path
+) -> None:
+    first = propose(ws_path, "--rollback-cmd", "true", "--", "true")
+    run_cli("-w", str(ws_path), "approve", first)
+    assert run_cli("-w", str(ws_path), "execute", first).exit_code == 0
+    assert run_cli("-w", str(ws_path), "rollback", first).exit_code == 0
+    with stoic.Workspace.open(ws_path) as workspace:  # what an earlier stoic let through
+        for outcome, inputs in (
+            ("execution_started", {"rollback": True}),
+            ("rolled_back", {"result": "rolled_back", "exit_code": 0}),
+        ):
+            workspace.record(
+                "proposal", outcome, "again.", actor="human:ana", source="human",
+                proposal_id=first, inputs={"from": "executed", **inputs},
+            )  # fmt: skip
+    audited = run_cli("-w", str(ws_path), "audit")
+    assert audited.exit_code == 0, audited.stdout  # history replays as it was recorded
+    again = run_cli("-w", str(ws_path), "rollback", first)
+    assert again.exit_code == 1 and "runs once" in again.stderr  # and no third one now
+
+
 def test_seed_inspection_commands_agree_with_the_manifest(ws_path: Path) -> None:
     for n in range(5):
         propose(ws_path, title=f"p{n}")

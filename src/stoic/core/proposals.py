@@ -118,8 +118,8 @@ def allowed_from(current: ProposalStatus) -> list[str]:
 
 
 def move(proposal: Proposal, outcome: str) -> ProposalStatus | None:
-    """Where `outcome` takes the proposal as it stands, or None when the move is refused: the
-    transitions above, and nothing after a rollback that succeeded."""
+    """Where a decision taken now takes the proposal as it stands, or None when it is refused:
+    the transitions above, and nothing after a rollback that succeeded."""
     if is_rolled_back(proposal):
         return None
     return next_status(proposal.status, outcome)
@@ -239,8 +239,8 @@ def fold_proposal(current: Proposal | None, record: Mapping[str, Any]) -> Propos
         )
     if current is None or (outcome in PERSONS_DECISIONS and not decided_by_a_person(record)):
         return None
-    target = move(current, outcome)
-    if target is None:
+    target = next_status(current.status, outcome)  # the record as made, even a second
+    if target is None:  # rollback an earlier stoic let through: history replays as it is
         return None
     changes: dict[str, Any] = {"status": target, "history": (*current.history, step)}
     if outcome in ("approved", "rejected", "deferred"):
