@@ -209,7 +209,10 @@ def test_a_second_rollback_an_earlier_stoic_recorded_still_audits_clean(
                 proposal_id=first, inputs={"from": "executed", **inputs},
             )  # fmt: skip
     audited = run_cli("-w", str(ws_path), "audit")
-    assert audited.exit_code == 0, audited.stdout  # history replays as it was recorded
+    assert audited.exit_code == 0, audited.stdout
+    shown = orjson.loads(run_cli("-w", str(ws_path), "queue", "show", first, "--json").stdout)
+    steps = [step["decision"] for step in shown["history"]]
+    assert steps.count("rolled_back") == 2  # history replays as it was recorded
     again = run_cli("-w", str(ws_path), "rollback", first)
     assert again.exit_code == 1 and "runs once" in again.stderr  # and no third one now
 
