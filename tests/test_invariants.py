@@ -90,14 +90,6 @@ def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V,
             [(V.RETRY_WITHOUT_DECISION, 4)],
         ),
         ([ex("started"), ex("failed")], [(V.MISSING_EVALUATION, 2)]),
-        (  # a run ends only once every failure has its evaluation
-            [
-                ex("started"),
-                ex("failed"),
-                {"type": "run_lifecycle", "outcome": "failed", "reason": "x.", "run_id": RUN},
-            ],
-            [(V.MISSING_EVALUATION, 3)],
-        ),
         (
             [
                 ex("started"),
@@ -151,7 +143,6 @@ def audit_codes(ws_path: Path, decisions: list[dict[str, Any]]) -> list[tuple[V,
     ids=[
         "retry-without-decision",
         "failure-without-evaluation",
-        "run-ended-before-an-evaluation",
         "two-failures-one-evaluation",
         "evaluation-without-failure",
         "recovery-of-a-recovery",

@@ -117,15 +117,6 @@ class InvariantChecker:
                 if outcome in _RUN_ENDS and run_id in self.runs:
                     ended = self.runs.pop(run_id)
                     self._check_customer_view(record, ended)
-                    for held, state in ended.items():  # a run ends once every one is made
-                        if state.unevaluated is not None:
-                            self._flag(
-                                ViolationCode.MISSING_EVALUATION,
-                                record,
-                                f"run {run_id} ended {outcome} while the failure of task"
-                                f" {held} at seq {state.unevaluated} had no recovery"
-                                " evaluation",
-                            )
                     # A run's end is not final: a person may retry or approve what did not
                     # succeed, and what runs then is held to the same rules.
                     open_tasks = {
