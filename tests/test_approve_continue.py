@@ -183,3 +183,24 @@ def test_run_approve_of_a_task_the_file_marks_done_is_refused_and_fresh_runs_it(
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "ran").read_text() == "ran\n"
     assert_audit_clean(ws_path)
+
+
+def test_an_approval_no_person_made_starts_nothing(tmp_path: Path, ws_path: Path) -> None:
+    import stoic
+
+    plan = write_plan(tmp_path, GATED)
+    assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 3
+    run_id = only_run(ws_path)
+    (created,) = of_type(ws_path, "proposal", "created")
+    with stoic.Workspace.open(ws_path) as workspace:  # what stoic never records: a forgery
+        workspace.record(
+            "proposal", "approved", "forged", actor="agent:bot", source="system",
+            proposal_id=str(created["proposal_id"]), run_id=run_id, task_id="deploy",
+            inputs={"from": "pending", "kind": "start"},
+        )  # fmt: skip
+    continued = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert continued.returncode == 3, continued.stdout + continued.stderr  # still waiting
+    assert (tmp_path / "steps").read_text() == "built\n"  # deploy never ran
+    audited = run_cli("-w", str(ws_path), "audit", "--json")
+    codes = {v["code"] for v in orjson.loads(audited.stdout)["violations"]}
+    assert "not_a_persons_decision" in codes

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stoic.core.graph import Analysis, TaskGraph, TaskState, analyse_states
+from stoic.core.proposals import PERSONS_DECISIONS, decided_by_a_person
 from stoic.core.recovery import AttemptKind
 from stoic.core.task_outputs import outputs_ref
 from stoic.core.task_states import TaskEvent, advance, event_of
@@ -198,6 +199,8 @@ class RunFolder:
             return
         if kind == "policy_check" and record["decision_inputs"].get("requires") != "approval":
             return
+        if kind == "proposal" and outcome in PERSONS_DECISIONS and not decided_by_a_person(record):
+            return  # no person decided it: it moves no task (the audit names it)
         task = self.tasks.get(task_id)
         if task is None:
             task = self.tasks[task_id] = TaskView()
