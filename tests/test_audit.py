@@ -276,7 +276,7 @@ def test_a_middle_line_edited_to_another_length_is_listed_never_an_error(
         assert "run `stoic audit`" not in result.stdout
         assert "run `stoic audit`" not in result.stderr  # not a hint to run itself again
         assert "could not record its pause" in result.stderr
-        assert "until the log is restored from a backup" in result.stderr
+        assert "mend that and what the violations name" in result.stderr
 
 
 def test_a_record_with_fields_of_the_wrong_type_is_listed_never_an_error(ten: Path) -> None:
@@ -291,3 +291,14 @@ def test_a_record_with_fields_of_the_wrong_type_is_listed_never_an_error(ten: Pa
     result = run_cli("-w", str(ten), "audit")
     assert result.exit_code == 1 and "error:" not in result.stderr
     assert "bad_record: not a record stoic can replay" in result.stdout
+
+
+def test_a_pause_the_audit_cannot_record_says_what_mends_it(ten: Path) -> None:
+    manifest = ten / "manifests" / "workspace_status.json"
+    manifest.write_text(manifest.read_text().replace('"last_seq"', '"last_seq_x"', 1))
+    audited = run_cli("-w", str(ten), "audit")
+    assert audited.exit_code == 1, audited.stderr
+    assert "could not record its pause: " in audited.stderr, audited.stderr
+    assert "restored from a backup" not in audited.stderr  # the log is fine
+    assert "`stoic audit --repair` rebuilds it from the log" in audited.stderr  # its own hint
+    assert "then `stoic audit` again records it" in audited.stderr

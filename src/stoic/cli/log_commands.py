@@ -222,11 +222,11 @@ def audit(
         echo(f"stoic: PAUSED since {already['since']}: {already['reason']}", err=True)
     if audited.paused:
         echo("stoic: the workspace is now paused: the audit failed", err=True)
-    if audited.unrecorded is not None:  # its hint would be this very command
-        why = audited.unrecorded.removesuffix(f"; run {next_steps.audit()}")
+    if audited.unrecorded is not None:
+        why = audited.unrecorded.removesuffix(f"; run {next_steps.audit()}")  # this command
         echo(
-            f"stoic: the failed audit could not record its pause ({why}): that damage refuses"
-            " every writer too, so nothing runs until the log is restored from a backup",
+            f"stoic: the failed audit could not record its pause: {why}; mend that and what the"
+            f" violations name, then {next_steps.audit()} again records it",
             err=True,
         )
     report = audited.report
