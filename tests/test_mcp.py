@@ -472,6 +472,13 @@ def test_a_message_it_cannot_read_is_answered_never_left_waiting(ws_path: Path, 
         assert infinite["id"] == 903
         text = infinite["result"]["content"][0]["text"]
         assert '"deny"' in text and "not finite" in text  # never allowed as {"n": null}
+        # The top-level id, not one inside the params; a readable id of a bad message too.
+        send(
+            b'{"params":{"x":{"id":42}},"jsonrpc":"2.0","id":8,"method":"tools/call","n":"\\ud800"}'
+        )
+        assert answer()["id"] == 8
+        send(b'{"jsonrpc":"1.0","id":"abc","method":"tools/list"}')
+        assert answer()["id"] == "abc"
         send(orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
         assert answer()["id"] == 7  # and it goes on serving
     finally:

@@ -16,8 +16,8 @@ always the JSON text Claude Code reads, and any failure there is a denial, never
 from __future__ import annotations
 
 import functools
+import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,25 +308,34 @@ def _read_only(name: str) -> bool:
     return bool(hints is not None and hints.read_only_hint)
 
 
-_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,18})')
+def _small_int(text: str) -> int | None:
+    """A JSON integer as an id can be one; thousands of digits read as none (and cost none)."""
+    return int(text) if len(text) <= 18 else None
 
 
 def _refusal_of(problem: Exception) -> SessionMessage:
     """The JSON-RPC error for a line the SDK could not read: a request that cannot be read is
     answered, never left for its caller to wait on. Its id is taken from the raw line where
     one can be seen (else null, as JSON-RPC says for a parse error)."""
-    raw = ""
+    given: object = None
+    code = INVALID_REQUEST
     if isinstance(problem, ValidationError):
-        found = [e.get("input") for e in problem.errors() if isinstance(e.get("input"), str)]
-        raw = found[0] if found else ""
-        code = PARSE_ERROR if problem.errors()[0]["type"] == "json_invalid" else INVALID_REQUEST
-    else:
-        code = INVALID_REQUEST
-    seen = _ID.search(raw)
+        errors = problem.errors()
+        code = PARSE_ERROR if errors[0]["type"] == "json_invalid" else INVALID_REQUEST
+        line: object = next((e["input"] for e in errors if isinstance(e.get("input"), dict)), None)
+        if line is None and code == PARSE_ERROR and isinstance(errors[0].get("input"), str):
+            try:  # not JSON to the SDK: read here, numbers and all
+                line = json.loads(
+                    errors[0]["input"], parse_int=_small_int, parse_float=str, parse_constant=str
+                )
+            except (ValueError, RecursionError):
+                line = None
+        given = line.get("id") if isinstance(line, dict) else None  # its top-level id only
     request_id: str | int | None = None
-    if seen is not None:
-        text = seen.group(1)
-        request_id = orjson.loads(text) if text.startswith('"') else int(text)
+    if (isinstance(given, int) and not isinstance(given, bool)) or (
+        isinstance(given, str) and given.isprintable() and len(given) <= 200
+    ):
+        request_id = given
     said = _first_line(problem)
     error = ErrorData(code=code, message=f"stoic could not read this message: {said}")
     return SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
