@@ -337,6 +337,23 @@ def test_a_loop_that_hits_its_bound_escalates(tmp_path: Path, ws_path: Path) -> 
     audit_clean(ws_path)
 
 
+def test_a_loop_whose_check_says_no_count_escalates_one_question(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    """A check that fails and prints nothing: its counts are unknown, and the escalation
+    still asks one question (a `?` per unknown count made it two, and the run was stuck)."""
+    plan = (
+        "tasks:\n  - id: fix\n    run: ['true']\n"
+        "    iterate: {check: ['false'], max_iterations: 2}\n"
+    )
+    code, _, err = run(ws_path, tmp_path, plan)
+    assert code == 3, err
+    (raised,) = records_of(ws_path, "fix", "escalation", "raised")
+    assert "unknown, unknown" in str(raised["details"]["question"])
+    assert run_cli("-w", str(ws_path), "continue", run_id_of(ws_path)).exit_code == 3
+    audit_clean(ws_path)
+
+
 def test_a_convergence_briefing_quotes_the_last_lines_of_the_last_iteration(
     tmp_path: Path, ws_path: Path
 ) -> None:

@@ -235,7 +235,8 @@ def convergence(
     last = failures[-1]
     if last == 0:
         return Convergence(converged=True, go_on=False)
-    shown = ", ".join("?" if count is None else str(count) for count in failures)
+    # "unknown", never "?": the why goes into a person's question, which asks exactly one.
+    shown = ", ".join("unknown" if count is None else str(count) for count in failures)
     if len(failures) >= max_iterations:
         return Convergence(
             False,
