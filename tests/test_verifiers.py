@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -352,6 +353,32 @@ def test_a_loop_whose_check_says_no_count_escalates_one_question(
     assert "unknown, unknown" in str(raised["details"]["question"])
     assert run_cli("-w", str(ws_path), "continue", run_id_of(ws_path)).exit_code == 3
     audit_clean(ws_path)
+
+
+def test_a_run_an_earlier_stoic_left_with_a_two_question_escalation_is_not_stuck(
+    tmp_path: Path, ws_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier stoic wrote `?` for each unknown count into a loop's question: its run
+    died raising that escalation, and every `continue` after it did too."""
+    from stoic.core import verification
+    from stoic.run import stages
+
+    def earlier(failures: list[int | None], **bounds: int | None) -> verification.Convergence:
+        verdict = verification.convergence(failures, **bounds)  # type: ignore[arg-type]
+        return replace(verdict, why=verdict.why.replace("unknown", "?"))
+
+    monkeypatch.setattr(stages, "convergence", earlier)
+    plan = (
+        "tasks:\n  - id: fix\n    run: ['true']\n"
+        "    iterate: {check: ['false'], max_iterations: 2}\n"
+    )
+    code, _, _ = run(ws_path, tmp_path, plan)
+    assert code != 0  # how the earlier stoic ended: the escalation refused
+    monkeypatch.undo()
+    continued = run_cli("-w", str(ws_path), "continue", run_id_of(ws_path))
+    assert continued.exit_code == 1, continued.stderr  # ends: the failure stands
+    assert "internal error" not in continued.stderr
+    assert f"`stoic retry {run_id_of(ws_path)} fix" in continued.stdout
 
 
 def test_a_convergence_briefing_quotes_the_last_lines_of_the_last_iteration(

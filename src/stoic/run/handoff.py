@@ -173,9 +173,11 @@ class Handoff:
                 and task.failure.get("failure_kind") == FailureKind.ESCALATED.value
                 and task.outcome == "failed"
             ):
-                failure = Failure.from_json(dict(task.failure))
-                if failure.escalation is not None:
-                    with contextlib.suppress(UsageError):
+                # One a briefing cannot hold (an earlier stoic asked two questions in one)
+                # is not raised: the failure stands, for a person's retry.
+                with contextlib.suppress(UsageError, ValueError):
+                    failure = Failure.from_json(dict(task.failure))
+                    if failure.escalation is not None:
                         self.escalate(task_id, failure.escalation)
 
     # -- a gated agent's session (DESIGN §15) ------------------------------------------------
