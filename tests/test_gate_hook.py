@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import stoic
 from stoic.cli.gate_hook import answer_hook
+from stoic.core.gate import MAX_SEARCHED_FILES
 from stoic.core.proposals import ProposalStatus
 from stoic.exceptions import ActingAsPerson
 from stoic.services import queue, trust
@@ -574,6 +575,13 @@ def test_a_search_that_would_read_the_workspace_is_denied(repo: Path) -> None:
     assert over_repo["permissionDecision"] == "deny"
     assert "would read the workspace" in over_repo["permissionDecisionReason"]
     assert grep(path=str(repo / "src"))["permissionDecision"] == "allow"
+    many = repo / "many"
+    many.mkdir()
+    for n in range(MAX_SEARCHED_FILES + 1):  # too many to list: still denied, not proposed
+        (many / f"f{n}.txt").touch()
+    too_many = grep()
+    assert too_many["permissionDecision"] == "deny"
+    assert "would read the workspace" in too_many["permissionDecisionReason"]
 
 
 @pytest.mark.parametrize(
