@@ -303,6 +303,13 @@ def test_a_quote_or_bracket_never_closed_is_named_where_it_opened(
     assert "opened here is never closed" in result.stderr
 
 
+def test_a_key_without_its_colon_at_the_end_is_not_called_unclosed(tmp_path: Path) -> None:
+    path = _plan_file(tmp_path, "tasks:\n  - id: a\n    run: [x]\n  foo\n")
+    result = run_cli("plan", "check", path)
+    assert result.exit_code == 2 and "could not find expected ':'" in result.stderr
+    assert "never closed" not in result.stderr
+
+
 def test_plan_check_text_output_lists_blocked_tree(tmp_path: Path) -> None:
     path = _plan_file(
         tmp_path,

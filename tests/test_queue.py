@@ -274,6 +274,7 @@ def test_a_verification_batch_needs_a_clean_audit_first(ws_path: Path) -> None:
         (("--as", "system:runner"), {}, "--as is 'system:runner'"),
         (("--as", "bad name!"), {}, "--as is 'bad name!'"),
         (("--as", ""), {}, "--as is ''"),
+        (("--as", "Ann"), {}, "--as is 'Ann'"),  # the console's `ann` is one person
         ((), {"STOIC_ACTOR": "human:eve"}, "$STOIC_ACTOR is 'human:eve'"),
     ],
 )
@@ -285,7 +286,7 @@ def test_a_name_that_reads_as_another_actor_is_refused(
     refused = run_cli("-w", str(ws_path), "approve", proposal_id, *args, env=env)
     assert refused.exit_code == 2
     (line,) = refused.stderr.strip().splitlines()
-    assert said in line and "a person's name is 1 to 64" in line
+    assert said in line and "a person's name is 1 to 64 of a-z" in line
     assert log_path(ws_path).read_bytes() == before
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 
 from stoic.core.text import shortened
+from stoic.core.users import NAME_PATTERN
 from stoic.exceptions import ActingAsPerson, UsageError
 from stoic.store.provenance import current_task
 
@@ -29,16 +29,14 @@ def human_actor(as_name: str | None) -> str:
         name, where = os.environ["STOIC_ACTOR"], "$STOIC_ACTOR"
     else:
         name, where = getpass.getuser(), "the OS user"
-    if not _PLAIN_NAME.fullmatch(name):
+    if NAME_PATTERN.fullmatch(name) is None:  # the console's names: one person, one name
+        hint = "" if where == "--as" else "; give --as NAME"
         raise UsageError(
-            f"{where} is {shortened(name, 40)!r}: a person's name is 1 to 64 letters, digits"
-            " and . _ - @ (starting with a letter or digit), so it reads as no other actor"
-            " (agent:…, system:…)"
+            f"{where} is {shortened(name, 40)!r}: a person's name is 1 to 64 of a-z, 0-9,"
+            " '.', '_', '-' (starting with a letter or digit), as the console's users are, so"
+            f" it reads as no other actor (agent:…, system:…){hint}"
         )
     return f"human:{name}"
-
-
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 def proposer_actor(as_name: str | None) -> str:

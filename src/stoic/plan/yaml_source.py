@@ -171,9 +171,14 @@ def load_located(text: str) -> tuple[Any, list[YamlProblem]]:
     except yaml.MarkedYAMLError as exc:
         mark, hint = exc.problem_mark or exc.context_mark, ""
         stopped = exc.problem_mark
-        if exc.context_mark is not None and (
-            "end of stream" in (exc.problem or "")
-            or (stopped is not None and not text[stopped.index :].strip())
+        unclosed = any(what in (exc.context or "") for what in ("quoted scalar", "flow"))
+        if (
+            exc.context_mark is not None
+            and unclosed
+            and (
+                "end of stream" in (exc.problem or "")
+                or (stopped is not None and not text[stopped.index :].strip())
+            )
         ):
             # Reading stopped at the end: the mistake is where the unclosed thing opened.
             mark, hint = exc.context_mark, "a quote or bracket opened here is never closed"
