@@ -179,26 +179,7 @@ def _refusal(workspace_root: Path, call: ToolCall) -> str | None:
     workspace = str(workspace_root.resolve())
     if call.resolved_path is not None and is_inside(call.resolved_path, workspace):
         return f"{call.tool_name} on {call.resolved_path}: the workspace is stoic's record"
-    if (call.searched is None and _searches_into(call, workspace)) or (
-        call.searched and any(is_inside(path, workspace) for path in call.searched)
-    ):
-        return (
-            f"{call.tool_name} over {call.resolved_path} would read the workspace {workspace},"
-            " stoic's record (search a path or a glob that leaves it out)"
-        )
     return None
-
-
-def _searches_into(call: ToolCall, workspace: str) -> bool:
-    """A search too large to list (`searched` is None) whose folder holds the workspace where
-    a search reads (no hidden folder on the way, which a content search skips)."""
-    folder = call.resolved_path
-    if call.tool_name not in CONTENT_SEARCH_TOOLS or folder is None:
-        return False
-    if not is_inside(workspace, folder):
-        return False
-    between = Path(os.path.relpath(workspace, folder)).parts
-    return not any(part.startswith(".") for part in between if part != ".")
 
 
 @dataclass(frozen=True, slots=True)
