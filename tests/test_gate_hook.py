@@ -477,6 +477,19 @@ def test_a_secret_that_is_a_path_is_weighed_as_the_path_it_is(
     log = (ws_path / "logs" / "decision_log.ndjson").read_bytes()
     assert str(outside).encode() not in log  # shown and recorded masked
     assert b"[GOOGLE_APPLICATION_CREDENTIALS masked]" in log
+    with stoic.Workspace.open(ws_path) as workspace:
+        (proposal,) = _pending(workspace)
+        workspace.approve(proposal.id, by="human:ann")
+    other = tmp_path / "outside" / "other-key.json"
+    other.write_text("{}")
+    # The same masked call, another value behind it: the approval of the first is not its.
+    elsewhere = {"GOOGLE_APPLICATION_CREDENTIALS": str(other)}
+    again = _hook(
+        ws_path, _payload(repo, "Read", file_path=str(other)), "--wait", "0", env=elsewhere
+    )
+    assert again["permissionDecision"] == "deny"
+    assert "waits for a person" in again["permissionDecisionReason"]
+    _audit_clean(ws_path)
 
 
 def test_a_search_of_a_repository_holding_its_workspace_is_judged_by_the_rules(

@@ -140,9 +140,12 @@ def begin_call(
         task_id=task_id,
     )
     secrets = agent_secrets(workspace)
-    call = masked_call(call, secrets)  # and as it is shown, recorded and approved
-    inputs = mask_json(judged.inputs, secrets) | {
+    shown = masked_call(call, secrets)  # and as it is shown, recorded and approved
+    hides_a_secret = shown != call
+    call = shown
+    inputs = judged.inputs | {
         "agent": agent,
+        "tool_name": call.tool_name,
         "sha256": call_sha256(call.tool_name, call.tool_input),
     }
     book = queue_book(workspace)
@@ -157,6 +160,9 @@ def begin_call(
         return _answer(book, inputs, Answer.DENY, f"paused: {paused.get('reason')}")
     action = _action(call)
     proposal = book.earlier(action, by=agent)  # decided already: the wait's first look answers
+    if proposal is not None and hides_a_secret and not _same_task(proposal, run_id, task_id):
+        # The same masked call elsewhere may carry another value: only this task's stands.
+        proposal = None
     if proposal is None:
         proposal = book.propose(
             title=f"{agent} asks to run {call.tool_name}"[:200],
@@ -170,6 +176,11 @@ def begin_call(
         _answer(book, inputs, Answer.DEFER, reason, proposal.id, outcome="proposed")
     budget = workspace.settings.gate.wait_seconds if wait_seconds is None else wait_seconds
     return Waiting(proposal.id, inputs, time.monotonic() + budget)
+
+
+def _same_task(proposal: Proposal, run_id: str | None, task_id: str | None) -> bool:
+    """Whether the proposal was made in this run's task, whose secrets hold one value."""
+    return bool(run_id and task_id) and {run_id, task_id} <= set(proposal.sources)
 
 
 def look(workspace: Workspace, waiting: Waiting) -> GateAnswer | None:
