@@ -479,6 +479,8 @@ def test_a_message_it_cannot_read_is_answered_never_left_waiting(ws_path: Path, 
         assert answer()["id"] == 8
         send(b'{"jsonrpc":"1.0","id":"abc","method":"tools/list"}')
         assert answer()["id"] == "abc"
+        send(b'{"jsonrpc":"2.0","id":9,"method":{"id":79}}')  # an id inside another field
+        assert answer()["id"] == 9
         send(orjson.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
         assert answer()["id"] == 7  # and it goes on serving
     finally:

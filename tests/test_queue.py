@@ -290,11 +290,27 @@ def test_a_name_that_reads_as_another_actor_is_refused(
     assert log_path(ws_path).read_bytes() == before
 
 
+def test_the_os_user_is_on_record_by_the_console_s_form_of_its_name(ws_path: Path) -> None:
+    proposal_id = propose(ws_path)
+    env = {k: v for k, v in os.environ.items() if k != "STOIC_ACTOR"} | {"LOGNAME": "JohnSmith"}
+    done = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "approve", proposal_id], env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    (approved,) = [r for r in logged(ws_path, "proposal") if r["decision_outcome"] == "approved"]
+    assert approved["actor"] == "human:johnsmith"
+    env["LOGNAME"] = "jane@corp.example"
+    refused = subprocess.run(
+        [STOIC_BIN, "-w", str(ws_path), "defer", propose(ws_path)], env=env, capture_output=True
+    )
+    assert refused.returncode == 2 and b"give --as NAME" in refused.stderr
+
+
 def test_who_decides_is_as_then_stoic_actor_then_the_os_user(ws_path: Path) -> None:
     ids = [propose(ws_path, title=f"p{n}") for n in range(3)]
     run_cli("-w", str(ws_path), "approve", ids[0], "--as", "ada", env={"STOIC_ACTOR": "bob"})
     run_cli("-w", str(ws_path), "approve", ids[1], env={"STOIC_ACTOR": "bob"})
-    os_user = getpass.getuser()
+    os_user = getpass.getuser().lower()
     without = {key: value for key, value in os.environ.items() if key != "STOIC_ACTOR"}
     done = subprocess.run(
         [STOIC_BIN, "-w", str(ws_path), "approve", ids[2]], env=without, capture_output=True

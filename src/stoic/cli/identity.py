@@ -28,7 +28,7 @@ def human_actor(as_name: str | None) -> str:
     elif os.environ.get("STOIC_ACTOR"):
         name, where = os.environ["STOIC_ACTOR"], "$STOIC_ACTOR"
     else:
-        name, where = getpass.getuser(), "the OS user"
+        name, where = getpass.getuser().lower(), "the OS user"  # JohnSmith is johnsmith
     if NAME_PATTERN.fullmatch(name) is None:  # the console's names: one person, one name
         hint = "" if where == "--as" else "; give --as NAME"
         raise UsageError(

@@ -308,6 +308,10 @@ def _read_only(name: str) -> bool:
     return bool(hints is not None and hints.read_only_hint)
 
 
+def _no_id(text: str) -> None:
+    """A float or a constant is no id a reply can carry."""
+
+
 def _small_int(text: str) -> int | None:
     """A JSON integer as an id can be one; thousands of digits read as none (and cost none)."""
     return int(text) if len(text) <= 18 else None
@@ -322,11 +326,20 @@ def _refusal_of(problem: Exception) -> SessionMessage:
     if isinstance(problem, ValidationError):
         errors = problem.errors()
         code = PARSE_ERROR if errors[0]["type"] == "json_invalid" else INVALID_REQUEST
-        line: object = next((e["input"] for e in errors if isinstance(e.get("input"), dict)), None)
+        whole = (  # an error about the message itself: not one about a value inside it
+            e["input"]
+            for e in errors
+            if isinstance(e.get("input"), dict)
+            and (len(e["loc"]) == 1 or (e["type"] == "missing" and len(e["loc"]) == 2))
+        )
+        line: object = next(whole, None)
         if line is None and code == PARSE_ERROR and isinstance(errors[0].get("input"), str):
             try:  # not JSON to the SDK: read here, numbers and all
                 line = json.loads(
-                    errors[0]["input"], parse_int=_small_int, parse_float=str, parse_constant=str
+                    errors[0]["input"],
+                    parse_int=_small_int,
+                    parse_float=_no_id,
+                    parse_constant=_no_id,
                 )
             except (ValueError, RecursionError):
                 line = None

@@ -173,11 +173,12 @@ class Handoff:
                 and task.failure.get("failure_kind") == FailureKind.ESCALATED.value
                 and task.outcome == "failed"
             ):
-                # One a briefing cannot hold (an earlier stoic asked two questions in one)
-                # is not raised: the failure stands, for a person's retry.
-                with contextlib.suppress(UsageError, ValueError):
+                try:
                     failure = Failure.from_json(dict(task.failure))
-                    if failure.escalation is not None:
+                except ValueError:  # an earlier stoic asked two questions in one: not
+                    continue  # raised, the failure stands for a person's retry
+                if failure.escalation is not None:
+                    with contextlib.suppress(UsageError):
                         self.escalate(task_id, failure.escalation)
 
     # -- a gated agent's session (DESIGN §15) ------------------------------------------------
