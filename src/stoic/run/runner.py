@@ -15,20 +15,18 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stoic.core.escalations import EscalationRequest
-from stoic.core.failure import Deferral, Failure, FailureKind, Partial, compile_patterns
+from stoic.core.failure import Failure, FailureKind, Partial, compile_patterns
 from stoic.core.pause import PauseInForce
 from stoic.core.policy import Spent
-from stoic.core.records import Decision, Record
-from stoic.core.recovery import AttemptKind, RecoveryClass, RecoveryDecision
+from stoic.core.records import Decision
+from stoic.core.recovery import AttemptKind, RecoveryClass
 from stoic.core.run_state import RunFolder, cost_of
 from stoic.core.scheduling import Admission, Finish, Scheduler, Start
 from stoic.plan.loader import Plan, PlanInvalid
-from stoic.plan.models import TaskSpec
 from stoic.run import decisions as made
 from stoic.run.agent_gate import RESUME_VARIABLE
 from stoic.run.agents import AgentSetup
@@ -50,6 +48,7 @@ from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
 from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
 from stoic.run.run_files import RunFiles
+from stoic.run.runner_turn import Evaluated, Running, Step
 from stoic.run.task_outputs import InputsUnreadable, given_inputs, sealed_result
 from stoic.run.task_user import resolve_task_user
 from stoic.run.timeouts import DefaultTimeouts, default_timeout_view
@@ -65,41 +64,6 @@ _POLL_SECONDS = 0.5
 """The longest the loop waits before it looks again (signals, state.json)."""
 _MAX_COMMIT_WINDOW = 0.005  # the longest an end waits for others to share its fsync
 _END_OUTCOMES = frozenset({"succeeded", "failed", "halted", "interrupted"})
-
-
-@dataclass(slots=True)
-class _Running:
-    index: int
-    attempt: Attempt
-    spec: TaskSpec
-    kind: AttemptKind
-    budget_bound: bool = False
-    """The attempt's time limit comes from a budget, not the task's timeout."""
-    timeout_default: str | None = None
-    """The setting whose default timeout bounds the attempt, when the plan gave none."""
-
-
-@dataclass(slots=True)
-class _Step:
-    """What one turn of the loop records (in one append) and then does."""
-
-    batch: list[Decision] = field(default_factory=list)
-    evaluated: list[_Evaluated] = field(default_factory=list)
-    starting: list[_Running] = field(default_factory=list)
-    halted: list[tuple[int, str]] = field(default_factory=list)
-    """Starts a policy or budget refused, with the rule."""
-    waiting: list[int] = field(default_factory=list)
-    """Starts that wait for a person's approval."""
-    ends: dict[str | None, Record] = field(default_factory=dict)
-    """Each ended attempt's end record, as appended, by attempt id."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Evaluated:
-    index: int
-    decision: RecoveryDecision
-    escalation: EscalationRequest | None = None
-    deferral: Deferral | None = None
 
 
 class Runner:
@@ -278,8 +242,8 @@ class Runner:
             time.monotonic(),
             datetime.now(UTC).isoformat(),
         )
-        running: dict[int, tuple[_Running, Handle]] = {}
-        ended: list[tuple[_Running, AttemptResult, str]] = []
+        running: dict[int, tuple[Running, Handle]] = {}
+        ended: list[tuple[Running, AttemptResult, str]] = []
         self.reporter.run_started(self.files.run_id, self.plan, len(graph.ids))
         self._write_state()
         self.files.results.mkdir(parents=True, exist_ok=True)
@@ -293,7 +257,7 @@ class Runner:
             while True:
                 self._stop_seen(core, running)
                 core.clock(time.monotonic())
-                step = _Step()
+                step = Step()
                 ended_cost = (
                     sum(cost_of(result.details()) for _, result, _ in ended)
                     if self.guard.run_budget.max_cost is not None
@@ -346,7 +310,7 @@ class Runner:
         return self._finish()
 
     def _gather(
-        self, loop: EventLoop, wake: SignalWake, running: dict[int, tuple[_Running, Handle]]
+        self, loop: EventLoop, wake: SignalWake, running: dict[int, tuple[Running, Handle]]
     ) -> None:
         """Once an attempt has ended, wait up to as long as the last append took for the others
         running to end too: their ends and the starts they unblock share one fsync, instead of
@@ -363,7 +327,7 @@ class Runner:
                 return  # a signal: the loop sees to it first
 
     def _record_ends(
-        self, step: _Step, ended: list[tuple[_Running, AttemptResult, str]], ended_cost: float
+        self, step: Step, ended: list[tuple[Running, AttemptResult, str]], ended_cost: float
     ) -> None:
         """Each ended attempt's end and verifications, and each failure's one evaluation."""
         batch = step.batch
@@ -381,7 +345,7 @@ class Runner:
                 batch.append(record)
                 step.evaluated.append(verdict)
 
-    def _admit(self, core: Scheduler, step: _Step, ended_cost: float) -> None:
+    def _admit(self, core: Scheduler, step: Step, ended_cost: float) -> None:
         """The starts the core asks for, each past the pause, its approval gate, the policy
         and the budgets; a refused one is halted and evaluated. Called under the log's lock."""
         halts = 0
@@ -414,7 +378,7 @@ class Runner:
             step.halted.append((item.index, failure.message))
             halts += 1
 
-    def _append(self, step: _Step) -> None:
+    def _append(self, step: Step) -> None:
         """The step's records and its starts, in one append (one fsync)."""
         batch = step.batch
         batch += [self._start_decision(item) for item in step.starting]
@@ -430,7 +394,7 @@ class Runner:
                 ends[stored.attempt_id] = stored
 
     def _hand_over(
-        self, core: Scheduler, step: _Step, ended: list[tuple[_Running, AttemptResult, str]]
+        self, core: Scheduler, step: Step, ended: list[tuple[Running, AttemptResult, str]]
     ) -> None:
         """Once the step is on the log: the core hears the decisions; proposals, escalations,
         the execution log and the reporter hear what happened."""
@@ -466,7 +430,7 @@ class Runner:
                 ids[item.index], item.attempt.attempt, describe(item.spec)
             )
 
-    def _result_of(self, item: _Running, handle: Handle) -> AttemptResult:
+    def _result_of(self, item: Running, handle: Handle) -> AttemptResult:
         """What the ended attempt gave, as it is recorded: a budget's limit, the kind its output
         names, its summary."""
         finished = handle.result
@@ -483,7 +447,7 @@ class Runner:
             finished = masked_result(finished, self.masks)
         return finished
 
-    def _stop_seen(self, core: Scheduler, running: dict[int, tuple[_Running, Handle]]) -> None:
+    def _stop_seen(self, core: Scheduler, running: dict[int, tuple[Running, Handle]]) -> None:
         """Once a stop signal came, nothing more starts and the running attempts are stopped."""
         if self.stop_signal is not None and core.stop() is not None:
             for _, handle in running.values():
@@ -513,11 +477,11 @@ class Runner:
 
     def _evaluate_attempt(
         self,
-        item: _Running,
+        item: Running,
         failure: Failure,
         unrecorded: Spent | None = None,
         run_cost_unrecorded: float = 0.0,
-    ) -> tuple[Decision, _Evaluated]:
+    ) -> tuple[Decision, Evaluated]:
         attempt = item.attempt
         record, decision = self.evaluator.evaluate(
             attempt.task_id,
@@ -528,11 +492,11 @@ class Runner:
             unrecorded,
             run_cost_unrecorded,
         )
-        return record, _Evaluated(item.index, decision, failure.escalation, failure.deferral)
+        return record, Evaluated(item.index, decision, failure.escalation, failure.deferral)
 
     # -- attempts ----------------------------------------------------------------------------
 
-    def _prepare(self, start: Start) -> _Running:
+    def _prepare(self, start: Start) -> Running:
         index, number = start.index, start.attempt
         spec = self.plan.tasks[index]
         task = self.folder.tasks.get(spec.id)
@@ -563,9 +527,9 @@ class Runner:
             masks=self.masks,
             results_fd=self.results_fd,
         )
-        return _Running(index, attempt, spec, kind, timeout_default=timeout_default)
+        return Running(index, attempt, spec, kind, timeout_default=timeout_default)
 
-    def _start_decision(self, item: _Running) -> Decision:
+    def _start_decision(self, item: Running) -> Decision:
         task = self.folder.tasks.get(item.spec.id)
         approved = (
             task.approved_by
@@ -585,7 +549,7 @@ class Runner:
             limit=limit,
         )
 
-    def _launch(self, item: _Running) -> Handle:
+    def _launch(self, item: Running) -> Handle:
         try:
             attempt = given_inputs(self.files.workspace_root, self.folder, item.spec, item.attempt)
         except InputsUnreadable as exc:  # the dependent fails, never runs blind
@@ -610,5 +574,5 @@ class Runner:
             self._write_state()
 
 
-def _finished(running: dict[int, tuple[_Running, Handle]]) -> list[int]:
+def _finished(running: dict[int, tuple[Running, Handle]]) -> list[int]:
     return [index for index, (_, handle) in running.items() if handle.result is not None]
