@@ -16,7 +16,7 @@ from stoic.core.gate import GateChecker
 from stoic.core.graph import DONE_STATES, TaskGraph, TaskState, analyse_states
 from stoic.core.pause import PauseInForce, pause_after
 from stoic.core.proposals import PERSONS_DECISIONS, decided_by_a_person
-from stoic.core.provenance import decided_by_person
+from stoic.core.provenance import decided_by_person, made_in_task
 from stoic.core.retry import is_retry
 from stoic.core.schedules import SlotChecker
 from stoic.core.task_states import EVALUATION_MOVES, EXECUTION_MOVES, advance, event_of
@@ -90,7 +90,7 @@ class InvariantChecker:
                 and not decided_by_a_person(record)
                 and not is_retry(record)  # a retry's own check names it
             ):
-                if not _from_task(record):  # that one is a person_inside_task already
+                if not made_in_task(record):  # that one is a person_inside_task already
                     self._flag(
                         ViolationCode.NOT_A_PERSONS_DECISION,
                         record,
@@ -168,7 +168,6 @@ class InvariantChecker:
     def _retry(self, task: _Task, record: Mapping[str, Any]) -> None:
         """A person's retry lets its task run again only when it is a person's, made outside
         any task, about the task's last failed attempt, after that failure's evaluation."""
-        details = record.get("details")
         problem = None
         if task.state is not TaskState.FAILED or task.unevaluated is not None:
             problem = f"the task is {task.state.value}, not a failure that stands"
@@ -181,7 +180,7 @@ class InvariantChecker:
             record.get("actor", "")
         ).startswith("human:"):
             problem = f"it was decided by {record.get('actor')}, not a person"
-        elif isinstance(details, Mapping) and details.get("from_task") is not None:
+        elif made_in_task(record):
             problem = "it was decided from inside a task"
         if problem is None:
             task.approved = True
@@ -344,8 +343,3 @@ class InvariantChecker:
                         )
                     )
         return self.violations
-
-
-def _from_task(record: Mapping[str, Any]) -> bool:
-    details = record.get("details")
-    return isinstance(details, Mapping) and details.get("from_task") is not None

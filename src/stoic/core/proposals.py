@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from stoic.core.pause import reason_key
+from stoic.core.provenance import made_in_task
 
 __all__ = [
     "FOLDERS",
@@ -69,11 +70,10 @@ def decided_by_a_person(record: Mapping[str, Any]) -> bool:
     """Whether a proposal record is one a person's decision can be: decided by `human:…` as a
     person, outside any task. Any other approval, rejection or deferral was never recorded by
     stoic (it refuses them) and moves nothing."""
-    details = record.get("details")
     return (
         record.get("decision_source") == "human"
         and str(record.get("actor", "")).startswith("human:")
-        and not (isinstance(details, Mapping) and details.get("from_task") is not None)
+        and not made_in_task(record)
     )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "TASK_VARIABLES",
     "TaskContext",
     "decided_by_person",
+    "made_in_task",
     "task_context",
     "vet_decision",
 ]
@@ -90,6 +91,12 @@ def task_context(env: Mapping[str, str], *, worker: bool = False) -> TaskContext
         agent_role=env.get("STOIC_AGENT_ROLE") or None,
         worker=worker,
     )
+
+
+def made_in_task(record: Mapping[str, Any]) -> bool:
+    """Whether the record was made from inside a task (it carries `details.from_task`)."""
+    details = record.get("details")
+    return isinstance(details, Mapping) and details.get("from_task") is not None
 
 
 def decided_by_person(record: Mapping[str, Any]) -> bool:

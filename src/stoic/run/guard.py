@@ -153,12 +153,13 @@ class Guard:
         ) or budget_violation(self.run_budget, run_spent + run_unrecorded, "run")
 
     def _policy_rule(self, spec: TaskSpec) -> tuple[str | None, str, str]:
-        def here(call: str) -> bool:  # asked once per call per run; the worker checks again
-            if call not in self._in_plan_folder and self.plan_dir is not None:
-                self._in_plan_folder[call] = in_plan_folder(self.plan_dir, call)
-            return self._in_plan_folder.get(call, True)
+        return policy_rule(self.policy, spec, self.plan_verifiers, self._in_folder)
 
-        return policy_rule(self.policy, spec, self.plan_verifiers, here)
+    def _in_folder(self, call: str) -> bool:
+        """Asked once per call per run (the worker checks again itself)."""
+        if call not in self._in_plan_folder and self.plan_dir is not None:
+            self._in_plan_folder[call] = in_plan_folder(self.plan_dir, call)
+        return self._in_plan_folder.get(call, True)
 
     def _spent(self, task_id: str) -> tuple[Spent, Spent]:
         folder = self.folder
