@@ -64,15 +64,27 @@ def test_the_version_answered_early_is_the_one_typer_gives() -> None:
     assert "typer" in modules
 
 
+def test_stoic_status_of_a_workspace_imports_neither_typer_rich_nor_pydantic(
+    ws_path: Path,
+) -> None:
+    for args in ((), ("--json",)):
+        done, modules = _fresh_stoic("-w", str(ws_path), "status", *args)
+        assert done.returncode == 0, done.stderr
+        for package in ("typer", "click", "pydantic", "rich", "yaml"):
+            assert _loaded(modules, package) == [], package
+        assert [name for name in COMMAND_MODULES if name in modules] == []
+
+
 def test_stoic_status_imports_only_the_status_command(ws_path: Path) -> None:
-    done, modules = _fresh_stoic("-w", str(ws_path), "status", "--json")
+    # --local is not an option of the quick path: this is the whole command
+    done, modules = _fresh_stoic("--local", "-w", str(ws_path), "status", "--json")
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout)["records"] >= 0
     assert [name for name in COMMAND_MODULES if name in modules] == ["stoic.cli.log_commands"]
 
 
 def test_stoic_status_reads_no_plan_and_loads_no_notifier(ws_path: Path) -> None:
-    done, modules = _fresh_stoic("-w", str(ws_path), "status")
+    done, modules = _fresh_stoic("--local", "-w", str(ws_path), "status")
     assert done.returncode == 0, done.stderr
     assert _loaded(modules, "stoic.plan") == ["stoic.plan", "stoic.plan.reading"]  # stoic.toml
     assert "stoic.run.notifiers" not in modules and "yaml" not in modules

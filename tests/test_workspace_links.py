@@ -109,18 +109,20 @@ def test_a_file_in_place_of_a_folder_and_a_path_leaving_the_root_are_refused(
 
 
 def _plan(tmp_path: Path, plant: str) -> Path:
-    """Task `plant` changes the run's folder (found from $STOIC_RESULT) before `b` runs."""
+    """Task `plant` changes the run's folder (found from $STOIC_RESULT) before `b` runs; `c`
+    ran before it (were they run side by side, `c` could start after the planting)."""
     path = tmp_path / "plan.yaml"
     path.write_text(
         "tasks:\n"
+        "  - id: c\n"
+        '    run: ["sh", "-c", "echo output of c"]\n'
         "  - id: plant\n"
         '    run: |\n      RUN="$(dirname "$(dirname "$STOIC_RESULT")")"; ' + plant + "\n"
         "    shell: true\n"
+        "    depends_on: [c]\n"
         "  - id: b\n"
         '    run: ["sh", "-c", "echo output of b"]\n'
         "    depends_on: [plant]\n"
-        "  - id: c\n"
-        '    run: ["sh", "-c", "echo output of c"]\n'
     )
     return path
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stoic.cli.render import echo
+from stoic.cli.status_text import pause_warning
 from stoic.core import next_steps
 from stoic.exceptions import StoicError, UsageError
 
@@ -158,11 +159,7 @@ def open_workspace(
         paused = workspace.status().paused if announce_pause else None
         if paused is not None:
             local = named_database and not state.local  # a bare `resume` goes to the database
-            echo(
-                f"stoic: PAUSED since {paused['since']}: {paused['reason']}"
-                f" ({next_steps.resume(local=local)} after dealing with it)",
-                err=True,
-            )
+            echo(pause_warning(paused, local=local), err=True)
     torn = workspace.torn_tail
     if torn is not None:
         echo(

@@ -1,5 +1,6 @@
 """The `stoic` console script: `stoic --version` is answered before the command line (typer,
-the commands, the settings' models) is imported, and a command that runs a run confines its
+the commands, the settings' models) is imported, `stoic status` of a workspace as well where its
+quick path can (`stoic.services.standing`), and a command that runs a run confines its
 environment before it too (re-executing, when it must, from an image that imported little);
 everything else is `stoic.cli.app.main`."""
 
@@ -15,7 +16,14 @@ TYPE_CHECKING = False  # not `typing`'s: `stoic --version` imports nothing it do
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DEFAULT_WORKSPACE", "RUN_COMMANDS", "gate_command", "main", "run_workspace"]
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "RUN_COMMANDS",
+    "gate_command",
+    "main",
+    "run_workspace",
+    "status_command",
+]
 
 
 def main() -> int:
@@ -28,6 +36,13 @@ def main() -> int:
         from stoic.cli.gate_hook import main as gate_hook
 
         return gate_hook(*gate, watchdog=True)
+    status = status_command(sys.argv[1:])
+    if status is not None:
+        from stoic.cli.status_text import quick_status
+
+        status_root, as_json = status
+        if quick_status(status_root, as_json=as_json):
+            return 0
     workspace = run_workspace(sys.argv[1:])
     if workspace is not None:
         from stoic.run.environment import HELD_FD_VARIABLE, confine_by_settings
@@ -49,6 +64,26 @@ def gate_command(args: list[str]) -> tuple[Path, list[str]] | None:
         return None
     rest = args[found[1] + 2 :]
     return None if "--help" in rest or "-h" in rest else (found[0], rest)
+
+
+def status_command(args: list[str]) -> tuple[Path, bool] | None:
+    """The workspace of `stoic status` or `stoic status --json`, and whether JSON is asked
+    for, when only `-w`/`--workspace` and `--debug` come before it; None for any other command
+    line (a run's status, `--db`, `--help`, shell completion: typer's)."""
+    from pathlib import Path
+
+    if "_STOIC_COMPLETE" in os.environ or any(_unreadable(arg) for arg in args):
+        return None
+    found = _command_at(args, Path(os.environ.get("STOIC_WORKSPACE") or DEFAULT_WORKSPACE))
+    if found is None or args[found[1]] != "status":
+        return None
+    rest = args[found[1] + 1 :]
+    return (found[0], bool(rest)) if rest in ([], ["--json"]) else None
+
+
+def _unreadable(arg: str) -> bool:
+    """An argument `stoic.cli.app` refuses (not UTF-8, or holding a NUL): it says why."""
+    return "\0" in arg or any("\ud800" <= char <= "\udfff" for char in arg)
 
 
 def _command_at(args: list[str], workspace: Path) -> tuple[Path, int] | None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stoic.cli.context import cli_state, database_url, db_option, open_workspace
 from stoic.cli.render import console_for_output, echo, echo_json, plain_text
+from stoic.cli.status_text import status_document, status_lines
 from stoic.core import next_steps
 from stoic.core.audit import Anchor, AuditReport, ViolationCode
 from stoic.core.records import Record
@@ -374,42 +375,12 @@ def status(
         with open_workspace(ctx) as workspace:
             stands = standing(workspace)
             where = str(workspace.root)
-    state, batch_size = stands.status, stands.batch_size
     if as_json:
-        document = {
-            "workspace": None if db is not None else where,
-            "records": state.records,
-            "last_seq": state.last_seq,
-            "last_decided_at": state.last_decided_at,
-            "by_type": state.by_type,
-            "paused": (
-                {key: state.paused[key] for key in ("reason", "criterion", "since")}
-                if state.paused is not None
-                else None
-            ),
-            "batch_size": batch_size,
-        }
+        document = status_document(stands, None if db is not None else where)
         echo_json(orjson.dumps(document, option=orjson.OPT_SORT_KEYS).decode())
         return
-    console = console_for_output()
-    console.print(
-        where if db is not None else f"Workspace {where}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(f"{counted(state.records, 'record')}, last seq {state.last_seq}")
-    smaller = " (named by the last resume)" if stands.batch_size_from_resume else ""
-    console.print(f"review batches of {batch_size}{smaller}")
-    if state.by_type:
-        table = Table(box=None, pad_edge=False)
-        table.add_column("decision type")
-        table.add_column("outcome")
-        table.add_column("count", justify="right")
-        for kind, outcomes in sorted(state.by_type.items()):
-            for outcome, count in sorted(outcomes.items()):
-                table.add_row(kind, outcome, str(count))
-        console.print(table)
+    heading = where if db is not None else f"Workspace {where}"
+    echo("\n".join(status_lines(stands, heading)))
 
 
 def register(app: typer.Typer) -> None:

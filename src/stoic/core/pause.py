@@ -14,6 +14,7 @@ from typing import Any
 from stoic.core.text import counted
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "FLAG_LIMIT",
     "READER_SIGNALS",
     "REPEATED_REASON_LIMIT",
@@ -82,6 +83,8 @@ FLAG_LIMIT = 3
 """Red flags since the last resume that pause, however many review sessions they came from."""
 REPEATED_REASON_LIMIT = 3
 """The same rejection reason this many times is a red flag: the same mistake repeats."""
+DEFAULT_BATCH_SIZE = 10
+"""Proposals reviewed together in one batch, unless `[queue] batch_size` says otherwise."""
 REVIEW_BATCHES_AHEAD = 3
 """More batches than this waiting: proposals arrive faster than they are reviewed."""
 

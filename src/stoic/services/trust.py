@@ -32,12 +32,13 @@ from stoic.core.pause import (
     incident_pause,
     resume_needs_clean_audit,
 )
-from stoic.core.projection import WorkspaceStatus, WorkspaceStatusProjection
+from stoic.core.projection import WorkspaceStatusProjection
 from stoic.core.records import Record
 from stoic.core.vocabulary import unknown_word
 from stoic.exceptions import UsageError, WorkspaceError
 from stoic.services import escalations
 from stoic.services.escalations import TRACKS
+from stoic.services.standing import Standing
 from stoic.store import trust
 from stoic.store.log import utc_timestamp
 from stoic.store.workspace import Workspace
@@ -65,17 +66,6 @@ __all__ = [
 ]
 
 SEVERITIES = tuple(severity.value for severity in IncidentSeverity)
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """Where the workspace stands: what the log holds, the pause in force, the batch size."""
-
-    status: WorkspaceStatus
-    batch_size: int
-    """The review batch size in force: the last resume's smaller batch, else the setting."""
-    batch_size_from_resume: bool
-    """The batch size is the one the last resume named (after a trust issue)."""
 
 
 @dataclass(frozen=True, slots=True)

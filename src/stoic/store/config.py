@@ -27,6 +27,7 @@ from pydantic import (
 
 from stoic.core import next_steps
 from stoic.core.limits import MAX_INT_BITS, MAX_SETTINGS_BYTES
+from stoic.core.pause import DEFAULT_BATCH_SIZE
 from stoic.core.policy import (
     DEFAULT_ENV_PASSTHROUGH,
     DEFAULT_SECRET_NAMES,
@@ -47,7 +48,9 @@ class _Section(BaseModel):
 
 
 class QueueSettings(_Section):
-    batch_size: int = Field(10, ge=1, description="Proposals reviewed together in one batch.")
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, ge=1, description="Proposals reviewed together in one batch."
+    )
 
 
 class ReviewSettings(_Section):
