@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -95,6 +96,31 @@ def ws(ws_path: Path) -> Iterator[stoic.Workspace]:
 
 def log_path(root: Path) -> Path:
     return root / "logs" / "decision_log.ndjson"
+
+
+def forge(ws_path: Path, *decisions: stoic.Decision | Mapping[str, Any]) -> None:
+    """Append `decisions` to the log as an earlier stoic or a hand with an editor could have:
+    sealed into the chain, past every check stoic's writers make (records they refuse)."""
+    from stoic.core.records import seal
+    from stoic.store.log import utc_timestamp
+
+    with stoic.Workspace.open(ws_path) as workspace:
+        head = workspace.head()
+    seq, prev_hash, lines = head.seq, head.hash, []
+    for item in decisions:
+        decision = item if isinstance(item, stoic.Decision) else stoic.Decision.from_mapping(item)
+        seq += 1
+        record, line = seal(
+            decision,
+            seq=seq,
+            prev_hash=prev_hash,
+            decision_id=os.urandom(16).hex(),
+            decided_at=utc_timestamp(),
+        )
+        prev_hash = record.hash
+        lines.append(line)
+    with log_path(ws_path).open("ab") as log:
+        log.write(b"".join(lines))
 
 
 def fill(workspace: stoic.Workspace, count: int, *, run_id: str = "run-1") -> list[stoic.Record]:

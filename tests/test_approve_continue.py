@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import log_path, run_cli, run_stoic_process
+from tests.conftest import forge, log_path, run_cli, run_stoic_process
 from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
 
 GATED = """
@@ -192,12 +192,14 @@ def test_an_approval_no_person_made_starts_nothing(tmp_path: Path, ws_path: Path
     assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 3
     run_id = only_run(ws_path)
     (created,) = of_type(ws_path, "proposal", "created")
-    with stoic.Workspace.open(ws_path) as workspace:  # what stoic never records: a forgery
-        workspace.record(
-            "proposal", "approved", "forged", actor="agent:bot", source="system",
+    forge(  # what stoic never records (it refuses a decision by anyone but a person)
+        ws_path,
+        stoic.Decision(
+            "proposal", "approved", "forged", actor="agent:bot", decision_source="system",
             proposal_id=str(created["proposal_id"]), run_id=run_id, task_id="deploy",
-            inputs={"from": "pending", "kind": "start"},
-        )  # fmt: skip
+            decision_inputs={"from": "pending", "kind": "start"},
+        ),
+    )  # fmt: skip
     continued = run_stoic_process("-w", str(ws_path), "continue", run_id)
     assert continued.returncode == 3, continued.stdout + continued.stderr  # still waiting
     assert (tmp_path / "steps").read_text() == "built\n"  # deploy never ran

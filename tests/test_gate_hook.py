@@ -22,7 +22,7 @@ from stoic.cli.gate_hook import answer_hook
 from stoic.core.proposals import ProposalStatus
 from stoic.exceptions import ActingAsPerson
 from stoic.services import queue, trust
-from tests.conftest import STOIC_BIN, run_stoic_process
+from tests.conftest import STOIC_BIN, forge, run_stoic_process
 
 # The PreToolUse input of https://code.claude.com/docs/en/hooks (its Bash example), with the
 # cwd made the test's repository.
@@ -677,10 +677,18 @@ def test_an_approval_no_person_made_allows_nothing_and_the_audit_names_it(
     _hook(ws_path, push, "--wait", "0")
     with stoic.Workspace.open(ws_path) as workspace:
         (proposal,) = _pending(workspace)
-        # What stoic never records (it refuses a decision by anyone but a person): a forgery.
-        workspace.record(
-            "proposal", "approved", "forged", source=source, actor=actor, proposal_id=proposal.id
-        )
+    # What stoic never records (it refuses a decision by anyone but a person): a forgery.
+    forge(
+        ws_path,
+        stoic.Decision(
+            "proposal",
+            "approved",
+            "forged",
+            decision_source=source,
+            actor=actor,
+            proposal_id=proposal.id,
+        ),
+    )
     again = _hook(ws_path, push, "--wait", "0")
     assert again["permissionDecision"] == "deny"
     assert again["permissionDecisionReason"].endswith(

@@ -179,6 +179,39 @@ def test_audit_names_a_human_decision_made_from_inside_a_task(ws_path: Path) -> 
     assert "inside task sneak of run run-1" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("outcome", "actor", "source"),
+    [
+        ("approved", "agent:bot", "system"),
+        ("rejected", "system:gate", "system"),
+        ("deferred", "human:ann", "system"),
+        ("undeferred", "agent:bot", "human"),
+    ],
+)
+def test_no_writer_records_a_proposals_decision_no_person_made(
+    ws_path: Path, outcome: str, actor: str, source: str
+) -> None:
+    """The folds would skip such a record and the audit name it for good (pausing the
+    workspace with no repair possible): the Python API refuses it before it is written."""
+    assert run_cli("-w", str(ws_path), "propose", "--title", "t", "--reasoning", "r").exit_code == 0
+    before = log_path(ws_path).read_bytes()
+    with (
+        stoic.Workspace.open(ws_path) as ws,
+        pytest.raises(stoic.UsageError, match="only a person decides a proposal"),
+    ):
+        ws.record(
+            "proposal", outcome, "forged", actor=actor, source=source,
+            proposal_id="PROP-00000000-001",
+        )  # fmt: skip
+    assert log_path(ws_path).read_bytes() == before
+    with stoic.Workspace.open(ws_path) as ws:  # a person's, as a person, is recorded
+        ws.record(
+            "proposal", "deferred", "later", actor="human:ann", source="human",
+            proposal_id="PROP-00000000-001",
+        )  # fmt: skip
+    assert_audit_clean(ws_path)
+
+
 # -- item 6: policy covers every process stoic starts ------------------------------------------
 
 STRICT = '[policy]\nallowed_executors = ["python"]\nforbidden_commands = ["touch"]\n'

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from stoic.core.pause import reason_key
-from stoic.core.provenance import made_in_task
+from stoic.core.provenance import PERSONS_DECISIONS, made_in_task
 
 __all__ = [
     "FOLDERS",
@@ -60,10 +60,6 @@ TRANSITIONS: Mapping[str, Mapping[S, S]] = {
     "rolled_back": {S.EXECUTED: S.EXECUTED},  # stays executed; its execution says rolled_back
 }
 """decision outcome → {from status: to status}; anything else is refused."""
-
-PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
-"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
-its own proposal or another's."""
 
 
 def decided_by_a_person(record: Mapping[str, Any]) -> bool:

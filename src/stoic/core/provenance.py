@@ -15,11 +15,13 @@ from typing import Any
 from stoic.core.records import Decision
 
 __all__ = [
+    "PERSONS_DECISIONS",
     "PERSON_ONLY",
     "TASK_VARIABLES",
     "TaskContext",
     "decided_by_person",
     "made_in_task",
+    "not_a_persons",
     "task_context",
     "vet_decision",
 ]
@@ -45,6 +47,10 @@ PERSON_ONLY = frozenset(
     }
 )
 """Decisions only a person makes, whoever the record names as actor."""
+
+PERSONS_DECISIONS = frozenset({"approved", "rejected", "deferred", "undeferred"})
+"""What only a person may do to a proposal: an agent or a task proposes, it never decides —
+its own proposal or another's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,21 @@ def decided_by_person(record: Mapping[str, Any]) -> bool:
         record.get("decision_source") in ("human", "hybrid")
         or str(record.get("actor", "")).startswith("human:")
         or (record.get("decision_type"), record.get("decision_outcome")) in PERSON_ONLY
+    )
+
+
+def not_a_persons(decision: Decision) -> str | None:
+    """Why `decision` may be recorded by nobody: a proposal approved, rejected, deferred or
+    undeferred as anything but a person (`human:NAME`, source human). Every fold would skip such
+    a record and the audit would name it for good, so it is refused before it is written."""
+    if decision.decision_type != "proposal" or decision.decision_outcome not in PERSONS_DECISIONS:
+        return None
+    if decision.decision_source == "human" and decision.actor.startswith("human:"):
+        return None
+    return (
+        f"refused: proposal/{decision.decision_outcome} by {decision.actor or '(no actor)'}"
+        f" (source {decision.decision_source}): only a person decides a proposal, recorded as"
+        " actor human:NAME with source human"
     )
 
 

@@ -1,7 +1,8 @@
 """The task this process runs for, if any: read from its environment and worker marker.
 
 Every append to the decision log goes through `vet`, so no way of writing — the CLI, the
-Python API, a queue decision — lets a task decide as a person (DESIGN §12).
+Python API, a queue decision — lets a task decide as a person (DESIGN §12), nor anyone record a
+proposal's decision as anything but a person.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from stoic.core.provenance import TaskContext, task_context, vet_decision
+from stoic.core.provenance import TaskContext, not_a_persons, task_context, vet_decision
 from stoic.core.records import Decision
-from stoic.exceptions import ActingAsPerson
+from stoic.exceptions import ActingAsPerson, InvalidDecision
 
 __all__ = ["current_task", "mark_task_process", "vet"]
 
@@ -29,14 +30,18 @@ def current_task() -> TaskContext | None:
 
 
 def vet(decisions: Sequence[Decision]) -> list[Decision]:
-    """The decisions as they may be recorded from this process; a person's from a task raises."""
+    """The decisions as they may be recorded from this process; a person's from a task raises,
+    and so does a proposal's decision that no person made."""
     context = current_task()
-    if context is None:
-        return list(decisions)
     vetted: list[Decision] = []
     for decision in decisions:
-        outcome = vet_decision(decision, context)
-        if isinstance(outcome, str):
-            raise ActingAsPerson(outcome)
-        vetted.append(outcome)
+        if context is not None:
+            outcome = vet_decision(decision, context)
+            if isinstance(outcome, str):
+                raise ActingAsPerson(outcome)
+            decision = outcome
+        refused = not_a_persons(decision)
+        if refused is not None:
+            raise InvalidDecision(refused)
+        vetted.append(decision)
     return vetted
