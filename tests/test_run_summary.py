@@ -110,3 +110,35 @@ def test_one_task_and_one_error_are_said_in_the_singular(tmp_path: Path, ws_path
     checked = run_cli("plan", "check", str(broken))
     assert checked.exit_code == 2
     assert "(1 error)" in checked.stderr and "1 errors" not in checked.stderr
+
+
+FAILING_OUTPUT = """
+tasks:
+  - id: build
+    run: ["sh", "-c", "echo compiling; echo 'error: foo.c:3: missing semicolon' >&2; echo; exit 1"]
+  - id: quiet
+    run: ["sh", "-c", "exit 2"]
+  - id: py
+    call: "boom:fail"
+  - id: colours
+    run: ["sh", "-c", "printf 'token %s\\\\033[2J\\\\n' \\"$API_KEY_X\\"; exit 1"]
+    secrets: [API_KEY_X]
+"""
+
+
+def test_a_failed_task_is_named_with_the_last_line_it_wrote(tmp_path: Path, ws_path: Path) -> None:
+    """An exit status says little: the summary adds the last line the task wrote (not again
+    when the failure's note says it already), its secrets masked and controls escaped."""
+    (tmp_path / "boom.py").write_text("def fail():\n    raise ValueError('no key named region')\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(FAILING_OUTPUT)
+    result = run_cli("-w", str(ws_path), "run", str(plan), env={"API_KEY_X": "s3cr3t-value"})
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "  build failed; its output ends: error: foo.c:3: missing semicolon" in lines
+    assert "  quiet failed" in lines  # it wrote nothing
+    assert "  py failed" in lines  # the traceback's last line is the note already
+    assert "  colours failed; its output ends: token [API_KEY_X masked]\\x1b[2J" in lines
+    assert "s3cr3t-value" not in result.stdout
+    status = run_cli("-w", str(ws_path), "status", _run_id(ws_path))
+    assert "  build failed; its output ends: error: foo.c:3: missing semicolon" in status.stdout

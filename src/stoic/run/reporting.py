@@ -336,7 +336,11 @@ def _verdict(report: RunReport) -> str:
         return f"Run {report.run_id} is waiting for a person: {', '.join(waiting)}."
     lines = [f"Run {report.run_id} FAILED: no task can run again."]
     for task_id in analysis.failed:
-        lines.append(f"  {task_id} failed")
+        end = report.output_ends.get(task_id)
+        if end and end not in _note(report.view.task(task_id)):
+            lines.append(f"  {task_id} failed; its output ends: {end}")
+        else:
+            lines.append(f"  {task_id} failed")
     blocked = list(analysis.blocked.items())
     for task_id, roots in blocked[:_SHOWN_BLOCKED]:
         lines.append(f"  {task_id} is blocked by {', '.join(roots)} (root cause)")

@@ -7,7 +7,8 @@ pause ends this stretch of it without deciding it.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stoic.core import next_steps
@@ -15,21 +16,25 @@ from stoic.core.graph import Analysis, RunStatus
 from stoic.core.pause import PauseInForce
 from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder, RunView
+from stoic.core.text import one_line, shortened
 from stoic.core.vocabulary import LIFECYCLE_OUTCOME
-from stoic.exceptions import WorkspacePaused
+from stoic.exceptions import StoicError, WorkspacePaused
 from stoic.plan.loader import Plan
 from stoic.run import decisions as made
 from stoic.run.run_files import RunFiles
+from stoic.store.interface import AttemptOutputs
 from stoic.store.workspace import Workspace
 
 __all__ = [
     "EXIT_CODES",
     "RunReport",
     "lifecycle_reason",
+    "output_end",
     "record_end",
     "recorded_end",
     "run_end_decision",
     "waiting_of",
+    "with_output_ends",
 ]
 
 EXIT_CODES = {
@@ -54,6 +59,8 @@ class RunReport:
     plan: Plan
     runner_gone: bool = False
     """Read, not run: the log says the run is going, but no runner holds its lock."""
+    output_ends: Mapping[str, str] = field(default_factory=dict)
+    """The last line the last attempt of a failed task wrote, by task (`with_output_ends`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The run as it stands, for a machine (`stoic run --json`): each task's status and
@@ -83,6 +90,40 @@ class RunReport:
         if self.status in (RunStatus.INTERRUPTED, RunStatus.PAUSED):
             document["continue_with"] = next_steps.continue_run(self.run_id).text
         return document
+
+
+_OUTPUT_ENDS_READ = 20
+"""The failed tasks whose output's end a report reads: the summary names a few, not thousands."""
+_OUTPUT_TAIL_BYTES = 4096
+
+
+def with_output_ends(report: RunReport, outputs: AttemptOutputs) -> RunReport:
+    """`report` with the last line each of its first failed tasks' last attempt wrote: what a
+    person reading the summary of a failed run wants first ("exit status 1" says little)."""
+    ends: dict[str, str] = {}
+    for task_id in report.analysis.failed[:_OUTPUT_ENDS_READ]:
+        attempts = report.view.task(task_id).attempts
+        if not attempts:
+            continue
+        try:
+            line = output_end(outputs.read(report.run_id, task_id, attempts))
+        except StoicError:  # an attempt log that cannot be read safely is not shown
+            continue
+        if line:
+            ends[task_id] = line
+    return replace(report, output_ends=ends) if ends else report
+
+
+def output_end(chunks: Iterable[bytes]) -> str:
+    """The last line with something on it, of an output read in chunks (only its tail is
+    kept), shortened to one line."""
+    tail = b""
+    for chunk in chunks:
+        tail = (tail + chunk)[-_OUTPUT_TAIL_BYTES:]
+    for line in reversed(tail.decode("utf-8", "replace").splitlines()):
+        if line.strip():
+            return shortened(one_line(line.strip()), 200)
+    return ""
 
 
 def waiting_of(view: RunView, analysis: Analysis) -> list[dict[str, Any]]:
@@ -156,7 +197,8 @@ def record_end(
     view = folder.view()
     with workspace.projecting(files.relative(files.state_file)):
         files.write_state(view, plan.graph, analysis)
-    return RunReport(run_id, status, code, view, analysis, plan)
+    report = RunReport(run_id, status, code, view, analysis, plan)
+    return with_output_ends(report, workspace.outputs)
 
 
 def run_end_decision(run_id: str, status: RunStatus, reason: str, analysis: Analysis) -> Decision:

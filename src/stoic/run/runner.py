@@ -46,7 +46,13 @@ from stoic.run.loop import Ended, EventLoop, Handle, SignalWake
 from stoic.run.process import kill_leftovers
 from stoic.run.python_pool import WorkerPool
 from stoic.run.reporting import Reporter
-from stoic.run.run_end import RunReport, lifecycle_reason, record_end, recorded_end
+from stoic.run.run_end import (
+    RunReport,
+    lifecycle_reason,
+    record_end,
+    recorded_end,
+    with_output_ends,
+)
 from stoic.run.run_files import RunFiles
 from stoic.run.runner_turn import Evaluated, Running, Step
 from stoic.run.task_outputs import InputsUnreadable, given_inputs, sealed_result
@@ -227,6 +233,7 @@ class Runner:
         """The run's end, reported again, if the log already holds it (see `recorded_end`)."""
         report = recorded_end(self.files.run_id, self.plan, self.folder, since_seq)
         if report is not None:
+            report = with_output_ends(report, self.workspace.outputs)
             self.reporter.run_ended(report)
         return report
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ from stoic.run.lifecycle import (
     start_run,
     unapprovable,
 )
-from stoic.run.run_end import EXIT_CODES, RunReport
+from stoic.run.run_end import EXIT_CODES, RunReport, with_output_ends
 from stoic.run.stages import verifier_warnings
 from stoic.services import queue
 from stoic.services.run_list import RunRow, list_runs
@@ -457,7 +457,8 @@ def status(workspace: Workspace, run_id: str) -> RunStatusReport:
     """Where the run stands: its status, each task's, and what blocks what."""
     plan, folder, files = load_run_folder(workspace, run_id)
     working = _caught_up(workspace, plan, folder, runner_working(files))
-    return _status_report(run_id, plan, folder.view(), working)
+    shown = _status_report(run_id, plan, folder.view(), working)
+    return replace(shown, report=with_output_ends(shown.report, workspace.outputs))
 
 
 def _caught_up(workspace: Workspace, plan: Plan, folder: RunFolder, working: bool) -> bool:
