@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import forge, log_path, run_cli, run_stoic_process
+from tests.conftest import STOIC_BIN, forge, log_path, run_cli, run_stoic_process
 from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
 
 GATED = """
@@ -206,3 +206,39 @@ def test_an_approval_no_person_made_starts_nothing(tmp_path: Path, ws_path: Path
     audited = run_cli("-w", str(ws_path), "audit", "--json")
     codes = {v["code"] for v in orjson.loads(audited.stdout)["violations"]}
     assert "not_a_persons_decision" in codes
+
+
+def test_approving_what_a_task_proposed_runs_no_task_again(tmp_path: Path, ws_path: Path) -> None:
+    """A task that ran `stoic propose` made a proposal of its run and task; approving it is a
+    person's yes to the action proposed, not to running the task again (it succeeded, and is
+    not idempotent)."""
+    plan = write_plan(
+        tmp_path,
+        f"""
+tasks:
+  - id: proposer
+    idempotent: false
+    shell: true
+    run: >-
+      echo ran >> "{tmp_path}/runs.txt";
+      "{STOIC_BIN}" -w "{ws_path}" propose --title "clean cache" --reasoning stale -- echo hi
+  - id: gate
+    approval: required
+    depends_on: [proposer]
+    run: ["true"]
+""",
+    )
+    assert run_stoic_process("-w", str(ws_path), "run", str(plan)).returncode == 3
+    created = [r for r in of_type(ws_path, "proposal", "created") if r["actor"] == "system:task"]
+    (proposal_id,) = [str(r["proposal_id"]) for r in created]
+    approved = run_stoic_process(
+        "-w", str(ws_path), "approve", proposal_id, "--continue", "--as", "ann", "--reason", "ok"
+    )
+    assert approved.returncode == 3, approved.stdout + approved.stderr  # gate still waits
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"
+    (decision,) = of_type(ws_path, "proposal", "approved")
+    assert decision["task_id"] == "proposer"
+    assert decision["decision_inputs"]["kind"] == "task_proposal"
+    starts = [r for r in of_type(ws_path, "execution", "started") if r["task_id"] == "proposer"]
+    assert len(starts) == 1
+    assert_audit_clean(ws_path)

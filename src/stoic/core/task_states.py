@@ -105,6 +105,9 @@ _EVALUATION = {
 
 TOOL_CALL_KIND = "tool_call"
 """A proposal decision's `kind` when the proposal is a gated agent's tool call."""
+TASK_PROPOSAL_KIND = "task_proposal"
+"""A proposal decision's `kind` when a task made the proposal while it ran (`stoic propose` in
+its shell): the task's own doing, so deciding it starts, stops or holds no task."""
 _GATE = {"suspended": TaskEvent.DEFERRED, "resumed": TaskEvent.RESUMED}
 
 
@@ -147,8 +150,8 @@ def event_of(
     if decision_type == "recovery_evaluation":
         return _EVALUATION.get(outcome)
     if decision_type == "proposal":
-        if inputs.get("kind") == TOOL_CALL_KIND:
-            return None  # the agent's call: its task moves by gate/suspended and gate/resumed
+        if inputs.get("kind") in (TOOL_CALL_KIND, TASK_PROPOSAL_KIND):
+            return None  # the agent's call (its task moves by the gate's records), or a task's
         if outcome == "approved":
             return TaskEvent.APPROVED_ESCALATED if escalation_open else TaskEvent.APPROVED
         return TaskEvent.REJECTED if outcome == "rejected" else None

@@ -25,6 +25,7 @@ from stoic.core.proposals import (
     move,
 )
 from stoic.core.records import Decision
+from stoic.core.task_states import TASK_PROPOSAL_KIND
 from stoic.exceptions import ActingAsPerson, ProposalNotFound, TransitionRefused, UsageError
 from stoic.store.processes import ProcessPolicy
 
@@ -66,10 +67,20 @@ class ExecutionClaim:
     started_at: str
 
 
-TASK_KINDS = {"recovery": "recovery", TOOL_CALL_TYPE: TOOL_CALL_TYPE}
-"""What deciding a task's proposal does to its task: a recovery or a start lets it run; a
-tool call (the gate's, made from inside the task) is its agent's, and moves the task only
-through the gate's own records (DESIGN §15)."""
+TASK_KINDS = {"recovery": "recovery", "approval": "start", TOOL_CALL_TYPE: TOOL_CALL_TYPE}
+"""What deciding a task's proposal does to its task: the runner's recovery or start lets it run;
+a tool call (the gate's, made from inside the task) is its agent's, and moves the task only
+through the gate's own records (DESIGN §15); any other proposal of a task is one the task made
+while it ran (`TASK_PROPOSAL_KIND`), and moves no task."""
+
+
+def _task_kind(proposal: Proposal) -> str:
+    """The `kind` a decision of `proposal`, which names a task, is recorded with."""
+    if proposal.type == TOOL_CALL_TYPE:
+        return TOOL_CALL_TYPE
+    if proposal.origin.startswith("runner:") and proposal.type in TASK_KINDS:
+        return TASK_KINDS[proposal.type]
+    return TASK_PROPOSAL_KIND
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +218,7 @@ def decided_decision(
         _check_claim(current, inputs or {})
     if claim is not None:
         _check_result(current, claim)
-    task_kind = (
-        {"kind": TASK_KINDS.get(current.type, "start")} if current.task_id is not None else {}
-    )
+    kind = {"kind": _task_kind(current)} if current.task_id is not None else {}
     return Decision(
         decision_type="proposal",
         decision_outcome=outcome,
@@ -219,7 +228,7 @@ def decided_decision(
         decision_source="human" if actor.startswith("human:") else "system",
         actor=actor,
         decision_trigger="explicit",
-        decision_inputs={"from": current.status.value, **task_kind, **(inputs or {})},
+        decision_inputs={"from": current.status.value, **kind, **(inputs or {})},
         causal_role="pre_run",
         proposal_id=proposal_id,
         run_id=current.run_id,
