@@ -7,8 +7,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stoic.core.policy import StreamMask, mask_decision, mask_secrets
+from stoic.core.policy import CUT_SECRET_BYTES, StreamMask, mask_decision, mask_secrets
 from stoic.core.records import Decision
 from tests.conftest import log_path, run_cli
 
@@ -184,6 +186,46 @@ def test_the_stream_mask_holds_back_what_could_begin_a_secret() -> None:
         assert out + stream.flush() == b"..[A masked]..abcde..[B masked][B masked].abc"
     assert mask.feed(b"ab") == b""  # it may begin a secret: held back
     assert mask.flush() == b"ab"
+
+
+@given(
+    before=st.binary(max_size=40),
+    cut=st.integers(min_value=CUT_SECRET_BYTES, max_value=len(SECRET) - 1),
+    size=st.integers(min_value=1, max_value=16),
+)
+def test_an_output_cut_off_inside_a_secret_never_shows_its_start(
+    before: bytes, cut: int, size: int
+) -> None:
+    """A task stopped while it wrote a secret (a signal, a timeout) leaves the start of it as
+    the end of its output: that start is masked as the secret it begins."""
+    text = before + SECRET.encode()[:cut]
+    stream = StreamMask({"DEPLOY_TOKEN": SECRET})
+    out = b"".join(stream.feed(text[i : i + size]) for i in range(0, len(text), size))
+    out += stream.flush()
+    assert out.endswith(MARK.encode())
+    assert SECRET.encode()[:CUT_SECRET_BYTES] not in out[-len(MARK) - CUT_SECRET_BYTES :]
+
+
+def test_an_output_ending_like_a_secrets_first_bytes_is_left_as_written() -> None:
+    stream = StreamMask({"DEPLOY_TOKEN": SECRET})
+    assert stream.feed(b"done s3c") + stream.flush() == b"done s3c"  # 3 bytes: not masked
+    stream = StreamMask({"DEPLOY_TOKEN": SECRET})
+    assert stream.feed(b"ok\n") + stream.flush() == b"ok\n"
+
+
+def test_a_task_timed_out_while_writing_a_secret_leaves_none_of_it(
+    tmp_path: Path, ws_path: Path
+) -> None:
+    plan = write_plan(
+        tmp_path,
+        "tasks:\n  - id: t\n    secrets: [API_KEY_X]\n    timeout: 1\n    shell: true\n"
+        "    run: printf 'A%s' \"$(printf '%s' \"$API_KEY_X\" | head -c 9)\"; sleep 30\n",
+    )
+    result = run_cli("-w", str(ws_path), "run", str(plan), env={"API_KEY_X": "s3cr3tVALUE-77"})
+    assert "timed out after 1s" in result.stdout, result.stdout + result.stderr
+    (log,) = (ws_path / "runs").glob("*/tasks/t/attempt-1.log")
+    assert log.read_bytes() == b"A[API_KEY_X masked]"
+    assert b"s3cr3t" not in log_path(ws_path).read_bytes()
 
 
 def test_a_declared_secret_stays_with_its_task_even_when_the_policy_passes_its_name(

@@ -16,6 +16,7 @@ from typing import Any
 from stoic.core.records import Decision
 
 __all__ = [
+    "CUT_SECRET_BYTES",
     "DEFAULT_ENV_PASSTHROUGH",
     "DEFAULT_SECRET_NAMES",
     "MASKED_VARIABLE",
@@ -280,6 +281,12 @@ def _mark(name: str) -> str:
     return f"[{name} masked]"
 
 
+CUT_SECRET_BYTES = 4
+"""How much of a secret an output cut off inside it must show to be masked as that secret: fewer
+bytes that merely look like a secret's start (an output ending `…e` beside a secret `e…`) are
+left as written, and three bytes of a secret give little away."""
+
+
 class StreamMask:
     """Masks secrets in a byte stream that arrives in chunks: a secret split across two chunks
     is masked too, since the end of each chunk that could begin one is held back (at most the
@@ -316,11 +323,22 @@ class StreamMask:
         return b"".join(out)
 
     def flush(self) -> bytes:
-        """The rest of the stream, masked."""
+        """The rest of the stream, masked; an end cut off inside a secret (a task stopped while
+        it wrote one) is masked as the secret it begins, once `CUT_SECRET_BYTES` of it show."""
         rest, self._carry = self._carry, b""
         if self._pattern is None or not rest:
             return rest
-        return self._pattern.sub(lambda found: self._marks[found.group()], rest)
+        masked = self._pattern.sub(lambda found: self._marks[found.group()], rest)
+        cut = max(
+            (
+                (size, mark)
+                for value, mark in self._marks.items()
+                for size in range(CUT_SECRET_BYTES, min(len(value), len(masked) + 1))
+                if masked.endswith(value[:size])
+            ),
+            default=None,
+        )
+        return masked if cut is None else masked[: -cut[0]] + cut[1]
 
 
 @dataclass(frozen=True, slots=True)
