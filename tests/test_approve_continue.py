@@ -7,7 +7,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import STOIC_BIN, forge, log_path, run_cli, run_stoic_process
+from tests.conftest import (
+    STOIC_BIN,
+    forge,
+    kill_during,
+    log_path,
+    run_cli,
+    run_stoic_process,
+)
 from tests.test_runner import assert_audit_clean, of_type, only_run, write_plan
 
 GATED = """
@@ -241,4 +248,42 @@ tasks:
     assert decision["decision_inputs"]["kind"] == "task_proposal"
     starts = [r for r in of_type(ws_path, "execution", "started") if r["task_id"] == "proposer"]
     assert len(starts) == 1
+    assert_audit_clean(ws_path)
+
+
+FLAKY_TOOL = """
+tasks:
+  - id: tool
+    idempotent: false
+    shell: true
+    run: >-
+      if [ "$STOIC_ATTEMPT" = 1 ]; then
+      printf '{"failure": {"kind": "tool_error", "message": "flaky tool"}}' > "$STOIC_RESULT";
+      exit 1; fi
+"""
+
+
+@pytest.mark.parametrize(("body", "task_id"), [(GATED, "deploy"), (FLAKY_TOOL, "tool")])
+def test_a_proposal_a_killed_runner_owed_is_made_on_continue(
+    tmp_path: Path, ws_path: Path, body: str, task_id: str
+) -> None:
+    """Killed (-9) after the task's wait for a person is on record (its approval gate, its
+    suggested recovery) and before the proposal is in the queue: `continue` makes it, once."""
+    plan = write_plan(tmp_path, body)
+    run_it = f"from stoic.cli.app import main; main(['-w', root, 'run', {str(plan)!r}])"
+    kill_during(ws_path, run_it, "propose")
+    run_id = only_run(ws_path)
+    assert of_type(ws_path, "proposal", "created") == []
+    waiting = run_stoic_process("-w", str(ws_path), "continue", run_id)
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    (created,) = of_type(ws_path, "proposal", "created")
+    assert created["task_id"] == task_id
+    assert f"{task_id} ({created['proposal_id']})" in waiting.stdout
+    assert run_stoic_process("-w", str(ws_path), "continue", run_id).returncode == 3
+    assert len(of_type(ws_path, "proposal", "created")) == 1  # made once
+    approved = run_stoic_process(
+        "-w", str(ws_path), "approve", str(created["proposal_id"]), "--continue", "--as", "ann",
+        "--reason", "ok",
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stdout + approved.stderr
     assert_audit_clean(ws_path)

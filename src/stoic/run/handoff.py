@@ -181,6 +181,20 @@ class Handoff:
                     with contextlib.suppress(UsageError):
                         self.escalate(task_id, failure.escalation)
 
+    def propose_owed(self) -> None:
+        """Proposals a dead runner owed: a task waits on its approval gate or on a suggested
+        recovery, and the runner died before it put the proposal in the queue (a person would
+        have nothing to approve)."""
+        for task_id, task in list(self.folder.tasks.items()):
+            if (
+                task.state is TaskState.SUSPENDED
+                and task.suggestion is not None
+                and task.proposal_id is None
+                and task.escalation_id is None
+                and not task.resume_session
+            ):
+                self.propose(task_id, "approval" if task.gated else "recovery")
+
     # -- a gated agent's session (DESIGN §15) ------------------------------------------------
 
     def suspend(self, task_id: str, deferral: Deferral) -> None:

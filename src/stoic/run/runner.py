@@ -227,6 +227,7 @@ class Runner:
                 self.folder.feed(later._asdict())
         self.handoff.escalate_owed()
         self.handoff.suspend_owed()
+        self.handoff.propose_owed()
         self.handoff.resume_decided()
 
     def already_ended(self, since_seq: int) -> RunReport | None:
