@@ -123,6 +123,12 @@ tasks:
   - id: colours
     run: ["sh", "-c", "printf 'token %s\\\\033[2J\\\\n' \\"$API_KEY_X\\"; exit 1"]
     secrets: [API_KEY_X]
+  - id: direct
+    shell: true
+    run: >-
+      d="$(dirname "$(dirname "$STOIC_RESULT")")/tasks/direct"; mkdir -p "$d";
+      echo "direct $API_KEY_X" >> "$d/attempt-$STOIC_ATTEMPT.log"; exit 1
+    secrets: [API_KEY_X]
 """
 
 
@@ -139,6 +145,16 @@ def test_a_failed_task_is_named_with_the_last_line_it_wrote(tmp_path: Path, ws_p
     assert "  quiet failed" in lines  # it wrote nothing
     assert "  py failed" in lines  # the traceback's last line is the note already
     assert "  colours failed; its output ends: token [API_KEY_X masked]\\x1b[2J" in lines
+    assert "  direct failed; its output ends: direct [API_KEY_X masked]" in lines
     assert "s3cr3t-value" not in result.stdout
     status = run_cli("-w", str(ws_path), "status", _run_id(ws_path))
     assert "  build failed; its output ends: error: foo.c:3: missing semicolon" in status.stdout
+
+
+def test_the_output_end_is_the_tasks_not_stoics_cut_mark() -> None:
+    from stoic.run.run_end import output_end
+
+    cut = b"[stoic: output cut at 64 bytes; 9 more bytes were discarded]\n"
+    assert output_end([b"first\nlast real line\n", b"\n" + cut]) == "last real line"
+    assert output_end([b"x" * 10_000, b"\nthe end"]) == "the end"
+    assert output_end([b"", b"  \n"]) == ""

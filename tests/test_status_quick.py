@@ -98,6 +98,10 @@ def test_the_batch_size_setting_is_read(ws_path: Path) -> None:
         "[queue\nbatch_size = 5\n",
         '[store]\nurl = "postgresql://localhost/stoic"\n',
         "store = 1\n",
+        '[stor]\nurl = "postgresql://localhost/stoic"\n',
+        "[store]\nurl = false\n",
+        '[store]\nurl = ""\nbogus = 2\n',
+        "foo = 1\n",
     ],
     ids=[
         "zero",
@@ -111,6 +115,10 @@ def test_the_batch_size_setting_is_read(ws_path: Path) -> None:
         "invalid-toml",
         "a-database",
         "store-not-a-table",
+        "a-misspelt-store",
+        "store-url-not-text",
+        "store-unknown-key",
+        "unknown-top-level-name",
     ],
 )
 def test_settings_the_quick_path_cannot_be_sure_of_are_the_whole_commands(
@@ -201,3 +209,38 @@ def test_the_workspace_named_by_the_environment(ws_path: Path, tmp_path: Path) -
         check=False,
     )
     assert done.returncode == 0 and "review batches of 4" in done.stdout
+
+
+def test_the_names_the_quick_path_knows_are_the_settings_tables() -> None:
+    from stoic.services.standing import SETTINGS_TABLES
+    from stoic.store.config import Settings
+
+    assert set(Settings.model_fields) == SETTINGS_TABLES
+
+
+def test_a_status_that_cannot_be_written_is_one_line_and_no_traceback(ws_path: Path) -> None:
+    with Path("/dev/full").open("wb") as full:
+        done = subprocess.run(
+            [STOIC_BIN, "-w", str(ws_path), "status"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "stoic: error: cannot write the status: No space left on device\n"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        cut = subprocess.run(
+            [STOIC_BIN, "-w", str(ws_path), "status"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert cut.returncode == 1 and cut.stderr == ""

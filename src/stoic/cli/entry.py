@@ -41,8 +41,9 @@ def main() -> int:
         from stoic.cli.status_text import quick_status
 
         status_root, as_json = status
-        if quick_status(status_root, as_json=as_json):
-            return 0
+        code = quick_status(status_root, as_json=as_json)
+        if code is not None:
+            return code
     workspace = run_workspace(sys.argv[1:])
     if workspace is not None:
         from stoic.run.environment import HELD_FD_VARIABLE, confine_by_settings
@@ -75,7 +76,7 @@ def status_command(args: list[str]) -> tuple[Path, bool] | None:
     if "_STOIC_COMPLETE" in os.environ or any(_unreadable(arg) for arg in args):
         return None
     found = _command_at(args, Path(os.environ.get("STOIC_WORKSPACE") or DEFAULT_WORKSPACE))
-    if found is None or args[found[1]] != "status":
+    if found is None or args[found[1]] != "status" or _unreadable(str(found[0])):
         return None
     rest = args[found[1] + 1 :]
     return (found[0], bool(rest)) if rest in ([], ["--json"]) else None

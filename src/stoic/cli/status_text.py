@@ -4,6 +4,8 @@ for the command and for its quick path in `stoic.cli.entry`, which answers witho
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,18 +72,31 @@ def pause_warning(paused: Mapping[str, Any], *, local: bool) -> str:
     )
 
 
-def quick_status(workspace: Path, *, as_json: bool) -> bool:
-    """Print `stoic status` of `workspace` from `quick_standing`; False, printing nothing,
-    where the whole command must answer."""
+def quick_status(workspace: Path, *, as_json: bool) -> int | None:
+    """Print `stoic status` of `workspace` from `quick_standing` and return the exit code;
+    None, printing nothing, where the whole command must answer."""
+    if sys.stdout is None or sys.stderr is None:
+        return None  # a stream closed: the whole command says what it can
     standing = quick_standing(workspace)
     if standing is None:
-        return False
+        return None
     where = str(workspace.absolute())
-    if standing.status.paused is not None:
-        sys.stderr.write(escape_controls(pause_warning(standing.status.paused, local=False)) + "\n")
     if as_json:
-        document = orjson.dumps(status_document(standing, where), option=orjson.OPT_SORT_KEYS)
-        sys.stdout.write(document.decode() + "\n")
+        shown = orjson.dumps(status_document(standing, where), option=orjson.OPT_SORT_KEYS)
     else:
-        sys.stdout.write("\n".join(status_lines(standing, f"Workspace {where}")) + "\n")
-    return True
+        shown = "\n".join(status_lines(standing, f"Workspace {where}")).encode()
+    try:
+        if standing.status.paused is not None:
+            warning = escape_controls(pause_warning(standing.status.paused, local=False))
+            sys.stderr.buffer.write(warning.encode() + b"\n")
+            sys.stderr.flush()
+        sys.stdout.buffer.write(shown + b"\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `stoic status | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"stoic: error: cannot write the status: {exc.strerror or exc}\n")
+        return 1
+    return 0

@@ -14,6 +14,7 @@ from typing import Any
 from stoic.core import next_steps
 from stoic.core.graph import Analysis, RunStatus
 from stoic.core.pause import PauseInForce
+from stoic.core.policy import mask_secrets
 from stoic.core.records import Decision
 from stoic.core.run_state import RunFolder, RunView
 from stoic.core.text import one_line, shortened
@@ -95,11 +96,16 @@ class RunReport:
 _OUTPUT_ENDS_READ = 20
 """The failed tasks whose output's end a report reads: the summary names a few, not thousands."""
 _OUTPUT_TAIL_BYTES = 4096
+_CUT_MARK = "[stoic: output cut at "
 
 
-def with_output_ends(report: RunReport, outputs: AttemptOutputs) -> RunReport:
+def with_output_ends(
+    report: RunReport, outputs: AttemptOutputs, masks: Mapping[str, str] | None = None
+) -> RunReport:
     """`report` with the last line each of its first failed tasks' last attempt wrote: what a
-    person reading the summary of a failed run wants first ("exit status 1" says little)."""
+    person reading the summary of a failed run wants first ("exit status 1" says little).
+    The attempt logs are masked as they are written; `masks` (the secrets of the run, where
+    they are known) are masked again, for what a task wrote into its log file by itself."""
     ends: dict[str, str] = {}
     for task_id in report.analysis.failed[:_OUTPUT_ENDS_READ]:
         attempts = report.view.task(task_id).attempts
@@ -110,7 +116,7 @@ def with_output_ends(report: RunReport, outputs: AttemptOutputs) -> RunReport:
         except StoicError:  # an attempt log that cannot be read safely is not shown
             continue
         if line:
-            ends[task_id] = line
+            ends[task_id] = mask_secrets(line, masks) if masks else line
     return replace(report, output_ends=ends) if ends else report
 
 
@@ -121,7 +127,7 @@ def output_end(chunks: Iterable[bytes]) -> str:
     for chunk in chunks:
         tail = (tail + chunk)[-_OUTPUT_TAIL_BYTES:]
     for line in reversed(tail.decode("utf-8", "replace").splitlines()):
-        if line.strip():
+        if line.strip() and not line.startswith(_CUT_MARK):  # stoic's own, not the task's
             return shortened(one_line(line.strip()), 200)
     return ""
 
@@ -198,7 +204,7 @@ def record_end(
     with workspace.projecting(files.relative(files.state_file)):
         files.write_state(view, plan.graph, analysis)
     report = RunReport(run_id, status, code, view, analysis, plan)
-    return with_output_ends(report, workspace.outputs)
+    return with_output_ends(report, workspace.outputs, workspace.masked)
 
 
 def run_end_decision(run_id: str, status: RunStatus, reason: str, analysis: Analysis) -> Decision:

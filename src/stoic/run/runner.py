@@ -234,7 +234,7 @@ class Runner:
         """The run's end, reported again, if the log already holds it (see `recorded_end`)."""
         report = recorded_end(self.files.run_id, self.plan, self.folder, since_seq)
         if report is not None:
-            report = with_output_ends(report, self.workspace.outputs)
+            report = with_output_ends(report, self.workspace.outputs, self.masks)
             self.reporter.run_ended(report)
         return report
 

@@ -27,7 +27,7 @@ from stoic.store.layout import DECISION_LOG, LOCK_FILE, SETTINGS_FILE, STATUS_PR
 from stoic.store.log import FileDecisionLog
 from stoic.store.projections import ProjectionFile
 
-__all__ = ["Standing", "quick_standing"]
+__all__ = ["SETTINGS_TABLES", "Standing", "quick_standing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +73,24 @@ def quick_standing(workspace_root: Path) -> Standing | None:
     return Standing(stamp.state, named or setting, bool(named))
 
 
+SETTINGS_TABLES = frozenset(
+    {
+        "queue", "review", "runner", "recovery", "policy", "agents", "schedules", "serve",
+        "gate", "store", "notifiers", "secrets",
+    }
+)  # fmt: skip
+"""The top-level names `stoic.toml` may hold (`stoic.store.config.Settings`' fields; a test
+checks that the two agree)."""
+
+
 def _batch_size_setting(data: dict[str, Any]) -> int | None:
     """`[queue] batch_size` when it is absent or one plain integer the settings model takes as
-    it is; None for anything the model must judge (and a named database, whose log is not
-    this folder's)."""
-    store = data.get("store", {})
-    if not isinstance(store, dict) or store.get("url"):
+    it is; None for anything the model must judge: a name that is no table of the settings (a
+    `[stor]` meant as `[store]`), a `[store]` table that is not plainly empty (it may name a
+    database, whose log is not this folder's)."""
+    if set(data) - SETTINGS_TABLES:
+        return None
+    if data.get("store", {}) not in ({}, {"url": ""}):
         return None
     queue = data.get("queue", {})
     if not isinstance(queue, dict) or set(queue) - {"batch_size"}:
