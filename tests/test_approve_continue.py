@@ -154,6 +154,24 @@ def test_run_approve_of_a_task_that_cannot_be_approved_is_refused_before_the_run
     assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize("actor", ["alice", "agent:bot", "human:"])
+def test_run_approve_by_no_person_is_refused_before_the_run_starts(
+    tmp_path: Path, ws_path: Path, actor: str
+) -> None:
+    import stoic
+    from stoic.services import runs
+
+    plan = write_plan(tmp_path, GATED)
+    before = log_path(ws_path).read_bytes()
+    with (
+        stoic.Workspace.open(ws_path) as workspace,
+        pytest.raises(stoic.UsageError, match="not human:NAME"),
+    ):
+        runs.start(workspace, plan, approve=["deploy"], actor=actor)
+    assert log_path(ws_path).read_bytes() == before
+    assert not (ws_path / "runs").exists() or not list((ws_path / "runs").iterdir())
+
+
 def test_run_approve_from_inside_a_task_is_refused(tmp_path: Path, ws_path: Path) -> None:
     plan = write_plan(tmp_path, GATED)
     before = log_path(ws_path).read_bytes()

@@ -174,6 +174,8 @@ def start(
     limit for this run, and its start record says so."""
     if run_id is not None:
         check_run_id(run_id)
+    if approve and (not actor.startswith("human:") or actor == "human:"):
+        raise UsageError(f"an approval is a person's decision: actor {actor!r} is not human:NAME")
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     for task_id in approve:
