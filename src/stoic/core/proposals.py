@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from stoic.core.pause import reason_key
-from stoic.core.provenance import PERSONS_DECISIONS, made_in_task
+from stoic.core.provenance import PERSONS_DECISIONS, decided_by_a_person
 
 __all__ = [
     "FOLDERS",
@@ -60,17 +60,6 @@ TRANSITIONS: Mapping[str, Mapping[S, S]] = {
     "rolled_back": {S.EXECUTED: S.EXECUTED},  # stays executed; its execution says rolled_back
 }
 """decision outcome → {from status: to status}; anything else is refused."""
-
-
-def decided_by_a_person(record: Mapping[str, Any]) -> bool:
-    """Whether a proposal record is one a person's decision can be: decided by `human:…` as a
-    person, outside any task. Any other approval, rejection or deferral was never recorded by
-    stoic (it refuses them) and moves nothing."""
-    return (
-        record.get("decision_source") == "human"
-        and str(record.get("actor", "")).startswith("human:")
-        and not made_in_task(record)
-    )
 
 
 _ID = re.compile(r"^PROP-\d{8}-\d{3,}$")

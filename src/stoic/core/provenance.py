@@ -19,6 +19,7 @@ __all__ = [
     "PERSON_ONLY",
     "TASK_VARIABLES",
     "TaskContext",
+    "decided_by_a_person",
     "decided_by_person",
     "made_in_task",
     "not_a_persons",
@@ -114,13 +115,29 @@ def decided_by_person(record: Mapping[str, Any]) -> bool:
     )
 
 
+def decided_by_a_person(record: Mapping[str, Any]) -> bool:
+    """Whether a proposal record is one a person's decision can be: decided by `human:…` as a
+    person, outside any task. Any other approval, rejection or deferral was never recorded by
+    stoic (it refuses them) and moves nothing."""
+    return (
+        record.get("decision_source") == "human"
+        and str(record.get("actor", "")).startswith("human:")
+        and not made_in_task(record)
+    )
+
+
 def not_a_persons(decision: Decision) -> str | None:
     """Why `decision` may be recorded by nobody: a proposal approved, rejected, deferred or
-    undeferred as anything but a person (`human:NAME`, source human). Every fold would skip such
-    a record and the audit would name it for good, so it is refused before it is written."""
+    undeferred that `decided_by_a_person` would not take. Every fold would skip such a record
+    and the audit would name it for good, so it is refused before it is written."""
     if decision.decision_type != "proposal" or decision.decision_outcome not in PERSONS_DECISIONS:
         return None
-    if decision.decision_source == "human" and decision.actor.startswith("human:"):
+    fields = {
+        "decision_source": decision.decision_source,
+        "actor": decision.actor,
+        "details": decision.details,
+    }
+    if decided_by_a_person(fields):
         return None
     return (
         f"refused: proposal/{decision.decision_outcome} by {decision.actor or '(no actor)'}"

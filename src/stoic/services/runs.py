@@ -174,8 +174,8 @@ def start(
     limit for this run, and its start record says so."""
     if run_id is not None:
         check_run_id(run_id)
-    if approve and (not actor.startswith("human:") or actor == "human:"):
-        raise UsageError(f"an approval is a person's decision: actor {actor!r} is not human:NAME")
+    if approve:
+        _refuse_unless_a_person(actor, "an approval")
     plan = read_plan(Path(plan_path))
     refuse_if_paused(workspace, next_steps.run())
     for task_id in approve:
@@ -204,6 +204,11 @@ def start(
         fresh=fresh,
         run_id=run_id,
     )
+
+
+def _refuse_unless_a_person(actor: str, what: str) -> None:
+    if not actor.startswith("human:") or actor == "human:":
+        raise UsageError(f"{what} is a person's decision: actor {actor!r} is not human:NAME")
 
 
 def _refuse_past_limit(
@@ -340,8 +345,7 @@ def retry(
             f"refused: a retry is a person's decision, and this process runs {inside.describe()};"
             " a task cannot act as a person (a person retries from their own shell)"
         )
-    if not actor.startswith("human:") or actor == "human:":
-        raise UsageError(f"a retry is a person's decision: actor {actor!r} is not human:NAME")
+    _refuse_unless_a_person(actor, "a retry")
     refuse_if_paused(workspace, next_steps.retry(run_id, tasks[0], reason=reason.strip()))
     plan, view, files = load_run(workspace, run_id)
     analysis = view.analyse(plan.graph)

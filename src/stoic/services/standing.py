@@ -6,10 +6,11 @@ that answer is made of and nothing else: the status projection file, checked aga
 last record as every open checks it, and `[queue] batch_size` (no pydantic: one plain integer is
 read as the settings model reads it). Anything else — a projection that lags the log (it is
 caught up and written by the whole command), a torn or damaged tail, a settings file that cannot
-be read, a `[queue]` table holding more than one plain integer, a `[store] url` — is answered by
-the whole command (`stoic.services.trust.standing` on an opened workspace), which says what is
-wrong. Only the log and `[queue] batch_size` are status's input: the other tables of
-`stoic.toml` are checked by the commands that use them.
+be read, a `[queue]` table holding more than one plain integer, a `[store]` table that is not
+empty, a top-level name that is no table of the settings — is answered by the whole command
+(`stoic.services.trust.standing` on an opened workspace), which says what is wrong. Only the log
+and `[queue] batch_size` are status's input: what the other tables hold is checked by the
+commands that use them.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def quick_standing(workspace_root: Path) -> Standing | None:
     root = workspace_root.absolute()
     try:
         data = tomllib.loads(read_bounded(root / SETTINGS_FILE, MAX_SETTINGS_BYTES).decode())
-        setting = _batch_size_setting(data)
+        setting = _plain_batch_size(data)
         if setting is None or not (root / DECISION_LOG).is_file():
             return None
         status_file = ProjectionFile(
@@ -83,7 +84,7 @@ SETTINGS_TABLES = frozenset(
 checks that the two agree)."""
 
 
-def _batch_size_setting(data: dict[str, Any]) -> int | None:
+def _plain_batch_size(data: dict[str, Any]) -> int | None:
     """`[queue] batch_size` when it is absent or one plain integer the settings model takes as
     it is; None for anything the model must judge: a name that is no table of the settings (a
     `[stor]` meant as `[store]`), a `[store]` table that is not plainly empty (it may name a

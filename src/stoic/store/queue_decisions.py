@@ -67,19 +67,19 @@ class ExecutionClaim:
     started_at: str
 
 
-TASK_KINDS = {"recovery": "recovery", "approval": "start", TOOL_CALL_TYPE: TOOL_CALL_TYPE}
-"""What deciding a task's proposal does to its task: the runner's recovery or start lets it run;
-a tool call (the gate's, made from inside the task) is its agent's, and moves the task only
-through the gate's own records (DESIGN §15); any other proposal of a task is one the task made
-while it ran (`TASK_PROPOSAL_KIND`), and moves no task."""
+RUNNER_KINDS = {"recovery": "recovery", "approval": "start"}
+"""What deciding one of the runner's proposals for a task does to it: its recovery or its start
+lets it run."""
 
 
 def _task_kind(proposal: Proposal) -> str:
-    """The `kind` a decision of `proposal`, which names a task, is recorded with."""
+    """The `kind` a decision of `proposal`, which names a task, is recorded with: the runner's
+    (`RUNNER_KINDS`); a tool call's, which moves its task only through the gate's own records
+    (DESIGN §15); else a proposal the task made while it ran, which moves no task."""
     if proposal.type == TOOL_CALL_TYPE:
         return TOOL_CALL_TYPE
-    if proposal.origin.startswith("runner:") and proposal.type in TASK_KINDS:
-        return TASK_KINDS[proposal.type]
+    if proposal.origin == f"runner:{proposal.type}" and proposal.type in RUNNER_KINDS:
+        return RUNNER_KINDS[proposal.type]
     return TASK_PROPOSAL_KIND
 
 
